@@ -1,0 +1,72 @@
+"""ebpf: load, attach and talk to eBPF programs from pure Python.
+
+Public names are imported lazily on first use, so `import ebpf` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BTFError,
+    ELFError,
+    Error,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    PermissionError,
+    SyscallError,
+    VerifierError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MapType": "._sys.types",
+    "ProgramType": "._sys.types",
+    "AttachType": "._sys.types",
+    "LinkType": "._sys.types",
+    "HelperFunc": "._sys.types",
+    "Map": ".maps",
+    "MapSpec": ".maps",
+    "MapFlags": ".maps",
+    "UpdateFlags": ".maps",
+    "Program": ".programs",
+    "ProgramSpec": ".programs",
+    "TestRunResult": ".programs",
+    "Collection": ".collection",
+    "CollectionSpec": ".collection",
+    "load_collection_spec": ".collection",
+}
+_SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
+               "collection", "gen"}
+
+if TYPE_CHECKING:
+    from . import asm, btf, features
+    from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
+    from .maps import Map, MapSpec
+    from .programs import Program, ProgramSpec, TestRunResult
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is not None:
+        value = getattr(importlib.import_module(mod, __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError(f"module 'ebpf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
+
+__all__ = [
+    "AttachType", "BTFError", "ELFError", "Error", "HelperFunc", "InvalidArgumentError",
+    "KeyNotFoundError", "LinkType", "Map", "MapSpec", "MapType", "NotSupportedError",
+    "PermissionError", "Program", "ProgramSpec", "ProgramType", "SyscallError", "TestRunResult",
+    "VerifierError", "asm", "btf", "features",
+]

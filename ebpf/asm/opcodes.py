@@ -1,0 +1,225 @@
+"""Opcode fields, registers and pseudo-source values of the eBPF instruction set.
+
+An opcode byte is ``class | size | mode`` for loads and stores and
+``class | source | op`` for arithmetic and jumps; the enumerations here hold
+the bits of each part, named as in the kernel's ``linux/bpf.h`` without the
+``BPF_`` prefix.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "DW",
+    "PSEUDO_BTF_ID",
+    "PSEUDO_CALL",
+    "PSEUDO_FUNC",
+    "PSEUDO_KFUNC_CALL",
+    "PSEUDO_MAP_FD",
+    "PSEUDO_MAP_IDX",
+    "PSEUDO_MAP_IDX_VALUE",
+    "PSEUDO_MAP_VALUE",
+    "R0",
+    "R1",
+    "R2",
+    "R3",
+    "R4",
+    "R5",
+    "R6",
+    "R7",
+    "R8",
+    "R9",
+    "R10",
+    "RFP",
+    "ALUOp",
+    "AtomicOp",
+    "B",
+    "Class",
+    "H",
+    "JumpOp",
+    "Mode",
+    "Register",
+    "Size",
+    "Source",
+    "W",
+]
+
+
+class Class(enum.IntEnum):
+    """Instruction class: the low three bits of the opcode."""
+
+    LD = 0x00
+    LDX = 0x01
+    ST = 0x02
+    STX = 0x03
+    ALU = 0x04
+    JMP = 0x05
+    JMP32 = 0x06
+    ALU64 = 0x07
+
+
+class Size(enum.IntEnum):
+    """Width of a memory access; the value is the number of bytes.
+
+    `bits` gives the opcode bits (``BPF_B``, ``BPF_H``, ``BPF_W``, ``BPF_DW``).
+    """
+
+    B = 1
+    H = 2
+    W = 4
+    DW = 8
+
+    @property
+    def bits(self) -> int:
+        """The size bits of a load/store opcode."""
+        return _SIZE_BITS[self]
+
+    @classmethod
+    def from_bits(cls, opcode: int) -> Size:
+        """The size encoded in a load/store opcode."""
+        return _SIZE_FROM_BITS[opcode & 0x18]
+
+
+_SIZE_BITS = {Size.W: 0x00, Size.H: 0x08, Size.B: 0x10, Size.DW: 0x18}
+_SIZE_FROM_BITS = {v: k for k, v in _SIZE_BITS.items()}
+
+B = Size.B
+H = Size.H
+W = Size.W
+DW = Size.DW
+
+
+class Mode(enum.IntEnum):
+    """Mode bits of a load/store opcode."""
+
+    IMM = 0x00
+    ABS = 0x20
+    IND = 0x40
+    MEM = 0x60
+    MEMSX = 0x80
+    ATOMIC = 0xC0
+
+
+class Source(enum.IntEnum):
+    """Source bit of an arithmetic/jump opcode (also the byte order of ``END``)."""
+
+    K = 0x00
+    X = 0x08
+    TO_LE = 0x00
+    TO_BE = 0x08
+
+
+class ALUOp(enum.IntEnum):
+    """Operation bits of an ``ALU``/``ALU64`` opcode."""
+
+    ADD = 0x00
+    SUB = 0x10
+    MUL = 0x20
+    DIV = 0x30
+    OR = 0x40
+    AND = 0x50
+    LSH = 0x60
+    RSH = 0x70
+    NEG = 0x80
+    MOD = 0x90
+    XOR = 0xA0
+    MOV = 0xB0
+    ARSH = 0xC0
+    END = 0xD0
+
+
+class JumpOp(enum.IntEnum):
+    """Operation bits of a ``JMP``/``JMP32`` opcode."""
+
+    JA = 0x00
+    JEQ = 0x10
+    JGT = 0x20
+    JGE = 0x30
+    JSET = 0x40
+    JNE = 0x50
+    JSGT = 0x60
+    JSGE = 0x70
+    CALL = 0x80
+    EXIT = 0x90
+    JLT = 0xA0
+    JLE = 0xB0
+    JSLT = 0xC0
+    JSLE = 0xD0
+    JCOND = 0xE0
+
+
+class AtomicOp(enum.IntEnum):
+    """The ``imm`` of a ``STX | ATOMIC`` instruction."""
+
+    ADD = 0x00
+    OR = 0x40
+    AND = 0x50
+    XOR = 0xA0
+    FETCH_ADD = 0x01
+    FETCH_OR = 0x41
+    FETCH_AND = 0x51
+    FETCH_XOR = 0xA1
+    XCHG = 0xE1
+    CMPXCHG = 0xF1
+    LOAD_ACQ = 0x100
+    STORE_REL = 0x110
+
+
+FETCH = 0x01
+"""Modifier bit of an atomic ``imm``: return the old value in ``src``."""
+
+
+class Register(enum.IntEnum):
+    """The eleven registers; R10 is the read-only frame pointer."""
+
+    R0 = 0
+    R1 = 1
+    R2 = 2
+    R3 = 3
+    R4 = 4
+    R5 = 5
+    R6 = 6
+    R7 = 7
+    R8 = 8
+    R9 = 9
+    R10 = 10
+
+
+R0 = Register.R0
+R1 = Register.R1
+R2 = Register.R2
+R3 = Register.R3
+R4 = Register.R4
+R5 = Register.R5
+R6 = Register.R6
+R7 = Register.R7
+R8 = Register.R8
+R9 = Register.R9
+R10 = Register.R10
+RFP = Register.R10
+
+# src values of a 64-bit immediate load (LD | IMM | DW)
+PSEUDO_MAP_FD = 1
+"""``imm`` is a map fd; the register receives the map."""
+PSEUDO_MAP_VALUE = 2
+"""``imm`` is a map fd, the high half an offset into its value."""
+PSEUDO_BTF_ID = 3
+"""``imm`` is a BTF id of a kernel variable."""
+PSEUDO_FUNC = 4
+"""``imm`` is the slot offset of a BPF function (a callback)."""
+PSEUDO_MAP_IDX = 5
+"""``imm`` is an index into the program's fd_array."""
+PSEUDO_MAP_IDX_VALUE = 6
+"""``imm`` is an fd_array index, the high half an offset into the value."""
+
+# src values of a call (JMP | CALL)
+PSEUDO_CALL = 1
+"""A bpf-to-bpf call; ``imm`` is the slot offset of the callee."""
+PSEUDO_KFUNC_CALL = 2
+"""A kfunc call; ``imm`` is a BTF id, ``off`` an fd_array index of its BTF (0 = vmlinux)."""
+
+# opcode bytes used all over the package
+LD_IMM64 = 0x18  # LD | IMM | DW
+CALL = 0x85  # JMP | CALL
+EXIT = 0x95  # JMP | EXIT

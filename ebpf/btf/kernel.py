@@ -1,0 +1,58 @@
+"""The running kernel's BTF (vmlinux and modules), parsed once per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ..errors import NotSupportedError
+from .spec import Spec
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+_lock = threading.Lock()
+_kernel: Spec | None = None
+_modules: dict[str, Spec] = {}
+
+
+def load_kernel_spec() -> Spec:
+    """The running kernel's vmlinux BTF, indexed lazily and cached for the process."""
+    global _kernel
+    with _lock:
+        if _kernel is None:
+            try:
+                with open(VMLINUX, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                raise NotSupportedError(
+                    "kernel BTF", f"{VMLINUX} is missing (CONFIG_DEBUG_INFO_BTF); "
+                    "pass an external BTF file instead") from None
+            from .cache import load_indexed
+
+            _kernel = load_indexed(data)
+        return _kernel
+
+
+def load_kernel_module_spec(module: str) -> Spec:
+    """BTF of a loaded kernel module (split BTF on top of vmlinux)."""
+    base = load_kernel_spec()
+    with _lock:
+        spec = _modules.get(module)
+        if spec is None:
+            path = os.path.join(os.path.dirname(VMLINUX), module)
+            try:
+                with open(path, "rb") as f:
+                    spec = Spec(f.read(), base)
+            except FileNotFoundError:
+                raise NotSupportedError(f"BTF of kernel module {module!r}",
+                                        f"{path} is missing") from None
+            _modules[module] = spec
+        return spec
+
+
+def kernel_module_names() -> list[str]:
+    """Names of the kernel modules that have BTF."""
+    try:
+        names = os.listdir(os.path.dirname(VMLINUX))
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n != "vmlinux")

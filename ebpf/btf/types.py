@@ -1,0 +1,545 @@
+"""BTF types as Python objects.
+
+Types decoded from a `Spec` resolve the types they refer to lazily, on first
+access, so that looking up one type of the kernel's 100k+ does not decode the
+rest. Types built by hand (to describe a map's key or value) refer to other
+`Type` objects directly; `ebpf.btf.marshal` turns either kind into BTF bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, Union
+
+from ..errors import BTFError, KeyNotFoundError
+
+if TYPE_CHECKING:
+    from .spec import Spec
+
+
+class Kind(enum.IntEnum):
+    """BTF_KIND_* values."""
+
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+
+class IntEncoding(enum.IntFlag):
+    UNSIGNED = 0
+    SIGNED = 1
+    CHAR = 2
+    BOOL = 4
+
+
+class Linkage(enum.IntEnum):
+    """Linkage of a FUNC (static/global/extern) or VAR (static/global/extern)."""
+
+    STATIC = 0
+    GLOBAL = 1
+    EXTERN = 2
+
+
+# A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
+Ref = Union["Type", int]
+
+
+class Type:
+    """Base of all BTF types. `name` is "" for anonymous types."""
+
+    __slots__ = ("_spec", "name")
+    kind: ClassVar[Kind] = Kind.UNKN
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._spec: Spec | None = None
+
+    def _resolve(self, ref: Ref) -> Type:
+        if isinstance(ref, Type):
+            return ref
+        if self._spec is None:
+            raise BTFError(f"{self!r} refers to type id {ref} without a BTF spec")
+        return self._spec.type_by_id(ref)
+
+    def refs(self) -> Iterator[Type]:
+        """The types this type refers to directly."""
+        return iter(())
+
+    @property
+    def type_name(self) -> str:
+        """A C-like description, e.g. "struct task_struct" or "int"."""
+        prefix = {Kind.STRUCT: "struct ", Kind.UNION: "union ", Kind.ENUM: "enum ",
+                  Kind.ENUM64: "enum "}.get(self.kind, "")
+        return prefix + (self.name or "(anon)")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>" if self.name else f"<{type(self).__name__}>"
+
+
+class Void(Type):
+    """The void type, id 0."""
+
+    __slots__ = ()
+    kind = Kind.UNKN
+
+    @property
+    def type_name(self) -> str:
+        return "void"
+
+
+class Int(Type):
+    __slots__ = ("bits", "encoding", "offset", "size")
+    kind = Kind.INT
+
+    def __init__(self, name: str, size: int, encoding: IntEncoding = IntEncoding.UNSIGNED,
+                 bits: int | None = None, offset: int = 0) -> None:
+        super().__init__(name)
+        self.size = size
+        self.encoding = IntEncoding(encoding)
+        self.bits = size * 8 if bits is None else bits
+        self.offset = offset
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.encoding & IntEncoding.SIGNED)
+
+
+class Float(Type):
+    __slots__ = ("size",)
+    kind = Kind.FLOAT
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(name)
+        self.size = size
+
+
+class _RefType(Type):
+    """A type that qualifies or names exactly one other type."""
+
+    __slots__ = ("_type",)
+
+    def __init__(self, type: Ref, name: str = "") -> None:  # noqa: A002
+        super().__init__(name)
+        self._type = type
+
+    @property
+    def type(self) -> Type:
+        t = self._type
+        if not isinstance(t, Type):
+            t = self._type = self._resolve(t)
+        return t
+
+    @type.setter
+    def type(self, value: Type) -> None:
+        self._type = value
+
+    def refs(self) -> Iterator[Type]:
+        yield self.type
+
+
+class Pointer(_RefType):
+    __slots__ = ()
+    kind = Kind.PTR
+    size = 8
+
+    def __init__(self, type: Ref) -> None:  # noqa: A002
+        super().__init__(type)
+
+
+class Typedef(_RefType):
+    __slots__ = ()
+    kind = Kind.TYPEDEF
+
+    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+        super().__init__(type, name)
+
+
+class Volatile(_RefType):
+    __slots__ = ()
+    kind = Kind.VOLATILE
+
+
+class Const(_RefType):
+    __slots__ = ()
+    kind = Kind.CONST
+
+
+class Restrict(_RefType):
+    __slots__ = ()
+    kind = Kind.RESTRICT
+
+
+class TypeTag(_RefType):
+    __slots__ = ()
+    kind = Kind.TYPE_TAG
+
+    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+        super().__init__(type, name)
+
+
+class Array(Type):
+    __slots__ = ("_index", "_type", "nelems")
+    kind = Kind.ARRAY
+
+    def __init__(self, type: Ref, nelems: int, index: Ref | None = None) -> None:  # noqa: A002
+        super().__init__("")
+        self._type = type
+        self.nelems = nelems
+        self._index: Ref = index if index is not None else Int("__ARRAY_SIZE_TYPE__", 4)
+
+    @property
+    def type(self) -> Type:
+        t = self._type
+        if not isinstance(t, Type):
+            t = self._type = self._resolve(t)
+        return t
+
+    @property
+    def index(self) -> Type:
+        t = self._index
+        if not isinstance(t, Type):
+            t = self._index = self._resolve(t)
+        return t
+
+    def refs(self) -> Iterator[Type]:
+        yield self.type
+        yield self.index
+
+
+class Member:
+    """A member of a struct or union; `offset_bits` from the start of the parent."""
+
+    __slots__ = ("_owner", "_type", "bitfield_size", "name", "offset_bits")
+
+    def __init__(self, name: str, type: Ref, offset_bits: int = 0,  # noqa: A002
+                 bitfield_size: int = 0) -> None:
+        self.name = name
+        self._type = type
+        self.offset_bits = offset_bits
+        self.bitfield_size = bitfield_size
+        self._owner: Type | None = None
+
+    @property
+    def type(self) -> Type:
+        t = self._type
+        if not isinstance(t, Type):
+            if self._owner is None:
+                raise BTFError(f"member {self.name!r} refers to type id {t} without a BTF spec")
+            t = self._type = self._owner._resolve(t)
+        return t
+
+    @property
+    def offset(self) -> int:
+        """Byte offset (bitfields: of the byte holding the first bit)."""
+        return self.offset_bits // 8
+
+    def __repr__(self) -> str:
+        return f"<Member {self.name!r} @{self.offset_bits}>"
+
+
+class Composite(Type):
+    """Struct or union."""
+
+    __slots__ = ("_members", "size")
+
+    def __init__(self, name: str, size: int, members: Sequence[Member] = ()) -> None:
+        super().__init__(name)
+        self.size = size
+        self._members = list(members)
+        for m in self._members:
+            m._owner = self
+
+    @property
+    def members(self) -> list[Member]:
+        return self._members
+
+    def member(self, name: str) -> Member:
+        """The member called `name`, looking through anonymous struct/union members
+        (its `offset_bits` is then relative to this type)."""
+        for m in self._members:
+            if m.name == name:
+                return m
+        for m in self._members:
+            if m.name == "":
+                inner = strip_qualifiers(m.type)
+                if isinstance(inner, Composite):
+                    try:
+                        found = inner.member(name)
+                    except KeyNotFoundError:
+                        continue
+                    return Member(found.name, found.type, m.offset_bits + found.offset_bits,
+                                  found.bitfield_size)
+        raise KeyNotFoundError(f"{self.type_name} has no member {name!r}")
+
+    def refs(self) -> Iterator[Type]:
+        for m in self._members:
+            yield m.type
+
+
+class Struct(Composite):
+    __slots__ = ()
+    kind = Kind.STRUCT
+
+
+class Union(Composite):
+    __slots__ = ()
+    kind = Kind.UNION
+
+
+class EnumValue:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: int) -> None:
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<EnumValue {self.name}={self.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnumValue) and (self.name, self.value) == (other.name, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.value))
+
+
+class Enum(Type):
+    """An enum; `kind` is ENUM64 when a value needs more than 32 bits or `size` is 8."""
+
+    __slots__ = ("signed", "size", "values")
+    kind = Kind.ENUM
+
+    def __init__(self, name: str, size: int = 4, values: Sequence[EnumValue] = (),
+                 signed: bool = False) -> None:
+        super().__init__(name)
+        self.size = size
+        self.values = list(values)
+        self.signed = signed
+
+    @property
+    def is64(self) -> bool:
+        return self.size > 4 or any(not -(1 << 31) <= v.value < (1 << 32) for v in self.values)
+
+    def value(self, name: str) -> int:
+        for v in self.values:
+            if v.name == name:
+                return v.value
+        raise KeyNotFoundError(f"{self.type_name} has no value {name!r}")
+
+
+class Fwd(Type):
+    """A forward declaration of a struct (or union when `union`)."""
+
+    __slots__ = ("union",)
+    kind = Kind.FWD
+
+    def __init__(self, name: str, union: bool = False) -> None:
+        super().__init__(name)
+        self.union = union
+
+    @property
+    def type_name(self) -> str:
+        return ("union " if self.union else "struct ") + self.name
+
+
+class FuncParam:
+    __slots__ = ("_owner", "_type", "name")
+
+    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+        self.name = name
+        self._type = type
+        self._owner: Type | None = None
+
+    @property
+    def type(self) -> Type:
+        t = self._type
+        if not isinstance(t, Type):
+            if self._owner is None:
+                raise BTFError(f"parameter {self.name!r} refers to type id {t} without a spec")
+            t = self._type = self._owner._resolve(t)
+        return t
+
+    def __repr__(self) -> str:
+        return f"<FuncParam {self.name!r}>"
+
+
+class FuncProto(Type):
+    """A function signature; a trailing parameter of type void means varargs."""
+
+    __slots__ = ("_return", "params")
+    kind = Kind.FUNC_PROTO
+
+    def __init__(self, return_type: Ref, params: Sequence[FuncParam] = ()) -> None:
+        super().__init__("")
+        self._return = return_type
+        self.params = list(params)
+        for p in self.params:
+            p._owner = self
+
+    @property
+    def return_type(self) -> Type:
+        t = self._return
+        if not isinstance(t, Type):
+            t = self._return = self._resolve(t)
+        return t
+
+    def refs(self) -> Iterator[Type]:
+        yield self.return_type
+        for p in self.params:
+            yield p.type
+
+
+class Func(_RefType):
+    """A function: `type` is its FuncProto, `linkage` static/global/extern."""
+
+    __slots__ = ("linkage",)
+    kind = Kind.FUNC
+
+    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:  # noqa: A002
+        super().__init__(type, name)
+        self.linkage = Linkage(linkage) if linkage in (0, 1, 2) else linkage
+
+
+class Var(_RefType):
+    """A global variable (inside a Datasec)."""
+
+    __slots__ = ("linkage",)
+    kind = Kind.VAR
+
+    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:  # noqa: A002
+        super().__init__(type, name)
+        self.linkage = Linkage(linkage) if linkage in (0, 1, 2) else linkage
+
+
+class VarSecinfo:
+    """One variable of a Datasec: its Var (or Func for externs), offset and size."""
+
+    __slots__ = ("_owner", "_type", "offset", "size")
+
+    def __init__(self, type: Ref, offset: int, size: int) -> None:  # noqa: A002
+        self._type = type
+        self.offset = offset
+        self.size = size
+        self._owner: Type | None = None
+
+    @property
+    def type(self) -> Type:
+        t = self._type
+        if not isinstance(t, Type):
+            if self._owner is None:
+                raise BTFError(f"datasec entry refers to type id {t} without a spec")
+            t = self._type = self._owner._resolve(t)
+        return t
+
+    @type.setter
+    def type(self, value: Type) -> None:
+        self._type = value
+
+    def __repr__(self) -> str:
+        return f"<VarSecinfo @{self.offset}+{self.size}>"
+
+
+class Datasec(Type):
+    """A data section (.data, .rodata, .bss, .kconfig, .maps, ...) and its variables."""
+
+    __slots__ = ("size", "vars")
+    kind = Kind.DATASEC
+
+    def __init__(self, name: str, size: int = 0, vars: Sequence[VarSecinfo] = ()) -> None:  # noqa: A002
+        super().__init__(name)
+        self.size = size
+        self.vars = list(vars)
+        for v in self.vars:
+            v._owner = self
+
+    def refs(self) -> Iterator[Type]:
+        for v in self.vars:
+            yield v.type
+
+
+class DeclTag(_RefType):
+    """A `btf_decl_tag` attribute on a type, or on its member/param `component_idx`
+    (-1 for the type itself)."""
+
+    __slots__ = ("component_idx",)
+    kind = Kind.DECL_TAG
+
+    def __init__(self, name: str, type: Ref, component_idx: int = -1) -> None:  # noqa: A002
+        super().__init__(type, name)
+        self.component_idx = component_idx
+
+
+QUALIFIERS = (Volatile, Const, Restrict, TypeTag)
+
+
+def strip_qualifiers(t: Type) -> Type:
+    """Skip const/volatile/restrict/type tags."""
+    for _ in range(64):
+        if not isinstance(t, QUALIFIERS):
+            return t
+        t = t.type
+    raise BTFError(f"qualifier chain too long at {t!r}")
+
+
+def skip_typedefs(t: Type) -> Type:
+    """Skip qualifiers and typedefs down to the underlying type."""
+    for _ in range(64):
+        if not isinstance(t, (*QUALIFIERS, Typedef)):
+            return t
+        t = t.type
+    raise BTFError(f"typedef chain too long at {t!r}")
+
+
+def sizeof(t: Type) -> int:
+    """Size in bytes of a type, following typedefs, qualifiers and arrays."""
+    n = 1
+    for _ in range(64):
+        t = skip_typedefs(t)
+        if isinstance(t, Array):
+            n *= t.nelems
+            t = t.type
+            continue
+        if isinstance(t, Pointer):
+            return n * 8
+        size = getattr(t, "size", None)
+        if isinstance(size, int) and not isinstance(t, (Datasec,)):
+            return n * size
+        if isinstance(t, Datasec):
+            return n * t.size
+        raise BTFError(f"{t.type_name} has no size")
+    raise BTFError(f"type nesting too deep computing size of {t!r}")
+
+
+def alignof(t: Type) -> int:
+    """Natural alignment of a type (as a C compiler lays it out)."""
+    for _ in range(64):
+        t = skip_typedefs(t)
+        if isinstance(t, Array):
+            t = t.type
+            continue
+        if isinstance(t, (Int, Float, Enum)):
+            return min(t.size, 8) or 1
+        if isinstance(t, Pointer):
+            return 8
+        if isinstance(t, Composite):
+            return max((alignof(m.type) for m in t.members if not m.bitfield_size), default=1)
+        return 1
+    raise BTFError(f"type nesting too deep computing alignment of {t!r}")

@@ -1,0 +1,129 @@
+"""The exception hierarchy: everything the library raises derives from `Error`.
+
+Each class also derives from the built-in exception a Python user would expect
+(`OSError`, `ValueError`, `KeyError`, `PermissionError`), so generic handlers
+keep working.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno as _errno
+import os
+
+
+class Error(Exception):
+    """Base class of every exception raised by `ebpf`."""
+
+
+class SyscallError(Error, OSError):
+    """A system call failed; `errno` and `strerror` say how."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(errno, message)
+        self.errno = errno
+        self.strerror = message
+
+    def __str__(self) -> str:
+        name = _errno.errorcode.get(self.errno, str(self.errno))
+        return f"{self.strerror} ({name})"
+
+
+class PermissionError(SyscallError, builtins.PermissionError):  # noqa: A001
+    """The kernel refused for lack of privilege; the message names the capability."""
+
+
+class NotSupportedError(SyscallError):
+    """The running kernel lacks a feature; `feature` names it."""
+
+    def __init__(self, feature: str, detail: str = "", errno: int = _errno.EOPNOTSUPP) -> None:
+        msg = f"{feature} is not supported by this kernel"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(errno, msg)
+        self.feature = feature
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class ELFError(Error, ValueError):
+    """A malformed or unsupported ELF object; names the section and offset."""
+
+    def __init__(self, message: str, section: str | None = None, offset: int | None = None):
+        where = []
+        if section is not None:
+            where.append(f"section {section}")
+        if offset is not None:
+            where.append(f"offset {offset:#x}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        self.section = section
+        self.offset = offset
+
+
+class BTFError(Error, ValueError):
+    """Malformed BTF, or a BTF lookup that cannot be satisfied."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(f"{message} (at BTF offset {offset:#x})" if offset is not None else message)
+        self.offset = offset
+
+
+class InvalidArgumentError(Error, ValueError):
+    """A value of the wrong shape or size was passed; the message says what was expected."""
+
+
+class KeyNotFoundError(Error, KeyError):
+    """A map key, or a named program/map/variable, does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "key not found"
+
+
+class VerifierError(SyscallError):
+    """The verifier rejected a program.
+
+    `log` is the whole verifier log, `summary` its last meaningful lines (the
+    failing instruction and the reason), `source_line` the C source line of the
+    failure when the program carries BTF line info.
+    """
+
+    def __init__(self, errno: int, program: str, log: str, source_line: str | None = None):
+        self.program = program
+        self.log = log
+        self.summary = summarize_verifier_log(log)
+        self.source_line = source_line
+        msg = f"program {program!r} rejected by the verifier"
+        if self.summary:
+            msg += ":\n" + self.summary
+        super().__init__(errno, msg)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def summarize_verifier_log(log: str, lines: int = 4) -> str:
+    """The last lines of a verifier log that say why it failed, without the stats trailer."""
+    body = [ln for ln in log.rstrip("\0").splitlines() if ln.strip()]
+    while body and (
+        body[-1].startswith("processed ")
+        or body[-1].startswith("verification time")
+        or body[-1].startswith("stack depth")
+    ):
+        body.pop()
+    return "\n".join(body[-lines:])
+
+
+_CAPABILITY_HINT = (
+    "needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); running as uid "
+)
+
+
+def from_errno(err: int, what: str) -> SyscallError:
+    """Turn an errno from `what` into the matching typed exception."""
+    msg = f"{what}: {os.strerror(err)}"
+    if err == _errno.EPERM:
+        return PermissionError(err, f"{msg}; {_CAPABILITY_HINT}{os.geteuid()}")
+    if err in (_errno.EOPNOTSUPP, 524):  # 524 is the kernel-internal ENOTSUPP
+        return NotSupportedError(what, os.strerror(err) if err != 524 else "ENOTSUPP", err)
+    return SyscallError(err, msg)

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Generate ebpf/_sys/types.py from the running kernel's BTF.
+
+One ctypes structure per member of `union bpf_attr` (one per bpf(2) command
+family), the info structures returned by BPF_OBJ_GET_INFO_BY_FD, and the
+uapi enums (commands, map/program/attach/link types, helper ids) plus the
+flag constants the kernel declares as anonymous enums. Layouts are checked
+against the BTF offsets while generating.
+
+    python3 tools/gen_sys.py [--btf /sys/kernel/btf/vmlinux] [--out ebpf/_sys/types.py]
+    python3 tools/gen_sys.py --check   # exit 1 if the checked-in file differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from ebpf import btf  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ebpf", "_sys", "types.py")
+
+# Named members of union bpf_attr -> class name; anonymous ones by a member they contain.
+NAMED = {
+    "batch": "MapBatchAttr", "test": "ProgTestRunAttr", "info": "ObjGetInfoAttr",
+    "query": "ProgQueryAttr", "raw_tracepoint": "RawTracepointOpenAttr",
+    "task_fd_query": "TaskFdQueryAttr", "link_create": "LinkCreateAttr",
+    "link_update": "LinkUpdateAttr", "link_detach": "LinkDetachAttr",
+    "enable_stats": "EnableStatsAttr", "iter_create": "IterCreateAttr",
+    "prog_bind_map": "ProgBindMapAttr", "token_create": "TokenCreateAttr",
+    "prog_stream_read": "ProgStreamReadAttr",
+}
+ANONYMOUS = {
+    "map_type": "MapCreateAttr", "map_fd": "MapElemAttr", "prog_type": "ProgLoadAttr",
+    "pathname": "ObjAttr", "attach_bpf_fd": "ProgAttachAttr", "next_id": "GetIdAttr",
+    "btf": "BtfLoadAttr",
+}
+# Named kernel structs -> class name.
+STRUCTS = {
+    "bpf_prog_info": "ProgInfo", "bpf_map_info": "MapInfo", "bpf_btf_info": "BtfInfo",
+    "bpf_link_info": "LinkInfo", "perf_event_attr": "PerfEventAttr",
+    "perf_event_mmap_page": "PerfEventMmapPage", "bpf_func_info": "FuncInfo",
+    "bpf_line_info": "LineInfo",
+}
+# Kernel enums -> (class name, prefix to strip).
+ENUMS = {
+    "bpf_cmd": ("Cmd", "BPF_"), "bpf_map_type": ("MapType", "BPF_MAP_TYPE_"),
+    "bpf_prog_type": ("ProgramType", "BPF_PROG_TYPE_"), "bpf_attach_type": ("AttachType", "BPF_"),
+    "bpf_link_type": ("LinkType", "BPF_LINK_TYPE_"), "bpf_func_id": ("HelperFunc", "BPF_FUNC_"),
+    "bpf_stats_type": ("StatsType", "BPF_STATS_"),
+    "bpf_core_relo_kind": ("CoreReloKind", "BPF_CORE_"),
+    "bpf_perf_event_type": ("PerfEventType", "BPF_PERF_EVENT_"),
+    "perf_type_id": ("PerfTypeId", "PERF_TYPE_"), "perf_sw_ids": ("PerfSwId", "PERF_COUNT_SW_"),
+    "perf_hw_id": ("PerfHwId", "PERF_COUNT_HW_"),
+    "perf_event_sample_format": ("PerfSampleFormat", "PERF_SAMPLE_"),
+    "perf_event_type": ("PerfRecordType", "PERF_RECORD_"),
+}
+# Anonymous enums whose values become module constants (kept with their kernel names).
+CONST_PREFIXES = ("BPF_F_", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_RINGBUF_",
+                  "BPF_LOCAL_STORAGE_", "BPF_SK_STORAGE_", "BPF_TASK_ITER_")
+
+CTYPES = {(1, False): "ctypes.c_uint8", (2, False): "ctypes.c_uint16",
+          (4, False): "ctypes.c_uint32", (8, False): "ctypes.c_uint64",
+          (1, True): "ctypes.c_int8", (2, True): "ctypes.c_int16",
+          (4, True): "ctypes.c_int32", (8, True): "ctypes.c_int64"}
+
+
+class Gen:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.seen: dict[int, str] = {}
+
+    def ctype(self, t: btf.Type, hint: str) -> str:
+        t = btf.skip_typedefs(t)
+        if isinstance(t, btf.Int):
+            return CTYPES[(t.size, t.signed)]
+        if isinstance(t, btf.Enum):
+            return CTYPES[(t.size, t.signed)]
+        if isinstance(t, btf.Pointer):
+            return "ctypes.c_uint64"
+        if isinstance(t, btf.Array):
+            return f"({self.ctype(t.type, hint)} * {t.nelems})"
+        if isinstance(t, btf.Composite):
+            return self.composite(t, hint)
+        raise SystemExit(f"gen_sys: cannot map {t!r} ({hint})")
+
+    def composite(self, t: btf.Composite, name: str) -> str:
+        key = id(t)
+        if key in self.seen:
+            return self.seen[key]
+        self.seen[key] = name
+        base = "ctypes.Union" if isinstance(t, btf.Union) else "ctypes.Structure"
+        fields: list[str] = []
+        anon: list[str] = []
+        bit_cursor = 0
+        pad = 0
+        for i, m in enumerate(t.members):
+            mname = m.name
+            if isinstance(t, btf.Struct) and not m.bitfield_size and m.offset_bits > bit_cursor:
+                gap = (m.offset_bits - bit_cursor) // 8
+                fields.append(f'("_pad{pad}", ctypes.c_uint8 * {gap})')
+                pad += 1
+            if not mname:
+                mname = f"_anon{i}"
+                anon.append(mname)
+                inner = btf.skip_typedefs(m.type)
+                assert isinstance(inner, btf.Composite)
+                sub = self.ctype(inner, f"{name}_{i}")
+            else:
+                sub = self.ctype(m.type, f"{name}_{_camel(mname)}")
+            if m.bitfield_size:
+                fields.append(f'("{mname}", {sub}, {m.bitfield_size})')
+                unit = 8 * btf.sizeof(m.type)  # ctypes allocates the whole storage unit
+                bit_cursor = max(bit_cursor, (m.offset_bits // unit + 1) * unit)
+            else:
+                fields.append(f'("{mname}", {sub})')
+                bit_cursor = m.offset_bits + 8 * btf.sizeof(m.type)
+        if isinstance(t, btf.Struct) and t.size * 8 > bit_cursor:
+            fields.append(f'("_pad{pad}", ctypes.c_uint8 * {t.size - (bit_cursor + 7) // 8})')
+        lines = [f"class {name}({base}):"]
+        if anon:
+            lines.append(f"    _anonymous_ = ({', '.join(repr(a) for a in anon)},)")
+        lines.append("    _fields_ = [")
+        lines += [f"        {f}," for f in fields]
+        lines.append("    ]")
+        self.out.append("\n".join(lines) + "\n")
+        return name
+
+
+def _camel(s: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in s.split("_"))
+
+
+def generate(spec: btf.Spec) -> str:
+    head = [
+        "# GENERATED by tools/gen_sys.py from the kernel's BTF. DO NOT EDIT.",
+        '"""bpf(2) attr structures, info structures, uapi enums and flag constants."""',
+        "",
+        "# ruff: noqa",
+        "from __future__ import annotations",
+        "",
+        "import ctypes",
+        "import enum",
+        "",
+    ]
+    g = Gen()
+    for kname, (cname, prefix) in ENUMS.items():
+        e = spec.type_by_name(kname, btf.Enum)
+        lines = [f"class {cname}(enum.IntEnum):"]
+        for v in e.values:
+            n = v.name.removeprefix(prefix)
+            if n.startswith("__") or n in ("MAX", "MAX_BPF_ATTACH_TYPE"):
+                continue
+            if n[0].isdigit():
+                n = "_" + n
+            lines.append(f"    {n} = {v.value}")
+        g.out.append("\n".join(lines) + "\n")
+    consts: dict[str, int] = {}
+    for t in spec:
+        if isinstance(t, btf.Enum) and not t.name:
+            for v in t.values:
+                if v.name.startswith(CONST_PREFIXES):
+                    consts.setdefault(v.name, v.value)
+    g.out.append("\n".join(f"{k} = {v}" for k, v in sorted(consts.items())) + "\n")
+    attr = spec.type_by_name("bpf_attr", btf.Union)
+    classes: list[tuple[str, btf.Composite]] = []
+    for m in attr.members:
+        inner = btf.skip_typedefs(m.type)
+        assert isinstance(inner, btf.Composite)
+        if m.name:
+            cname = NAMED.get(m.name) or _camel(m.name) + "Attr"
+        else:
+            names = {x.name for x in inner.members}
+            found = [v for k, v in ANONYMOUS.items() if k in names]
+            if len(found) != 1:
+                raise SystemExit(f"gen_sys: unknown anonymous bpf_attr member with {sorted(names)}")
+            cname = found[0]
+        classes.append((cname, inner))
+    for kname, cname in STRUCTS.items():
+        classes.append((cname, spec.type_by_name(kname, btf.Struct)))
+    for cname, t in classes:
+        g.composite(t, cname)
+    text = "\n".join(head) + "\n\n".join(g.out)
+    text += "\n\nATTR_SIZE = %d\n" % attr.size
+    _verify(text, classes)
+    return text
+
+
+def _verify(text: str, classes: list[tuple[str, btf.Composite]]) -> None:
+    ns: dict[str, object] = {}
+    exec(compile(text, "types.py", "exec"), ns)
+    for cname, t in classes:
+        cls = ns[cname]
+        assert isinstance(cls, type)
+        size = ctypes.sizeof(cls)  # type: ignore[arg-type]
+        if size != t.size:
+            raise SystemExit(f"gen_sys: {cname} is {size} bytes, BTF says {t.size}")
+        for m in t.members:
+            if m.name and not m.bitfield_size:
+                off = getattr(cls, m.name).offset
+                if off * 8 != m.offset_bits:
+                    raise SystemExit(f"gen_sys: {cname}.{m.name} at {off}, BTF says "
+                                     f"{m.offset_bits // 8}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--btf", default="/sys/kernel/btf/vmlinux")
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--check", action="store_true", help="compare with --out instead of writing")
+    args = ap.parse_args()
+    text = generate(btf.load_spec(args.btf))
+    if args.check:
+        with open(args.out) as f:
+            if f.read() != text:
+                print(f"{args.out} differs from what gen_sys.py generates", file=sys.stderr)
+                return 1
+        return 0
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
