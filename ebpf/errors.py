@@ -19,6 +19,9 @@ class Error(Exception):
 class SyscallError(Error, OSError):
     """A system call failed; `errno` and `strerror` say how."""
 
+    errno: int
+    strerror: str
+
     def __init__(self, errno: int, message: str) -> None:
         super().__init__(errno, message)
         self.errno = errno
@@ -29,7 +32,7 @@ class SyscallError(Error, OSError):
         return f"{self.strerror} ({name})"
 
 
-class PermissionError(SyscallError, builtins.PermissionError):  # noqa: A001
+class PermissionError(SyscallError, builtins.PermissionError):
     """The kernel refused for lack of privilege; the message names the capability."""
 
 
@@ -65,7 +68,8 @@ class BTFError(Error, ValueError):
     """Malformed BTF, or a BTF lookup that cannot be satisfied."""
 
     def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(f"{message} (at BTF offset {offset:#x})" if offset is not None else message)
+        where = f" (at BTF offset {offset:#x})" if offset is not None else ""
+        super().__init__(message + where)
         self.offset = offset
 
 

@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ebpf import btf  # noqa: E402
+from ebpf import btf
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ebpf", "_sys", "types.py")
 
@@ -185,7 +185,7 @@ def generate(spec: btf.Spec) -> str:
     for cname, t in classes:
         g.composite(t, cname)
     text = "\n".join(head) + "\n\n".join(g.out)
-    text += "\n\nATTR_SIZE = %d\n" % attr.size
+    text += f"\n\nATTR_SIZE = {attr.size}\n"
     _verify(text, classes)
     return text
 

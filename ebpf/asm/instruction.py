@@ -18,12 +18,22 @@ from .opcodes import (
     Size,
 )
 
-__all__ = ["Instruction", "Label"]
+__all__ = ["Instruction", "Label", "Statement"]
 
 _MAP_SRCS = frozenset((PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE))
 
 
-class Instruction:
+class Statement:
+    """An entry of an instruction list: an `Instruction` or a `Label`.
+
+    Only a common base for type checkers, so that a list mixing both is a
+    ``list[Statement]`` that `encode`, `assemble` and friends accept.
+    """
+
+    __slots__ = ()
+
+
+class Instruction(Statement):
     """One eBPF instruction.
 
     ``opcode``, ``dst``, ``src``, ``off`` and ``imm`` are the fields of the
@@ -196,7 +206,7 @@ class Instruction:
         return _REF_KIND[self.opcode] in (_REF_OFF, _REF_IMM)
 
 
-class Label:
+class Label(Statement):
     """A marker in an instruction list naming the instruction that follows it.
 
     `assemble` and `encode` move the name into that instruction's ``symbol``;

@@ -14,12 +14,13 @@ from .instruction import (
     _REF_OFF,
     Instruction,
     Label,
+    Statement,
 )
 from .opcodes import LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC
 
 __all__ = ["assemble", "raw_offsets", "symbol_offsets"]
 
-Insns: TypeAlias = Iterable[Instruction | Label]
+Insns: TypeAlias = Iterable[Statement]
 
 
 def _describe(ins: object, index: int) -> str:
@@ -39,10 +40,12 @@ def raw_offsets(insns: Insns) -> list[int]:
     """
     out: list[int] = []
     slot = 0
-    for ins in insns:
+    for index, ins in enumerate(insns):
         out.append(slot)
-        if not isinstance(ins, Label):
+        if isinstance(ins, Instruction):
             slot += 2 if ins.opcode == LD_IMM64 else 1
+        elif not isinstance(ins, Label):
+            _check(ins, index)
     return out
 
 

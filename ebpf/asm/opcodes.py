@@ -11,7 +11,11 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "CALL",
     "DW",
+    "EXIT",
+    "FETCH",
+    "LD_IMM64",
     "PSEUDO_BTF_ID",
     "PSEUDO_CALL",
     "PSEUDO_FUNC",
@@ -219,7 +223,10 @@ PSEUDO_CALL = 1
 PSEUDO_KFUNC_CALL = 2
 """A kfunc call; ``imm`` is a BTF id, ``off`` an fd_array index of its BTF (0 = vmlinux)."""
 
-# opcode bytes used all over the package
-LD_IMM64 = 0x18  # LD | IMM | DW
-CALL = 0x85  # JMP | CALL
-EXIT = 0x95  # JMP | EXIT
+# whole opcode bytes worth a name
+LD_IMM64 = 0x18
+"""Opcode of a 64-bit immediate load (LD | IMM | DW)."""
+CALL = 0x85
+"""Opcode of a call (JMP | CALL): helper, bpf-to-bpf or kfunc, by ``src``."""
+EXIT = 0x95
+"""Opcode of ``exit`` (JMP | EXIT)."""

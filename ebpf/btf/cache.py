@@ -1,9 +1,346 @@
-"""On-disk cache of the kernel BTF's type offset index (placeholder: no cache yet)."""
+"""On-disk cache of a big BTF blob's type index (the kernel's vmlinux).
+
+Indexing the kernel's BTF means walking 126k variable-length records; this
+module keeps the result (the type offset array and a name index: sorted
+`crc32(name) << 32 | type id` keys) in a file keyed by the blob's length and
+CRC-32, so a later process finds any type with a bisect.
+
+Wrong offsets would make programs read the wrong kernel memory, so the cache
+is treated as untrusted input:
+
+* it lives in a directory owned by the current user and not writable by
+  anyone else (created 0700; files 0600), opened with O_NOFOLLOW and checked
+  with fstat (owner is the effective uid, no group/other write, a regular
+  file) before it is read;
+* its key (blob length + CRC-32) and its own CRC-32 must match, its structure
+  must be consistent (offsets in range, the last record ending exactly at the
+  end of the type section, spot-checked records), and every record is checked
+  against its neighbour's offset again when it is decoded;
+* anything off means the cache is ignored (and rewritten), never an error.
+
+The cache is written atomically (temporary file + rename). A process that
+found no cache writes one when it exits (`atexit`), so its own first lookup
+stays fast. `EBPF_BTF_CACHE=0` disables the cache; `EBPF_BTF_CACHE=/some/dir`
+puts it in that directory. Otherwise it lives in `$XDG_CACHE_HOME/ebpf`, or
+`/var/cache/ebpf` for root, or `~/.cache/ebpf`.
+"""
 
 from __future__ import annotations
 
-from .spec import Spec
+import atexit
+import mmap
+import os
+import stat
+import struct
+import sys
+import threading
+import zlib
+
+from .spec import Spec, record_words
+
+ENV = "EBPF_BTF_CACHE"
+MAGIC = b"EBPFBTFI"
+VERSION = 1
+_ORDER_MARK = 0x01020304
+# magic, version, byte order mark, blob length, blob crc32, type section length,
+# number of types, number of name keys, crc32 of everything else.
+_HDR = struct.Struct("=8sIIQIIIII")
+_HDR_SIZE = (_HDR.size + 7) & ~7
+_MAX_FILES = 4
+_SPOT_CHECKS = 64
+_PREFIX = "btf-"
+_SUFFIX = ".idx"
+
+_lock = threading.Lock()
+_pending: dict[tuple[int, int], Spec] = {}
+_atexit_pid: int | None = None
 
 
-def load_indexed(data: bytes) -> Spec:
-    return Spec(data, lazy=True)
+def cache_directory() -> str | None:
+    """The cache directory to use, or None when the cache is disabled."""
+    env = os.environ.get(ENV, "")
+    if env == "0" or env.lower() in ("off", "no", "false"):
+        return None
+    if os.path.isabs(env):
+        return env
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return os.path.join(xdg, "ebpf")
+    if os.geteuid() == 0:
+        return "/var/cache/ebpf"
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home):
+        return None
+    return os.path.join(home, ".cache", "ebpf")
+
+
+def _file_name(key: tuple[int, int]) -> str:
+    return f"{_PREFIX}{key[0]:x}-{key[1]:08x}{_SUFFIX}"
+
+
+def _open_dir(path: str, create: bool) -> int | None:
+    """An fd of `path` if it is a directory owned by us and writable only by us."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if not create:
+            return None
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            return None
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_file(dfd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=dfd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                or not _HDR_SIZE <= st.st_size <= (1 << 30)):
+            return None
+        size = st.st_size
+        chunks = []
+        got = 0
+        while got < size:
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _layout(ntypes: int) -> tuple[int, int]:
+    """Byte offsets of the offsets array and of the (8-aligned) keys array."""
+    keys_at = (_HDR_SIZE + 4 * ntypes + 7) & ~7
+    return _HDR_SIZE, keys_at
+
+
+def _validate(data: bytes, spec: Spec,
+              key: tuple[int, int]) -> tuple[memoryview, memoryview] | None:
+    """The (offsets, keys) arrays of a cache file, or None if anything is off."""
+    if len(data) < _HDR_SIZE:
+        return None
+    (magic, version, mark, blob_len, blob_crc, type_len, ntypes, nkeys,
+     crc) = _HDR.unpack_from(data)
+    if (magic != MAGIC or version != VERSION or mark != _ORDER_MARK
+            or (blob_len, blob_crc) != key
+            or type_len != 4 * spec._nwords):
+        return None
+    nwords = spec._nwords
+    if ntypes > nwords // 3 or (ntypes == 0) != (nwords == 0):
+        return None
+    off_at, keys_at = _layout(ntypes)
+    if len(data) != keys_at + 8 * nkeys or nkeys > ntypes:
+        return None
+    if zlib.crc32(memoryview(data)[_HDR.size :], zlib.crc32(data[: _HDR.size - 4])) != crc:
+        return None
+    view = memoryview(data)
+    offsets = view[off_at : off_at + 4 * ntypes].cast("I")
+    keys = view[keys_at:].cast("Q")
+    if ntypes:
+        words = spec._words
+        if offsets[0] != 0:
+            return None
+        last = offsets[-1]
+        if last + 3 > nwords or last + record_words(words[last + 1]) != nwords:
+            return None
+        step = max(1, (ntypes - 1) // _SPOT_CHECKS)
+        for k in range(0, ntypes - 1, step):
+            o, nxt = offsets[k], offsets[k + 1]
+            if not o + 3 <= nxt <= nwords or record_words(words[o + 1]) != nxt - o:
+                return None
+    if nkeys:
+        first, end = spec._first_id, spec._first_id + ntypes
+        step = max(1, (nkeys - 1) // _SPOT_CHECKS)
+        for k in range(0, nkeys - 1, step):
+            if keys[k] > keys[k + 1] or not first <= keys[k] & 0xFFFFFFFF < end:
+                return None
+        if not first <= keys[-1] & 0xFFFFFFFF < end:
+            return None
+    return offsets, keys
+
+
+def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
+    offsets = spec.copy_offsets()
+    ntypes = len(offsets) // 4
+    keys = spec.name_hash_index()
+    off_at, keys_at = _layout(ntypes)
+    body = bytearray(keys_at - _HDR.size + 8 * len(keys))
+    pos = off_at - _HDR.size
+    body[pos : pos + len(offsets)] = offsets
+    pos = keys_at - _HDR.size
+    body[pos:] = keys.tobytes()
+    head = _HDR.pack(MAGIC, VERSION, _ORDER_MARK, key[0], key[1], 4 * spec._nwords, ntypes,
+                     len(keys), 0)[: _HDR.size - 4]
+    # The crc covers the header without itself, then everything after the header.
+    crc = zlib.crc32(body, zlib.crc32(head))
+    return head + struct.pack("=I", crc) + bytes(body)
+
+
+def _write(dfd: int, name: str, data: bytes) -> str | None:
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+    except OSError:
+        return None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        return None
+    _prune(dfd, name)
+    return name
+
+
+def _prune(dfd: int, keep: str) -> None:
+    """Keep only the newest few cache files (one per kernel booted recently)."""
+    try:
+        names = [n for n in os.listdir(dfd) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
+        if len(names) <= _MAX_FILES:
+            return
+        aged = []
+        for n in names:
+            try:
+                aged.append((os.stat(n, dir_fd=dfd, follow_symlinks=False).st_mtime, n))
+            except OSError:
+                pass
+        aged.sort(reverse=True)
+        for _, n in aged[_MAX_FILES:]:
+            if n != keep:
+                os.unlink(n, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
+                directory: str | None = None) -> Spec | None:
+    """A Spec indexed from a valid cache file for `data`, or None.
+
+    `key` is the blob's (length, CRC-32) when the caller has it already."""
+    directory = directory or cache_directory()
+    if directory is None:
+        return None
+    if key is None:
+        key = (len(data), zlib.crc32(data))
+    try:
+        dfd = _open_dir(directory, create=False)
+        if dfd is None:
+            return None
+        try:
+            raw = _read_file(dfd, _file_name(key))
+        finally:
+            os.close(dfd)
+        if raw is None:
+            return None
+        spec = Spec(data, lazy=True)
+        arrays = _validate(raw, spec, key)
+        if arrays is None:
+            return None
+        return Spec(data, lazy=True, _offsets=arrays[0], _name_keys=arrays[1])
+    except Exception:  # a cache problem is never the caller's problem
+        return None
+
+
+def save(spec: Spec, directory: str | None = None) -> str | None:
+    """Write the index of `spec` to the cache now; returns the file's path, or
+    None when the cache is disabled or unusable (never raises for that)."""
+    directory = directory or cache_directory()
+    if directory is None:
+        return None
+    try:
+        key = spec.checksum()
+        data = _serialize(spec, key)
+    except Exception:  # a malformed blob: nothing worth caching
+        return None
+    dfd = _open_dir(directory, create=True)
+    if dfd is None:
+        return None
+    try:
+        name = _write(dfd, _file_name(key), data)
+    finally:
+        os.close(dfd)
+    return os.path.join(directory, name) if name else None
+
+
+def _save_pending() -> None:
+    if os.getpid() != _atexit_pid:
+        return  # a forked child: the parent writes it
+    with _lock:
+        pending = list(_pending.values())
+        _pending.clear()
+    for spec in pending:
+        try:
+            save(spec)
+        except Exception:
+            pass
+
+
+def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None) -> Spec:
+    """A lazily indexed Spec of a big blob, using (and filling) the on-disk cache.
+
+    With a valid cache file the index is complete at once and names are found
+    by bisection; otherwise the Spec indexes lazily and the cache is written
+    when the interpreter exits. `cache=False` bypasses the cache.
+    """
+    global _atexit_pid
+    if cache is False or cache_directory() is None:
+        return Spec(data, lazy=True)
+    key = (len(data), zlib.crc32(data))
+    spec = load_cached(data, key)
+    if spec is not None:
+        return spec
+    spec = Spec(data, lazy=True)
+    with _lock:
+        _pending[key] = spec
+        if _atexit_pid != os.getpid():
+            _atexit_pid = os.getpid()
+            atexit.register(_save_pending)
+    return spec
+
+
+__all__ = ["ENV", "cache_directory", "load_cached", "load_indexed", "save"]
+
+if sys.byteorder not in ("little", "big"):  # pragma: no cover
+    raise ImportError("unknown byte order")

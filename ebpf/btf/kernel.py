@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 
@@ -14,14 +15,39 @@ _kernel: Spec | None = None
 _modules: dict[str, Spec] = {}
 
 
+def read_btf_file(path: str) -> bytes | mmap.mmap:
+    """The contents of a BTF file: a private read-only mapping when the file can be
+    mapped (sysfs BTF files can, and that avoids copying megabytes), else bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size > 0:
+            try:
+                mm = mmap.mmap(fd, size, mmap.MAP_PRIVATE, mmap.PROT_READ)
+            except (OSError, ValueError):
+                pass
+            else:
+                if len(mm) == size:
+                    return mm
+                mm.close()
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def load_kernel_spec() -> Spec:
     """The running kernel's vmlinux BTF, indexed lazily and cached for the process."""
     global _kernel
     with _lock:
         if _kernel is None:
             try:
-                with open(VMLINUX, "rb") as f:
-                    data = f.read()
+                data = read_btf_file(VMLINUX)
             except FileNotFoundError:
                 raise NotSupportedError(
                     "kernel BTF", f"{VMLINUX} is missing (CONFIG_DEBUG_INFO_BTF); "
@@ -40,8 +66,7 @@ def load_kernel_module_spec(module: str) -> Spec:
         if spec is None:
             path = os.path.join(os.path.dirname(VMLINUX), module)
             try:
-                with open(path, "rb") as f:
-                    spec = Spec(f.read(), base)
+                spec = Spec(read_btf_file(path), base)
             except FileNotFoundError:
                 raise NotSupportedError(f"BTF of kernel module {module!r}",
                                         f"{path} is missing") from None

@@ -1,13 +1,29 @@
-"""Parse BTF blobs into `Spec`s: an index of type offsets, decoded on demand."""
+"""Parse BTF blobs into `Spec`s: an index of type offsets, decoded on demand.
+
+A `Spec` never decodes more than it is asked for. The type offset index (where
+each type's record starts in the type section) is built by walking the
+variable-length records; for a big blob (the kernel's 126k types) that walk is
+itself incremental: a name lookup first finds the name's string offset and the
+words of the type section that hold it, then walks only as far as the last of
+those, so looking up a type near the start costs almost nothing. `len()`,
+iteration and an id beyond the walked part complete the walk on demand.
+
+Every malformed input raises `BTFError` with the offset of the offending
+record (relative to the start of the blob).
+"""
 
 from __future__ import annotations
 
+import mmap
 import struct
 import sys
+import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import TypeVar, overload
+from collections.abc import Iterator, Sequence
+from itertools import accumulate, compress, repeat
+from operator import itemgetter, lshift, or_
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
 from .types import (
@@ -35,9 +51,15 @@ from .types import (
     Union,
     Var,
     VarSecinfo,
-    Volatile,
     Void,
+    Volatile,
 )
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Buffer: TypeAlias = "bytes | mmap.mmap"
+    Words: TypeAlias = "memoryview | array[int]"
 
 MAGIC = 0xEB9F
 HEADER = struct.Struct("<HBBIIIII")
@@ -47,8 +69,23 @@ HEADER_BE = struct.Struct(">HBBIIIII")
 _FIXED = (0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0)
 _PER_VLEN = (0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3)
 _MAX_KIND = len(_FIXED) - 1
+# Kinds whose records may carry a name (the others are anonymous).
+_NAMED_KINDS = frozenset((Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.TYPEDEF,
+                          Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.FLOAT, Kind.DECL_TAG,
+                          Kind.TYPE_TAG, Kind.ENUM64))
+
+# After this many scanning name lookups a Spec indexes every name at once.
+_SCANS_BEFORE_INDEX = 16
 
 T = TypeVar("T", bound=Type)
+
+
+def record_words(info: int) -> int:
+    """Length in u32 words of a type record whose info word is `info` (-1: unknown kind)."""
+    k = (info >> 24) & 0x1F
+    if k > _MAX_KIND:
+        return -1
+    return 3 + _FIXED[k] + _PER_VLEN[k] * (info & 0xFFFF)
 
 
 class Spec:
@@ -56,99 +93,228 @@ class Spec:
 
     Type ids start at 1 (0 is void). Split BTF (kernel modules) passes the base
     spec as `base`; its types keep their ids and the module's follow.
+
+    `data` may be bytes or a read-only `mmap` (kept, not copied). Blobs whose
+    type section is at most 1 MiB are decoded (and so validated) whole unless
+    `lazy=True`; bigger ones are decoded on demand unless `lazy=False`.
     """
 
-    def __init__(self, data: bytes, base: Spec | None = None, *, lazy: bool | None = None,
-                 _offsets: array[int] | None = None) -> None:
-        self.raw = bytes(data)
+    def __init__(self, data: bytes | bytearray | memoryview | mmap.mmap,
+                 base: Spec | None = None, *, lazy: bool | None = None,
+                 _offsets: Sequence[int] | None = None,
+                 _name_keys: Sequence[int] | None = None) -> None:
+        buf: Buffer = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
+        self._buf = buf
+        self._raw: bytes | None = buf if isinstance(buf, bytes) else None
         self.base = base
-        data = self.raw
-        if len(data) < HEADER.size:
-            raise BTFError(f"BTF is {len(data)} bytes, shorter than its header", 0)
-        if data[0:2] == b"\x9f\xeb":
+        if len(buf) < HEADER.size:
+            raise BTFError(f"BTF is {len(buf)} bytes, shorter than its header", 0)
+        if buf[0:2] == b"\x9f\xeb":
             hdr, self.byteorder = HEADER, "little"
-        elif data[0:2] == b"\xeb\x9f":
+        elif buf[0:2] == b"\xeb\x9f":
             hdr, self.byteorder = HEADER_BE, "big"
         else:
-            raise BTFError(f"bad BTF magic {data[0:2].hex()}", 0)
-        _, version, self.flags, hdr_len, type_off, type_len, str_off, str_len = hdr.unpack_from(data)
+            raise BTFError(f"bad BTF magic {buf[0:2].hex()}", 0)
+        _, version, self.flags, hdr_len, type_off, type_len, str_off, str_len = (
+            hdr.unpack_from(buf))
         if version != 1:
             raise BTFError(f"unsupported BTF version {version}", 2)
-        if hdr_len < HEADER.size or hdr_len > len(data):
+        if hdr_len < HEADER.size or hdr_len > len(buf):
             raise BTFError(f"bad BTF header length {hdr_len}", 4)
         if type_off % 4 or type_len % 4:
             raise BTFError("BTF type section is not 4-byte aligned", 8)
         tstart, sstart = hdr_len + type_off, hdr_len + str_off
-        if tstart + type_len > len(data) or sstart + str_len > len(data):
-            raise BTFError(f"BTF sections exceed the blob's {len(data)} bytes", 8)
+        if tstart + type_len > len(buf) or sstart + str_len > len(buf):
+            raise BTFError(f"BTF sections exceed the blob's {len(buf)} bytes", 8)
+        if tstart < sstart + str_len and sstart < tstart + type_len:
+            raise BTFError("BTF type and string sections overlap", 8)
         self._type_start = tstart
-        self._strings = data[sstart : sstart + str_len]
-        self._str_base = len(base._strings) if base is not None else 0
-        if self._strings and self._strings[-1] != 0:
+        self._type_end = tstart + type_len
+        self._str_start = sstart
+        self._str_end = sstart + str_len
+        self._str_len = str_len
+        self._str_base = base._str_base + base._str_len if base is not None else 0
+        if str_len and buf[sstart + str_len - 1] != 0:
             raise BTFError("BTF string section is not NUL-terminated", sstart + str_len - 1)
-        if base is None and self._strings[:1] not in (b"", b"\0"):
+        if base is None and str_len and buf[sstart] != 0:
             raise BTFError("BTF string section does not start with an empty string", sstart)
         self._first_id = len(base) if base is not None else 1
-        words = array("I")
-        words.frombytes(data[tstart : tstart + type_len])
-        if (self.byteorder == "little") != (sys.byteorder == "little"):
+        words: Words
+        if (self.byteorder == "little") == (sys.byteorder == "little"):
+            words = memoryview(buf)[tstart : tstart + type_len].cast("I")
+        else:
+            words = array("I")
+            words.frombytes(buf[tstart : tstart + type_len])
             words.byteswap()
         self._words = words
-        self._offsets = _offsets if _offsets is not None else self._index(words, tstart)
+        self._nwords = len(words)
+        self._steps: dict[int, int] = {}
         self._by_id: dict[int, Type] = {}
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
+        self._strcache: dict[int, str] = {}
         self._names: dict[str, list[int]] | None = None
+        self._name_keys: Sequence[int] | None = _name_keys
+        self._scans = 0
+        self._error: BTFError | None = None
+        if _offsets is not None:
+            # From a validated cache: trust the structure, check each record on decode.
+            self._offsets: array[int] | memoryview = (
+                _offsets if isinstance(_offsets, (array, memoryview)) else array("I", _offsets))
+            self._walk_pos = self._nwords
+            self._complete = True
+        else:
+            self._offsets = array("I")
+            self._walk_pos = 0
+            self._complete = False
         if lazy is None:
             lazy = type_len > (1 << 20)
         if not lazy:
+            self._walk_to_word(self._nwords)
             for tid in range(self._first_id, self._first_id + len(self._offsets)):
                 self.type_by_id(tid)
 
+    # -- raw data ----------------------------------------------------------------
+
+    @property
+    def raw(self) -> bytes:
+        """The whole BTF blob."""
+        if self._raw is None:
+            self._raw = bytes(self._buf)
+        return self._raw
+
+    def checksum(self) -> tuple[int, int]:
+        """(length, crc32) of the blob, the key of the on-disk index cache."""
+        return len(self._buf), zlib.crc32(self._buf)
+
     # -- indexing ---------------------------------------------------------------
 
-    @staticmethod
-    def _index(words: array[int], tstart: int) -> array[int]:
-        offsets = array("I")
+    def _step(self, info: int, i: int) -> int:
+        """Record length for `info`, memoized per spec; raises on an unknown kind."""
+        s = record_words(info)
+        if s < 0:
+            raise BTFError(f"unknown BTF kind {(info >> 24) & 0x1F}",
+                           self._type_start + 4 * i)
+        self._steps[info] = s
+        return s
+
+    def _walk_to_word(self, limit: int) -> None:
+        """Index every record that starts before word `limit`."""
+        if self._walk_pos >= limit or self._complete:
+            return
+        if self._error is not None:
+            raise self._error
+        words, n = self._words, self._nwords
+        offsets = self._offsets
         append = offsets.append
-        fixed, per_vlen = _FIXED, _PER_VLEN
-        i, n = 0, len(words)
+        get = self._steps.get
+        i = self._walk_pos
+        limit = min(limit, n)
         try:
-            while i < n:
+            while i < limit:
                 append(i)
                 info = words[i + 1]
-                k = (info >> 24) & 0x1F
-                i += 3 + fixed[k] + per_vlen[k] * (info & 0xFFFF)
-        except IndexError:
-            k = (words[i + 1] >> 24) & 0x1F if i + 1 < n else -1
-            if k > _MAX_KIND:
-                raise BTFError(f"unknown BTF kind {k}", tstart + 4 * i) from None
-            raise BTFError("BTF type section truncated", tstart + 4 * i) from None
-        if i != n:
-            raise BTFError("BTF type section truncated", tstart + 4 * offsets[-1])
-        return offsets
+                s = get(info)
+                if s is None:
+                    s = self._step(info, i)
+                i += s
+        except (IndexError, BTFError) as e:
+            self._walk_failed(e)
+        self._finish_walk(i)
+
+    def _walk_count(self, count: int) -> None:
+        """Index (at least) `count` more records, if there are that many."""
+        if self._complete:
+            return
+        if self._error is not None:
+            raise self._error
+        words, n = self._words, self._nwords
+        offsets = self._offsets
+        append = offsets.append
+        get = self._steps.get
+        i = self._walk_pos
+        try:
+            for _ in repeat(None, count):
+                if i >= n:
+                    break
+                append(i)
+                info = words[i + 1]
+                s = get(info)
+                if s is None:
+                    s = self._step(info, i)
+                i += s
+        except (IndexError, BTFError) as e:
+            self._walk_failed(e)
+        self._finish_walk(i)
+
+    def _walk_failed(self, e: Exception) -> None:
+        """The record last appended to the index is broken: drop it and fail for good."""
+        off = self._offsets.pop()
+        if isinstance(e, BTFError):
+            self._error = e
+        else:  # its header is cut off by the end of the type section
+            self._error = BTFError("BTF type section truncated", self._type_start + 4 * off)
+        self._walk_pos = off
+        raise self._error
+
+    def _finish_walk(self, i: int) -> None:
+        if i > self._nwords:
+            # The last record indexed runs past the end of the type section.
+            self._walk_failed(IndexError())
+        self._walk_pos = i
+        if i == self._nwords:
+            self._complete = True
+
+    def _ensure_complete(self) -> None:
+        if not self._complete:
+            self._walk_to_word(self._nwords)
 
     def __len__(self) -> int:
         """Number of type ids, including void (and the base's types)."""
+        self._ensure_complete()
         return self._first_id + len(self._offsets)
 
-    # -- strings --------------------------------------------------------------
+    def _is_record_start(self, word: int) -> int:
+        """The type id of the record starting at `word`, or 0."""
+        self._walk_to_word(word + 1)
+        offsets = self._offsets
+        k = bisect_left(offsets, word)
+        if k < len(offsets) and offsets[k] == word:
+            return k + self._first_id
+        return 0
+
+    # -- strings ----------------------------------------------------------------
 
     def string(self, off: int) -> str:
         """The string at offset `off` of the (possibly split) string table."""
+        s = self._strcache.get(off)
+        if s is not None:
+            return s
         if off < self._str_base:
-            assert self.base is not None
+            if self.base is None or off < 0:
+                raise BTFError(f"string offset {off} out of range")
             return self.base.string(off)
         rel = off - self._str_base
-        s = self._strings
-        if rel >= len(s):
-            raise BTFError(f"string offset {off} beyond the {len(s)}-byte string table")
-        end = s.find(b"\0", rel)
+        if rel >= self._str_len:
+            raise BTFError(f"string offset {off} beyond the {self._str_len}-byte string table")
+        start = self._str_start + rel
+        end = self._buf.find(b"\0", start, self._str_end)
         try:
-            return s[rel:end].decode()
+            s = self._buf[start:end].decode()
         except UnicodeDecodeError:
-            raise BTFError(f"string at offset {off} is not UTF-8") from None
+            raise BTFError(f"string at offset {off} is not UTF-8", start) from None
+        self._strcache[off] = s
+        return s
 
-    # -- decoding -------------------------------------------------------------
+    def _string_is(self, off: int, needle: bytes) -> bool:
+        """Whether the string at `off` is `needle` (which ends with its NUL)."""
+        if off < self._str_base:
+            return self.base is not None and self.base._string_is(off, needle)
+        start = self._str_start + off - self._str_base
+        if start + len(needle) > self._str_end:
+            return False
+        return self._buf[start : start + len(needle)] == needle
+
+    # -- decoding ---------------------------------------------------------------
 
     def type_by_id(self, tid: int) -> Type:
         """The type with id `tid` (0 is void); raises BTFError for an unknown id."""
@@ -161,111 +327,137 @@ class Spec:
                 self._by_id[0] = t
                 self._ids[id(t)] = 0
                 return t
-            if self.base is not None:
+            if self.base is not None and tid > 0:
                 return self.base.type_by_id(tid)
+            raise BTFError(f"type id {tid} out of range")
         idx = tid - self._first_id
-        if not 0 <= idx < len(self._offsets):
+        offsets = self._offsets
+        if idx >= len(offsets) and not self._complete:
+            self._walk_count(idx + 1 - len(offsets))
+        if idx >= len(offsets):
             raise BTFError(f"type id {tid} out of range (BTF has {len(self)} types)")
-        t = self._decode(self._offsets[idx], tid)
+        i = offsets[idx]
+        end = offsets[idx + 1] if idx + 1 < len(offsets) else self._walk_pos
+        if not (0 <= i and i + 3 <= end <= self._nwords
+                and record_words(self._words[i + 1]) == end - i):
+            raise BTFError(f"type id {tid}: corrupt type offset index",
+                           self._type_start + 4 * min(i, self._nwords))
+        t = self._decode(i, tid)
         t._spec = self
         self._by_id[tid] = t
         self._ids[id(t)] = tid
         return t
 
-    def _ref(self, ref: int, at: int) -> int:
-        if ref >= len(self):
-            raise BTFError(f"reference to type id {ref} out of range", self._type_start + 4 * at)
-        return ref
-
     def _decode(self, i: int, tid: int) -> Type:
+        try:
+            return self._decode_record(i, tid)
+        except BTFError as e:
+            if e.offset is not None:
+                raise
+            raise BTFError(f"type id {tid}: {e}", self._type_start + 4 * i) from None
+        except (IndexError, ValueError, OverflowError) as e:  # defensive: never leak these
+            raise BTFError(f"type id {tid}: malformed record ({e})",
+                           self._type_start + 4 * i) from None
+
+    def _decode_record(self, i: int, tid: int) -> Type:
         w = self._words
         name_off, info, size_type = w[i], w[i + 1], w[i + 2]
         kind = (info >> 24) & 0x1F
         vlen = info & 0xFFFF
         kflag = bool(info >> 31)
+        string = self.string
+        name = string(name_off) if name_off else ""
+        # Reference checks: ids are checked against the count when it is known;
+        # in a lazily walked spec an id past the end fails when it is resolved.
+        maxid = self._first_id + len(self._offsets) if self._complete else (
+            self._first_id + self._nwords // 3 + 1)
         at = self._type_start + 4 * i
-        try:
-            name = self.string(name_off)
-        except BTFError as e:
-            raise BTFError(f"type id {tid}: {e}", at) from None
-        ref = self._ref
+
+        def ref(r: int) -> int:
+            if r >= maxid:
+                raise BTFError(f"type id {tid}: reference to type id {r} out of range", at)
+            return r
+
         j = i + 3
         t: Type
         if kind == Kind.INT:
             enc = w[j]
-            t = Int(name, size_type, IntEncoding((enc >> 24) & 0xF), enc & 0xFF, (enc >> 16) & 0xFF)
+            t = Int(name, size_type, IntEncoding((enc >> 24) & 0xF), enc & 0xFF,
+                    (enc >> 16) & 0xFF)
         elif kind == Kind.PTR:
-            t = Pointer(ref(size_type, i))
+            t = Pointer(ref(size_type))
         elif kind == Kind.ARRAY:
-            t = Array(ref(w[j], i), w[j + 2], ref(w[j + 1], i))
-        elif kind in (Kind.STRUCT, Kind.UNION):
+            t = Array(ref(w[j]), w[j + 2], ref(w[j + 1]))
+        elif kind == Kind.STRUCT or kind == Kind.UNION:
             members = []
-            for k in range(vlen):
+            for _ in repeat(None, vlen):
                 m_name, m_type, m_off = w[j], w[j + 1], w[j + 2]
                 j += 3
                 if kflag:
-                    members.append(Member(self.string(m_name), ref(m_type, i), m_off & 0xFFFFFF,
-                                          m_off >> 24))
+                    members.append(Member(string(m_name) if m_name else "", ref(m_type),
+                                          m_off & 0xFFFFFF, m_off >> 24))
                 else:
-                    members.append(Member(self.string(m_name), ref(m_type, i), m_off))
-                del k
+                    members.append(Member(string(m_name) if m_name else "", ref(m_type), m_off))
             t = (Struct if kind == Kind.STRUCT else Union)(name, size_type, members)
         elif kind == Kind.ENUM:
             vals = []
-            for _ in range(vlen):
+            for _ in repeat(None, vlen):
                 v = w[j + 1]
                 if kflag and v & 0x80000000:
                     v -= 1 << 32
-                vals.append(EnumValue(self.string(w[j]), v))
+                vals.append(EnumValue(string(w[j]), v))
                 j += 2
             t = Enum(name, size_type, vals, signed=kflag)
+            t._is64 = False
         elif kind == Kind.ENUM64:
             vals = []
-            for _ in range(vlen):
+            for _ in repeat(None, vlen):
                 v = w[j + 1] | (w[j + 2] << 32)
                 if kflag and v & (1 << 63):
                     v -= 1 << 64
-                vals.append(EnumValue(self.string(w[j]), v))
+                vals.append(EnumValue(string(w[j]), v))
                 j += 3
             t = Enum(name, size_type, vals, signed=kflag)
+            t._is64 = True
         elif kind == Kind.FWD:
             t = Fwd(name, kflag)
         elif kind == Kind.TYPEDEF:
-            t = Typedef(name, ref(size_type, i))
+            t = Typedef(name, ref(size_type))
         elif kind == Kind.VOLATILE:
-            t = Volatile(ref(size_type, i))
+            t = Volatile(ref(size_type))
         elif kind == Kind.CONST:
-            t = Const(ref(size_type, i))
+            t = Const(ref(size_type))
         elif kind == Kind.RESTRICT:
-            t = Restrict(ref(size_type, i))
+            t = Restrict(ref(size_type))
         elif kind == Kind.TYPE_TAG:
-            t = TypeTag(name, ref(size_type, i))
+            t = TypeTag(name, ref(size_type), attribute=kflag)
         elif kind == Kind.FUNC:
-            t = Func(name, ref(size_type, i), vlen)  # type: ignore[arg-type]
+            t = Func(name, ref(size_type), vlen)  # type: ignore[arg-type]
         elif kind == Kind.FUNC_PROTO:
             params = []
-            for _ in range(vlen):
-                params.append(FuncParam(self.string(w[j]), ref(w[j + 1], i)))
+            for _ in repeat(None, vlen):
+                params.append(FuncParam(string(w[j]) if w[j] else "", ref(w[j + 1])))
                 j += 2
-            t = FuncProto(ref(size_type, i), params)
+            t = FuncProto(ref(size_type), params)
         elif kind == Kind.VAR:
-            t = Var(name, ref(size_type, i), w[j])  # type: ignore[arg-type]
+            t = Var(name, ref(size_type), w[j])  # type: ignore[arg-type]
         elif kind == Kind.DATASEC:
             secinfo = []
-            for _ in range(vlen):
-                secinfo.append(VarSecinfo(ref(w[j], i), w[j + 1], w[j + 2]))
+            for _ in repeat(None, vlen):
+                secinfo.append(VarSecinfo(ref(w[j]), w[j + 1], w[j + 2]))
                 j += 3
             t = Datasec(name, size_type, secinfo)
         elif kind == Kind.FLOAT:
             t = Float(name, size_type)
         elif kind == Kind.DECL_TAG:
             idx = w[j]
-            t = DeclTag(name, ref(size_type, i), idx - (1 << 32) if idx & 0x80000000 else idx)
+            t = DeclTag(name, ref(size_type), idx - (1 << 32) if idx & 0x80000000 else idx,
+                        attribute=kflag)
         else:
             raise BTFError(f"type id {tid} has unsupported kind {kind}", at)
         return t
 
-    # -- lookups --------------------------------------------------------------
+    # -- lookups ----------------------------------------------------------------
 
     def type_id(self, t: Type) -> int:
         """The id of a type decoded from this spec (or its base)."""
@@ -282,53 +474,147 @@ class Spec:
     def ids_by_name(self, name: str) -> list[int]:
         """Ids of every type called `name` (in this spec and its base), in id order."""
         ids = self.base.ids_by_name(name) if self.base is not None else []
+        if not name:
+            return ids
         if self._names is not None:
+            return ids + self._names.get(name, [])
+        if self._name_keys is not None:
+            ids.extend(self._lookup_hashed(name))
+            return ids
+        self._scans += 1
+        if self._scans > _SCANS_BEFORE_INDEX:
+            self.build_name_index()
+            assert self._names is not None
             return ids + self._names.get(name, [])
         ids.extend(self._scan_name(name))
         return ids
 
-    def _scan_name(self, name: str) -> list[int]:
-        needle = b"\0" + name.encode() + b"\0"
-        strings = self._strings
-        str_offs = []
-        pos = strings.find(needle)
-        while pos >= 0:
-            str_offs.append(pos + 1 + self._str_base)
-            pos = strings.find(needle, pos + 1)
-        if not str_offs:
+    def _lookup_hashed(self, name: str) -> list[int]:
+        """Look `name` up in the sorted (crc32(name) << 32 | id) index."""
+        try:
+            bname = name.encode()
+        except UnicodeEncodeError:
             return []
+        keys = self._name_keys
+        assert keys is not None
+        h = zlib.crc32(bname)
+        k = bisect_left(keys, h << 32)
         found: list[int] = []
-        raw, start, end = self.raw, self._type_start, self._type_start + 4 * len(self._words)
-        fmt = "<I" if self.byteorder == "little" else ">I"
-        offsets = self._offsets
-        for soff in str_offs:
-            pat = struct.pack(fmt, soff)
-            p = raw.find(pat, start, end)
-            while p >= 0:
-                rel = p - start
-                if rel % 4 == 0:
-                    word = rel // 4
-                    k = bisect_left(offsets, word)
-                    if k < len(offsets) and offsets[k] == word:
-                        found.append(k + self._first_id)
-                p = raw.find(pat, p + 1, end)
+        needle = bname + b"\0"
+        words, offsets, first = self._words, self._offsets, self._first_id
+        while k < len(keys):
+            key = keys[k]
+            if key >> 32 != h:
+                break
+            k += 1
+            idx = (key & 0xFFFFFFFF) - first
+            if 0 <= idx < len(offsets) and self._string_is(words[offsets[idx]], needle):
+                found.append(idx + first)
         found.sort()
         return found
 
+    def _string_offsets(self, bname: bytes) -> list[int]:
+        """Offsets (absolute in the split string table) of every string equal to `bname`."""
+        buf, s0, s1 = self._buf, self._str_start, self._str_end
+        found = []
+        if buf[s0 : s0 + len(bname) + 1] == bname + b"\0":
+            found.append(s0)
+        needle = b"\0" + bname + b"\0"
+        # One pass in the common case of a unique string: find from the front,
+        # rfind from the back; search between the two only when they differ.
+        first = buf.find(needle, s0, s1)
+        if first >= 0:
+            last = buf.rfind(needle, s0, s1)
+            pos = first
+            while pos >= 0:
+                found.append(pos + 1)
+                if pos == last:
+                    break
+                pos = buf.find(needle, pos + 1, last + len(needle))
+        return [p - s0 + self._str_base for p in found]
+
+    def _scan_name(self, name: str) -> list[int]:
+        try:
+            bname = name.encode()
+        except UnicodeEncodeError:
+            return []
+        if b"\0" in bname:
+            return []
+        str_offs = self._string_offsets(bname)
+        if not str_offs:
+            return []
+        buf, start, end = self._buf, self._type_start, self._type_end
+        fmt = "<I" if self.byteorder == "little" else ">I"
+        cands: list[int] = []
+        import re  # re's literal search beats bytes.find here (the pattern ends in NULs)
+
+        for soff in str_offs:
+            for m in re.compile(re.escape(struct.pack(fmt, soff))).finditer(buf, start, end):
+                rel = m.start() - start
+                if rel % 4 == 0:
+                    cands.append(rel // 4)
+        # Most hits are other words that happen to hold the same number: keep only
+        # those followed by a plausible info word of a kind that has a name, so
+        # the walk below need not go further than the real records.
+        words, n = self._words, self._nwords
+        plausible = []
+        for word in cands:
+            info = words[word + 1] if word + 1 < n else 0
+            if info & 0x60FF0000 == 0 and (info >> 24) & 0x1F in _NAMED_KINDS:
+                plausible.append(word)
+        found: list[int] = []
+        if plausible:
+            self._walk_to_word(max(plausible) + 1)
+            for word in plausible:
+                tid = self._is_record_start(word)
+                if tid:
+                    found.append(tid)
+        found.sort()
+        return found
+
+    def _named_types(self) -> tuple[list[int], list[bytes]]:
+        """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
+        self._ensure_complete()
+        offsets = self._offsets
+        if not offsets:
+            return [], []
+        name_offs = itemgetter(*offsets)(self._words) if len(offsets) > 1 else (
+            self._words[offsets[0]],)
+        ids = list(compress(range(self._first_id, self._first_id + len(offsets)), name_offs))
+        named_offs = list(filter(None, name_offs))
+        strings = bytes(self._buf[self._str_start : self._str_end])
+        parts = strings.split(b"\0")
+        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        table = dict(zip(starts, parts, strict=False))
+        names: list[bytes | None] = list(map(table.get, named_offs))
+        if None in names:
+            for k, (off, nm) in enumerate(zip(named_offs, names, strict=True)):
+                if nm is None:  # points into the middle of a string, or into the base
+                    names[k] = self.string(off).encode()
+        return ids, names  # type: ignore[return-value]
+
+    def name_hash_index(self) -> array[int]:
+        """The sorted `crc32(name) << 32 | id` keys of every named type (for the cache)."""
+        ids, names = self._named_types()
+        keys = array("Q", sorted(map(or_, map(lshift, map(zlib.crc32, names), repeat(32)),
+                                     ids)))
+        return keys
+
     def build_name_index(self) -> None:
         """Index every name at once (worth it before many lookups in a big BTF)."""
-        names: dict[str, list[int]] = {}
-        w, string, first = self._words, self.string, self._first_id
-        cache: dict[int, str] = {}
-        for idx, off in enumerate(self._offsets):
-            name_off = w[off]
-            if name_off == 0:
+        ids, names = self._named_types()
+        index: dict[str, list[int]] = {}
+        for tid, bname in zip(ids, names, strict=True):
+            try:
+                s = bname.decode()
+            except UnicodeDecodeError:
                 continue
-            s = cache.get(name_off)
-            if s is None:
-                s = cache[name_off] = string(name_off)
-            names.setdefault(s, []).append(idx + first)
-        self._names = names
+            lst = index.get(s)
+            if lst is None:
+                index[s] = [tid]
+            else:
+                lst.append(tid)
+        self._names = index
 
     @overload
     def type_by_name(self, name: str) -> Type: ...
@@ -357,6 +643,7 @@ class Spec:
         return matches[0]
 
     def types_by_name(self, name: str) -> list[Type]:
+        """Every type called `name`, in id order."""
         return [self.type_by_id(i) for i in self.ids_by_name(name)]
 
     def __iter__(self) -> Iterator[Type]:
@@ -368,7 +655,9 @@ class Spec:
 
     def copy_offsets(self) -> bytes:
         """The type offset index, for an on-disk cache."""
+        self._ensure_complete()
         return self._offsets.tobytes()
 
     def __repr__(self) -> str:
-        return f"<btf.Spec {len(self)} types>"
+        n = f"{len(self)}" if self._complete else "lazily indexed"
+        return f"<btf.Spec {n} types>"

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Union
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 from ..errors import BTFError, KeyNotFoundError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .spec import Spec
+
+    # A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
+    Ref: TypeAlias = "Type | int"
 
 
 class Kind(enum.IntEnum):
@@ -59,7 +64,7 @@ class Linkage(enum.IntEnum):
 
 
 # A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
-Ref = Union["Type", int]
+Ref: TypeAlias = "Type | int"
 
 
 class Type:
@@ -136,7 +141,7 @@ class _RefType(Type):
 
     __slots__ = ("_type",)
 
-    def __init__(self, type: Ref, name: str = "") -> None:  # noqa: A002
+    def __init__(self, type: Ref, name: str = "") -> None:
         super().__init__(name)
         self._type = type
 
@@ -160,7 +165,7 @@ class Pointer(_RefType):
     kind = Kind.PTR
     size = 8
 
-    def __init__(self, type: Ref) -> None:  # noqa: A002
+    def __init__(self, type: Ref) -> None:
         super().__init__(type)
 
 
@@ -168,7 +173,7 @@ class Typedef(_RefType):
     __slots__ = ()
     kind = Kind.TYPEDEF
 
-    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref) -> None:
         super().__init__(type, name)
 
 
@@ -188,22 +193,26 @@ class Restrict(_RefType):
 
 
 class TypeTag(_RefType):
-    __slots__ = ()
+    """A `btf_type_tag` on the type it refers to; `attribute` (kflag) marks an
+    `__attribute__((...))` rather than a tag."""
+
+    __slots__ = ("attribute",)
     kind = Kind.TYPE_TAG
 
-    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref, attribute: bool = False) -> None:
         super().__init__(type, name)
+        self.attribute = attribute
 
 
 class Array(Type):
     __slots__ = ("_index", "_type", "nelems")
     kind = Kind.ARRAY
 
-    def __init__(self, type: Ref, nelems: int, index: Ref | None = None) -> None:  # noqa: A002
+    def __init__(self, type: Ref, nelems: int, index: Ref | None = None) -> None:
         super().__init__("")
         self._type = type
         self.nelems = nelems
-        self._index: Ref = index if index is not None else Int("__ARRAY_SIZE_TYPE__", 4)
+        self._index: Ref = index if index is not None else ARRAY_INDEX
 
     @property
     def type(self) -> Type:
@@ -229,7 +238,7 @@ class Member:
 
     __slots__ = ("_owner", "_type", "bitfield_size", "name", "offset_bits")
 
-    def __init__(self, name: str, type: Ref, offset_bits: int = 0,  # noqa: A002
+    def __init__(self, name: str, type: Ref, offset_bits: int = 0,
                  bitfield_size: int = 0) -> None:
         self.name = name
         self._type = type
@@ -274,20 +283,26 @@ class Composite(Type):
     def member(self, name: str) -> Member:
         """The member called `name`, looking through anonymous struct/union members
         (its `offset_bits` is then relative to this type)."""
+        found = self._find_member(name, 0)
+        if found is None:
+            raise KeyNotFoundError(f"{self.type_name} has no member {name!r}")
+        return found
+
+    def _find_member(self, name: str, depth: int) -> Member | None:
         for m in self._members:
             if m.name == name:
                 return m
+        if depth >= MAX_DEPTH:
+            raise BTFError(f"anonymous members of {self.type_name} nest too deeply")
         for m in self._members:
             if m.name == "":
                 inner = strip_qualifiers(m.type)
                 if isinstance(inner, Composite):
-                    try:
-                        found = inner.member(name)
-                    except KeyNotFoundError:
-                        continue
-                    return Member(found.name, found.type, m.offset_bits + found.offset_bits,
-                                  found.bitfield_size)
-        raise KeyNotFoundError(f"{self.type_name} has no member {name!r}")
+                    found = inner._find_member(name, depth + 1)
+                    if found is not None:
+                        return Member(found.name, found.type,
+                                      m.offset_bits + found.offset_bits, found.bitfield_size)
+        return None
 
     def refs(self) -> Iterator[Type]:
         for m in self._members:
@@ -322,9 +337,10 @@ class EnumValue:
 
 
 class Enum(Type):
-    """An enum; `kind` is ENUM64 when a value needs more than 32 bits or `size` is 8."""
+    """An enum; it is written as ENUM64 (`is64`) when it was decoded from one, or
+    when its size is 8 or a value needs more than 32 bits."""
 
-    __slots__ = ("signed", "size", "values")
+    __slots__ = ("_is64", "signed", "size", "values")
     kind = Kind.ENUM
 
     def __init__(self, name: str, size: int = 4, values: Sequence[EnumValue] = (),
@@ -333,10 +349,17 @@ class Enum(Type):
         self.size = size
         self.values = list(values)
         self.signed = signed
+        self._is64: bool | None = None
 
     @property
     def is64(self) -> bool:
+        if self._is64 is not None:
+            return self._is64
         return self.size > 4 or any(not -(1 << 31) <= v.value < (1 << 32) for v in self.values)
+
+    @is64.setter
+    def is64(self, value: bool | None) -> None:
+        self._is64 = value
 
     def value(self, name: str) -> int:
         for v in self.values:
@@ -363,7 +386,7 @@ class Fwd(Type):
 class FuncParam:
     __slots__ = ("_owner", "_type", "name")
 
-    def __init__(self, name: str, type: Ref) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref) -> None:
         self.name = name
         self._type = type
         self._owner: Type | None = None
@@ -413,7 +436,7 @@ class Func(_RefType):
     __slots__ = ("linkage",)
     kind = Kind.FUNC
 
-    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:
         super().__init__(type, name)
         self.linkage = Linkage(linkage) if linkage in (0, 1, 2) else linkage
 
@@ -424,7 +447,7 @@ class Var(_RefType):
     __slots__ = ("linkage",)
     kind = Kind.VAR
 
-    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref, linkage: Linkage = Linkage.STATIC) -> None:
         super().__init__(type, name)
         self.linkage = Linkage(linkage) if linkage in (0, 1, 2) else linkage
 
@@ -434,7 +457,7 @@ class VarSecinfo:
 
     __slots__ = ("_owner", "_type", "offset", "size")
 
-    def __init__(self, type: Ref, offset: int, size: int) -> None:  # noqa: A002
+    def __init__(self, type: Ref, offset: int, size: int) -> None:
         self._type = type
         self.offset = offset
         self.size = size
@@ -463,7 +486,7 @@ class Datasec(Type):
     __slots__ = ("size", "vars")
     kind = Kind.DATASEC
 
-    def __init__(self, name: str, size: int = 0, vars: Sequence[VarSecinfo] = ()) -> None:  # noqa: A002
+    def __init__(self, name: str, size: int = 0, vars: Sequence[VarSecinfo] = ()) -> None:
         super().__init__(name)
         self.size = size
         self.vars = list(vars)
@@ -479,15 +502,23 @@ class DeclTag(_RefType):
     """A `btf_decl_tag` attribute on a type, or on its member/param `component_idx`
     (-1 for the type itself)."""
 
-    __slots__ = ("component_idx",)
+    __slots__ = ("attribute", "component_idx")
     kind = Kind.DECL_TAG
 
-    def __init__(self, name: str, type: Ref, component_idx: int = -1) -> None:  # noqa: A002
+    def __init__(self, name: str, type: Ref, component_idx: int = -1,
+                 attribute: bool = False) -> None:
         super().__init__(type, name)
         self.component_idx = component_idx
+        self.attribute = attribute
 
 
 QUALIFIERS = (Volatile, Const, Restrict, TypeTag)
+
+# How deep helpers follow type references before deciding the types are cyclic.
+MAX_DEPTH = 64
+
+# The index type of arrays built by hand (shared, so a writer emits it once).
+ARRAY_INDEX = Int("__ARRAY_SIZE_TYPE__", 4)
 
 
 def strip_qualifiers(t: Type) -> Type:
@@ -530,16 +561,25 @@ def sizeof(t: Type) -> int:
 
 def alignof(t: Type) -> int:
     """Natural alignment of a type (as a C compiler lays it out)."""
-    for _ in range(64):
+    return _alignof(t, 0)
+
+
+def _alignof(t: Type, depth: int) -> int:
+    for _ in range(MAX_DEPTH):
         t = skip_typedefs(t)
         if isinstance(t, Array):
             t = t.type
             continue
-        if isinstance(t, (Int, Float, Enum)):
-            return min(t.size, 8) or 1
+        if isinstance(t, (Int, Float)):
+            return t.size if t.size in (1, 2, 4, 8, 16) else 1
+        if isinstance(t, Enum):
+            return t.size if t.size in (1, 2, 4, 8) else 1
         if isinstance(t, Pointer):
             return 8
         if isinstance(t, Composite):
-            return max((alignof(m.type) for m in t.members if not m.bitfield_size), default=1)
+            if depth >= MAX_DEPTH:
+                raise BTFError(f"type nesting too deep computing alignment of {t!r}")
+            return max((_alignof(m.type, depth + 1) for m in t.members if not m.bitfield_size),
+                       default=1)
         return 1
     raise BTFError(f"type nesting too deep computing alignment of {t!r}")

@@ -1,0 +1,107 @@
+// libbpf perf buffer consumer for bench/perfbuf.py.
+//
+//   perfbuf MAP_FD PROG_FD REPEAT ROUNDS PAGES
+//
+// MAP_FD (a PERF_EVENT_ARRAY) and PROG_FD (the producer, run with
+// BPF_PROG_TEST_RUN) are inherited from the Python benchmark. libbpf's
+// perf_buffer__new opens its own BPF_OUTPUT events (PAGES data pages per CPU)
+// and stores them in the map. Each round fills the rings with one test run of
+// REPEAT repetitions (the process is pinned to one CPU by the caller), then
+// times perf_buffer__consume() with a callback that reads the sample ("touch")
+// and, separately, one that only counts ("count"). Prints one JSON object.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ctx {
+	uint64_t n;
+	uint64_t lost;
+	uint64_t sum;
+};
+
+static void cb_touch(void *c, int cpu, void *data, __u32 size)
+{
+	struct ctx *x = c;
+	uint64_t v;
+	(void)cpu;
+	memcpy(&v, data, sizeof(v));
+	x->sum += v + size;
+	x->n++;
+}
+
+static void cb_count(void *c, int cpu, void *data, __u32 size)
+{
+	(void)cpu;
+	(void)data;
+	(void)size;
+	((struct ctx *)c)->n++;
+}
+
+static void cb_lost(void *c, int cpu, __u64 cnt)
+{
+	(void)cpu;
+	((struct ctx *)c)->lost += cnt;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int fill(int prog_fd, int repeat)
+{
+	char pkt[64] = {0};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt),
+		    .repeat = repeat);
+	return bpf_prog_test_run_opts(prog_fd, &opts);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 6) {
+		fprintf(stderr, "usage: %s MAP_FD PROG_FD REPEAT ROUNDS PAGES\n", argv[0]);
+		return 2;
+	}
+	int map_fd = atoi(argv[1]), prog_fd = atoi(argv[2]);
+	int repeat = atoi(argv[3]), rounds = atoi(argv[4]), pages = atoi(argv[5]);
+	struct ctx c = {0};
+	perf_buffer_sample_fn fns[2] = {cb_touch, cb_count};
+	const char *names[2] = {"touch", "count"};
+
+	printf("{");
+	for (int f = 0; f < 2; f++) {
+		struct perf_buffer *pb = perf_buffer__new(map_fd, pages, fns[f], cb_lost, &c, NULL);
+		if (!pb) {
+			fprintf(stderr, "perf_buffer__new failed\n");
+			return 1;
+		}
+		perf_buffer__consume(pb);
+		printf("%s\"%s\": [", f ? ", " : "", names[f]);
+		for (int r = 0; r < rounds; r++) {
+			if (fill(prog_fd, repeat)) {
+				fprintf(stderr, "test run failed\n");
+				return 1;
+			}
+			c.n = 0;
+			double t0 = now();
+			int err = perf_buffer__consume(pb);
+			double t1 = now();
+			if (err < 0) {
+				fprintf(stderr, "consume failed: %d\n", err);
+				return 1;
+			}
+			printf("%s[%llu, %.9f]", r ? ", " : "", (unsigned long long)c.n, t1 - t0);
+		}
+		printf("]");
+		perf_buffer__free(pb);
+	}
+	printf(", \"lost\": %llu, \"sum\": %llu}\n", (unsigned long long)c.lost,
+	       (unsigned long long)c.sum);
+	return 0;
+}

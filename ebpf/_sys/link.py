@@ -1,0 +1,60 @@
+"""bpf(2) wrappers for bpf_link objects."""
+
+from __future__ import annotations
+
+import ctypes
+
+from .syscall import bpf
+from .types import (
+    Cmd,
+    LinkCreateAttr,
+    LinkDetachAttr,
+    LinkInfo,
+    LinkUpdateAttr,
+    ObjGetInfoAttr,
+    RawTracepointOpenAttr,
+)
+
+
+def link_create(attr: LinkCreateAttr) -> int:
+    """BPF_LINK_CREATE with a caller-filled attr; returns the link fd."""
+    return bpf(Cmd.LINK_CREATE, attr)
+
+
+def link_update(link_fd: int, new_prog_fd: int, old_prog_fd: int = 0, flags: int = 0) -> None:
+    """BPF_LINK_UPDATE: swap the program of a link atomically (BPF_F_REPLACE checks old)."""
+    attr = LinkUpdateAttr()
+    attr.link_fd = link_fd
+    attr.new_prog_fd = new_prog_fd
+    attr.flags = flags
+    if old_prog_fd:
+        attr.old_prog_fd = old_prog_fd
+    bpf(Cmd.LINK_UPDATE, attr)
+
+
+def link_detach(link_fd: int) -> None:
+    attr = LinkDetachAttr()
+    attr.link_fd = link_fd
+    bpf(Cmd.LINK_DETACH, attr)
+
+
+def link_info(link_fd: int, info: LinkInfo | None = None) -> LinkInfo:
+    """BPF_OBJ_GET_INFO_BY_FD on a link (the caller may pre-set pointer fields)."""
+    if info is None:
+        info = LinkInfo()
+    attr = ObjGetInfoAttr()
+    attr.bpf_fd = link_fd
+    attr.info_len = ctypes.sizeof(info)
+    attr.info = ctypes.addressof(info)
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return info
+
+
+def raw_tracepoint_open(prog_fd: int, name: str | None, cookie: int = 0) -> int:
+    """BPF_RAW_TRACEPOINT_OPEN (raw_tp, and tp_btf/fentry/fexit/lsm with name None)."""
+    attr = RawTracepointOpenAttr()
+    buf = ctypes.create_string_buffer(name.encode()) if name else None
+    attr.name = ctypes.addressof(buf) if buf is not None else 0
+    attr.prog_fd = prog_fd
+    attr.cookie = cookie
+    return bpf(Cmd.RAW_TRACEPOINT_OPEN, attr)

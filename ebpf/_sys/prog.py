@@ -1,0 +1,140 @@
+"""bpf(2) wrappers for programs: load, test run, ids, stats, attach, and fs helpers.
+
+`prog_load` and `prog_test_run` return ``-errno`` instead of raising because
+their callers turn specific errnos (a verifier log, ENOSPC) into richer
+errors. The rest raise the typed exceptions of `ebpf.errors`.
+
+The generic object commands (pin, get, info, BTF read-back) are in
+`ebpf._sys.ops`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+from .ops import get_fd_by_id, get_next_id
+from .syscall import bpf, bpf_errno
+from .types import Cmd, EnableStatsAttr, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
+
+__all__ = [
+    "BPF_FS_MAGIC",
+    "anon_inode_kind",
+    "bpf_privileged",
+    "effective_capabilities",
+    "enable_stats",
+    "is_bpffs",
+    "prog_attach",
+    "prog_detach",
+    "prog_get_fd_by_id",
+    "prog_get_next_id",
+    "prog_load",
+    "prog_test_run",
+]
+
+BPF_FS_MAGIC = 0xCAFE4A11
+
+_EAGAIN_RETRIES = 5  # libbpf retries spurious EAGAIN from BPF_PROG_LOAD as often
+
+
+def prog_load(attr: ProgLoadAttr) -> int:
+    """BPF_PROG_LOAD: the new program fd (close-on-exec), or ``-errno``.
+
+    A spurious EAGAIN is retried a few times, as libbpf does.
+    """
+    ret = 0
+    for _ in range(_EAGAIN_RETRIES + 1):
+        ret = bpf_errno(Cmd.PROG_LOAD, attr)
+        if ret != -errno.EAGAIN:
+            break
+    return ret
+
+
+def prog_test_run(attr: ProgTestRunAttr) -> int:
+    """BPF_PROG_TEST_RUN: 0 or ``-errno``; results are written back into `attr`."""
+    return bpf_errno(Cmd.PROG_TEST_RUN, attr)
+
+
+def prog_get_fd_by_id(prog_id: int) -> int:
+    """BPF_PROG_GET_FD_BY_ID: a new close-on-exec fd (SyscallError ENOENT when missing)."""
+    return get_fd_by_id(Cmd.PROG_GET_FD_BY_ID, prog_id)
+
+
+def prog_get_next_id(start_id: int) -> int | None:
+    """BPF_PROG_GET_NEXT_ID: the smallest program id above `start_id`, None at the end."""
+    return get_next_id(Cmd.PROG_GET_NEXT_ID, start_id)
+
+
+def enable_stats(stats_type: int) -> int:
+    """BPF_ENABLE_STATS: an fd (close-on-exec) that keeps the statistics on while open."""
+    return bpf(Cmd.ENABLE_STATS, EnableStatsAttr(type=stats_type))
+
+
+def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    """BPF_PROG_ATTACH `prog_fd` to `target_fd` (a cgroup directory, a socket, ...)."""
+    attr = ProgAttachAttr(attach_bpf_fd=prog_fd, attach_type=attach_type, attach_flags=flags)
+    attr.target_fd = target_fd
+    bpf(Cmd.PROG_ATTACH, attr)
+
+
+def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    """BPF_PROG_DETACH `prog_fd` from `target_fd`."""
+    attr = ProgAttachAttr(attach_bpf_fd=prog_fd, attach_type=attach_type)
+    attr.target_fd = target_fd
+    bpf(Cmd.PROG_DETACH, attr)
+
+
+class _Statfs(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type comes first and is a long everywhere
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 120)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_statfs = _libc.statfs
+_statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+_statfs.restype = ctypes.c_int
+
+
+def is_bpffs(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` (a file or directory that exists) is on a bpf filesystem."""
+    buf = _Statfs()
+    if _statfs(os.fsencode(os.fspath(path)), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fspath(path))
+    return (int(buf.f_type) & 0xFFFFFFFF) == BPF_FS_MAGIC
+
+
+def anon_inode_kind(fd: int) -> str:
+    """The anon inode name behind `fd` ("bpf-prog", "bpf-map", "bpf_link", ...), or ""."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+    prefix = "anon_inode:"
+    return target[len(prefix):] if target.startswith(prefix) else ""
+
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+def effective_capabilities() -> int:
+    """The process's effective capability mask (CapEff of /proc/self/status), 0 if unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def bpf_privileged() -> bool:
+    """Whether the process may load any program type: CAP_SYS_ADMIN, or CAP_BPF + CAP_PERFMON."""
+    caps = effective_capabilities()
+    if caps >> CAP_SYS_ADMIN & 1:
+        return True
+    return bool(caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1)

@@ -1,0 +1,1136 @@
+"""A fast, bounds-checked reader for ELF64 files of either byte order.
+
+`ELFFile` reads relocatable BPF objects (``clang -target bpf``) as well as
+executables and shared libraries (for uprobes and USDT probes). It never
+trusts the file: every offset, size, count, index and string reference is
+checked before use, and malformed input raises `ebpf.errors.ELFError` naming
+the section and file offset, never `struct.error`, `IndexError` or
+`UnicodeDecodeError`.
+
+Decoding is lazy: opening a file parses only the ELF header and the section
+header table; segments, symbol tables, relocations and notes are decoded on
+first use (and cached). Names are decoded as UTF-8 with ``surrogateescape``,
+so a name that is not valid UTF-8 still round-trips to its original bytes.
+
+    with ELFFile("prog.o") as elf:
+        for sym in elf.symbols():
+            ...
+        text = elf.section_by_name("xdp")
+        relocs = elf.relocations(text)
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import mmap
+import operator
+import os
+import stat
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Literal, NamedTuple, TypeAlias, overload
+
+from ebpf.errors import ELFError
+
+__all__ = [
+    "SHN_ABS",
+    "SHN_COMMON",
+    "SHN_LORESERVE",
+    "SHN_UNDEF",
+    "SHN_XINDEX",
+    "ELFFile",
+    "ElfType",
+    "Machine",
+    "Note",
+    "Relocation",
+    "Section",
+    "SectionFlags",
+    "SectionType",
+    "Segment",
+    "SegmentFlags",
+    "SegmentType",
+    "Symbol",
+    "SymbolBind",
+    "SymbolTable",
+    "SymbolType",
+    "SymbolVisibility",
+]
+
+
+# --------------------------------------------------------------------------
+# Constants
+
+
+class ElfType(enum.IntEnum):
+    """``e_type``: the kind of ELF file."""
+
+    NONE = 0
+    REL = 1
+    EXEC = 2
+    DYN = 3
+    CORE = 4
+
+
+class Machine(enum.IntEnum):
+    """``e_machine``: a few architectures of interest (others stay plain ints)."""
+
+    NONE = 0
+    I386 = 3
+    PPC64 = 21
+    S390 = 22
+    ARM = 40
+    X86_64 = 62
+    AARCH64 = 183
+    RISCV = 243
+    BPF = 247
+    LOONGARCH = 258
+
+
+class SectionType(enum.IntEnum):
+    """``sh_type`` values (unknown values stay plain ints)."""
+
+    NULL = 0
+    PROGBITS = 1
+    SYMTAB = 2
+    STRTAB = 3
+    RELA = 4
+    HASH = 5
+    DYNAMIC = 6
+    NOTE = 7
+    NOBITS = 8
+    REL = 9
+    SHLIB = 10
+    DYNSYM = 11
+    INIT_ARRAY = 14
+    FINI_ARRAY = 15
+    PREINIT_ARRAY = 16
+    GROUP = 17
+    SYMTAB_SHNDX = 18
+    RELR = 19
+    LLVM_ADDRSIG = 0x6FFF4C03
+    GNU_ATTRIBUTES = 0x6FFFFFF5
+    GNU_HASH = 0x6FFFFFF6
+    GNU_LIBLIST = 0x6FFFFFF7
+    GNU_VERDEF = 0x6FFFFFFD
+    GNU_VERNEED = 0x6FFFFFFE
+    GNU_VERSYM = 0x6FFFFFFF
+    X86_64_UNWIND = 0x70000001
+
+
+class SectionFlags(enum.IntFlag):
+    """``sh_flags`` bits."""
+
+    WRITE = 0x1
+    ALLOC = 0x2
+    EXECINSTR = 0x4
+    MERGE = 0x10
+    STRINGS = 0x20
+    INFO_LINK = 0x40
+    LINK_ORDER = 0x80
+    OS_NONCONFORMING = 0x100
+    GROUP = 0x200
+    TLS = 0x400
+    COMPRESSED = 0x800
+    EXCLUDE = 0x80000000
+
+
+class SegmentType(enum.IntEnum):
+    """``p_type`` values (unknown values stay plain ints)."""
+
+    NULL = 0
+    LOAD = 1
+    DYNAMIC = 2
+    INTERP = 3
+    NOTE = 4
+    SHLIB = 5
+    PHDR = 6
+    TLS = 7
+    GNU_EH_FRAME = 0x6474E550
+    GNU_STACK = 0x6474E551
+    GNU_RELRO = 0x6474E552
+    GNU_PROPERTY = 0x6474E553
+
+
+class SegmentFlags(enum.IntFlag):
+    """``p_flags`` bits."""
+
+    X = 0x1
+    W = 0x2
+    R = 0x4
+
+
+class SymbolBind(enum.IntEnum):
+    """``ELF64_ST_BIND(st_info)``."""
+
+    LOCAL = 0
+    GLOBAL = 1
+    WEAK = 2
+    GNU_UNIQUE = 10
+
+
+class SymbolType(enum.IntEnum):
+    """``ELF64_ST_TYPE(st_info)``."""
+
+    NOTYPE = 0
+    OBJECT = 1
+    FUNC = 2
+    SECTION = 3
+    FILE = 4
+    COMMON = 5
+    TLS = 6
+    GNU_IFUNC = 10
+
+
+class SymbolVisibility(enum.IntEnum):
+    """``ELF64_ST_VISIBILITY(st_other)``."""
+
+    DEFAULT = 0
+    INTERNAL = 1
+    HIDDEN = 2
+    PROTECTED = 3
+
+
+SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00
+SHN_ABS = 0xFFF1
+SHN_COMMON = 0xFFF2
+SHN_XINDEX = 0xFFFF
+
+_PN_XNUM = 0xFFFF
+_EHDR_SIZE = 64
+_SHDR_SIZE = 64
+_PHDR_SIZE = 56
+_SYM_SIZE = 24
+_REL_SIZE = 16
+_RELA_SIZE = 24
+
+
+def _lookup_table(cls: type[enum.IntEnum], size: int) -> tuple[int, ...]:
+    """A tuple mapping small ints to enum members (or the plain int)."""
+    members = {m.value: m for m in cls}
+    return tuple(members.get(i, i) for i in range(size))
+
+
+_BINDS = _lookup_table(SymbolBind, 16)
+_TYPES = _lookup_table(SymbolType, 16)
+_VISIBILITIES = _lookup_table(SymbolVisibility, 4)
+_SECTION_TYPES: dict[int, int] = {m.value: m for m in SectionType}
+_SEGMENT_TYPES: dict[int, int] = {m.value: m for m in SegmentType}
+_ELF_TYPES: dict[int, int] = {m.value: m for m in ElfType}
+_MACHINES: dict[int, int] = {m.value: m for m in Machine}
+
+
+class _Structs:
+    """Precompiled layouts for one byte order."""
+
+    __slots__ = ("ehdr", "nhdr", "phdr", "rel", "rela", "shdr", "sym", "word")
+
+    def __init__(self, prefix: str) -> None:
+        self.ehdr = struct.Struct(prefix + "HHIQQQIHHHHHH")
+        self.shdr = struct.Struct(prefix + "IIQQQQIIQQ")
+        self.phdr = struct.Struct(prefix + "IIQQQQQQ")
+        self.sym = struct.Struct(prefix + "IBBHQQ")
+        self.rel = struct.Struct(prefix + "QQ")
+        self.rela = struct.Struct(prefix + "QQq")
+        self.nhdr = struct.Struct(prefix + "III")
+        self.word = struct.Struct(prefix + "I")
+
+
+_STRUCTS = {"little": _Structs("<"), "big": _Structs(">")}
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+_FOURTH = operator.itemgetter(3)
+
+
+# --------------------------------------------------------------------------
+# Records
+
+
+class Symbol(NamedTuple):
+    """One entry of a symbol table.
+
+    `bind`, `type` and `visibility` are `SymbolBind`, `SymbolType` and
+    `SymbolVisibility` members when the value is known (plain ints
+    otherwise). `section_index` is ``st_shndx`` resolved through
+    ``SHT_SYMTAB_SHNDX`` when it was ``SHN_XINDEX``; it may be a special index
+    (``SHN_UNDEF``, ``SHN_ABS``, ``SHN_COMMON``) and is not checked against
+    the section table: use `ELFFile.section` for a checked lookup.
+    """
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index, deliberately
+    name: str
+    value: int
+    size: int
+    bind: int
+    type: int
+    visibility: int
+    section_index: int
+
+
+class Relocation(NamedTuple):
+    """One REL/RELA entry: ``r_offset``, ``ELF64_R_SYM``, ``ELF64_R_TYPE`` and the addend.
+
+    The addend is 0 for ``SHT_REL`` sections (BPF objects keep it in the
+    instruction).
+    """
+
+    offset: int
+    symbol: int
+    type: int
+    addend: int
+
+
+class Note(NamedTuple):
+    """One record of a note section or segment: owner name, type and descriptor bytes."""
+
+    name: str
+    type: int
+    desc: bytes
+
+
+class Section:
+    """One section header, with its name resolved.
+
+    `type` is a `SectionType` member when known; `flags` is the raw
+    ``sh_flags`` (test it against `SectionFlags`). `data()` returns the
+    section's bytes as a read-only memoryview; ``SHT_NOBITS`` sections
+    (``.bss``) have no bytes in the file and return an empty view.
+    """
+
+    __slots__ = (
+        "_elf",
+        "addr",
+        "addralign",
+        "entsize",
+        "flags",
+        "index",
+        "info",
+        "link",
+        "name",
+        "name_offset",
+        "offset",
+        "size",
+        "type",
+    )
+
+    def __init__(
+        self,
+        elf: ELFFile,
+        index: int,
+        name: str,
+        row: tuple[int, int, int, int, int, int, int, int, int, int],
+    ) -> None:
+        self._elf = elf
+        self.index = index
+        self.name = name
+        (
+            self.name_offset,
+            sh_type,
+            self.flags,
+            self.addr,
+            self.offset,
+            self.size,
+            self.link,
+            self.info,
+            self.addralign,
+            self.entsize,
+        ) = row
+        self.type: int = _SECTION_TYPES.get(sh_type, sh_type)
+
+    @property
+    def label(self) -> str:
+        """The name used in error messages: the name, or ``#index`` if it has none."""
+        return self.name or f"#{self.index}"
+
+    @property
+    def is_nobits(self) -> bool:
+        """True for ``SHT_NOBITS`` (and ``SHT_NULL``) sections, which occupy no file bytes."""
+        return self.type in (SectionType.NOBITS, SectionType.NULL)
+
+    def data(self) -> memoryview:
+        """The section's file bytes (empty for NOBITS); ELFError if they lie outside the file."""
+        if self.is_nobits:
+            return self._elf._view(0, 0, self.label)
+        return self._elf._view(self.offset, self.size, self.label)
+
+    def __repr__(self) -> str:
+        t = self.type.name if isinstance(self.type, SectionType) else hex(self.type)
+        return (
+            f"Section(index={self.index}, name={self.name!r}, type={t}, "
+            f"offset={self.offset:#x}, size={self.size:#x})"
+        )
+
+
+class Segment:
+    """One program header (``PT_*``): a run of the file mapped at run time."""
+
+    __slots__ = (
+        "_elf",
+        "align",
+        "filesz",
+        "flags",
+        "index",
+        "memsz",
+        "offset",
+        "paddr",
+        "type",
+        "vaddr",
+    )
+
+    def __init__(
+        self, elf: ELFFile, index: int, row: tuple[int, int, int, int, int, int, int, int]
+    ) -> None:
+        self._elf = elf
+        self.index = index
+        (p_type, self.flags, self.offset, self.vaddr,
+         self.paddr, self.filesz, self.memsz, self.align) = row
+        self.type: int = _SEGMENT_TYPES.get(p_type, p_type)
+
+    @property
+    def label(self) -> str:
+        """The name used in error messages."""
+        return f"segment #{self.index}"
+
+    def data(self) -> memoryview:
+        """The segment's ``p_filesz`` file bytes; ELFError if they lie outside the file."""
+        return self._elf._view(self.offset, self.filesz, self.label)
+
+    def __repr__(self) -> str:
+        t = self.type.name if isinstance(self.type, SegmentType) else hex(self.type)
+        return (
+            f"Segment(index={self.index}, type={t}, flags={self.flags:#x}, "
+            f"offset={self.offset:#x}, vaddr={self.vaddr:#x}, filesz={self.filesz:#x}, "
+            f"memsz={self.memsz:#x})"
+        )
+
+
+# --------------------------------------------------------------------------
+# String tables
+
+
+class _StringTable:
+    """A NUL-terminated string table, decoded with bounds checks."""
+
+    __slots__ = ("_ascii", "_budget", "_data", "_starts", "_text", "base", "label")
+
+    def __init__(self, data: bytes, label: str, base: int) -> None:
+        self._data = data
+        self.label = label
+        self.base = base
+        self._ascii = data.isascii()
+        # For ASCII tables (nearly all), byte offsets equal str offsets, so one
+        # decode serves every lookup.
+        self._text = data.decode("ascii") if self._ascii else ""
+        # Bounds the total bytes decoded by bulk decoding so that many entries
+        # pointing into one long unterminated run cannot blow up time or memory.
+        self._budget = 16 * len(data) + (1 << 20)
+        self._starts: dict[int, str] | None = None
+
+    def get(self, offset: int) -> str:
+        """The string starting at `offset`; ELFError if out of bounds or unterminated."""
+        data = self._data
+        if offset >= len(data):
+            raise ELFError(
+                f"string offset {offset} beyond string table of {len(data)} bytes",
+                section=self.label,
+                offset=self.base + offset,
+            )
+        end = data.find(b"\0", offset)
+        if end < 0:
+            raise ELFError("unterminated string", section=self.label, offset=self.base + offset)
+        if self._ascii:
+            return self._text[offset:end]
+        return data[offset:end].decode("utf-8", "surrogateescape")
+
+    def bulk(self, offsets: Sequence[int]) -> list[str]:
+        """Strings for many offsets at once.
+
+        Every NUL-terminated string of the table is decoded once; offsets
+        pointing into the middle of a string (suffix sharing) are decoded one by
+        one, within a budget that keeps a hostile table from making that
+        quadratic.
+        """
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = self._index()
+        out = list(map(starts.get, offsets))
+        if None in out:
+            budget = self._budget
+            get = self.get
+            for i, name in enumerate(out):
+                if name is None:
+                    name = out[i] = get(offsets[i])
+                    budget -= len(name)
+                    if budget < 0:
+                        self._over_budget(offsets[i])
+        return out  # type: ignore[return-value]  # no None is left
+
+    def _index(self) -> dict[int, str]:
+        """Start offset -> string, for every terminated string of the table."""
+        if self._ascii:
+            parts: list[str] = self._text.split("\0")
+        else:
+            parts = [p.decode("utf-8", "surrogateescape") for p in self._data.split(b"\0")]
+        parts.pop()  # the (empty or unterminated) run after the last NUL
+        lengths = itertools.accumulate(map(len, parts), initial=0)
+        starts = map(operator.add, lengths, range(len(parts)))
+        return dict(zip(starts, parts, strict=True))
+
+    def find_all(self, name: str) -> set[int]:
+        """Every offset at which `name` (NUL-terminated) starts, suffix matches included."""
+        key = name.encode("utf-8", "surrogateescape") + b"\0"
+        data = self._data
+        found: set[int] = set()
+        pos = data.find(key)
+        while pos >= 0:
+            found.add(pos)
+            pos = data.find(key, pos + 1)
+        return found
+
+    def _over_budget(self, offset: int) -> None:
+        raise ELFError(
+            "string table references overlap excessively",
+            section=self.label,
+            offset=self.base + offset,
+        )
+
+
+# --------------------------------------------------------------------------
+# Symbol tables
+
+
+class SymbolTable(Sequence[Symbol]):
+    """The entries of one ``SHT_SYMTAB``/``SHT_DYNSYM`` section, decoded lazily.
+
+    Indexing decodes one entry; iterating decodes all of them once and caches
+    the result. `lookup` finds symbols by name without decoding every name.
+    Entry 0 is the null symbol, as in the file, so symbol indices from
+    relocations index this table directly.
+    """
+
+    def __init__(
+        self,
+        section: Section | None,
+        raw: bytes,
+        strings: _StringTable,
+        structs: _Structs,
+        shndx: Sequence[int] | None,
+        shndx_label: str,
+    ) -> None:
+        self.section = section
+        """The symbol table section (None for the empty table of a file without one)."""
+        self._raw = raw
+        self._strings = strings
+        self._sym = structs.sym
+        self._count = len(raw) // _SYM_SIZE
+        self._shndx = shndx
+        self._shndx_label = shndx_label
+        self._all: list[Symbol] | None = None
+        self._name_offsets: list[int] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Symbol: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Symbol]: ...
+
+    def __getitem__(self, index: int | slice) -> Symbol | list[Symbol]:
+        if self._all is not None:
+            return self._all[index]
+        if isinstance(index, slice):
+            return [self._decode(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"symbol index {index} out of range ({self._count} symbols)")
+        return self._decode(index)
+
+    def __iter__(self) -> Iterator[Symbol]:
+        return iter(self._materialize())
+
+    def lookup(self, name: str) -> list[Symbol]:
+        """All symbols named `name`, in table order (an empty list if none)."""
+        if self._all is not None:
+            return [s for s in self._all if s.name == name]
+        offsets = self._strings.find_all(name)
+        if not offsets:
+            return []
+        if self._name_offsets is None:
+            self._name_offsets = [row[0] for row in self._sym.iter_unpack(self._raw)]
+        return [self._decode(i) for i, off in enumerate(self._name_offsets) if off in offsets]
+
+    def _resolve_shndx(self, index: int) -> int:
+        table = self._shndx
+        if table is None:
+            sec = self.section
+            raise ELFError(
+                f"symbol {index} uses SHN_XINDEX but there is no SHT_SYMTAB_SHNDX section",
+                section=sec.label if sec is not None else None,
+                offset=sec.offset + index * _SYM_SIZE if sec is not None else None,
+            )
+        if index >= len(table):
+            raise ELFError(
+                f"symbol {index} beyond the extended section index table",
+                section=self._shndx_label,
+            )
+        return table[index]
+
+    def _decode(self, index: int) -> Symbol:
+        name_off, info, other, shndx, value, size = self._sym.unpack_from(
+            self._raw, index * _SYM_SIZE
+        )
+        if shndx == SHN_XINDEX:
+            shndx = self._resolve_shndx(index)
+        name = self._strings.get(name_off) if name_off else ""
+        return Symbol(
+            index,
+            name,
+            value,
+            size,
+            _BINDS[info >> 4],
+            _TYPES[info & 15],
+            _VISIBILITIES[other & 3],
+            shndx,
+        )
+
+    def _materialize(self) -> list[Symbol]:
+        if self._all is not None:
+            return self._all
+        rows = list(self._sym.iter_unpack(self._raw))
+        names = self._strings.bulk([row[0] for row in rows])
+        binds, types, vis = _BINDS, _TYPES, _VISIBILITIES
+        new = tuple.__new__
+        out: list[Symbol] = [
+            new(
+                Symbol,
+                (i, name, value, size, binds[info >> 4], types[info & 15], vis[other & 3], shndx),
+            )
+            for i, name, (_, info, other, shndx, value, size) in zip(
+                range(len(rows)), names, rows, strict=True
+            )
+        ]
+        if SHN_XINDEX in map(_FOURTH, rows):
+            for i, row in enumerate(rows):
+                if row[3] == SHN_XINDEX:
+                    out[i] = out[i]._replace(section_index=self._resolve_shndx(i))
+        self._all = out
+        return out
+
+    def __repr__(self) -> str:
+        name = self.section.name if self.section is not None else None
+        return f"SymbolTable(section={name!r}, symbols={self._count})"
+
+
+# --------------------------------------------------------------------------
+# The file
+
+
+Source: TypeAlias = "bytes | bytearray | memoryview | str | os.PathLike[str]"
+
+
+class ELFFile:
+    """A parsed ELF64 file (little or big endian).
+
+    `source` is the file's contents (bytes, bytearray, memoryview) or a path,
+    which is memory-mapped read-only. Close the file (or use it as a context
+    manager) to unmap it; memoryviews returned by `Section.data` keep the
+    mapping alive until they are released. Symbol tables, relocations and
+    notes are copied out and remain usable after `close`.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self._mmap: mmap.mmap | None = None
+        self._closed = False
+        self.path: str | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            view = memoryview(source)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            self._buf = view.toreadonly()
+        else:
+            self.path = os.fspath(source)
+            self._buf = self._map(self.path)
+        try:
+            self._parse_header()
+            self._parse_sections()
+        except BaseException:
+            self.close()
+            raise
+        self._segments: list[Segment] | None = None
+        self._symtabs: dict[int, SymbolTable] = {}
+        self._relocs: dict[int, list[Relocation]] = {}
+        self._reloc_sections: dict[int, Section] | None = None
+        self._by_name: dict[str, Section] | None = None
+
+    # -- life cycle --------------------------------------------------------
+
+    def _map(self, path: str) -> memoryview:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    return memoryview(f.read()).toreadonly()
+            self._mmap = mmap.mmap(fd, st.st_size, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        return memoryview(self._mmap)
+
+    def close(self) -> None:
+        """Release the file's buffer (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        buf = getattr(self, "_buf", None)
+        if buf is not None:
+            buf.release()
+        if self._mmap is not None:
+            try:
+                self._mmap.close()
+            except BufferError:
+                pass  # views handed out still use it; it unmaps when they go
+            self._mmap = None
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    def __enter__(self) -> ELFFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_mmap", None) is not None and not self._closed:
+            warnings.warn(
+                f"unclosed ELFFile {self.path!r}", ResourceWarning, stacklevel=2, source=self
+            )
+            self.close()
+
+    def __repr__(self) -> str:
+        what = self.path if self.path is not None else f"<{len(self._buf)} bytes>"
+        t = self.type.name if isinstance(self.type, ElfType) else self.type
+        return f"ELFFile({what!r}, type={t}, machine={self.machine}, byteorder={self.byteorder})"
+
+    # -- raw access --------------------------------------------------------
+
+    def _view(self, offset: int, size: int, label: str) -> memoryview:
+        if self._closed:
+            raise ValueError("ELF file is closed")
+        if offset < 0 or size < 0 or offset + size > len(self._buf):
+            raise ELFError(
+                f"{size} bytes at offset {offset:#x} lie outside the file "
+                f"({len(self._buf)} bytes)",
+                section=label,
+                offset=offset,
+            )
+        return self._buf[offset : offset + size]
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return len(self._buf)
+
+    # -- header ------------------------------------------------------------
+
+    def _parse_header(self) -> None:
+        buf = self._buf
+        if len(buf) < 16 or bytes(buf[:4]) != b"\x7fELF":
+            raise ELFError("not an ELF file (bad magic)", offset=0)
+        ei_class, ei_data, ei_version, osabi, abiversion = buf[4:9]
+        if ei_class == 1:
+            raise ELFError("ELF32 files are not supported, only ELF64", offset=4)
+        if ei_class != 2:
+            raise ELFError(f"invalid ELF class {ei_class}", offset=4)
+        if ei_data == 1:
+            self.byteorder: Literal["little", "big"] = "little"
+        elif ei_data == 2:
+            self.byteorder = "big"
+        else:
+            raise ELFError(f"invalid ELF data encoding {ei_data}", offset=5)
+        if ei_version != 1:
+            raise ELFError(f"unsupported ELF version {ei_version}", offset=6)
+        if len(buf) < _EHDR_SIZE:
+            raise ELFError(f"file too short for an ELF64 header ({len(buf)} bytes)", offset=0)
+        self._structs = _STRUCTS[self.byteorder]
+        self.elf_class = 64
+        self.osabi = osabi
+        self.abi_version = abiversion
+        (
+            e_type,
+            e_machine,
+            self.version,
+            self.entry,
+            self.phoff,
+            self.shoff,
+            self.flags,
+            self.ehsize,
+            self.phentsize,
+            phnum,
+            self.shentsize,
+            shnum,
+            shstrndx,
+        ) = self._structs.ehdr.unpack_from(buf, 16)
+        self.type: int = _ELF_TYPES.get(e_type, e_type)
+        self.machine: int = _MACHINES.get(e_machine, e_machine)
+        self._raw_phnum = phnum
+        self._raw_shnum = shnum
+        self._raw_shstrndx = shstrndx
+
+    @property
+    def little_endian(self) -> bool:
+        """True for ELFDATA2LSB files."""
+        return self.byteorder == "little"
+
+    # -- sections ----------------------------------------------------------
+
+    def _parse_sections(self) -> None:
+        shoff, shnum, shstrndx = self.shoff, self._raw_shnum, self._raw_shstrndx
+        self.sections: list[Section] = []
+        self.shstrndx = 0
+        if shoff == 0:
+            if shnum:
+                raise ELFError(f"{shnum} sections but no section header table", offset=0x3C)
+            return
+        if self.shentsize != _SHDR_SIZE:
+            raise ELFError(
+                f"section header entry size {self.shentsize}, expected {_SHDR_SIZE}", offset=0x3A
+            )
+        shdr = self._structs.shdr
+        buflen = len(self._buf)
+        if shnum == 0 or shstrndx == SHN_XINDEX or self._raw_phnum == _PN_XNUM:
+            # Extended numbering: real values live in section 0's header.
+            if shoff + _SHDR_SIZE > buflen:
+                raise ELFError("section header table lies outside the file", offset=shoff)
+            first = shdr.unpack_from(self._buf, shoff)
+            if shnum == 0:
+                shnum = first[5]
+            if shstrndx == SHN_XINDEX:
+                shstrndx = first[6]
+            if self._raw_phnum == _PN_XNUM:
+                self._raw_phnum = first[7]
+        if shnum == 0:
+            return
+        end = shoff + shnum * _SHDR_SIZE
+        if end > buflen:
+            raise ELFError(
+                f"section header table of {shnum} entries lies outside the file "
+                f"({buflen} bytes)",
+                offset=shoff,
+            )
+        rows = list(shdr.iter_unpack(self._buf[shoff:end]))
+        names: list[str]
+        if shstrndx == 0:
+            names = [""] * shnum
+        else:
+            if shstrndx >= shnum:
+                raise ELFError(
+                    f"section name table index {shstrndx} out of range ({shnum} sections)",
+                    offset=0x3E,
+                )
+            srow = rows[shstrndx]
+            if srow[1] == SectionType.NOBITS:
+                raise ELFError("section name table has no data", section=f"#{shstrndx}")
+            label = f"#{shstrndx}"
+            strings = _StringTable(
+                bytes(self._view(srow[4], srow[5], label)), label, srow[4]
+            )
+            names = strings.bulk([row[0] for row in rows])
+        self.shstrndx = shstrndx
+        self.sections = [Section(self, i, names[i], row) for i, row in enumerate(rows)]
+
+    def section(
+        self, index: int, *, referrer: str | None = None, offset: int | None = None
+    ) -> Section:
+        """The section at `index`, or ELFError naming `referrer` if there is none."""
+        if 0 <= index < len(self.sections):
+            return self.sections[index]
+        raise ELFError(
+            f"section index {index} out of range ({len(self.sections)} sections)",
+            section=referrer,
+            offset=offset,
+        )
+
+    def section_by_name(self, name: str) -> Section | None:
+        """The first section called `name`, or None."""
+        if self._by_name is None:
+            by_name: dict[str, Section] = {}
+            for sec in self.sections:
+                by_name.setdefault(sec.name, sec)
+            self._by_name = by_name
+        return self._by_name.get(name)
+
+    def sections_by_type(self, sh_type: int) -> list[Section]:
+        """All sections of type `sh_type` (a `SectionType`), in file order."""
+        return [s for s in self.sections if s.type == sh_type]
+
+    def _strtab(self, index: int, referrer: Section) -> _StringTable:
+        sec = self.section(index, referrer=referrer.label)
+        if sec.type != SectionType.STRTAB:
+            raise ELFError(
+                f"linked section {sec.label!r} is not a string table", section=referrer.label
+            )
+        return _StringTable(bytes(sec.data()), sec.label, sec.offset)
+
+    def string_at(self, strtab: Section | int, offset: int) -> str:
+        """The NUL-terminated string at `offset` of string table `strtab` (checked)."""
+        sec = strtab if isinstance(strtab, Section) else self.section(strtab)
+        if sec.type != SectionType.STRTAB:
+            raise ELFError("not a string table", section=sec.label)
+        return _StringTable(bytes(sec.data()), sec.label, sec.offset).get(offset)
+
+    # -- segments ----------------------------------------------------------
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The program headers (empty for relocatable objects)."""
+        if self._segments is None:
+            self._segments = self._parse_segments()
+        return self._segments
+
+    def _parse_segments(self) -> list[Segment]:
+        phoff, phnum = self.phoff, self._raw_phnum
+        if phoff == 0 or phnum == 0:
+            return []
+        if self.phentsize != _PHDR_SIZE:
+            raise ELFError(
+                f"program header entry size {self.phentsize}, expected {_PHDR_SIZE}", offset=0x36
+            )
+        end = phoff + phnum * _PHDR_SIZE
+        if end > len(self._buf):
+            raise ELFError(
+                f"program header table of {phnum} entries lies outside the file", offset=phoff
+            )
+        rows = self._structs.phdr.iter_unpack(self._view(phoff, end - phoff, "program headers"))
+        return [Segment(self, i, row) for i, row in enumerate(rows)]
+
+    def vaddr_to_offset(self, vaddr: int) -> int | None:
+        """The file offset that a ``PT_LOAD`` segment maps at `vaddr`, or None."""
+        for seg in self.segments:
+            if seg.type == SegmentType.LOAD and seg.vaddr <= vaddr < seg.vaddr + seg.filesz:
+                return vaddr - seg.vaddr + seg.offset
+        return None
+
+    # -- symbols -----------------------------------------------------------
+
+    def symbol_table(self, section: Section | int) -> SymbolTable:
+        """The symbols of a ``SHT_SYMTAB`` or ``SHT_DYNSYM`` section (cached)."""
+        sec = section if isinstance(section, Section) else self.section(section)
+        cached = self._symtabs.get(sec.index)
+        if cached is not None:
+            return cached
+        if sec.type not in (SectionType.SYMTAB, SectionType.DYNSYM):
+            raise ELFError("not a symbol table", section=sec.label)
+        if sec.entsize != _SYM_SIZE:
+            raise ELFError(
+                f"symbol entry size {sec.entsize}, expected {_SYM_SIZE}",
+                section=sec.label,
+                offset=sec.offset,
+            )
+        if sec.size % _SYM_SIZE:
+            raise ELFError(
+                f"symbol table size {sec.size} is not a multiple of {_SYM_SIZE}",
+                section=sec.label,
+                offset=sec.offset,
+            )
+        raw = bytes(sec.data())
+        strings = self._strtab(sec.link, sec)
+        shndx, shndx_label = self._shndx_table(sec)
+        table = SymbolTable(sec, raw, strings, self._structs, shndx, shndx_label)
+        self._symtabs[sec.index] = table
+        return table
+
+    def _shndx_table(self, symtab: Section) -> tuple[Sequence[int] | None, str]:
+        for sec in self.sections:
+            if sec.type == SectionType.SYMTAB_SHNDX and sec.link == symtab.index:
+                data = sec.data()
+                if len(data) % 4:
+                    raise ELFError(
+                        "extended section index table size is not a multiple of 4",
+                        section=sec.label,
+                        offset=sec.offset,
+                    )
+                word = self._structs.word
+                return [w[0] for w in word.iter_unpack(data)], sec.label
+        return None, ""
+
+    def _first_symtab(self, sh_type: SectionType) -> SymbolTable | None:
+        for sec in self.sections:
+            if sec.type == sh_type:
+                return self.symbol_table(sec)
+        return None
+
+    def symbols(self) -> SymbolTable:
+        """The symbols of ``.symtab`` (the first ``SHT_SYMTAB``); empty if there is none."""
+        table = self._first_symtab(SectionType.SYMTAB)
+        return table if table is not None else _EMPTY_TABLE
+
+    def dynamic_symbols(self) -> SymbolTable:
+        """The symbols of ``.dynsym`` (the first ``SHT_DYNSYM``); empty if there is none."""
+        table = self._first_symtab(SectionType.DYNSYM)
+        return table if table is not None else _EMPTY_TABLE
+
+    # -- relocations -------------------------------------------------------
+
+    @property
+    def relocation_sections(self) -> dict[int, Section]:
+        """Target section index -> the ``SHT_REL``/``SHT_RELA`` section that relocates it.
+
+        Relocation sections whose ``sh_info`` is 0 (dynamic relocations that
+        apply to the whole image, such as ``.rela.dyn``) are not included.
+        """
+        if self._reloc_sections is None:
+            mapping: dict[int, Section] = {}
+            for sec in self.sections:
+                if sec.type not in (SectionType.REL, SectionType.RELA) or sec.info == 0:
+                    continue
+                self.section(sec.info, referrer=sec.label, offset=sec.offset)
+                other = mapping.get(sec.info)
+                if other is not None:
+                    raise ELFError(
+                        f"section #{sec.info} is relocated by both {other.label!r} "
+                        f"and {sec.label!r}",
+                        section=sec.label,
+                    )
+                mapping[sec.info] = sec
+            self._reloc_sections = mapping
+        return self._reloc_sections
+
+    def relocations(self, section: Section | int) -> list[Relocation]:
+        """The relocations applying to `section` (a target section), or [] if none.
+
+        Pass a ``SHT_REL``/``SHT_RELA`` section itself to read its entries
+        regardless of target. Symbol indices are checked against the linked
+        symbol table; in relocatable files (``ET_REL``) each offset is
+        checked to lie inside the target section.
+        """
+        sec = section if isinstance(section, Section) else self.section(section)
+        if sec.type in (SectionType.REL, SectionType.RELA):
+            rsec = sec
+        else:
+            found = self.relocation_sections.get(sec.index)
+            if found is None:
+                return []
+            rsec = found
+        cached = self._relocs.get(rsec.index)
+        if cached is None:
+            cached = self._read_relocations(rsec)
+            self._relocs[rsec.index] = cached
+        return cached
+
+    def _read_relocations(self, rsec: Section) -> list[Relocation]:
+        rela = rsec.type == SectionType.RELA
+        entsize = _RELA_SIZE if rela else _REL_SIZE
+        if rsec.entsize != entsize:
+            raise ELFError(
+                f"relocation entry size {rsec.entsize}, expected {entsize}",
+                section=rsec.label,
+                offset=rsec.offset,
+            )
+        if rsec.size % entsize:
+            raise ELFError(
+                f"relocation section size {rsec.size} is not a multiple of {entsize}",
+                section=rsec.label,
+                offset=rsec.offset,
+            )
+        layout = self._structs.rela if rela else self._structs.rel
+        rows: list[tuple[int, ...]] = list(layout.iter_unpack(rsec.data()))
+        if not rows:
+            return []
+        # Symbol indices must name entries of the linked symbol table.
+        if rsec.link != 0:
+            symsec = self.section(rsec.link, referrer=rsec.label, offset=rsec.offset)
+            if symsec.type not in (SectionType.SYMTAB, SectionType.DYNSYM):
+                raise ELFError(
+                    f"linked section {symsec.label!r} is not a symbol table", section=rsec.label
+                )
+            nsyms = symsec.size // _SYM_SIZE
+        else:
+            nsyms = 1  # no symbol table: only symbol 0 is meaningful
+        # r_info keeps the symbol index in its high 32 bits, so the largest
+        # r_info holds the largest symbol index.
+        worst = max(rows, key=_SECOND)
+        if worst[1] >> 32 >= nsyms:
+            i = rows.index(worst)
+            raise ELFError(
+                f"relocation {i} refers to symbol {worst[1] >> 32}, "
+                f"but the symbol table has {nsyms}",
+                section=rsec.label,
+                offset=rsec.offset + i * entsize,
+            )
+        if self.type == ElfType.REL and rsec.info != 0:
+            target = self.section(rsec.info, referrer=rsec.label, offset=rsec.offset)
+            last = max(rows, key=_FIRST)
+            if last[0] >= target.size:
+                i = rows.index(last)
+                raise ELFError(
+                    f"relocation {i} at offset {last[0]:#x} lies outside "
+                    f"{target.label!r} ({target.size} bytes)",
+                    section=rsec.label,
+                    offset=rsec.offset + i * entsize,
+                )
+        new = tuple.__new__
+        if rela:
+            return [
+                new(Relocation, (off, info >> 32, info & 0xFFFFFFFF, addend))
+                for off, info, addend in rows
+            ]
+        return [new(Relocation, (off, info >> 32, info & 0xFFFFFFFF, 0)) for off, info in rows]
+
+    # -- notes -------------------------------------------------------------
+
+    def notes(self, where: Section | Segment) -> Iterator[Note]:
+        """The note records of a ``SHT_NOTE`` section or ``PT_NOTE`` segment.
+
+        Records are 4-byte aligned, or 8-byte aligned when the section or
+        segment is (as GNU property notes are).
+        """
+        alignment = where.addralign if isinstance(where, Section) else where.align
+        align = 8 if alignment == 8 else 4
+        data = bytes(where.data())
+        return self._iter_notes(data, align, where.offset, where.label)
+
+    def _iter_notes(self, data: bytes, align: int, base: int, label: str) -> Iterator[Note]:
+        nhdr = self._structs.nhdr
+        mask = align - 1
+        n = len(data)
+        pos = 0
+        while pos < n:
+            if n - pos < 12:
+                raise ELFError("truncated note header", section=label, offset=base + pos)
+            namesz, descsz, ntype = nhdr.unpack_from(data, pos)
+            name_start = pos + 12
+            desc_start = (name_start + namesz + mask) & ~mask
+            desc_end = desc_start + descsz
+            if name_start + namesz > n or desc_end > n:
+                raise ELFError(
+                    f"note (name {namesz} bytes, descriptor {descsz} bytes) runs past the end",
+                    section=label,
+                    offset=base + pos,
+                )
+            raw_name = data[name_start : name_start + namesz]
+            nul = raw_name.find(b"\0")
+            if nul >= 0:
+                raw_name = raw_name[:nul]
+            yield Note(
+                raw_name.decode("utf-8", "surrogateescape"), ntype, data[desc_start:desc_end]
+            )
+            pos = (desc_end + mask) & ~mask
+
+
+class _EmptySymbolTable(SymbolTable):
+    """The table returned when a file has no symbol table of the requested kind."""
+
+    def __init__(self) -> None:
+        super().__init__(None, b"", _StringTable(b"\0", "", 0), _STRUCTS["little"], None, "")
+        self._all = []
+
+
+_EMPTY_TABLE: SymbolTable = _EmptySymbolTable()

@@ -1,0 +1,434 @@
+"""libbpf's ELF section-name conventions: ``SEC("kprobe/do_unlinkat")`` -> program type.
+
+`lookup_section` maps a program's section name to a `SectionDef`: the program
+type, the expected attach type, the attach target written in the name, the
+load flags and whether libbpf would attach the program automatically. The
+table follows ``section_defs`` of libbpf 1.5 (same entries, same order, same
+matching rules):
+
+- ``name`` matches exactly;
+- ``name+`` matches ``name`` alone or ``name/<extras>``; the extras are the
+  attach target (``kprobe/do_unlinkat`` -> ``do_unlinkat``).
+
+A leading ``?`` (``SEC("?xdp")``) marks a program that is not loaded by
+default: it is stripped before matching and reported as ``autoload=False``.
+Unknown names give None; the caller decides what to do with them.
+
+Helpers parse the attach targets the auto-attachers understand:
+`parse_kprobe_target`, `parse_uprobe_target`, `parse_usdt_target` and
+`parse_tracepoint_target`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import re
+from typing import TYPE_CHECKING, NamedTuple
+
+from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
+from ebpf.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ebpf._sys.types import AttachType, ProgramType
+
+__all__ = [
+    "SECTION_TABLE",
+    "AttachKind",
+    "SecFlags",
+    "SectionDef",
+    "SectionPattern",
+    "lookup_section",
+    "parse_kprobe_target",
+    "parse_tracepoint_target",
+    "parse_uprobe_target",
+    "parse_usdt_target",
+]
+
+
+class SecFlags(enum.IntFlag):
+    """libbpf's per-section flags (the ``sec_def`` cookie)."""
+
+    NONE = 0
+    #: the expected attach type may be dropped if the kernel does not know it
+    EXP_ATTACH_OPT = 1
+    #: historically attached with BPF_PROG_ATTACH (informational only)
+    ATTACHABLE = 2
+    ATTACHABLE_OPT = ATTACHABLE | EXP_ATTACH_OPT
+    #: the attach target is a BTF id (kernel function, tracepoint, LSM hook, program)
+    ATTACH_BTF = 4
+    #: the program may sleep (``BPF_F_SLEEPABLE``)
+    SLEEPABLE = 8
+    #: XDP program that handles multi-buffer packets (``BPF_F_XDP_HAS_FRAGS``)
+    XDP_FRAGS = 16
+    #: a USDT probe (attached as uprobes; uprobe_multi when the kernel has it)
+    USDT = 32
+
+
+class AttachKind(enum.Enum):
+    """How libbpf's auto-attach handles a section's programs."""
+
+    #: no automatic attachment (XDP, tc, cgroup, sockets, struct_ops, ...)
+    NONE = "none"
+    KPROBE = "kprobe"
+    KSYSCALL = "ksyscall"
+    KPROBE_MULTI = "kprobe_multi"
+    KPROBE_SESSION = "kprobe_session"
+    UPROBE = "uprobe"
+    UPROBE_MULTI = "uprobe_multi"
+    USDT = "usdt"
+    TRACEPOINT = "tracepoint"
+    RAW_TRACEPOINT = "raw_tracepoint"
+    #: fentry/fexit/fmod_ret/tp_btf/freplace: a tracing link to the BTF target
+    TRACING = "tracing"
+    LSM = "lsm"
+    ITER = "iter"
+
+
+class SectionPattern(NamedTuple):
+    """One row of the table: how a section name maps to program and attach types."""
+
+    pattern: str
+    program_type: str  # ProgramType member name
+    attach_type: str | None  # AttachType member name, None for "no expected attach type"
+    flags: SecFlags
+    kind: AttachKind
+
+
+_F = SecFlags
+_K = AttachKind
+_S = _F.SLEEPABLE
+_B = _F.ATTACH_BTF
+
+
+def _p(pattern: str, ptype: str, atype: str | None, flags: SecFlags = _F.NONE,
+       kind: AttachKind = _K.NONE) -> SectionPattern:
+    return SectionPattern(pattern, ptype, atype, flags, kind)
+
+
+#: libbpf 1.5's section_defs, in matching order.
+SECTION_TABLE: tuple[SectionPattern, ...] = (
+    _p("socket", "SOCKET_FILTER", None),
+    _p("sk_reuseport/migrate", "SK_REUSEPORT", "SK_REUSEPORT_SELECT_OR_MIGRATE", _F.ATTACHABLE),
+    _p("sk_reuseport", "SK_REUSEPORT", "SK_REUSEPORT_SELECT", _F.ATTACHABLE),
+    _p("kprobe+", "KPROBE", None, kind=_K.KPROBE),
+    _p("uprobe+", "KPROBE", None, kind=_K.UPROBE),
+    _p("uprobe.s+", "KPROBE", None, _S, _K.UPROBE),
+    _p("kretprobe+", "KPROBE", None, kind=_K.KPROBE),
+    _p("uretprobe+", "KPROBE", None, kind=_K.UPROBE),
+    _p("uretprobe.s+", "KPROBE", None, _S, _K.UPROBE),
+    _p("kprobe.multi+", "KPROBE", "TRACE_KPROBE_MULTI", kind=_K.KPROBE_MULTI),
+    _p("kretprobe.multi+", "KPROBE", "TRACE_KPROBE_MULTI", kind=_K.KPROBE_MULTI),
+    _p("kprobe.session+", "KPROBE", "TRACE_KPROBE_SESSION", kind=_K.KPROBE_SESSION),
+    _p("uprobe.multi+", "KPROBE", "TRACE_UPROBE_MULTI", kind=_K.UPROBE_MULTI),
+    _p("uretprobe.multi+", "KPROBE", "TRACE_UPROBE_MULTI", kind=_K.UPROBE_MULTI),
+    _p("uprobe.multi.s+", "KPROBE", "TRACE_UPROBE_MULTI", _S, _K.UPROBE_MULTI),
+    _p("uretprobe.multi.s+", "KPROBE", "TRACE_UPROBE_MULTI", _S, _K.UPROBE_MULTI),
+    _p("ksyscall+", "KPROBE", None, kind=_K.KSYSCALL),
+    _p("kretsyscall+", "KPROBE", None, kind=_K.KSYSCALL),
+    _p("usdt+", "KPROBE", None, _F.USDT, _K.USDT),
+    _p("usdt.s+", "KPROBE", None, _F.USDT | _S, _K.USDT),
+    _p("tc/ingress", "SCHED_CLS", "TCX_INGRESS"),  # alias for tcx/ingress
+    _p("tc/egress", "SCHED_CLS", "TCX_EGRESS"),  # alias for tcx/egress
+    _p("tcx/ingress", "SCHED_CLS", "TCX_INGRESS"),
+    _p("tcx/egress", "SCHED_CLS", "TCX_EGRESS"),
+    _p("tc", "SCHED_CLS", None),  # legacy (netlink tc filters)
+    _p("classifier", "SCHED_CLS", None),  # legacy
+    _p("action", "SCHED_ACT", None),  # legacy
+    _p("netkit/primary", "SCHED_CLS", "NETKIT_PRIMARY"),
+    _p("netkit/peer", "SCHED_CLS", "NETKIT_PEER"),
+    _p("tracepoint+", "TRACEPOINT", None, kind=_K.TRACEPOINT),
+    _p("tp+", "TRACEPOINT", None, kind=_K.TRACEPOINT),
+    _p("raw_tracepoint+", "RAW_TRACEPOINT", None, kind=_K.RAW_TRACEPOINT),
+    _p("raw_tp+", "RAW_TRACEPOINT", None, kind=_K.RAW_TRACEPOINT),
+    _p("raw_tracepoint.w+", "RAW_TRACEPOINT_WRITABLE", None, kind=_K.RAW_TRACEPOINT),
+    _p("raw_tp.w+", "RAW_TRACEPOINT_WRITABLE", None, kind=_K.RAW_TRACEPOINT),
+    _p("tp_btf+", "TRACING", "TRACE_RAW_TP", _B, _K.TRACING),
+    _p("fentry+", "TRACING", "TRACE_FENTRY", _B, _K.TRACING),
+    _p("fmod_ret+", "TRACING", "MODIFY_RETURN", _B, _K.TRACING),
+    _p("fexit+", "TRACING", "TRACE_FEXIT", _B, _K.TRACING),
+    _p("fentry.s+", "TRACING", "TRACE_FENTRY", _B | _S, _K.TRACING),
+    _p("fmod_ret.s+", "TRACING", "MODIFY_RETURN", _B | _S, _K.TRACING),
+    _p("fexit.s+", "TRACING", "TRACE_FEXIT", _B | _S, _K.TRACING),
+    _p("freplace+", "EXT", None, _B, _K.TRACING),
+    _p("lsm+", "LSM", "LSM_MAC", _B, _K.LSM),
+    _p("lsm.s+", "LSM", "LSM_MAC", _B | _S, _K.LSM),
+    _p("lsm_cgroup+", "LSM", "LSM_CGROUP", _B),
+    _p("iter+", "TRACING", "TRACE_ITER", _B, _K.ITER),
+    _p("iter.s+", "TRACING", "TRACE_ITER", _B | _S, _K.ITER),
+    _p("syscall", "SYSCALL", None, _S),
+    _p("xdp.frags/devmap", "XDP", "XDP_DEVMAP", _F.XDP_FRAGS),
+    _p("xdp/devmap", "XDP", "XDP_DEVMAP", _F.ATTACHABLE),
+    _p("xdp.frags/cpumap", "XDP", "XDP_CPUMAP", _F.XDP_FRAGS),
+    _p("xdp/cpumap", "XDP", "XDP_CPUMAP", _F.ATTACHABLE),
+    _p("xdp.frags", "XDP", "XDP", _F.XDP_FRAGS),
+    _p("xdp", "XDP", "XDP", _F.ATTACHABLE_OPT),
+    _p("perf_event", "PERF_EVENT", None),
+    _p("lwt_in", "LWT_IN", None),
+    _p("lwt_out", "LWT_OUT", None),
+    _p("lwt_xmit", "LWT_XMIT", None),
+    _p("lwt_seg6local", "LWT_SEG6LOCAL", None),
+    _p("sockops", "SOCK_OPS", "CGROUP_SOCK_OPS", _F.ATTACHABLE_OPT),
+    _p("sk_skb/stream_parser", "SK_SKB", "SK_SKB_STREAM_PARSER", _F.ATTACHABLE_OPT),
+    _p("sk_skb/stream_verdict", "SK_SKB", "SK_SKB_STREAM_VERDICT", _F.ATTACHABLE_OPT),
+    _p("sk_skb", "SK_SKB", None),
+    _p("sk_msg", "SK_MSG", "SK_MSG_VERDICT", _F.ATTACHABLE_OPT),
+    _p("lirc_mode2", "LIRC_MODE2", "LIRC_MODE2", _F.ATTACHABLE_OPT),
+    _p("flow_dissector", "FLOW_DISSECTOR", "FLOW_DISSECTOR", _F.ATTACHABLE_OPT),
+    _p("cgroup_skb/ingress", "CGROUP_SKB", "CGROUP_INET_INGRESS", _F.ATTACHABLE_OPT),
+    _p("cgroup_skb/egress", "CGROUP_SKB", "CGROUP_INET_EGRESS", _F.ATTACHABLE_OPT),
+    _p("cgroup/skb", "CGROUP_SKB", None),
+    _p("cgroup/sock_create", "CGROUP_SOCK", "CGROUP_INET_SOCK_CREATE", _F.ATTACHABLE),
+    _p("cgroup/sock_release", "CGROUP_SOCK", "CGROUP_INET_SOCK_RELEASE", _F.ATTACHABLE),
+    _p("cgroup/sock", "CGROUP_SOCK", "CGROUP_INET_SOCK_CREATE", _F.ATTACHABLE_OPT),
+    _p("cgroup/post_bind4", "CGROUP_SOCK", "CGROUP_INET4_POST_BIND", _F.ATTACHABLE),
+    _p("cgroup/post_bind6", "CGROUP_SOCK", "CGROUP_INET6_POST_BIND", _F.ATTACHABLE),
+    _p("cgroup/bind4", "CGROUP_SOCK_ADDR", "CGROUP_INET4_BIND", _F.ATTACHABLE),
+    _p("cgroup/bind6", "CGROUP_SOCK_ADDR", "CGROUP_INET6_BIND", _F.ATTACHABLE),
+    _p("cgroup/connect4", "CGROUP_SOCK_ADDR", "CGROUP_INET4_CONNECT", _F.ATTACHABLE),
+    _p("cgroup/connect6", "CGROUP_SOCK_ADDR", "CGROUP_INET6_CONNECT", _F.ATTACHABLE),
+    _p("cgroup/connect_unix", "CGROUP_SOCK_ADDR", "CGROUP_UNIX_CONNECT", _F.ATTACHABLE),
+    _p("cgroup/sendmsg4", "CGROUP_SOCK_ADDR", "CGROUP_UDP4_SENDMSG", _F.ATTACHABLE),
+    _p("cgroup/sendmsg6", "CGROUP_SOCK_ADDR", "CGROUP_UDP6_SENDMSG", _F.ATTACHABLE),
+    _p("cgroup/sendmsg_unix", "CGROUP_SOCK_ADDR", "CGROUP_UNIX_SENDMSG", _F.ATTACHABLE),
+    _p("cgroup/recvmsg4", "CGROUP_SOCK_ADDR", "CGROUP_UDP4_RECVMSG", _F.ATTACHABLE),
+    _p("cgroup/recvmsg6", "CGROUP_SOCK_ADDR", "CGROUP_UDP6_RECVMSG", _F.ATTACHABLE),
+    _p("cgroup/recvmsg_unix", "CGROUP_SOCK_ADDR", "CGROUP_UNIX_RECVMSG", _F.ATTACHABLE),
+    _p("cgroup/getpeername4", "CGROUP_SOCK_ADDR", "CGROUP_INET4_GETPEERNAME", _F.ATTACHABLE),
+    _p("cgroup/getpeername6", "CGROUP_SOCK_ADDR", "CGROUP_INET6_GETPEERNAME", _F.ATTACHABLE),
+    _p("cgroup/getpeername_unix", "CGROUP_SOCK_ADDR", "CGROUP_UNIX_GETPEERNAME", _F.ATTACHABLE),
+    _p("cgroup/getsockname4", "CGROUP_SOCK_ADDR", "CGROUP_INET4_GETSOCKNAME", _F.ATTACHABLE),
+    _p("cgroup/getsockname6", "CGROUP_SOCK_ADDR", "CGROUP_INET6_GETSOCKNAME", _F.ATTACHABLE),
+    _p("cgroup/getsockname_unix", "CGROUP_SOCK_ADDR", "CGROUP_UNIX_GETSOCKNAME", _F.ATTACHABLE),
+    _p("cgroup/sysctl", "CGROUP_SYSCTL", "CGROUP_SYSCTL", _F.ATTACHABLE),
+    _p("cgroup/getsockopt", "CGROUP_SOCKOPT", "CGROUP_GETSOCKOPT", _F.ATTACHABLE),
+    _p("cgroup/setsockopt", "CGROUP_SOCKOPT", "CGROUP_SETSOCKOPT", _F.ATTACHABLE),
+    _p("cgroup/dev", "CGROUP_DEVICE", "CGROUP_DEVICE", _F.ATTACHABLE_OPT),
+    _p("struct_ops+", "STRUCT_OPS", None),
+    _p("struct_ops.s+", "STRUCT_OPS", None, _S),
+    _p("sk_lookup", "SK_LOOKUP", "SK_LOOKUP", _F.ATTACHABLE),
+    _p("netfilter", "NETFILTER", "NETFILTER"),
+)
+
+# Kinds whose attacher skips a bare section name (e.g. SEC("kprobe")): the
+# target must then be given at attach time.
+_NEEDS_TARGET = frozenset({
+    AttachKind.KPROBE, AttachKind.KSYSCALL, AttachKind.KPROBE_MULTI, AttachKind.KPROBE_SESSION,
+    AttachKind.UPROBE, AttachKind.UPROBE_MULTI, AttachKind.USDT, AttachKind.TRACEPOINT,
+    AttachKind.RAW_TRACEPOINT,
+})
+_RETPROBES = frozenset({
+    "kretprobe+", "uretprobe+", "uretprobe.s+", "kretsyscall+", "kretprobe.multi+",
+    "uretprobe.multi+", "uretprobe.multi.s+",
+})
+_MULTI = frozenset({AttachKind.KPROBE_MULTI, AttachKind.KPROBE_SESSION, AttachKind.UPROBE_MULTI})
+
+
+@dataclasses.dataclass(frozen=True)
+class SectionDef:
+    """What a program's section name says about it (libbpf conventions)."""
+
+    #: the section name without a leading "?"
+    section: str
+    #: the table entry that matched, e.g. "kprobe+" or "cgroup/connect4"
+    pattern: str
+    program_type: ProgramType
+    #: the expected attach type passed at load time, or None for none
+    attach_type: AttachType | None
+    #: the attach target written after "<prefix>/" (None for a bare name):
+    #: "do_unlinkat", "sched/sched_switch", "libc.so.6:malloc", "task", ...
+    attach_to: str | None
+    #: libbpf's flags for the entry
+    flags: SecFlags
+    #: which auto-attacher handles the program
+    kind: AttachKind
+    #: False when the name started with "?" (program not loaded by default)
+    autoload: bool = True
+
+    @property
+    def sleepable(self) -> bool:
+        """The program may sleep (loaded with ``BPF_F_SLEEPABLE``)."""
+        return bool(self.flags & SecFlags.SLEEPABLE)
+
+    @property
+    def xdp_frags(self) -> bool:
+        """An XDP program for multi-buffer packets (``BPF_F_XDP_HAS_FRAGS``)."""
+        return bool(self.flags & SecFlags.XDP_FRAGS)
+
+    @property
+    def attach_btf(self) -> bool:
+        """The attach target is resolved to a BTF id at load time (fentry, lsm, iter, ...)."""
+        return bool(self.flags & SecFlags.ATTACH_BTF)
+
+    @property
+    def attach_type_optional(self) -> bool:
+        """The expected attach type may be dropped on kernels that reject it."""
+        return bool(self.flags & SecFlags.EXP_ATTACH_OPT)
+
+    @property
+    def usdt(self) -> bool:
+        """A USDT probe."""
+        return bool(self.flags & SecFlags.USDT)
+
+    @property
+    def multi(self) -> bool:
+        """Attached through a multi link (kprobe.multi, kprobe.session, uprobe.multi)."""
+        return self.kind in _MULTI
+
+    @property
+    def retprobe(self) -> bool:
+        """A return probe (kretprobe, uretprobe, kretsyscall and their multi forms)."""
+        return self.pattern in _RETPROBES
+
+    @property
+    def auto_attach(self) -> bool:
+        """libbpf would attach this program automatically (skeleton ``attach()``).
+
+        True when the kind has an attacher and the name carries what it needs;
+        a bare ``SEC("kprobe")`` or ``SEC("tp")`` is not auto-attached.
+        """
+        if self.kind is AttachKind.NONE:
+            return False
+        return self.attach_to is not None or self.kind not in _NEEDS_TARGET
+
+    @property
+    def prog_flags(self) -> int:
+        """The ``BPF_PROG_LOAD`` flags the section implies."""
+        flags = 0
+        if self.flags & SecFlags.SLEEPABLE:
+            flags |= BPF_F_SLEEPABLE
+        if self.flags & SecFlags.XDP_FRAGS:
+            flags |= BPF_F_XDP_HAS_FRAGS
+        return flags
+
+
+def _match(pattern: str, name: str) -> tuple[bool, str | None]:
+    """libbpf's sec_def_matches: (matched, extras after "<prefix>/" or None if bare)."""
+    if pattern.endswith("+"):
+        prefix = pattern[:-1]
+        if not name.startswith(prefix):
+            return False, None
+        rest = name[len(prefix):]
+        if not rest:
+            return True, None
+        if rest[0] == "/":
+            return True, rest[1:]
+        return False, None
+    if pattern.endswith("/"):  # "type/": extras required (no such entry in 1.5)
+        if name.startswith(pattern):
+            return True, name[len(pattern):]
+        return False, None
+    return name == pattern, None
+
+
+@functools.lru_cache(maxsize=1024)
+def lookup_section(name: str) -> SectionDef | None:
+    """The `SectionDef` for a program section name, or None if libbpf does not know it."""
+    autoload = True
+    if name.startswith("?"):
+        autoload = False
+        name = name[1:]
+    from ebpf._sys.types import AttachType, ProgramType
+
+    for entry in SECTION_TABLE:
+        matched, extras = _match(entry.pattern, name)
+        if not matched:
+            continue
+        return SectionDef(
+            section=name,
+            pattern=entry.pattern,
+            program_type=ProgramType[entry.program_type],
+            attach_type=AttachType[entry.attach_type] if entry.attach_type else None,
+            attach_to=extras,
+            flags=entry.flags,
+            kind=entry.kind,
+            autoload=autoload,
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Attach targets
+
+
+_KPROBE_RE = re.compile(r"([a-zA-Z0-9_.]+)(?:\+(.*))?", re.S)
+_C_INT_RE = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[1-9][0-9]*|0[0-7]*)")
+
+
+def _c_int(text: str) -> int | None:
+    """A whole C integer literal (decimal, 0x hex or 0 octal, optional sign), or None."""
+    if _C_INT_RE.fullmatch(text) is None:
+        return None
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits[:2] in ("0x", "0X"):
+        return sign * int(digits[2:], 16)
+    if len(digits) > 1 and digits.startswith("0"):
+        return sign * int(digits[1:], 8)
+    return sign * int(digits, 10)
+
+
+def parse_kprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, int]:
+    """``"func[+offset]"`` -> ``(func, offset)``, as libbpf reads ``SEC("kprobe/...")``.
+
+    The function name is made of ``[a-zA-Z0-9_.]`` and the offset is a C
+    integer literal. Stricter than libbpf, which ignores trailing garbage:
+    anything else raises InvalidArgumentError. Return probes take no offset.
+    """
+    m = _KPROBE_RE.fullmatch(target)
+    if m is None:
+        raise InvalidArgumentError(f"invalid kprobe target {target!r}, expected <func>[+<offset>]")
+    func, off_text = m.group(1), m.group(2)
+    offset = 0
+    if off_text is not None:
+        value = _c_int(off_text)
+        if value is None:
+            raise InvalidArgumentError(f"invalid kprobe offset in {target!r}")
+        offset = value
+    if retprobe and offset:
+        raise InvalidArgumentError(f"kretprobes take no offset: {target!r}")
+    return func, offset
+
+
+def parse_uprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, str, int]:
+    """``"binary:function[+offset]"`` -> ``(binary, function, offset)``, as libbpf reads it.
+
+    A trailing ``+offset`` is taken only when it is a whole number; otherwise
+    it stays part of the function name. Return probes take no offset.
+    """
+    binary, sep, func = target.partition(":")
+    if not sep or not binary or not func or "\n" in func:
+        raise InvalidArgumentError(
+            f"invalid uprobe target {target!r}, expected <binary>:<function>[+<offset>]"
+        )
+    offset = 0
+    plus = func.rfind("+")
+    if plus >= 0:
+        value = _c_int(func[plus + 1:])
+        if value is not None:
+            offset = value
+            func = func[:plus]
+    if retprobe and offset:
+        raise InvalidArgumentError(f"uretprobes take no offset: {target!r}")
+    return binary, func, offset
+
+
+def parse_usdt_target(target: str) -> tuple[str, str, str]:
+    """``"path:provider:name"`` -> ``(path, provider, name)``."""
+    parts = target.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise InvalidArgumentError(
+            f"invalid USDT target {target!r}, expected <path>:<provider>:<name>"
+        )
+    return parts[0], parts[1], parts[2]
+
+
+def parse_tracepoint_target(target: str) -> tuple[str, str]:
+    """``"category/name"`` -> ``(category, name)``."""
+    category, sep, name = target.partition("/")
+    if not sep or not category or not name:
+        raise InvalidArgumentError(
+            f"invalid tracepoint target {target!r}, expected <category>/<name>"
+        )
+    return category, name

@@ -1,0 +1,119 @@
+"""`Link`: one attachment of a program to a hook."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .._sys import link as _link
+from .._sys import ops as _ops
+from .._sys.fd import FD
+from .._sys.types import Cmd, LinkType
+from ..errors import NotSupportedError
+
+if TYPE_CHECKING:
+    from ..programs import Program
+
+
+class Link:
+    """An attached program. `close()` detaches it unless it is pinned (a pinned
+    bpf_link lives on until its pin is removed). Context manager.
+
+    Kernel bpf_links support `update()` (atomic program replacement), `pin()`,
+    `info()` and `detach()`; attachments made through older mechanisms (perf
+    events, netlink, BPF_PROG_ATTACH) are subclasses that implement what their
+    mechanism allows and raise NotSupportedError for the rest.
+    """
+
+    def __init__(self, fd: FD | None, program: Program | None = None) -> None:
+        self._fd = fd
+        self.program = program
+        self._pinned: str | None = None
+
+    # -- identity -----------------------------------------------------------------
+
+    @property
+    def fd(self) -> FD:
+        if self._fd is None:
+            raise NotSupportedError(f"{type(self).__name__} file descriptor",
+                                    "this attachment is not a bpf_link")
+        return self._fd
+
+    def fileno(self) -> int:
+        return self.fd.fileno()
+
+    @property
+    def id(self) -> int:
+        return int(self.info().id)
+
+    def info(self) -> Any:
+        """The kernel's `struct bpf_link_info` for this link (type, id, prog_id, ...)."""
+        return _link.link_info(self.fd.fileno())
+
+    @property
+    def type(self) -> LinkType:
+        return LinkType(self.info().type)
+
+    # -- operations -----------------------------------------------------------------
+
+    def update(self, program: Program, *, old: Program | None = None) -> None:
+        """Atomically replace the attached program (BPF_LINK_UPDATE). With `old`,
+        fails unless `old` is the program currently attached."""
+        from .._sys.consts import BPF_F_REPLACE
+
+        _link.link_update(self.fd.fileno(), program.fd.fileno(),
+                          old.fd.fileno() if old is not None else 0,
+                          BPF_F_REPLACE if old is not None else 0)
+        self.program = program
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the link on bpffs: it stays attached after close() and process exit,
+        until `unpin()` (or the pin file is removed)."""
+        _ops.obj_pin(self.fd.fileno(), path)
+        self._pinned = os.fspath(path)
+
+    def unpin(self) -> None:
+        if self._pinned is not None:
+            os.unlink(self._pinned)
+            self._pinned = None
+
+    @property
+    def pinned_path(self) -> str | None:
+        return self._pinned
+
+    def detach(self) -> None:
+        """Detach the program now (BPF_LINK_DETACH), even while the link fd stays open
+        or pinned elsewhere."""
+        _link.link_detach(self.fd.fileno())
+
+    def close(self) -> None:
+        """Release the link; detaches unless pinned."""
+        if self._fd is not None:
+            self._fd.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None or self._fd.closed
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd.fileno() if self._fd else None}"
+        return f"<{type(self).__name__} {state}>"
+
+
+def open_pinned(path: str | os.PathLike[str]) -> Link:
+    """Open a bpf_link pinned on bpffs."""
+    fd = FD(_ops.obj_get(path), "link")
+    link = Link(fd)
+    link._pinned = os.fspath(path)
+    return link
+
+
+def from_id(link_id: int) -> Link:
+    """Open a bpf_link by its id."""
+    return Link(FD(_ops.get_fd_by_id(Cmd.LINK_GET_FD_BY_ID, link_id), "link"))

@@ -1,0 +1,245 @@
+"""CollectionSpec -> kernel objects: maps first, then programs (see `ebpf.Collection`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Any
+
+from ._sys.types import MapType
+from .errors import (
+    Error,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    SyscallError,
+)
+
+if TYPE_CHECKING:
+    from . import btf
+    from .collection import Collection, CollectionSpec, Extern
+    from .maps import Map, MapSpec
+    from .programs import ProgramSpec
+
+
+def _wrap(what: str, exc: BaseException) -> BaseException:
+    """Prefix the message of a library exception with the object that failed,
+    keeping its type (a VerifierError stays a VerifierError)."""
+    if isinstance(exc, SyscallError):
+        if not exc.strerror.startswith(what):
+            exc.strerror = f"{what}: {exc.strerror}"
+    elif isinstance(exc, Error) and exc.args and isinstance(exc.args[0], str):
+        if not exc.args[0].startswith(what):
+            exc.args = (f"{what}: {exc.args[0]}", *exc.args[1:])
+    return exc
+
+
+def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | None,
+                    map_replacements: dict[str, Map], only: set[str] | None,
+                    kernel_btf: btf.Spec | None, log_level: int) -> None:
+    from .maps import Map
+    from .programs import Program
+
+    unknown = set(map_replacements) - set(spec.maps)
+    if unknown:
+        raise KeyNotFoundError(f"map_replacements names unknown maps: {sorted(unknown)}")
+    if only is not None:
+        missing = only - set(spec.programs)
+        if missing:
+            raise KeyNotFoundError(f"no programs named {sorted(missing)} "
+                                   f"(have: {', '.join(sorted(spec.programs))})")
+    created: list[Any] = []
+    handle = None
+    try:
+        handle = _btf_handle(spec)
+        deferred: list[tuple[str, Any, str]] = []
+        for name, ms in spec.maps.items():
+            what = f"map {name!r}"
+            if name in map_replacements:
+                m = map_replacements[name]
+                ms.check_compatible(m)
+                coll.maps[name] = m
+                continue
+            ms = _map_for_load(spec, ms)
+            plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
+            deferred.extend((name, k, v) for k, v in ms.contents if isinstance(v, str))
+            freeze = ms.freeze
+            if len(plain) != len(ms.contents):
+                ms.freeze = False
+            ms.contents = plain
+            try:
+                m = Map(ms, btf_handle=handle, pin_path=pin_path)
+            except BaseException as e:
+                raise _wrap(what, e) from None
+            created.append(m)
+            coll.maps[name] = m
+            if freeze and not ms.freeze:
+                ms.freeze = True
+        # map-in-map initial values, then programs, then prog array entries
+        for name, key, target in deferred:
+            if spec.maps[name].type != MapType.PROG_ARRAY:
+                coll.maps[name][key] = coll.maps[target].fileno()
+        wanted = [n for n, p in spec.programs.items()
+                  if (n in only if only is not None else getattr(p, "autoload", True))]
+        for name in wanted:
+            ps = _resolve_externs(spec, spec.programs[name])
+            try:
+                prog = Program(ps, maps=coll.maps, kernel_btf=kernel_btf, log_level=log_level)
+            except BaseException as e:
+                raise _wrap(f"program {name!r}", e) from None
+            created.append(prog)
+            coll.programs[name] = prog
+        for name, key, target in deferred:
+            if spec.maps[name].type == MapType.PROG_ARRAY and target in coll.programs:
+                coll.maps[name][key] = coll.programs[target].fileno()
+        for name, ms in spec.maps.items():
+            if ms.freeze and name not in map_replacements and any(
+                    isinstance(v, str) for _, v in ms.contents):
+                coll.maps[name].freeze()
+        from .collection import Variable
+
+        for vname, vs in spec.variables.items():
+            coll.variables[vname] = Variable(vs, coll.maps[vs.section])
+    except BaseException:
+        for obj in reversed(created):
+            with contextlib.suppress(Exception):
+                obj.close()
+        coll.maps.clear()
+        coll.programs.clear()
+        raise
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _map_for_load(spec: CollectionSpec, ms: MapSpec) -> MapSpec:
+    ms = ms.copy()
+    if ms.name == ".kconfig":
+        _fill_kconfig(spec, ms)
+    return ms
+
+
+def _btf_handle(spec: CollectionSpec) -> Any:
+    """The object's BTF loaded into the kernel (for map key/value types), or None
+    when the object has none or the kernel refuses it (maps then load without BTF)."""
+    if spec.btf is None:
+        return None
+    try:
+        from .btf import Handle  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    try:
+        return Handle.from_spec(spec.btf)
+    except Error:
+        return None
+
+
+# -- externs -------------------------------------------------------------------------
+
+
+def _fill_kconfig(spec: CollectionSpec, ms: MapSpec) -> None:
+    from . import kconfig
+    from .btf import values
+
+    buf = bytearray(ms.value_size)
+    for ext in spec.externs.values():
+        if ext.section != ".kconfig":
+            continue
+        assert ext.type is not None
+        value = _kconfig_value(ext, kconfig)
+        if value is None:
+            if not ext.weak:
+                raise NotSupportedError(
+                    f"kconfig extern {ext.name}", "the running kernel's config does not set "
+                    "it; declare it __weak to default to zero")
+            continue
+        buf[ext.offset : ext.offset + ext.size] = values.encode(ext.type, value, ext.name)
+    ms.contents = [(0, buf)]
+
+
+def _kconfig_value(ext: Extern, kconfig: Any) -> Any:
+    from . import btf as _btf
+
+    if ext.name in kconfig.VIRTUAL:
+        return kconfig.virtual_value(ext.name)
+    if not ext.name.startswith("CONFIG_"):
+        raise InvalidArgumentError(f"unknown kconfig extern {ext.name!r}")
+    raw = kconfig.kernel_config().get(ext.name)
+    if raw is None:
+        return None
+    assert ext.type is not None
+    t = _btf.skip_typedefs(ext.type)
+    if isinstance(t, _btf.Enum):  # enum libbpf_tristate
+        return {"y": 1, "m": 2, "n": 0}.get(raw, 0)
+    if isinstance(t, _btf.Array):  # char[N]: a quoted string
+        return raw.strip('"')
+    if isinstance(t, _btf.Int) and (t.encoding & _btf.IntEncoding.BOOL or t.size == 1) and \
+            raw in ("y", "m", "n"):
+        return raw != "n"
+    if raw in ("y", "m"):
+        return 1 if raw == "y" else 2
+    try:
+        return int(raw, 0)
+    except ValueError:
+        raise InvalidArgumentError(f"kconfig {ext.name}={raw} does not fit its "
+                                   f"declared type {t.type_name}") from None
+
+
+@functools.cache
+def _kallsyms() -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    out.setdefault(parts[2], int(parts[0], 16))
+    except OSError:
+        pass
+    return out
+
+
+def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
+    """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
+    become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
+    from . import btf as _btf
+
+    needs = [i for i, ins in enumerate(ps.instructions)
+             if ins.meta and "extern" in ins.meta]
+    if not needs:
+        return ps
+    ps = ps.copy()
+    kernel = None
+    for i in needs:
+        ins = ps.instructions[i]
+        assert ins.meta is not None
+        ext = spec.externs[ins.meta["extern"]]
+        if ins.opcode == 0x18 and ins.src == 0:  # typeless ksym
+            addr = _kallsyms().get(ext.name)
+            if addr is None or addr == 0:
+                if not ext.weak:
+                    raise NotSupportedError(f"kernel symbol {ext.name}",
+                                            "not in /proc/kallsyms (or addresses hidden)")
+                addr = 0
+            ins.imm = addr - (1 << 64) if addr >= (1 << 63) else addr
+            ins.reference = None
+            continue
+        if ext.weak:
+            if kernel is None:
+                from .btf import load_kernel_spec
+
+                kernel = load_kernel_spec()
+            kinds = (_btf.Func,) if ext.is_func else (_btf.Var,)
+            if not any(isinstance(t, kinds) for t in kernel.types_by_name(ext.name)):
+                ins.reference = None
+                ins.imm = 0
+                if ins.opcode == 0x18:
+                    ins.src = 0
+                else:
+                    # a missing weak kfunc: the guarded call is dead code
+                    ins.off = 0
+    return ps
+
+
+_ = dataclasses

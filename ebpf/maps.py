@@ -1,0 +1,1559 @@
+"""BPF maps: `MapSpec` (what to create) and `Map` (a dict-like kernel map).
+
+```python
+spec = MapSpec(type=MapType.HASH, key_size=4, value_size=8, max_entries=1 << 20,
+               name="counts")
+with Map(spec) as m:
+    m[1] = 2                      # ints are packed native-endian to key/value size
+    m[1]                          # -> b"\\x02\\0\\0\\0\\0\\0\\0\\0" (typed with BTF)
+    m.update(1, 3, UpdateFlags.EXIST)
+    keys, values = m.lookup_batch()
+```
+
+Keys and values accept `int`, bytes-like objects and ctypes instances of the
+exact size; with BTF key/value types (`MapSpec.key`/`.value`) they also accept
+what `ebpf.btf.values.encode` does (dicts for structs, sequences for arrays) and
+lookups return typed values. Per-CPU maps take and return one value per possible
+CPU. A missing key raises `KeyNotFoundError` (a `KeyError`); a wrong size
+raises `InvalidArgumentError` (a `ValueError`) saying the expected size.
+
+A `Map` may be used from several threads. The thread that created it gets a
+preallocated fast path; other threads use buffers of their own.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import ctypes
+import dataclasses
+import enum
+import errno
+import os
+import sys
+import threading
+from _thread import get_ident as _get_ident
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from ._sys import ops as _ops
+from ._sys import types as _t
+from ._sys.fd import FD
+from ._sys.syscall import NR_BPF as _NR
+from ._sys.syscall import bpf_errno as _bpf_errno
+from ._sys.types import MapType
+from .errors import (
+    Error,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    PermissionError,
+    SyscallError,
+    from_errno,
+)
+
+if TYPE_CHECKING:
+    from . import btf
+
+__all__ = [
+    "Batch",
+    "IterationAbortedError",
+    "KeyExistsError",
+    "Map",
+    "MapFlags",
+    "MapInfo",
+    "MapSpec",
+    "MapType",
+    "PinType",
+    "UpdateFlags",
+    "sanitize_name",
+]
+
+_syscall = _ops.fast_syscall
+_get_errno = ctypes.get_errno
+_ENOENT: Final = errno.ENOENT
+_BYTEORDER: Final = sys.byteorder
+_ELEM_ATTR_SIZE: Final = ctypes.sizeof(_t.MapElemAttr)
+# MAP_DELETE_ELEM and MAP_GET_NEXT_KEY check that the attr is zero after their
+# last field; passing a shorter size lets them share the lookup attr.
+_DELETE_ATTR_SIZE: Final = _t.MapElemAttr.key.offset + 8
+_NEXT_KEY_ATTR_SIZE: Final = _t.MapElemAttr.next_key.offset + 8
+
+_LOOKUP: Final = int(_t.Cmd.MAP_LOOKUP_ELEM)
+_UPDATE: Final = int(_t.Cmd.MAP_UPDATE_ELEM)
+_DELETE: Final = int(_t.Cmd.MAP_DELETE_ELEM)
+_NEXT_KEY: Final = int(_t.Cmd.MAP_GET_NEXT_KEY)
+_LOOKUP_AND_DELETE: Final = int(_t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+
+
+class MapFlags(enum.IntFlag):
+    """BPF_F_* flags for `MapSpec.flags` (map_flags of BPF_MAP_CREATE)."""
+
+    NONE = 0
+    NO_PREALLOC = _t.BPF_F_NO_PREALLOC
+    NO_COMMON_LRU = _t.BPF_F_NO_COMMON_LRU
+    NUMA_NODE = _t.BPF_F_NUMA_NODE
+    RDONLY = _t.BPF_F_RDONLY
+    WRONLY = _t.BPF_F_WRONLY
+    STACK_BUILD_ID = _t.BPF_F_STACK_BUILD_ID
+    ZERO_SEED = _t.BPF_F_ZERO_SEED
+    RDONLY_PROG = _t.BPF_F_RDONLY_PROG
+    WRONLY_PROG = _t.BPF_F_WRONLY_PROG
+    CLONE = _t.BPF_F_CLONE
+    MMAPABLE = _t.BPF_F_MMAPABLE
+    PRESERVE_ELEMS = _t.BPF_F_PRESERVE_ELEMS
+    INNER_MAP = _t.BPF_F_INNER_MAP
+    LINK = _t.BPF_F_LINK
+    PATH_FD = _t.BPF_F_PATH_FD
+    VTYPE_BTF_OBJ_FD = _t.BPF_F_VTYPE_BTF_OBJ_FD
+    TOKEN_FD = _t.BPF_F_TOKEN_FD
+    SEGV_ON_FAULT = _t.BPF_F_SEGV_ON_FAULT
+    NO_USER_CONV = _t.BPF_F_NO_USER_CONV
+
+
+class UpdateFlags(enum.IntFlag):
+    """Flags of `Map.update`: ANY (create or replace), NOEXIST (create only),
+    EXIST (replace only), LOCK (update under the value's bpf_spin_lock)."""
+
+    ANY = _t.BPF_ANY
+    NOEXIST = _t.BPF_NOEXIST
+    EXIST = _t.BPF_EXIST
+    LOCK = _t.BPF_F_LOCK
+
+
+class PinType(enum.IntEnum):
+    """`MapSpec.pinning`: NONE, or BY_NAME (libbpf's LIBBPF_PIN_BY_NAME: the map is
+    pinned as <pin_path>/<name> and reused from there when compatible)."""
+
+    NONE = 0
+    BY_NAME = 1
+
+
+class IterationAbortedError(Error, RuntimeError):
+    """Iterating a map gave up: it kept changing under the iterator (keys deleted
+    and re-added faster than the walk progressed)."""
+
+
+class KeyExistsError(SyscallError):
+    """`update(..., UpdateFlags.NOEXIST)` found the key already present."""
+
+
+# Map types whose keys are the indices 0..max_entries-1 and whose elements
+# cannot be deleted.
+_ARRAY_TYPES: Final = frozenset({
+    MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
+    MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS, MapType.DEVMAP, MapType.CPUMAP,
+    MapType.XSKMAP, MapType.SOCKMAP, MapType.REUSEPORT_SOCKARRAY,
+})
+_PERCPU_TYPES: Final = frozenset({
+    MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
+    MapType.PERCPU_CGROUP_STORAGE,
+})
+# Map types whose user-space values are file descriptors of other objects.
+_FD_VALUE_TYPES: Final = frozenset({
+    MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY,
+    MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.SOCKMAP, MapType.SOCKHASH,
+    MapType.XSKMAP, MapType.REUSEPORT_SOCKARRAY,
+})
+_KEYLESS_TYPES: Final = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
+_BATCH_TYPES: Final = frozenset({
+    MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH,
+    MapType.ARRAY, MapType.PERCPU_ARRAY,
+})
+_NO_ELEMENT_TYPES: Final = frozenset({
+    MapType.RINGBUF, MapType.USER_RINGBUF, MapType.ARENA, MapType.STRUCT_OPS,
+})
+
+_INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _type_name(t: int) -> str:
+    try:
+        return MapType(t).name.removesuffix("_DEPRECATED")
+    except ValueError:
+        return f"map type {t}"
+
+
+def sanitize_name(name: str) -> str:
+    """The name the kernel gets for a map: only [A-Za-z0-9_.] kept, at most 15
+    characters (like libbpf)."""
+    kept = "".join(c for c in name if c.isascii() and (c.isalnum() or c in "_."))
+    return kept[:15]
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """Everything needed to create a map; plain editable data, no kernel objects.
+
+    `inner_map` is the template of the maps an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
+    `numa_node` (when not None) places the map's memory on that node.
+    `map_extra` is BLOOM_FILTER's number of hash functions (or ARENA's address).
+    `key`/`value` are BTF types describing key and value (they make lookups
+    return typed values); `contents` is a list of (key, value) written after
+    creation; `freeze` freezes the map after that (read-only for user space).
+    """
+
+    name: str = ""
+    type: MapType = MapType.UNSPEC
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    flags: int = 0
+    inner_map: MapSpec | None = None
+    numa_node: int | None = None
+    map_extra: int = 0
+    pinning: PinType = PinType.NONE
+    key: btf.Type | None = None
+    value: btf.Type | None = None
+    contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    freeze: bool = False
+
+    def copy(self) -> MapSpec:
+        """A copy that can be edited without affecting this spec (contents and the
+        inner map spec are copied; BTF types are shared)."""
+        new = _copy.copy(self)
+        new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
+                        for k, v in self.contents]
+        if self.inner_map is not None:
+            new.inner_map = self.inner_map.copy()
+        return new
+
+    def check_compatible(self, m: Map) -> None:
+        """Raise InvalidArgumentError naming the first attribute in which the existing
+        map `m` (e.g. one found pinned) differs from this spec."""
+        info = m.info()
+        checks: list[tuple[str, int, int]] = [
+            ("type", int(self.type), int(info.type)),
+            ("key_size", self.key_size, info.key_size),
+            ("value_size", self.value_size, info.value_size),
+            ("max_entries", self.max_entries, info.max_entries),
+            ("flags", int(self.flags), int(info.flags)),
+            ("map_extra", self.map_extra, info.map_extra),
+        ]
+        for what, want, have in checks:
+            if what == "max_entries" and self.type == MapType.PERF_EVENT_ARRAY and want == 0:
+                continue  # created with one slot per possible CPU
+            if want != have:
+                raise InvalidArgumentError(
+                    f"map {self.name!r}: existing map has {what} {have}, spec wants {want}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInfo:
+    """What the kernel reports about a map (BPF_OBJ_GET_INFO_BY_FD)."""
+
+    id: int
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: MapFlags
+    map_extra: int = 0
+    btf_id: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    btf_vmlinux_value_type_id: int = 0
+    ifindex: int = 0
+    frozen: bool = False
+
+
+class Batch(NamedTuple):
+    """Result of a batch lookup: raw `keys` and `values` buffers.
+
+    Each is a memoryview over fresh memory: 1-D with a native unsigned integer
+    format when the element is 1, 2, 4 or 8 bytes (so `.tolist()` gives ints),
+    else 2-D bytes of shape (count, element size). Per-CPU values are 2-D of shape
+    (count, possible CPUs * round_up(value_size, 8)). With `numpy=True` both are
+    numpy arrays instead.
+    """
+
+    keys: Any
+    values: Any
+
+
+class _Buffers:
+    """Preallocated key/value buffers and attrs for one thread's element operations."""
+
+    __slots__ = ("kbuf", "kmv", "kraw", "lattr", "lref", "nbuf", "uattr", "uref", "vbuf",
+                 "vmv", "vraw")
+
+    def __init__(self, fd: int, key_size: int, value_bytes: int, kfmt: str | None,
+                 vfmt: str | None) -> None:
+        self.kbuf = ctypes.create_string_buffer(max(key_size, 1))
+        self.kraw = memoryview(self.kbuf).cast("B")[:key_size]
+        self.kmv = _typed_view(self.kbuf, kfmt)
+        self.vbuf = ctypes.create_string_buffer(max(value_bytes, 1))
+        self.vraw = memoryview(self.vbuf).cast("B")[:value_bytes]
+        self.vmv = _typed_view(self.vbuf, vfmt)
+        self.nbuf = ctypes.create_string_buffer(max(key_size, 1))
+        kaddr = ctypes.addressof(self.kbuf) if key_size else 0
+        self.lattr = _t.MapElemAttr(map_fd=fd, key=kaddr, value=ctypes.addressof(self.vbuf))
+        self.lref = ctypes.byref(self.lattr)
+        self.uattr = _t.MapElemAttr(map_fd=fd, key=kaddr, value=ctypes.addressof(self.vbuf))
+        self.uref = ctypes.byref(self.uattr)
+
+
+_MISSING: Any = object()
+
+
+class Map:
+    """A BPF map: create one from a `MapSpec`, or open one by pin path, id or fd.
+
+    Dict-like: `m[k]`, `m[k] = v`, `del m[k]`, `k in m`, `get`, `pop`, `keys()`,
+    `values()`, `items()`, iteration, and `len()` (O(1) for arrays, a walk for
+    hash maps). Also `update(k, v, flags)`, batch operations, queue/stack
+    `push`/`pop`/`peek`, `freeze`, `mmap`, `pin`/`unpin`, `info`, `dup`.
+
+    `Map(spec, inner_map_fd=None, btf_handle=None, pin_path=None)`:
+      inner_map_fd  template map for ARRAY_OF_MAPS/HASH_OF_MAPS (else one is created
+                    from `spec.inner_map` for the duration of the call)
+      btf_handle    an `ebpf.btf.Handle` already holding `spec.key`/`spec.value`
+                    (otherwise a BTF object is built for them when possible)
+      pin_path      bpffs directory for `spec.pinning == PinType.BY_NAME`: an existing
+                    compatible map pinned there is reused, else the new map is pinned
+
+    Raises NotSupportedError when the kernel lacks the map type, and SyscallError
+    (with what was asked) for any other refusal. Close with `close()` or use as a
+    context manager; a map left to the garbage collector warns (ResourceWarning).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bufs",
+        "_fd",
+        "_fd_values",
+        "_frozen",
+        "_int_vdecode",
+        "_kdec",
+        "_key_size",
+        "_kfmt",
+        "_kmv",
+        "_ktype",
+        "_lref",
+        "_mmaps",
+        "_name",
+        "_ncpu",
+        "_owner",
+        "_pinned",
+        "_spec",
+        "_tls",
+        "_type",
+        "_uref",
+        "_value_size",
+        "_vbuf",
+        "_vbytes",
+        "_vdec",
+        "_vfmt",
+        "_vmode",
+        "_vmv",
+        "_vstride",
+        "_vtype",
+    )
+
+    # -- creation ---------------------------------------------------------------------
+
+    def __init__(self, spec: MapSpec, *, inner_map_fd: int | None = None,
+                 btf_handle: Any = None, pin_path: str | os.PathLike[str] | None = None) -> None:
+        self._owner = 0
+        self._mmaps: list[Any] = []
+        self._pinned: str | None = None
+        self._frozen = False
+        spec = spec.copy()
+        pin_file: str | None = None
+        if spec.pinning == PinType.BY_NAME and pin_path is not None:
+            if not spec.name:
+                raise InvalidArgumentError("a map pinned by name needs a name")
+            pin_file = os.path.join(os.fspath(pin_path), spec.name)
+            existing = _try_obj_get(pin_file)
+            if existing is not None:
+                self._setup(FD(existing, f"map {spec.name!r}"), spec)
+                try:
+                    spec.check_compatible(self)
+                except BaseException:
+                    self.close()
+                    raise
+                self._pinned = pin_file
+                return
+        fd = _create(spec, inner_map_fd, btf_handle)
+        self._setup(fd, spec)
+        try:
+            for k, v in spec.contents:
+                self.update(k, v)
+            if spec.freeze:
+                self.freeze()
+            if pin_file is not None:
+                self.pin(pin_file)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_fd(cls, fd: int | FD, *, spec: MapSpec | None = None) -> Map:
+        """Wrap a map file descriptor; the Map takes ownership and closes it.
+
+        Type, sizes and flags are read from the kernel; `spec` (if given) supplies
+        BTF key/value types and the name.
+        """
+        owned = fd if isinstance(fd, FD) else FD(fd, "map")
+        kind = _anon_kind(owned.fileno())
+        if kind not in ("", "bpf-map"):
+            owned.close()
+            raise InvalidArgumentError(f"fd is a {kind}, not a map")
+        m = cls.__new__(cls)
+        m._owner = 0
+        m._mmaps = []
+        m._pinned = None
+        m._frozen = False
+        try:
+            info = _query_info(owned.fileno())
+        except BaseException:
+            owned.close()
+            raise
+        base = MapSpec(name=info.name, type=info.type, key_size=info.key_size,
+                       value_size=info.value_size, max_entries=info.max_entries,
+                       flags=int(info.flags), map_extra=info.map_extra)
+        if spec is not None:
+            base.key, base.value = spec.key, spec.value
+            base.name = spec.name or base.name
+            base.inner_map = spec.inner_map
+        elif info.btf_id and (info.btf_key_type_id or info.btf_value_type_id):
+            base.key, base.value = _kernel_btf_types(info)
+        owned.kind = f"map {base.name!r}"
+        m._setup(owned, base)
+        m._frozen = info.frozen
+        return m
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str], *, read_only: bool = False,
+                    write_only: bool = False) -> Map:
+        """Open the map pinned at `path` on a bpffs (BPF_OBJ_GET)."""
+        flags = (_t.BPF_F_RDONLY if read_only else 0) | (_t.BPF_F_WRONLY if write_only else 0)
+        p = os.fspath(path)
+        try:
+            fd = _ops.obj_get(p, flags)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                raise SyscallError(errno.ENOENT, f"no pinned object at {p}") from None
+            if e.errno == errno.EPERM and not _on_bpffs(p):
+                raise _not_bpffs(p) from None
+            raise
+        kind = _anon_kind(fd)
+        if kind and kind != "bpf-map":
+            os.close(fd)
+            raise InvalidArgumentError(f"{p} is a {kind}, not a map")
+        m = cls.from_fd(fd)
+        m._pinned = p
+        return m
+
+    @classmethod
+    def from_id(cls, map_id: int) -> Map:
+        """Open the map with kernel id `map_id` (BPF_MAP_GET_FD_BY_ID)."""
+        try:
+            fd = _ops.get_fd_by_id(_t.Cmd.MAP_GET_FD_BY_ID, map_id)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                raise KeyNotFoundError(f"no map with id {map_id}") from None
+            raise
+        return cls.from_fd(fd)
+
+    def _setup(self, fd: FD, spec: MapSpec) -> None:
+        self._fd = fd
+        self._spec = spec
+        self._name = spec.name
+        self._type = int(spec.type)
+        self._key_size = ks = spec.key_size
+        self._value_size = vs = spec.value_size
+        self._ktype = spec.key
+        self._vtype = spec.value
+        self._fd_values = spec.type in _FD_VALUE_TYPES
+        percpu = spec.type in _PERCPU_TYPES
+        self._ncpu = _ops.possible_cpus() if percpu else 0
+        self._vstride = (vs + 7) & ~7 if percpu else vs
+        self._vbytes = self._vstride * self._ncpu if percpu else vs
+        self._kfmt = _int_format(ks, spec.key)
+        self._vfmt = None if percpu else _int_format(vs, spec.value)
+        self._kdec = _decoder(spec.key, ks)[0]
+        self._vdec, self._vmode = _decoder(spec.value, vs)
+        self._tls: threading.local | None = None
+        b = self._bufs = _Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
+        self._kmv = b.kmv
+        self._vmv = b.vmv
+        self._vbuf = b.vbuf
+        self._lref = b.lref
+        self._uref = b.uref
+        self._int_vdecode = self._vmode == 1 and b.vmv is not None
+        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map.
+        fast = not percpu and spec.type not in _KEYLESS_TYPES | _NO_ELEMENT_TYPES and ks > 0
+        self._owner = _get_ident() if fast else 0
+
+    # -- properties ---------------------------------------------------------------------
+
+    @property
+    def fd(self) -> FD:
+        """The `FD` owning the map's descriptor."""
+        return self._fd
+
+    def fileno(self) -> int:
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def type(self) -> MapType:
+        return MapType(self._type)
+
+    @property
+    def key_size(self) -> int:
+        return self._key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._value_size
+
+    @property
+    def max_entries(self) -> int:
+        return self._spec.max_entries
+
+    @property
+    def flags(self) -> MapFlags:
+        return MapFlags(self._spec.flags)
+
+    @property
+    def key_type(self) -> btf.Type | None:
+        """BTF type of the keys, if known."""
+        return self._ktype
+
+    @property
+    def value_type(self) -> btf.Type | None:
+        """BTF type of the values, if known."""
+        return self._vtype
+
+    @property
+    def spec(self) -> MapSpec:
+        """A copy of the spec this map was created from (or reconstructed from the kernel)."""
+        return self._spec.copy()
+
+    @property
+    def is_per_cpu(self) -> bool:
+        return self._ncpu > 0
+
+    @property
+    def pinned(self) -> str | None:
+        """The path this map was pinned at (or opened from) by this object, if any."""
+        return self._pinned
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd.closed else f"fd={self._fd.fileno()}"
+        return (f"<Map {self._name!r} {_type_name(self._type)} key={self._key_size} "
+                f"value={self._value_size} max_entries={self._spec.max_entries} {state}>")
+
+    def __bool__(self) -> bool:
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent). Pinned maps stay pinned; memory mapped
+        with `mmap()` stays valid until its last view is released."""
+        self._owner = 0
+        self._kmv = None
+        for mm in self._mmaps:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a view is still exported; the mapping goes away with it
+        self._mmaps.clear()
+        self._fd.close()
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def dup(self) -> Map:
+        """An independent Map object on a duplicated (close-on-exec) descriptor."""
+        fd = self._fd.dup()
+        m = Map.__new__(Map)
+        m._owner = 0
+        m._mmaps = []
+        m._pinned = None
+        m._frozen = self._frozen
+        m._setup(fd, self._spec.copy())
+        return m
+
+    # -- buffers ---------------------------------------------------------------------------
+
+    def _thread_bufs(self) -> _Buffers:
+        """Buffers for the calling thread (the owner's preallocated ones, or per-thread)."""
+        if self._owner == _get_ident():
+            return self._bufs
+        fd = self._fd.fileno()  # raises once closed
+        tls = self._tls
+        if tls is None:
+            tls = self._tls = threading.local()
+        b: _Buffers | None = getattr(tls, "b", None)
+        if b is None:
+            b = _Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)
+            tls.b = b
+        return b
+
+    # -- packing ----------------------------------------------------------------------------
+
+    def _put_key(self, b: _Buffers, key: Any) -> None:
+        ks = self._key_size
+        if key.__class__ is int and b.kmv is not None:
+            try:
+                b.kmv[0] = key
+                return
+            except ValueError:
+                pass
+        _pack_into(b.kraw, key, ks, "key", self._ktype, False)
+
+    def _put_value(self, b: _Buffers, value: Any) -> None:
+        if self._ncpu:
+            self._put_percpu(b.vraw, value)
+            return
+        if value.__class__ is int and b.vmv is not None:
+            try:
+                b.vmv[0] = value
+                return
+            except ValueError:
+                pass
+        _pack_into(b.vraw, value, self._value_size, "value", self._vtype, self._fd_values)
+
+    def _put_percpu(self, dest: memoryview, value: Any) -> None:
+        n = self._ncpu
+        if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
+                value, Sequence):
+            raise InvalidArgumentError(
+                f"a per-CPU map value must be a sequence of {n} values (one per possible "
+                f"CPU), got {type(value).__name__}")
+        if len(value) != n:
+            raise InvalidArgumentError(
+                f"a per-CPU map value must have {n} elements (one per possible CPU), "
+                f"got {len(value)}")
+        stride, vs = self._vstride, self._value_size
+        for i, v in enumerate(value):
+            slot = dest[i * stride: i * stride + stride]
+            if stride != vs:
+                slot[vs:] = bytes(stride - vs)
+            _pack_into(slot[:vs], v, vs, f"value[{i}]", self._vtype, False)
+
+    def _decode_value(self, raw: bytes, typed: bool) -> Any:
+        if self._ncpu:
+            stride, vs = self._vstride, self._value_size
+            out = [raw[i * stride: i * stride + vs] for i in range(self._ncpu)]
+            if typed and self._vdec is not None:
+                dec = self._vdec
+                return [dec(v) for v in out]
+            return out
+        if typed and self._vdec is not None:
+            return self._vdec(raw)
+        return raw
+
+    def _decode_key(self, raw: bytes, typed: bool) -> Any:
+        if typed and self._kdec is not None:
+            return self._kdec(raw)
+        return raw
+
+    # -- element operations ------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        if key.__class__ is int and self._owner == _get_ident():
+            try:
+                self._kmv[0] = key  # type: ignore[index]
+            except (ValueError, TypeError):
+                return self.lookup(key)
+            if _syscall(_NR, 1, self._lref, 32) >= 0:
+                if self._vmode == 0:
+                    return self._vbuf.raw
+                if self._int_vdecode:
+                    return self._vmv[0]  # type: ignore[index]
+                return self._vdec(self._vbuf.raw)
+            if _get_errno() == _ENOENT:
+                raise KeyNotFoundError(f"key {key!r} not found in map {self._name!r}")
+        return self.lookup(key)
+
+    def lookup(self, key: Any = None, *, raw: bool = False, flags: int = 0) -> Any:
+        """The value stored under `key`; KeyNotFoundError if there is none.
+
+        `raw=True` returns bytes (a list of bytes per CPU for per-CPU maps) even when
+        the map has a BTF value type. `flags` may be UpdateFlags.LOCK (read under the
+        value's spin lock). Queue/stack maps: `lookup()` is `peek()`.
+        """
+        b = self._thread_bufs()
+        if not self._load(b, key, flags):
+            raise KeyNotFoundError(self._missing(key))
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def get(self, key: Any, default: Any = None, *, raw: bool = False) -> Any:
+        """Like `lookup`, returning `default` when the key is missing."""
+        b = self._thread_bufs()
+        if not self._load(b, key, 0):
+            return default
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def __contains__(self, key: Any) -> bool:
+        if self._type == MapType.BLOOM_FILTER:
+            return self._bloom_contains(key)
+        return self._load(self._thread_bufs(), key, 0)
+
+    def _load(self, b: _Buffers, key: Any, flags: int) -> bool:
+        """Look `key` up into b.vbuf; False when missing."""
+        if self._type in _KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(
+                    f"{_type_name(self._type)} maps have no keys; use peek()/pop()")
+            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf),
+                                  flags=flags)
+            return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+        self._put_key(b, key)
+        attr = b.lattr
+        if flags:
+            attr.flags = flags
+            try:
+                return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+            finally:
+                attr.flags = 0
+        return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+
+    def _elem_op(self, cmd: int, attr: _t.MapElemAttr, size: int, key: Any,
+                 missing_ok: bool = False) -> bool:
+        ref = ctypes.byref(attr)
+        while True:
+            if _syscall(_NR, cmd, ref, size) >= 0:
+                return True
+            err = _get_errno()
+            if err == errno.EINTR:
+                continue
+            if err == _ENOENT and missing_ok:
+                return False
+            raise self._elem_error(cmd, err, key, int(attr.flags))
+
+    def _missing(self, key: Any) -> str:
+        if key is None and self._type in _KEYLESS_TYPES:
+            return f"{_type_name(self._type)} map {self._name!r} is empty"
+        return f"key {key!r} not found in map {self._name!r}"
+
+    def _elem_error(self, cmd: int, err: int, key: Any, flags: int) -> Exception:
+        op = {_LOOKUP: "lookup", _UPDATE: "update", _DELETE: "delete",
+              _LOOKUP_AND_DELETE: "lookup_and_delete", _NEXT_KEY: "next_key"}.get(cmd, str(cmd))
+        where = f"{op} in {_type_name(self._type)} map {self._name!r}"
+        if err == _ENOENT:
+            return KeyNotFoundError(self._missing(key))
+        if err == errno.EEXIST and cmd == _UPDATE:
+            return KeyExistsError(err, f"{where}: key {key!r} already exists (NOEXIST)")
+        if err == errno.E2BIG and cmd == _UPDATE:
+            return SyscallError(err, f"{where}: map is full "
+                                     f"(max_entries {self._spec.max_entries})")
+        if err == errno.EPERM and cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE):
+            why = ("the map is frozen" if self._frozen or self._is_frozen() else
+                   "the map is read-only for user space (BPF_F_RDONLY or a read-only fd)")
+            return PermissionError(err, f"{where}: {why}")
+        if err == errno.EINVAL and cmd == _DELETE and self._type in _ARRAY_TYPES and \
+                self._type not in _FD_VALUE_TYPES:
+            return InvalidArgumentError(
+                f"{where}: elements of {_type_name(self._type)} maps cannot be deleted")
+        if err == errno.EINVAL and flags & UpdateFlags.LOCK:
+            return InvalidArgumentError(
+                f"{where}: UpdateFlags.LOCK needs a value with a struct bpf_spin_lock (BTF)")
+        if err in (errno.EOPNOTSUPP, 524):
+            return NotSupportedError(f"{op} on {_type_name(self._type)} maps")
+        return from_errno(err, where)
+
+    def _is_frozen(self) -> bool:
+        try:
+            return _fdinfo(self._fd.fileno()).get("frozen", "0") == "1"
+        except (OSError, ValueError):
+            return False
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key.__class__ is int and value.__class__ is int and self._owner == _get_ident():
+            try:
+                self._kmv[0] = key  # type: ignore[index]
+                self._vmv[0] = value  # type: ignore[index]
+            except (ValueError, TypeError):
+                pass
+            else:
+                if _syscall(_NR, 2, self._uref, 32) >= 0:
+                    return
+        self.update(key, value)
+
+    def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Store `value` under `key`.
+
+        flags: UpdateFlags.ANY (default), NOEXIST (KeyExistsError if present),
+        EXIST (KeyNotFoundError if absent), LOCK (under the value's spin lock).
+        Map-in-map and program array values may be `Map`/`Program` objects (or
+        anything with `fileno()`).
+        """
+        if self._type in _KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(
+                    f"{_type_name(self._type)} maps have no keys; use push(value)")
+            self.push(value, flags)
+            return
+        b = self._thread_bufs()
+        self._put_key(b, key)
+        self._put_value(b, value)
+        attr = b.uattr
+        if flags:
+            attr.flags = flags
+            try:
+                self._elem_op(_UPDATE, attr, _ELEM_ATTR_SIZE, key)
+            finally:
+                attr.flags = 0
+        else:
+            self._elem_op(_UPDATE, attr, _ELEM_ATTR_SIZE, key)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def delete(self, key: Any) -> None:
+        """Remove `key`; KeyNotFoundError if absent."""
+        if self._type in _KEYLESS_TYPES:
+            raise InvalidArgumentError(
+                f"{_type_name(self._type)} maps have no keys; use pop()")
+        b = self._thread_bufs()
+        self._put_key(b, key)
+        self._elem_op(_DELETE, b.lattr, _DELETE_ATTR_SIZE, key)
+
+    def lookup_and_delete(self, key: Any = None, *, raw: bool = False) -> Any:
+        """Atomically read and remove `key` (queue/stack: the next element, key None)."""
+        b = self._thread_bufs()
+        if self._type in _KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(f"{_type_name(self._type)} maps have no keys")
+            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        else:
+            self._put_key(b, key)
+            attr = b.lattr
+        if not self._elem_op(_LOOKUP_AND_DELETE, attr, _ELEM_ATTR_SIZE, key, missing_ok=True):
+            raise KeyNotFoundError(self._missing(key))
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def pop(self, key: Any = _MISSING, default: Any = _MISSING, *, raw: bool = False) -> Any:
+        """Remove and return: `m.pop()` on a queue/stack takes the next element;
+        `m.pop(key[, default])` on other maps removes `key` (like dict.pop).
+        KeyNotFoundError when there is nothing and no default."""
+        k = None if key is _MISSING else key
+        try:
+            return self.lookup_and_delete(k, raw=raw)
+        except KeyNotFoundError:
+            if default is _MISSING:
+                raise
+            return default
+
+    def push(self, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Add `value` to a queue, stack or bloom filter. flags=UpdateFlags.EXIST
+        makes a full queue/stack drop its oldest element instead of failing."""
+        if self._type not in _KEYLESS_TYPES:
+            raise InvalidArgumentError(
+                f"push() is for QUEUE, STACK and BLOOM_FILTER maps, not "
+                f"{_type_name(self._type)}")
+        b = self._thread_bufs()
+        self._put_value(b, value)
+        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf),
+                              flags=flags)
+        ref = ctypes.byref(attr)
+        while True:
+            if _syscall(_NR, _UPDATE, ref, _ELEM_ATTR_SIZE) >= 0:
+                return
+            err = _get_errno()
+            if err == errno.EINTR:
+                continue
+            if err == errno.E2BIG:
+                raise SyscallError(err, f"push to {_type_name(self._type)} map "
+                                        f"{self._name!r}: full (max_entries "
+                                        f"{self._spec.max_entries}; UpdateFlags.EXIST "
+                                        f"overwrites the oldest)")
+            raise self._elem_error(_UPDATE, err, None, flags)
+
+    def peek(self, *, raw: bool = False) -> Any:
+        """The next element of a queue/stack without removing it; KeyNotFoundError
+        when empty."""
+        return self.lookup(None, raw=raw)
+
+    def _bloom_contains(self, value: Any) -> bool:
+        b = self._thread_bufs()
+        self._put_value(b, value)
+        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, value, missing_ok=True)
+
+    # -- iteration ----------------------------------------------------------------------------
+
+    def next_key(self, key: Any = None, *, raw: bool = False) -> Any:
+        """The key after `key` in the kernel's iteration order (the first key for
+        None), or None after the last one."""
+        b = self._thread_bufs()
+        fd = b.lattr.map_fd
+        nbuf = ctypes.create_string_buffer(max(self._key_size, 1))
+        attr = _t.MapElemAttr(map_fd=fd, next_key=ctypes.addressof(nbuf))
+        if key is not None:
+            self._put_key(b, key)
+            attr.key = ctypes.addressof(b.kbuf)
+        if not self._elem_op(_NEXT_KEY, attr, _NEXT_KEY_ATTR_SIZE, key, missing_ok=True):
+            return None
+        return self._decode_key(nbuf.raw[: self._key_size], not raw)
+
+    def _check_iterable(self) -> None:
+        if self._type in _KEYLESS_TYPES or self._type in _NO_ELEMENT_TYPES:
+            raise InvalidArgumentError(
+                f"{_type_name(self._type)} maps cannot be iterated by key")
+
+    def _raw_keys(self) -> Iterator[bytes]:
+        """Keys as bytes via BPF_MAP_GET_NEXT_KEY, robust against concurrent deletes.
+
+        When the current key is deleted between steps, hash-like maps restart from
+        their first key; keys already produced are skipped, and the walk gives up
+        (IterationAbortedError) if it makes no progress for too long.
+        """
+        self._check_iterable()
+        fd = self._fd.fileno()
+        ks = self._key_size
+        cur = ctypes.create_string_buffer(max(ks, 1))
+        nxt = ctypes.create_string_buffer(max(ks, 1))
+        attr = _t.MapElemAttr(map_fd=fd, key=0, next_key=ctypes.addressof(nxt))
+        ref = ctypes.byref(attr)
+        array_like = self._type in _ARRAY_TYPES
+        seen: set[bytes] | None = None if array_like else set()
+        limit = 4 * max(self._spec.max_entries, 1) + 64
+        steps = 0
+        while True:
+            ret = _syscall(_NR, _NEXT_KEY, ref, _NEXT_KEY_ATTR_SIZE)
+            if ret < 0:
+                err = _get_errno()
+                if err == errno.EINTR:
+                    continue
+                if err == _ENOENT:
+                    return
+                raise self._elem_error(_NEXT_KEY, err, None, 0)
+            steps += 1
+            if steps > limit:
+                raise IterationAbortedError(
+                    f"iteration of map {self._name!r} aborted after {steps} steps: the "
+                    "map kept changing (concurrent deletes restart the walk)")
+            k = nxt.raw[:ks]
+            ctypes.memmove(cur, nxt, ks)
+            attr.key = ctypes.addressof(cur)
+            if seen is not None:
+                if k in seen:
+                    continue  # restarted after a concurrent delete: skip known keys
+                seen.add(k)
+            yield k
+
+    def _batch_iter(self, chunk: int) -> Iterator[tuple[bytes, bytes]] | None:
+        """(key, value) raw pairs via batch lookups, or None if unsupported."""
+        if self._type not in _BATCH_TYPES:
+            return None
+        it = self._batch_chunks(_t.Cmd.MAP_LOOKUP_BATCH, chunk)
+        try:
+            first = next(it)
+        except StopIteration:
+            return iter(())
+        except (NotSupportedError, InvalidArgumentError):
+            return None
+        except SyscallError as e:
+            if e.errno in (errno.EINVAL, errno.ENOTSUP):
+                return None
+            raise
+
+        def gen() -> Iterator[tuple[bytes, bytes]]:
+            ks, vb = self._key_size, self._vbytes
+            chunk_: tuple[bytes, bytes, int] | None = first
+            while chunk_ is not None:
+                kbytes, vbytes, n = chunk_
+                for i in range(n):
+                    yield kbytes[i * ks:(i + 1) * ks], vbytes[i * vb:(i + 1) * vb]
+                chunk_ = next(it, None)
+        return gen()
+
+    def _raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+        self._check_iterable()
+        batched = self._batch_iter(4096)
+        if batched is not None:
+            return batched
+        return self._raw_items_slow()
+
+    def _raw_items_slow(self) -> Iterator[tuple[bytes, bytes]]:
+        b_val = ctypes.create_string_buffer(max(self._vbytes, 1))
+        kbuf = ctypes.create_string_buffer(max(self._key_size, 1))
+        attr = _t.MapElemAttr(map_fd=self._fd.fileno(), key=ctypes.addressof(kbuf),
+                              value=ctypes.addressof(b_val))
+        for k in self._raw_keys():
+            ctypes.memmove(kbuf, k, self._key_size)
+            try:
+                found = self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, k, missing_ok=True)
+            except NotSupportedError:
+                found = False  # e.g. slots of fd arrays that cannot be read back
+            if found:  # deleted concurrently (or an empty fd slot): skip it
+                yield k, b_val.raw[: self._vbytes]
+
+    def keys(self, *, raw: bool = False) -> Iterator[Any]:
+        """Iterate over keys (bytes, or typed with a BTF key type unless raw=True)."""
+        if self._type in _BATCH_TYPES:
+            return (self._decode_key(k, not raw) for k, _ in self._raw_items())
+        return (self._decode_key(k, not raw) for k in self._raw_keys())
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
+
+    def values(self, *, raw: bool = False) -> Iterator[Any]:
+        """Iterate over values (decoded like `lookup`)."""
+        return (self._decode_value(v, not raw) for _, v in self._raw_items())
+
+    def items(self, *, raw: bool = False) -> Iterator[tuple[Any, Any]]:
+        """Iterate over (key, value) pairs. Concurrent deletes are tolerated: deleted
+        keys are skipped and no key is produced twice."""
+        typed = not raw
+        return ((self._decode_key(k, typed), self._decode_value(v, typed))
+                for k, v in self._raw_items())
+
+    def __len__(self) -> int:
+        """Number of elements: max_entries for arrays, a full walk for hash-like maps."""
+        if self._type in _ARRAY_TYPES:
+            return self._spec.max_entries
+        if self._type in _KEYLESS_TYPES or self._type in _NO_ELEMENT_TYPES:
+            raise TypeError(f"len() is not defined for {_type_name(self._type)} maps")
+        if self._type in _BATCH_TYPES:
+            return sum(1 for _ in self._raw_items())
+        return sum(1 for _ in self._raw_keys())
+
+    def clear(self) -> None:
+        """Delete every element (hash-like maps)."""
+        if self._type in _ARRAY_TYPES:
+            raise InvalidArgumentError(
+                f"elements of {_type_name(self._type)} maps cannot be deleted")
+        if self._type in _KEYLESS_TYPES:
+            while True:
+                try:
+                    self.lookup_and_delete(None, raw=True)
+                except KeyNotFoundError:
+                    return
+        for k in list(self._raw_keys()):
+            try:
+                self.delete(k)
+            except KeyNotFoundError:
+                pass
+
+    # -- batch operations ----------------------------------------------------------------------
+
+    def _batch_chunks(self, cmd: int, chunk: int) -> Iterator[tuple[bytes, bytes, int]]:
+        """Run a lookup(-and-delete) batch over the whole map: (keys, values, count)."""
+        fd = self._fd.fileno()
+        ks, vb = self._key_size, self._vbytes
+        chunk = max(1, chunk)
+        tok_size = max(ks, 8)
+        tok_in = ctypes.create_string_buffer(tok_size)
+        tok_out = ctypes.create_string_buffer(tok_size)
+        kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))
+        vbuf = ctypes.create_string_buffer(max(chunk * vb, 1))
+        attr = _t.MapBatchAttr(out_batch=ctypes.addressof(tok_out), keys=ctypes.addressof(kbuf),
+                               values=ctypes.addressof(vbuf), map_fd=fd)
+        ref = ctypes.byref(attr)
+        size = ctypes.sizeof(attr)
+        first = True
+        while True:
+            attr.count = chunk
+            attr.in_batch = 0 if first else ctypes.addressof(tok_in)
+            ret = _syscall(_NR, cmd, ref, size)
+            n = int(attr.count)
+            err = 0 if ret >= 0 else _get_errno()
+            if err == errno.EINTR:
+                continue
+            if err == errno.ENOSPC and n == 0:
+                # one hash bucket holds more than `chunk` elements: grow and retry
+                chunk *= 2
+                kbuf = ctypes.create_string_buffer(chunk * ks)
+                vbuf = ctypes.create_string_buffer(chunk * vb)
+                attr.keys, attr.values = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
+                continue
+            if err and err != _ENOENT:
+                what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else \
+                    "lookup_and_delete_batch"
+                if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and \
+                        self._type not in _BATCH_TYPES:
+                    raise NotSupportedError(f"{what} on {_type_name(self._type)} maps")
+                raise from_errno(err, f"{what} on map {self._name!r}")
+            if n:
+                yield kbuf.raw[: n * ks], vbuf.raw[: n * vb], n
+            if err == _ENOENT:
+                return
+            first = False
+            ctypes.memmove(tok_in, tok_out, tok_size)
+
+    def _default_chunk(self) -> int:
+        per = self._key_size + self._vbytes
+        return max(1, min(self._spec.max_entries or 1, max(256, (8 << 20) // max(per, 1))))
+
+    def lookup_batch(self, *, chunk_size: int | None = None, numpy: bool = False) -> Batch:
+        """Read the whole map with BPF_MAP_LOOKUP_BATCH: `keys, values = m.lookup_batch()`.
+
+        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`.
+        `chunk_size` is the number of elements per syscall (default: the whole map,
+        up to 8 MiB of buffers). Concurrent updates are tolerated (hash maps are
+        read bucket by bucket).
+        """
+        return self._batch_result(_t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
+
+    def lookup_and_delete_batch(self, *, chunk_size: int | None = None,
+                                numpy: bool = False) -> Batch:
+        """Like `lookup_batch`, deleting what was read (hash maps)."""
+        return self._batch_result(_t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
+
+    def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
+        self._check_iterable()
+        chunk = chunk_size or self._default_chunk()
+        kout = bytearray()
+        vout = bytearray()
+        n = 0
+        for kb, vb, c in self._batch_chunks(cmd, chunk):
+            if not n:
+                kout, vout = bytearray(kb), bytearray(vb)
+            else:
+                kout += kb
+                vout += vb
+            n += c
+        return Batch(_shape(kout, n, self._key_size, numpy, per_cpu=False),
+                     _shape(vout, n, self._vbytes, numpy, per_cpu=self._ncpu > 0))
+
+    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
+        """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
+
+        `keys`/`values` are sequences of keys/values (anything `update` accepts), or
+        contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
+        """
+        kbuf, n = self._pack_many(keys, "keys", value=False)
+        vbuf, nv = self._pack_many(values, "values", value=True)
+        if n != nv:
+            raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
+        return self._batch_write(_t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
+
+    def delete_batch(self, keys: Any) -> int:
+        """Delete many keys with one BPF_MAP_DELETE_BATCH; returns the count deleted.
+        A missing key stops the batch with KeyNotFoundError."""
+        kbuf, n = self._pack_many(keys, "keys", value=False)
+        return self._batch_write(_t.Cmd.MAP_DELETE_BATCH, kbuf, None, n, 0)
+
+    def _pack_many(self, items: Any, what: str, value: bool) -> tuple[Any, int]:
+        size = self._vbytes if value else self._key_size
+        if isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
+                items, "__array_interface__"):
+            mv = memoryview(items)
+            if mv.ndim != 1 or mv.format != "B":
+                mv = mv.cast("B")
+            if size == 0 or mv.nbytes % size:
+                raise InvalidArgumentError(
+                    f"{what} buffer must hold a multiple of {size} bytes, got {mv.nbytes}")
+            buf = ctypes.create_string_buffer(bytes(mv), max(mv.nbytes, 1))
+            return buf, mv.nbytes // size
+        seq = list(items)
+        buf = ctypes.create_string_buffer(max(len(seq) * size, 1))
+        raw = memoryview(buf).cast("B")
+        for i, item in enumerate(seq):
+            dest = raw[i * size:(i + 1) * size]
+            if value and self._ncpu:
+                self._put_percpu(dest, item)
+            elif value:
+                _pack_into(dest, item, size, f"values[{i}]", self._vtype, self._fd_values)
+            else:
+                _pack_into(dest, item, size, f"keys[{i}]", self._ktype, False)
+        return buf, len(seq)
+
+    def _batch_write(self, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: int) -> int:
+        if n == 0:
+            return 0
+        attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
+                               values=ctypes.addressof(vbuf) if vbuf is not None else 0,
+                               count=n, map_fd=self._fd.fileno(), elem_flags=flags)
+        ret = _bpf_errno(cmd, attr)
+        done = int(attr.count)
+        if ret < 0:
+            what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
+            err = -ret
+            if err == _ENOENT:
+                raise KeyNotFoundError(
+                    f"{what} on map {self._name!r}: key #{done} not found ({done} of {n} "
+                    "done)")
+            if err == errno.EEXIST:
+                raise KeyExistsError(err, f"{what} on map {self._name!r}: key #{done} exists "
+                                          f"(NOEXIST; {done} of {n} done)")
+            if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and self._type not in _BATCH_TYPES:
+                raise NotSupportedError(f"{what} on {_type_name(self._type)} maps")
+            e = self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
+                                 err, None, flags)
+            if isinstance(e, SyscallError):
+                e.strerror = f"{e.strerror} ({done} of {n} done)"
+            raise e
+        return done
+
+    # -- whole-map operations --------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space (BPF_MAP_FREEZE); programs can still
+        write unless it was created with MapFlags.RDONLY_PROG. Irreversible."""
+        try:
+            _ops.map_freeze(self._fd.fileno())
+        except SyscallError as e:
+            if e.errno == errno.EBUSY:
+                raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "
+                                            "memory-mapped writable or already frozen") from None
+            raise
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the map is frozen (read-only for user space)."""
+        return self._frozen or self._is_frozen()
+
+    def mmap(self, *, writable: bool = True) -> memoryview:
+        """Map an array created with MapFlags.MMAPABLE into memory: a memoryview of
+        max_entries elements of round_up(value_size, 8) bytes each. Writes through
+        it are visible to lookups and programs. Frozen maps need writable=False."""
+        if self._type != MapType.ARRAY or not self._spec.flags & _t.BPF_F_MMAPABLE:
+            raise InvalidArgumentError(
+                f"map {self._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
+        stride = (self._value_size + 7) & ~7
+        length = stride * self._spec.max_entries
+        page = os.sysconf("SC_PAGE_SIZE")
+        mm = _ops.mmap_fd(self._fd.fileno(), (length + page - 1) // page * page, writable)
+        self._mmaps.append(mm)
+        view = memoryview(mm)[:length]
+        return view if writable else view.toreadonly()
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at `path` on a bpffs so it outlives this process."""
+        p = os.fspath(path)
+        try:
+            _ops.obj_pin(self._fd.fileno(), p)
+        except SyscallError as e:
+            if e.errno == errno.EEXIST:
+                raise SyscallError(e.errno, f"pin map {self._name!r}: {p} already exists") \
+                    from None
+            if e.errno == errno.EPERM and not _on_bpffs(os.path.dirname(p) or "."):
+                raise _not_bpffs(p) from None
+            if e.errno == errno.ENOENT:
+                raise SyscallError(e.errno, f"pin map {self._name!r}: directory of {p} does "
+                                            "not exist") from None
+            raise
+        self._pinned = p
+
+    def unpin(self) -> None:
+        """Remove the pin made by `pin()` (or the one `open_pinned` used). The map
+        itself lives on while descriptors or programs use it."""
+        if self._pinned is None:
+            return
+        try:
+            os.unlink(self._pinned)
+        except FileNotFoundError:
+            pass
+        self._pinned = None
+
+    def info(self) -> MapInfo:
+        """Kernel-side facts about the map: id, name, type, sizes, flags, BTF ids."""
+        return _query_info(self._fd.fileno())
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _typed_view(buf: ctypes.Array[ctypes.c_char], fmt: str | None) -> memoryview | None:
+    """A one-element integer view of `buf` (for fast int packing), if `fmt` is set."""
+    if fmt is None:
+        return None
+    return memoryview(buf).cast("B").cast(fmt)  # type: ignore[call-overload, no-any-return]
+
+
+def _int_format(size: int, t: btf.Type | None) -> str | None:
+    fmt = _INT_FORMATS.get(size)
+    if fmt is None:
+        return None
+    if t is not None:
+        from .btf import Enum, Int, skip_typedefs
+
+        inner = skip_typedefs(t)
+        if isinstance(inner, (Int, Enum)) and inner.signed:
+            return fmt.lower()
+    return fmt
+
+
+def _decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
+    """(decode(bytes) -> value, mode): mode 0 raw bytes, 1 plain int, 2 other."""
+    if t is None:
+        return None, 0
+    from .btf import Datasec, Enum, Int, IntEncoding, skip_typedefs
+
+    inner = skip_typedefs(t)
+    if isinstance(inner, Datasec):
+        return None, 0
+    if isinstance(inner, (Int, Enum)) and inner.size == size:
+        signed = inner.signed
+        if isinstance(inner, Int) and inner.encoding & IntEncoding.BOOL:
+            return (lambda raw: raw != bytes(len(raw))), 2
+
+        def dec_int(raw: bytes) -> int:
+            return int.from_bytes(raw, _BYTEORDER, signed=signed)
+        return dec_int, (1 if size in _INT_FORMATS else 2)
+    ctype = _to_ctypes(t)
+    if ctype is not None and ctypes.sizeof(ctype) == size:
+        return ctype.from_buffer_copy, 2
+    from .btf import values as _values
+
+    return (lambda raw: _values.decode(t, raw)), 2
+
+
+def _to_ctypes(t: btf.Type) -> Any:
+    try:
+        from . import btf as _btf
+
+        conv = getattr(_btf, "to_ctypes", None)
+        if conv is None:
+            return None
+        return conv(t)
+    except Exception:
+        return None
+
+
+_CTYPES_BASES: Final = (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)
+
+
+def _pack_into(dest: memoryview, obj: Any, size: int, what: str, t: btf.Type | None,
+               fd_values: bool) -> None:
+    """Write `obj` as exactly `size` bytes into `dest` or raise InvalidArgumentError."""
+    if isinstance(obj, int):  # packed raw, native byte order, two's complement if < 0
+        try:
+            dest[:] = int(obj).to_bytes(size, _BYTEORDER, signed=obj < 0)
+        except OverflowError:
+            raise InvalidArgumentError(f"{what} {obj} does not fit in {size} bytes") from None
+        return
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        n = obj.nbytes if isinstance(obj, memoryview) else len(obj)
+        if n != size:
+            raise InvalidArgumentError(f"{what} must be {size} bytes, got {n}")
+        dest[:] = obj if not isinstance(obj, memoryview) else obj.cast("B")
+        return
+    if isinstance(obj, _CTYPES_BASES):
+        n = ctypes.sizeof(obj)
+        if n != size:
+            raise InvalidArgumentError(
+                f"{what} must be {size} bytes, got {n} ({type(obj).__name__})")
+        dest[:] = memoryview(obj).cast("B")
+        return
+    if fd_values and hasattr(obj, "fileno"):
+        _pack_into(dest, int(obj.fileno()), size, what, None, False)
+        return
+    if t is not None:
+        dest[:] = _btf_encode(t, obj, what)
+        return
+    raise InvalidArgumentError(
+        f"{what} must be an int, bytes or a ctypes object of {size} bytes, got "
+        f"{type(obj).__name__}")
+
+
+def _btf_encode(t: btf.Type, obj: Any, what: str) -> bytes:
+    from .btf import values as _values
+
+    return _values.encode(t, obj, what)
+
+
+def _shape(buf: bytearray, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
+    fmt = None if per_cpu else _INT_FORMATS.get(size)
+    if numpy:
+        try:
+            import numpy as np
+        except ImportError:
+            raise NotSupportedError("numpy output", "numpy is not installed") from None
+        if fmt is not None:
+            return np.frombuffer(buf, dtype=np.dtype(f"=u{size}"))
+        return np.frombuffer(buf, dtype=np.uint8).reshape(n, size)
+    mv = memoryview(buf)
+    if fmt is not None:
+        return mv.cast(fmt)  # type: ignore[call-overload]
+    return mv.cast("B", (n, size)) if size else mv
+
+
+def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
+    if spec.type in (MapType.UNSPEC,):
+        raise InvalidArgumentError(f"map {spec.name!r}: MapSpec.type is not set")
+    attr = _t.MapCreateAttr(map_type=int(spec.type), key_size=spec.key_size,
+                            value_size=spec.value_size, max_entries=spec.max_entries,
+                            map_flags=int(spec.flags), map_extra=spec.map_extra)
+    if spec.type == MapType.PERF_EVENT_ARRAY and spec.max_entries == 0:
+        spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
+    name = sanitize_name(spec.name).encode()
+    ctypes.memmove(ctypes.addressof(attr) + _t.MapCreateAttr.map_name.offset, name, len(name))
+    if spec.numa_node is not None:
+        attr.map_flags |= _t.BPF_F_NUMA_NODE
+        attr.numa_node = spec.numa_node
+    temp_inner: Map | None = None
+    handle: Any = None
+    own_handle = False
+    try:
+        if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            if inner_map_fd is None:
+                if spec.inner_map is None:
+                    raise InvalidArgumentError(
+                        f"map {spec.name!r}: {_type_name(spec.type)} needs an inner map "
+                        "(MapSpec.inner_map or inner_map_fd)")
+                inner = spec.inner_map.copy()
+                inner.pinning, inner.contents, inner.freeze = PinType.NONE, [], False
+                temp_inner = Map(inner)
+                inner_map_fd = temp_inner.fileno()
+            attr.inner_map_fd = inner_map_fd
+        if spec.key is not None or spec.value is not None:
+            handle, own_handle, kid, vid = _map_btf(spec, btf_handle)
+            if handle is not None:
+                attr.btf_fd = handle.fd.fileno() if hasattr(handle.fd, "fileno") else \
+                    int(handle.fd)
+                attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
+        ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
+        if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524) \
+                and own_handle:
+            # BTF the kernel does not accept for this map: retry without it (values are
+            # still decoded with the spec's types)
+            attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
+            ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
+        if ret < 0:
+            raise _create_error(spec, -ret)
+        return FD(ret, f"map {spec.name!r}")
+    finally:
+        if temp_inner is not None:
+            temp_inner.close()
+        if handle is not None and own_handle:
+            handle.close()
+
+
+def _map_btf(spec: MapSpec, btf_handle: Any) -> tuple[Any, bool, int, int]:
+    """(handle, owned, key type id, value type id) for the map's BTF, or (None, ...)
+    when no BTF object can be made."""
+    try:
+        from . import btf as _btf
+    except ImportError:
+        return None, False, 0, 0
+    if btf_handle is not None:
+        bspec = getattr(btf_handle, "spec", None)
+        if bspec is not None:
+            try:
+                kid = bspec.type_id(spec.key) if spec.key is not None else 0
+                vid = bspec.type_id(spec.value) if spec.value is not None else 0
+                return btf_handle, False, kid, vid
+            except Exception:
+                pass
+    builder_cls = getattr(_btf, "Builder", None)
+    handle_cls = getattr(_btf, "Handle", None)
+    if builder_cls is None or handle_cls is None:
+        return None, False, 0, 0
+    try:
+        b = builder_cls()
+        kid = b.add(spec.key) if spec.key is not None else 0
+        vid = b.add(spec.value) if spec.value is not None else 0
+        return handle_cls(b.marshal()), True, kid, vid
+    except Exception:
+        return None, False, 0, 0
+
+
+def _create_error(spec: MapSpec, err: int) -> Exception:
+    tname = _type_name(spec.type)
+    desc = (f"create {tname} map {spec.name!r} (key_size {spec.key_size}, value_size "
+            f"{spec.value_size}, max_entries {spec.max_entries}, flags {spec.flags:#x})")
+    if err in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
+        from . import features
+
+        try:
+            supported = features.have_map_type(spec.type)
+        except Exception:
+            supported = True
+        if not supported:
+            return NotSupportedError(f"map type {tname}")
+    if err == errno.EPERM:
+        return from_errno(err, desc)
+    return from_errno(err, desc)
+
+
+def _query_info(fd: int) -> MapInfo:
+    raw = _t.MapInfo()
+    _ops.obj_get_info(fd, raw)
+    name = bytes(raw.name).split(b"\0", 1)[0].decode(errors="replace")
+    try:
+        mtype = MapType(raw.type)
+    except ValueError:
+        mtype = raw.type
+    frozen = False
+    try:
+        frozen = _fdinfo(fd).get("frozen", "0") == "1"
+    except (OSError, ValueError):
+        pass
+    return MapInfo(id=raw.id, name=name, type=mtype, key_size=raw.key_size,
+                   value_size=raw.value_size, max_entries=raw.max_entries,
+                   flags=MapFlags(raw.map_flags), map_extra=raw.map_extra, btf_id=raw.btf_id,
+                   btf_key_type_id=raw.btf_key_type_id,
+                   btf_value_type_id=raw.btf_value_type_id,
+                   btf_vmlinux_value_type_id=raw.btf_vmlinux_value_type_id,
+                   ifindex=raw.ifindex, frozen=frozen)
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _kernel_btf_types(info: MapInfo) -> tuple[Any, Any]:
+    """Key and value BTF types of a map created elsewhere (read back from the kernel)."""
+    try:
+        from .btf import Spec
+
+        spec = Spec(_ops.btf_get_data(info.btf_id))
+        k = spec.type_by_id(info.btf_key_type_id) if info.btf_key_type_id else None
+        v = spec.type_by_id(info.btf_value_type_id) if info.btf_value_type_id else None
+        return k, v
+    except Exception:
+        return None, None
+
+
+def _try_obj_get(path: str) -> int | None:
+    try:
+        return _ops.obj_get(path)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        if e.errno == errno.EPERM and not _on_bpffs(os.path.dirname(path) or "."):
+            raise _not_bpffs(path) from None
+        raise
+
+
+def _on_bpffs(path: str) -> bool:
+    from ._sys.prog import is_bpffs
+
+    try:
+        return is_bpffs(path)
+    except OSError:
+        return False
+
+
+def _not_bpffs(path: str) -> Exception:
+    return InvalidArgumentError(
+        f"{path} is not on a bpf filesystem (mount one: mount -t bpf bpf /sys/fs/bpf)")
+
+
+def _anon_kind(fd: int) -> str:
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+    return target.removeprefix("anon_inode:") if target.startswith("anon_inode:") else ""
+

@@ -1,0 +1,499 @@
+"""Read perf event buffers (BPF_MAP_TYPE_PERF_EVENT_ARRAY, bpf_perf_event_output).
+
+>>> events = ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.PERF_EVENT_ARRAY,
+...                                key_size=4, value_size=4))      # doctest: +SKIP
+>>> with ebpf.perf.Reader(events, per_cpu_buffer=1 << 20) as rd:   # doctest: +SKIP
+...     rec = rd.read(timeout=1.0)     # Record(cpu=0, sample=b'...', lost=0, remaining=...)
+...     if rec.lost:
+...         print("lost", rec.lost, "samples on CPU", rec.cpu)
+
+The reader opens one PERF_COUNT_SW_BPF_OUTPUT event per online CPU (up to the
+map's size), maps its ring (one metadata page plus a power-of-two number of
+data pages) and stores the event fds in the map, so that
+``bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, ...)`` lands in the
+ring of the CPU the program runs on. Records carry that CPU; lost-sample
+notices from the kernel (the ring was full) come out as records with an empty
+`sample` and `lost` set, and add up in `Reader.lost_samples`.
+
+As in libbpf and cilium/ebpf, raw samples are padded by the kernel so that
+they end 8-byte aligned: a 16-byte sample reads back as 20 bytes. Decoding
+(`decode`, `read_array` with a dtype) ignores the trailing padding.
+
+Wakeups: by default every sample wakes a blocked reader; `watermark` (bytes)
+or `wakeup_events` trade latency for fewer wakeups. `overwritable=True`
+makes the rings keep the newest samples (write_backward): nothing is lost,
+old samples are overwritten, and each read returns what was written since the
+previous one (at most a ring's worth), oldest first.
+
+Shares its plumbing (deadlines, close from another thread, batches, numpy,
+asyncio, decoding) with `ebpf.ringbuf`; see ``ebpf/_sys/perf.py`` for the
+memory-ordering assumptions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._sys import perf as _perf
+from ._sys.fd import FD
+from ._sys.types import MapType
+from .errors import InvalidArgumentError
+from .ringbuf import (
+    Batch,
+    DeadlineExceededError,
+    ReaderClosedError,
+    _map_fd,
+    _ReaderBase,
+    _type_name,
+    match_run,
+    np_match_run,
+    slice_samples,
+)
+
+if TYPE_CHECKING:
+    from .btf import Spec as BTFSpec
+
+__all__ = [
+    "Batch",
+    "DeadlineExceededError",
+    "Reader",
+    "ReaderClosedError",
+    "Record",
+]
+
+_PAGE = _perf.PAGE_SIZE
+_SAMPLE = _perf.PERF_RECORD_SAMPLE
+_LOST = _perf.PERF_RECORD_LOST
+_HEAD = _perf.DATA_HEAD_OFFSET // 8
+_TAIL = _perf.DATA_TAIL_OFFSET // 8
+_U64 = (1 << 64) - 1
+_SAMPLE_HDR = 12           # perf_event_header (8) + u32 raw size
+_FILL = 1024
+_tuple_new = tuple.__new__
+
+
+class Record(NamedTuple):
+    """One perf buffer record.
+
+    `cpu` is the CPU whose ring it came from, `sample` the raw sample (padded
+    to end 8-byte aligned, see the module docs), `lost` the number of samples
+    the kernel dropped (then `sample` is empty), `remaining` the bytes left in
+    that CPU's ring after this record when it was read.
+    """
+
+    cpu: int
+    sample: bytes
+    lost: int = 0
+    remaining: int = 0
+
+
+# A run of items found in a ring: (mm offset of the first sample, count,
+# sample length, stride, stitched bytes of a single wrapped sample or None).
+# Lost-sample notices are (-1, lost count, 0, size, None), other records the
+# reader skips (-2, 0, 0, size, None).
+_Run = tuple[int, int, int, int, "bytes | None"]
+
+
+class _PerfRing:
+    """One CPU's perf event and its mapped ring."""
+
+    def __init__(self, cpu: int, pages: int, watermark: int, wakeup_events: int,
+                 overwritable: bool) -> None:
+        self.cpu = cpu
+        self.overwritable = overwritable
+        self.fd: FD = _perf.open_bpf_output(cpu, watermark=watermark,
+                                            wakeup_events=wakeup_events,
+                                            overwritable=overwritable)
+        self.mm: mmap.mmap | None = None
+        self._views: list[memoryview] = []
+        try:
+            # A read-only mapping puts the ring in overwrite mode (no data_tail).
+            self.mm = _perf.mmap_fd(self.fd.fileno(), _PAGE * (1 + pages),
+                                    writable=not overwritable, populate=True)
+        except BaseException:
+            self.fd.close()
+            raise
+        view = memoryview(self.mm)
+        self.q = view.cast("Q")
+        self.u32 = view.cast("I")
+        self._views = [self.q, self.u32, view]
+        self.base: int = self.q[_perf.DATA_OFFSET_OFFSET // 8] or _PAGE
+        self.size: int = self.q[_perf.DATA_SIZE_OFFSET // 8] or _PAGE * pages
+        self.mask = self.size - 1
+        self.prev_head = 0         # overwritable rings: where the last read started
+        self.lost_total = 0
+
+    def close(self) -> None:
+        for v in self._views:
+            v.release()
+        self._views = []
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:
+                import gc
+
+                gc.collect()
+                self.mm.close()
+            self.mm = None
+        self.fd.close()
+
+    # ---- raw access
+
+    def _bytes(self, off: int, n: int) -> bytes:
+        """`n` bytes at ring offset `off`, stitched across the end of the ring."""
+        assert self.mm is not None
+        a = self.base + off
+        end = off + n
+        if end <= self.size:
+            return self.mm[a:a + n]
+        return self.mm[a:self.base + self.size] + self.mm[self.base:self.base + end - self.size]
+
+    def _header(self, off: int) -> tuple[int, int]:
+        """(type, size) of the record header at ring offset `off` (never split:
+        records are 8-byte aligned)."""
+        w = (self.base + off) >> 2
+        word1 = self.u32[w + 1]
+        return self.u32[w], word1 >> 16
+
+    def commit(self, tail: int) -> None:
+        self.q[_TAIL] = tail        # release: see ebpf/_sys/perf.py
+
+    # ---- forward rings
+
+    def scan(self, max_records: int, same_size: bool, np: Any = None
+             ) -> tuple[list[_Run], int, int, int]:
+        """Records from data_tail: ``(runs, tail, head, lost)``."""
+        head: int = self.q[_HEAD]        # acquire
+        tail: int = self.q[_TAIL]
+        runs: list[_Run] = []
+        lost = 0
+        if tail >= head:
+            return runs, tail, head, lost
+        size = self.size
+        mask = self.mask
+        base = self.base
+        u32 = self.u32
+        n = 0
+        first = -1
+        while n < max_records and tail < head:
+            off = tail & mask
+            typ, rsize = self._header(off)
+            if rsize < 8:               # corrupt: drop the rest of the ring
+                tail = head
+                break
+            if typ == _SAMPLE:
+                length = u32[(base + off + 8) >> 2] if off + 12 <= size else int.from_bytes(
+                    self._bytes(off + 8 & mask, 4), "little")
+                if same_size:
+                    if first < 0:
+                        first = length
+                    elif length != first:
+                        break
+                if off + rsize <= size:
+                    k = min(max_records - n, (head - tail) // rsize, (size - off) // rsize)
+                    if k <= 1:
+                        m = 1
+                    elif np is not None:
+                        m = min(np_match_run(np, self.mm, base + off, rsize, k, _SAMPLE),
+                                np_match_run(np, self.mm, base + off + 8, rsize, k, length))
+                    else:
+                        w = (base + off) >> 2
+                        m = match_run(u32, w, rsize >> 2, k, _SAMPLE)
+                        if m > 1:
+                            m = min(m, match_run(u32, w + 2, rsize >> 2, m, length))
+                    runs.append((base + off + _SAMPLE_HDR, m, length, rsize, None))
+                    n += m
+                    tail += m * rsize
+                else:
+                    blob = self._bytes(off, rsize)
+                    runs.append((0, 1, length, rsize, blob[_SAMPLE_HDR:_SAMPLE_HDR + length]))
+                    n += 1
+                    tail += rsize
+            else:
+                if typ == _LOST:
+                    body = self._bytes((off + 16) & mask, 8)
+                    count = int.from_bytes(body, "little")
+                    lost += count
+                    self.lost_total += count
+                    runs.append((-1, count, 0, rsize, None))
+                else:
+                    runs.append((-2, 0, 0, rsize, None))
+                tail += rsize
+        return runs, tail, head, lost
+
+    # ---- overwritable rings
+
+    def snapshot(self) -> list[tuple[bytes, int]]:
+        """Everything written since the previous snapshot (at most a ring's
+        worth), oldest first, as (sample, lost) pairs. Output is paused while
+        reading so that the kernel does not overwrite what is being read."""
+        _perf.pause_output(self.fd.fileno(), True)
+        try:
+            head: int = self.q[_HEAD]
+            avail = (self.prev_head - head) & _U64
+            if avail > self.size:
+                avail = self.size
+            out: list[tuple[bytes, int]] = []
+            pos = 0
+            mask = self.mask
+            while pos + 8 <= avail:
+                off = (head + pos) & mask
+                typ, rsize = self._header(off)
+                if rsize < 8 or pos + rsize > avail:
+                    break
+                if typ == _SAMPLE:
+                    blob = self._bytes(off, rsize)
+                    length = int.from_bytes(blob[8:12], "little")
+                    out.append((blob[_SAMPLE_HDR:_SAMPLE_HDR + length], 0))
+                elif typ == _LOST:
+                    count = int.from_bytes(self._bytes((off + 16) & mask, 8), "little")
+                    self.lost_total += count
+                    out.append((b"", count))
+                pos += rsize
+            self.prev_head = head
+        finally:
+            _perf.pause_output(self.fd.fileno(), False)
+        out.reverse()
+        return out
+
+    # ---- materializers
+
+    def records(self, max_records: int) -> list[Record] | None:
+        cpu = self.cpu
+        if self.overwritable:
+            snap = self.snapshot()
+            return [Record(cpu, s, lost, 0) for s, lost in snap] or None
+        runs, tail, head, _ = self.scan(max_records, False)
+        if not runs:
+            if tail != self.q[_TAIL]:
+                self.commit(tail)
+            return None
+        out: list[Record] = []
+        mm = self.mm
+        pos = self.q[_TAIL]
+        for off, count, length, stride, blob in runs:
+            if off < 0:
+                pos += stride
+                if off == -1:
+                    out.append(Record(cpu, b"", count, head - pos))
+                continue
+            if blob is not None:
+                pos += stride
+                out.append(Record(cpu, blob, 0, head - pos))
+                continue
+            samples = slice_samples(mm, off, count, length, stride)
+            end = head - pos
+            out.extend(map(_tuple_new, itertools.repeat(Record, count),
+                           zip(itertools.repeat(cpu), samples, itertools.repeat(0),
+                               range(end - stride, end - stride * (count + 1), -stride))))
+            pos += count * stride
+        self.commit(tail)
+        return out
+
+    def batch(self, max_records: int) -> Batch | None:
+        if self.overwritable:
+            snap = self.snapshot()
+            if not snap:
+                return None
+            return Batch([s for s, lost in snap if not lost], self.cpu, 0,
+                         sum(lost for _, lost in snap))
+        runs, tail, head, lost = self.scan(max_records, False)
+        if not runs:
+            if tail != self.q[_TAIL]:
+                self.commit(tail)
+            return None
+        out = Batch((), self.cpu, head - tail, lost)
+        mm = self.mm
+        for off, count, length, stride, blob in runs:
+            if off < 0:
+                continue
+            if blob is not None:
+                out.append(blob)
+            else:
+                out.extend(slice_samples(mm, off, count, length, stride))
+        self.commit(tail)
+        return out
+
+    def array(self, np: Any, max_records: int, dt: Any) -> Any:
+        if self.overwritable:
+            snap = [s for s, lost in self.snapshot() if not lost]
+            if not snap:
+                return None
+            length = len(snap[0])
+            keep = list(itertools.takewhile(lambda s: len(s) == length, snap))
+            return _to_array(np, b"".join(keep), len(keep), length, dt)
+        runs, tail, _head, _lost = self.scan(max_records, True, np)
+        samples = [r for r in runs if r[0] >= 0]
+        if not samples:
+            if tail != self.q[_TAIL]:
+                self.commit(tail)
+            return None
+        length = samples[0][2]
+        if dt is not None and dt.itemsize > length:
+            raise InvalidArgumentError(f"samples of {length} bytes are shorter than dtype "
+                                       f"{dt} ({dt.itemsize} bytes)")
+        item = length if dt is None else dt.itemsize
+        out = np.empty(sum(r[1] for r in samples), dtype=f"V{item}")
+        i = 0
+        for off, count, _, stride, blob in samples:
+            if blob is not None:
+                out[i] = np.frombuffer(blob[:item], dtype=f"V{item}")[0]
+            else:
+                src = np.ndarray((count,), f"V{item}", self.mm, off, (stride,))
+                out[i:i + count] = src
+                del src
+            i += count
+        self.commit(tail)
+        return out if dt is None else out.view(dt)
+
+
+def _to_array(np: Any, blob: bytes, count: int, length: int, dt: Any) -> Any:
+    raw = np.frombuffer(blob, dtype=f"V{length}", count=count).copy()
+    from .ringbuf import cast_records
+
+    return cast_records(np, raw, length, dt)
+
+
+class Reader(_ReaderBase):
+    """Reads a PERF_EVENT_ARRAY map's per-CPU rings.
+
+    `per_cpu_buffer` is each ring's size in bytes (rounded up to a power-of-two
+    number of pages). `watermark` (bytes) or `wakeup_events` (samples) set when
+    a blocked reader wakes; the default wakes on every sample.
+    `overwritable` keeps the newest samples instead of dropping new ones.
+    `btf`/`record_type` serve `decode` and `read_array` as in `ebpf.ringbuf`.
+
+    `read` returns `Record` (``cpu``, ``sample``, ``lost``, ``remaining``);
+    `read_batch` a `Batch` of samples from one CPU (``cpu``, ``lost``);
+    `read_array` a numpy array. `pause()` stops the kernel from writing (the
+    program's bpf_perf_event_output then fails with -ENOENT), `resume()`
+    restarts it. `close()` removes the rings from the map and wakes a read
+    blocked in another thread.
+    """
+
+    def __init__(self, map: Any, per_cpu_buffer: int = 64 * _PAGE, *,  # noqa: A002
+                 watermark: int = 0, wakeup_events: int = 1, overwritable: bool = False,
+                 btf: BTFSpec | None = None, record_type: Any = None) -> None:
+        self._poller = None
+        self._rings: list[_PerfRing] = []
+        self._map_fd: FD | None = None
+        self._init_base(btf, record_type)
+        pages = _perf.ring_pages(per_cpu_buffer)
+        if watermark < 0 or watermark >= pages * _PAGE:
+            raise InvalidArgumentError(f"watermark must be in [0, {pages * _PAGE}) bytes, "
+                                       f"not {watermark}")
+        self.overwritable = overwritable
+        self.per_cpu_buffer = pages * _PAGE
+        """The data size of each CPU's ring in bytes."""
+        self._paused = False
+        self._poller = _perf.Poller()
+        try:
+            self._map_fd = _perf.dup_fd(_map_fd(map))
+            info = _perf.map_info(self._map_fd.fileno())
+            if info.type != MapType.PERF_EVENT_ARRAY:
+                raise InvalidArgumentError(
+                    f"perf.Reader needs a PERF_EVENT_ARRAY map, not {_type_name(info.type)}")
+            cpus = [c for c in _perf.online_cpus() if c < info.max_entries]
+            if not cpus:
+                raise InvalidArgumentError("the map has no slot for any online CPU")
+            for cpu in cpus:
+                ring = _PerfRing(cpu, pages, watermark, wakeup_events, overwritable)
+                self._rings.append(ring)
+                self._poller.register(ring.fd.fileno(), cpu)
+            self._install()
+        except BaseException:
+            self.close()
+            raise
+
+    def _install(self) -> None:
+        assert self._map_fd is not None
+        for ring in self._rings:
+            _perf.map_update_u32(self._map_fd.fileno(), ring.cpu, ring.fd.fileno())
+
+    def _uninstall(self) -> None:
+        if self._map_fd is None or self._map_fd.closed:
+            return
+        for ring in self._rings:
+            _perf.map_delete_u32(self._map_fd.fileno(), ring.cpu)
+
+    @property
+    def cpus(self) -> list[int]:
+        """The CPUs the reader has a ring for."""
+        return [r.cpu for r in self._rings]
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples the kernel reported lost so far (all CPUs)."""
+        return sum(r.lost_total for r in self._rings)
+
+    def pause(self) -> None:
+        """Stop the kernel from writing samples: the map's slots are emptied,
+        so the program's bpf_perf_event_output returns -ENOENT. Samples already
+        in the rings can still be read."""
+        with self._lock:
+            if self._closed:
+                raise ReaderClosedError
+            if not self._paused:
+                self._uninstall()
+                self._paused = True
+
+    def resume(self) -> None:
+        """Undo `pause`."""
+        with self._lock:
+            if self._closed:
+                raise ReaderClosedError
+            if self._paused:
+                self._install()
+                self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _close_rings(self) -> None:
+        try:
+            self._uninstall()
+        finally:
+            for r in self._rings:
+                if self._poller is not None:
+                    self._poller.unregister(r.fd.fileno())
+                r.close()
+            self._rings = []
+            if self._map_fd is not None:
+                self._map_fd.close()
+
+    def close(self) -> None:
+        """Remove the rings from the map, unmap and close them (idempotent,
+        thread-safe); wakes a read blocked in another thread."""
+        if self._poller is None:
+            if self._map_fd is not None:
+                self._map_fd.close()
+            for r in self._rings:
+                r.close()
+            self._rings = []
+            return
+        super().close()
+
+    # ---- record accessors for the shared plumbing
+
+    @staticmethod
+    def _sample_of(rec: Any) -> bytes:
+        return rec[1]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _ring_of(rec: Any) -> int:
+        return rec[0]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _lost_of(rec: Any) -> int:
+        return rec[2]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _remaining_of(rec: Any) -> int:
+        return rec[3]  # type: ignore[no-any-return]
+
+    def _requeue(self, sample: bytes, ring: int) -> Any:
+        return Record(ring, sample, 0, 0)

@@ -1,0 +1,1008 @@
+"""Programs: `ProgramSpec` (what to load) and `Program` (a loaded kernel program).
+
+>>> import ebpf
+>>> from ebpf import asm
+>>> spec = ebpf.ProgramSpec(type=ebpf.ProgramType.SOCKET_FILTER, license="GPL",
+...                         instructions=[asm.mov_imm(asm.R0, 1), asm.exit()])
+>>> with ebpf.Program(spec) as prog:                       # doctest: +SKIP
+...     prog.test_run(data=b"\\0" * 64).retval
+1
+
+Loading follows libbpf and cilium/ebpf: the first attempt carries no verifier
+log (fast); when it fails the load is retried with a log that grows until the
+whole log fits, and a rejection raises `ebpf.errors.VerifierError` with the
+full log, a summary and, when the program has BTF line info, the C source line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import enum
+import errno as _errno
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from ._sys import consts, ops
+from ._sys import prog as _prog
+from ._sys.fd import FD
+from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
+from ._sys.types import FuncInfo as _FuncInfo
+from ._sys.types import LineInfo as _LineInfo
+from ._sys.types import ProgInfo as _ProgInfo
+from .errors import (
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    SyscallError,
+    VerifierError,
+    from_errno,
+)
+
+if TYPE_CHECKING:
+    from .asm import Instruction
+    from .btf import Spec as BTFSpec
+
+__all__ = [
+    "DEFAULT_LOG_SIZE",
+    "MAX_LOG_SIZE",
+    "EnabledStats",
+    "ProgInfo",
+    "Program",
+    "ProgramFlags",
+    "ProgramInfo",
+    "ProgramSpec",
+    "ProgramType",
+    "RunFlags",
+    "SupportsFileno",
+    "TestRunResult",
+    "enable_stats",
+    "program_ids",
+]
+
+DEFAULT_LOG_SIZE = 64 * 1024
+"""The first verifier log buffer (bytes); it doubles until the log fits."""
+MAX_LOG_SIZE = 0xFFFF_FFFF >> 2
+"""The largest log buffer the kernel accepts (UINT32_MAX >> 2)."""
+
+_MIN_LOG_SIZE = 128  # kernels before 6.4 refuse smaller log buffers
+_NAME_LEN = consts.BPF_OBJ_NAME_LEN - 1
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+
+# ld_imm64 sources a map reference may carry; MAP_VALUE keeps its offset
+_MAP_SRCS = (0, consts.BPF_PSEUDO_MAP_FD, consts.BPF_PSEUDO_MAP_VALUE,
+             consts.BPF_PSEUDO_MAP_IDX, consts.BPF_PSEUDO_MAP_IDX_VALUE)
+_LD_IMM64 = 0x18
+_CALL = 0x85
+
+# program types whose load takes a BPF trampoline
+_TRAMPOLINE_ATTACH = frozenset((AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
+                                AttachType.MODIFY_RETURN, AttachType.LSM_MAC))
+_TRAMPOLINE_REFUSED = (
+    "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace): "
+    "BPF_PROG_LOAD of {what} program {name!r} failed with EPERM although the process has "
+    "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); load it on a kernel with BPF trampoline "
+    "support, or use a kprobe, raw tracepoint or tp_btf program instead"
+)
+
+# the BTF name of an attach target, by attach type: (prefix, BTF kind name)
+_ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
+    AttachType.TRACE_RAW_TP: ("btf_trace_", "Typedef"),
+    AttachType.LSM_MAC: ("bpf_lsm_", "Func"),
+    AttachType.LSM_CGROUP: ("bpf_lsm_", "Func"),
+    AttachType.TRACE_ITER: ("bpf_iter_", "Func"),
+}
+
+
+class SupportsFileno(Protocol):
+    """Anything with a `fileno()` (an `ebpf.Map`, an `FD`)."""
+
+    def fileno(self) -> int: ...
+
+
+class ProgramFlags(enum.IntFlag):
+    """`ProgramSpec.flags` (BPF_PROG_LOAD ``prog_flags``)."""
+
+    NONE = 0
+    STRICT_ALIGNMENT = consts.BPF_F_STRICT_ALIGNMENT
+    ANY_ALIGNMENT = consts.BPF_F_ANY_ALIGNMENT
+    TEST_RND_HI32 = consts.BPF_F_TEST_RND_HI32
+    TEST_STATE_FREQ = consts.BPF_F_TEST_STATE_FREQ
+    SLEEPABLE = consts.BPF_F_SLEEPABLE
+    XDP_HAS_FRAGS = consts.BPF_F_XDP_HAS_FRAGS
+    XDP_DEV_BOUND_ONLY = consts.BPF_F_XDP_DEV_BOUND_ONLY
+    TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
+
+
+class RunFlags(enum.IntFlag):
+    """`Program.test_run` flags (``BPF_F_TEST_*``); `cpu=` sets RUN_ON_CPU itself."""
+
+    NONE = 0
+    RUN_ON_CPU = consts.BPF_F_TEST_RUN_ON_CPU
+    XDP_LIVE_FRAMES = consts.BPF_F_TEST_XDP_LIVE_FRAMES
+    SKB_CHECKSUM_COMPLETE = consts.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
+
+
+@dataclass
+class ProgramSpec:
+    """Everything needed to load a program; plain data, editable, no kernel objects
+    (except `attach_prog`).
+
+    `instructions` are `ebpf.asm.Instruction`s: jump/call references to labels
+    are resolved by the assembler, a 64-bit load whose ``reference`` names a
+    map gets that map's fd from `Program(..., maps=...)`, a kfunc call or
+    ``__ksym`` load whose ``reference`` names a kernel symbol gets its vmlinux
+    BTF id. ``meta["func"]`` / ``meta["line"]`` of instructions become BTF
+    func/line info when `btf` is set.
+
+    `attach_type` is the expected attach type (required by many program types,
+    e.g. cgroup, tracing). `attach_to` names the attach target for tracing,
+    LSM, iterator and freplace programs (a kernel function, ``"sched_switch"``
+    for a BTF raw tracepoint, a function of `attach_prog`); `attach_btf_id`
+    gives the target's BTF id directly instead. `flags` are `ProgramFlags`.
+    `section` is set by the ELF loader; `kernel_version` only matters for
+    kprobes on kernels before 5.0 (0 means the running kernel's).
+    """
+
+    name: str = ""
+    type: ProgramType = ProgramType.UNSPEC
+    instructions: list[Instruction] = field(default_factory=list)
+    license: str = ""
+    attach_type: AttachType | None = None
+    attach_to: str = ""
+    attach_btf_id: int = 0
+    attach_prog: Program | None = None
+    kernel_version: int = 0
+    flags: int = 0
+    section: str = ""
+    btf: BTFSpec | None = None
+    ifindex: int = 0
+
+    def copy(self) -> ProgramSpec:
+        """A copy whose instruction list (and each instruction) can be edited freely.
+
+        The BTF spec and `attach_prog` are shared, not copied.
+        """
+        return dataclasses.replace(
+            self, instructions=[ins.copy() for ins in self.instructions])
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    """The outcome of `Program.test_run`.
+
+    `retval` is the program's return value (r0, as an unsigned 32-bit value),
+    `data` the packet after the run (b"" when no data was passed), `ctx` the
+    context after the run (None when no context was passed or the program type
+    does not return one), `duration_ns` the mean run time of one repetition.
+    """
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    retval: int
+    data: bytes
+    ctx: bytes | None
+    duration_ns: int
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """What the kernel reports about a loaded program (BPF_OBJ_GET_INFO_BY_FD).
+
+    `xlated` is the program as the verifier rewrote it (decode it with
+    `instructions()`), `jited` the native machine code (empty when the
+    program is interpreted). `run_cnt`/`run_time_ns` count only while
+    statistics are enabled (`enable_stats`). `load_time_ns` is nanoseconds
+    since boot.
+    """
+
+    type: ProgramType | int
+    id: int
+    tag: str
+    name: str
+    load_time_ns: int
+    created_by_uid: int
+    map_ids: tuple[int, ...]
+    btf_id: int
+    xlated: bytes
+    jited: bytes
+    jited_ksyms: tuple[int, ...]
+    jited_func_lens: tuple[int, ...]
+    run_cnt: int
+    run_time_ns: int
+    recursion_misses: int
+    verified_insns: int
+    gpl_compatible: bool
+    ifindex: int
+    attach_btf_id: int
+    attach_btf_obj_id: int
+    nr_func_info: int
+    nr_line_info: int
+
+    def instructions(self) -> list[Instruction]:
+        """The translated (xlated) instructions."""
+        from .asm import decode
+
+        return decode(self.xlated)
+
+
+ProgInfo = ProgramInfo
+"""Alias of `ProgramInfo`."""
+
+
+class Program:
+    """A program loaded into the kernel.
+
+    ``Program(spec, maps=..., log_level=..., log_size=..., kernel_btf=...)``
+    loads `spec`. `maps` resolves map references by name. `log_level` > 0
+    requests a verifier log even on success (kept in `verifier_log`; 1 is
+    the basic log, 2 verbose, 4 statistics only); the log buffer starts at
+    `log_size` bytes and doubles until the log fits. `kernel_btf` replaces
+    the running kernel's BTF as the target of CO-RE relocations.
+
+    Raises `VerifierError` when the verifier rejects the program,
+    `ebpf.errors.PermissionError` without privilege, `NotSupportedError` for
+    a program type or feature this kernel lacks, `KeyNotFoundError` for a map
+    reference missing from `maps`.
+
+    A `Program` owns one fd (`fd`); it is a context manager, `close()` is
+    idempotent and the kernel frees the program once nothing (fd, pin, link)
+    holds it.
+    """
+
+    def __init__(
+        self,
+        spec: ProgramSpec,
+        *,
+        maps: Mapping[str, SupportsFileno] | None = None,
+        log_level: int = 0,
+        log_size: int = DEFAULT_LOG_SIZE,
+        kernel_btf: BTFSpec | None = None,
+    ) -> None:
+        self._fd: FD | None = None
+        self._id = 0
+        self._tag = ""
+        self._pinned: str | None = None
+        self.verifier_log = ""
+        """The verifier log of the load when `log_level` > 0, else ""."""
+        self._name = spec.name
+        self._type = ProgramType(spec.type)
+        fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
+        self._fd = FD(fd, "program")
+
+    @classmethod
+    def _from_fd(cls, fd: FD, pinned: str | None = None) -> Program:
+        """A `Program` owning `fd`, its name and type read back from the kernel."""
+        prog = cls.__new__(cls)
+        prog._fd = fd
+        prog._pinned = pinned
+        prog.verifier_log = ""
+        try:
+            raw = _raw_info(fd.fileno())
+        except BaseException:
+            fd.close()
+            raise
+        prog._id = int(raw.id)
+        prog._tag = bytes(raw.tag).hex()
+        prog._name = _cstr(raw.name)
+        try:
+            prog._type = ProgramType(raw.type)
+        except ValueError:  # a type newer than this library
+            prog._type = raw.type
+        return prog
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str]) -> Program:
+        """Open the program pinned at `path` on a bpffs (BPF_OBJ_GET).
+
+        Raises `InvalidArgumentError` when `path` holds another kind of object
+        (a map, a link), `SyscallError` (ENOENT) when nothing is pinned there.
+        """
+        fd = FD(ops.obj_get(path), "program")
+        kind = _prog.anon_inode_kind(fd.fileno())
+        if kind != "bpf-prog":
+            fd.close()
+            raise InvalidArgumentError(
+                f"{os.fspath(path)!r} is not a pinned program (it is a {kind or 'file'})")
+        return cls._from_fd(fd, os.fspath(path))
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> Program:
+        """Open the loaded program with id `prog_id` (BPF_PROG_GET_FD_BY_ID).
+
+        Raises `KeyNotFoundError` when no such program exists.
+        """
+        try:
+            fd = _prog.prog_get_fd_by_id(prog_id)
+        except SyscallError as e:
+            if e.errno == _errno.ENOENT:
+                raise KeyNotFoundError(f"no program with id {prog_id}") from None
+            raise
+        return cls._from_fd(FD(fd, "program"))
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def fd(self) -> FD:
+        """The program's descriptor (raises ValueError once closed)."""
+        if self._fd is None or self._fd.closed:
+            raise ValueError("program is closed")
+        return self._fd
+
+    def fileno(self) -> int:
+        """The raw descriptor."""
+        return self.fd.fileno()
+
+    @property
+    def name(self) -> str:
+        """The name given in the spec (the kernel keeps at most 15 characters of it)."""
+        return self._name
+
+    @property
+    def type(self) -> ProgramType:
+        """The program type."""
+        return self._type
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of the program (stable for its lifetime, see `from_id`)."""
+        if not self._id:
+            self._fill_identity()
+        return self._id
+
+    @property
+    def tag(self) -> str:
+        """The kernel's tag: a hash of the instructions, as 16 hex digits."""
+        if not self._tag:
+            self._fill_identity()
+        return self._tag
+
+    @property
+    def pinned_path(self) -> str | None:
+        """Where this object pinned the program, or None."""
+        return self._pinned
+
+    def _fill_identity(self) -> None:
+        raw = _raw_info(self.fileno())
+        self._id = int(raw.id)
+        self._tag = bytes(raw.tag).hex()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd is None or self._fd.closed else f"fd={self._fd.fileno()}"
+        type_name = getattr(self._type, "name", str(self._type))
+        return f"<Program {self._name!r} {type_name} {state}>"
+
+    # -- kernel state ---------------------------------------------------------
+
+    def info(self) -> ProgramInfo:
+        """Ask the kernel about the program, including its xlated and jited code."""
+        return _info(self.fileno())
+
+    def test_run(
+        self,
+        data: bytes | bytearray | memoryview | None = None,
+        *,
+        ctx: bytes | bytearray | memoryview | None = None,
+        repeat: int = 1,
+        flags: int = 0,
+        cpu: int | None = None,
+        batch_size: int = 0,
+        data_out_size: int | None = None,
+    ) -> TestRunResult:
+        """Run the program once (or `repeat` times) on `data` and `ctx` (BPF_PROG_TEST_RUN).
+
+        `data` is the packet for networking programs, `ctx` the context struct
+        (``__sk_buff``, ``xdp_md``, raw tracepoint args, a SYSCALL program's
+        argument block). `cpu` runs it on that CPU (raw tracepoints only).
+        The output buffer holds `data_out_size` bytes (default: the input plus
+        256 bytes of headroom) and grows when the kernel says it is too small.
+        Raises `NotSupportedError` when the program type cannot be test run.
+        """
+        if repeat < 0 or repeat > 0xFFFF_FFFF:
+            raise InvalidArgumentError(f"repeat must be in [0, 2**32), not {repeat}")
+        attr = ProgTestRunAttr()
+        attr.prog_fd = self.fileno()
+        attr.repeat = repeat if repeat > 1 else 0
+        attr.flags = flags
+        attr.batch_size = batch_size
+        if cpu is not None:
+            attr.flags |= consts.BPF_F_TEST_RUN_ON_CPU
+            attr.cpu = cpu
+
+        keep: list[Any] = []
+        data_in = None
+        if data is not None:
+            data_in = (ctypes.c_char * max(len(data), 1)).from_buffer_copy(bytes(data) or b"\0")
+            keep.append(data_in)
+            attr.data_in = ctypes.addressof(data_in)
+            attr.data_size_in = len(data)
+        ctx_in = None
+        if ctx is not None:
+            ctx_in = (ctypes.c_char * max(len(ctx), 1)).from_buffer_copy(bytes(ctx) or b"\0")
+            attr.ctx_in = ctypes.addressof(ctx_in)
+            attr.ctx_size_in = len(ctx)
+        # SYSCALL programs write their context back into ctx_in; raw tracepoints
+        # and tracing programs refuse an output context
+        ctx_out_allowed = ctx is not None and self._type not in (
+            ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT, ProgramType.TRACING)
+
+        data_cap = 0
+        if data is not None:
+            data_cap = data_out_size if data_out_size is not None else len(data) + 256
+        ctx_cap = max(len(ctx), 1) if ctx is not None else 0
+        for _ in range(8):
+            data_out = ctx_out = None
+            if data is not None:
+                data_out = ctypes.create_string_buffer(max(data_cap, 1))
+                attr.data_out = ctypes.addressof(data_out)
+                attr.data_size_out = data_cap
+            if ctx_out_allowed:
+                ctx_out = ctypes.create_string_buffer(ctx_cap)
+                attr.ctx_out = ctypes.addressof(ctx_out)
+                attr.ctx_size_out = ctx_cap
+            attr.duration = 0
+            ret = _prog.prog_test_run(attr)
+            if ret == -_errno.ENOSPC:
+                grew = False
+                if data_out is not None and attr.data_size_out > data_cap:
+                    data_cap, grew = int(attr.data_size_out), True
+                if ctx_out is not None and attr.ctx_size_out > ctx_cap:
+                    ctx_cap, grew = int(attr.ctx_size_out), True
+                if not grew:  # no size hint: double both
+                    data_cap, ctx_cap = data_cap * 2 + 256, ctx_cap * 2
+                continue
+            if ret < 0:
+                raise _test_run_error(-ret, self)
+            out_data = b""
+            if data_out is not None:
+                out_data = data_out.raw[: min(int(attr.data_size_out), data_cap)]
+            out_ctx: bytes | None = None
+            if ctx_out is not None:
+                out_ctx = ctx_out.raw[: min(int(attr.ctx_size_out), ctx_cap)]
+            elif ctx_in is not None and self._type == ProgramType.SYSCALL:
+                out_ctx = ctx_in.raw[: attr.ctx_size_in]
+            return TestRunResult(int(attr.retval), out_data, out_ctx, int(attr.duration))
+        raise SyscallError(_errno.ENOSPC, "bpf(BPF_PROG_TEST_RUN): output keeps outgrowing "
+                           f"its buffer ({data_cap} bytes of data, {ctx_cap} of context)")
+
+    # -- pinning --------------------------------------------------------------
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the program at `path` on a bpffs so it outlives this process.
+
+        The directory must exist and be on a bpf filesystem (mount one with
+        ``mount -t bpf bpf /sys/fs/bpf``; the library never mounts anything).
+        """
+        path = os.fspath(path)
+        try:
+            ops.obj_pin(self.fileno(), path)
+        except SyscallError as e:
+            if e.errno == _errno.EPERM:
+                parent = os.path.dirname(os.path.abspath(path))
+                with contextlib.suppress(OSError):
+                    if not _prog.is_bpffs(parent):
+                        raise InvalidArgumentError(
+                            f"cannot pin at {path!r}: {parent!r} is not on a bpf filesystem "
+                            "(mount one with `mount -t bpf bpf /sys/fs/bpf`)") from None
+            raise
+        self._pinned = path
+
+    def unpin(self) -> None:
+        """Remove the pin this object made or was opened from (no-op when there is none)."""
+        path, self._pinned = self._pinned, None
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    # -- lifetime -------------------------------------------------------------
+
+    def clone(self) -> Program:
+        """Another `Program` for the same kernel program, with its own fd."""
+        new = Program.__new__(Program)
+        new._fd = self.fd.dup()
+        new._id, new._tag, new._pinned = self._id, self._tag, None
+        new._name, new._type, new.verifier_log = self._name, self._type, self.verifier_log
+        return new
+
+    def close(self) -> None:
+        """Release the fd (idempotent); pins and links keep the program alive."""
+        if self._fd is not None:
+            self._fd.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return self._fd is None or self._fd.closed
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- loading ------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    code: bytes
+    insns: list[Instruction]
+    slots: list[int]
+    func_info: list[tuple[int, Any]]
+    line_info: list[tuple[int, Any]]
+    core_results: list[Any]
+
+
+def _load(
+    spec: ProgramSpec,
+    maps: Mapping[str, SupportsFileno] | None,
+    log_level: int,
+    log_size: int,
+    kernel_btf: BTFSpec | None,
+) -> tuple[int, str]:
+    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
+    ptype = ProgramType(spec.type)
+    if ptype == ProgramType.UNSPEC:
+        raise InvalidArgumentError("ProgramSpec.type is not set")
+    if not spec.instructions:
+        raise InvalidArgumentError(f"program {spec.name!r} has no instructions")
+    if log_level < 0:
+        raise InvalidArgumentError(f"log_level must be >= 0, not {log_level}")
+    if not 0 < log_size <= MAX_LOG_SIZE:
+        raise InvalidArgumentError(f"log_size must be in [1, {MAX_LOG_SIZE}], not {log_size}")
+
+    prep = _prepare(spec, maps, kernel_btf)
+    keep: list[Any] = []
+    attr = ProgLoadAttr()
+    attr.prog_type = ptype
+    code = (ctypes.c_char * len(prep.code)).from_buffer_copy(prep.code)
+    keep.append(code)
+    attr.insns = ctypes.addressof(code)
+    attr.insn_cnt = len(prep.code) // 8
+    lic = ctypes.create_string_buffer(spec.license.encode())
+    keep.append(lic)
+    attr.license = ctypes.addressof(lic)
+    attr.kern_version = _kernel_version(spec)
+    attr.prog_flags = int(spec.flags)
+    name = _sanitize_name(spec.name)
+    ctypes.memmove(attr.prog_name, name, len(name))
+    attr.prog_ifindex = spec.ifindex
+    if spec.attach_type is not None:
+        attr.expected_attach_type = int(spec.attach_type)
+    if spec.attach_prog is not None:
+        attr.attach_prog_fd = spec.attach_prog.fileno()
+    attr.attach_btf_id = _attach_btf_id(spec, ptype)
+
+    btf_handle = _load_btf_info(spec, prep, attr, keep)
+    try:
+        return _load_with_log(attr, spec, ptype, prep, log_level, log_size)
+    finally:
+        if btf_handle is not None:
+            btf_handle.close()
+
+
+def _load_with_log(
+    attr: ProgLoadAttr,
+    spec: ProgramSpec,
+    ptype: ProgramType,
+    prep: _Prepared,
+    log_level: int,
+    log_size: int,
+) -> tuple[int, str]:
+    if log_level == 0:
+        fd = _prog.prog_load(attr)
+        if fd >= 0:
+            return fd, ""
+        first_err = -fd
+        level = 1  # retry with a log to say why
+    else:
+        first_err = 0
+        level = log_level
+
+    size = max(log_size, _MIN_LOG_SIZE)
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        attr.log_level = level
+        attr.log_size = size
+        attr.log_buf = ctypes.addressof(buf)
+        attr.log_true_size = 0
+        fd = _prog.prog_load(attr)
+        if fd == -_errno.ENOSPC and size < MAX_LOG_SIZE:
+            # the log did not fit: the kernel tells how big it is (6.4+) or we double
+            need = int(attr.log_true_size)
+            size = min(max(need + 1, size * 2) if need > size else size * 2, MAX_LOG_SIZE)
+            continue
+        log = buf.value.decode("utf-8", "replace")
+        if fd >= 0:
+            return fd, log if log_level else ""
+        raise _load_error(-fd, first_err, spec, ptype, prep, log)
+
+
+def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
+                prep: _Prepared, log: str) -> Exception:
+    name = spec.name or "<unnamed>"
+    if err == _errno.EPERM:
+        if _is_trampoline(spec, ptype) and _prog.bpf_privileged():
+            nse = NotSupportedError("trampoline programs", errno=_errno.EPERM)
+            what = spec.attach_type.name if spec.attach_type is not None else ptype.name
+            nse.strerror = _TRAMPOLINE_REFUSED.format(what=what, name=name)
+            nse.args = (_errno.EPERM, nse.strerror)
+            return nse
+        return from_errno(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
+    if log.strip():
+        exc = VerifierError(err, name, log, _source_line(log, prep))
+        if prep.core_results:
+            from .btf.core import explain_poison
+
+            why = explain_poison(log, prep.core_results)
+            if why:  # a reachable instruction whose CO-RE relocation failed
+                exc.summary = f"{why}\n{exc.summary}"
+                exc.strerror = f"program {name!r} rejected by the verifier:\n{exc.summary}"
+                exc.args = (err, exc.strerror)
+        return exc
+    if err in (_errno.EOPNOTSUPP, 524) or (err == _errno.EINVAL and first_err == _errno.EINVAL
+                                           and not log):
+        what = f"program type {getattr(ptype, 'name', ptype)}"
+        if spec.attach_type is not None:
+            what += f" with attach type {spec.attach_type.name}"
+        if err == _errno.EINVAL:
+            return SyscallError(err, f"bpf(BPF_PROG_LOAD) of program {name!r}: {os.strerror(err)} "
+                                f"(does this kernel support {what}?)")
+        return NotSupportedError(what, errno=err)
+    return from_errno(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
+
+
+def _is_trampoline(spec: ProgramSpec, ptype: ProgramType) -> bool:
+    if ptype in (ProgramType.EXT, ProgramType.LSM):
+        return True
+    return ptype == ProgramType.TRACING and spec.attach_type in _TRAMPOLINE_ATTACH
+
+
+def _source_line(log: str, prep: _Prepared) -> str | None:
+    """``file:line: text`` of the instruction the verifier failed at, from line info."""
+    if not prep.line_info:
+        return None
+    index = None
+    for ln in reversed(log.splitlines()):
+        m = _INSN_LINE.match(ln)
+        if m:
+            index = int(m.group(1))
+            break
+    if index is None:
+        return None
+    best = None
+    for slot, line in prep.line_info:  # sorted by slot; the last one at or before wins
+        if slot > index:
+            break
+        best = line
+    if best is None:
+        return None
+    text = str(getattr(best, "line_text", "") or "").strip()
+    file_name = str(getattr(best, "file_name", "") or "")
+    lineno = getattr(best, "line", 0)
+    where = f"{file_name}:{lineno}" if file_name else f"line {lineno}"
+    return f"{where}: {text}" if text else where
+
+
+def _sanitize_name(name: str) -> bytes:
+    """The kernel's object name: at most 15 of the characters it accepts."""
+    return _NAME_OK.sub("", name)[:_NAME_LEN].encode("ascii")
+
+
+def _kernel_version(spec: ProgramSpec) -> int:
+    if spec.kernel_version or spec.type != ProgramType.KPROBE:
+        return spec.kernel_version
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
+    if not m:
+        return 0
+    major, minor, patch = (int(g or 0) for g in m.groups())
+    return (major << 16) + (minor << 8) + min(patch, 255)
+
+
+def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
+             kernel_btf: BTFSpec | None) -> _Prepared:
+    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode."""
+    from .asm import assemble, encode
+    from .asm.link import resolvable
+
+    insns = assemble(spec.instructions)
+    core_results = _apply_core(spec, insns, kernel_btf)
+    slots: list[int] = []
+    func_info: list[tuple[int, Any]] = []
+    line_info: list[tuple[int, Any]] = []
+    slot = 0
+    for i, ins in enumerate(insns):
+        slots.append(slot)
+        ref = ins.reference
+        if ref is not None and not resolvable(ins):
+            if ins.opcode == _LD_IMM64 and ins.src in _MAP_SRCS:
+                insns[i] = ins = _resolve_map(ins, ref, maps, spec.name)
+            elif ins.opcode == _LD_IMM64 and ins.src == consts.BPF_PSEUDO_BTF_ID and not ins.imm:
+                ins = ins.copy()
+                ins.imm = _kernel_btf_id(ref, ("Var", "Func"), spec.name)
+                insns[i] = ins
+            elif (ins.opcode == _CALL and ins.src == consts.BPF_PSEUDO_KFUNC_CALL
+                  and not ins.imm):
+                ins = ins.copy()
+                ins.imm = _kernel_btf_id(ref, ("Func",), spec.name)
+                insns[i] = ins
+        meta = ins.meta
+        if meta:
+            func = meta.get("func")
+            if func is not None:
+                func_info.append((slot, func))
+            line = meta.get("line")
+            if line is not None:
+                line_info.append((slot, line))
+        slot += ins.size
+    return _Prepared(encode(insns), insns, slots, func_info, line_info, core_results)
+
+
+def _apply_core(spec: ProgramSpec, insns: list[Instruction],
+                kernel_btf: BTFSpec | None) -> list[Any]:
+    """Apply the CO-RE relocations in ``meta["core"]`` to `insns` (in place, on copies of
+    the relocated instructions) against `kernel_btf` or the running kernel's BTF.
+
+    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction.
+    """
+    from .btf import core
+
+    relos: list[tuple[int, Any]] = []
+    for i, ins in enumerate(insns):
+        relo = ins.meta.get("core") if ins.meta else None
+        if relo is None:
+            continue
+        insns[i] = ins.copy()  # relocate() patches in place; the spec stays untouched
+        for r in relo if isinstance(relo, (list, tuple)) else (relo,):
+            relos.append((i, r))
+    if not relos:
+        return []
+    if spec.btf is None:
+        raise InvalidArgumentError(
+            f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
+    if kernel_btf is not None:
+        targets = [kernel_btf]
+    else:
+        from .btf.kernel import kernel_module_names, load_kernel_module_spec, load_kernel_spec
+
+        targets = [load_kernel_spec()]
+        targets += [load_kernel_module_spec(m) for m in kernel_module_names()]
+    results: list[Any] = core.relocate(insns, relos, spec.btf, targets)
+    return results
+
+
+def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] | None,
+                 prog_name: str) -> Instruction:
+    m = maps.get(ref) if maps is not None else None
+    if m is None:
+        known = ", ".join(sorted(maps)) if maps else "none were given"
+        raise KeyNotFoundError(
+            f"program {prog_name!r} references map {ref!r}, which is not among the maps "
+            f"passed to Program (known: {known})")
+    fd = m.fileno()
+    out = ins.copy()
+    if ins.src in (consts.BPF_PSEUDO_MAP_VALUE, consts.BPF_PSEUDO_MAP_IDX_VALUE):
+        offset = (ins.imm >> 32) & 0xFFFF_FFFF  # the value offset lives in the upper half
+        out.src = consts.BPF_PSEUDO_MAP_VALUE
+        out.imm = (offset << 32) | fd
+    else:
+        out.src = consts.BPF_PSEUDO_MAP_FD
+        out.imm = fd
+    return out
+
+
+def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> int:
+    """The vmlinux BTF id of the kernel symbol `name` of one of `kinds`."""
+    from . import btf
+
+    kernel = btf.load_kernel_spec()
+    for kind in kinds:
+        with contextlib.suppress(KeyNotFoundError):
+            return kernel.type_id(kernel.type_by_name(name, getattr(btf, kind)))
+    raise KeyNotFoundError(
+        f"program {prog_name!r} references kernel symbol {name!r}, which is not in vmlinux BTF "
+        "(kernel module symbols are not supported)")
+
+
+def _attach_btf_id(spec: ProgramSpec, ptype: ProgramType) -> int:
+    """`spec.attach_btf_id`, or the BTF id `spec.attach_to` names."""
+    if ptype == ProgramType.EXT and spec.attach_prog is None:
+        raise InvalidArgumentError(
+            f"freplace program {spec.name!r} needs attach_prog (the program whose function "
+            "it replaces) and attach_to (that function's name)")
+    if spec.attach_btf_id or not spec.attach_to:
+        return spec.attach_btf_id
+    if ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT):
+        return 0  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
+    from . import btf
+
+    prefix, kind = "", "Func"
+    if spec.attach_type is not None:
+        prefix, kind = _ATTACH_BTF_PREFIX.get(spec.attach_type, ("", "Func"))
+    target_name = prefix + spec.attach_to
+    if spec.attach_prog is not None:
+        target = _program_btf(spec.attach_prog)
+        where = f"the BTF of program {spec.attach_prog.name!r}"
+        target_name, kind = spec.attach_to, "Func"
+    else:
+        target = btf.load_kernel_spec()
+        where = "vmlinux BTF"
+    try:
+        return target.type_id(target.type_by_name(target_name, getattr(btf, kind)))
+    except KeyNotFoundError:
+        raise KeyNotFoundError(
+            f"attach target {target_name!r} of program {spec.name!r} is not a "
+            f"{kind} in {where}") from None
+
+
+def _program_btf(prog: Program) -> BTFSpec:
+    """The BTF a loaded program carries (for freplace / fentry on BPF programs)."""
+    from .btf import Spec
+
+    raw = _raw_info(prog.fileno())
+    if not raw.btf_id:
+        raise InvalidArgumentError(f"program {prog.name!r} has no BTF; cannot attach to it by name")
+    return Spec(ops.btf_get_data(raw.btf_id))
+
+
+def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
+                   keep: list[Any]) -> Any:
+    """Load `spec.btf` and point `attr` at func/line info records; the BTF handle or None."""
+    if spec.btf is None or not (prep.func_info or prep.line_info):
+        return None
+    try:
+        from .btf import Builder, Handle  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # BTF writing not available: load without func/line info
+        return None
+
+    builder = Builder.from_spec(spec.btf)
+    lines = []
+    for slot, line in prep.line_info:
+        lines.append(_LineInfo(
+            insn_off=slot,
+            file_name_off=builder.add_string(str(line.file_name)),
+            line_off=builder.add_string(str(line.line_text)),
+            line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
+        ))
+    funcs = [_FuncInfo(insn_off=slot, type_id=spec.btf.type_id(f)) for slot, f in prep.func_info]
+    handle = Handle(builder.marshal())
+    attr.prog_btf_fd = handle.fd.fileno() if hasattr(handle.fd, "fileno") else int(handle.fd)
+    if funcs:
+        farr = (_FuncInfo * len(funcs))(*funcs)
+        keep.append(farr)
+        attr.func_info = ctypes.addressof(farr)
+        attr.func_info_cnt = len(funcs)
+        attr.func_info_rec_size = ctypes.sizeof(_FuncInfo)
+    if lines:
+        larr = (_LineInfo * len(lines))(*lines)
+        keep.append(larr)
+        attr.line_info = ctypes.addressof(larr)
+        attr.line_info_cnt = len(lines)
+        attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
+    return handle
+
+
+# -- test run errors ------------------------------------------------------------
+
+
+def _test_run_error(err: int, prog: Program) -> Exception:
+    type_name = getattr(prog.type, "name", str(prog.type))
+    if err in (_errno.EOPNOTSUPP, 524):
+        return NotSupportedError(f"BPF_PROG_TEST_RUN of {type_name} programs", errno=err)
+    return from_errno(err, f"bpf(BPF_PROG_TEST_RUN) of {type_name} program {prog.name!r}")
+
+
+# -- info -------------------------------------------------------------------------
+
+
+def _cstr(raw: Any) -> str:
+    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _raw_info(fd: int) -> _ProgInfo:
+    info = _ProgInfo()
+    ops.obj_get_info(fd, info)
+    return info
+
+
+def _info(fd: int) -> ProgramInfo:
+    first = _raw_info(fd)
+    n_xl, n_jit = int(first.xlated_prog_len), int(first.jited_prog_len)
+    n_maps, n_ksyms = int(first.nr_map_ids), int(first.nr_jited_ksyms)
+    n_lens = int(first.nr_jited_func_lens)
+    xl = ctypes.create_string_buffer(max(n_xl, 1))
+    jit = ctypes.create_string_buffer(max(n_jit, 1))
+    map_ids = (ctypes.c_uint32 * max(n_maps, 1))()
+    ksyms = (ctypes.c_uint64 * max(n_ksyms, 1))()
+    lens = (ctypes.c_uint32 * max(n_lens, 1))()
+    info = _ProgInfo()
+    info.xlated_prog_len, info.xlated_prog_insns = n_xl, ctypes.addressof(xl)
+    info.jited_prog_len, info.jited_prog_insns = n_jit, ctypes.addressof(jit)
+    info.nr_map_ids, info.map_ids = n_maps, ctypes.addressof(map_ids)
+    info.nr_jited_ksyms, info.jited_ksyms = n_ksyms, ctypes.addressof(ksyms)
+    info.nr_jited_func_lens, info.jited_func_lens = n_lens, ctypes.addressof(lens)
+    ops.obj_get_info(fd, info)
+    # the program cannot change, but be safe if a count grew in between
+    n_xl, n_jit = min(n_xl, int(info.xlated_prog_len)), min(n_jit, int(info.jited_prog_len))
+    n_maps = min(n_maps, int(info.nr_map_ids))
+    try:
+        ptype: ProgramType | int = ProgramType(info.type)
+    except ValueError:
+        ptype = int(info.type)
+    return ProgramInfo(
+        type=ptype,
+        id=int(info.id),
+        tag=bytes(info.tag).hex(),
+        name=_cstr(info.name),
+        load_time_ns=int(info.load_time),
+        created_by_uid=int(info.created_by_uid),
+        map_ids=tuple(map_ids[:n_maps]),
+        btf_id=int(info.btf_id),
+        xlated=xl.raw[:n_xl],
+        jited=jit.raw[:n_jit],
+        jited_ksyms=tuple(ksyms[:min(n_ksyms, int(info.nr_jited_ksyms))]),
+        jited_func_lens=tuple(lens[:min(n_lens, int(info.nr_jited_func_lens))]),
+        run_cnt=int(info.run_cnt),
+        run_time_ns=int(info.run_time_ns),
+        recursion_misses=int(info.recursion_misses),
+        verified_insns=int(info.verified_insns),
+        gpl_compatible=bool(info.gpl_compatible),
+        ifindex=int(info.ifindex),
+        attach_btf_id=int(info.attach_btf_id),
+        attach_btf_obj_id=int(info.attach_btf_obj_id),
+        nr_func_info=int(first.nr_func_info),
+        nr_line_info=int(first.nr_line_info),
+    )
+
+
+def program_ids() -> Iterator[int]:
+    """The ids of every program loaded in the kernel, ascending (needs CAP_SYS_ADMIN)."""
+    next_id = _prog.prog_get_next_id(0)
+    while next_id is not None:
+        yield next_id
+        next_id = _prog.prog_get_next_id(next_id)
+
+
+# -- statistics -------------------------------------------------------------------
+
+
+class EnabledStats:
+    """Run-time statistics stay enabled while this object is open (BPF_ENABLE_STATS).
+
+    Use it as a context manager or `close()` it; while any such handle is
+    open anywhere, `ProgramInfo.run_cnt` and `run_time_ns` count.
+    """
+
+    def __init__(self, stats_type: StatsType = StatsType.RUN_TIME) -> None:
+        self.fd = FD(_prog.enable_stats(int(stats_type)), "stats")
+
+    def fileno(self) -> int:
+        """The raw descriptor."""
+        return self.fd.fileno()
+
+    def close(self) -> None:
+        """Stop holding the statistics on (idempotent)."""
+        self.fd.close()
+
+    def __enter__(self) -> EnabledStats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def enable_stats(stats_type: StatsType = StatsType.RUN_TIME) -> EnabledStats:
+    """Turn on program run-time statistics until the returned handle is closed.
+
+    >>> with ebpf.programs.enable_stats():          # doctest: +SKIP
+    ...     prog.test_run(b"\\0" * 64)
+    ...     prog.info().run_cnt
+    1
+    """
+    return EnabledStats(stats_type)

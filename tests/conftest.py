@@ -1,0 +1,115 @@
+"""Shared fixtures: bpffs/tracefs mounts, pin directories, cgroups, network namespaces.
+
+Mounts are made only when missing and undone at the end of the session; the host's
+interfaces are never touched (network tests work inside their own namespaces).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+BPFFS = "/sys/fs/bpf"
+TRACEFS = "/sys/kernel/tracing"
+CGROUP2 = "/sys/fs/cgroup/unified"
+
+
+def _mounted(path: str, fstype: str) -> bool:
+    with open("/proc/self/mounts") as f:
+        return any(
+            line.split()[1] == path and line.split()[2] == fstype for line in f if line.strip()
+        )
+
+
+@contextlib.contextmanager
+def _ensure_mount(path: str, fstype: str) -> Iterator[str]:
+    made = False
+    if not _mounted(path, fstype):
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "-t", fstype, fstype, path], check=True)
+        made = True
+    try:
+        yield path
+    finally:
+        if made:
+            subprocess.run(["umount", "-l", path], check=False)
+
+
+@pytest.fixture(scope="session")
+def bpffs() -> Iterator[str]:
+    """A mounted bpffs at /sys/fs/bpf."""
+    with _ensure_mount(BPFFS, "bpf") as p:
+        yield p
+
+
+@pytest.fixture
+def pin_dir(bpffs: str) -> Iterator[str]:
+    """A fresh directory on bpffs, removed (with everything pinned in it) afterwards."""
+    d = os.path.join(bpffs, f"ebpf-test-{uuid.uuid4().hex[:12]}")
+    os.mkdir(d, 0o700)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tracefs() -> Iterator[str]:
+    """A mounted tracefs at /sys/kernel/tracing."""
+    with _ensure_mount(TRACEFS, "tracefs") as p:
+        yield p
+
+
+@pytest.fixture
+def cgroup() -> Iterator[str]:
+    """A fresh cgroup v2 directory, removed afterwards."""
+    if not _mounted(CGROUP2, "cgroup2"):
+        pytest.skip(f"cgroup2 is not mounted at {CGROUP2}")
+    d = os.path.join(CGROUP2, f"ebpf-test-{uuid.uuid4().hex[:12]}")
+    os.mkdir(d)
+    try:
+        yield d
+    finally:
+        with contextlib.suppress(OSError):
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids = f.read().split()
+            with open(os.path.join(CGROUP2, "cgroup.procs"), "w") as f:
+                for pid in pids:
+                    f.write(pid)
+                    f.flush()
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with a veth pair veth0 (10.77.0.1) <-> veth1 inside a
+    second namespace (10.77.0.2). Yields the first namespace's name; the peer namespace
+    is `<name>-peer`. Both are deleted afterwards."""
+    name = f"ebpf-{uuid.uuid4().hex[:8]}"
+    peer = name + "-peer"
+    ip = ["ip"]
+
+    def run(*args: str) -> None:
+        subprocess.run([*ip, *args], check=True, capture_output=True)
+
+    run("netns", "add", name)
+    run("netns", "add", peer)
+    try:
+        run("-n", name, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+            "netns", peer)
+        run("-n", name, "addr", "add", "10.77.0.1/24", "dev", "veth0")
+        run("-n", peer, "addr", "add", "10.77.0.2/24", "dev", "veth1")
+        for ns, dev in ((name, "veth0"), (peer, "veth1")):
+            run("-n", ns, "link", "set", dev, "up")
+            run("-n", ns, "link", "set", "lo", "up")
+        yield name
+    finally:
+        subprocess.run([*ip, "netns", "del", name], check=False, capture_output=True)
+        subprocess.run([*ip, "netns", "del", peer], check=False, capture_output=True)

@@ -1,0 +1,121 @@
+"""The disassembler against the running kernel's own text (the verifier log).
+
+A small program is compiled with clang, loaded with ``bpftool -d`` so that the
+verifier log is printed, and every ``N: (xx) text`` line of the log is compared
+with `asm.format_instruction` of the instruction at slot N decoded from the
+object file. Needs root, clang-19, llvm-objcopy-19 and bpftool.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ebpf import asm
+
+pytestmark = pytest.mark.kernel
+
+TOOLS = ("clang-19", "llvm-objcopy-19", "bpftool")
+
+SOURCE = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+SEC("socket")
+int prog(struct __sk_buff *skb)
+{
+	volatile __u64 slot = skb->len;
+	long x = skb->len, y = skb->protocol;
+	__u64 r = __sync_fetch_and_add(&slot, 3);
+	__sync_fetch_and_or(&slot, 8);
+	r += __sync_lock_test_and_set(&slot, 5);
+	r += __sync_val_compare_and_swap(&slot, 5, 6);
+	r += __builtin_bswap64(r);
+	r += (long)(signed char)x;
+	r += x / (y | 1);
+	r += x % 7;
+	r += bpf_ktime_get_ns();
+	r += bpf_get_prandom_u32();
+	if ((int)r < 0)
+		r = -r;
+	asm volatile(
+		"*(u64 *)(r10 - 16) = r0\n"
+		".quad 0x00000100fff0a1db\n"   /* r1 = load_acquire((u64 *)(r10 -16)) */
+		".quad 0x00000110fff01acb\n"   /* store_release((u16 *)(r10 -16), r1) */
+		"may_goto +0\n"
+		"gotol +0\n"
+		"r1 = 0x1234567890 ll\n"
+		"r1 = be16 r1\n"
+		"r1 = le32 r1\n"
+		"w1 = (s16)w1\n"
+		"if w1 s> 0x7 goto +0\n"
+		"if r1 != r0 goto +0\n"
+		::: "r1");
+	return r & 1;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+LOG_LINE = re.compile(r"^(\d+): (\([0-9a-f]{2}\) [^;]*?)\s*(?:;.*)?$")
+
+
+@pytest.fixture
+def compiled(tmp_path: pathlib.Path) -> pathlib.Path:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to load programs")
+    src = tmp_path / "asm_kernel.c"
+    src.write_text(SOURCE)
+    obj = tmp_path / "asm_kernel.o"
+    subprocess.run(
+        ["clang-19", "-O2", "-target", "bpf", "-mcpu=v4", "-I/usr/include/x86_64-linux-gnu",
+         "-c", str(src), "-o", str(obj)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return obj
+
+
+def test_disassembler_matches_verifier_log(
+    compiled: pathlib.Path, tmp_path: pathlib.Path, pin_dir: str
+) -> None:
+    raw = tmp_path / "prog.bin"
+    subprocess.run(
+        ["llvm-objcopy-19", "-O", "binary", "--only-section=socket", str(compiled), str(raw)],
+        check=True,
+        capture_output=True,
+    )
+    insns = asm.decode(raw.read_bytes())
+    by_slot = dict(zip(asm.raw_offsets(insns), insns, strict=True))
+
+    res = subprocess.run(
+        ["bpftool", "-d", "prog", "load", str(compiled), os.path.join(pin_dir, "prog")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen: dict[int, str] = {}
+    for line in res.stderr.splitlines():
+        m = LOG_LINE.match(line)
+        if m:
+            seen[int(m.group(1))] = m.group(2)
+    # every instruction of the program is reached and printed
+    assert sorted(seen) == sorted(by_slot)
+    mismatches = [
+        (slot, text, asm.format_instruction(by_slot[slot]))
+        for slot, text in sorted(seen.items())
+        if asm.format_instruction(by_slot[slot]) != text
+    ]
+    assert not mismatches
+    # the program exercises the newer instructions the log shows
+    texts = "\n".join(seen.values())
+    for needle in ("load_acquire", "store_release", "may_goto", "gotol", "(s16)", "be16",
+                   "atomic64_cmpxchg", "atomic64_xchg", "call bpf_ktime_get_ns#5"):  # fmt: skip
+        assert needle in texts

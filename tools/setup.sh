@@ -1,0 +1,22 @@
+#!/bin/sh
+# Idempotent setup for a fresh Debian 12 machine, as root: build-time tools for BPF
+# objects (clang-19), peers for tests/benchmarks (bpftool, libbpf-dev), iproute2,
+# and the package itself with its dev extras.
+set -eu
+cd "$(dirname "$0")/.."
+need=""
+for pkg in clang-19 llvm-19 bpftool libbpf-dev iproute2 gcc make; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq $need >/dev/null
+fi
+PY=${PYTHON:-python3}
+if ! $PY -c 'import ebpf, pytest, hypothesis, mypy, ruff' >/dev/null 2>&1 \
+        || ! command -v ebpf >/dev/null 2>&1; then
+    $PY -m pip install -q -e '.[dev,numpy]' 2>/dev/null \
+        || $PY -m pip install -q --break-system-packages -e '.[dev,numpy]'
+fi
