@@ -269,6 +269,7 @@ class Collection:
         self.programs: Programs = Programs()
         self.maps: Maps = Maps()
         self.variables: Variables = Variables()
+        self._owned: list[Any] = []
         self._closed = False
         load_collection(self, spec, pin_path=pin_path,
                         map_replacements=dict(map_replacements or {}),
@@ -294,10 +295,9 @@ class Collection:
         if self._closed:
             return
         self._closed = True
-        for p in self.programs.values():
-            p.close()
-        for m in self.maps.values():
-            m.close()
+        for obj in reversed(self._owned):
+            obj.close()
+        self._owned.clear()
 
     def __enter__(self) -> Collection:
         return self

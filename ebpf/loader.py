@@ -97,6 +97,7 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             if ms.freeze and name not in map_replacements and any(
                     isinstance(v, str) for _, v in ms.contents):
                 coll.maps[name].freeze()
+        coll._owned.extend(created)
         from .collection import Variable
 
         for vname, vs in spec.variables.items():

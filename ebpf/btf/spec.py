@@ -133,7 +133,7 @@ class Spec:
         self._str_start = sstart
         self._str_end = sstart + str_len
         self._str_len = str_len
-        self._str_base = base._str_base + base._str_len if base is not None else 0
+        self._str_base: int = base._str_base + base._str_len if base is not None else 0
         if str_len and buf[sstart + str_len - 1] != 0:
             raise BTFError("BTF string section is not NUL-terminated", sstart + str_len - 1)
         if base is None and str_len and buf[sstart] != 0:
@@ -205,6 +205,7 @@ class Spec:
             raise self._error
         words, n = self._words, self._nwords
         offsets = self._offsets
+        assert isinstance(offsets, array)  # a cached (memoryview) index is complete
         append = offsets.append
         get = self._steps.get
         i = self._walk_pos
@@ -229,6 +230,7 @@ class Spec:
             raise self._error
         words, n = self._words, self._nwords
         offsets = self._offsets
+        assert isinstance(offsets, array)  # a cached (memoryview) index is complete
         append = offsets.append
         get = self._steps.get
         i = self._walk_pos
@@ -248,6 +250,7 @@ class Spec:
 
     def _walk_failed(self, e: Exception) -> None:
         """The record last appended to the index is broken: drop it and fail for good."""
+        assert isinstance(self._offsets, array)
         off = self._offsets.pop()
         if isinstance(e, BTFError):
             self._error = e

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import BTFError, KeyNotFoundError
 
@@ -61,10 +61,6 @@ class Linkage(enum.IntEnum):
     STATIC = 0
     GLOBAL = 1
     EXTERN = 2
-
-
-# A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
-Ref: TypeAlias = "Type | int"
 
 
 class Type:

@@ -33,10 +33,12 @@ echo "kmatrix: stage1 on $(uname -r)"
 REL=$(uname -r)
 KDIR=
 REPO=
+CACHE=loose
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         kmatrix.kdir=*) KDIR=${arg#kmatrix.kdir=} ;;
         kmatrix.repo=*) REPO=${arg#kmatrix.repo=} ;;
+        kmatrix.cache=*) CACHE=${arg#kmatrix.cache=} ;;
     esac
 done
 [ -n "$KDIR" ] || fail "no kmatrix.kdir= on the kernel command line"
@@ -47,7 +49,7 @@ for m in $(cat /modules.list); do
 done
 
 O9P=trans=virtio,version=9p2000.L,msize=512000
-mount -t 9p -o "$O9P,ro,cache=loose" hostroot /host 2>/tmp/err || fail "mount 9p hostroot"
+mount -t 9p -o "$O9P,ro,cache=$CACHE" hostroot /host 2>/tmp/err || fail "mount 9p hostroot"
 mount -t tmpfs -o mode=0755 tmpfs /rw || fail "mount tmpfs /rw"
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot \

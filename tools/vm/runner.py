@@ -170,6 +170,7 @@ class VMConfig:
     memory_mb: int = 2048
     timeout: float = 900.0        # whole VM run (boot + tests)
     boot_timeout: float = 120.0   # QEMU start -> BOOT_MARKER
+    cache: str = "loose"          # 9p cache mode of the read-only host root
     extra_cmdline: str = ""
 
 
@@ -188,7 +189,8 @@ def qemu_argv(cfg: VMConfig, image: pathlib.Path, initrd: pathlib.Path, kdir: pa
               share: pathlib.Path, console: pathlib.Path) -> list[str]:
     accel = "tcg,thread=multi" if cfg.smp > 1 else "tcg"
     cmdline = (f"console=ttyS0 panic=-1 loglevel=4 mitigations=off nokaslr "
-               f"kmatrix.kdir={kdir} kmatrix.repo={REPO} {cfg.extra_cmdline}").strip()
+               f"kmatrix.kdir={kdir} kmatrix.repo={REPO} kmatrix.cache={cfg.cache} "
+               f"{cfg.extra_cmdline}").strip()
     return [
         cfg.qemu, "-accel", accel, "-cpu", "max", "-smp", str(cfg.smp),
         "-m", str(cfg.memory_mb), "-nodefaults", "-no-user-config", "-display", "none",
@@ -580,8 +582,9 @@ def shell_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--smp", type=int, default=2)
     ap.add_argument("--offline", action="store_true")
+    ap.add_argument("--cache", default="loose", help="9p cache mode of the host root")
     args = ap.parse_args(argv)
-    cfg = VMConfig(smp=args.smp, timeout=args.timeout)
+    cfg = VMConfig(smp=args.smp, timeout=args.timeout, cache=args.cache)
     r = run_kernel(args.kernel, [], "", cfg, offline=args.offline,
                    command=["/bin/sh", "-c", " ".join(args.command)], retries=0)
     print(_read_text(pathlib.Path(r.log_dir) / "share" / "output.log"), end="")

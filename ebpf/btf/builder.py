@@ -1,0 +1,323 @@
+"""Write BTF: turn `Type` objects back into a BTF blob the kernel accepts.
+
+    b = btf.Builder()
+    key_id = b.add(btf.Int("u32", 4))
+    value_id = b.add(my_struct)          # and everything it refers to
+    blob = b.marshal()
+
+`Builder.from_spec(spec)` keeps a spec's type ids and string offsets, so that
+the .BTF.ext func/line info and CO-RE records of an ELF object, which refer to
+both, stay valid for the marshalled blob.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate
+
+from ..errors import BTFError, KeyNotFoundError
+from .spec import HEADER, HEADER_BE, MAGIC, Spec
+from .types import (
+    Array,
+    Composite,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Kind,
+    Pointer,
+    Restrict,
+    Struct,
+    Type,
+    Typedef,
+    TypeTag,
+    Var,
+    Void,
+    Volatile,
+)
+
+_U32 = 0xFFFFFFFF
+# Callbacks of Builder._encode.
+_Extend = Callable[[Iterable[int]], None]
+_Str = Callable[[str], int]
+_Ref = Callable[[Type], int]
+_SIMPLE_REF = {Pointer: Kind.PTR, Typedef: Kind.TYPEDEF, Volatile: Kind.VOLATILE,
+               Const: Kind.CONST, Restrict: Kind.RESTRICT}
+
+
+class Builder:
+    """Collects types (and strings) and marshals them into a BTF blob.
+
+    Ids are assigned in the order types are added, starting at 1 (0 is void);
+    a type added twice (the same object) keeps its first id. `byteorder`
+    ("little" or "big") defaults to the host's.
+    """
+
+    def __init__(self, *, byteorder: str = sys.byteorder) -> None:
+        if byteorder not in ("little", "big"):
+            raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
+        self.byteorder = byteorder
+        self._types: list[Type] = []
+        self._ids: dict[int, int] = {}  # id(Type object) -> type id
+        self._strtab = bytearray(b"\0")
+        self._stroffs: dict[str, int] | None = {"": 0}
+
+    # -- construction -----------------------------------------------------------
+
+    @classmethod
+    def from_spec(cls, spec: Spec, *, byteorder: str | None = None) -> Builder:
+        """A builder holding every type of `spec`, with the same ids and string offsets.
+
+        Split BTF (a spec with a base) is not supported: marshal the base separately.
+        """
+        if spec.base is not None:
+            raise BTFError("Builder.from_spec does not support split BTF")
+        b = cls(byteorder=byteorder or spec.byteorder)
+        b._strtab = bytearray(spec._buf[spec._str_start : spec._str_end]) or bytearray(b"\0")
+        b._stroffs = None  # built from the seeded table on first use
+        types, ids = b._types, b._ids
+        for tid in range(1, len(spec)):
+            t = spec.type_by_id(tid)
+            types.append(t)
+            ids[id(t)] = tid
+        void = spec.type_by_id(0)
+        ids[id(void)] = 0
+        return b
+
+    def __len__(self) -> int:
+        """Number of type ids, including void."""
+        return len(self._types) + 1
+
+    @property
+    def types(self) -> list[Type]:
+        """The types added so far, in id order (id 1 first)."""
+        return list(self._types)
+
+    def __iter__(self) -> Iterator[Type]:
+        return iter(self._types)
+
+    def type_id(self, t: Type) -> int:
+        """The id `t` was given; raises KeyNotFoundError if it was never added."""
+        if isinstance(t, Void):
+            return 0
+        tid = self._ids.get(id(t))
+        if tid is None or self._types[tid - 1] is not t:
+            raise KeyNotFoundError(f"{t!r} was not added to this Builder")
+        return tid
+
+    def type_by_id(self, tid: int) -> Type:
+        """The type with id `tid` (1-based)."""
+        if not 1 <= tid <= len(self._types):
+            raise KeyNotFoundError(f"no type id {tid} in this Builder")
+        return self._types[tid - 1]
+
+    def add(self, t: Type) -> int:
+        """Add `t` and every type it refers to (recursively); return the id of `t`."""
+        ids = self._ids
+        tid = ids.get(id(t))
+        if tid is not None:
+            return tid
+        if isinstance(t, Void):
+            return 0
+        tid = self._append(t)
+        stack = [t]
+        while stack:
+            for r in stack.pop().refs():
+                if id(r) not in ids and not isinstance(r, Void):
+                    self._append(r)
+                    stack.append(r)
+        return tid
+
+    def _append(self, t: Type) -> int:
+        if not isinstance(t, Type):
+            raise TypeError(f"expected a btf.Type, got {type(t).__name__}")
+        self._types.append(t)
+        tid = len(self._types)
+        self._ids[id(t)] = tid
+        return tid
+
+    def replace(self, tid: int, t: Type) -> None:
+        """Put `t` in place of the type with id `tid` (references to the old type
+        object keep resolving to `tid`). Used to sanitize BTF for old kernels."""
+        if not 1 <= tid <= len(self._types):
+            raise KeyNotFoundError(f"no type id {tid} in this Builder")
+        self._types[tid - 1] = t
+        self._ids[id(t)] = tid
+
+    def add_string(self, s: str) -> int:
+        """The offset of `s` in the string table, adding it if needed."""
+        offs = self._stroffs
+        if offs is None:
+            offs = self._stroffs = self._index_strings()
+        off = offs.get(s)
+        if off is not None:
+            return off
+        data = s.encode()
+        if b"\0" in data:
+            raise BTFError(f"BTF string {s!r} contains a NUL byte")
+        off = len(self._strtab)
+        self._strtab += data + b"\0"
+        offs[s] = off
+        return off
+
+    def _index_strings(self) -> dict[str, int]:
+        tab = bytes(self._strtab)
+        parts = tab.split(b"\0")[:-1]  # the table ends with a NUL
+        starts = list(accumulate(map((1).__add__, map(len, parts)), initial=0))[:-1]
+        index: dict[str, int] = {}
+        for part, start in zip(reversed(parts), reversed(starts), strict=True):
+            try:
+                index[part.decode()] = start  # the first occurrence wins
+            except UnicodeDecodeError:
+                pass
+        index[""] = 0
+        return index
+
+    # -- marshalling ------------------------------------------------------------
+
+    def marshal(self) -> bytes:
+        """The BTF blob: header, type section, string table."""
+        words: list[int] = []
+        ext = words.extend
+        string = self.add_string
+        ids = self._ids
+        add = self.add
+        types = self._types
+
+        def ref(r: Type) -> int:
+            tid = ids.get(id(r))
+            if tid is None:  # referred to after it was added (e.g. a member changed)
+                tid = add(r)
+            return tid
+
+        i = 0
+        while i < len(types):  # may grow while marshalling, see ref()
+            t = types[i]
+            i += 1
+            try:
+                self._encode(t, ext, string, ref)
+            except BTFError as e:
+                raise BTFError(f"cannot marshal type id {i} ({t!r}): {e}") from None
+        try:
+            typesec = array("I", words)
+        except OverflowError:
+            bad = next(k for k, w in enumerate(words) if not 0 <= w <= _U32)
+            raise BTFError(f"a field of the type at word {bad} does not fit 32 bits "
+                           f"({words[bad]})") from None
+        if (self.byteorder == "little") != (sys.byteorder == "little"):
+            typesec.byteswap()
+        tbytes = typesec.tobytes()
+        strtab = bytes(self._strtab)
+        hdr = HEADER if self.byteorder == "little" else HEADER_BE
+        header = hdr.pack(MAGIC, 1, 0, hdr.size, 0, len(tbytes), len(tbytes), len(strtab))
+        return header + tbytes + strtab
+
+    @staticmethod
+    def _encode(t: Type, ext: _Extend, string: _Str, ref: _Ref) -> None:
+        name = string(t.name) if t.name else 0
+        cls = type(t)
+        simple = _SIMPLE_REF.get(cls)
+        if simple is not None:
+            ext((name, simple << 24, ref(t.type)))  # type: ignore[attr-defined]
+        elif isinstance(t, Int):
+            if t.bits > 255 or t.offset > 255 or t.bits + t.offset > 8 * t.size:
+                raise BTFError(f"int of {t.size} bytes cannot have {t.bits} bits at {t.offset}")
+            ext((name, Kind.INT << 24, t.size,
+                 (int(t.encoding) & 0xF) << 24 | t.offset << 16 | t.bits))
+        elif isinstance(t, Composite):
+            members = t.members
+            _vlen(len(members))
+            kflag = any(m.bitfield_size for m in members)
+            kind = Kind.STRUCT if isinstance(t, Struct) else Kind.UNION
+            ext((name, kflag << 31 | kind << 24 | len(members), t.size))
+            for m in members:
+                if kflag:
+                    if m.bitfield_size > 255 or m.offset_bits > 0xFFFFFF:
+                        raise BTFError(f"member {m.name!r}: bitfield of {m.bitfield_size} bits "
+                                       f"at bit {m.offset_bits} does not fit")
+                    off = m.bitfield_size << 24 | m.offset_bits
+                else:
+                    off = m.offset_bits
+                ext((string(m.name) if m.name else 0, ref(m.type), off))
+        elif isinstance(t, Enum):
+            vals = t.values
+            _vlen(len(vals))
+            if t.is64:
+                ext((name, t.signed << 31 | Kind.ENUM64 << 24 | len(vals), t.size))
+                for v in vals:
+                    if not -(1 << 63) <= v.value < (1 << 64):
+                        raise BTFError(f"enum value {v.name}={v.value} does not fit 64 bits")
+                    x = v.value & 0xFFFFFFFFFFFFFFFF
+                    ext((string(v.name), x & _U32, x >> 32))
+            else:
+                ext((name, t.signed << 31 | Kind.ENUM << 24 | len(vals), t.size))
+                for v in vals:
+                    if not -(1 << 31) <= v.value < (1 << 32):
+                        raise BTFError(f"enum value {v.name}={v.value} does not fit 32 bits")
+                    ext((string(v.name), v.value & _U32))
+        elif isinstance(t, Array):
+            ext((0, Kind.ARRAY << 24, 0, ref(t.type), ref(t.index), t.nelems))
+        elif isinstance(t, FuncProto):
+            params = t.params
+            _vlen(len(params))
+            ext((0, Kind.FUNC_PROTO << 24 | len(params), ref(t.return_type)))
+            for p in params:
+                ext((string(p.name) if p.name else 0, ref(p.type)))
+        elif isinstance(t, Func):
+            linkage = int(t.linkage)
+            _vlen(linkage)
+            ext((name, Kind.FUNC << 24 | linkage, ref(t.type)))
+        elif isinstance(t, Var):
+            ext((name, Kind.VAR << 24, ref(t.type), int(t.linkage)))
+        elif isinstance(t, Datasec):
+            vs = t.vars
+            _vlen(len(vs))
+            ext((name, Kind.DATASEC << 24 | len(vs), t.size))
+            for v in vs:
+                ext((ref(v.type), v.offset, v.size))
+        elif isinstance(t, Fwd):
+            ext((name, t.union << 31 | Kind.FWD << 24, 0))
+        elif isinstance(t, Float):
+            ext((name, Kind.FLOAT << 24, t.size))
+        elif isinstance(t, TypeTag):
+            ext((name, t.attribute << 31 | Kind.TYPE_TAG << 24, ref(t.type)))
+        elif isinstance(t, DeclTag):
+            ext((name, t.attribute << 31 | Kind.DECL_TAG << 24, ref(t.type),
+                 t.component_idx & _U32))
+        elif isinstance(t, (Pointer, Typedef, Volatile, Const, Restrict)):  # subclasses
+            kind = next(k for c, k in _SIMPLE_REF.items() if isinstance(t, c))
+            ext((name, kind << 24, ref(t.type)))
+        else:
+            raise BTFError(f"cannot marshal {type(t).__name__}")
+
+    def spec(self) -> Spec:
+        """Parse the marshalled blob back (handy to get ids bound to a Spec)."""
+        return Spec(self.marshal())
+
+
+def _vlen(n: int) -> None:
+    if not 0 <= n <= 0xFFFF:
+        raise BTFError(f"vlen {n} does not fit 16 bits")
+
+
+def marshal_types(types: Iterable[Type], *,
+                  byteorder: str = sys.byteorder) -> tuple[bytes, dict[Type, int]]:
+    """Marshal `types` (and everything they refer to) into a BTF blob.
+
+    Returns the blob and the id of every type in it.
+    """
+    b = Builder(byteorder=byteorder)
+    for t in types:
+        b.add(t)
+    data = b.marshal()
+    return data, {t: i for i, t in enumerate(b.types, 1)}
+
+
+__all__ = ["Builder", "marshal_types"]
