@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import ctypes
 import itertools
 import mmap
@@ -71,7 +72,7 @@ _HDR = BPF_RINGBUF_HDR_SZ
 
 # Records a single fill of the per-record queue takes out of a ring (bounded so
 # that a huge backlog does not turn into a huge Python list).
-_FILL = 1024
+_FILL = 4096
 # Header runs are validated in chunks of this many records.
 _CHUNK = 4096
 _tuple_new = tuple.__new__
@@ -499,10 +500,18 @@ class _ReaderBase:
     def _fill(self) -> bool:
         if self._closed:
             raise ReaderClosedError
-        recs = self._round_robin(lambda r: r.records(_FILL) or None)
-        if recs is None:
-            return False
-        self._pending.extend(recs)
+        # Thousands of small tuples in one go would trigger several collections
+        # of the cyclic GC for nothing (records hold only bytes and ints).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            recs = self._round_robin(lambda r: r.records(_FILL) or None)
+            if recs is None:
+                return False
+            self._pending.extend(recs)
+        finally:
+            if enabled:
+                gc.enable()
         return True
 
     def _attempt_record(self) -> Any:

@@ -280,8 +280,8 @@ class Builder:
             vs = t.vars
             _vlen(len(vs))
             ext((name, Kind.DATASEC << 24 | len(vs), t.size))
-            for v in vs:
-                ext((ref(v.type), v.offset, v.size))
+            for sv in vs:
+                ext((ref(sv.type), sv.offset, sv.size))
         elif isinstance(t, Fwd):
             ext((name, t.union << 31 | Kind.FWD << 24, 0))
         elif isinstance(t, Float):

@@ -1,0 +1,204 @@
+"""Map operation benchmark: ebpf (pure Python) vs C libbpf vs the bare-ctypes floor.
+
+Measures, on a HASH map (1M max entries, `--filled` keys) and an ARRAY map
+(`--filled` entries), u32 keys and u64 values:
+  - single lookup and update through the public API (`m[k]`, `m[k] = v`, int key/value)
+  - the same through C libbpf (bench/c/map_ops.c, built with gcc -lbpf in this run)
+  - the floor: ctypes.CDLL(None).syscall(321, cmd, buf, 32) on a preallocated attr
+  - batch lookup of the whole hash map: raw buffers, into a dict, and dict(m.items())
+and prints one JSON object with ns per operation and the ratios. Each figure is the
+best of several rounds; C and Python rounds alternate so that background load
+affects both alike.
+
+    sudo python3 bench/map_ops.py [--filled 100000] [--iterations 200000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from ebpf import MapType  # noqa: E402
+from ebpf._sys import types as T  # noqa: E402
+from ebpf.maps import Map, MapSpec  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+C_SOURCE = os.path.join(HERE, "c", "map_ops.c")
+
+
+def build_c(outdir: str) -> str:
+    exe = os.path.join(outdir, "map_ops")
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, C_SOURCE, "-lbpf"], check=True)
+    return exe
+
+
+def run_c(exe: str, filled: int, iterations: int, repeats: int) -> dict[str, float]:
+    out = subprocess.run([exe, str(filled), str(iterations), str(repeats)], check=True,
+                         capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def best_ns(fn: Callable[[], Any], n: int, repeats: int) -> float:
+    """Best time per operation over `repeats` runs of fn (which does n operations)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn()
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def python_round(hmap: Map, amap: Map, keys: list[int], repeats: int,
+                 floors: dict[str, Any]) -> dict[str, float]:
+    n = len(keys)
+    r: dict[str, float] = {}
+
+    def lookup(m: Map) -> Callable[[], None]:
+        def run() -> None:
+            for k in keys:
+                m[k]
+        return run
+
+    def update(m: Map) -> Callable[[], None]:
+        def run() -> None:
+            for k in keys:
+                m[k] = k
+        return run
+
+    def floor(buf: Any, cmd: int) -> Callable[[], None]:
+        sc = floors["syscall"]
+
+        def run() -> None:
+            for _ in keys:
+                sc(321, cmd, buf, 32)
+        return run
+
+    r["floor_hash_lookup_ns"] = best_ns(floor(floors["hash"], 1), n, repeats)
+    r["hash_lookup_ns"] = best_ns(lookup(hmap), n, repeats)
+    r["floor_hash_update_ns"] = best_ns(floor(floors["hash"], 2), n, repeats)
+    r["hash_update_ns"] = best_ns(update(hmap), n, repeats)
+    r["floor_array_lookup_ns"] = best_ns(floor(floors["array"], 1), n, repeats)
+    r["array_lookup_ns"] = best_ns(lookup(amap), n, repeats)
+    r["floor_array_update_ns"] = best_ns(floor(floors["array"], 2), n, repeats)
+    r["array_update_ns"] = best_ns(update(amap), n, repeats)
+
+    count = [0]
+
+    def batch_raw() -> None:
+        k, _v = hmap.lookup_batch()
+        count[0] = len(k)
+
+    def batch_dict() -> None:
+        k, v = hmap.lookup_batch()
+        count[0] = len(dict(zip(k.tolist(), v.tolist())))
+
+    def items_dict() -> None:
+        count[0] = len(dict(hmap.items()))
+
+    t = best_ns(batch_raw, 1, repeats)
+    r["batch_lookup_raw_ns_per_elem"] = t / count[0]
+    t = best_ns(batch_dict, 1, repeats)
+    r["batch_lookup_dict_ns_per_elem"] = t / count[0]
+    t = best_ns(items_dict, 1, max(1, repeats // 2))
+    r["items_dict_ns_per_elem"] = t / count[0]
+    r["batch_elements"] = count[0]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--filled", type=int, default=100_000)
+    ap.add_argument("--iterations", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per figure per round")
+    ap.add_argument("--no-c", action="store_true", help="skip the C libbpf counterpart")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = None if args.no_c else build_c(tmp)
+        hmap = Map(MapSpec(type=MapType.HASH, key_size=4, value_size=8, max_entries=1 << 20,
+                           name="bench_hash"))
+        amap = Map(MapSpec(type=MapType.ARRAY, key_size=4, value_size=8,
+                           max_entries=args.filled, name="bench_array"))
+        try:
+            for k in range(args.filled):
+                hmap[k] = k
+                amap[k] = k
+            keys = [i % args.filled for i in range(args.iterations)]
+            # The floor: bare ctypes, preallocated attr with key/value pointers set once.
+            kbuf = ctypes.create_string_buffer((args.filled // 2).to_bytes(4, sys.byteorder))
+            vbuf = ctypes.create_string_buffer(8)
+            floors: dict[str, Any] = {"syscall": ctypes.CDLL(None).syscall}
+            for name, m in (("hash", hmap), ("array", amap)):
+                attr = T.MapElemAttr(map_fd=m.fileno(), key=ctypes.addressof(kbuf),
+                                     value=ctypes.addressof(vbuf))
+                floors[name] = ctypes.create_string_buffer(bytes(attr), 32)
+            floors["_keep"] = (kbuf, vbuf)
+
+            py: dict[str, float] = {}
+            c: dict[str, float] = {}
+            for _ in range(args.rounds):
+                if exe is not None:
+                    for key, val in run_c(exe, args.filled, args.iterations,
+                                          args.repeats).items():
+                        c[key] = min(c.get(key, float("inf")), val)
+                for key, val in python_round(hmap, amap, keys, args.repeats, floors).items():
+                    py[key] = min(py.get(key, float("inf")), val)
+        finally:
+            hmap.close()
+            amap.close()
+
+    def ratio(a: float, b: float | None) -> float | None:
+        return round(a / b, 3) if b else None
+
+    ratios = {
+        "hash_lookup_vs_floor": ratio(py["hash_lookup_ns"], py["floor_hash_lookup_ns"]),
+        "hash_update_vs_floor": ratio(py["hash_update_ns"], py["floor_hash_update_ns"]),
+        "array_lookup_vs_floor": ratio(py["array_lookup_ns"], py["floor_array_lookup_ns"]),
+        "array_update_vs_floor": ratio(py["array_update_ns"], py["floor_array_update_ns"]),
+    }
+    if c:
+        ratios.update({
+            "hash_lookup_vs_c": ratio(py["hash_lookup_ns"], c["hash_lookup_ns"]),
+            "hash_update_vs_c": ratio(py["hash_update_ns"], c["hash_update_ns"]),
+            "array_lookup_vs_c": ratio(py["array_lookup_ns"], c["array_lookup_ns"]),
+            "array_update_vs_c": ratio(py["array_update_ns"], c["array_update_ns"]),
+            "batch_raw_vs_c": ratio(py["batch_lookup_raw_ns_per_elem"],
+                                    c["batch_lookup_ns_per_elem"]),
+            "batch_dict_vs_c": ratio(py["batch_lookup_dict_ns_per_elem"],
+                                     c["batch_lookup_ns_per_elem"]),
+            "items_dict_vs_c": ratio(py["items_dict_ns_per_elem"],
+                                     c["batch_lookup_ns_per_elem"]),
+        })
+    targets = {"hash_lookup_vs_floor": 1.25, "hash_update_vs_floor": 1.25,
+               "array_lookup_vs_floor": 1.25, "array_update_vs_floor": 1.25,
+               "batch_dict_vs_c": 1.6, "batch_raw_vs_c": 1.3}
+    print(json.dumps({
+        "benchmark": "map_ops",
+        "env": {"python": platform.python_version(), "kernel": platform.release(),
+                "cpus": os.cpu_count(), "load_avg": os.getloadavg()[0],
+                "filled": args.filled, "iterations": args.iterations,
+                "rounds": args.rounds},
+        "python_ns": {k: round(v, 1) for k, v in py.items()},
+        "c_libbpf_ns": {k: round(v, 1) for k, v in c.items()},
+        "ratios": ratios,
+        "targets": targets,
+        "within_targets": {k: (ratios.get(k) or 0) <= v for k, v in targets.items()
+                           if ratios.get(k) is not None},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
