@@ -10,7 +10,7 @@ and prints one JSON object with ns per operation and the ratios. Each figure is 
 best of several rounds; C and Python rounds alternate so that background load
 affects both alike.
 
-    sudo python3 bench/map_ops.py [--filled 100000] [--iterations 200000] [--rounds 5]
+    sudo python3 bench/map_ops.py [--filled 100000] [--iterations 20000] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def best_ns(fn: Callable[[], Any], n: int, repeats: int) -> float:
 
 def python_round(hmap: Map, amap: Map, keys: list[int], repeats: int,
                  floors: dict[str, Any]) -> dict[str, float]:
+    """Best-of-`repeats` figures; the measurements are interleaved so that a burst
+    of background load hits all of them alike."""
     n = len(keys)
-    r: dict[str, float] = {}
 
     def lookup(m: Map) -> Callable[[], None]:
         def run() -> None:
@@ -85,15 +86,6 @@ def python_round(hmap: Map, amap: Map, keys: list[int], repeats: int,
                 sc(321, cmd, buf, 32)
         return run
 
-    r["floor_hash_lookup_ns"] = best_ns(floor(floors["hash"], 1), n, repeats)
-    r["hash_lookup_ns"] = best_ns(lookup(hmap), n, repeats)
-    r["floor_hash_update_ns"] = best_ns(floor(floors["hash"], 2), n, repeats)
-    r["hash_update_ns"] = best_ns(update(hmap), n, repeats)
-    r["floor_array_lookup_ns"] = best_ns(floor(floors["array"], 1), n, repeats)
-    r["array_lookup_ns"] = best_ns(lookup(amap), n, repeats)
-    r["floor_array_update_ns"] = best_ns(floor(floors["array"], 2), n, repeats)
-    r["array_update_ns"] = best_ns(update(amap), n, repeats)
-
     count = [0]
 
     def batch_raw() -> None:
@@ -107,12 +99,28 @@ def python_round(hmap: Map, amap: Map, keys: list[int], repeats: int,
     def items_dict() -> None:
         count[0] = len(dict(hmap.items()))
 
-    t = best_ns(batch_raw, 1, repeats)
-    r["batch_lookup_raw_ns_per_elem"] = t / count[0]
-    t = best_ns(batch_dict, 1, repeats)
-    r["batch_lookup_dict_ns_per_elem"] = t / count[0]
-    t = best_ns(items_dict, 1, max(1, repeats // 2))
-    r["items_dict_ns_per_elem"] = t / count[0]
+    single = {
+        "floor_hash_lookup_ns": floor(floors["hash"], 1),
+        "hash_lookup_ns": lookup(hmap),
+        "floor_hash_update_ns": floor(floors["hash"], 2),
+        "hash_update_ns": update(hmap),
+        "floor_array_lookup_ns": floor(floors["array"], 1),
+        "array_lookup_ns": lookup(amap),
+        "floor_array_update_ns": floor(floors["array"], 2),
+        "array_update_ns": update(amap),
+    }
+    whole = {
+        "batch_lookup_raw_ns_per_elem": batch_raw,
+        "batch_lookup_dict_ns_per_elem": batch_dict,
+        "items_dict_ns_per_elem": items_dict,
+    }
+    r = {k: float("inf") for k in (*single, *whole)}
+    for _ in range(repeats):
+        for k, fn in single.items():
+            r[k] = min(r[k], best_ns(fn, n, 1))
+        for k, fn in whole.items():
+            t = best_ns(fn, 1, 1)
+            r[k] = min(r[k], t / count[0])
     r["batch_elements"] = count[0]
     return r
 
@@ -120,9 +128,11 @@ def python_round(hmap: Map, amap: Map, keys: list[int], repeats: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--filled", type=int, default=100_000)
-    ap.add_argument("--iterations", type=int, default=200_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="runs per figure per round")
+    ap.add_argument("--iterations", type=int, default=20_000,
+                    help="operations per timed run of a single-op figure")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternations of the C program and the Python measurements")
+    ap.add_argument("--repeats", type=int, default=10, help="timed runs per figure per round")
     ap.add_argument("--no-c", action="store_true", help="skip the C libbpf counterpart")
     args = ap.parse_args()
 

@@ -28,11 +28,12 @@ import ctypes
 import dataclasses
 import enum
 import errno
+import mmap as _mmap
 import os
 import sys
 import threading
 from _thread import get_ident as _get_ident
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._sys import ops as _ops
@@ -953,40 +954,41 @@ class Map:
                 seen.add(k)
             yield k
 
-    def _batch_iter(self, chunk: int) -> Iterator[tuple[bytes, bytes]] | None:
-        """(key, value) raw pairs via batch lookups, or None if unsupported."""
-        if self._type not in _BATCH_TYPES:
-            return None
-        it = self._batch_chunks(_t.Cmd.MAP_LOOKUP_BATCH, chunk)
-        try:
-            first = next(it)
-        except StopIteration:
-            return iter(())
-        except (NotSupportedError, InvalidArgumentError):
-            return None
-        except SyscallError as e:
-            if e.errno in (errno.EINVAL, errno.ENOTSUP):
-                return None
-            raise
-
-        def gen() -> Iterator[tuple[bytes, bytes]]:
-            ks, vb = self._key_size, self._vbytes
-            chunk_: tuple[bytes, bytes, int] | None = first
-            while chunk_ is not None:
-                kbytes, vbytes, n = chunk_
-                for i in range(n):
-                    yield kbytes[i * ks:(i + 1) * ks], vbytes[i * vb:(i + 1) * vb]
-                chunk_ = next(it, None)
-        return gen()
-
-    def _raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+    def _raw_chunks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """(keys, values) raw lists, chunk by chunk: batch lookups where the map type
+        supports them (a bucket-wise walk that never repeats or loses keys under
+        concurrent updates), else BPF_MAP_GET_NEXT_KEY plus lookups."""
         self._check_iterable()
-        batched = self._batch_iter(4096)
-        if batched is not None:
-            return batched
-        return self._raw_items_slow()
+        if self._type in _BATCH_TYPES:
+            walk = _BatchWalk(self, _t.Cmd.MAP_LOOKUP_BATCH)
+            chunk = 4096
+            ks, vb = self._key_size, self._vbytes
+            kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))
+            vbuf = ctypes.create_string_buffer(max(chunk * vb, 1))
+            first = True
+            while not walk.done:
+                try:
+                    n = walk.step(ctypes.addressof(kbuf), ctypes.addressof(vbuf), chunk)
+                except (NotSupportedError, SyscallError) as e:
+                    if first and (isinstance(e, NotSupportedError) or e.errno == errno.EINVAL):
+                        break  # no batch support in this kernel: walk the keys instead
+                    raise
+                first = False
+                if n < 0:  # a hash bucket holds more than `chunk` elements
+                    chunk *= 2
+                    kbuf = ctypes.create_string_buffer(chunk * ks)
+                    vbuf = ctypes.create_string_buffer(chunk * vb)
+                    continue
+                if n:
+                    kb = ctypes.string_at(kbuf, n * ks)
+                    vbs = ctypes.string_at(vbuf, n * vb)
+                    yield ([kb[i:i + ks] for i in range(0, n * ks, ks)],
+                           [vbs[i:i + vb] for i in range(0, n * vb, vb)])
+            else:
+                return
+        yield from self._raw_chunks_slow()
 
-    def _raw_items_slow(self) -> Iterator[tuple[bytes, bytes]]:
+    def _raw_chunks_slow(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
         b_val = ctypes.create_string_buffer(max(self._vbytes, 1))
         kbuf = ctypes.create_string_buffer(max(self._key_size, 1))
         attr = _t.MapElemAttr(map_fd=self._fd.fileno(), key=ctypes.addressof(kbuf),
@@ -997,28 +999,44 @@ class Map:
                 found = self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, k, missing_ok=True)
             except NotSupportedError:
                 found = False  # e.g. slots of fd arrays that cannot be read back
-            if found:  # deleted concurrently (or an empty fd slot): skip it
-                yield k, b_val.raw[: self._vbytes]
+            if found:  # else deleted concurrently (or an empty fd slot): skip it
+                yield [k], [b_val.raw[: self._vbytes]]
 
     def keys(self, *, raw: bool = False) -> Iterator[Any]:
         """Iterate over keys (bytes, or typed with a BTF key type unless raw=True)."""
         if self._type in _BATCH_TYPES:
-            return (self._decode_key(k, not raw) for k, _ in self._raw_items())
-        return (self._decode_key(k, not raw) for k in self._raw_keys())
+            return self._keys_batched(not raw)
+        dec = self._kdec if not raw else None
+        return (dec(k) for k in self._raw_keys()) if dec else self._raw_keys()
+
+    def _keys_batched(self, typed: bool) -> Iterator[Any]:
+        dec = self._kdec if typed else None
+        for keys, _ in self._raw_chunks():
+            yield from (map(dec, keys) if dec else keys)
 
     def __iter__(self) -> Iterator[Any]:
         return self.keys()
 
     def values(self, *, raw: bool = False) -> Iterator[Any]:
         """Iterate over values (decoded like `lookup`)."""
-        return (self._decode_value(v, not raw) for _, v in self._raw_items())
+        for _, vals in self._raw_chunks():
+            yield from self._decode_values(vals, not raw)
 
     def items(self, *, raw: bool = False) -> Iterator[tuple[Any, Any]]:
         """Iterate over (key, value) pairs. Concurrent deletes are tolerated: deleted
         keys are skipped and no key is produced twice."""
         typed = not raw
-        return ((self._decode_key(k, typed), self._decode_value(v, typed))
-                for k, v in self._raw_items())
+        kdec = self._kdec if typed else None
+        for keys, vals in self._raw_chunks():
+            yield from zip(map(kdec, keys) if kdec else keys, self._decode_values(vals, typed),
+                           strict=True)
+
+    def _decode_values(self, vals: list[bytes], typed: bool) -> Iterable[Any]:
+        if self._ncpu:
+            return [self._decode_value(v, typed) for v in vals]
+        if typed and self._vdec is not None:
+            return map(self._vdec, vals)
+        return vals
 
     def __len__(self) -> int:
         """Number of elements: max_entries for arrays, a full walk for hash-like maps."""
@@ -1027,7 +1045,7 @@ class Map:
         if self._type in _KEYLESS_TYPES or self._type in _NO_ELEMENT_TYPES:
             raise TypeError(f"len() is not defined for {_type_name(self._type)} maps")
         if self._type in _BATCH_TYPES:
-            return sum(1 for _ in self._raw_items())
+            return sum(len(k) for k, _ in self._raw_chunks())
         return sum(1 for _ in self._raw_keys())
 
     def clear(self) -> None:
@@ -1049,61 +1067,15 @@ class Map:
 
     # -- batch operations ----------------------------------------------------------------------
 
-    def _batch_chunks(self, cmd: int, chunk: int) -> Iterator[tuple[bytes, bytes, int]]:
-        """Run a lookup(-and-delete) batch over the whole map: (keys, values, count)."""
-        fd = self._fd.fileno()
-        ks, vb = self._key_size, self._vbytes
-        chunk = max(1, chunk)
-        tok_size = max(ks, 8)
-        tok_in = ctypes.create_string_buffer(tok_size)
-        tok_out = ctypes.create_string_buffer(tok_size)
-        kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))
-        vbuf = ctypes.create_string_buffer(max(chunk * vb, 1))
-        attr = _t.MapBatchAttr(out_batch=ctypes.addressof(tok_out), keys=ctypes.addressof(kbuf),
-                               values=ctypes.addressof(vbuf), map_fd=fd)
-        ref = ctypes.byref(attr)
-        size = ctypes.sizeof(attr)
-        first = True
-        while True:
-            attr.count = chunk
-            attr.in_batch = 0 if first else ctypes.addressof(tok_in)
-            ret = _syscall(_NR, cmd, ref, size)
-            n = int(attr.count)
-            err = 0 if ret >= 0 else _get_errno()
-            if err == errno.EINTR:
-                continue
-            if err == errno.ENOSPC and n == 0:
-                # one hash bucket holds more than `chunk` elements: grow and retry
-                chunk *= 2
-                kbuf = ctypes.create_string_buffer(chunk * ks)
-                vbuf = ctypes.create_string_buffer(chunk * vb)
-                attr.keys, attr.values = ctypes.addressof(kbuf), ctypes.addressof(vbuf)
-                continue
-            if err and err != _ENOENT:
-                what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else \
-                    "lookup_and_delete_batch"
-                if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and \
-                        self._type not in _BATCH_TYPES:
-                    raise NotSupportedError(f"{what} on {_type_name(self._type)} maps")
-                raise from_errno(err, f"{what} on map {self._name!r}")
-            if n:
-                yield kbuf.raw[: n * ks], vbuf.raw[: n * vb], n
-            if err == _ENOENT:
-                return
-            first = False
-            ctypes.memmove(tok_in, tok_out, tok_size)
-
-    def _default_chunk(self) -> int:
-        per = self._key_size + self._vbytes
-        return max(1, min(self._spec.max_entries or 1, max(256, (8 << 20) // max(per, 1))))
-
     def lookup_batch(self, *, chunk_size: int | None = None, numpy: bool = False) -> Batch:
         """Read the whole map with BPF_MAP_LOOKUP_BATCH: `keys, values = m.lookup_batch()`.
 
-        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`.
-        `chunk_size` is the number of elements per syscall (default: the whole map,
-        up to 8 MiB of buffers). Concurrent updates are tolerated (hash maps are
-        read bucket by bucket).
+        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`;
+        `dict(zip(keys.tolist(), values.tolist()))` makes a dict of ints for 1/2/4/8
+        byte keys and values. `chunk_size` limits the elements per syscall (default:
+        all at once). Concurrent updates are tolerated: hash maps are read bucket by
+        bucket, so no key is returned twice. HASH, LRU_HASH, ARRAY and their per-CPU
+        variants support batches (else NotSupportedError).
         """
         return self._batch_result(_t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
 
@@ -1114,19 +1086,43 @@ class Map:
 
     def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
         self._check_iterable()
-        chunk = chunk_size or self._default_chunk()
-        kout = bytearray()
-        vout = bytearray()
-        n = 0
-        for kb, vb, c in self._batch_chunks(cmd, chunk):
-            if not n:
-                kout, vout = bytearray(kb), bytearray(vb)
-            else:
-                kout += kb
-                vout += vb
-            n += c
-        return Batch(_shape(kout, n, self._key_size, numpy, per_cpu=False),
-                     _shape(vout, n, self._vbytes, numpy, per_cpu=self._ncpu > 0))
+        what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
+        if self._type not in _BATCH_TYPES or (
+                cmd != _t.Cmd.MAP_LOOKUP_BATCH and self._type in _ARRAY_TYPES):
+            raise NotSupportedError(f"{what} on {_type_name(self._type)} maps")
+        ks, vb = self._key_size, self._vbytes
+        cap = max(self._spec.max_entries, 1)
+        walk = _BatchWalk(self, cmd)
+        # The kernel writes straight into lazily mapped anonymous memory sized for a
+        # full map: no copies, and only the pages actually filled are touched.
+        kmem, vmem = _anon_buffer(cap * ks), _anon_buffer(cap * vb)
+        kaddr, vaddr = _buffer_address(kmem), _buffer_address(vmem)
+        step = chunk_size or cap
+        total = 0
+        more: list[tuple[bytes, bytes]] = []
+        while not walk.done:
+            room = min(step, cap - total)
+            if room <= 0:  # the map changed under the walk: collect the rest in chunks
+                kb = ctypes.create_string_buffer(max(step, 64) * ks)
+                vbuf = ctypes.create_string_buffer(max(step, 64) * vb)
+                n = walk.step(ctypes.addressof(kb), ctypes.addressof(vbuf), max(step, 64))
+                if n > 0:
+                    more.append((ctypes.string_at(kb, n * ks), ctypes.string_at(vbuf, n * vb)))
+                    total += n
+                continue
+            n = walk.step(kaddr + total * ks, vaddr + total * vb, room)
+            if n < 0:  # a bucket larger than the chunk: take the rest in one go
+                step = cap
+                continue
+            total += n
+        if more:
+            filled = total - sum(len(k) // ks for k, _ in more)
+            kout: Any = bytearray(kmem[: filled * ks]) + b"".join(k for k, _ in more)
+            vout: Any = bytearray(vmem[: filled * vb]) + b"".join(v for _, v in more)
+        else:
+            kout, vout = memoryview(kmem)[: total * ks], memoryview(vmem)[: total * vb]
+        return Batch(_shape(kout, total, ks, numpy, per_cpu=False),
+                     _shape(vout, total, vb, numpy, per_cpu=self._ncpu > 0))
 
     def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
         """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
@@ -1367,7 +1363,69 @@ def _btf_encode(t: btf.Type, obj: Any, what: str) -> bytes:
     return _values.encode(t, obj, what)
 
 
-def _shape(buf: bytearray, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
+class _BatchWalk:
+    """One walk over a map with BPF_MAP_LOOKUP(_AND_DELETE)_BATCH, carrying the
+    kernel's resume token from step to step."""
+
+    __slots__ = ("attr", "cmd", "done", "first", "name", "ref", "tok_in", "tok_out", "tok_size")
+
+    def __init__(self, m: Map, cmd: int) -> None:
+        self.cmd = cmd
+        self.name = m.name
+        self.tok_size = max(m.key_size, 8)
+        self.tok_in = ctypes.create_string_buffer(self.tok_size)
+        self.tok_out = ctypes.create_string_buffer(self.tok_size)
+        self.attr = _t.MapBatchAttr(out_batch=ctypes.addressof(self.tok_out),
+                                    map_fd=m.fileno())
+        self.ref = ctypes.byref(self.attr)
+        self.first = True
+        self.done = False
+
+    def step(self, kaddr: int, vaddr: int, count: int) -> int:
+        """Read up to `count` elements to kaddr/vaddr; returns how many (sets `done`
+        after the last), or -1 when one hash bucket holds more than `count`."""
+        attr = self.attr
+        attr.keys, attr.values = kaddr, vaddr
+        attr.in_batch = 0 if self.first else ctypes.addressof(self.tok_in)
+        while True:
+            attr.count = count
+            ret = _syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
+            if ret >= 0:
+                break
+            err = _get_errno()
+            if err == errno.EINTR:
+                continue
+            if err == _ENOENT:
+                self.done = True
+                break
+            if err == errno.ENOSPC and int(attr.count) == 0:
+                return -1
+            what = "lookup_batch" if self.cmd == _t.Cmd.MAP_LOOKUP_BATCH else \
+                "lookup_and_delete_batch"
+            raise from_errno(err, f"{what} on map {self.name!r}")
+        self.first = False
+        ctypes.memmove(self.tok_in, self.tok_out, self.tok_size)
+        return int(attr.count)
+
+
+def _anon_buffer(size: int) -> Any:
+    """Zeroed memory of `size` bytes, faulted in lazily (anonymous mmap) when large."""
+    if size < (256 << 10):
+        return bytearray(max(size, 1))
+    try:
+        return _mmap.mmap(-1, size)
+    except (OSError, OverflowError):
+        return bytearray(size)
+
+
+def _buffer_address(buf: Any) -> int:
+    holder = ctypes.c_char.from_buffer(buf)
+    addr = ctypes.addressof(holder)
+    del holder  # release the export; the address stays valid while `buf` lives
+    return addr
+
+
+def _shape(buf: Any, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
     fmt = None if per_cpu else _INT_FORMATS.get(size)
     if numpy:
         try:
@@ -1380,7 +1438,7 @@ def _shape(buf: bytearray, n: int, size: int, numpy: bool, per_cpu: bool) -> Any
     mv = memoryview(buf)
     if fmt is not None:
         return mv.cast(fmt)  # type: ignore[call-overload]
-    return mv.cast("B", (n, size)) if size else mv
+    return mv.cast("B", (n, size)) if size and n else mv[:0]
 
 
 def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:

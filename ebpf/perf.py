@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._sys import perf as _perf
@@ -317,7 +318,8 @@ class _PerfRing:
         self.commit(tail)
         return out
 
-    def array(self, np: Any, max_records: int, dt: Any) -> Any:
+    def array(self, np: Any, max_records: int, dt: Any,
+              alloc: Callable[[Any, int, int], Any]) -> Any:
         if self.overwritable:
             snap = [s for s, lost in self.snapshot() if not lost]
             if not snap:
@@ -336,7 +338,7 @@ class _PerfRing:
             raise InvalidArgumentError(f"samples of {length} bytes are shorter than dtype "
                                        f"{dt} ({dt.itemsize} bytes)")
         item = length if dt is None else dt.itemsize
-        out = np.empty(sum(r[1] for r in samples), dtype=f"V{item}")
+        out = alloc(np, sum(r[1] for r in samples), item)
         i = 0
         for off, count, _, stride, blob in samples:
             if blob is not None:
@@ -374,7 +376,7 @@ class Reader(_ReaderBase):
     blocked in another thread.
     """
 
-    def __init__(self, map: Any, per_cpu_buffer: int = 64 * _PAGE, *,  # noqa: A002
+    def __init__(self, map: Any, per_cpu_buffer: int = 64 * _PAGE, *,
                  watermark: int = 0, wakeup_events: int = 1, overwritable: bool = False,
                  btf: BTFSpec | None = None, record_type: Any = None) -> None:
         self._poller = None

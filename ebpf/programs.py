@@ -23,6 +23,7 @@ import enum
 import errno as _errno
 import os
 import re
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -46,6 +47,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .asm import Instruction
     from .btf import Spec as BTFSpec
+    from .btf.builder import Builder
+    from .btf.handle import Handle
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -83,6 +86,9 @@ _CALL = 0x85
 # program types whose load takes a BPF trampoline
 _TRAMPOLINE_ATTACH = frozenset((AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
                                 AttachType.MODIFY_RETURN, AttachType.LSM_MAC))
+_TRAMPOLINE_KIND: dict[int, str] = {
+    AttachType.TRACE_FENTRY: "fentry", AttachType.TRACE_FEXIT: "fexit",
+    AttachType.MODIFY_RETURN: "fmod_ret", AttachType.LSM_MAC: "lsm"}
 _TRAMPOLINE_REFUSED = (
     "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace): "
     "BPF_PROG_LOAD of {what} program {name!r} failed with EPERM although the process has "
@@ -398,11 +404,16 @@ class Program:
 
         `data` is the packet for networking programs, `ctx` the context struct
         (``__sk_buff``, ``xdp_md``, raw tracepoint args, a SYSCALL program's
-        argument block). `cpu` runs it on that CPU (raw tracepoints only).
+        argument block); empty ones count as not given. `cpu` runs it on that
+        CPU (raw tracepoints only).
         The output buffer holds `data_out_size` bytes (default: the input plus
         256 bytes of headroom) and grows when the kernel says it is too small.
         Raises `NotSupportedError` when the program type cannot be test run.
         """
+        if data is not None and len(data) == 0:
+            data = None  # the kernel wants no buffer rather than an empty one
+        if ctx is not None and len(ctx) == 0:
+            ctx = None
         if repeat < 0 or repeat > 0xFFFF_FFFF:
             raise InvalidArgumentError(f"repeat must be in [0, 2**32), not {repeat}")
         attr = ProgTestRunAttr()
@@ -417,13 +428,13 @@ class Program:
         keep: list[Any] = []
         data_in = None
         if data is not None:
-            data_in = (ctypes.c_char * max(len(data), 1)).from_buffer_copy(bytes(data) or b"\0")
+            data_in = (ctypes.c_char * len(data)).from_buffer_copy(data)
             keep.append(data_in)
             attr.data_in = ctypes.addressof(data_in)
             attr.data_size_in = len(data)
         ctx_in = None
         if ctx is not None:
-            ctx_in = (ctypes.c_char * max(len(ctx), 1)).from_buffer_copy(bytes(ctx) or b"\0")
+            ctx_in = (ctypes.c_char * len(ctx)).from_buffer_copy(ctx)
             attr.ctx_in = ctypes.addressof(ctx_in)
             attr.ctx_size_in = len(ctx)
         # SYSCALL programs write their context back into ctx_in; raw tracepoints
@@ -630,7 +641,8 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
     if err == _errno.EPERM:
         if _is_trampoline(spec, ptype) and _prog.bpf_privileged():
             nse = NotSupportedError("trampoline programs", errno=_errno.EPERM)
-            what = spec.attach_type.name if spec.attach_type is not None else ptype.name
+            what = "freplace" if ptype == ProgramType.EXT else _TRAMPOLINE_KIND.get(
+                spec.attach_type or 0, "lsm")
             nse.strerror = _TRAMPOLINE_REFUSED.format(what=what, name=name)
             nse.args = (_errno.EPERM, nse.strerror)
             return nse
@@ -741,7 +753,30 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
             if line is not None:
                 line_info.append((slot, line))
         slot += ins.size
-    return _Prepared(encode(insns), insns, slots, func_info, line_info, core_results)
+    code = encode(insns)
+    if func_info or line_info:
+        func_info, line_info = _match_subprogs(code, func_info, line_info)
+    return _Prepared(code, insns, slots, func_info, line_info, core_results)
+
+
+def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
+                    line_info: list[tuple[int, Any]],
+                    ) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
+    """Drop func/line info the kernel would refuse because it does not match the
+    program's subprograms (after instructions were edited): func info must start
+    exactly every subprogram, line info must cover every subprogram start."""
+    starts = {0}
+    for slot, (opcode, regs, _off, imm) in enumerate(struct.iter_unpack("<BBhi", code)):
+        src = regs >> 4
+        if (opcode == _CALL and src == consts.BPF_PSEUDO_CALL) or (
+                opcode == _LD_IMM64 and src == consts.BPF_PSEUDO_FUNC):
+            starts.add(slot + imm + 1)
+    if func_info and [s for s, _ in func_info] != sorted(starts):
+        func_info = []
+    line_slots = {s for s, _ in line_info}
+    if line_info and not starts <= line_slots:
+        line_info = []
+    return func_info, line_info
 
 
 def _apply_core(spec: ProgramSpec, insns: list[Instruction],
@@ -852,27 +887,22 @@ def _program_btf(prog: Program) -> BTFSpec:
 
 
 def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
-                   keep: list[Any]) -> Any:
+                   keep: list[Any]) -> Handle | None:
     """Load `spec.btf` and point `attr` at func/line info records; the BTF handle or None."""
     if spec.btf is None or not (prep.func_info or prep.line_info):
         return None
-    try:
-        from .btf import Builder, Handle  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # BTF writing not available: load without func/line info
-        return None
+    from .btf.handle import BTFLoadError
 
-    builder = Builder.from_spec(spec.btf)
-    lines = []
-    for slot, line in prep.line_info:
-        lines.append(_LineInfo(
-            insn_off=slot,
-            file_name_off=builder.add_string(str(line.file_name)),
-            line_off=builder.add_string(str(line.line_text)),
-            line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
-        ))
-    funcs = [_FuncInfo(insn_off=slot, type_id=spec.btf.type_id(f)) for slot, f in prep.func_info]
-    handle = Handle(builder.marshal())
-    attr.prog_btf_fd = handle.fd.fileno() if hasattr(handle.fd, "fileno") else int(handle.fd)
+    btf_spec = spec.btf
+    try:
+        handle, funcs, lines = _btf_records(prep, btf_spec, _kernel_ready_builder(btf_spec))
+    except BTFLoadError:
+        # the kernel refuses the object's BTF even sanitized: fall back to just the
+        # functions' prototypes, which is what func/line info needs
+        handle, funcs, lines = _btf_records(prep, btf_spec, None)
+    except NotSupportedError:  # a kernel without BTF: load without func/line info
+        return None
+    attr.prog_btf_fd = handle.fileno()
     if funcs:
         farr = (_FuncInfo * len(funcs))(*funcs)
         keep.append(farr)
@@ -886,6 +916,71 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         attr.line_info_cnt = len(lines)
         attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
     return handle
+
+
+def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
+                 ) -> tuple[Handle, list[_FuncInfo], list[_LineInfo]]:
+    """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
+    None, a minimal BTF holding only the functions and what they refer to."""
+    from .btf.builder import Builder
+    from .btf.handle import Handle
+
+    if builder is None:
+        builder = Builder()
+        type_id = builder.add
+    else:
+        type_id = btf_spec.type_id
+    funcs = [_FuncInfo(insn_off=slot, type_id=type_id(f)) for slot, f in prep.func_info]
+    lines = [
+        _LineInfo(
+            insn_off=slot,
+            file_name_off=builder.add_string(str(line.file_name)),
+            line_off=builder.add_string(str(line.line_text)),
+            line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
+        )
+        for slot, line in prep.line_info
+    ]
+    return Handle(builder.marshal()), funcs, lines
+
+
+def _kernel_ready_builder(spec: BTFSpec) -> Builder:
+    """A `Builder` of `spec` (same type ids) with what the kernel refuses in an
+    object's BTF fixed the way libbpf does: extern variables become allocated
+    globals, and the extern sections .kconfig / .ksyms (size 0 in the object)
+    get a layout (.ksyms entries become ints, as libbpf pretends)."""
+    from . import btf
+    from .btf.builder import Builder
+
+    b = Builder.from_spec(spec)
+    fake_int: btf.Int | None = None
+    for tid, t in enumerate(b.types, start=1):
+        if isinstance(t, btf.Var) and t.linkage == btf.Linkage.EXTERN:
+            b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
+        elif isinstance(t, btf.Datasec) and t.size == 0 and t.vars:
+            ksyms = t.name == ".ksyms"
+            new_vars = []
+            off = 0
+            for vsi in t.vars:
+                member = vsi.type
+                var: btf.Type
+                if ksyms:
+                    if fake_int is None:
+                        fake_int = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+                    var = btf.Var(member.name, fake_int, btf.Linkage.GLOBAL)
+                    if isinstance(member, btf.Var):
+                        b.replace(spec.type_id(member), var)
+                    else:  # an extern function: keep it, add a variable for the section
+                        b.add(var)
+                    size, align = 4, 4
+                else:
+                    var = member
+                    inner = member.type if isinstance(member, btf.Var) else member
+                    size, align = max(btf.sizeof(inner), 1), max(btf.alignof(inner), 1)
+                off = (off + align - 1) // align * align
+                new_vars.append(btf.VarSecinfo(var, off, size))
+                off += size
+            b.replace(tid, btf.Datasec(t.name, off, new_vars))
+    return b
 
 
 # -- test run errors ------------------------------------------------------------

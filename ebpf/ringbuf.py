@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import ctypes
+import gc
 import itertools
 import mmap
 import operator
 import select
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -73,6 +74,8 @@ _HDR = BPF_RINGBUF_HDR_SZ
 # Records a single fill of the per-record queue takes out of a ring (bounded so
 # that a huge backlog does not turn into a huge Python list).
 _FILL = 4096
+# read_array reuses result memory up to this size (see _ReaderBase._alloc).
+_RECYCLE_MAX = 256 << 20
 # Header runs are validated in chunks of this many records.
 _CHUNK = 4096
 _tuple_new = tuple.__new__
@@ -393,6 +396,7 @@ class _ReaderBase:
         self._ctypes_cache: dict[Any, Any] = {}
         self._dtype_cache: dict[Any, Any] = {}
         self._async_waiters = 0
+        self._spare: Any = None
 
     # ---- lifetime
 
@@ -632,9 +636,27 @@ class _ReaderBase:
                 raise ReaderClosedError
             if self._pending:
                 return self._pending_array(np, max_records, dt)
-            return self._round_robin(lambda r: r.array(np, max_records, dt))
+            return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
 
-        return self._blocking(attempt, timeout)  # type: ignore[no-any-return]
+        return self._blocking(attempt, timeout)
+
+    def _alloc(self, np: Any, count: int, item: int) -> Any:
+        """An uninitialized array of `count` ``V<item>`` records.
+
+        Fresh memory costs a page fault per 4 KiB on first touch, which at
+        these speeds is most of the work; so the memory of the previous result
+        is reused when nothing refers to it any more (the usual ``for arr in
+        ...: use(arr)`` loop). Any live reference or view keeps it untouched."""
+        nbytes = count * item
+        spare = self._spare
+        # References: the attribute, `spare`, and getrefcount's argument.
+        if spare is not None and spare.nbytes >= nbytes and sys.getrefcount(spare) <= 3:
+            buf = spare
+        else:
+            buf = np.empty(nbytes, np.uint8)
+            self._spare = buf if nbytes <= _RECYCLE_MAX else None
+        del spare
+        return buf[:nbytes].view(f"V{item}")
 
     def _pending_array(self, np: Any, max_records: int, dt: Any) -> Any:
         batch = self._pending_batch(max_records)
@@ -720,9 +742,9 @@ class _ReaderBase:
                 raise ReaderClosedError
             if self._pending:
                 return self._pending_array(np, max_records, dt)
-            return self._round_robin(lambda r: r.array(np, max_records, dt))
+            return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
 
-        return await self._async(attempt, timeout)  # type: ignore[no-any-return]
+        return await self._async(attempt, timeout)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._aiter()
@@ -968,7 +990,8 @@ class _Ring:
         self.commit(cons)
         return out
 
-    def array(self, np: Any, max_records: int, dt: Any) -> Any:
+    def array(self, np: Any, max_records: int, dt: Any,
+              alloc: Callable[[Any, int, int], Any]) -> Any:
         runs, cons, _prod = self.scan(max_records, True, np)
         if not runs:
             if cons != self.cons64[0]:
@@ -979,7 +1002,7 @@ class _Ring:
             raise InvalidArgumentError(f"records of {length} bytes are shorter than dtype "
                                        f"{dt} ({dt.itemsize} bytes)")
         item = length if dt is None else dt.itemsize
-        out = np.empty(sum(r[1] for r in runs), dtype=f"V{item}")
+        out = alloc(np, sum(r[1] for r in runs), item)
         i = 0
         mask = self.mask
         for pos, count, _, stride in runs:

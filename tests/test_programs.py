@@ -350,7 +350,7 @@ def test_fentry_on_kernel_function() -> None:
         assert str(e).startswith(
             "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace)")
         assert e.errno == errno.EPERM
-        assert "fentry_test" in str(e)
+        assert "of fentry program 'fentry_test'" in str(e)
         return
     with p:  # a kernel with BPF trampolines
         assert p.info().attach_btf_id == tid
@@ -380,7 +380,8 @@ def test_name_truncated_and_sanitized() -> None:
     with Program(spec_of(ret(0), name="a-very_long.program-name")) as p:
         assert p.name == "a-very_long.program-name"
         assert p.info().name == "avery_long.prog"
-        assert Program.from_id(p.id).name == "avery_long.prog"
+        with Program.from_id(p.id) as again:
+            assert again.name == "avery_long.prog"
 
 
 def test_info(prog: Program) -> None:
@@ -637,7 +638,8 @@ def test_verifier_error_source_line(tmp_path: pathlib.Path) -> None:
     err = ei.value
     assert "invalid mem access 'scalar'" in err.summary
     assert err.source_line is not None
-    assert err.source_line == f"{tmp_path}/bad_deref.c:11: return *p + 1; /* the verifier refuses this */"
+    assert err.source_line == (
+        f"{tmp_path}/bad_deref.c:11: return *p + 1; /* the verifier refuses this */")
     # the kernel got the line info too: it annotates the log with the source
     assert "; return *p + 1;" in err.log
 
@@ -655,3 +657,147 @@ def test_func_and_line_info_loaded() -> None:
         assert info.btf_id > 0
         assert info.nr_func_info == len(funcs) >= 3
         assert 0 < info.nr_line_info <= len(lines)
+
+
+def handmade_btf(func_name: str, params: int) -> tuple[btf.Spec, btf.Func]:
+    """A BTF spec with ``int func_name(int a, int b, ...)``."""
+    from ebpf.btf.builder import Builder
+
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    proto = btf.FuncProto(i32, [btf.FuncParam(f"a{n}", i32) for n in range(params)])
+    b = Builder()
+    b.add(btf.Func(func_name, proto, btf.Linkage.GLOBAL))
+    spec = btf.Spec(b.marshal())
+    return spec, spec.type_by_name(func_name, btf.Func)
+
+
+def test_line_info_from_assembler_meta() -> None:
+    from ebpf.btf.ext import LineInfo
+
+    spec_btf, func = handmade_btf("handmade", 1)
+    insns = [
+        asm.mov_imm(asm.R1, 0),
+        asm.load_mem(asm.R0, asm.R1, 0, asm.W),
+        asm.exit(),
+    ]
+    insns[0].meta = {"func": func, "line": LineInfo("hand.c", "int x = 0;", 3, 2)}
+    insns[1].meta = {"line": LineInfo("hand.c", "return *(int *)x;", 4, 2)}
+    spec = spec_of(insns, P.SOCKET_FILTER, "handmade", btf=spec_btf)
+    with pytest.raises(VerifierError) as ei:
+        Program(spec)
+    assert ei.value.source_line == "hand.c:4: return *(int *)x;"
+    assert "; return *(int *)x; @ hand.c:4" in ei.value.log
+    # and loaded when correct: the kernel keeps the records
+    insns[1] = asm.mov_imm(asm.R0, 5)
+    insns[1].meta = {"line": LineInfo("hand.c", "return 5;", 4, 2)}
+    with Program(spec_of(insns, P.SOCKET_FILTER, "handmade", btf=spec_btf)) as p:
+        info = p.info()
+        assert (info.nr_func_info, info.nr_line_info) == (1, 2)
+        assert info.btf_id > 0
+        assert p.test_run(data=b"\0" * 64).retval == 5
+
+
+def test_freplace_resolves_target_program_btf() -> None:
+    from bpfbuild import compile_bpf
+
+    coll = ebpf.load_collection_spec(str(compile_bpf("loader_calls")))
+    with Program(coll.programs["check_calls"]) as target:
+        spec_btf, func = handmade_btf("new_mul", 2)
+        insns = [asm.mov_reg(asm.R0, asm.R1), asm.add_reg(asm.R0, asm.R2), asm.exit()]
+        insns[0].meta = {"func": func}
+        spec = spec_of(insns, P.EXT, "new_mul", btf=spec_btf, attach_prog=target,
+                       attach_to="mul_global")
+        try:
+            p = Program(spec)
+        except NotSupportedError as e:  # this VM: no trampolines
+            assert str(e).startswith("this kernel refuses trampoline programs")
+            assert "of freplace program 'new_mul'" in str(e)
+        else:
+            with p:
+                target_btf = btf.Spec(target_btf_bytes(target))
+                want = target_btf.type_id(target_btf.type_by_name("mul_global", btf.Func))
+                assert p.info().attach_btf_id == want
+        spec.attach_to = "no_such_function"
+        with pytest.raises(KeyNotFoundError, match="no_such_function"):
+            Program(spec)
+
+
+def target_btf_bytes(prog: Program) -> bytes:
+    from ebpf._sys import ops
+
+    return ops.btf_get_data(prog.info().btf_id)
+
+
+# -- CO-RE ------------------------------------------------------------------------------
+
+CORE_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char _license[] SEC("license") = "GPL";
+
+struct task_struct { int pid; } __attribute__((preserve_access_index));
+
+SEC("syscall")
+int pid_offset(void *ctx)
+{
+	return bpf_core_field_offset(struct task_struct, pid);
+}
+"""
+
+
+def test_core_relocation_against_kernel_and_override(tmp_path: pathlib.Path) -> None:
+    obj = compile_c(tmp_path, "core_pid", CORE_C)
+    spec = ebpf.load_collection_spec(str(obj)).programs["pid_offset"]
+    assert any(i.meta and "core" in i.meta for i in spec.instructions)
+    kernel = btf.load_kernel_spec()
+    want = kernel.type_by_name("task_struct", btf.Struct).member("pid").offset_bits // 8
+    with Program(spec) as p:
+        assert p.test_run().retval == want
+    # kernel_btf= relocates against another kernel's types instead
+    from ebpf.btf.builder import Builder
+
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    other = Builder()
+    other.add(btf.Struct("task_struct", 128, [btf.Member("pad", btf.Array(i32, 31, i32)),
+                                              btf.Member("pid", i32, 31 * 32)]))
+    with Program(spec, kernel_btf=btf.Spec(other.marshal())) as p:
+        assert p.test_run().retval == 124
+    # the spec itself is left as compiled
+    with Program(spec) as p:
+        assert p.test_run().retval == want
+
+
+def test_btf_the_kernel_refuses_falls_back_to_prototypes() -> None:
+    from ebpf.btf.builder import Builder
+    from ebpf.btf.ext import LineInfo
+
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    b = Builder()
+    b.add(btf.Func("fallback", btf.FuncProto(i32, [btf.FuncParam("ctx", i32)]),
+                   btf.Linkage.GLOBAL))
+    b.add(btf.Struct("broken", 4, [btf.Member("x", i32, 64)]))  # member past the end
+    spec_btf = btf.Spec(b.marshal())
+    insns = ret(3)
+    insns[0].meta = {"func": spec_btf.type_by_name("fallback", btf.Func),
+                     "line": LineInfo("f.c", "return 3;", 1, 1)}
+    with Program(spec_of(insns, btf=spec_btf)) as p:
+        info = p.info()
+        assert (info.nr_func_info, info.nr_line_info) == (1, 1)
+        assert p.test_run(data=b"\0" * 64).retval == 3
+
+
+def test_edited_program_drops_mismatched_line_info() -> None:
+    from ebpf.btf.ext import LineInfo
+
+    spec_btf, func = handmade_btf("edited", 1)
+    insns = [asm.mov_imm(asm.R0, 1), asm.mov_imm(asm.R0, 2), asm.exit()]
+    insns[0].meta = {"func": func, "line": LineInfo("e.c", "a", 1, 1)}
+    insns[1].meta = {"line": LineInfo("e.c", "b", 2, 1)}
+    spec = spec_of(insns, btf=spec_btf)
+    spec.instructions[0] = asm.mov_imm(asm.R0, 7)  # replaced: func and line info gone
+    with Program(spec) as p:
+        info = p.info()
+        assert (info.nr_func_info, info.nr_line_info) == (0, 0)
+        assert p.test_run(data=b"\0" * 64).retval == 2

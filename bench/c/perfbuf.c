@@ -8,7 +8,9 @@
 // and stores them in the map. Each round fills the rings with one test run of
 // REPEAT repetitions (the process is pinned to one CPU by the caller), then
 // times perf_buffer__consume() with a callback that reads the sample ("touch")
-// and, separately, one that only counts ("count"). Prints one JSON object.
+// and, separately, one that only counts ("count"). Each sample is [records,
+// wall seconds, CPU seconds]; the first round is a warm-up the caller drops.
+// Prints one JSON object.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <stdint.h>
@@ -47,10 +49,10 @@ static void cb_lost(void *c, int cpu, __u64 cnt)
 	((struct ctx *)c)->lost += cnt;
 }
 
-static double now(void)
+static double now(clockid_t clk)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -89,14 +91,15 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			c.n = 0;
-			double t0 = now();
+			double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 			int err = perf_buffer__consume(pb);
-			double t1 = now();
+			double c1 = now(CLOCK_PROCESS_CPUTIME_ID), t1 = now(CLOCK_MONOTONIC);
 			if (err < 0) {
 				fprintf(stderr, "consume failed: %d\n", err);
 				return 1;
 			}
-			printf("%s[%llu, %.9f]", r ? ", " : "", (unsigned long long)c.n, t1 - t0);
+			printf("%s[%llu, %.9f, %.9f]", r ? ", " : "", (unsigned long long)c.n, t1 - t0,
+			       c1 - c0);
 		}
 		printf("]");
 		perf_buffer__free(pb);

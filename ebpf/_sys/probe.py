@@ -306,7 +306,7 @@ def add_tracefs_probe(kind: str, target: str, definition: str, *, retprobe: bool
 
 
 def open_perf_event(
-    type: int,  # noqa: A002 - the perf_event_attr field
+    type: int,
     config: int,
     *,
     pid: int = -1,

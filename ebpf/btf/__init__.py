@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .kernel import load_kernel_spec
 from .spec import Spec
 from .types import (
@@ -32,6 +35,7 @@ from .types import (
     Var,
     VarSecinfo,
     Void,
+    Volatile,
     alignof,
     sizeof,
     skip_typedefs,
@@ -57,10 +61,44 @@ def load_spec(source: str | bytes, base: Spec | None = None) -> Spec:
     return Spec(data, base)
 
 
+# Imported on first use, so that `import ebpf.btf` (and the first kernel type
+# lookup) does not pay for ctypes, the writer or the C printer.
+_LAZY = {
+    "Builder": ".builder",
+    "marshal_types": ".builder",
+    "Handle": ".handle",
+    "BTFLoadError": ".handle",
+    "to_ctypes": ".ctypes_conv",
+    "dump_c": ".cdump",
+    "sanitize": ".sanitize",
+}
+
+if TYPE_CHECKING:
+    from .builder import Builder, marshal_types
+    from .cdump import dump_c
+    from .ctypes_conv import to_ctypes
+    from .handle import BTFLoadError, Handle
+    from .sanitize import sanitize
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ebpf.btf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "Array", "Composite", "Const", "Datasec", "DeclTag", "Enum", "EnumValue", "Float", "Func",
-    "FuncParam", "FuncProto", "Fwd", "Int", "IntEncoding", "Kind", "Linkage", "Member",
-    "Pointer", "Restrict", "Spec", "Struct", "Type", "TypeTag", "Typedef", "Union", "Var",
-    "VarSecinfo", "Void", "alignof", "load_kernel_spec", "load_spec", "sizeof",
-    "skip_typedefs", "strip_qualifiers",
+    "Array", "BTFLoadError", "Builder", "Composite", "Const", "Datasec", "DeclTag", "Enum",
+    "EnumValue", "Float", "Func", "FuncParam", "FuncProto", "Fwd", "Handle", "Int",
+    "IntEncoding", "Kind", "Linkage", "Member", "Pointer", "Restrict", "Spec", "Struct", "Type",
+    "TypeTag", "Typedef", "Union", "Var", "VarSecinfo", "Void", "Volatile", "alignof", "dump_c",
+    "load_kernel_spec", "load_spec", "marshal_types", "sanitize", "sizeof", "skip_typedefs",
+    "strip_qualifiers", "to_ctypes",
 ]

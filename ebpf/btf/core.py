@@ -36,6 +36,7 @@ Usage (what the program loader does)::
 
 from __future__ import annotations
 
+import functools
 import mmap
 import re
 import struct
@@ -61,6 +62,7 @@ from .types import (
     Int,
     IntEncoding,
     Kind,
+    Member,
     Pointer,
     Restrict,
     Struct,
@@ -267,9 +269,12 @@ def kernel_targets() -> KernelTargets:
 
 # -- names ------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1 << 16)
 def essential_name(name: str) -> str:
     """`name` without its flavor suffix: the part before the last ``___``
     that is neither preceded nor followed by another underscore."""
+    if "___" not in name:
+        return name
     n = len(name)
     for i in range(n - 5, -1, -1):
         if (name[i] != "_" and name[i + 1] == "_" and name[i + 2] == "_"
@@ -293,27 +298,43 @@ def _string_section(spec: Spec) -> tuple[bytes | mmap.mmap, int, int]:
     return buf, start, min(start + str_len, len(buf))
 
 
+# essential name -> the flavored names (``x___y``) in a spec's own string table
+_flavor_tables: weakref.WeakKeyDictionary[Spec, dict[str, set[str]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _flavor_table(spec: Spec) -> dict[str, set[str]]:
+    table = _flavor_tables.get(spec)
+    if table is not None:
+        return table
+    table = {}
+    buf, start, end = _string_section(spec)
+    pos = buf.find(b"___", start, end)
+    while pos >= 0:
+        first = buf.rfind(b"\0", start, pos) + 1 or start
+        stop = buf.find(b"\0", pos, end)
+        if stop < 0:
+            break
+        try:
+            name = bytes(buf[first:stop]).decode()
+        except UnicodeDecodeError:
+            name = ""
+        ess = essential_name(name)
+        if ess != name:
+            table.setdefault(ess, set()).add(name)
+        pos = buf.find(b"___", stop, end)
+    _flavor_tables[spec] = table
+    return table
+
+
 def _flavored_names(spec: Spec, essential: str) -> set[str]:
     """Names in the string tables of `spec` (and its bases) of the form
     ``<essential>___<flavor>``: target types can carry flavors too (the
     kernel's ``nf_conn___init``), and libbpf compares essential names."""
-    needle = b"\0" + essential.encode() + b"___"
     found: set[str] = set()
     s: Spec | None = spec
     while s is not None:
-        buf, start, end = _string_section(s)
-        pos = buf.find(needle, start, end)
-        while pos >= 0:
-            stop = buf.find(b"\0", pos + 1, end)
-            if stop < 0:
-                break
-            try:
-                name = bytes(buf[pos + 1 : stop]).decode()
-            except UnicodeDecodeError:
-                name = ""
-            if name and essential_name(name) == essential:
-                found.add(name)
-            pos = buf.find(needle, pos + 1, end)
+        found |= _flavor_table(s).get(essential, set())
         s = s.base
     return found
 
@@ -350,13 +371,16 @@ def _kind(t: Type) -> Kind:
     return t.kind  # Enum reports ENUM for both ENUM and ENUM64: they are compatible
 
 
+_KIND_STR = {Kind.UNKN: "void", Kind.INT: "int", Kind.PTR: "ptr", Kind.ARRAY: "array",
+             Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kind.FWD: "fwd",
+             Kind.TYPEDEF: "typedef", Kind.VOLATILE: "volatile", Kind.CONST: "const",
+             Kind.RESTRICT: "restrict", Kind.FUNC: "func", Kind.FUNC_PROTO: "func_proto",
+             Kind.VAR: "var", Kind.DATASEC: "datasec", Kind.FLOAT: "float",
+             Kind.DECL_TAG: "decl_tag", Kind.TYPE_TAG: "type_tag", Kind.ENUM64: "enum"}
+
+
 def _kind_str(t: Type) -> str:
-    return {Kind.UNKN: "void", Kind.INT: "int", Kind.PTR: "ptr", Kind.ARRAY: "array",
-            Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kind.FWD: "fwd",
-            Kind.TYPEDEF: "typedef", Kind.VOLATILE: "volatile", Kind.CONST: "const",
-            Kind.RESTRICT: "restrict", Kind.FUNC: "func", Kind.FUNC_PROTO: "func_proto",
-            Kind.VAR: "var", Kind.DATASEC: "datasec", Kind.FLOAT: "float",
-            Kind.DECL_TAG: "decl_tag", Kind.TYPE_TAG: "type_tag"}.get(t.kind, "?")
+    return _KIND_STR.get(t.kind, "?")
 
 
 def _label(t: Type) -> str:
@@ -467,17 +491,17 @@ def _is_flex(prev: _Acc | None, arr: Array) -> bool:
     return isinstance(t, Composite) and prev.idx == len(t.members) - 1
 
 
-def _parse_access(access: str) -> list[int]:
-    if not access or access[0] == ":":
+_ACCESS_RE = re.compile(r"\s*[+-]?\d+\s*(?::\s*[+-]?\d+\s*)*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_access(access: str) -> tuple[int, ...]:
+    """"0:12:3" -> (0, 12, 3), as libbpf's sscanf loop reads it."""
+    if not access or access[0] == ":" or not _ACCESS_RE.fullmatch(access):
         raise _Invalid(f"bad access string {access!r}")
-    out: list[int] = []
-    for part in access.split(":"):
-        part = part.strip()
-        if not re.fullmatch(r"[+-]?\d+", part):
-            raise _Invalid(f"bad access string {access!r}")
-        if len(out) == _MAX_SPEC_LEN:
-            raise _Invalid(f"access string {access!r} is too long")
-        out.append(int(part))
+    out = tuple(int(part) for part in access.split(":"))
+    if len(out) > _MAX_SPEC_LEN:
+        raise _Invalid(f"access string {access!r} is too long")
     return out
 
 
@@ -493,7 +517,7 @@ def _parse_spec(local: Spec, relo: CoreRelo) -> _FSpec:
             raise _Invalid(f"type relocation with access string {relo.access!r} (expected '0')")
         return spec
     raw = _parse_access(relo.access)
-    spec.raw = raw
+    spec.raw = list(raw)
     t = _skip(root)
     idx = raw[0]
     if relo.kind in _ENUM_KINDS:
@@ -555,30 +579,67 @@ def _fields_compat(lt: Type, tt: Type) -> bool:
     raise _Invalid("type nesting too deep")
 
 
+# Per target composite: member name -> where it is, in libbpf's search order
+# (depth first through anonymous members): (index path, bit offset, the member,
+# the composite holding it, its index there).
+_Place = tuple[tuple[int, ...], int, Member, Composite, int]
+_member_places: weakref.WeakKeyDictionary[Spec, dict[int, tuple[Type, dict[str, list[_Place]]]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _places(spec: Spec, t: Composite) -> dict[str, list[_Place]]:
+    per_spec = _member_places.get(spec)
+    if per_spec is None:
+        per_spec = _member_places[spec] = {}
+    entry = per_spec.get(id(t))
+    if entry is not None and entry[0] is t:
+        return entry[1]
+    index: dict[str, list[_Place]] = {}
+
+    def walk(c: Composite, prefix: tuple[int, ...], base: int) -> None:
+        if len(prefix) >= _MAX_SPEC_LEN:
+            raise _Invalid("struct/union nesting too deep")
+        for i, m in enumerate(c.members):
+            path = (*prefix, i)
+            off = base + m.offset_bits
+            if m.name:
+                index.setdefault(m.name, []).append((path, off, m, c, i))
+            else:
+                inner = _skip(m.type)
+                if isinstance(inner, Composite):
+                    walk(inner, path, off)
+
+    walk(t, (), 0)
+    per_spec[id(t)] = (t, index)  # the spec keeps `t` alive: its id stays unique
+    return index
+
+
 def _match_member(name: str, ltype: Type, targ: Type, tspec: _FSpec) -> Type | None:
     """bpf_core_match_member: find member `name` in `targ`, through anonymous
-    members; on success extend `tspec` and return the member's type."""
+    members; on success extend `tspec` and return the member's type.
+
+    A same-named member of an incompatible type ends the search of the
+    struct/union that holds it (libbpf returns from that level)."""
     targ = _skip(targ)
     if not isinstance(targ, Composite):
         return None
-    for i, m in enumerate(targ.members):
-        if len(tspec.raw) == _MAX_SPEC_LEN:
+    places = _places(tspec.spec, targ).get(name)
+    if not places:
+        return None
+    skip: tuple[int, ...] | None = None
+    for path, off, m, parent, idx in places:
+        if skip is not None and path[: len(skip)] == skip:
+            continue
+        if len(tspec.raw) + len(path) > _MAX_SPEC_LEN:
             raise _Invalid("struct/union/array nesting too deep")
-        tspec.bit_offset += m.offset_bits
-        tspec.raw.append(i)
-        if not m.name:
-            found = _match_member(name, ltype, m.type, tspec)
-            if found is not None:
-                return found
-        elif m.name == name:
-            if not _fields_compat(ltype, m.type):
-                tspec.bit_offset -= m.offset_bits
-                tspec.raw.pop()
-                return None  # a same-named member of an incompatible type ends the search
-            tspec.accs.append(_Acc(targ, i, m.name))
+        if _fields_compat(ltype, m.type):
+            tspec.raw.extend(path)
+            tspec.bit_offset += off
+            tspec.accs.append(_Acc(parent, idx, name))
             return m.type
-        tspec.bit_offset -= m.offset_bits
-        tspec.raw.pop()
+        if len(path) == 1:
+            return None
+        skip = path[:-1]
     return None
 
 

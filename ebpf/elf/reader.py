@@ -232,8 +232,10 @@ class _Structs:
         self.shdr = struct.Struct(prefix + "IIQQQQIIQQ")
         self.phdr = struct.Struct(prefix + "IIQQQQQQ")
         self.sym = struct.Struct(prefix + "IBBHQQ")
-        self.rel = struct.Struct(prefix + "QQ")
-        self.rela = struct.Struct(prefix + "QQq")
+        # r_info read as two 32-bit halves: (type, sym) in little endian,
+        # (sym, type) in big endian, which saves the shifting.
+        self.rel = struct.Struct(prefix + "QII")
+        self.rela = struct.Struct(prefix + "QIIq")
         self.nhdr = struct.Struct(prefix + "III")
         self.word = struct.Struct(prefix + "I")
 
@@ -241,6 +243,7 @@ class _Structs:
 _STRUCTS = {"little": _Structs("<"), "big": _Structs(">")}
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
+_THIRD = operator.itemgetter(2)
 _FOURTH = operator.itemgetter(3)
 
 
@@ -423,8 +426,9 @@ class _StringTable:
         # For ASCII tables (nearly all), byte offsets equal str offsets, so one
         # decode serves every lookup.
         self._text = data.decode("ascii") if self._ascii else ""
-        # Bounds the total bytes decoded by bulk decoding so that many entries
-        # pointing into one long unterminated run cannot blow up time or memory.
+        # Bounds the bytes decoded for offsets into the middle of strings, so
+        # that many entries pointing into one long string cannot blow up time
+        # or memory.
         self._budget = 16 * len(data) + (1 << 20)
         self._starts: dict[int, str] | None = None
 
@@ -468,7 +472,10 @@ class _StringTable:
         return out  # type: ignore[return-value]  # no None is left
 
     def _index(self) -> dict[int, str]:
-        """Start offset -> string, for every terminated string of the table."""
+        """Start offset -> string, for every terminated string of the table.
+
+        Offset 0 always means "no name", as the ELF specification says.
+        """
         if self._ascii:
             parts: list[str] = self._text.split("\0")
         else:
@@ -476,7 +483,9 @@ class _StringTable:
         parts.pop()  # the (empty or unterminated) run after the last NUL
         lengths = itertools.accumulate(map(len, parts), initial=0)
         starts = map(operator.add, lengths, range(len(parts)))
-        return dict(zip(starts, parts, strict=True))
+        index = dict(zip(starts, parts, strict=True))
+        index[0] = ""
+        return index
 
     def find_all(self, name: str) -> set[int]:
         """Every offset at which `name` (NUL-terminated) starts, suffix matches included."""
@@ -630,31 +639,33 @@ class SymbolTable(Sequence[Symbol]):
 # The file
 
 
-Source: TypeAlias = "bytes | bytearray | memoryview | str | os.PathLike[str]"
+Source: TypeAlias = "bytes | bytearray | memoryview | mmap.mmap | str | os.PathLike[str]"
 
 
 class ELFFile:
     """A parsed ELF64 file (little or big endian).
 
-    `source` is the file's contents (bytes, bytearray, memoryview) or a path,
-    which is memory-mapped read-only. Close the file (or use it as a context
-    manager) to unmap it; memoryviews returned by `Section.data` keep the
-    mapping alive until they are released. Symbol tables, relocations and
-    notes are copied out and remain usable after `close`.
+    `source` is the file's contents (any byte buffer: bytes, bytearray,
+    memoryview, mmap) or a path, which is memory-mapped read-only. Close the
+    file (or use it as a context manager) to unmap it; memoryviews returned by
+    `Section.data` keep the mapping alive until they are released. Symbol
+    tables, relocations and notes are copied out and remain usable after
+    `close`. References between sections (``sh_link``, ``sh_info``) are
+    followed one hop at a time and checked, so cycles cannot loop.
     """
 
     def __init__(self, source: Source) -> None:
         self._mmap: mmap.mmap | None = None
         self._closed = False
         self.path: str | None = None
-        if isinstance(source, (bytes, bytearray, memoryview)):
+        if isinstance(source, (str, os.PathLike)):
+            self.path = os.fspath(source)
+            self._buf = self._map(self.path)
+        else:
             view = memoryview(source)
             if view.ndim != 1 or view.itemsize != 1:
                 view = view.cast("B")
             self._buf = view.toreadonly()
-        else:
-            self.path = os.fspath(source)
-            self._buf = self._map(self.path)
         try:
             self._parse_header()
             self._parse_sections()
@@ -1054,13 +1065,12 @@ class ELFFile:
             nsyms = symsec.size // _SYM_SIZE
         else:
             nsyms = 1  # no symbol table: only symbol 0 is meaningful
-        # r_info keeps the symbol index in its high 32 bits, so the largest
-        # r_info holds the largest symbol index.
-        worst = max(rows, key=_SECOND)
-        if worst[1] >> 32 >= nsyms:
+        sym_col = _THIRD if self.little_endian else _SECOND
+        worst = max(rows, key=sym_col)
+        if sym_col(worst) >= nsyms:
             i = rows.index(worst)
             raise ELFError(
-                f"relocation {i} refers to symbol {worst[1] >> 32}, "
+                f"relocation {i} refers to symbol {sym_col(worst)}, "
                 f"but the symbol table has {nsyms}",
                 section=rsec.label,
                 offset=rsec.offset + i * entsize,
@@ -1078,11 +1088,12 @@ class ELFFile:
                 )
         new = tuple.__new__
         if rela:
-            return [
-                new(Relocation, (off, info >> 32, info & 0xFFFFFFFF, addend))
-                for off, info, addend in rows
-            ]
-        return [new(Relocation, (off, info >> 32, info & 0xFFFFFFFF, 0)) for off, info in rows]
+            if self.little_endian:
+                return [new(Relocation, (o, s, t, a)) for o, t, s, a in rows]
+            return [new(Relocation, row) for row in rows]
+        if self.little_endian:
+            return [new(Relocation, (o, s, t, 0)) for o, t, s in rows]
+        return [new(Relocation, (o, s, t, 0)) for o, s, t in rows]
 
     # -- notes -------------------------------------------------------------
 

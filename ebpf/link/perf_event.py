@@ -29,7 +29,10 @@ from .base import Link
 if TYPE_CHECKING:
     from ..programs import Program
 
-__all__ = ["MultiLink", "PerfEventLink", "attach_perf_event", "perf_event"]
+__all__ = ["COOKIE_FEATURE", "MultiLink", "PerfEventLink", "attach_perf_event", "perf_event"]
+
+COOKIE_FEATURE = "BPF cookies on perf events"
+"""`NotSupportedError.feature` when a kernel cannot pass a cookie to a perf event program."""
 
 
 def _close_quietly(*objs: FD | None) -> None:
@@ -151,7 +154,7 @@ def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
                 raise
             if cookie:
                 raise NotSupportedError(
-                    "BPF cookies on perf events",
+                    COOKIE_FEATURE,
                     f"BPF_LINK_CREATE with BPF_PERF_EVENT failed ({e}); needs Linux 5.15",
                     e.errno) from None
             _perf.set_bpf(perf_fd.fileno(), program.fileno())
@@ -211,7 +214,7 @@ class MultiLink(Link):
         for link in reversed(links):
             try:
                 link.close()
-            except BaseException as e:  # noqa: BLE001 - re-raised below
+            except BaseException as e:
                 first = first or e
         self._closed = True
         if first is not None:
@@ -236,7 +239,7 @@ def _parse_cpus(cpus: int | Sequence[int] | None) -> list[int]:
 
 def perf_event(
     program: Program,
-    type: int = PerfTypeId.SOFTWARE,  # noqa: A002 - named like perf_event_attr
+    type: int = PerfTypeId.SOFTWARE,
     config: int = PerfSwId.CPU_CLOCK,
     *,
     sample_period: int = 0,

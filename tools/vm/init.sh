@@ -33,7 +33,7 @@ echo "kmatrix: stage1 on $(uname -r)"
 REL=$(uname -r)
 KDIR=
 REPO=
-CACHE=loose
+CACHE=none
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         kmatrix.kdir=*) KDIR=${arg#kmatrix.kdir=} ;;

@@ -120,9 +120,10 @@ def _judge(r: KernelResult, res: dict[str, Any] | None, exit_code: int | None) -
 # host
 
 
-def run_host(extra: list[str], python: str, timeout: float) -> KernelResult:
+def run_host(extra: list[str], python: str, timeout: float,
+             out: pathlib.Path | None = None) -> KernelResult:
     r = KernelResult("host", release=os.uname().release, attempts=1)
-    d = OUT / "host"
+    d = (out or OUT) / "host"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     r.log_dir = str(d)
@@ -166,11 +167,11 @@ def _load_json(p: pathlib.Path) -> dict[str, Any] | None:
 @dataclasses.dataclass
 class VMConfig:
     qemu: str = "qemu-system-x86_64"
-    smp: int = 2
+    smp: int = 1
     memory_mb: int = 2048
     timeout: float = 900.0        # whole VM run (boot + tests)
     boot_timeout: float = 120.0   # QEMU start -> BOOT_MARKER
-    cache: str = "loose"          # 9p cache mode of the read-only host root
+    cache: str = "none"           # 9p cache mode of the read-only host root
     extra_cmdline: str = ""
 
 
@@ -324,10 +325,15 @@ def write_guest_files(share: pathlib.Path, command: list[str], env: dict[str, st
 def run_kernel(name: str, extra: list[str], python: str, cfg: VMConfig, *,
                offline: bool = False, command: list[str] | None = None,
                kernel: kernels.Kernel | None = None, retries: int = 1,
-               stop: threading.Event | None = None) -> KernelResult:
-    """Boot kernel `name` (a matrix name) and run the tests (or `command`) in it."""
+               stop: threading.Event | None = None,
+               out: pathlib.Path | None = None) -> KernelResult:
+    """Boot kernel `name` (a matrix name) and run the tests (or `command`) in it.
+
+    A VM that does not reach the test command is retried `retries` times; results and
+    logs go to `out`/<name> (default .cache/kernelmatrix/<name>).
+    """
     r = KernelResult(name)
-    d = OUT / name
+    d = (out or OUT) / name
     r.log_dir = str(d)
     t0 = time.monotonic()
     try:
@@ -485,12 +491,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated matrix names (default: %(default)s); '' for none")
     ap.add_argument("--no-host", action="store_true", help="skip the native host run")
     ap.add_argument("--jobs", "-j", type=int, default=2, help="VMs run at once (default 2)")
-    ap.add_argument("--smp", type=int, default=2, help="vCPUs per VM (default 2)")
+    ap.add_argument("--smp", type=int, default=1,
+                    help="vCPUs per VM (default 1: under TCG a second vCPU costs more "
+                         "than it gives; run VMs side by side with --jobs instead)")
     ap.add_argument("--memory", type=int, default=2048, help="MiB per VM (default 2048)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per VM (boot+tests)")
     ap.add_argument("--boot-timeout", type=float, default=120,
                     help="seconds for a VM to reach the test command (then retried once)")
     ap.add_argument("--offline", action="store_true", help="use only cached kernels")
+    ap.add_argument("--cache", default="none", choices=("loose", "none", "mmap", "fscache"),
+                    help="9p cache mode of the guest's read-only view of the host "
+                         "(default %(default)s)")
     ap.add_argument("--qemu", default=os.environ.get("KMATRIX_QEMU", "qemu-system-x86_64"))
     ap.add_argument("--json", default=str(OUT / "summary.json"), help="summary JSON path")
     ap.add_argument("--quiet-skips", action="store_true", help="do not list skip reasons")
@@ -500,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     names = [n for n in args.kernels.split(",") if n.strip()]
     cfg = VMConfig(qemu=args.qemu, smp=args.smp, memory_mb=args.memory,
-                   timeout=args.timeout, boot_timeout=args.boot_timeout)
+                   timeout=args.timeout, boot_timeout=args.boot_timeout, cache=args.cache)
     try:
         python = guest_python()
     except RuntimeError as e:
@@ -580,9 +591,9 @@ def shell_main(argv: list[str] | None = None) -> int:
     ap.add_argument("kernel")
     ap.add_argument("command", nargs="+")
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--offline", action="store_true")
-    ap.add_argument("--cache", default="loose", help="9p cache mode of the host root")
+    ap.add_argument("--cache", default="none", help="9p cache mode of the host root")
     args = ap.parse_args(argv)
     cfg = VMConfig(smp=args.smp, timeout=args.timeout, cache=args.cache)
     r = run_kernel(args.kernel, [], "", cfg, offline=args.offline,

@@ -1,0 +1,221 @@
+"""The on-disk index cache of big BTF blobs: used when valid, ignored (never an
+error) when stale, corrupt, tampered with, or not safely owned."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from bpfbuild import compile_bpf
+
+from ebpf import btf
+from ebpf.btf import cache
+from ebpf.btf.kernel import VMLINUX, read_btf_file
+from ebpf.btf.spec import Spec
+from ebpf.errors import BTFError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def blob() -> bytes:
+    return btf.load_spec(str(compile_bpf("btf_kinds"))).raw
+
+
+@pytest.fixture
+def cdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv(cache.ENV, str(d))
+    return d
+
+
+def cache_file(d: Path) -> Path:
+    (f,) = [p for p in d.iterdir() if p.name.endswith(".idx")]
+    return f
+
+
+def rewrite(path: Path, data: bytes | bytearray, *, fix_crc: bool = True) -> None:
+    data = bytearray(data)
+    if fix_crc:
+        hsize = cache._HDR.size
+        crc = zlib.crc32(memoryview(data)[hsize:], zlib.crc32(data[: hsize - 4]))
+        data[hsize - 4 : hsize] = struct.pack("=I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_directory_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(cache.ENV, "0")
+    assert cache.cache_directory() is None
+    monkeypatch.setenv(cache.ENV, str(tmp_path))
+    assert cache.cache_directory() == str(tmp_path)
+    monkeypatch.delenv(cache.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_directory() == str(tmp_path / "xdg" / "ebpf")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")
+    expect = "/var/cache/ebpf" if os.geteuid() == 0 else os.path.expanduser("~/.cache/ebpf")
+    assert cache.cache_directory() == expect
+
+
+def test_disabled(monkeypatch: pytest.MonkeyPatch, blob: bytes) -> None:
+    monkeypatch.setenv(cache.ENV, "0")
+    assert cache.save(Spec(blob)) is None
+    assert cache.load_cached(blob) is None
+    assert cache.load_indexed(blob)._name_keys is None
+
+
+def test_round_trip(cdir: Path, blob: bytes) -> None:
+    assert cache.load_cached(blob) is None
+    path = cache.save(Spec(blob))
+    assert path is not None and Path(path).parent == cdir
+    assert stat.S_IMODE(cdir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+    spec = cache.load_cached(blob)
+    assert spec is not None and spec._name_keys is not None and spec._complete
+    ref = Spec(blob)
+    assert len(spec) == len(ref)
+    for t in ref:
+        if t.name:
+            assert spec.ids_by_name(t.name) == ref.ids_by_name(t.name)
+        u = spec.type_by_id(ref.type_id(t))
+        assert type(u) is type(t) and u.name == t.name
+    assert cache.load_indexed(blob)._name_keys is not None
+
+
+def test_stale_key(cdir: Path, blob: bytes) -> None:
+    cache.save(Spec(blob))
+    other = bytearray(blob)
+    other[-2] = ord("z")  # same length, different strings: another blob
+    assert cache.load_cached(bytes(other)) is None
+    # and a file renamed to the other blob's key is rejected by its header
+    f = cache_file(cdir)
+    f.rename(cdir / cache._file_name((len(other), zlib.crc32(other))))
+    assert cache.load_cached(bytes(other)) is None
+
+
+@pytest.mark.parametrize("mutate", ["flip", "truncate", "extend", "empty", "magic"])
+def test_corrupt_file(cdir: Path, blob: bytes, mutate: str) -> None:
+    cache.save(Spec(blob))
+    f = cache_file(cdir)
+    data = bytearray(f.read_bytes())
+    if mutate == "flip":
+        data[len(data) // 2] ^= 0x40
+    elif mutate == "truncate":
+        del data[-5:]
+    elif mutate == "extend":
+        data += b"\0" * 8
+    elif mutate == "empty":
+        data = bytearray()
+    else:
+        data[0] ^= 1
+    rewrite(f, data, fix_crc=False)
+    assert cache.load_cached(blob) is None
+
+
+def test_tampered_offsets_with_valid_crc(cdir: Path, blob: bytes) -> None:
+    """Structural checks catch offsets that the checksum would not."""
+    cache.save(Spec(blob))
+    f = cache_file(cdir)
+    data = bytearray(f.read_bytes())
+    off_at = cache._HDR_SIZE
+    a, b = struct.unpack_from("=II", data, off_at + 8)
+    struct.pack_into("=II", data, off_at + 8, b, a)  # swap the 3rd and 4th offsets
+    rewrite(f, data)
+    assert cache.load_cached(blob) is None
+
+
+def test_decode_rechecks_every_record(blob: bytes) -> None:
+    """An offset index that passes the spot checks is still checked per record."""
+    ref = Spec(blob)
+    offsets = list(ref._offsets)
+    k = len(offsets) // 2
+    offsets[k] += 3  # points into the middle of a record
+    spec = Spec(blob, lazy=True, _offsets=offsets)
+    with pytest.raises(BTFError, match="corrupt type offset index"):
+        spec.type_by_id(k + 1)
+
+
+def test_unsafe_ownership_and_modes(cdir: Path, blob: bytes) -> None:
+    cache.save(Spec(blob))
+    f = cache_file(cdir)
+    os.chmod(f, 0o620)  # group-writable file
+    assert cache.load_cached(blob) is None
+    os.chmod(f, 0o600)
+    assert cache.load_cached(blob) is not None
+    os.chmod(cdir, 0o777)  # world-writable directory
+    assert cache.load_cached(blob) is None
+    assert cache.save(Spec(blob)) is None  # and nothing is written there either
+    os.chmod(cdir, 0o700)
+    if os.geteuid() == 0:
+        os.chown(f, 65534, 65534)  # owned by nobody
+        assert cache.load_cached(blob) is None
+        os.chown(f, 0, 0)
+        os.chown(cdir, 65534, 65534)
+        assert cache.load_cached(blob) is None
+        os.chown(cdir, 0, 0)
+    assert cache.load_cached(blob) is not None
+
+
+def test_symlinks_and_fifos_are_refused(cdir: Path, blob: bytes, tmp_path: Path) -> None:
+    cache.save(Spec(blob))
+    f = cache_file(cdir)
+    real = tmp_path / "elsewhere.idx"
+    f.rename(real)
+    f.symlink_to(real)
+    assert cache.load_cached(blob) is None  # O_NOFOLLOW
+    f.unlink()
+    os.mkfifo(f, 0o600)
+    assert cache.load_cached(blob) is None  # does not block on the FIFO
+    f.unlink()
+    linked_dir = tmp_path / "linked"
+    linked_dir.symlink_to(cdir)
+    real.rename(f)
+    assert cache.load_cached(blob, directory=str(linked_dir)) is None
+    assert cache.load_cached(blob) is not None
+
+
+def test_prunes_old_files(cdir: Path, blob: bytes) -> None:
+    cdir.mkdir(mode=0o700)
+    for i in range(10):
+        p = cdir / f"btf-{i:x}-00000000.idx"
+        p.write_bytes(b"x")
+        os.utime(p, (1000 + i, 1000 + i))
+    cache.save(Spec(blob))
+    names = sorted(p.name for p in cdir.iterdir())
+    assert len(names) == cache._MAX_FILES
+    assert cache._file_name((len(blob), zlib.crc32(blob))) in names
+
+
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"{VMLINUX} is missing")
+def test_kernel_cache_written_at_exit(tmp_path: Path) -> None:
+    """A process without a cache writes it when it exits; the next one uses it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{cache.ENV: str(tmp_path / "c")})
+    code = ("import ebpf; s = ebpf.btf.load_kernel_spec(); t = s.type_by_name('task_struct');"
+            "print(s._name_keys is not None, t.size)")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert first[0] == "False"
+    assert len(list((tmp_path / "c").iterdir())) == 1
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert second == ["True", first[1]]
+
+
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"{VMLINUX} is missing")
+def test_kernel_cache_contents(cdir: Path) -> None:
+    data = read_btf_file(VMLINUX)
+    spec = Spec(data, lazy=True)
+    path = cache.save(spec)
+    assert path is not None
+    cached = cache.load_cached(data)
+    assert cached is not None
+    for name in ("task_struct", "sk_buff", "pt_regs", "int", "bpf_map_type", "no_such_name_x"):
+        assert cached.ids_by_name(name) == spec.ids_by_name(name)
+    ts = cached.type_by_name("task_struct", btf.Struct)
+    assert ts.member("pid").offset_bits == spec.type_by_name(
+        "task_struct", btf.Struct).member("pid").offset_bits
