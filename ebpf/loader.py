@@ -126,12 +126,11 @@ def _btf_handle(spec: CollectionSpec) -> Any:
     when the object has none or the kernel refuses it (maps then load without BTF)."""
     if spec.btf is None:
         return None
+    from .btf.handle import Handle
+    from .programs import object_btf_blob
+
     try:
-        from .btf import Handle  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    try:
-        return Handle.from_spec(spec.btf)
+        return Handle(object_btf_blob(spec.btf))
     except Error:
         return None
 

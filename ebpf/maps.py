@@ -308,8 +308,9 @@ class Map:
     `Map(spec, inner_map_fd=None, btf_handle=None, pin_path=None)`:
       inner_map_fd  template map for ARRAY_OF_MAPS/HASH_OF_MAPS (else one is created
                     from `spec.inner_map` for the duration of the call)
-      btf_handle    an `ebpf.btf.Handle` already holding `spec.key`/`spec.value`
-                    (otherwise a BTF object is built for them when possible)
+      btf_handle    an `ebpf.btf.Handle` loaded from the `btf.Spec` that `spec.key` and
+                    `spec.value` come from (their ids are looked up there); without it
+                    a small BTF object is built for the two types when possible
       pin_path      bpffs directory for `spec.pinning == PinType.BY_NAME`: an existing
                     compatible map pinned there is reused, else the new map is pinned
 
@@ -1310,14 +1311,11 @@ def _decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
 
 
 def _to_ctypes(t: btf.Type) -> Any:
-    try:
-        from . import btf as _btf
+    from .btf import to_ctypes
 
-        conv = getattr(_btf, "to_ctypes", None)
-        if conv is None:
-            return None
-        return conv(t)
-    except Exception:
+    try:
+        return to_ctypes(t)
+    except (Error, ValueError, TypeError):
         return None
 
 
@@ -1472,8 +1470,7 @@ def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
         if spec.key is not None or spec.value is not None:
             handle, own_handle, kid, vid = _map_btf(spec, btf_handle)
             if handle is not None:
-                attr.btf_fd = handle.fd.fileno() if hasattr(handle.fd, "fileno") else \
-                    int(handle.fd)
+                attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
         ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
         if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524) \
@@ -1495,30 +1492,32 @@ def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
 def _map_btf(spec: MapSpec, btf_handle: Any) -> tuple[Any, bool, int, int]:
     """(handle, owned, key type id, value type id) for the map's BTF, or (None, ...)
     when no BTF object can be made."""
-    try:
-        from . import btf as _btf
-    except ImportError:
-        return None, False, 0, 0
     if btf_handle is not None:
-        bspec = getattr(btf_handle, "spec", None)
-        if bspec is not None:
-            try:
-                kid = bspec.type_id(spec.key) if spec.key is not None else 0
-                vid = bspec.type_id(spec.value) if spec.value is not None else 0
-                return btf_handle, False, kid, vid
-            except Exception:
-                pass
-    builder_cls = getattr(_btf, "Builder", None)
-    handle_cls = getattr(_btf, "Handle", None)
-    if builder_cls is None or handle_cls is None:
-        return None, False, 0, 0
+        # ids of the types in the Spec they were decoded from (which the handle holds)
+        try:
+            kid = _spec_type_id(spec.key)
+            vid = _spec_type_id(spec.value)
+            return btf_handle, False, kid, vid
+        except Exception:
+            pass  # types built by hand: make a BTF object of our own
+    from .btf import Builder, Handle
+
     try:
-        b = builder_cls()
+        b = Builder()
         kid = b.add(spec.key) if spec.key is not None else 0
         vid = b.add(spec.value) if spec.value is not None else 0
-        return handle_cls(b.marshal()), True, kid, vid
-    except Exception:
-        return None, False, 0, 0
+        return Handle(b.marshal()), True, kid, vid
+    except (Error, ValueError, TypeError):
+        return None, False, 0, 0  # BTF the kernel refuses: create the map without it
+
+
+def _spec_type_id(t: btf.Type | None) -> int:
+    if t is None:
+        return 0
+    owner = getattr(t, "_spec", None)
+    if owner is None:
+        raise InvalidArgumentError(f"{t!r} does not come from a BTF spec")
+    return int(owner.type_id(t))
 
 
 def _create_error(spec: MapSpec, err: int) -> Exception:

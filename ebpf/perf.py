@@ -49,7 +49,7 @@ from .ringbuf import (
     _ReaderBase,
     _type_name,
     match_run,
-    np_match_run,
+    np_copy_run,
     slice_samples,
 )
 
@@ -164,9 +164,10 @@ class _PerfRing:
 
     # ---- forward rings
 
-    def scan(self, max_records: int, same_size: bool, np: Any = None
-             ) -> tuple[list[_Run], int, int, int]:
-        """Records from data_tail: ``(runs, tail, head, lost)``."""
+    def scan(self, max_records: int, same_size: bool) -> tuple[list[_Run], int, int, int]:
+        """Records from data_tail: ``(runs, tail, head, lost)``. A run is a
+        stretch of samples whose 8-byte headers (type, misc, size) are equal,
+        checked in C with one strided comparison."""
         head: int = self.q[_HEAD]        # acquire
         tail: int = self.q[_TAIL]
         runs: list[_Run] = []
@@ -176,18 +177,19 @@ class _PerfRing:
         size = self.size
         mask = self.mask
         base = self.base
-        u32 = self.u32
+        q = self.q
         n = 0
         first = -1
         while n < max_records and tail < head:
             off = tail & mask
-            typ, rsize = self._header(off)
+            word = q[(base + off) >> 3]
+            typ = word & 0xFFFF_FFFF
+            rsize = word >> 48
             if rsize < 8:               # corrupt: drop the rest of the ring
                 tail = head
                 break
             if typ == _SAMPLE:
-                length = u32[(base + off + 8) >> 2] if off + 12 <= size else int.from_bytes(
-                    self._bytes(off + 8 & mask, 4), "little")
+                length = rsize - _SAMPLE_HDR
                 if same_size:
                     if first < 0:
                         first = length
@@ -195,28 +197,18 @@ class _PerfRing:
                         break
                 if off + rsize <= size:
                     k = min(max_records - n, (head - tail) // rsize, (size - off) // rsize)
-                    if k <= 1:
-                        m = 1
-                    elif np is not None:
-                        m = min(np_match_run(np, self.mm, base + off, rsize, k, _SAMPLE),
-                                np_match_run(np, self.mm, base + off + 8, rsize, k, length))
-                    else:
-                        w = (base + off) >> 2
-                        m = match_run(u32, w, rsize >> 2, k, _SAMPLE)
-                        if m > 1:
-                            m = min(m, match_run(u32, w + 2, rsize >> 2, m, length))
+                    m = match_run(q, (base + off) >> 3, rsize >> 3, k, word) if k > 1 else 1
                     runs.append((base + off + _SAMPLE_HDR, m, length, rsize, None))
                     n += m
                     tail += m * rsize
                 else:
                     blob = self._bytes(off, rsize)
-                    runs.append((0, 1, length, rsize, blob[_SAMPLE_HDR:_SAMPLE_HDR + length]))
+                    runs.append((0, 1, length, rsize, blob[_SAMPLE_HDR:]))
                     n += 1
                     tail += rsize
             else:
                 if typ == _LOST:
-                    body = self._bytes((off + 16) & mask, 8)
-                    count = int.from_bytes(body, "little")
+                    count = int.from_bytes(self._bytes((off + 16) & mask, 8), "little")
                     lost += count
                     self.lost_total += count
                     runs.append((-1, count, 0, rsize, None))
@@ -327,28 +319,58 @@ class _PerfRing:
             length = len(snap[0])
             keep = list(itertools.takewhile(lambda s: len(s) == length, snap))
             return _to_array(np, b"".join(keep), len(keep), length, dt)
-        runs, tail, _head, _lost = self.scan(max_records, True, np)
-        samples = [r for r in runs if r[0] >= 0]
-        if not samples:
-            if tail != self.q[_TAIL]:
-                self.commit(tail)
+        head: int = self.q[_HEAD]        # acquire
+        tail: int = self.q[_TAIL]
+        start = tail
+        size = self.size
+        mask = self.mask
+        base = self.base
+        q = self.q
+        out = None
+        n = 0
+        first = -1
+        item = 0
+        while n < max_records and tail < head:
+            off = tail & mask
+            word = q[(base + off) >> 3]
+            typ = word & 0xFFFF_FFFF
+            rsize = word >> 48
+            if rsize < 8:
+                tail = head
+                break
+            if typ != _SAMPLE:
+                if typ == _LOST:
+                    self.lost_total += int.from_bytes(self._bytes((off + 16) & mask, 8),
+                                                      "little")
+                tail += rsize
+                continue
+            length = rsize - _SAMPLE_HDR
+            if out is None:
+                first = length
+                if dt is not None and dt.itemsize > length:
+                    if tail != start:
+                        self.commit(tail)
+                    raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
+                                               f"dtype {dt} ({dt.itemsize} bytes)")
+                item = length if dt is None else dt.itemsize
+                out = alloc(np, min(max_records, (head - tail) // rsize), item)
+            elif length != first:
+                break
+            if off + rsize <= size:
+                k = min(max_records - n, (head - tail) // rsize, (size - off) // rsize)
+                m = np_copy_run(np, self.mm, base + off, rsize, k, np.uint64, word,
+                                _SAMPLE_HDR, out, n)
+            else:                          # the one sample that wraps around
+                blob = self._bytes(off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
+                out[n] = np.frombuffer(blob, dtype=out.dtype)[0]
+                m = 1
+            n += m
+            tail += m * rsize
+        if tail != start:
+            self.commit(tail)
+        if out is None:
             return None
-        length = samples[0][2]
-        if dt is not None and dt.itemsize > length:
-            raise InvalidArgumentError(f"samples of {length} bytes are shorter than dtype "
-                                       f"{dt} ({dt.itemsize} bytes)")
-        item = length if dt is None else dt.itemsize
-        out = alloc(np, sum(r[1] for r in samples), item)
-        i = 0
-        for off, count, _, stride, blob in samples:
-            if blob is not None:
-                out[i] = np.frombuffer(blob[:item], dtype=f"V{item}")[0]
-            else:
-                src = np.ndarray((count,), f"V{item}", self.mm, off, (stride,))
-                out[i:i + count] = src
-                del src
-            i += count
-        self.commit(tail)
+        out = out[:n]
         return out if dt is None else out.view(dt)
 
 

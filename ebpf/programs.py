@@ -24,6 +24,7 @@ import errno as _errno
 import os
 import re
 import struct
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -437,19 +438,22 @@ class Program:
             ctx_in = (ctypes.c_char * len(ctx)).from_buffer_copy(ctx)
             attr.ctx_in = ctypes.addressof(ctx_in)
             attr.ctx_size_in = len(ctx)
-        # SYSCALL programs write their context back into ctx_in; raw tracepoints
-        # and tracing programs refuse an output context
-        ctx_out_allowed = ctx is not None and self._type not in (
+        # SYSCALL programs write their context back into ctx_in; raw tracepoints,
+        # tracing programs and live XDP frames refuse output buffers
+        live = bool(attr.flags & consts.BPF_F_TEST_XDP_LIVE_FRAMES)
+        ctx_out_allowed = ctx is not None and not live and self._type not in (
             ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT, ProgramType.TRACING)
+        data_out_allowed = data is not None and not live
 
         data_cap = 0
         if data is not None:
-            data_cap = data_out_size if data_out_size is not None else len(data) + 256
+            # never 0: the kernel reads data_size_out == 0 as "no limit"
+            data_cap = max(data_out_size if data_out_size is not None else len(data) + 256, 1)
         ctx_cap = max(len(ctx), 1) if ctx is not None else 0
         for _ in range(8):
             data_out = ctx_out = None
-            if data is not None:
-                data_out = ctypes.create_string_buffer(max(data_cap, 1))
+            if data_out_allowed:
+                data_out = ctypes.create_string_buffer(data_cap)
                 attr.data_out = ctypes.addressof(data_out)
                 attr.data_size_out = data_cap
             if ctx_out_allowed:
@@ -801,15 +805,23 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     if spec.btf is None:
         raise InvalidArgumentError(
             f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
-    if kernel_btf is not None:
-        targets = [kernel_btf]
-    else:
-        from .btf.kernel import kernel_module_names, load_kernel_module_spec, load_kernel_spec
-
-        targets = [load_kernel_spec()]
-        targets += [load_kernel_module_spec(m) for m in kernel_module_names()]
-    results: list[Any] = core.relocate(insns, relos, spec.btf, targets)
+    targets: Any = kernel_btf if kernel_btf is not None else core.kernel_targets()
+    # One candidate cache per (object BTF, target): reloading a spec reuses the lookups.
+    per_spec = _CORE_CACHES.get(spec.btf)
+    if per_spec is None:
+        per_spec = _CORE_CACHES[spec.btf] = weakref.WeakKeyDictionary()
+    try:
+        cache = per_spec.get(targets)
+        if cache is None:
+            cache = per_spec[targets] = core.CoreCache()
+    except TypeError:  # a target that cannot be weakly referenced: no reuse
+        cache = core.CoreCache()
+    results: list[Any] = core.relocate(insns, relos, spec.btf, targets, cache=cache)
     return results
+
+
+_CORE_CACHES: weakref.WeakKeyDictionary[BTFSpec, weakref.WeakKeyDictionary[Any, Any]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] | None,
@@ -895,7 +907,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
 
     btf_spec = spec.btf
     try:
-        handle, funcs, lines = _btf_records(prep, btf_spec, _kernel_ready_builder(btf_spec))
+        handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec))
     except BTFLoadError:
         # the kernel refuses the object's BTF even sanitized: fall back to just the
         # functions' prototypes, which is what func/line info needs
@@ -940,7 +952,37 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
         )
         for slot, line in prep.line_info
     ]
-    return Handle(builder.marshal()), funcs, lines
+    return Handle(_marshal_cached(builder)), funcs, lines
+
+
+# Per object BTF: the kernel-ready Builder and its last marshalled blob, so that loading
+# many programs (or the same spec many times) marshals the object's BTF once.
+_BUILDERS: weakref.WeakKeyDictionary[BTFSpec, Builder] = weakref.WeakKeyDictionary()
+_BLOBS: weakref.WeakKeyDictionary[Builder, tuple[int, int, bytes]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _cached_builder(spec: BTFSpec) -> Builder:
+    b = _BUILDERS.get(spec)
+    if b is None:
+        b = _BUILDERS[spec] = _kernel_ready_builder(spec)
+    return b
+
+
+def _marshal_cached(b: Builder) -> bytes:
+    """`b.marshal()`, reused while no type or string was added since."""
+    key = (len(b), len(b._strtab))
+    cached = _BLOBS.get(b)
+    if cached is not None and cached[:2] == key:
+        return cached[2]
+    blob = b.marshal()
+    _BLOBS[b] = (len(b), len(b._strtab), blob)
+    return blob
+
+
+def object_btf_blob(spec: BTFSpec) -> bytes:
+    """The object's BTF as the kernel accepts it (externs fixed), same type ids."""
+    return _marshal_cached(_cached_builder(spec))
 
 
 def _kernel_ready_builder(spec: BTFSpec) -> Builder:

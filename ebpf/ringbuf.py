@@ -76,6 +76,8 @@ _HDR = BPF_RINGBUF_HDR_SZ
 _FILL = 4096
 # read_array reuses result memory up to this size (see _ReaderBase._alloc).
 _RECYCLE_MAX = 256 << 20
+# numpy batches check headers and copy samples this many records at a time.
+_NP_CHUNK = 16384
 # Header runs are validated in chunks of this many records.
 _CHUNK = 4096
 _tuple_new = tuple.__new__
@@ -220,11 +222,28 @@ def match_run(words: memoryview, first: int, step: int, count: int, value: int) 
     return done
 
 
-def np_match_run(np: Any, buf: Any, offset: int, stride: int, count: int, value: int) -> int:
-    """`match_run` with numpy over a buffer: u32 values at `offset`, `offset+stride`, ..."""
-    vals = np.ndarray((count,), np.uint32, buf, offset, (stride,))
-    bad = vals != value
-    return int(bad.argmax()) if bad.any() else count
+def np_copy_run(np: Any, buf: Any, first: int, stride: int, count: int, hdr_dtype: Any,
+                hdr: int, skip: int, out: Any, at: int) -> int:
+    """Copy the samples of up to `count` records laid out every `stride` bytes
+    from offset `first` of `buf`, as long as their header (of `hdr_dtype`, at
+    the record's start) equals `hdr`; the sample starts `skip` bytes in. Goes
+    chunk by chunk so that the copy reads what the header check just brought
+    into the cache (one pass over memory instead of two). Returns the count."""
+    dt = out.dtype
+    done = 0
+    while done < count:
+        c = min(_NP_CHUNK, count - done)
+        off = first + done * stride
+        bad = np.ndarray((c,), hdr_dtype, buf, off, (stride,)) != hdr
+        i = int(bad.argmax())
+        m = i if bad[i] else c
+        del bad
+        if m:
+            out[at + done:at + done + m] = np.ndarray((m,), dt, buf, off + skip, (stride,))
+        done += m
+        if m < c:
+            break
+    return done
 
 
 def require_numpy() -> Any:
@@ -903,14 +922,14 @@ class _Ring:
 
     # ---- scanning
 
-    def scan(self, max_records: int, same_size: bool, np: Any = None
+    def scan(self, max_records: int, same_size: bool
              ) -> tuple[list[tuple[int, int, int, int]], int, int]:
         """Committed records from the consumer position: ``(runs, cons, prod)``
         where each run is ``(pos, count, length, stride)``: `count` records of
         `length` bytes, `stride` apart, the first one's header at ring position
         `pos`. Discarded records are skipped, a busy one ends the scan, and
         with `same_size` so does a record whose length differs from the first.
-        Runs of identical headers are checked in C (numpy when `np` is given)."""
+        Runs of identical headers are checked in C (`match_run`)."""
         prod: int = self.prod64[0]     # acquire: see ebpf/_sys/perf.py
         cons: int = self.cons64[0]
         runs: list[tuple[int, int, int, int]] = []
@@ -936,12 +955,7 @@ class _Ring:
                 elif length != first:
                     break
             k = min(max_records - n, (prod - cons) // stride)
-            if k <= 1:
-                m = 1
-            elif np is not None:
-                m = np_match_run(np, self.data_mm, a, stride, k, hdr)
-            else:
-                m = match_run(u32, a >> 2, stride >> 2, k, hdr)
+            m = match_run(u32, a >> 2, stride >> 2, k, hdr) if k > 1 else 1
             runs.append((cons, m, length, stride))
             n += m
             cons += m * stride
@@ -992,26 +1006,44 @@ class _Ring:
 
     def array(self, np: Any, max_records: int, dt: Any,
               alloc: Callable[[Any, int, int], Any]) -> Any:
-        runs, cons, _prod = self.scan(max_records, True, np)
-        if not runs:
-            if cons != self.cons64[0]:
-                self.commit(cons)
-            return None
-        length = runs[0][2]
-        if dt is not None and dt.itemsize > length:
-            raise InvalidArgumentError(f"records of {length} bytes are shorter than dtype "
-                                       f"{dt} ({dt.itemsize} bytes)")
-        item = length if dt is None else dt.itemsize
-        out = alloc(np, sum(r[1] for r in runs), item)
-        i = 0
+        prod: int = self.prod64[0]     # acquire: see ebpf/_sys/perf.py
+        cons: int = self.cons64[0]
+        start = cons
+        u32 = self.u32
         mask = self.mask
-        for pos, count, _, stride in runs:
-            src = np.ndarray((count,), f"V{item}", self.data_mm, _PAGE + (pos & mask) + _HDR,
-                             (stride,))
-            out[i:i + count] = src
-            del src
-            i += count
-        self.commit(cons)
+        out = None
+        n = 0
+        first = -1
+        while n < max_records and cons < prod:
+            a = _PAGE + (cons & mask)
+            hdr = u32[a >> 2]
+            if hdr & _BUSY:
+                break
+            length = hdr & _LEN_MASK
+            stride = (length + _HDR + 7) & ~7
+            if hdr & _DISCARD:
+                cons += stride
+                continue
+            if out is None:
+                first = length
+                if dt is not None and dt.itemsize > length:
+                    if cons != start:
+                        self.commit(cons)
+                    raise InvalidArgumentError(f"records of {length} bytes are shorter than "
+                                               f"dtype {dt} ({dt.itemsize} bytes)")
+                item = length if dt is None else dt.itemsize
+                out = alloc(np, min(max_records, (prod - cons) // stride), item)
+            elif length != first:
+                break
+            k = min(max_records - n, (prod - cons) // stride)
+            m = np_copy_run(np, self.data_mm, a, stride, k, np.uint32, hdr, _HDR, out, n)
+            n += m
+            cons += m * stride
+        if cons != start:
+            self.commit(cons)
+        if out is None:
+            return None
+        out = out[:n]
         return out if dt is None else out.view(dt)
 
 

@@ -572,7 +572,7 @@ _LOCAL = Local()
 _TARGET = Target()
 
 
-@settings(max_examples=500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(
     st.sampled_from(list(CoreReloKind)),
     st.integers(0, 40),
@@ -963,3 +963,30 @@ def test_handmade_target(fields_obj: Obj, tmp_path: Path) -> None:
     err, theirs = libbpf_relocate(fields_obj.path, str(path))
     assert err != 0  # the poisoned loads are reachable
     assert_same_as_libbpf(ours, theirs)
+
+
+@pytest.mark.kernel
+def test_builder_target(fields_obj: Obj) -> None:
+    """A target described with ebpf.btf types and marshalled by btf.Builder: a
+    task_struct whose pid moved and whose comm is a pointer (incompatible with
+    the object's array, so comm accesses are poisoned)."""
+    builder_cls = getattr(btf, "Builder", None)
+    if builder_cls is None:
+        pytest.skip("ebpf.btf.Builder is not available")
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    char = btf.Int("char", 1, btf.IntEncoding.SIGNED)
+    pid_t = btf.Typedef("pid_t", i32)
+    task = btf.Struct("task_struct", 4096, [
+        btf.Member("comm", btf.Pointer(char), 0), btf.Member("tgid", pid_t, 1024 * 8),
+        btf.Member("pid", pid_t, 2048 * 8)])
+    b = builder_cls()
+    b.add(task)
+    target = btf.Spec(b.marshal())
+    _, results = fields_obj.relocate(target)
+    res = {(r.kind, r.description): r for r in results["raw_tp/sys_enter"]}
+    assert res[(K.FIELD_BYTE_OFFSET, "struct task_struct.pid")].target_value == 2048
+    assert res[(K.FIELD_BYTE_OFFSET, "struct task_struct.tgid")].target_value == 1024
+    assert res[(K.FIELD_BYTE_OFFSET, "struct task_struct___old.pid")].target_value == 2048
+    assert res[(K.TYPE_SIZE, "struct task_struct")].target_value == 4096
+    assert res[(K.FIELD_BYTE_OFFSET, "struct task_struct.comm[1]")].poisoned
+    assert res[(K.FIELD_EXISTS, "struct task_struct.pid")].target_value == 1

@@ -26,12 +26,18 @@ target value and patches the instruction, following libbpf's
   unknown#195896080" when reachable; `explain_poison` turns that log into a
   message naming the relocation.
 
+One deliberate difference: libbpf sign-extends every 32-bit enumerator, so an
+unsigned one >= 2**31 read as a 64-bit value never matches the instruction
+clang emitted and libbpf refuses the object; here values are extended as the
+enum's signedness says, and such relocations work.
+
 Usage (what the program loader does)::
 
     ext = btf.ext.parse_ext(elf_btf_ext_bytes, local_spec)
     insns = asm.decode(section_bytes)
-    relos = core.index_relos(insns, ext.core_relos[section_name])
-    results = core.relocate(insns, relos, local_spec, [btf.load_kernel_spec()])
+    relos = core.index_relos(insns, ext.core_relos[section_name], section_name)
+    results = core.relocate(insns, relos, local_spec, core.kernel_targets())
+    # or, against an external BTF file (BTFHub):  ..., btf.load_spec(path))
 """
 
 from __future__ import annotations
@@ -641,10 +647,6 @@ def _match_member(name: str, ltype: Type, targ: Type, tspec: _FSpec) -> Type | N
             return None
         skip = path[:-1]
     return None
-
-
-class _NoMatch(Exception):
-    pass
 
 
 def _types_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:

@@ -60,6 +60,7 @@ if ctypes.sizeof(ctypes.c_longdouble) == 16:
 _CHAR_NAMES = frozenset(("char", "signed char", "unsigned char"))
 _LITTLE = sys.byteorder == "little"
 
+_MAX_SIZE = 1 << 30  # no BPF value comes close
 _lock = threading.RLock()
 _cache: dict[int, tuple[Type, CType]] = {}
 
@@ -72,7 +73,12 @@ def to_ctypes(t: Type) -> CType:
     the size, a struct containing itself).
     """
     with _lock:
-        return _Converter().convert(t, 0)
+        try:
+            return _Converter().convert(t, 0)
+        except (OverflowError, MemoryError, ValueError, TypeError) as e:
+            if isinstance(e, BTFError):
+                raise
+            raise BTFError(f"cannot lay out {t.type_name} with ctypes: {e}") from None
 
 
 def clear_cache() -> None:
@@ -121,6 +127,9 @@ class _Converter:
         base = skip_typedefs(t)
         if base is not t:
             return self.convert(base, depth + 1)
+        size = getattr(t, "size", 0)
+        if not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
+            raise BTFError(f"{t.type_name} of {size} bytes is too big for ctypes")
         if isinstance(t, Int):
             if t.encoding & IntEncoding.BOOL and t.size == 1:
                 return ctypes.c_bool
@@ -132,9 +141,9 @@ class _Converter:
         if isinstance(t, Pointer):
             return ctypes.c_uint64
         if isinstance(t, Array):
-            if t.nelems > (1 << 31):
-                raise BTFError(f"array of {t.nelems} elements is too big for ctypes")
             elem = ctypes.c_char if _is_char(t.type) else self.convert(t.type, depth + 1)
+            if t.nelems * ctypes.sizeof(elem) > _MAX_SIZE:
+                raise BTFError(f"array of {t.nelems} elements is too big for ctypes")
             return elem * t.nelems
         if isinstance(t, Var):
             return self.convert(t.type, depth + 1)

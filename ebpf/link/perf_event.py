@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._sys import perf as _perf
 from .._sys import probe as _probe
 from .._sys.fd import FD
-from .._sys.types import PerfSwId, PerfTypeId, ProgramType
+from .._sys.types import LinkType, PerfSwId, PerfTypeId, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from .base import Link
 
@@ -132,6 +132,13 @@ class PerfEventLink(Link):
         return f"<PerfEventLink {self.description} {state}>"
 
 
+def _have_perf_link() -> bool:
+    """Whether BPF_LINK_CREATE can attach programs to perf events (5.15+), probed once."""
+    from .. import features
+
+    return features.have_link_type(LinkType.PERF_EVENT)
+
+
 def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
                       cleanup: Callable[[], None] | None = None,
                       description: str = "") -> PerfEventLink:
@@ -145,22 +152,23 @@ def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
     """
     try:
         link_fd: FD | None = None
-        try:
+        if _have_perf_link():
             link_fd = FD(_probe.link_create_perf_event(program.fileno(), perf_fd.fileno(),
                                                        cookie), "link")
-        except SyscallError as e:
-            # Kernels before 5.15 reject the attach type (EINVAL); some return EOPNOTSUPP
-            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, 524):
-                raise
-            if cookie:
-                raise NotSupportedError(
-                    COOKIE_FEATURE,
-                    f"BPF_LINK_CREATE with BPF_PERF_EVENT failed ({e}); needs Linux 5.15",
-                    e.errno) from None
+        elif cookie:
+            raise NotSupportedError(COOKIE_FEATURE, "BPF_LINK_CREATE with BPF_PERF_EVENT "
+                                    "needs Linux 5.15", errno.EINVAL)
+        else:
             _perf.set_bpf(perf_fd.fileno(), program.fileno())
         _perf.enable(perf_fd.fileno())
+    except SyscallError as e:
+        _finalize(link_fd, perf_fd, cleanup)
+        if description and not isinstance(e, NotSupportedError):
+            e.strerror = f"attaching {program.name!r} to {description}: {e.strerror}"
+            e.args = (e.errno, e.strerror)
+        raise
     except BaseException:
-        _finalize(None, perf_fd, cleanup)
+        _finalize(link_fd, perf_fd, cleanup)
         raise
     return PerfEventLink(perf_fd, link_fd, program, cleanup=cleanup, description=description)
 

@@ -153,6 +153,10 @@ _S390_REG = re.compile(_SIZE + r"%r(?P<reg>\d+)")
 _RISCV_DEREF = re.compile(_SIZE + rf"(?P<off>{_NUM})\s*\(\s*(?P<reg>\w+)\s*\)")
 
 
+# one argument: non-blank characters, or [...] / (...) groups that may hold blanks
+_ARG_TOKEN = re.compile(r"(?:[^\s\[(]|\[[^\]]*\]|\([^)]*\))+")
+
+
 def _int(text: str | None) -> int:
     return int(text, 0) if text else 0
 
@@ -237,7 +241,7 @@ def parse_usdt_args(args: str, arch: str | None = None) -> list[USDTArg]:
     arch = arch or platform.machine()
     if arch == "arm64":
         arch = "aarch64"
-    parts = args.split()
+    parts = _ARG_TOKEN.findall(args)
     if len(parts) > MAX_ARGS:
         raise InvalidArgumentError(f"USDT probe has {len(parts)} arguments, at most "
                                    f"{MAX_ARGS} are supported")

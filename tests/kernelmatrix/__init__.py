@@ -9,9 +9,10 @@
     def test_kprobe_multi(): ...
 
 `requires` marks the test ``kernel`` (so the kernel matrix runs it in every VM) and
-records the declaration. The plugin (tests/kernelmatrix/plugin.py, loaded with
-``-p kernelmatrix.plugin`` or ``pytest_plugins = ["kernelmatrix.plugin"]`` in
-tests/conftest.py) then, before the test runs:
+records the declaration as that marker's arguments. The plugin
+(tests/kernelmatrix/plugin.py, loaded with ``-p kernelmatrix.plugin`` or
+``pytest_plugins = ["kernelmatrix.plugin"]`` in tests/conftest.py) then, before the
+test runs:
 
 - skips it on a kernel older than `min_kernel` ("needs kernel >= 5.8, running 5.4");
 - skips it when the kernel's config is known (/proc/config.gz, /boot/config-<release>)
@@ -43,7 +44,9 @@ __all__ = ["config_enabled", "kernel_config", "kernel_release", "kernel_version"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MARKER = "kernel_requires"
+# The declaration is stored as the arguments of the (registered) `kernel` marker, so a
+# run without the plugin neither warns about an unknown marker nor loses -m kernel.
+MARKER = "kernel"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -69,11 +72,12 @@ _config_cache: dict[str, dict[str, str] | None] = {}
 def kernel_config(path: str | None = None) -> dict[str, str] | None:
     """The running kernel's build config as {"CONFIG_X": "y"}, or None when unknown.
 
-    Looked up in KMATRIX_KERNEL_CONFIG (a file), /proc/config.gz, /boot/config-<release>,
-    /lib/modules/<release>/config (the VM guests have /boot/config-<release>).
+    Read from the file named by KMATRIX_KERNEL_CONFIG if set (alone), else the first of
+    /proc/config.gz, /boot/config-<release>, /lib/modules/<release>/config (the VM guests
+    have /boot/config-<release>).
     """
-    candidates = [path] if path else [
-        os.environ.get("KMATRIX_KERNEL_CONFIG") or None,
+    env = os.environ.get("KMATRIX_KERNEL_CONFIG")
+    candidates = [path] if path else [env] if env else [
         "/proc/config.gz",
         f"/boot/config-{kernel_release()}",
         f"/lib/modules/{kernel_release()}/config",
@@ -133,10 +137,10 @@ def requires(
         name = feature or ""
     configs = (config,) if isinstance(config, str) else tuple(config)
     configs = tuple(c if c.startswith("CONFIG_") else "CONFIG_" + c for c in configs)
-    mark = getattr(pytest.mark, MARKER)(feature=name, min_kernel=min_kernel, config=configs,
-                                        probe=probe, reason=reason)
+    mark = pytest.mark.kernel(feature=name, min_kernel=min_kernel, config=configs,
+                              probe=probe, reason=reason)
 
     def deco(obj: F) -> F:
-        return pytest.mark.kernel(mark(obj))  # type: ignore[no-any-return]
+        return mark(obj)  # type: ignore[no-any-return]
 
     return deco

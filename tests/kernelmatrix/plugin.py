@@ -13,6 +13,7 @@ Options:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -53,10 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(feature, min_kernel, config, probe, reason): what the test needs from "
-        "the kernel (use kernelmatrix.requires); a skip where it must be supported fails")
-    config.addinivalue_line(
-        "markers", "kernel: the outcome depends on the running kernel")
+        "kernel(feature=, min_kernel=, config=): the outcome depends on the running kernel; "
+        "with arguments (kernelmatrix.requires) a skip where it must be supported fails")
     path = config.getoption("kmatrix_json", None)
     if path:
         config.stash[_collector_key] = _Collector(path)
@@ -67,7 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _decls(item: pytest.Item) -> list[dict[str, Any]]:
-    return [dict(m.kwargs) for m in item.iter_markers(MARKER)]
+    # `kernel` markers with requires() arguments; a bare @pytest.mark.kernel has none.
+    return [dict(m.kwargs) for m in item.iter_markers(MARKER) if "min_kernel" in m.kwargs]
 
 
 def _expected(decl: dict[str, Any]) -> tuple[bool, str]:
@@ -92,12 +92,13 @@ def _probe(decl: dict[str, Any]) -> tuple[bool, str]:
     probe = decl.get("probe")
     name = decl.get("feature") or ""
     if probe is None and name:
+        features: Any = None
         try:
-            import ebpf.features as features  # type: ignore[import-not-found]
+            import ebpf.features as features
         except ImportError:
-            features = None
+            pass
         cand = getattr(features, "have_" + name.replace(" ", "_").replace("-", "_"), None)
-        if callable(cand):
+        if callable(cand) and _no_required_args(cand):
             probe = cand
     if probe is None:
         return True, ""
@@ -109,6 +110,15 @@ def _probe(decl: dict[str, Any]) -> tuple[bool, str]:
             return False, str(e)
         raise
     return bool(ok), "" if ok else f"probe {getattr(probe, '__name__', probe)} said no"
+
+
+def _no_required_args(fn: Any) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in sig.parameters.values())
 
 
 def _describe(decl: dict[str, Any]) -> str:
@@ -180,7 +190,7 @@ class _Collector:
         self.start = time.time()
         self.tests: dict[str, dict[str, Any]] = {}
         os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        self.partial = open(path + ".partial", "w", buffering=1)  # noqa: SIM115
+        self.partial = open(path + ".partial", "w", buffering=1)
 
     def event(self, **kw: Any) -> None:
         try:

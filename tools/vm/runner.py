@@ -234,7 +234,7 @@ def boot_once(argv: list[str], share: pathlib.Path, console: pathlib.Path,
     console.write_bytes(b"")
     t0 = time.monotonic()
     try:
-        log = open(qemu_log, "wb")  # noqa: SIM115
+        log = open(qemu_log, "wb")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as e:
@@ -340,7 +340,7 @@ def run_kernel(name: str, extra: list[str], python: str, cfg: VMConfig, *,
         k = kernel or kernels.fetch(name, offline=offline)
         r.release = k.release
         initrd = initramfs.build(k)
-    except Exception as e:  # noqa: BLE001 - any failure here is infrastructure
+    except Exception as e:  # any failure here is an infrastructure error
         r.status, r.detail = "infra", f"cannot prepare kernel: {e}"
         r.seconds = time.monotonic() - t0
         return r
@@ -431,7 +431,7 @@ def format_table(results: list[KernelResult]) -> str:
     out = []
     for j, row in enumerate(rows):
         cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in
-                 enumerate(zip(row, widths))]
+                 enumerate(zip(row, widths, strict=True))]
         out.append("  ".join(cells).rstrip())
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in names:
                 try:
                     prepared[n] = kernels.fetch(n, offline=args.offline)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     prepared[n] = None
                     vm_results[n] = KernelResult(n, status="infra",
                                                  detail=f"cannot fetch kernel: {e}")
