@@ -81,7 +81,7 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             if spec.maps[name].type != MapType.PROG_ARRAY:
                 coll.maps[name][key] = coll.maps[target].fileno()
         wanted = [n for n, p in spec.programs.items()
-                  if (n in only if only is not None else getattr(p, "autoload", True))]
+                  if (n in only if only is not None else p.autoload)]
         for name in wanted:
             ps = _resolve_externs(spec, spec.programs[name])
             try:

@@ -763,6 +763,9 @@ class Map:
             why = ("the map is frozen" if self._frozen or self._is_frozen() else
                    "the map is read-only for user space (BPF_F_RDONLY or a read-only fd)")
             return PermissionError(err, f"{where}: {why}")
+        if err == errno.EPERM and cmd in (_LOOKUP, _NEXT_KEY):
+            return PermissionError(err, f"{where}: the map is write-only for user space "
+                                        "(BPF_F_WRONLY or a write-only fd)")
         if err == errno.EINVAL and cmd == _DELETE and self._type in _ARRAY_TYPES and \
                 self._type not in _FD_VALUE_TYPES:
             return InvalidArgumentError(
@@ -1130,7 +1133,12 @@ class Map:
 
         `keys`/`values` are sequences of keys/values (anything `update` accepts), or
         contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
+        `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
         """
+        if flags & ~UpdateFlags.LOCK:
+            raise InvalidArgumentError(
+                "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
+                "NOEXIST/EXIST for batches)")
         kbuf, n = self._pack_many(keys, "keys", value=False)
         vbuf, nv = self._pack_many(values, "values", value=True)
         if n != nv:
@@ -1188,11 +1196,8 @@ class Map:
                                           f"(NOEXIST; {done} of {n} done)")
             if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and self._type not in _BATCH_TYPES:
                 raise NotSupportedError(f"{what} on {_type_name(self._type)} maps")
-            e = self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
-                                 err, None, flags)
-            if isinstance(e, SyscallError):
-                e.strerror = f"{e.strerror} ({done} of {n} done)"
-            raise e
+            raise self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
+                                   err, None, flags)
         return done
 
     # -- whole-map operations --------------------------------------------------------------------
@@ -1523,18 +1528,16 @@ def _spec_type_id(t: btf.Type | None) -> int:
 def _create_error(spec: MapSpec, err: int) -> Exception:
     tname = _type_name(spec.type)
     desc = (f"create {tname} map {spec.name!r} (key_size {spec.key_size}, value_size "
-            f"{spec.value_size}, max_entries {spec.max_entries}, flags {spec.flags:#x})")
+            f"{spec.value_size}, max_entries {spec.max_entries}, flags {int(spec.flags):#x})")
     if err in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
+        try:
+            known = MapType(spec.type)
+        except ValueError:
+            return NotSupportedError(f"map type {int(spec.type)}", "unknown to this kernel")
         from . import features
 
-        try:
-            supported = features.have_map_type(spec.type)
-        except Exception:
-            supported = True
-        if not supported:
+        if not features.have_map_type(known):
             return NotSupportedError(f"map type {tname}")
-    if err == errno.EPERM:
-        return from_errno(err, desc)
     return from_errno(err, desc)
 
 

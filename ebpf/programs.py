@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
+    from .link import Link
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -169,6 +170,9 @@ class ProgramSpec:
     section: str = ""
     btf: BTFSpec | None = None
     ifindex: int = 0
+    autoload: bool = True
+    """False for sections starting with "?": a Collection skips the program unless
+    asked for it by name."""
 
     def copy(self) -> ProgramSpec:
         """A copy whose instruction list (and each instruction) can be edited freely.
@@ -279,6 +283,8 @@ class Program:
         """The verifier log of the load when `log_level` > 0, else ""."""
         self._name = spec.name
         self._type = ProgramType(spec.type)
+        self.spec: ProgramSpec | None = spec
+        """The spec the program was loaded from (None when opened by id, pin or fd)."""
         fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
         self._fd = FD(fd, "program")
 
@@ -287,6 +293,7 @@ class Program:
         """A `Program` owning `fd`, its name and type read back from the kernel."""
         prog = cls.__new__(cls)
         prog._fd = fd
+        prog.spec = None
         prog._pinned = pinned
         prog.verifier_log = ""
         try:
@@ -513,6 +520,15 @@ class Program:
         if path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    def attach(self) -> Link | None:
+        """Attach by section name, like libbpf's auto-attach: a section that fully
+        names its target (``tracepoint/sched/sched_process_exec``,
+        ``uprobe/libc.so.6:getaddrinfo``, ``fentry/do_unlinkat``, ...) gives a `Link`;
+        a section that does not (bare ``kprobe``, ``xdp``, ``tc``) gives None."""
+        from .link.auto import attach_program
+
+        return attach_program(self)
 
     # -- lifetime -------------------------------------------------------------
 

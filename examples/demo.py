@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Count packets by IP protocol with a socket filter built by ebpf.asm, live.
+"""The ebpf demo: two real programs in the kernel, showing live data.
+
+Part 1 counts packets by IP protocol with a socket filter built by ebpf.asm.
+Part 2 (examples/execsnoop.py) traces every exec with a CO-RE program compiled by
+clang, configured through .rodata, streaming events through a ring buffer.
 
 A BPF program written with the assembler DSL is loaded into the kernel and
 attached (SO_ATTACH_BPF) to a raw packet socket on the loopback interface. For
@@ -7,7 +11,7 @@ every IPv4 packet it bumps a counter in an ARRAY map indexed by the IP protocol
 number; this script reads the map and prints a live table while it sends a mix of
 UDP, TCP and ICMP traffic to 127.0.0.1 itself.
 
-    sudo python3 examples/demo.py [--seconds 5] [--interface lo] [--quiet-traffic]
+    sudo python3 examples/demo.py [--seconds 4] [--interface lo] [--quiet-traffic]
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def render(counts: ebpf.Map, elapsed: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--interface", default="lo")
     ap.add_argument("--quiet-traffic", action="store_true",
                     help="do not generate traffic; only count what the interface sees")
@@ -138,7 +142,11 @@ def main() -> int:
         if total == 0:
             print("no packets were counted", file=sys.stderr)
             return 1
-    return 0
+    print("\n--- part 2: execsnoop (CO-RE, tracepoint, ring buffer) ---\n")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import execsnoop
+
+    return execsnoop.main(["--seconds", str(args.seconds)])
 
 
 if __name__ == "__main__":

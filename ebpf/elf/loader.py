@@ -590,8 +590,8 @@ class _Loader:
                 name=f.name, type=sdef.program_type, instructions=insns,
                 license=self.license, attach_type=sdef.attach_type,
                 attach_to=sdef.attach_to or "", section=f.section.name,
-                kernel_version=self.kernel_version, flags=sdef.prog_flags, btf=self.btf)
-            spec.autoload = sdef.autoload
+                kernel_version=self.kernel_version, flags=sdef.prog_flags, btf=self.btf,
+                autoload=sdef.autoload)
             programs[f.name] = spec
         return programs
 

@@ -15,6 +15,9 @@ struct event {
 	char filename[128];
 };
 
+/* makes clang emit BTF for struct event, so user space can decode records by name */
+const struct event *unused_event __attribute__((unused));
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 18);

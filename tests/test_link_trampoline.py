@@ -1,0 +1,231 @@
+"""BPF trampoline programs: fentry/fexit/fmod_ret on kernel functions, an LSM program
+denying an operation on a test file, freplace of a loaded program's global function
+(references/002's dynamic program extensions) and fentry/fexit on a BPF program.
+
+The 6.18 development VM refuses these programs at load time (EPERM after the
+verifier accepts them); the library reports it as NotSupportedError, and these
+tests skip with that message. They run for real in the kernel matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import os
+import platform
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bpfbuild import compile_bpf
+from vmlinux import vmlinux_include_dir
+
+import ebpf
+import ebpf.link
+from ebpf import LinkType, NotSupportedError
+from ebpf.errors import InvalidArgumentError
+
+pytestmark = pytest.mark.kernel
+
+PACKET = b"\0" * 64  # tc_target returns get_value(skb->len): 65, or 164 when replaced
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    before = _fds()
+    yield
+    gc.collect()
+    leaked = []
+    for fd in _fds() - before:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if not target.startswith("/sys/kernel/btf/"):
+            leaked.append(target)
+    assert not leaked, f"leaked descriptors: {leaked}"
+
+
+def _include() -> list[str]:
+    return [f"-I{vmlinux_include_dir()}"]
+
+
+@pytest.fixture(scope="module")
+def spec() -> ebpf.CollectionSpec:
+    s = ebpf.load_collection_spec(compile_bpf("link_trampoline", extra_flags=_include()))
+    s.variables["target_pid"].set(os.getpid())
+    return s
+
+
+@pytest.fixture(scope="module")
+def target_spec() -> ebpf.CollectionSpec:
+    return ebpf.load_collection_spec(compile_bpf("link_target", extra_flags=_include()))
+
+
+@pytest.fixture
+def target(target_spec: ebpf.CollectionSpec) -> Iterator[ebpf.Program]:
+    with ebpf.Collection(target_spec.copy()) as c:
+        yield c.programs["tc_target"]
+
+
+@contextlib.contextmanager
+def load(spec: ebpf.CollectionSpec, *names: str,
+         attach_prog: ebpf.Program | None = None) -> Iterator[ebpf.Collection]:
+    """Load `names` of the trampoline object, skipping when the kernel refuses them."""
+    s = spec.copy()
+    for n in names:
+        if attach_prog is not None:
+            s.programs[n].attach_prog = attach_prog
+    try:
+        coll = ebpf.Collection(s, programs=list(names))
+    except NotSupportedError as e:
+        pytest.skip(str(e))
+    with coll:
+        yield coll
+
+
+def read_global(coll: ebpf.Collection, name: str) -> object:
+    """A global's value through a map lookup (see test_link_uprobe.read_global)."""
+    from ebpf.btf import values
+
+    vs = coll.spec.variables[name]
+    raw = coll.maps[vs.section].lookup(0, raw=True)[vs.offset:vs.offset + vs.size]
+    return values.decode(vs.type, raw) if vs.type is not None else raw
+
+
+def test_refusal_is_not_supported(spec: ebpf.CollectionSpec) -> None:
+    """Where the kernel refuses trampolines, loading says so instead of EPERM."""
+    try:
+        with ebpf.Collection(spec.copy(), programs=["fentry_unlinkat"]):
+            pass
+    except NotSupportedError as e:
+        assert "trampoline" in str(e)
+    else:
+        pytest.skip("this kernel supports BPF trampolines")
+
+
+def test_fentry_fexit(no_leaks: None, spec: ebpf.CollectionSpec, tmp_path: Path) -> None:
+    with load(spec, "fentry_unlinkat", "fexit_unlinkat") as c:
+        with ebpf.link.tracing(c.programs["fentry_unlinkat"]) as fentry, \
+                ebpf.link.tracing(c.programs["fexit_unlinkat"]):
+            assert LinkType(fentry.info().type) == LinkType.TRACING
+            for i in range(3):
+                (tmp_path / f"f{i}").write_bytes(b"")
+                os.unlink(tmp_path / f"f{i}")
+            with pytest.raises(FileNotFoundError):
+                os.unlink(tmp_path / "missing")
+        assert read_global(c, "fentry_hits") == 4
+        assert read_global(c, "fexit_hits") == 4
+        assert read_global(c, "fexit_ret") == -errno.ENOENT
+        (tmp_path / "after").write_bytes(b"")
+        os.unlink(tmp_path / "after")
+        assert read_global(c, "fentry_hits") == 4
+
+
+def test_fmod_ret(no_leaks: None, spec: ebpf.CollectionSpec) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("the test program targets __x64_sys_getpgid")
+    try:
+        ctx = load(spec, "fmod_getpgid")
+        c = ctx.__enter__()
+    except ebpf.VerifierError as e:  # kernel without CONFIG_FUNCTION_ERROR_INJECTION
+        pytest.skip(f"fmod_ret on a syscall is not allowed here: {e.summary}")
+    try:
+        with ebpf.link.tracing(c.programs["fmod_getpgid"]):
+            with pytest.raises(PermissionError):
+                os.getpgid(0)
+        assert os.getpgid(0) == os.getpgrp()
+        assert read_global(c, "fmod_hits") == 1
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def bpf_lsm() -> Iterator[None]:
+    """Skip unless the BPF LSM is active (it must be listed in lsm= at boot)."""
+    lsm_file = "/sys/kernel/security/lsm"
+    mounted = False
+    if not os.path.exists(lsm_file):
+        os.makedirs("/sys/kernel/security", exist_ok=True)
+        rc = subprocess.run(["mount", "-t", "securityfs", "securityfs",
+                             "/sys/kernel/security"], capture_output=True).returncode
+        mounted = rc == 0
+    try:
+        try:
+            with open(lsm_file) as f:
+                active = f.read().strip().split(",")
+        except OSError:
+            pytest.skip("securityfs is not available: cannot tell whether the BPF LSM is on")
+        if "bpf" not in active:
+            pytest.skip(f"the BPF LSM is not active (lsm={','.join(active)})")
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["umount", "/sys/kernel/security"], check=False)
+
+
+def test_lsm_denies_open(no_leaks: None, bpf_lsm: None, spec: ebpf.CollectionSpec,
+                         tmp_path: Path) -> None:
+    victim = tmp_path / "secret"
+    victim.write_text("hello")
+    s = spec.copy()
+    s.variables["target_ino"].set(os.stat(victim).st_ino)
+    with load(s, "deny_open") as c:
+        with ebpf.link.tracing(c.programs["deny_open"]) as link:
+            assert LinkType(link.info().type) == LinkType.TRACING
+            with pytest.raises(PermissionError):
+                victim.read_text()
+        assert victim.read_text() == "hello"
+        assert read_global(c, "lsm_denied") == 1
+        with ebpf.link.lsm(c.programs["deny_open"]):
+            with pytest.raises(PermissionError):
+                victim.read_text()
+        assert victim.read_text() == "hello"
+
+
+def test_freplace(no_leaks: None, spec: ebpf.CollectionSpec, target: ebpf.Program,
+                  target_spec: ebpf.CollectionSpec) -> None:
+    assert target.test_run(PACKET).retval == 65
+    with load(spec, "new_get_value", attach_prog=target) as c:
+        ext = c.programs["new_get_value"]
+        with ebpf.link.tracing(ext) as link:
+            assert LinkType(link.info().type) == LinkType.TRACING
+            assert target.test_run(PACKET).retval == 164
+        assert target.test_run(PACKET).retval == 65
+        # the same extension on another program with the same function
+        with ebpf.Collection(target_spec.copy()) as other:
+            second = other.programs["tc_target"]
+            with ebpf.link.tracing(ext, target=second, target_function="get_value"):
+                assert second.test_run(PACKET).retval == 164
+            assert second.test_run(PACKET).retval == 65
+        with pytest.raises(InvalidArgumentError):
+            ebpf.link.tracing(ext, target=target)
+
+
+def test_fentry_fexit_on_bpf_program(no_leaks: None, spec: ebpf.CollectionSpec,
+                                     target: ebpf.Program) -> None:
+    with load(spec, "prog_entry", "prog_exit", attach_prog=target) as c:
+        with ebpf.link.tracing(c.programs["prog_entry"]), \
+                ebpf.link.tracing(c.programs["prog_exit"]):
+            for _ in range(3):
+                assert target.test_run(PACKET).retval == 65
+        assert read_global(c, "prog_entry_hits") == 3
+        assert read_global(c, "prog_exit_hits") == 3
+        assert read_global(c, "prog_exit_ret") == 65
+
+
+def test_auto_attach_trampolines(no_leaks: None, spec: ebpf.CollectionSpec,
+                                 tmp_path: Path) -> None:
+    with load(spec, "fentry_unlinkat") as c:
+        link = ebpf.link.attach_program(c.programs["fentry_unlinkat"],
+                                        spec.programs["fentry_unlinkat"])
+        assert link is not None
+        with link:
+            (tmp_path / "x").write_bytes(b"")
+            os.unlink(tmp_path / "x")
+        assert read_global(c, "fentry_hits") == 1
