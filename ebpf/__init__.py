@@ -32,12 +32,20 @@ _LAZY = {
     "MapSpec": ".maps",
     "MapFlags": ".maps",
     "UpdateFlags": ".maps",
+    "PinType": ".maps",
+    "MapInfo": ".maps",
+    "Batch": ".maps",
+    "KeyExistsError": ".maps",
     "Program": ".programs",
     "ProgramSpec": ".programs",
     "TestRunResult": ".programs",
     "Collection": ".collection",
     "CollectionSpec": ".collection",
     "load_collection_spec": ".collection",
+    "VariableSpec": ".collection",
+    "Variable": ".collection",
+    "ProgramInfo": ".programs",
+    "enable_stats": ".programs",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen"}
@@ -45,8 +53,15 @@ _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps
 if TYPE_CHECKING:
     from . import asm, btf, features
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
-    from .maps import Map, MapSpec
-    from .programs import Program, ProgramSpec, TestRunResult
+    from .collection import (
+        Collection,
+        CollectionSpec,
+        Variable,
+        VariableSpec,
+        load_collection_spec,
+    )
+    from .maps import Batch, KeyExistsError, Map, MapFlags, MapInfo, MapSpec, PinType, UpdateFlags
+    from .programs import Program, ProgramInfo, ProgramSpec, TestRunResult, enable_stats
 
 
 def __getattr__(name: str) -> Any:
@@ -65,8 +80,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AttachType", "BTFError", "ELFError", "Error", "HelperFunc", "InvalidArgumentError",
-    "KeyNotFoundError", "LinkType", "Map", "MapSpec", "MapType", "NotSupportedError",
-    "PermissionError", "Program", "ProgramSpec", "ProgramType", "SyscallError", "TestRunResult",
-    "VerifierError", "asm", "btf", "features",
+    "AttachType", "BTFError", "Batch", "Collection", "CollectionSpec", "ELFError", "Error",
+    "HelperFunc", "InvalidArgumentError", "KeyExistsError", "KeyNotFoundError", "LinkType",
+    "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotSupportedError", "PermissionError",
+    "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "SyscallError",
+    "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
+    "enable_stats", "features", "load_collection_spec",
 ]

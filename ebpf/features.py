@@ -49,12 +49,18 @@ from .errors import InvalidArgumentError, NotSupportedError, from_errno
 __all__ = [
     "MISC_FEATURES",
     "format_text",
+    "have_bounded_loops",
     "have_btf_kind",
     "have_helper",
+    "have_large_insn_limit",
     "have_link_type",
     "have_map_type",
     "have_misc",
     "have_program_type",
+    "have_ringbuf",
+    "have_v2_isa",
+    "have_v3_isa",
+    "have_v4_isa",
     "probe_all",
     "require_btf_kind",
     "require_helper",
@@ -330,9 +336,12 @@ def have_map_type(map_type: MapType) -> bool:
         if expect:
             return ret == expect
         if ret == -errno.EPERM:
-            if _create_map(MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=4,
-                                         max_entries=1)) == -errno.EPERM:
-                raise from_errno(errno.EPERM, f"probing map type {mt.name}")
+            plain = _create_map(MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=4,
+                                              max_entries=1))
+            if plain >= 0:
+                fds.append(plain)  # we may create maps: this type is refused as such
+            else:
+                raise from_errno(-plain, f"probing map type {mt.name}")
         return False
     finally:
         for fd in fds:

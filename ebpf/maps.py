@@ -10,12 +10,19 @@ with Map(spec) as m:
     keys, values = m.lookup_batch()
 ```
 
-Keys and values accept `int`, bytes-like objects and ctypes instances of the
-exact size; with BTF key/value types (`MapSpec.key`/`.value`) they also accept
-what `ebpf.btf.values.encode` does (dicts for structs, sequences for arrays) and
-lookups return typed values. Per-CPU maps take and return one value per possible
-CPU. A missing key raises `KeyNotFoundError` (a `KeyError`); a wrong size
-raises `InvalidArgumentError` (a `ValueError`) saying the expected size.
+Keys and values accept `int` (native byte order, two's complement when
+negative), bytes-like objects and ctypes instances of the exact size. With BTF
+key/value types (`MapSpec.key`/`.value`, or read back from the kernel for maps
+opened by pin/id) they also accept what `ebpf.btf.values.encode` does (dicts for
+structs, sequences for arrays), and lookups return typed values: ints for
+integer and enum types, `ebpf.btf.to_ctypes` instances for structs, unions and
+arrays; `raw=True` (on `lookup`, `get`, `keys`, `values`, `items`) always gives
+bytes. Per-CPU maps take and return a list with one value per possible CPU.
+
+A missing key raises `KeyNotFoundError` (a `KeyError`); a wrong size raises
+`InvalidArgumentError` (a `ValueError`) saying the expected size. Iteration
+(`keys()`, `values()`, `items()`) tolerates concurrent deletes: nothing is
+produced twice and deleted keys are skipped.
 
 A `Map` may be used from several threads. The thread that created it gets a
 preallocated fast path; other threads use buffers of their own.
@@ -41,6 +48,7 @@ from ._sys import types as _t
 from ._sys.fd import FD
 from ._sys.syscall import NR_BPF as _NR
 from ._sys.syscall import bpf_errno as _bpf_errno
+from ._sys.syscall import raw_syscall as _raw_syscall
 from ._sys.types import MapType
 from .errors import (
     Error,
@@ -66,6 +74,7 @@ __all__ = [
     "MapType",
     "PinType",
     "UpdateFlags",
+    "map_ids",
     "sanitize_name",
 ]
 
@@ -162,6 +171,14 @@ _BATCH_TYPES: Final = frozenset({
 })
 _NO_ELEMENT_TYPES: Final = frozenset({
     MapType.RINGBUF, MapType.USER_RINGBUF, MapType.ARENA, MapType.STRUCT_OPS,
+})
+
+# Map types the kernel takes no key/value BTF for (libbpf drops it for them too).
+_NO_BTF_TYPES: Final = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE,
+    MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
+    MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE,
+    MapType.STACK, MapType.PROG_ARRAY, MapType.RINGBUF, MapType.USER_RINGBUF,
 })
 
 _INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -508,7 +525,11 @@ class Map:
 
     @property
     def type(self) -> MapType:
-        return MapType(self._type)
+        """The map type (a plain int for types newer than this library)."""
+        try:
+            return MapType(self._type)
+        except ValueError:
+            return self._type  # type: ignore[return-value]
 
     @property
     def key_size(self) -> int:
@@ -766,7 +787,8 @@ class Map:
         if err == errno.EPERM and cmd in (_LOOKUP, _NEXT_KEY):
             return PermissionError(err, f"{where}: the map is write-only for user space "
                                         "(BPF_F_WRONLY or a write-only fd)")
-        if err == errno.EINVAL and cmd == _DELETE and self._type in _ARRAY_TYPES and \
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and cmd in (
+                _DELETE, _LOOKUP_AND_DELETE) and self._type in _ARRAY_TYPES and \
                 self._type not in _FD_VALUE_TYPES:
             return InvalidArgumentError(
                 f"{where}: elements of {_type_name(self._type)} maps cannot be deleted")
@@ -920,9 +942,10 @@ class Map:
     def _raw_keys(self) -> Iterator[bytes]:
         """Keys as bytes via BPF_MAP_GET_NEXT_KEY, robust against concurrent deletes.
 
-        When the current key is deleted between steps, hash-like maps restart from
-        their first key; keys already produced are skipped, and the walk gives up
-        (IterationAbortedError) if it makes no progress for too long.
+        When the current key is deleted between steps, the kernel restarts hash-like
+        maps from their first key (or, should it answer ENOENT, the walk restarts
+        itself, like cilium/ebpf); keys already produced are skipped, and the walk
+        gives up (IterationAbortedError) if it makes no progress for too long.
         """
         self._check_iterable()
         fd = self._fd.fileno()
@@ -942,7 +965,11 @@ class Map:
                 if err == errno.EINTR:
                     continue
                 if err == _ENOENT:
-                    return
+                    if seen is None or not attr.key or self._has_raw_key(cur.raw[:ks]):
+                        return  # the real end of the map
+                    attr.key = 0  # the cursor key was deleted: start over
+                    steps += 1
+                    continue
                 raise self._elem_error(_NEXT_KEY, err, None, 0)
             steps += 1
             if steps > limit:
@@ -957,6 +984,15 @@ class Map:
                     continue  # restarted after a concurrent delete: skip known keys
                 seen.add(k)
             yield k
+
+    def _has_raw_key(self, key: bytes) -> bool:
+        """Whether `key` exists; True when the map cannot tell (reads unsupported)."""
+        vbuf = ctypes.create_string_buffer(max(self._vbytes, 8))
+        kbuf = ctypes.create_string_buffer(key, max(len(key), 1))
+        attr = _t.MapElemAttr(map_fd=self._fd.fileno(), key=ctypes.addressof(kbuf),
+                              value=ctypes.addressof(vbuf))
+        ret = _bpf_errno(_LOOKUP, attr)
+        return ret >= 0 or ret != -_ENOENT
 
     def _raw_chunks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
         """(keys, values) raw lists, chunk by chunk: batch lookups where the map type
@@ -1267,6 +1303,17 @@ class Map:
         return _query_info(self._fd.fileno())
 
 
+def map_ids() -> Iterator[int]:
+    """Ids of every map in the system (BPF_MAP_GET_NEXT_ID); open one with `Map.from_id`."""
+    cur = 0
+    while True:
+        nxt = _ops.get_next_id(_t.Cmd.MAP_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -1392,7 +1439,8 @@ class _BatchWalk:
         attr.in_batch = 0 if self.first else ctypes.addressof(self.tok_in)
         while True:
             attr.count = count
-            ret = _syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
+            # raw_syscall releases the GIL: a big batch must not stall other threads
+            ret = _raw_syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
             if ret >= 0:
                 break
             err = _get_errno()
@@ -1472,16 +1520,15 @@ def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
                 temp_inner = Map(inner)
                 inner_map_fd = temp_inner.fileno()
             attr.inner_map_fd = inner_map_fd
-        if spec.key is not None or spec.value is not None:
+        if (spec.key is not None or spec.value is not None) and spec.type not in _NO_BTF_TYPES:
             handle, own_handle, kid, vid = _map_btf(spec, btf_handle)
             if handle is not None:
                 attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
         ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
-        if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524) \
-                and own_handle:
-            # BTF the kernel does not accept for this map: retry without it (values are
-            # still decoded with the spec's types)
+        if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524):
+            # BTF the kernel does not accept for this map: retry without it, like libbpf
+            # (values are still decoded with the spec's types)
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
             ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
         if ret < 0:

@@ -77,7 +77,7 @@ _FILL = 4096
 # read_array reuses result memory up to this size (see _ReaderBase._alloc).
 _RECYCLE_MAX = 256 << 20
 # numpy batches check headers and copy samples this many records at a time.
-_NP_CHUNK = 16384
+_NP_CHUNK = 65536
 # Header runs are validated in chunks of this many records.
 _CHUNK = 4096
 _tuple_new = tuple.__new__

@@ -327,3 +327,38 @@ def test_deep_nesting() -> None:
     for fn in (btf.skip_typedefs, btf.strip_qualifiers, btf.sizeof, btf.alignof):
         with pytest.raises(BTFError):
             fn(top)
+
+
+@needs_vmlinux
+def test_concurrent_lazy_lookups() -> None:
+    """Threads racing on a fresh lazily indexed spec see one consistent index."""
+    import threading
+
+    data = read_btf_file(VMLINUX)
+    ref = Spec(data, lazy=True)
+    ref.build_name_index()
+    names = ["task_struct", "sk_buff", "bpf_prog", "file", "inode", "sock", "net_device",
+             "pt_regs", "mm_struct", "cred", "xdp_md", "bpf_map", "page", "dentry"]
+    want = {n: ref.ids_by_name(n) for n in names}
+    spec = Spec(data, lazy=True)
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(len(names)):
+                name = names[(i + k) % len(names)]
+                assert spec.ids_by_name(name) == want[name]
+                t = spec.type_by_id(want[name][-1])
+                assert t.name == name and spec.type_id(t) == want[name][-1]
+            spec.type_by_id(len(ref) - 1 - k)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert list(spec._offsets) == list(ref._offsets)[: len(spec._offsets)]
+    assert len(spec) == len(ref)

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import gc
 import os
-import platform
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,22 +126,19 @@ def test_fentry_fexit(no_leaks: None, spec: ebpf.CollectionSpec, tmp_path: Path)
         assert read_global(c, "fentry_hits") == 4
 
 
-def test_fmod_ret(no_leaks: None, spec: ebpf.CollectionSpec) -> None:
-    if platform.machine() != "x86_64":
-        pytest.skip("the test program targets __x64_sys_getpgid")
-    try:
-        ctx = load(spec, "fmod_getpgid")
-        c = ctx.__enter__()
-    except ebpf.VerifierError as e:  # kernel without CONFIG_FUNCTION_ERROR_INJECTION
-        pytest.skip(f"fmod_ret on a syscall is not allowed here: {e.summary}")
-    try:
-        with ebpf.link.tracing(c.programs["fmod_getpgid"]):
+def test_fmod_ret(no_leaks: None, spec: ebpf.CollectionSpec, tmp_path: Path) -> None:
+    victim = tmp_path / "fmod"
+    victim.write_text("hi")
+    s = spec.copy()
+    s.variables["target_ino"].set(os.stat(victim).st_ino)
+    with load(s, "fmod_file_open") as c:
+        with ebpf.link.tracing(c.programs["fmod_file_open"]) as link:
+            assert LinkType(link.info().type) == LinkType.TRACING
             with pytest.raises(PermissionError):
-                os.getpgid(0)
-        assert os.getpgid(0) == os.getpgrp()
+                victim.read_text()
+            os.stat(victim)  # other operations are not affected
+        assert victim.read_text() == "hi"
         assert read_global(c, "fmod_hits") == 1
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from ebpf.maps import (
     MapSpec,
     PinType,
     UpdateFlags,
+    map_ids,
     sanitize_name,
 )
 
@@ -202,6 +203,8 @@ def test_array_semantics(amap: Map) -> None:
         amap[16]
     with pytest.raises(InvalidArgumentError, match="cannot be deleted"):
         del amap[3]
+    with pytest.raises(InvalidArgumentError, match="cannot be deleted"):
+        amap.pop(3)
 
 
 def test_closed_map(hmap: Map) -> None:
@@ -776,6 +779,16 @@ def test_info_from_id_dup(hmap: Map) -> None:
     assert hmap[3] == u64(4)
     with pytest.raises(KeyNotFoundError, match="no map with id"):
         Map.from_id(0x7FFFFFF0)
+    assert info.id in set(map_ids())
+
+
+def test_from_fd_refuses_other_objects() -> None:
+    with trivial_program() as prog:
+        fd = os.dup(prog.fileno())
+        with pytest.raises(InvalidArgumentError, match="bpf-prog, not a map"):
+            Map.from_fd(fd)
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed: from_fd owned it
 
 
 def test_from_fd_takes_ownership(hmap: Map) -> None:

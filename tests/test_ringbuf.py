@@ -469,6 +469,25 @@ def test_decode_type_name_from_spec(cnt: ebpf.Map) -> None:
             assert arr["next"].tolist() == [1, 2]
 
 
+def test_decode_struct_from_clang_object() -> None:
+    """An object compiled by clang: records decode by the object's BTF type name."""
+    from bpfbuild import compile_bpf
+
+    spec = ebpf.load_collection_spec(str(compile_bpf("events")))
+    with ebpf.Collection(spec) as coll, \
+            Reader(coll.maps["rb"], btf=spec.btf, record_type="struct event") as rd:
+        coll.programs["emit"].test_run(PACKET, repeat=4)
+        first = rd.decode(rd.read(timeout=1))
+        assert (first.seq, first.delta, first.tag) == (0, 0, b"event")
+        assert first.cpu in sysperf.online_cpus()
+        assert [e.seq for e in rd.decode_batch(rd.read_batch(1, timeout=1))] == [1]
+        if pytest.importorskip("numpy"):
+            arr = rd.read_array(timeout=1, dtype="struct event")
+            assert arr.dtype.names == ("seq", "cpu", "delta", "tag")
+            assert arr["seq"].tolist() == [2, 3] and arr["delta"].tolist() == [-2, -3]
+            assert arr["tag"].tolist() == [b"event", b"event"]
+
+
 # --------------------------------------------------------------------------- lifetime
 
 
@@ -619,9 +638,7 @@ def output_prog_body() -> list[Any]:
 
 def test_tracepoint_events(cnt: ebpf.Map, getpid_tracepoint: str) -> None:
     with ringbuf() as rb, tracepoint_output_prog(rb, cnt) as prog, Reader(rb) as rd:
-        # Attached by hand (perf_event_open + PERF_EVENT_IOC_SET_BPF) until
-        # ebpf.link.tracepoint exists.
-        with sysperf.attach_tracepoint(prog.fileno(), "syscalls", "sys_enter_getpid"):
+        with ebpf.link.tracepoint(prog, "syscalls", "sys_enter_getpid"):
             for _ in range(500):
                 os.getpid()
         # (Python caches nothing here: os.getpid() is a syscall each time.)

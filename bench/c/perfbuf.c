@@ -1,18 +1,22 @@
 // libbpf perf buffer consumer for bench/perfbuf.py.
 //
-//   perfbuf MAP_FD PROG_FD REPEAT ROUNDS PAGES
+//   perfbuf MAP_FD PROG_FD REPEAT ROUNDS PAGES WATERMARK
 //
 // MAP_FD (a PERF_EVENT_ARRAY) and PROG_FD (the producer, run with
-// BPF_PROG_TEST_RUN) are inherited from the Python benchmark. libbpf's
-// perf_buffer__new opens its own BPF_OUTPUT events (PAGES data pages per CPU)
-// and stores them in the map. Each round fills the rings with one test run of
-// REPEAT repetitions (the process is pinned to one CPU by the caller), then
-// times perf_buffer__consume() with a callback that reads the sample ("touch")
-// and, separately, one that only counts ("count"). Each sample is [records,
-// wall seconds, CPU seconds]; the first round is a warm-up the caller drops.
-// Prints one JSON object.
+// BPF_PROG_TEST_RUN) are inherited from the Python benchmark. libbpf opens its
+// own BPF_OUTPUT events (PAGES data pages per CPU, waking readers after
+// WATERMARK bytes like the Python reader in the benchmark: a wakeup per sample
+// makes the producer, not the consumer, the bottleneck) and stores them in the
+// map. Each round fills the rings with one test run of REPEAT repetitions (the
+// caller pins the process to one CPU), then times perf_buffer__consume() with
+// a callback that reads the sample ("touch") and, separately, one that only
+// counts ("count"); the callbacks see each record as libbpf's own
+// perf_buffer__new() sample callback would (wrapped records are copied by
+// libbpf). Each sample is [records, wall seconds, CPU seconds]; the first
+// round is a warm-up the caller drops. Prints one JSON object.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/perf_event.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,28 +29,43 @@ struct ctx {
 	uint64_t sum;
 };
 
-static void cb_touch(void *c, int cpu, void *data, __u32 size)
+struct sample {
+	struct perf_event_header header;
+	uint32_t size;
+	char data[];
+};
+
+struct lost {
+	struct perf_event_header header;
+	uint64_t id;
+	uint64_t lost;
+};
+
+static enum bpf_perf_event_ret cb_touch(void *c, int cpu, struct perf_event_header *ev)
 {
 	struct ctx *x = c;
-	uint64_t v;
 	(void)cpu;
-	memcpy(&v, data, sizeof(v));
-	x->sum += v + size;
-	x->n++;
+	if (ev->type == PERF_RECORD_SAMPLE) {
+		struct sample *s = (struct sample *)ev;
+		uint64_t v;
+		memcpy(&v, s->data, sizeof(v));
+		x->sum += v + s->size;
+		x->n++;
+	} else if (ev->type == PERF_RECORD_LOST) {
+		x->lost += ((struct lost *)ev)->lost;
+	}
+	return LIBBPF_PERF_EVENT_CONT;
 }
 
-static void cb_count(void *c, int cpu, void *data, __u32 size)
+static enum bpf_perf_event_ret cb_count(void *c, int cpu, struct perf_event_header *ev)
 {
+	struct ctx *x = c;
 	(void)cpu;
-	(void)data;
-	(void)size;
-	((struct ctx *)c)->n++;
-}
-
-static void cb_lost(void *c, int cpu, __u64 cnt)
-{
-	(void)cpu;
-	((struct ctx *)c)->lost += cnt;
+	if (ev->type == PERF_RECORD_SAMPLE)
+		x->n++;
+	else if (ev->type == PERF_RECORD_LOST)
+		x->lost += ((struct lost *)ev)->lost;
+	return LIBBPF_PERF_EVENT_CONT;
 }
 
 static double now(clockid_t clk)
@@ -66,21 +85,30 @@ static int fill(int prog_fd, int repeat)
 
 int main(int argc, char **argv)
 {
-	if (argc != 6) {
-		fprintf(stderr, "usage: %s MAP_FD PROG_FD REPEAT ROUNDS PAGES\n", argv[0]);
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s MAP_FD PROG_FD REPEAT ROUNDS PAGES WATERMARK\n", argv[0]);
 		return 2;
 	}
 	int map_fd = atoi(argv[1]), prog_fd = atoi(argv[2]);
 	int repeat = atoi(argv[3]), rounds = atoi(argv[4]), pages = atoi(argv[5]);
 	struct ctx c = {0};
-	perf_buffer_sample_fn fns[2] = {cb_touch, cb_count};
+	perf_buffer_event_fn fns[2] = {cb_touch, cb_count};
 	const char *names[2] = {"touch", "count"};
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof(attr),
+		.config = PERF_COUNT_SW_BPF_OUTPUT,
+		.sample_period = 1,
+		.sample_type = PERF_SAMPLE_RAW,
+		.watermark = 1,
+		.wakeup_watermark = (uint32_t)atoi(argv[6]),
+	};
 
 	printf("{");
 	for (int f = 0; f < 2; f++) {
-		struct perf_buffer *pb = perf_buffer__new(map_fd, pages, fns[f], cb_lost, &c, NULL);
+		struct perf_buffer *pb = perf_buffer__new_raw(map_fd, pages, &attr, fns[f], &c, NULL);
 		if (!pb) {
-			fprintf(stderr, "perf_buffer__new failed\n");
+			fprintf(stderr, "perf_buffer__new_raw failed\n");
 			return 1;
 		}
 		perf_buffer__consume(pb);

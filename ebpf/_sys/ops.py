@@ -123,8 +123,7 @@ def btf_get_data(btf_id: int) -> bytes:
 
 def map_freeze(fd: int) -> None:
     """BPF_MAP_FREEZE: make the map read-only for user space from now on."""
-    attr = ObjGetInfoAttr(bpf_fd=fd)  # only map_fd (first u32) is read
-    bpf(Cmd.MAP_FREEZE, attr, 4)
+    bpf(Cmd.MAP_FREEZE, ctypes.c_uint32(fd), 4)  # the attr is just map_fd
 
 
 def mmap_fd(fd: int, length: int, writable: bool) -> _mmap.mmap:

@@ -241,23 +241,6 @@ def pause_output(perf_fd: int, paused: bool) -> None:
            "PERF_EVENT_IOC_PAUSE_OUTPUT")
 
 
-def attach_tracepoint(prog_fd: int, category: str, name: str) -> FD:
-    """Open tracepoint `category`/`name`, attach BPF program `prog_fd` to it
-    (PERF_EVENT_IOC_SET_BPF) and enable it. Closing the returned `FD` detaches.
-
-    A stop-gap for tests and benchmarks until `ebpf.link.tracepoint` exists;
-    the link API should use BPF_LINK_CREATE (BPF_PERF_EVENT) where available.
-    """
-    pfd = open_tracepoint(category, name)
-    try:
-        set_bpf(pfd.fileno(), prog_fd)
-        enable(pfd.fileno())
-    except BaseException:
-        pfd.close()
-        raise
-    return pfd
-
-
 # --------------------------------------------------------------------------- mmap
 
 
@@ -389,7 +372,6 @@ __all__ = [
     "PAGE_SIZE",
     "Poller",
     "ReaderClosed",
-    "attach_tracepoint",
     "disable",
     "dup_fd",
     "enable",

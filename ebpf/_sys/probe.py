@@ -210,9 +210,11 @@ def open_probe_pmu(
     try:
         fd = perf_event_open(attr, p, cpu, -1, consts.PERF_FLAG_FD_CLOEXEC)
     except SyscallError as e:
-        what = name.decode() if isinstance(name, bytes) else name
+        what = name.decode(errors="replace") if isinstance(name, bytes) else name
         target = f"{what}+{offset:#x}" if what is not None else f"{address:#x}"
-        raise type(e)(e.errno, f"perf_event_open of {kind} {target}: {e.strerror}") from None
+        e.strerror = f"perf_event_open of {kind} {target}: {e.strerror}"
+        e.args = (e.errno, e.strerror)
+        raise
     del buf
     return FD(fd, f"{kind} perf event")
 

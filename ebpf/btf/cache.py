@@ -27,13 +27,13 @@ puts it in that directory. Otherwise it lives in `$XDG_CACHE_HOME/ebpf`, or
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import mmap
 import os
 import stat
 import struct
 import sys
-import threading
 import zlib
 
 from .spec import Spec, record_words
@@ -51,7 +51,7 @@ _SPOT_CHECKS = 64
 _PREFIX = "btf-"
 _SUFFIX = ".idx"
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _pending: dict[tuple[int, int], Spec] = {}
 _atexit_pid: int | None = None
 
@@ -332,6 +332,11 @@ def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None) -> Spec:
     if spec is not None:
         return spec
     spec = Spec(data, lazy=True)
+    directory = cache_directory()
+    dfd = _open_dir(directory, create=True) if directory is not None else None
+    if dfd is None:
+        return spec  # nowhere to write it: do not spend the work at exit
+    os.close(dfd)
     with _lock:
         _pending[key] = spec
         if _atexit_pid != os.getpid():

@@ -553,9 +553,17 @@ def _roundup(x: int, y: int) -> int:
     return (x + y - 1) // y * y
 
 
+_BIG_GAP = 1 << 20  # bits; bigger gaps become a char array, not 16k+ `long: 64;` lines
+
+
 def _bit_padding(cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int) -> str:
     if cur >= nxt:
         return ""
+    if nxt - cur > _BIG_GAP:  # only in odd BTF: keep the output linear in the input
+        start, end = _roundup(cur, 64), nxt // 64 * 64
+        return (_bit_padding(cur, start, 8, in_bitfield, lvl)
+                + f"\n{chr(9) * lvl}unsigned char __pad_{start // 8}[{(end - start) // 8}];"
+                + _bit_padding(end, nxt, next_align, False, lvl))
     out = []
     pfx = "\t" * lvl
     pad_type, pad_bits, new_off = "char", 8, cur

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
 import mmap
 import os
-import threading
 
 from ..errors import NotSupportedError
 from .spec import Spec
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _kernel: Spec | None = None
 _modules: dict[str, Spec] = {}
 

@@ -14,6 +14,7 @@ record (relative to the start of the blob).
 
 from __future__ import annotations
 
+import _thread
 import mmap
 import struct
 import sys
@@ -22,7 +23,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, compress, repeat
-from operator import itemgetter, lshift, or_
 from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
@@ -156,6 +156,8 @@ class Spec:
         self._name_keys: Sequence[int] | None = _name_keys
         self._scans = 0
         self._error: BTFError | None = None
+        # Lazy indexing and decoding mutate shared state: one thread at a time.
+        self._lock = _thread.RLock()
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
             self._offsets: array[int] | memoryview = (
@@ -201,6 +203,12 @@ class Spec:
         """Index every record that starts before word `limit`."""
         if self._walk_pos >= limit or self._complete:
             return
+        with self._lock:
+            self._walk_to_word_locked(limit)
+
+    def _walk_to_word_locked(self, limit: int) -> None:
+        if self._walk_pos >= limit or self._complete:
+            return
         if self._error is not None:
             raise self._error
         words, n = self._words, self._nwords
@@ -222,9 +230,15 @@ class Spec:
             self._walk_failed(e)
         self._finish_walk(i)
 
-    def _walk_count(self, count: int) -> None:
-        """Index (at least) `count` more records, if there are that many."""
-        if self._complete:
+    def _walk_count(self, total: int) -> None:
+        """Index the first `total` records, if there are that many."""
+        if self._complete or len(self._offsets) >= total:
+            return
+        with self._lock:
+            self._walk_count_locked(total)
+
+    def _walk_count_locked(self, total: int) -> None:
+        if self._complete or len(self._offsets) >= total:
             return
         if self._error is not None:
             raise self._error
@@ -235,7 +249,7 @@ class Spec:
         get = self._steps.get
         i = self._walk_pos
         try:
-            for _ in repeat(None, count):
+            for _ in repeat(None, total - len(offsets)):
                 if i >= n:
                     break
                 append(i)
@@ -336,7 +350,7 @@ class Spec:
         idx = tid - self._first_id
         offsets = self._offsets
         if idx >= len(offsets) and not self._complete:
-            self._walk_count(idx + 1 - len(offsets))
+            self._walk_count(idx + 1)
         if idx >= len(offsets):
             raise BTFError(f"type id {tid} out of range (BTF has {len(self)} types)")
         i = offsets[idx]
@@ -345,10 +359,14 @@ class Spec:
                 and record_words(self._words[i + 1]) == end - i):
             raise BTFError(f"type id {tid}: corrupt type offset index",
                            self._type_start + 4 * min(i, self._nwords))
-        t = self._decode(i, tid)
-        t._spec = self
-        self._by_id[tid] = t
-        self._ids[id(t)] = tid
+        with self._lock:
+            t = self._by_id.get(tid)
+            if t is not None:  # another thread decoded it meanwhile
+                return t
+            t = self._decode(i, tid)
+            t._spec = self
+            self._by_id[tid] = t
+            self._ids[id(t)] = tid
         return t
 
     def _decode(self, i: int, tid: int) -> Type:
@@ -577,6 +595,7 @@ class Spec:
 
     def _named_types(self) -> tuple[list[int], list[bytes]]:
         """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
+        from operator import itemgetter
         self._ensure_complete()
         offsets = self._offsets
         if not offsets:
@@ -598,6 +617,8 @@ class Spec:
 
     def name_hash_index(self) -> array[int]:
         """The sorted `crc32(name) << 32 | id` keys of every named type (for the cache)."""
+        from operator import lshift, or_
+
         ids, names = self._named_types()
         keys = array("Q", sorted(map(or_, map(lshift, map(zlib.crc32, names), repeat(32)),
                                      ids)))

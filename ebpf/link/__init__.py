@@ -37,3 +37,65 @@ __all__ += [
     "usdt",
     "usdt_probes",
 ]
+
+# -- networking hooks ------------------------------------------------------------------
+from ._attach import ProgAttachLink, QueryResult, in_netns, net_link_target  # noqa: E402
+from .cgroup import (  # noqa: E402
+    CGROUP_ATTACH_TYPES,
+    CgroupAttachFlags,
+    CgroupLink,
+    cgroup,
+    cgroup_programs,
+)
+from .netfilter import NetfilterHook, NetfilterLink, netfilter  # noqa: E402
+from .netns import NetNsLink, flow_dissector, sk_lookup  # noqa: E402
+from .sockmap import SockmapLink, sockmap  # noqa: E402
+from .struct_ops import (  # noqa: E402
+    StructOpsLink,
+    StructOpsMap,
+    StructOpsSpec,
+    require_struct_ops,
+    struct_ops,
+    struct_ops_maps,
+)
+from .tc import TCFilter, TCLink, TCXLink, tc, tc_delete, tc_filters, tcx, tcx_programs  # noqa: E402
+from .xdp import XDPLink, XDPMode, XDPNetlinkLink, xdp, xdp_info  # noqa: E402
+
+__all__ += [
+    "CGROUP_ATTACH_TYPES",
+    "CgroupAttachFlags",
+    "CgroupLink",
+    "NetNsLink",
+    "NetfilterHook",
+    "NetfilterLink",
+    "ProgAttachLink",
+    "QueryResult",
+    "SockmapLink",
+    "StructOpsLink",
+    "StructOpsMap",
+    "StructOpsSpec",
+    "TCFilter",
+    "TCLink",
+    "TCXLink",
+    "XDPLink",
+    "XDPMode",
+    "XDPNetlinkLink",
+    "cgroup",
+    "cgroup_programs",
+    "flow_dissector",
+    "in_netns",
+    "net_link_target",
+    "netfilter",
+    "require_struct_ops",
+    "sk_lookup",
+    "sockmap",
+    "struct_ops",
+    "struct_ops_maps",
+    "tc",
+    "tc_delete",
+    "tc_filters",
+    "tcx",
+    "tcx_programs",
+    "xdp",
+    "xdp_info",
+]

@@ -106,14 +106,32 @@ class Link:
         return f"<{type(self).__name__} {state}>"
 
 
+# Link subclasses whose constructor takes (fd, program) like Link's, by kernel link
+# type: open_pinned/from_id return them (e.g. an IterLink, whose open() reads it).
+_LINK_CLASSES: dict[int, type[Link]] = {}
+
+
+def register_link_class(link_type: LinkType, cls: type[Link]) -> None:
+    """Make `open_pinned` and `from_id` return `cls` for bpf_links of `link_type`."""
+    _LINK_CLASSES[int(link_type)] = cls
+
+
+def _typed(fd: FD) -> Link:
+    try:
+        kind = int(_link.link_info(fd.fileno()).type)
+    except BaseException:
+        fd.close()
+        raise
+    return _LINK_CLASSES.get(kind, Link)(fd)
+
+
 def open_pinned(path: str | os.PathLike[str]) -> Link:
-    """Open a bpf_link pinned on bpffs."""
-    fd = FD(_ops.obj_get(path), "link")
-    link = Link(fd)
+    """Open a bpf_link pinned on bpffs (as the `Link` subclass for its type, if any)."""
+    link = _typed(FD(_ops.obj_get(path), "link"))
     link._pinned = os.fspath(path)
     return link
 
 
 def from_id(link_id: int) -> Link:
-    """Open a bpf_link by its id."""
-    return Link(FD(_ops.get_fd_by_id(Cmd.LINK_GET_FD_BY_ID, link_id), "link"))
+    """Open a bpf_link by its id (as the `Link` subclass for its type, if any)."""
+    return _typed(FD(_ops.get_fd_by_id(Cmd.LINK_GET_FD_BY_ID, link_id), "link"))

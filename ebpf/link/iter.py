@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .._sys import probe as _probe
 from .._sys.fd import FD
-from .._sys.types import ProgramType
+from .._sys.types import LinkType, ProgramType
 from ..errors import InvalidArgumentError
-from .base import Link
+from .base import Link, register_link_class
 
 if TYPE_CHECKING:
     from ..programs import Program, SupportsFileno
@@ -52,6 +52,9 @@ class IterLink(Link):
         """The whole output of one pass of the iterator."""
         with self.open() as f:
             return f.read()
+
+
+register_link_class(LinkType.ITER, IterLink)
 
 
 def _open_cgroup(cgroup: str | os.PathLike[str] | int) -> tuple[int, bool]:

@@ -1,15 +1,19 @@
-"""Socket filters: SO_ATTACH_BPF on a socket (no bpf_link exists for these)."""
+"""Socket filters and SO_REUSEPORT selection: programs attached to one socket with
+setsockopt (no bpf_link exists for these)."""
 
 from __future__ import annotations
 
 import socket as _socket
 from typing import TYPE_CHECKING
 
-from ..errors import NotSupportedError
+from .._sys.types import ProgramType
+from ..errors import InvalidArgumentError, NotSupportedError
 from .base import Link
 
 if TYPE_CHECKING:
     from ..programs import Program
+
+__all__ = ["SocketFilterLink", "reuseport", "socket_filter"]
 
 SO_ATTACH_BPF = 50
 SO_DETACH_BPF = 27  # SO_DETACH_FILTER
@@ -18,10 +22,12 @@ SO_DETACH_REUSEPORT_BPF = 68
 
 
 class SocketFilterLink(Link):
-    """A program attached to one socket with SO_ATTACH_BPF; close() detaches it.
+    """A program attached to one socket with SO_ATTACH_BPF (or, for SO_REUSEPORT
+    groups, SO_ATTACH_REUSEPORT_EBPF); close() detaches it.
 
     The socket keeps its own reference to the program, so closing the Program
-    object does not detach it; closing this link (or the socket) does.
+    object does not detach it; closing this link (or the socket) does. `update()`
+    swaps the program atomically; there is no link object to pin or query.
     """
 
     def __init__(self, program: Program, sock: _socket.socket, reuseport: bool = False) -> None:
@@ -29,16 +35,24 @@ class SocketFilterLink(Link):
         self._sock: _socket.socket | None = sock
         self._reuseport = reuseport
 
+    @property
+    def socket(self) -> _socket.socket | None:
+        """The socket the program is attached to (None once closed)."""
+        return self._sock
+
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Replace the filter; the kernel swaps it atomically for the socket."""
         if self._sock is None:
-            raise ValueError("socket filter link is closed")
+            raise InvalidArgumentError("socket filter link is closed")
         opt = SO_ATTACH_REUSEPORT_EBPF if self._reuseport else SO_ATTACH_BPF
         self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())
         self.program = program
 
     def pin(self, path: object) -> None:
         raise NotSupportedError("pinning a socket filter", "it is not a bpf_link")
+
+    def info(self) -> object:
+        raise NotSupportedError("link info of a socket filter", "it is not a bpf_link")
 
     def detach(self) -> None:
         self.close()
@@ -56,15 +70,29 @@ class SocketFilterLink(Link):
     def closed(self) -> bool:
         return self._sock is None
 
+    def __repr__(self) -> str:
+        kind = "reuseport" if self._reuseport else "filter"
+        state = "closed" if self._sock is None else f"socket fd {self._sock.fileno()}"
+        return f"<SocketFilterLink {kind} {state}>"
+
 
 def socket_filter(program: Program, sock: _socket.socket) -> SocketFilterLink:
-    """Attach a SOCKET_FILTER program to `sock` (SO_ATTACH_BPF)."""
+    """Attach a SOCKET_FILTER program to `sock` (SO_ATTACH_BPF): it sees every
+    packet the socket receives (from the transport header for UDP/TCP, the link
+    layer for packet sockets) and returns how many bytes to keep (0 drops it)."""
+    if program.type != ProgramType.SOCKET_FILTER:
+        raise InvalidArgumentError(f"socket_filter: program {program.name!r} is "
+                                   f"{program.type.name}, not SOCKET_FILTER")
     sock.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_BPF, program.fileno())
     return SocketFilterLink(program, sock)
 
 
 def reuseport(program: Program, sock: _socket.socket) -> SocketFilterLink:
-    """Attach a SK_REUSEPORT (or socket filter) program that selects the socket of a
-    SO_REUSEPORT group (SO_ATTACH_REUSEPORT_EBPF)."""
+    """Attach an SK_REUSEPORT program (or a socket filter returning an index) that
+    selects the socket of `sock`'s SO_REUSEPORT group for each incoming packet or
+    connection (SO_ATTACH_REUSEPORT_EBPF). It applies to the whole group."""
+    if program.type not in (ProgramType.SK_REUSEPORT, ProgramType.SOCKET_FILTER):
+        raise InvalidArgumentError(f"reuseport: program {program.name!r} is "
+                                   f"{program.type.name}, not SK_REUSEPORT")
     sock.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, program.fileno())
     return SocketFilterLink(program, sock, reuseport=True)

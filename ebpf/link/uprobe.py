@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "address_offset",
+    "attach_uprobe_at",
     "function_symbols",
     "resolve_binary",
     "symbol_offset",

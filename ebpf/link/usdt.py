@@ -623,7 +623,10 @@ def _attach_locations(program: Program, path: str, probes: Sequence[USDTProbe],
         if e.errno != errno.EINVAL or links:
             raise
         # a program loaded with attach type TRACE_UPROBE_MULTI refuses perf events
-        return [_multi(program, path, probes, ids, pid)], None, []
+        try:
+            return [_multi(program, path, probes, ids, pid)], None, []
+        except SyscallError:
+            raise e from None
     return _attach_without_cookies(program, path, probes, ids, pid, ip_map)
 
 

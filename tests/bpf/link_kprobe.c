@@ -36,7 +36,7 @@ int kretprobe_unlinkat(struct pt_regs *ctx)
 {
 	if (mine()) {
 		__sync_fetch_and_add(&kretprobe_hits, 1);
-		kretprobe_ret = PT_REGS_RC(ctx);
+		kretprobe_ret = (int)PT_REGS_RC(ctx); /* do_unlinkat returns int */
 	}
 	return 0;
 }

@@ -36,7 +36,7 @@ int BPF_PROG(fentry_unlinkat, int dfd, struct filename *name)
 }
 
 SEC("fexit/do_unlinkat")
-int BPF_PROG(fexit_unlinkat, int dfd, struct filename *name, long ret)
+int BPF_PROG(fexit_unlinkat, int dfd, struct filename *name, int ret)
 {
 	if (mine()) {
 		__sync_fetch_and_add(&fexit_hits, 1);
@@ -45,11 +45,12 @@ int BPF_PROG(fexit_unlinkat, int dfd, struct filename *name, long ret)
 	return 0;
 }
 
-/* syscalls allow error injection: make getpgid fail with EPERM for this process */
-SEC("fmod_ret/__x64_sys_getpgid")
-int BPF_PROG(fmod_getpgid, const struct pt_regs *regs, int ret)
+/* security_* functions may have their return value modified: fail opens of the
+ * target file by this process with EPERM */
+SEC("fmod_ret/security_file_open")
+int BPF_PROG(fmod_file_open, struct file *file, int ret)
 {
-	if (!mine())
+	if (!mine() || BPF_CORE_READ(file, f_inode, i_ino) != target_ino)
 		return 0;
 	__sync_fetch_and_add(&fmod_hits, 1);
 	return -EPERM;

@@ -7,7 +7,7 @@
 char _license[] SEC("license") = "GPL";
 
 /* one row per probe hit: the arguments as bpf_usdt_arg reads them */
-struct hit {
+struct usdt_hit {
 	__s64 args[5];
 	__s64 cookie;
 	__s32 arg_cnt;
@@ -18,7 +18,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 16);
 	__type(key, __u32);
-	__type(value, struct hit);
+	__type(value, struct usdt_hit);
 } hits SEC(".maps");
 
 __u32 nhits;
@@ -29,7 +29,7 @@ SEC("usdt")
 int BPF_USDT(on_tick, int i, long big, short neg, int c, int y)
 {
 	__u32 slot = i & 15; /* the target passes i = 1, 2, ... */
-	struct hit *h = bpf_map_lookup_elem(&hits, &slot);
+	struct usdt_hit *h = bpf_map_lookup_elem(&hits, &slot);
 	long v;
 
 	__sync_fetch_and_add(&nhits, 1);

@@ -218,7 +218,75 @@ def fetch(name: str, *, offline: bool = False, log: bool = True) -> Kernel:
     k = _load(root)
     if k is None:
         raise FetchError(f"unpacked {pkg} but {root} is incomplete")
+    try:
+        extract_btf(k)
+    except (FetchError, OSError, ValueError) as err:
+        print(f"[kernels] {k.name}: cannot extract BTF from the image: {err}", flush=True)
     return k
+
+
+def _decompress_payload(data: bytes) -> bytes:
+    """The vmlinux ELF inside a bzImage (xz, gzip or zstd, as Debian builds them)."""
+    setup_sects = data[0x1F1] or 4
+    pm = (setup_sects + 1) * 512
+    off = int.from_bytes(data[0x248:0x24C], "little")
+    length = int.from_bytes(data[0x24C:0x250], "little")
+    payload = data[pm + off: pm + off + length]
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+        return lzma.LZMADecompressor().decompress(payload)
+    if payload.startswith(b"\x1f\x8b"):
+        import zlib
+        return zlib.decompressobj(31).decompress(payload)
+    if payload.startswith(b"\x28\xb5\x2f\xfd"):
+        zstd = shutil.which("zstd")
+        if zstd is None:
+            raise FetchError("zstd not found (apt-get install zstd) to unpack the kernel")
+        proc = subprocess.run([zstd, "-dc"], input=payload, capture_output=True, check=False)
+        if not proc.stdout.startswith(b"\x7fELF"):
+            raise FetchError(f"zstd -dc failed: {proc.stderr.decode(errors='replace')}")
+        return proc.stdout
+    raise FetchError(f"unknown kernel compression (magic {payload[:6].hex()})")
+
+
+def _elf_section(elf: bytes, name: str) -> bytes | None:
+    import struct
+
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        raise FetchError("the kernel payload is not a 64-bit ELF")
+    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+
+    def sh(i: int) -> tuple[int, int, int]:
+        name_off, _type, _flags, _addr, off, size = struct.unpack_from(
+            "<IIQQQQ", elf, shoff + i * shentsize)
+        return name_off, off, size
+
+    _, stroff, _ = sh(shstrndx)
+    for i in range(shnum):
+        n, off, size = sh(i)
+        end = elf.index(b"\0", stroff + n)
+        if elf[stroff + n:end].decode() == name:
+            return elf[off:off + size]
+    return None
+
+
+def extract_btf(k: Kernel) -> pathlib.Path | None:
+    """Write the kernel's BTF (the .BTF section of vmlinux, which is what the running
+    kernel serves as /sys/kernel/btf/vmlinux) to .cache/kernels/<release>/vmlinux.
+
+    Kept if already there (e.g. copied out of the VM). Returns None if the kernel has no
+    BTF."""
+    if k.btf.is_file():
+        return k.btf
+    elf = _decompress_payload(k.image.read_bytes())
+    btf = _elf_section(elf, ".BTF")
+    if not btf:
+        return None
+    tmp = k.btf.with_suffix(".tmp")
+    tmp.write_bytes(btf)
+    os.replace(tmp, k.btf)
+    return k.btf
 
 
 def busybox() -> str:
@@ -245,5 +313,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[kernels] {n}: {err}")
             rc = 1
             continue
-        print(f"[kernels] {k.name}: {k.package} {k.version} -> {k.root}")
+        try:
+            btf = extract_btf(k)
+        except FetchError as err:
+            btf = None
+            print(f"[kernels] {n}: no BTF: {err}")
+        print(f"[kernels] {k.name}: {k.package} {k.version} -> {k.root}"
+              + (f" (BTF {btf.stat().st_size} bytes)" if btf else ""))
     return rc

@@ -287,7 +287,7 @@ def boot_once(argv: list[str], share: pathlib.Path, console: pathlib.Path,
                 if "Kernel panic" in text:
                     reason += ": " + _panic_line(text)
         elif exit_code is None:
-            reason = "the VM stopped while running the tests"
+            reason = f"the VM stopped while running the tests (qemu exit {qemu_rc})"
             if "Kernel panic" in text:
                 reason += ": " + _panic_line(text)
     return Attempt(booted_at is not None, booted_at, exit_code, qemu_rc, timed_out, seconds,
@@ -471,15 +471,34 @@ def exit_status(results: list[KernelResult]) -> int:
 # CLI
 
 
-def _prewarm(python: str) -> None:
-    """Compile the test BPF objects on the host (clang under TCG would be slow)."""
-    code = ("import pathlib, bpfbuild\n"
-            "for p in sorted(bpfbuild.BPF_DIR.glob('*.c')):\n"
-            "    try: bpfbuild.compile_bpf(p.stem)\n"
-            "    except Exception as e: print('prewarm:', p.name, e)\n")
-    if (REPO / "tests" / "bpfbuild.py").exists():
-        subprocess.run([python, "-c", code], cwd=REPO, check=False, timeout=600,
-                       env=dict(os.environ, PYTHONPATH=_pythonpath()))
+def _kernel_test_files(host: KernelResult | None, python: str) -> list[str]:
+    """The test files holding `-m kernel` tests: from the host run, else by collecting."""
+    ids: list[str] = []
+    if host is not None and host.tests:
+        ids = [t["nodeid"] for t in host.tests]
+    else:
+        try:
+            proc = subprocess.run(
+                [python, "-m", "pytest", "-p", "kernelmatrix.plugin", "-p", "no:cacheprovider",
+                 "--collect-only", "-q", *PYTEST_ARGS], cwd=REPO, capture_output=True,
+                text=True, timeout=300, check=False,
+                env=dict(os.environ, PYTHONPATH=_pythonpath()))
+        except subprocess.TimeoutExpired:
+            return []
+        if proc.returncode != 0:
+            return []
+        ids = [ln.strip() for ln in proc.stdout.splitlines() if "::" in ln]
+    files = sorted({i.split("::", 1)[0] for i in ids if i and not i.startswith("<")})
+    return [f for f in files if (REPO / f).is_file()]
+
+
+def _prewarm(python: str, btfs: list[str]) -> None:
+    """Compile the test BPF objects on the host for every kernel (see prewarm.py)."""
+    try:
+        subprocess.run([python, "-m", "tools.vm.prewarm", *btfs], cwd=REPO, check=False,
+                       timeout=900, env=dict(os.environ, PYTHONPATH=_pythonpath()))
+    except subprocess.TimeoutExpired:
+        print("kmatrix: prewarm timed out", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,43 +537,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kmatrix: {e}", file=sys.stderr)
         return 3
     t0 = time.monotonic()
-    _prewarm(python)
     results: list[KernelResult] = []
+    vm_results: dict[str, KernelResult] = {}
+    prepared: dict[str, kernels.Kernel] = {}
+    have_qemu = shutil.which(cfg.qemu) is not None or os.path.exists(cfg.qemu)
+    for n in names:
+        if not have_qemu:
+            vm_results[n] = KernelResult(
+                n, status="infra", detail=f"{cfg.qemu} not found (apt-get install "
+                                          f"qemu-system-x86 busybox-static)")
+            continue
+        try:
+            prepared[n] = kernels.fetch(n, offline=args.offline)
+        except Exception as e:  # any failure here is an infrastructure error
+            vm_results[n] = KernelResult(n, status="infra", detail=f"cannot fetch kernel: {e}")
+    btfs = ["/sys/kernel/btf/vmlinux"] if not args.no_host else []
+    btfs += [str(k.btf) for k in prepared.values() if k.btf.is_file()]
+    _prewarm(python, btfs)
     if not args.no_host:
         print("kmatrix: host kernel (native)...", flush=True)
         results.append(run_host(args.pytest_args, python, args.timeout))
         _progress(results[-1])
+    vm_args = list(args.pytest_args)
+    if not vm_args and prepared:
+        # Collection under TCG is slow: hand the guests only the files with kernel tests.
+        files = _kernel_test_files(results[0] if results else None, python)
+        if files:
+            vm_args = files
     stop = threading.Event()
-    vm_results: dict[str, KernelResult] = {}
-    if names:
-        if shutil.which(cfg.qemu) is None and not os.path.exists(cfg.qemu):
-            for n in names:
-                vm_results[n] = KernelResult(
-                    n, status="infra",
-                    detail=f"{cfg.qemu} not found (apt-get install qemu-system-x86)")
-        else:
-            # Fetch sequentially (apt), then boot in parallel.
-            prepared: dict[str, kernels.Kernel | None] = {}
-            for n in names:
-                try:
-                    prepared[n] = kernels.fetch(n, offline=args.offline)
-                except Exception as e:
-                    prepared[n] = None
-                    vm_results[n] = KernelResult(n, status="infra",
-                                                 detail=f"cannot fetch kernel: {e}")
-            todo = [n for n in names if prepared.get(n) is not None]
-            print(f"kmatrix: booting {', '.join(todo)} (TCG, {cfg.smp} vCPU, "
-                  f"{args.jobs} at a time)...", flush=True)
-            with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-                futs = {pool.submit(run_kernel, n, args.pytest_args, python, cfg,
-                                    kernel=prepared[n], stop=stop): n for n in todo}
-                try:
-                    for f in concurrent.futures.as_completed(futs):
-                        vm_results[futs[f]] = f.result()
-                        _progress(vm_results[futs[f]])
-                except KeyboardInterrupt:
-                    stop.set()
-                    raise
+    todo = [n for n in names if n in prepared]
+    if todo:
+        print(f"kmatrix: booting {', '.join(todo)} (TCG, {cfg.smp} vCPU, "
+              f"{args.jobs} at a time)...", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            futs = {pool.submit(run_kernel, n, vm_args, python, cfg,
+                                kernel=prepared[n], stop=stop): n for n in todo}
+            try:
+                for f in concurrent.futures.as_completed(futs):
+                    vm_results[futs[f]] = f.result()
+                    _progress(vm_results[futs[f]])
+            except KeyboardInterrupt:
+                stop.set()
+                raise
     results.extend(vm_results[n] for n in names)
     total = time.monotonic() - t0
     print()

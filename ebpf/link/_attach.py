@@ -1,0 +1,407 @@
+"""Shared plumbing of the networking hooks: BPF_PROG_ATTACH attachments behind the
+`Link` API, BPF_PROG_QUERY, relative ordering (mprog), targets (interfaces,
+cgroups, network namespaces) and the attach type a program expects."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno as _errno
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from .._sys import consts
+from .._sys import prog as _sysprog
+from .._sys.fd import FD
+from .._sys.syscall import bpf
+from .._sys.types import AttachType, Cmd, LinkCreateAttr, ProgAttachAttr, ProgQueryAttr
+from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
+from .base import Link
+
+if TYPE_CHECKING:
+    from ..programs import Program
+
+__all__ = [
+    "ProgAttachLink",
+    "QueryResult",
+    "Relative",
+    "expected_attach_type",
+    "ifindex",
+    "in_netns",
+    "query",
+]
+
+
+def ifindex(iface: str | int) -> int:
+    """The index of interface `iface` (a name or an index) in the calling thread's
+    network namespace."""
+    if isinstance(iface, int):
+        if iface <= 0:
+            raise InvalidArgumentError(f"invalid interface index {iface}")
+        return iface
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise InvalidArgumentError(
+            f"no network interface {iface!r} in this network namespace (use "
+            "ebpf.link.in_netns to attach inside another one)") from None
+
+
+@contextlib.contextmanager
+def in_netns(netns: str | os.PathLike[str] | int) -> Iterator[None]:
+    """Run the block with the calling thread inside network namespace `netns`: a name
+    made by ``ip netns add``, a path (``/proc/<pid>/ns/net``, a bind mount) or an open
+    fd. Interfaces, netlink sockets and sockets created in the block belong to it; the
+    thread returns to its own namespace afterwards (other threads are unaffected).
+    """
+    from .._sys.netlink import CLONE_NEWNET, open_netns, setns
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = open_netns(netns)
+        try:
+            setns(target, CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            setns(own, CLONE_NEWNET)
+    finally:
+        os.close(own)
+
+
+def open_dir(path: str | os.PathLike[str] | int, what: str) -> FD:
+    """An fd (close-on-exec) for a cgroup directory given by path or fd."""
+    import fcntl
+
+    if isinstance(path, int):
+        return FD(fcntl.fcntl(path, fcntl.F_DUPFD_CLOEXEC, 3), what)
+    fileno = getattr(path, "fileno", None)
+    if callable(fileno):
+        return FD(fcntl.fcntl(fileno(), fcntl.F_DUPFD_CLOEXEC, 3), what)
+    try:
+        return FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), what)
+    except FileNotFoundError:
+        raise InvalidArgumentError(f"{what} {os.fspath(path)!r} does not exist") from None
+
+
+def program_spec_attach_type(program: Program) -> AttachType | None:
+    """The expected attach type the program was loaded with, when known."""
+    spec = getattr(program, "spec", None)
+    at = getattr(spec, "attach_type", None)
+    return AttachType(at) if at is not None else None
+
+
+def expected_attach_type(program: Program, attach_type: AttachType | int | None,
+                         defaults: dict[int, AttachType], hook: str) -> AttachType:
+    """`attach_type`, else the one the program was loaded with, else the only sensible
+    one for its program type; InvalidArgumentError when it stays ambiguous."""
+    if attach_type is not None:
+        return AttachType(attach_type)
+    at = program_spec_attach_type(program)
+    if at is not None:
+        return at
+    default = defaults.get(int(program.type))
+    if default is None:
+        raise InvalidArgumentError(
+            f"{hook}: cannot tell how to attach program {program.name!r} of type "
+            f"{program.type.name}; pass attach_type")
+    return default
+
+
+# -- ordering (bpf_mprog: tcx, netkit, cgroup links on 6.16+) ---------------------------
+
+Relative = Union["Program", Link, int, None]
+"""A program, a link, or a program id to attach before/after."""
+
+
+def ordering(before: Relative, after: Relative, first: bool, last: bool,
+             hook: str) -> tuple[int, int, bool]:
+    """(flags, relative fd or id, relative_is_id) for BPF_F_BEFORE/AFTER requests."""
+    given = [x for x in (before is not None, after is not None, first, last) if x]
+    if len(given) > 1:
+        raise InvalidArgumentError(f"{hook}: give at most one of before, after, first, last")
+    if first:
+        return consts.BPF_F_BEFORE, 0, False
+    if last:
+        return consts.BPF_F_AFTER, 0, False
+    rel, flag = (before, consts.BPF_F_BEFORE) if before is not None else (after, consts.BPF_F_AFTER)
+    if rel is None:
+        return 0, 0, False
+    if isinstance(rel, Link):
+        return flag | consts.BPF_F_LINK_ATTACH, rel.fileno(), False
+    if isinstance(rel, int):
+        return flag | consts.BPF_F_ID, rel, True
+    fileno = getattr(rel, "fileno", None)
+    if not callable(fileno):
+        raise InvalidArgumentError(f"{hook}: before/after takes a Program, a Link or a "
+                                   f"program id, not {type(rel).__name__}")
+    return flag, int(fileno()), False
+
+
+# -- BPF_PROG_QUERY ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What BPF_PROG_QUERY reports for a hook: the attached program ids in run order,
+    the link ids alongside them (0 for a program attached without a link), the hook's
+    attach flags and its revision (bumped on every change; mprog hooks only)."""
+
+    prog_ids: tuple[int, ...]
+    link_ids: tuple[int, ...]
+    attach_flags: int
+    revision: int
+
+
+def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
+          effective: bool = False) -> QueryResult:
+    """BPF_PROG_QUERY on a cgroup (`target_fd`), an interface (`target_ifindex`, tcx),
+    a map or a netns."""
+    n = 64
+    while True:
+        ids = (ctypes.c_uint32 * n)()
+        links = (ctypes.c_uint32 * n)()
+        attr = ProgQueryAttr(attach_type=int(attach_type),
+                             query_flags=consts.BPF_F_QUERY_EFFECTIVE if effective else 0)
+        if target_ifindex:
+            attr.target_ifindex = target_ifindex
+        else:
+            attr.target_fd = target_fd
+        attr.prog_ids = ctypes.addressof(ids)
+        attr.count = n
+        attr.link_ids = ctypes.addressof(links)
+        try:
+            bpf(Cmd.PROG_QUERY, attr)
+        except SyscallError as e:
+            if e.errno == _errno.ENOSPC and n < 1 << 16:
+                n *= 4
+                continue
+            raise
+        count = int(attr.count)
+        return QueryResult(tuple(ids[:count]), tuple(links[:count]), int(attr.attach_flags),
+                           int(attr.revision))
+
+
+# -- BPF_PROG_ATTACH attachments ----------------------------------------------------------
+
+class ProgAttachLink(Link):
+    """A program attached with BPF_PROG_ATTACH (no bpf_link): cgroups on kernels before
+    5.7, sockmaps before 6.10, flow dissectors before 5.8, or when asked for explicitly
+    (cgroup attach flags). `close()` detaches it with BPF_PROG_DETACH; `update()`
+    replaces the program (atomically, with BPF_F_REPLACE for multi-attach cgroups);
+    `pin`, `info` and `id` are not available (there is no link object).
+    """
+
+    def __init__(self, program: Program, target: FD | None, attach_type: AttachType,
+                 flags: int, what: str, netns: int | None = None) -> None:
+        super().__init__(None, program)
+        self._target = target
+        self.attach_type = attach_type
+        self.flags = flags
+        self._what = what
+        self._netns = netns  # an owned netns fd to detach from (flow dissector)
+        self._attached = True
+
+    @property
+    def target(self) -> str:
+        """What the program is attached to (for messages)."""
+        return self._what
+
+    def _target_fd(self) -> int:
+        return self._target.fileno() if self._target is not None else 0
+
+    def update(self, program: Program, *, old: Program | None = None) -> None:
+        """Replace the attached program. For multi-attach cgroups the kernel swaps it
+        in place (BPF_F_REPLACE); elsewhere attaching again replaces the single one."""
+        if not self._attached:
+            raise InvalidArgumentError(f"{self._what}: the attachment is closed")
+        cur = old if old is not None else self.program
+        flags = self.flags
+        replace_fd = 0
+        if flags & consts.BPF_F_ALLOW_MULTI and cur is not None:
+            flags |= consts.BPF_F_REPLACE
+            replace_fd = cur.fileno()
+        attr = ProgAttachAttr(attach_bpf_fd=program.fileno(), attach_type=int(self.attach_type),
+                              attach_flags=flags, replace_bpf_fd=replace_fd)
+        attr.target_fd = self._target_fd()
+        with self._in_netns():
+            _attach_call(attr, self._what, program)
+        self.program = program
+
+    def pin(self, path: object) -> None:
+        raise NotSupportedError(f"pinning the attachment to {self._what}",
+                                "it was made with BPF_PROG_ATTACH, not a bpf_link")
+
+    def info(self) -> Any:
+        raise NotSupportedError(f"link info of the attachment to {self._what}",
+                                "it was made with BPF_PROG_ATTACH, not a bpf_link")
+
+    def detach(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._attached:
+            return
+        self._attached = False
+        try:
+            if self.program is not None and not self.program.closed:
+                with self._in_netns():
+                    _sysprog.prog_detach(self._target_fd(), self.program.fileno(),
+                                         int(self.attach_type))
+        except SyscallError as e:
+            if e.errno not in (_errno.ENOENT, _errno.EBADF):
+                raise
+        finally:
+            if self._target is not None:
+                self._target.close()
+            if self._netns is not None:
+                os.close(self._netns)
+                self._netns = None
+
+    @contextlib.contextmanager
+    def _in_netns(self) -> Iterator[None]:
+        if self._netns is None:
+            yield
+            return
+        with in_netns(self._netns):
+            yield
+
+    @property
+    def closed(self) -> bool:
+        return not self._attached
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "attached"
+        return f"<{type(self).__name__} {self.attach_type.name} to {self._what} {state}>"
+
+
+def prog_attach(program: Program, target: FD | None, attach_type: AttachType, flags: int,
+                what: str, netns: int | None = None) -> ProgAttachLink:
+    """BPF_PROG_ATTACH `program` to `target` and wrap it; takes ownership of `target`
+    (and `netns`) even on failure."""
+    try:
+        attr = ProgAttachAttr(attach_bpf_fd=program.fileno(), attach_type=int(attach_type),
+                              attach_flags=flags)
+        attr.target_fd = target.fileno() if target is not None else 0
+        _attach_call(attr, what, program)
+    except BaseException:
+        if target is not None:
+            target.close()
+        if netns is not None:
+            os.close(netns)
+        raise
+    return ProgAttachLink(program, target, attach_type, flags, what, netns)
+
+
+def _attach_call(attr: ProgAttachAttr, what: str, program: Program) -> None:
+    try:
+        bpf(Cmd.PROG_ATTACH, attr)
+    except SyscallError as e:
+        raise _explain(e, "BPF_PROG_ATTACH", program, int(attr.attach_type), what) from None
+
+
+def link_create(program: Program, attr: LinkCreateAttr, what: str) -> FD:
+    """BPF_LINK_CREATE for `program` with a caller-filled `attr`; the link fd."""
+    from .._sys import link as _syslink
+
+    attr.prog_fd = program.fileno()
+    try:
+        return FD(_syslink.link_create(attr), "link")
+    except SyscallError as e:
+        raise _explain(e, "BPF_LINK_CREATE", program, int(attr.attach_type), what) from None
+
+
+def _explain(e: SyscallError, cmd: str, program: Program, attach_type: int,
+             what: str) -> SyscallError:
+    try:
+        at = AttachType(attach_type).name
+    except ValueError:
+        at = str(attach_type)
+    ptype = getattr(program.type, "name", str(program.type))
+    base = f"bpf({cmd}) of program {program.name!r} ({ptype}) as {at} to {what}"
+    hint = ""
+    if isinstance(e, PermissionError):
+        if not _sysprog.bpf_privileged():
+            return e
+        # privileged, so EPERM is the hook's rule: for cgroups an exclusive/override
+        # attachment is in the way, or the new flags conflict with the existing ones
+        return SyscallError(e.errno, f"{base}: refused (EPERM) although the process is "
+                            "privileged: the hook already has programs attached with "
+                            "incompatible flags (exclusive or ALLOW_OVERRIDE vs ALLOW_MULTI, "
+                            "which bpf_links use)")
+    if e.errno == _errno.EINVAL:
+        spec_at = program_spec_attach_type(program)
+        hint = ("; the program type, its expected attach type "
+                f"({spec_at.name if spec_at is not None else 'unknown'}) and the attach "
+                "type must agree")
+    elif e.errno == _errno.EEXIST:
+        hint = "; a program is already attached there"
+    elif e.errno == _errno.ENODEV:
+        hint = "; no such interface"
+    elif e.errno == _errno.EBUSY:
+        hint = "; the hook is busy (an attachment of another kind is in place)"
+    if isinstance(e, NotSupportedError):
+        e.strerror = f"{base}: {e.strerror}"
+        e.args = (e.errno, e.strerror)
+        return e
+    return SyscallError(e.errno, f"{base}: {os.strerror(e.errno)}{hint}")
+
+
+# -- describing networking links (for `ebpf link list`) ------------------------------------
+
+_NF_HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+
+
+def _attach_name(value: int) -> str:
+    try:
+        return AttachType(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def net_link_target(info: Any) -> dict[str, Any] | None:
+    """What a networking bpf_link is attached to, from its `struct bpf_link_info`
+    (`Link.info()`), as plain data: {"attach_type": ..., "ifindex"/"cgroup_id"/
+    "netns_ino"/"map_id"/...}. None for link types that are not networking hooks."""
+    from .._sys.types import LinkType
+
+    try:
+        lt = LinkType(info.type)
+    except ValueError:
+        return None
+    if lt == LinkType.CGROUP:
+        return {"attach_type": _attach_name(info.cgroup.attach_type),
+                "cgroup_id": int(info.cgroup.cgroup_id)}
+    if lt == LinkType.NETNS:
+        return {"attach_type": _attach_name(info.netns.attach_type),
+                "netns_ino": int(info.netns.netns_ino)}
+    if lt == LinkType.XDP:
+        return {"attach_type": "xdp", **_iface(int(info.xdp.ifindex))}
+    if lt in (LinkType.TCX, LinkType.NETKIT):
+        return {"attach_type": _attach_name(info.tcx.attach_type),
+                **_iface(int(info.tcx.ifindex))}
+    if lt == LinkType.NETFILTER:
+        nf = info.netfilter
+        hook = _NF_HOOKS[nf.hooknum] if nf.hooknum < len(_NF_HOOKS) else str(nf.hooknum)
+        return {"attach_type": "netfilter", "family": "ipv6" if nf.pf == 10 else "ipv4",
+                "hook": hook, "priority": int(nf.priority), "flags": int(nf.flags)}
+    if lt == LinkType.SOCKMAP:
+        return {"attach_type": _attach_name(info.sockmap.attach_type),
+                "map_id": int(info.sockmap.map_id)}
+    if lt == LinkType.STRUCT_OPS:
+        return {"attach_type": "struct_ops", "map_id": int(info.struct_ops.map_id)}
+    return None
+
+
+def _iface(index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"ifindex": index}
+    if index:
+        try:
+            out["ifname"] = socket.if_indextoname(index)
+        except OSError:
+            pass  # in another network namespace
+    return out

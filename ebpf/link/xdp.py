@@ -1,0 +1,168 @@
+"""XDP on a network interface: a bpf_link (5.9+), or IFLA_XDP over rtnetlink before.
+
+The interface is looked up in the calling thread's network namespace (see
+`ebpf.link.in_netns`); the link stays with the interface wherever it moves.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from .._sys import consts
+from .._sys.netlink import NetlinkSocket, XdpInfo
+from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
+from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
+from ._attach import ifindex as _ifindex
+from ._attach import link_create
+from .base import Link
+
+if TYPE_CHECKING:
+    from .._sys.fd import FD
+    from ..programs import Program
+
+__all__ = ["XDPLink", "XDPMode", "XDPNetlinkLink", "xdp", "xdp_info"]
+
+
+class XDPMode(enum.IntFlag):
+    """Where the program runs: AUTO lets the kernel choose (the driver when it supports
+    XDP, else generic); GENERIC is the stack's skb-based path (any interface); DRIVER
+    the driver's native hook; OFFLOAD the NIC itself."""
+
+    AUTO = 0
+    GENERIC = consts.XDP_FLAGS_SKB_MODE
+    DRIVER = consts.XDP_FLAGS_DRV_MODE
+    OFFLOAD = consts.XDP_FLAGS_HW_MODE
+
+
+_MODE_NAMES = {
+    "auto": XDPMode.AUTO, "generic": XDPMode.GENERIC, "skb": XDPMode.GENERIC,
+    "driver": XDPMode.DRIVER, "native": XDPMode.DRIVER, "drv": XDPMode.DRIVER,
+    "offload": XDPMode.OFFLOAD, "hw": XDPMode.OFFLOAD,
+}
+
+
+def _mode(mode: XDPMode | str | int | None) -> XDPMode:
+    if mode is None:
+        return XDPMode.AUTO
+    if isinstance(mode, str):
+        try:
+            return _MODE_NAMES[mode.lower()]
+        except KeyError:
+            raise InvalidArgumentError(
+                f"unknown XDP mode {mode!r} (use one of {', '.join(_MODE_NAMES)})") from None
+    m = XDPMode(mode)
+    if m not in (XDPMode.AUTO, XDPMode.GENERIC, XDPMode.DRIVER, XDPMode.OFFLOAD):
+        raise InvalidArgumentError(f"give one XDP mode, not {m!r}")
+    return m
+
+
+class XDPLink(Link):
+    """An XDP program attached with a bpf_link: `update()` swaps it atomically."""
+
+    def __init__(self, fd: FD, program: Program, ifindex: int, mode: XDPMode) -> None:
+        super().__init__(fd, program)
+        self.ifindex = ifindex
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fileno()}"
+        return f"<XDPLink ifindex {self.ifindex} {self.mode.name} {state}>"
+
+
+class XDPNetlinkLink(Link):
+    """An XDP program attached through rtnetlink (kernels without XDP links).
+
+    `close()` detaches it if it is still the interface's program; `update()`
+    replaces it atomically (XDP_FLAGS_REPLACE). The netlink socket is opened in
+    the namespace of the call that attached, so closing works from anywhere.
+    """
+
+    def __init__(self, program: Program, ifindex: int, mode: XDPMode,
+                 sock: NetlinkSocket) -> None:
+        super().__init__(None, program)
+        self.ifindex = ifindex
+        self.mode = mode
+        self._sock: NetlinkSocket | None = sock
+
+    def update(self, program: Program, *, old: Program | None = None) -> None:
+        if self._sock is None or self.program is None:
+            raise InvalidArgumentError("the XDP attachment is closed")
+        expected = old if old is not None else self.program
+        self._sock.set_xdp(self.ifindex, program.fileno(), int(self.mode),
+                           expected_fd=expected.fileno())
+        self.program = program
+
+    def pin(self, path: object) -> None:
+        raise NotSupportedError("pinning an XDP attachment made over netlink",
+                                "this kernel has no XDP bpf_link (5.9+)")
+
+    def info(self) -> XdpInfo:
+        """What the interface reports (programs by mode)."""
+        if self._sock is None:
+            raise InvalidArgumentError("the XDP attachment is closed")
+        return self._sock.xdp_info(self.ifindex)
+
+    def detach(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            if self.program is not None and not self.program.closed:
+                sock.set_xdp(self.ifindex, -1, int(self.mode),
+                             expected_fd=self.program.fileno())
+        except SyscallError:
+            pass  # replaced by someone else, or the interface is gone
+        finally:
+            sock.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+
+def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = None, *,
+        netlink: bool = False) -> Link:
+    """Attach an XDP program to interface `iface` (a name or an index in the calling
+    thread's network namespace).
+
+    `mode`: None/"auto", "generic" (skb), "driver" (native) or "offload", or an
+    `XDPMode`. Uses a bpf_link where the kernel has them (a second attachment to the
+    same interface and mode then fails with EBUSY/EEXIST; use `Link.update`), else
+    (or with `netlink=True`) IFLA_XDP over rtnetlink, refusing to replace a program
+    attached by someone else.
+    """
+    if program.type != ProgramType.XDP:
+        raise InvalidArgumentError(
+            f"xdp: program {program.name!r} is {program.type.name}, not XDP")
+    m = _mode(mode)
+    index = _ifindex(iface)
+    what = f"interface {iface}" + (f" (index {index})" if isinstance(iface, str) else "")
+    if not netlink and _have_xdp_links():
+        attr = LinkCreateAttr(attach_type=int(AttachType.XDP), flags=int(m))
+        attr.target_ifindex = index
+        fd = link_create(program, attr, what)
+        return XDPLink(fd, program, index, m)
+    sock = NetlinkSocket()
+    try:
+        sock.set_xdp(index, program.fileno(),
+                     int(m) | consts.XDP_FLAGS_UPDATE_IF_NOEXIST)
+    except BaseException:
+        sock.close()
+        raise
+    return XDPNetlinkLink(program, index, m, sock)
+
+
+def xdp_info(iface: str | int) -> XdpInfo:
+    """The XDP programs attached to `iface` (ids by mode), from rtnetlink."""
+    with NetlinkSocket() as sock:
+        return sock.xdp_info(_ifindex(iface))
+
+
+def _have_xdp_links() -> bool:
+    from .. import features
+
+    return features.have_link_type(LinkType.XDP)

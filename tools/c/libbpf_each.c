@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libbpf_each: the libbpf side of `ebpf load --each --json`.
+ *
+ * For a BPF object, load every autoload program on its own (all other programs
+ * get bpf_program__set_autoload(false); the maps are created each time) and print
+ * one JSON object:
+ *
+ *   {"object": PATH, "libbpf": "1.1", "open": {"ok": B, "errno": N, "error": S},
+ *    "programs": [{"name", "section", "type", "attach_type", "ok", "errno",
+ *                  "log_tail"}]}
+ *
+ * Programs that are not autoloaded by default (SEC("?...")) are left out, as
+ * `ebpf load --each` does. Exit status 0 when everything loaded.
+ *
+ *   gcc -O2 -o libbpf_each tools/c/libbpf_each.c -lbpf
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/libbpf.h>
+
+#define LOG_CAP (64 * 1024)
+#define TAIL_LINES 12
+
+static char logbuf[LOG_CAP];
+static size_t loglen;
+
+static int collect(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	if (loglen >= LOG_CAP - 1)
+		return 0;
+	int n = vsnprintf(logbuf + loglen, LOG_CAP - loglen, fmt, ap);
+	if (n > 0)
+		loglen += (size_t)n < LOG_CAP - loglen ? (size_t)n : LOG_CAP - 1 - loglen;
+	return 0;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		switch (c) {
+		case '"': fputs("\\\"", stdout); break;
+		case '\\': fputs("\\\\", stdout); break;
+		case '\n': fputs("\\n", stdout); break;
+		case '\t': fputs("\\t", stdout); break;
+		default:
+			if (c < 0x20 || c >= 0x7f)
+				printf("\\u%04x", c);
+			else
+				putchar(c);
+		}
+	}
+	putchar('"');
+}
+
+static const char *log_tail(void)
+{
+	size_t end = loglen;
+	int lines = 0;
+	while (end > 0 && logbuf[end - 1] == '\n')
+		end--;
+	logbuf[end] = '\0';
+	size_t i = end;
+	while (i > 0) {
+		if (logbuf[i - 1] == '\n' && ++lines == TAIL_LINES)
+			break;
+		i--;
+	}
+	return logbuf + i;
+}
+
+static const char *lower(const char *s, char *buf, size_t cap)
+{
+	size_t i = 0;
+	if (!s)
+		return NULL;
+	for (; s[i] && i + 1 < cap; i++)
+		buf[i] = (s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+static struct bpf_object *open_obj(const char *path, int *err)
+{
+	loglen = 0;
+	struct bpf_object *obj = bpf_object__open_file(path, NULL);
+	long e = libbpf_get_error(obj);
+	*err = e ? (int)-e : 0;
+	return e ? NULL : obj;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s OBJECT\n", argv[0]);
+		return 2;
+	}
+	const char *path = argv[1];
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	libbpf_set_print(collect);
+
+	int err;
+	struct bpf_object *obj = open_obj(path, &err);
+	printf("{\"object\": ");
+	json_str(path);
+	printf(", \"libbpf\": \"%u.%u\", \"open\": {\"ok\": %s, \"errno\": %d, \"error\": ",
+	       libbpf_major_version(), libbpf_minor_version(), obj ? "true" : "false", err);
+	json_str(obj ? "" : log_tail());
+	printf("}, \"programs\": [");
+	if (!obj) {
+		printf("]}\n");
+		return 1;
+	}
+
+	/* Names of the programs to try, from a first open. */
+	size_t n = 0, cap = 16;
+	char **names = calloc(cap, sizeof(*names));
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, obj) {
+		if (!bpf_program__autoload(p))
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			names = realloc(names, cap * sizeof(*names));
+		}
+		names[n++] = strdup(bpf_program__name(p));
+	}
+	bpf_object__close(obj);
+
+	int all_ok = 1;
+	for (size_t i = 0; i < n; i++) {
+		char tbuf[64], abuf[64];
+		obj = open_obj(path, &err);
+		struct bpf_program *target = NULL;
+		if (obj) {
+			bpf_object__for_each_program(p, obj) {
+				if (strcmp(bpf_program__name(p), names[i]) == 0)
+					target = p;
+				else
+					bpf_program__set_autoload(p, false);
+			}
+		}
+		if (target) {
+			loglen = 0;
+			err = bpf_object__load(obj);
+			err = err < 0 ? -err : err;
+		} else if (!err) {
+			err = ENOENT;
+		}
+		if (err)
+			all_ok = 0;
+		printf("%s\n  {\"name\": ", i ? "," : "");
+		json_str(names[i]);
+		printf(", \"section\": ");
+		json_str(target ? bpf_program__section_name(target) : "");
+		printf(", \"type\": ");
+		json_str(target ? lower(libbpf_bpf_prog_type_str(bpf_program__type(target)),
+					tbuf, sizeof(tbuf)) : "");
+		printf(", \"attach_type\": ");
+		json_str(target ? lower(libbpf_bpf_attach_type_str(
+					bpf_program__expected_attach_type(target)),
+					abuf, sizeof(abuf)) : "");
+		printf(", \"ok\": %s, \"errno\": %d, \"log_tail\": ", err ? "false" : "true", err);
+		json_str(err ? log_tail() : "");
+		printf("}");
+		bpf_object__close(obj);
+		free(names[i]);
+	}
+	free(names);
+	printf("\n]}\n");
+	return all_ok ? 0 : 1;
+}

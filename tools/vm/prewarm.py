@@ -1,0 +1,69 @@
+"""Fill the test build caches on the host before the VMs boot.
+
+Tests compile tests/bpf/*.c with clang at test time (tests/bpfbuild.py, cached in
+.cache/bpf/ by source + flags) and generate a vmlinux.h per kernel BTF
+(tests/vmlinux.py, .cache/vmlinux/<btf hash>/). Under TCG clang is ~20-50x slower, so
+every object a guest would build is built here first, for the host's BTF and each guest
+kernel's (.cache/kernels/<release>/vmlinux): the repo is at the same path in the guest,
+so the guest's cache lookups hit. Best effort: a source that does not compile is left
+for the test to report.
+
+    python3 -m tools.vm.prewarm [BTF ...]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def prewarm(btfs: list[str], jobs: int = 2) -> tuple[int, int]:
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import bpfbuild
+    except ImportError:
+        return 0, 0
+    vmlinux: Any = None
+    try:
+        import vmlinux
+    except ImportError:
+        pass
+    flag_sets: list[list[str]] = [[]]
+    if vmlinux is not None:
+        for b in btfs:
+            if os.path.exists(b):
+                try:
+                    flag_sets.append([f"-I{vmlinux.vmlinux_include_dir(b)}"])
+                except Exception as e:
+                    print(f"prewarm: vmlinux.h for {b}: {e}", file=sys.stderr)
+    sources = sorted(p.stem for p in bpfbuild.BPF_DIR.glob("*.c"))
+    jobs_list = [(s, f) for f in flag_sets for s in sources]
+
+    def one(job: tuple[str, list[str]]) -> bool:
+        try:
+            bpfbuild.compile_bpf(job[0], extra_flags=job[1])
+            return True
+        except Exception:
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        ok = sum(pool.map(one, jobs_list))
+    return ok, len(jobs_list)
+
+
+def main(argv: list[str]) -> int:
+    t0 = time.monotonic()
+    ok, total = prewarm(argv)
+    print(f"kmatrix: prewarmed {ok}/{total} BPF objects for {len(argv)} kernel BTFs "
+          f"in {time.monotonic() - t0:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
