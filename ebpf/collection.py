@@ -189,6 +189,12 @@ class Variable:
         value: bytes = self.map.lookup(0, raw=True)
         return bytes(value[off : off + size])
 
+    def close(self) -> None:
+        """Release the memory mapping (the collection does this when it closes)."""
+        view, self._view = self._view, None
+        if view is not None:
+            view.release()
+
     def get(self) -> Any:
         raw = self._raw()
         if self.spec.type is None:
@@ -295,6 +301,8 @@ class Collection:
         if self._closed:
             return
         self._closed = True
+        for v in self.variables.values():
+            v.close()
         for obj in reversed(self._owned):
             obj.close()
         self._owned.clear()

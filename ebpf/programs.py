@@ -580,6 +580,10 @@ def _load(
     """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
     ptype = ProgramType(spec.type)
     if ptype == ProgramType.UNSPEC:
+        if spec.section:
+            raise InvalidArgumentError(
+                f"program {spec.name!r}: section {spec.section!r} is not a libbpf SEC() "
+                "name, so the program type is unknown; set ProgramSpec.type")
         raise InvalidArgumentError("ProgramSpec.type is not set")
     if not spec.instructions:
         raise InvalidArgumentError(f"program {spec.name!r} has no instructions")

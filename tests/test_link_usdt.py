@@ -110,25 +110,17 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
-def _static_hidden_functions(spec: ebpf.CollectionSpec) -> None:
-    """usdt.bpf.h's helpers are `__weak __hidden` global functions; libbpf gives
-    hidden functions static linkage in BTF so that the verifier checks them in
-    their caller's context (otherwise `long *res` may be NULL for the verifier).
-    TODO(loader): do this in ebpf/elf/loader.py for every STV_HIDDEN function."""
-    from ebpf import btf
-
-    for ps in spec.programs.values():
-        for ins in ps.instructions:
-            func = (ins.meta or {}).get("func")
-            if isinstance(func, btf.Func) and func.name.startswith("bpf_usdt_"):
-                func.linkage = btf.Linkage.STATIC
-
-
 @pytest.fixture(scope="module")
 def spec() -> ebpf.CollectionSpec:
     s = ebpf.load_collection_spec(
         compile_bpf("link_usdt", extra_flags=[f"-I{vmlinux_include_dir()}"]))
-    _static_hidden_functions(s)
+    from ebpf import btf
+
+    # the loader gives __hidden helpers (usdt.bpf.h) static linkage, as libbpf does
+    funcs = [f for p in s.programs.values() for i in p.instructions
+             if isinstance(f := (i.meta or {}).get("func"), btf.Func)
+             and f.name.startswith("bpf_usdt_")]
+    assert funcs and all(f.linkage == btf.Linkage.STATIC for f in funcs)
     return s
 
 

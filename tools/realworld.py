@@ -103,6 +103,7 @@ class ProgramResult:
 @dataclass
 class ObjectResult:
     obj: CorpusObject
+    mode: str = "as-is"      # or "prepared" (map sizes filled in as the tool would)
     libbpf_open: bool = True
     libbpf_open_error: str = ""
     ebpf_open: bool = True
@@ -217,10 +218,53 @@ def _parse_libbpf(stdout: str, returncode: int, stderr: str) -> dict[str, Any]:
                 "programs": []}
 
 
-def run_ebpf(path: pathlib.Path, subprocess_mode: bool = False,
+PREPARE_MAX_ENTRIES = 64   # same numbers as tools/c/libbpf_each.c --prepare
+PREPARE_STACK_DEPTH = 127
+
+
+def prepare_spec(spec: Any) -> None:
+    """Fill in the sizes a tool's user space sets before loading (as libbpf_each --prepare)."""
+    from ebpf.maps import MapType
+
+    for m in spec.maps.values():
+        if m.max_entries == 0 and m.type != MapType.PERF_EVENT_ARRAY:
+            m.max_entries = PREPARE_MAX_ENTRIES
+        if m.type == MapType.STACK_TRACE and m.value_size == 0:
+            m.value_size = PREPARE_STACK_DEPTH * 8
+
+
+def _ebpf_prepared(path: pathlib.Path) -> dict[str, Any]:
+    """`ebpf load --each` with `prepare_spec` applied to the spec first."""
+    from ebpf.cli import _failed_program, _prog_result
+    from ebpf.collection import Collection, load_collection_spec
+    from ebpf.errors import Error
+
+    result: dict[str, Any] = {"object": str(path), "open": {"ok": True, "error": ""},
+                              "programs": []}
+    try:
+        spec = load_collection_spec(str(path))
+        prepare_spec(spec)
+    except (Error, OSError) as e:
+        result["open"] = {"ok": False, "error": str(e)}
+        return result
+    for name, p in spec.programs.items():
+        if not getattr(p, "autoload", True):
+            continue
+        try:
+            with Collection(spec, programs=[name]):
+                pass
+        except (Error, OSError) as e:
+            _failed_program(e, [name])
+            result["programs"].append(_prog_result(name, p, e))
+            continue
+        result["programs"].append(_prog_result(name, p, None))
+    return result
+
+
+def run_ebpf(path: pathlib.Path, subprocess_mode: bool = False, prepare: bool = False,
              timeout: float = 120.0) -> dict[str, Any]:
     """`ebpf load --each --json` for one object, as a dict."""
-    if subprocess_mode:
+    if subprocess_mode and not prepare:
         proc = subprocess.run([sys.executable, "-m", "ebpf", "load", str(path), "--each",
                                "--json"], capture_output=True, text=True, timeout=timeout,
                               check=False, cwd=REPO)
@@ -235,22 +279,24 @@ def run_ebpf(path: pathlib.Path, subprocess_mode: bool = False,
     from ebpf.cli import load_object
 
     try:
+        if prepare:
+            return _ebpf_prepared(path)
         return load_object(str(path), each=True)
-    except Exception as e:  # a bug: anything but ebpf.Error escaping the CLI
+    except Exception as e:  # a bug: anything but ebpf.Error escaping the loader
         return {"open": {"ok": False, "error": f"{type(e).__name__}: {e}\n"
                                                f"{traceback.format_exc()[-2000:]}"},
                 "programs": []}
 
 
-def compare_object(obj: CorpusObject, libbpf_each: pathlib.Path,
+def compare_object(obj: CorpusObject, libbpf_each: pathlib.Path, *, prepare: bool = False,
                    subprocess_mode: bool = False, timeout: float = 120.0) -> ObjectResult:
     """Run both loaders on `obj` (libbpf in a child process while ebpf runs here)."""
-    res = ObjectResult(obj)
+    res = ObjectResult(obj, "prepared" if prepare else "as-is")
     t0 = time.perf_counter()
-    child = subprocess.Popen([str(libbpf_each), str(obj.path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    cmd = [str(libbpf_each), *(["--prepare"] if prepare else []), str(obj.path)]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t1 = time.perf_counter()
-    ebpf_data = run_ebpf(obj.path, subprocess_mode, timeout)
+    ebpf_data = run_ebpf(obj.path, subprocess_mode, prepare, timeout)
     res.seconds_ebpf = time.perf_counter() - t1
     try:
         out, err = child.communicate(timeout=timeout)
@@ -318,29 +364,59 @@ def mounts() -> Iterator[None]:
 # -- report -------------------------------------------------------------------------------
 
 
-def summarize(results: Sequence[ObjectResult]) -> dict[str, Any]:
+def needs_prepare(path: pathlib.Path) -> bool:
+    """Whether the object has maps its tool sizes at run time (so --prepare changes it)."""
+    from ebpf.collection import load_collection_spec
+    from ebpf.errors import Error
+    from ebpf.maps import MapType
+
+    try:
+        spec = load_collection_spec(str(path))
+    except (Error, OSError):
+        return False
+    return any((m.max_entries == 0 and m.type != MapType.PERF_EVENT_ARRAY)
+               or (m.type == MapType.STACK_TRACE and m.value_size == 0)
+               for m in spec.maps.values())
+
+
+def _counts(results: Sequence[ObjectResult]) -> dict[str, Any]:
     progs = [p for r in results for p in r.programs]
+    return {
+        "objects": len(results),
+        "programs": len(progs),
+        "libbpf_ok": sum(1 for p in progs if p.libbpf_ok),
+        "ebpf_ok": sum(1 for p in progs if p.ebpf_ok),
+        "both_ok": sum(1 for p in progs if p.libbpf_ok and p.ebpf_ok),
+        "both_fail": sum(1 for p in progs if not p.libbpf_ok and not p.ebpf_ok),
+        "mismatches": sum(1 for p in progs if p.mismatch),
+        "ebpf_only": sum(1 for p in progs if p.ebpf_only),
+    }
+
+
+def summarize(results: Sequence[ObjectResult]) -> dict[str, Any]:
+    """The JSON summary: counts per mode, every mismatch and every ebpf-only program."""
     mismatches = []
     ebpf_only = []
     for r in results:
         for p in r.programs:
-            row = {"object": r.obj.name, "path": str(r.obj.path), "program": p.name,
-                   "section": p.section, "libbpf_errno": p.libbpf_errno,
-                   "ebpf_errno": p.ebpf_errno, "ebpf_error": p.ebpf_error,
+            row = {"object": r.obj.name, "mode": r.mode, "path": str(r.obj.path),
+                   "program": p.name, "section": p.section,
+                   "libbpf_errno": p.libbpf_errno, "ebpf_errno": p.ebpf_errno,
+                   "ebpf_error": p.ebpf_error,
                    "log_tail": p.ebpf_log.splitlines()[-8:] if p.ebpf_log else []}
             if p.mismatch:
                 mismatches.append(row)
             elif p.ebpf_only:
                 row["libbpf_log_tail"] = p.libbpf_log.splitlines()[-8:]
                 ebpf_only.append(row)
+    modes = sorted({r.mode for r in results})
+    as_is = [r for r in results if r.mode == "as-is"]
     return {
-        "objects": len(results),
-        "programs": len(progs),
-        "libbpf_ok": sum(1 for p in progs if p.libbpf_ok),
-        "ebpf_ok": sum(1 for p in progs if p.ebpf_ok),
-        "both_fail": sum(1 for p in progs if not p.libbpf_ok and not p.ebpf_ok),
-        "libbpf_open_failed": [r.obj.name for r in results if not r.libbpf_open],
-        "ebpf_open_failed": [{"object": r.obj.name, "error": r.ebpf_open_error}
+        **_counts(as_is or results),
+        "modes": {m: _counts([r for r in results if r.mode == m]) for m in modes},
+        "libbpf_open_failed": sorted({r.obj.name for r in results if not r.libbpf_open}),
+        "ebpf_open_failed": [{"object": r.obj.name, "mode": r.mode,
+                              "error": r.ebpf_open_error}
                              for r in results if not r.ebpf_open],
         "mismatches": mismatches,
         "ebpf_only": ebpf_only,
@@ -350,7 +426,8 @@ def summarize(results: Sequence[ObjectResult]) -> dict[str, Any]:
 
 
 def table(results: Sequence[ObjectResult]) -> str:
-    lines = [f"{'object':<40} {'progs':>5} {'libbpf':>6} {'ebpf':>5}  status"]
+    """One line per object and mode."""
+    lines = [f"{'object':<46} {'mode':<8} {'progs':>5} {'libbpf':>6} {'ebpf':>5}  status"]
     for r in results:
         n = len(r.programs)
         lok = sum(1 for p in r.programs if p.libbpf_ok)
@@ -363,20 +440,27 @@ def table(results: Sequence[ObjectResult]) -> str:
         if not r.libbpf_open:
             status += "  (libbpf cannot open)"
         if not r.ebpf_open:
-            status += f"  (ebpf cannot open: {r.ebpf_open_error.splitlines()[0][:60]})"
-        lines.append(f"{r.obj.name:<40} {n:>5} {lok:>6} {eok:>5}  {status}")
+            first = (r.ebpf_open_error.splitlines() or [""])[0]
+            status += f"  (ebpf cannot open: {first[:60]})"
+        lines.append(f"{r.obj.name:<46} {r.mode:<8} {n:>5} {lok:>6} {eok:>5}  {status}")
     return "\n".join(lines)
 
 
-def run(objects: Sequence[CorpusObject], *, subprocess_mode: bool = False,
-        progress: bool = False, cache: pathlib.Path = CACHE) -> list[ObjectResult]:
+def run(objects: Sequence[CorpusObject], *, prepare: bool = True,
+        subprocess_mode: bool = False, progress: bool = False,
+        cache: pathlib.Path = CACHE) -> list[ObjectResult]:
+    """Compare every object as it is, and (with `prepare`) again with its run-time map
+    sizes filled in when it has any."""
     exe = build_libbpf_each(cache)
     results = []
     with mounts():
         for i, obj in enumerate(objects):
             if progress:
                 print(f"[{i + 1}/{len(objects)}] {obj.name}", file=sys.stderr, flush=True)
-            results.append(compare_object(obj, exe, subprocess_mode))
+            results.append(compare_object(obj, exe, subprocess_mode=subprocess_mode))
+            if prepare and needs_prepare(obj.path):
+                results.append(compare_object(obj, exe, prepare=True,
+                                              subprocess_mode=subprocess_mode))
     return results
 
 
@@ -386,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated substrings of object names to keep")
     ap.add_argument("--no-packages", action="store_true",
                     help="only the given paths, not the installed packages")
+    ap.add_argument("--no-prepare", action="store_true",
+                    help="skip the second pass with run-time map sizes filled in")
     ap.add_argument("--json", metavar="FILE", help="write the JSON summary here too")
     ap.add_argument("--subprocess", action="store_true",
                     help="run `python3 -m ebpf load` per object instead of in-process")
@@ -398,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not objects:
         print("no BPF objects found (install libbpf-tools, xdp-tools, ...)", file=sys.stderr)
         return 2
-    results = run(objects, subprocess_mode=args.subprocess, progress=not args.quiet)
+    results = run(objects, prepare=not args.no_prepare, subprocess_mode=args.subprocess,
+                  progress=not args.quiet)
     summary = summarize(results)
     print(table(results))
     print()

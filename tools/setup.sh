@@ -5,7 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for pkg in clang-19 llvm-19 bpftool libbpf-dev iproute2 gcc make; do
+for pkg in clang-19 llvm-19 bpftool libbpf-dev libbpf-tools iproute2 gcc make \
+        systemtap-sdt-dev binutils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -168,7 +168,7 @@ class _Converter:
             members = t.members
             is_union = isinstance(t, Union)
         size = t.size
-        layout = _Layout(t.type_name, size, depth)
+        layout = _Layout(t.type_name, size)
         if is_union:
             for m in members:
                 bf = _bitfield_of(m)
@@ -176,7 +176,7 @@ class _Converter:
                     layout.union_member(m.name, self.convert(m.type, depth + 1),
                                         _is_anon_composite(m))
                 else:  # a bitfield, or a member not at 0: wrap it in a struct at offset 0
-                    inner = _Layout(f"{t.type_name}.{m.name}", size, depth)
+                    inner = _Layout(f"{t.type_name}.{m.name}", size)
                     self._struct_members(inner, [m], size, depth)
                     layout.union_member(f"_u{len(layout.fields)}", inner.build(False, size),
                                         True, inner)
@@ -216,7 +216,7 @@ def _is_anon_composite(m: Member) -> bool:
 class _Layout:
     """Builds the _fields_ of one generated ctypes class."""
 
-    def __init__(self, name: str, size: int, depth: int) -> None:
+    def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.size = size
         self.fields: list[tuple[Any, ...]] = []

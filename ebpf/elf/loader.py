@@ -135,6 +135,21 @@ class _Loader:
 
             self.ext = parse_ext(self._section_data(ext), self.btf)
         self._fixup_datasecs()
+        self._fixup_func_linkage()
+
+    def _fixup_func_linkage(self) -> None:
+        """Hidden global functions (__hidden, STV_HIDDEN/INTERNAL) are static to the
+        verifier, as libbpf marks them: otherwise their arguments are checked as if
+        any caller could pass anything."""
+        assert self.btf is not None
+        hidden = {s.name for s in self.symbols
+                  if s.type == STT_FUNC and s.bind in (STB_GLOBAL, STB_WEAK)
+                  and s.visibility in (1, 2)}
+        if not hidden:
+            return
+        for t in self.btf:
+            if isinstance(t, _btf.Func) and t.name in hidden:
+                t.linkage = _btf.Linkage.STATIC
 
     def _fixup_datasecs(self) -> None:
         """clang leaves DATASEC sizes and variable offsets zero; fill them from the ELF
@@ -582,10 +597,17 @@ class _Loader:
             if text is not None and f.section.index == text.index:
                 continue
             sdef = lookup_section(f.section.name)
-            if sdef is None:
-                raise ELFError(f"program {f.name!r}: unknown section name; use a libbpf "
-                               "SEC() name", f.section.name)
             insns = self._link(f, by_name)
+            if sdef is None:
+                # Like libbpf: a section name it does not know leaves the program's type
+                # unset (the caller may still set it); only loading such a program fails,
+                # the rest of the object is usable.
+                spec = ProgramSpec(
+                    name=f.name, instructions=insns, license=self.license,
+                    section=f.section.name, kernel_version=self.kernel_version,
+                    btf=self.btf, autoload=not f.section.name.startswith("?"))
+                programs[f.name] = spec
+                continue
             spec = ProgramSpec(
                 name=f.name, type=sdef.program_type, instructions=insns,
                 license=self.license, attach_type=sdef.attach_type,

@@ -13,7 +13,13 @@
  * Programs that are not autoloaded by default (SEC("?...")) are left out, as
  * `ebpf load --each` does. Exit status 0 when everything loaded.
  *
+ * With --prepare, sizes a tool's user space would set before loading are filled
+ * in first (tools/realworld.py does the same on the `ebpf` side): maps other than
+ * perf event arrays with max_entries 0 get PREPARE_MAX_ENTRIES, stack trace maps
+ * with value_size 0 get PREPARE_STACK_DEPTH 8-byte slots.
+ *
  *   gcc -O2 -o libbpf_each tools/c/libbpf_each.c -lbpf
+ *   ./libbpf_each [--prepare] OBJECT
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,6 +31,8 @@
 
 #define LOG_CAP (64 * 1024)
 #define TAIL_LINES 12
+#define PREPARE_MAX_ENTRIES 64
+#define PREPARE_STACK_DEPTH 127
 
 static char logbuf[LOG_CAP];
 static size_t loglen;
@@ -87,19 +95,38 @@ static const char *lower(const char *s, char *buf, size_t cap)
 	return buf;
 }
 
+static int prepare;
+
 static struct bpf_object *open_obj(const char *path, int *err)
 {
 	loglen = 0;
 	struct bpf_object *obj = bpf_object__open_file(path, NULL);
 	long e = libbpf_get_error(obj);
 	*err = e ? (int)-e : 0;
-	return e ? NULL : obj;
+	if (e)
+		return NULL;
+	if (prepare) {
+		struct bpf_map *m;
+		bpf_object__for_each_map(m, obj) {
+			enum bpf_map_type t = bpf_map__type(m);
+			if (bpf_map__max_entries(m) == 0 && t != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+				bpf_map__set_max_entries(m, PREPARE_MAX_ENTRIES);
+			if (t == BPF_MAP_TYPE_STACK_TRACE && bpf_map__value_size(m) == 0)
+				bpf_map__set_value_size(m, PREPARE_STACK_DEPTH * 8);
+		}
+	}
+	return obj;
 }
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--prepare") == 0) {
+		prepare = 1;
+		argv++;
+		argc--;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s OBJECT\n", argv[0]);
+		fprintf(stderr, "usage: %s [--prepare] OBJECT\n", argv[0]);
 		return 2;
 	}
 	const char *path = argv[1];

@@ -14,6 +14,7 @@ for the test to report.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import os
 import pathlib
 import sys
@@ -26,12 +27,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def prewarm(btfs: list[str], jobs: int = 2) -> tuple[int, int]:
     sys.path.insert(0, str(REPO / "tests"))
     try:
-        import bpfbuild
+        bpfbuild: Any = importlib.import_module("bpfbuild")
     except ImportError:
         return 0, 0
     vmlinux: Any = None
     try:
-        import vmlinux
+        vmlinux = importlib.import_module("vmlinux")
     except ImportError:
         pass
     flag_sets: list[list[str]] = [[]]

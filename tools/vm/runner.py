@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 from . import initramfs, kernels
 
@@ -47,6 +48,7 @@ STAGE1_FAILED = "KMATRIX-STAGE1-FAILED"
 PASS_ENV = ("CI", "HYPOTHESIS_PROFILE", "EBPF_TEST_VERBOSE")
 
 PYTEST_ARGS = ["-m", "kernel"]
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/run/kmatrix/bin"
 
 
 @dataclasses.dataclass
@@ -350,6 +352,9 @@ def run_kernel(name: str, extra: list[str], python: str, cfg: VMConfig, *,
     env = {"KMATRIX_REPO": str(REPO), "KMATRIX_KERNEL_NAME": name,
            "KMATRIX_EXPECT_RELEASE": k.release, "PYTHONPATH": _pythonpath(),
            **{v: os.environ[v] for v in PASS_ENV if v in os.environ}}
+    if python:
+        # `python3` in the guest is the one with pytest (the host's is a pyenv shim).
+        env["PATH"] = f"{os.path.dirname(python)}:{GUEST_PATH}"
     cmd = command or pytest_command(python, "/kmatrix/results.json", extra)
     write_guest_files(share, cmd, env, max(30.0, cfg.timeout - 30))
     console = d / "console.log"
@@ -528,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     OUT.mkdir(parents=True, exist_ok=True)
+    lock = _lock(OUT / ".lock")
     names = [n for n in args.kernels.split(",") if n.strip()]
     cfg = VMConfig(qemu=args.qemu, smp=args.smp, memory_mb=args.memory,
                    timeout=args.timeout, boot_timeout=args.boot_timeout, cache=args.cache)
@@ -597,7 +603,19 @@ def main(argv: list[str] | None = None) -> int:
     tot["failed"] += sum(1 for r in results if r.status not in ("ok", "failed"))
     print(f"kernel-matrix: {tot['passed']} passed, {tot['failed']} failed, "
           f"{tot['skipped']} skipped")
+    lock.close()
     return exit_status(results)
+
+
+def _lock(path: pathlib.Path) -> IO[str]:
+    """Serialize `run`s sharing .cache/kernelmatrix (they would clobber each other)."""
+    f = open(path, "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"kmatrix: another run holds {path}; waiting for it...", flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    return f
 
 
 def _progress(r: KernelResult) -> None:
@@ -613,17 +631,31 @@ def shell_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m tools.vm shell",
                                  description="boot one kernel and run a command in it")
     ap.add_argument("kernel")
-    ap.add_argument("command", nargs="+")
+    ap.add_argument("command", nargs="+",
+                    help="a shell script (one argument) or a command line (after --)")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--offline", action="store_true")
     ap.add_argument("--cache", default="none", help="9p cache mode of the host root")
+    ap.add_argument("--keep", action="store_true", help="keep the logs even on success")
     args = ap.parse_args(argv)
     cfg = VMConfig(smp=args.smp, timeout=args.timeout, cache=args.cache)
-    r = run_kernel(args.kernel, [], "", cfg, offline=args.offline,
-                   command=["/bin/sh", "-c", " ".join(args.command)], retries=0)
-    print(_read_text(pathlib.Path(r.log_dir) / "share" / "output.log"), end="")
+    try:
+        python = guest_python()
+    except RuntimeError:
+        python = ""
+    # One argument is a shell script ('cd x && y'); several are a command line.
+    script = args.command[0] if len(args.command) == 1 else shlex.join(args.command)
+    # Each shell gets its own directory, so shells and `run`s can go on side by side.
+    out = OUT / "shell" / f"{os.getpid()}"
+    r = run_kernel(args.kernel, [], python, cfg, offline=args.offline,
+                   command=["/bin/sh", "-c", script], retries=0, out=out)
+    print(_read_text(pathlib.Path(r.log_dir) / "share" / "output.log"), end="", flush=True)
+    ok = r.status == "ok"
     print(f"kmatrix: {r.name} {r.release}: {r.status} {r.detail} "
-          f"(boot {_fmt_s(r.boot_seconds)}, total {_fmt_s(r.seconds)})", file=sys.stderr)
-    return 0 if r.status == "ok" else 1
+          f"(boot {_fmt_s(r.boot_seconds)}, total {_fmt_s(r.seconds)})"
+          + ("" if ok and not args.keep else f"; logs in {r.log_dir}"), file=sys.stderr)
+    if ok and not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return 0 if ok else 1
 
