@@ -167,23 +167,22 @@ class Child:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
-            self.proc.kill()
+            self.kill()
             raise RuntimeError(f"helper failed to start: {line!r}")
 
     def stop(self) -> dict[str, Any]:
         stdin: IO[str] | None = self.proc.stdin
-        assert stdin is not None and self.proc.stdout is not None
+        assert stdin is not None
         stdin.write("stop\n")
         stdin.flush()
-        out = self.proc.stdout.readline()
-        self.proc.wait(timeout=30)
-        result: dict[str, Any] = json.loads(out)
+        out, _ = self.proc.communicate(timeout=30)  # closes the pipes
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return result
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.communicate()
 
 
 # -- endpoints -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import mmap
 from typing import TYPE_CHECKING, Any
 
 from ._sys.types import MapType
@@ -118,7 +119,27 @@ def _map_for_load(spec: CollectionSpec, ms: MapSpec) -> MapSpec:
     ms = ms.copy()
     if ms.name == ".kconfig":
         _fill_kconfig(spec, ms)
+    _adjust_ringbuf_size(ms)
     return ms
+
+
+def _adjust_ringbuf_size(ms: MapSpec) -> None:
+    """Like libbpf, round a (user) ring buffer's size up to a power-of-2 multiple of the
+    page size, which the kernel requires (objects often say e.g. 1000 or 256 * 1024 - 1);
+    also for the inner map of a map-in-map."""
+    if ms.inner_map is not None:
+        _adjust_ringbuf_size(ms.inner_map)
+    if ms.type not in (MapType.RINGBUF, MapType.USER_RINGBUF):
+        return
+    size = ms.max_entries
+    page = mmap.PAGESIZE
+    if size <= 0 or (size % page == 0 and (size // page) & (size // page - 1) == 0):
+        return  # zero stays an error the kernel reports; a valid size passes through
+    mul = 1
+    while mul * page <= size and mul * page <= 0xFFFFFFFF:
+        mul <<= 1
+    if mul * page <= 0xFFFFFFFF:
+        ms.max_entries = mul * page
 
 
 def _btf_handle(spec: CollectionSpec) -> Any:
@@ -163,6 +184,12 @@ def _kconfig_value(ext: Extern, kconfig: Any) -> Any:
 
     if ext.name in kconfig.VIRTUAL:
         return kconfig.virtual_value(ext.name)
+    if ext.name.startswith("LINUX_"):
+        # a virtual extern this library does not know: zero when __weak (libbpf too)
+        if ext.weak:
+            return None
+        raise InvalidArgumentError(f"unrecognized virtual kconfig extern {ext.name!r} "
+                                   "(declare it __weak to default to zero)")
     if not ext.name.startswith("CONFIG_"):
         raise InvalidArgumentError(f"unknown kconfig extern {ext.name!r}")
     raw = kconfig.kernel_config().get(ext.name)

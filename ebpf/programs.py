@@ -612,7 +612,10 @@ def _load(
         attr.expected_attach_type = int(spec.attach_type)
     if spec.attach_prog is not None:
         attr.attach_prog_fd = spec.attach_prog.fileno()
-    attr.attach_btf_id = _attach_btf_id(spec, ptype)
+    if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
+        attr.attach_btf_id, attr.expected_attach_type = _struct_ops_target(spec)
+    else:
+        attr.attach_btf_id = _attach_btf_id(spec, ptype)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep)
     try:
@@ -906,6 +909,28 @@ def _attach_btf_id(spec: ProgramSpec, ptype: ProgramType) -> int:
         raise KeyNotFoundError(
             f"attach target {target_name!r} of program {spec.name!r} is not a "
             f"{kind} in {where}") from None
+
+
+def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:
+    """(kernel BTF id of the struct, index of the member) for a struct_ops program whose
+    `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the object's
+    ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
+    expected_attach_type, as libbpf fills them in at load."""
+    from . import btf
+
+    type_name, _, member = spec.attach_to.partition(":")
+    kernel = btf.load_kernel_spec()
+    try:
+        st = kernel.type_by_name(type_name, btf.Struct)
+    except KeyNotFoundError:
+        raise NotSupportedError(f"struct_ops type {type_name}",
+                                f"struct {type_name} is not in the kernel's BTF") from None
+    assert isinstance(st, btf.Struct)
+    for index, m in enumerate(st.members):
+        if m.name == member:
+            return kernel.type_id(st), index
+    raise NotSupportedError(f"struct_ops member {type_name}.{member}",
+                            "the running kernel's struct has no such member")
 
 
 def _program_btf(prog: Program) -> BTFSpec:

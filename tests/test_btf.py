@@ -14,7 +14,7 @@ from bpfbuild import compile_bpf
 
 from ebpf import btf
 from ebpf.btf.kernel import VMLINUX, read_btf_file
-from ebpf.btf.spec import Spec
+from ebpf.btf.spec import CHECKPOINT_SHIFT, CachedIndex, Spec
 from ebpf.errors import BTFError, KeyNotFoundError
 
 HAVE_VMLINUX = os.path.exists(VMLINUX)
@@ -182,9 +182,10 @@ def test_kernel_lookup_methods_agree(kernel: Spec) -> None:
     scan = Spec(data, lazy=True)
     indexed = Spec(data, lazy=True)
     indexed.build_name_index()
-    hashed = Spec(data, lazy=True, _offsets=scan._offsets if scan._complete else None)
-    keys = indexed.name_hash_index()
-    hashed = Spec(data, lazy=True, _offsets=indexed._offsets, _name_keys=keys)
+    buckets, named = indexed.name_buckets()
+    checkpoints = indexed._offsets[:: 1 << CHECKPOINT_SHIFT]
+    hashed = Spec(data, lazy=True, _index=CachedIndex(len(indexed) - 1, checkpoints, buckets,
+                                                      named))
     rng = random.Random(1)
     ids = rng.sample(range(1, len(indexed)), 60)
     names = {indexed.type_by_id(i).name for i in ids} - {""}

@@ -66,7 +66,7 @@ def test_disabled(monkeypatch: pytest.MonkeyPatch, blob: bytes) -> None:
     monkeypatch.setenv(cache.ENV, "0")
     assert cache.save(Spec(blob)) is None
     assert cache.load_cached(blob) is None
-    assert cache.load_indexed(blob)._name_keys is None
+    assert cache.load_indexed(blob)._index is None
 
 
 def test_round_trip(cdir: Path, blob: bytes) -> None:
@@ -76,7 +76,7 @@ def test_round_trip(cdir: Path, blob: bytes) -> None:
     assert stat.S_IMODE(cdir.stat().st_mode) == 0o700
     assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
     spec = cache.load_cached(blob)
-    assert spec is not None and spec._name_keys is not None and spec._complete
+    assert spec is not None and spec._index is not None and spec._count is not None
     ref = Spec(blob)
     assert len(spec) == len(ref)
     for t in ref:
@@ -84,7 +84,7 @@ def test_round_trip(cdir: Path, blob: bytes) -> None:
             assert spec.ids_by_name(t.name) == ref.ids_by_name(t.name)
         u = spec.type_by_id(ref.type_id(t))
         assert type(u) is type(t) and u.name == t.name
-    assert cache.load_indexed(blob)._name_keys is not None
+    assert cache.load_indexed(blob)._index is not None
 
 
 def test_stale_key(cdir: Path, blob: bytes) -> None:
@@ -117,16 +117,59 @@ def test_corrupt_file(cdir: Path, blob: bytes, mutate: str) -> None:
     assert cache.load_cached(blob) is None
 
 
-def test_tampered_offsets_with_valid_crc(cdir: Path, blob: bytes) -> None:
-    """Structural checks catch offsets that the checksum would not."""
+def tamper(path: Path, what: str, k: int, value: int) -> None:
+    """Change word `k` of one of the arrays of a cache file, keeping its crc valid."""
+    data = bytearray(path.read_bytes())
+    fields = cache._HDR.unpack_from(data)
+    ntypes, shift, bits = fields[6], fields[7], fields[8]
+    ncp = (ntypes + (1 << shift) - 1) >> shift
+    start = {"checkpoints": 0, "buckets": ncp, "ids": ncp + (1 << bits) + 1}[what]
+    struct.pack_into("=I", data, cache._HDR_SIZE + 4 * (start + k), value)
+    rewrite(path, data)
+
+
+@pytest.mark.parametrize("what, k, value", [
+    ("checkpoints", 0, 4),        # the first type must start at word 0
+    ("checkpoints", -1, 3),       # the last block must chain to the end
+    ("buckets", 0, 1),            # prefix sums start at 0
+    ("buckets", -1, 0),           # and end at the number of names
+    ("ids", 0, 0xFFFFFF),         # ids in range
+])
+def test_tampered_index_with_valid_crc(cdir: Path, blob: bytes, what: str, k: int,
+                                       value: int) -> None:
+    """Structural checks catch what the checksum would not."""
     cache.save(Spec(blob))
     f = cache_file(cdir)
-    data = bytearray(f.read_bytes())
-    off_at = cache._HDR_SIZE
-    a, b = struct.unpack_from("=II", data, off_at + 8)
-    struct.pack_into("=II", data, off_at + 8, b, a)  # swap the 3rd and 4th offsets
-    rewrite(f, data)
+    if k < 0:
+        fields = cache._HDR.unpack_from(f.read_bytes())
+        ntypes, shift, bits = fields[6], fields[7], fields[8]
+        k += {"checkpoints": (ntypes + (1 << shift) - 1) >> shift,
+              "buckets": (1 << bits) + 1}[what]
+    tamper(f, what, k, value)
     assert cache.load_cached(blob) is None
+
+
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"{VMLINUX} is missing")
+def test_bad_block_drops_the_index(cdir: Path) -> None:
+    """A checkpoint that passes the load-time checks is still checked on use: its
+    block does not chain, the cached index is dropped and the blob walked instead."""
+    data = read_btf_file(VMLINUX)
+    ref = Spec(data, lazy=True)
+    cache.save(ref)
+    f = cache_file(cdir)
+    tid = ref.ids_by_name("task_struct")[0]
+    block = (tid - 1) >> 4
+    fields = cache._HDR.unpack_from(f.read_bytes())
+    ncp = (fields[6] + 15) >> 4
+    cps = struct.unpack_from(f"={ncp}I", f.read_bytes(), cache._HDR_SIZE)
+    tamper(f, "checkpoints", block, cps[block] + 3)
+    spec = cache.load_cached(data)
+    assert spec is not None and spec._index is not None
+    ts = spec.type_by_name("task_struct", btf.Struct)
+    assert spec._index is None  # dropped
+    assert spec.type_id(ts) == tid
+    assert ts.size == ref.type_by_name("task_struct", btf.Struct).size
+    assert spec.ids_by_name("sk_buff") == ref.ids_by_name("sk_buff")
 
 
 def test_decode_rechecks_every_record(blob: bytes) -> None:
@@ -196,7 +239,7 @@ def test_kernel_cache_written_at_exit(tmp_path: Path) -> None:
     """A process without a cache writes it when it exits; the next one uses it."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **{cache.ENV: str(tmp_path / "c")})
     code = ("import ebpf; s = ebpf.btf.load_kernel_spec(); t = s.type_by_name('task_struct');"
-            "print(s._name_keys is not None, t.size)")
+            "print(s._index is not None, t.size)")
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, check=True).stdout.split()
     assert first[0] == "False"

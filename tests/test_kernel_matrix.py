@@ -399,3 +399,20 @@ def test_requires_marks_kernel() -> None:
     assert parse_version("5.8") == (5, 8, 0)
     with pytest.raises(ValueError):
         requires("x", min_kernel="five")
+
+
+def test_feature_strings_resolve_to_ebpf_features() -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from kernelmatrix.plugin import resolve_probe
+
+    features = pytest.importorskip("ebpf.features")
+    p = resolve_probe("map_type:RINGBUF")
+    assert p is not None and p.func is features.have_map_type  # type: ignore[attr-defined]
+    assert p.args[0].name == "RINGBUF"  # type: ignore[attr-defined]
+    p = resolve_probe("helper:KPROBE:get_func_ip")
+    assert p is not None and [a.name for a in p.args] == ["KPROBE", "get_func_ip"]  # type: ignore[attr-defined]
+    assert resolve_probe("ringbuf") is features.have_ringbuf
+    assert resolve_probe("ringbuf map") is None        # a label, not a probe
+    assert resolve_probe("no_such_probe") is None
+    with pytest.raises(ValueError, match="MapType"):
+        resolve_probe("map_type:NO_SUCH_MAP")

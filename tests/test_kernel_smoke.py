@@ -79,6 +79,12 @@ def test_vmlinux_btf() -> None:
         assert f.read(2) == b"\x9f\xeb"  # BTF magic, little endian
 
 
+@requires("link_type:KPROBE_MULTI", min_kernel="5.18", config="CONFIG_FPROBE")
+def test_kprobe_multi_probe() -> None:
+    """Probed with ebpf.features before the test runs: skips where CONFIG_FPROBE is off
+    (the host, Debian's 6.1), must pass on 6.12."""
+
+
 @pytest.mark.skipif(not IN_GUEST, reason="only in the kernel-matrix VMs")
 def test_guest_mounts() -> None:
     with open("/proc/mounts") as f:

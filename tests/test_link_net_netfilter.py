@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from kernelmatrix import requires
 from test_link_net_util import A_ADDR, B_ADDR, load, recv_count, send_udp, udp_socket, warm_arp
 from vmlinux import vmlinux_include_dir
 
@@ -13,6 +14,7 @@ import ebpf
 from ebpf.link import NetfilterHook, in_netns, netfilter
 
 pytestmark = pytest.mark.kernel
+nf_links = requires("netfilter links", min_kernel="6.4", config="NETFILTER_BPF_LINK")
 
 PORT = 9600
 NF_DROP, NF_ACCEPT = 0, 1
@@ -28,6 +30,7 @@ def _need_netfilter_links() -> None:
         pytest.skip("kernel without netfilter bpf_links (6.4+, CONFIG_NETFILTER_BPF_LINK)")
 
 
+@nf_links
 def test_netfilter_local_in_drop(netns: str) -> None:
     peer = netns + "-peer"
     warm_arp(netns)
@@ -55,6 +58,7 @@ def test_netfilter_local_in_drop(netns: str) -> None:
         assert coll.variables["seen"].get() == 7
 
 
+@nf_links
 def test_netfilter_local_out_and_accept(netns: str) -> None:
     """On LOCAL_OUT the drop makes sendto fail; two programs at different priorities
     both see the packet when the first accepts it."""

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import pytest
+from kernelmatrix import requires
 
 import ebpf
 
@@ -35,6 +36,7 @@ def _need_tcx() -> None:
         pytest.skip("kernel without tcx links (6.6+)")
 
 
+@requires("tcx links", min_kernel="6.6", config="NET_XGRESS")
 def test_no_packet_passes_without_a_program() -> None:
     b = bench()
     res = b.run(6, 8, 4, 3000.0, quiet=True)

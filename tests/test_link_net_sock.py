@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from kernelmatrix import requires
 from test_link_net_util import A_ADDR, load, recv_count, send_udp, udp_socket, warm_arp
 
 import ebpf
@@ -98,8 +99,14 @@ def recv_exact(s: socket.socket, n: int) -> bytes:
     return out
 
 
+def need_sockmap_links(use_link: bool) -> None:
+    if use_link and not ebpf.features.have_link_type(ebpf.LinkType.SOCKMAP):
+        pytest.skip("kernel without sockmap links (6.10+)")
+
+
 @pytest.mark.parametrize("use_link", [True, False], ids=["link", "prog_attach"])
 def test_sk_msg_verdict(netns: str, use_link: bool) -> None:
+    need_sockmap_links(use_link)
     with load("net_sock", ["msg_verdict"]) as counting, \
             load("net_sock", ["msg_verdict"], redirect_key=1) as redirecting:
         m = counting.maps["sock_map"]
@@ -129,6 +136,7 @@ def test_sk_msg_verdict(netns: str, use_link: bool) -> None:
 
 @pytest.mark.parametrize("use_link", [True, False], ids=["link", "prog_attach"])
 def test_sk_skb_stream_verdict(netns: str, use_link: bool) -> None:
+    need_sockmap_links(use_link)
     with load("net_sock", ["skb_verdict"]) as counting, \
             load("net_sock", ["skb_verdict"], redirect_key=1) as redirecting:
         m = counting.maps["sock_map"]
@@ -151,6 +159,7 @@ def test_sk_skb_stream_verdict(netns: str, use_link: bool) -> None:
             del m[0], m[1]
 
 
+@requires("sockmap links", min_kernel="6.10")
 def test_sockmap_link_update(netns: str) -> None:
     if not ebpf.features.have_link_type(ebpf.LinkType.SOCKMAP):
         pytest.skip("kernel without sockmap links (6.10+)")
@@ -169,6 +178,9 @@ def test_sockmap_link_update(netns: str) -> None:
 
 def test_sockmap_argument_errors() -> None:
     with load("net_sock", ["msg_verdict", "skb_verdict"]) as coll:
+        if not ebpf.features.have_link_type(ebpf.LinkType.SOCKMAP):
+            with pytest.raises(ebpf.errors.NotSupportedError, match=r"6\.10"):
+                sockmap(coll.programs["msg_verdict"], coll.maps["sock_map"], link=True)
         with pytest.raises(ebpf.errors.InvalidArgumentError, match="not a SOCKMAP"):
             sockmap(coll.programs["msg_verdict"], coll.maps[".bss"])
         with pytest.raises(ebpf.errors.InvalidArgumentError, match="not a sockmap attach"):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kernelmatrix import requires
 from test_link_net_util import compile_bpf
 from vmlinux import vmlinux_include_dir
 
@@ -102,6 +103,7 @@ def test_spec_reading() -> None:
     assert int(ps.attach_type) == [m.name for m in kt.members].index("cong_avoid")  # type: ignore[arg-type]
 
 
+@requires("struct_ops links", min_kernel="6.4", config="BPF_JIT")
 def test_tcp_congestion_control_link(netns: str) -> None:
     need_links()
     with loaded() as (coll, ops):
@@ -119,6 +121,7 @@ def test_tcp_congestion_control_link(netns: str) -> None:
             tcp_with_cc(netns, "pycc")
 
 
+@requires("struct_ops", min_kernel="5.6", config="BPF_JIT")
 def test_tcp_congestion_control_without_link(netns: str) -> None:
     with loaded() as (coll, ops):
         with StructOpsMap.create(ops["pycc_nolink"], coll.programs) as m:
@@ -132,6 +135,7 @@ def test_tcp_congestion_control_without_link(netns: str) -> None:
             assert "pycc_nolink" not in available()
 
 
+@requires("struct_ops links", min_kernel="6.4", config="BPF_JIT")
 def test_struct_ops_link_update(netns: str) -> None:
     """BPF_LINK_UPDATE swaps the registered implementation for another map of the
     same name atomically: new connections get the new programs."""
@@ -148,3 +152,33 @@ def test_struct_ops_link_update(netns: str) -> None:
                 assert c1.variables["inits"].get() == before
                 assert c2.variables["inits"].get() >= 1
             assert "pycc" not in available()
+
+
+def test_read_without_kernel_then_load_all(netns: str) -> None:
+    """The split the ELF loader/collection can use: parse (no kernel access), resolve
+    kernel ids, load the programs, make every struct_ops map."""
+    from ebpf.link import load_struct_ops, read_struct_ops, resolve_struct_ops_programs
+
+    spec = ebpf.load_collection_spec(obj())
+    ops = read_struct_ops(obj().read_bytes(), spec)
+    assert spec.programs["pycc_init"].attach_to == "tcp_congestion_ops:init"
+    assert spec.programs["pycc_init"].attach_btf_id == 0
+    assert spec.struct_ops is ops  # type: ignore[attr-defined]
+    resolve_struct_ops_programs(spec)
+    assert spec.programs["pycc_init"].attach_btf_id != 0
+    want = {"pycc", "pycc_nolink"}
+    try:
+        require_struct_ops(link=True)
+    except NotSupportedError:
+        del ops["pycc"]  # a .struct_ops.link map cannot be created before 6.4
+        want = {"pycc_nolink"}
+    with ebpf.Collection(spec) as coll:
+        maps = load_struct_ops(spec, coll.programs)
+        try:
+            assert set(maps) == want
+            assert all(m.type == ebpf.MapType.STRUCT_OPS for m in maps.values())
+            with struct_ops(maps["pycc_nolink"]):
+                assert tcp_with_cc(netns, "pycc_nolink", 1 << 16) == "pycc_nolink"
+        finally:
+            for m in maps.values():
+                m.close()

@@ -7,6 +7,7 @@ import contextlib
 import subprocess
 
 import pytest
+from kernelmatrix import requires
 from test_link_net_util import A_ADDR, load, recv_count, send_udp, udp_socket, warm_arp
 
 import ebpf
@@ -28,7 +29,10 @@ def have_tcx() -> bool:
     return ebpf.features.have_link_type(ebpf.LinkType.TCX)
 
 
-needs_tcx = pytest.mark.skipif("not have_tcx()", reason="kernel without tcx links (6.6+)")
+def needs_tcx(f):  # type: ignore[no-untyped-def]
+    """Skip without tcx links; the kernel matrix checks that 6.6+ has them."""
+    f = pytest.mark.skipif("not have_tcx()", reason="kernel without tcx links (6.6+)")(f)
+    return requires("tcx links", min_kernel="6.6", config="NET_XGRESS")(f)
 
 
 # -- tcx ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ The corpus is whatever other people compiled that is installed on this machine:
 * xdp-tools (``xdp-tools``, ``libxdp1``, ``xdp-tests``): plain objects under
   /usr/lib/<arch>/bpf and /usr/libexec/xdp-tools, and skeletons in the tools;
 * Knot DNS's XDP program embedded in ``libknot13``;
+* PCP's bpf PMDA modules (``pcp``: libbpf-tools built by another project);
 * cilium/ebpf's test objects (``golang-github-cilium-ebpf-dev``, little-endian only);
 * bpftool's own skeletons, when the package was built with them;
 * any extra files or directories given on the command line.
@@ -63,6 +64,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "libxdp1": ("/bpf/", ".so"),
     "xdp-tests": ("/usr/libexec/xdp-tools/",),
     "libknot13": ("libknot.so",),
+    "pcp": ("/pmdas/bpf/modules/",),
     "bpftool": ("/sbin/bpftool",),
     "golang-github-cilium-ebpf-dev": ("-el.elf",),
 }
@@ -154,33 +156,38 @@ def discover(extra: Sequence[str] = (), cache: pathlib.Path = CACHE,
         sources.append((pkg, files))
     if extra:
         sources.append(("extra", [str(p) for p in _candidates(extra)]))
-    seen: dict[str, CorpusObject] = {}
-    out: list[CorpusObject] = []
+    found: list[tuple[bool, str, str, extract_bpf_objects.Embedded, str]] = []
     for group, files in sources:
         for f in files:
             try:
-                found = extract_bpf_objects.extract_file(f)
+                embedded = extract_bpf_objects.extract_file(f)
             except (OSError, ValueError):
                 continue
-            names = extract_bpf_objects.output_names(f, len(found))
-            for emb, oname in zip(found, names, strict=True):
-                if not _is_bpf_elf(emb.data):
-                    continue  # big-endian objects: neither loader can load them here
-                digest = hashlib.sha256(emb.data).hexdigest()
-                if digest in seen:
-                    continue
-                label = f"{group}/{oname.removesuffix('.bpf.o')}"
-                if emb.offset == 0 and len(emb.data) == os.path.getsize(f):
-                    path = pathlib.Path(f)
-                else:
-                    path = objdir / f"{digest[:12]}-{oname}"
-                    if not path.is_file():
-                        tmp = path.with_suffix(".tmp")
-                        tmp.write_bytes(emb.data)
-                        os.replace(tmp, path)
-                obj = CorpusObject(label, path, f)
-                seen[digest] = obj
-                out.append(obj)
+            names = extract_bpf_objects.output_names(f, len(embedded))
+            for emb, oname in zip(embedded, names, strict=True):
+                whole = emb.offset == 0 and len(emb.data) == os.path.getsize(f)
+                found.append((whole, group, f, emb, oname))
+    # plain object files first, so that an object also embedded in a tool (libxdp's
+    # dispatcher in every xdp-tools binary) keeps its own name
+    found.sort(key=lambda row: not row[0])
+    seen: set[str] = set()
+    out: list[CorpusObject] = []
+    for whole, group, f, emb, oname in found:
+        if not _is_bpf_elf(emb.data):
+            continue  # big-endian objects: neither loader can load them here
+        digest = hashlib.sha256(emb.data).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        if whole:
+            path = pathlib.Path(f)
+        else:
+            path = objdir / f"{digest[:12]}-{oname}"
+            if not path.is_file():
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(emb.data)
+                os.replace(tmp, path)
+        out.append(CorpusObject(f"{group}/{oname.removesuffix('.bpf.o')}", path, f))
     return out
 
 

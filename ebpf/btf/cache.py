@@ -1,9 +1,10 @@
 """On-disk cache of a big BTF blob's type index (the kernel's vmlinux).
 
 Indexing the kernel's BTF means walking 126k variable-length records; this
-module keeps the result (the type offset array and a name index: sorted
-`crc32(name) << 32 | type id` keys) in a file keyed by the blob's length and
-CRC-32, so a later process finds any type with a bisect.
+module keeps the result in a file keyed by the blob's length and CRC-32: the
+offset of every 16th type (a checkpoint: any type is at most 15 records from
+one) and the ids of the named types grouped by `crc32(name)`, so that a later
+process finds a type by name with a hash and a few string comparisons.
 
 Wrong offsets would make programs read the wrong kernel memory, so the cache
 is treated as untrusted input:
@@ -13,9 +14,11 @@ is treated as untrusted input:
   with fstat (owner is the effective uid, no group/other write, a regular
   file) before it is read;
 * its key (blob length + CRC-32) and its own CRC-32 must match, its structure
-  must be consistent (offsets in range, the last record ending exactly at the
-  end of the type section, spot-checked records), and every record is checked
-  against its neighbour's offset again when it is decoded;
+  must be consistent (checkpoints increasing and in range, the first and last
+  blocks of records chaining exactly from checkpoint to checkpoint and to the
+  end of the type section, spot-checked name buckets), and each block of 16
+  records is checked the same way when it is first used (a block that does not
+  chain drops the cached index: the blob is then walked instead);
 * anything off means the cache is ignored (and rewritten), never an error.
 
 The cache is written atomically (temporary file + rename). A process that
@@ -35,17 +38,20 @@ import stat
 import struct
 import sys
 import zlib
+from array import array
 
-from .spec import Spec, record_words
+from .spec import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex, Spec
 
 ENV = "EBPF_BTF_CACHE"
 MAGIC = b"EBPFBTFI"
-VERSION = 1
+VERSION = 2
 _ORDER_MARK = 0x01020304
 # magic, version, byte order mark, blob length, blob crc32, type section length,
-# number of types, number of name keys, crc32 of everything else.
-_HDR = struct.Struct("=8sIIQIIIII")
-_HDR_SIZE = (_HDR.size + 7) & ~7
+# number of types, checkpoint shift, name bucket bits, number of named types,
+# crc32 of everything else. Then three u32 arrays: checkpoints (the word offset of
+# every 16th type), name bucket prefix sums, type ids of named types by bucket.
+_HDR = struct.Struct("=8sIIQIIIIIII")
+_HDR_SIZE = _HDR.size
 _MAX_FILES = 4
 _SPOT_CHECKS = 64
 _PREFIX = "btf-"
@@ -139,72 +145,66 @@ def _read_file(dfd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _layout(ntypes: int) -> tuple[int, int]:
-    """Byte offsets of the offsets array and of the (8-aligned) keys array."""
-    keys_at = (_HDR_SIZE + 4 * ntypes + 7) & ~7
-    return _HDR_SIZE, keys_at
-
-
-def _validate(data: bytes, spec: Spec,
-              key: tuple[int, int]) -> tuple[memoryview, memoryview] | None:
-    """The (offsets, keys) arrays of a cache file, or None if anything is off."""
+def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> CachedIndex | None:
+    """The index in a cache file, or None if anything is off."""
     if len(data) < _HDR_SIZE:
         return None
-    (magic, version, mark, blob_len, blob_crc, type_len, ntypes, nkeys,
+    (magic, version, mark, blob_len, blob_crc, type_len, ntypes, shift, bits, nnames,
      crc) = _HDR.unpack_from(data)
-    if (magic != MAGIC or version != VERSION or mark != _ORDER_MARK
-            or (blob_len, blob_crc) != key
-            or type_len != 4 * spec._nwords):
-        return None
     nwords = spec._nwords
-    if ntypes > nwords // 3 or (ntypes == 0) != (nwords == 0):
+    if (magic != MAGIC or version != VERSION or mark != _ORDER_MARK
+            or (blob_len, blob_crc) != key or type_len != 4 * nwords
+            or shift != CHECKPOINT_SHIFT or bits != NAME_BUCKET_BITS
+            or ntypes > nwords // 3 or (ntypes == 0) != (nwords == 0) or nnames > ntypes):
         return None
-    off_at, keys_at = _layout(ntypes)
-    if len(data) != keys_at + 8 * nkeys or nkeys > ntypes:
+    ncp = (ntypes + (1 << shift) - 1) >> shift
+    nbuckets = (1 << bits) + 1
+    if len(data) != _HDR_SIZE + 4 * (ncp + nbuckets + nnames):
         return None
     if zlib.crc32(memoryview(data)[_HDR.size :], zlib.crc32(data[: _HDR.size - 4])) != crc:
         return None
-    view = memoryview(data)
-    offsets = view[off_at : off_at + 4 * ntypes].cast("I")
-    keys = view[keys_at:].cast("Q")
-    if ntypes:
-        words = spec._words
-        if offsets[0] != 0:
+    words = memoryview(data)[_HDR_SIZE:].cast("I")
+    checkpoints = words[:ncp]
+    buckets = words[ncp : ncp + nbuckets]
+    ids = words[ncp + nbuckets :]
+    if ntypes and checkpoints[0] != 0:
+        return None
+    step = max(1, ncp // _SPOT_CHECKS)
+    for k in range(step, ncp, step):
+        if not checkpoints[k - 1] < checkpoints[k] < nwords:
             return None
-        last = offsets[-1]
-        if last + 3 > nwords or last + record_words(words[last + 1]) != nwords:
+    if buckets[0] != 0 or buckets[-1] != nnames:
+        return None
+    step = max(1, nbuckets // _SPOT_CHECKS)
+    for k in range(step, nbuckets, step):
+        if buckets[k - step] > buckets[k]:
             return None
-        step = max(1, (ntypes - 1) // _SPOT_CHECKS)
-        for k in range(0, ntypes - 1, step):
-            o, nxt = offsets[k], offsets[k + 1]
-            if not o + 3 <= nxt <= nwords or record_words(words[o + 1]) != nxt - o:
-                return None
-    if nkeys:
-        first, end = spec._first_id, spec._first_id + ntypes
-        step = max(1, (nkeys - 1) // _SPOT_CHECKS)
-        for k in range(0, nkeys - 1, step):
-            if keys[k] > keys[k + 1] or not first <= keys[k] & 0xFFFFFFFF < end:
-                return None
-        if not first <= keys[-1] & 0xFFFFFFFF < end:
+    first, end = spec._first_id, spec._first_id + ntypes
+    step = max(1, nnames // _SPOT_CHECKS)
+    for k in range(0, nnames, step):
+        if not first <= ids[k] < end:
             return None
-    return offsets, keys
+    index = CachedIndex(ntypes, checkpoints, buckets, ids)
+    # The first and last blocks of records must chain from checkpoint to checkpoint
+    # (and to the end of the type section); every other block is checked on first use.
+    probe = Spec(spec._buf, spec.base, lazy=True, _index=index)
+    if ntypes and (probe._verify_block(0) is None or probe._verify_block(ncp - 1) is None):
+        return None
+    return index
 
 
 def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
-    offsets = spec.copy_offsets()
-    ntypes = len(offsets) // 4
-    keys = spec.name_hash_index()
-    off_at, keys_at = _layout(ntypes)
-    body = bytearray(keys_at - _HDR.size + 8 * len(keys))
-    pos = off_at - _HDR.size
-    body[pos : pos + len(offsets)] = offsets
-    pos = keys_at - _HDR.size
-    body[pos:] = keys.tobytes()
+    offsets = array("I")
+    offsets.frombytes(spec.copy_offsets())
+    ntypes = len(offsets)
+    checkpoints = offsets[:: 1 << CHECKPOINT_SHIFT]
+    buckets, ids = spec.name_buckets(NAME_BUCKET_BITS)
+    body = checkpoints.tobytes() + buckets.tobytes() + ids.tobytes()
     head = _HDR.pack(MAGIC, VERSION, _ORDER_MARK, key[0], key[1], 4 * spec._nwords, ntypes,
-                     len(keys), 0)[: _HDR.size - 4]
+                     CHECKPOINT_SHIFT, NAME_BUCKET_BITS, len(ids), 0)[: _HDR.size - 4]
     # The crc covers the header without itself, then everything after the header.
     crc = zlib.crc32(body, zlib.crc32(head))
-    return head + struct.pack("=I", crc) + bytes(body)
+    return head + struct.pack("=I", crc) + body
 
 
 def _write(dfd: int, name: str, data: bytes) -> str | None:
@@ -274,11 +274,10 @@ def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
             os.close(dfd)
         if raw is None:
             return None
-        spec = Spec(data, lazy=True)
-        arrays = _validate(raw, spec, key)
-        if arrays is None:
+        index = _validate(raw, Spec(data, lazy=True), key)
+        if index is None:
             return None
-        return Spec(data, lazy=True, _offsets=arrays[0], _name_keys=arrays[1])
+        return Spec(data, lazy=True, _index=index)
     except Exception:  # a cache problem is never the caller's problem
         return None
 

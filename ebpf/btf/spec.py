@@ -19,11 +19,8 @@ import mmap
 import struct
 import sys
 import zlib
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, compress, repeat
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
 from .types import (
@@ -56,6 +53,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from array import array
     from typing import TypeAlias
 
     Buffer: TypeAlias = "bytes | mmap.mmap"
@@ -76,6 +74,26 @@ _NAMED_KINDS = frozenset((Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD
 
 # After this many scanning name lookups a Spec indexes every name at once.
 _SCANS_BEFORE_INDEX = 16
+
+# The on-disk cache keeps the offset of every 16th type (a checkpoint) and
+# names hashed into 2**14 buckets.
+CHECKPOINT_SHIFT = 4
+_BLOCK = 1 << CHECKPOINT_SHIFT
+NAME_BUCKET_BITS = 14
+
+
+class CachedIndex(NamedTuple):
+    """A type index as the on-disk cache keeps it (see `ebpf.btf.cache`).
+
+    Every record reached through it is checked again: the records between two
+    checkpoints must chain exactly from one to the next, or the index is
+    dropped and the blob walked instead.
+    """
+
+    ntypes: int
+    checkpoints: Sequence[int]  # word offset of types 0, 16, 32, ... (0-based)
+    buckets: Sequence[int]  # 2**NAME_BUCKET_BITS + 1 prefix sums into `ids`
+    ids: Sequence[int]  # ids of the named types, grouped by crc32(name) bucket
 
 T = TypeVar("T", bound=Type)
 
@@ -102,7 +120,7 @@ class Spec:
     def __init__(self, data: bytes | bytearray | memoryview | mmap.mmap,
                  base: Spec | None = None, *, lazy: bool | None = None,
                  _offsets: Sequence[int] | None = None,
-                 _name_keys: Sequence[int] | None = None) -> None:
+                 _index: CachedIndex | None = None) -> None:
         buf: Buffer = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
         self._buf = buf
         self._raw: bytes | None = buf if isinstance(buf, bytes) else None
@@ -143,6 +161,8 @@ class Spec:
         if (self.byteorder == "little") == (sys.byteorder == "little"):
             words = memoryview(buf)[tstart : tstart + type_len].cast("I")
         else:
+            from array import array
+
             words = array("I")
             words.frombytes(buf[tstart : tstart + type_len])
             words.byteswap()
@@ -153,21 +173,30 @@ class Spec:
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strcache: dict[int, str] = {}
         self._names: dict[str, list[int]] | None = None
-        self._name_keys: Sequence[int] | None = _name_keys
+        self._index = _index
+        self._blocks: dict[int, list[int]] = {}
+        self._count: int | None = _index.ntypes if _index is not None else None
         self._scans = 0
         self._error: BTFError | None = None
         # Lazy indexing and decoding mutate shared state: one thread at a time.
         self._lock = _thread.RLock()
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
-            self._offsets: array[int] | memoryview = (
+            from array import array
+
+            self._offsets: array[int] | memoryview | tuple[()] = (
                 _offsets if isinstance(_offsets, (array, memoryview)) else array("I", _offsets))
             self._walk_pos = self._nwords
             self._complete = True
+            self._count = len(self._offsets)
         else:
-            self._offsets = array("I")
+            # (an array once walking starts: `array` is imported only then, which
+            # keeps the import of this module and the cached path cheap)
+            self._offsets = ()
             self._walk_pos = 0
             self._complete = False
+        if self._nwords == 0 and _index is None:
+            self._complete, self._count = True, 0
         if lazy is None:
             lazy = type_len > (1 << 20)
         if not lazy:
@@ -212,8 +241,7 @@ class Spec:
         if self._error is not None:
             raise self._error
         words, n = self._words, self._nwords
-        offsets = self._offsets
-        assert isinstance(offsets, array)  # a cached (memoryview) index is complete
+        offsets = self._appendable_offsets()
         append = offsets.append
         get = self._steps.get
         i = self._walk_pos
@@ -243,13 +271,12 @@ class Spec:
         if self._error is not None:
             raise self._error
         words, n = self._words, self._nwords
-        offsets = self._offsets
-        assert isinstance(offsets, array)  # a cached (memoryview) index is complete
+        offsets = self._appendable_offsets()
         append = offsets.append
         get = self._steps.get
         i = self._walk_pos
         try:
-            for _ in repeat(None, total - len(offsets)):
+            for _ in range(total - len(offsets)):
                 if i >= n:
                     break
                 append(i)
@@ -264,14 +291,23 @@ class Spec:
 
     def _walk_failed(self, e: Exception) -> None:
         """The record last appended to the index is broken: drop it and fail for good."""
-        assert isinstance(self._offsets, array)
-        off = self._offsets.pop()
+        off = self._appendable_offsets().pop()
         if isinstance(e, BTFError):
             self._error = e
         else:  # its header is cut off by the end of the type section
             self._error = BTFError("BTF type section truncated", self._type_start + 4 * off)
         self._walk_pos = off
         raise self._error
+
+    def _appendable_offsets(self) -> array[int]:
+        from array import array
+
+        offsets = self._offsets
+        if not isinstance(offsets, array):
+            if len(offsets):  # a complete index from a cache never needs walking
+                raise BTFError("internal error: walking a complete type index")
+            offsets = self._offsets = array("I")
+        return offsets
 
     def _finish_walk(self, i: int) -> None:
         if i > self._nwords:
@@ -280,6 +316,7 @@ class Spec:
         self._walk_pos = i
         if i == self._nwords:
             self._complete = True
+            self._count = len(self._offsets)
 
     def _ensure_complete(self) -> None:
         if not self._complete:
@@ -287,12 +324,83 @@ class Spec:
 
     def __len__(self) -> int:
         """Number of type ids, including void (and the base's types)."""
-        self._ensure_complete()
-        return self._first_id + len(self._offsets)
+        if self._count is None:
+            self._ensure_complete()
+        assert self._count is not None
+        return self._first_id + self._count
+
+    def _locate(self, idx: int) -> tuple[int, int] | None:
+        """Start and end word of record `idx` (0-based), or None if there is none."""
+        offsets = self._offsets
+        if idx >= len(offsets) and not self._complete:
+            index = self._index
+            if index is not None:
+                if idx >= index.ntypes:
+                    return None
+                found = self._from_checkpoint(idx)
+                if found is not None:
+                    return found
+                # the cached index was wrong and is dropped: walk instead
+            self._walk_count(idx + 1)
+            offsets = self._offsets  # (walking may have replaced it)
+        if idx >= len(offsets):
+            return None
+        end = offsets[idx + 1] if idx + 1 < len(offsets) else self._walk_pos
+        return offsets[idx], end
+
+    def _from_checkpoint(self, idx: int) -> tuple[int, int] | None:
+        b = idx >> CHECKPOINT_SHIFT
+        offs = self._blocks.get(b)
+        if offs is None:
+            with self._lock:
+                offs = self._verify_block(b)
+                if offs is None:
+                    self._drop_index()
+                    return None
+                self._blocks[b] = offs
+        k = idx & (_BLOCK - 1)
+        return offs[k], offs[k + 1]
+
+    def _verify_block(self, b: int) -> list[int] | None:
+        """The offsets of the types of checkpoint block `b` (and where the block ends),
+        if its records chain exactly from its checkpoint to the next."""
+        index = self._index
+        if index is None:
+            return None
+        cps = index.checkpoints
+        if not 0 <= b < len(cps):
+            return None
+        i = cps[b]
+        n = min(_BLOCK, index.ntypes - (b << CHECKPOINT_SHIFT))
+        end = cps[b + 1] if b + 1 < len(cps) else self._nwords
+        words, nwords = self._words, self._nwords
+        offs = [i]
+        for _ in range(n):
+            if i + 3 > nwords:
+                return None
+            info = words[i + 1]
+            if info & 0x60FF0000 or not info & 0x1F000000:  # unused bits, or kind 0
+                return None
+            step = record_words(info)
+            if step < 0:
+                return None
+            i += step
+            offs.append(i)
+        return offs if i == end else None
+
+    def _drop_index(self) -> None:
+        """Forget a cached index found to be wrong (types decoded so far came from
+        verified blocks); from now on the blob is walked."""
+        self._index = None
+        self._blocks.clear()
+        if not self._complete:
+            self._count = None
 
     def _is_record_start(self, word: int) -> int:
         """The type id of the record starting at `word`, or 0."""
         self._walk_to_word(word + 1)
+        from bisect import bisect_left
+
         offsets = self._offsets
         k = bisect_left(offsets, word)
         if k < len(offsets) and offsets[k] == word:
@@ -348,13 +456,10 @@ class Spec:
                 return self.base.type_by_id(tid)
             raise BTFError(f"type id {tid} out of range")
         idx = tid - self._first_id
-        offsets = self._offsets
-        if idx >= len(offsets) and not self._complete:
-            self._walk_count(idx + 1)
-        if idx >= len(offsets):
+        found = self._locate(idx)
+        if found is None:
             raise BTFError(f"type id {tid} out of range (BTF has {len(self)} types)")
-        i = offsets[idx]
-        end = offsets[idx + 1] if idx + 1 < len(offsets) else self._walk_pos
+        i, end = found
         if not (0 <= i and i + 3 <= end <= self._nwords
                 and record_words(self._words[i + 1]) == end - i):
             raise BTFError(f"type id {tid}: corrupt type offset index",
@@ -390,7 +495,7 @@ class Spec:
         name = string(name_off) if name_off else ""
         # Reference checks: ids are checked against the count when it is known;
         # in a lazily walked spec an id past the end fails when it is resolved.
-        maxid = self._first_id + len(self._offsets) if self._complete else (
+        maxid = self._first_id + self._count if self._count is not None else (
             self._first_id + self._nwords // 3 + 1)
         at = self._type_start + 4 * i
 
@@ -411,7 +516,7 @@ class Spec:
             t = Array(ref(w[j]), w[j + 2], ref(w[j + 1]))
         elif kind == Kind.STRUCT or kind == Kind.UNION:
             members = []
-            for _ in repeat(None, vlen):
+            for _ in range(vlen):
                 m_name, m_type, m_off = w[j], w[j + 1], w[j + 2]
                 j += 3
                 if kflag:
@@ -422,7 +527,7 @@ class Spec:
             t = (Struct if kind == Kind.STRUCT else Union)(name, size_type, members)
         elif kind == Kind.ENUM:
             vals = []
-            for _ in repeat(None, vlen):
+            for _ in range(vlen):
                 v = w[j + 1]
                 if kflag and v & 0x80000000:
                     v -= 1 << 32
@@ -432,7 +537,7 @@ class Spec:
             t._is64 = False
         elif kind == Kind.ENUM64:
             vals = []
-            for _ in repeat(None, vlen):
+            for _ in range(vlen):
                 v = w[j + 1] | (w[j + 2] << 32)
                 if kflag and v & (1 << 63):
                     v -= 1 << 64
@@ -456,7 +561,7 @@ class Spec:
             t = Func(name, ref(size_type), vlen)  # type: ignore[arg-type]
         elif kind == Kind.FUNC_PROTO:
             params = []
-            for _ in repeat(None, vlen):
+            for _ in range(vlen):
                 params.append(FuncParam(string(w[j]) if w[j] else "", ref(w[j + 1])))
                 j += 2
             t = FuncProto(ref(size_type), params)
@@ -464,7 +569,7 @@ class Spec:
             t = Var(name, ref(size_type), w[j])  # type: ignore[arg-type]
         elif kind == Kind.DATASEC:
             secinfo = []
-            for _ in repeat(None, vlen):
+            for _ in range(vlen):
                 secinfo.append(VarSecinfo(ref(w[j]), w[j + 1], w[j + 2]))
                 j += 3
             t = Datasec(name, size_type, secinfo)
@@ -499,7 +604,7 @@ class Spec:
             return ids
         if self._names is not None:
             return ids + self._names.get(name, [])
-        if self._name_keys is not None:
+        if self._index is not None:
             ids.extend(self._lookup_hashed(name))
             return ids
         self._scans += 1
@@ -511,26 +616,29 @@ class Spec:
         return ids
 
     def _lookup_hashed(self, name: str) -> list[int]:
-        """Look `name` up in the sorted (crc32(name) << 32 | id) index."""
+        """Look `name` up in the cached name buckets."""
+        index = self._index
+        assert index is not None
         try:
             bname = name.encode()
         except UnicodeEncodeError:
             return []
-        keys = self._name_keys
-        assert keys is not None
-        h = zlib.crc32(bname)
-        k = bisect_left(keys, h << 32)
+        h = zlib.crc32(bname) >> (32 - NAME_BUCKET_BITS)
+        buckets, ids = index.buckets, index.ids
+        lo, hi = buckets[h], buckets[h + 1]
         found: list[int] = []
-        needle = bname + b"\0"
-        words, offsets, first = self._words, self._offsets, self._first_id
-        while k < len(keys):
-            key = keys[k]
-            if key >> 32 != h:
-                break
-            k += 1
-            idx = (key & 0xFFFFFFFF) - first
-            if 0 <= idx < len(offsets) and self._string_is(words[offsets[idx]], needle):
-                found.append(idx + first)
+        if not 0 <= lo <= hi <= len(ids):
+            self._drop_index()
+        else:
+            needle = bname + b"\0"
+            first, words = self._first_id, self._words
+            for k in range(lo, hi):
+                tid = ids[k]
+                pos = self._locate(tid - first) if tid >= first else None
+                if pos is not None and self._string_is(words[pos[0]], needle):
+                    found.append(tid)
+        if self._index is None:  # found to be wrong on the way: look again by scanning
+            return self._scan_name(name)
         found.sort()
         return found
 
@@ -595,6 +703,7 @@ class Spec:
 
     def _named_types(self) -> tuple[list[int], list[bytes]]:
         """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
+        from itertools import accumulate, compress
         from operator import itemgetter
         self._ensure_complete()
         offsets = self._offsets
@@ -615,14 +724,20 @@ class Spec:
                     names[k] = self.string(off).encode()
         return ids, names  # type: ignore[return-value]
 
-    def name_hash_index(self) -> array[int]:
-        """The sorted `crc32(name) << 32 | id` keys of every named type (for the cache)."""
-        from operator import lshift, or_
+    def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
+        """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
+        2**bits buckets: the name index of the on-disk cache."""
+        from array import array
+        from bisect import bisect_left
+        from itertools import repeat
+        from operator import and_, lshift, or_, rshift
 
         ids, names = self._named_types()
-        keys = array("Q", sorted(map(or_, map(lshift, map(zlib.crc32, names), repeat(32)),
-                                     ids)))
-        return keys
+        hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
+        keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
+        table = array("I", [bisect_left(keys, b << 32) for b in range(1 << bits)])
+        table.append(len(keys))
+        return table, array("I", map(and_, keys, repeat(0xFFFFFFFF)))
 
     def build_name_index(self) -> None:
         """Index every name at once (worth it before many lookups in a big BTF)."""
@@ -680,8 +795,9 @@ class Spec:
     def copy_offsets(self) -> bytes:
         """The type offset index, for an on-disk cache."""
         self._ensure_complete()
-        return self._offsets.tobytes()
+        offsets = self._offsets
+        return b"" if isinstance(offsets, tuple) else offsets.tobytes()
 
     def __repr__(self) -> str:
-        n = f"{len(self)}" if self._complete else "lazily indexed"
+        n = f"{len(self)}" if self._count is not None else "lazily indexed"
         return f"<btf.Spec {n} types>"

@@ -105,6 +105,13 @@ class _Loader:
         spec.maps = Maps(self.maps)
         spec.externs = self.externs
         spec.__post_init__()
+        if any(sec.name in (".struct_ops", ".struct_ops.link") and sec.size
+               for sec in self.elf.sections):
+            # which struct and member each struct_ops program implements (libbpf does
+            # this at open); no kernel access, the ids are resolved at load
+            from ..link.struct_ops import read_struct_ops
+
+            read_struct_ops(self.elf, spec)
         return spec
 
     def _section_data(self, sec: Section) -> bytes:

@@ -9,6 +9,7 @@ import ctypes
 import errno as _errno
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -31,6 +32,7 @@ __all__ = [
     "expected_attach_type",
     "ifindex",
     "in_netns",
+    "net_link_target",
     "query",
 ]
 
@@ -157,10 +159,14 @@ class QueryResult:
     revision: int
 
 
+_query_link_ids = True  # cleared on kernels whose BPF_PROG_QUERY has no link_ids (< 6.6)
+
+
 def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
           effective: bool = False) -> QueryResult:
     """BPF_PROG_QUERY on a cgroup (`target_fd`), an interface (`target_ifindex`, tcx),
     a map or a netns."""
+    global _query_link_ids
     n = 64
     while True:
         ids = (ctypes.c_uint32 * n)()
@@ -173,16 +179,22 @@ def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
             attr.target_fd = target_fd
         attr.prog_ids = ctypes.addressof(ids)
         attr.count = n
-        attr.link_ids = ctypes.addressof(links)
+        if _query_link_ids:
+            attr.link_ids = ctypes.addressof(links)
         try:
             bpf(Cmd.PROG_QUERY, attr)
         except SyscallError as e:
             if e.errno == _errno.ENOSPC and n < 1 << 16:
                 n *= 4
                 continue
+            if e.errno == _errno.EINVAL and _query_link_ids:
+                # older kernels refuse attrs with fields they do not know set
+                _query_link_ids = False
+                continue
             raise
         count = int(attr.count)
-        return QueryResult(tuple(ids[:count]), tuple(links[:count]), int(attr.attach_flags),
+        link_ids = tuple(links[:count]) if _query_link_ids else (0,) * count
+        return QueryResult(tuple(ids[:count]), link_ids, int(attr.attach_flags),
                            int(attr.revision))
 
 
@@ -273,6 +285,13 @@ class ProgAttachLink(Link):
     @property
     def closed(self) -> bool:
         return not self._attached
+
+    def __del__(self) -> None:
+        # BPF_PROG_ATTACH attachments outlive the process: never leak one past GC
+        if getattr(self, "_attached", False):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "attached"

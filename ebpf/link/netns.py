@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .._sys.fd import FD
 from .._sys.netlink import open_netns
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NotSupportedError
 from ._attach import in_netns, link_create, prog_attach
 from .base import Link
 
@@ -85,10 +85,14 @@ def flow_dissector(program: Program, netns: NetNs = None, *, link: bool | None =
     if program.type != ProgramType.FLOW_DISSECTOR:
         raise InvalidArgumentError(f"flow_dissector: program {program.name!r} is "
                                    f"{program.type.name}, not FLOW_DISSECTOR")
-    if link is None:
-        from .. import features
+    from .. import features
 
-        link = features.have_link_type(LinkType.NETNS)
+    have_links = features.have_link_type(LinkType.NETNS)
+    if link is None:
+        link = have_links
+    elif link and not have_links:
+        raise NotSupportedError("netns bpf_links", "they need Linux 5.8+; pass link=None "
+                                "or False to use BPF_PROG_ATTACH")
     if link:
         return _attach(program, netns, AttachType.FLOW_DISSECTOR)
     ns = _netns_fd(netns)

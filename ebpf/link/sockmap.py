@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._sys.fd import FD
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, MapType, ProgramType
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NotSupportedError
 from ._attach import expected_attach_type, link_create, prog_attach
 from .base import Link
 
@@ -63,10 +63,14 @@ def sockmap(program: Program, map: Map, attach_type: AttachType | int | None = N
         raise InvalidArgumentError(f"sockmap: map {map.name!r} is {map.type.name}, not a "
                                    "SOCKMAP or SOCKHASH")
     what = f"{map.type.name.lower()} {map.name!r}"
-    if link is None:
-        from .. import features
+    from .. import features
 
-        link = features.have_link_type(LinkType.SOCKMAP)
+    have_links = features.have_link_type(LinkType.SOCKMAP)
+    if link is None:
+        link = have_links
+    elif link and not have_links:
+        raise NotSupportedError("sockmap bpf_links", "they need Linux 6.10+; pass "
+                                "link=None or False to use BPF_PROG_ATTACH")
     if link:
         attr = LinkCreateAttr(attach_type=int(at))
         attr.target_fd = map.fileno()

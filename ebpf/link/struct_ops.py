@@ -10,11 +10,13 @@ An object declares the implementation as a variable in a ``.struct_ops`` (or
 Three steps, as in libbpf:
 
 1. `struct_ops_maps(spec, source)` reads those variables from the ELF object
-   into `StructOpsSpec`s and tells each referenced program which kernel struct
-   and member it implements (its BTF id and member index, needed at load);
+   into `StructOpsSpec`s (`read_struct_ops`, no kernel access) and tells each
+   referenced program which kernel struct and member it implements (its BTF id
+   and member index, needed at load: `resolve_struct_ops_programs`);
 2. after the programs are loaded (`ebpf.Collection`), `StructOpsMap.create(ops,
-   programs)` creates the BPF_MAP_TYPE_STRUCT_OPS map and prepares the kernel's
-   value (the struct with program fds in its function pointers);
+   programs)` (or `load_struct_ops(spec, coll.programs)` for all of them) creates
+   the BPF_MAP_TYPE_STRUCT_OPS map and prepares the kernel's value (the struct
+   with program fds in its function pointers);
 3. `struct_ops(map)` registers it: for ``.struct_ops.link`` maps a bpf_link
    (closing it unregisters, `update(new_map)` swaps implementations
    atomically), for plain ``.struct_ops`` maps the map update itself (closing
@@ -58,9 +60,11 @@ from .base import Link
 
 if TYPE_CHECKING:
     from ..collection import CollectionSpec
+    from ..elf.reader import ELFFile
     from ..programs import Program
 
-__all__ = ["StructOpsLink", "StructOpsMap", "StructOpsSpec", "require_struct_ops",
+__all__ = ["StructOpsLink", "StructOpsMap", "StructOpsSpec", "load_struct_ops",
+           "read_struct_ops", "require_struct_ops", "resolve_struct_ops_programs",
            "struct_ops", "struct_ops_maps"]
 
 _STRUCT_OPS_SECTIONS = (".struct_ops", ".struct_ops.link")
@@ -90,32 +94,28 @@ class StructOpsSpec:
         return dataclasses.replace(self, programs=dict(self.programs))
 
 
-def struct_ops_maps(spec: CollectionSpec, source: str | os.PathLike[str] | bytes
+def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: CollectionSpec
                     ) -> dict[str, StructOpsSpec]:
     """Read the ``.struct_ops``/``.struct_ops.link`` variables of the ELF object
-    `source` (the file `spec` was parsed from, or its bytes).
+    `source` (the file `spec` was parsed from: a path, its bytes or an open
+    `ELFFile`). No kernel access: each program a variable refers to only gets
+    ``attach_to = "<struct>:<member>"``; `resolve_struct_ops_programs` adds the
+    kernel's ids before load. The result is also stored as ``spec.struct_ops``.
 
-    Each program a variable refers to gets `attach_btf_id` (the kernel struct's
-    BTF id) and `attach_type` (the member's index in the kernel struct, which is
-    what the kernel expects for struct_ops programs) set in `spec.programs`, so
-    that it loads. The result is also stored as ``spec.struct_ops``.
-
-    Raises ELFError for malformed sections, NotSupportedError when the running
-    kernel has no such struct_ops type.
+    Raises ELFError for malformed sections.
     """
     from ..elf.reader import ELFFile
 
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        elf = ELFFile(bytes(source))
+    if isinstance(source, ELFFile):
+        out = _read(source, spec)
     else:
-        elf = ELFFile(source)
-    try:
-        out = _read(elf, spec)
-    finally:
-        elf.close()
-    kernel = _btf.load_kernel_spec()
+        elf = ELFFile(bytes(source) if isinstance(source, (bytes, bytearray, memoryview))
+                      else source)
+        try:
+            out = _read(elf, spec)
+        finally:
+            elf.close()
     for ops in out.values():
-        kstruct, kid = _kernel_struct(kernel, ops.type_name)
         for member, prog_name in ops.programs.items():
             try:
                 ps = spec.programs[prog_name]
@@ -125,17 +125,62 @@ def struct_ops_maps(spec: CollectionSpec, source: str | os.PathLike[str] | bytes
             if ps.type != ProgramType.STRUCT_OPS:
                 raise ELFError(f"struct_ops {ops.name!r}: program {prog_name!r} for "
                                f"{member!r} is not in a struct_ops section", ops.section)
-            index = _member_index(kstruct, member, ops)
-            if ps.attach_btf_id and (ps.attach_btf_id != kid or
-                                     int(cast(int, ps.attach_type)) != index):
+            target = f"{ops.type_name}:{member}"
+            # (the section name's suffix, "struct_ops/<name>", is only a label)
+            if ":" in ps.attach_to and ps.attach_to != target:
                 raise ELFError(f"program {prog_name!r} implements two different struct_ops "
-                               "members; use one program per member", ops.section)
-            ps.attach_btf_id = kid
-            # the kernel takes the member index as the expected attach type
-            ps.attach_type = cast(AttachType, index)
-            ps.attach_to = f"{ops.type_name}:{member}"
+                               f"members ({ps.attach_to} and {target}); use one program per "
+                               "member", ops.section)
+            ps.attach_to = target
     setattr(spec, "struct_ops", out)  # noqa: B010 - until CollectionSpec has the field
     return out
+
+
+def resolve_struct_ops_programs(spec: CollectionSpec) -> None:
+    """Give every STRUCT_OPS program of `spec` whose ``attach_to`` is
+    ``"<struct>:<member>"`` (see `read_struct_ops`) the kernel BTF id of the struct
+    (`attach_btf_id`) and the member's index in the running kernel's struct (as
+    `attach_type`, which is what BPF_PROG_LOAD expects for struct_ops programs).
+
+    Raises NotSupportedError when the kernel lacks the struct or the member.
+    """
+    kernel = _btf.load_kernel_spec()
+    for ps in spec.programs.values():
+        if ps.type != ProgramType.STRUCT_OPS or ":" not in ps.attach_to:
+            continue
+        type_name, _, member = ps.attach_to.partition(":")
+        kstruct, kid = _kernel_struct(kernel, type_name)
+        index = next((i for i, m in enumerate(kstruct.members) if m.name == member), None)
+        if index is None:
+            raise NotSupportedError(f"struct_ops member {type_name}.{member}",
+                                    "the running kernel's struct has no such member")
+        ps.attach_btf_id = kid
+        ps.attach_type = cast(AttachType, index)
+
+
+def struct_ops_maps(spec: CollectionSpec, source: str | os.PathLike[str] | bytes | ELFFile
+                    ) -> dict[str, StructOpsSpec]:
+    """`read_struct_ops` then `resolve_struct_ops_programs`: after this the
+    programs of `spec` load (``ebpf.Collection(spec)``), and `StructOpsMap.create`
+    makes the maps from the returned specs."""
+    out = read_struct_ops(source, spec)
+    resolve_struct_ops_programs(spec)
+    return out
+
+
+def load_struct_ops(spec: CollectionSpec, programs: Mapping[str, Program]
+                    ) -> dict[str, StructOpsMap]:
+    """A `StructOpsMap` for every struct_ops variable of `spec` (``spec.struct_ops``),
+    with the loaded `programs` (e.g. ``coll.programs``); closes what it made on error."""
+    made: dict[str, StructOpsMap] = {}
+    try:
+        for name, ops in getattr(spec, "struct_ops", {}).items():
+            made[name] = StructOpsMap.create(ops, programs)
+    except BaseException:
+        for m in made.values():
+            m.close()
+        raise
+    return made
 
 
 def _read(elf: Any, spec: CollectionSpec) -> dict[str, StructOpsSpec]:
@@ -212,14 +257,6 @@ def _kernel_struct(kernel: _btf.Spec, name: str) -> tuple[_btf.Struct, int]:
                                 f"struct {name} is not in the kernel's BTF") from None
     assert isinstance(t, _btf.Struct)
     return t, kernel.type_id(t)
-
-
-def _member_index(kstruct: _btf.Struct, member: str, ops: StructOpsSpec) -> int:
-    for i, m in enumerate(kstruct.members):
-        if m.name == member:
-            return i
-    raise NotSupportedError(f"struct_ops member {ops.type_name}.{member}",
-                            "the running kernel's struct has no such member")
 
 
 def _is_func_ptr(t: _btf.Type) -> bool:

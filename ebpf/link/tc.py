@@ -18,8 +18,10 @@ Interfaces are looked up in the calling thread's network namespace (see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 from .._sys.netlink import (
@@ -246,6 +248,13 @@ class TCLink(Link):
     @property
     def closed(self) -> bool:
         return self._sock is None
+
+    def __del__(self) -> None:
+        # a tc filter outlives the process: never leak one past GC
+        if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "attached"

@@ -6,7 +6,9 @@ The interface is looked up in the calling thread's network namespace (see
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import warnings
 from typing import TYPE_CHECKING
 
 from .._sys import consts
@@ -122,6 +124,13 @@ class XDPNetlinkLink(Link):
     @property
     def closed(self) -> bool:
         return self._sock is None
+
+    def __del__(self) -> None:
+        # a netlink XDP attachment outlives the process: never leak one past GC
+        if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = None, *,

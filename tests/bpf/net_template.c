@@ -95,16 +95,24 @@ static __always_inline int proto_slot(__u8 proto)
 	}
 }
 
-/* Branch-free comparisons (for values below 2^63): evaluating a rule does not fork
- * the verifier's exploration, so verification is linear in the number of rules. */
-static __always_inline __u64 is_eq(__u64 a, __u64 b)
+/* Rule matching without branches on packet data (the barriers keep clang from turning
+ * the arithmetic back into comparisons): each rule costs the verifier one path, so
+ * verification time is linear in the number of rules, whatever their values.
+ * `policy` is a global function: verified once, on its own. */
+#define barrier_var(var) asm volatile("" : "+r"(var))
+
+static __always_inline __u64 is_eq(__u64 a, __u64 b)  /* a, b < 2^63 */
 {
-	return ((a ^ b) - 1) >> 63;
+	__u64 x = a ^ b;
+	barrier_var(x);
+	return (x - 1) >> 63;
 }
 
-static __always_inline __u64 is_le(__u64 a, __u64 b)
+static __always_inline __u64 is_le(__u64 a, __u64 b)  /* a, b < 2^63 */
 {
-	return ((b - a) >> 63) ^ 1;
+	__u64 d = b - a;
+	barrier_var(d);
+	return (d >> 63) ^ 1;
 }
 
 /* The first rule matching (protocol, source prefix, destination port range) decides. */
@@ -114,8 +122,7 @@ __noinline int policy(__u8 proto, __u32 saddr, __u16 dport)
 		if (i >= nrules)
 			break;
 		const volatile struct rule *r = &rules[i];
-		__u64 rp = r->proto;
-		__u64 m = (is_eq(rp, 0) | is_eq(rp, proto)) &
+		__u64 m = (is_eq(r->proto, 0) | is_eq(r->proto, proto)) &
 			  is_eq(saddr & r->src_mask, r->src_net) &
 			  is_le((__u16)(dport - r->port_lo), (__u16)(r->port_hi - r->port_lo));
 		if (m)

@@ -17,8 +17,9 @@ test runs:
 - skips it on a kernel older than `min_kernel` ("needs kernel >= 5.8, running 5.4");
 - skips it when the kernel's config is known (/proc/config.gz, /boot/config-<release>)
   and one of the `config` options is not set to y or m;
-- calls the feature probe, if there is one (`probe=`, a callable feature, or
-  ``ebpf.features.have_<feature>()`` when that exists), and skips if it says no;
+- calls the feature probe, if there is one (`probe=`, a callable feature, or a
+  feature string naming an ``ebpf.features`` probe such as "map_type:RINGBUF"), and
+  skips if it says no;
 
 and after it ran: a test that SKIPPED anyway (for any reason: the probe, a
 ``pytest.skip`` in its body or a fixture) on a kernel that, by its declaration, must
@@ -121,9 +122,14 @@ def requires(
 ) -> Callable[[F], F]:
     """Declare what a test needs from the kernel (see the module docstring).
 
-    feature: a short name for messages ("kprobe_multi", "ringbuf map"), or a callable
-        probe (its __name__ is the name). A probe returns truthy when the feature is
-        there; falsy, or raising ``ebpf.errors.NotSupportedError``, means missing.
+    feature: what the test needs. A string naming an ``ebpf.features`` probe is probed
+        before the test runs: "ringbuf" (have_ringbuf()), "map_type:RINGBUF"
+        (have_map_type(MapType.RINGBUF)), "program_type:LSM", "link_type:KPROBE_MULTI",
+        "helper:KPROBE:get_func_ip", "btf_kind:ENUM64", "misc:<name>". Any other text
+        ("kprobe_multi links") is a label for messages; a callable is the probe itself.
+        A probe returns truthy when the feature is there; falsy, or raising
+        ``ebpf.errors.NotSupportedError``, means missing (the test is skipped, which
+        fails it where min_kernel says it must be supported).
     min_kernel: first kernel version with the feature ("5.18"). From that version on
         the test must not skip.
     config: kernel config option(s) the feature also depends on ("CONFIG_FPROBE").

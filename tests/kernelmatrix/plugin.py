@@ -13,12 +13,17 @@ Options:
 
 from __future__ import annotations
 
+import enum
+import functools
+import importlib
 import inspect
 import json
 import os
 import platform
 import sys
 import time
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -87,29 +92,66 @@ def _expected(decl: dict[str, Any]) -> tuple[bool, str]:
         f" with {', '.join(decl['config'])}" if decl.get("config") else "")
 
 
+def resolve_probe(feature: str) -> Callable[[], Any] | None:
+    """A probe for a feature string, from ``ebpf.features`` (None if there is none).
+
+    "ringbuf" -> have_ringbuf(); "map_type:RINGBUF" -> have_map_type(MapType.RINGBUF);
+    "helper:KPROBE:get_func_ip" -> have_helper(ProgramType.KPROBE, HelperFunc.GET_FUNC_IP);
+    "misc:<name>" -> have_misc("<name>"). Arguments are converted with the function's
+    annotations (an enum member by its name as given, upper- or lower-cased). Free text with
+    spaces is only a label.
+    """
+    if not feature or " " in feature:
+        return None
+    try:
+        features = importlib.import_module("ebpf.features")
+    except ImportError:
+        return None
+    kind, *names = feature.split(":")
+    fn = getattr(features, "have_" + kind.replace("-", "_"), None)
+    if not callable(fn):
+        return None
+    if not names:
+        return fn if _no_required_args(fn) else None
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    params = list(inspect.signature(fn).parameters.values())
+    if len(names) > len(params):
+        raise ValueError(f"feature {feature!r}: {fn.__name__} takes {len(params)} arguments")
+    args: list[Any] = []
+    for name, param in zip(names, params, strict=False):
+        t = hints.get(param.name)
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            member = next((t[n] for n in (name, name.upper(), name.lower())
+                           if n in t.__members__), None)
+            if member is None:
+                raise ValueError(f"feature {feature!r}: no {t.__name__}.{name}")
+            args.append(member)
+        else:
+            args.append(name)
+    return functools.partial(fn, *args)
+
+
 def _probe(decl: dict[str, Any]) -> tuple[bool, str]:
     """Run the feature probe if there is one: (supported, detail)."""
     probe = decl.get("probe")
     name = decl.get("feature") or ""
-    if probe is None and name:
-        features: Any = None
-        try:
-            import ebpf.features as features
-        except ImportError:
-            pass
-        cand = getattr(features, "have_" + name.replace(" ", "_").replace("-", "_"), None)
-        if callable(cand) and _no_required_args(cand):
-            probe = cand
+    if probe is None:
+        probe = resolve_probe(name)
     if probe is None:
         return True, ""
     try:
         ok = probe()
-    except Exception as e:  # NotSupportedError and friends: "missing, because"
+    except Exception as e:  # NotSupportedError: "missing, because"
         from ebpf.errors import NotSupportedError
         if isinstance(e, NotSupportedError):
             return False, str(e)
         raise
-    return bool(ok), "" if ok else f"probe {getattr(probe, '__name__', probe)} said no"
+    what = getattr(probe, "__name__", None) or getattr(getattr(probe, "func", None),
+                                                          "__name__", repr(probe))
+    return bool(ok), "" if ok else f"{what}() says no"
 
 
 def _no_required_args(fn: Any) -> bool:

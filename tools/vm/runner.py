@@ -171,7 +171,7 @@ class VMConfig:
     qemu: str = "qemu-system-x86_64"
     smp: int = 1
     memory_mb: int = 2048
-    timeout: float = 900.0        # whole VM run (boot + tests)
+    timeout: float = 1200.0       # whole VM run (boot + tests)
     boot_timeout: float = 120.0   # QEMU start -> BOOT_MARKER
     cache: str = "none"           # 9p cache mode of the read-only host root
     extra_cmdline: str = ""
@@ -519,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="vCPUs per VM (default 1: under TCG a second vCPU costs more "
                          "than it gives; run VMs side by side with --jobs instead)")
     ap.add_argument("--memory", type=int, default=2048, help="MiB per VM (default 2048)")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds per VM (boot+tests)")
+    ap.add_argument("--timeout", type=float, default=1200,
+                    help="seconds per VM, boot + tests (default %(default)s)")
     ap.add_argument("--boot-timeout", type=float, default=120,
                     help="seconds for a VM to reach the test command (then retried once)")
     ap.add_argument("--offline", action="store_true", help="use only cached kernels")
@@ -527,13 +528,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="9p cache mode of the guest's read-only view of the host "
                          "(default %(default)s)")
     ap.add_argument("--qemu", default=os.environ.get("KMATRIX_QEMU", "qemu-system-x86_64"))
-    ap.add_argument("--json", default=str(OUT / "summary.json"), help="summary JSON path")
+    ap.add_argument("--out", default=str(OUT),
+                    help="results directory (default %(default)s; one run at a time each)")
+    ap.add_argument("--json", default=None, help="summary JSON path (default OUT/summary.json)")
     ap.add_argument("--quiet-skips", action="store_true", help="do not list skip reasons")
     ap.add_argument("pytest_args", nargs="*", help="after --: paths/options for pytest")
     args = ap.parse_args(argv)
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    lock = _lock(OUT / ".lock")
+    out = pathlib.Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out / ".lock")
     names = [n for n in args.kernels.split(",") if n.strip()]
     cfg = VMConfig(qemu=args.qemu, smp=args.smp, memory_mb=args.memory,
                    timeout=args.timeout, boot_timeout=args.boot_timeout, cache=args.cache)
@@ -562,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     _prewarm(python, btfs)
     if not args.no_host:
         print("kmatrix: host kernel (native)...", flush=True)
-        results.append(run_host(args.pytest_args, python, args.timeout))
+        results.append(run_host(args.pytest_args, python, args.timeout, out=out))
         _progress(results[-1])
     vm_args = list(args.pytest_args)
     if not vm_args and prepared:
@@ -577,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.jobs} at a time)...", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             futs = {pool.submit(run_kernel, n, vm_args, python, cfg,
-                                kernel=prepared[n], stop=stop): n for n in todo}
+                                kernel=prepared[n], stop=stop, out=out): n for n in todo}
             try:
                 for f in concurrent.futures.as_completed(futs):
                     vm_results[futs[f]] = f.result()
@@ -593,9 +597,10 @@ def main(argv: list[str] | None = None) -> int:
     if details:
         print()
         print(details)
-    print(f"\nkmatrix: {len(results)} kernels in {total:.0f}s; results in {OUT}")
+    print(f"\nkmatrix: {len(results)} kernels in {total:.0f}s; results in {out}")
     summary = {"seconds": round(total, 1), "results": [r.to_json() for r in results]}
-    pathlib.Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    pathlib.Path(args.json or out / "summary.json").write_text(
+        json.dumps(summary, indent=1) + "\n")
     # A plain closing line with the totals (read by CI as a test count).
     tot = {k: sum(r.counts.get(k, 0) for r in results) for k in ("passed", "failed",
                                                                   "skipped")}
