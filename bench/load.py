@@ -175,7 +175,8 @@ def main() -> int:
         "target_peak_rss_mib": 40,
         **rel,
         "target_reload_userspace_overhead_ms": 1.0,
-        "reload_note": "user CPU per load is the userspace overhead; wall minus BPF_PROG_LOAD also counts map/BTF creation syscalls",
+        "reload_note": "user CPU per load is the userspace overhead; wall minus "
+                       "BPF_PROG_LOAD also counts map/BTF creation syscalls",
         "notes": "libbpf figures are in-process (first iteration includes vmlinux BTF "
                  "parsing, like a cold ebpf process); ebpf in-process figures include "
                  "'import ebpf'.",

@@ -26,8 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import ebpf  # noqa: E402
-from ebpf import asm  # noqa: E402
+import ebpf
+from ebpf import asm
 
 ETH_P_ALL = 0x0003
 PROTOCOLS = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 58: "ICMPv6", 132: "SCTP"}

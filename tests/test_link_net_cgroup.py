@@ -193,7 +193,11 @@ def test_sysctl_write_denied(netns: str, cgroup: str) -> None:
 def test_device_filter(cgroup: str) -> None:
     """The cgroup v2 device filter of references/001 (runc), attached with a link."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-    from device_filter import DeviceRule, device_filter_spec, try_open_in_cgroup
+    from device_filter import (  # type: ignore[import-not-found,unused-ignore]
+        DeviceRule,
+        device_filter_spec,
+        try_open_in_cgroup,
+    )
 
     rules = [DeviceRule("c", 1, 3, "rw"), DeviceRule("c", 1, 5, "r")]
     accesses = ["/dev/null:w", "/dev/zero:r", "/dev/zero:w", "/dev/urandom:r"]
@@ -368,7 +372,10 @@ _CGROUP_PROGRAM_TYPES = {
 }
 
 
-@pytest.mark.parametrize("at", sorted(_CGROUP_PROGRAM_TYPES, key=int), ids=lambda a: a.name)
+_CGROUP_TYPES_SORTED: list[AT] = sorted(_CGROUP_PROGRAM_TYPES)
+
+
+@pytest.mark.parametrize("at", _CGROUP_TYPES_SORTED, ids=lambda a: a.name)
 def test_every_cgroup_attach_type(cgroup: str, at: AT) -> None:
     """Every cgroup attach type (but LSM_CGROUP, a trampoline): attach with a link and
     with BPF_PROG_ATTACH, visible to BPF_PROG_QUERY, gone after close."""

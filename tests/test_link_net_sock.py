@@ -142,7 +142,7 @@ def test_sk_skb_stream_verdict(netns: str, use_link: bool) -> None:
         m = counting.maps["sock_map"]
         with sockmap(counting.programs["skb_verdict"], m, link=use_link) as link, \
                 tcp_pair(netns) as (c1, a1):
-            assert link.attach_type == ebpf.AttachType.SK_SKB_STREAM_VERDICT  # type: ignore[attr-defined]
+            assert link.attach_type == ebpf.AttachType.SK_SKB_STREAM_VERDICT
             m[0] = a1.fileno()
             c1.sendall(b"stream data")
             assert recv_exact(a1, 11) == b"stream data"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bpfbuild import compile_bpf
 from kernelmatrix import requires
-from test_link_net_util import compile_bpf
 from vmlinux import vmlinux_include_dir
 
 import ebpf
@@ -100,7 +100,7 @@ def test_spec_reading() -> None:
     kt = kernel.type_by_name("tcp_congestion_ops", ebpf.btf.Struct)
     ps = spec.programs["pycc_cong_avoid"]
     assert ps.attach_btf_id == kernel.type_id(kt)
-    assert int(ps.attach_type) == [m.name for m in kt.members].index("cong_avoid")  # type: ignore[arg-type]
+    assert int(ps.attach_type or 0) == [m.name for m in kt.members].index("cong_avoid")
 
 
 @requires("struct_ops links", min_kernel="6.4", config="BPF_JIT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Callable
 
 import pytest
 from kernelmatrix import requires
@@ -29,7 +30,7 @@ def have_tcx() -> bool:
     return ebpf.features.have_link_type(ebpf.LinkType.TCX)
 
 
-def needs_tcx(f):  # type: ignore[no-untyped-def]
+def needs_tcx(f: Callable[..., None]) -> Callable[..., None]:
     """Skip without tcx links; the kernel matrix checks that 6.6+ has them."""
     f = pytest.mark.skipif("not have_tcx()", reason="kernel without tcx links (6.6+)")(f)
     return requires("tcx links", min_kernel="6.6", config="NET_XGRESS")(f)

@@ -45,6 +45,7 @@ def test_xdp_pass_drop(netns: str, mode: str, action: int) -> None:
         prog = coll.programs["xdp_act"]
         with in_netns(netns):
             link = xdp(prog, "veth0", mode)
+        assert isinstance(link, ebpf.link.XDPLink)
         with link:
             assert link.info().xdp.ifindex == ifindex_in(netns, "veth0")
             with in_netns(netns):
@@ -94,6 +95,7 @@ def test_xdp_update_and_pin(netns: str, pin_dir: str) -> None:
             contextlib.closing(udp_socket(netns, A_ADDR, PORT)) as rx:
         with in_netns(netns):
             link = xdp(passing.programs["xdp_act"], "veth0", XDPMode.GENERIC)
+        assert isinstance(link, ebpf.link.XDPLink)
         with link:
             send_udp(peer, A_ADDR, PORT, 5)
             assert recv_count(rx, 5) == 5

@@ -84,7 +84,7 @@ def test_variable_type_checks(globals_spec: ebpf.CollectionSpec) -> None:
     spec.variables["cfg_name"].set("abc")
     assert spec.variables["cfg_name"].get() == "abc"
     with pytest.raises(KeyError, match="cfg_magic"):
-        spec.variables["nope"]  # noqa: B018
+        spec.variables["nope"]
 
 
 def test_live_data_variables(globals_spec: ebpf.CollectionSpec) -> None:
@@ -127,7 +127,7 @@ def test_kconfig_and_ksym_externs() -> None:
         assert _run(coll.programs["check_kconfig"]) == 0
         assert _run(coll.programs["check_ksyms"]) == 0
         release = os.uname().release.split("-")[0].split(".")
-        a, b, c = (int(x) for x in (release + ["0"])[:3])
+        a, b, c = (int(x) for x in ([*release, "0"])[:3])
         assert coll.variables["seen_version"].get() == (a << 16) + (b << 8) + min(c, 255)
         with open("/proc/kallsyms") as f:
             addr = next(int(line.split()[0], 16) for line in f
@@ -151,7 +151,7 @@ def test_failure_closes_everything() -> None:
     spec = ebpf.load_collection_spec(compile_bpf("loader_maps"))
     # break one program: jump past the end
     bad = spec.programs["check_maps"]
-    bad.instructions = bad.instructions[:3] + [ebpf.asm.exit()]
+    bad.instructions = [*bad.instructions[:3], ebpf.asm.exit()]
     bad.instructions[0] = ebpf.asm.mov_reg(ebpf.asm.R0, ebpf.asm.R5)  # uninitialized R5
     before = _fds()
     with pytest.raises(ebpf.VerifierError) as ei:

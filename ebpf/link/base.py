@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._sys import link as _link
 from .._sys import ops as _ops
@@ -13,6 +13,8 @@ from ..errors import NotSupportedError
 
 if TYPE_CHECKING:
     from ..programs import Program
+
+_L = TypeVar("_L", bound="Link")
 
 
 class Link:
@@ -95,7 +97,7 @@ class Link:
     def closed(self) -> bool:
         return self._fd is None or self._fd.closed
 
-    def __enter__(self) -> Link:
+    def __enter__(self: _L) -> _L:
         return self
 
     def __exit__(self, *exc: object) -> None:

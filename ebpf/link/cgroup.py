@@ -18,6 +18,7 @@ from .._sys import consts
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError
 from ._attach import (
+    ProgAttachLink,
     QueryResult,
     Relative,
     expected_attach_type,
@@ -96,7 +97,7 @@ def cgroup(program: Program, cgroup: str | os.PathLike[str] | int,
            attach_type: AttachType | int | None = None, *,
            flags: CgroupAttachFlags | int | None = None,
            before: Relative = None, after: Relative = None,
-           first: bool = False, last: bool = False) -> Link:
+           first: bool = False, last: bool = False) -> CgroupLink | ProgAttachLink:
     """Attach `program` to the cgroup v2 directory `cgroup` (a path or an open fd).
 
     `attach_type` defaults to the one the program was loaded with (its ELF

@@ -14,7 +14,7 @@ from .._sys.fd import FD
 from .._sys.netlink import open_netns
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
-from ._attach import in_netns, link_create, prog_attach
+from ._attach import ProgAttachLink, in_netns, link_create, prog_attach
 from .base import Link
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def sk_lookup(program: Program, netns: NetNs = None) -> NetNsLink:
 
 
 def flow_dissector(program: Program, netns: NetNs = None, *, link: bool | None = None
-                   ) -> Link:
+                   ) -> NetNsLink | ProgAttachLink:
     """Attach a FLOW_DISSECTOR program to a network namespace (default: the calling
     thread's): it replaces the kernel's flow dissector for packets in that namespace.
     One per namespace (and none while the root namespace has one). Uses a netns

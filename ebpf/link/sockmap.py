@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .._sys.fd import FD
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, MapType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
-from ._attach import expected_attach_type, link_create, prog_attach
+from ._attach import ProgAttachLink, expected_attach_type, link_create, prog_attach
 from .base import Link
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class SockmapLink(Link):
 
 
 def sockmap(program: Program, map: Map, attach_type: AttachType | int | None = None, *,
-            link: bool | None = None) -> Link:
+            link: bool | None = None) -> SockmapLink | ProgAttachLink:
     """Attach an SK_MSG or SK_SKB program to a SOCKMAP/SOCKHASH `map`.
 
     `attach_type` (SK_MSG_VERDICT, SK_SKB_STREAM_PARSER, SK_SKB_STREAM_VERDICT or

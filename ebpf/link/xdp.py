@@ -134,7 +134,7 @@ class XDPNetlinkLink(Link):
 
 
 def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = None, *,
-        netlink: bool = False) -> Link:
+        netlink: bool = False) -> XDPLink | XDPNetlinkLink:
     """Attach an XDP program to interface `iface` (a name or an index in the calling
     thread's network namespace).
 

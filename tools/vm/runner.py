@@ -380,9 +380,16 @@ def run_kernel(name: str, extra: list[str], python: str, cfg: VMConfig, *,
                     f"console log: {console}")
         return r
     btf = share / "vmlinux"
-    if btf.is_file():
-        shutil.copy2(btf, k.btf)
-    if att.exit_code is None:
+    if btf.is_file() and (not k.btf.is_file() or k.btf.read_bytes() != btf.read_bytes()):
+        tmp = k.btf.with_name(f".vmlinux.{os.getpid()}.tmp")
+        shutil.copyfile(btf, tmp)
+        os.replace(tmp, k.btf)
+    # The guest's own timeout (busybox timeout -s KILL) ends the command with 137.
+    guest_timed_out = att.exit_code == 137 and not (share / "results.json").exists()
+    if att.exit_code is None or guest_timed_out:
+        if guest_timed_out:
+            att.timed_out, att.reason = True, f"timed out after {cfg.timeout - 30:.0f}s " \
+                "(in the guest)"
         r.status = "timeout" if att.timed_out else "crashed"
         running = _last_started(share)
         r.detail = att.reason + (f" (in {running})" if running else "") + \
