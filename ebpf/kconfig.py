@@ -11,15 +11,32 @@ import re
 from .errors import NotSupportedError
 
 
-@functools.cache
-def kernel_version() -> int:
-    """KERNEL_VERSION(a, b, c) of the running kernel (c capped at 255 like libbpf)."""
-    release = platform.release()
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+def version_code(release: str) -> int:
+    """KERNEL_VERSION(a, b, c) of a release string such as ``6.12.117+deb12-amd64`` or
+    ``6.1.0-56-amd64`` (the leading ``a.b[.c]``; c capped at 255 like libbpf)."""
+    m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", release)
     if m is None:
         raise NotSupportedError("kernel version detection", f"cannot parse release {release!r}")
     a, b, c = int(m[1]), int(m[2]), int(m[3] or 0)
     return (a << 16) + (b << 8) + min(c, 255)
+
+
+@functools.cache
+def kernel_version() -> int:
+    """KERNEL_VERSION(a, b, c) of the running kernel, as libbpf computes it.
+
+    Ubuntu's real upstream version is in /proc/version_signature
+    ("Ubuntu 5.15.0-91.101-generic 5.15.131"); elsewhere it is the release
+    (uname -r), whatever follows the version numbers ("+deb12-amd64", "-56-amd64").
+    """
+    try:
+        with open("/proc/version_signature") as f:
+            fields = f.read().split()
+        if len(fields) >= 3:
+            return version_code(fields[2])
+    except (OSError, NotSupportedError):
+        pass
+    return version_code(platform.release())
 
 
 @functools.cache

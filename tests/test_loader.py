@@ -4,6 +4,7 @@ each returns 0 when every assertion holds, else the __LINE__ of the first failur
 from __future__ import annotations
 
 import os
+import re
 import struct
 
 import pytest
@@ -126,13 +127,37 @@ def test_kconfig_and_ksym_externs() -> None:
     with ebpf.Collection(spec) as coll:
         assert _run(coll.programs["check_kconfig"]) == 0
         assert _run(coll.programs["check_ksyms"]) == 0
-        release = os.uname().release.split("-")[0].split(".")
-        a, b, c = (int(x) for x in ([*release, "0"])[:3])
-        assert coll.variables["seen_version"].get() == (a << 16) + (b << 8) + min(c, 255)
+        # the leading a.b[.c] of the release, whatever follows ("6.12.117+deb12-amd64")
+        m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
+        assert m is not None
+        a, b, c = int(m[1]), int(m[2]), int(m[3] or 0)
+        if not os.path.exists("/proc/version_signature"):  # Ubuntu's is read instead
+            assert coll.variables["seen_version"].get() == (a << 16) + (b << 8) + min(c, 255)
         with open("/proc/kallsyms") as f:
             addr = next(int(line.split()[0], 16) for line in f
                         if line.split()[2] == "entry_SYSCALL_64")
         assert coll.variables["sym_addr"].get() == addr
+
+
+@pytest.mark.parametrize(("release", "code"), [
+    ("6.12.117+deb12-amd64", (6 << 16) + (12 << 8) + 117),
+    ("6.1.0-56-amd64", (6 << 16) + (1 << 8)),
+    ("6.18.44-fc-v669", (6 << 16) + (18 << 8) + 44),
+    ("5.15.0-91-generic", (5 << 16) + (15 << 8)),
+    ("4.19.300", (4 << 16) + (19 << 8) + 255),
+    ("6.8-rc1", (6 << 16) + (8 << 8)),
+])
+def test_kernel_version_code_of_releases(release: str, code: int) -> None:
+    from ebpf import kconfig
+
+    assert kconfig.version_code(release) == code
+
+
+def test_kernel_version_code_bad_release() -> None:
+    from ebpf import kconfig
+
+    with pytest.raises(ebpf.errors.NotSupportedError, match="cannot parse release 'x'"):
+        kconfig.version_code("x")
 
 
 def test_iproute2_legacy_maps() -> None:

@@ -523,7 +523,11 @@ def test_percpu_values_rounded_to_8_bytes() -> None:
         keys, values = m.lookup_batch()
         assert keys.tolist() == [0, 1]
         assert values.shape == (2, 8 * NCPU)
-        assert bytes(values)[:3] == bytes(3) and bytes(values)[8:11] == b"\1\1\1"
+        # row = key, 8 bytes per CPU: each CPU's 3 bytes, then padding (any CPU count)
+        raw = bytes(values)
+        for cpu in range(NCPU):
+            assert raw[8 * cpu : 8 * cpu + 8] == bytes([cpu] * 3) + bytes(5)
+            assert raw[8 * (NCPU + cpu) : 8 * (NCPU + cpu) + 8] == bytes(8)
 
 
 def test_percpu_value_errors() -> None:

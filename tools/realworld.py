@@ -11,6 +11,7 @@ The corpus is whatever other people compiled that is installed on this machine:
 * PCP's bpf PMDA modules (``pcp``: libbpf-tools built by another project);
 * cilium/ebpf's test objects (``golang-github-cilium-ebpf-dev``, little-endian only);
 * bpftool's own skeletons, when the package was built with them;
+* with --selftests, the kernel's BPF selftests programs (tools/selftests_corpus.py);
 * any extra files or directories given on the command line.
 
 Embedded objects are extracted with tools/extract_bpf_objects.py into the cache
@@ -154,8 +155,9 @@ def discover(extra: Sequence[str] = (), cache: pathlib.Path = CACHE,
                  if any(w in f for w in wanted) and os.path.isfile(f)
                  and not os.path.islink(f)]
         sources.append((pkg, files))
-    if extra:
-        sources.append(("extra", [str(p) for p in _candidates(extra)]))
+    for p in extra:  # a directory's objects are named after it
+        label = pathlib.Path(p).name if pathlib.Path(p).is_dir() else "extra"
+        sources.append((label, [str(q) for q in _candidates([p])]))
     found: list[tuple[bool, str, str, extract_bpf_objects.Embedded, str]] = []
     for group, files in sources:
         for f in files:
@@ -482,9 +484,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the JSON summary here too")
     ap.add_argument("--subprocess", action="store_true",
                     help="run `python3 -m ebpf load` per object instead of in-process")
+    ap.add_argument("--selftests", action="store_true",
+                    help="also build and compare the kernel's BPF selftests programs "
+                         "(tools/selftests_corpus.py; needs linux-source-6.1)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
-    objects = discover(args.paths, packages=[] if args.no_packages else None)
+    paths = list(args.paths)
+    if args.selftests:
+        import selftests_corpus
+
+        source = selftests_corpus.find_source()
+        if source is None:
+            print("--selftests: no /usr/src/linux-source-*.tar.xz "
+                  "(apt-get install linux-source-6.1)", file=sys.stderr)
+            return 2
+        paths.append(str(selftests_corpus.build(source)))
+    objects = discover(paths, packages=[] if args.no_packages else None)
     if args.only:
         keys = [k for k in args.only.split(",") if k]
         objects = [o for o in objects if any(k in o.name for k in keys)]

@@ -107,10 +107,9 @@ def build(source: pathlib.Path, btf: str = "/sys/kernel/btf/vmlinux",
              "-Wno-compare-distinct-pointer-types", "-Wno-everything"]
     out = outdir or CACHE / f"selftests-{name}-{bh}"
     out.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256("\0".join(flags).encode()).hexdigest()[:8]
     sources = sorted((st / "progs").glob("*.c"))
     with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 2) as ex:
-        done = list(ex.map(lambda s: _compile(s, out / f"{s.stem}.{key}.bpf.o", flags),
+        done = list(ex.map(lambda s: _compile(s, out / f"{s.stem}.bpf.o", flags),
                            sources))
     print(f"{sum(done)} of {len(sources)} programs compiled into {out}", file=sys.stderr)
     return out
