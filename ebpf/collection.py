@@ -19,6 +19,7 @@ from .errors import Error, InvalidArgumentError, KeyNotFoundError
 if TYPE_CHECKING:
     from . import btf
     from .link import Link
+    from .link.struct_ops import StructOpsSpec
     from .maps import Map, MapSpec
     from .programs import Program, ProgramSpec
 
@@ -135,6 +136,10 @@ class CollectionSpec:
     externs: dict[str, Extern] = dataclasses.field(default_factory=dict)
     btf: btf.Spec | None = None
     byteorder: str = "little"
+    struct_ops: dict[str, StructOpsSpec] = dataclasses.field(default_factory=dict)
+    """`.struct_ops` / `.struct_ops.link` variables: kernel structs implemented by
+    programs of the object (e.g. a TCP congestion control), registered by
+    `Collection.attach_all()` or `ebpf.link.struct_ops(coll.maps[name])`."""
 
     def __post_init__(self) -> None:
         for v in self.variables.values():
@@ -148,6 +153,7 @@ class CollectionSpec:
             externs={k: _copy.copy(e) for k, e in self.externs.items()},
             btf=self.btf,
             byteorder=self.byteorder,
+            struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
         )
         return new
 
@@ -283,14 +289,20 @@ class Collection:
                         kernel_btf=kernel_btf, log_level=log_level)
 
     def attach_all(self) -> list[Link]:
-        """Attach every program whose section names its target (libbpf's auto-attach);
-        returns the links. Programs that cannot auto-attach are skipped."""
+        """Attach every program whose section names its target (libbpf's auto-attach)
+        and register every struct_ops map; returns the links. Programs that cannot
+        auto-attach are skipped."""
+        from .link.struct_ops import StructOpsMap, struct_ops
+
         links: list[Link] = []
         try:
             for prog in self.programs.values():
                 link = prog.attach()
                 if link is not None:
                     links.append(link)
+            for m in self.maps.values():
+                if isinstance(m, StructOpsMap):
+                    links.append(struct_ops(m))
         except BaseException:
             for link in links:
                 link.close()

@@ -81,6 +81,10 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
         for name, key, target in deferred:
             if spec.maps[name].type != MapType.PROG_ARRAY:
                 coll.maps[name][key] = coll.maps[target].fileno()
+        if spec.struct_ops:
+            from .link.struct_ops import resolve_struct_ops_programs
+
+            resolve_struct_ops_programs(spec)
         wanted = [n for n, p in spec.programs.items()
                   if (n in only if only is not None else p.autoload)]
         for name in wanted:
@@ -91,6 +95,12 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
                 raise _wrap(f"program {name!r}", e) from None
             created.append(prog)
             coll.programs[name] = prog
+        if spec.struct_ops:
+            from .link.struct_ops import load_struct_ops
+
+            for name, m in load_struct_ops(spec, coll.programs).items():
+                coll.maps[name] = m
+                created.append(m)
         for name, key, target in deferred:
             if spec.maps[name].type == MapType.PROG_ARRAY and target in coll.programs:
                 coll.maps[name][key] = coll.programs[target].fileno()

@@ -161,7 +161,7 @@ class ProgramSpec:
     type: ProgramType = ProgramType.UNSPEC
     instructions: list[Instruction] = field(default_factory=list)
     license: str = ""
-    attach_type: AttachType | None = None
+    attach_type: AttachType | int | None = None
     attach_to: str = ""
     attach_btf_id: int = 0
     attach_prog: Program | None = None
@@ -668,8 +668,8 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
     if err == _errno.EPERM:
         if _is_trampoline(spec, ptype) and _prog.bpf_privileged():
             nse = NotSupportedError("trampoline programs", errno=_errno.EPERM)
-            what = "freplace" if ptype == ProgramType.EXT else _TRAMPOLINE_KIND.get(
-                spec.attach_type or 0, "lsm")
+            what = {ProgramType.EXT: "freplace", ProgramType.STRUCT_OPS: "struct_ops"}.get(
+                ptype) or _TRAMPOLINE_KIND.get(spec.attach_type or 0, "lsm")
             nse.strerror = _TRAMPOLINE_REFUSED.format(what=what, name=name)
             nse.args = (_errno.EPERM, nse.strerror)
             return nse
@@ -689,7 +689,7 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
                                            and not log):
         what = f"program type {getattr(ptype, 'name', ptype)}"
         if spec.attach_type is not None:
-            what += f" with attach type {spec.attach_type.name}"
+            what += f" with attach type {getattr(spec.attach_type, 'name', spec.attach_type)}"
         if err == _errno.EINVAL:
             return SyscallError(err, f"bpf(BPF_PROG_LOAD) of program {name!r}: {os.strerror(err)} "
                                 f"(does this kernel support {what}?)")
@@ -698,7 +698,7 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
 
 
 def _is_trampoline(spec: ProgramSpec, ptype: ProgramType) -> bool:
-    if ptype in (ProgramType.EXT, ProgramType.LSM):
+    if ptype in (ProgramType.EXT, ProgramType.LSM, ProgramType.STRUCT_OPS):
         return True
     return ptype == ProgramType.TRACING and spec.attach_type in _TRAMPOLINE_ATTACH
 

@@ -182,3 +182,25 @@ def test_read_without_kernel_then_load_all(netns: str) -> None:
         finally:
             for m in maps.values():
                 m.close()
+
+
+def test_collection_creates_and_attach_all_registers(netns: str) -> None:
+    """The loader reads .struct_ops by itself; Collection creates the maps and
+    attach_all() registers them (libbpf's skeleton attach), closing unregisters."""
+    spec = ebpf.load_collection_spec(obj())
+    assert set(spec.struct_ops) >= {"pycc", "pycc_nolink"}
+    assert spec.copy().struct_ops["pycc"] is not spec.struct_ops["pycc"]
+    try:
+        coll = ebpf.Collection(spec)
+    except NotSupportedError as e:
+        pytest.skip(str(e))
+    with coll:
+        assert isinstance(coll.maps["pycc"], StructOpsMap)
+        links = coll.attach_all()
+        try:
+            assert {"pycc", "pycc_nolink"} <= set(available())
+            assert tcp_with_cc(netns, "pycc", 1 << 16) == "pycc"
+        finally:
+            for link in links:
+                link.close()
+        assert "pycc" not in available() and "pycc_nolink" not in available()

@@ -132,7 +132,7 @@ def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: Coll
                                f"members ({ps.attach_to} and {target}); use one program per "
                                "member", ops.section)
             ps.attach_to = target
-    setattr(spec, "struct_ops", out)  # noqa: B010 - until CollectionSpec has the field
+    spec.struct_ops = out
     return out
 
 
@@ -174,7 +174,7 @@ def load_struct_ops(spec: CollectionSpec, programs: Mapping[str, Program]
     with the loaded `programs` (e.g. ``coll.programs``); closes what it made on error."""
     made: dict[str, StructOpsMap] = {}
     try:
-        for name, ops in getattr(spec, "struct_ops", {}).items():
+        for name, ops in spec.struct_ops.items():
             made[name] = StructOpsMap.create(ops, programs)
     except BaseException:
         for m in made.values():
