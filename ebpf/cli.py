@@ -266,9 +266,19 @@ def _cmd_link_list(args: argparse.Namespace) -> int:
             ltype = _enum_name(LinkType(info.type))
         except ValueError:
             ltype = str(info.type)
-        rows.append({"id": lid, "type": ltype, "prog_id": int(info.prog_id)})
-    _emit(args, rows, lambda rs: "\n".join(
-        f"{r['id']:>6}: {r['type']:<16} prog {r['prog_id']}" for r in rs))
+        from .link._attach import net_link_target
+
+        rows.append({"id": lid, "type": ltype, "prog_id": int(info.prog_id),
+                     "target": net_link_target(info)})
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        out = []
+        for r in rs:
+            target = " ".join(f"{k} {v}" for k, v in (r["target"] or {}).items())
+            out.append(f"{r['id']:>6}: {r['type']:<16} prog {r['prog_id']:<6} {target}")
+        return "\n".join(out)
+
+    _emit(args, rows, text)
     return 0
 
 
