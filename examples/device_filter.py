@@ -28,12 +28,11 @@ and nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import ebpf
@@ -126,25 +125,6 @@ def device_filter_spec(rules: Sequence[DeviceRule], default_allow: bool = False,
     )
 
 
-@contextlib.contextmanager
-def attached(prog: ebpf.Program, cgroup_dir: str) -> Iterator[None]:
-    """Attach `prog` to the cgroup v2 directory `cgroup_dir` for the duration of the block.
-
-    (A stand-in until `ebpf.link` has cgroup links: plain BPF_PROG_ATTACH.)
-    """
-    from ebpf._sys import prog as _sysprog
-
-    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _sysprog.prog_attach(fd, prog.fileno(), ebpf.AttachType.CGROUP_DEVICE)
-        try:
-            yield
-        finally:
-            _sysprog.prog_detach(fd, prog.fileno(), ebpf.AttachType.CGROUP_DEVICE)
-    finally:
-        os.close(fd)
-
-
 # A child that joins the cgroup, then tries each "path:mode" and prints ok or EPERM.
 # Mode r/w opens the device for reading/writing; m makes a copy of its node (mknod).
 CHILD = r"""
@@ -193,7 +173,7 @@ def main() -> None:
     cgroup_dir = os.path.join(root, f"ebpf-devfilter-{uuid.uuid4().hex[:8]}")
     os.mkdir(cgroup_dir)
     try:
-        with ebpf.Program(device_filter_spec(rules)) as prog, attached(prog, cgroup_dir):
+        with ebpf.Program(device_filter_spec(rules)) as prog, ebpf.link.cgroup(prog, cgroup_dir):
             print(f"\nloaded {prog.name!r} (id {prog.id}, tag {prog.tag}), "
                   f"attached to {cgroup_dir}\n")
             accesses = ["/dev/null:r", "/dev/null:w", "/dev/null:m", "/dev/zero:r",

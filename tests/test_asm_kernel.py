@@ -45,10 +45,11 @@ int prog(struct __sk_buff *skb)
 	r += x / (y | 1);
 	r += x % 7;
 #ifdef V4
-	long sx = skb->len, sy = skb->protocol;
-	r += (long)(signed char)sx;
-	r += sx / (sy | 1);
-	r += sx % 7;
+	volatile long sink;
+	long sx = (int)skb->len, sy = (short)skb->protocol;
+	sink = (signed char)skb->mark;
+	sink = sx / (sy | 1);
+	sink = sx % 7;
 #endif
 	r += bpf_ktime_get_ns();
 	r += bpf_get_prandom_u32();
@@ -150,7 +151,7 @@ def test_disassembler_matches_verifier_log(tmp_path: pathlib.Path, pin_dir: str)
 @requires("cpu v4 instructions (sign extension, bswap, sdiv/smod, gotol)", min_kernel="6.6")
 def test_disassembler_matches_verifier_log_v4(tmp_path: pathlib.Path, pin_dir: str) -> None:
     check_against_verifier_log(tmp_path, pin_dir, "v4", ("V4",), (
-        *BASE_NEEDLES, "gotol", "(s16)", "(s8)", "s/=", "s%=", "bswap64"))
+        *BASE_NEEDLES, "gotol", "(s16)", "(s8)", "s/=", "s%=", "*(s32 *)"))
 
 
 @requires("may_goto", min_kernel="6.9")

@@ -34,7 +34,6 @@ from device_filter import (
     DEV_BLOCK,
     DEV_CHAR,
     DeviceRule,
-    attached,
     device_filter,
     device_filter_spec,
     try_open_in_cgroup,
@@ -130,7 +129,7 @@ def test_attached_to_cgroup_allow_list(cgroup: str) -> None:
                 "/dev/urandom:r", "/dev/urandom:m", "/dev/random:r", "/dev/full:w"]
     before = try_open_in_cgroup(cgroup, accesses)
     assert set(before.values()) == {"ok"}  # no filter yet: all allowed
-    with Program(device_filter_spec(rules)) as prog, attached(prog, cgroup):
+    with Program(device_filter_spec(rules)) as prog, ebpf.link.cgroup(prog, cgroup):
         got = try_open_in_cgroup(cgroup, accesses)
     assert got == {
         "/dev/null:r": "ok",
@@ -150,14 +149,15 @@ def test_attached_to_cgroup_allow_list(cgroup: str) -> None:
 def test_attached_to_cgroup_deny_list(cgroup: str) -> None:
     rules = [DeviceRule("c", 1, 3, "w", allow=False)]  # /dev/null may not be written
     accesses = ["/dev/null:r", "/dev/null:w", "/dev/zero:w", "/dev/zero:m"]
-    with Program(device_filter_spec(rules, default_allow=True)) as prog, attached(prog, cgroup):
+    spec = device_filter_spec(rules, default_allow=True)
+    with Program(spec) as prog, ebpf.link.cgroup(prog, cgroup):
         got = try_open_in_cgroup(cgroup, accesses)
     assert got == {"/dev/null:r": "ok", "/dev/null:w": "EPERM", "/dev/zero:w": "ok",
                    "/dev/zero:m": "ok"}
 
 
 def test_only_the_cgroup_is_filtered(cgroup: str) -> None:
-    with Program(device_filter_spec([])) as prog, attached(prog, cgroup):  # deny everything
+    with Program(device_filter_spec([])) as prog, ebpf.link.cgroup(prog, cgroup):  # deny everything
         assert try_open_in_cgroup(cgroup, ["/dev/null:r"]) == {"/dev/null:r": "EPERM"}
         os.close(os.open("/dev/null", os.O_RDONLY))  # this process is not in the cgroup
 
