@@ -44,7 +44,7 @@ from ._sys.types import (
     RawTracepointOpenAttr,
 )
 from .btf.types import Kind as BTFKind
-from .errors import InvalidArgumentError, NotSupportedError, from_errno
+from .errors import BTFError, InvalidArgumentError, KeyNotFoundError, NotSupportedError, from_errno
 
 __all__ = [
     "MISC_FEATURES",
@@ -524,7 +524,7 @@ def _link_probes() -> dict[LinkType, Any]:
         LinkType.KPROBE_MULTI: lambda: _link_probe(
             ProgramType.KPROBE, AttachType.TRACE_KPROBE_MULTI,
             AttachType.TRACE_KPROBE_MULTI, _kprobe_multi_vprintk, ()),
-        LinkType.STRUCT_OPS: lambda: have_program_type(ProgramType.STRUCT_OPS),
+        LinkType.STRUCT_OPS: _struct_ops_links,
         LinkType.NETFILTER: lambda: _link_probe(
             ProgramType.NETFILTER, AttachType.NETFILTER, AttachType.NETFILTER,
             _netfilter_bad_pf, (errno.EAFNOSUPPORT, errno.EPROTO)),
@@ -822,3 +822,13 @@ def _helper_log(prog_type: ProgramType, helper: HelperFunc) -> str:
     """The verifier log of a helper probe (for tests and debugging)."""
     return _probe_helper(ProgramType(prog_type), HelperFunc(helper))[1]
 
+
+def _struct_ops_links() -> bool:
+    """struct_ops bpf_links (6.4+): a BPF_F_LINK struct_ops map can be created."""
+    from .link.struct_ops import require_struct_ops
+
+    try:
+        require_struct_ops("tcp_congestion_ops", link=True)
+    except (NotSupportedError, KeyNotFoundError, BTFError):
+        return False
+    return True
