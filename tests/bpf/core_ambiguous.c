@@ -2,7 +2,7 @@
 /* The kernel has both `struct nf_conn` and `struct nf_conn___init` (a flavor of
  * it): a type id relocation of struct nf_conn has two compatible candidates
  * with different ids, which libbpf refuses as ambiguous. */
-#include "vmlinux.h"
+#include "core_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 

@@ -2,7 +2,7 @@
 /* An unsigned 32-bit enumerator >= 2^31 read as a 64-bit value: clang emits it
  * zero-extended; libbpf sign-extends 32-bit enumerators and refuses the object
  * ("unexpected insn (LDIMM64) value"); ebpf relocates it. */
-#include "vmlinux.h"
+#include "core_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
@@ -11,7 +11,7 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("raw_tp/sys_enter")
 int core_enum_unsigned(void *ctx)
 {
-	__u64 ino = bpf_core_enum_value(enum init_ns_ino, PID_NS_INIT_INO);
+	__u64 type = bpf_core_enum_value(enum e820_type, E820_TYPE_SOFT_RESERVED);
 
-	return ino == 0xEFFFFFFCULL;
+	return type == 0xEFFFFFFFULL;
 }

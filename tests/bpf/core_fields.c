@@ -3,7 +3,7 @@
  * the verifier keeps every instruction (no dead code elimination) and the
  * kernel's xlated dump lines up with the object's instructions.
  * Results go to a global in .bss so that nothing is optimised away. */
-#include "vmlinux.h"
+#include "core_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
@@ -40,12 +40,12 @@ enum bpf_map_type___local {
 struct out {
 	__u64 pid, tgid, ppid, comm1, uid, pid_link1;
 	__u64 pid_size, comm_size, pid_off, comm3_off, pid_exists, pid_signed, flags_signed;
-	__u64 in_execve, fork_class, fork_class_signed, pkt_type, cloned;
+	__u64 in_execve, ip_summed, ip_summed_signed, pkt_type, cloned;
 	__u64 dev_off, tstamp, dev_scratch_size, rbnode_off;
 	__u64 ts_exists, ts_size, ts_matches, bad_matches, pid_t_exists, pid_t_size, missing_exists,
 		missing_size;
 	__u64 ringbuf_exists, ringbuf_value, local_ringbuf_exists, local_missing_exists,
-		perf_ctx, state_off;
+		perf_ctx, state_off, state_dead;
 	__u64 tid_local, tid_kernel, tid_missing, tid_typedef;
 	__u64 old_state_exists, old_pid_exists, old_pid_off;
 	__u64 direct_pid, direct_comm2, direct_flags16, direct_prio;
@@ -85,10 +85,10 @@ int core_fields(void *ctx)
 	out.flags_signed = bpf_core_field_signed(task->flags);
 
 	/* bitfields: LSHIFT_U64 / RSHIFT_U64, in task_struct and in sk_buff's
-	 * anonymous union of structs */
+	 * anonymous union of structs (a multi-bit one too) */
 	out.in_execve = READ_BITFIELD_UNSIGNED(task, in_execve);
-	out.fork_class = READ_BITFIELD_UNSIGNED(task, init_private_fork_class);
-	out.fork_class_signed = bpf_core_field_signed(task->init_private_fork_class);
+	out.ip_summed = READ_BITFIELD_UNSIGNED(skb, ip_summed);
+	out.ip_summed_signed = bpf_core_field_signed(skb->ip_summed);
 	out.pkt_type = READ_BITFIELD_UNSIGNED(skb, pkt_type);
 	out.cloned = READ_BITFIELD_UNSIGNED(skb, cloned);
 
@@ -121,6 +121,7 @@ int core_fields(void *ctx)
 							      BPF_MAP_TYPE_NOT_THERE___local);
 	out.perf_ctx = bpf_core_enum_value(enum perf_callchain_context, PERF_CONTEXT_KERNEL);
 	out.state_off = bpf_core_enum_value(enum perf_event_state, PERF_EVENT_STATE_OFF);
+	out.state_dead = bpf_core_enum_value(enum perf_event_state, PERF_EVENT_STATE_DEAD);
 
 	/* flavors: a field that no longer exists, and one that does */
 	out.old_state_exists = bpf_core_field_exists(((struct task_struct___old *)task)->state);

@@ -2,7 +2,7 @@
 /* Relocations that cannot be satisfied on a current kernel, each guarded by an
  * existence check: the poisoned instructions are dead code and every program
  * loads. No maps, so tests can load the relocated instructions directly. */
-#include "vmlinux.h"
+#include "core_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 

@@ -2,7 +2,7 @@
 /* Relocations that cannot be satisfied, without a guard: the poisoned
  * instruction is reachable and the verifier rejects the program with
  * "invalid func unknown#195896080". */
-#include "vmlinux.h"
+#include "core_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
