@@ -96,9 +96,17 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             created.append(prog)
             coll.programs[name] = prog
         if spec.struct_ops:
-            from .link.struct_ops import load_struct_ops
+            from .link.struct_ops import StructOpsMap
 
-            for name, m in load_struct_ops(spec, coll.programs).items():
+            for name, ops in spec.struct_ops.items():
+                if only is not None and not set(ops.programs.values()) <= set(coll.programs):
+                    # a partial collection (e.g. `ebpf load --each`) without some of the
+                    # map's programs: the programs load (libbpf 1.1 too), the map cannot
+                    continue
+                try:
+                    m = StructOpsMap.create(ops, coll.programs)
+                except BaseException as e:
+                    raise _wrap(f"struct_ops map {name!r}", e) from None
                 coll.maps[name] = m
                 created.append(m)
         for name, key, target in deferred:
@@ -237,6 +245,12 @@ def _kallsyms() -> dict[str, int]:
     return out
 
 
+@functools.cache
+def _kallsyms_hidden() -> bool:
+    """True when /proc/kallsyms shows every address as zero (kptr_restrict)."""
+    return not any(_kallsyms().values())
+
+
 def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
@@ -254,7 +268,9 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
         ext = spec.externs[ins.meta["extern"]]
         if ins.opcode == 0x18 and ins.src == 0:  # typeless ksym
             addr = _kallsyms().get(ext.name)
-            if addr is None or addr == 0:
+            # a listed symbol may really be at 0 (x86-64's per-CPU symbols such as
+            # __per_cpu_start): only all-zero addresses mean kptr_restrict hides them
+            if addr is None or (addr == 0 and _kallsyms_hidden()):
                 if not ext.weak:
                     raise NotSupportedError(f"kernel symbol {ext.name}",
                                             "not in /proc/kallsyms (or addresses hidden)")

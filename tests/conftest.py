@@ -15,6 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# The kernel matrix's plugin: `requires` declarations are enforced (a test skipped on a
+# kernel that must support what it needs fails) and --kmatrix-json writes results.
+pytest_plugins = ["kernelmatrix.plugin"]
+
 BPFFS = "/sys/fs/bpf"
 TRACEFS = "/sys/kernel/tracing"
 CGROUP2 = "/sys/fs/cgroup/unified"

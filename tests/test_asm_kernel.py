@@ -62,7 +62,8 @@ int prog(struct __sk_buff *skb)
 		".quad 0x00000110fff01acb\n"   /* store_release((u16 *)(r10 -16), r1) */
 #endif
 #ifdef MAY_GOTO
-		"may_goto +0\n"
+		"may_goto +1\n"		/* 6.12 refuses +0: "invalid may_goto off 0" */
+		"r1 = 0\n"
 #endif
 #ifdef V4
 		"gotol +0\n"

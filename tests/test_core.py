@@ -2,8 +2,9 @@
 
 Unit tests relocate hand-made instructions against hand-made BTF (every kind,
 flavors, bitfields, arrays, anonymous members, ambiguity, pruning, module BTF,
-poisoning, validation). Kernel tests compile tests/bpf/core_*.c against the
-running kernel's vmlinux.h, relocate every program and compare every
+poisoning, validation). Kernel tests compile tests/bpf/core_*.c once, against the
+fixed kernel types of tests/bpf/core_types.h (no vmlinux.h: the same object for
+every kernel, and no relocation is an identity), relocate every program and compare every
 instruction with what libbpf (libbpf.so.1, through ctypes) produces for the
 same object -- against the kernel, a copy of its BTF file and a hand-made
 target BTF -- and with the kernel's xlated dump of the libbpf-loaded program
@@ -607,11 +608,12 @@ def _need_tools() -> None:
 
 
 def compile_core(name: str) -> Path:
+    """tests/bpf/<name>.c, built against tests/bpf/core_types.h: the same object on
+    every kernel."""
     _need_tools()
     from bpfbuild import compile_bpf
-    from vmlinux import vmlinux_include_dir
 
-    return compile_bpf(name, extra_flags=[f"-I{vmlinux_include_dir()}"])
+    return compile_bpf(name)
 
 
 class Obj:
@@ -891,9 +893,9 @@ def test_unsigned_enum_deviation(kernel: btf.Spec) -> None:
     it and refuses the object; ebpf relocates it to the zero-extended value."""
     obj = Obj(compile_core("core_enum_unsigned"))
     ours, results = obj.relocate(core.kernel_targets())
-    value = kernel.type_by_name("init_ns_ino", btf.Enum).value("PID_NS_INIT_INO")
+    value = kernel.type_by_name("e820_type", btf.Enum).value("E820_TYPE_SOFT_RESERVED")
     [res] = results["raw_tp/sys_enter"]
-    assert value == 0xEFFFFFFC and res.local_value == res.target_value == value
+    assert value == 0xEFFFFFFF and res.local_value == res.target_value == value
     assert ours["raw_tp/sys_enter"][res.index].imm == value
     err, _ = libbpf_relocate(obj.path)
     assert err == -errno.EINVAL
@@ -990,3 +992,186 @@ def test_builder_target(fields_obj: Obj) -> None:
     assert res[(K.TYPE_SIZE, "struct task_struct")].target_value == 4096
     assert res[(K.FIELD_BYTE_OFFSET, "struct task_struct.comm[1]")].poisoned
     assert res[(K.FIELD_EXISTS, "struct task_struct.pid")].target_value == 1
+
+
+# -- one object, every kernel: offline against each kernel's BTF, and live --------------
+#
+# core_fields.o is built once (tests/bpf/core_types.h, no vmlinux.h). It is relocated
+# offline against the BTF of every kernel of the matrix (.cache/kernels/<release>/vmlinux,
+# unpacked from the Debian packages by tools/vm; byte-identical to that kernel's
+# /sys/kernel/btf/vmlinux) and checked against libbpf and against the offsets that BTF
+# gives; and, on each kernel, loaded and run, relocated against the running kernel and
+# against its BTF file, with the values it reads checked against what the kernel reports
+# (getpid(), /proc/self/stat, ...).
+
+KERNELS_DIR = Path(__file__).resolve().parents[1] / ".cache" / "kernels"
+_ALIASES = (btf.Typedef, btf.Const, btf.Volatile, btf.Restrict, btf.TypeTag)
+
+
+def matrix_btf_files() -> list[tuple[str, Path]]:
+    """(release, BTF file) of each kernel of the matrix unpacked in .cache/kernels."""
+    return sorted((p.parent.name, p) for p in KERNELS_DIR.glob("*/vmlinux") if p.is_file())
+
+
+def _field(spec: btf.Spec, struct: str, *path: str) -> tuple[int, btf.Member]:
+    """(bit offset, member) of struct.path[0].path[1]..., looking through anonymous
+    members: computed from the BTF alone, independently of the CO-RE engine."""
+    t: btf.Type = spec.type_by_name(struct, btf.Struct)
+    total = 0
+    member: btf.Member | None = None
+    for name in path:
+        found = _find_member(t, name)
+        assert found is not None, f"{struct}: no member {name}"
+        off, member = found
+        total += off
+        t = member.type
+        while isinstance(t, _ALIASES):
+            t = t.type
+    assert member is not None
+    return total, member
+
+
+def _find_member(t: btf.Type, name: str) -> tuple[int, btf.Member] | None:
+    while isinstance(t, _ALIASES):
+        t = t.type
+    for m in getattr(t, "members", ()):
+        if m.name == name:
+            return m.offset_bits, m
+        if not m.name:
+            inner = _find_member(m.type, name)
+            if inner is not None:
+                return m.offset_bits + inner[0], inner[1]
+    return None
+
+
+def expected_from_btf(spec: btf.Spec) -> dict[tuple[CoreReloKind, str], int]:
+    """What the relocations of core_fields.o must give for the kernel `spec` describes."""
+    ts = spec.type_by_name("task_struct", btf.Struct)
+    pid_bits, _ = _field(spec, "task_struct", "pid")
+    comm_bits, comm = _field(spec, "task_struct", "comm")
+    uid_bits, _ = _field(spec, "cred", "uid", "val")
+    dev_bits, _ = _field(spec, "sk_buff", "dev")
+    rb_bits, _ = _field(spec, "sk_buff", "rbnode")
+    tstamp_bits, _ = _field(spec, "sk_buff", "tstamp")
+    state = spec.type_by_name("perf_event_state", btf.Enum)
+    map_type = spec.type_by_name("bpf_map_type", btf.Enum)
+    return {
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.pid"): pid_bits // 8,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.tgid"):
+            _field(spec, "task_struct", "tgid")[0] // 8,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.comm[1]"): comm_bits // 8 + 1,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.comm[3]"): comm_bits // 8 + 3,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.real_parent"):
+            _field(spec, "task_struct", "real_parent")[0] // 8,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct.cred"):
+            _field(spec, "task_struct", "cred")[0] // 8,
+        (K.FIELD_BYTE_OFFSET, "struct cred.uid.val"): uid_bits // 8,
+        (K.FIELD_BYTE_OFFSET, "struct task_struct___old.pid"): pid_bits // 8,
+        (K.FIELD_BYTE_OFFSET, "struct sk_buff.dev"): dev_bits // 8,
+        (K.FIELD_BYTE_OFFSET, "struct sk_buff.rbnode"): rb_bits // 8,
+        (K.FIELD_BYTE_OFFSET, "struct sk_buff.tstamp"): tstamp_bits // 8,
+        (K.FIELD_BYTE_SIZE, "struct task_struct.comm"): comm.type.nelems,  # char[16]
+        (K.FIELD_EXISTS, "struct task_struct___old.state"): 0,
+        (K.TYPE_SIZE, "struct task_struct"): ts.size,
+        (K.TYPE_ID_TARGET, "struct task_struct"): spec.type_id(ts),
+        (K.ENUMVAL_VALUE, "enum perf_event_state::PERF_EVENT_STATE_DEAD"):
+            state.value("PERF_EVENT_STATE_DEAD") % (1 << 64),  # -4 in 6.1, -5 in 6.18
+        (K.ENUMVAL_VALUE, "enum perf_event_state::PERF_EVENT_STATE_OFF"):
+            state.value("PERF_EVENT_STATE_OFF") % (1 << 64),
+        (K.ENUMVAL_VALUE, "enum bpf_map_type::BPF_MAP_TYPE_RINGBUF"):
+            map_type.value("BPF_MAP_TYPE_RINGBUF"),
+        (K.TYPE_MATCHES, "struct task_struct___good"): 1,
+        (K.TYPE_MATCHES, "struct task_struct___bad"): 0,
+    }
+
+
+@pytest.mark.kernel  # in every VM too: there the other kernels' BTF files are "offline"
+@pytest.mark.parametrize("release", [r for r, _ in matrix_btf_files()] or ["none"])
+def test_core_fields_offline_against_matrix_kernels(fields_obj: Obj, release: str) -> None:
+    """Offline CO-RE: the one object against each kernel's BTF file, whatever kernel
+    runs here -- every instruction as libbpf relocates it for that BTF
+    (btf_custom_path), and the offsets, sizes, ids and enumerator values that BTF gives."""
+    files = dict(matrix_btf_files())
+    if release not in files:
+        pytest.skip(f"no kernel BTF under {KERNELS_DIR} (python3 -m tools.vm fetch)")
+    target = btf.load_spec(str(files[release]))
+    ours, results = fields_obj.relocate(target)
+    res = results["raw_tp/sys_enter"]
+    assert not any(r.poisoned for r in res), [str(r) for r in res if r.poisoned]
+    got = {(r.kind, r.description): r.target_value for r in res}
+    expected = expected_from_btf(target)
+    assert {k: got.get(k) for k in expected} == expected
+    # the bitfields' shifts put each field's bits at the top, then at the bottom
+    for field in ("in_execve",):
+        bits, member = _field(target, "task_struct", field)
+        off = got[(K.FIELD_BYTE_OFFSET, f"struct task_struct.{field}")]
+        size = got[(K.FIELD_BYTE_SIZE, f"struct task_struct.{field}")]
+        lshift = got[(K.FIELD_LSHIFT_U64, f"struct task_struct.{field}")]
+        rshift = got[(K.FIELD_RSHIFT_U64, f"struct task_struct.{field}")]
+        assert off * 8 <= bits and bits + member.bitfield_size <= (off + size) * 8
+        assert rshift == 64 - member.bitfield_size
+        assert lshift == 64 - (bits - off * 8) - member.bitfield_size  # little endian
+    _, theirs = libbpf_relocate(fields_obj.path, str(files[release]))
+    assert assert_same_as_libbpf(ours, theirs) > 200
+
+
+def _stat_fields() -> list[str]:
+    with open("/proc/thread-self/stat") as f:
+        text = f.read()
+    return text[text.rindex(")") + 2 :].split()  # from field 3 (state) on
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("against", ["kernel", "btf-file"])
+def test_core_fields_run(fields_obj: Obj, kernel: btf.Spec, against: str,
+                         tmp_path: Path) -> None:
+    """The one object loaded on this kernel -- relocated against the running kernel, or
+    offline against its BTF file -- and run (BPF_PROG_TEST_RUN runs a raw tracepoint
+    program in this thread): what it reads through the relocated offsets is what the
+    kernel reports about this thread."""
+    import threading
+
+    import ebpf
+
+    if os.geteuid() != 0:
+        pytest.skip("loading programs needs root")
+    target: btf.Spec | None = None
+    if against == "btf-file":
+        path = KERNELS_DIR / os.uname().release / "vmlinux"
+        if not path.is_file():  # not a kernel of the matrix: a copy of its BTF file
+            path = tmp_path / "vmlinux"
+            shutil.copyfile(VMLINUX, path)
+        with open(path, "rb") as f, open(VMLINUX, "rb") as g:
+            assert f.read() == g.read(), f"{path} is not this kernel's BTF"
+        target = btf.load_spec(str(path))
+    spec = ebpf.load_collection_spec(str(fields_obj.path))
+    with ebpf.Collection(spec, kernel_btf=target) as coll:
+        assert coll.programs["core_fields"].test_run(ctx=bytes(8)).retval == 0
+        out = coll.variables["out"].get()
+        stat = _stat_fields()
+    tid = threading.get_native_id()
+    with open(f"/proc/self/task/{tid}/comm", "rb") as f:
+        comm = f.read().rstrip(b"\n")
+    ts = kernel.type_by_name("task_struct", btf.Struct)
+    pid_off = _field(kernel, "task_struct", "pid")[0] // 8
+    comm_off = _field(kernel, "task_struct", "comm")[0] // 8
+    want = {
+        "pid": tid, "tgid": os.getpid(), "ppid": os.getppid(), "comm1": comm[1],
+        "uid": os.getuid(), "pid_size": 4, "comm_size": 16, "pid_off": pid_off,
+        "comm3_off": comm_off + 3, "pid_exists": 1, "pid_signed": 1, "flags_signed": 0,
+        "in_execve": 0, "ip_summed_signed": 0, "ts_exists": 1, "ts_size": ts.size,
+        "good_matches": 1, "bad_matches": 0, "pid_t_exists": 1, "pid_t_size": 4,
+        "missing_exists": 0, "missing_size": 0, "ringbuf_exists": 1, "ringbuf_value": 27,
+        "local_missing_exists": 0, "perf_ctx": (1 << 64) - 128,
+        "state_off": (1 << 64) - 1,
+        "state_dead": kernel.type_by_name("perf_event_state", btf.Enum).value(
+            "PERF_EVENT_STATE_DEAD") % (1 << 64),
+        "tid_kernel": kernel.type_id(ts), "tid_missing": 0,
+        "old_state_exists": 0, "old_pid_exists": 1, "old_pid_off": pid_off,
+        "direct_pid": tid, "direct_comm2": comm[2],
+        "direct_flags16": int(stat[6]) & 0xFFFF,  # field 9: flags (PF_*)
+        "direct_prio": 100 + int(stat[15]),  # field 18: priority = prio - MAX_RT_PRIO
+    }
+    got = {k: out[k] for k in want}
+    got["direct_flags16"] &= 0xFFFF
+    assert got == want

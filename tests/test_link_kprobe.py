@@ -3,7 +3,9 @@ the kprobe PMU and through tracefs' legacy kprobe_events.
 
 Kernels built without CONFIG_KPROBES (like the 6.18 development VM) skip the
 attaching tests and check that the library says why instead; the kernel matrix
-(Debian 6.1 / 6.12) runs them for real."""
+(Debian 6.1 / 6.12) runs them for real: their `requires` declarations make a skip on a
+kernel with the config options (and version) a failure. kprobe_multi needs
+CONFIG_FPROBE, which Debian's 6.1 lacks and 6.12 has."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
 import ebpf
@@ -144,6 +147,7 @@ def test_argument_checks(coll: ebpf.Collection) -> None:
 # --------------------------------------------------------------------------- with kprobes
 
 
+@requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
 def test_kprobe_and_kretprobe(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                               tmp_path: Path) -> None:
     with ebpf.link.kprobe(coll.programs["kprobe_unlinkat"], "do_unlinkat", cookie=42) as kp, \
@@ -159,6 +163,7 @@ def test_kprobe_and_kretprobe(no_leaks: None, need_kprobes: None, coll: ebpf.Col
     assert read_global(coll, "kprobe_hits") == 5
 
 
+@requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
 def test_ksyscall(no_leaks: None, need_kprobes: None, coll: ebpf.Collection) -> None:
     with ebpf.link.ksyscall(coll.programs["ksyscall_getppid"], "getppid"):
         for _ in range(3):
@@ -166,12 +171,15 @@ def test_ksyscall(no_leaks: None, need_kprobes: None, coll: ebpf.Collection) -> 
     assert read_global(coll, "ksyscall_hits") == 3
 
 
+@requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
 def test_kprobe_unknown_function(no_leaks: None, need_kprobes: None,
                                  coll: ebpf.Collection) -> None:
     with pytest.raises(ebpf.SyscallError):
         ebpf.link.kprobe(coll.programs["kprobe_unlinkat"], "ebpf_no_such_kernel_function")
 
 
+@requires("kprobe_events in tracefs", min_kernel="5.15",
+          config=["CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS"])
 def test_kprobe_legacy_tracefs(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                                tracefs: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,6 +199,8 @@ def test_kprobe_legacy_tracefs(no_leaks: None, need_kprobes: None, coll: ebpf.Co
     assert read_global(coll, "kretprobe_hits") == 2
 
 
+@requires("link_type:KPROBE_MULTI", min_kernel="5.18",
+          config=["CONFIG_KPROBES", "CONFIG_FPROBE"])
 def test_kprobe_multi(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                       tmp_path: Path) -> None:
     if not ebpf.features.have_link_type(LinkType.KPROBE_MULTI):
@@ -208,6 +218,7 @@ def test_kprobe_multi(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
         ebpf.link.kprobe_multi(prog, pattern="ebpf_no_such_function_*")
 
 
+@requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
 def test_auto_attach_kprobes(no_leaks: None, need_kprobes: None, spec: ebpf.CollectionSpec,
                              coll: ebpf.Collection, tmp_path: Path) -> None:
     names = ["kprobe_unlinkat", "kretprobe_unlinkat", "ksyscall_getppid"]

@@ -731,6 +731,7 @@ def test_freplace_resolves_target_program_btf() -> None:
         try:
             p = Program(spec)
         except NotSupportedError as e:  # this VM: no trampolines
+            assert not os.environ.get("KMATRIX_GUEST"), f"the matrix's kernels have them: {e}"
             assert str(e).startswith("this kernel refuses trampoline programs")
             assert "of freplace program 'new_mul'" in str(e)
         else:

@@ -6,8 +6,9 @@ The corpus comes from Debian packages (tools/setup.sh installs them): libbpf-too
 (CO-RE tracing tools, skeletons embedded in the executables), xdp-tools / libxdp1 /
 xdp-tests, libknot13 (Knot DNS's XDP program) and golang-github-cilium-ebpf-dev
 (cilium/ebpf's test objects). The suite compares a representative subset to stay
-fast; set EBPF_REALWORLD=all to compare everything. Below that, regression tests for
-constructs these objects use, each with a small program in tests/bpf/.
+fast; set EBPF_REALWORLD=all to compare everything (plus the kernel's BPF selftests
+objects if tools/selftests_corpus.py built them). Below that, regression tests for
+constructs found in the corpus, each with a small program in tests/bpf/.
 """
 
 from __future__ import annotations
@@ -55,11 +56,15 @@ SUBSET = (
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[realworld.CorpusObject]:
-    objects = realworld.discover()
+def corpus() -> list[realworld.CorpusObject]:
+    everything = os.environ.get("EBPF_REALWORLD") == "all"
+    # with everything, also the kernel selftests objects tools/selftests_corpus.py built
+    extra = sorted(str(p) for p in realworld.CACHE.glob("selftests-*") if p.is_dir()
+                   ) if everything else []
+    objects = realworld.discover(extra)
     if not objects:
         pytest.skip("no real-world BPF objects installed (tools/setup.sh installs them)")
-    if os.environ.get("EBPF_REALWORLD") != "all":
+    if not everything:
         wanted = set(SUBSET)
         objects = [o for o in objects if o.name in wanted]
     if not objects:
@@ -199,3 +204,20 @@ def test_struct_ops_programs_load_on_their_own() -> None:
 
     res = load_object(str(_struct_ops_obj()), each=True)
     assert [p["ok"] for p in res["programs"]] == [True] * 4, res
+
+
+def test_typeless_ksym_at_address_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """test_ksyms on 6.1: __per_cpu_start is listed in /proc/kallsyms at address 0, which
+    is its real address, not a hidden one (those are all zero)."""
+    from ebpf import loader
+
+    spec = ebpf.load_collection_spec(compile_bpf("realworld_ksym"))
+    listed = {"ebpf_test_zero_ksym": 0, "_stext": 0xFFFFFFFF81000000}
+    monkeypatch.setattr(loader, "_kallsyms", lambda: listed)
+    monkeypatch.setattr(loader, "_kallsyms_hidden", lambda: False)
+    with ebpf.Collection(spec) as coll:
+        assert coll.programs["zero_ksym"].test_run().retval == 0
+        assert coll.variables["seen_addr"].get() == 0
+    monkeypatch.setattr(loader, "_kallsyms_hidden", lambda: True)
+    with pytest.raises(ebpf.NotSupportedError, match="ebpf_test_zero_ksym"):
+        ebpf.Collection(spec)

@@ -231,14 +231,23 @@ PREPARE_MAX_ENTRIES = 64   # same numbers as tools/c/libbpf_each.c --prepare
 PREPARE_STACK_DEPTH = 127
 
 
-def prepare_spec(spec: Any) -> None:
-    """Fill in the sizes a tool's user space sets before loading (as libbpf_each --prepare)."""
+def _sized_at_run_time(m: Any) -> tuple[bool, bool]:
+    """(max_entries, value_size) of map spec `m` are left for user space to set."""
     from ebpf.maps import MapType
 
+    zero_ok = (MapType.PERF_EVENT_ARRAY, MapType.SK_STORAGE, MapType.INODE_STORAGE,
+               MapType.TASK_STORAGE, MapType.CGRP_STORAGE)
+    return (m.max_entries == 0 and m.type not in zero_ok,
+            m.type == MapType.STACK_TRACE and m.value_size == 0)
+
+
+def prepare_spec(spec: Any) -> None:
+    """Fill in the sizes a tool's user space sets before loading (as libbpf_each --prepare)."""
     for m in spec.maps.values():
-        if m.max_entries == 0 and m.type != MapType.PERF_EVENT_ARRAY:
+        entries, value = _sized_at_run_time(m)
+        if entries:
             m.max_entries = PREPARE_MAX_ENTRIES
-        if m.type == MapType.STACK_TRACE and m.value_size == 0:
+        if value:
             m.value_size = PREPARE_STACK_DEPTH * 8
 
 
@@ -377,15 +386,12 @@ def needs_prepare(path: pathlib.Path) -> bool:
     """Whether the object has maps its tool sizes at run time (so --prepare changes it)."""
     from ebpf.collection import load_collection_spec
     from ebpf.errors import Error
-    from ebpf.maps import MapType
 
     try:
         spec = load_collection_spec(str(path))
     except (Error, OSError):
         return False
-    return any((m.max_entries == 0 and m.type != MapType.PERF_EVENT_ARRAY)
-               or (m.type == MapType.STACK_TRACE and m.value_size == 0)
-               for m in spec.maps.values())
+    return any(any(_sized_at_run_time(m)) for m in spec.maps.values())
 
 
 def _counts(results: Sequence[ObjectResult]) -> dict[str, Any]:
@@ -397,8 +403,8 @@ def _counts(results: Sequence[ObjectResult]) -> dict[str, Any]:
         "ebpf_ok": sum(1 for p in progs if p.ebpf_ok),
         "both_ok": sum(1 for p in progs if p.libbpf_ok and p.ebpf_ok),
         "both_fail": sum(1 for p in progs if not p.libbpf_ok and not p.ebpf_ok),
-        "mismatches": sum(1 for p in progs if p.mismatch),
-        "ebpf_only": sum(1 for p in progs if p.ebpf_only),
+        "mismatch_count": sum(1 for p in progs if p.mismatch),
+        "ebpf_only_count": sum(1 for p in progs if p.ebpf_only),
     }
 
 

@@ -24,6 +24,12 @@ struct task_struct___u16 {
 	unsigned short flags;	/* the kernel's is unsigned int: loads are widened */
 } __attribute__((preserve_access_index));
 
+struct task_struct___good {
+	int prio;		/* a subset of the kernel's fields, in another order */
+	pid_t pid;
+	unsigned int in_execve: 1;
+} __attribute__((preserve_access_index));
+
 struct task_struct___bad {
 	long pid;		/* the kernel's is int: TYPE_MATCHES fails */
 } __attribute__((preserve_access_index));
@@ -42,8 +48,8 @@ struct out {
 	__u64 pid_size, comm_size, pid_off, comm3_off, pid_exists, pid_signed, flags_signed;
 	__u64 in_execve, ip_summed, ip_summed_signed, pkt_type, cloned;
 	__u64 dev_off, tstamp, dev_scratch_size, rbnode_off;
-	__u64 ts_exists, ts_size, ts_matches, bad_matches, pid_t_exists, pid_t_size, missing_exists,
-		missing_size;
+	__u64 ts_exists, ts_size, ts_matches, good_matches, bad_matches, pid_t_exists,
+		pid_t_size, missing_exists, missing_size;
 	__u64 ringbuf_exists, ringbuf_value, local_ringbuf_exists, local_missing_exists,
 		perf_ctx, state_off, state_dead;
 	__u64 tid_local, tid_kernel, tid_missing, tid_typedef;
@@ -101,7 +107,8 @@ int core_fields(void *ctx)
 	/* type based */
 	out.ts_exists = bpf_core_type_exists(struct task_struct);
 	out.ts_size = bpf_core_type_size(struct task_struct);
-	out.ts_matches = bpf_core_type_matches(struct task_struct);
+	out.ts_matches = bpf_core_type_matches(struct task_struct); /* char comm[]: signed here */
+	out.good_matches = bpf_core_type_matches(struct task_struct___good);
 	out.bad_matches = bpf_core_type_matches(struct task_struct___bad);
 	out.pid_t_exists = bpf_core_type_exists(pid_t);
 	out.pid_t_size = bpf_core_type_size(pid_t);

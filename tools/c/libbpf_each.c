@@ -15,7 +15,8 @@
  *
  * With --prepare, sizes a tool's user space would set before loading are filled
  * in first (tools/realworld.py does the same on the `ebpf` side): maps other than
- * perf event arrays with max_entries 0 get PREPARE_MAX_ENTRIES, stack trace maps
+ * perf event arrays and local storage with max_entries 0 get PREPARE_MAX_ENTRIES,
+ * stack trace maps
  * with value_size 0 get PREPARE_STACK_DEPTH 8-byte slots.
  *
  *   gcc -O2 -o libbpf_each tools/c/libbpf_each.c -lbpf
@@ -97,6 +98,12 @@ static const char *lower(const char *s, char *buf, size_t cap)
 
 static int prepare;
 
+/* sk/inode/task/cgroup local storage maps must have max_entries 0 */
+static int local_storage(enum bpf_map_type t)
+{
+	return t == 24 || t == 28 || t == 29 || t == 32;
+}
+
 static struct bpf_object *open_obj(const char *path, int *err)
 {
 	loglen = 0;
@@ -109,7 +116,8 @@ static struct bpf_object *open_obj(const char *path, int *err)
 		struct bpf_map *m;
 		bpf_object__for_each_map(m, obj) {
 			enum bpf_map_type t = bpf_map__type(m);
-			if (bpf_map__max_entries(m) == 0 && t != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+			if (bpf_map__max_entries(m) == 0 && t != BPF_MAP_TYPE_PERF_EVENT_ARRAY &&
+			    !local_storage(t))
 				bpf_map__set_max_entries(m, PREPARE_MAX_ENTRIES);
 			if (t == BPF_MAP_TYPE_STACK_TRACE && bpf_map__value_size(m) == 0)
 				bpf_map__set_value_size(m, PREPARE_STACK_DEPTH * 8);
