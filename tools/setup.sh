@@ -5,8 +5,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for pkg in clang-19 llvm-19 bpftool libbpf-dev libbpf-tools iproute2 gcc make \
-        systemtap-sdt-dev binutils; do
+# libbpf-tools, xdp-tools, libxdp1, xdp-tests, libknot13 and golang-github-cilium-ebpf-dev
+# ship BPF objects other people compiled: the real-world corpus of tests/test_realworld.py
+for pkg in clang-19 llvm-19 bpftool libbpf-dev iproute2 gcc make systemtap-sdt-dev \
+        binutils libbpf-tools xdp-tools libxdp1 xdp-tests libknot13 \
+        golang-github-cilium-ebpf-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
