@@ -117,3 +117,28 @@ def netns() -> Iterator[str]:
     finally:
         subprocess.run([*ip, "netns", "del", name], check=False, capture_output=True)
         subprocess.run([*ip, "netns", "del", peer], check=False, capture_output=True)
+
+
+def open_fds() -> set[str]:
+    """This process's open descriptors (names in /proc/self/fd)."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_fd_leaks() -> Iterator[None]:
+    """Fail if the test leaves a descriptor open (kernel BTF files excepted: the
+    library keeps the kernel's BTF mapped for the process)."""
+    import gc
+
+    before = open_fds()
+    yield
+    gc.collect()
+    leaked = []
+    for fd in open_fds() - before:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if not target.startswith("/sys/kernel/btf/"):
+            leaked.append(target)
+    assert not leaked, f"leaked descriptors: {leaked}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import os
 import subprocess
 from collections.abc import Iterator
@@ -35,24 +34,10 @@ IN_GUEST = bool(os.environ.get("KMATRIX_GUEST"))
 PACKET = b"\0" * 64  # tc_target returns get_value(skb->len): 65, or 164 when replaced
 
 
-def _fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    before = _fds()
+def no_leaks(no_fd_leaks: None) -> Iterator[None]:
+    """Descriptor leak check (tests/conftest.py)."""
     yield
-    gc.collect()
-    leaked = []
-    for fd in _fds() - before:
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if not target.startswith("/sys/kernel/btf/"):
-            leaked.append(target)
-    assert not leaked, f"leaked descriptors: {leaked}"
 
 
 def _include() -> list[str]:
