@@ -24,7 +24,9 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <dirent.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,10 +106,35 @@ static int local_storage(enum bpf_map_type t)
 	return t == 24 || t == 28 || t == 29 || t == 32;
 }
 
+/* Maps pinned by name go to a private bpffs directory, removed at exit, instead of
+ * libbpf's default /sys/fs/bpf (nothing may stay pinned after a comparison run). */
+static char pin_dir[] = "/sys/fs/bpf/libbpf-each-XXXXXX";
+static int have_pin_dir;
+
+static void remove_pin_dir(void)
+{
+	if (!have_pin_dir)
+		return;
+	DIR *d = opendir(pin_dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL)
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(pin_dir);
+}
+
 static struct bpf_object *open_obj(const char *path, int *err)
 {
 	loglen = 0;
-	struct bpf_object *obj = bpf_object__open_file(path, NULL);
+	if (!have_pin_dir && mkdtemp(pin_dir)) {
+		have_pin_dir = 1;
+		atexit(remove_pin_dir);
+	}
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = have_pin_dir ? pin_dir : NULL);
+	struct bpf_object *obj = bpf_object__open_file(path, &opts);
 	long e = libbpf_get_error(obj);
 	*err = e ? (int)-e : 0;
 	if (e)
