@@ -218,3 +218,19 @@ def test_tc_bad_arguments(netns: str) -> None:
             tc(prog, "no-such-iface0", "ingress")
         with pytest.raises(ebpf.errors.InvalidArgumentError):
             tc(prog, "lo", "ingress", replace=True)
+
+
+def test_forgotten_tc_filter_warns_and_detaches(netns: str) -> None:
+    """A tc filter outlives the process, so a link left to the garbage collector warns
+    (ResourceWarning) and removes its filter."""
+    import gc
+    import warnings
+
+    with load("net_tc", ["tc_act"], port=PORT, verdict=TC_ACT_OK) as coll:
+        with in_netns(netns):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tc(coll.programs["tc_act"], "veth0", "ingress")  # dropped at once
+                gc.collect()
+            assert any(issubclass(w.category, ResourceWarning) for w in caught)
+            assert tc_filters("veth0") == []

@@ -9,7 +9,6 @@ import ctypes
 import errno as _errno
 import os
 import socket
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -208,6 +207,8 @@ class ProgAttachLink(Link):
     `pin`, `info` and `id` are not available (there is no link object).
     """
 
+    _detach_at_gc = True
+
     def __init__(self, program: Program, target: FD | None, attach_type: AttachType,
                  flags: int, what: str, netns: int | None = None) -> None:
         super().__init__(None, program)
@@ -286,12 +287,6 @@ class ProgAttachLink(Link):
     def closed(self) -> bool:
         return not self._attached
 
-    def __del__(self) -> None:
-        # BPF_PROG_ATTACH attachments outlive the process: never leak one past GC
-        if getattr(self, "_attached", False):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            with contextlib.suppress(Exception):
-                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "attached"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._sys import link as _link
@@ -102,6 +104,23 @@ class Link:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    #: True for attachments made without a bpf_link (tc filters, netlink XDP,
+    #: BPF_PROG_ATTACH): they stay in the kernel after the process exits, so a link left
+    #: to the garbage collector warns (ResourceWarning) and detaches.
+    _detach_at_gc = False
+
+    def __del__(self) -> None:
+        if not self._detach_at_gc:
+            return  # a bpf_link's FD warns and closes by itself
+        try:
+            attached = not self.closed
+        except AttributeError:  # __init__ did not get far enough
+            return
+        if attached:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._fd.fileno() if self._fd else None}"

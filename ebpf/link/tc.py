@@ -18,10 +18,8 @@ Interfaces are looked up in the calling thread's network namespace (see
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-import warnings
 from typing import TYPE_CHECKING
 
 from .._sys.netlink import (
@@ -177,6 +175,8 @@ class TCLink(Link):
     not available.
     """
 
+    _detach_at_gc = True
+
     def __init__(self, program: Program, sock: NetlinkSocket, filt: TcFilterInfo,
                  direction: str, key: tuple[int, int], owns_qdisc_ref: bool) -> None:
         super().__init__(None, program)
@@ -249,12 +249,6 @@ class TCLink(Link):
     def closed(self) -> bool:
         return self._sock is None
 
-    def __del__(self) -> None:
-        # a tc filter outlives the process: never leak one past GC
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            with contextlib.suppress(Exception):
-                self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "attached"

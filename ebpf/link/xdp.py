@@ -6,9 +6,7 @@ The interface is looked up in the calling thread's network namespace (see
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import warnings
 from typing import TYPE_CHECKING
 
 from .._sys import consts
@@ -80,6 +78,8 @@ class XDPNetlinkLink(Link):
     the namespace of the call that attached, so closing works from anywhere.
     """
 
+    _detach_at_gc = True
+
     def __init__(self, program: Program, ifindex: int, mode: XDPMode,
                  sock: NetlinkSocket) -> None:
         super().__init__(None, program)
@@ -125,12 +125,6 @@ class XDPNetlinkLink(Link):
     def closed(self) -> bool:
         return self._sock is None
 
-    def __del__(self) -> None:
-        # a netlink XDP attachment outlives the process: never leak one past GC
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            with contextlib.suppress(Exception):
-                self.close()
 
 
 def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = None, *,
