@@ -64,8 +64,13 @@ elif mode == "crash":
         f.write(json.dumps({"event": "end", "nodeid": "t.py::ok", "outcome": "passed"}) + "\n")
         f.write(json.dumps({"event": "start", "nodeid": "t.py::boom"}) + "\n")
     con.write("Kernel panic - not syncing: Fatal exception\n")
-elif mode in ("ok", "fail"):
+elif mode in ("ok", "fail", "no-bpffs"):
     booted()
+    mounts = ["bpf /sys/fs/bpf bpf rw 0 0", "tracefs /sys/kernel/tracing tracefs rw 0 0",
+              "debugfs /sys/kernel/debug debugfs rw 0 0",
+              "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0"]
+    with open(os.path.join(share, "mounts"), "w") as f:
+        f.write("\n".join(mounts[mode == "no-bpffs":]) + "\n")
     assert os.path.exists(os.path.join(share, "cmd.sh"))
     tests = [{"nodeid": "t.py::a", "outcome": "passed", "duration": 0.1},
              {"nodeid": "t.py::b", "outcome": "skipped", "duration": 0.0, "reason": "nope"}]
@@ -166,9 +171,17 @@ def test_passing_run(fake) -> None:
     share = pathlib.Path(r.log_dir) / "share"
     cmd = (share / "cmd.sh").read_text()
     assert "-m pytest" in cmd and "kernelmatrix.plugin" in cmd and "no:cacheprovider" in cmd
-    assert "-m kernel" in cmd or "'-m' 'kernel'" in cmd or " -m kernel" in cmd
+    assert "-m 'kernel and not cpus'" in cmd
     env = (share / "env.sh").read_text()
     assert "KMATRIX_EXPECT_RELEASE=9.9.9-fake" in env and "TIMEOUT=" in env
+
+
+def test_guest_without_its_mounts_is_infra(fake) -> None:
+    run, _ = fake
+    r = run("no-bpffs")
+    assert r.status == "infra"
+    assert "lacks bpf at /sys/fs/bpf" in r.detail
+    assert runner.exit_status([r]) == 3
 
 
 def test_test_failures_are_not_infra(fake) -> None:

@@ -237,6 +237,7 @@ def test_lost_samples_reported(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -
         assert rd.lost_samples == failed + b.lost
 
 
+@pytest.mark.cpus(2)
 def test_two_cpus(events: ebpf.Map, cnt: ebpf.Map) -> None:
     if len(CPUS) < 2:
         pytest.skip("needs two online CPUs")

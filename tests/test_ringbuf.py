@@ -325,6 +325,7 @@ def test_ring_full_failures_match_what_was_not_seen(cnt: ebpf.Map) -> None:
         assert seqs([r.sample for r in drain(rd)]) == list(range(1000, 1005))
 
 
+@pytest.mark.cpus(2)
 def test_two_cpus_producing_at_once(cnt: ebpf.Map) -> None:
     cpus = sysperf.online_cpus()
     if len(cpus) < 2:

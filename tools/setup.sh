@@ -6,10 +6,12 @@ set -eu
 cd "$(dirname "$0")/.."
 need=""
 # libbpf-tools, xdp-tools, libxdp1, xdp-tests, libknot13 and golang-github-cilium-ebpf-dev
-# ship BPF objects other people compiled: the real-world corpus of tests/test_realworld.py
+# ship BPF objects other people compiled: the real-world corpus of tests/test_realworld.py.
+# qemu-system-x86, busybox-static and zstd run the kernel matrix (tools/vm), which fetches
+# the Debian kernels itself into .cache/kernels/.
 for pkg in clang-19 llvm-19 bpftool libbpf-dev iproute2 gcc make systemtap-sdt-dev \
         binutils libbpf-tools xdp-tools libxdp1 xdp-tests libknot13 \
-        golang-github-cilium-ebpf-dev; do
+        golang-github-cilium-ebpf-dev qemu-system-x86 busybox-static zstd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -14,6 +14,8 @@ TIMEOUT=1200
 echo "KMATRIX-BOOTED $($BB uname -r) $($BB cut -d' ' -f1 /proc/uptime)s"
 $BB date +%s > /kmatrix/booted
 
+$BB cat /proc/mounts > /kmatrix/mounts
+
 if [ -r /sys/kernel/btf/vmlinux ]; then
     $BB cp /sys/kernel/btf/vmlinux /kmatrix/vmlinux.tmp && $BB mv /kmatrix/vmlinux.tmp /kmatrix/vmlinux
 fi
