@@ -76,6 +76,16 @@ mount -t tmpfs -o mode=0755 cgroup $N/sys/fs/cgroup || fail "mount /sys/fs/cgrou
 mkdir -p $N/sys/fs/cgroup/unified
 mount -t cgroup2 cgroup2 $N/sys/fs/cgroup/unified || fail "mount cgroup2"
 
+# A repository under a path the guest covered with its own tmpfs (a CI clone in /tmp):
+# show it again, writable through an overlay of its own.
+if [ -n "$REPO" ] && [ ! -d "$N$REPO" ]; then
+    [ -d "/host$REPO" ] || fail "no repository at $REPO on the host"
+    mkdir -p /rw/repo/upper /rw/repo/work "$N$REPO"
+    mount -t overlay overlay \
+        -o "lowerdir=/host$REPO,upperdir=/rw/repo/upper,workdir=/rw/repo/work" "$N$REPO" \
+        2>/tmp/err || fail "mount overlay for the repository $REPO"
+fi
+
 # The kernel's modules and config, as a Debian system would have them.
 [ -d "/host$KDIR/lib/modules/$REL" ] || fail "no modules at $KDIR/lib/modules/$REL"
 mkdir -p $N/lib/modules/$REL $N/boot
