@@ -49,6 +49,7 @@ from .errors import BTFError, InvalidArgumentError, KeyNotFoundError, NotSupport
 __all__ = [
     "MISC_FEATURES",
     "format_text",
+    "have_attach_type",
     "have_bounded_loops",
     "have_btf_kind",
     "have_helper",
@@ -62,6 +63,7 @@ __all__ = [
     "have_v3_isa",
     "have_v4_isa",
     "probe_all",
+    "require_attach_type",
     "require_btf_kind",
     "require_helper",
     "require_link_type",
@@ -94,6 +96,7 @@ _JLT_IMM = 0xA5  # BPF_JMP | BPF_JLT | BPF_K (v2 ISA)
 _JLT32_IMM = 0xA6  # BPF_JMP32 | BPF_JLT | BPF_K (v3 ISA)
 
 _RET0 = _insn(_MOV64_IMM, 0, imm=0) + _insn(_EXIT)
+_RET1 = _insn(_MOV64_IMM, 0, imm=1) + _insn(_EXIT)  # "allow": in range for every hook
 
 
 # -- program loading --------------------------------------------------------------------------
@@ -199,6 +202,28 @@ def have_program_type(prog_type: ProgramType) -> bool:
     if ret == -errno.EPERM:
         _check_eperm(f"program type {pt.name}")
         return False  # privileged, yet refused for this type (lockdown, LSM, ...)
+    return False
+
+
+@cache
+def have_attach_type(prog_type: ProgramType, attach_type: AttachType) -> bool:
+    """Whether `prog_type` programs load with expected attach type `attach_type`.
+
+    For the program types that take an expected attach type without a BTF target
+    (cgroup hooks, sk_lookup, netfilter, ...): e.g. CGROUP_SOCK_ADDR with
+    CGROUP_UNIX_CONNECT (Linux 6.7). Types that need a BTF target (TRACING, LSM, EXT)
+    cannot be probed this way: InvalidArgumentError.
+    """
+    pt, at = ProgramType(prog_type), AttachType(attach_type)
+    if pt in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT, ProgramType.STRUCT_OPS):
+        raise InvalidArgumentError(
+            f"attach types of {pt.name} programs need a BTF target and cannot be probed")
+    ret, _ = _load(pt, _RET1, expected_attach_type=at)
+    if ret >= 0:
+        os.close(ret)
+        return True
+    if ret == -errno.EPERM:
+        _check_eperm(f"attach type {at.name}")
     return False
 
 
@@ -708,6 +733,13 @@ def require_program_type(prog_type: ProgramType) -> None:
     """Raise NotSupportedError unless `prog_type` programs can be loaded."""
     if not have_program_type(prog_type):
         raise NotSupportedError(f"program type {_name(ProgramType(prog_type)).upper()}")
+
+
+def require_attach_type(prog_type: ProgramType, attach_type: AttachType) -> None:
+    """Raise NotSupportedError unless `prog_type` programs load for `attach_type`."""
+    if not have_attach_type(prog_type, attach_type):
+        raise NotSupportedError(f"attach type {AttachType(attach_type).name} for "
+                                f"{ProgramType(prog_type).name} programs")
 
 
 def require_map_type(map_type: MapType) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ebpf import HelperFunc, LinkType, MapType, ProgramType, btf, features
+from ebpf import AttachType, HelperFunc, LinkType, MapType, ProgramType, btf, features
 from ebpf.errors import InvalidArgumentError, NotSupportedError
 
 pytestmark = pytest.mark.kernel
@@ -120,6 +120,21 @@ def test_require_raises_naming_the_feature(ours: dict[str, Any]) -> None:
     assert "not supported by this kernel" in str(ei.value)
 
 
+def test_attach_types() -> None:
+    pt = ProgramType
+    assert features.have_attach_type(pt.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT)
+    # recvmsg hooks only accept programs returning 1: the probe must return 1
+    assert features.have_attach_type(pt.CGROUP_SOCK_ADDR, AttachType.CGROUP_UDP4_RECVMSG)
+    assert features.have_attach_type(pt.CGROUP_SOCKOPT, AttachType.CGROUP_SETSOCKOPT)
+    # an attach type of another program type is refused
+    assert not features.have_attach_type(pt.CGROUP_SOCK_ADDR, AttachType.CGROUP_GETSOCKOPT)
+    with pytest.raises(NotSupportedError, match="attach type CGROUP_GETSOCKOPT for "
+                                                "CGROUP_SOCK_ADDR programs"):
+        features.require_attach_type(pt.CGROUP_SOCK_ADDR, AttachType.CGROUP_GETSOCKOPT)
+    with pytest.raises(InvalidArgumentError, match="need a BTF target"):
+        features.have_attach_type(pt.TRACING, AttachType.TRACE_FENTRY)
+
+
 def test_btf_kinds() -> None:
     # Every kind up to ENUM64 (6.0) is accepted by the kernels this library targets.
     for kind in btf.Kind:
@@ -180,6 +195,8 @@ def test_probes_leak_no_fds() -> None:
                features.have_link_type, features.have_misc, features.have_helper,
                features._probe_helper):
         fn.cache_clear()
+    # The process-wide kernel BTF (mapped, so one fd) is opened once and kept on purpose.
+    btf.load_kernel_spec()
     before = set(os.listdir("/proc/self/fd"))
     features.probe_all(helpers=False)
     features.have_helper(ProgramType.XDP, HelperFunc.redirect_map)

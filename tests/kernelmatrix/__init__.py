@@ -143,10 +143,7 @@ def requires(
         name = feature or ""
     configs = (config,) if isinstance(config, str) else tuple(config)
     configs = tuple(c if c.startswith("CONFIG_") else "CONFIG_" + c for c in configs)
+    # A mark: decorates a test, or goes into pytest.param(..., marks=requires(...)).
     mark = pytest.mark.kernel(feature=name, min_kernel=min_kernel, config=configs,
                               probe=probe, reason=reason)
-
-    def deco(obj: F) -> F:
-        return mark(obj)  # type: ignore[no-any-return]
-
-    return deco
+    return mark  # type: ignore[return-value]
