@@ -18,8 +18,8 @@ from .errors import Error, InvalidArgumentError, KeyNotFoundError
 
 if TYPE_CHECKING:
     from . import btf
+    from .elf.struct_ops import StructOpsSpec
     from .link import Link
-    from .link.struct_ops import StructOpsSpec
     from .maps import Map, MapSpec
     from .programs import Program, ProgramSpec
 

@@ -109,7 +109,7 @@ class _Loader:
                for sec in self.elf.sections):
             # which struct and member each struct_ops program implements (libbpf does
             # this at open); no kernel access, the ids are resolved at load
-            from ..link.struct_ops import read_struct_ops
+            from .struct_ops import read_struct_ops
 
             read_struct_ops(self.elf, spec)
         return spec
