@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BTFError,
+    DeadlineExceededError,
     ELFError,
     Error,
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
     PermissionError,
+    ReaderClosedError,
     SyscallError,
     VerifierError,
 )
@@ -80,10 +82,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AttachType", "BTFError", "Batch", "Collection", "CollectionSpec", "ELFError", "Error",
+    "AttachType", "BTFError", "Batch", "Collection", "CollectionSpec", "DeadlineExceededError",
+    "ELFError", "Error",
     "HelperFunc", "InvalidArgumentError", "KeyExistsError", "KeyNotFoundError", "LinkType",
     "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotSupportedError", "PermissionError",
-    "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "SyscallError",
+    "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
+    "SyscallError",
     "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
     "enable_stats", "features", "load_collection_spec",
 ]

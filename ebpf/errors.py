@@ -84,6 +84,20 @@ class KeyNotFoundError(Error, KeyError):
         return str(self.args[0]) if self.args else "key not found"
 
 
+class ReaderClosedError(Error, ValueError):
+    """The reader was closed (possibly by another thread while blocked)."""
+
+    def __init__(self, message: str = "reader is closed") -> None:
+        super().__init__(message)
+
+
+class DeadlineExceededError(Error, TimeoutError):
+    """No record arrived before the timeout or the deadline (`set_deadline`)."""
+
+    def __init__(self, message: str = "no record before the deadline") -> None:
+        super().__init__(message)
+
+
 class VerifierError(SyscallError):
     """The verifier rejected a program.
 

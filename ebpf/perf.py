@@ -40,11 +40,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._sys import perf as _perf
 from ._sys.fd import FD
 from ._sys.types import MapType
-from .errors import InvalidArgumentError
+from .errors import DeadlineExceededError, InvalidArgumentError, ReaderClosedError
 from .ringbuf import (
     Batch,
-    DeadlineExceededError,
-    ReaderClosedError,
     _map_fd,
     _ReaderBase,
     _type_name,

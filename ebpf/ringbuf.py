@@ -45,7 +45,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from ._sys import perf as _perf
 from ._sys.fd import FD
 from ._sys.types import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ, MapType
-from .errors import Error, InvalidArgumentError, KeyNotFoundError
+from .errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    ReaderClosedError,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -81,20 +86,6 @@ _NP_CHUNK = 65536
 # Header runs are validated in chunks of this many records.
 _CHUNK = 4096
 _tuple_new = tuple.__new__
-
-
-class ReaderClosedError(Error, ValueError):
-    """The reader was closed (possibly by another thread while blocked)."""
-
-    def __init__(self, message: str = "reader is closed") -> None:
-        super().__init__(message)
-
-
-class DeadlineExceededError(Error, TimeoutError):
-    """No record arrived before the timeout or the deadline (`set_deadline`)."""
-
-    def __init__(self, message: str = "no record before the deadline") -> None:
-        super().__init__(message)
 
 
 class Record(NamedTuple):
