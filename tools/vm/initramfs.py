@@ -154,5 +154,8 @@ def build(k: Kernel, wanted: tuple[str, ...] = WANTED) -> pathlib.Path:
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(c.finish())
     os.replace(tmp, out)
-    key_file.write_text(key + "\n")
+    # Replaced, never rewritten in place: a hard-linked copy of the cache keeps its pair.
+    key_tmp = key_file.with_suffix(".tmp")
+    key_tmp.write_text(key + "\n")
+    os.replace(key_tmp, key_file)
     return out
