@@ -218,13 +218,7 @@ def have_attach_type(prog_type: ProgramType, attach_type: AttachType) -> bool:
     if pt in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT, ProgramType.STRUCT_OPS):
         raise InvalidArgumentError(
             f"attach types of {pt.name} programs need a BTF target and cannot be probed")
-    ret, _ = _load(pt, _RET1, expected_attach_type=at)
-    if ret >= 0:
-        os.close(ret)
-        return True
-    if ret == -errno.EPERM:
-        _check_eperm(f"attach type {at.name}")
-    return False
+    return _load_ok(pt, _RET1, expected_attach_type=at, what=f"attach type {at.name}")
 
 
 @cache
@@ -587,13 +581,15 @@ def have_link_type(link_type: LinkType) -> bool:
 
 # -- misc -----------------------------------------------------------------------------------------
 
-def _load_ok(prog_type: int, insns: bytes) -> bool:
-    fd, _ = _load(prog_type, insns)
+def _load_ok(prog_type: int, insns: bytes, *, expected_attach_type: int = 0,
+             what: str = "a program feature") -> bool:
+    """Whether the program loads; EPERM raises when we may not load programs at all."""
+    fd, _ = _load(prog_type, insns, expected_attach_type=expected_attach_type)
     if fd >= 0:
         os.close(fd)
         return True
     if fd == -errno.EPERM:
-        _check_eperm("a program feature")
+        _check_eperm(what)
     return False
 
 
