@@ -3,15 +3,18 @@
 Used for template variables (`.rodata`/`.data` rewrites) and typed map values.
 Integers, bools, enums, floats, pointers (as integers), char arrays (str or
 bytes), arrays (sequences), structs and unions (dicts by member name, or bytes).
+
+Each type is compiled once into a pair of closures (encoder, decoder), kept in a
+bounded cache keyed by the type object: types are treated as immutable once used.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from ..errors import BTFError, InvalidArgumentError
 from .types import (
     Array,
     Composite,
@@ -26,6 +29,18 @@ from .types import (
     skip_typedefs,
 )
 
+# encoder(value, out, offset, what): writes value into out at offset
+Encoder = Callable[[Any, bytearray, int, str], None]
+# decoder(data, offset): the value stored at offset
+Decoder = Callable[[bytes, int], Any]
+
+_CACHE_MAX = 4096
+_MAX_DEPTH = 64
+_encoders: dict[Type, Encoder] = {}
+_decoders: dict[Type, Decoder] = {}
+_INT_FORMATS = {(1, False): "<B", (2, False): "<H", (4, False): "<I", (8, False): "<Q",
+                (1, True): "<b", (2, True): "<h", (4, True): "<i", (8, True): "<q"}
+
 
 def _is_char_array(t: Array) -> bool:
     elem = skip_typedefs(t.type)
@@ -36,8 +51,13 @@ def _is_char_array(t: Array) -> bool:
 def describe(t: Type) -> str:
     """A short C-like description of a type for error messages."""
     inner = skip_typedefs(t)
-    if isinstance(inner, Array):
-        return f"{describe(inner.type)}[{inner.nelems}]"
+    if isinstance(inner, Array):          # int m[3][4]: an array of 3 arrays of 4
+        dims = ""
+        while isinstance(inner, Array):
+            dims += f"[{inner.nelems}]"
+            t = inner.type
+            inner = skip_typedefs(t)
+        return describe(t) + dims
     if isinstance(inner, Pointer):
         return f"{describe(inner.type)} *"
     name = t.type_name
@@ -61,8 +81,38 @@ def encode(t: Type, value: Any, what: str = "value") -> bytes:
                 f"{type(value).__name__}")
         return data
     out = bytearray(size)
-    _put(t, value, out, 0, what)
+    encoder(t)(value, out, 0, what)
     return bytes(out)
+
+
+def decode(t: Type, data: bytes | bytearray | memoryview) -> Any:
+    """The Python value of C type `t` stored in `data`: ints (bools for _Bool), str for
+    char arrays up to the first NUL (bytes when that is not UTF-8 text), lists for
+    arrays, dicts for structs and unions (members of anonymous members merged in),
+    bytes for what has no Python counterpart (such as a 16-byte long double)."""
+    return decoder(t)(bytes(data), 0)
+
+
+def encoder(t: Type) -> Encoder:
+    """The compiled encoder of `t` (cached)."""
+    enc: Encoder = _cached(_encoders, t, _compile_encoder)
+    return enc
+
+
+def decoder(t: Type) -> Decoder:
+    """The compiled decoder of `t` (cached)."""
+    dec: Decoder = _cached(_decoders, t, _compile_decoder)
+    return dec
+
+
+def _cached(cache: dict[Type, Any], t: Type, compile_: Callable[[Type, int], Any]) -> Any:
+    fn = cache.get(t)
+    if fn is None:
+        fn = compile_(t, 0)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[t] = fn
+    return fn
 
 
 def _char_array(t: Type) -> bool:
@@ -70,130 +120,262 @@ def _char_array(t: Type) -> bool:
     return isinstance(inner, Array) and _is_char_array(inner)
 
 
-def _put(t: Type, value: Any, out: bytearray, off: int, what: str) -> None:
+def _nested(t: Type, depth: int, compile_: Callable[[Type, int], Any]) -> Any:
+    if depth >= _MAX_DEPTH:
+        raise BTFError(f"type {describe(t)} nests more than {_MAX_DEPTH} levels deep")
+    return compile_(t, depth + 1)
+
+
+# ---- encoders
+
+
+def _compile_encoder(t: Type, depth: int) -> Encoder:
     inner = skip_typedefs(t)
     if isinstance(inner, (Int, Enum)):
-        signed = inner.signed
-        if isinstance(inner, Int) and inner.encoding & IntEncoding.BOOL:
+        return _int_encoder(t, inner)
+    if isinstance(inner, Float):
+        return _float_encoder(inner)
+    if isinstance(inner, Pointer):
+        return _put_u64
+    if isinstance(inner, Array):
+        return _array_encoder(t, inner, depth)
+    if isinstance(inner, Composite):
+        return _composite_encoder(t, inner, depth)
+
+    def unsupported(value: Any, out: bytearray, off: int, what: str) -> None:
+        raise InvalidArgumentError(f"cannot encode {what} of type {describe(t)}")
+
+    return unsupported
+
+
+def _int_encoder(t: Type, inner: Int | Enum) -> Encoder:
+    size, signed = inner.size, inner.signed
+    is_bool = isinstance(inner, Int) and bool(inner.encoding & IntEncoding.BOOL)
+    enum = inner if isinstance(inner, Enum) else None
+    bits = size * 8
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    fmt = _INT_FORMATS.get((size, signed))
+    pack = struct.Struct(fmt).pack_into if fmt else None
+    modulus = 1 << bits
+
+    def enc(value: Any, out: bytearray, off: int, what: str) -> None:
+        if is_bool:
             value = int(bool(value))
-        if isinstance(value, bool):
+        elif isinstance(value, bool):
             value = int(value)
-        if isinstance(inner, Enum) and isinstance(value, str):
-            value = inner.value(value)
+        elif enum is not None and isinstance(value, str):
+            value = enum.value(value)
         if not isinstance(value, int):
             raise InvalidArgumentError(f"{what} must be an int for {describe(t)}, "
                                        f"got {type(value).__name__}")
-        bits = inner.size * 8
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1))) if signed else (0, 1 << bits)
         if not lo <= value < hi:
             raise InvalidArgumentError(
-                f"{what}={value} does not fit {describe(t)} ({inner.size} bytes, "
+                f"{what}={value} does not fit {describe(t)} ({size} bytes, "
                 f"{'signed' if signed else 'unsigned'})")
-        out[off : off + inner.size] = (value % (1 << bits)).to_bytes(inner.size, "little")
-    elif isinstance(inner, Float):
-        fmt = {4: "<f", 8: "<d"}.get(inner.size)
-        if fmt is None:
+        if pack is not None:
+            pack(out, off, value)
+        else:
+            out[off : off + size] = (value % modulus).to_bytes(size, "little")
+
+    return enc
+
+
+def _float_encoder(inner: Float) -> Encoder:
+    fmt = {4: "<f", 8: "<d"}.get(inner.size)
+    pack = struct.Struct(fmt).pack_into if fmt else None
+
+    def enc(value: Any, out: bytearray, off: int, what: str) -> None:
+        if pack is None:
             raise InvalidArgumentError(f"cannot encode {inner.size}-byte float {what}")
-        struct.pack_into(fmt, out, off, float(value))
-    elif isinstance(inner, Pointer):
-        _put_int(value, 8, out, off, what)
-    elif isinstance(inner, Array):
-        if _is_char_array(inner):
-            data = value.encode() if isinstance(value, str) else bytes(value)
-            if len(data) > inner.nelems:
+        pack(out, off, float(value))
+
+    return enc
+
+
+def _put_u64(value: Any, out: bytearray, off: int, what: str) -> None:
+    if not isinstance(value, int):
+        raise InvalidArgumentError(f"{what} must be an int")
+    out[off : off + 8] = (value % (1 << 64)).to_bytes(8, "little")
+
+
+def _array_encoder(t: Type, inner: Array, depth: int) -> Encoder:
+    nelems = inner.nelems
+    if _is_char_array(inner):
+
+        def enc_chars(value: Any, out: bytearray, off: int, what: str) -> None:
+            data = (value.encode(errors="surrogateescape") if isinstance(value, str)
+                    else bytes(value))
+            if len(data) > nelems:
                 raise InvalidArgumentError(
                     f"{what} is {len(data)} bytes, longer than {describe(t)}")
             out[off : off + len(data)] = data
-            return
+
+        return enc_chars
+    elem: Encoder = _nested(inner.type, depth, _compile_encoder)
+    esize = sizeof(inner.type)
+
+    def enc(value: Any, out: bytearray, off: int, what: str) -> None:
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise InvalidArgumentError(f"{what} must be a sequence for {describe(t)}")
-        if len(value) > inner.nelems:
+        if len(value) > nelems:
             raise InvalidArgumentError(
-                f"{what} has {len(value)} elements, {describe(t)} holds {inner.nelems}")
-        esize = sizeof(inner.type)
+                f"{what} has {len(value)} elements, {describe(t)} holds {nelems}")
         for i, v in enumerate(value):
-            _put(inner.type, v, out, off + i * esize, f"{what}[{i}]")
-    elif isinstance(inner, Composite):
+            elem(v, out, off + i * esize, f"{what}[{i}]")
+
+    return enc
+
+
+def _member_encoder(offset_bits: int, bitfield_size: int, mtype: Type, depth: int
+                    ) -> Encoder:
+    """Encodes one member at its offset from the start of the composite."""
+    if bitfield_size:
+        start, shift, nbits = offset_bits // 8, offset_bits % 8, bitfield_size
+        nbytes = (shift + nbits + 7) // 8
+        ones = (1 << nbits) - 1
+        mask = ones << shift
+        # a signed field takes negative values too (and, as before, its unsigned form)
+        lo = -(1 << (nbits - 1)) if _signed(mtype) else 0
+
+        def enc_bits(value: Any, out: bytearray, off: int, what: str) -> None:
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, int) or not lo <= value <= ones:
+                raise InvalidArgumentError(f"{what} must be an int in [{lo}, {ones + 1})")
+            s = off + start
+            cur = int.from_bytes(out[s : s + nbytes], "little")
+            out[s : s + nbytes] = ((cur & ~mask) | ((value & ones) << shift)).to_bytes(
+                nbytes, "little")
+
+        return enc_bits
+    inner_enc: Encoder = _nested(mtype, depth, _compile_encoder)
+    delta = offset_bits // 8
+    if not delta:
+        return inner_enc
+
+    def enc(value: Any, out: bytearray, off: int, what: str) -> None:
+        inner_enc(value, out, off + delta, what)
+
+    return enc
+
+
+def _composite_encoder(t: Type, inner: Composite, depth: int) -> Encoder:
+    members: dict[str, Any] = {}
+    for m in inner.members:
+        if m.name:
+            members.setdefault(m.name, m)   # the first member of a name wins, as in C
+    compiled: dict[str, Encoder] = {}       # members are compiled on first use
+
+    def member_encoder(key: str) -> Encoder:
+        m = members.get(key)
+        if m is None:
+            # a member of an anonymous struct/union member, by its own name
+            try:
+                m = inner.member(key)
+            except KeyError:
+                raise InvalidArgumentError(
+                    f"{describe(t)} has no member {key!r} (members: "
+                    f"{', '.join(sorted(members))})") from None
+        e = compiled[key] = _member_encoder(m.offset_bits, m.bitfield_size, m.type, depth)
+        return e
+
+    def enc(value: Any, out: bytearray, off: int, what: str) -> None:
         if not isinstance(value, Mapping):
             raise InvalidArgumentError(
                 f"{what} must be a dict of members (or bytes) for {describe(t)}")
-        names = {m.name for m in inner.members}
         for key, v in value.items():
-            if key not in names:
-                try:
-                    m = inner.member(key)
-                except KeyError:
-                    raise InvalidArgumentError(
-                        f"{describe(t)} has no member {key!r} (members: "
-                        f"{', '.join(sorted(n for n in names if n))})") from None
-            else:
-                m = next(m for m in inner.members if m.name == key)
-            if m.bitfield_size:
-                _put_bitfield(m.offset_bits, m.bitfield_size, v, out, off, f"{what}.{key}")
-            else:
-                _put(m.type, v, out, off + m.offset_bits // 8, f"{what}.{key}")
-    else:
-        raise InvalidArgumentError(f"cannot encode {what} of type {describe(t)}")
+            e = compiled.get(key)
+            if e is None:
+                e = member_encoder(key)
+            e(v, out, off, f"{what}.{key}")
+
+    return enc
 
 
-def _put_int(value: Any, size: int, out: bytearray, off: int, what: str) -> None:
-    if not isinstance(value, int):
-        raise InvalidArgumentError(f"{what} must be an int")
-    out[off : off + size] = (value % (1 << (8 * size))).to_bytes(size, "little")
+# ---- decoders
 
 
-def _put_bitfield(offset_bits: int, nbits: int, value: Any, out: bytearray, base: int,
-                  what: str) -> None:
-    if not isinstance(value, int) or not 0 <= value < (1 << nbits):
-        raise InvalidArgumentError(f"{what} must be an int in [0, {1 << nbits})")
-    start = base + offset_bits // 8
-    shift = offset_bits % 8
-    nbytes = (shift + nbits + 7) // 8
-    cur = int.from_bytes(out[start : start + nbytes], "little")
-    mask = ((1 << nbits) - 1) << shift
-    cur = (cur & ~mask) | (value << shift)
-    out[start : start + nbytes] = cur.to_bytes(nbytes, "little")
-
-
-def decode(t: Type, data: bytes | bytearray | memoryview) -> Any:
-    """The Python value of C type `t` stored in `data` (ints, str for char arrays,
-    lists for arrays, dicts for structs and unions)."""
-    return _get(t, bytes(data), 0)
-
-
-def _get(t: Type, data: bytes, off: int) -> Any:
+def _compile_decoder(t: Type, depth: int) -> Decoder:
     inner = skip_typedefs(t)
-    if isinstance(inner, Int):
-        v = int.from_bytes(data[off : off + inner.size], "little", signed=inner.signed)
-        return bool(v) if inner.encoding & IntEncoding.BOOL else v
-    if isinstance(inner, Enum):
-        return int.from_bytes(data[off : off + inner.size], "little", signed=inner.signed)
-    if isinstance(inner, Float):
-        return struct.unpack_from({4: "<f", 8: "<d"}[inner.size], data, off)[0]
+    if isinstance(inner, (Int, Enum)):
+        return _int_decoder(inner)
+    if isinstance(inner, Float) and inner.size in (4, 8):
+        unpack = struct.Struct("<f" if inner.size == 4 else "<d").unpack_from
+        return lambda data, off: unpack(data, off)[0]
     if isinstance(inner, Pointer):
-        return int.from_bytes(data[off : off + 8], "little")
+        return lambda data, off: int.from_bytes(data[off : off + 8], "little")
     if isinstance(inner, Array):
-        if _is_char_array(inner):
-            raw = data[off : off + inner.nelems]
-            return raw.split(b"\0", 1)[0].decode(errors="replace")
-        esize = sizeof(inner.type)
-        return [_get(inner.type, data, off + i * esize) for i in range(inner.nelems)]
+        return _array_decoder(inner, depth)
     if isinstance(inner, Composite):
+        return _composite_decoder(inner, depth)
+    size = inner.size if isinstance(inner, Datasec) else sizeof(t)
+    return lambda data, off: data[off : off + size]
+
+
+def _int_decoder(inner: Int | Enum) -> Decoder:
+    size, signed = inner.size, inner.signed
+    fmt = _INT_FORMATS.get((size, signed))
+    if isinstance(inner, Int) and inner.encoding & IntEncoding.BOOL:
+        return lambda data, off: bool(int.from_bytes(data[off : off + size], "little"))
+    if fmt is not None:
+        unpack = struct.Struct(fmt).unpack_from
+        return lambda data, off: unpack(data, off)[0]
+    return lambda data, off: int.from_bytes(data[off : off + size], "little", signed=signed)
+
+
+def _array_decoder(inner: Array, depth: int) -> Decoder:
+    nelems = inner.nelems
+    if _is_char_array(inner):
+        def dec_chars(data: bytes, off: int) -> str | bytes:
+            raw = data[off : off + nelems].split(b"\0", 1)[0]
+            try:
+                return raw.decode()
+            except UnicodeDecodeError:
+                return raw          # not text: the bytes, which encode back unchanged
+
+        return dec_chars
+    elem: Decoder = _nested(inner.type, depth, _compile_decoder)
+    esize = sizeof(inner.type)
+    return lambda data, off: [elem(data, off + i * esize) for i in range(nelems)]
+
+
+def _composite_decoder(inner: Composite, depth: int) -> Decoder:
+    # (name, byte offset, decoder) for whole members; bitfields decode inline
+    fields: list[tuple[str, int, Decoder]] = []
+    for m in inner.members:
+        if m.bitfield_size:
+            fields.append((m.name, 0, _bitfield_decoder(m.offset_bits, m.bitfield_size,
+                                                        _signed(m.type))))
+        else:
+            fields.append((m.name, m.offset_bits // 8,
+                           _nested(m.type, depth, _compile_decoder)))
+
+    def dec(data: bytes, off: int) -> Any:
         out: dict[str, Any] = {}
-        for m in inner.members:
-            if m.bitfield_size:
-                start = off + m.offset_bits // 8
-                shift = m.offset_bits % 8
-                nbytes = (shift + m.bitfield_size + 7) // 8
-                raw_int = int.from_bytes(data[start : start + nbytes], "little")
-                val = (raw_int >> shift) & ((1 << m.bitfield_size) - 1)
-            else:
-                val = _get(m.type, data, off + m.offset_bits // 8)
-            if m.name:
-                out[m.name] = val
+        for name, delta, d in fields:
+            val = d(data, off + delta)
+            if name:
+                out[name] = val
             elif isinstance(val, dict):
                 out.update(val)
         return out
-    if isinstance(inner, Datasec):
-        return data[off : off + inner.size]
-    return data[off : off + sizeof(t)]
+
+    return dec
+
+
+def _bitfield_decoder(offset_bits: int, nbits: int, signed: bool) -> Decoder:
+    start, shift = offset_bits // 8, offset_bits % 8
+    nbytes = (shift + nbits + 7) // 8
+    mask = (1 << nbits) - 1
+    sign = 1 << (nbits - 1) if signed else 0
+
+    def dec(data: bytes, off: int) -> int:
+        v = (int.from_bytes(data[off + start : off + start + nbytes], "little") >> shift) & mask
+        return (v ^ sign) - sign            # sign-extends when sign != 0
+
+    return dec
+
+
+def _signed(t: Type) -> bool:
+    inner = skip_typedefs(t)
+    return isinstance(inner, (Int, Enum)) and inner.signed
