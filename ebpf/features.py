@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from functools import cache
 from typing import Any
@@ -103,7 +102,7 @@ _RET1 = _insn(_MOV64_IMM, 0, imm=1) + _insn(_EXIT)  # "allow": in range for ever
 
 def _kernel_version() -> int:
     """LINUX_VERSION_CODE of the running kernel (only old kernels check it for kprobes)."""
-    rel = platform.release()
+    rel = os.uname().release
     nums: list[int] = []
     for part in rel.split("-")[0].split(".")[:3]:
         digits = "".join(c for c in part if c.isdigit())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import platform
 import re
 
 from .errors import NotSupportedError
@@ -36,7 +35,7 @@ def kernel_version() -> int:
             return version_code(fields[2])
     except (OSError, NotSupportedError):
         pass
-    return version_code(platform.release())
+    return version_code(os.uname().release)
 
 
 @functools.cache
@@ -46,7 +45,7 @@ def kernel_config() -> dict[str, str]:
     Values are as written in the file: "y", "m", a number or a quoted string.
     Options that are "not set" are absent.
     """
-    paths = ["/proc/config.gz", f"/boot/config-{platform.release()}"]
+    paths = ["/proc/config.gz", f"/boot/config-{os.uname().release}"]
     for path in paths:
         try:
             if path.endswith(".gz"):
@@ -64,7 +63,7 @@ def kernel_config() -> dict[str, str]:
                 config[k] = v
         return config
     raise NotSupportedError("kernel config", "neither /proc/config.gz nor "
-                            f"/boot/config-{platform.release()} is readable")
+                            f"/boot/config-{os.uname().release} is readable")
 
 
 VIRTUAL = {

@@ -22,7 +22,6 @@ import ctypes
 import errno
 import itertools
 import os
-import platform
 import re
 import threading
 from collections.abc import Sequence
@@ -555,7 +554,7 @@ def syscall_prefix() -> str:
     """The prefix of the kernel's syscall entry points on this architecture
     (``__x64_`` on x86_64, ``__arm64_`` on arm64, ...), or "" for kernels without
     syscall wrappers (before 4.17) where the entry is ``sys_<name>``."""
-    arch = _SYSCALL_ARCH.get(platform.machine())
+    arch = _SYSCALL_ARCH.get(os.uname().machine)
     if arch is None:
         return ""
     prefix = f"__{arch}_"

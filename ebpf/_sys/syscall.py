@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 from typing import Any
 
 from ..errors import SyscallError, from_errno
@@ -21,7 +21,7 @@ _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 2
                        "s390x": 331, "ppc64le": 319, "armv7l": 364, "i686": 336,
                        "loongarch64": 241}
 
-_machine = platform.machine()
+_machine = os.uname().machine
 try:
     NR_BPF = _NR_BPF[_machine]
     NR_PERF_EVENT_OPEN = _NR_PERF_EVENT_OPEN[_machine]

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import errno
 import os
-import platform
 import re
 import struct
 import threading
@@ -238,7 +237,7 @@ def _parse_arg(text: str, arch: str) -> USDTArg:
 def parse_usdt_args(args: str, arch: str | None = None) -> list[USDTArg]:
     """Parse a USDT argument string (``"-4@%esi 8@-24(%rbp) 4@$7"``) for `arch`
     (default: this machine)."""
-    arch = arch or platform.machine()
+    arch = arch or os.uname().machine
     if arch == "arm64":
         arch = "aarch64"
     parts = _ARG_TOKEN.findall(args)
