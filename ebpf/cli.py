@@ -1,4 +1,5 @@
-"""The `ebpf` command: inspect and load objects, probe features, list kernel objects."""
+"""The `ebpf` command: inspect and load objects, dump BTF as C (vmlinux.h), probe
+features, list kernel objects."""
 
 from __future__ import annotations
 
@@ -187,6 +188,20 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 0 if d["open"]["ok"] and all(p["ok"] for p in d["programs"]) else 1
 
 
+# -- btf dump ------------------------------------------------------------------------------
+
+
+def _cmd_btf_dump(args: argparse.Namespace) -> int:
+    from . import btf
+    from .btf.kernel import VMLINUX
+
+    path = args.file or VMLINUX
+    spec = btf.load_kernel_spec() if path == VMLINUX else btf.load_spec(path)
+    types = [spec.type_by_name(name) for name in args.type] if args.type else None
+    sys.stdout.write(btf.dump_c(spec, types))
+    return 0
+
+
 # -- feature / lists -----------------------------------------------------------------------
 
 
@@ -301,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--btf", metavar="FILE", help="relocate CO-RE against this BTF")
     load.set_defaults(func=_cmd_load)
 
+    bt = sub.add_parser("btf", help="BTF type information")
+    bsub = bt.add_subparsers(dest="action", required=True)
+    dump = bsub.add_parser("dump", help="print BTF as a C header (vmlinux.h by default)")
+    dump.add_argument("file", nargs="?",
+                      help="raw BTF or an ELF object (default: the running kernel's BTF)")
+    dump.add_argument("--type", action="append", metavar="NAME",
+                      help="only this type and what it needs (repeatable)")
+    dump.set_defaults(func=_cmd_btf_dump)
+
     feat = sub.add_parser("feature", help="kernel feature probes")
     fsub = feat.add_subparsers(dest="action", required=True)
     probe = fsub.add_parser("probe", help="probe program/map types, helpers and misc features")
@@ -323,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except Error as e:
+    except (Error, OSError) as e:    # OSError: a missing or unreadable file
         print(f"ebpf: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
