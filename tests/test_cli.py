@@ -13,8 +13,6 @@ from bpfbuild import compile_bpf
 import ebpf
 from ebpf.cli import main
 
-pytestmark = pytest.mark.kernel
-
 
 @pytest.fixture(scope="module")
 def obj() -> str:
