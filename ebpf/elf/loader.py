@@ -45,6 +45,9 @@ _LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
 _IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
+# The largest value an array map holds (KMALLOC_MAX_SIZE on x86-64): a zero-filled
+# section claiming more is malformed, and is not allocated.
+_MAX_NOBITS = 1 << 22
 
 
 def _is_data_section(name: str) -> bool:
@@ -240,6 +243,10 @@ class _Loader:
                 continue
             if sec.flags & SectionFlags.EXECINSTR or sec.size == 0:
                 continue
+            if sec.is_nobits and sec.size > _MAX_NOBITS:
+                raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
+                               f"data section holds at most {_MAX_NOBITS} (one array map "
+                               "value)", sec.name)
             data = bytearray(sec.size) if sec.is_nobits else bytearray(sec.data())
             readonly = sec.name.startswith(".rodata")
             flags = _rdonly_prog_flags() if readonly else 0

@@ -1,0 +1,56 @@
+"""Damaged objects: the whole loader (ELF, BTF, .BTF.ext, maps, relocations, CO-RE
+records) raises only ebpf.Error subclasses, never a raw struct.error, IndexError,
+MemoryError or hang."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from bpfbuild import compile_bpf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vmlinux import vmlinux_include_dir
+
+import ebpf
+from ebpf.elf import ELFFile
+from ebpf.errors import ELFError, Error
+
+_OBJECTS: dict[str, bytes] = {}
+
+
+def _object(name: str) -> bytes:
+    if name not in _OBJECTS:
+        flags = [f"-I{vmlinux_include_dir()}"] if name in ("net_struct_ops",
+                                                            "core_fields") else []
+        _OBJECTS[name] = compile_bpf(name, extra_flags=flags).read_bytes()
+    return _OBJECTS[name]
+
+
+NAMES = ["loader_globals", "loader_maps", "loader_calls", "loader_externs", "net_struct_ops",
+         "core_fields"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_mutated_objects_raise_only_ebpf_errors(name: str, data: st.DataObject) -> None:
+    buf = bytearray(_object(name))
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)),
+                               min_size=1, max_size=32))
+    for pos, byte in edits:
+        buf[pos] = byte
+    try:
+        ebpf.load_collection_spec(bytes(buf))
+    except Error:
+        pass
+
+
+def test_huge_bss_is_refused_not_allocated() -> None:
+    buf = bytearray(_object("loader_globals"))
+    elf = ELFFile(bytes(buf))
+    bss = elf.section_by_name(".bss")
+    assert bss is not None
+    # Elf64_Shdr: sh_size is at offset 32 of the entry
+    struct.pack_into("<Q", buf, elf.shoff + bss.index * 64 + 32, 1 << 40)
+    with pytest.raises(ELFError, match=r"section \.bss claims 1099511627776 bytes"):
+        ebpf.load_collection_spec(bytes(buf))
