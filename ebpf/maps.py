@@ -37,6 +37,7 @@ import enum
 import errno
 import mmap as _mmap
 import os
+import stat as _stat
 import sys
 import threading
 from _thread import get_ident as _get_ident
@@ -383,6 +384,7 @@ class Map:
             if not spec.name:
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_file = os.path.join(os.fspath(pin_path), spec.name)
+            _check_pin_location(os.fspath(pin_path), pin_file)
             existing = _try_obj_get(pin_file)
             if existing is not None:
                 self._setup(FD(existing, f"map {spec.name!r}"), spec)
@@ -1630,6 +1632,31 @@ def _kernel_btf_types(info: MapInfo) -> tuple[Any, Any]:
         return k, v
     except Exception:
         return None, None
+
+
+def _check_pin_location(directory: str, pin_file: str) -> None:
+    """Refuse to reuse or pin where another user could have put or could swap the object:
+    the directory must belong to root or us and be writable only by its owner (or be
+    sticky, like /sys/fs/bpf), and an existing pin must be ours, not a symlink."""
+    trusted = (0, os.geteuid())
+    try:
+        d = os.stat(directory)
+    except FileNotFoundError:
+        return                              # pinning fails later, naming the path
+    if d.st_uid not in trusted or (d.st_mode & 0o022 and not d.st_mode & _stat.S_ISVTX):
+        raise PermissionError(errno.EPERM, (
+            f"pin directory {directory} belongs to uid {d.st_uid} or is writable by other "
+            "users, who could substitute pinned maps; use a directory only root (or this "
+            "user) can write"))
+    try:
+        f = os.lstat(pin_file)
+    except FileNotFoundError:
+        return
+    if _stat.S_ISLNK(f.st_mode) or f.st_uid not in trusted:
+        what = "a symlink" if _stat.S_ISLNK(f.st_mode) else f"owned by uid {f.st_uid}"
+        raise PermissionError(errno.EPERM, (
+            f"{pin_file} is {what}; refusing to reuse a pinned map another user could "
+            "have placed there"))
 
 
 def _try_obj_get(path: str) -> int | None:

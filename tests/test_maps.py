@@ -768,6 +768,35 @@ def test_pinning_by_name(pin_dir: str) -> None:
     assert os.path.exists(os.path.join(pin_dir, "shared"))  # pins outlive the objects
 
 
+def test_pinning_by_name_refuses_places_others_control(pin_dir: str) -> None:
+    """Reusing pins is trusting whoever put them there: a directory another user can
+    write (or owns), or a pin that is a symlink or not ours, is refused."""
+    spec = MapSpec(name="shared", type=T.HASH, key_size=4, value_size=4, max_entries=8,
+                   pinning=PinType.BY_NAME)
+    os.chmod(pin_dir, 0o777)
+    with pytest.raises(ebpf.PermissionError, match="writable by other users"):
+        Map(spec, pin_path=pin_dir)
+    os.chmod(pin_dir, 0o1777)               # sticky, like /sys/fs/bpf: others cannot swap
+    with Map(spec, pin_path=pin_dir) as first:
+        pin = os.path.join(pin_dir, "shared")
+        os.chown(pin, 65534, 65534)
+        with pytest.raises(ebpf.PermissionError, match="owned by uid 65534"):
+            Map(spec, pin_path=pin_dir)
+        os.chown(pin, 0, 0)
+        with Map(spec, pin_path=pin_dir) as again:
+            assert again.id == first.id
+        os.symlink(pin, os.path.join(pin_dir, "alias"))
+        aliased = spec.copy()
+        aliased.name = "alias"
+        with pytest.raises(ebpf.PermissionError, match="alias is a symlink"):
+            Map(aliased, pin_path=pin_dir)
+    os.chmod(pin_dir, 0o700)
+    os.chown(pin_dir, 65534, 65534)
+    with pytest.raises(ebpf.PermissionError, match="belongs to uid 65534"):
+        Map(spec, pin_path=pin_dir)
+    os.chown(pin_dir, 0, 0)
+
+
 def test_info_from_id_dup(hmap: Map) -> None:
     info = hmap.info()
     assert (info.type, info.key_size, info.value_size, info.max_entries) == (
