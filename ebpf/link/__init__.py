@@ -48,6 +48,7 @@ from .cgroup import (  # noqa: E402
     cgroup_programs,
 )
 from .netfilter import NetfilterHook, NetfilterLink, netfilter  # noqa: E402
+from .netkit import NetkitLink, netkit, netkit_programs  # noqa: E402
 from .netns import NetNsLink, flow_dissector, sk_lookup  # noqa: E402
 from .sockmap import SockmapLink, sockmap  # noqa: E402
 from .struct_ops import (  # noqa: E402
@@ -71,6 +72,7 @@ __all__ += [
     "NetNsLink",
     "NetfilterHook",
     "NetfilterLink",
+    "NetkitLink",
     "ProgAttachLink",
     "QueryResult",
     "SockmapLink",
@@ -90,6 +92,8 @@ __all__ += [
     "load_struct_ops",
     "net_link_target",
     "netfilter",
+    "netkit",
+    "netkit_programs",
     "read_struct_ops",
     "require_struct_ops",
     "resolve_struct_ops_programs",
