@@ -90,7 +90,8 @@ _TRAMPOLINE_ATTACH = frozenset((AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
                                 AttachType.MODIFY_RETURN, AttachType.LSM_MAC))
 _TRAMPOLINE_KIND: dict[int, str] = {
     AttachType.TRACE_FENTRY: "fentry", AttachType.TRACE_FEXIT: "fexit",
-    AttachType.MODIFY_RETURN: "fmod_ret", AttachType.LSM_MAC: "lsm"}
+    AttachType.MODIFY_RETURN: "fmod_ret", AttachType.LSM_MAC: "lsm",
+    AttachType.LSM_CGROUP: "lsm_cgroup"}
 _TRAMPOLINE_REFUSED = (
     "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace): "
     "BPF_PROG_LOAD of {what} program {name!r} failed with EPERM although the process has "

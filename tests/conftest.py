@@ -1,4 +1,5 @@
-"""Shared fixtures: bpffs/tracefs mounts, pin directories, cgroups, network namespaces.
+"""Shared fixtures: bpffs/tracefs mounts, pin directories, cgroups, network namespaces,
+the BPF LSM check.
 
 Mounts are made only when missing and undone at the end of the session; the host's
 interfaces are never touched (network tests work inside their own namespaces).
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from trampolines import IN_GUEST
 
 # The kernel matrix's plugin: `requires` declarations are enforced (a test skipped on a
 # kernel that must support what it needs fails) and --kmatrix-json writes results.
@@ -89,6 +91,33 @@ def cgroup() -> Iterator[str]:
                     f.flush()
         with contextlib.suppress(OSError):
             os.rmdir(d)
+
+
+@pytest.fixture
+def bpf_lsm() -> Iterator[None]:
+    """Skip unless the BPF LSM is active (it must be listed in lsm= at boot, or in
+    CONFIG_LSM); in a kernel-matrix guest, whose kernels have it, fail instead."""
+    lsm_file = "/sys/kernel/security/lsm"
+    mounted = False
+    if not os.path.exists(lsm_file):
+        os.makedirs("/sys/kernel/security", exist_ok=True)
+        rc = subprocess.run(["mount", "-t", "securityfs", "securityfs",
+                             "/sys/kernel/security"], capture_output=True).returncode
+        mounted = rc == 0
+    try:
+        try:
+            with open(lsm_file) as f:
+                active = f.read().strip().split(",")
+        except OSError:
+            pytest.skip("securityfs is not available: cannot tell whether the BPF LSM is on")
+        if "bpf" not in active:
+            if IN_GUEST:
+                pytest.fail(f"the BPF LSM is not active in this guest (lsm={','.join(active)})")
+            pytest.skip(f"the BPF LSM is not active (lsm={','.join(active)})")
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["umount", "/sys/kernel/security"], check=False)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from test_link_net_util import A_ADDR, load, recv_count, send_udp, udp_socket, w
 
 import ebpf
 from ebpf.link import in_netns, tc, tc_delete, tc_filters, tcx, tcx_programs
+from ebpf.link._attach import query
 from ebpf.link.tc import TCX_DROP, TCX_NEXT, TCX_PASS
 
 pytestmark = pytest.mark.kernel
@@ -60,6 +61,12 @@ def test_tcx_verdicts_and_update(netns: str) -> None:
                 q = tcx_programs("veth0", "ingress")
             assert q.prog_ids == (dropping.programs["tcx_act"].id,)
             assert q.link_ids == (link.id,)
+            # a query the kernel refuses (EINVAL) does not cost later queries their
+            # link ids
+            with in_netns(netns), pytest.raises(ebpf.errors.SyscallError, match="EINVAL"):
+                query(target_ifindex=link.ifindex, attach_type=0x7FFF)
+            with in_netns(netns):
+                assert tcx_programs("veth0", "ingress").link_ids == (link.id,)
         with in_netns(netns):
             assert tcx_programs("veth0", "ingress").prog_ids == ()
         send_udp(peer, A_ADDR, PORT, 3)

@@ -2,22 +2,21 @@
 denying an operation on a test file, freplace of a loaded program's global function
 (references/002's dynamic program extensions) and fentry/fexit on a BPF program.
 
-The 6.18 development VM refuses these programs at load time (EPERM after the
-verifier accepts them); the library reports it as NotSupportedError, and these
-tests skip with that message. They run for real in the kernel matrix, where Debian's
-6.1 and 6.12 kernels support all of them (BPF LSM included: "bpf" is in their
-CONFIG_LSM): there a refusal or an inactive BPF LSM fails the test instead."""
+Kernels that refuse trampolines (the 6.18 development VM) skip these tests with the
+library's NotSupportedError message; in the kernel matrix, whose Debian 6.1 and 6.12
+kernels support them and the BPF LSM, that fails the test instead (tests/trampolines.py,
+the `bpf_lsm` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trampolines
 from bpfbuild import compile_bpf
 from vmlinux import vmlinux_include_dir
 
@@ -27,9 +26,6 @@ from ebpf import LinkType, NotSupportedError
 from ebpf.errors import InvalidArgumentError
 
 pytestmark = pytest.mark.kernel
-
-# In a kernel-matrix guest, skipping for lack of trampolines or of the BPF LSM is a failure.
-IN_GUEST = bool(os.environ.get("KMATRIX_GUEST"))
 
 PACKET = b"\0" * 64  # tc_target returns get_value(skb->len): 65, or 164 when replaced
 
@@ -70,13 +66,7 @@ def load(spec: ebpf.CollectionSpec, *names: str,
     for n in names:
         if attach_prog is not None:
             s.programs[n].attach_prog = attach_prog
-    try:
-        coll = ebpf.Collection(s, programs=list(names))
-    except NotSupportedError as e:
-        if IN_GUEST:
-            pytest.fail(f"the kernel matrix's kernels support trampolines: {e}")
-        pytest.skip(str(e))
-    with coll:
+    with trampolines.load(s, list(names)) as coll:
         yield coll
 
 
@@ -131,32 +121,6 @@ def test_fmod_ret(no_leaks: None, spec: ebpf.CollectionSpec, tmp_path: Path) -> 
             os.stat(victim)  # other operations are not affected
         assert victim.read_text() == "hi"
         assert read_global(c, "fmod_hits") == 1
-
-
-@pytest.fixture
-def bpf_lsm() -> Iterator[None]:
-    """Skip unless the BPF LSM is active (it must be listed in lsm= at boot)."""
-    lsm_file = "/sys/kernel/security/lsm"
-    mounted = False
-    if not os.path.exists(lsm_file):
-        os.makedirs("/sys/kernel/security", exist_ok=True)
-        rc = subprocess.run(["mount", "-t", "securityfs", "securityfs",
-                             "/sys/kernel/security"], capture_output=True).returncode
-        mounted = rc == 0
-    try:
-        try:
-            with open(lsm_file) as f:
-                active = f.read().strip().split(",")
-        except OSError:
-            pytest.skip("securityfs is not available: cannot tell whether the BPF LSM is on")
-        if "bpf" not in active:
-            if IN_GUEST:
-                pytest.fail(f"the BPF LSM is not active in this guest (lsm={','.join(active)})")
-            pytest.skip(f"the BPF LSM is not active (lsm={','.join(active)})")
-        yield
-    finally:
-        if mounted:
-            subprocess.run(["umount", "/sys/kernel/security"], check=False)
 
 
 def test_lsm_denies_open(no_leaks: None, bpf_lsm: None, spec: ebpf.CollectionSpec,

@@ -162,11 +162,12 @@ _query_link_ids = True  # cleared on kernels whose BPF_PROG_QUERY has no link_id
 
 
 def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
-          effective: bool = False) -> QueryResult:
+          effective: bool = False, _links: bool = True) -> QueryResult:
     """BPF_PROG_QUERY on a cgroup (`target_fd`), an interface (`target_ifindex`, tcx),
     a map or a netns."""
     global _query_link_ids
     n = 64
+    with_links = _query_link_ids and _links
     while True:
         ids = (ctypes.c_uint32 * n)()
         links = (ctypes.c_uint32 * n)()
@@ -178,7 +179,11 @@ def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
             attr.target_fd = target_fd
         attr.prog_ids = ctypes.addressof(ids)
         attr.count = n
-        if _query_link_ids:
+        if attach_type == AttachType.LSM_CGROUP and not effective:
+            # the kernel wants per-program flags (6.0+) for these, else EINVAL
+            prog_flags = (ctypes.c_uint32 * n)()
+            attr.prog_attach_flags = ctypes.addressof(prog_flags)
+        if with_links:
             attr.link_ids = ctypes.addressof(links)
         try:
             bpf(Cmd.PROG_QUERY, attr)
@@ -186,13 +191,20 @@ def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
             if e.errno == _errno.ENOSPC and n < 1 << 16:
                 n *= 4
                 continue
-            if e.errno == _errno.EINVAL and _query_link_ids:
-                # older kernels refuse attrs with fields they do not know set
+            if e.errno == _errno.EINVAL and with_links:
+                # kernels before 6.6 refuse attrs with link_ids set; anything else the
+                # kernel dislikes fails again without them and is raised as it is
+                try:
+                    result = query(target_fd=target_fd, target_ifindex=target_ifindex,
+                                   attach_type=attach_type, effective=effective,
+                                   _links=False)
+                except SyscallError:
+                    raise e from None
                 _query_link_ids = False
-                continue
+                return result
             raise
         count = int(attr.count)
-        link_ids = tuple(links[:count]) if _query_link_ids else (0,) * count
+        link_ids = tuple(links[:count]) if with_links else (0,) * count
         return QueryResult(tuple(ids[:count]), link_ids, int(attr.attach_flags),
                            int(attr.revision))
 

@@ -142,7 +142,8 @@ def cgroup(program: Program, cgroup: str | os.PathLike[str] | int,
 def cgroup_programs(cgroup: str | os.PathLike[str] | int, attach_type: AttachType | int, *,
                     effective: bool = False) -> QueryResult:
     """The programs attached to `cgroup` for `attach_type` (BPF_PROG_QUERY), in run
-    order; with `effective`, those that run for it including its ancestors'."""
+    order; with `effective`, those that run for it including its ancestors'.
+    LSM_CGROUP lists the cgroup LSM programs of every hook."""
     with open_dir(cgroup, "cgroup") as fd:
         return query(target_fd=fd.fileno(), attach_type=int(attach_type), effective=effective)
 
