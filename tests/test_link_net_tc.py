@@ -39,6 +39,21 @@ def needs_tcx(f: Callable[..., None]) -> Callable[..., None]:
 
 # -- tcx ---------------------------------------------------------------------------------
 
+def test_tcx_on_a_kernel_without_it(netns: str) -> None:
+    """Where tcx links are missing (before 6.6) attach and query say so; where they
+    exist this is the attach every other tcx test makes."""
+    with load("net_tc", ["tcx_act"], port=PORT, verdict=TCX_PASS) as coll, in_netns(netns):
+        prog = coll.programs["tcx_act"]
+        if have_tcx():
+            with tcx(prog, "veth0", "ingress") as link:
+                assert tcx_programs("veth0", "ingress").link_ids == (link.id,)
+            return
+        with pytest.raises(ebpf.errors.NotSupportedError, match=r"tcx links .* Linux 6\.6"):
+            tcx(prog, "veth0", "ingress")
+        with pytest.raises(ebpf.errors.NotSupportedError, match="tcx links"):
+            tcx_programs("veth0", "egress")
+
+
 @needs_tcx
 def test_tcx_verdicts_and_update(netns: str) -> None:
     peer = netns + "-peer"

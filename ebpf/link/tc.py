@@ -29,8 +29,8 @@ from .._sys.netlink import (
     TcFilterInfo,
     clsact_parent,
 )
-from .._sys.types import AttachType, LinkCreateAttr, ProgramType
-from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
+from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
+from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from ._attach import QueryResult, Relative, link_create, ordering, query
 from ._attach import ifindex as _ifindex
 from .base import Link
@@ -105,15 +105,34 @@ def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
     else:
         attr.tcx.relative_fd = relative
     attr.tcx.expected_revision = expected_revision
-    fd = link_create(program, attr, f"tcx {d} of interface {iface}")
+    try:
+        fd = link_create(program, attr, f"tcx {d} of interface {iface}")
+    except SyscallError as e:
+        if isinstance(e, PermissionError) or _have_tcx():
+            raise
+        raise _tcx_not_supported() from e
     return TCXLink(fd, program, index, d)
+
+
+def _have_tcx() -> bool:
+    from .. import features
+
+    return features.have_link_type(LinkType.TCX)
+
+
+def _tcx_not_supported() -> NotSupportedError:
+    return NotSupportedError("tcx links", "they need Linux 6.6+; use `tc` (cls_bpf) on "
+                                          "older kernels")
 
 
 def tcx_programs(iface: str | int, direction: str | AttachType) -> QueryResult:
     """The programs on the tcx `direction` hook of `iface` in run order, with their
     link ids and the hook's revision."""
     d = _direction(direction)
-    return query(target_ifindex=_ifindex(iface), attach_type=int(_TCX_TYPES[d]))
+    index = _ifindex(iface)
+    if not _have_tcx():
+        raise _tcx_not_supported()
+    return query(target_ifindex=index, attach_type=int(_TCX_TYPES[d]))
 
 
 # -- classic tc: clsact + cls_bpf -------------------------------------------------------
