@@ -91,6 +91,7 @@ def whole_process(obj: str, rounds: int) -> dict[str, float]:
             t0 = time.perf_counter()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - child
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout is the bench's JSON
                 os.execvpe(cmd[0], cmd, env)
             _, status, usage = os.wait4(pid, 0)
             if status != 0:
