@@ -1,10 +1,11 @@
-"""The `ebpf` command: inspect and load objects, dump BTF as C (vmlinux.h), probe
-features, list kernel objects."""
+"""The `ebpf` command: inspect and load objects, generate typed Python bindings for
+them, dump BTF as C (vmlinux.h), probe features, list kernel objects."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -202,6 +203,27 @@ def _cmd_btf_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- gen -----------------------------------------------------------------------------------
+
+
+def _cmd_gen(args: argparse.Namespace) -> int:
+    from .gen import generate
+
+    try:
+        source = generate(args.object, name=args.name, embed=not args.no_embed)
+    except ValueError as e:  # a bad --name
+        print(f"ebpf: {e}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(source)
+        return 0
+    tmp = args.output + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(source)
+    os.replace(tmp, args.output)
+    return 0
+
+
 # -- feature / lists -----------------------------------------------------------------------
 
 
@@ -324,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--type", action="append", metavar="NAME",
                       help="only this type and what it needs (repeatable)")
     dump.set_defaults(func=_cmd_btf_dump)
+
+    gen = sub.add_parser("gen", help="write a typed Python module for an object (bpf2go)")
+    gen.add_argument("object")
+    gen.add_argument("-o", "--output", metavar="FILE",
+                     help="write the module here (default: standard output)")
+    gen.add_argument("--name", help="class name (default from the file name: "
+                     "execsnoop.bpf.o -> Execsnoop)")
+    gen.add_argument("--no-embed", action="store_true",
+                     help="load the object from its file next to the module instead of "
+                     "embedding it")
+    gen.set_defaults(func=_cmd_gen)
 
     feat = sub.add_parser("feature", help="kernel feature probes")
     fsub = feat.add_subparsers(dest="action", required=True)

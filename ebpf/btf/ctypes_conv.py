@@ -222,6 +222,11 @@ class _Layout:
         self.fields: list[tuple[Any, ...]] = []
         self.anonymous: list[str] = []
         self.props: dict[str, property] = {}
+        # how each property is made, for `ebpf gen` (which writes these classes as source):
+        # bitfield name -> (byte offset, bytes, bit offset, bits, signed); forwarded
+        # name -> the anonymous member it lives in
+        self.bitprops: dict[str, tuple[int, int, int, int, bool]] = {}
+        self.forwards: dict[str, str] = {}
         self.members: list[str] = []
         self.cursor = 0
         self.npad = 0
@@ -273,6 +278,7 @@ class _Layout:
         """ctypes promotes the fields of an anonymous member, not its properties."""
         for pname in getattr(ct, "_btf_props_", ()):
             self.props[pname] = _forward(anon, pname)
+            self.forwards[pname] = anon
 
     def bitfields(self, run: list[tuple[str, int, int, bool]], limit: int) -> None:
         """Place a run of consecutive bitfields (name, bit offset, bits, signed) that
@@ -303,6 +309,7 @@ class _Layout:
         for name, off, bits, signed in run:
             if name:
                 self.props[name] = _bit_property(lo, hi - lo, off - 8 * lo, bits, signed)
+                self.bitprops[name] = (lo, hi - lo, off - 8 * lo, bits, signed)
                 self.members.append(name)
 
     def build(self, is_union: bool, size: int) -> CType:
@@ -311,7 +318,9 @@ class _Layout:
         else:
             self.fields.append(("_btf_size_", ctypes.c_uint8 * size))
         ns: dict[str, Any] = {"_pack_": 1, "_btf_members_": tuple(self.members),
-                              "_btf_props_": tuple(self.props)}
+                              "_btf_props_": tuple(self.props),
+                              "_btf_bitprops_": dict(self.bitprops),
+                              "_btf_forwards_": dict(self.forwards)}
         if sys.version_info >= (3, 13):
             ns["_layout_"] = "ms"  # _pack_ means MSVC-like layout there (as here)
         if self.anonymous:
