@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
@@ -45,8 +46,10 @@ def int_members(t: btf.Type, base_bits: int = 0, prefix: tuple[str, ...] = ()): 
             yield (*prefix, m.name), off, bits, signed, is_bool
 
 
-def check_layout(t: btf.Type) -> None:
-    ct = to_ctypes(t)
+def check_layout(t: btf.Type, ct: Any = None) -> None:
+    """`ct` (default: to_ctypes(t)) has t's size, and every integer leaf (bitfields
+    included) lands on exactly its bits."""
+    ct = to_ctypes(t) if ct is None else ct
     assert ctypes.sizeof(ct) == btf.sizeof(t)
     if not isinstance(btf.skip_typedefs(t), btf.Struct):
         return

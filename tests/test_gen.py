@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from bpfbuild import CACHE_DIR, CLANG, REPO_DIR, BPFBuildError, compile_bpf
-from test_btf_ctypes import int_members
+from test_btf_ctypes import check_layout
 from vmlinux import vmlinux_include_dir
 
 import ebpf
@@ -86,24 +86,6 @@ def same_layout(gen: Any, ref: Any, where: str) -> None:
     assert gen is ref, where
 
 
-def check_bits(cls: Any, t: btf.Type) -> None:
-    """Every integer leaf (bitfields included) lands on exactly its bits."""
-    if not isinstance(btf.skip_typedefs(t), btf.Struct):
-        return
-    for path, off, bits, signed, is_bool in int_members(t):
-        obj = cls()
-        holder = obj
-        for p in path[:-1]:
-            holder = getattr(holder, p)
-        if isinstance(getattr(holder, path[-1]), bytes):
-            continue
-        value = True if is_bool else (-1 if signed else (1 << bits) - 1)
-        setattr(holder, path[-1], value)
-        ones = 1 if is_bool else (1 << bits) - 1
-        assert int.from_bytes(bytes(obj), "little") == ones << off, (cls, path)
-        assert getattr(holder, path[-1]) == value, (cls, path)
-
-
 def check_module_layouts(mod: types.ModuleType, obj: pathlib.Path) -> int:
     """Compare every named struct/union class of `mod` with to_ctypes; returns how many."""
     spec = btf.load_spec(str(obj))
@@ -116,7 +98,7 @@ def check_module_layouts(mod: types.ModuleType, obj: pathlib.Path) -> int:
             continue
         t = spec.type_by_name(tname, btf.Struct if kind == "struct" else btf.Union)
         same_layout(cls, to_ctypes(t), cname)
-        check_bits(cls, t)
+        check_layout(t, cls)
         n += 1
     return n
 

@@ -144,6 +144,24 @@ def ordering(before: Relative, after: Relative, first: bool, last: bool,
     return flag, int(fileno()), False
 
 
+def mprog_attr(attach_type: AttachType, ifindex: int, options: str, hook: str, *,
+               before: Relative, after: Relative, first: bool, last: bool,
+               expected_revision: int) -> LinkCreateAttr:
+    """BPF_LINK_CREATE attrs for a bpf_mprog hook of an interface (tcx, netkit): the
+    position (`ordering`) and the expected revision, in the `options` member of
+    link_create ("tcx" or "netkit", which share a layout)."""
+    flags, relative, rel_is_id = ordering(before, after, first, last, hook)
+    attr = LinkCreateAttr(attach_type=int(attach_type), flags=flags)
+    attr.target_ifindex = ifindex
+    opts = getattr(attr, options)        # a view into attr's memory
+    if rel_is_id:
+        opts.relative_id = relative
+    else:
+        opts.relative_fd = relative
+    opts.expected_revision = expected_revision
+    return attr
+
+
 # -- BPF_PROG_QUERY ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from __future__ import annotations
 import errno as _errno
 from typing import TYPE_CHECKING
 
-from .._sys.types import AttachType, LinkCreateAttr, LinkType
+from .._sys.types import AttachType, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
-from ._attach import QueryResult, Relative, link_create, ordering, query
+from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
 from .base import Link
 from .tc import _check_sched_cls
@@ -121,14 +121,9 @@ def netkit(program: Program, iface: str | int, attach_type: str | AttachType, *,
     _check_sched_cls(program, "netkit")
     side = _side(attach_type)
     index = _ifindex(iface)
-    flags, relative, rel_is_id = ordering(before, after, first, last, "netkit")
-    attr = LinkCreateAttr(attach_type=int(_NETKIT_TYPES[side]), flags=flags)
-    attr.target_ifindex = index
-    if rel_is_id:
-        attr.netkit.relative_id = relative
-    else:
-        attr.netkit.relative_fd = relative
-    attr.netkit.expected_revision = expected_revision
+    attr = mprog_attr(_NETKIT_TYPES[side], index, "netkit", "netkit", before=before,
+                      after=after, first=first, last=last,
+                      expected_revision=expected_revision)
     try:
         fd = link_create(program, attr, f"netkit {side} of interface {iface}")
     except SyscallError as e:

@@ -29,9 +29,9 @@ from .._sys.netlink import (
     TcFilterInfo,
     clsact_parent,
 )
-from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
+from .._sys.types import AttachType, LinkType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
-from ._attach import QueryResult, Relative, link_create, ordering, query
+from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
 from .base import Link
 
@@ -97,14 +97,8 @@ def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
     _check_sched_cls(program, "tcx")
     d = _direction(direction)
     index = _ifindex(iface)
-    flags, relative, rel_is_id = ordering(before, after, first, last, "tcx")
-    attr = LinkCreateAttr(attach_type=int(_TCX_TYPES[d]), flags=flags)
-    attr.target_ifindex = index
-    if rel_is_id:
-        attr.tcx.relative_id = relative
-    else:
-        attr.tcx.relative_fd = relative
-    attr.tcx.expected_revision = expected_revision
+    attr = mprog_attr(_TCX_TYPES[d], index, "tcx", "tcx", before=before, after=after,
+                      first=first, last=last, expected_revision=expected_revision)
     try:
         fd = link_create(program, attr, f"tcx {d} of interface {iface}")
     except SyscallError as e:
