@@ -451,6 +451,42 @@ def test_candidate_pruning(L: Local) -> None:
     assert len(cache.cands[L.foo]) == 2
 
 
+def test_relocating_again_reuses_the_decisions(L: Local,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading an object again (a template with new constants) does not match types
+    again: the cache remembers each relocation's outcome, and the result is the same,
+    poisoning included."""
+    target = _two_candidates(None)  # foo___v2 has no b
+    cache = CoreCache()
+    relos = [(0, relo(L.foo, "0:0", K.FIELD_BYTE_OFFSET)), (1, relo(L.foo, "0:1", K.FIELD_EXISTS)),
+             (2, relo(L.missing, "0:0", K.FIELD_BYTE_OFFSET))]       # poisoned
+
+    def program() -> list[Instruction]:
+        return [mov(0), mov(1), mov(0)]
+
+    first_insns = program()
+    first = run(first_insns, relos, L.spec, target, cache=cache)
+    import ebpf.btf.core as core_mod
+
+    def no_matching(*a: object, **k: object) -> None:
+        raise AssertionError("matched again")
+
+    monkeypatch.setattr(core_mod, "_find_cands", no_matching)
+    monkeypatch.setattr(core_mod, "_spec_match", no_matching)
+    again_insns = program()
+    again = run(again_insns, relos, L.spec, target, cache=cache)
+    def fields(results: list[CoreResult]) -> list[tuple[object, ...]]:
+        return [tuple(getattr(r, f) for f in CoreResult.__slots__) for r in results]
+
+    assert fields(again) == fields(first)
+    assert first[2].poisoned and not first[0].poisoned
+    assert [(i.opcode, i.off, i.imm) for i in again_insns] == \
+        [(i.opcode, i.off, i.imm) for i in first_insns]
+    # an instruction that does not hold what the compiler put there still fails
+    with pytest.raises(CoreError, match="at instruction 0"):
+        run([mov(3), mov(1), mov(0)], relos, L.spec, target, cache=cache)
+
+
 def _split(base: RawBTF, base_spec: btf.Spec, build: object) -> btf.Spec:
     """A module BTF split on top of `base`."""
     b = RawBTF()

@@ -42,6 +42,7 @@ Usage (what the program loader does)::
 
 from __future__ import annotations
 
+import copy
 import functools
 import mmap
 import re
@@ -204,12 +205,15 @@ class CoreCache:
     itself when used with a different local BTF or target list.
     """
 
-    __slots__ = ("_local", "_targets", "cands")
+    __slots__ = ("_local", "_targets", "cands", "decisions")
 
     def __init__(self) -> None:
         self._local: Spec | None = None
         self._targets: Sequence[Spec] | None = None
         self.cands: dict[int, list[_Cand]] = {}
+        # (kind, local type id, access) -> what the relocation resolved to: loading the
+        # same object again (a template with new constants) skips the matching
+        self.decisions: dict[tuple[int, int, str], _Decision] = {}
 
     def _bind(self, local: Spec, targets: Sequence[Spec]) -> None:
         old = self._targets
@@ -222,6 +226,7 @@ class CoreCache:
             self._local = local
             self._targets = targets
             self.cands = {}
+            self.decisions = {}
 
 
 class KernelTargets(Sequence[Spec]):
@@ -1155,11 +1160,35 @@ def relocate(insns: list[Instruction], relos: Sequence[tuple[int, CoreRelo]], lo
     return results
 
 
+class _Decision:
+    """A resolved relocation, for `CoreCache.decisions`."""
+
+    __slots__ = ("desc", "ncands", "res", "target", "target_id")
+
+    def __init__(self, res: _Res, desc: str, target: str | None, target_id: int | None,
+                 ncands: int) -> None:
+        self.res, self.desc, self.target = res, desc, target
+        self.target_id, self.ncands = target_id, ncands
+
+
 def _relocate_one(n: int, ins: Instruction, index: int, slot: int, relo: CoreRelo, local: Spec,
                   targets: Sequence[Spec], names: Sequence[str],
                   cache: CoreCache) -> tuple[CoreResult, _Patch]:
     kind = relo.kind
     kname = _KIND_NAMES.get(kind, str(kind))
+    key = (int(kind), relo.type_id, relo.access)
+    known = cache.decisions.get(key)
+    if known is not None:
+        def fail_known(msg: str) -> NoReturn:
+            raise CoreError(f"CO-RE relocation #{n} <{kname}> of {known.desc} at instruction "
+                            f"{slot}: {msg}")
+
+        res = copy.copy(known.res)      # _patch may mark it poisoned
+        patch = _patch(ins, index, res, fail_known)
+        return CoreResult(index, slot, kind, relo.type_id, relo.access, known.desc,
+                          res.orig_val & _MASK64, res.new_val & _MASK64,
+                          poisoned=res.poison, reason=res.reason, target=known.target,
+                          target_type_id=known.target_id, candidates=known.ncands), patch
     try:
         local_type: Type | None = local.type_by_id(relo.type_id)
     except BTFError:
@@ -1227,6 +1256,7 @@ def _relocate_one(n: int, ins: Instruction, index: int, slot: int, relo: CoreRel
     except _Invalid as e:
         fail(str(e))
 
+    decided = copy.copy(chosen)
     patch = _patch(ins, index, chosen, fail)
     target = None
     target_id = None
@@ -1234,6 +1264,7 @@ def _relocate_one(n: int, ins: Instruction, index: int, slot: int, relo: CoreRel
         target_id = chosen_cand.id
         target = f"{chosen_spec.detail() if kind in _FIELD_KINDS else chosen_spec.path()}" \
                  f" [{chosen_cand.id}] in {chosen_cand.origin}"
+    cache.decisions[key] = _Decision(decided, desc, target, target_id, len(cands))
     return CoreResult(index, slot, kind, relo.type_id, relo.access, desc,
                       chosen.orig_val & _MASK64, chosen.new_val & _MASK64,
                       poisoned=chosen.poison, reason=chosen.reason, target=target,
