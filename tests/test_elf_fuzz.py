@@ -1,6 +1,7 @@
 """Damaged objects: the whole loader (ELF, BTF, .BTF.ext, maps, relocations, CO-RE
 records) raises only ebpf.Error subclasses, never a raw struct.error, IndexError,
-MemoryError or hang."""
+MemoryError or hang; what parses either loads into the kernel or fails typed, leaving no
+descriptor behind."""
 
 from __future__ import annotations
 
@@ -41,6 +42,26 @@ def test_mutated_objects_raise_only_ebpf_errors(name: str, data: st.DataObject) 
         buf[pos] = byte
     try:
         ebpf.load_collection_spec(bytes(buf))
+    except Error:
+        pass
+
+
+# no_fd_leaks wraps all examples together: a leak in any of them fails the test
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["loader_globals", "loader_maps", "loader_calls", "core_fields"]),
+       data=st.data())
+def test_mutated_objects_load_or_fail_typed(no_fd_leaks: None, name: str,
+                                            data: st.DataObject) -> None:
+    buf = bytearray(_object(name))
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)),
+                               min_size=1, max_size=8))
+    for pos, byte in edits:
+        buf[pos] = byte
+    try:
+        spec = ebpf.load_collection_spec(bytes(buf))
+        with ebpf.Collection(spec):
+            pass
     except Error:
         pass
 
