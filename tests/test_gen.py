@@ -208,6 +208,12 @@ def test_execsnoop(outdir: pathlib.Path, execsnoop_obj: pathlib.Path) -> None:
         objs.dropped = 3
         assert objs.dropped == 3
         assert len(list(objs.execs_by_uid.keys())) == 0
+    # embedded without its DWARF (zeroed: same layout, same BTF), so the module is small
+    obj = execsnoop_obj.read_bytes()
+    embedded = mod._object_bytes()
+    assert len(embedded) == len(obj) and embedded != obj
+    assert btf.load_spec(embedded).type_by_name("event").size == 168
+    assert len(src) < 60_000 < len(obj)
 
 
 def test_no_embed(tmp_path: pathlib.Path) -> None:

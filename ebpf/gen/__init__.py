@@ -6,7 +6,9 @@
 The generated module needs only the standard library and `ebpf` at run time
 and holds:
 
-- the object itself (base64 of its zlib-compressed bytes), or with
+- the object itself (base64 of its zlib-compressed bytes, with its DWARF
+  sections blanked: loading uses BTF, and zeros compress to nothing — a
+  645 KB execsnoop object embeds in 20 KB instead of 330 KB), or with
   `embed=False` the name of the `.o` file to load from the module's directory
   (its SHA-256 is checked on load);
 - `<Name>Spec`: wraps the `ebpf.CollectionSpec` (`.spec`); one property per
@@ -280,7 +282,7 @@ class _Generator:
     def _object_source(self, sha: str) -> str:
         lines = ["", ""]
         if self.filename is None:
-            blob = base64.b64encode(zlib.compress(self.data, 9)).decode()
+            blob = base64.b64encode(zlib.compress(blank_debug_sections(self.data), 9)).decode()
             lines.append("# the object, zlib-compressed and base64-encoded")
             lines.append("_OBJECT = (")
             lines += [f'    "{blob[i:i + 76]}"' for i in range(0, len(blob), 76)]
@@ -464,3 +466,22 @@ def _is_char(t: Type) -> bool:
 
 
 __all__ = ["default_name", "generate"]
+
+
+def blank_debug_sections(data: bytes) -> bytes:
+    """`data` (an ELF object) with the contents of its DWARF sections (``.debug_*``
+    and their relocations) zeroed, sizes and layout unchanged. Loading reads BTF,
+    never DWARF; the zeros compress away."""
+    from ..elf import ELFFile
+
+    out = bytearray(data)
+    elf = ELFFile(data)
+    try:
+        for sec in elf.sections:
+            if sec.name.startswith((".debug", ".rel.debug", ".rela.debug")) \
+                    and not sec.is_nobits and sec.size:
+                out[sec.offset:sec.offset + sec.size] = bytes(sec.size)
+    finally:
+        elf.close()
+    return bytes(out)
+
