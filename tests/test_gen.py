@@ -3,6 +3,7 @@ the kernel through their typed wrappers, and pass mypy --strict and ruff."""
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import hashlib
 import importlib.util
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 from bpfbuild import CACHE_DIR, CLANG, REPO_DIR, BPFBuildError, compile_bpf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_btf_ctypes import check_layout
 from vmlinux import vmlinux_include_dir
 
@@ -24,6 +27,7 @@ from ebpf import btf
 from ebpf.btf.ctypes_conv import to_ctypes
 from ebpf.cli import main
 from ebpf.gen import default_name, generate
+from ebpf.gen.ctypes_src import docstring
 
 EXECSNOOP_C = REPO_DIR / "examples" / "bpf" / "execsnoop.bpf.c"
 _counter = [0]
@@ -382,3 +386,19 @@ def test_awkward_names(tmp_path: pathlib.Path) -> None:
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path,
                            check=False)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from('ab "\\\n\t\x00\x1b\x7f\u2028\u00e9\''), max_size=150))
+def test_docstrings_of_any_names_parse(text: str) -> None:
+    """Names in docstrings come from the object (section names can hold anything): the
+    generated docstring is valid Python and says the same (whitespace aside)."""
+    if not text.strip():
+        return
+    src = "def f():\n" + "\n".join(docstring(text, "    ")) + "\n    pass\n"
+    tree = ast.parse(src)
+    func = tree.body[0]
+    assert isinstance(func, ast.FunctionDef)
+    doc = ast.get_docstring(func, clean=False)
+    assert doc is not None and "".join(doc.split()) == "".join(text.split())
+

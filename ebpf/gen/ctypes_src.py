@@ -81,10 +81,21 @@ def unique(name: str, taken: set[str]) -> str:
     return name
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_line(line: str) -> str:
+    """One line of docstring text as source. Names in it come from the object: escape
+    backslashes, control characters, and each quote that another quote or the end of
+    the line follows (so no run of quotes can close the string)."""
+    line = line.replace("\\", "\\\\")
+    line = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return re.sub(r'"(?=\s*"|\s*$)', r'\\"', line)
+
+
 def docstring(text: str, indent: str) -> list[str]:
     """A triple-quoted docstring of `text` (paragraphs split on blank lines), wrapped to
     the line width, as source lines at `indent`."""
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     width = WIDTH - len(indent)
     lines: list[str] = []
     for i, para in enumerate(text.strip().split("\n\n")):
@@ -96,7 +107,8 @@ def docstring(text: str, indent: str) -> list[str]:
                                            break_long_words=True) or [""])
             else:
                 lines.extend(textwrap.wrap(raw, width - 3, break_long_words=True) or [""])
-    flat = " ".join(text.split())
+    lines = [_escape_line(ln) for ln in lines]   # after wrapping: escapes stay whole
+    flat = _escape_line(" ".join(text.split()))
     if "\n" not in text.strip() and len(flat) + 6 <= width:
         return [f'{indent}"""{flat}"""']
     if len(lines) == 1 and len(lines[0]) + 6 <= width:
