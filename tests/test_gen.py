@@ -348,6 +348,15 @@ SEC("syscall") int copy(void *ctx) { return bytes + collection + st; }
 """
 
 
+def test_file_name_cannot_inject_code(tmp_path: pathlib.Path) -> None:
+    obj = tmp_path / "x\nraise SystemExit('injected')\n.o"
+    shutil.copyfile(compile_bpf("loader_globals"), obj)
+    src = generate(obj, name="Globals")
+    tree = ast.parse(src)
+    assert not any(isinstance(n, ast.Name) and n.id == "SystemExit" for n in ast.walk(tree))
+    assert "injected" in src.splitlines()[0]         # still in the comment
+
+
 def test_awkward_names(tmp_path: pathlib.Path) -> None:
     """Keywords, the classes' own methods and annotation names as C names."""
     src = tmp_path / "names.bpf.c"
