@@ -32,16 +32,22 @@ NAMES = ["loader_globals", "loader_maps", "loader_calls", "loader_externs", "net
          "core_fields"]
 
 
+def _mutated(name: str, data: st.DataObject, max_edits: int) -> bytes:
+    """The object `name` with 1 to `max_edits` bytes overwritten (hypothesis draws where
+    and with what)."""
+    buf = bytearray(_object(name))
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)),
+                               min_size=1, max_size=max_edits))
+    for pos, byte in edits:
+        buf[pos] = byte
+    return bytes(buf)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(NAMES), data=st.data())
 def test_mutated_objects_raise_only_ebpf_errors(name: str, data: st.DataObject) -> None:
-    buf = bytearray(_object(name))
-    edits = data.draw(st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)),
-                               min_size=1, max_size=32))
-    for pos, byte in edits:
-        buf[pos] = byte
     try:
-        ebpf.load_collection_spec(bytes(buf))
+        ebpf.load_collection_spec(_mutated(name, data, 32))
     except Error:
         pass
 
@@ -53,13 +59,8 @@ def test_mutated_objects_raise_only_ebpf_errors(name: str, data: st.DataObject) 
        data=st.data())
 def test_mutated_objects_load_or_fail_typed(no_fd_leaks: None, name: str,
                                             data: st.DataObject) -> None:
-    buf = bytearray(_object(name))
-    edits = data.draw(st.lists(st.tuples(st.integers(0, len(buf) - 1), st.integers(0, 255)),
-                               min_size=1, max_size=8))
-    for pos, byte in edits:
-        buf[pos] = byte
     try:
-        spec = ebpf.load_collection_spec(bytes(buf))
+        spec = ebpf.load_collection_spec(_mutated(name, data, 8))
         with ebpf.Collection(spec):
             pass
     except Error:
