@@ -6,13 +6,16 @@ Tests compile tests/bpf/*.c with clang at test time (tests/bpfbuild.py, cached i
 every object a guest would build is built here first, for the host's BTF and each guest
 kernel's (.cache/kernels/<release>/vmlinux): the repo is at the same path in the guest,
 so the guest's cache lookups hit. Best effort: a source that does not compile is left
-for the test to report.
+for the test to report. The Python sources of ebpf/, tests/ and tools/ are byte-compiled
+too (__pycache__, git-ignored): guests run with PYTHONDONTWRITEBYTECODE and would
+otherwise compile every module under TCG on each run.
 
     python3 -m tools.vm.prewarm [BTF ...]
 """
 
 from __future__ import annotations
 
+import compileall
 import concurrent.futures
 import importlib
 import os
@@ -58,8 +61,15 @@ def prewarm(btfs: list[str], jobs: int = 2) -> tuple[int, int]:
     return ok, len(jobs_list)
 
 
+def compile_python() -> None:
+    """Byte-compile the repository's Python for the guests (same interpreter)."""
+    for d in ("ebpf", "tests", "tools"):
+        compileall.compile_dir(str(REPO / d), quiet=1, workers=2)
+
+
 def main(argv: list[str]) -> int:
     t0 = time.monotonic()
+    compile_python()
     ok, total = prewarm(argv)
     print(f"kmatrix: prewarmed {ok}/{total} BPF objects for {len(argv)} kernel BTFs "
           f"in {time.monotonic() - t0:.0f}s", flush=True)

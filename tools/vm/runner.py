@@ -143,7 +143,7 @@ def run_host(extra: list[str], python: str, timeout: float,
     d.mkdir(parents=True)
     r.log_dir = str(d)
     jp = d / "results.json"
-    env = dict(os.environ, PYTHONPATH=_pythonpath())
+    env = _host_env()
     t0 = time.monotonic()
     with open(d / "output.log", "w") as log:
         try:
@@ -159,6 +159,15 @@ def run_host(extra: list[str], python: str, timeout: float,
         return r
     _judge(r, _load_json(jp), code)
     return r
+
+
+def _host_env() -> dict[str, str]:
+    """The environment of pytest runs on the host. They may write bytecode (pytest's
+    rewritten test modules included) even where PYTHONDONTWRITEBYTECODE is set: the
+    guests read it from the shared tree instead of compiling every module under TCG."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = _pythonpath()
+    return env
 
 
 def _pythonpath() -> str:
@@ -511,8 +520,7 @@ def _kernel_test_files(host: KernelResult | None, python: str) -> list[str]:
             proc = subprocess.run(
                 [python, "-m", "pytest", "-p", "kernelmatrix.plugin", "-p", "no:cacheprovider",
                  "--collect-only", "-q", *PYTEST_ARGS], cwd=REPO, capture_output=True,
-                text=True, timeout=300, check=False,
-                env=dict(os.environ, PYTHONPATH=_pythonpath()))
+                text=True, timeout=300, check=False, env=_host_env())
         except subprocess.TimeoutExpired:
             return []
         if proc.returncode != 0:
