@@ -76,6 +76,10 @@ def test_tcx_verdicts_and_update(netns: str) -> None:
                 q = tcx_programs("veth0", "ingress")
             assert q.prog_ids == (dropping.programs["tcx_act"].id,)
             assert q.link_ids == (link.id,)
+            # opened by id it is a TCXLink again, knowing where it is
+            with ebpf.link.from_id(link.id) as again:
+                assert isinstance(again, ebpf.link.TCXLink)
+                assert (again.ifindex, again.direction) == (link.ifindex, "ingress")
             # a query the kernel refuses (EINVAL) does not cost later queries their
             # link ids
             with in_netns(netns), pytest.raises(ebpf.errors.SyscallError, match="EINVAL"):

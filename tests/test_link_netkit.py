@@ -165,6 +165,9 @@ def test_netkit_primary_verdicts_update_close(nk_pair: tuple[str, str]) -> None:
             info = link.info()
             assert info.netkit.ifindex == link.ifindex
             assert info.netkit.attach_type == ebpf.AttachType.NETKIT_PRIMARY
+            with ebpf.link.from_id(link.id) as again:   # typed again, knowing where it is
+                assert isinstance(again, ebpf.link.NetkitLink)
+                assert (again.ifindex, again.side) == (link.ifindex, "primary")
             send_udp(ns_a, NK_B, PORT, 10)
             assert recv_count(rx, 10) == 10
             assert passing.variables["hits"].get() == 10

@@ -127,8 +127,9 @@ class Link:
         return f"<{type(self).__name__} {state}>"
 
 
-# Link subclasses whose constructor takes (fd, program) like Link's, by kernel link
-# type: open_pinned/from_id return them (e.g. an IterLink, whose open() reads it).
+# Link subclasses by kernel link type: open_pinned/from_id return them (e.g. an IterLink,
+# whose open() reads it). A class whose constructor needs more than (fd, program) has a
+# classmethod `_from_info(fd, info)` taking the kernel's bpf_link_info.
 _LINK_CLASSES: dict[int, type[Link]] = {}
 
 
@@ -139,11 +140,13 @@ def register_link_class(link_type: LinkType, cls: type[Link]) -> None:
 
 def _typed(fd: FD) -> Link:
     try:
-        kind = int(_link.link_info(fd.fileno()).type)
+        info = _link.link_info(fd.fileno())
+        cls = _LINK_CLASSES.get(int(info.type), Link)
+        from_info = getattr(cls, "_from_info", None)
+        return from_info(fd, info) if from_info is not None else cls(fd)
     except BaseException:
         fd.close()
         raise
-    return _LINK_CLASSES.get(kind, Link)(fd)
 
 
 def open_pinned(path: str | os.PathLike[str]) -> Link:

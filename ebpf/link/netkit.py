@@ -22,13 +22,13 @@ Interfaces are looked up in the calling thread's network namespace (see
 from __future__ import annotations
 
 import errno as _errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._sys.types import AttachType, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
-from .base import Link
+from .base import Link, register_link_class
 from .tc import _check_sched_cls
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class NetkitLink(Link):
     in place, keeping its position; `close()` detaches it. `ifindex` is the primary
     device's; `attach_type` is AttachType.NETKIT_PRIMARY or NETKIT_PEER."""
 
-    def __init__(self, fd: FD, program: Program, ifindex: int,
+    def __init__(self, fd: FD, program: Program | None, ifindex: int,
                  attach_type: AttachType) -> None:
         super().__init__(fd, program)
         self.ifindex = ifindex
@@ -100,6 +100,14 @@ class NetkitLink(Link):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
         return f"<NetkitLink ifindex {self.ifindex} {self.side} {state}>"
+
+    @classmethod
+    def _from_info(cls, fd: FD, info: Any) -> NetkitLink:
+        """A netkit link opened by id or pin (`link.from_id`, `link.open_pinned`)."""
+        return cls(fd, None, int(info.netkit.ifindex), AttachType(info.netkit.attach_type))
+
+
+register_link_class(LinkType.NETKIT, NetkitLink)
 
 
 def netkit(program: Program, iface: str | int, attach_type: str | AttachType, *,

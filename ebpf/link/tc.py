@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._sys.netlink import (
     ETH_P_ALL,
@@ -33,7 +33,7 @@ from .._sys.types import AttachType, LinkType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
-from .base import Link
+from .base import Link, register_link_class
 
 if TYPE_CHECKING:
     from .._sys.fd import FD
@@ -73,7 +73,7 @@ class TCXLink(Link):
     """A program on an interface's tcx hook (bpf_link): `update()` swaps it atomically
     in place, keeping its position."""
 
-    def __init__(self, fd: FD, program: Program, ifindex: int, direction: str) -> None:
+    def __init__(self, fd: FD, program: Program | None, ifindex: int, direction: str) -> None:
         super().__init__(fd, program)
         self.ifindex = ifindex
         self.direction = direction
@@ -81,6 +81,14 @@ class TCXLink(Link):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
         return f"<TCXLink ifindex {self.ifindex} {self.direction} {state}>"
+
+    @classmethod
+    def _from_info(cls, fd: FD, info: Any) -> TCXLink:
+        """A tcx link opened by id or pin (`link.from_id`, `link.open_pinned`)."""
+        return cls(fd, None, int(info.tcx.ifindex), _direction(AttachType(info.tcx.attach_type)))
+
+
+register_link_class(LinkType.TCX, TCXLink)
 
 
 def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
