@@ -180,16 +180,35 @@ _query_link_ids = True  # cleared on kernels whose BPF_PROG_QUERY has no link_id
 
 
 def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
-          effective: bool = False, _links: bool = True) -> QueryResult:
+          effective: bool = False) -> QueryResult:
     """BPF_PROG_QUERY on a cgroup (`target_fd`), an interface (`target_ifindex`, tcx),
     a map or a netns."""
     global _query_link_ids
+    target = (target_fd, target_ifindex, int(attach_type), effective)
+    if not _query_link_ids:
+        return _query(*target, with_links=False)
+    try:
+        return _query(*target, with_links=True)
+    except SyscallError as e:
+        if e.errno != _errno.EINVAL:
+            raise
+        # kernels before 6.6 refuse attrs with link_ids set; anything else the kernel
+        # dislikes fails again without them and is raised as it is
+        try:
+            result = _query(*target, with_links=False)
+        except SyscallError:
+            raise e from None
+        _query_link_ids = False
+        return result
+
+
+def _query(target_fd: int, target_ifindex: int, attach_type: int, effective: bool, *,
+           with_links: bool) -> QueryResult:
     n = 64
-    with_links = _query_link_ids and _links
     while True:
         ids = (ctypes.c_uint32 * n)()
         links = (ctypes.c_uint32 * n)()
-        attr = ProgQueryAttr(attach_type=int(attach_type),
+        attr = ProgQueryAttr(attach_type=attach_type,
                              query_flags=consts.BPF_F_QUERY_EFFECTIVE if effective else 0)
         if target_ifindex:
             attr.target_ifindex = target_ifindex
@@ -209,17 +228,6 @@ def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
             if e.errno == _errno.ENOSPC and n < 1 << 16:
                 n *= 4
                 continue
-            if e.errno == _errno.EINVAL and with_links:
-                # kernels before 6.6 refuse attrs with link_ids set; anything else the
-                # kernel dislikes fails again without them and is raised as it is
-                try:
-                    result = query(target_fd=target_fd, target_ifindex=target_ifindex,
-                                   attach_type=attach_type, effective=effective,
-                                   _links=False)
-                except SyscallError:
-                    raise e from None
-                _query_link_ids = False
-                return result
             raise
         count = int(attr.count)
         link_ids = tuple(links[:count]) if with_links else (0,) * count

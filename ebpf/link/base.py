@@ -122,9 +122,14 @@ class Link:
             with contextlib.suppress(Exception):
                 self.close()
 
+    def _where(self) -> str:
+        """Where the link is attached, for repr (subclasses say; "" for none)."""
+        return ""
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self._fd.fileno() if self._fd else None}"
-        return f"<{type(self).__name__} {state}>"
+        where = self._where()
+        return f"<{type(self).__name__} {where + ' ' if where else ''}{state}>"
 
 
 # Link subclasses by kernel link type: open_pinned/from_id return them (e.g. an IterLink,

@@ -88,9 +88,8 @@ class CgroupLink(Link):
         self.cgroup = cgroup
         self.attach_type = attach_type
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<CgroupLink {self.attach_type.name} {self.cgroup} {state}>"
+    def _where(self) -> str:
+        return f"{self.attach_type.name} {self.cgroup}"
 
 
 def cgroup(program: Program, cgroup: str | os.PathLike[str] | int,

@@ -64,10 +64,9 @@ class NetfilterLink(Link):
         self.hook = hook
         self.priority = priority
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
+    def _where(self) -> str:
         fam = "ipv6" if self.family == NFPROTO_IPV6 else "ipv4"
-        return f"<NetfilterLink {fam} {self.hook.name} prio {self.priority} {state}>"
+        return f"{fam} {self.hook.name} prio {self.priority}"
 
 
 def netfilter(program: Program, hook: NetfilterHook | str | int, *,

@@ -97,9 +97,8 @@ class NetkitLink(Link):
         """The side the program is on: "primary" or "peer"."""
         return _side(self.attach_type)
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<NetkitLink ifindex {self.ifindex} {self.side} {state}>"
+    def _where(self) -> str:
+        return f"ifindex {self.ifindex} {self.side}"
 
     @classmethod
     def _from_info(cls, fd: FD, info: Any) -> NetkitLink:

@@ -34,9 +34,8 @@ class NetNsLink(Link):
         self.netns = netns
         self.attach_type = attach_type
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<NetNsLink {self.attach_type.name} {self.netns} {state}>"
+    def _where(self) -> str:
+        return f"{self.attach_type.name} {self.netns}"
 
 
 def _describe(netns: NetNs) -> str:

@@ -40,9 +40,8 @@ class SockmapLink(Link):
         self.map_name = map_name
         self.attach_type = attach_type
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<SockmapLink {self.attach_type.name} map {self.map_name!r} {state}>"
+    def _where(self) -> str:
+        return f"{self.attach_type.name} map {self.map_name!r}"
 
 
 def sockmap(program: Program, map: Map, attach_type: AttachType | int | None = None, *,

@@ -78,9 +78,8 @@ class TCXLink(Link):
         self.ifindex = ifindex
         self.direction = direction
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<TCXLink ifindex {self.ifindex} {self.direction} {state}>"
+    def _where(self) -> str:
+        return f"ifindex {self.ifindex} {self.direction}"
 
     @classmethod
     def _from_info(cls, fd: FD, info: Any) -> TCXLink:

@@ -65,9 +65,8 @@ class XDPLink(Link):
         self.ifindex = ifindex
         self.mode = mode
 
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<XDPLink ifindex {self.ifindex} {self.mode.name} {state}>"
+    def _where(self) -> str:
+        return f"ifindex {self.ifindex} {self.mode.name}"
 
 
 class XDPNetlinkLink(Link):
