@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import Error, InvalidArgumentError, KeyNotFoundError
+from .errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
 
 if TYPE_CHECKING:
     from . import btf
@@ -93,9 +93,22 @@ class VariableSpec:
         """True for variables in read-only sections (frozen after load)."""
         return self.section.startswith(".rodata")
 
+    def _bounds(self, section_size: int) -> tuple[int, int]:
+        """(start, end) of the variable in its section; ELFError when it lies outside."""
+        off, size = self.offset, self.size
+        if not (isinstance(off, int) and isinstance(size, int)) or off < 0 or size < 0 \
+                or off + size > section_size:
+            raise ELFError(f"variable {self.name!r} at offset {off!r} size {size!r} lies "
+                           f"outside its section ({section_size} bytes)", section=self.section)
+        return off, off + size
+
     def get(self) -> Any:
-        """The variable's current value, decoded via BTF (raw bytes without BTF)."""
-        raw = bytes(self._buffer()[self.offset : self.offset + self.size])
+        """The variable's current value, decoded via BTF (raw bytes without BTF).
+
+        Raises ELFError when the variable lies outside its section."""
+        buf = self._buffer()
+        start, end = self._bounds(len(buf))
+        raw = bytes(buf[start:end])
         if self.type is None:
             return raw
         from .btf import values
@@ -105,7 +118,10 @@ class VariableSpec:
     def set(self, value: Any) -> None:
         """Set the value; checked against the variable's BTF type (ints, bools, enums,
         floats, strings for char arrays, sequences for arrays, dicts for structs, or
-        raw bytes of the exact size)."""
+        raw bytes of the exact size). Raises ELFError when the variable lies outside
+        its section."""
+        buf = self._buffer()
+        start, end = self._bounds(len(buf))
         if self.type is not None:
             from .btf import values
 
@@ -118,7 +134,7 @@ class VariableSpec:
         if len(data) != self.size:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
-        self._buffer()[self.offset : self.offset + self.size] = data
+        buf[start:end] = data
 
 
 @dataclasses.dataclass
@@ -188,7 +204,8 @@ class Variable:
         return self.spec.constant
 
     def _raw(self) -> bytes:
-        off, size = self.spec.offset, self.spec.size
+        off, end = self.spec._bounds(self.map.value_size)
+        size = end - off
         mv = self._mmap()
         if mv is not None:
             return bytes(mv[off : off + size])
@@ -219,10 +236,15 @@ class Variable:
 
             data = values.encode(self.spec.type, value, what=self.name)
         else:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise InvalidArgumentError(
+                    f"variable {self.name!r} has no BTF; pass {self.spec.size} raw bytes, "
+                    f"not {type(value).__name__}")
             data = bytes(value)
         if len(data) != self.spec.size:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.spec.size} bytes, got {len(data)}")
+        self.spec._bounds(self.map.value_size)
         mv = self._mmap()
         if mv is not None:
             mv[self.spec.offset : self.spec.offset + self.spec.size] = data
@@ -245,7 +267,9 @@ def load_collection_spec(source: str | os.PathLike[str] | bytes) -> CollectionSp
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         return load_elf(bytes(source))
-    with open(source, "rb") as f:
+    from ._sys.validate import path
+
+    with open(path(source, "object file path"), "rb") as f:
         return load_elf(f.read())
 
 
@@ -275,8 +299,11 @@ class Collection:
         kernel_btf: btf.Spec | None = None,
         log_level: int = 0,
     ) -> None:
+        from ._sys.validate import path
         from .loader import load_collection
 
+        if pin_path is not None:
+            pin_path = path(pin_path, "pin_path")
         self.spec = spec
         self.programs: Programs = Programs()
         self.maps: Maps = Maps()

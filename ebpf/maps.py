@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._sys import ops as _ops
 from ._sys import types as _t
+from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.syscall import NR_BPF as _NR
 from ._sys.syscall import bpf_errno as _bpf_errno
@@ -378,13 +379,15 @@ class Map:
         self._mmaps: list[Any] = []
         self._pinned: str | None = None
         self._frozen = False
+        _create_attr(spec)  # refuse a malformed spec before touching the kernel
         spec = spec.copy()
         pin_file: str | None = None
         if spec.pinning == PinType.BY_NAME and pin_path is not None:
             if not spec.name:
                 raise InvalidArgumentError("a map pinned by name needs a name")
-            pin_file = os.path.join(os.fspath(pin_path), spec.name)
-            _check_pin_location(os.fspath(pin_path), pin_file)
+            pin_dir = _validate.path(pin_path, "pin_path")
+            pin_file = os.path.join(pin_dir, spec.name)
+            _check_pin_location(pin_dir, pin_file)
             existing = _try_obj_get(pin_file)
             if existing is not None:
                 self._setup(FD(existing, f"map {spec.name!r}"), spec)
@@ -415,7 +418,7 @@ class Map:
         Type, sizes and flags are read from the kernel; `spec` (if given) supplies
         BTF key/value types and the name.
         """
-        owned = fd if isinstance(fd, FD) else FD(fd, "map")
+        owned = fd if isinstance(fd, FD) else FD(_validate.integer(fd, "fd", 0, 2**31 - 1), "map")
         kind = _anon_kind(owned.fileno())
         if kind not in ("", "bpf-map"):
             owned.close()
@@ -449,7 +452,7 @@ class Map:
                     write_only: bool = False) -> Map:
         """Open the map pinned at `path` on a bpffs (BPF_OBJ_GET)."""
         flags = (_t.BPF_F_RDONLY if read_only else 0) | (_t.BPF_F_WRONLY if write_only else 0)
-        p = os.fspath(path)
+        p = _validate.path(path, "pin path")
         try:
             fd = _ops.obj_get(p, flags)
         except SyscallError as e:
@@ -740,13 +743,13 @@ class Map:
             if key is not None:
                 raise InvalidArgumentError(
                     f"{_type_name(self._type)} maps have no keys; use peek()/pop()")
-            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf),
-                                  flags=flags)
+            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+            _validate.put(attr, "flags", flags)
             return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
         self._put_key(b, key)
         attr = b.lattr
         if flags:
-            attr.flags = flags
+            _validate.put(attr, "flags", flags)
             try:
                 return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
             finally:
@@ -838,7 +841,7 @@ class Map:
         self._put_value(b, value)
         attr = b.uattr
         if flags:
-            attr.flags = flags
+            _validate.put(attr, "flags", flags)
             try:
                 self._elem_op(_UPDATE, attr, _ELEM_ATTR_SIZE, key)
             finally:
@@ -893,8 +896,8 @@ class Map:
                 f"{_type_name(self._type)}")
         b = self._thread_bufs()
         self._put_value(b, value)
-        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf),
-                              flags=flags)
+        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        _validate.put(attr, "flags", flags)
         ref = ctypes.byref(attr)
         while True:
             if _syscall(_NR, _UPDATE, ref, _ELEM_ATTR_SIZE) >= 0:
@@ -1127,6 +1130,8 @@ class Map:
         return self._batch_result(_t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
     def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
+        if chunk_size is not None:
+            _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
         self._check_iterable()
         what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
         if self._type not in _BATCH_TYPES or (
@@ -1173,7 +1178,7 @@ class Map:
         contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
         `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
         """
-        if flags & ~UpdateFlags.LOCK:
+        if _validate.unsigned(flags, "flags", 64) & ~UpdateFlags.LOCK:
             raise InvalidArgumentError(
                 "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
                 "NOEXIST/EXIST for batches)")
@@ -1274,7 +1279,7 @@ class Map:
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the map at `path` on a bpffs so it outlives this process."""
-        p = os.fspath(path)
+        p = _validate.path(path, "pin path")
         try:
             _ops.obj_pin(self._fd.fileno(), p)
         except SyscallError as e:
@@ -1494,19 +1499,38 @@ def _shape(buf: Any, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
     return mv.cast("B", (n, size)) if size and n else mv[:0]
 
 
-def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
-    if spec.type in (MapType.UNSPEC,):
+def _create_attr(spec: MapSpec) -> _t.MapCreateAttr:
+    """BPF_MAP_CREATE attrs for `spec`, every field checked for type and range
+    (InvalidArgumentError naming the MapSpec field), the name and pointers not yet set."""
+    if not isinstance(spec, MapSpec):
+        raise InvalidArgumentError(f"expected a MapSpec, got {type(spec).__name__}")
+    if not isinstance(spec.name, str):
+        raise InvalidArgumentError(f"MapSpec.name must be a str, got {type(spec.name).__name__}")
+    attr = _t.MapCreateAttr()
+    _validate.put(attr, "map_type", spec.type, "MapSpec.type")
+    if spec.type == MapType.UNSPEC:
         raise InvalidArgumentError(f"map {spec.name!r}: MapSpec.type is not set")
-    attr = _t.MapCreateAttr(map_type=int(spec.type), key_size=spec.key_size,
-                            value_size=spec.value_size, max_entries=spec.max_entries,
-                            map_flags=int(spec.flags), map_extra=spec.map_extra)
+    _validate.put(attr, "key_size", spec.key_size, "MapSpec.key_size")
+    _validate.put(attr, "value_size", spec.value_size, "MapSpec.value_size")
+    _validate.put(attr, "max_entries", spec.max_entries, "MapSpec.max_entries")
+    _validate.put(attr, "map_flags", spec.flags, "MapSpec.flags")
+    _validate.put(attr, "map_extra", spec.map_extra, "MapSpec.map_extra")
+    if spec.numa_node is not None:
+        _validate.put(attr, "numa_node", spec.numa_node, "MapSpec.numa_node")
+    if spec.inner_map is not None and not isinstance(spec.inner_map, MapSpec):
+        raise InvalidArgumentError(
+            f"MapSpec.inner_map must be a MapSpec or None, got {type(spec.inner_map).__name__}")
+    return attr
+
+
+def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
+    attr = _create_attr(spec)
     if spec.type == MapType.PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
     name = sanitize_name(spec.name).encode()
     ctypes.memmove(ctypes.addressof(attr) + _t.MapCreateAttr.map_name.offset, name, len(name))
     if spec.numa_node is not None:
         attr.map_flags |= _t.BPF_F_NUMA_NODE
-        attr.numa_node = spec.numa_node
     temp_inner: Map | None = None
     handle: Any = None
     own_handle = False
@@ -1521,7 +1545,7 @@ def _create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
                 inner.pinning, inner.contents, inner.freeze = PinType.NONE, [], False
                 temp_inner = Map(inner)
                 inner_map_fd = temp_inner.fileno()
-            attr.inner_map_fd = inner_map_fd
+            _validate.put(attr, "inner_map_fd", inner_map_fd, "inner_map_fd")
         if (spec.key is not None or spec.value is not None) and spec.type not in _NO_BTF_TYPES:
             handle, own_handle, kid, vid = _map_btf(spec, btf_handle)
             if handle is not None:

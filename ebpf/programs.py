@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ._sys import consts, ops
 from ._sys import prog as _prog
+from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
 from ._sys.types import FuncInfo as _FuncInfo
@@ -282,8 +283,8 @@ class Program:
         self._pinned: str | None = None
         self.verifier_log = ""
         """The verifier log of the load when `log_level` > 0, else ""."""
+        self._type = _check_spec(spec)
         self._name = spec.name
-        self._type = ProgramType(spec.type)
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
         fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
@@ -318,13 +319,13 @@ class Program:
         Raises `InvalidArgumentError` when `path` holds another kind of object
         (a map, a link), `SyscallError` (ENOENT) when nothing is pinned there.
         """
-        fd = FD(ops.obj_get(path), "program")
-        kind = _prog.anon_inode_kind(fd.fileno())
-        if kind != "bpf-prog":
+        p = _validate.path(path, "pin path")
+        fd = FD(ops.obj_get(p), "program")
+        kind = _validate.fd_kind(fd.fileno())
+        if kind != "program":
             fd.close()
-            raise InvalidArgumentError(
-                f"{os.fspath(path)!r} is not a pinned program (it is a {kind or 'file'})")
-        return cls._from_fd(fd, os.fspath(path))
+            raise InvalidArgumentError(f"{p!r} is not a pinned program (it is a {kind})")
+        return cls._from_fd(fd, p)
 
     @classmethod
     def from_id(cls, prog_id: int) -> Program:
@@ -419,20 +420,28 @@ class Program:
         256 bytes of headroom) and grows when the kernel says it is too small.
         Raises `NotSupportedError` when the program type cannot be test run.
         """
+        for what, buf in (("data", data), ("ctx", ctx)):
+            if buf is not None and not isinstance(buf, (bytes, bytearray, memoryview)):
+                raise InvalidArgumentError(
+                    f"test_run {what} must be bytes-like, got {type(buf).__name__}")
         if data is not None and len(data) == 0:
             data = None  # the kernel wants no buffer rather than an empty one
         if ctx is not None and len(ctx) == 0:
             ctx = None
-        if repeat < 0 or repeat > 0xFFFF_FFFF:
-            raise InvalidArgumentError(f"repeat must be in [0, 2**32), not {repeat}")
         attr = ProgTestRunAttr()
-        attr.prog_fd = self.fileno()
-        attr.repeat = repeat if repeat > 1 else 0
-        attr.flags = flags
-        attr.batch_size = batch_size
+        repeat = _validate.put(attr, "repeat", repeat)
+        if repeat <= 1:
+            attr.repeat = 0
+        _validate.put(attr, "flags", flags)
+        _validate.put(attr, "batch_size", batch_size)
+        if data_out_size is not None:
+            data_out_size = _validate.integer(data_out_size, "data_out_size", 0,
+                                              _validate.field_range(ProgTestRunAttr,
+                                                                    "data_size_out")[1])
         if cpu is not None:
+            _validate.put(attr, "cpu", cpu)
             attr.flags |= consts.BPF_F_TEST_RUN_ON_CPU
-            attr.cpu = cpu
+        attr.prog_fd = self.fileno()
 
         keep: list[Any] = []
         data_in = None
@@ -501,7 +510,7 @@ class Program:
         The directory must exist and be on a bpf filesystem (mount one with
         ``mount -t bpf bpf /sys/fs/bpf``; the library never mounts anything).
         """
-        path = os.fspath(path)
+        path = _validate.path(path, "pin path")
         try:
             ops.obj_pin(self.fileno(), path)
         except SyscallError as e:
@@ -579,7 +588,7 @@ def _load(
     kernel_btf: BTFSpec | None,
 ) -> tuple[int, str]:
     """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
-    ptype = ProgramType(spec.type)
+    ptype = _check_spec(spec)
     if ptype == ProgramType.UNSPEC:
         if spec.section:
             raise InvalidArgumentError(
@@ -588,10 +597,8 @@ def _load(
         raise InvalidArgumentError("ProgramSpec.type is not set")
     if not spec.instructions:
         raise InvalidArgumentError(f"program {spec.name!r} has no instructions")
-    if log_level < 0:
-        raise InvalidArgumentError(f"log_level must be >= 0, not {log_level}")
-    if not 0 < log_size <= MAX_LOG_SIZE:
-        raise InvalidArgumentError(f"log_size must be in [1, {MAX_LOG_SIZE}], not {log_size}")
+    log_level = _validate.unsigned(log_level, "log_level", 32)
+    log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
 
     prep = _prepare(spec, maps, kernel_btf)
     keep: list[Any] = []
@@ -604,19 +611,20 @@ def _load(
     lic = ctypes.create_string_buffer(spec.license.encode())
     keep.append(lic)
     attr.license = ctypes.addressof(lic)
-    attr.kern_version = _kernel_version(spec)
-    attr.prog_flags = int(spec.flags)
+    _validate.put(attr, "kern_version", _kernel_version(spec), "ProgramSpec.kernel_version")
+    _validate.put(attr, "prog_flags", spec.flags, "ProgramSpec.flags")
     name = _sanitize_name(spec.name)
     ctypes.memmove(attr.prog_name, name, len(name))
-    attr.prog_ifindex = spec.ifindex
+    _validate.put(attr, "prog_ifindex", spec.ifindex, "ProgramSpec.ifindex")
     if spec.attach_type is not None:
-        attr.expected_attach_type = int(spec.attach_type)
+        _validate.put(attr, "expected_attach_type", spec.attach_type, "ProgramSpec.attach_type")
     if spec.attach_prog is not None:
         attr.attach_prog_fd = spec.attach_prog.fileno()
     if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
         attr.attach_btf_id, attr.expected_attach_type = _struct_ops_target(spec)
     else:
-        attr.attach_btf_id = _attach_btf_id(spec, ptype)
+        _validate.put(attr, "attach_btf_id", _attach_btf_id(spec, ptype),
+                      "ProgramSpec.attach_btf_id")
 
     btf_handle = _load_btf_info(spec, prep, attr, keep)
     try:
@@ -624,6 +632,35 @@ def _load(
     finally:
         if btf_handle is not None:
             btf_handle.close()
+
+
+def _check_spec(spec: ProgramSpec) -> ProgramType:
+    """The program type of `spec` after checking the types and ranges of the fields that
+    reach the kernel (InvalidArgumentError naming the ProgramSpec field)."""
+    if not isinstance(spec, ProgramSpec):
+        raise InvalidArgumentError(f"expected a ProgramSpec, got {type(spec).__name__}")
+    for fname in ("name", "license", "attach_to", "section"):
+        v = getattr(spec, fname)
+        if not isinstance(v, str):
+            raise InvalidArgumentError(
+                f"ProgramSpec.{fname} must be a str, got {type(v).__name__}")
+    if not isinstance(spec.instructions, Sequence) or isinstance(spec.instructions, (str, bytes)):
+        raise InvalidArgumentError("ProgramSpec.instructions must be a list of Instructions, "
+                                   f"got {type(spec.instructions).__name__}")
+    for fname, afield in (("type", "prog_type"), ("kernel_version", "kern_version"),
+                          ("flags", "prog_flags"), ("ifindex", "prog_ifindex"),
+                          ("attach_btf_id", "attach_btf_id")):
+        lo, hi = _validate.field_range(ProgLoadAttr, afield)
+        _validate.integer(getattr(spec, fname), f"ProgramSpec.{fname}", lo, hi)
+    if spec.attach_type is not None:
+        lo, hi = _validate.field_range(ProgLoadAttr, "expected_attach_type")
+        _validate.integer(spec.attach_type, "ProgramSpec.attach_type", lo, hi)
+    try:
+        return ProgramType(spec.type)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"ProgramSpec.type {int(spec.type)} is not a program type this library knows") \
+            from None
 
 
 def _load_with_log(

@@ -14,6 +14,7 @@ import os
 from functools import cache
 
 from ..errors import SyscallError
+from . import validate
 from .syscall import bpf, bpf_errno
 from .types import BtfInfo, BtfLoadAttr, Cmd, GetIdAttr, ObjAttr, ObjGetInfoAttr
 
@@ -41,7 +42,8 @@ fast_syscall = ctypes.PyDLL(None, use_errno=True).syscall
 
 
 def _path_buf(path: str | os.PathLike[str]) -> ctypes.Array[ctypes.c_char]:
-    return ctypes.create_string_buffer(os.fsencode(os.fspath(path)))
+    # a NUL byte would cut the path short in the kernel: refused (InvalidArgumentError)
+    return ctypes.create_string_buffer(os.fsencode(validate.path(path, "pin path")))
 
 
 def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
@@ -62,7 +64,7 @@ def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
 def get_next_id(cmd: int, start_id: int) -> int | None:
     """BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID: the smallest id above `start_id`, or None."""
     attr = GetIdAttr()
-    attr.start_id = start_id
+    attr.start_id = validate.unsigned(start_id, "start id", 32)
     ret = bpf_errno(cmd, attr)
     if ret == -errno.ENOENT:
         return None
@@ -76,8 +78,9 @@ def get_fd_by_id(cmd: int, obj_id: int, open_flags: int = 0) -> int:
 
     A missing id raises SyscallError with errno ENOENT.
     """
-    attr = GetIdAttr(open_flags=open_flags)
-    attr.start_id = obj_id
+    attr = GetIdAttr()
+    validate.put(attr, "open_flags", open_flags)
+    attr.start_id = validate.unsigned(obj_id, "id", 32)
     return bpf(cmd, attr)
 
 

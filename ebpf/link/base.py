@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._sys import link as _link
 from .._sys import ops as _ops
+from .._sys import validate as _validate
 from .._sys.fd import FD
 from .._sys.types import Cmd, LinkType
-from ..errors import NotSupportedError
+from ..errors import InvalidArgumentError, NotSupportedError
 
 if TYPE_CHECKING:
     from ..programs import Program
@@ -73,8 +74,9 @@ class Link:
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link on bpffs: it stays attached after close() and process exit,
         until `unpin()` (or the pin file is removed)."""
-        _ops.obj_pin(self.fd.fileno(), path)
-        self._pinned = os.fspath(path)
+        p = _validate.path(path, "pin path")
+        _ops.obj_pin(self.fd.fileno(), p)
+        self._pinned = p
 
     def unpin(self) -> None:
         if self._pinned is not None:
@@ -155,9 +157,18 @@ def _typed(fd: FD) -> Link:
 
 
 def open_pinned(path: str | os.PathLike[str]) -> Link:
-    """Open a bpf_link pinned on bpffs (as the `Link` subclass for its type, if any)."""
-    link = _typed(FD(_ops.obj_get(path), "link"))
-    link._pinned = os.fspath(path)
+    """Open a bpf_link pinned on bpffs (as the `Link` subclass for its type, if any).
+
+    Raises `InvalidArgumentError` when `path` holds another kind of object ("... is a
+    map, not a link") or contains a NUL byte."""
+    p = _validate.path(path, "pin path")
+    fd = FD(_ops.obj_get(p), "link")
+    kind = _validate.fd_kind(fd.fileno())
+    if kind != "link":
+        fd.close()
+        raise InvalidArgumentError(f"{p} is a {kind}, not a link")
+    link = _typed(fd)
+    link._pinned = p
     return link
 
 
