@@ -52,10 +52,12 @@ __all__ = [
     "have_bounded_loops",
     "have_btf_kind",
     "have_helper",
+    "have_iter_target",
     "have_large_insn_limit",
     "have_link_type",
     "have_map_type",
     "have_misc",
+    "have_multi_attach",
     "have_program_type",
     "have_ringbuf",
     "have_v2_isa",
@@ -859,3 +861,62 @@ def _struct_ops_links() -> bool:
     except (NotSupportedError, KeyNotFoundError, BTFError):
         return False
     return True
+
+
+# -- attach targets -------------------------------------------------------------------------------
+
+@cache
+def have_iter_target(name: str) -> bool:
+    """Whether BPF iterator programs for target `name` load ("task", "bpf_map",
+    "bpf_map_elem", "tcp", ...; the part after `iter/` in a section name).
+
+    False when the kernel lacks the target (no ``bpf_iter_<name>`` function in its
+    BTF, or no kernel BTF at all) and when the kernel refuses the target by policy
+    although the process is privileged (some builds refuse `bpf_map_elem` even to root).
+    """
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise InvalidArgumentError(f"iterator target must be a non-empty name, got {name!r}")
+    try:
+        from .btf import Func, load_kernel_spec
+
+        target = load_kernel_spec().type_by_name(f"bpf_iter_{name}", Func)
+    except (KeyNotFoundError, BTFError, OSError):
+        return False
+    btf_id = load_kernel_spec().type_id(target)
+    fd, _ = _load(ProgramType.TRACING, _RET0, expected_attach_type=AttachType.TRACE_ITER,
+                  attach_btf_id=btf_id)
+    if fd >= 0:
+        os.close(fd)
+        return True
+    if fd == -errno.EPERM:
+        _check_eperm(f"iterator target {name}")
+    return False
+
+
+# The link types behind each multi-probe attach type, and how to probe them.
+_MULTI_ATTACH = {
+    AttachType.TRACE_KPROBE_MULTI: (LinkType.KPROBE_MULTI, _kprobe_multi_vprintk, ()),
+    AttachType.TRACE_KPROBE_SESSION: (LinkType.KPROBE_MULTI, _kprobe_multi_vprintk, ()),
+    AttachType.TRACE_UPROBE_MULTI: (LinkType.UPROBE_MULTI, _uprobe_multi_root,
+                                    (errno.EBADF,)),
+    AttachType.TRACE_UPROBE_SESSION: (LinkType.UPROBE_MULTI, _uprobe_multi_root,
+                                      (errno.EBADF,)),
+}
+
+
+@cache
+def have_multi_attach(attach_type: AttachType) -> bool:
+    """Whether kprobe/uprobe multi links of `attach_type` can be created:
+    TRACE_KPROBE_MULTI (5.18, CONFIG_FPROBE), TRACE_KPROBE_SESSION (6.10),
+    TRACE_UPROBE_MULTI (6.6), TRACE_UPROBE_SESSION (6.13). Any other attach type:
+    InvalidArgumentError."""
+    try:
+        at = AttachType(attach_type)
+        link_type, fill, supported = _MULTI_ATTACH[at]
+    except (ValueError, KeyError):
+        raise InvalidArgumentError(
+            f"not a kprobe/uprobe multi attach type: {attach_type!r} (one of "
+            f"{', '.join(a.name for a in _MULTI_ATTACH)})") from None
+    if not have_link_type(link_type):
+        return False
+    return _link_probe(ProgramType.KPROBE, at, at, fill, supported)

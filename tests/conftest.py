@@ -47,6 +47,19 @@ def _ensure_mount(path: str, fstype: str) -> Iterator[str]:
             subprocess.run(["umount", "-l", path], check=False)
 
 
+@pytest.fixture
+def marked_programs(request: pytest.FixtureRequest) -> list[str]:
+    """The program names of the test's @pytest.mark.programs(...): a fixture that loads a
+    collection for a test loads only these, so a hook the kernel refuses costs exactly
+    the tests of that hook."""
+    marker = request.node.get_closest_marker("programs")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(
+            f"{request.node.nodeid} uses a collection fixture: name the programs it "
+            "exercises with @pytest.mark.programs(...)")
+    return [str(a) for a in marker.args]
+
+
 @pytest.fixture(scope="session")
 def bpffs() -> Iterator[str]:
     """A mounted bpffs at /sys/fs/bpf."""

@@ -9,7 +9,9 @@ import subprocess
 from typing import Any
 
 import pytest
+from kernelmatrix import requires
 
+import ebpf
 from ebpf import AttachType, HelperFunc, LinkType, MapType, ProgramType, btf, features
 from ebpf.errors import InvalidArgumentError, NotSupportedError
 
@@ -201,3 +203,47 @@ def test_probes_leak_no_fds() -> None:
     features.probe_all(helpers=False)
     features.have_helper(ProgramType.XDP, HelperFunc.redirect_map)
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+@requires("iter_target:task", min_kernel="5.8")
+def test_iter_targets() -> None:
+    assert features.have_iter_target("task")
+    assert not features.have_iter_target("ebpf_no_such_target")
+    with pytest.raises(InvalidArgumentError, match="iterator target"):
+        features.have_iter_target("")
+
+
+def test_iter_target_probe_matches_loading_an_iterator() -> None:
+    """The probe says yes exactly when an iterator program for the target loads: a
+    kernel that refuses a target by policy (some 6.18 builds refuse bpf_map_elem)
+    answers no, and loading raises a typed error instead of loading."""
+    from ebpf import asm
+
+    for target in ("task", "bpf_map", "bpf_map_elem"):
+        spec = ebpf.ProgramSpec(
+            name="probe_iter", type=ProgramType.TRACING, license="GPL",
+            attach_type=AttachType.TRACE_ITER, attach_to=target,
+            instructions=[asm.mov_imm(asm.R0, 0), asm.exit()])
+        try:
+            with ebpf.Program(spec):
+                loaded = True
+        except ebpf.Error as e:
+            loaded = False
+            assert not isinstance(e, ebpf.VerifierError), e
+        assert features.have_iter_target(target) == loaded, target
+
+
+def test_multi_attach_probes() -> None:
+    assert features.have_multi_attach(AttachType.TRACE_UPROBE_MULTI) == \
+        features.have_link_type(LinkType.UPROBE_MULTI)
+    assert features.have_multi_attach(AttachType.TRACE_KPROBE_MULTI) == \
+        features.have_link_type(LinkType.KPROBE_MULTI)
+    if not features.have_multi_attach(AttachType.TRACE_UPROBE_MULTI):
+        assert not features.have_multi_attach(AttachType.TRACE_UPROBE_SESSION)
+    with pytest.raises(InvalidArgumentError, match="multi attach type"):
+        features.have_multi_attach(AttachType.CGROUP_INET_INGRESS)
+
+
+@requires("multi_attach:TRACE_UPROBE_SESSION", min_kernel="6.13")
+def test_uprobe_session_probe_on_new_kernels() -> None:
+    assert features.have_multi_attach(AttachType.TRACE_UPROBE_SESSION)

@@ -143,7 +143,9 @@ def test_early_panic_is_infra(fake) -> None:
     r = run("panic-early")
     assert r.status == "infra"
     assert "Unable to mount root fs" in r.detail
-    assert "KMATRIX" not in (pathlib.Path(r.log_dir) / "console.log").read_text() or True
+    # the guest never started the test stage, and its console is kept for the reader
+    console = (pathlib.Path(r.log_dir) / "console.log").read_text()
+    assert "Unable to mount root fs" in console
 
 
 def test_boot_timeout_is_retried_then_infra(fake) -> None:
@@ -322,14 +324,21 @@ def needs_env():
 @requires("thing", min_kernel="5.8")
 def test_fixture_skip(needs_env):
     pass
+
+@requires("policy thing", min_kernel="5.8", refusable=True)
+def test_refused_by_policy():
+    pytest.skip("refused by this build's policy")
 '''
 
 
 def _run_plugin(tmp_path: pathlib.Path, release: str, config: str | None,
-                *extra: str) -> tuple[dict, str]:
+                *extra: str, guest: bool = False) -> tuple[dict, str]:
     (tmp_path / "test_req.py").write_text(REQ_TESTS)
     env = dict(os.environ, KMATRIX_KERNEL_RELEASE=release,
                PYTHONPATH=f"{REPO / 'tests'}:{REPO}", PYTHONDONTWRITEBYTECODE="1")
+    env.pop("KMATRIX_GUEST", None)
+    if guest:
+        env["KMATRIX_GUEST"] = "1"
     if config is not None:
         cfg = tmp_path / "config"
         cfg.write_text(config)
@@ -362,6 +371,7 @@ def test_requires_turns_unexpected_skips_into_failures(tmp_path: pathlib.Path) -
         "test_probe_false": "failed",           # the probe said no on a kernel >= 4.0
         "test_no_min_kernel_may_skip": "skipped",
         "test_fixture_skip": "failed",          # a skip from a fixture counts too
+        "test_refused_by_policy": "skipped",    # refusable, and not in a matrix guest
     }, out
     t = {x["nodeid"].split("::")[1]: x for x in res["tests"]}
     assert "this kernel must support it" in t["test_skips_inside"]["reason"]
@@ -372,6 +382,11 @@ def test_requires_turns_unexpected_skips_into_failures(tmp_path: pathlib.Path) -
     assert res["kernel"]["release"] == "6.1.0-56-amd64"
     assert res["summary"]["failed"] == 3
     assert res["exitstatus"] == 1
+
+
+def test_refusable_features_must_not_skip_in_the_matrix(tmp_path: pathlib.Path) -> None:
+    res, out = _run_plugin(tmp_path, "6.1.0-56-amd64", "CONFIG_BPF=y\n", guest=True)
+    assert _outcomes(res)["test_refused_by_policy"] == "failed", out
 
 
 def test_requires_with_config_set_must_not_skip(tmp_path: pathlib.Path) -> None:
@@ -418,7 +433,7 @@ def test_feature_strings_resolve_to_ebpf_features() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from kernelmatrix.plugin import resolve_probe
 
-    features = pytest.importorskip("ebpf.features")
+    import ebpf.features as features
     p = resolve_probe("map_type:RINGBUF")
     assert p is not None and p.func is features.have_map_type  # type: ignore[attr-defined]
     assert p.args[0].name == "RINGBUF"  # type: ignore[attr-defined]

@@ -61,8 +61,9 @@ def spec() -> ebpf.CollectionSpec:
 
 
 @pytest.fixture
-def coll(spec: ebpf.CollectionSpec) -> Iterator[ebpf.Collection]:
-    with ebpf.Collection(spec.copy()) as c:
+def coll(spec: ebpf.CollectionSpec, marked_programs: list[str]) -> Iterator[ebpf.Collection]:
+    """Only the programs the test names with @pytest.mark.programs."""
+    with ebpf.Collection(spec.copy(), programs=marked_programs) as c:
         yield c
 
 
@@ -91,6 +92,7 @@ def unlink_files(tmp: Path, n: int, missing: int = 0) -> None:
 # --------------------------------------------------------------------------- without kprobes
 
 
+@pytest.mark.programs("kprobe_unlinkat", "kretprobe_unlinkat", "ksyscall_getppid", "multi_unlink")
 def test_missing_kprobes_are_reported(coll: ebpf.Collection) -> None:
     reason = kprobes_missing()
     if reason is None:
@@ -116,6 +118,7 @@ def test_syscall_function() -> None:
     assert syscall_function("sys_openat") == syscall_function("openat")
 
 
+@pytest.mark.programs("kprobe_unlinkat", "multi_unlink")
 def test_argument_checks(coll: ebpf.Collection) -> None:
     with pytest.raises(InvalidArgumentError):
         ebpf.link.kprobe(coll.programs["kprobe_unlinkat"])
@@ -132,6 +135,7 @@ def test_argument_checks(coll: ebpf.Collection) -> None:
 
 
 @requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
+@pytest.mark.programs("kprobe_unlinkat", "kretprobe_unlinkat")
 def test_kprobe_and_kretprobe(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                               tmp_path: Path) -> None:
     with ebpf.link.kprobe(coll.programs["kprobe_unlinkat"], "do_unlinkat", cookie=42) as kp, \
@@ -148,6 +152,7 @@ def test_kprobe_and_kretprobe(no_leaks: None, need_kprobes: None, coll: ebpf.Col
 
 
 @requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
+@pytest.mark.programs("ksyscall_getppid")
 def test_ksyscall(no_leaks: None, need_kprobes: None, coll: ebpf.Collection) -> None:
     with ebpf.link.ksyscall(coll.programs["ksyscall_getppid"], "getppid"):
         for _ in range(3):
@@ -156,6 +161,7 @@ def test_ksyscall(no_leaks: None, need_kprobes: None, coll: ebpf.Collection) -> 
 
 
 @requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
+@pytest.mark.programs("kprobe_unlinkat")
 def test_kprobe_unknown_function(no_leaks: None, need_kprobes: None,
                                  coll: ebpf.Collection) -> None:
     with pytest.raises(ebpf.SyscallError):
@@ -164,6 +170,7 @@ def test_kprobe_unknown_function(no_leaks: None, need_kprobes: None,
 
 @requires("kprobe_events in tracefs", min_kernel="5.15",
           config=["CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS"])
+@pytest.mark.programs("kprobe_unlinkat", "kretprobe_unlinkat")
 def test_kprobe_legacy_tracefs(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                                tracefs: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,12 +190,11 @@ def test_kprobe_legacy_tracefs(no_leaks: None, need_kprobes: None, coll: ebpf.Co
     assert read_global(coll, "kretprobe_hits") == 2
 
 
-@requires("link_type:KPROBE_MULTI", min_kernel="5.18",
+@requires("multi_attach:TRACE_KPROBE_MULTI", min_kernel="5.18",
           config=["CONFIG_KPROBES", "CONFIG_FPROBE"])
+@pytest.mark.programs("multi_unlink")
 def test_kprobe_multi(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
                       tmp_path: Path) -> None:
-    if not ebpf.features.have_link_type(LinkType.KPROBE_MULTI):
-        pytest.skip("kprobe_multi links need Linux 5.18 with CONFIG_FPROBE")
     prog = coll.programs["multi_unlink"]
     with ebpf.link.kprobe_multi(prog, ["do_unlinkat"], cookies=[7]) as link:
         assert LinkType(link.info().type) == LinkType.KPROBE_MULTI
@@ -203,6 +209,7 @@ def test_kprobe_multi(no_leaks: None, need_kprobes: None, coll: ebpf.Collection,
 
 
 @requires("kprobes", min_kernel="5.15", config="CONFIG_KPROBES")
+@pytest.mark.programs("kprobe_unlinkat", "kretprobe_unlinkat", "ksyscall_getppid", "multi_unlink")
 def test_auto_attach_kprobes(no_leaks: None, need_kprobes: None, spec: ebpf.CollectionSpec,
                              coll: ebpf.Collection, tmp_path: Path) -> None:
     names = ["kprobe_unlinkat", "kretprobe_unlinkat", "ksyscall_getppid"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
 import ebpf
@@ -93,8 +94,9 @@ def spec() -> ebpf.CollectionSpec:
 
 
 @pytest.fixture
-def coll(spec: ebpf.CollectionSpec) -> Iterator[ebpf.Collection]:
-    with ebpf.Collection(spec.copy()) as c:
+def coll(spec: ebpf.CollectionSpec, marked_programs: list[str]) -> Iterator[ebpf.Collection]:
+    """Only the programs the test names with @pytest.mark.programs."""
+    with ebpf.Collection(spec.copy(), programs=marked_programs) as c:
         yield c
 
 
@@ -194,6 +196,7 @@ def test_symbol_offsets_match_binutils(binaries: dict[str, Path]) -> None:
 # --------------------------------------------------------------------------- libc getaddrinfo
 
 
+@pytest.mark.programs("dns_enter", "dns_exit")
 def test_getaddrinfo_uprobe_and_uretprobe(no_leaks: None, coll: ebpf.Collection) -> None:
     calls, returns = coll.maps["calls"], coll.maps["returns"]
     with ebpf.link.uprobe(coll.programs["dns_enter"], "libc.so.6", "getaddrinfo") as up, \
@@ -211,6 +214,7 @@ def test_getaddrinfo_uprobe_and_uretprobe(no_leaks: None, coll: ebpf.Collection)
     assert sum(per_pid(calls).values()) == sum(per_pid(returns).values())
 
 
+@pytest.mark.programs("dns_enter")
 def test_getaddrinfo_by_offset(no_leaks: None, coll: ebpf.Collection) -> None:
     libc = resolve_binary("libc.so.6")
     offset = symbol_offset(libc, "getaddrinfo")
@@ -220,6 +224,7 @@ def test_getaddrinfo_by_offset(no_leaks: None, coll: ebpf.Collection) -> None:
     assert per_pid(coll.maps["calls"]).get(child.pid) == 2
 
 
+@pytest.mark.programs("dns_enter")
 def test_uprobe_pid_filter(no_leaks: None, coll: ebpf.Collection) -> None:
     traced, other = spawn_dns_child(2), spawn_dns_child(2)
     try:
@@ -238,6 +243,7 @@ def test_uprobe_pid_filter(no_leaks: None, coll: ebpf.Collection) -> None:
 
 
 @pytest.mark.parametrize("kind", ["pie", "nopie"])
+@pytest.mark.programs("count_calls")
 def test_uprobe_in_executable(no_leaks: None, coll: ebpf.Collection, binaries: dict[str, Path],
                               kind: str) -> None:
     exe = binaries[kind]
@@ -250,9 +256,9 @@ def test_uprobe_in_executable(no_leaks: None, coll: ebpf.Collection, binaries: d
     assert read_global(coll, "cookie_sum") == 4 * 5 + 8 * 7
 
 
+@requires("multi_attach:TRACE_UPROBE_MULTI", min_kernel="6.6")
+@pytest.mark.programs("multi_calls")
 def test_uprobe_multi(no_leaks: None, coll: ebpf.Collection, binaries: dict[str, Path]) -> None:
-    if not ebpf.features.have_link_type(LinkType.UPROBE_MULTI):
-        pytest.skip("uprobe_multi links need Linux 6.6")
     exe = binaries["pie"]
     prog = coll.programs["multi_calls"]
     with ebpf.link.uprobe_multi(prog, exe, ["ebpf_test_target", "ebpf_test_other"],
@@ -270,6 +276,7 @@ def test_uprobe_multi(no_leaks: None, coll: ebpf.Collection, binaries: dict[str,
         ebpf.link.uprobe_multi(prog, exe, pattern="no_such_*")
 
 
+@pytest.mark.programs("count_calls")
 def test_uprobe_legacy_tracefs(no_leaks: None, coll: ebpf.Collection,
                                binaries: dict[str, Path], tracefs: str,
                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -293,6 +300,7 @@ def test_uprobe_legacy_tracefs(no_leaks: None, coll: ebpf.Collection,
     assert per_pid(coll.maps["calls"]).get(proc.pid) == 6
 
 
+@pytest.mark.programs("dns_enter")
 def test_uprobe_errors(coll: ebpf.Collection, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError):
         ebpf.link.uprobe(coll.programs["dns_enter"], "libc.so.6")
@@ -304,6 +312,7 @@ def test_uprobe_errors(coll: ebpf.Collection, tmp_path: Path) -> None:
         ebpf.link.uprobe(coll.programs["dns_enter"], str(not_elf), "main")
 
 
+@pytest.mark.programs("dns_enter", "dns_exit", "count_calls")
 def test_auto_attach_uprobe(no_leaks: None, spec: ebpf.CollectionSpec,
                             coll: ebpf.Collection) -> None:
     links = [ebpf.link.attach_program(coll.programs[n], spec.programs[n])

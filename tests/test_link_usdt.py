@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
 import ebpf
@@ -96,24 +97,27 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def spec() -> ebpf.CollectionSpec:
-    s = ebpf.load_collection_spec(
+    return ebpf.load_collection_spec(
         compile_bpf("link_usdt", extra_flags=[f"-I{vmlinux_include_dir()}"]))
+
+
+def test_hidden_usdt_helpers_are_static(spec: ebpf.CollectionSpec) -> None:
+    """The loader gives __hidden helpers (usdt.bpf.h) static linkage, as libbpf does."""
     from ebpf import btf
 
-    # the loader gives __hidden helpers (usdt.bpf.h) static linkage, as libbpf does
-    funcs = [f for p in s.programs.values() for i in p.instructions
+    funcs = [f for p in spec.programs.values() for i in p.instructions
              if isinstance(f := (i.meta or {}).get("func"), btf.Func)
              and f.name.startswith("bpf_usdt_")]
     assert funcs and all(f.linkage == btf.Linkage.STATIC for f in funcs)
-    return s
 
 
 @pytest.fixture
-def coll(spec: ebpf.CollectionSpec) -> Iterator[ebpf.Collection]:
+def coll(spec: ebpf.CollectionSpec, marked_programs: list[str]) -> Iterator[ebpf.Collection]:
+    """Only the programs the test names with @pytest.mark.programs."""
     reason = _probe.uprobes_missing()
     if reason is not None:
         pytest.skip(reason)
-    with ebpf.Collection(spec.copy()) as c:
+    with ebpf.Collection(spec.copy(), programs=marked_programs) as c:
         yield c
 
 
@@ -207,6 +211,7 @@ def test_encode_spec_layout() -> None:
 # --------------------------------------------------------------------------- attaching
 
 
+@pytest.mark.programs("on_tick", "on_gated")
 def test_usdt_arguments_cookie_and_semaphore(no_leaks: None, coll: ebpf.Collection,
                                              target: Path) -> None:
     assert run_target(target, 3) == 0  # nobody attached: semaphore off
@@ -228,6 +233,7 @@ def test_usdt_arguments_cookie_and_semaphore(no_leaks: None, coll: ebpf.Collecti
     assert read_global(coll, "gated_sum") == 6
 
 
+@pytest.mark.programs("on_tick")
 def test_usdt_pid_filter(no_leaks: None, coll: ebpf.Collection, target: Path) -> None:
     traced = subprocess.Popen([str(target), "2", "wait"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE)
@@ -246,15 +252,15 @@ def test_usdt_pid_filter(no_leaks: None, coll: ebpf.Collection, target: Path) ->
     assert read_global(coll, "nhits") == 2
 
 
+@pytest.mark.programs("on_tick")
 def test_usdt_spec_ids_are_reused(no_leaks: None, coll: ebpf.Collection, target: Path) -> None:
     for _ in range(3):
         with ebpf.link.usdt(coll.programs["on_tick"], target, "ebpftest", "tick") as link:
             assert link.spec_ids == [0]
 
 
+@requires("multi_attach:TRACE_UPROBE_MULTI", min_kernel="6.6")
 def test_usdt_uprobe_multi(no_leaks: None, spec: ebpf.CollectionSpec, target: Path) -> None:
-    if not ebpf.features.have_link_type(LinkType.UPROBE_MULTI):
-        pytest.skip("uprobe_multi links need Linux 6.6")
     s = spec.copy()
     s.programs["on_tick"].attach_type = AttachType.TRACE_UPROBE_MULTI
     with ebpf.Collection(s, programs=["on_tick"]) as c:
@@ -267,6 +273,7 @@ def test_usdt_uprobe_multi(no_leaks: None, spec: ebpf.CollectionSpec, target: Pa
         assert got[2][0][:2] == [2, 2000000014] and got[2][1] == 7
 
 
+@pytest.mark.programs("on_tick")
 def test_usdt_errors(coll: ebpf.Collection, target: Path, tmp_path: Path) -> None:
     with pytest.raises(KeyNotFoundError):
         ebpf.link.usdt(coll.programs["on_tick"], target, "ebpftest", "no_such_probe")
@@ -278,6 +285,7 @@ def test_usdt_errors(coll: ebpf.Collection, target: Path, tmp_path: Path) -> Non
     assert usdt_probes("true") == []  # no notes at all
 
 
+@pytest.mark.programs("on_tick")
 def test_auto_attach_usdt(no_leaks: None, spec: ebpf.CollectionSpec, coll: ebpf.Collection,
                           target: Path) -> None:
     ps = spec.programs["on_tick"].copy()

@@ -119,6 +119,7 @@ def requires(
     config: str | Sequence[str] = (),
     probe: Callable[[], Any] | None = None,
     reason: str = "",
+    refusable: bool = False,
 ) -> Callable[[F], F]:
     """Declare what a test needs from the kernel (see the module docstring).
 
@@ -134,6 +135,9 @@ def requires(
         the test must not skip.
     config: kernel config option(s) the feature also depends on ("CONFIG_FPROBE").
     probe: an explicit probe, if `feature` is a name.
+    refusable: some builds of a kernel that has the feature refuse it by policy even to
+        a privileged process (e.g. the `bpf_map_elem` iterator, arena maps): then a skip
+        is allowed outside the kernel matrix's guests, and fails only inside them.
     """
     if min_kernel is not None:
         parse_version(min_kernel)  # fail at import time on a typo
@@ -145,5 +149,5 @@ def requires(
     configs = tuple(c if c.startswith("CONFIG_") else "CONFIG_" + c for c in configs)
     # A mark: decorates a test, or goes into pytest.param(..., marks=requires(...)).
     mark = pytest.mark.kernel(feature=name, min_kernel=min_kernel, config=configs,
-                              probe=probe, reason=reason)
+                              probe=probe, reason=reason, refusable=refusable)
     return mark  # type: ignore[return-value]

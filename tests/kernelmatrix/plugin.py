@@ -80,6 +80,8 @@ def _expected(decl: dict[str, Any]) -> tuple[bool, str]:
     mk = decl.get("min_kernel")
     if not mk:
         return False, "no min_kernel declared"
+    if decl.get("refusable") and not os.environ.get("KMATRIX_GUEST"):
+        return False, "kernels outside the matrix may refuse it by policy"
     if kernel_version() < _parse_version(mk):
         return False, f"kernel {kernel_release()} < {mk}"
     for opt in decl.get("config") or ():
