@@ -4,9 +4,11 @@ them, dump BTF as C (vmlinux.h), probe features, list kernel objects."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -184,9 +186,20 @@ def _load_text(d: dict[str, Any]) -> str:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
+    """The report goes to standard output (JSON with --json, else one line per program
+    that loaded); every failure is also one line on standard error."""
     d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
-    _emit(args, d, _load_text)
-    return 0 if d["open"]["ok"] and all(p["ok"] for p in d["programs"]) else 1
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+    elif d["open"]["ok"] and any(p["ok"] for p in d["programs"]):
+        print(_load_text({**d, "programs": [p for p in d["programs"] if p["ok"]]}))
+    if not d["open"]["ok"]:
+        _error(f"{d['object']}: cannot open: {d['open']['error']}")
+        return 1
+    failed = [p for p in d["programs"] if not p["ok"]]
+    for p in failed:
+        _error(f"{d['object']}: program {p['name']}: {p['error']}")
+    return 1 if failed else 0
 
 
 # -- btf dump ------------------------------------------------------------------------------
@@ -209,19 +222,44 @@ def _cmd_btf_dump(args: argparse.Namespace) -> int:
 def _cmd_gen(args: argparse.Namespace) -> int:
     from .gen import generate
 
-    try:
-        source = generate(args.object, name=args.name, embed=not args.no_embed)
-    except ValueError as e:  # a bad --name
-        print(f"ebpf: {e}", file=sys.stderr)
-        return 1
+    source = generate(args.object, name=args.name, embed=not args.no_embed)
     if args.output is None:
         sys.stdout.write(source)
         return 0
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(source)
-    os.replace(tmp, args.output)
+    write_atomically(args.output, source)
     return 0
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temporary file in the same directory,
+    renamed over `path` on success and removed on any failure: `path` is either its old
+    self or the whole new text, and no temporary file stays behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = ""
+    finally:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, for
+    every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 # -- feature / lists -----------------------------------------------------------------------
@@ -380,8 +418,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (Error, OSError) as e:    # OSError: a missing or unreadable file
-        print(f"ebpf: {e}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         return 1
+    except (Error, OSError, ValueError, RecursionError) as e:
+        # OSError: a missing or unreadable file; ValueError: a bad argument
+        _error(str(e) or type(e).__name__)
+        return 1
+
+
+def _error(message: str) -> None:
+    """`message` on standard error as one line prefixed with ``ebpf: ``."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    print("ebpf: " + "; ".join(lines), file=sys.stderr)

@@ -8,7 +8,7 @@ object of the test's name appears in the kernel."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -385,3 +385,233 @@ def test_live_variable_outside_its_section(untyped_globals: ebpf.CollectionSpec)
             var.get()
         with pytest.raises(ELFError, match=r"variable 'data_counter' .* lies outside"):
             var.set(b"\0" * 8)
+
+
+# -- ebpf gen: malformed BTF, names that are not UTF-8, no temporary files ---------------------
+
+CYCLES_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+char _license[] SEC("license") = "GPL";
+struct node { struct node *next; int v; };
+typedef int *ip_t;
+struct node head_node;
+ip_t gp_typedef;
+long *gp_self;
+const struct node *unused_node __attribute__((unused));
+SEC("syscall") int prog(void *ctx) { return head_node.v + (gp_typedef != 0) + (gp_self != 0); }
+SEC("syscall") int bad(void *ctx) { return *(char *)(long)bpf_get_prandom_u32(); }
+"""
+
+_BTF_EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}            # INT, ARRAY, VAR, DECL_TAG
+_BTF_PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
+
+
+def _btf_entries(data: bytes) -> tuple[int, dict[bytes, tuple[int, int, int, int]]]:
+    """(offset of the string section, {name: (type id, entry offset, kind, type field)})
+    of the .BTF section of an ELF object, read with the BTF header's own offsets."""
+    import struct
+
+    from ebpf.elf.reader import ELFFile
+
+    elf = ELFFile(data)
+    sec = next(s for s in elf.sections if s.name == ".BTF")
+    hlen, toff, tlen, soff = struct.unpack_from("<IIII", data, sec.offset + 4)
+    tstart, sstart = sec.offset + hlen + toff, sec.offset + hlen + soff
+    out: dict[bytes, tuple[int, int, int, int]] = {}
+    pos, tid = tstart, 1
+    while pos < tstart + tlen:
+        name_off, info, field = struct.unpack_from("<III", data, pos)
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        name = data[sstart + name_off: data.index(b"\0", sstart + name_off)]
+        out.setdefault(name, (tid, pos, kind, field))
+        out[b"#%d" % tid] = (tid, pos, kind, field)
+        pos += 12 + _BTF_EXTRA.get(kind, 0) + _BTF_PER_MEMBER.get(kind, 0) * vlen
+        tid += 1
+    return sstart, out
+
+
+@pytest.fixture(scope="module")
+def cycles_obj(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    import subprocess
+
+    from bpfbuild import CLANG
+
+    d = tmp_path_factory.mktemp("cycles")
+    (d / "cycles.bpf.c").write_text(CYCLES_C)
+    subprocess.run([CLANG, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                    "-c", str(d / "cycles.bpf.c"), "-o", str(d / "cycles.bpf.o")], check=True)
+    return (d / "cycles.bpf.o").read_bytes()
+
+
+def _retarget(data: bytes, ptr_of: bytes, target: str) -> bytes:
+    """`data` with the PTR that variable `ptr_of` reaches (through a typedef when
+    `target` is "typedef") pointing at itself, or at that typedef."""
+    import struct
+
+    _, types = _btf_entries(data)
+    var = types[ptr_of]
+    assert var[2] == 14                               # VAR
+    first = types[b"#%d" % var[3]]
+    ptr = types[b"#%d" % first[3]] if target == "typedef" else first
+    assert ptr[2] == 2                                # PTR
+    out = bytearray(data)
+    struct.pack_into("<I", out, ptr[1] + 8, first[0])  # -> itself, or -> the typedef
+    return bytes(out)
+
+
+def _struct_member_to_itself(data: bytes) -> bytes:
+    """struct node's `next` (a PTR to struct node) made a PTR to itself."""
+    import struct
+
+    _, types = _btf_entries(data)
+    node = types[b"node"]
+    member_type = struct.unpack_from("<I", data, node[1] + 12 + 4)[0]   # next: its type
+    ptr = types[b"#%d" % member_type]
+    assert ptr[2] == 2
+    out = bytearray(data)
+    struct.pack_into("<I", out, ptr[1] + 8, ptr[0])
+    return bytes(out)
+
+
+def _import(path: str, name: str) -> Any:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("mutate", ["ptr_self", "typedef_cycle", "member_self", "none"])
+def test_gen_survives_self_referential_btf(cycles_obj: bytes, tmp_path: Any,
+                                           mutate: str) -> None:
+    from ebpf.cli import main
+
+    mutations: dict[str, Callable[[bytes], bytes]] = {
+        "ptr_self": lambda d: _retarget(d, b"gp_self", "self"),
+        "typedef_cycle": lambda d: _retarget(d, b"gp_typedef", "typedef"),
+        "member_self": _struct_member_to_itself,
+        "none": lambda d: d,
+    }
+    data = mutations[mutate](cycles_obj)
+    obj = tmp_path / "cycles.bpf.o"
+    obj.write_bytes(data)
+    out = tmp_path / f"cycles_{mutate}.py"
+    assert main(["gen", str(obj), "-o", str(out)]) == 0
+    assert sorted(os.listdir(tmp_path)) == sorted([obj.name, out.name])   # no temp file
+    text = out.read_text(encoding="utf-8")
+    which = {"ptr_self": "gp_self", "typedef_cycle": "gp_typedef"}.get(mutate)
+    if which is not None:
+        assert f"``<cycle> * {which}``" in text
+    mod = _import(str(out), f"cycles_{mutate}")
+    spec = mod.Cycles.load_spec()
+    assert spec.head_node == {"next": 0, "v": 0}
+    spec.gp_self = 5
+    assert spec.gp_self == 5
+
+
+def test_gen_names_that_are_not_utf8(cycles_obj: bytes, tmp_path: Any) -> None:
+    from ebpf.elf.reader import ELFFile
+    from ebpf.gen import generate
+
+    data = bytearray(cycles_obj)
+    strtab = next(s for s in ELFFile(cycles_obj).sections if s.name == ".strtab")
+    at = cycles_obj.index(b"\0prog\0", strtab.offset) + 1
+    data[at:at + 4] = b"pr\xffg"                       # the program's symbol name
+    obj = tmp_path / "cycles.bpf.o"
+    obj.write_bytes(bytes(data))
+    assert "pr\udcffg" in ebpf.load_collection_spec(bytes(data)).programs
+    src = generate(obj)
+    src.encode("utf-8")                                # no lone surrogates
+    out = tmp_path / "names_bpf.py"
+    out.write_text(src, encoding="utf-8")
+    mod = _import(str(out), "names_bpf")
+    with mod.Cycles.load(programs=["pr\udcffg"]) as objs:
+        assert objs.pr_g.name == "pr\udcffg" and objs.pr_g.test_run().retval == 0
+        assert objs.pr_g.info().name == "prg"               # what the kernel keeps
+
+
+def test_gen_btf_name_not_utf8_is_a_typed_error(cycles_obj: bytes, tmp_path: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import struct
+
+    from ebpf.cli import main
+    from ebpf.gen import generate
+
+    sstart, types = _btf_entries(cycles_obj)
+    name_off = struct.unpack_from("<I", cycles_obj, types[b"node"][1])[0]
+    data = bytearray(cycles_obj)
+    data[sstart + name_off: sstart + name_off + 4] = b"n\xffde"
+    obj = tmp_path / "bad.bpf.o"
+    obj.write_bytes(bytes(data))
+    with pytest.raises(ebpf.BTFError, match="is not UTF-8"):
+        generate(obj)
+    out = tmp_path / "bad_bpf.py"
+    out.write_text("previous contents")
+    assert main(["gen", str(obj), "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("ebpf: ") and captured.err.count("\n") == 1
+    assert "is not UTF-8" in captured.err
+    assert out.read_text() == "previous contents"      # untouched
+    assert sorted(os.listdir(tmp_path)) == ["bad.bpf.o", "bad_bpf.py"]
+
+
+def test_gen_unwritable_output(cycles_obj: bytes, tmp_path: Any,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from ebpf.cli import main
+
+    obj = tmp_path / "cycles.bpf.o"
+    obj.write_bytes(cycles_obj)
+    assert main(["gen", str(obj), "-o", str(tmp_path / "missing" / "x.py")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ebpf: ") and err.count("\n") == 1 and "missing" in err
+    assert main(["gen", str(obj), "--name", "not valid", "-o", str(tmp_path / "y.py")]) == 1
+    err = capsys.readouterr().err
+    assert err == "ebpf: 'not valid' is not a valid Python class name\n"
+    assert sorted(os.listdir(tmp_path)) == ["cycles.bpf.o"]
+
+
+# -- the CLI: every error on stderr, one line, exit status 1 --------------------------------------
+
+def test_cli_load_errors_go_to_stderr(cycles_obj: bytes, tmp_path: Any,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from ebpf.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        rc = main(list(argv))
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    rc, out, err = run("load", str(tmp_path / "missing.o"))
+    assert (rc, out) == (1, "")
+    assert err.startswith("ebpf: ") and err.count("\n") == 1 and "No such file" in err
+    junk = tmp_path / "junk.o"
+    junk.write_bytes(b"\x7fELF" + b"\0" * 60)
+    rc, out, err = run("load", str(junk))
+    assert (rc, out) == (1, "")
+    assert err.startswith(f"ebpf: {junk}: cannot open: ") and err.count("\n") == 1
+    obj = tmp_path / "cycles.bpf.o"
+    obj.write_bytes(cycles_obj)
+    rc, out, err = run("load", str(obj), "--each")
+    assert rc == 1
+    assert [ln.split()[0] for ln in out.splitlines()] == ["prog"]          # what loaded
+    assert err.count("\n") == 1
+    assert err.startswith(f"ebpf: {obj}: program bad: program 'bad' rejected by the verifier")
+    rc, out, err = run("load", str(obj), "--json")
+    assert rc == 1 and not json_ok(out) and err.count("\n") >= 1
+    assert all(ln.startswith("ebpf: ") for ln in err.splitlines())
+    rc, out, err = run("inspect", str(tmp_path / "nul\0.o"))
+    assert (rc, out) == (1, "")
+    assert err.startswith("ebpf: object file path") and "NUL byte" in err
+
+
+def json_ok(out: str) -> bool:
+    import json
+
+    d = json.loads(out)
+    return bool(d["open"]["ok"] and all(p["ok"] for p in d["programs"]))

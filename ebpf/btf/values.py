@@ -48,18 +48,25 @@ def _is_char_array(t: Array) -> bool:
         bool(elem.encoding & IntEncoding.CHAR) or elem.name == "char")
 
 
-def describe(t: Type) -> str:
-    """A short C-like description of a type for error messages."""
+def describe(t: Type, _seen: frozenset[int] = frozenset()) -> str:
+    """A short C-like description of a type for error messages (``<cycle>`` where
+    malformed BTF makes a pointer or array refer back to itself)."""
     inner = skip_typedefs(t)
+    if id(inner) in _seen or len(_seen) > _MAX_DEPTH:
+        return "<cycle>"
     if isinstance(inner, Array):          # int m[3][4]: an array of 3 arrays of 4
         dims = ""
+        seen = set(_seen)
         while isinstance(inner, Array):
+            if id(inner) in seen or len(seen) > _MAX_DEPTH:
+                return "<cycle>" + dims
+            seen.add(id(inner))
             dims += f"[{inner.nelems}]"
             t = inner.type
             inner = skip_typedefs(t)
-        return describe(t) + dims
+        return describe(t, frozenset(seen)) + dims
     if isinstance(inner, Pointer):
-        return f"{describe(inner.type)} *"
+        return f"{describe(inner.type, _seen | {id(inner)})} *"
     name = t.type_name
     return name if name != "(anon)" else inner.type_name
 

@@ -60,6 +60,7 @@ from ..btf.types import (
     Type,
     skip_typedefs,
 )
+from ..errors import InvalidArgumentError
 from .ctypes_src import (
     BITS_HELPERS,
     TypeEmitter,
@@ -103,8 +104,10 @@ def generate(source: str | bytes | os.PathLike[str], *, name: str | None = None,
     With `embed=False` the module loads the object from `filename` (default: the
     source's file name) in its own directory instead of carrying it.
 
-    Raises ELFError/BTFError for what is not a valid BPF object and ValueError
-    for a bad `name` or a missing `name`/`filename`.
+    Raises ELFError/BTFError for what is not a valid BPF object and
+    InvalidArgumentError (a ValueError) for a bad `name` or path, or a missing
+    `name`/`filename`. The source is always valid UTF-8: names that are not UTF-8 in
+    the object appear as ``\\udcXX`` escapes.
     """
     from ..collection import load_collection_spec
 
@@ -112,7 +115,9 @@ def generate(source: str | bytes | os.PathLike[str], *, name: str | None = None,
         data = bytes(source)
         shown = filename or "<bytes>"
     else:
-        path = os.fspath(source)
+        from .._sys.validate import path as _checked_path
+
+        path = _checked_path(source, "object file path")
         with open(path, "rb") as f:
             data = f.read()
         filename = filename or os.path.basename(path)
@@ -120,14 +125,19 @@ def generate(source: str | bytes | os.PathLike[str], *, name: str | None = None,
         if name is None:
             name = default_name(path)
     if name is None:
-        raise ValueError("generate() needs a name for an object given as bytes")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
-        raise ValueError(f"{name!r} is not a valid Python class name")
+        raise InvalidArgumentError("generate() needs a name for an object given as bytes")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
+            or keyword.iskeyword(name):
+        raise InvalidArgumentError(f"{name!r} is not a valid Python class name")
     if not embed and not filename:
-        raise ValueError("generate(embed=False) needs the object's file name")
+        raise InvalidArgumentError("generate(embed=False) needs the object's file name")
     shown = re.sub(r"[^\x20-\x7e]", "?", shown)
     spec = load_collection_spec(data)
-    return _Generator(spec, data, name, shown, filename if not embed else None).module()
+    source = _Generator(spec, data, name, shown, filename if not embed else None).module()
+    # Names from the ELF object are decoded with surrogateescape: a name that is not UTF-8
+    # holds lone surrogates, which no UTF-8 file can hold. String literals are already
+    # ASCII escapes (`quote`); in docstrings and comments the escape reads the same.
+    return source.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Generator:
@@ -481,7 +491,8 @@ def blank_debug_sections(data: bytes) -> bytes:
         for sec in elf.sections:
             if sec.name.startswith((".debug", ".rel.debug", ".rela.debug")) \
                     and not sec.is_nobits and sec.size:
-                out[sec.offset:sec.offset + sec.size] = bytes(sec.size)
+                size = len(sec.data())   # ELFError for a section outside the file
+                out[sec.offset:sec.offset + size] = bytes(size)
     finally:
         elf.close()
     return bytes(out)
