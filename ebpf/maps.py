@@ -1576,8 +1576,8 @@ def _map_btf(spec: MapSpec, btf_handle: Any) -> tuple[Any, bool, int, int]:
             kid = _spec_type_id(spec.key)
             vid = _spec_type_id(spec.value)
             return btf_handle, False, kid, vid
-        except Exception:
-            pass  # types built by hand: make a BTF object of our own
+        except (InvalidArgumentError, KeyNotFoundError):
+            pass  # types built by hand (or of another spec): make a BTF object of our own
     from .btf import Builder, Handle
 
     try:
@@ -1654,7 +1654,9 @@ def _kernel_btf_types(info: MapInfo) -> tuple[Any, Any]:
         k = spec.type_by_id(info.btf_key_type_id) if info.btf_key_type_id else None
         v = spec.type_by_id(info.btf_value_type_id) if info.btf_value_type_id else None
         return k, v
-    except Exception:
+    except (Error, OSError):
+        # BTFError (BTF this library cannot parse), SyscallError (the BTF object is gone
+        # or not readable): the map still works, its values are bytes
         return None, None
 
 

@@ -55,11 +55,42 @@ def test_directory_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv(cache.ENV, str(tmp_path))
     assert cache.cache_directory() == str(tmp_path)
     monkeypatch.delenv(cache.ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache.cache_directory() == str(tmp_path / "xdg" / "ebpf")
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(0o700)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    assert cache.cache_directory() == str(xdg / "ebpf")
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")
-    expect = "/var/cache/ebpf" if os.geteuid() == 0 else os.path.expanduser("~/.cache/ebpf")
-    assert cache.cache_directory() == expect
+    home = tmp_path / "home"
+    home.mkdir(0o700)
+    monkeypatch.setenv("HOME", str(home))
+    # the invoking user's cache directory, root included: never a system-wide one
+    assert cache.cache_directory() == str(home / ".cache" / "ebpf")
+
+
+def test_default_directory_must_be_ours(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        blob: bytes) -> None:
+    """A base directory someone else owns or can write (another user's $HOME kept by
+    sudo, a shared $XDG_CACHE_HOME) gets no cache: nothing is read or written there."""
+    monkeypatch.delenv(cache.ENV, raising=False)
+    base = tmp_path / "base"
+    base.mkdir(0o700)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base))
+    assert cache.cache_directory() == str(base / "ebpf")
+    os.chmod(base, 0o770)                      # group-writable
+    assert cache.cache_directory() is None
+    os.chmod(base, 0o700)
+    if os.geteuid() == 0:
+        os.chown(base, 65534, 65534)           # another user's
+        assert cache.cache_directory() is None
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        monkeypatch.setenv("HOME", str(base))
+        assert cache.cache_directory() is None
+        assert cache.save(Spec(blob)) is None
+        assert cache.load_indexed(blob)._index is None
+        assert os.listdir(base) == []          # nothing created in it
+        os.chown(base, 0, 0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "missing"))
+    assert cache.cache_directory() is None
 
 
 def test_disabled(monkeypatch: pytest.MonkeyPatch, blob: bytes) -> None:

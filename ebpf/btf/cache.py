@@ -23,9 +23,16 @@ is treated as untrusted input:
 
 The cache is written atomically (temporary file + rename). A process that
 found no cache writes one when it exits (`atexit`), so its own first lookup
-stays fast. `EBPF_BTF_CACHE=0` disables the cache; `EBPF_BTF_CACHE=/some/dir`
-puts it in that directory. Otherwise it lives in `$XDG_CACHE_HOME/ebpf`, or
-`/var/cache/ebpf` for root, or `~/.cache/ebpf`.
+stays fast. Where it lives:
+
+* `EBPF_BTF_CACHE=0` (or off/no/false) disables it: nothing is read or written;
+* `EBPF_BTF_CACHE=/some/dir` (an absolute path) puts it in that directory;
+* otherwise it lives in the invoking user's cache directory, `$XDG_CACHE_HOME/ebpf`
+  or `~/.cache/ebpf` (root included: `/root/.cache/ebpf`, never a system-wide
+  directory), and only when that base directory (`$XDG_CACHE_HOME`, or the home
+  directory) belongs to the effective user and no one else can write to it:
+  a process running with another user's `$HOME` (e.g. under `sudo` that keeps it)
+  writes nothing there and uses no cache.
 """
 
 from __future__ import annotations
@@ -57,6 +64,11 @@ _SPOT_CHECKS = 64
 _PREFIX = "btf-"
 _SUFFIX = ".idx"
 
+# What reading a damaged cache file or indexing a malformed blob raises: OSError (the
+# file system), BTFError and other ValueErrors (inconsistent records), struct.error,
+# IndexError and OverflowError (offsets and counts out of range).
+_CACHE_ERRORS = (OSError, ValueError, IndexError, OverflowError, struct.error)
+
 _lock = _thread.allocate_lock()
 _pending: dict[tuple[int, int], Spec] = {}
 _atexit_pid: int | None = None
@@ -71,13 +83,22 @@ def cache_directory() -> str | None:
         return env
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     if os.path.isabs(xdg):
-        return os.path.join(xdg, "ebpf")
-    if os.geteuid() == 0:
-        return "/var/cache/ebpf"
+        return os.path.join(xdg, "ebpf") if _ours(xdg) else None
     home = os.path.expanduser("~")
-    if not os.path.isabs(home):
+    if not os.path.isabs(home) or not _ours(home):
         return None
     return os.path.join(home, ".cache", "ebpf")
+
+
+def _ours(path: str) -> bool:
+    """True when `path` is a directory of the effective user that no one else can write
+    (the base the default cache directory is created under)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _file_name(key: tuple[int, int]) -> str:
@@ -278,7 +299,7 @@ def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
         if index is None:
             return None
         return Spec(data, lazy=True, _index=index)
-    except Exception:  # a cache problem is never the caller's problem
+    except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
         return None
 
 
@@ -291,7 +312,7 @@ def save(spec: Spec, directory: str | None = None) -> str | None:
     try:
         key = spec.checksum()
         data = _serialize(spec, key)
-    except Exception:  # a malformed blob: nothing worth caching
+    except _CACHE_ERRORS:  # a malformed blob: nothing worth caching
         return None
     dfd = _open_dir(directory, create=True)
     if dfd is None:
@@ -312,8 +333,8 @@ def _save_pending() -> None:
     for spec in pending:
         try:
             save(spec)
-        except Exception:
-            pass
+        except _CACHE_ERRORS:
+            pass  # at exit: a cache that cannot be written is not worth a traceback
 
 
 def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None) -> Spec:
