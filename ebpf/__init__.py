@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BTFError,
+    ClosedError,
     DeadlineExceededError,
     ELFError,
     Error,
     InvalidArgumentError,
+    KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
     PermissionError,
     ReaderClosedError,
+    ReaderForkedError,
     SyscallError,
     VerifierError,
 )
@@ -82,12 +85,14 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AttachType", "BTFError", "Batch", "Collection", "CollectionSpec", "DeadlineExceededError",
+    "AttachType", "BTFError", "Batch", "ClosedError", "Collection", "CollectionSpec",
+    "DeadlineExceededError",
     "ELFError", "Error",
-    "HelperFunc", "InvalidArgumentError", "KeyExistsError", "KeyNotFoundError", "LinkType",
+    "HelperFunc", "InvalidArgumentError", "KernelPolicyError", "KeyExistsError",
+    "KeyNotFoundError", "LinkType",
     "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotSupportedError", "PermissionError",
     "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
-    "SyscallError",
+    "ReaderForkedError", "SyscallError",
     "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
     "enable_stats", "features", "load_collection_spec",
 ]

@@ -50,6 +50,21 @@ class NotSupportedError(SyscallError):
         return self.strerror
 
 
+class KernelPolicyError(NotSupportedError):
+    """The kernel refused (EPERM) although the process holds every capability the
+    operation needs: a policy of the running kernel (its build, lockdown, an LSM,
+    seccomp) forbids this program type, attach target or map type.
+
+    Still an `OSError` with `errno` EPERM; the message names the object, `feature` what
+    was refused. A missing capability is `PermissionError` instead.
+    """
+
+    def __init__(self, feature: str, message: str, errno: int = _errno.EPERM) -> None:
+        super().__init__(feature, errno=errno)
+        self.strerror = message
+        self.args = (errno, message)
+
+
 class ELFError(Error, ValueError):
     """A malformed or unsupported ELF object; names the section and offset."""
 
@@ -84,11 +99,23 @@ class KeyNotFoundError(Error, KeyError):
         return str(self.args[0]) if self.args else "key not found"
 
 
-class ReaderClosedError(Error, ValueError):
+class ClosedError(Error, ValueError):
+    """An operation on a map, program, link or reader that was closed (possibly by
+    another thread while the operation was starting); the message names the object,
+    e.g. ``map 'counts' is closed``."""
+
+
+class ReaderClosedError(ClosedError):
     """The reader was closed (possibly by another thread while blocked)."""
 
     def __init__(self, message: str = "reader is closed") -> None:
         super().__init__(message)
+
+
+class ReaderForkedError(ReaderClosedError):
+    """A ring buffer or perf reader (or user ring buffer writer) used in a child
+    process it was inherited by through fork(): its rings, consumer positions and
+    wakeup descriptor are shared with the parent, so the child must open its own."""
 
 
 class DeadlineExceededError(Error, TimeoutError):
@@ -132,16 +159,13 @@ def summarize_verifier_log(log: str, lines: int = 4) -> str:
     return "\n".join(body[-lines:])
 
 
-_CAPABILITY_HINT = (
-    "needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); running as uid "
-)
-
-
 def from_errno(err: int, what: str) -> SyscallError:
     """Turn an errno from `what` into the matching typed exception."""
     msg = f"{what}: {os.strerror(err)}"
-    if err == _errno.EPERM:
-        return PermissionError(err, f"{msg}; {_CAPABILITY_HINT}{os.geteuid()}")
+    if err == _errno.EPERM:  # which capability is missing, or the kernel's policy
+        from ._sys.caps import eperm_error
+
+        return eperm_error(what)
     if err in (_errno.EOPNOTSUPP, 524):  # 524 is the kernel-internal ENOTSUPP
         return NotSupportedError(what, os.strerror(err) if err != 524 else "ENOTSUPP", err)
     return SyscallError(err, msg)

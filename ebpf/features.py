@@ -25,6 +25,7 @@ import struct
 from functools import cache
 from typing import Any
 
+from ._sys import caps as _caps
 from ._sys import ops as _ops
 from ._sys.syscall import bpf_errno as _bpf_errno
 from ._sys.types import (
@@ -43,7 +44,13 @@ from ._sys.types import (
     RawTracepointOpenAttr,
 )
 from .btf.types import Kind as BTFKind
-from .errors import BTFError, InvalidArgumentError, KeyNotFoundError, NotSupportedError, from_errno
+from .errors import (
+    BTFError,
+    InvalidArgumentError,
+    KernelPolicyError,
+    KeyNotFoundError,
+    NotSupportedError,
+)
 
 __all__ = [
     "MISC_FEATURES",
@@ -170,21 +177,15 @@ def _probe_prog(prog_type: int, insns: bytes, log: bool) -> tuple[int, str]:
     return ret, text
 
 
-@cache
-def _privileged() -> bool:
-    """Whether we may load programs at all (a socket filter is the simplest one)."""
-    ret, _ = _load(ProgramType.SOCKET_FILTER, _RET0)
-    if ret >= 0:
-        os.close(ret)
-        return True
-    if ret == -errno.EPERM:
-        return False
-    raise from_errno(-ret, "bpf(BPF_PROG_LOAD) of a trivial socket filter")
-
-
-def _check_eperm(what: str) -> None:
-    if not _privileged():
-        raise from_errno(errno.EPERM, f"probing {what}")
+def _check_eperm(what: str, *, cmd: int = Cmd.PROG_LOAD, prog_type: int | None = None,
+                 map_type: int | None = None) -> None:
+    """After a probe's EPERM: raise `PermissionError` naming the missing capability (the
+    probe cannot answer); return when the process has what it needs and the kernel
+    refused by policy (the feature is unavailable: the probe says False)."""
+    exc = _caps.eperm_error(f"probing {what}", cmd=cmd, prog_type=prog_type,
+                            map_type=map_type)
+    if not isinstance(exc, KernelPolicyError):
+        raise exc
 
 
 @cache
@@ -201,7 +202,7 @@ def have_program_type(prog_type: ProgramType) -> bool:
     if exp_err:
         return ret == exp_err and (not exp_msg or exp_msg in text)
     if ret == -errno.EPERM:
-        _check_eperm(f"program type {pt.name}")
+        _check_eperm(f"program type {pt.name}", prog_type=pt)
         return False  # privileged, yet refused for this type (lockdown, LSM, ...)
     return False
 
@@ -231,7 +232,7 @@ def _probe_helper(prog_type: ProgramType, helper: HelperFunc) -> tuple[bool, str
         os.close(ret)
         return True, text
     if ret == -errno.EPERM:
-        _check_eperm(f"helper {helper.name}")
+        _check_eperm(f"helper {helper.name}", prog_type=prog_type)
     # "invalid func": unknown helper id; "unknown func" (older kernels) and "program of
     # this type cannot use helper" (6.x): known helper, not for this program type.
     # Any other complaint is about the (missing) arguments: the helper is there.
@@ -355,13 +356,8 @@ def have_map_type(map_type: MapType) -> bool:
             return expect == 0
         if expect:
             return ret == expect
-        if ret == -errno.EPERM:
-            plain = _create_map(MapCreateAttr(map_type=MapType.ARRAY, key_size=4, value_size=4,
-                                              max_entries=1))
-            if plain >= 0:
-                fds.append(plain)  # we may create maps: this type is refused as such
-            else:
-                raise from_errno(-plain, f"probing map type {mt.name}")
+        if ret == -errno.EPERM:  # a missing capability raises; a policy refusal is False
+            _check_eperm(f"map type {mt.name}", cmd=Cmd.MAP_CREATE, map_type=mt)
         return False
     finally:
         for fd in fds:
@@ -432,7 +428,7 @@ def have_btf_kind(kind: BTFKind) -> bool:
         os.close(fd)
         return True
     if fd == -errno.EPERM:
-        _check_eperm(f"BTF kind {bk.name}")
+        _check_eperm(f"BTF kind {bk.name}", cmd=Cmd.BTF_LOAD)
     return False
 
 
@@ -590,7 +586,7 @@ def _load_ok(prog_type: int, insns: bytes, *, expected_attach_type: int = 0,
         os.close(fd)
         return True
     if fd == -errno.EPERM:
-        _check_eperm(what)
+        _check_eperm(what, prog_type=prog_type)
     return False
 
 
@@ -889,7 +885,7 @@ def have_iter_target(name: str) -> bool:
         os.close(fd)
         return True
     if fd == -errno.EPERM:
-        _check_eperm(f"iterator target {name}")
+        _check_eperm(f"iterator target {name}", prog_type=ProgramType.TRACING)
     return False
 
 

@@ -35,6 +35,7 @@ import ctypes
 import dataclasses
 import enum
 import errno
+import fcntl as _fcntl
 import mmap as _mmap
 import os
 import stat as _stat
@@ -48,6 +49,7 @@ from ._sys import ops as _ops
 from ._sys import types as _t
 from ._sys import validate as _validate
 from ._sys.fd import FD
+from ._sys.fd import hold as _hold
 from ._sys.syscall import NR_BPF as _NR
 from ._sys.syscall import bpf_errno as _bpf_errno
 from ._sys.syscall import raw_syscall as _raw_syscall
@@ -595,6 +597,12 @@ class Map:
         with `mmap()` stays valid until its last view is released."""
         self._owner = 0
         self._kmv = None
+        # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
+        # holds the GIL: once they say -1, no call can reach the old descriptor number,
+        # whatever reuses it (the call fails with EBADF, reported as ClosedError).
+        b = getattr(self, "_bufs", None)
+        if b is not None:
+            b.lattr.map_fd = b.uattr.map_fd = -1
         for mm in self._mmaps:
             try:
                 mm.close()
@@ -759,10 +767,15 @@ class Map:
     def _elem_op(self, cmd: int, attr: _t.MapElemAttr, size: int, key: Any,
                  missing_ok: bool = False) -> bool:
         ref = ctypes.byref(attr)
+        fd = self._fd
         while True:
-            if _syscall(_NR, cmd, ref, size) >= 0:
-                return True
-            err = _get_errno()
+            fd.acquire()  # ClosedError once closed; the number stays ours until release
+            try:
+                if _syscall(_NR, cmd, ref, size) >= 0:
+                    return True
+                err = _get_errno()
+            finally:
+                fd.release()
             if err == errno.EINTR:
                 continue
             if err == _ENOENT and missing_ok:
@@ -778,6 +791,8 @@ class Map:
         op = {_LOOKUP: "lookup", _UPDATE: "update", _DELETE: "delete",
               _LOOKUP_AND_DELETE: "lookup_and_delete", _NEXT_KEY: "next_key"}.get(cmd, str(cmd))
         where = f"{op} in {_type_name(self._type)} map {self._name!r}"
+        if err == errno.EBADF and self._fd.closed:
+            return self._fd.closed_error()  # closed by another thread during the call
         if err == _ENOENT:
             return KeyNotFoundError(self._missing(key))
         if err == errno.EEXIST and cmd == _UPDATE:
@@ -785,13 +800,8 @@ class Map:
         if err == errno.E2BIG and cmd == _UPDATE:
             return SyscallError(err, f"{where}: map is full "
                                      f"(max_entries {self._spec.max_entries})")
-        if err == errno.EPERM and cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE):
-            why = ("the map is frozen" if self._frozen or self._is_frozen() else
-                   "the map is read-only for user space (BPF_F_RDONLY or a read-only fd)")
-            return PermissionError(err, f"{where}: {why}")
-        if err == errno.EPERM and cmd in (_LOOKUP, _NEXT_KEY):
-            return PermissionError(err, f"{where}: the map is write-only for user space "
-                                        "(BPF_F_WRONLY or a write-only fd)")
+        if err == errno.EPERM:
+            return self._access_error(cmd, err, where)
         if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and cmd in (
                 _DELETE, _LOOKUP_AND_DELETE) and self._type in _ARRAY_TYPES and \
                 self._type not in _FD_VALUE_TYPES:
@@ -804,9 +814,42 @@ class Map:
             return NotSupportedError(f"{op} on {_type_name(self._type)} maps")
         return from_errno(err, where)
 
+    def _access_error(self, cmd: int, err: int, where: str) -> Exception:
+        """EPERM from an element operation: the map's or the descriptor's access mode
+        (what the kernel checks there), else `ebpf._sys.caps.eperm_error`."""
+        write = cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE)
+        info: dict[str, str] = {}
+        mode = -1
+        try:
+            with self._fd.hold() as fd:
+                info = _fdinfo(fd)
+                mode = _fcntl.fcntl(fd, _fcntl.F_GETFL) & os.O_ACCMODE
+        except (OSError, ValueError):
+            pass
+        # BPF_F_RDONLY/WRONLY at creation only set the mode of the creator's descriptor
+        flags = int(getattr(self._spec, "flags", 0) or 0)
+        why = ""
+        if write and (self._frozen or info.get("frozen") == "1"):
+            why = "the map is frozen"
+        elif write and mode == os.O_RDONLY:
+            why = ("the map was created read-only for user space (BPF_F_RDONLY)"
+                   if flags & _t.BPF_F_RDONLY else
+                   "this descriptor of the map is read-only (opened read_only)")
+        elif not write and mode == os.O_WRONLY:
+            why = ("the map was created write-only for user space (BPF_F_WRONLY)"
+                   if flags & _t.BPF_F_WRONLY else
+                   "this descriptor of the map is write-only (opened write_only)")
+        if why:
+            return PermissionError(err, f"{where}: {why}")
+        from ._sys.caps import eperm_error
+
+        return eperm_error(where, err=err, cmd=cmd, map_type=int(self._type),
+                           obj=where)
+
     def _is_frozen(self) -> bool:
         try:
-            return _fdinfo(self._fd.fileno()).get("frozen", "0") == "1"
+            with self._fd.hold() as fd:
+                return _fdinfo(fd).get("frozen", "0") == "1"
         except (OSError, ValueError):
             return False
 
@@ -836,6 +879,13 @@ class Map:
                     f"{_type_name(self._type)} maps have no keys; use push(value)")
             self.push(value, flags)
             return
+        if self._fd_values and not isinstance(value, int):
+            with _hold(value):  # a Map/Program value closed meanwhile: ClosedError
+                self._update(key, value, flags)
+            return
+        self._update(key, value, flags)
+
+    def _update(self, key: Any, value: Any, flags: int) -> None:
         b = self._thread_bufs()
         self._put_key(b, key)
         self._put_value(b, value)
@@ -899,12 +949,19 @@ class Map:
         attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
         _validate.put(attr, "flags", flags)
         ref = ctypes.byref(attr)
+        fd = self._fd
         while True:
-            if _syscall(_NR, _UPDATE, ref, _ELEM_ATTR_SIZE) >= 0:
-                return
-            err = _get_errno()
+            fd.acquire()
+            try:
+                if _syscall(_NR, _UPDATE, ref, _ELEM_ATTR_SIZE) >= 0:
+                    return
+                err = _get_errno()
+            finally:
+                fd.release()
             if err == errno.EINTR:
                 continue
+            if err == errno.EBADF and fd.closed:
+                raise fd.closed_error()
             if err == errno.E2BIG:
                 raise SyscallError(err, f"push to {_type_name(self._type)} map "
                                         f"{self._name!r}: full (max_entries "
@@ -953,20 +1010,24 @@ class Map:
         gives up (IterationAbortedError) if it makes no progress for too long.
         """
         self._check_iterable()
-        fd = self._fd.fileno()
+        fd = self._fd
         ks = self._key_size
         cur = ctypes.create_string_buffer(max(ks, 1))
         nxt = ctypes.create_string_buffer(max(ks, 1))
-        attr = _t.MapElemAttr(map_fd=fd, key=0, next_key=ctypes.addressof(nxt))
+        attr = _t.MapElemAttr(map_fd=fd.fileno(), key=0, next_key=ctypes.addressof(nxt))
         ref = ctypes.byref(attr)
         array_like = self._type in _ARRAY_TYPES
         seen: set[bytes] | None = None if array_like else set()
         limit = 4 * max(self._spec.max_entries, 1) + 64
         steps = 0
         while True:
-            ret = _syscall(_NR, _NEXT_KEY, ref, _NEXT_KEY_ATTR_SIZE)
+            fd.acquire()  # held per step, not across yields: close() is never delayed
+            try:
+                ret = _syscall(_NR, _NEXT_KEY, ref, _NEXT_KEY_ATTR_SIZE)
+                err = _get_errno() if ret < 0 else 0
+            finally:
+                fd.release()
             if ret < 0:
-                err = _get_errno()
                 if err == errno.EINTR:
                     continue
                 if err == _ENOENT:
@@ -994,9 +1055,10 @@ class Map:
         """Whether `key` exists; True when the map cannot tell (reads unsupported)."""
         vbuf = ctypes.create_string_buffer(max(self._vbytes, 8))
         kbuf = ctypes.create_string_buffer(key, max(len(key), 1))
-        attr = _t.MapElemAttr(map_fd=self._fd.fileno(), key=ctypes.addressof(kbuf),
-                              value=ctypes.addressof(vbuf))
-        ret = _bpf_errno(_LOOKUP, attr)
+        with self._fd.hold() as fd:
+            attr = _t.MapElemAttr(map_fd=fd, key=ctypes.addressof(kbuf),
+                                  value=ctypes.addressof(vbuf))
+            ret = _bpf_errno(_LOOKUP, attr)
         return ret >= 0 or ret != -_ENOENT
 
     def _raw_chunks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
@@ -1182,11 +1244,13 @@ class Map:
             raise InvalidArgumentError(
                 "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
                 "NOEXIST/EXIST for batches)")
-        kbuf, n = self._pack_many(keys, "keys", value=False)
-        vbuf, nv = self._pack_many(values, "values", value=True)
-        if n != nv:
-            raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
-        return self._batch_write(_t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
+        held = values if self._fd_values and isinstance(values, (list, tuple)) else ()
+        with _hold(*held):  # Map/Program values stay open while their numbers are in flight
+            kbuf, n = self._pack_many(keys, "keys", value=False)
+            vbuf, nv = self._pack_many(values, "values", value=True)
+            if n != nv:
+                raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
+            return self._batch_write(_t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
 
     def delete_batch(self, keys: Any) -> int:
         """Delete many keys with one BPF_MAP_DELETE_BATCH; returns the count deleted.
@@ -1222,10 +1286,11 @@ class Map:
     def _batch_write(self, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: int) -> int:
         if n == 0:
             return 0
-        attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
-                               values=ctypes.addressof(vbuf) if vbuf is not None else 0,
-                               count=n, map_fd=self._fd.fileno(), elem_flags=flags)
-        ret = _bpf_errno(cmd, attr)
+        with self._fd.hold() as fd:
+            attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
+                                   values=ctypes.addressof(vbuf) if vbuf is not None else 0,
+                                   count=n, map_fd=fd, elem_flags=flags)
+            ret = _bpf_errno(cmd, attr)
         done = int(attr.count)
         if ret < 0:
             what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
@@ -1249,7 +1314,8 @@ class Map:
         """Make the map read-only for user space (BPF_MAP_FREEZE); programs can still
         write unless it was created with MapFlags.RDONLY_PROG. Irreversible."""
         try:
-            _ops.map_freeze(self._fd.fileno())
+            with self._fd.hold() as fd:
+                _ops.map_freeze(fd)
         except SyscallError as e:
             if e.errno == errno.EBUSY:
                 raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "
@@ -1272,7 +1338,8 @@ class Map:
         stride = (self._value_size + 7) & ~7
         length = stride * self._spec.max_entries
         page = os.sysconf("SC_PAGE_SIZE")
-        mm = _ops.mmap_fd(self._fd.fileno(), (length + page - 1) // page * page, writable)
+        with self._fd.hold() as fd:
+            mm = _ops.mmap_fd(fd, (length + page - 1) // page * page, writable)
         self._mmaps.append(mm)
         view = memoryview(mm)[:length]
         return view if writable else view.toreadonly()
@@ -1281,7 +1348,8 @@ class Map:
         """Pin the map at `path` on a bpffs so it outlives this process."""
         p = _validate.path(path, "pin path")
         try:
-            _ops.obj_pin(self._fd.fileno(), p)
+            with self._fd.hold() as fd:
+                _ops.obj_pin(fd, p)
         except SyscallError as e:
             if e.errno == errno.EEXIST:
                 raise SyscallError(e.errno, f"pin map {self._name!r}: {p} already exists") \
@@ -1307,7 +1375,8 @@ class Map:
 
     def info(self) -> MapInfo:
         """Kernel-side facts about the map: id, name, type, sizes, flags, BTF ids."""
-        return _query_info(self._fd.fileno())
+        with self._fd.hold() as fd:
+            return _query_info(fd)
 
 
 def map_ids() -> Iterator[int]:
@@ -1424,10 +1493,12 @@ class _BatchWalk:
     """One walk over a map with BPF_MAP_LOOKUP(_AND_DELETE)_BATCH, carrying the
     kernel's resume token from step to step."""
 
-    __slots__ = ("attr", "cmd", "done", "first", "name", "ref", "tok_in", "tok_out", "tok_size")
+    __slots__ = ("attr", "cmd", "done", "fd", "first", "name", "ref", "tok_in", "tok_out",
+                 "tok_size")
 
     def __init__(self, m: Map, cmd: int) -> None:
         self.cmd = cmd
+        self.fd = m.fd
         self.name = m.name
         self.tok_size = max(m.key_size, 8)
         self.tok_in = ctypes.create_string_buffer(self.tok_size)
@@ -1446,11 +1517,16 @@ class _BatchWalk:
         attr.in_batch = 0 if self.first else ctypes.addressof(self.tok_in)
         while True:
             attr.count = count
-            # raw_syscall releases the GIL: a big batch must not stall other threads
-            ret = _raw_syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
+            # raw_syscall releases the GIL: a big batch must not stall other threads;
+            # the descriptor is held so that a concurrent close() cannot free its number
+            self.fd.acquire()
+            try:
+                ret = _raw_syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
+                err = _get_errno() if ret < 0 else 0
+            finally:
+                self.fd.release()
             if ret >= 0:
                 break
-            err = _get_errno()
             if err == errno.EINTR:
                 continue
             if err == _ENOENT:
@@ -1611,6 +1687,12 @@ def _create_error(spec: MapSpec, err: int) -> Exception:
 
         if not features.have_map_type(known):
             return NotSupportedError(f"map type {tname}")
+    if err == errno.EPERM:  # a missing capability, or the kernel's policy
+        from ._sys.caps import eperm_error
+
+        return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.Cmd.MAP_CREATE,
+                           map_type=int(spec.type), obj=f"map {spec.name!r} ({tname.lower()})",
+                           feature=f"map type {tname}")
     return from_errno(err, desc)
 
 

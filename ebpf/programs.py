@@ -29,15 +29,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ._objcache import attached
+from ._sys import caps as _caps
 from ._sys import consts, ops
 from ._sys import prog as _prog
+from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
+from ._sys.fd import hold as _hold
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
+from ._sys.types import Cmd as _Cmd
 from ._sys.types import FuncInfo as _FuncInfo
 from ._sys.types import LineInfo as _LineInfo
 from ._sys.types import ProgInfo as _ProgInfo
 from .errors import (
+    ClosedError,
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
@@ -95,9 +101,9 @@ _TRAMPOLINE_KIND: dict[int, str] = {
     AttachType.LSM_CGROUP: "lsm_cgroup"}
 _TRAMPOLINE_REFUSED = (
     "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace): "
-    "BPF_PROG_LOAD of {what} program {name!r} failed with EPERM although the process has "
-    "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); load it on a kernel with BPF trampoline "
-    "support, or use a kprobe, raw tracepoint or tp_btf program instead"
+    "BPF_PROG_LOAD of {what} program {name!r} was refused by policy (EPERM although the "
+    "process has {{held}}); load it on a kernel with BPF trampoline support, or use a "
+    "kprobe, raw tracepoint or tp_btf program instead"
 )
 
 # the BTF name of an attach target, by attach type: (prefix, BTF kind name)
@@ -287,8 +293,10 @@ class Program:
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
-        fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
-        self._fd = FD(fd, "program")
+        # the maps' (and attach target's) numbers go into the instructions: keep them open
+        with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
+            fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
+        self._fd = FD(fd, _kind(self._name))
 
     @classmethod
     def _from_fd(cls, fd: FD, pinned: str | None = None) -> Program:
@@ -306,6 +314,7 @@ class Program:
         prog._id = int(raw.id)
         prog._tag = bytes(raw.tag).hex()
         prog._name = _cstr(raw.name)
+        fd.kind = _kind(prog._name)
         try:
             prog._type = ProgramType(raw.type)
         except ValueError:  # a type newer than this library
@@ -346,8 +355,10 @@ class Program:
     @property
     def fd(self) -> FD:
         """The program's descriptor (raises ValueError once closed)."""
-        if self._fd is None or self._fd.closed:
-            raise ValueError("program is closed")
+        if self._fd is None:
+            raise ClosedError(f"{_kind(self._name)} is closed")
+        if self._fd.closed:
+            raise self._fd.closed_error()
         return self._fd
 
     def fileno(self) -> int:
@@ -384,7 +395,8 @@ class Program:
         return self._pinned
 
     def _fill_identity(self) -> None:
-        raw = _raw_info(self.fileno())
+        with self.fd.hold() as fd:
+            raw = _raw_info(fd)
         self._id = int(raw.id)
         self._tag = bytes(raw.tag).hex()
 
@@ -397,7 +409,8 @@ class Program:
 
     def info(self) -> ProgramInfo:
         """Ask the kernel about the program, including its xlated and jited code."""
-        return _info(self.fileno())
+        with self.fd.hold() as fd:
+            return _info(fd)
 
     def test_run(
         self,
@@ -478,7 +491,9 @@ class Program:
                 attr.ctx_out = ctypes.addressof(ctx_out)
                 attr.ctx_size_out = ctx_cap
             attr.duration = 0
-            ret = _prog.prog_test_run(attr)
+            # held: a close() from another thread cannot free the number mid-call
+            with self.fd.hold() as attr.prog_fd:
+                ret = _prog.prog_test_run(attr)
             if ret == -_errno.ENOSPC:
                 grew = False
                 if data_out is not None and attr.data_size_out > data_cap:
@@ -512,7 +527,8 @@ class Program:
         """
         path = _validate.path(path, "pin path")
         try:
-            ops.obj_pin(self.fileno(), path)
+            with self.fd.hold() as fd:
+                ops.obj_pin(fd, path)
         except SyscallError as e:
             if e.errno == _errno.EPERM:
                 parent = os.path.dirname(os.path.abspath(path))
@@ -703,15 +719,18 @@ def _load_with_log(
 def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
                 prep: _Prepared, log: str) -> Exception:
     name = spec.name or "<unnamed>"
-    if err == _errno.EPERM:
-        if _is_trampoline(spec, ptype) and _prog.bpf_privileged():
-            nse = NotSupportedError("trampoline programs", errno=_errno.EPERM)
-            what = {ProgramType.EXT: "freplace", ProgramType.STRUCT_OPS: "struct_ops"}.get(
+    if err in (_errno.EAGAIN, _errno.EINTR):  # still interrupted after the retries
+        return _syscall.interrupted_error(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
+    if err == _errno.EPERM:  # a missing capability, or the kernel's policy
+        policy, feature = None, None
+        if _is_trampoline(spec, ptype):
+            kind = {ProgramType.EXT: "freplace", ProgramType.STRUCT_OPS: "struct_ops"}.get(
                 ptype) or _TRAMPOLINE_KIND.get(spec.attach_type or 0, "lsm")
-            nse.strerror = _TRAMPOLINE_REFUSED.format(what=what, name=name)
-            nse.args = (_errno.EPERM, nse.strerror)
-            return nse
-        return from_errno(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
+            policy = _TRAMPOLINE_REFUSED.format(what=kind, name=name)
+            feature = "trampoline programs"
+        return _caps.eperm_error(f"bpf(BPF_PROG_LOAD) of program {name!r}",
+                                 cmd=_Cmd.PROG_LOAD, prog_type=ptype, obj=_describe(spec, ptype),
+                                 feature=feature, policy_message=policy)
     if log.strip():
         exc = VerifierError(err, name, log, _source_line(log, prep))
         if prep.core_results:
@@ -733,6 +752,17 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
                                 f"(does this kernel support {what}?)")
         return NotSupportedError(what, errno=err)
     return from_errno(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
+
+
+def _describe(spec: ProgramSpec, ptype: ProgramType) -> str:
+    """How a user knows the program: "program 'dump_elems' (tracing, iter/bpf_map_elem)"."""
+    where = spec.section
+    if not where and spec.attach_type is not None:
+        where = getattr(spec.attach_type, "name", str(spec.attach_type)).lower()
+        if spec.attach_to:
+            where += f" {spec.attach_to}"
+    kind = getattr(ptype, "name", str(ptype)).lower()
+    return f"program {spec.name or '<unnamed>'!r} ({kind}{', ' + where if where else ''})"
 
 
 def _is_trampoline(spec: ProgramSpec, ptype: ProgramType) -> bool:
@@ -868,12 +898,16 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
             f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
     targets: Any = kernel_btf if kernel_btf is not None else core.kernel_targets()
     # One candidate cache per (object BTF, target): reloading a spec reuses the lookups.
-    per_spec = _CORE_CACHES.get(spec.btf)
+    # It lives on the object's BTF (it refers to its types), so it dies with the spec.
+    caches = attached(spec.btf, "_programs_core_caches")
+    per_spec = caches.get("by_target")
     if per_spec is None:
-        per_spec = _CORE_CACHES[spec.btf] = weakref.WeakKeyDictionary()
+        per_spec = caches.setdefault("by_target", weakref.WeakKeyDictionary())
     try:
         cache = per_spec.get(targets)
         if cache is None:
+            if len(per_spec) >= _CORE_TARGETS_PER_SPEC:  # many one-off targets: bounded
+                per_spec.clear()
             cache = per_spec[targets] = core.CoreCache()
     except TypeError:  # a target that cannot be weakly referenced: no reuse
         cache = core.CoreCache()
@@ -881,8 +915,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     return results
 
 
-_CORE_CACHES: weakref.WeakKeyDictionary[BTFSpec, weakref.WeakKeyDictionary[Any, Any]] = \
-    weakref.WeakKeyDictionary()
+_CORE_TARGETS_PER_SPEC = 8
 
 
 def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] | None,
@@ -975,7 +1008,8 @@ def _program_btf(prog: Program) -> BTFSpec:
     """The BTF a loaded program carries (for freplace / fentry on BPF programs)."""
     from .btf import Spec
 
-    raw = _raw_info(prog.fileno())
+    with prog.fd.hold() as fd:
+        raw = _raw_info(fd)
     if not raw.btf_id:
         raise InvalidArgumentError(f"program {prog.name!r} has no BTF; cannot attach to it by name")
     return Spec(ops.btf_get_data(raw.btf_id))
@@ -1039,27 +1073,26 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
 
 
 # Per object BTF: the kernel-ready Builder and its last marshalled blob, so that loading
-# many programs (or the same spec many times) marshals the object's BTF once.
-_BUILDERS: weakref.WeakKeyDictionary[BTFSpec, Builder] = weakref.WeakKeyDictionary()
-_BLOBS: weakref.WeakKeyDictionary[Builder, tuple[int, int, bytes]] = \
-    weakref.WeakKeyDictionary()
-
-
+# many programs (or the same spec many times) marshals the object's BTF once. Both are
+# stored on the objects themselves (the Builder holds the spec's types, which refer to
+# the spec): a module-level cache keyed by them would keep every parsed spec alive.
 def _cached_builder(spec: BTFSpec) -> Builder:
-    b = _BUILDERS.get(spec)
+    cache = attached(spec, "_programs_builder")
+    b: Builder | None = cache.get("builder")
     if b is None:
-        b = _BUILDERS[spec] = _kernel_ready_builder(spec)
+        b = cache.setdefault("builder", _kernel_ready_builder(spec))
     return b
 
 
 def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     key = (len(b), len(b._strtab))
-    cached = _BLOBS.get(b)
+    cache = attached(b, "_programs_blob")
+    cached: tuple[int, int, bytes] | None = cache.get("blob")
     if cached is not None and cached[:2] == key:
         return cached[2]
     blob = b.marshal()
-    _BLOBS[b] = (len(b), len(b._strtab), blob)
+    cache["blob"] = (len(b), len(b._strtab), blob)
     return blob
 
 
@@ -1119,6 +1152,11 @@ def _test_run_error(err: int, prog: Program) -> Exception:
 
 
 # -- info -------------------------------------------------------------------------
+
+
+def _kind(name: str) -> str:
+    """How errors name a program ("program 'count_exec'")."""
+    return f"program {name!r}" if name else "program"
 
 
 def _cstr(raw: Any) -> str:

@@ -11,9 +11,9 @@ The generic object commands (pin, get, info, BTF read-back) are in
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 
+from .caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, read_privileges
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
 from .types import Cmd, EnableStatsAttr, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
@@ -35,20 +35,14 @@ __all__ = [
 
 BPF_FS_MAGIC = 0xCAFE4A11
 
-_EAGAIN_RETRIES = 5  # libbpf retries spurious EAGAIN from BPF_PROG_LOAD as often
-
-
 def prog_load(attr: ProgLoadAttr) -> int:
     """BPF_PROG_LOAD: the new program fd (close-on-exec), or ``-errno``.
 
-    A spurious EAGAIN is retried a few times, as libbpf does.
+    A load interrupted by a signal (the verifier returns EAGAIN when one is pending) is
+    retried by `bpf_errno` with the deferrable signals blocked; ``-EAGAIN`` after that
+    means it kept being interrupted (`ebpf._sys.syscall.interrupted_error`).
     """
-    ret = 0
-    for _ in range(_EAGAIN_RETRIES + 1):
-        ret = bpf_errno(Cmd.PROG_LOAD, attr)
-        if ret != -errno.EAGAIN:
-            break
-    return ret
+    return bpf_errno(Cmd.PROG_LOAD, attr)
 
 
 def prog_test_run(attr: ProgTestRunAttr) -> int:
@@ -115,26 +109,12 @@ def anon_inode_kind(fd: int) -> str:
     return target[len(prefix):] if target.startswith(prefix) else ""
 
 
-CAP_SYS_ADMIN = 21
-CAP_PERFMON = 38
-CAP_BPF = 39
-
-
 def effective_capabilities() -> int:
     """The process's effective capability mask (CapEff of /proc/self/status), 0 if unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError):
-        pass
-    return 0
+    return read_privileges().effective
 
 
 def bpf_privileged() -> bool:
     """Whether the process may load any program type: CAP_SYS_ADMIN, or CAP_BPF + CAP_PERFMON."""
-    caps = effective_capabilities()
-    if caps >> CAP_SYS_ADMIN & 1:
-        return True
-    return bool(caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1)
+    priv = read_privileges()
+    return priv.has(CAP_SYS_ADMIN) or (priv.has(CAP_BPF) and priv.has(CAP_PERFMON))

@@ -10,9 +10,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 from typing import Any
 
 from ..errors import SyscallError, from_errno
+from . import caps as _caps
+from . import rlimit as _rlimit
 from .types import Cmd
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "s390x": 351,
@@ -34,54 +37,120 @@ get_errno = ctypes.get_errno
 byref = ctypes.byref
 
 
+# Commands whose EAGAIN means "a signal arrived": the verifier stops when one is pending.
+_EAGAIN_IS_SIGNAL = frozenset({int(Cmd.PROG_LOAD)})
+INTERRUPT_RETRIES = 8
+"""How often an interrupted bpf() command is retried (with `_DEFERRED` signals blocked)."""
+# Signals a retried command blocks while it runs (they are delivered right after, or to
+# another thread): all but those that ask the process to stop, and the synchronous faults.
+_KEEP = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL,
+         signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
+         signal.SIGTRAP, signal.SIGABRT, signal.SIGSYS}
+_DEFERRED = frozenset(signal.valid_signals()) - _KEEP
+# Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11).
+_CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)})
+_memlock_pending = True
+
+
+def _before_create() -> None:
+    global _memlock_pending
+    _memlock_pending = False
+    _rlimit.ensure_memlock()
+
+
+def _interrupted(cmd: int, err: int) -> bool:
+    return err == errno.EINTR or (err == errno.EAGAIN and cmd in _EAGAIN_IS_SIGNAL)
+
+
+def _retry(cmd: int, ref: Any, size: int, err: int) -> tuple[int, int]:
+    """Run a command interrupted with `err` again, up to INTERRUPT_RETRIES times, with
+    the deferrable signals blocked in this thread: (result, errno of the last attempt)."""
+    for _ in range(INTERRUPT_RETRIES):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+        try:
+            ret: int = raw_syscall(NR_BPF, cmd, ref, size)
+            err = get_errno() if ret < 0 else 0
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        # pending Python signal handlers run here; one that raises ends the retries
+        if ret >= 0 or not _interrupted(cmd, err):
+            return ret, err
+    return -1, err
+
+
+def interrupted_error(err: int, what: str) -> SyscallError:
+    """The error of a command still interrupted after `INTERRUPT_RETRIES` retries."""
+    n = INTERRUPT_RETRIES + 1
+    return SyscallError(err, (
+        f"{what}: interrupted by a signal {n} time{'s' if n != 1 else ''} in a row "
+        f"(the kernel gives up when one is pending); retries block all signals but "
+        "SIGINT, SIGTERM, SIGHUP and SIGQUIT, which kept arriving"))
+
+
 def bpf(cmd: int, attr: Any, size: int | None = None, retry_eagain: int = 0) -> int:
     """Run bpf(cmd, &attr, size); return the non-negative result or raise.
 
-    Errors become typed exceptions (`ebpf.errors.from_errno`). EINTR is always
-    retried; EAGAIN up to `retry_eagain` times (BPF_PROG_LOAD can return it
-    spuriously, libbpf retries it too).
+    Errors become typed exceptions (`ebpf.errors.from_errno`; EPERM through
+    `ebpf._sys.caps.eperm_error`). A command interrupted by a signal (EINTR, or EAGAIN
+    from BPF_PROG_LOAD) is retried up to `INTERRUPT_RETRIES` times with the deferrable
+    signals blocked, then raises a `SyscallError` saying it was interrupted.
+    `retry_eagain` is accepted for compatibility and ignored.
     """
     if size is None:
         size = ctypes.sizeof(attr)
+    if _memlock_pending and cmd in _CHARGED:
+        _before_create()
     ref = byref(attr)
-    while True:
-        ret: int = raw_syscall(NR_BPF, cmd, ref, size)
+    ret: int = raw_syscall(NR_BPF, cmd, ref, size)
+    if ret >= 0:
+        return ret
+    err = get_errno()
+    if _interrupted(cmd, err):
+        ret, err = _retry(cmd, ref, size, err)
         if ret >= 0:
             return ret
-        err = get_errno()
-        if err == errno.EINTR:
-            continue
-        if err == errno.EAGAIN and retry_eagain > 0:
-            retry_eagain -= 1
-            continue
-        raise from_errno(err, f"bpf({_cmd_name(cmd)})")
+        if _interrupted(cmd, err):
+            raise interrupted_error(err, f"bpf({_cmd_name(cmd)})")
+    if err == errno.EPERM:
+        raise _caps.eperm_error(f"bpf({_cmd_name(cmd)})", cmd=cmd)
+    raise from_errno(err, f"bpf({_cmd_name(cmd)})")
 
 
 def bpf_errno(cmd: int, attr: Any, size: int | None = None) -> int:
     """Like `bpf` but returns -errno instead of raising (for probes and callers
-    that map specific errnos themselves)."""
+    that map specific errnos themselves). Interrupted commands are retried as by
+    `bpf`; -EINTR/-EAGAIN after that means "still interrupted" (`interrupted_error`)."""
     if size is None:
         size = ctypes.sizeof(attr)
+    if _memlock_pending and cmd in _CHARGED:
+        _before_create()
     ref = byref(attr)
-    while True:
-        ret: int = raw_syscall(NR_BPF, cmd, ref, size)
+    ret: int = raw_syscall(NR_BPF, cmd, ref, size)
+    if ret >= 0:
+        return ret
+    err = get_errno()
+    if _interrupted(cmd, err):
+        ret, err = _retry(cmd, ref, size, err)
         if ret >= 0:
             return ret
-        err = get_errno()
-        if err != errno.EINTR:
-            return -err
+    return -err
 
 
 def perf_event_open(attr: Any, pid: int, cpu: int, group_fd: int, flags: int) -> int:
     """perf_event_open(2); the caller must pass PERF_FLAG_FD_CLOEXEC in flags."""
-    while True:
+    for _ in range(INTERRUPT_RETRIES + 1):
         ret: int = raw_syscall(NR_PERF_EVENT_OPEN, byref(attr), pid, cpu, group_fd,
                                ctypes.c_ulong(flags))
         if ret >= 0:
             return ret
         err = get_errno()
         if err != errno.EINTR:
-            raise from_errno(err, "perf_event_open")
+            break
+    else:
+        raise interrupted_error(err, "perf_event_open")
+    if err in (errno.EPERM, errno.EACCES):
+        raise _caps.eperm_error("perf_event_open", err=err, cmd=_caps.PERF_EVENT_OPEN)
+    raise from_errno(err, "perf_event_open")
 
 
 def _cmd_name(cmd: int) -> str:
@@ -91,4 +160,5 @@ def _cmd_name(cmd: int) -> str:
         return str(cmd)
 
 
-__all__ = ["NR_BPF", "SyscallError", "bpf", "bpf_errno", "perf_event_open", "raw_syscall"]
+__all__ = ["INTERRUPT_RETRIES", "NR_BPF", "SyscallError", "bpf", "bpf_errno", "interrupted_error",
+           "perf_event_open", "raw_syscall"]

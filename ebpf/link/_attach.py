@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from .._sys import caps as _caps
 from .._sys import consts
 from .._sys import prog as _sysprog
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.syscall import bpf
 from .._sys.types import AttachType, Cmd, LinkCreateAttr, ProgAttachAttr, ProgQueryAttr
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
@@ -331,6 +332,7 @@ class ProgAttachLink(Link):
         return f"<{type(self).__name__} {self.attach_type.name} to {self._what} {state}>"
 
 
+@holds_first
 def prog_attach(program: Program, target: FD | None, attach_type: AttachType, flags: int,
                 what: str, netns: int | None = None) -> ProgAttachLink:
     """BPF_PROG_ATTACH `program` to `target` and wrap it; takes ownership of `target`
@@ -356,6 +358,7 @@ def _attach_call(attr: ProgAttachAttr, what: str, program: Program) -> None:
         raise _explain(e, "BPF_PROG_ATTACH", program, int(attr.attach_type), what) from None
 
 
+@holds_first
 def link_create(program: Program, attr: LinkCreateAttr, what: str) -> FD:
     """BPF_LINK_CREATE for `program` with a caller-filled `attr`; the link fd."""
     from .._sys import link as _syslink
@@ -376,10 +379,13 @@ def _explain(e: SyscallError, cmd: str, program: Program, attach_type: int,
     ptype = getattr(program.type, "name", str(program.type))
     base = f"bpf({cmd}) of program {program.name!r} ({ptype}) as {at} to {what}"
     hint = ""
-    if isinstance(e, PermissionError):
-        if not _sysprog.bpf_privileged():
-            return e
-        # privileged, so EPERM is the hook's rule: for cgroups an exclusive/override
+    if e.errno == _errno.EPERM:
+        exc = _caps.eperm_error(base, cmd=Cmd[cmd.removeprefix("BPF_")],
+                                prog_type=int(program.type), feature=f"attach type {at}")
+        if isinstance(exc, PermissionError) or not (at.startswith("CGROUP_")
+                                                    or at == "LSM_CGROUP"):
+            return exc
+        # privileged, so EPERM is the cgroup hook's rule: an exclusive/override
         # attachment is in the way, or the new flags conflict with the existing ones
         return SyscallError(e.errno, f"{base}: refused (EPERM) although the process is "
                             "privileged: the hook already has programs attached with "

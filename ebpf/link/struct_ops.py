@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from .. import btf as _btf
-from .._sys import prog as _sysprog
+from .._sys import caps as _caps
 from .._sys.fd import FD
 from .._sys.syscall import bpf
 from .._sys.types import (
@@ -49,9 +49,9 @@ from .._sys.types import (
 from ..elf.struct_ops import StructOpsSpec, read_struct_ops
 from ..errors import (
     InvalidArgumentError,
+    KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
-    PermissionError,
     SyscallError,
 )
 from ..maps import Map
@@ -242,13 +242,12 @@ def _tiny_btf() -> FD:
 
 
 def _refused(e: SyscallError, what: str) -> SyscallError:
-    if isinstance(e, PermissionError) and _sysprog.bpf_privileged():
-        exc = NotSupportedError("struct_ops", errno=e.errno)
-        exc.strerror = (f"{what}: this kernel refuses struct_ops (EPERM although the "
-                        "process has CAP_BPF and CAP_PERFMON or CAP_SYS_ADMIN), as it "
-                        "refuses trampoline programs; use a kernel with BPF trampolines")
-        exc.args = (e.errno, exc.strerror)
-        return exc
+    if isinstance(e, KernelPolicyError):  # EPERM with every capability it needs
+        return _caps.eperm_error(what, err=e.errno, prog_type=ProgramType.STRUCT_OPS,
+                                 feature="struct_ops", policy_message=(
+            f"{what}: this kernel refuses struct_ops by policy (EPERM although the process "
+            "has {held}), as it refuses trampoline programs; use a kernel with BPF "
+            "trampolines"))
     if e.errno in (_errno.EOPNOTSUPP, 524):
         exc = NotSupportedError("struct_ops", errno=e.errno)
         exc.strerror = f"{what}: struct_ops is not supported by this kernel ({e.strerror})"
