@@ -166,6 +166,12 @@ def from_errno(err: int, what: str) -> SyscallError:
         from ._sys.caps import eperm_error
 
         return eperm_error(what)
+    if err == _errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
+        from ._sys.rlimit import memlock_note
+
+        note = memlock_note()
+        if note:
+            msg += f"; {note}"
     if err in (_errno.EOPNOTSUPP, 524):  # 524 is the kernel-internal ENOTSUPP
         return NotSupportedError(what, os.strerror(err) if err != 524 else "ENOTSUPP", err)
     return SyscallError(err, msg)

@@ -347,3 +347,9 @@ def test_map_access_modes_are_named(pin_dir: str) -> None:
             m[1] = 2
         assert str(ei.value).startswith("update in HASH map 'pinned': the map is frozen")
         m.unpin()
+
+
+def test_enomem_mentions_memlock_only_where_it_is_charged() -> None:
+    e = ebpf.errors.from_errno(errno.ENOMEM, "bpf(BPF_MAP_CREATE)")
+    assert type(e) is ebpf.SyscallError
+    assert str(e) == "bpf(BPF_MAP_CREATE): Cannot allocate memory (ENOMEM)"  # 5.11+: memcg
