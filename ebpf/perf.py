@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._sys import perf as _perf
 from ._sys.fd import FD
+from ._sys.fd import hold as _hold
 from ._sys.types import MapType
 from .errors import DeadlineExceededError, InvalidArgumentError, ReaderClosedError
 from .ringbuf import (
@@ -393,8 +394,12 @@ class Reader(_ReaderBase):
     `read_array` a numpy array. `pause()` stops the kernel from writing (the
     program's bpf_perf_event_output then fails with -ENOENT), `resume()`
     restarts it. `close()` removes the rings from the map and wakes a read
-    blocked in another thread.
+    blocked in another thread. In a child process made by fork(), an inherited
+    reader raises `ReaderForkedError` (see `ebpf.ringbuf`); the child's copy never
+    touches the map's slots, which stay the parent's.
     """
+
+    _what = "perf reader"
 
     def __init__(self, map: Any, per_cpu_buffer: int = 64 * _PAGE, *,
                  watermark: int = 0, wakeup_events: int = 1, overwritable: bool = False,
@@ -413,7 +418,8 @@ class Reader(_ReaderBase):
         self._paused = False
         self._poller = _perf.Poller()
         try:
-            self._map_fd = _perf.dup_fd(_map_fd(map))
+            with _hold(map):  # a Map closed meanwhile: ClosedError, never a reused number
+                self._map_fd = _perf.dup_fd(_map_fd(map))
             info = _perf.map_info(self._map_fd.fileno())
             if info.type != MapType.PERF_EVENT_ARRAY:
                 raise InvalidArgumentError(
@@ -457,7 +463,7 @@ class Reader(_ReaderBase):
         in the rings can still be read."""
         with self._lock:
             if self._closed:
-                raise ReaderClosedError
+                raise self._closed_error()
             if not self._paused:
                 self._uninstall()
                 self._paused = True
@@ -466,7 +472,7 @@ class Reader(_ReaderBase):
         """Undo `pause`."""
         with self._lock:
             if self._closed:
-                raise ReaderClosedError
+                raise self._closed_error()
             if self._paused:
                 self._install()
                 self._paused = False
@@ -474,6 +480,11 @@ class Reader(_ReaderBase):
     @property
     def paused(self) -> bool:
         return self._paused
+
+    def _release_inherited(self) -> None:
+        super()._release_inherited()
+        if self._map_fd is not None:
+            self._map_fd.close()  # the child's copy; the map keeps the parent's rings
 
     def _close_rings(self) -> None:
         try:

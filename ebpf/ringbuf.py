@@ -21,6 +21,18 @@ a Python loop. Several ring buffers can share one reader (`Reader(a, b)` or
 the reader's epoll set) and makes it raise `ReaderClosedError`; iteration
 (`for rec in reader`, `async for rec in reader`) simply ends.
 
+After ``fork()``, a reader (or `Writer`) inherited by the child is closed in
+the child and refuses every use with `ReaderForkedError` (iteration raises it
+too): its consumer position lives in memory shared with the parent, and its
+epoll set and wakeup eventfd are the parent's, so using them would steal the
+parent's records or wake (and end) the parent's blocked reads. Right after the
+fork the child unmaps the rings and closes its copies of the descriptors,
+without touching anything the parent uses. A child that wants records opens a
+new `Reader` on the map (it then shares the ring with the parent's reader:
+each record goes to whichever consumes it first). Maps and programs, by
+contrast, are simply shared: the child's `Map` reads and writes the parent's
+map.
+
 See ``ebpf/_sys/perf.py`` for the memory-ordering assumptions.
 """
 
@@ -33,6 +45,7 @@ import gc
 import itertools
 import mmap
 import operator
+import os
 import select
 import struct
 import sys
@@ -42,14 +55,17 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from ._sys import forking as _forking
 from ._sys import perf as _perf
 from ._sys.fd import FD
+from ._sys.fd import hold as _hold
 from ._sys.types import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ, MapType
 from .errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     KeyNotFoundError,
     ReaderClosedError,
+    ReaderForkedError,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +79,7 @@ __all__ = [
     "DeadlineExceededError",
     "Reader",
     "ReaderClosedError",
+    "ReaderForkedError",
     "Record",
     "UserSample",
     "Writer",
@@ -392,9 +409,12 @@ class _ReaderBase:
 
     _rings: list[Any]
     _poller: _perf.Poller | None
+    _what = "reader"
+    _forked_from = 0
 
     def _init_base(self, btf: BTFSpec | None, record_type: Any) -> None:
         self._lock = threading.RLock()
+        _forking.track(self)
         self._pending: collections.deque[Any] = collections.deque()
         self._popleft = self._pending.popleft
         self._deadline: float | None = None
@@ -438,6 +458,36 @@ class _ReaderBase:
     def _close_rings(self) -> None:
         raise NotImplementedError
 
+    def _closed_error(self) -> ReaderClosedError:
+        if self._forked_from:
+            return ReaderForkedError(
+                f"{self._what} was inherited through fork() from process "
+                f"{self._forked_from}: its rings and wakeup descriptor belong to that "
+                "process; open a new reader in this one")
+        return ReaderClosedError(f"{self._what} is closed")
+
+    def _release_inherited(self) -> None:
+        """Unmap and close this process's copies of the rings' descriptors without
+        touching what they share with the parent (consumer positions, map slots)."""
+        for r in self._rings:
+            r.close()
+        self._rings = []
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives: locks may be held by threads that are gone.
+        self._lock = threading.RLock()
+        self._async_waiters = 0
+        self._pending.clear()
+        if self._poller is None:
+            return
+        self._forked_from = os.getppid()
+        self._closed = True
+        poller, self._poller = self._poller, None
+        try:
+            self._release_inherited()
+        finally:
+            poller.close()  # closes the child's copies only; never signals the eventfd
+
     def __enter__(self: T) -> T:
         return self
 
@@ -455,7 +505,7 @@ class _ReaderBase:
     def fileno(self) -> int:
         """The epoll descriptor: readable when a ring has data (for select/asyncio)."""
         if self._poller is None:
-            raise ReaderClosedError
+            raise self._closed_error()
         return self._poller.fileno()
 
     # ---- deadlines
@@ -474,7 +524,7 @@ class _ReaderBase:
     def _wait(self, deadline: float | None) -> None:
         poller = self._poller
         if poller is None or self._closed:
-            raise ReaderClosedError
+            raise self._closed_error()
         if deadline is None:
             remaining = None
         else:
@@ -484,14 +534,14 @@ class _ReaderBase:
         try:
             poller.wait(remaining)
         except _perf.ReaderClosed:
-            raise ReaderClosedError from None
+            raise self._closed_error() from None
 
     def _blocking(self, attempt: Callable[[], T | None], timeout: float | None) -> T:
         deadline = self._deadline_for(timeout)
         with self._lock:
             while True:
                 if self._closed:
-                    raise ReaderClosedError
+                    raise self._closed_error()
                 got = attempt()
                 if got is not None:
                     return got
@@ -513,7 +563,7 @@ class _ReaderBase:
 
     def _fill(self) -> bool:
         if self._closed:
-            raise ReaderClosedError
+            raise self._closed_error()
         # Thousands of small tuples in one go would trigger several collections
         # of the cyclic GC for nothing (records hold only bytes and ints).
         enabled = gc.isenabled()
@@ -579,6 +629,8 @@ class _ReaderBase:
         while True:
             try:
                 yield self.read()
+            except ReaderForkedError:
+                raise
             except ReaderClosedError:
                 return
 
@@ -613,7 +665,7 @@ class _ReaderBase:
 
     def _attempt_batch(self, max_records: int) -> Batch | None:
         if self._closed:
-            raise ReaderClosedError
+            raise self._closed_error()
         if self._pending:
             return self._pending_batch(max_records)
         return self._round_robin(lambda r: r.batch(max_records))
@@ -643,7 +695,7 @@ class _ReaderBase:
 
         def attempt() -> Any:
             if self._closed:
-                raise ReaderClosedError
+                raise self._closed_error()
             if self._pending:
                 return self._pending_array(np, max_records, dt)
             return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
@@ -691,14 +743,14 @@ class _ReaderBase:
         deadline = self._deadline_for(timeout)
         while True:
             if self._closed:
-                raise ReaderClosedError
+                raise self._closed_error()
             with self._lock:
                 got = attempt()
             if got is not None:
                 return got
             poller = self._poller
             if poller is None:
-                raise ReaderClosedError
+                raise self._closed_error()
             fd = poller.fileno()
             fut: asyncio.Future[None] = loop.create_future()
 
@@ -726,7 +778,7 @@ class _ReaderBase:
                     with self._lock:
                         poller.close()
             if poller.woken:
-                raise ReaderClosedError
+                raise self._closed_error()
 
     async def read_async(self, timeout: float | None = None) -> Any:
         """`read` for asyncio: waits on the event loop (``add_reader`` on the
@@ -749,7 +801,7 @@ class _ReaderBase:
 
         def attempt() -> Any:
             if self._closed:
-                raise ReaderClosedError
+                raise self._closed_error()
             if self._pending:
                 return self._pending_array(np, max_records, dt)
             return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
@@ -763,6 +815,8 @@ class _ReaderBase:
         while True:
             try:
                 yield await self.read_async()
+            except ReaderForkedError:
+                raise
             except ReaderClosedError:
                 return
 
@@ -1058,7 +1112,10 @@ class Reader(_ReaderBase):
     per call, `read_array` a numpy array per call; the async variants
     (`read_async`, ``async for``) wait on the running event loop.
     Not meant to be read from several threads at once (reads are serialized).
+    In a child process made by fork(), an inherited reader raises `ReaderForkedError`.
     """
+
+    _what = "ring buffer reader"
 
     def __init__(self, *maps: Any, btf: BTFSpec | None = None, record_type: Any = None) -> None:
         self._poller = None
@@ -1076,8 +1133,9 @@ class Reader(_ReaderBase):
         """Read ring buffer `map` too; returns its ring index (`Record.ring`)."""
         with self._lock:
             if self._poller is None:
-                raise ReaderClosedError
-            fd = _perf.dup_fd(_map_fd(map))
+                raise self._closed_error()
+            with _hold(map):  # a Map closed meanwhile: ClosedError, never a reused number
+                fd = _perf.dup_fd(_map_fd(map))
             try:
                 ring = _Ring(fd, len(self._rings))
             except BaseException:
@@ -1156,14 +1214,18 @@ class Writer:
     serialized by a lock, so several threads may write.
     """
 
+    _forked_from = 0
+
     def __init__(self, map: Any) -> None:
         self._lock = threading.Lock()
         self._closed = False
+        _forking.track(self)
         self._mm_cons: mmap.mmap | None = None
         self._mm: mmap.mmap | None = None
         self._views: list[memoryview] = []
         self._ep: select.epoll | None = None
-        fd = _perf.dup_fd(_map_fd(map))
+        with _hold(map):
+            fd = _perf.dup_fd(_map_fd(map))
         self.fd = fd
         try:
             info = _perf.map_info(fd.fileno())
@@ -1189,6 +1251,20 @@ class Writer:
             self.close()
             raise
 
+    def _closed_error(self) -> ReaderClosedError:
+        if self._forked_from:
+            return ReaderForkedError(
+                "user ring buffer writer was inherited through fork() from process "
+                f"{self._forked_from}: its producer position is shared with that process; "
+                "open a new Writer in this one")
+        return ReaderClosedError("user ring buffer writer is closed")
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        if not self._closed:
+            self._forked_from = os.getppid()
+            self.close()  # unmaps and closes the child's copies; the ring is untouched
+
     def available(self) -> int:
         """Free bytes in the ring (headers and padding included)."""
         return int(self.size - (self._prod64[0] - self._cons64[0]))
@@ -1208,7 +1284,7 @@ class Writer:
         while True:
             with self._lock:
                 if self._closed:
-                    raise ReaderClosedError("writer is closed")
+                    raise self._closed_error()
                 cons: int = self._cons64[0]   # acquire
                 prod: int = self._prod64[0]
                 if self.size - (prod - cons) >= total:
@@ -1230,7 +1306,7 @@ class Writer:
                 remaining = 0.05
             ep = self._ep
             if ep is None:
-                raise ReaderClosedError("writer is closed")
+                raise self._closed_error()
             # Edge-triggered EPOLLOUT fires when the kernel drains; the bounded
             # wait covers a drain that happened before we started waiting.
             ep.poll(min(remaining, 0.05))

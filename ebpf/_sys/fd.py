@@ -1,52 +1,135 @@
-"""`FD`: sole owner of one kernel file descriptor."""
+"""`FD`: sole owner of one kernel file descriptor.
+
+Thread-safe close: a descriptor number is only an index into the process's
+table, and the kernel hands a closed number to the next object opened. An
+operation that read the number before another thread closed it would reach
+whatever object reused it (a map created right after the close, say). So
+every operation *holds* the descriptor for the duration of its system call
+(`acquire`/`release`, `hold()`); `close()` marks the FD closed at once (new
+operations raise `ClosedError`) and the real ``close(2)`` happens when the
+last operation in flight releases it, so the number cannot be reused while
+any system call with it may still run. Holding costs two list operations
+(atomic under the GIL), no lock.
+
+After fork() the child has only the forking thread: the use counts that other
+parent threads left behind are reset (see `ebpf._sys.forking`).
+"""
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import ClosedError
+from . import forking
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class FD:
-    """Owns one file descriptor: `close()` is idempotent, the object is a context
-    manager, and a forgotten close warns (ResourceWarning) and closes at garbage
-    collection. Descriptors passed in must already be close-on-exec."""
+    """Owns one file descriptor: `close()` is idempotent and thread-safe, the object
+    is a context manager, and a forgotten close warns (ResourceWarning) and closes at
+    garbage collection. Descriptors passed in must already be close-on-exec.
 
-    __slots__ = ("__weakref__", "_fd", "kind")
+    `kind` names the object in errors ("map 'counts'" -> "map 'counts' is closed").
+    """
+
+    __slots__ = ("__weakref__", "_fd", "_held", "_users", "kind")
 
     def __init__(self, fd: int, kind: str = "fd") -> None:
         if fd < 0:
             raise ValueError(f"invalid file descriptor {fd}")
         self._fd = fd
+        # The number while open or until the last user releases it: popped (atomically)
+        # by whoever really closes it, so it is closed exactly once.
+        self._held = [fd]
+        # One entry per operation in flight (list append/pop are atomic under the GIL).
+        self._users: list[None] = []
         self.kind = kind
+        forking.track(self)
 
     @property
     def closed(self) -> bool:
         return self._fd < 0
 
+    def closed_error(self) -> ClosedError:
+        """The error an operation on this closed descriptor raises."""
+        return ClosedError(f"{self.kind} is closed")
+
     def fileno(self) -> int:
-        """The raw descriptor; raises ValueError once closed."""
-        if self._fd < 0:
-            raise ValueError(f"{self.kind} is closed")
-        return self._fd
+        """The raw descriptor; raises `ClosedError` once closed.
+
+        The number is only safe to use while the FD is held (`hold`, `acquire`):
+        another thread may close it, and the kernel reuse the number, at any time."""
+        fd = self._fd
+        if fd < 0:
+            raise self.closed_error()
+        return fd
 
     def __int__(self) -> int:
         return self.fileno()
 
+    # -- holding ----------------------------------------------------------------------
+
+    def acquire(self) -> int:
+        """Mark one operation in flight and return the descriptor; `ClosedError` once
+        closed. Every `acquire` that returns must be paired with one `release`."""
+        self._users.append(None)
+        fd = self._fd
+        if fd < 0:
+            self.release()
+            raise self.closed_error()
+        return fd
+
+    def release(self) -> None:
+        """End an operation started with `acquire` (closes the descriptor if `close()`
+        was called meanwhile and this was the last operation in flight)."""
+        users = self._users
+        users.pop()
+        if self._fd < 0 and not users:
+            self._reap()
+
+    def hold(self) -> _Hold:
+        """``with fd.hold() as n:`` -- the descriptor number `n` stays valid (and is not
+        reused) for the block, even if another thread closes the FD meanwhile."""
+        return _Hold(self)
+
+    def _reap(self) -> None:
+        try:
+            fd = self._held.pop()
+        except IndexError:
+            return  # someone else closed it
+        os.close(fd)
+
+    # -- ownership ----------------------------------------------------------------------
+
     def dup(self) -> FD:
         """A new, independent close-on-exec descriptor for the same kernel object."""
-        return FD(fcntl.fcntl(self.fileno(), fcntl.F_DUPFD_CLOEXEC, 3), self.kind)
+        with self.hold() as fd:
+            return FD(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), self.kind)
 
     def detach(self) -> int:
         """Give up ownership: returns the raw fd, which the caller must close."""
         fd, self._fd = self._fd, -1
+        self._held.clear()
         return fd
 
     def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        """Close the descriptor (idempotent). Operations already in flight in other
+        threads finish first: the number is released by the last of them."""
+        self._fd = -1
+        if not self._users:
+            self._reap()
+
+    def _after_fork_in_child(self) -> None:
+        # Operations other parent threads had in flight do not exist in the child.
+        self._users.clear()
+        if self._fd < 0:
+            self._reap()
 
     def __enter__(self) -> FD:
         return self
@@ -55,12 +138,92 @@ class FD:
         self.close()
 
     def __del__(self) -> None:
+        held = getattr(self, "_held", None)
+        if not held:
+            return
         if getattr(self, "_fd", -1) >= 0:
             warnings.warn(f"unclosed {self.kind} (fd {self._fd})", ResourceWarning, stacklevel=2)
-            self.close()
+        self._fd = -1
+        self._reap()
 
     def __repr__(self) -> str:
         return f"FD({self._fd}, {self.kind!r})"
 
     def __reduce__(self) -> Any:
         raise TypeError("kernel object descriptors cannot be pickled")
+
+
+class _Hold:
+    """Context manager of `FD.hold`."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: FD) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> int:
+        return self._fd.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._fd.release()
+
+
+def fd_of(obj: Any) -> FD | None:
+    """The `FD` of a kernel object (`Map`, `Program`, `Link`, an `FD`), or None for
+    anything else (raw ints, foreign objects with only `fileno()`). Raises the
+    object's `ClosedError` when it is closed."""
+    if isinstance(obj, FD):
+        return obj
+    try:
+        fd = obj.fd  # Program.fd raises ClosedError once closed
+    except ClosedError:
+        raise
+    except Exception:  # no descriptor (a Link that is not a bpf_link, a foreign object)
+        return None
+    return fd if isinstance(fd, FD) else None
+
+
+def hold(*objs: Any) -> _Holds:
+    """Hold the descriptors of several objects (see `fd_of`) for a block: ``with
+    hold(program, target): ...``. Objects without an `FD` are ignored."""
+    return _Holds(objs)
+
+
+class _Holds:
+    __slots__ = ("_held", "_objs")
+
+    def __init__(self, objs: tuple[Any, ...]) -> None:
+        self._objs = objs
+        self._held: list[FD] = []
+
+    def __enter__(self) -> None:
+        try:
+            for obj in self._objs:
+                fd = fd_of(obj)
+                if fd is not None:
+                    fd.acquire()
+                    self._held.append(fd)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        held, self._held = self._held, []
+        for fd in reversed(held):
+            fd.release()
+
+
+def holds_first(fn: _F) -> _F:
+    """Decorator: hold the descriptor of the function's first argument (a program,
+    a map) for the whole call, so that an attach racing `close()` raises `ClosedError`
+    instead of attaching whatever reused the number."""
+
+    @functools.wraps(fn)
+    def wrapper(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        with hold(obj):
+            return fn(obj, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["FD", "fd_of", "hold", "holds_first"]

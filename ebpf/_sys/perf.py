@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterable
 
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
-from . import consts
+from . import consts, forking
 from .fd import FD
 from .syscall import bpf, perf_event_open
 from .types import (
@@ -300,6 +300,7 @@ class Poller:
         self._tokens: dict[int, int] = {}
         self._woken = False
         self._lock = threading.Lock()
+        forking.reset_lock(self, "_lock")  # a child must be able to close() it
 
     def fileno(self) -> int:
         """The epoll descriptor: readable when a ring has data or after `wake()`."""

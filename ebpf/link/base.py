@@ -11,6 +11,7 @@ from .._sys import link as _link
 from .._sys import ops as _ops
 from .._sys import validate as _validate
 from .._sys.fd import FD
+from .._sys.fd import hold as _hold
 from .._sys.types import Cmd, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError
 
@@ -34,6 +35,9 @@ class Link:
         self._fd = fd
         self.program = program
         self._pinned: str | None = None
+        name = getattr(program, "name", "")
+        if fd is not None and fd.kind == "link" and name:
+            fd.kind = f"link of program {name!r}"  # ClosedError says which link
 
     # -- identity -----------------------------------------------------------------
 
@@ -53,7 +57,8 @@ class Link:
 
     def info(self) -> Any:
         """The kernel's `struct bpf_link_info` for this link (type, id, prog_id, ...)."""
-        return _link.link_info(self.fd.fileno())
+        with self.fd.hold() as fd:
+            return _link.link_info(fd)
 
     @property
     def type(self) -> LinkType:
@@ -66,16 +71,19 @@ class Link:
         fails unless `old` is the program currently attached."""
         from .._sys.consts import BPF_F_REPLACE
 
-        _link.link_update(self.fd.fileno(), program.fd.fileno(),
-                          old.fd.fileno() if old is not None else 0,
-                          BPF_F_REPLACE if old is not None else 0)
+        # held: none of the three numbers can be freed (and reused) mid-call
+        with _hold(self.fd, program, old):
+            _link.link_update(self.fd.fileno(), program.fd.fileno(),
+                              old.fd.fileno() if old is not None else 0,
+                              BPF_F_REPLACE if old is not None else 0)
         self.program = program
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link on bpffs: it stays attached after close() and process exit,
         until `unpin()` (or the pin file is removed)."""
         p = _validate.path(path, "pin path")
-        _ops.obj_pin(self.fd.fileno(), p)
+        with self.fd.hold() as fd:
+            _ops.obj_pin(fd, p)
         self._pinned = p
 
     def unpin(self) -> None:
@@ -90,7 +98,8 @@ class Link:
     def detach(self) -> None:
         """Detach the program now (BPF_LINK_DETACH), even while the link fd stays open
         or pinned elsewhere."""
-        _link.link_detach(self.fd.fileno())
+        with self.fd.hold() as fd:
+            _link.link_detach(fd)
 
     def close(self) -> None:
         """Release the link; detaches unless pinned."""

@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, BinaryIO
 
 from .._sys import probe as _probe
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.types import LinkType, ProgramType
 from ..errors import InvalidArgumentError
 from .base import Link, register_link_class
@@ -63,6 +63,7 @@ def _open_cgroup(cgroup: str | os.PathLike[str] | int) -> tuple[int, bool]:
     return os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), True
 
 
+@holds_first
 def iter(
     program: Program,
     *,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._sys import probe as _probe
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from .base import Link
@@ -129,6 +129,7 @@ def kretsyscall(program: Program, name: str, *, cookie: int = 0) -> PerfEventLin
     return ksyscall(program, name, cookie=cookie, retprobe=True)
 
 
+@holds_first
 def kprobe_multi(
     program: Program,
     symbols: Sequence[str] | None = None,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._sys import perf as _perf
 from .._sys import probe as _probe
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.types import LinkType, PerfSwId, PerfTypeId, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from .base import Link
@@ -139,6 +139,7 @@ def _have_perf_link() -> bool:
     return features.have_link_type(LinkType.PERF_EVENT)
 
 
+@holds_first
 def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
                       cleanup: Callable[[], None] | None = None,
                       description: str = "") -> PerfEventLink:

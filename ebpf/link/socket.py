@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket as _socket
 from typing import TYPE_CHECKING
 
+from .._sys.fd import holds_first
 from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
 from .base import Link
@@ -76,6 +77,7 @@ class SocketFilterLink(Link):
         return f"<SocketFilterLink {kind} {state}>"
 
 
+@holds_first
 def socket_filter(program: Program, sock: _socket.socket) -> SocketFilterLink:
     """Attach a SOCKET_FILTER program to `sock` (SO_ATTACH_BPF): it sees every
     packet the socket receives (from the transport header for UDP/TCP, the link
@@ -87,6 +89,7 @@ def socket_filter(program: Program, sock: _socket.socket) -> SocketFilterLink:
     return SocketFilterLink(program, sock)
 
 
+@holds_first
 def reuseport(program: Program, sock: _socket.socket) -> SocketFilterLink:
     """Attach an SK_REUSEPORT program (or a socket filter returning an index) that
     selects the socket of `sock`'s SO_REUSEPORT group for each incoming packet or

@@ -22,6 +22,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._sys.fd import holds_first
 from .._sys.netlink import (
     ETH_P_ALL,
     TC_H_CLSACT,
@@ -276,6 +277,7 @@ class TCLink(Link):
                 f"handle {self.handle:#x} {state}>")
 
 
+@holds_first
 def tc(program: Program, iface: str | int, direction: str, *, priority: int = 0,
        handle: int = 0, protocol: int = ETH_P_ALL, name: str | None = None,
        replace: bool = False, direct_action: bool = True, classid: int = 0) -> TCLink:

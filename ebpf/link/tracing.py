@@ -20,7 +20,7 @@ from .._sys import link as _link
 from .._sys import ops as _ops
 from .._sys import perf as _perf
 from .._sys import probe as _probe
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.types import AttachType, ProgramType
 from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
 from .base import Link
@@ -59,6 +59,7 @@ def tracepoint(program: Program, group: str, name: str, *, cookie: int = 0) -> P
                              description=f"tracepoint {group}/{name}")
 
 
+@holds_first
 def raw_tracepoint(program: Program, name: str | None = None, *, cookie: int = 0) -> Link:
     """Attach a RAW_TRACEPOINT (or RAW_TRACEPOINT_WRITABLE) program to the raw
     tracepoint `name` (``sched_switch``, ``sys_enter``, ...), by default the one
@@ -103,6 +104,7 @@ def _btf_func_id(target: Program, func: str) -> int:
             f"program {target.name!r} has no function {func!r} in its BTF") from None
 
 
+@holds_first
 def tracing(
     program: Program,
     *,
@@ -166,6 +168,7 @@ def tracing(
     return Link(FD(fd, "link"), program)
 
 
+@holds_first
 def lsm(program: Program, *, cookie: int = 0) -> Link:
     """Attach an LSM program to the security hook it was loaded for (same as `tracing`)."""
     _require_type(program, "lsm", ProgramType.LSM)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .._sys import probe as _probe
-from .._sys.fd import FD
+from .._sys.fd import FD, holds_first
 from .._sys.types import ProgramType
 from ..elf.reader import SHN_UNDEF, ELFFile, SectionType, SegmentFlags, SegmentType, SymbolType
 from ..errors import (
@@ -326,6 +326,7 @@ def uretprobe(
     return uprobe(program, binary, symbol, offset, pid=pid, cookie=cookie, retprobe=True)
 
 
+@holds_first
 def uprobe_multi(
     program: Program,
     binary: str | os.PathLike[str],

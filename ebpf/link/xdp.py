@@ -10,6 +10,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from .._sys import consts
+from .._sys.fd import holds_first
 from .._sys.netlink import NetlinkSocket, XdpInfo
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
@@ -126,6 +127,7 @@ class XDPNetlinkLink(Link):
 
 
 
+@holds_first
 def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = None, *,
         netlink: bool = False) -> XDPLink | XDPNetlinkLink:
     """Attach an XDP program to interface `iface` (a name or an index in the calling

@@ -1,0 +1,501 @@
+"""Object lifetimes against the real kernel: close() racing other threads, ClosedError,
+and what a child process made by fork() can and cannot use.
+
+The races are made likely rather than certain: the interpreter switches threads every
+microsecond during them (sys.setswitchinterval), and each round closes an object while
+other threads hammer it, then at once creates an object of the same kind, which gets
+the lowest free descriptor number, i.e. the one just freed. The tests check that the
+number really was reused in some rounds, so that they test what they claim to.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kernelmatrix import requires
+
+import ebpf
+from ebpf import asm
+from ebpf.errors import ClosedError, ReaderClosedError, ReaderForkedError
+
+pytestmark = pytest.mark.kernel
+
+ROUNDS = 30
+WRITERS = 3
+PACKET = b"\0" * 64
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def hash_map(name: str = "race") -> ebpf.Map:
+    return ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.HASH, key_size=4, value_size=8,
+                                 max_entries=64, name=name))
+
+
+def returning(value: int, name: str = "ret") -> ebpf.Program:
+    return ebpf.Program(ebpf.ProgramSpec(
+        type=ebpf.ProgramType.SOCKET_FILTER, license="GPL", name=name,
+        instructions=[asm.mov_imm(asm.R0, value), asm.exit()]))
+
+
+def ringbuf_map(size: int = 1 << 12) -> ebpf.Map:
+    return ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.RINGBUF, max_entries=size, name="rb"))
+
+
+def ringbuf_writer(rb: ebpf.Map) -> ebpf.Program:
+    """A program whose test run outputs one 8-byte record (the value 42) to `rb`."""
+    return ebpf.Program(ebpf.ProgramSpec(
+        type=ebpf.ProgramType.SOCKET_FILTER, license="GPL", name="rb_out",
+        instructions=[
+            asm.mov_imm(asm.R1, 42), asm.store_mem(asm.R10, -8, asm.R1, asm.Size.DW),
+            asm.ld_map_fd(asm.R1, "rb"),
+            asm.mov_reg(asm.R2, asm.R10), asm.add_imm(asm.R2, -8),
+            asm.mov_imm(asm.R3, 8), asm.mov_imm(asm.R4, 0),
+            asm.call("ringbuf_output"),
+            asm.mov_imm(asm.R0, 0), asm.exit(),
+        ]), maps={"rb": rb})
+
+
+def perf_writer(events: ebpf.Map) -> ebpf.Program:
+    """A program whose test run outputs one 8-byte sample (42) to `events` on the
+    current CPU and returns what bpf_perf_event_output returned (0, or -ENOENT when the
+    CPU's slot is empty)."""
+    return ebpf.Program(ebpf.ProgramSpec(
+        type=ebpf.ProgramType.SOCKET_FILTER, license="GPL", name="pb_out",
+        instructions=[
+            asm.mov_imm(asm.R2, 42), asm.store_mem(asm.R10, -8, asm.R2, asm.Size.DW),
+            asm.ld_map_fd(asm.R2, "events"),
+            asm.mov_imm32(asm.R3, -1),                     # BPF_F_CURRENT_CPU
+            asm.mov_reg(asm.R4, asm.R10), asm.add_imm(asm.R4, -8),
+            asm.mov_imm(asm.R5, 8),
+            asm.call("perf_event_output"),
+            asm.exit(),
+        ]), maps={"events": events})
+
+
+def event_array() -> ebpf.Map:
+    return ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.PERF_EVENT_ARRAY, key_size=4,
+                                 value_size=4, name="events"))
+
+
+class Hammer:
+    """Threads running `op` in a loop until it raises; records how each one ended."""
+
+    def __init__(self, n: int, op: Callable[[int], Any]) -> None:
+        self.op = op
+        self.done = [0] * n
+        self.ended: list[BaseException | None] = [None] * n
+        self.results: list[Any] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(n)]
+
+    def _run(self, i: int) -> None:
+        while True:
+            try:
+                self.results.append(self.op(i))
+            except BaseException as e:
+                self.ended[i] = e
+                return
+            self.done[i] += 1
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while min(self.done) < 3:  # every thread is in its loop
+            assert time.monotonic() < deadline, "the threads did not get going"
+            time.sleep(0.0005)
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(10)
+            assert not t.is_alive(), "a thread kept running after close()"
+
+
+# --------------------------------------------------------------------------- races
+
+
+def test_map_writes_racing_close_never_reach_a_new_map(fast_switching: None) -> None:
+    reused = sum(_map_race_round(0xC0FFEE00 + rnd) for rnd in range(ROUNDS))
+    assert reused > 0, "the descriptor number was never reused: the race was not tested"
+
+
+def _map_race_round(magic: int) -> bool:
+    """One round: True when the new map got the closed map's descriptor number."""
+    made = threading.Event()
+    box: list[ebpf.Map] = []
+    owner_ended: list[BaseException] = []
+
+    def owner() -> None:
+        # the creating thread takes the map's preallocated fast path for m[k] = v
+        m = hash_map()
+        box.append(m)
+        made.set()
+        while True:
+            try:
+                m[100] = magic
+            except BaseException as e:
+                owner_ended.append(e)
+                return
+
+    t = threading.Thread(target=owner, daemon=True)
+    t.start()
+    assert made.wait(10)
+    m = box[0]
+    writers = Hammer(WRITERS, lambda i: m.__setitem__(i, magic))
+    writers.start()
+    number = m.fileno()
+    m.close()
+    new = hash_map()
+    try:
+        reused = new.fileno() == number
+        writers.join()
+        t.join(10)
+        assert not t.is_alive()
+        # every racing thread saw its map closed, with the map's name ...
+        for e in [*writers.ended, *owner_ended]:
+            assert isinstance(e, ClosedError), repr(e)
+            assert str(e) == "map 'race' is closed"
+        # ... and none of their writes landed in the map that took the number
+        assert dict(new.items()) == {}, "writes reached the new map"
+    finally:
+        new.close()
+    return reused
+
+
+def test_test_run_racing_close_never_runs_a_new_program(fast_switching: None) -> None:
+    reused = sum(_test_run_race_round() for _ in range(ROUNDS))
+    assert reused > 0, "the descriptor number was never reused: the race was not tested"
+
+
+def _test_run_race_round() -> bool:
+    one = returning(1, "ret_one")
+    runs = Hammer(WRITERS, lambda i: one.test_run(PACKET).retval)
+    runs.start()
+    number = one.fileno()
+    one.close()
+    two = returning(2, "ret_two")
+    try:
+        reused = two.fileno() == number
+        runs.join()
+        assert set(runs.results) == {1}, "a test run reached the program that took the fd"
+        for e in runs.ended:
+            assert isinstance(e, ClosedError), repr(e)
+            assert str(e) == "program 'ret_one' is closed"
+        assert two.test_run(PACKET).retval == 2
+    finally:
+        two.close()
+    return reused
+
+
+def test_iteration_and_lookups_racing_close(fast_switching: None) -> None:
+    """Slow paths (typed lookups from other threads, key walks, batches) race close()
+    too: they end with ClosedError and never read another map's contents."""
+    for _ in range(10):
+        _slow_paths_round()
+
+
+def _slow_paths_round() -> None:
+    m = hash_map()
+    for k in range(32):
+        m[k] = 7
+    seven = (7).to_bytes(8, "little")
+    # each returns True when what it read is the old map's content
+    ops: list[Callable[[], bool]] = [
+        lambda: m.lookup(3) == seven,
+        lambda: len(list(m.keys())) == 32,
+        lambda: len(m.lookup_batch().keys) == 32,
+        lambda: m.get(5) == seven,
+        lambda: 4 in m,
+    ]
+    hammer = Hammer(len(ops), lambda i: ops[i]())
+    hammer.start()
+    m.close()
+    new = hash_map()  # holds only key 3 -> 99: reading it fails every check above
+    try:
+        new[3] = 99
+        hammer.join()
+        for e in hammer.ended:
+            assert isinstance(e, ClosedError), repr(e)
+        assert all(hammer.results), "an operation read the map that took the fd"
+    finally:
+        new.close()
+
+
+@requires("map_type:RINGBUF", min_kernel="5.8")
+def test_ringbuf_read_blocked_in_another_thread_wakes_on_close() -> None:
+    with ringbuf_map() as rb:
+        rd = ebpf.ringbuf.Reader(rb)
+        got: list[BaseException] = []
+        started = threading.Event()
+
+        def reader() -> None:
+            started.set()
+            try:
+                rd.read()  # no timeout: only close() can end it
+            except BaseException as e:
+                got.append(e)
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        assert started.wait(5)
+        time.sleep(0.05)
+        assert t.is_alive(), "read() returned without a record"
+        t0 = time.monotonic()
+        rd.close()
+        t.join(5)
+        assert not t.is_alive(), "close() did not wake the blocked read"
+        assert time.monotonic() - t0 < 2
+        assert len(got) == 1 and isinstance(got[0], ReaderClosedError), got
+        assert isinstance(got[0], ClosedError)
+        assert str(got[0]) == "ring buffer reader is closed"
+
+
+def test_perf_read_blocked_in_another_thread_wakes_on_close() -> None:
+    with event_array() as events:
+        rd = ebpf.perf.Reader(events, per_cpu_buffer=4096)
+        got: list[BaseException] = []
+        t = threading.Thread(target=lambda: got.append(_raises(rd.read)), daemon=True)
+        t.start()
+        time.sleep(0.05)
+        assert t.is_alive()
+        rd.close()
+        t.join(5)
+        assert not t.is_alive(), "close() did not wake the blocked read"
+        assert len(got) == 1 and isinstance(got[0], ReaderClosedError), got
+        assert str(got[0]) == "perf reader is closed"
+
+
+def _raises(fn: Callable[[], Any]) -> BaseException | None:
+    try:
+        fn()
+    except BaseException as e:
+        return e
+    return None
+
+
+# --------------------------------------------------------------------------- ClosedError
+
+
+def test_closed_error_hierarchy() -> None:
+    assert issubclass(ebpf.ClosedError, ebpf.Error)
+    assert issubclass(ebpf.ClosedError, ValueError)
+    assert issubclass(ebpf.ReaderClosedError, ebpf.ClosedError)
+    assert issubclass(ebpf.ReaderForkedError, ebpf.ReaderClosedError)
+    assert ebpf.ClosedError is ClosedError
+
+
+def test_closed_map_operations_raise_closed_error(tmp_path: Any) -> None:
+    m = hash_map("counts")
+    m[1] = 2
+    m.close()
+    m.close()  # idempotent
+    ops: list[Callable[[], Any]] = [
+        lambda: m[1], lambda: m.__setitem__(1, 3), lambda: m.lookup(1),
+        lambda: m.update(1, 2), lambda: m.delete(1), lambda: m.get(1), lambda: 1 in m,
+        lambda: list(m.keys()), lambda: list(m.items()), lambda: len(m),
+        lambda: m.lookup_batch(), lambda: m.update_batch([1], [2]), lambda: m.info(),
+        lambda: m.fileno(), lambda: m.freeze(), lambda: m.dup(), lambda: m.next_key(),
+        lambda: m.pin(str(tmp_path / "x")),
+    ]
+    for op in ops:
+        with pytest.raises(ClosedError) as exc:
+            op()
+        assert str(exc.value) == "map 'counts' is closed"
+    assert m.closed and "closed" in repr(m)
+
+
+def test_closed_program_operations_raise_closed_error() -> None:
+    p = returning(0, "my_prog")
+    p.close()
+    for op in (lambda: p.test_run(PACKET), p.info, p.fileno, lambda: p.fd, p.clone,
+               lambda: ebpf.link.socket_filter(p, None)):  # type: ignore[arg-type]
+        with pytest.raises(ClosedError) as exc:
+            op()
+        assert str(exc.value) == "program 'my_prog' is closed"
+
+
+def test_closed_link_operations_raise_closed_error() -> None:
+    prog = ebpf.Program(ebpf.ProgramSpec(
+        type=ebpf.ProgramType.RAW_TRACEPOINT, license="GPL", name="raw_noop",
+        instructions=[asm.mov_imm(asm.R0, 0), asm.exit()]))
+    with prog:
+        link = ebpf.link.raw_tracepoint(prog, "sys_enter")
+        assert link.info().prog_id == prog.id
+        link.close()
+        for op in (link.info, link.fileno, link.detach, lambda: link.update(prog)):
+            with pytest.raises(ClosedError) as exc:
+                op()
+            assert str(exc.value) == "link of program 'raw_noop' is closed"
+
+
+@requires("map_type:RINGBUF", min_kernel="5.8")
+def test_closed_readers_raise_closed_error() -> None:
+    with ringbuf_map() as rb:
+        rd = ebpf.ringbuf.Reader(rb)
+        rd.close()
+        for op in (lambda: rd.read(timeout=0), lambda: rd.read_batch(timeout=0), rd.fileno,
+                   lambda: rd.add(rb)):
+            with pytest.raises(ClosedError, match=r"^ring buffer reader is closed$"):
+                op()
+        assert list(rd) == []  # iteration of a closed reader simply ends
+    with event_array() as events:
+        pr = ebpf.perf.Reader(events, per_cpu_buffer=4096)
+        pr.close()
+        for op in (lambda: pr.read(timeout=0), pr.pause, pr.fileno):
+            with pytest.raises(ClosedError, match=r"^perf reader is closed$"):
+                op()
+
+
+def test_reader_of_a_closed_map_raises_closed_error() -> None:
+    rb = ringbuf_map()
+    rb.close()
+    with pytest.raises(ClosedError, match=r"^map 'rb' is closed$"):
+        ebpf.ringbuf.Reader(rb)
+
+
+# --------------------------------------------------------------------------- fork
+
+
+def _wait_child(pid: int, timeout: float = 20.0) -> int:
+    """The child's exit status; kills it and fails when it is still running (a
+    deadlock) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status), f"child died: status {status:#x}"
+            return os.WEXITSTATUS(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child did not finish: deadlocked after fork()")
+        time.sleep(0.01)
+
+
+def _in_child(body: Callable[[], int]) -> int:
+    """Fork; the child runs `body` and exits with its result (99 on an exception)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 99
+        try:
+            code = body()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return _wait_child(pid)
+
+
+@requires("map_type:RINGBUF", min_kernel="5.8")
+def test_fork_child_shares_maps_and_refuses_inherited_reader() -> None:
+    with hash_map("shared") as m, ringbuf_map() as rb, ringbuf_writer(rb) as out:
+        m[1] = 1234
+        rd = ebpf.ringbuf.Reader(rb)
+        try:
+            # a parent thread blocked in read() holds the reader's lock at fork time
+            parent_got: list[Any] = []
+
+            def parent_read() -> None:
+                try:
+                    parent_got.append(rd.read(timeout=15))
+                except BaseException as e:
+                    parent_got.append(e)
+
+            blocked = threading.Thread(target=parent_read, daemon=True)
+            blocked.start()
+            time.sleep(0.05)
+            assert blocked.is_alive()
+
+            def child() -> int:
+                if m[1] != (1234).to_bytes(8, "little"):  # the child reads the parent's map
+                    return 1
+                m[2] = 5678       # ... and writes it
+                if not rd.closed:
+                    return 2
+                for op in (lambda: rd.read(timeout=0), rd.fileno, lambda: list(rd)):
+                    try:
+                        op()
+                        return 3
+                    except ReaderForkedError as e:
+                        if f"from process {os.getppid()}" not in str(e):
+                            return 4
+                rd.close()        # must neither deadlock nor wake the parent's read
+                out.test_run(PACKET)  # a record for the parent's reader
+                return 0
+
+            assert _in_child(child) == 0
+            assert m[2] == (5678).to_bytes(8, "little")
+            # the parent's blocked read was not woken by the child: it gets the record
+            blocked.join(10)
+            assert not blocked.is_alive()
+            assert parent_got and isinstance(parent_got[0], ebpf.ringbuf.Record), parent_got
+            assert parent_got[0].sample == (42).to_bytes(8, "little")
+            out.test_run(PACKET)
+            assert rd.read(timeout=5).sample == (42).to_bytes(8, "little")
+        finally:
+            rd.close()
+
+
+def test_fork_child_of_perf_reader_leaves_the_parents_rings_installed() -> None:
+    with event_array() as events, perf_writer(events) as out, \
+            ebpf.perf.Reader(events, per_cpu_buffer=4096) as rd:
+
+        def child() -> int:
+            try:
+                rd.read(timeout=0)
+                return 1
+            except ReaderForkedError:
+                pass
+            rd.close()
+            return 0
+
+        assert _in_child(child) == 0
+        # had the child's close() emptied the map's slots, the output would fail (-ENOENT)
+        assert out.test_run(PACKET).retval == 0
+        assert rd.read(timeout=5).sample[:8] == (42).to_bytes(8, "little")
+        assert not rd.closed
+
+
+def test_fork_child_map_op_with_parent_threads_mid_operation() -> None:
+    """Threads hammering a map while the parent forks: the child's map works, and its
+    close() really closes the descriptor (no use count left over from those threads)."""
+    with hash_map("busy") as m:
+        stop = threading.Event()
+        hammer = Hammer(2, lambda i: (m.__setitem__(i, i), stop.is_set() and 1 / 0))
+        hammer.start()
+        try:
+            for _ in range(5):
+                def child() -> int:
+                    number = m.fileno()
+                    m[7] = 7
+                    if m[7] != (7).to_bytes(8, "little"):
+                        return 1
+                    m.close()
+                    try:
+                        os.fstat(number)
+                        return 2  # still open: a stale use count deferred the close
+                    except OSError:
+                        return 0
+
+                assert _in_child(child) == 0
+        finally:
+            stop.set()
+            hammer.join()
+        assert m[7] == (7).to_bytes(8, "little")
