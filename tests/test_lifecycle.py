@@ -10,6 +10,7 @@ number really was reused in some rounds, so that they test what they claim to.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -499,3 +500,32 @@ def test_fork_child_map_op_with_parent_threads_mid_operation() -> None:
             stop.set()
             hammer.join()
         assert m[7] == (7).to_bytes(8, "little")
+
+
+def test_fork_while_another_thread_holds_library_locks() -> None:
+    """Locks a parent thread holds at fork time are fresh in the child: the kernel BTF
+    (a cached object that serializes its lazy indexing) and module-level locks."""
+    tc = importlib.import_module("ebpf.link.tc")  # the module (ebpf.link.tc is a function)
+    kernel = ebpf.btf.load_kernel_spec()
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with kernel._lock, tc._qdisc_lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder, daemon=True)
+    t.start()
+    assert held.wait(10)
+    try:
+        def child() -> int:
+            for lock in (kernel._lock, tc._qdisc_lock):
+                if not lock.acquire(timeout=5):
+                    return 1
+                lock.release()
+            return 0 if kernel.type_by_name("task_struct").size > 0 else 2
+
+        assert _in_child(child) == 0
+    finally:
+        release.set()
+        t.join(10)

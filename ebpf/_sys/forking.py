@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -58,9 +59,24 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = threading.Loc
     _locks.setdefault(owner, {})[attr] = factory
 
 
+# Module-level locks of modules that may not be imported yet: reset when they are.
+_MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
+    "ebpf._sys.probe": {"_tracefs_lock": threading.Lock},
+    "ebpf.btf.ctypes_conv": {"_lock": threading.RLock},
+    "ebpf.link.tc": {"_qdisc_lock": threading.Lock},
+    "ebpf.link.usdt": {"_ids_lock": threading.Lock},
+}
+
+
 def _after_fork_in_child() -> None:
     global _generation
     _generation += 1
+    for name, attrs in _MODULE_LOCKS.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            for attr, factory in attrs.items():
+                if hasattr(module, attr):
+                    setattr(module, attr, factory())
     for owner, attrs in list(_locks.items()):
         for attr, factory in attrs.items():
             setattr(owner, attr, factory())

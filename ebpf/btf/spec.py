@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, overload
 
+from .._sys import forking as _forking
 from ..errors import BTFError, KeyNotFoundError
 from .types import (
     Array,
@@ -180,6 +181,7 @@ class Spec:
         self._error: BTFError | None = None
         # Lazy indexing and decoding mutate shared state: one thread at a time.
         self._lock = _thread.RLock()
+        _forking.reset_lock(self, "_lock", _thread.RLock)  # a forked child can index it
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
             from array import array
