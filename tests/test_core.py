@@ -471,8 +471,8 @@ def test_relocating_again_reuses_the_decisions(L: Local,
     def no_matching(*a: object, **k: object) -> None:
         raise AssertionError("matched again")
 
-    monkeypatch.setattr(core_mod, "_find_cands", no_matching)
-    monkeypatch.setattr(core_mod, "_spec_match", no_matching)
+    monkeypatch.setattr(core_mod, "_candidates", no_matching)
+    monkeypatch.setattr(core_mod, "_land", no_matching)
     again_insns = program()
     again = run(again_insns, relos, L.spec, target, cache=cache)
     def fields(results: list[CoreResult]) -> list[tuple[object, ...]]:

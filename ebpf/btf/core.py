@@ -3,30 +3,44 @@ to the types of the kernel it runs on.
 
 clang records, for every instruction whose immediate or offset depends on a
 kernel type, a `CoreRelo` in ``.BTF.ext``: the local (object BTF) type, an
-access string ("0:12:3" = root[0].member#12[3]) and what to compute
-(`CoreReloKind`). `relocate` finds the matching types in the target BTF (the
-running kernel's vmlinux and module BTF, or an external file), computes the
-target value and patches the instruction, following libbpf's
-``relo_core.c`` rule for rule:
+access string ("0:12:3" = root[0], its member #12, element 3) and what to
+compute (`CoreReloKind`). `relocate` looks the local type up by name in the
+target BTF (the running kernel's vmlinux and module BTF, or an external file),
+follows the same access path through each candidate and patches the
+instruction with the value the target gives.
 
-* candidates are target types of a compatible kind whose name equals the
-  local name without its flavor suffix (``task_struct___old`` ->
-  ``task_struct``; target names are compared without their suffix too);
-  vmlinux is searched first and module BTF only when vmlinux has none;
-* a field access matches a candidate when every named member exists (looking
-  through anonymous structs/unions), member types are compatible and array
-  indices are in bounds (flexible arrays excepted);
-* several matching candidates must agree on the result, otherwise the
-  relocation is ambiguous (`CoreError`); candidates that do not match are
-  dropped for later relocations of the same local type, as libbpf does;
-* a relocation that cannot be satisfied (a missing field, enum value, or a
-  load whose size cannot be adjusted) poisons its instruction: it becomes
-  ``call 0xbad2310``, which the verifier accepts in dead code (a branch
-  guarded by ``bpf_core_field_exists`` & co.) and rejects with "invalid func
-  unknown#195896080" when reachable; `explain_poison` turns that log into a
-  message naming the relocation.
+How it works here:
 
-One deliberate difference: libbpf sign-extends every 32-bit enumerator, so an
+* the local access string is read into an *access path*: array subscripts and
+  member *names* (anonymous structs/unions on the way add their offset but no
+  step, since the target may nest its members differently);
+* candidates are the target types of the local type's kind whose name, without
+  a ``___flavor`` suffix, equals the local name without its suffix
+  (``task_struct___old`` -> ``task_struct``; ``nf_conn___init`` in the kernel
+  counts as ``nf_conn``); vmlinux is searched first, module BTF only when
+  vmlinux has none;
+* the path is walked through each candidate (`_Landing`): a member is found by
+  name, also inside anonymous members, and must have a type compatible with the
+  local member's; a subscript must stay within the array (flexible arrays
+  excepted). The landing gives the bit offset, the trail of member indices and
+  the member or element reached; type relocations compare whole types instead
+  (compatible, or "matches" for ``bpf_core_type_matches``), enum relocations
+  look the enumerator up by name;
+* each relocation kind turns a landing into a value (`_Outcome`: local and
+  target value, whether the instruction is checked against the local value,
+  how a load's size changes). Candidates that match must agree on the outcome,
+  otherwise the relocation is ambiguous (`CoreError`); candidates that match
+  nothing are dropped for the object's later relocations of the same type;
+* a relocation that cannot be satisfied (a missing field or enumerator, a load
+  whose size changed in a way that cannot be adjusted) poisons its
+  instruction: it becomes ``call 0xbad2310``, which the verifier accepts in
+  dead code (a branch guarded by ``bpf_core_field_exists`` & co.) and rejects
+  with "invalid func unknown#195896080" when reachable; `explain_poison` turns
+  that log into a message naming the relocation.
+
+tests/test_core_differential.py checks every relocation of the real-world
+corpus and of the test objects against what libbpf does with them. One
+deliberate difference: libbpf sign-extends every 32-bit enumerator, so an
 unsigned one >= 2**31 read as a 64-bit value never matches the instruction
 clang emitted and libbpf refuses the object; here values are extended as the
 enum's signedness says, and such relocations work.
@@ -42,15 +56,14 @@ Usage (what the program loader does)::
 
 from __future__ import annotations
 
-import copy
 import functools
 import mmap
 import re
 import struct
 import sys
 import weakref
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NoReturn, Protocol, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from .._sys.types import CoreReloKind
 from ..errors import BTFError
@@ -72,10 +85,10 @@ from .types import (
     Member,
     Pointer,
     Restrict,
-    Struct,
     Type,
     Typedef,
     TypeTag,
+    Union,
     Var,
     Void,
     Volatile,
@@ -102,10 +115,10 @@ __all__ = [
 POISON_IMM = 0xBAD2310
 """The helper id of a poisoned instruction (``call 195896080``, "bad relo")."""
 
-_MASK64 = (1 << 64) - 1
-_MAX_SPEC_LEN = 64  # BPF_CORE_SPEC_MAX_LEN
-_MAX_DEPTH = 32
-_PTR_SIZE = 8
+_U64 = (1 << 64) - 1
+_MAX_PATH = 64      # longest access path (and trail through a target) accepted
+_MAX_NESTING = 32   # deepest chain of typedefs/arrays/pointers followed
+_POINTER_SIZE = 8
 
 _FIELD_KINDS = frozenset((
     CoreReloKind.FIELD_BYTE_OFFSET, CoreReloKind.FIELD_BYTE_SIZE, CoreReloKind.FIELD_EXISTS,
@@ -197,36 +210,49 @@ class CoreResult:
 
 
 class CoreCache:
-    """Candidate target types per local type id, shared by the relocations of
-    one object (libbpf keeps one such cache per object: candidates that fail to
-    match a field are dropped for the object's later relocations).
+    """What the relocations of one object share: the candidate target types of
+    each local type (candidates that fail to match a relocation are dropped for
+    the object's later relocations, as libbpf does) and the outcome of each
+    relocation already resolved, so that loading the same object again (a
+    template with new constants) skips type matching.
 
     Pass the same cache to every `relocate` call of one object; it resets
-    itself when used with a different local BTF or target list.
+    itself when used with a different local BTF or target list. It holds the
+    BTF specs only through weak references (candidates are kept as target
+    number and type id, outcomes as plain values), so a cache stored under a
+    spec never keeps that spec alive.
     """
 
     __slots__ = ("_local", "_targets", "cands", "decisions")
 
     def __init__(self) -> None:
-        self._local: Spec | None = None
-        self._targets: Sequence[Spec] | None = None
-        self.cands: dict[int, list[_Cand]] = {}
-        # (kind, local type id, access) -> what the relocation resolved to: loading the
-        # same object again (a template with new constants) skips the matching
+        self._local: weakref.ref[Spec] | None = None
+        self._targets: tuple[weakref.ref[Any], ...] = ()
+        self.cands: dict[int, list[_Candidate]] = {}
         self.decisions: dict[tuple[int, int, str], _Decision] = {}
 
     def _bind(self, local: Spec, targets: Sequence[Spec]) -> None:
-        old = self._targets
-        if isinstance(targets, KernelTargets) or isinstance(old, KernelTargets):
-            same = old is targets
-        else:
-            same = old is not None and len(old) == len(targets) and all(
-                a is b for a, b in zip(old, targets, strict=False))
-        if self._local is not local or not same:
-            self._local = local
-            self._targets = targets
-            self.cands = {}
-            self.decisions = {}
+        """Start afresh unless the cache was last used for `local` and `targets`."""
+        if (self._local is not None and self._local() is local
+                and self._targets_are(targets)):
+            return
+        self._local = weakref.ref(local)
+        self._targets = _target_refs(targets)
+        self.cands = {}
+        self.decisions = {}
+
+    def _targets_are(self, targets: Sequence[Spec]) -> bool:
+        if isinstance(targets, KernelTargets):   # one object, whose modules load lazily
+            return len(self._targets) == 1 and self._targets[0]() is targets
+        return (len(self._targets) == len(targets)
+                and all(ref() is spec for ref, spec in zip(self._targets, targets,
+                                                            strict=False)))
+
+
+def _target_refs(targets: Sequence[Spec]) -> tuple[weakref.ref[Any], ...]:
+    if isinstance(targets, KernelTargets):
+        return (weakref.ref(targets),)
+    return tuple(weakref.ref(spec) for spec in targets)
 
 
 class KernelTargets(Sequence[Spec]):
@@ -280,778 +306,962 @@ def kernel_targets() -> KernelTargets:
 
 # -- names ------------------------------------------------------------------------
 
+# the last "___" with a non-underscore on both sides separates the flavor
+_FLAVORED = re.compile(r"(.*[^_])___(?=[^_])", re.DOTALL)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def essential_name(name: str) -> str:
     """`name` without its flavor suffix: the part before the last ``___``
     that is neither preceded nor followed by another underscore."""
     if "___" not in name:
         return name
-    n = len(name)
-    for i in range(n - 5, -1, -1):
-        if (name[i] != "_" and name[i + 1] == "_" and name[i + 2] == "_"
-                and name[i + 3] == "_" and name[i + 4] != "_"):
-            return name[: i + 1]
-    return name
+    m = _FLAVORED.match(name)
+    return m.group(1) if m else name
 
 
-# essential name -> ids of a target spec's own types called that (with any flavor)
-_name_ids: weakref.WeakKeyDictionary[Spec, dict[str, list[int]]] = weakref.WeakKeyDictionary()
-
-
-def _string_section(spec: Spec) -> tuple[bytes | mmap.mmap, int, int]:
-    """(blob, start, end) of `spec`'s own string section, from the BTF header."""
-    buf = getattr(spec, "_buf", None)
-    if not isinstance(buf, (bytes, mmap.mmap)):
-        buf = spec.raw
-    order = "<" if buf[0:2] == b"\x9f\xeb" else ">"
-    hdr_len, _, _, str_off, str_len = struct.unpack_from(order + "5I", buf, 4)
-    start = hdr_len + str_off
-    return buf, start, min(start + str_len, len(buf))
-
-
-# essential name -> the flavored names (``x___y``) in a spec's own string table
-_flavor_tables: weakref.WeakKeyDictionary[Spec, dict[str, set[str]]] = (
-    weakref.WeakKeyDictionary())
-
-
-def _flavor_table(spec: Spec) -> dict[str, set[str]]:
-    table = _flavor_tables.get(spec)
-    if table is not None:
-        return table
-    table = {}
-    buf, start, end = _string_section(spec)
-    pos = buf.find(b"___", start, end)
-    while pos >= 0:
-        first = buf.rfind(b"\0", start, pos) + 1 or start
-        stop = buf.find(b"\0", pos, end)
-        if stop < 0:
-            break
-        try:
-            name = bytes(buf[first:stop]).decode()
-        except UnicodeDecodeError:
-            name = ""
-        ess = essential_name(name)
-        if ess != name:
-            table.setdefault(ess, set()).add(name)
-        pos = buf.find(b"___", stop, end)
-    _flavor_tables[spec] = table
-    return table
-
-
-def _flavored_names(spec: Spec, essential: str) -> set[str]:
-    """Names in the string tables of `spec` (and its bases) of the form
-    ``<essential>___<flavor>``: target types can carry flavors too (the
-    kernel's ``nf_conn___init``), and libbpf compares essential names."""
-    found: set[str] = set()
-    s: Spec | None = spec
-    while s is not None:
-        found |= _flavor_table(s).get(essential, set())
-        s = s.base
-    return found
-
-
-def _target_ids(spec: Spec, essential: str) -> list[int]:
-    """Ids of `spec`'s own types (not its base's) named `essential`, flavored or not."""
-    per_spec = _name_ids.get(spec)
-    if per_spec is None:
-        per_spec = _name_ids[spec] = {}
-    ids = per_spec.get(essential)
-    if ids is None:
-        first = len(spec.base) if spec.base is not None else 1
-        found = set(spec.ids_by_name(essential))
-        for name in _flavored_names(spec, essential):
-            found.update(spec.ids_by_name(name))
-        ids = per_spec[essential] = sorted(i for i in found if i >= first)
-    return ids
-
-
-# -- type helpers -----------------------------------------------------------------
-
-class _Invalid(Exception):
-    """libbpf's -EINVAL/-E2BIG inside the matching code; becomes a CoreError."""
-
-
-def _skip(t: Type) -> Type:
-    try:
-        return skip_typedefs(t)
-    except BTFError as e:
-        raise _Invalid(str(e)) from None
-
-
-def _kind(t: Type) -> Kind:
-    return t.kind  # Enum reports ENUM for both ENUM and ENUM64: they are compatible
-
-
-_KIND_STR = {Kind.UNKN: "void", Kind.INT: "int", Kind.PTR: "ptr", Kind.ARRAY: "array",
-             Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kind.FWD: "fwd",
-             Kind.TYPEDEF: "typedef", Kind.VOLATILE: "volatile", Kind.CONST: "const",
-             Kind.RESTRICT: "restrict", Kind.FUNC: "func", Kind.FUNC_PROTO: "func_proto",
-             Kind.VAR: "var", Kind.DATASEC: "datasec", Kind.FLOAT: "float",
-             Kind.DECL_TAG: "decl_tag", Kind.TYPE_TAG: "type_tag", Kind.ENUM64: "enum"}
-
-
-def _kind_str(t: Type) -> str:
-    return _KIND_STR.get(t.kind, "?")
-
-
-def _label(t: Type) -> str:
-    if isinstance(t, Fwd):
-        return ("union " if t.union else "struct ") + t.name
-    return f"{_kind_str(t)} {t.name or '<anon>'}"
-
-
-def _size(t: Type) -> int:
-    """btf__resolve_size: size in bytes, through typedefs, modifiers and arrays."""
-    nelems = 1
-    for _ in range(_MAX_DEPTH):
-        if isinstance(t, (Int, Composite, Enum, Float, Datasec)):
-            size = nelems * t.size
-            if size > 0xFFFFFFFF:
-                raise _Invalid(f"size of {_label(t)} overflows")
-            return size
-        if isinstance(t, Pointer):
-            return nelems * _PTR_SIZE
-        if isinstance(t, Array):
-            nelems *= t.nelems
-            if nelems > 0xFFFFFFFF:
-                raise _Invalid("array size overflows")
-            t = t.type
-            continue
-        if isinstance(t, (Typedef, Var, Volatile, Const, Restrict, TypeTag, DeclTag)):
-            t = t.type
-            continue
-        raise _Invalid(f"{_label(t)} has no size")
-    raise _Invalid("type nesting too deep to compute a size")
-
-
-def _int_offset(t: Type) -> int:
-    return t.offset if isinstance(t, Int) else 0
-
-
-def _enum_u64(e: Enum, idx: int) -> int:
-    """An enumerator's value as a u64, extended according to the enum's signedness.
-
-    libbpf (up to at least 1.6) sign-extends every 32-bit enumerator, so an
-    unsigned value >= 2**31 loaded with a 64-bit immediate never matches what
-    clang emitted (zero-extended) and the object fails to load; zero-extending
-    unsigned values (as the BTF says they are) relocates them correctly.
-    """
-    return e.values[idx].value & _MASK64
-
-
-def _names_match(local: str, target: str) -> bool:
-    if not target:
-        return not local
+def _same_essential_name(local: str, target: str) -> bool:
+    """Names correspond: equal without flavors, or both anonymous."""
+    if not target or not local:
+        return not target and not local
     return essential_name(local) == essential_name(target)
 
 
-# -- field specs ------------------------------------------------------------------
-
-class _Acc:
-    """High-level accessor: a named member (`type` is its composite, `idx` the
-    member index) or an array index (`name` None, `type` the element type)."""
-
-    __slots__ = ("idx", "name", "type")
-
-    def __init__(self, t: Type, idx: int, name: str | None) -> None:
-        self.type = t
-        self.idx = idx
-        self.name = name
+def _on_spec(spec: Spec, attr: str) -> dict[Any, Any]:
+    """A cache stored on `spec` itself: its entries may refer to the spec's types (which
+    refer to the spec) and still die with it."""
+    cache: dict[Any, Any] = vars(spec).setdefault(attr, {})
+    return cache
 
 
-class _FSpec:
-    """bpf_core_spec: the parsed access of one side of a relocation."""
-
-    __slots__ = ("accs", "bit_offset", "kind", "raw", "root", "root_id", "spec")
-
-    def __init__(self, spec: Spec, root_id: int, root: Type, kind: CoreReloKind) -> None:
-        self.spec = spec
-        self.root_id = root_id
-        self.root = root
-        self.kind = kind
-        self.accs: list[_Acc] = []
-        self.raw: list[int] = []
-        self.bit_offset = 0
-
-    def path(self) -> str:
-        """C-like view: ``struct task_struct.comm[3]``, ``enum e::VAL``."""
-        base = _label(self.root)
-        if self.kind in _TYPE_KINDS:
-            return base
-        if self.kind in _ENUM_KINDS:
-            return f"{base}::{self.accs[0].name}" if self.accs else base
-        out = [base]
-        for i, acc in enumerate(self.accs):
-            if acc.name is not None:
-                out.append(f".{acc.name}")
-            elif i > 0 or acc.idx > 0:
-                out.append(f"[{acc.idx}]")
-        return "".join(out)
-
-    def detail(self) -> str:
-        raw = ":".join(map(str, self.raw))
-        off = self.bit_offset
-        where = f"{off // 8}.{off % 8}" if off % 8 else f"{off // 8}"
-        return f"{self.path()} ({raw} @ offset {where})"
+def _string_table(spec: Spec) -> tuple[bytes | mmap.mmap, int, int]:
+    """(buffer, start, end) of `spec`'s own string section (not its base's), located
+    through the BTF header."""
+    buf = getattr(spec, "_buf", None)   # the spec's buffer, without copying a mapped file
+    if not isinstance(buf, (bytes, mmap.mmap)):
+        buf = spec.raw
+    order = "<" if buf[0:2] == b"\x9f\xeb" else ">"
+    header_len, _, _, str_off, str_len = struct.unpack_from(order + "5I", buf, 4)
+    start = header_len + str_off
+    return buf, start, min(start + str_len, len(buf))
 
 
-def _is_flex(prev: _Acc | None, arr: Array) -> bool:
-    if prev is None or prev.name is None or arr.nelems > 0:
-        return False
-    t = prev.type
-    return isinstance(t, Composite) and prev.idx == len(t.members) - 1
+def _strings_containing(needle: bytes, buf: bytes | mmap.mmap, start: int,
+                        end: int) -> Iterable[bytes]:
+    """The NUL-terminated strings of buf[start:end] that contain `needle`."""
+    hit = buf.find(needle, start, end)
+    while hit >= 0:
+        first = buf.rfind(b"\0", start, hit) + 1 or start
+        stop = buf.find(b"\0", hit, end)
+        if stop < 0:
+            return
+        yield bytes(buf[first:stop])
+        hit = buf.find(needle, stop, end)
 
 
-_ACCESS_RE = re.compile(r"\s*[+-]?\d+\s*(?::\s*[+-]?\d+\s*)*")
+def _flavors(spec: Spec) -> dict[str, list[str]]:
+    """Essential name -> the flavored names (``x___y``) in `spec`'s own strings."""
+    cache = _on_spec(spec, "_core_flavors")
+    table = cache.get("table")
+    if table is None:
+        table = {}
+        for raw in _strings_containing(b"___", *_string_table(spec)):
+            try:
+                name = raw.decode()
+            except UnicodeDecodeError:
+                continue
+            essential = essential_name(name)
+            if essential != name:
+                table.setdefault(essential, []).append(name)
+        cache["table"] = table
+    return table
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_access(access: str) -> tuple[int, ...]:
-    """"0:12:3" -> (0, 12, 3), as libbpf's sscanf loop reads it."""
-    if not access or access[0] == ":" or not _ACCESS_RE.fullmatch(access):
-        raise _Invalid(f"bad access string {access!r}")
-    out = tuple(int(part) for part in access.split(":"))
-    if len(out) > _MAX_SPEC_LEN:
-        raise _Invalid(f"access string {access!r} is too long")
-    return out
+def _ids_named(spec: Spec, essential: str) -> list[int]:
+    """Ids of `spec`'s own types (not its base's) whose essential name is `essential`."""
+    known = _on_spec(spec, "_core_ids_by_essential_name")
+    ids = known.get(essential)
+    if ids is None:
+        names = [essential]
+        s: Spec | None = spec
+        while s is not None:    # a flavored name may be stored in a base's strings
+            names += _flavors(s).get(essential, ())
+            s = s.base
+        own_from = len(spec.base) if spec.base is not None else 1
+        ids = known[essential] = sorted({i for n in names for i in spec.ids_by_name(n)
+                                         if i >= own_from})
+    return ids
 
 
-def _parse_spec(local: Spec, relo: CoreRelo) -> _FSpec:
-    """bpf_core_parse_spec: validate the access string against the local type."""
+# -- types ------------------------------------------------------------------------
+
+class _Refused(Exception):
+    """The relocation is malformed or cannot be decided; becomes a CoreError."""
+
+
+def _resolved(t: Type) -> Type:
+    """`t` without typedefs and qualifiers."""
     try:
-        root = local.type_by_id(relo.type_id)
+        return skip_typedefs(t)
     except BTFError as e:
-        raise _Invalid(str(e)) from None
-    spec = _FSpec(local, relo.type_id, root, relo.kind)
-    if relo.kind in _TYPE_KINDS:
-        if relo.access != "0":
-            raise _Invalid(f"type relocation with access string {relo.access!r} (expected '0')")
-        return spec
-    raw = _parse_access(relo.access)
-    spec.raw = list(raw)
-    t = _skip(root)
-    idx = raw[0]
-    if relo.kind in _ENUM_KINDS:
-        if not isinstance(t, Enum) or len(raw) > 1 or not 0 <= idx < len(t.values):
-            raise _Invalid(f"enum value access {relo.access!r} does not fit {_label(t)}")
-        spec.accs.append(_Acc(t, idx, t.values[idx].name))
-        return spec
-    if relo.kind not in _FIELD_KINDS:
-        raise _Invalid(f"unknown relocation kind {relo.kind}")
-    if idx < 0:
-        raise _Invalid(f"negative index in access string {relo.access!r}")
-    spec.accs.append(_Acc(t, idx, None))
-    spec.bit_offset = idx * _size(t) * 8
-    for i in range(1, len(raw)):
-        t = _skip(t)
-        idx = raw[i]
-        if idx < 0:
-            raise _Invalid(f"negative index in access string {relo.access!r}")
-        if isinstance(t, Composite):
-            if idx >= len(t.members):
-                raise _Invalid(f"{_label(t)} has no member #{idx}")
-            m = t.members[idx]
-            spec.bit_offset += m.offset_bits
-            if m.name:
-                spec.accs.append(_Acc(t, idx, m.name))
-            t = m.type
-        elif isinstance(t, Array):
-            elem = _skip(t.type)
-            if not _is_flex(spec.accs[-1], t) and idx >= t.nelems:
-                raise _Invalid(f"index {idx} out of bounds of a {t.nelems}-element array")
-            spec.accs.append(_Acc(elem, idx, None))
-            spec.bit_offset += idx * _size(elem) * 8
-            t = elem
-        else:
-            raise _Invalid(f"access {relo.access!r} (at position {i}) goes through "
-                           f"{_label(t)}, which is neither a struct/union nor an array")
-    return spec
+        raise _Refused(str(e)) from None
 
 
-def _fields_compat(lt: Type, tt: Type) -> bool:
-    """bpf_core_fields_are_compat."""
-    for _ in range(_MAX_DEPTH):
-        lt, tt = _skip(lt), _skip(tt)
-        if isinstance(lt, Composite) and isinstance(tt, Composite):
-            return True
-        if _kind(lt) != _kind(tt):
+_KIND_WORDS = {Kind.UNKN: "void", Kind.INT: "int", Kind.PTR: "ptr", Kind.ARRAY: "array",
+               Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum", Kind.FWD: "fwd",
+               Kind.TYPEDEF: "typedef", Kind.VOLATILE: "volatile", Kind.CONST: "const",
+               Kind.RESTRICT: "restrict", Kind.FUNC: "func", Kind.FUNC_PROTO: "func_proto",
+               Kind.VAR: "var", Kind.DATASEC: "datasec", Kind.FLOAT: "float",
+               Kind.DECL_TAG: "decl_tag", Kind.TYPE_TAG: "type_tag", Kind.ENUM64: "enum"}
+
+
+def _kind_word(t: Type) -> str:
+    return _KIND_WORDS.get(t.kind, "?")
+
+
+def _label(t: Type) -> str:
+    """``struct task_struct``, ``typedef pid_t``, ``union <anon>``."""
+    if isinstance(t, Fwd):
+        return ("union " if t.union else "struct ") + t.name
+    return f"{_kind_word(t)} {t.name or '<anon>'}"
+
+
+_SIZED = (Int, Composite, Enum, Float, Datasec)
+_TRANSPARENT = (Typedef, Var, Volatile, Const, Restrict, TypeTag, DeclTag)
+
+
+def _byte_size(t: Type) -> int:
+    """Bytes `t` occupies, through typedefs, qualifiers and arrays."""
+    count = 1
+    for _ in range(_MAX_NESTING):
+        if isinstance(t, _TRANSPARENT):
+            t = t.type
+            continue
+        if isinstance(t, Array):
+            count *= t.nelems
+            if count > 0xFFFFFFFF:
+                raise _Refused("array size overflows")
+            t = t.type
+            continue
+        if isinstance(t, _SIZED):
+            size = count * t.size
+            if size > 0xFFFFFFFF:
+                raise _Refused(f"size of {_label(t)} overflows")
+            return size
+        if isinstance(t, Pointer):
+            return count * _POINTER_SIZE
+        raise _Refused(f"{_label(t)} has no size")
+    raise _Refused("type nesting too deep to compute a size")
+
+
+def _bit_offset_within(t: Type) -> int:
+    return t.offset if isinstance(t, Int) else 0
+
+
+def _member_fits(local: Type, target: Type) -> bool:
+    """Whether a target member can stand for a local one of the same name: composites
+    of any kind, pointers and floats always; enums and forward declarations with
+    corresponding names; integers not shifted within their storage; arrays whose
+    elements fit."""
+    for _ in range(_MAX_NESTING):
+        local, target = _resolved(local), _resolved(target)
+        if isinstance(local, Composite):
+            return isinstance(target, Composite)
+        if local.kind != target.kind:
             return False
-        if isinstance(lt, (Pointer, Float)):
+        if isinstance(local, (Pointer, Float)):
             return True
-        if isinstance(lt, (Fwd, Enum)):
-            ln, tn = essential_name(lt.name), essential_name(tt.name)
-            return not ln or not tn or ln == tn
-        if isinstance(lt, Int):
-            return _int_offset(lt) == 0 and _int_offset(tt) == 0
-        if isinstance(lt, Array) and isinstance(tt, Array):
-            lt, tt = lt.type, tt.type
+        if isinstance(local, (Enum, Fwd)):
+            a, b = essential_name(local.name), essential_name(target.name)
+            return a == b or not a or not b
+        if isinstance(local, Int):
+            return _bit_offset_within(local) == 0 == _bit_offset_within(target)
+        if isinstance(local, Array) and isinstance(target, Array):
+            local, target = local.type, target.type
             continue
         return False
-    raise _Invalid("type nesting too deep")
+    raise _Refused("type nesting too deep")
 
 
-# Per target composite: member name -> where it is, in libbpf's search order
-# (depth first through anonymous members): (index path, bit offset, the member,
-# the composite holding it, its index there).
-_Place = tuple[tuple[int, ...], int, Member, Composite, int]
-_member_places: weakref.WeakKeyDictionary[Spec, dict[int, tuple[Type, dict[str, list[_Place]]]]] = (
-    weakref.WeakKeyDictionary())
-
-
-def _places(spec: Spec, t: Composite) -> dict[str, list[_Place]]:
-    per_spec = _member_places.get(spec)
-    if per_spec is None:
-        per_spec = _member_places[spec] = {}
-    entry = per_spec.get(id(t))
-    if entry is not None and entry[0] is t:
-        return entry[1]
-    index: dict[str, list[_Place]] = {}
-
-    def walk(c: Composite, prefix: tuple[int, ...], base: int) -> None:
-        if len(prefix) >= _MAX_SPEC_LEN:
-            raise _Invalid("struct/union nesting too deep")
-        for i, m in enumerate(c.members):
-            path = (*prefix, i)
-            off = base + m.offset_bits
-            if m.name:
-                index.setdefault(m.name, []).append((path, off, m, c, i))
-            else:
-                inner = _skip(m.type)
-                if isinstance(inner, Composite):
-                    walk(inner, path, off)
-
-    walk(t, (), 0)
-    per_spec[id(t)] = (t, index)  # the spec keeps `t` alive: its id stays unique
-    return index
-
-
-def _match_member(name: str, ltype: Type, targ: Type, tspec: _FSpec) -> Type | None:
-    """bpf_core_match_member: find member `name` in `targ`, through anonymous
-    members; on success extend `tspec` and return the member's type.
-
-    A same-named member of an incompatible type ends the search of the
-    struct/union that holds it (libbpf returns from that level)."""
-    targ = _skip(targ)
-    if not isinstance(targ, Composite):
-        return None
-    places = _places(tspec.spec, targ).get(name)
-    if not places:
-        return None
-    skip: tuple[int, ...] | None = None
-    for path, off, m, parent, idx in places:
-        if skip is not None and path[: len(skip)] == skip:
-            continue
-        if len(tspec.raw) + len(path) > _MAX_SPEC_LEN:
-            raise _Invalid("struct/union/array nesting too deep")
-        if _fields_compat(ltype, m.type):
-            tspec.raw.extend(path)
-            tspec.bit_offset += off
-            tspec.accs.append(_Acc(parent, idx, name))
-            return m.type
-        if len(path) == 1:
-            return None
-        skip = path[:-1]
-    return None
-
-
-def _types_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:
-    """bpf_core_types_are_compat (type-based relocations)."""
-    if _kind(lt) != _kind(tt):
+def _types_compatible(local: Type, target: Type, depth: int = _MAX_NESTING) -> bool:
+    """The loose type equivalence of type-existence, -size and -id relocations: same
+    kinds all the way down through pointers, arrays and function prototypes;
+    structs, unions, enums and forward declarations by kind alone."""
+    if local.kind != target.kind:
         return False
-    for _ in range(_MAX_DEPTH):
-        lt, tt = _skip(lt), _skip(tt)
-        if _kind(lt) != _kind(tt):
+    for _ in range(_MAX_NESTING):
+        local, target = _resolved(local), _resolved(target)
+        if local.kind != target.kind:
             return False
-        if isinstance(lt, (Void, Composite, Enum, Fwd)):
+        if isinstance(local, (Void, Composite, Enum, Fwd)):
             return True
-        if isinstance(lt, Int):
-            return _int_offset(lt) == 0 and _int_offset(tt) == 0
-        if isinstance(lt, Pointer) and isinstance(tt, Pointer):
-            lt, tt = lt.type, tt.type
+        if isinstance(local, Int):
+            return _bit_offset_within(local) == 0 == _bit_offset_within(target)
+        if isinstance(local, Pointer) and isinstance(target, Pointer):
+            local, target = local.type, target.type
             continue
-        if isinstance(lt, Array) and isinstance(tt, Array):
-            lt, tt = lt.type, tt.type
+        if isinstance(local, Array) and isinstance(target, Array):
+            local, target = local.type, target.type
             continue
-        if isinstance(lt, FuncProto) and isinstance(tt, FuncProto):
-            if len(lt.params) != len(tt.params):
+        if isinstance(local, FuncProto) and isinstance(target, FuncProto):
+            if depth <= 0:
+                raise _Refused("function prototype nesting too deep")
+            if len(local.params) != len(target.params) or not all(
+                    _types_compatible(_resolved(a.type), _resolved(b.type), depth - 1)
+                    for a, b in zip(local.params, target.params, strict=True)):
                 return False
-            for lp, tp in zip(lt.params, tt.params, strict=False):
-                if level <= 0:
-                    raise _Invalid("function prototype nesting too deep")
-                if not _types_compat(_skip(lp.type), _skip(tp.type), level - 1):
-                    return False
-            lt, tt = lt.return_type, tt.return_type
+            local, target = local.return_type, target.return_type
             continue
         return False
-    raise _Invalid("type nesting too deep")
+    raise _Refused("type nesting too deep")
 
 
-def _enums_match(lt: Enum, tt: Enum) -> bool:
-    if lt.size != tt.size or len(lt.values) > len(tt.values):
+# -- "type matches": the strict equivalence of bpf_core_type_matches ---------------------
+
+def _types_match(local: Type, target: Type, behind_pointer: bool = False,
+                 depth: int = _MAX_NESTING) -> bool:
+    """Whether `target` has the shape `local` describes: names correspond at every
+    level, integers agree in size and signedness, arrays in length, functions in
+    their parameters, enums hold every local enumerator name, structs/unions hold
+    every local member (by name and matching type). Behind a pointer, a struct or
+    union only has to be of the same kind (or a forward declaration of it)."""
+    if depth <= 0:
+        raise _Refused("type nesting too deep")
+    for _ in range(_MAX_NESTING):
+        local, target = _resolved(local), _resolved(target)
+        if not _same_essential_name(local.name, target.name):
+            return False
+        if isinstance(local, (Pointer, Array)):
+            if not _same_container(local, target):
+                return False
+            behind_pointer = behind_pointer or isinstance(local, Pointer)
+            local, target = local.type, target.type  # type: ignore[attr-defined]
+            continue
+        if isinstance(local, FuncProto):
+            if not isinstance(target, FuncProto) or len(local.params) != len(target.params):
+                return False
+            if not all(_types_match(a.type, b.type, behind_pointer, depth - 1)
+                       for a, b in zip(local.params, target.params, strict=True)):
+                return False
+            local, target = local.return_type, target.return_type
+            continue
+        return _leaf_matches(local, target, behind_pointer, depth)
+    raise _Refused("type nesting too deep")
+
+
+def _same_container(local: Pointer | Array, target: Type) -> bool:
+    if isinstance(local, Pointer):
+        return isinstance(target, Pointer)
+    return isinstance(target, Array) and target.nelems == local.nelems
+
+
+def _is_union(t: Type) -> bool:
+    return t.union if isinstance(t, Fwd) else isinstance(t, Union)
+
+
+def _leaf_matches(local: Type, target: Type, behind_pointer: bool, depth: int) -> bool:
+    if isinstance(local, Void):
+        return isinstance(target, Void)
+    if isinstance(local, Int):
+        return (isinstance(target, Int) and local.size == target.size
+                and local.signed == target.signed)
+    if isinstance(local, Enum):
+        return isinstance(target, Enum) and _enumerators_match(local, target)
+    if isinstance(local, Fwd):
+        if isinstance(target, Fwd) or (behind_pointer and isinstance(target, Composite)):
+            return _is_union(local) == _is_union(target)
         return False
-    return all(any(_names_match(lv.name, tv.name) for tv in tt.values) for lv in lt.values)
+    if isinstance(local, Composite):
+        if behind_pointer:
+            if isinstance(target, Fwd):
+                return _is_union(local) == _is_union(target)
+            return local.kind == target.kind
+        return (local.kind == target.kind and isinstance(target, Composite)
+                and _members_match(local, target, depth))
+    return False
 
 
-def _composites_match(lt: Composite, tt: Composite, behind_ptr: bool, level: int) -> bool:
-    if len(lt.members) > len(tt.members):
+def _enumerators_match(local: Enum, target: Enum) -> bool:
+    if local.size != target.size or len(local.values) > len(target.values):
         return False
-    for lm in lt.members:
-        for tm in tt.members:
-            if _names_match(lm.name, tm.name) and _types_match(lm.type, tm.type, behind_ptr,
-                                                               level - 1):
+    return all(any(_same_essential_name(lv.name, tv.name) for tv in target.values)
+               for lv in local.values)
+
+
+def _members_match(local: Composite, target: Composite, depth: int) -> bool:
+    if len(local.members) > len(target.members):
+        return False
+    for lm in local.members:
+        # names correspond without flavors; an anonymous member ("") to anonymous ones
+        wanted = essential_name(lm.name)
+        for tm in target.members:
+            if essential_name(tm.name) == wanted and _types_match(lm.type, tm.type, False,
+                                                                   depth - 1):
                 break
         else:
             return False
     return True
 
 
-def _types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_DEPTH) -> bool:
-    """__bpf_core_types_match (TYPE_MATCHES)."""
-    if level <= 0:
-        raise _Invalid("type nesting too deep")
-    for _ in range(_MAX_DEPTH):
-        lt, tt = _skip(lt), _skip(tt)
-        if not _names_match(lt.name, tt.name):
-            return False
-        lk, tk = _kind(lt), _kind(tt)
-        if isinstance(lt, Void):
-            return lk == tk
-        if isinstance(lt, Fwd):
-            if behind_ptr:
-                if isinstance(tt, Fwd):
-                    return lt.union == tt.union
-                return (isinstance(tt, Struct) and not lt.union) or (
-                    tt.kind == Kind.UNION and lt.union)
-            return isinstance(tt, Fwd) and lt.union == tt.union
-        if isinstance(lt, Enum):
-            return isinstance(tt, Enum) and _enums_match(lt, tt)
-        if isinstance(lt, Composite):
-            if behind_ptr:
-                if lk == tk:
-                    return True
-                if not isinstance(tt, Fwd):
-                    return False
-                return (lt.kind == Kind.UNION) == tt.union
-            if lk != tk:
-                return False
-            assert isinstance(tt, Composite)
-            return _composites_match(lt, tt, behind_ptr, level)
-        if isinstance(lt, Int):
-            if not isinstance(tt, Int):
-                return False
-            return lt.size == tt.size and lt.signed == tt.signed
-        if isinstance(lt, Pointer):
-            if not isinstance(tt, Pointer):
-                return False
-            behind_ptr = True
-            lt, tt = lt.type, tt.type
-            continue
-        if isinstance(lt, Array):
-            if not isinstance(tt, Array) or lt.nelems != tt.nelems:
-                return False
-            lt, tt = lt.type, tt.type
-            continue
-        if isinstance(lt, FuncProto):
-            if not isinstance(tt, FuncProto) or len(lt.params) != len(tt.params):
-                return False
-            for lp, tp in zip(lt.params, tt.params, strict=False):
-                if not _types_match(lp.type, tp.type, behind_ptr, level - 1):
-                    return False
-            lt, tt = lt.return_type, tt.return_type
-            continue
-        return False
-    raise _Invalid("type nesting too deep")
+# -- access paths -----------------------------------------------------------------
+
+class _Step(NamedTuple):
+    """One step of an access path: a subscript (`name` None; `number` the element) or
+    a member by name (`number` its position in the local type, `local_type` its type)."""
+
+    name: str | None
+    number: int
+    local_type: Type | None = None
 
 
-def _spec_match(lspec: _FSpec, tspec: _FSpec) -> bool:
-    """bpf_core_spec_match: fill `tspec` for the candidate root; True on a match."""
-    kind = lspec.kind
-    if kind in _TYPE_KINDS:
-        if kind == CoreReloKind.TYPE_MATCHES:
-            return _types_match(lspec.root, tspec.root)
-        return _types_compat(lspec.root, tspec.root)
-    if kind in _ENUM_KINDS:
-        t = _skip(tspec.root)
-        if not isinstance(t, Enum):
-            return False
-        want = essential_name(lspec.accs[0].name or "")
-        for i, v in enumerate(t.values):
-            if essential_name(v.name) == want:
-                tspec.accs.append(_Acc(t, i, v.name))
-                tspec.raw.append(i)
-                return True
-        return False
-    targ: Type = tspec.root
-    for i, lacc in enumerate(lspec.accs):
-        targ = _skip(targ)
-        if lacc.name is not None:
-            lt = lacc.type
-            assert isinstance(lt, Composite)
-            found = _match_member(lacc.name, lt.members[lacc.idx].type, targ, tspec)
-            if found is None:
-                return False
-            targ = found
-            continue
-        if i > 0:
-            if not isinstance(targ, Array):
-                return False
-            prev = tspec.accs[-1] if tspec.accs else None
-            if not _is_flex(prev, targ) and lacc.idx >= targ.nelems:
-                return False
-            targ = _skip(targ.type)
-        if len(tspec.raw) == _MAX_SPEC_LEN:
-            raise _Invalid("struct/union/array nesting too deep")
-        tspec.accs.append(_Acc(targ, lacc.idx, None))
-        tspec.raw.append(lacc.idx)
-        tspec.bit_offset += lacc.idx * _size(targ) * 8
-    return True
+class _AtMember(NamedTuple):
+    member: Member
+    owner: Composite
+    position: int       # the member's position in `owner`
 
 
-# -- values -----------------------------------------------------------------------
-
-class _Poison(Exception):
-    pass
+class _AtElement(NamedTuple):
+    type: Type          # the element (or root) type reached by the last subscript
 
 
-class _Res:
-    """bpf_core_relo_res."""
-
-    __slots__ = ("fail_memsz", "new_sz", "new_type", "new_val", "orig_sz", "orig_type",
-                 "orig_val", "poison", "reason", "validate")
-
-    def __init__(self) -> None:
-        self.orig_val = 0
-        self.new_val = 0
-        self.poison = False
-        self.validate = True
-        self.fail_memsz = False
-        self.orig_sz = 0
-        self.new_sz = 0
-        self.orig_type: Type | None = None
-        self.new_type: Type | None = None
-        self.reason: str | None = None
+class _AtEnumerator(NamedTuple):
+    enum: Enum
+    position: int
 
 
-def _field_value(kind: CoreReloKind, spec: _FSpec | None) -> tuple[int, int, Type | None, bool]:
-    """bpf_core_calc_field_relo: (value, field size, field type, validate)."""
-    if kind == CoreReloKind.FIELD_EXISTS:
-        return (1 if spec is not None else 0), 0, None, True
-    if spec is None:
-        raise _Poison
-    acc = spec.accs[-1]
-    if acc.name is None:  # an array element
-        if kind == CoreReloKind.FIELD_BYTE_OFFSET:
-            return spec.bit_offset // 8, _size(acc.type), acc.type, True
-        if kind == CoreReloKind.FIELD_BYTE_SIZE:
-            return _size(acc.type), 0, None, True
-        raise _Invalid(f"relocation {_KIND_NAMES[kind]} cannot be applied to an array element")
-    parent = acc.type
-    assert isinstance(parent, Composite)
-    m = parent.members[acc.idx]
-    mt = _skip(m.type)
-    bit_off = spec.bit_offset
-    bit_sz = m.bitfield_size
-    bitfield = bit_sz > 0
-    if bitfield:
-        if not isinstance(mt, (Int, Enum)):
-            raise _Invalid(f"bitfield {m.name!r} of {_label(mt)}")
-        byte_sz = mt.size
-        if byte_sz <= 0:
-            raise _Invalid(f"bitfield {m.name!r} of zero size")
-        byte_off = bit_off // 8 // byte_sz * byte_sz
-        while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
-            if byte_sz >= 8:
-                raise _Invalid(f"bitfield {m.name!r} cannot be read with a 64-bit load")
-            byte_sz *= 2
-            byte_off = bit_off // 8 // byte_sz * byte_sz
-    else:
-        byte_sz = _size(mt)
-        byte_off = bit_off // 8
-        bit_sz = byte_sz * 8
-    validate = not bitfield
-    if kind == CoreReloKind.FIELD_BYTE_OFFSET:
-        if bitfield:
-            return byte_off, 0, None, validate
-        return byte_off, byte_sz, mt, validate
-    if kind == CoreReloKind.FIELD_BYTE_SIZE:
-        return byte_sz, 0, None, validate
-    if kind == CoreReloKind.FIELD_SIGNED:
-        signed = (isinstance(mt, Enum) and mt.signed) or (
-            isinstance(mt, Int) and bool(mt.encoding & IntEncoding.SIGNED))
-        return int(signed), 0, None, True
-    if kind == CoreReloKind.FIELD_LSHIFT_U64:
-        if sys.byteorder == "little":
-            return 64 - (bit_off + bit_sz - byte_off * 8), 0, None, validate
-        return (8 - byte_sz) * 8 + (bit_off - byte_off * 8), 0, None, validate
-    if kind == CoreReloKind.FIELD_RSHIFT_U64:
-        return 64 - bit_sz, 0, None, True
-    raise _Invalid(f"unknown field relocation kind {kind}")
+_Stop = _AtMember | _AtElement | _AtEnumerator | None
 
 
-def _type_value(kind: CoreReloKind, spec: _FSpec | None) -> tuple[int, bool]:
-    """bpf_core_calc_type_relo: (value, validate)."""
-    if spec is None:
-        return 0, True
-    if kind == CoreReloKind.TYPE_ID_TARGET:
-        return spec.root_id, False
-    if kind in (CoreReloKind.TYPE_EXISTS, CoreReloKind.TYPE_MATCHES):
-        return 1, True
-    if kind == CoreReloKind.TYPE_SIZE:
-        return _size(spec.root), True
-    raise _Invalid(f"unexpected type relocation kind {kind}")
+class _Landing:
+    """Where an access path leads in one BTF: from `root` (type `root_id`) through
+    the member/element indices of `trail`, `bit_offset` bits in, to `stop`."""
+
+    __slots__ = ("bit_offset", "root", "root_id", "shown", "stop", "trail")
+
+    def __init__(self, root_id: int, root: Type) -> None:
+        self.root_id = root_id
+        self.root = root
+        self.trail: list[int] = []
+        self.shown: list[str] = []      # the path in C syntax, one piece per step
+        self.bit_offset = 0
+        self.stop: _Stop = None
+
+    def enter(self, index: int, bits: int, shown: str, stop: _Stop) -> None:
+        if len(self.trail) >= _MAX_PATH:
+            raise _Refused("struct/union/array nesting too deep")
+        self.trail.append(index)
+        self.bit_offset += bits
+        if shown:
+            self.shown.append(shown)
+        self.stop = stop
+
+    def path(self) -> str:
+        """C-like view: ``struct task_struct.comm[3]``, ``enum e::VAL``."""
+        return _label(self.root) + "".join(self.shown)
+
+    def detail(self) -> str:
+        """The path with the indices and offset it resolved to."""
+        where = f"{self.bit_offset // 8}"
+        if self.bit_offset % 8:
+            where += f".{self.bit_offset % 8}"
+        return f"{self.path()} ({':'.join(map(str, self.trail))} @ offset {where})"
 
 
-def _enum_value(kind: CoreReloKind, spec: _FSpec | None) -> int:
-    if kind == CoreReloKind.ENUMVAL_EXISTS:
-        return 1 if spec is not None else 0
-    if spec is None:
-        raise _Poison
-    acc = spec.accs[0]
-    assert isinstance(acc.type, Enum)
-    return _enum_u64(acc.type, acc.idx)
+def _subscript_shown(position: int, index: int) -> str:
+    return "" if position == 0 and index == 0 else f"[{index}]"
 
 
-def _calc(kind: CoreReloKind, lspec: _FSpec, tspec: _FSpec | None) -> _Res:
-    """bpf_core_calc_relo: local and target values of one candidate (or none)."""
-    res = _Res()
+_ACCESS = re.compile(r"\s*[+-]?\d+\s*(?::\s*[+-]?\d+\s*)*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _access_numbers(access: str) -> tuple[int, ...]:
+    """"0:12:3" -> (0, 12, 3)."""
+    if not access or not _ACCESS.fullmatch(access):
+        raise _Refused(f"bad access string {access!r}")
+    numbers = tuple(int(part) for part in access.split(":"))
+    if len(numbers) > _MAX_PATH:
+        raise _Refused(f"access string {access!r} is too long")
+    return numbers
+
+
+def _is_flexible(array: Array, after: _Stop) -> bool:
+    """An array without elements that is the last member of its struct."""
+    return (array.nelems == 0 and isinstance(after, _AtMember)
+            and after.position == len(after.owner.members) - 1)
+
+
+def _read_local(local: Spec, relo: CoreRelo) -> tuple[_Landing, list[_Step]]:
+    """The relocation's access path, checked against the local type, and where it
+    leads there."""
     try:
-        if kind in _FIELD_KINDS:
-            res.orig_val, res.orig_sz, res.orig_type, res.validate = _field_value(kind, lspec)
-            res.new_val, res.new_sz, res.new_type, _ = _field_value(kind, tspec)
-            if res.orig_sz != res.new_sz:
-                ot, nt = res.orig_type, res.new_type
-                if not (isinstance(ot, Pointer) and isinstance(nt, Pointer)) and not (
-                        isinstance(ot, Int) and isinstance(nt, Int)
-                        and ot.encoding != IntEncoding.SIGNED
-                        and nt.encoding != IntEncoding.SIGNED):
-                    res.fail_memsz = True
-        elif kind in _TYPE_KINDS:
-            res.orig_val, res.validate = _type_value(kind, lspec)
-            res.new_val, _ = _type_value(kind, tspec)
-        elif kind in _ENUM_KINDS:
-            res.orig_val = _enum_value(kind, lspec)
-            res.new_val = _enum_value(kind, tspec)
+        root = local.type_by_id(relo.type_id)
+    except BTFError as e:
+        raise _Refused(str(e)) from None
+    landing = _Landing(relo.type_id, root)
+    if relo.kind in _TYPE_KINDS:
+        if relo.access != "0":
+            raise _Refused(f"type relocation with access string {relo.access!r} "
+                           "(expected '0')")
+        return landing, []
+    numbers = _access_numbers(relo.access)
+    if relo.kind in _ENUM_KINDS:
+        enum = _resolved(root)
+        if not isinstance(enum, Enum) or len(numbers) > 1 or not 0 <= numbers[0] < len(
+                enum.values):
+            raise _Refused(f"enum value access {relo.access!r} does not fit {_label(enum)}")
+        name = enum.values[numbers[0]].name
+        landing.enter(numbers[0], 0, f"::{name}", _AtEnumerator(enum, numbers[0]))
+        return landing, [_Step(name, numbers[0])]
+    if relo.kind not in _FIELD_KINDS:
+        raise _Refused(f"unknown relocation kind {relo.kind}")
+    if any(n < 0 for n in numbers):
+        raise _Refused(f"negative index in access string {relo.access!r}")
+    return landing, _walk_local(landing, numbers, relo.access)
+
+
+def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> list[_Step]:
+    here = _resolved(landing.root)
+    landing.enter(numbers[0], numbers[0] * _byte_size(here) * 8,
+                  _subscript_shown(0, numbers[0]), _AtElement(here))
+    steps = [_Step(None, numbers[0])]
+    for position, n in enumerate(numbers[1:], 1):
+        here = _resolved(here)
+        if isinstance(here, Composite):
+            if n >= len(here.members):
+                raise _Refused(f"{_label(here)} has no member #{n}")
+            m = here.members[n]
+            if m.name:    # anonymous members: their offset counts, they are no step
+                steps.append(_Step(m.name, n, m.type))
+                landing.enter(n, m.offset_bits, f".{m.name}", _AtMember(m, here, n))
+            else:
+                landing.enter(n, m.offset_bits, "", landing.stop)
+            here = m.type
+        elif isinstance(here, Array):
+            element = _resolved(here.type)
+            if n >= here.nelems and not _is_flexible(here, landing.stop):
+                raise _Refused(f"index {n} out of bounds of a {here.nelems}-element array")
+            steps.append(_Step(None, n))
+            landing.enter(n, n * _byte_size(element) * 8, _subscript_shown(position, n),
+                          _AtElement(element))
+            here = element
         else:
-            raise _Invalid(f"unknown relocation kind {kind}")
-    except _Poison:
-        res.poison = True
-    return res
+            raise _Refused(f"access {access!r} (at position {position}) goes through "
+                           f"{_label(here)}, which is neither a struct/union nor an array")
+    return steps
+
+
+def _land(kind: CoreReloKind, local: _Landing, steps: Sequence[_Step], target: Spec,
+          root_id: int, root: Type) -> _Landing | None:
+    """Follow the local access path through the target type `root`; None when the
+    target has no such field, enumerator or compatible type."""
+    landing = _Landing(root_id, root)
+    if kind in _TYPE_KINDS:
+        same = _types_match if kind == CoreReloKind.TYPE_MATCHES else _types_compatible
+        return landing if same(local.root, root) else None
+    if kind in _ENUM_KINDS:
+        return _land_enumerator(landing, steps[0].name or "")
+    here = root
+    for position, step in enumerate(steps):
+        here = _resolved(here)
+        if step.name is not None:
+            found = _find_member(target, here, step.name, step.local_type)
+            if found is None:
+                return None
+            trail, bits, stop = found
+            for n in trail[:-1]:
+                landing.enter(n, 0, "", landing.stop)
+            landing.enter(trail[-1], bits, f".{step.name}", stop)
+            here = stop.member.type
+            continue
+        if position > 0:
+            if not isinstance(here, Array):
+                return None
+            if step.number >= here.nelems and not _is_flexible(here, landing.stop):
+                return None
+            here = _resolved(here.type)
+        landing.enter(step.number, step.number * _byte_size(here) * 8,
+                      _subscript_shown(position, step.number), _AtElement(here))
+    return landing
+
+
+def _land_enumerator(landing: _Landing, name: str) -> _Landing | None:
+    enum = _resolved(landing.root)
+    if not isinstance(enum, Enum):
+        return None
+    wanted = essential_name(name)
+    for i, v in enumerate(enum.values):
+        if essential_name(v.name) == wanted:
+            landing.enter(i, 0, f"::{v.name}", _AtEnumerator(enum, i))
+            return landing
+    return None
+
+
+# -- finding a member by name -----------------------------------------------------------
+
+class _Place(NamedTuple):
+    """A member reachable by name from a struct/union, possibly inside anonymous ones."""
+
+    trail: tuple[int, ...]   # member indices from the outer type down to the member
+    bit_offset: int          # from the start of the outer type
+    stop: _AtMember
+
+
+def _places_by_name(spec: Spec, outer: Composite) -> dict[str, list[_Place]]:
+    """Every named member of `outer`, its anonymous members included, in declaration
+    order (an anonymous member's contents where it is declared). Cached on `spec`."""
+    cache = _on_spec(spec, "_core_member_places")
+    hit = cache.get(id(outer))
+    if hit is not None and hit[0] is outer:
+        return hit[1]   # type: ignore[no-any-return]
+    places: dict[str, list[_Place]] = {}
+    _collect_places(outer, (), 0, places)
+    cache[id(outer)] = (outer, places)    # holding `outer` keeps its id unique
+    return places
+
+
+def _collect_places(owner: Composite, trail: tuple[int, ...], base: int,
+                    places: dict[str, list[_Place]]) -> None:
+    if len(trail) >= _MAX_PATH:
+        raise _Refused("struct/union nesting too deep")
+    for i, m in enumerate(owner.members):
+        where = (*trail, i)
+        if m.name:
+            places.setdefault(m.name, []).append(
+                _Place(where, base + m.offset_bits, _AtMember(m, owner, i)))
+            continue
+        inner = _resolved(m.type)
+        if isinstance(inner, Composite):
+            _collect_places(inner, where, base + m.offset_bits, places)
+
+
+def _find_member(spec: Spec, here: Type, name: str,
+                 local_type: Type | None) -> tuple[tuple[int, ...], int, _AtMember] | None:
+    """The member `name` of struct/union `here` whose type fits `local_type`.
+
+    Members are tried in declaration order, anonymous members' contents in place. A
+    member of that name that does not fit ends the search of the struct/union that
+    declares it: in `here` itself the member is missing, inside an anonymous member
+    the search goes on after that anonymous member."""
+    if not isinstance(here, Composite):
+        return None
+    places = _places_by_name(spec, here).get(name)
+    if not places:
+        return None
+    assert local_type is not None
+    abandoned: tuple[int, ...] | None = None
+    for place in places:
+        if abandoned is not None and place.trail[:len(abandoned)] == abandoned:
+            continue
+        if _member_fits(local_type, place.stop.member.type):
+            return place.trail, place.bit_offset, place.stop
+        if len(place.trail) == 1:
+            return None
+        abandoned = place.trail[:-1]
+    return None
+
+
+# -- outcomes ---------------------------------------------------------------------
+
+class _Resize(NamedTuple):
+    """A load/store of a field whose size differs in the target."""
+
+    local_size: int
+    target_size: int
+    possible: bool      # only pointers and unsigned integers can be read at another size
+    local_label: str
+    target_label: str
+
+
+class _Outcome(NamedTuple):
+    """What a relocation resolves to: the value clang assumed and the target's.
+    Plain values only: outcomes are kept in `CoreCache.decisions`."""
+
+    local_value: int
+    target_value: int
+    poisoned: bool = False
+    reason: str | None = None
+    checked: bool = True    # the instruction must hold `local_value`
+    resize: _Resize | None = None
+
+
+class _Field(NamedTuple):
+    """The storage behind a field access, as a program reads it."""
+
+    byte_offset: int    # of the load that reaches the field
+    byte_size: int      # of that load
+    bit_offset: int     # of the field's first bit
+    bit_size: int
+    bitfield: bool
+    type: Type          # the member's or element's type, without typedefs
+    element: bool       # the path ends at an array element (or at the root)
+
+
+def _field_at(landing: _Landing) -> _Field:
+    stop, bits = landing.stop, landing.bit_offset
+    if isinstance(stop, _AtElement):
+        size = _byte_size(stop.type)
+        return _Field(bits // 8, size, bits, size * 8, False, stop.type, True)
+    assert isinstance(stop, _AtMember)
+    member, t = stop.member, _resolved(stop.member.type)
+    if member.bitfield_size == 0:
+        size = _byte_size(t)
+        return _Field(bits // 8, size, bits, size * 8, False, t, False)
+    start, size = _bitfield_load(member, t, bits)
+    return _Field(start, size, bits, member.bitfield_size, True, t, False)
+
+
+def _bitfield_load(member: Member, t: Type, bits: int) -> tuple[int, int]:
+    """(byte offset, size) of the smallest aligned load, at least as wide as the
+    bitfield's declared type, that holds all of its bits."""
+    if not isinstance(t, (Int, Enum)):
+        raise _Refused(f"bitfield {member.name!r} of {_label(t)}")
+    if t.size <= 0:
+        raise _Refused(f"bitfield {member.name!r} of zero size")
+    size = t.size
+    while True:
+        start = bits // 8 // size * size
+        if bits + member.bitfield_size <= (start + size) * 8:
+            return start, size
+        if size >= 8:
+            raise _Refused(f"bitfield {member.name!r} cannot be read with a 64-bit load")
+        size *= 2
+
+
+def _is_signed(t: Type) -> bool:
+    if isinstance(t, Enum):
+        return t.signed
+    return isinstance(t, Int) and bool(t.encoding & IntEncoding.SIGNED)
+
+
+def _left_shift(f: _Field) -> int:
+    """Shift that puts the field's last bit at the top of a u64 holding the load."""
+    within = f.bit_offset - f.byte_offset * 8
+    if sys.byteorder == "little":
+        return 64 - (within + f.bit_size)
+    return (8 - f.byte_size) * 8 + within
+
+
+_FIELD_VALUES: dict[CoreReloKind, Callable[[_Field], int]] = {
+    CoreReloKind.FIELD_BYTE_OFFSET: lambda f: f.byte_offset,
+    CoreReloKind.FIELD_BYTE_SIZE: lambda f: f.byte_size,
+    CoreReloKind.FIELD_SIGNED: lambda f: int(_is_signed(f.type)),
+    CoreReloKind.FIELD_LSHIFT_U64: _left_shift,
+    CoreReloKind.FIELD_RSHIFT_U64: lambda f: 64 - f.bit_size,
+}
+
+# kinds whose instruction is not checked against the local value of a bitfield
+# (clang cannot know the load a bitfield needs)
+_UNCHECKED_FOR_BITFIELDS = frozenset((CoreReloKind.FIELD_BYTE_OFFSET,
+                                      CoreReloKind.FIELD_BYTE_SIZE,
+                                      CoreReloKind.FIELD_LSHIFT_U64))
+
+
+def _field_value(kind: CoreReloKind, f: _Field) -> int:
+    if f.element and kind not in (CoreReloKind.FIELD_BYTE_OFFSET,
+                                  CoreReloKind.FIELD_BYTE_SIZE):
+        raise _Refused(f"relocation {_KIND_NAMES[kind]} cannot be applied to an array element")
+    return _FIELD_VALUES[kind](f)
+
+
+def _loaded_type(kind: CoreReloKind, f: _Field) -> Type | None:
+    """The type a load at the relocated offset reads, when its size matters."""
+    if kind != CoreReloKind.FIELD_BYTE_OFFSET or f.bitfield:
+        return None
+    return f.type
+
+
+def _resize(kind: CoreReloKind, local: _Field, target: _Field) -> _Resize | None:
+    lt, tt = _loaded_type(kind, local), _loaded_type(kind, target)
+    ls = local.byte_size if lt is not None else 0
+    ts = target.byte_size if tt is not None else 0
+    if ls == ts:
+        return None
+    possible = (isinstance(lt, Pointer) and isinstance(tt, Pointer)) or (
+        isinstance(lt, Int) and isinstance(tt, Int)
+        and lt.encoding != IntEncoding.SIGNED and tt.encoding != IntEncoding.SIGNED)
+    return _Resize(ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
+
+
+def _field_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
+    if kind == CoreReloKind.FIELD_EXISTS:
+        return _Outcome(1, int(target is not None))
+    lf = _field_at(local)
+    value = _field_value(kind, lf)
+    checked = not (lf.bitfield and kind in _UNCHECKED_FOR_BITFIELDS)
+    if target is None:
+        return _Outcome(value, 0, poisoned=True, checked=checked)
+    tf = _field_at(target)
+    return _Outcome(value, _field_value(kind, tf), checked=checked,
+                    resize=_resize(kind, lf, tf))
+
+
+def _type_value(kind: CoreReloKind, landing: _Landing) -> int:
+    if kind == CoreReloKind.TYPE_ID_TARGET:
+        return landing.root_id
+    if kind == CoreReloKind.TYPE_SIZE:
+        return _byte_size(landing.root)
+    return 1    # TYPE_EXISTS, TYPE_MATCHES
+
+
+def _type_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
+    local_value = _type_value(kind, local)
+    target_value = _type_value(kind, target) if target is not None else 0
+    return _Outcome(local_value, target_value, checked=kind != CoreReloKind.TYPE_ID_TARGET)
+
+
+def _enumerator_value(landing: _Landing) -> int:
+    """The enumerator's value as a u64, extended as the enum's signedness says.
+
+    libbpf (up to at least 1.6) sign-extends every 32-bit enumerator, so an
+    unsigned value >= 2**31 loaded with a 64-bit immediate never matches what
+    clang emitted (zero-extended) and the object fails to load; zero-extending
+    unsigned values (as the BTF says they are) relocates them correctly.
+    """
+    stop = landing.stop
+    assert isinstance(stop, _AtEnumerator)
+    return stop.enum.values[stop.position].value & _U64
+
+
+def _enum_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
+    if kind == CoreReloKind.ENUMVAL_EXISTS:
+        return _Outcome(1, int(target is not None))
+    value = _enumerator_value(local)
+    if target is None:
+        return _Outcome(value, 0, poisoned=True)
+    return _Outcome(value, _enumerator_value(target))
+
+
+def _outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
+    if kind in _FIELD_KINDS:
+        return _field_outcome(kind, local, target)
+    if kind in _TYPE_KINDS:
+        return _type_outcome(kind, local, target)
+    return _enum_outcome(kind, local, target)
 
 
 # -- candidates -------------------------------------------------------------------
 
-class _Cand:
-    __slots__ = ("id", "origin", "spec", "type")
+class _Candidate(NamedTuple):
+    """A target type the local type may correspond to: `targets[target]`'s `type_id`."""
 
-    def __init__(self, spec: Spec, tid: int, t: Type, origin: str) -> None:
-        self.spec = spec
-        self.id = tid
-        self.type = t
-        self.origin = origin
-
-    def __str__(self) -> str:
-        return f"[{self.id}] {_label(self.type)} in {self.origin}"
+    target: int
+    type_id: int
 
 
-def _find_cands(local_type: Type, targets: Sequence[Spec], names: Sequence[str]) -> list[_Cand]:
-    """bpf_core_find_cands: same-kind target types with the same essential name;
+def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
+    """Target types of the same kind whose essential name is the local type's;
     vmlinux (targets[0]) first, module BTF only when vmlinux has none."""
-    essential = essential_name(local_type.name)
-    kind = _kind(local_type)
-    cands: list[_Cand] = []
+    essential = essential_name(root.name)
+    found: list[_Candidate] = []
     for n in range(len(targets)):
-        if n == 1 and cands:
+        if found:
             break
         spec = targets[n]
-        for tid in _target_ids(spec, essential):
+        for tid in _ids_named(spec, essential):
             t = spec.type_by_id(tid)
-            if _kind(t) == kind and t.name and essential_name(t.name) == essential:
-                cands.append(_Cand(spec, tid, t, names[n]))
-    return cands
+            if t.kind == root.kind and t.name and essential_name(t.name) == essential:
+                found.append(_Candidate(n, tid))
+    return found
+
+
+def _describe(c: _Candidate, targets: Sequence[Spec], names: Sequence[str]) -> str:
+    return f"[{c.type_id}] {_label(targets[c.target].type_by_id(c.type_id))} in {names[c.target]}"
+
+
+# -- resolving one relocation -------------------------------------------------------
+
+class _Decision(NamedTuple):
+    """A resolved relocation, as `CoreCache.decisions` keeps it (plain values)."""
+
+    outcome: _Outcome
+    description: str
+    target: str | None
+    target_type_id: int | None
+    candidates: int
+
+
+class _Choice(NamedTuple):
+    candidate: _Candidate
+    landing: _Landing
+    outcome: _Outcome
+
+
+def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
+            targets: Sequence[Spec], names: Sequence[str], cache: CoreCache) -> _Decision:
+    """Look the local type up in the targets, follow the path through every
+    candidate and settle on one outcome."""
+    kind, root = relo.kind, local_landing.root
+    description = local_landing.path()
+    if kind == CoreReloKind.TYPE_ID_LOCAL:
+        return _Decision(_Outcome(relo.type_id, relo.type_id, checked=False), description,
+                         f"[{relo.type_id}] {_label(root)} (local)", relo.type_id, 0)
+    if not root.name:
+        raise _Refused("relocations of anonymous types are not supported")
+    cands = cache.cands.get(relo.type_id)
+    if cands is None:
+        cands = cache.cands[relo.type_id] = _candidates(root, targets)
+    choice: _Choice | None = None
+    matching: list[_Candidate] = []
+    for cand in cands:
+        spec = targets[cand.target]
+        landing = _land(kind, local_landing, steps, spec, cand.type_id,
+                        spec.type_by_id(cand.type_id))
+        if landing is None:
+            continue
+        this = _Choice(cand, landing, _outcome(kind, local_landing, landing))
+        if choice is None:
+            choice = this
+        else:
+            _insist_on_agreement(choice, this, targets, names)
+        matching.append(cand)
+    if matching:
+        cands[:] = matching     # the others cannot serve later relocations of this type
+    if choice is None:
+        outcome = _outcome(kind, local_landing, None)
+        if outcome.poisoned:
+            outcome = outcome._replace(reason=_why_unmatched(kind, root, cands, targets, names))
+        return _Decision(outcome, description, None, None, len(cands))
+    shown = choice.landing.detail() if kind in _FIELD_KINDS else choice.landing.path()
+    c = choice.candidate
+    return _Decision(choice.outcome, description,
+                     f"{shown} [{c.type_id}] in {names[c.target]}", c.type_id, len(cands))
+
+
+def _insist_on_agreement(first: _Choice, other: _Choice, targets: Sequence[Spec],
+                         names: Sequence[str]) -> None:
+    """Two matching candidates must lead to the same place and value."""
+    def where(c: _Choice) -> str:
+        return _describe(c.candidate, targets, names)
+
+    if other.landing.bit_offset != first.landing.bit_offset:
+        raise _Refused(f"field offset ambiguity: {first.landing.detail()} in {where(first)} "
+                       f"!= {other.landing.detail()} in {where(other)}")
+    a, b = first.outcome, other.outcome
+    if a.poisoned != b.poisoned or a.target_value != b.target_value:
+        def verdict(o: _Outcome) -> str:
+            return "failure" if o.poisoned else f"success {o.target_value}"
+        raise _Refused(f"relocation decision ambiguity: {verdict(a)} for {where(first)} "
+                       f"!= {verdict(b)} for {where(other)}")
+
+
+def _why_unmatched(kind: CoreReloKind, root: Type, cands: Sequence[_Candidate],
+                   targets: Sequence[Spec], names: Sequence[str]) -> str:
+    if not cands:
+        return f"no {_kind_word(root)} named {essential_name(root.name)!r} in the target BTF"
+    what = "enum value" if kind in _ENUM_KINDS else "field"
+    return f"{what} not found in " + ", ".join(_describe(c, targets, names) for c in cands)
 
 
 # -- patching ---------------------------------------------------------------------
 
-_CLS_LD, _CLS_LDX, _CLS_ST, _CLS_STX, _CLS_ALU, _CLS_ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x07
-_SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
-_BYTES_SIZE = {4: 0x00, 2: 0x08, 1: 0x10, 8: 0x18}
+_LD, _LDX, _ST, _STX, _ALU, _ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x07
+_ACCESS_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
+_ACCESS_CODES = {size: code for code, size in _ACCESS_BYTES.items()}
 _LD_IMM64 = 0x18
 _CALL = 0x85
 
 
-def _s32(v: int) -> int:
+def _as_s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-def _s64(v: int) -> int:
-    v &= _MASK64
+def _as_s64(v: int) -> int:
+    v &= _U64
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class _Patch:
-    """New field values for one instruction (applied after all relocations succeed)."""
+class _Patch(NamedTuple):
+    """New fields for one instruction, applied once every relocation succeeded."""
 
-    __slots__ = ("imm", "index", "off", "opcode", "poison")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.opcode: int | None = None
-        self.off: int | None = None
-        self.imm: int | None = None
-        self.poison = False
+    at: int                     # index of the instruction
+    poison: bool = False
+    reason: str | None = None   # why the instruction is poisoned, when patching found it
+    opcode: int | None = None
+    off: int | None = None
+    imm: int | None = None
 
 
-def _patch(ins: Instruction, index: int, res: _Res, fail: _FailFn) -> _Patch:
-    """bpf_core_patch_insn, computing the new fields of `ins`."""
-    p = _Patch(index)
-    if res.poison:
-        p.poison = True
-        return p
-    cls = ins.opcode & 0x07
-    orig, new = res.orig_val & _MASK64, res.new_val & _MASK64
-    if cls in (_CLS_ALU, _CLS_ALU64):
-        if ins.opcode & 0x08:
-            fail(f"instruction {ins.opcode:#04x} has a register operand; expected an immediate")
-        if res.validate and (ins.imm & _MASK64) != orig:
-            fail(f"unexpected ALU/ALU64 immediate {ins.imm} (expected {orig} -> {new})")
-        p.imm = _s32(new)
-    elif cls in (_CLS_LDX, _CLS_ST, _CLS_STX):
-        if res.validate and (ins.off & _MASK64) != orig:
-            fail(f"unexpected LDX/ST/STX offset {ins.off} (expected {orig} -> {new})")
-        if new > 0x7FFF:
-            fail(f"LDX/ST/STX offset {new} does not fit in 16 bits")
-        if res.fail_memsz:
-            p.poison = True
-            res.poison = True
-            res.reason = ("the field's size changed and the load/store cannot be adjusted "
-                          "(only pointers and unsigned integers can; "
-                          f"{_label(res.orig_type or Void())} -> "
-                          f"{_label(res.new_type or Void())})")
-            return p
-        p.off = new
-        if res.new_sz != res.orig_sz:
-            size = _SIZE_BYTES[ins.opcode & 0x18]
-            if size != res.orig_sz:
-                fail(f"unexpected memory access size {size} (expected {res.orig_sz})")
-            bits = _BYTES_SIZE.get(res.new_sz)
-            if bits is None:
-                fail(f"invalid new memory access size {res.new_sz}")
-            p.opcode = (ins.opcode & 0xE0) | bits | cls
-    elif cls == _CLS_LD:
-        if ins.opcode != _LD_IMM64 or ins.src != 0 or ins.off != 0:
-            fail(f"instruction {ins.opcode:#04x} (src {ins.src}, off {ins.off}) is not a "
-                 "plain 64-bit immediate load")
-        if res.validate and (ins.imm & _MASK64) != orig:
-            fail(f"unexpected 64-bit immediate {ins.imm & _MASK64} (expected {orig} -> {new})")
-        p.imm = _s64(new)
-    else:
-        fail(f"cannot relocate instruction with opcode {ins.opcode:#04x}")
-    return p
+def _expect(o: _Outcome, held: int, what: str) -> None:
+    """The instruction must hold the value clang computed from the local types."""
+    if o.checked and held & _U64 != o.local_value & _U64:
+        raise _Refused(f"unexpected {what} {held} (expected {o.local_value & _U64} -> "
+                       f"{o.target_value & _U64})")
 
 
-class _FailFn(Protocol):
-    def __call__(self, msg: str) -> NoReturn: ...
+def _patch_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
+    if ins.opcode & 0x08:
+        raise _Refused(f"instruction {ins.opcode:#04x} has a register operand; "
+                       "expected an immediate")
+    _expect(o, ins.imm, "ALU/ALU64 immediate")
+    return _Patch(index, imm=_as_s32(o.target_value))
+
+
+def _patch_offset(ins: Instruction, index: int, o: _Outcome) -> _Patch:
+    _expect(o, ins.off, "LDX/ST/STX offset")
+    new = o.target_value & _U64
+    if new > 0x7FFF:
+        raise _Refused(f"LDX/ST/STX offset {new} does not fit in 16 bits")
+    r = o.resize
+    if r is None:
+        return _Patch(index, off=new)
+    if not r.possible:
+        return _Patch(index, poison=True, reason=(
+            "the field's size changed and the load/store cannot be adjusted (only pointers "
+            f"and unsigned integers can; {r.local_label} -> {r.target_label})"))
+    size = _ACCESS_BYTES[ins.opcode & 0x18]
+    if size != r.local_size:
+        raise _Refused(f"unexpected memory access size {size} (expected {r.local_size})")
+    code = _ACCESS_CODES.get(r.target_size)
+    if code is None:
+        raise _Refused(f"invalid new memory access size {r.target_size}")
+    return _Patch(index, off=new, opcode=(ins.opcode & 0xE0) | code | (ins.opcode & 0x07))
+
+
+def _patch_wide_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
+    if ins.opcode != _LD_IMM64 or ins.src != 0 or ins.off != 0:
+        raise _Refused(f"instruction {ins.opcode:#04x} (src {ins.src}, off {ins.off}) is not "
+                       "a plain 64-bit immediate load")
+    _expect(o, ins.imm, "64-bit immediate")
+    return _Patch(index, imm=_as_s64(o.target_value))
+
+
+_PATCHERS: dict[int, Callable[[Instruction, int, _Outcome], _Patch]] = {
+    _ALU: _patch_immediate, _ALU64: _patch_immediate,
+    _LDX: _patch_offset, _ST: _patch_offset, _STX: _patch_offset,
+    _LD: _patch_wide_immediate,
+}
+
+
+def _plan_patch(ins: Instruction, index: int, o: _Outcome) -> _Patch:
+    if o.poisoned:
+        return _Patch(index, poison=True)
+    patcher = _PATCHERS.get(ins.opcode & 0x07)
+    if patcher is None:
+        raise _Refused(f"cannot relocate instruction with opcode {ins.opcode:#04x}")
+    return patcher(ins, index, o)
+
+
+def _apply(insns: list[Instruction], patches: Sequence[_Patch]) -> None:
+    """Write the patches; a poisoned 64-bit load becomes two poisoned calls."""
+    widened: list[int] = []
+    for p in patches:
+        ins = insns[p.at]
+        if p.poison:
+            if ins.opcode == _LD_IMM64:
+                widened.append(p.at)
+            ins.opcode, ins.dst, ins.src, ins.off, ins.imm = _CALL, 0, 0, 0, POISON_IMM
+            ins.reference = None
+            continue
+        if p.opcode is not None:
+            ins.opcode = p.opcode
+        if p.off is not None:
+            ins.off = p.off
+        if p.imm is not None:
+            ins.imm = p.imm
+    for index in sorted(widened, reverse=True):
+        insns.insert(index + 1, _poison_call())
 
 
 # -- the driver -------------------------------------------------------------------
@@ -1096,8 +1306,9 @@ def relocate(insns: list[Instruction], relos: Sequence[tuple[int, CoreRelo]], lo
     for local types vmlinux has no candidate for (`kernel_targets()` is the
     running kernel's, loading module BTF lazily; a single Spec is accepted).
     Pass one `cache` to all calls for one object to share candidate lookups
-    (and libbpf's candidate pruning); `target_names` labels the targets in
-    messages (default: the sequence's `names`, else "vmlinux", "module #1", ...).
+    (and candidate pruning) and to reuse the outcomes of relocations seen
+    before; `target_names` labels the targets in messages (default: the
+    sequence's `names`, else "vmlinux", "module #1", ...).
 
     Immediates (ALU/ALU64 and 64-bit loads) and offsets (LDX/ST/STX, whose
     access size is adjusted when a field's size changed) are patched. An
@@ -1116,159 +1327,91 @@ def relocate(insns: list[Instruction], relos: Sequence[tuple[int, CoreRelo]], lo
         targets = [targets]
     if not len(targets):
         raise CoreError("CO-RE relocation needs a target BTF (vmlinux or a BTF file)")
-    tgts = targets
     names = list(target_names or getattr(targets, "names", None) or ())
-    for n in range(len(names), len(tgts)):
-        names.append("vmlinux" if n == 0 else f"module #{n}")
+    names += ["vmlinux" if n == 0 else f"module #{n}" for n in range(len(names), len(targets))]
     if cache is None:
         cache = CoreCache()
-    cache._bind(local, tgts)
-    slots: list[int] = []
-    slot = 0
-    for ins in insns:
-        slots.append(slot)
-        slot += 2 if ins.opcode == _LD_IMM64 else 1
-
+    cache._bind(local, targets)
+    slots = _slot_numbers(insns)
     results: list[CoreResult] = []
     patches: list[_Patch] = []
     for n, (index, relo) in enumerate(relos):
         if not 0 <= index < len(insns):
             raise CoreError(f"CO-RE relocation #{n} ({relo!r}) refers to instruction {index}, "
                             f"beyond the program's {len(insns)} instructions")
-        result, patch = _relocate_one(n, insns[index], index, slots[index], relo, local, tgts,
-                                      names, cache)
+        job = _Job(n, index, slots[index], relo)
+        result, patch = job.run(insns[index], local, targets, names, cache)
         results.append(result)
         patches.append(patch)
-
-    grow: list[int] = []
-    for p in patches:
-        ins = insns[p.index]
-        if p.poison:
-            if ins.opcode == _LD_IMM64:
-                grow.append(p.index)
-            ins.opcode, ins.dst, ins.src, ins.off, ins.imm = _CALL, 0, 0, 0, POISON_IMM
-            ins.reference = None
-            continue
-        if p.opcode is not None:
-            ins.opcode = p.opcode
-        if p.off is not None:
-            ins.off = p.off
-        if p.imm is not None:
-            ins.imm = p.imm
-    for index in sorted(grow, reverse=True):
-        insns.insert(index + 1, _poison_call())
+    _apply(insns, patches)
     return results
 
 
-class _Decision:
-    """A resolved relocation, for `CoreCache.decisions`."""
+def _slot_numbers(insns: Sequence[Instruction]) -> list[int]:
+    """The verifier's number of each instruction (a 64-bit load takes two slots)."""
+    out: list[int] = []
+    slot = 0
+    for ins in insns:
+        out.append(slot)
+        slot += 2 if ins.opcode == _LD_IMM64 else 1
+    return out
 
-    __slots__ = ("desc", "ncands", "res", "target", "target_id")
 
-    def __init__(self, res: _Res, desc: str, target: str | None, target_id: int | None,
-                 ncands: int) -> None:
-        self.res, self.desc, self.target = res, desc, target
-        self.target_id, self.ncands = target_id, ncands
+class _Job:
+    """One relocation of one instruction, and how to report its failure."""
 
+    __slots__ = ("description", "index", "n", "relo", "slot")
 
-def _relocate_one(n: int, ins: Instruction, index: int, slot: int, relo: CoreRelo, local: Spec,
-                  targets: Sequence[Spec], names: Sequence[str],
-                  cache: CoreCache) -> tuple[CoreResult, _Patch]:
-    kind = relo.kind
-    kname = _KIND_NAMES.get(kind, str(kind))
-    key = (int(kind), relo.type_id, relo.access)
-    known = cache.decisions.get(key)
-    if known is not None:
-        def fail_known(msg: str) -> NoReturn:
-            raise CoreError(f"CO-RE relocation #{n} <{kname}> of {known.desc} at instruction "
-                            f"{slot}: {msg}")
+    def __init__(self, n: int, index: int, slot: int, relo: CoreRelo) -> None:
+        self.n, self.index, self.slot, self.relo = n, index, slot, relo
+        self.description = f"[{relo.type_id}] ? + {relo.access}"
 
-        res = copy.copy(known.res)      # _patch may mark it poisoned
-        patch = _patch(ins, index, res, fail_known)
-        return CoreResult(index, slot, kind, relo.type_id, relo.access, known.desc,
-                          res.orig_val & _MASK64, res.new_val & _MASK64,
-                          poisoned=res.poison, reason=res.reason, target=known.target,
-                          target_type_id=known.target_id, candidates=known.ncands), patch
-    try:
-        local_type: Type | None = local.type_by_id(relo.type_id)
-    except BTFError:
-        local_type = None
-    desc = f"[{relo.type_id}] {_label(local_type) if local_type else '?'} + {relo.access}"
+    def error(self, msg: str) -> CoreError:
+        kind = _KIND_NAMES.get(self.relo.kind, str(self.relo.kind))
+        return CoreError(f"CO-RE relocation #{self.n} <{kind}> of {self.description} at "
+                         f"instruction {self.slot}: {msg}")
 
-    def fail(msg: str) -> NoReturn:
-        raise CoreError(f"CO-RE relocation #{n} <{kname}> of {desc} at instruction {slot}: "
-                        f"{msg}")
+    def run(self, ins: Instruction, local: Spec, targets: Sequence[Spec],
+            names: Sequence[str], cache: CoreCache) -> tuple[CoreResult, _Patch]:
+        relo = self.relo
+        key = (int(relo.kind), relo.type_id, relo.access)
+        decision = cache.decisions.get(key)
+        if decision is None:
+            decision = self.decide(local, targets, names, cache)
+            patch = self.patch(ins, decision)
+            cache.decisions[key] = decision
+        else:
+            self.description = decision.description
+            patch = self.patch(ins, decision)
+        o = decision.outcome
+        return CoreResult(self.index, self.slot, relo.kind, relo.type_id, relo.access,
+                          decision.description, o.local_value & _U64, o.target_value & _U64,
+                          poisoned=o.poisoned or patch.poison, reason=patch.reason or o.reason,
+                          target=decision.target, target_type_id=decision.target_type_id,
+                          candidates=decision.candidates), patch
 
-    try:
-        lspec = _parse_spec(local, relo)
-    except _Invalid as e:
-        fail(f"cannot parse the relocation: {e}")
-    assert local_type is not None
-    desc = lspec.path()
+    def decide(self, local: Spec, targets: Sequence[Spec], names: Sequence[str],
+               cache: CoreCache) -> _Decision:
+        try:
+            self.description = f"[{self.relo.type_id}] " \
+                               f"{_label(local.type_by_id(self.relo.type_id))} + {self.relo.access}"
+        except BTFError:
+            pass
+        try:
+            landing, steps = _read_local(local, self.relo)
+        except _Refused as e:
+            raise self.error(f"cannot parse the relocation: {e}") from None
+        self.description = landing.path()
+        try:
+            return _decide(self.relo, landing, steps, targets, names, cache)
+        except _Refused as e:
+            raise self.error(str(e)) from None
 
-    if kind == CoreReloKind.TYPE_ID_LOCAL:
-        res = _Res()
-        res.validate = False
-        res.orig_val = res.new_val = relo.type_id
-        patch = _patch(ins, index, res, fail)
-        return CoreResult(index, slot, kind, relo.type_id, relo.access, desc, relo.type_id,
-                          relo.type_id, target=f"[{relo.type_id}] {_label(local_type)} (local)",
-                          target_type_id=relo.type_id), patch
-
-    if not local_type.name:
-        fail("relocations of anonymous types are not supported")
-
-    try:
-        cands = cache.cands.get(relo.type_id)
-        if cands is None:
-            cands = cache.cands[relo.type_id] = _find_cands(local_type, targets, names)
-        chosen: _Res | None = None
-        chosen_spec: _FSpec | None = None
-        chosen_cand: _Cand | None = None
-        kept: list[_Cand] = []
-        for cand in cands:
-            tspec = _FSpec(cand.spec, cand.id, cand.type, kind)
-            if not _spec_match(lspec, tspec):
-                continue
-            res = _calc(kind, lspec, tspec)
-            if chosen is None:
-                chosen, chosen_spec, chosen_cand = res, tspec, cand
-            elif chosen_spec is not None and tspec.bit_offset != chosen_spec.bit_offset:
-                fail(f"field offset ambiguity: {chosen_spec.detail()} in {chosen_cand} "
-                     f"!= {tspec.detail()} in {cand}")
-            elif res.poison != chosen.poison or res.new_val != chosen.new_val:
-                def show(r: _Res) -> str:
-                    return "failure" if r.poison else f"success {r.new_val}"
-                fail(f"relocation decision ambiguity: {show(chosen)} for {chosen_cand} "
-                     f"!= {show(res)} for {cand}")
-            kept.append(cand)
-        if kept:
-            cands[:] = kept
-        if chosen is None:
-            chosen = _calc(kind, lspec, None)
-            if chosen.poison:
-                if not cands:
-                    chosen.reason = (f"no {_kind_str(local_type)} named "
-                                     f"{essential_name(local_type.name)!r} in the target BTF")
-                else:
-                    what = "enum value" if kind in _ENUM_KINDS else "field"
-                    chosen.reason = (f"{what} not found in " + ", ".join(map(str, cands)))
-    except _Invalid as e:
-        fail(str(e))
-
-    decided = copy.copy(chosen)
-    patch = _patch(ins, index, chosen, fail)
-    target = None
-    target_id = None
-    if chosen_cand is not None and chosen_spec is not None:
-        target_id = chosen_cand.id
-        target = f"{chosen_spec.detail() if kind in _FIELD_KINDS else chosen_spec.path()}" \
-                 f" [{chosen_cand.id}] in {chosen_cand.origin}"
-    cache.decisions[key] = _Decision(decided, desc, target, target_id, len(cands))
-    return CoreResult(index, slot, kind, relo.type_id, relo.access, desc,
-                      chosen.orig_val & _MASK64, chosen.new_val & _MASK64,
-                      poisoned=chosen.poison, reason=chosen.reason, target=target,
-                      target_type_id=target_id, candidates=len(cands)), patch
+    def patch(self, ins: Instruction, decision: _Decision) -> _Patch:
+        try:
+            return _plan_patch(ins, self.index, decision.outcome)
+        except _Refused as e:
+            raise self.error(str(e)) from None
 
 
 def relocate_instructions(insns: Sequence[Instruction],
