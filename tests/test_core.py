@@ -487,6 +487,26 @@ def test_relocating_again_reuses_the_decisions(L: Local,
         run([mov(3), mov(1), mov(0)], relos, L.spec, target, cache=cache)
 
 
+def test_cache_keeps_no_btf_alive() -> None:
+    """A CoreCache kept under the target or the object's BTF (as the program loader
+    keeps it) lets both die: it refers to them weakly, its contents by plain values."""
+    import gc
+    import weakref
+
+    local, target = Local(), Target()
+    cache = CoreCache()
+    by_target: weakref.WeakKeyDictionary[btf.Spec, CoreCache] = weakref.WeakKeyDictionary()
+    by_target[target.spec] = cache
+    relos = [(0, relo(local.task, "0:0", K.FIELD_BYTE_OFFSET)),
+             (1, relo(local.missing, "0:0", K.FIELD_BYTE_OFFSET))]
+    res = run([mov(0), mov(0)], relos, local.spec, target.spec, cache=cache)
+    assert not res[0].poisoned and res[1].poisoned and cache.decisions
+    specs = weakref.ref(local.spec), weakref.ref(target.spec)
+    del local, target, res
+    gc.collect()
+    assert [s() for s in specs] == [None, None] and not by_target
+
+
 def _split(base: RawBTF, base_spec: btf.Spec, build: object) -> btf.Spec:
     """A module BTF split on top of `base`."""
     b = RawBTF()
