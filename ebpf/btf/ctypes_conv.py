@@ -28,6 +28,7 @@ import sys
 import threading
 from typing import Any
 
+from .._objcache import Bounded, attached
 from ..errors import BTFError
 from .types import (
     MAX_DEPTH,
@@ -62,7 +63,11 @@ _LITTLE = sys.byteorder == "little"
 
 _MAX_SIZE = 1 << 30  # no BPF value comes close
 _lock = threading.RLock()
-_cache: dict[int, tuple[Type, CType]] = {}
+# id(type) -> (type, ctypes type, generation) for types that belong to no spec; a parsed
+# type's conversion is cached on its spec (it dies with the spec, see ebpf._objcache)
+_CACHE_MAX = 256
+_cache: dict[int, tuple[Type, CType, int]] = Bounded(_CACHE_MAX)
+_generation = 0  # bumped by clear_cache(): older entries (on any spec) are stale
 
 
 def to_ctypes(t: Type) -> CType:
@@ -83,8 +88,10 @@ def to_ctypes(t: Type) -> CType:
 
 def clear_cache() -> None:
     """Forget every conversion (e.g. after editing types in place)."""
+    global _generation
     with _lock:
         _cache.clear()
+        _generation += 1
 
 
 def _is_char(t: Type) -> bool:
@@ -116,11 +123,13 @@ class _Converter:
     def convert(self, t: Type, depth: int) -> CType:
         if depth > MAX_DEPTH:
             raise BTFError(f"types nest too deeply converting {t!r} to ctypes")
-        hit = _cache.get(id(t))
-        if hit is not None and hit[0] is t:
+        owner = t._spec
+        cache = _cache if owner is None else attached(owner, "_ctypes_conv_cache")
+        hit = cache.get(id(t))
+        if hit is not None and hit[0] is t and hit[2] == _generation:
             return hit[1]
         ct = self._convert(t, depth)
-        _cache[id(t)] = (t, ct)
+        cache[id(t)] = (t, ct, _generation)
         return ct
 
     def _convert(self, t: Type, depth: int) -> CType:

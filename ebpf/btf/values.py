@@ -4,8 +4,10 @@ Used for template variables (`.rodata`/`.data` rewrites) and typed map values.
 Integers, bools, enums, floats, pointers (as integers), char arrays (str or
 bytes), arrays (sequences), structs and unions (dicts by member name, or bytes).
 
-Each type is compiled once into a pair of closures (encoder, decoder), kept in a
-bounded cache keyed by the type object: types are treated as immutable once used.
+Each type is compiled once into a pair of closures (encoder, decoder), cached per type
+object: types are treated as immutable once used. The cache of a type parsed from a BTF
+spec lives on that spec and dies with it (a process that re-parses an object many times
+does not accumulate specs); hand-made types share a small bounded cache.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .._objcache import Bounded, attached
 from ..errors import BTFError, InvalidArgumentError
 from .types import (
     Array,
@@ -34,10 +37,10 @@ Encoder = Callable[[Any, bytearray, int, str], None]
 # decoder(data, offset): the value stored at offset
 Decoder = Callable[[bytes, int], Any]
 
-_CACHE_MAX = 4096
+_CACHE_MAX = 256  # codecs of types that belong to no spec (hand-made types)
 _MAX_DEPTH = 64
-_encoders: dict[Type, Encoder] = {}
-_decoders: dict[Type, Decoder] = {}
+_encoders: dict[Type, Encoder] = Bounded(_CACHE_MAX)
+_decoders: dict[Type, Decoder] = Bounded(_CACHE_MAX)
 _INT_FORMATS = {(1, False): "<B", (2, False): "<H", (4, False): "<I", (8, False): "<Q",
                 (1, True): "<b", (2, True): "<h", (4, True): "<i", (8, True): "<q"}
 
@@ -102,22 +105,25 @@ def decode(t: Type, data: bytes | bytearray | memoryview) -> Any:
 
 def encoder(t: Type) -> Encoder:
     """The compiled encoder of `t` (cached)."""
-    enc: Encoder = _cached(_encoders, t, _compile_encoder)
+    enc: Encoder = _cached(_encoders, "_values_encoders", t, _compile_encoder)
     return enc
 
 
 def decoder(t: Type) -> Decoder:
     """The compiled decoder of `t` (cached)."""
-    dec: Decoder = _cached(_decoders, t, _compile_decoder)
+    dec: Decoder = _cached(_decoders, "_values_decoders", t, _compile_decoder)
     return dec
 
 
-def _cached(cache: dict[Type, Any], t: Type, compile_: Callable[[Type, int], Any]) -> Any:
+def _cached(fallback: dict[Type, Any], name: str, t: Type,
+            compile_: Callable[[Type, int], Any]) -> Any:
+    # the compiled closure refers to `t`, which refers to its spec: cached on the spec
+    # (attribute `name`), it dies with it; a module-level dict would keep the spec alive
+    owner = t._spec
+    cache = fallback if owner is None else attached(owner, name)
     fn = cache.get(t)
     if fn is None:
         fn = compile_(t, 0)
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
         cache[t] = fn
     return fn
 

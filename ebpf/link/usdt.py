@@ -438,6 +438,8 @@ def _release_ids(map_id: int, ids: Sequence[int]) -> None:
         used = _used_ids.get(map_id)
         if used is not None:
             used.difference_update(ids)
+            if not used:  # map ids are not reused soon: reloads would pile up empty sets
+                del _used_ids[map_id]
 
 
 def _program_map(program: Program, name: str) -> Map | None:
