@@ -768,14 +768,21 @@ class Map:
                  missing_ok: bool = False) -> bool:
         ref = ctypes.byref(attr)
         fd = self._fd
+        users = fd._users
         while True:
-            fd.acquire()  # ClosedError once closed; the number stays ours until release
+            # FD.acquire/release inlined (the funnel of every element operation but the
+            # owner fast path): the number stays ours until the pop, ClosedError once closed
+            users.append(None)
             try:
+                if fd._fd < 0:
+                    raise fd.closed_error()
                 if _syscall(_NR, cmd, ref, size) >= 0:
                     return True
                 err = _get_errno()
             finally:
-                fd.release()
+                users.pop()
+                if fd._fd < 0 and not users:
+                    fd._reap()
             if err == errno.EINTR:
                 continue
             if err == _ENOENT and missing_ok:
