@@ -594,7 +594,10 @@ class Map:
 
     def close(self) -> None:
         """Close the descriptor (idempotent). Pinned maps stay pinned; memory mapped
-        with `mmap()` stays valid until its last view is released."""
+        with `mmap()` stays valid until its last view is released.
+
+        Thread-safe: an operation already in its syscall in another thread finishes on
+        this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
         self._kmv = None
         # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that

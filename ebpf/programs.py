@@ -567,7 +567,10 @@ class Program:
         return new
 
     def close(self) -> None:
-        """Release the fd (idempotent); pins and links keep the program alive."""
+        """Release the fd (idempotent); pins and links keep the program alive.
+
+        Thread-safe: a test run or attach already in flight in another thread finishes
+        on this program, later operations raise `ClosedError`."""
         if self._fd is not None:
             self._fd.close()
 
