@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_btf_builder import same_type
@@ -17,7 +18,7 @@ from ebpf import btf
 from ebpf.btf.builder import Builder
 from ebpf.btf.ctypes_conv import to_ctypes
 from ebpf.btf.spec import Spec
-from ebpf.errors import BTFError, KeyNotFoundError
+from ebpf.errors import BTFError, InvalidArgumentError, KeyNotFoundError
 
 # EBPF_FUZZ_EXAMPLES=5000 for a longer run.
 SETTINGS = settings(max_examples=int(os.environ.get("EBPF_FUZZ_EXAMPLES", "300")), deadline=5000,
@@ -193,3 +194,43 @@ def test_random_bytes(data: bytes, lazy: bool) -> None:
             exercise(Spec(blob, lazy=lazy))
         except BTFError:
             pass
+
+
+# -- crashes found by tools/fuzz.py ---------------------------------------------------------
+
+INT = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+
+
+def test_member_past_its_struct_is_btf_error() -> None:
+    # a member at byte 66846720 of a 192-byte struct: decoding read past the value
+    # (struct.error); the kernel refuses such BTF as well
+    from ebpf.btf import values
+
+    for member in (btf.Member("far", INT, 534773780 * 8), btf.Member("edge", INT, 8 * 190),
+                   btf.Member("bits", INT, 8 * 190, 17)):
+        s = btf.Struct("s", 192, [btf.Member("a", INT, 0), member])
+        with pytest.raises(BTFError, match=f"member '{member.name}' of struct s ends at bit"):
+            values.decode(s, bytes(192))
+        with pytest.raises(BTFError, match="past its 192 bytes"):
+            values.encode(s, {"a": 1})
+    fits = btf.Struct("s", 192, [btf.Member("a", INT, 0), btf.Member("z", INT, 8 * 188),
+                                 btf.Member("b", INT, 8 * 191, 8)])
+    assert values.decode(fits, bytes(192)) == {"a": 0, "z": 0, "b": 0}
+
+
+def test_decode_short_data_is_invalid_argument() -> None:
+    from ebpf.btf import values
+
+    with pytest.raises(InvalidArgumentError, match="needs 8 bytes, got 0"):
+        values.decode(btf.Int("long", 8, btf.IntEncoding.SIGNED), b"")
+    assert values.decode(INT, b"\x01\0\0\0\xff") == 1     # longer is fine (a slice)
+
+
+def test_huge_array_of_empty_structs_is_refused_not_decoded() -> None:
+    # sizeof is 0, so no buffer bounds it: decoding made a list of 2**32 dicts (a hang)
+    from ebpf.btf import values
+
+    empty = btf.Struct("e", 0, [])
+    with pytest.raises(BTFError, match="4294967295 elements of zero size"):
+        values.decode(btf.Array(empty, 0xFFFFFFFF), b"")
+    assert values.decode(btf.Array(empty, 3), b"") == [{}, {}, {}]

@@ -6,6 +6,7 @@ descriptor behind."""
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
@@ -75,4 +76,96 @@ def test_huge_bss_is_refused_not_allocated() -> None:
     # Elf64_Shdr: sh_size is at offset 32 of the entry
     struct.pack_into("<Q", buf, elf.shoff + bss.index * 64 + 32, 1 << 40)
     with pytest.raises(ELFError, match=r"section \.bss claims 1099511627776 bytes"):
+        ebpf.load_collection_spec(bytes(buf))
+
+
+# -- the seeded subset of tools/fuzz.py and the crashes it found ---------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_seeds() -> list[Any]:
+    from tools import fuzz
+
+    seeds = fuzz.load_seeds()
+    fuzz._SEEDS_BY_NAME.update((s.name, s) for s in seeds)
+    return seeds
+
+
+@pytest.mark.parametrize(("target", "cases"), [("elf", 120), ("btf", 60), ("ext", 120)])
+def test_fuzz_campaign_subset(fuzz_seeds: list[Any], target: str, cases: int) -> None:
+    """A fixed slice of `tools/fuzz.py --seed 7 --target T`: parse, inspect and gen raise
+    nothing but ebpf.Error."""
+    from tools import fuzz
+
+    outcomes: dict[str, int] = {}
+    for i in range(cases):
+        case = fuzz.make_case(fuzz_seeds, 7, target, i)
+        outcome, _, _ = fuzz.run_case(case, fuzz.Stage, kernel=False)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    # the mutants are not all rejected (nor all accepted): the subset exercises both paths
+    assert outcomes.get("ok", 0) and outcomes.get("typed", 0), outcomes
+
+
+def test_fuzz_campaign_subset_kernel(fuzz_seeds: list[Any], no_fd_leaks: None) -> None:
+    """`tools/fuzz.py --target object`: mutants load into the kernel or fail typed, and
+    no attempt leaves a descriptor open."""
+    from tools import fuzz
+
+    fuzz._warm_up("object")   # the kernel's BTF stays mapped for the process
+    leaked = 0
+    for i in range(25):
+        _, _, n = fuzz.run_case(fuzz.make_case(fuzz_seeds, 7, "object", i), fuzz.Stage,
+                                kernel=True)
+        leaked += max(n, 0)
+    assert leaked == 0
+
+
+def _section_header(buf: bytearray, name: str) -> tuple[ELFFile, int]:
+    elf = ELFFile(bytes(buf))
+    sec = elf.section_by_name(name)
+    assert sec is not None, name
+    return elf, elf.shoff + sec.index * 64
+
+
+def test_gen_debug_section_outside_the_file() -> None:
+    # found by tools/fuzz.py: blanking DWARF for `ebpf gen` trusted sh_size
+    # (MemoryError / OverflowError instead of ELFError)
+    from ebpf.gen import generate
+
+    buf = bytearray(_object("loader_globals"))
+    _, at = _section_header(buf, ".debug_info")
+    for size in (1 << 40, 1 << 63):
+        struct.pack_into("<Q", buf, at + 32, size)   # sh_size
+        with pytest.raises(ELFError, match=r"section \.debug_info"):
+            generate(bytes(buf), name="Fuzz")
+
+
+def _btf_records(blob: bytes) -> list[tuple[int, int]]:
+    """(offset in blob, info word) of each type record of a little-endian BTF blob."""
+    from ebpf.btf.spec import record_words
+
+    hdr_len, type_off, type_len = struct.unpack_from("<III", blob, 4)
+    at, end, out = hdr_len + type_off, hdr_len + type_off + type_len, []
+    while at < end:
+        info, = struct.unpack_from("<I", blob, at + 4)
+        out.append((at, info))
+        at += 4 * record_words(info)
+    return out
+
+
+def test_datasec_variable_smaller_than_its_type() -> None:
+    # found by tools/fuzz.py: a DATASEC entry shorter than its variable's type made
+    # `ebpf inspect` (VariableSpec.get) raise struct.error; the kernel refuses such BTF
+    buf = bytearray(_object("loader_globals"))
+    elf = ELFFile(bytes(buf))
+    btf_sec = elf.section_by_name(".BTF")
+    assert btf_sec is not None
+    blob = bytes(btf_sec.data())
+    datasecs = [at for at, info in _btf_records(blob) if (info >> 24) & 0x1F == 15
+                and info & 0xFFFF]
+    assert datasecs
+    # first VarSecinfo (type, offset, size) follows the 12-byte record header
+    size_at = btf_sec.offset + datasecs[0] + 12 + 8
+    struct.pack_into("<I", buf, size_at, 0)
+    with pytest.raises(ELFError, match=r"has 0 bytes in its DATASEC, less than its type's"):
         ebpf.load_collection_spec(bytes(buf))

@@ -39,6 +39,7 @@ Decoder = Callable[[bytes, int], Any]
 
 _CACHE_MAX = 256  # codecs of types that belong to no spec (hand-made types)
 _MAX_DEPTH = 64
+_MAX_EMPTY_ELEMS = 1 << 16  # decoding an array of zero-size elements costs time, not bytes
 _encoders: dict[Type, Encoder] = Bounded(_CACHE_MAX)
 _decoders: dict[Type, Decoder] = Bounded(_CACHE_MAX)
 _INT_FORMATS = {(1, False): "<B", (2, False): "<H", (4, False): "<I", (8, False): "<Q",
@@ -99,8 +100,14 @@ def decode(t: Type, data: bytes | bytearray | memoryview) -> Any:
     """The Python value of C type `t` stored in `data`: ints (bools for _Bool), str for
     char arrays up to the first NUL (bytes when that is not UTF-8 text), lists for
     arrays, dicts for structs and unions (members of anonymous members merged in),
-    bytes for what has no Python counterpart (such as a 16-byte long double)."""
-    return decoder(t)(bytes(data), 0)
+    bytes for what has no Python counterpart (such as a 16-byte long double).
+
+    Raises InvalidArgumentError when `data` is shorter than the type."""
+    dec = decoder(t)
+    size = sizeof(t)
+    if len(data) < size:
+        raise InvalidArgumentError(f"{describe(t)} needs {size} bytes, got {len(data)}")
+    return dec(bytes(data), 0)
 
 
 def encoder(t: Type) -> Encoder:
@@ -272,7 +279,18 @@ def _member_encoder(offset_bits: int, bitfield_size: int, mtype: Type, depth: in
     return enc
 
 
+def _check_members(inner: Composite) -> None:
+    """BTFError for a member that does not lie inside its struct/union (malformed BTF,
+    which the kernel refuses too): its codec would read or write past the value."""
+    for m in inner.members:
+        end = m.offset_bits + (m.bitfield_size or 8 * sizeof(m.type))
+        if end > 8 * inner.size:
+            raise BTFError(f"member {m.name!r} of {describe(inner)} ends at bit {end}, "
+                           f"past its {inner.size} bytes")
+
+
 def _composite_encoder(t: Type, inner: Composite, depth: int) -> Encoder:
+    _check_members(inner)
     members: dict[str, Any] = {}
     for m in inner.members:
         if m.name:
@@ -349,10 +367,13 @@ def _array_decoder(inner: Array, depth: int) -> Decoder:
         return dec_chars
     elem: Decoder = _nested(inner.type, depth, _compile_decoder)
     esize = sizeof(inner.type)
+    if esize == 0 and nelems > _MAX_EMPTY_ELEMS:
+        raise BTFError(f"{describe(inner)}: {nelems} elements of zero size")
     return lambda data, off: [elem(data, off + i * esize) for i in range(nelems)]
 
 
 def _composite_decoder(inner: Composite, depth: int) -> Decoder:
+    _check_members(inner)
     # (name, byte offset, decoder) for whole members; bitfields decode inline
     fields: list[tuple[str, int, Decoder]] = []
     for m in inner.members:

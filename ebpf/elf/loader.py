@@ -265,6 +265,10 @@ class _Loader:
                 for vs in ds.vars:
                     var = vs.type
                     if isinstance(var, _btf.Var) and not var.name.startswith("."):
+                        if vs.size < _btf.sizeof(var.type):   # the kernel refuses it too
+                            raise ELFError(f"variable {var.name!r} has {vs.size} bytes in "
+                                           f"its DATASEC, less than its type's "
+                                           f"{_btf.sizeof(var.type)}", sec.name, vs.offset)
                         self.spec.variables[var.name] = VariableSpec(
                             var.name, sec.name, vs.offset, vs.size, var.type)
             else:
