@@ -105,7 +105,8 @@ def path(value: object, what: str = "path") -> str:
     return p
 
 
-_KINDS: Final = {"bpf-map": "map", "bpf-prog": "program", "bpf_link": "link", "btf": "BTF object"}
+_KINDS: Final = {"bpf-map": "map", "bpf-prog": "program", "bpf_link": "link", "bpf-link": "link",
+                 "btf": "BTF object"}
 
 
 def fd_kind(fd: int) -> str:
