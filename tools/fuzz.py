@@ -684,8 +684,17 @@ def _atheris_worker(args: argparse.Namespace) -> None:
     import atheris  # type: ignore[import-untyped]
 
     with atheris.instrument_imports(include=["ebpf"]):
+        # what the cases run (most of it imported lazily, so imported here to be
+        # instrumented): parsers, loader, inspect, gen
+        import ebpf.btf.ctypes_conv
+        import ebpf.btf.ext
+        import ebpf.btf.spec
+        import ebpf.btf.values
         import ebpf.cli
+        import ebpf.collection
+        import ebpf.elf.loader
         import ebpf.gen
+        import ebpf.loader
     del ebpf
     seeds = load_seeds()
     _SEEDS_BY_NAME.update((s.name, s) for s in seeds)
@@ -837,13 +846,16 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
                 w.proc.kill()
                 w.proc.wait()
                 workers.remove(w)
-                tally.add(args.target if args.target != "all" else "all", "hang", leaked=0)
-                print(f"fuzz: case {w.current} hung (> {args.timeout} s)", file=sys.stderr)
-                if args.save and args.engine == "random":
+                hung = None
+                if args.engine == "random":   # rebuilt: its target, and saved if asked
                     if seeds is None:
                         seeds = load_seeds()
-                    _save(args.save, make_case(seeds, args.seed, args.target, w.current,
-                                               args.object_share), "hang")
+                    hung = make_case(seeds, args.seed, args.target, w.current,
+                                     args.object_share)
+                    if args.save:
+                        _save(args.save, hung, "hang")
+                tally.add(hung.target if hung else args.target, "hang", leaked=0)
+                print(f"fuzz: case {w.current} hung (> {args.timeout} s)", file=sys.stderr)
                 if w.current + w.step < w.stop:
                     workers.append(_spawn(args, w.current + w.step, w.step, w.stop))
         if args.progress and now - last_progress >= args.progress:
