@@ -696,22 +696,28 @@ def have_misc(name: str) -> bool:
 
 
 def have_large_insn_limit() -> bool:
+    """Whether programs may have up to 1M instructions (5.2; before: 4096)."""
     return have_misc("large_insn_limit")
 
 
 def have_bounded_loops() -> bool:
+    """Whether the verifier accepts bounded loops (backward jumps; 5.3)."""
     return have_misc("bounded_loops")
 
 
 def have_v2_isa() -> bool:
+    """Whether the kernel takes the v2 ISA (`-mcpu=v2`: unsigned jlt/jle/jslt/jsle; 4.14)."""
     return have_misc("v2_isa_extension")
 
 
 def have_v3_isa() -> bool:
+    """Whether the kernel takes the v3 ISA (`-mcpu=v3`: 32-bit jumps; 5.1)."""
     return have_misc("v3_isa_extension")
 
 
 def have_v4_isa() -> bool:
+    """Whether the kernel takes the v4 ISA (`-mcpu=v4`: sign-extending loads and moves,
+    sdiv/smod, bswap, 32-bit-offset ja; 6.6)."""
     return have_misc("v4_isa_extension")
 
 

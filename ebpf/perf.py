@@ -479,6 +479,7 @@ class Reader(_ReaderBase):
 
     @property
     def paused(self) -> bool:
+        """True between `pause()` and `resume()`."""
         return self._paused
 
     def _release_inherited(self) -> None:

@@ -158,7 +158,10 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     g = Gen()
     for kname, (cname, prefix) in ENUMS.items():
         e = spec.type_by_name(kname, btf.Enum)
-        lines = [f"class {cname}(enum.IntEnum):"]
+        lines = [f"class {cname}(enum.IntEnum):",
+                 f'    """The kernel\'s `enum {kname}`: its `{prefix}*` values, '
+                 'without the prefix."""',
+                 ""]
         for v in e.values:
             n = v.name.removeprefix(prefix)
             if n.startswith("__") or n in ("MAX", "MAX_BPF_ATTACH_TYPE"):

@@ -21,7 +21,7 @@ if [ -n "$need" ]; then
     apt-get install -y -qq $need >/dev/null
 fi
 PY=${PYTHON:-python3}
-if ! $PY -c 'import ebpf, pytest, hypothesis, mypy, ruff' >/dev/null 2>&1 \
+if ! $PY -c 'import ebpf, pytest, hypothesis, mypy, ruff, mkdocs, material, mkdocstrings' >/dev/null 2>&1 \
         || ! command -v ebpf >/dev/null 2>&1; then
     $PY -m pip install -q -e '.[dev,numpy]' 2>/dev/null \
         || $PY -m pip install -q --break-system-packages -e '.[dev,numpy]'

@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from .types_perf import PerfEventMmapPage as PerfEventMmapPage
 
 class Cmd(enum.IntEnum):
+    """The kernel's `enum bpf_cmd`: its `BPF_*` values, without the prefix."""
+
     MAP_CREATE = 0
     MAP_LOOKUP_ELEM = 1
     MAP_UPDATE_ELEM = 2
@@ -111,6 +113,8 @@ class Cmd(enum.IntEnum):
 
 
 class MapType(enum.IntEnum):
+    """The kernel's `enum bpf_map_type`: its `BPF_MAP_TYPE_*` values, without the prefix."""
+
     UNSPEC = 0
     HASH = 1
     ARRAY = 2
@@ -150,6 +154,8 @@ class MapType(enum.IntEnum):
 
 
 class ProgramType(enum.IntEnum):
+    """The kernel's `enum bpf_prog_type`: its `BPF_PROG_TYPE_*` values, without the prefix."""
+
     UNSPEC = 0
     SOCKET_FILTER = 1
     KPROBE = 2
@@ -186,6 +192,8 @@ class ProgramType(enum.IntEnum):
 
 
 class AttachType(enum.IntEnum):
+    """The kernel's `enum bpf_attach_type`: its `BPF_*` values, without the prefix."""
+
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
     CGROUP_INET_SOCK_CREATE = 2
@@ -247,6 +255,8 @@ class AttachType(enum.IntEnum):
 
 
 class LinkType(enum.IntEnum):
+    """The kernel's `enum bpf_link_type`: its `BPF_LINK_TYPE_*` values, without the prefix."""
+
     UNSPEC = 0
     RAW_TRACEPOINT = 1
     TRACING = 2
@@ -265,10 +275,14 @@ class LinkType(enum.IntEnum):
 
 
 class StatsType(enum.IntEnum):
+    """The kernel's `enum bpf_stats_type`: its `BPF_STATS_*` values, without the prefix."""
+
     RUN_TIME = 0
 
 
 class CoreReloKind(enum.IntEnum):
+    """The kernel's `enum bpf_core_relo_kind`: its `BPF_CORE_*` values, without the prefix."""
+
     FIELD_BYTE_OFFSET = 0
     FIELD_BYTE_SIZE = 1
     FIELD_EXISTS = 2

@@ -8,6 +8,8 @@ import ctypes
 import enum
 
 class HelperFunc(enum.IntEnum):
+    """The kernel's `enum bpf_func_id`: its `BPF_FUNC_*` values, without the prefix."""
+
     unspec = 0
     map_lookup_elem = 1
     map_update_elem = 2

@@ -8,6 +8,8 @@ import ctypes
 import enum
 
 class PerfEventType(enum.IntEnum):
+    """The kernel's `enum bpf_perf_event_type`: its `BPF_PERF_EVENT_*` values, without the prefix."""
+
     UNSPEC = 0
     UPROBE = 1
     URETPROBE = 2
@@ -18,6 +20,8 @@ class PerfEventType(enum.IntEnum):
 
 
 class PerfTypeId(enum.IntEnum):
+    """The kernel's `enum perf_type_id`: its `PERF_TYPE_*` values, without the prefix."""
+
     HARDWARE = 0
     SOFTWARE = 1
     TRACEPOINT = 2
@@ -27,6 +31,8 @@ class PerfTypeId(enum.IntEnum):
 
 
 class PerfSwId(enum.IntEnum):
+    """The kernel's `enum perf_sw_ids`: its `PERF_COUNT_SW_*` values, without the prefix."""
+
     CPU_CLOCK = 0
     TASK_CLOCK = 1
     PAGE_FAULTS = 2
@@ -42,6 +48,8 @@ class PerfSwId(enum.IntEnum):
 
 
 class PerfHwId(enum.IntEnum):
+    """The kernel's `enum perf_hw_id`: its `PERF_COUNT_HW_*` values, without the prefix."""
+
     CPU_CYCLES = 0
     INSTRUCTIONS = 1
     CACHE_REFERENCES = 2
@@ -55,6 +63,8 @@ class PerfHwId(enum.IntEnum):
 
 
 class PerfSampleFormat(enum.IntEnum):
+    """The kernel's `enum perf_event_sample_format`: its `PERF_SAMPLE_*` values, without the prefix."""
+
     IP = 1
     TID = 2
     TIME = 4
@@ -83,6 +93,8 @@ class PerfSampleFormat(enum.IntEnum):
 
 
 class PerfRecordType(enum.IntEnum):
+    """The kernel's `enum perf_event_type`: its `PERF_RECORD_*` values, without the prefix."""
+
     MMAP = 1
     LOST = 2
     COMM = 3

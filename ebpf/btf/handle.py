@@ -106,6 +106,7 @@ class Handle:
         return Spec(self.raw(), base)
 
     def fileno(self) -> int:
+        """The bare descriptor number of the loaded BTF object."""
         return self.fd.fileno()
 
     def close(self) -> None:
@@ -114,6 +115,7 @@ class Handle:
 
     @property
     def closed(self) -> bool:
+        """True once `close()` was called."""
         return self.fd.closed
 
     def __enter__(self) -> Handle:

@@ -49,6 +49,7 @@ class Kind(enum.IntEnum):
 
 
 class IntEncoding(enum.IntFlag):
+    """Encoding flags of an INT: signedness, `char`, `bool`."""
     UNSIGNED = 0
     SIGNED = 1
     CHAR = 2
@@ -107,6 +108,7 @@ class Void(Type):
 
 
 class Int(Type):
+    """An integer type: `size` in bytes, `encoding` (signed/char/bool), `bits` and `offset` (bitfield-style INT)."""
     __slots__ = ("bits", "encoding", "offset", "size")
     kind = Kind.INT
 
@@ -120,10 +122,12 @@ class Int(Type):
 
     @property
     def signed(self) -> bool:
+        """Whether the encoding is signed."""
         return bool(self.encoding & IntEncoding.SIGNED)
 
 
 class Float(Type):
+    """A floating-point type of `size` bytes."""
     __slots__ = ("size",)
     kind = Kind.FLOAT
 
@@ -143,6 +147,7 @@ class _RefType(Type):
 
     @property
     def type(self) -> Type:
+        """The referenced type (resolved on first use)."""
         t = self._type
         if not isinstance(t, Type):
             t = self._type = self._resolve(t)
@@ -157,6 +162,7 @@ class _RefType(Type):
 
 
 class Pointer(_RefType):
+    """A pointer to `type` (8 bytes)."""
     __slots__ = ()
     kind = Kind.PTR
     size = 8
@@ -166,6 +172,7 @@ class Pointer(_RefType):
 
 
 class Typedef(_RefType):
+    """A named alias of `type`."""
     __slots__ = ()
     kind = Kind.TYPEDEF
 
@@ -174,16 +181,19 @@ class Typedef(_RefType):
 
 
 class Volatile(_RefType):
+    """`volatile` qualifier of `type`."""
     __slots__ = ()
     kind = Kind.VOLATILE
 
 
 class Const(_RefType):
+    """`const` qualifier of `type`."""
     __slots__ = ()
     kind = Kind.CONST
 
 
 class Restrict(_RefType):
+    """`restrict` qualifier of `type`."""
     __slots__ = ()
     kind = Kind.RESTRICT
 
@@ -201,6 +211,7 @@ class TypeTag(_RefType):
 
 
 class Array(Type):
+    """An array of `nelems` elements of `type`, indexed by `index` (an INT)."""
     __slots__ = ("_index", "_type", "nelems")
     kind = Kind.ARRAY
 
@@ -212,6 +223,7 @@ class Array(Type):
 
     @property
     def type(self) -> Type:
+        """The element type."""
         t = self._type
         if not isinstance(t, Type):
             t = self._type = self._resolve(t)
@@ -219,6 +231,7 @@ class Array(Type):
 
     @property
     def index(self) -> Type:
+        """The index type (an INT)."""
         t = self._index
         if not isinstance(t, Type):
             t = self._index = self._resolve(t)
@@ -244,6 +257,7 @@ class Member:
 
     @property
     def type(self) -> Type:
+        """The member's type (resolved on first use)."""
         t = self._type
         if not isinstance(t, Type):
             if self._owner is None:
@@ -274,6 +288,7 @@ class Composite(Type):
 
     @property
     def members(self) -> list[Member]:
+        """The members, in declaration order."""
         return self._members
 
     def member(self, name: str) -> Member:
@@ -306,16 +321,19 @@ class Composite(Type):
 
 
 class Struct(Composite):
+    """A struct: `size` in bytes, `members` with their bit offsets."""
     __slots__ = ()
     kind = Kind.STRUCT
 
 
 class Union(Composite):
+    """A union: `size` in bytes, `members` (all at offset 0 unless bitfields)."""
     __slots__ = ()
     kind = Kind.UNION
 
 
 class EnumValue:
+    """One enumerator of an `Enum`: `name` and `value`."""
     __slots__ = ("name", "value")
 
     def __init__(self, name: str, value: int) -> None:
@@ -349,6 +367,7 @@ class Enum(Type):
 
     @property
     def is64(self) -> bool:
+        """Whether the enum is written as ENUM64 (see the class)."""
         if self._is64 is not None:
             return self._is64
         return self.size > 4 or any(not -(1 << 31) <= v.value < (1 << 32) for v in self.values)
@@ -358,6 +377,7 @@ class Enum(Type):
         self._is64 = value
 
     def value(self, name: str) -> int:
+        """The value of the enumerator `name` (`KeyError` when there is none)."""
         for v in self.values:
             if v.name == name:
                 return v.value
@@ -380,6 +400,7 @@ class Fwd(Type):
 
 
 class FuncParam:
+    """A parameter of a `FuncProto`: `name` (may be empty) and `type`."""
     __slots__ = ("_owner", "_type", "name")
 
     def __init__(self, name: str, type: Ref) -> None:
@@ -389,6 +410,7 @@ class FuncParam:
 
     @property
     def type(self) -> Type:
+        """The parameter's type (resolved on first use)."""
         t = self._type
         if not isinstance(t, Type):
             if self._owner is None:
@@ -415,6 +437,7 @@ class FuncProto(Type):
 
     @property
     def return_type(self) -> Type:
+        """The return type (`Void` for void)."""
         t = self._return
         if not isinstance(t, Type):
             t = self._return = self._resolve(t)
@@ -461,6 +484,7 @@ class VarSecinfo:
 
     @property
     def type(self) -> Type:
+        """The variable (`Var`, or `Func` for an extern function)."""
         t = self._type
         if not isinstance(t, Type):
             if self._owner is None:

@@ -43,16 +43,20 @@ class Link:
 
     @property
     def fd(self) -> FD:
+        """The bpf_link's descriptor (`NotSupportedError` for attachments that are
+        not bpf_links: tc filters, netlink XDP, BPF_PROG_ATTACH)."""
         if self._fd is None:
             raise NotSupportedError(f"{type(self).__name__} file descriptor",
                                     "this attachment is not a bpf_link")
         return self._fd
 
     def fileno(self) -> int:
+        """The bare descriptor number; keep the link open while it is used."""
         return self.fd.fileno()
 
     @property
     def id(self) -> int:
+        """The kernel's id of the link (as `bpftool link list` shows it)."""
         return int(self.info().id)
 
     def info(self) -> Any:
@@ -62,6 +66,7 @@ class Link:
 
     @property
     def type(self) -> LinkType:
+        """The kernel's link type (`LinkType.TRACING`, `LinkType.XDP`, ...)."""
         return LinkType(self.info().type)
 
     # -- operations -----------------------------------------------------------------
@@ -87,12 +92,14 @@ class Link:
         self._pinned = p
 
     def unpin(self) -> None:
+        """Remove the pin made by `pin()` (the link then lives as long as its fd)."""
         if self._pinned is not None:
             os.unlink(self._pinned)
             self._pinned = None
 
     @property
     def pinned_path(self) -> str | None:
+        """Where `pin()` pinned the link, or None."""
         return self._pinned
 
     def detach(self) -> None:
@@ -108,6 +115,7 @@ class Link:
 
     @property
     def closed(self) -> bool:
+        """True once `close()` was called (further operations raise `ClosedError`)."""
         return self._fd is None or self._fd.closed
 
     def __enter__(self: _L) -> _L:

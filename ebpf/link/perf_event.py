@@ -196,6 +196,7 @@ class MultiLink(Link):
 
     @property
     def fd(self) -> FD:
+        """Not available: a group has one descriptor per link (see `links`)."""
         raise NotSupportedError("a file descriptor for a group of links",
                                 "use .links for the individual links")
 

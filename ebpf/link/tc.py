@@ -241,6 +241,7 @@ class TCLink(Link):
 
     @property
     def id(self) -> int:
+        """Not available: cls_bpf filters are not bpf_links (`NotSupportedError`)."""
         raise NotSupportedError("tc filter link id", "cls_bpf filters are not bpf_links")
 
     def pin(self, path: object) -> None:
