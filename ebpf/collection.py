@@ -7,171 +7,20 @@ its maps, loads its programs against them and the running kernel, and owns them.
 
 from __future__ import annotations
 
-import contextlib
-import copy as _copy
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
+from .errors import InvalidArgumentError
+from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 
 if TYPE_CHECKING:
     from . import btf
-    from .elf.struct_ops import StructOpsSpec
     from .link import Link
-    from .maps import Map, MapSpec
-    from .programs import Program, ProgramSpec
+    from .maps import Map
 
-
-class _NamedDict(dict[str, Any]):
-    """A dict whose missing keys raise KeyNotFoundError listing what exists."""
-
-    what = "item"
-
-    def __missing__(self, key: str) -> Any:
-        have = ", ".join(sorted(self)) or "none"
-        raise KeyNotFoundError(f"no {self.what} named {key!r} (have: {have})")
-
-
-class Programs(_NamedDict):
-    what = "program"
-
-
-class Maps(_NamedDict):
-    what = "map"
-
-
-class Variables(_NamedDict):
-    what = "variable"
-
-
-@dataclasses.dataclass
-class Extern:
-    """An extern the object needs from the kernel: a `.kconfig` value or a `__ksym`.
-
-    `section` is ".kconfig" or ".ksyms"; `offset` is the value's offset in the
-    `.kconfig` map; `type` the BTF type of the variable (or the `Func` of a kfunc).
-    """
-
-    name: str
-    section: str
-    type: btf.Type | None = None
-    weak: bool = False
-    offset: int = 0
-    size: int = 0
-    is_func: bool = False
-
-
-@dataclasses.dataclass
-class VariableSpec:
-    """A global variable of an object: `set()` rewrites its bytes in the data
-    section before load (the verifier then sees `.rodata` constants); `get()` reads
-    them back. `section` names the map holding it (".rodata", ".data.foo", ...)."""
-
-    name: str
-    section: str
-    offset: int
-    size: int
-    type: btf.Type | None = None
-    _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    def _buffer(self) -> bytearray:
-        if self._spec is None:
-            raise Error(f"variable {self.name!r} is not part of a CollectionSpec")
-        m = self._spec.maps[self.section]
-        if not m.contents:
-            m.contents = [(0, bytearray(m.value_size))]
-        key, value = m.contents[0]
-        if not isinstance(value, bytearray):
-            value = bytearray(value)
-            m.contents[0] = (key, value)
-        return value
-
-    @property
-    def constant(self) -> bool:
-        """True for variables in read-only sections (frozen after load)."""
-        return self.section.startswith(".rodata")
-
-    def _bounds(self, section_size: int) -> tuple[int, int]:
-        """(start, end) of the variable in its section; ELFError when it lies outside."""
-        off, size = self.offset, self.size
-        if not (isinstance(off, int) and isinstance(size, int)) or off < 0 or size < 0 \
-                or off + size > section_size:
-            raise ELFError(f"variable {self.name!r} at offset {off!r} size {size!r} lies "
-                           f"outside its section ({section_size} bytes)", section=self.section)
-        return off, off + size
-
-    def get(self) -> Any:
-        """The variable's current value, decoded via BTF (raw bytes without BTF).
-
-        Raises ELFError when the variable lies outside its section."""
-        buf = self._buffer()
-        start, end = self._bounds(len(buf))
-        raw = bytes(buf[start:end])
-        if self.type is None:
-            return raw
-        from .btf import values
-
-        return values.decode(self.type, raw)
-
-    def set(self, value: Any) -> None:
-        """Set the value; checked against the variable's BTF type (ints, bools, enums,
-        floats, strings for char arrays, sequences for arrays, dicts for structs, or
-        raw bytes of the exact size). Raises ELFError when the variable lies outside
-        its section."""
-        buf = self._buffer()
-        start, end = self._bounds(len(buf))
-        if self.type is not None:
-            from .btf import values
-
-            data = values.encode(self.type, value, what=self.name)
-        else:
-            if not isinstance(value, (bytes, bytearray)):
-                raise InvalidArgumentError(
-                    f"variable {self.name!r} has no BTF; pass {self.size} raw bytes")
-            data = bytes(value)
-        if len(data) != self.size:
-            raise InvalidArgumentError(
-                f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
-        buf[start:end] = data
-
-
-@dataclasses.dataclass
-class CollectionSpec:
-    """Everything an object file declares, before anything is loaded.
-
-    All fields are plain, editable data. `copy()` is cheap and deep enough that
-    editing the copy (variables, map sizes, instructions) leaves the original alone;
-    parsed BTF is shared, never re-parsed.
-    """
-
-    programs: Programs = dataclasses.field(default_factory=Programs)
-    maps: Maps = dataclasses.field(default_factory=Maps)
-    variables: Variables = dataclasses.field(default_factory=Variables)
-    externs: dict[str, Extern] = dataclasses.field(default_factory=dict)
-    btf: btf.Spec | None = None
-    byteorder: str = "little"
-    struct_ops: dict[str, StructOpsSpec] = dataclasses.field(default_factory=dict)
-    """`.struct_ops` / `.struct_ops.link` variables: kernel structs implemented by
-    programs of the object (e.g. a TCP congestion control), registered by
-    `Collection.attach_all()` or `ebpf.link.struct_ops(coll.maps[name])`."""
-
-    def __post_init__(self) -> None:
-        for v in self.variables.values():
-            v._spec = self
-
-    def copy(self) -> CollectionSpec:
-        new = CollectionSpec(
-            programs=Programs({k: p.copy() for k, p in self.programs.items()}),
-            maps=Maps({k: m.copy() for k, m in self.maps.items()}),
-            variables=Variables({k: dataclasses.replace(v) for k, v in self.variables.items()}),
-            externs={k: _copy.copy(e) for k, e in self.externs.items()},
-            btf=self.btf,
-            byteorder=self.byteorder,
-            struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
-        )
-        return new
+__all__ = ["Collection", "CollectionSpec", "Extern", "Maps", "Programs", "Variable", "VariableSpec",
+           "Variables", "load_collection_spec"]
 
 
 class Variable:
@@ -197,14 +46,16 @@ class Variable:
 
     @property
     def name(self) -> str:
+        """The variable's name."""
         return self.spec.name
 
     @property
     def constant(self) -> bool:
+        """Whether it lives in `.rodata` (frozen after loading: read-only)."""
         return self.spec.constant
 
     def _raw(self) -> bytes:
-        off, end = self.spec._bounds(self.map.value_size)
+        off, end = self.spec.bounds(self.map.value_size)
         size = end - off
         mv = self._mmap()
         if mv is not None:
@@ -219,6 +70,7 @@ class Variable:
             view.release()
 
     def get(self) -> Any:
+        """The current value, decoded through its BTF type (bytes without BTF)."""
         raw = self._raw()
         if self.spec.type is None:
             return raw
@@ -227,6 +79,7 @@ class Variable:
         return values.decode(self.spec.type, raw)
 
     def set(self, value: Any) -> None:
+        """Write a new value; programs see it at once (`.rodata`: `InvalidArgumentError`)."""
         if self.constant:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is a constant in {self.spec.section} (frozen after "
@@ -244,7 +97,7 @@ class Variable:
         if len(data) != self.spec.size:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.spec.size} bytes, got {len(data)}")
-        self.spec._bounds(self.map.value_size)
+        self.spec.bounds(self.map.value_size)
         mv = self._mmap()
         if mv is not None:
             mv[self.spec.offset : self.spec.offset + self.spec.size] = data
@@ -337,6 +190,7 @@ class Collection:
         return links
 
     def close(self) -> None:
+        """Close every program, map and variable mapping of the collection (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -357,18 +211,3 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"<Collection programs={list(self.programs)} maps={list(self.maps)}>"
-
-
-@contextlib.contextmanager
-def _closing_on_error(objs: list[Any]) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        for o in reversed(objs):
-            with contextlib.suppress(Exception):
-                o.close()
-        raise
-
-
-if TYPE_CHECKING:
-    _unused: tuple[type[MapSpec], type[ProgramSpec], type[Program]]

@@ -30,7 +30,6 @@ preallocated fast path; other threads use buffers of their own.
 
 from __future__ import annotations
 
-import copy as _copy
 import ctypes
 import dataclasses
 import enum
@@ -63,6 +62,8 @@ from .errors import (
     SyscallError,
     from_errno,
 )
+from .spec.maps import MapFlags, MapSpec, PinType
+from .spec.names import kernel_name
 
 if TYPE_CHECKING:
     from . import btf
@@ -99,31 +100,6 @@ _NEXT_KEY: Final = int(_t.Cmd.MAP_GET_NEXT_KEY)
 _LOOKUP_AND_DELETE: Final = int(_t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
 
 
-class MapFlags(enum.IntFlag):
-    """BPF_F_* flags for `MapSpec.flags` (map_flags of BPF_MAP_CREATE)."""
-
-    NONE = 0
-    NO_PREALLOC = _t.BPF_F_NO_PREALLOC
-    NO_COMMON_LRU = _t.BPF_F_NO_COMMON_LRU
-    NUMA_NODE = _t.BPF_F_NUMA_NODE
-    RDONLY = _t.BPF_F_RDONLY
-    WRONLY = _t.BPF_F_WRONLY
-    STACK_BUILD_ID = _t.BPF_F_STACK_BUILD_ID
-    ZERO_SEED = _t.BPF_F_ZERO_SEED
-    RDONLY_PROG = _t.BPF_F_RDONLY_PROG
-    WRONLY_PROG = _t.BPF_F_WRONLY_PROG
-    CLONE = _t.BPF_F_CLONE
-    MMAPABLE = _t.BPF_F_MMAPABLE
-    PRESERVE_ELEMS = _t.BPF_F_PRESERVE_ELEMS
-    INNER_MAP = _t.BPF_F_INNER_MAP
-    LINK = _t.BPF_F_LINK
-    PATH_FD = _t.BPF_F_PATH_FD
-    VTYPE_BTF_OBJ_FD = _t.BPF_F_VTYPE_BTF_OBJ_FD
-    TOKEN_FD = _t.BPF_F_TOKEN_FD
-    SEGV_ON_FAULT = _t.BPF_F_SEGV_ON_FAULT
-    NO_USER_CONV = _t.BPF_F_NO_USER_CONV
-
-
 class UpdateFlags(enum.IntFlag):
     """Flags of `Map.update`: ANY (create or replace), NOEXIST (create only),
     EXIST (replace only), LOCK (update under the value's bpf_spin_lock)."""
@@ -132,14 +108,6 @@ class UpdateFlags(enum.IntFlag):
     NOEXIST = _t.BPF_NOEXIST
     EXIST = _t.BPF_EXIST
     LOCK = _t.BPF_F_LOCK
-
-
-class PinType(enum.IntEnum):
-    """`MapSpec.pinning`: NONE, or BY_NAME (libbpf's LIBBPF_PIN_BY_NAME: the map is
-    pinned as <pin_path>/<name> and reused from there when compatible)."""
-
-    NONE = 0
-    BY_NAME = 1
 
 
 class IterationAbortedError(Error, RuntimeError):
@@ -195,68 +163,8 @@ def _type_name(t: int) -> str:
         return f"map type {t}"
 
 
-def sanitize_name(name: str) -> str:
-    """The name the kernel gets for a map: only [A-Za-z0-9_.] kept, at most 15
-    characters (like libbpf)."""
-    kept = "".join(c for c in name if c.isascii() and (c.isalnum() or c in "_."))
-    return kept[:15]
-
-
-@dataclasses.dataclass
-class MapSpec:
-    """Everything needed to create a map; plain editable data, no kernel objects.
-
-    `inner_map` is the template of the maps an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
-    `numa_node` (when not None) places the map's memory on that node.
-    `map_extra` is BLOOM_FILTER's number of hash functions (or ARENA's address).
-    `key`/`value` are BTF types describing key and value (they make lookups
-    return typed values); `contents` is a list of (key, value) written after
-    creation; `freeze` freezes the map after that (read-only for user space).
-    """
-
-    name: str = ""
-    type: MapType = MapType.UNSPEC
-    key_size: int = 0
-    value_size: int = 0
-    max_entries: int = 0
-    flags: int = 0
-    inner_map: MapSpec | None = None
-    numa_node: int | None = None
-    map_extra: int = 0
-    pinning: PinType = PinType.NONE
-    key: btf.Type | None = None
-    value: btf.Type | None = None
-    contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-    freeze: bool = False
-
-    def copy(self) -> MapSpec:
-        """A copy that can be edited without affecting this spec (contents and the
-        inner map spec are copied; BTF types are shared)."""
-        new = _copy.copy(self)
-        new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
-                        for k, v in self.contents]
-        if self.inner_map is not None:
-            new.inner_map = self.inner_map.copy()
-        return new
-
-    def check_compatible(self, m: Map) -> None:
-        """Raise InvalidArgumentError naming the first attribute in which the existing
-        map `m` (e.g. one found pinned) differs from this spec."""
-        info = m.info()
-        checks: list[tuple[str, int, int]] = [
-            ("type", int(self.type), int(info.type)),
-            ("key_size", self.key_size, info.key_size),
-            ("value_size", self.value_size, info.value_size),
-            ("max_entries", self.max_entries, info.max_entries),
-            ("flags", int(self.flags), int(info.flags)),
-            ("map_extra", self.map_extra, info.map_extra),
-        ]
-        for what, want, have in checks:
-            if what == "max_entries" and self.type == MapType.PERF_EVENT_ARRAY and want == 0:
-                continue  # created with one slot per possible CPU
-            if want != have:
-                raise InvalidArgumentError(
-                    f"map {self.name!r}: existing map has {what} {have}, spec wants {want}")
+sanitize_name = kernel_name
+"""Alias of `ebpf.spec.kernel_name`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -520,14 +428,17 @@ class Map:
         return self._fd
 
     def fileno(self) -> int:
+        """The bare descriptor number; keep the map open while it is used."""
         return self._fd.fileno()
 
     @property
     def closed(self) -> bool:
+        """True once `close()` was called (operations then raise `ClosedError`)."""
         return self._fd.closed
 
     @property
     def name(self) -> str:
+        """The map's name (as given to the kernel, at most 15 bytes)."""
         return self._name
 
     @property
@@ -540,18 +451,22 @@ class Map:
 
     @property
     def key_size(self) -> int:
+        """Size of a key in bytes."""
         return self._key_size
 
     @property
     def value_size(self) -> int:
+        """Size of a value in bytes (of one CPU's value for per-CPU maps)."""
         return self._value_size
 
     @property
     def max_entries(self) -> int:
+        """The maximum number of entries (for ring buffers: the size in bytes)."""
         return self._spec.max_entries
 
     @property
     def flags(self) -> MapFlags:
+        """The map's creation flags (`MapFlags`)."""
         return MapFlags(self._spec.flags)
 
     @property
@@ -571,6 +486,7 @@ class Map:
 
     @property
     def is_per_cpu(self) -> bool:
+        """Whether each key holds one value per possible CPU (PERCPU_* maps)."""
         return self._ncpu > 0
 
     @property
@@ -580,6 +496,7 @@ class Map:
 
     @property
     def id(self) -> int:
+        """The kernel's id of the map (as `bpftool map list` shows it)."""
         return self.info().id
 
     def __repr__(self) -> str:

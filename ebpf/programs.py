@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import enum
 import errno as _errno
 import os
@@ -26,8 +25,8 @@ import re
 import struct
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._objcache import attached
 from ._sys import caps as _caps
@@ -51,6 +50,8 @@ from .errors import (
     VerifierError,
     from_errno,
 )
+from .spec.names import kernel_name
+from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
 
 if TYPE_CHECKING:
     from .asm import Instruction
@@ -82,8 +83,6 @@ MAX_LOG_SIZE = 0xFFFF_FFFF >> 2
 """The largest log buffer the kernel accepts (UINT32_MAX >> 2)."""
 
 _MIN_LOG_SIZE = 128  # kernels before 6.4 refuse smaller log buffers
-_NAME_LEN = consts.BPF_OBJ_NAME_LEN - 1
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 _INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
 
 # ld_imm64 sources a map reference may carry; MAP_VALUE keeps its offset
@@ -115,26 +114,6 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 }
 
 
-class SupportsFileno(Protocol):
-    """Anything with a `fileno()` (an `ebpf.Map`, an `FD`)."""
-
-    def fileno(self) -> int: ...
-
-
-class ProgramFlags(enum.IntFlag):
-    """`ProgramSpec.flags` (BPF_PROG_LOAD ``prog_flags``)."""
-
-    NONE = 0
-    STRICT_ALIGNMENT = consts.BPF_F_STRICT_ALIGNMENT
-    ANY_ALIGNMENT = consts.BPF_F_ANY_ALIGNMENT
-    TEST_RND_HI32 = consts.BPF_F_TEST_RND_HI32
-    TEST_STATE_FREQ = consts.BPF_F_TEST_STATE_FREQ
-    SLEEPABLE = consts.BPF_F_SLEEPABLE
-    XDP_HAS_FRAGS = consts.BPF_F_XDP_HAS_FRAGS
-    XDP_DEV_BOUND_ONLY = consts.BPF_F_XDP_DEV_BOUND_ONLY
-    TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
-
-
 class RunFlags(enum.IntFlag):
     """`Program.test_run` flags (``BPF_F_TEST_*``); `cpu=` sets RUN_ON_CPU itself."""
 
@@ -142,53 +121,6 @@ class RunFlags(enum.IntFlag):
     RUN_ON_CPU = consts.BPF_F_TEST_RUN_ON_CPU
     XDP_LIVE_FRAMES = consts.BPF_F_TEST_XDP_LIVE_FRAMES
     SKB_CHECKSUM_COMPLETE = consts.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
-
-
-@dataclass
-class ProgramSpec:
-    """Everything needed to load a program; plain data, editable, no kernel objects
-    (except `attach_prog`).
-
-    `instructions` are `ebpf.asm.Instruction`s: jump/call references to labels
-    are resolved by the assembler, a 64-bit load whose ``reference`` names a
-    map gets that map's fd from `Program(..., maps=...)`, a kfunc call or
-    ``__ksym`` load whose ``reference`` names a kernel symbol gets its vmlinux
-    BTF id. ``meta["func"]`` / ``meta["line"]`` of instructions become BTF
-    func/line info when `btf` is set.
-
-    `attach_type` is the expected attach type (required by many program types,
-    e.g. cgroup, tracing). `attach_to` names the attach target for tracing,
-    LSM, iterator and freplace programs (a kernel function, ``"sched_switch"``
-    for a BTF raw tracepoint, a function of `attach_prog`); `attach_btf_id`
-    gives the target's BTF id directly instead. `flags` are `ProgramFlags`.
-    `section` is set by the ELF loader; `kernel_version` only matters for
-    kprobes on kernels before 5.0 (0 means the running kernel's).
-    """
-
-    name: str = ""
-    type: ProgramType = ProgramType.UNSPEC
-    instructions: list[Instruction] = field(default_factory=list)
-    license: str = ""
-    attach_type: AttachType | int | None = None
-    attach_to: str = ""
-    attach_btf_id: int = 0
-    attach_prog: Program | None = None
-    kernel_version: int = 0
-    flags: int = 0
-    section: str = ""
-    btf: BTFSpec | None = None
-    ifindex: int = 0
-    autoload: bool = True
-    """False for sections starting with "?": a Collection skips the program unless
-    asked for it by name."""
-
-    def copy(self) -> ProgramSpec:
-        """A copy whose instruction list (and each instruction) can be edited freely.
-
-        The BTF spec and `attach_prog` are shared, not copied.
-        """
-        return dataclasses.replace(
-            self, instructions=[ins.copy() for ins in self.instructions])
 
 
 @dataclass(frozen=True)
@@ -632,7 +564,7 @@ def _load(
     attr.license = ctypes.addressof(lic)
     _validate.put(attr, "kern_version", _kernel_version(spec), "ProgramSpec.kernel_version")
     _validate.put(attr, "prog_flags", spec.flags, "ProgramSpec.flags")
-    name = _sanitize_name(spec.name)
+    name = kernel_name(spec.name).encode("ascii")
     ctypes.memmove(attr.prog_name, name, len(name))
     _validate.put(attr, "prog_ifindex", spec.ifindex, "ProgramSpec.ifindex")
     if spec.attach_type is not None:
@@ -798,11 +730,6 @@ def _source_line(log: str, prep: _Prepared) -> str | None:
     lineno = getattr(best, "line", 0)
     where = f"{file_name}:{lineno}" if file_name else f"line {lineno}"
     return f"{where}: {text}" if text else where
-
-
-def _sanitize_name(name: str) -> bytes:
-    """The kernel's object name: at most 15 of the characters it accepts."""
-    return _NAME_OK.sub("", name)[:_NAME_LEN].encode("ascii")
 
 
 def _kernel_version(spec: ProgramSpec) -> int:
@@ -1007,12 +934,12 @@ def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:
                             "the running kernel's struct has no such member")
 
 
-def _program_btf(prog: Program) -> BTFSpec:
+def _program_btf(prog: LoadedProgram) -> BTFSpec:
     """The BTF a loaded program carries (for freplace / fentry on BPF programs)."""
     from .btf import Spec
 
-    with prog.fd.hold() as fd:
-        raw = _raw_info(fd)
+    with _hold(prog):
+        raw = _raw_info(prog.fileno())
     if not raw.btf_id:
         raise InvalidArgumentError(f"program {prog.name!r} has no BTF; cannot attach to it by name")
     return Spec(ops.btf_get_data(raw.btf_id))

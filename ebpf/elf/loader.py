@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import asm
 from .. import btf as _btf
@@ -24,13 +24,12 @@ from ..asm.opcodes import (
     PSEUDO_MAP_FD,
     PSEUDO_MAP_VALUE,
 )
-from ..collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 from ..errors import BTFError, ELFError
+from ..spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
+from ..spec.maps import MapSpec, PinType
+from ..spec.programs import ProgramSpec
 from .reader import SHN_ABS, SHN_COMMON, SHN_UNDEF, ELFFile, Section, SectionFlags, SectionType
 from .reader import Symbol as ElfSymbol
-
-if TYPE_CHECKING:
-    from ..maps import MapSpec
 
 EM_BPF = 247
 R_BPF_64_64 = 1
@@ -220,7 +219,6 @@ class _Loader:
                 kconfig_off += size
             self.externs[s.name] = ext
         if kconfig_off:
-            from ..maps import MapSpec
 
             size = (kconfig_off + 7) // 8 * 8
             self.maps[".kconfig"] = MapSpec(
@@ -231,7 +229,6 @@ class _Loader:
     # -- data sections ------------------------------------------------------------
 
     def _read_data_sections(self) -> None:
-        from ..maps import MapSpec
 
         datasecs: dict[str, _btf.Datasec] = {}
         if self.btf is not None:
@@ -298,7 +295,6 @@ class _Loader:
             self.map_at[(sec.index, vs.offset)] = var.name
 
     def _btf_map_def(self, name: str, t: _btf.Type, what: str) -> MapSpec:
-        from ..maps import MapSpec, PinType
 
         st = _btf.skip_typedefs(t)
         if not isinstance(st, _btf.Struct):
@@ -360,7 +356,6 @@ class _Loader:
         return ms
 
     def _read_legacy_maps(self) -> None:
-        from ..maps import MapSpec, PinType
 
         sec = self.elf.section_by_name("maps")
         if sec is None:
@@ -605,7 +600,6 @@ class _Loader:
                        "is neither a map, global data nor a function", sec.name, off)
 
     def _build_programs(self) -> Programs:
-        from ..programs import ProgramSpec
         from .sections import lookup_section
 
         by_name = {f.name: f for f in self.funcs.values()}

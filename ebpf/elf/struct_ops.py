@@ -7,7 +7,6 @@ registering them is `ebpf.link.struct_ops`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 from typing import TYPE_CHECKING, Any
@@ -15,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from .. import btf as _btf
 from .._sys.types import ProgramType
 from ..errors import ELFError
+from ..spec.struct_ops import StructOpsSpec
 
 if TYPE_CHECKING:
-    from ..collection import CollectionSpec
+    from ..spec.collection import CollectionSpec
     from .reader import ELFFile
 
 __all__ = ["StructOpsSpec", "read_struct_ops"]
@@ -26,26 +26,6 @@ _STRUCT_OPS_SECTIONS = (".struct_ops", ".struct_ops.link")
 R_BPF_64_64 = 1
 R_BPF_64_ABS64 = 2
 STT_SECTION = 3
-
-
-@dataclasses.dataclass
-class StructOpsSpec:
-    """One struct_ops variable of an object: the kernel struct it implements
-    (`type_name`, e.g. "tcp_congestion_ops"), its local BTF type, its initial bytes,
-    which program implements which function pointer member (`programs`: member name ->
-    program name), and whether it registers through a bpf_link (``.struct_ops.link``).
-    """
-
-    name: str
-    type_name: str
-    type: _btf.Struct
-    data: bytes
-    programs: dict[str, str]
-    link: bool
-    section: str
-
-    def copy(self) -> StructOpsSpec:
-        return dataclasses.replace(self, programs=dict(self.programs))
 
 
 def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: CollectionSpec

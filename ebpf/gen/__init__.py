@@ -72,9 +72,7 @@ from .ctypes_src import (
 )
 
 if TYPE_CHECKING:
-    from ..collection import CollectionSpec, VariableSpec
-    from ..maps import MapSpec
-    from ..programs import ProgramSpec
+    from ..spec import CollectionSpec, MapSpec, ProgramSpec, VariableSpec
 
 # names used in annotations and at class level of the wrapper classes
 _ANNOTATION_NAMES = {"int", "bool", "bytes", "float", "str", "list", "dict", "Any",

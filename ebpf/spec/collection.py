@@ -1,0 +1,167 @@
+"""`CollectionSpec`: every map, program and variable of an object, before anything
+is loaded (plain data, editable, cheap to copy, no fds)."""
+
+from __future__ import annotations
+
+import copy as _copy
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
+
+if TYPE_CHECKING:
+    from .. import btf
+    from .struct_ops import StructOpsSpec
+
+__all__ = ["CollectionSpec", "Extern", "Maps", "NamedDict", "Programs", "VariableSpec",
+           "Variables"]
+
+
+class NamedDict(dict[str, Any]):
+    """A dict whose missing keys raise KeyNotFoundError listing what exists."""
+
+    what = "item"
+
+    def __missing__(self, key: str) -> Any:
+        have = ", ".join(sorted(self)) or "none"
+        raise KeyNotFoundError(f"no {self.what} named {key!r} (have: {have})")
+
+
+class Programs(NamedDict):
+    what = "program"
+
+
+class Maps(NamedDict):
+    what = "map"
+
+
+class Variables(NamedDict):
+    what = "variable"
+
+
+@dataclasses.dataclass
+class Extern:
+    """An extern the object needs from the kernel: a `.kconfig` value or a `__ksym`.
+
+    `section` is ".kconfig" or ".ksyms"; `offset` is the value's offset in the
+    `.kconfig` map; `type` the BTF type of the variable (or the `Func` of a kfunc).
+    """
+
+    name: str
+    section: str
+    type: btf.Type | None = None
+    weak: bool = False
+    offset: int = 0
+    size: int = 0
+    is_func: bool = False
+
+
+@dataclasses.dataclass
+class VariableSpec:
+    """A global variable of an object: `set()` rewrites its bytes in the data
+    section before load (the verifier then sees `.rodata` constants); `get()` reads
+    them back. `section` names the map holding it (".rodata", ".data.foo", ...)."""
+
+    name: str
+    section: str
+    offset: int
+    size: int
+    type: btf.Type | None = None
+    _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def _buffer(self) -> bytearray:
+        if self._spec is None:
+            raise Error(f"variable {self.name!r} is not part of a CollectionSpec")
+        m = self._spec.maps[self.section]
+        if not m.contents:
+            m.contents = [(0, bytearray(m.value_size))]
+        key, value = m.contents[0]
+        if not isinstance(value, bytearray):
+            value = bytearray(value)
+            m.contents[0] = (key, value)
+        return value
+
+    @property
+    def constant(self) -> bool:
+        """True for variables in read-only sections (frozen after load)."""
+        return self.section.startswith(".rodata")
+
+    def bounds(self, section_size: int) -> tuple[int, int]:
+        """(start, end) of the variable in its section; ELFError when it lies outside."""
+        off, size = self.offset, self.size
+        if not (isinstance(off, int) and isinstance(size, int)) or off < 0 or size < 0 \
+                or off + size > section_size:
+            raise ELFError(f"variable {self.name!r} at offset {off!r} size {size!r} lies "
+                           f"outside its section ({section_size} bytes)", section=self.section)
+        return off, off + size
+
+    def get(self) -> Any:
+        """The variable's current value, decoded via BTF (raw bytes without BTF).
+
+        Raises ELFError when the variable lies outside its section."""
+        buf = self._buffer()
+        start, end = self.bounds(len(buf))
+        raw = bytes(buf[start:end])
+        if self.type is None:
+            return raw
+        from ..btf import values  # on first use: `import ebpf.maps` stays free of the codecs
+
+        return values.decode(self.type, raw)
+
+    def set(self, value: Any) -> None:
+        """Set the value; checked against the variable's BTF type (ints, bools, enums,
+        floats, strings for char arrays, sequences for arrays, dicts for structs, or
+        raw bytes of the exact size). Raises ELFError when the variable lies outside
+        its section."""
+        buf = self._buffer()
+        start, end = self.bounds(len(buf))
+        if self.type is not None:
+            from ..btf import values  # on first use: `import ebpf.maps` stays free of the codecs
+
+            data = values.encode(self.type, value, what=self.name)
+        else:
+            if not isinstance(value, (bytes, bytearray)):
+                raise InvalidArgumentError(
+                    f"variable {self.name!r} has no BTF; pass {self.size} raw bytes")
+            data = bytes(value)
+        if len(data) != self.size:
+            raise InvalidArgumentError(
+                f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
+        buf[start:end] = data
+
+
+@dataclasses.dataclass
+class CollectionSpec:
+    """Everything an object file declares, before anything is loaded.
+
+    All fields are plain, editable data. `copy()` is cheap and deep enough that
+    editing the copy (variables, map sizes, instructions) leaves the original alone;
+    parsed BTF is shared, never re-parsed.
+    """
+
+    programs: Programs = dataclasses.field(default_factory=Programs)
+    maps: Maps = dataclasses.field(default_factory=Maps)
+    variables: Variables = dataclasses.field(default_factory=Variables)
+    externs: dict[str, Extern] = dataclasses.field(default_factory=dict)
+    btf: btf.Spec | None = None
+    byteorder: str = "little"
+    struct_ops: dict[str, StructOpsSpec] = dataclasses.field(default_factory=dict)
+    """`.struct_ops` / `.struct_ops.link` variables: kernel structs implemented by
+    programs of the object (e.g. a TCP congestion control), registered by
+    `Collection.attach_all()` or `ebpf.link.struct_ops(coll.maps[name])`."""
+
+    def __post_init__(self) -> None:
+        for v in self.variables.values():
+            v._spec = self
+
+    def copy(self) -> CollectionSpec:
+        new = CollectionSpec(
+            programs=Programs({k: p.copy() for k, p in self.programs.items()}),
+            maps=Maps({k: m.copy() for k, m in self.maps.items()}),
+            variables=Variables({k: dataclasses.replace(v) for k, v in self.variables.items()}),
+            externs={k: _copy.copy(e) for k, e in self.externs.items()},
+            btf=self.btf,
+            byteorder=self.byteorder,
+            struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
+        )
+        return new

@@ -1,0 +1,113 @@
+"""`MapSpec`: what a map is made of, before it exists (plain data, no fds)."""
+
+from __future__ import annotations
+
+import copy as _copy
+import dataclasses
+import enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._sys import types as _t
+from .._sys.types import MapType
+from ..errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .. import btf
+
+__all__ = ["MapFlags", "MapSpec", "MapType", "PinType"]
+
+
+class MapFlags(enum.IntFlag):
+    """BPF_F_* flags for `MapSpec.flags` (map_flags of BPF_MAP_CREATE)."""
+
+    NONE = 0
+    NO_PREALLOC = _t.BPF_F_NO_PREALLOC
+    NO_COMMON_LRU = _t.BPF_F_NO_COMMON_LRU
+    NUMA_NODE = _t.BPF_F_NUMA_NODE
+    RDONLY = _t.BPF_F_RDONLY
+    WRONLY = _t.BPF_F_WRONLY
+    STACK_BUILD_ID = _t.BPF_F_STACK_BUILD_ID
+    ZERO_SEED = _t.BPF_F_ZERO_SEED
+    RDONLY_PROG = _t.BPF_F_RDONLY_PROG
+    WRONLY_PROG = _t.BPF_F_WRONLY_PROG
+    CLONE = _t.BPF_F_CLONE
+    MMAPABLE = _t.BPF_F_MMAPABLE
+    PRESERVE_ELEMS = _t.BPF_F_PRESERVE_ELEMS
+    INNER_MAP = _t.BPF_F_INNER_MAP
+    LINK = _t.BPF_F_LINK
+    PATH_FD = _t.BPF_F_PATH_FD
+    VTYPE_BTF_OBJ_FD = _t.BPF_F_VTYPE_BTF_OBJ_FD
+    TOKEN_FD = _t.BPF_F_TOKEN_FD
+    SEGV_ON_FAULT = _t.BPF_F_SEGV_ON_FAULT
+    NO_USER_CONV = _t.BPF_F_NO_USER_CONV
+
+
+class PinType(enum.IntEnum):
+    """`MapSpec.pinning`: NONE, or BY_NAME (libbpf's LIBBPF_PIN_BY_NAME: the map is
+    pinned as <pin_path>/<name> and reused from there when compatible)."""
+
+    NONE = 0
+    BY_NAME = 1
+
+
+class SupportsInfo(Protocol):
+    """Anything that reports a map's kernel facts (an `ebpf.Map`)."""
+
+    def info(self) -> Any: ...
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """Everything needed to create a map; plain editable data, no kernel objects.
+
+    `inner_map` is the template of the maps an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
+    `numa_node` (when not None) places the map's memory on that node.
+    `map_extra` is BLOOM_FILTER's number of hash functions (or ARENA's address).
+    `key`/`value` are BTF types describing key and value (they make lookups
+    return typed values); `contents` is a list of (key, value) written after
+    creation; `freeze` freezes the map after that (read-only for user space).
+    """
+
+    name: str = ""
+    type: MapType = MapType.UNSPEC
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    flags: int = 0
+    inner_map: MapSpec | None = None
+    numa_node: int | None = None
+    map_extra: int = 0
+    pinning: PinType = PinType.NONE
+    key: btf.Type | None = None
+    value: btf.Type | None = None
+    contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    freeze: bool = False
+
+    def copy(self) -> MapSpec:
+        """A copy that can be edited without affecting this spec (contents and the
+        inner map spec are copied; BTF types are shared)."""
+        new = _copy.copy(self)
+        new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
+                        for k, v in self.contents]
+        if self.inner_map is not None:
+            new.inner_map = self.inner_map.copy()
+        return new
+
+    def check_compatible(self, m: SupportsInfo) -> None:
+        """Raise InvalidArgumentError naming the first attribute in which the existing
+        map `m` (e.g. one found pinned) differs from this spec."""
+        info = m.info()
+        checks: list[tuple[str, int, int]] = [
+            ("type", int(self.type), int(info.type)),
+            ("key_size", self.key_size, info.key_size),
+            ("value_size", self.value_size, info.value_size),
+            ("max_entries", self.max_entries, info.max_entries),
+            ("flags", int(self.flags), int(info.flags)),
+            ("map_extra", self.map_extra, info.map_extra),
+        ]
+        for what, want, have in checks:
+            if what == "max_entries" and self.type == MapType.PERF_EVENT_ARRAY and want == 0:
+                continue  # created with one slot per possible CPU
+            if want != have:
+                raise InvalidArgumentError(
+                    f"map {self.name!r}: existing map has {what} {have}, spec wants {want}")

@@ -1,0 +1,94 @@
+"""`ProgramSpec`: what a program is made of, before it is loaded (plain data, no fds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .._sys import consts
+from .._sys.types import AttachType, ProgramType
+
+if TYPE_CHECKING:
+    from ..asm import Instruction
+    from ..btf import Spec as BTFSpec
+
+__all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "SupportsFileno"]
+
+
+class SupportsFileno(Protocol):
+    """Anything with a `fileno()` (an `ebpf.Map`, an `FD`)."""
+
+    def fileno(self) -> int: ...
+
+
+class LoadedProgram(Protocol):
+    """What a spec refers to when it names a loaded program (an `ebpf.Program`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def fileno(self) -> int: ...
+
+
+class ProgramFlags(enum.IntFlag):
+    """`ProgramSpec.flags` (BPF_PROG_LOAD ``prog_flags``)."""
+
+    NONE = 0
+    STRICT_ALIGNMENT = consts.BPF_F_STRICT_ALIGNMENT
+    ANY_ALIGNMENT = consts.BPF_F_ANY_ALIGNMENT
+    TEST_RND_HI32 = consts.BPF_F_TEST_RND_HI32
+    TEST_STATE_FREQ = consts.BPF_F_TEST_STATE_FREQ
+    SLEEPABLE = consts.BPF_F_SLEEPABLE
+    XDP_HAS_FRAGS = consts.BPF_F_XDP_HAS_FRAGS
+    XDP_DEV_BOUND_ONLY = consts.BPF_F_XDP_DEV_BOUND_ONLY
+    TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
+
+
+@dataclass
+class ProgramSpec:
+    """Everything needed to load a program; plain data, editable, no kernel objects
+    (except `attach_prog`).
+
+    `instructions` are `ebpf.asm.Instruction`s: jump/call references to labels
+    are resolved by the assembler, a 64-bit load whose ``reference`` names a
+    map gets that map's fd from `Program(..., maps=...)`, a kfunc call or
+    ``__ksym`` load whose ``reference`` names a kernel symbol gets its vmlinux
+    BTF id. ``meta["func"]`` / ``meta["line"]`` of instructions become BTF
+    func/line info when `btf` is set.
+
+    `attach_type` is the expected attach type (required by many program types,
+    e.g. cgroup, tracing). `attach_to` names the attach target for tracing,
+    LSM, iterator and freplace programs (a kernel function, ``"sched_switch"``
+    for a BTF raw tracepoint, a function of `attach_prog`); `attach_btf_id`
+    gives the target's BTF id directly instead. `flags` are `ProgramFlags`.
+    `section` is set by the ELF loader; `kernel_version` only matters for
+    kprobes on kernels before 5.0 (0 means the running kernel's).
+    """
+
+    name: str = ""
+    type: ProgramType = ProgramType.UNSPEC
+    instructions: list[Instruction] = field(default_factory=list)
+    license: str = ""
+    attach_type: AttachType | int | None = None
+    attach_to: str = ""
+    attach_btf_id: int = 0
+    attach_prog: LoadedProgram | None = None
+    """A loaded `ebpf.Program` (freplace and tracing programs attached to a BPF program)."""
+    kernel_version: int = 0
+    flags: int = 0
+    section: str = ""
+    btf: BTFSpec | None = None
+    ifindex: int = 0
+    autoload: bool = True
+    """False for sections starting with "?": a Collection skips the program unless
+    asked for it by name."""
+
+    def copy(self) -> ProgramSpec:
+        """A copy whose instruction list (and each instruction) can be edited freely.
+
+        The BTF spec and `attach_prog` are shared, not copied.
+        """
+        return dataclasses.replace(
+            self, instructions=[ins.copy() for ins in self.instructions])

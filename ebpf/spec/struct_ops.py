@@ -1,0 +1,32 @@
+"""`StructOpsSpec`: a struct_ops variable of an object (``.struct_ops``,
+``.struct_ops.link``), as parsed; `ebpf.struct_ops` makes kernel objects of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .. import btf
+
+__all__ = ["StructOpsSpec"]
+
+
+@dataclasses.dataclass
+class StructOpsSpec:
+    """One struct_ops variable of an object: the kernel struct it implements
+    (`type_name`, e.g. "tcp_congestion_ops"), its local BTF type, its initial bytes,
+    which program implements which function pointer member (`programs`: member name ->
+    program name), and whether it registers through a bpf_link (``.struct_ops.link``).
+    """
+
+    name: str
+    type_name: str
+    type: btf.Struct
+    data: bytes
+    programs: dict[str, str]
+    link: bool
+    section: str
+
+    def copy(self) -> StructOpsSpec:
+        return dataclasses.replace(self, programs=dict(self.programs))
