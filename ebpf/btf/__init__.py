@@ -71,12 +71,14 @@ _LAZY = {
     "to_ctypes": ".ctypes_conv",
     "dump_c": ".cdump",
     "sanitize": ".sanitize",
+    "dedup": ".dedup",
 }
 
 if TYPE_CHECKING:
     from .builder import Builder, marshal_types
     from .cdump import dump_c
     from .ctypes_conv import to_ctypes
+    from .dedup import dedup
     from .handle import BTFLoadError, Handle
     from .sanitize import sanitize
 
@@ -98,7 +100,7 @@ __all__ = [
     "Array", "BTFLoadError", "Builder", "Composite", "Const", "Datasec", "DeclTag", "Enum",
     "EnumValue", "Float", "Func", "FuncParam", "FuncProto", "Fwd", "Handle", "Int",
     "IntEncoding", "Kind", "Linkage", "Member", "Pointer", "Restrict", "Spec", "Struct", "Type",
-    "TypeTag", "Typedef", "Union", "Var", "VarSecinfo", "Void", "Volatile", "alignof", "dump_c",
-    "load_kernel_spec", "load_spec", "marshal_types", "sanitize", "sizeof", "skip_typedefs",
-    "strip_qualifiers", "to_ctypes",
+    "TypeTag", "Typedef", "Union", "Var", "VarSecinfo", "Void", "Volatile", "alignof", "dedup",
+    "dump_c", "load_kernel_spec", "load_spec", "marshal_types", "sanitize", "sizeof",
+    "skip_typedefs", "strip_qualifiers", "to_ctypes",
 ]
