@@ -1,22 +1,43 @@
-"""Print BTF as a compilable C header, like `bpftool btf dump file ... format c`.
+"""Print BTF as a C header that clang compiles back to the same layouts.
 
     open("vmlinux.h", "w").write(btf.dump_c(btf.load_kernel_spec()))
 
-The algorithm is libbpf's `btf_dump`: types are ordered topologically, where a
-type embedded by value (or an anonymous one, defined inline) must be defined
-before its container while a named type reached through a pointer only needs a
-forward declaration; struct layouts are reproduced with explicit padding
-(`long: 64;`) and `__attribute__((packed))` where natural alignment would not
-give the BTF offsets; names used by several different types get `___2`,
-`___3`, ... suffixes so that the header compiles.
+The output is what `bpftool btf dump file ... format c` prints, written in three
+independent steps:
 
-Malformed BTF (reference cycles through typedefs or qualifiers, types nested
-deeper than C compilers accept, struct cycles by value) raises BTFError.
+1. Names (`_Names`), for the whole spec in id order. C has one namespace for
+   struct/union/enum tags and one for typedef names and enumerators; a name that
+   is taken there already (or is a C keyword) gets `___2`, `___3`, ... -- the
+   suffix CO-RE ignores when it matches type names. Integer types whose BTF name
+   is not C (`__Poly8_t`, Rust's `u8`) get a typedef of the C type of their size
+   where a declaration uses them.
+
+2. Order (`_Emitter`). Before a declaration is written, what it needs is:
+   *by value* (a member, an array element, what a typedef used by value names)
+   a type must be complete, so a struct, union or enum is defined first; *by
+   name* (behind a pointer, in a prototype, the target of a typedef) it must be
+   declared: typedefs are written, and struct/union tags get a forward
+   declaration, since a tag first seen in a parameter list would be local to
+   that prototype. Nothing contains itself by value, so this ends; a loop
+   through pointers ends at a forward declaration. Anonymous types are written
+   inline where they are used.
+
+3. Text. `_declare(type, inner)` wraps the declarator `inner` (a name, or ""),
+   from the outside in: a pointer prefixes `*`, an array appends `[n]`, a
+   function appends its parameters, and a pointer is parenthesized when an
+   array or a function wraps it: `int (*p)[4]`. A struct is laid out the way
+   clang lays it out for `-target bpf` (`_Layout`); where that would not give
+   the BTF offsets, gaps are filled with unnamed bitfields (`long: 64;`), and a
+   record whose members or size natural alignment cannot reach is packed.
+
+Malformed BTF (a typedef or qualifier loop, a struct containing itself by value,
+types nested deeper than a C compiler accepts) raises BTFError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
 from ..errors import BTFError
 from .spec import Spec
@@ -24,19 +45,19 @@ from .types import (
     Array,
     Composite,
     Const,
-    Datasec,
     Enum,
     Float,
     FuncProto,
     Fwd,
     Int,
+    IntEncoding,
     Pointer,
     Restrict,
     Struct,
     Type,
     Typedef,
     TypeTag,
-    Var,
+    Union,
     Void,
     Volatile,
 )
@@ -56,541 +77,687 @@ FOOTER = """#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 #endif /* __VMLINUX_H__ */
 """
 
-_MAX_DEPTH = 256  # nesting of declarations; far beyond anything a real header has
-_PTR_SIZE = 8
-_MODS = (Volatile, Const, Restrict, TypeTag)
-_MISSING_BASE_TYPES = {"__Poly8_t": "unsigned char", "__Poly16_t": "unsigned short",
-                       "__Poly64_t": "unsigned long long", "__Poly128_t": "unsigned __int128"}
+_MAX_DEPTH = 200  # nested needs / declarators; far beyond any real header
+_MAX_CHAIN = 256  # pointer, qualifier and array links followed in one walk
+_POINTER_SIZE = 8
+_BIG_GAP = 1 << 14  # gaps of more 64-bit words than this become one char array
 
-# order / emit states
-_NOT, _DOING, _DONE = 0, 1, 2
+_QUALIFIERS = (Const, Volatile, Restrict, TypeTag)
+_C_QUALIFIER: dict[type[Type], str] = {Const: "const", Volatile: "volatile",
+                                        Restrict: "restrict"}
+_COMPOSITES = (Struct, Union)
+# Keywords of C17 with GNU extensions (what clang accepts by default), and the
+# compiler's built-in type names: BTF's `__builtin_va_list` is the target's
+# (24 bytes on x86-64) and is kept as `__builtin_va_list___2`, so that structs
+# holding a va_list keep the kernel's layout. C23's `bool`, `true` and `false`
+# are not keywords here: the kernel defines them itself.
+_C_KEYWORDS = frozenset("""
+    auto break case char const continue default do double else enum extern float for goto
+    if inline int long register restrict return short signed sizeof static struct switch
+    typedef union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex
+    _Generic _Imaginary _Noreturn _Static_assert _Thread_local asm typeof __asm__ __attribute__
+    __auto_type __const__ __extension__ __inline__ __int128 __label__ __restrict__ __signed__
+    __typeof__ __volatile__ __builtin_va_list __builtin_ms_va_list
+""".split())
+# Words an integer or floating-point type name may be spelled with in C.
+_INT_WORDS = frozenset({"signed", "unsigned", "char", "short", "int", "long", "_Bool", "__int128"})
+_FLOAT_WORDS = frozenset({"float", "double", "long", "_Float16", "__bf16", "__fp16", "_Float128",
+                          "__float128"})
+_INT_BY_SIZE = {1: "char", 2: "short", 4: "int", 8: "long long", 16: "__int128"}
+_FLOAT_BY_SIZE = {2: "_Float16", 4: "float", 8: "double", 16: "long double"}
+# Unnamed bitfields that fill a gap: the narrowest type whose storage unit holds it.
+_PAD_UNITS = ((8, "char"), (16, "short"), (32, "int"), (64, "long"))
+_ENUM_MODE = {1: "byte", 2: "HI"}
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
+_TABS = ["\t" * i for i in range(32)]
 
 
 def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = True) -> str:
     """A C header defining `types` (default: every type of `spec`) and everything
     they need, in an order that compiles. `header=False` leaves out the include
-    guard and the `preserve_access_index` pragma."""
-    d = _Dumper(list(spec))
-    for t in (d.all if types is None else types):
-        d.dump_type(t)
-    body = "".join(d.out)
+    guard and the `preserve_access_index` pragma. Functions and variables are
+    not declared."""
+    all_types = list(spec)
+    emitter = _Emitter(_Names(all_types))
+    if types is None:
+        emitter.write_all(all_types)
+    else:
+        for t in types:
+            emitter.write(t, explicit=True)
+    body = "".join(emitter.out)
     return HEADER + body + FOOTER if header else body
 
 
-class _Dumper:
-    def __init__(self, all_types: list[Type]) -> None:
-        self.all = all_types
-        self.out: list[str] = []
-        self.order_state: dict[int, int] = {}
-        self.emit_state: dict[int, int] = {}
-        self.fwd_emitted: set[int] = set()
-        self.referenced: set[int] = set()
-        self.names: dict[int, str] = {}
-        self.type_names: dict[str, int] = {}
-        self.ident_names: dict[str, int] = {}
-        self.queue: list[Type] = []
-        for t in all_types:
-            self._mark_referenced(t)
+def _tabs(lvl: int) -> str:
+    return _TABS[lvl] if lvl < len(_TABS) else "\t" * lvl
 
-    def _mark_referenced(self, t: Type) -> None:
-        if isinstance(t, (Int, Enum, Fwd, Float, Void)):
-            return
-        try:
-            for r in t.refs():
-                self.referenced.add(id(r))
-        except BTFError:
-            pass
 
-    def p(self, s: str) -> None:
-        self.out.append(s)
+def _roundup(x: int, step: int) -> int:
+    return -(-x // step) * step
 
-    # -- ordering -------------------------------------------------------------------
 
-    def dump_type(self, t: Type) -> None:
-        self.queue = []
-        self._order(t, False, 0)
-        for q in self.queue:
-            self._emit(q, None, 0)
+def _c_identifier(name: str) -> str:
+    """`name`, with what C does not allow in an identifier replaced by '_'."""
+    if name.isidentifier() and name.isascii():
+        return name
+    fixed = _NOT_IDENT.sub("_", name)
+    return "_" + fixed if not fixed or fixed[0].isdigit() else fixed
 
-    def _order(self, t: Type, through_ptr: bool, depth: int) -> int:
-        """1 if `t` is part of a strong link (must be defined first), else 0."""
-        if depth > _MAX_DEPTH:
-            raise BTFError(f"type references nest too deeply at {t!r}")
-        key = id(t)
-        state = self.order_state.get(key, _NOT)
-        if state == _DONE or isinstance(t, Void):
-            return 1
-        if state == _DOING:
-            if isinstance(t, Composite) and through_ptr and t.name:
-                return 0  # a loop, resolvable by a forward declaration
-            raise BTFError(f"unsatisfiable type cycle at {t!r}")
-        if isinstance(t, (Int, Float)):
-            self.order_state[key] = _DONE
-            return 0
-        if isinstance(t, Pointer):
-            r = self._order(t.type, True, depth + 1)
-            self.order_state[key] = _DONE
-            return r
-        if isinstance(t, Array):
-            return self._order(t.type, False, depth + 1)
-        if isinstance(t, Composite):
-            if through_ptr and t.name:
-                return 0
-            self.order_state[key] = _DOING
-            for m in t.members:
-                self._order(m.type, False, depth + 1)
-            if t.name:
-                self.queue.append(t)
-            self.order_state[key] = _DONE
-            return 1
-        if isinstance(t, (Enum, Fwd)):
-            if t.name or key not in self.referenced:
-                self.queue.append(t)
-            self.order_state[key] = _DONE
-            return 1
-        if isinstance(t, Typedef):
-            strong = self._order(t.type, through_ptr, depth + 1)
-            if through_ptr and not strong:
-                return 0
-            self.queue.append(t)
-            self.order_state[key] = _DONE
-            return 1
-        if isinstance(t, _MODS):
-            return self._order(t.type, through_ptr, depth + 1)
-        if isinstance(t, FuncProto):
-            strong = self._order(t.return_type, through_ptr, depth + 1) > 0
-            for prm in t.params:
-                if self._order(prm.type, through_ptr, depth + 1) > 0:
-                    strong = True
-            return int(strong)
-        # Func, Var, Datasec, DeclTag: nothing to define
-        self.order_state[key] = _DONE
-        return 0
 
-    # -- emitting -------------------------------------------------------------------
+def _member_name(name: str) -> str:
+    """A member or parameter name C accepts (keywords get a trailing '_')."""
+    if name in _C_KEYWORDS:
+        return name + "_"
+    return _c_identifier(name) if name else ""
 
-    def _emit(self, t: Type, cont: Type | None, depth: int) -> None:
-        if depth > _MAX_DEPTH:
-            raise BTFError(f"type references nest too deeply at {t!r}")
-        key = id(t)
-        state = self.emit_state.get(key, _NOT)
-        if state == _DONE or isinstance(t, Void):
-            return
-        top_level = cont is None
-        if state == _DOING:
-            if key in self.fwd_emitted:
-                return
-            if isinstance(t, Composite):
-                if t is cont or not t.name:
-                    return  # self reference, or an anonymous loop
-                self.p(self._struct_fwd(t) + ";\n\n")
-                self.fwd_emitted.add(key)
-            elif isinstance(t, Typedef):
-                if not self._blacklisted(t):
-                    self.p(self._typedef_def(t, 0) + ";\n\n")
-                self.fwd_emitted.add(key)
-            return
-        if isinstance(t, Int):
-            alias = _MISSING_BASE_TYPES.get(t.name)
-            if alias is not None:
-                self.p(f"typedef {alias} {t.name};\n\n")
-            self.emit_state[key] = _DONE
-        elif isinstance(t, Enum):
-            if top_level:
-                self.p(self._enum_def(t, 0) + ";\n\n")
-            self.emit_state[key] = _DONE
-        elif isinstance(t, (Pointer, *_MODS)):
-            self._emit(t.type, cont, depth + 1)
-        elif isinstance(t, Array):
-            self._emit(t.type, cont, depth + 1)
-        elif isinstance(t, Fwd):
-            self.p(self._fwd_def(t) + ";\n\n")
-            self.emit_state[key] = _DONE
-        elif isinstance(t, Typedef):
-            self.emit_state[key] = _DOING
-            self._emit(t.type, t, depth + 1)
-            if key not in self.fwd_emitted and not self._blacklisted(t):
-                self.p(self._typedef_def(t, 0) + ";\n\n")
-            self.emit_state[key] = _DONE
-        elif isinstance(t, Composite):
-            self.emit_state[key] = _DOING
-            if top_level or not t.name:
-                new_cont = cont if not t.name else t
-                for m in t.members:
-                    self._emit(m.type, new_cont, depth + 1)
-            elif key not in self.fwd_emitted and t is not cont:
-                self.p(self._struct_fwd(t) + ";\n\n")
-                self.fwd_emitted.add(key)
-            if top_level:
-                self.p(self._struct_def(t, 0, 0) + ";\n\n")
-                self.emit_state[key] = _DONE
-            else:
-                self.emit_state[key] = _NOT
-        elif isinstance(t, FuncProto):
-            self._emit(t.return_type, cont, depth + 1)
-            for prm in t.params:
-                self._emit(prm.type, cont, depth + 1)
 
-    @staticmethod
-    def _blacklisted(t: Type) -> bool:
-        return t.name == "__builtin_va_list"
+def _is_c_spelling(name: str, words: frozenset[str]) -> bool:
+    parts = name.split()
+    return bool(parts) and all(w in words for w in parts)
 
-    # -- names --------------------------------------------------------------------
 
-    def _resolve_name(self, t: Type, names: dict[str, int]) -> str:
-        if not t.name:
-            return ""
-        cached = self.names.get(id(t))
-        if cached is not None:
-            return cached
-        name = t.name
-        if not (isinstance(t, Fwd) or (isinstance(t, Enum) and not t.values)):
-            n = names.get(name, 0) + 1
-            names[name] = n
-            if n > 1:
-                name = f"{name}___{n}"
-        self.names[id(t)] = name
+def _int_spelling(t: Int) -> str:
+    """The C spelling of an integer type of t's size and encoding."""
+    if t.encoding & IntEncoding.BOOL and t.size == 1:
+        return "_Bool"
+    if t.encoding & IntEncoding.CHAR and t.size == 1:
+        return "char"
+    return _int_of_size(t.size, t.signed, t.name)
+
+
+def _int_of_size(size: int, signed: bool, what: str) -> str:
+    base = _INT_BY_SIZE.get(size)
+    if base is None:
+        raise BTFError(f"{what!r}: no C integer type has {size} bytes")
+    return ("signed " if signed else "unsigned ") + base
+
+
+def _float_spelling(t: Float) -> str:
+    spelling = _FLOAT_BY_SIZE.get(t.size)
+    if spelling is None:
+        raise BTFError(f"{t.name!r}: no C floating-point type has {t.size} bytes")
+    return spelling
+
+
+class _Names:
+    """The C name of every named type, unique in its C namespace, assigned in id
+    order so that a type's name does not depend on what else is printed."""
+
+    def __init__(self, types: Sequence[Type]) -> None:
+        self.of: dict[int, str] = {}
+        self.enumerators: dict[int, list[str]] = {}
+        # integer/float types with a name C does not know -> the C type to typedef
+        self.aliased: dict[int, str] = {}
+        self._tags: set[str] = set(_C_KEYWORDS)
+        self._idents: set[str] = set(_C_KEYWORDS)
+        for t in types:
+            if t.name or type(t) in (Enum, Typedef, Fwd):
+                self._assign(t)
+
+    def __call__(self, t: Type) -> str:
+        """The name `t` is written with (types from outside the spec get one late)."""
+        name = self.of.get(id(t))
+        if name is None:
+            self._assign(t)
+            name = self.of.get(id(t), "")
         return name
 
-    def type_name(self, t: Type) -> str:
-        return self._resolve_name(t, self.type_names)
+    def enumerators_of(self, t: Enum) -> list[str]:
+        if id(t) not in self.enumerators:
+            self._assign(t)
+        return self.enumerators[id(t)]
 
-    def ident_name(self, t: Type) -> str:
-        return self._resolve_name(t, self.ident_names)
+    def _assign(self, t: Type) -> None:
+        tags, idents = self._tags, self._idents
+        cls = type(t)
+        if cls is Struct or cls is Union:
+            self.of[id(t)] = _unique(_c_identifier(t.name), tags)
+        elif cls is Enum:
+            assert isinstance(t, Enum)
+            if t.name:  # an enum without values only refers to the tag
+                ident = _c_identifier(t.name)
+                self.of[id(t)] = _unique(ident, tags) if t.values else ident
+            self.enumerators[id(t)] = [_unique(_c_identifier(v.name), idents) for v in t.values]
+        elif cls is Typedef:
+            self.of[id(t)] = _unique(_c_identifier(t.name), idents)
+        elif cls is Fwd:
+            self.of[id(t)] = _c_identifier(t.name)
+        elif cls is Int or cls is Float:
+            self._assign_base(t)
 
-    def _dup_ident(self, name: str) -> int:
-        n = self.ident_names.get(name, 0) + 1
-        self.ident_names[name] = n
-        return n
+    def _assign_base(self, t: Type) -> None:
+        if isinstance(t, Int):
+            if _is_c_spelling(t.name, _INT_WORDS):
+                self.of[id(t)] = t.name
+                return
+            self.aliased[id(t)] = _int_spelling(t)
+        elif isinstance(t, Float):
+            if _is_c_spelling(t.name, _FLOAT_WORDS):
+                self.of[id(t)] = t.name
+                return
+            self.aliased[id(t)] = _float_spelling(t)
+        self.of[id(t)] = _unique(_c_identifier(t.name), self._idents)
 
-    # -- definitions ----------------------------------------------------------------
 
-    def _struct_fwd(self, t: Composite) -> str:
-        kw = "struct" if isinstance(t, Struct) else "union"
-        name = self.type_name(t)
-        return f"{kw} {name}" if name else kw
+def _unique(name: str, taken: set[str]) -> str:
+    if name in taken:
+        n = 2
+        while f"{name}___{n}" in taken:
+            n += 1
+        name = f"{name}___{n}"
+    taken.add(name)
+    return name
 
-    def _fwd_def(self, t: Fwd) -> str:
-        return f"{'union' if t.union else 'struct'} {self.type_name(t)}"
 
-    def _typedef_def(self, t: Typedef, lvl: int) -> str:
-        name = self.ident_name(t)
-        if isinstance(t.type, Void) and name == "__gnuc_va_list":
-            return "typedef __builtin_va_list __gnuc_va_list"
-        return "typedef " + self._type_decl(t.type, name, lvl, 0)
+class _Shape:
+    """How a struct or union is written: packed or not, an explicit alignment, the
+    bytes an unnamed member must cover to give a union its size, and its
+    alignment in the header."""
 
-    def _enum_def(self, t: Enum, lvl: int) -> str:
-        name = self.type_name(t)
-        s = f"enum {name}" if name else "enum"
-        if not t.values:
-            return s
-        parts = [s, " {"]
-        pad = "\t" * (lvl + 1)
-        for v in t.values:
-            dup = self._dup_ident(v.name)
-            vname = f"{v.name}___{dup}" if dup > 1 else v.name
-            if t.is64:
-                val = f"{v.value}LL" if t.signed else f"{v.value & 0xFFFFFFFFFFFFFFFF}ULL"
+    __slots__ = ("align", "aligned_attr", "packed", "union_fill")
+
+    def __init__(self, packed: bool, align: int, aligned_attr: int = 0,
+                 union_fill: int = 0) -> None:
+        self.packed = packed
+        self.align = align
+        self.aligned_attr = aligned_attr
+        self.union_fill = union_fill
+
+
+class _Layout:
+    """Sizes and alignments as clang gives them to the printed header with
+    `-target bpf` (pointers and longs of 8 bytes, `__int128` aligned to 16; a
+    named bitfield aligns its record like its declared type; unnamed ones do not)."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[int, _Shape] = {}
+
+    def size(self, t: Type) -> int:
+        n = 1
+        for _ in range(_MAX_CHAIN):
+            cls = type(t)
+            if cls is Array:
+                assert isinstance(t, Array)
+                n *= t.nelems
+                t = t.type
+            elif cls is Typedef or cls in _QUALIFIERS:
+                t = t.type  # type: ignore[attr-defined]
+            elif cls is Pointer:
+                return n * _POINTER_SIZE
+            elif cls in (Int, Float, Enum, Struct, Union):
+                return n * t.size  # type: ignore[attr-defined, no-any-return]
             else:
-                val = str(v.value if t.signed else v.value & 0xFFFFFFFF)
-            parts.append(f"\n{pad}{vname} = {val},")
-        parts.append("\n" + "\t" * lvl + "}")
-        if t.size == 1:
-            parts.append(" __attribute__((mode(byte)))")
-        elif t.size == 8:
-            word = not t.is64 or not any((v.value & 0xFFFFFFFFFFFFFFFF) >> 32 for v in t.values)
-            if word:
-                parts.append(" __attribute__((mode(word)))")
-        return "".join(parts)
+                return 0
+        raise BTFError(f"type reference loop computing the size of {t!r}")
 
-    def _struct_def(self, t: Composite, lvl: int, depth: int) -> str:
+    def align(self, t: Type, depth: int = 0) -> int:
+        for _ in range(_MAX_CHAIN):
+            cls = type(t)
+            if cls is Typedef or cls is Array or cls in _QUALIFIERS:
+                t = t.type  # type: ignore[attr-defined]
+            elif cls is Pointer:
+                return _POINTER_SIZE
+            elif cls is Int or cls is Float or cls is Enum:
+                size: int = t.size  # type: ignore[attr-defined]
+                return size if size in (1, 2, 4, 8, 16) else 1
+            elif cls is Struct or cls is Union:
+                assert isinstance(t, Composite)
+                return self.shape(t, depth + 1).align
+            else:
+                return 1
+        raise BTFError(f"type reference loop computing the alignment of {t!r}")
+
+    def shape(self, t: Composite, depth: int = 0) -> _Shape:
+        shape = self._shapes.get(id(t))
+        if shape is None:
+            if depth > _MAX_DEPTH:
+                raise BTFError(f"types nest too deeply at {t!r}")
+            shape = self._shapes[id(t)] = self._compute_shape(t, depth)
+        return shape
+
+    def _compute_shape(self, t: Composite, depth: int) -> _Shape:
+        align = 1
+        misplaced = False
+        end = 0
+        for m in t.members:
+            a = self.align(m.type, depth)
+            align = max(align, a)
+            off, bits = m.offset_bits, m.bitfield_size
+            if bits:
+                # a bitfield sits inside one aligned storage unit of its type
+                misplaced |= off % (8 * a) + bits > 8 * self.size(m.type)
+                end = max(end, off + bits)
+            else:
+                misplaced |= off % (8 * a) != 0
+                end = max(end, off + 8 * self.size(m.type))
+        if misplaced or t.size % align:
+            return _Shape(True, 1)
+        used = _roundup(end, 8) // 8
+        if isinstance(t, Union) and _roundup(used, align) < t.size:
+            return self._grown_union(t.size, used, align)
+        return _Shape(False, align)
+
+    @staticmethod
+    def _grown_union(size: int, used: int, align: int) -> _Shape:
+        """A union that BTF says is bigger than its members (an aligned attribute
+        in the source, or members BTF cannot describe)."""
+        if size <= 8:  # an unnamed bitfield member is as wide as it says
+            return _Shape(False, align, union_fill=size)
+        wanted = _alignment_for_size(used, size)
+        if wanted:
+            return _Shape(False, wanted, aligned_attr=wanted)
+        return _Shape(False, align, union_fill=size)
+
+    def natural_offset(self, cur: int, t: Type, bits: int, packed: bool) -> int:
+        """Where clang puts a member of type `t` (a bitfield of `bits`, or not)
+        that follows bit `cur`."""
+        if packed:
+            return cur if bits else _roundup(cur, 8)
+        unit = 8 * self.align(t)
+        if bits and cur % unit + bits <= 8 * self.size(t):
+            return cur
+        return _roundup(cur, unit)
+
+
+def _alignment_for_size(used: int, size: int) -> int:
+    """The power of two that rounds `used` bytes up to `size`, or 0."""
+    a = 1
+    while a <= size:
+        if _roundup(used, a) == size:
+            return a
+        a *= 2
+    return 0
+
+
+def _padding(cur: int, end: int, lvl: int) -> list[str]:
+    """Unnamed bitfields covering bits [cur, end), each in one storage unit of
+    its type, so that clang places each where the previous one ended."""
+    lines: list[str] = []
+    pad = _tabs(lvl)
+    while cur < end:
+        if cur % 64 == 0 and (end - cur) // 64 > _BIG_GAP:
+            nbytes = (end - cur) // 64 * 8
+            lines.append(f"\n{pad}unsigned char __pad_{cur // 8}[{nbytes}];")
+            cur += nbytes * 8
+            continue
+        bits = min(end - cur, 64 - cur % 64)
+        name = next(n for unit, n in _PAD_UNITS if cur % unit + bits <= unit)
+        lines.append(f"\n{pad}{name}: {bits};")
+        cur += bits
+    return lines
+
+
+def _union_filler(size: int, lvl: int) -> str:
+    if size <= 8:
+        return f"\n{_tabs(lvl)}long: {8 * size};"
+    return f"\n{_tabs(lvl)}unsigned char __size[{size}];"
+
+
+class _Emitter:
+    """Writes each type after what it needs (see the module docstring)."""
+
+    def __init__(self, names: _Names) -> None:
+        self.names = names
+        self.layout = _Layout()
+        self.out: list[str] = []
+        self.printed: set[int] = set()  # definitions and typedefs written
+        self.forward: set[int] = set()  # struct/union tags declared ahead
+        self.ready: set[int] = set()  # typedefs whose target is complete too
+        self.busy: set[int] = set()  # being prepared (to catch loops)
+        self.inlined: set[int] = set()  # anonymous enums already written out
+        self.scope: list[Type | None] = []  # the definitions being prepared, innermost last
+        self.pending_enums: list[Enum] = []
+
+    # -- what to write ---------------------------------------------------------------
+
+    def write_all(self, types: Iterable[Type]) -> None:
+        for t in types:
+            self.write(t, explicit=False)
+        for e in self.pending_enums:  # constants no other type refers to
+            if id(e) not in self.inlined:
+                self.inlined.add(id(e))
+                self._put(self._enum_text(e, 0))
+
+    def write(self, t: Type, explicit: bool) -> None:
+        """Write `t` as a top-level declaration, with what it needs before it."""
+        cls = type(t)
+        if cls is Enum and not t.name:
+            assert isinstance(t, Enum)
+            if explicit and id(t) not in self.inlined:
+                self.inlined.add(id(t))
+                self._put(self._enum_text(t, 0))
+            elif not explicit:
+                self.pending_enums.append(t)
+        elif explicit or cls is Typedef or cls is Enum or cls is Fwd or (
+                cls in _COMPOSITES and t.name):
+            self.need_value(t, 0)
+
+    def _put(self, declaration: str) -> None:
+        self.out.append(declaration + ";\n\n")
+
+    # -- needs -----------------------------------------------------------------------
+
+    def need_value(self, t: Type, depth: int) -> None:
+        """Make `t` complete: usable as a member or an array element."""
+        if depth > _MAX_DEPTH:
+            raise BTFError(f"types nest too deeply at {t!r}")
+        for _ in range(_MAX_CHAIN):
+            cls = type(t)
+            if cls is Array or cls in _QUALIFIERS:
+                t = t.type  # type: ignore[attr-defined]
+            elif cls is Typedef:
+                assert isinstance(t, Typedef)
+                if id(t) not in self.ready:
+                    self.need_value(t.type, depth + 1)
+                    self.declare_typedef(t, depth + 1)
+                    self.ready.add(id(t))
+                return
+            elif cls is Pointer:
+                self.need_name(t.type, depth + 1)  # type: ignore[attr-defined]
+                return
+            elif cls is Struct or cls is Union:
+                assert isinstance(t, Composite)
+                if t.name:
+                    self.define(t, depth + 1)
+                else:
+                    for m in t.members:
+                        self.need_value(m.type, depth + 1)
+                return
+            else:
+                self.need_leaf(t, depth + 1)
+                return
+        raise BTFError(f"type reference loop at {t!r}")
+
+    def need_name(self, t: Type, depth: int) -> None:
+        """Make `t` nameable: usable behind a pointer or in a prototype."""
+        if depth > _MAX_DEPTH:
+            raise BTFError(f"types nest too deeply at {t!r}")
+        for _ in range(_MAX_CHAIN):
+            cls = type(t)
+            if cls is Pointer or cls in _QUALIFIERS:
+                t = t.type  # type: ignore[attr-defined]
+            elif cls is Typedef:
+                assert isinstance(t, Typedef)
+                self.declare_typedef(t, depth + 1)
+                return
+            elif cls is Array:
+                self.need_value(t.type, depth + 1)  # type: ignore[attr-defined]
+                return
+            elif cls is Struct or cls is Union:
+                assert isinstance(t, Composite)
+                if not t.name:
+                    for m in t.members:
+                        self.need_value(m.type, depth + 1)
+                elif id(t) not in self.printed and id(t) not in self.forward and (
+                        not self.scope or self.scope[-1] is not t):
+                    self.forward.add(id(t))
+                    self._put(self._tag(t))
+                return
+            else:
+                self.need_leaf(t, depth + 1)
+                return
+        raise BTFError(f"type reference loop at {t!r}")
+
+    def need_leaf(self, t: Type, depth: int) -> None:
+        """Enums, forward declarations, base types and prototypes."""
+        key = id(t)
+        cls = type(t)
+        if cls is FuncProto:
+            assert isinstance(t, FuncProto)
+            self.need_name(t.return_type, depth + 1)
+            for p in t.params:
+                self.need_name(p.type, depth + 1)
+        elif key in self.printed:
+            return
+        elif cls is Enum:
+            if t.name:
+                assert isinstance(t, Enum)
+                self.printed.add(key)
+                self._put(self._enum_text(t, 0))
+        elif cls is Fwd:
+            self.printed.add(key)
+            self._put(self._tag(t))
+        elif cls is Int or cls is Float:
+            name = self.names(t)
+            alias = self.names.aliased.get(key)
+            if alias is not None:
+                self.printed.add(key)
+                self._put(f"typedef {alias} {name}")
+
+    def define(self, t: Composite, depth: int) -> None:
+        """Write the definition of a named struct or union after what it holds."""
+        key = id(t)
+        if key in self.printed:
+            return
+        if key in self.busy:
+            raise BTFError(f"{t.type_name} contains itself by value")
+        self.busy.add(key)
+        self.scope.append(t)
+        for m in t.members:
+            self.need_value(m.type, depth + 1)
+        self.scope.pop()
+        self.busy.discard(key)
+        self.printed.add(key)
+        self._put(self._composite_text(t, 0, depth))
+
+    def declare_typedef(self, t: Typedef, depth: int) -> None:
+        key = id(t)
+        if key in self.printed:
+            return
+        if key in self.busy:
+            raise BTFError(f"typedef {t.name!r} refers to itself")
+        self.busy.add(key)
+        self.scope.append(None)
+        self.need_name(t.type, depth + 1)
+        self.scope.pop()
+        self.busy.discard(key)
+        self.printed.add(key)
+        self._put(self._typedef_text(t))
+
+    # -- text ------------------------------------------------------------------------
+
+    def _tag(self, t: Type) -> str:
+        if isinstance(t, Fwd):
+            return ("union " if t.union else "struct ") + self.names(t)
+        keyword = "union" if type(t) is Union else "struct"
+        return f"{keyword} {self.names(t)}" if t.name else keyword
+
+    def _typedef_text(self, t: Typedef) -> str:
+        name = self.names(t)
+        if type(t.type) is Void and name.endswith("va_list"):
+            # BTF from pahole has no way to say __builtin_va_list and says void
+            return f"typedef __builtin_va_list {name}"
+        return "typedef " + self._declare(t.type, name, 0, 0)
+
+    def _enum_text(self, t: Enum, lvl: int) -> str:
+        head = f"enum {self.names(t)}" if t.name else "enum"
+        if not t.values:
+            return head
+        pad = _tabs(lvl + 1)
+        lines = [head, " {"]
+        names = self.names.enumerators_of(t)
+        for name, v in zip(names, t.values, strict=True):
+            lines.append(f"\n{pad}{name} = {_enum_value(t, v.value)},")
+        lines.append("\n" + _tabs(lvl) + "}")
+        mode = _ENUM_MODE.get(t.size)
+        if mode is None and t.size == 8 and not any(_needs_64_bits(t, v.value) for v in t.values):
+            mode = "word"  # 32-bit values would give a 4-byte enum
+        if mode is not None:
+            lines.append(f" __attribute__((mode({mode})))")
+        return "".join(lines)
+
+    def _composite_text(self, t: Composite, lvl: int, depth: int) -> str:
         if depth > _MAX_DEPTH:
             raise BTFError(f"anonymous types nest too deeply at {t!r}")
-        is_struct = isinstance(t, Struct)
-        packed = is_struct and _is_packed(t)
-        parts = [self._struct_fwd(t), " {"]
-        pad = "\t" * (lvl + 1)
-        off = 0
-        prev_bitfield = False
+        shape = self.layout.shape(t)
+        lines = [self._tag(t), " {"]
+        pad = _tabs(lvl + 1)
+        is_struct = type(t) is Struct
+        cur = 0
         for m in t.members:
-            m_sz = m.bitfield_size
-            m_off = m.offset_bits
-            m_align = 1 if packed else _align_of(m.type)
-            in_bitfield = prev_bitfield and m_sz != 0
-            parts.append(_bit_padding(off, m_off, m_align, in_bitfield, lvl + 1))
-            parts.append(f"\n{pad}")
-            parts.append(self._type_decl(m.type, m.name, lvl + 1, depth + 1))
-            if m_sz:
-                parts.append(f": {m_sz}")
-                off = m_off + m_sz
-                prev_bitfield = True
-            else:
-                off = m_off + 8 * _resolve_size(m.type)
-                prev_bitfield = False
-            parts.append(";")
-        if is_struct:
-            parts.append(_bit_padding(off, 8 * t.size, _align_of(t), False, lvl + 1))
-        if t.members or t.size:
-            parts.append("\n" + "\t" * lvl + "}")
-        else:
-            parts.append("}")
-        if packed:
-            parts.append(" __attribute__((packed))")
-        return "".join(parts)
+            off, bits = m.offset_bits, m.bitfield_size
+            if is_struct and off > cur and self.layout.natural_offset(
+                    cur, m.type, bits, shape.packed) != off:
+                lines.extend(_padding(cur, off, lvl + 1))
+            decl = self._declare(m.type, _member_name(m.name), lvl + 1, depth + 1)
+            lines.append(f"\n{pad}{decl}: {bits};" if bits else f"\n{pad}{decl};")
+            cur = off + (bits or 8 * self.layout.size(m.type))
+        end = 8 * t.size
+        if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
+            lines.extend(_padding(cur, end, lvl + 1))
+        elif shape.union_fill:
+            lines.append(_union_filler(shape.union_fill, lvl + 1))
+        lines.append("\n" + _tabs(lvl) + "}" if len(lines) > 2 else "}")
+        if shape.packed:
+            lines.append(" __attribute__((packed))")
+        elif shape.aligned_attr:
+            lines.append(f" __attribute__((aligned({shape.aligned_attr})))")
+        return "".join(lines)
 
-    # -- declarations ----------------------------------------------------------------
-
-    def _type_decl(self, t: Type, fname: str, lvl: int, depth: int) -> str:
-        """`t` declared with identifier `fname` (possibly ""), in C syntax."""
+    def _declare(self, t: Type, inner: str, lvl: int, depth: int) -> str:
+        """Declare `inner` (an identifier, or "" for a type name) as having type `t`."""
         if depth > _MAX_DEPTH:
             raise BTFError(f"declarations nest too deeply at {t!r}")
-        stack: list[Type] = []
-        cur = t
-        for _ in range(_MAX_DEPTH):
-            stack.append(cur)
-            if isinstance(cur, Void):
-                break
-            if isinstance(cur, (Pointer, *_MODS)):
-                cur = cur.type
-            elif isinstance(cur, FuncProto):
-                cur = cur.return_type
-            elif isinstance(cur, Array):
-                cur = cur.type
+        qualified = False  # `inner` starts with qualifiers of a pointer
+        for _ in range(_MAX_CHAIN):
+            cls = type(t)
+            if cls is Pointer:
+                assert isinstance(t, Pointer)
+                inner = ("* " if qualified else "*") + inner
+                if isinstance(_strip_qualifiers(t.type), (Array, FuncProto)):
+                    inner = f"({inner})"
+                t, qualified = t.type, False
+            elif cls is Array:
+                assert isinstance(t, Array)
+                inner = f"{inner}[{t.nelems}]"
+                t, qualified = t.type, False
+            elif cls is FuncProto:
+                assert isinstance(t, FuncProto)
+                inner = f"{inner}({self._params(t, lvl, depth)})"
+                t, qualified = t.return_type, False
+            elif cls in _QUALIFIERS:
+                run, below = _qualifier_run(t)
+                if type(below) is Pointer:
+                    words = " ".join(self._qualifier_text(q) for q in reversed(run))
+                    inner = f"{words} {inner}" if inner else words
+                    t, qualified = below, True
+                elif type(below) is Array:  # C qualifies an array's elements
+                    t = _requalified(run, below)
+                elif type(below) is FuncProto:  # a function type cannot be qualified
+                    t = below
+                else:
+                    return _join(self._base(below, run, lvl, depth), inner)
             else:
+                return _join(self._base(t, [], lvl, depth), inner)
+        raise BTFError(f"declaration of {inner or 'a type'} has a reference loop")
+
+    def _params(self, t: FuncProto, lvl: int, depth: int) -> str:
+        params = t.params
+        last = len(params) - 1
+        parts = []
+        for i, p in enumerate(params):
+            if i == last and type(p.type) is Void:
+                if i:
+                    parts.append("...")
                 break
+            parts.append(self._declare(p.type, _member_name(p.name), lvl, depth + 1))
+        return ", ".join(parts) or "void"
+
+    def _qualifier_text(self, q: Type) -> str:
+        word = _C_QUALIFIER.get(type(q))
+        if word is not None:
+            return word
+        assert isinstance(q, TypeTag)
+        if q.attribute:
+            return f"__attribute__(({q.name}))"
+        return f'__attribute__((btf_type_tag("{q.name}")))'
+
+    def _base(self, t: Type, qualifiers: list[Type], lvl: int, depth: int) -> str:
+        """The type specifier of `t` with its qualifiers (C ones before, tags after)."""
+        cls = type(t)
+        if cls is Void:
+            text = "void"
+        elif cls is Struct or cls is Union:
+            assert isinstance(t, Composite)
+            text = self._tag(t) if t.name else self._composite_text(t, lvl, depth + 1)
+        elif cls is Enum:
+            assert isinstance(t, Enum)
+            text = self._enum_base(t, lvl)
+        elif cls is Fwd:
+            text = self._tag(t)
+        elif cls in (Int, Float, Typedef):
+            text = self.names(t)
+        else:  # Func, Var, Datasec, DeclTag: not types of values
+            text = f"int /* {type(t).__name__} {t.name} */"
+        if not qualifiers:
+            return text
+        before = [_C_QUALIFIER[type(q)] for q in reversed(qualifiers) if type(q) in _C_QUALIFIER]
+        after = [self._qualifier_text(q) for q in reversed(qualifiers) if type(q) is TypeTag]
+        return " ".join([*before, text, *after])
+
+    def _enum_base(self, t: Enum, lvl: int) -> str:
+        if t.name:
+            return f"enum {self.names(t)}"
+        if id(t) in self.inlined:
+            # written already: its constants cannot be defined twice, its layout can
+            return _int_of_size(t.size, t.signed, "anonymous enum")
+        self.inlined.add(id(t))
+        return self._enum_text(t, lvl)
+
+
+def _join(base: str, inner: str) -> str:
+    return f"{base} {inner}" if inner else base
+
+
+def _strip_qualifiers(t: Type) -> Type:
+    for _ in range(_MAX_CHAIN):
+        if type(t) not in _QUALIFIERS:
+            return t
+        t = t.type  # type: ignore[attr-defined]
+    raise BTFError(f"qualifier loop at {t!r}")
+
+
+def _qualifier_run(t: Type) -> tuple[list[Type], Type]:
+    """The qualifiers and type tags starting at `t`, outermost first, and the type below."""
+    run: list[Type] = []
+    for _ in range(_MAX_CHAIN):
+        if type(t) not in _QUALIFIERS:
+            return run, t
+        run.append(t)
+        t = t.type  # type: ignore[attr-defined]
+    raise BTFError(f"qualifier loop at {t!r}")
+
+
+def _requalified(run: list[Type], array: Array) -> Array:
+    """`array` with the qualifiers of `run` moved onto its element type."""
+    elem = array.type
+    present = {type(q) for q in _qualifier_run(elem)[0] if type(q) is not TypeTag}
+    for q in reversed(run):
+        if type(q) in present:
+            continue
+        if isinstance(q, TypeTag):
+            elem = TypeTag(q.name, elem, q.attribute)
+        elif isinstance(q, Const):
+            elem = Const(elem)
+        elif isinstance(q, Volatile):
+            elem = Volatile(elem)
         else:
-            raise BTFError(f"declaration of {fname or 'a type'} has a reference cycle")
-        out: list[str] = []
-        self._type_chain(stack, fname, lvl, depth, out)
-        return "".join(out)
-
-    @staticmethod
-    def _mods(stack: list[Type], out: list[str]) -> None:
-        while stack:
-            top = stack[-1]
-            if isinstance(top, Volatile):
-                out.append("volatile ")
-            elif isinstance(top, Const):
-                out.append("const ")
-            elif isinstance(top, Restrict):
-                out.append("restrict ")
-            else:
-                return
-            stack.pop()
-
-    @staticmethod
-    def _drop_mods(stack: list[Type]) -> None:
-        while stack and isinstance(stack[-1], _MODS):
-            stack.pop()
-
-    @staticmethod
-    def _name(fname: str, last_was_ptr: bool, out: list[str]) -> None:
-        out.append((" " if fname and not last_was_ptr else "") + fname)
-
-    def _type_chain(self, stack: list[Type], fname: str, lvl: int, depth: int,
-                    out: list[str]) -> None:
-        if depth > _MAX_DEPTH:
-            raise BTFError("declarations nest too deeply")
-        last_was_ptr = True
-        while stack:
-            t = stack.pop()
-            if isinstance(t, Void):
-                self._mods(stack, out)
-                out.append("void")
-                last_was_ptr = False
-                continue
-            if isinstance(t, (Int, Float)):
-                self._mods(stack, out)
-                out.append(t.name)
-            elif isinstance(t, Composite):
-                self._mods(stack, out)
-                if not t.name:
-                    out.append(self._struct_def(t, lvl, depth + 1))
-                else:
-                    out.append(self._struct_fwd(t))
-            elif isinstance(t, Enum):
-                self._mods(stack, out)
-                out.append(self._enum_def(t, lvl) if not t.name else f"enum {self.type_name(t)}")
-            elif isinstance(t, Fwd):
-                self._mods(stack, out)
-                out.append(self._fwd_def(t))
-            elif isinstance(t, Typedef):
-                self._mods(stack, out)
-                out.append(self.ident_name(t))
-            elif isinstance(t, Pointer):
-                out.append("*" if last_was_ptr else " *")
-            elif isinstance(t, Volatile):
-                out.append(" volatile")
-            elif isinstance(t, Const):
-                out.append(" const")
-            elif isinstance(t, Restrict):
-                out.append(" restrict")
-            elif isinstance(t, TypeTag):
-                self._mods(stack, out)
-                if t.attribute:
-                    out.append(f" __attribute__(({t.name}))")
-                else:
-                    out.append(f' __attribute__((btf_type_tag("{t.name}")))')
-            elif isinstance(t, Array):
-                self._drop_mods(stack)
-                if not stack:
-                    self._name(fname, last_was_ptr, out)
-                    out.append(f"[{t.nelems}]")
-                    return
-                multidim = isinstance(stack[-1], Array)
-                if fname and not last_was_ptr:
-                    out.append(" ")
-                if not multidim:
-                    out.append("(")
-                self._type_chain(stack, fname, lvl, depth + 1, out)
-                if not multidim:
-                    out.append(")")
-                out.append(f"[{t.nelems}]")
-                return
-            elif isinstance(t, FuncProto):
-                self._drop_mods(stack)
-                if stack:
-                    out.append(" (")
-                    self._type_chain(stack, fname, lvl, depth + 1, out)
-                    out.append(")")
-                else:
-                    self._name(fname, last_was_ptr, out)
-                out.append("(")
-                params = t.params
-                if not params or (len(params) == 1 and isinstance(params[0].type, Void)):
-                    out.append("void)")
-                    return
-                for i, prm in enumerate(params):
-                    if i:
-                        out.append(", ")
-                    if i == len(params) - 1 and isinstance(prm.type, Void):
-                        out.append("...")
-                        break
-                    out.append(self._type_decl(prm.type, prm.name, lvl, depth + 1))
-                out.append(")")
-                return
-            else:  # Func, Var, Datasec, DeclTag cannot appear in a declaration
-                out.append(f"/* {type(t).__name__} {t.name} */ int")
-            last_was_ptr = isinstance(t, Pointer)
-        self._name(fname, last_was_ptr, out)
+            elem = Restrict(elem)
+    return Array(elem, array.nelems)
 
 
-# -- layout helpers (libbpf's btf__align_of / btf__resolve_size) -------------------------
+def _needs_64_bits(t: Enum, value: int) -> bool:
+    if t.signed:
+        return not -(1 << 31) <= value < (1 << 31)
+    return (value & 0xFFFFFFFFFFFFFFFF) >> 32 != 0
 
 
-def _align_of(t: Type) -> int:
-    for _ in range(_MAX_DEPTH):
-        if isinstance(t, (Int, Enum, Float)):
-            return max(1, min(_PTR_SIZE, t.size))
-        if isinstance(t, Pointer):
-            return _PTR_SIZE
-        if isinstance(t, (Typedef, *_MODS)):
-            t = t.type
-            continue
-        if isinstance(t, Array):
-            t = t.type
-            continue
-        if isinstance(t, Composite):
-            return _composite_align(t, 0)
-        return 1
-    raise BTFError(f"type reference cycle computing the alignment of {t!r}")
-
-
-def _composite_align(t: Composite, depth: int) -> int:
-    if depth > _MAX_DEPTH:
-        raise BTFError(f"types nest too deeply computing the alignment of {t!r}")
-    max_align = 1
-    for m in t.members:
-        inner = m.type
-        for _ in range(_MAX_DEPTH):
-            if isinstance(inner, (Typedef, *_MODS)):
-                inner = inner.type
-            elif isinstance(inner, Array):
-                inner = inner.type
-            else:
-                break
-        align = _composite_align(inner, depth + 1) if isinstance(inner, Composite) else \
-            _align_of(inner)
-        max_align = max(max_align, align)
-        if not m.bitfield_size and m.offset_bits % (8 * align):
-            return 1
-    if t.size % max_align:
-        return 1
-    return max_align
-
-
-def _is_packed(t: Composite) -> bool:
-    max_align = 1
-    for m in t.members:
-        align = _align_of(m.type)
-        if not m.bitfield_size and m.offset_bits % (8 * align):
-            return True
-        max_align = max(max_align, align)
-    return t.size % max_align != 0
-
-
-def _resolve_size(t: Type) -> int:
-    n = 1
-    for _ in range(_MAX_DEPTH):
-        if isinstance(t, (Typedef, *_MODS, Var)):
-            t = t.type
-        elif isinstance(t, Array):
-            n *= t.nelems
-            t = t.type
-        elif isinstance(t, Pointer):
-            return n * _PTR_SIZE
-        elif isinstance(t, (Int, Enum, Float, Composite, Datasec)):
-            return n * t.size
-        else:
-            return 0
-    raise BTFError(f"type reference cycle computing the size of {t!r}")
-
-
-_PADS = (("long", 8 * _PTR_SIZE), ("int", 32), ("short", 16), ("char", 8))
-
-
-def _roundup(x: int, y: int) -> int:
-    return (x + y - 1) // y * y
-
-
-_BIG_GAP = 1 << 20  # bits; bigger gaps become a char array, not 16k+ `long: 64;` lines
-
-
-def _bit_padding(cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int) -> str:
-    if cur >= nxt:
-        return ""
-    if nxt - cur > _BIG_GAP:  # only in odd BTF: keep the output linear in the input
-        start, end = _roundup(cur, 64), nxt // 64 * 64
-        return (_bit_padding(cur, start, 8, in_bitfield, lvl)
-                + f"\n{chr(9) * lvl}unsigned char __pad_{start // 8}[{(end - start) // 8}];"
-                + _bit_padding(end, nxt, next_align, False, lvl))
-    out = []
-    pfx = "\t" * lvl
-    pad_type, pad_bits, new_off = "char", 8, cur
-    for name, bits in _PADS:
-        pad_type, pad_bits = name, bits
-        new_off = _roundup(cur, pad_bits)
-        if new_off <= nxt:
-            break
-    if cur < new_off <= nxt:
-        if (in_bitfield
-                or (new_off == nxt and _roundup(cur, next_align * 8) != new_off)
-                or (new_off != nxt and nxt - new_off <= new_off - cur)):
-            out.append(f"\n{pfx}{pad_type}: {new_off - cur if in_bitfield else 0};")
-        cur = new_off
-    while cur != nxt:
-        bits = min(nxt - cur, pad_bits)
-        if bits == pad_bits:
-            out.append(f"\n{pfx}{pad_type}: {pad_bits};")
-            cur += bits
-            continue
-        for name, size in reversed(_PADS):
-            if size < bits:
-                continue
-            out.append(f"\n{pfx}{name}: {bits};")
-            cur += bits
-            break
-    return "".join(out)
+def _enum_value(t: Enum, value: int) -> str:
+    if t.is64:
+        if t.signed:
+            return f"{value}LL"
+        return f"{value & 0xFFFFFFFFFFFFFFFF}ULL"
+    return str(value if t.signed else value & 0xFFFFFFFF)
 
 
 __all__ = ["dump_c"]
