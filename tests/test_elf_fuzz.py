@@ -169,3 +169,20 @@ def test_datasec_variable_smaller_than_its_type() -> None:
     struct.pack_into("<I", buf, size_at, 0)
     with pytest.raises(ELFError, match=r"has 0 bytes in its DATASEC, less than its type's"):
         ebpf.load_collection_spec(bytes(buf))
+
+
+def test_huge_kconfig_extern_is_refused_not_allocated() -> None:
+    # found by tools/fuzz.py: a .kconfig extern whose BTF type claims 4 GiB made the
+    # loader allocate the .kconfig map value (MemoryError); it is one array map value
+    from ebpf import btf
+    from ebpf.btf.builder import Builder
+    from tools import fuzz
+
+    data = _object("loader_externs")
+    spec = btf.load_spec(data)
+    hz = next(t for t in spec if isinstance(t, btf.Var) and t.name == "CONFIG_HZ")
+    hz.type = btf.Array(hz.type, 0x40000000)     # int[1 << 30]: 4 GiB
+    b = Builder.from_spec(spec)   # keeps the string table (.BTF.ext refers into it)
+    seed = fuzz._seed("loader_externs", data)
+    with pytest.raises(ELFError, match=r"kconfig extern 'CONFIG_HZ' of 4294967296 bytes"):
+        ebpf.load_collection_spec(fuzz.splice(data, seed, ".BTF", b.marshal()))

@@ -24,12 +24,12 @@ from ..asm.opcodes import (
     PSEUDO_MAP_FD,
     PSEUDO_MAP_VALUE,
 )
+from ..elffile import SHN_ABS, SHN_COMMON, SHN_UNDEF, ELFFile, Section, SectionFlags, SectionType
+from ..elffile import Symbol as ElfSymbol
 from ..errors import BTFError, ELFError
 from ..spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 from ..spec.maps import MapSpec, PinType
 from ..spec.programs import ProgramSpec
-from .reader import SHN_ABS, SHN_COMMON, SHN_UNDEF, ELFFile, Section, SectionFlags, SectionType
-from .reader import Symbol as ElfSymbol
 
 EM_BPF = 247
 R_BPF_64_64 = 1
@@ -217,6 +217,10 @@ class _Loader:
                 kconfig_off = (kconfig_off + align - 1) // align * align
                 ext.offset, ext.size = kconfig_off, size
                 kconfig_off += size
+                if kconfig_off > _MAX_NOBITS:   # .kconfig is one array map value
+                    raise ELFError(f"kconfig extern {s.name!r} of {size} bytes: .kconfig "
+                                   f"would hold {kconfig_off}, at most {_MAX_NOBITS}",
+                                   ".kconfig")
             self.externs[s.name] = ext
         if kconfig_off:
 
