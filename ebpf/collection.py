@@ -153,7 +153,7 @@ class Collection:
         log_level: int = 0,
     ) -> None:
         from ._sys.validate import path
-        from .loader import load_collection
+        from .instantiate import load_collection
 
         if pin_path is not None:
             pin_path = path(pin_path, "pin_path")

@@ -42,7 +42,7 @@ from ebpf.asm import Instruction
 from ebpf.btf import core
 from ebpf.btf.ext import CoreRelo, parse_ext
 from ebpf.elf import ELFFile
-from ebpf.elf.reader import SymbolType
+from ebpf.elffile import SymbolType
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL_SOURCE = REPO / "tools" / "c" / "libbpf_core_relos.c"

@@ -196,7 +196,7 @@ def test_programs_option_and_unknown_names(globals_spec: ebpf.CollectionSpec) ->
 def test_reload_does_not_reparse(globals_spec: ebpf.CollectionSpec,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import ebpf.btf.spec as btfspec
-    import ebpf.elf.reader as reader
+    import ebpf.elffile as reader
 
     def fail(*a: object, **k: object) -> None:
         raise AssertionError("re-parsed")

@@ -204,7 +204,7 @@ def test_struct_ops_programs_load_on_their_own() -> None:
 def test_typeless_ksym_at_address_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """test_ksyms on 6.1: __per_cpu_start is listed in /proc/kallsyms at address 0, which
     is its real address, not a hidden one (those are all zero)."""
-    from ebpf import loader
+    from ebpf import instantiate as loader
 
     spec = ebpf.load_collection_spec(compile_bpf("realworld_ksym"))
     listed = {"ebpf_test_zero_ksym": 0, "_stext": 0xFFFFFFFF81000000}

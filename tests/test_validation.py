@@ -412,7 +412,7 @@ def _btf_entries(data: bytes) -> tuple[int, dict[bytes, tuple[int, int, int, int
     of the .BTF section of an ELF object, read with the BTF header's own offsets."""
     import struct
 
-    from ebpf.elf.reader import ELFFile
+    from ebpf.elffile import ELFFile
 
     elf = ELFFile(data)
     sec = next(s for s in elf.sections if s.name == ".BTF")
@@ -515,7 +515,7 @@ def test_gen_survives_self_referential_btf(cycles_obj: bytes, tmp_path: Any,
 
 
 def test_gen_names_that_are_not_utf8(cycles_obj: bytes, tmp_path: Any) -> None:
-    from ebpf.elf.reader import ELFFile
+    from ebpf.elffile import ELFFile
     from ebpf.gen import generate
 
     data = bytearray(cycles_obj)

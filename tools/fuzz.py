@@ -693,8 +693,9 @@ def _atheris_worker(args: argparse.Namespace) -> None:
         import ebpf.cli
         import ebpf.collection
         import ebpf.elf.loader
+        import ebpf.elffile
         import ebpf.gen
-        import ebpf.loader
+        import ebpf.instantiate
     del ebpf
     seeds = load_seeds()
     _SEEDS_BY_NAME.update((s.name, s) for s in seeds)

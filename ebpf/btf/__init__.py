@@ -51,7 +51,7 @@ def load_spec(source: str | bytes, base: Spec | None = None) -> Spec:
     else:
         data = bytes(source)
     if data[:4] == b"\x7fELF":
-        from ..elf import ELFFile
+        from ..elffile import ELFFile  # only for ELF input: `import ebpf.btf` stays small
         from ..errors import BTFError
 
         sec = ELFFile(data).section_by_name(".BTF")

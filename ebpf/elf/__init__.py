@@ -1,6 +1,19 @@
-"""ELF support: a fast, bounds-checked ELF64 reader and libbpf's section-name table."""
+"""BPF objects: the ELF reader (`ebpf.elffile`, re-exported here), the section-name table,
+and the parser of relocatable objects into specs (`ebpf.elf.loader`)."""
 
-from ebpf.elf.reader import (
+from ebpf.elf.sections import (
+    SECTION_TABLE,
+    AttachKind,
+    SecFlags,
+    SectionDef,
+    SectionPattern,
+    lookup_section,
+    parse_kprobe_target,
+    parse_tracepoint_target,
+    parse_uprobe_target,
+    parse_usdt_target,
+)
+from ebpf.elffile import (
     SHN_ABS,
     SHN_COMMON,
     SHN_LORESERVE,
@@ -22,18 +35,6 @@ from ebpf.elf.reader import (
     SymbolTable,
     SymbolType,
     SymbolVisibility,
-)
-from ebpf.elf.sections import (
-    SECTION_TABLE,
-    AttachKind,
-    SecFlags,
-    SectionDef,
-    SectionPattern,
-    lookup_section,
-    parse_kprobe_target,
-    parse_tracepoint_target,
-    parse_uprobe_target,
-    parse_usdt_target,
 )
 
 __all__ = [

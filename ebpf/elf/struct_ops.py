@@ -17,8 +17,8 @@ from ..errors import ELFError
 from ..spec.struct_ops import StructOpsSpec
 
 if TYPE_CHECKING:
+    from ..elffile import ELFFile
     from ..spec.collection import CollectionSpec
-    from .reader import ELFFile
 
 __all__ = ["StructOpsSpec", "read_struct_ops"]
 
@@ -38,7 +38,7 @@ def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: Coll
 
     Raises ELFError for malformed sections.
     """
-    from .reader import ELFFile
+    from ..elffile import ELFFile
 
     if isinstance(source, ELFFile):
         out = _read(source, spec)

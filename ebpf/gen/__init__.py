@@ -481,7 +481,7 @@ def blank_debug_sections(data: bytes) -> bytes:
     """`data` (an ELF object) with the contents of its DWARF sections (``.debug_*``
     and their relocations) zeroed, sizes and layout unchanged. Loading reads BTF,
     never DWARF; the zeros compress away."""
-    from ..elf import ELFFile
+    from ..elffile import ELFFile
 
     out = bytearray(data)
     elf = ELFFile(data)

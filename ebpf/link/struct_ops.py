@@ -59,7 +59,7 @@ from .base import Link
 
 if TYPE_CHECKING:
     from ..collection import CollectionSpec
-    from ..elf.reader import ELFFile
+    from ..elffile import ELFFile
     from ..programs import Program
 
 __all__ = ["StructOpsLink", "StructOpsMap", "StructOpsSpec", "load_struct_ops",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from .._sys import probe as _probe
 from .._sys.fd import FD, holds_first
 from .._sys.types import ProgramType
-from ..elf.reader import SHN_UNDEF, ELFFile, SectionType, SegmentFlags, SegmentType, SymbolType
+from ..elffile import SHN_UNDEF, ELFFile, SectionType, SegmentFlags, SegmentType, SymbolType
 from ..errors import (
     ELFError,
     InvalidArgumentError,
@@ -39,7 +39,7 @@ from .base import Link
 from .perf_event import PerfEventLink, attach_perf_event
 
 if TYPE_CHECKING:
-    from ..elf.reader import Symbol
+    from ..elffile import Symbol
     from ..programs import Program
 
 __all__ = [

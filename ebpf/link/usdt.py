@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._sys.types import AttachType, ProgramType
-from ..elf.reader import ELFFile, ElfType, SectionType, SegmentFlags, SegmentType
+from ..elffile import ELFFile, ElfType, SectionType, SegmentFlags, SegmentType
 from ..errors import (
     ELFError,
     InvalidArgumentError,
