@@ -88,6 +88,10 @@ class BTFError(Error, ValueError):
         self.offset = offset
 
 
+class LinkError(Error, ValueError):
+    """Objects that cannot be linked together; the message names the file(s) and symbol."""
+
+
 class InvalidArgumentError(Error, ValueError):
     """A value of the wrong shape or size was passed; the message says what was expected."""
 
