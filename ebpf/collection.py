@@ -116,7 +116,7 @@ def load_collection_spec(source: str | os.PathLike[str] | bytes) -> CollectionSp
     No kernel access. Malformed input raises ELFError/BTFError naming section and
     offset.
     """
-    from .elf.loader import load_elf
+    from .elf.parse import load_elf
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         return load_elf(bytes(source))

@@ -692,7 +692,7 @@ def _atheris_worker(args: argparse.Namespace) -> None:
         import ebpf.btf.values
         import ebpf.cli
         import ebpf.collection
-        import ebpf.elf.loader
+        import ebpf.elf.parse
         import ebpf.elffile
         import ebpf.gen
         import ebpf.instantiate

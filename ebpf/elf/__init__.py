@@ -1,5 +1,5 @@
 """BPF objects: the ELF reader (`ebpf.elffile`, re-exported here), the section-name table,
-and the parser of relocatable objects into specs (`ebpf.elf.loader`)."""
+and the parser of relocatable objects into specs (`ebpf.elf.parse`)."""
 
 from ebpf.elf.sections import (
     SECTION_TABLE,
