@@ -212,8 +212,7 @@ class _Names:
         cls = type(t)
         if cls is Struct or cls is Union:
             self.of[id(t)] = _unique(_c_identifier(t.name), tags)
-        elif cls is Enum:
-            assert isinstance(t, Enum)
+        elif isinstance(t, Enum):
             if t.name:  # an enum without values only refers to the tag
                 ident = _c_identifier(t.name)
                 self.of[id(t)] = _unique(ident, tags) if t.values else ident
@@ -271,37 +270,40 @@ class _Layout:
 
     def __init__(self) -> None:
         self._shapes: dict[int, _Shape] = {}
+        self._sizes: dict[int, int] = {}
 
     def size(self, t: Type) -> int:
+        size = self._sizes.get(id(t))
+        if size is None:
+            size = self._sizes[id(t)] = self._size(t)
+        return size
+
+    @staticmethod
+    def _size(t: Type) -> int:
         n = 1
         for _ in range(_MAX_CHAIN):
-            cls = type(t)
-            if cls is Array:
-                assert isinstance(t, Array)
+            if isinstance(t, Array):
                 n *= t.nelems
                 t = t.type
-            elif cls is Typedef or cls in _QUALIFIERS:
-                t = t.type  # type: ignore[attr-defined]
-            elif cls is Pointer:
+            elif isinstance(t, (Typedef, *_QUALIFIERS)):
+                t = t.type
+            elif isinstance(t, Pointer):
                 return n * _POINTER_SIZE
-            elif cls in (Int, Float, Enum, Struct, Union):
-                return n * t.size  # type: ignore[attr-defined, no-any-return]
+            elif isinstance(t, (Int, Float, Enum, Composite)):
+                return n * t.size
             else:
                 return 0
         raise BTFError(f"type reference loop computing the size of {t!r}")
 
     def align(self, t: Type, depth: int = 0) -> int:
         for _ in range(_MAX_CHAIN):
-            cls = type(t)
-            if cls is Typedef or cls is Array or cls in _QUALIFIERS:
-                t = t.type  # type: ignore[attr-defined]
-            elif cls is Pointer:
+            if isinstance(t, (Typedef, Array, *_QUALIFIERS)):
+                t = t.type
+            elif isinstance(t, Pointer):
                 return _POINTER_SIZE
-            elif cls is Int or cls is Float or cls is Enum:
-                size: int = t.size  # type: ignore[attr-defined]
-                return size if size in (1, 2, 4, 8, 16) else 1
-            elif cls is Struct or cls is Union:
-                assert isinstance(t, Composite)
+            elif isinstance(t, (Int, Float, Enum)):
+                return t.size if t.size in (1, 2, 4, 8, 16) else 1
+            elif isinstance(t, Composite):
                 return self.shape(t, depth + 1).align
             else:
                 return 1
@@ -421,8 +423,7 @@ class _Emitter:
     def write(self, t: Type, explicit: bool) -> None:
         """Write `t` as a top-level declaration, with what it needs before it."""
         cls = type(t)
-        if cls is Enum and not t.name:
-            assert isinstance(t, Enum)
+        if isinstance(t, Enum) and not t.name:
             if explicit and id(t) not in self.inlined:
                 self.inlined.add(id(t))
                 self._put(self._enum_text(t, 0))
@@ -442,21 +443,18 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {t!r}")
         for _ in range(_MAX_CHAIN):
-            cls = type(t)
-            if cls is Array or cls in _QUALIFIERS:
-                t = t.type  # type: ignore[attr-defined]
-            elif cls is Typedef:
-                assert isinstance(t, Typedef)
+            if isinstance(t, (Array, *_QUALIFIERS)):
+                t = t.type
+            elif isinstance(t, Typedef):
                 if id(t) not in self.ready:
                     self.need_value(t.type, depth + 1)
                     self.declare_typedef(t, depth + 1)
                     self.ready.add(id(t))
                 return
-            elif cls is Pointer:
-                self.need_name(t.type, depth + 1)  # type: ignore[attr-defined]
+            elif isinstance(t, Pointer):
+                self.need_name(t.type, depth + 1)
                 return
-            elif cls is Struct or cls is Union:
-                assert isinstance(t, Composite)
+            elif isinstance(t, Composite):
                 if t.name:
                     self.define(t, depth + 1)
                 else:
@@ -473,18 +471,15 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {t!r}")
         for _ in range(_MAX_CHAIN):
-            cls = type(t)
-            if cls is Pointer or cls in _QUALIFIERS:
-                t = t.type  # type: ignore[attr-defined]
-            elif cls is Typedef:
-                assert isinstance(t, Typedef)
+            if isinstance(t, (Pointer, *_QUALIFIERS)):
+                t = t.type
+            elif isinstance(t, Typedef):
                 self.declare_typedef(t, depth + 1)
                 return
-            elif cls is Array:
-                self.need_value(t.type, depth + 1)  # type: ignore[attr-defined]
+            elif isinstance(t, Array):
+                self.need_value(t.type, depth + 1)
                 return
-            elif cls is Struct or cls is Union:
-                assert isinstance(t, Composite)
+            elif isinstance(t, Composite):
                 if not t.name:
                     for m in t.members:
                         self.need_value(m.type, depth + 1)
@@ -501,23 +496,20 @@ class _Emitter:
     def need_leaf(self, t: Type, depth: int) -> None:
         """Enums, forward declarations, base types and prototypes."""
         key = id(t)
-        cls = type(t)
-        if cls is FuncProto:
-            assert isinstance(t, FuncProto)
+        if isinstance(t, FuncProto):
             self.need_name(t.return_type, depth + 1)
             for p in t.params:
                 self.need_name(p.type, depth + 1)
         elif key in self.printed:
             return
-        elif cls is Enum:
+        elif isinstance(t, Enum):
             if t.name:
-                assert isinstance(t, Enum)
                 self.printed.add(key)
                 self._put(self._enum_text(t, 0))
-        elif cls is Fwd:
+        elif isinstance(t, Fwd):
             self.printed.add(key)
             self._put(self._tag(t))
-        elif cls is Int or cls is Float:
+        elif isinstance(t, (Int, Float)):
             name = self.names(t)
             alias = self.names.aliased.get(key)
             if alias is not None:
@@ -595,13 +587,13 @@ class _Emitter:
         is_struct = type(t) is Struct
         cur = 0
         for m in t.members:
-            off, bits = m.offset_bits, m.bitfield_size
+            mtype, off, bits = m.type, m.offset_bits, m.bitfield_size
             if is_struct and off > cur and self.layout.natural_offset(
-                    cur, m.type, bits, shape.packed) != off:
+                    cur, mtype, bits, shape.packed) != off:
                 lines.extend(_padding(cur, off, lvl + 1))
-            decl = self._declare(m.type, _member_name(m.name), lvl + 1, depth + 1)
+            decl = self._declare(mtype, _member_name(m.name), lvl + 1, depth + 1)
             lines.append(f"\n{pad}{decl}: {bits};" if bits else f"\n{pad}{decl};")
-            cur = off + (bits or 8 * self.layout.size(m.type))
+            cur = off + (bits or 8 * self.layout.size(mtype))
         end = 8 * t.size
         if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
             lines.extend(_padding(cur, end, lvl + 1))
@@ -620,22 +612,18 @@ class _Emitter:
             raise BTFError(f"declarations nest too deeply at {t!r}")
         qualified = False  # `inner` starts with qualifiers of a pointer
         for _ in range(_MAX_CHAIN):
-            cls = type(t)
-            if cls is Pointer:
-                assert isinstance(t, Pointer)
+            if isinstance(t, Pointer):
                 inner = ("* " if qualified else "*") + inner
                 if isinstance(_strip_qualifiers(t.type), (Array, FuncProto)):
                     inner = f"({inner})"
                 t, qualified = t.type, False
-            elif cls is Array:
-                assert isinstance(t, Array)
+            elif isinstance(t, Array):
                 inner = f"{inner}[{t.nelems}]"
                 t, qualified = t.type, False
-            elif cls is FuncProto:
-                assert isinstance(t, FuncProto)
+            elif isinstance(t, FuncProto):
                 inner = f"{inner}({self._params(t, lvl, depth)})"
                 t, qualified = t.return_type, False
-            elif cls in _QUALIFIERS:
+            elif isinstance(t, _QUALIFIERS):
                 run, below = _qualifier_run(t)
                 if type(below) is Pointer:
                     words = " ".join(self._qualifier_text(q) for q in reversed(run))
@@ -674,19 +662,16 @@ class _Emitter:
 
     def _base(self, t: Type, qualifiers: list[Type], lvl: int, depth: int) -> str:
         """The type specifier of `t` with its qualifiers (C ones before, tags after)."""
-        cls = type(t)
-        if cls is Void:
-            text = "void"
-        elif cls is Struct or cls is Union:
-            assert isinstance(t, Composite)
-            text = self._tag(t) if t.name else self._composite_text(t, lvl, depth + 1)
-        elif cls is Enum:
-            assert isinstance(t, Enum)
-            text = self._enum_base(t, lvl)
-        elif cls is Fwd:
-            text = self._tag(t)
-        elif cls in (Int, Float, Typedef):
+        if isinstance(t, (Int, Float, Typedef)):
             text = self.names(t)
+        elif isinstance(t, Composite):
+            text = self._tag(t) if t.name else self._composite_text(t, lvl, depth + 1)
+        elif isinstance(t, Enum):
+            text = self._enum_base(t, lvl)
+        elif isinstance(t, Fwd):
+            text = self._tag(t)
+        elif isinstance(t, Void):
+            text = "void"
         else:  # Func, Var, Datasec, DeclTag: not types of values
             text = f"int /* {type(t).__name__} {t.name} */"
         if not qualifiers:
@@ -711,9 +696,9 @@ def _join(base: str, inner: str) -> str:
 
 def _strip_qualifiers(t: Type) -> Type:
     for _ in range(_MAX_CHAIN):
-        if type(t) not in _QUALIFIERS:
+        if not isinstance(t, _QUALIFIERS):
             return t
-        t = t.type  # type: ignore[attr-defined]
+        t = t.type
     raise BTFError(f"qualifier loop at {t!r}")
 
 
@@ -721,10 +706,10 @@ def _qualifier_run(t: Type) -> tuple[list[Type], Type]:
     """The qualifiers and type tags starting at `t`, outermost first, and the type below."""
     run: list[Type] = []
     for _ in range(_MAX_CHAIN):
-        if type(t) not in _QUALIFIERS:
+        if not isinstance(t, _QUALIFIERS):
             return run, t
         run.append(t)
-        t = t.type  # type: ignore[attr-defined]
+        t = t.type
     raise BTFError(f"qualifier loop at {t!r}")
 
 
