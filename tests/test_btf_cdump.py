@@ -253,8 +253,13 @@ def test_kernel_layouts_differential(kernel_header: tuple[Path, str], tmp_path: 
     assert set(differing(ours, theirs)) <= set(theirs_wrong)
 
 
+# Sources that are empty without the -D flags their own tests compile them with.
+_NOT_STANDALONE = {"linked_bad"}
+
+
 def object_names() -> list[str]:
-    return sorted(p.stem for p in (Path(__file__).parent / "bpf").glob("*.c"))
+    names = {p.stem for p in (Path(__file__).parent / "bpf").glob("*.c")}
+    return sorted(names - _NOT_STANDALONE)
 
 
 @needs_clang
