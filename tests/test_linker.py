@@ -230,3 +230,26 @@ def test_relocation_addend_of_merged_data_is_moved(ours: bytes) -> None:
             if syms[r.symbol].type == 3 and syms[r.symbol].section_index == data_idx]
     (b_static,) = [s.value for s in syms if s.name == "b_static"]
     assert b_static >= 8 and b_static in imms  # after a's .data
+
+
+def test_gen_object_writes_the_linked_object(objects: tuple[pathlib.Path, pathlib.Path],
+                                             ours: bytes, tmp_path: pathlib.Path) -> None:
+    from ebpf.linker.command import is_link_command, write_object
+
+    out = tmp_path / "out.o"
+    words = ["object", str(out), *map(str, objects)]
+    assert is_link_command(words) and not is_link_command(list(map(str, objects)))
+    write_object(str(out), words[2:])
+    assert out.read_bytes() == ours
+    assert [p.name for p in tmp_path.iterdir()] == ["out.o"]
+
+
+def test_gen_of_several_objects_links_them_first(
+        objects: tuple[pathlib.Path, pathlib.Path]) -> None:
+    from ebpf.linker.command import generate_linked
+
+    source = generate_linked(list(map(str, objects)), name="Linked", embed=True)
+    namespace: dict[str, object] = {}
+    exec(compile(source, "linked_gen.py", "exec"), namespace)
+    spec = namespace["LinkedSpec"]().spec  # type: ignore[operator]
+    assert set(spec.programs) == {"linked_xdp_a", "linked_xdp_b", "linked_sock_b"}
