@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .dedup import dedup  # eager: the submodule's name would shadow a lazy function
 from .kernel import load_kernel_spec
 from .spec import Spec
 from .types import (
@@ -71,14 +72,12 @@ _LAZY = {
     "to_ctypes": ".ctypes_conv",
     "dump_c": ".cdump",
     "sanitize": ".sanitize",
-    "dedup": ".dedup",
 }
 
 if TYPE_CHECKING:
     from .builder import Builder, marshal_types
     from .cdump import dump_c
     from .ctypes_conv import to_ctypes
-    from .dedup import dedup
     from .handle import BTFLoadError, Handle
     from .sanitize import sanitize
 
