@@ -121,8 +121,8 @@ def test_feature_probe_json(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "feature", "probe", "--json")
     assert rc == 0
     d = json.loads(out)
-    assert d["program_types"]["socket_filter"] is True
-    assert d["map_types"]["hash"] is True
+    assert d["program_types"]["have_socket_filter_prog_type"] is True   # bpftool's names
+    assert d["map_types"]["have_hash_map_type"] is True
 
 
 def test_the_installed_command() -> None:

@@ -49,7 +49,7 @@ from .cgroup import (  # noqa: E402
 )
 from .netfilter import NetfilterHook, NetfilterLink, netfilter  # noqa: E402
 from .netkit import NetkitLink, netkit, netkit_programs  # noqa: E402
-from .netns import NetNsLink, flow_dissector, sk_lookup  # noqa: E402
+from .netns import NetNsLink, flow_dissector, netns_programs, sk_lookup  # noqa: E402
 from .sockmap import SockmapLink, sockmap  # noqa: E402
 from .struct_ops import (  # noqa: E402
     StructOpsLink,
@@ -94,6 +94,7 @@ __all__ += [
     "netfilter",
     "netkit",
     "netkit_programs",
+    "netns_programs",
     "read_struct_ops",
     "require_struct_ops",
     "resolve_struct_ops_programs",

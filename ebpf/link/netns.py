@@ -14,13 +14,13 @@ from .._sys.fd import FD
 from .._sys.netlink import open_netns
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
-from ._attach import ProgAttachLink, in_netns, link_create, prog_attach
+from ._attach import ProgAttachLink, QueryResult, in_netns, link_create, prog_attach, query
 from .base import Link
 
 if TYPE_CHECKING:
     from ..programs import Program
 
-__all__ = ["NetNsLink", "flow_dissector", "in_netns", "sk_lookup"]
+__all__ = ["NetNsLink", "flow_dissector", "in_netns", "netns_programs", "sk_lookup"]
 
 NetNs = str | os.PathLike[str] | int | None
 
@@ -99,5 +99,15 @@ def flow_dissector(program: Program, netns: NetNs = None, *, link: bool | None =
         with in_netns(ns):
             return prog_attach(program, None, AttachType.FLOW_DISSECTOR, 0, _describe(netns),
                                netns=os.dup(ns))
+    finally:
+        os.close(ns)
+
+
+def netns_programs(attach_type: AttachType | int, netns: NetNs = None) -> QueryResult:
+    """The programs attached to a network namespace (default: the calling thread's) for
+    `attach_type` (FLOW_DISSECTOR, SK_LOOKUP), from BPF_PROG_QUERY."""
+    ns = _netns_fd(netns)
+    try:
+        return query(target_fd=ns, attach_type=int(attach_type))
     finally:
         os.close(ns)

@@ -1,0 +1,208 @@
+"""What every `ebpf` subcommand shares: JSON or text output, one-line errors, object
+selectors (`id N`, `pinned PATH`, `name NAME`, a bare id), byte arguments and kernel id
+walks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from ..errors import Error, InvalidArgumentError
+
+T = TypeVar("T")
+
+__all__ = [
+    "add_json",
+    "emit",
+    "enum_name",
+    "error",
+    "fdinfo",
+    "hex_list",
+    "iter_ids",
+    "parse_bytes",
+    "parse_selector",
+    "wallclock",
+    "wants_json",
+]
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    """Give a subcommand `--json` (also `-j`, as bpftool spells it)."""
+    parser.add_argument("-j", "--json", action="store_true", help="print JSON")
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """Whether JSON was asked for, on the subcommand or before the noun."""
+    return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
+
+
+def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
+    """Print `data` as JSON (with --json) or through `text`."""
+    if wants_json(args):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        out = text(data)
+        if out:
+            print(out)
+
+
+def error(message: str) -> None:
+    """`message` on standard error as one line prefixed with ``ebpf: ``."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    print("ebpf: " + "; ".join(lines), file=sys.stderr)
+
+
+def enum_name(v: Any) -> str | None:
+    """An enum member's name in lower case (bpftool's spelling); other values as str."""
+    if v is None:
+        return None
+    name = getattr(v, "name", None)
+    return name.lower() if isinstance(name, str) else str(v)
+
+
+def parse_selector(words: Sequence[str], what: str, *, kinds: Sequence[str] = ("id", "pinned",
+                   "name")) -> tuple[str, str] | None:
+    """`[ID | id ID | pinned PATH | name NAME | tag TAG]` -> (kind, value), None for none."""
+    if not words:
+        return None
+    if len(words) == 1:
+        if words[0].isdigit():
+            return "id", words[0]
+        raise InvalidArgumentError(f"expected a {what} id or one of {', '.join(kinds)} "
+                                   f"followed by its value, got {words[0]!r}")
+    if len(words) != 2 or words[0] not in kinds:
+        raise InvalidArgumentError(f"cannot select a {what} by {' '.join(words)!r}: use "
+                                   + " | ".join(f"{k} {k.upper()}" for k in kinds))
+    kind, value = words
+    if kind == "id" and not value.isdigit():
+        raise InvalidArgumentError(f"{what} id must be a number, got {value!r}")
+    return kind, value
+
+
+def parse_bytes(words: Sequence[str], size: int, what: str) -> bytes:
+    """bpftool's byte arguments (``0x01 0x02 ...`` or decimal bytes, `size` of them), or
+    one integer (decimal or 0x hex) packed little-endian into `size` bytes."""
+    if len(words) == 1 and size != 1:
+        value = _c_int(words[0])
+        if value is None:
+            raise InvalidArgumentError(f"{what}: {words[0]!r} is not an integer")
+        try:
+            return value.to_bytes(size, sys.byteorder, signed=value < 0)
+        except OverflowError:
+            raise InvalidArgumentError(f"{what}: {value} does not fit in {size} bytes") from None
+    out = bytearray()
+    if words and words[0] == "hex":  # bpftool's `hex 01 02 ...`
+        for w in words[1:]:
+            try:
+                out += bytes.fromhex(w)
+            except ValueError:
+                raise InvalidArgumentError(f"{what}: {w!r} is not hex") from None
+    else:
+        for w in words:
+            b = _c_int(w)
+            if b is None or not 0 <= b <= 255:
+                raise InvalidArgumentError(f"{what}: {w!r} is not a byte (0..255)")
+            out.append(b)
+    if len(out) != size:
+        raise InvalidArgumentError(f"{what} must be {size} bytes, got {len(out)}")
+    return bytes(out)
+
+
+def _c_int(word: str) -> int | None:
+    """An integer spelled as C's strtoul(base 0) reads it: 0x hex, 0 octal, else decimal."""
+    try:
+        if word.lower().startswith("0x"):
+            return int(word, 16)
+        if len(word) > 1 and word.startswith("0"):
+            return int(word, 8)
+        return int(word, 10)
+    except ValueError:
+        return None
+
+
+def open_pinned(opener: Callable[[str], T], path: str) -> T:
+    """`opener(path)`, with "nothing is pinned at PATH" for a missing pin."""
+    import errno
+
+    from ..errors import SyscallError
+
+    try:
+        return opener(path)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            raise SyscallError(errno.ENOENT, f"nothing is pinned at {path}") from None
+        raise
+
+
+def hex_list(data: bytes) -> list[str]:
+    """bytes as bpftool's JSON byte list: ["0x01", "0x00", ...]."""
+    return [f"0x{b:02x}" for b in data]
+
+
+def iter_ids(cmd: int) -> Iterator[int]:
+    """Every id a BPF_*_GET_NEXT_ID command walks, ascending."""
+    from .._sys import ops
+
+    nid = ops.get_next_id(cmd, 0)
+    while nid is not None:
+        yield nid
+        nid = ops.get_next_id(cmd, nid)
+
+
+def fdinfo(fd: int) -> dict[str, str]:
+    """The fields of /proc/self/fdinfo/FD (memlock, frozen, ...)."""
+    out: dict[str, str] = {}
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep:
+                    out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
+def wallclock(boot_ns: int) -> int:
+    """A CLOCK_BOOTTIME stamp in ns as seconds since the epoch (bpftool's loaded_at)."""
+    now_real = time.time_ns()
+    now_boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return (now_real - now_boot + boot_ns) // 1_000_000_000
+
+
+def local_time(epoch: int) -> str:
+    """bpftool's text timestamp: 2024-01-31T12:00:00+0000 in local time."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(epoch))
+
+
+def pinned_paths(kind: str, root: str = "/sys/fs/bpf") -> dict[int, list[str]]:
+    """Ids of the `kind` objects ("program", "map", "link") pinned under `root` (bpftool's
+    ``-f``), each to its paths."""
+    from .._sys import ops, validate
+    from .._sys.types import MapInfo, ProgInfo
+    from .._sys.types_link import LinkInfo
+
+    structs: dict[str, type[Any]] = {"program": ProgInfo, "map": MapInfo, "link": LinkInfo}
+    out: dict[int, list[str]] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            try:
+                fd = ops.obj_get(path)
+            except (Error, OSError):  # not a bpf object, or gone meanwhile
+                continue
+            try:
+                if validate.fd_kind(fd) == kind:
+                    info = structs[kind]()
+                    ops.obj_get_info(fd, info)
+                    out.setdefault(int(info.id), []).append(path)
+            except (Error, OSError):
+                pass
+            finally:
+                os.close(fd)
+    return out

@@ -1,0 +1,68 @@
+"""`ebpf gen OBJECT`: write a typed Python module for an object (like bpf2go)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+
+__all__ = ["register", "write_atomically"]
+
+
+def _cmd_gen(args: argparse.Namespace) -> int:
+    from ..gen import generate
+
+    source = generate(args.object, name=args.name, embed=not args.no_embed)
+    if args.output is None:
+        sys.stdout.write(source)
+        return 0
+    write_atomically(args.output, source)
+    return 0
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temporary file in the same directory,
+    renamed over `path` on success and removed on any failure: `path` is either its old
+    self or the whole new text, and no temporary file stays behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = ""
+    finally:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, for
+    every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `gen` to the command line."""
+    gen = sub.add_parser("gen", help="write a typed Python module for an object (bpf2go)")
+    gen.add_argument("object")
+    gen.add_argument("-o", "--output", metavar="FILE",
+                     help="write the module here (default: standard output)")
+    gen.add_argument("--name", help="class name (default from the file name: "
+                     "execsnoop.bpf.o -> Execsnoop)")
+    gen.add_argument("--no-embed", action="store_true",
+                     help="load the object from its file next to the module instead of "
+                     "embedding it")
+    gen.set_defaults(func=_cmd_gen)

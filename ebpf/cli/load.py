@@ -1,0 +1,122 @@
+"""`ebpf load OBJECT`: load an object's programs (together or each alone) and report
+what the kernel accepted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import Error, VerifierError
+from .common import add_json, enum_name, error, wants_json
+
+__all__ = ["load_object", "register"]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _prog_result(name: str, spec: Any, exc: BaseException | None) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "name": name, "section": spec.section, "type": enum_name(spec.type),
+        "attach_type": enum_name(spec.attach_type), "ok": exc is None, "errno": 0,
+        "error": "", "log_tail": "",
+    }
+    if exc is not None:
+        res["errno"] = getattr(exc, "errno", 0) or 0
+        res["error"] = str(exc)
+        if isinstance(exc, VerifierError):
+            res["log_tail"] = "\n".join(exc.log.rstrip("\0").splitlines()[-20:])
+    return res
+
+
+def load_object(path: str, *, each: bool = False, sets: Sequence[str] = (),
+                btf_path: str | None = None) -> dict[str, Any]:
+    """Load an object (all programs together, or each on its own) and report per program."""
+    from .. import Collection, btf, load_collection_spec
+
+    result: dict[str, Any] = {"object": path, "open": {"ok": True, "error": ""},
+                              "programs": []}
+    try:
+        spec = load_collection_spec(path)
+        for item in sets:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise Error(f"--set wants NAME=VALUE, got {item!r}")
+            spec.variables[name].set(_parse_value(value))
+        kernel_btf = btf.load_spec(btf_path) if btf_path else None
+    except (Error, OSError) as e:
+        result["open"] = {"ok": False, "error": str(e)}
+        return result
+    names = [n for n, p in spec.programs.items() if getattr(p, "autoload", True)]
+    groups = [[n] for n in names] if each else [names]
+    for group in groups:
+        try:
+            with Collection(spec, programs=group, kernel_btf=kernel_btf):
+                pass
+        except (Error, OSError) as e:
+            failed = _failed_program(e, group)
+            for n in group:
+                if each or n == failed or failed is None:
+                    result["programs"].append(_prog_result(n, spec.programs[n], e))
+                else:
+                    result["programs"].append(_prog_result(
+                        n, spec.programs[n], Error("not loaded: another program failed")))
+            continue
+        result["programs"].extend(_prog_result(n, spec.programs[n], None) for n in group)
+    return result
+
+
+def _failed_program(exc: BaseException, group: list[str]) -> str | None:
+    msg = str(exc)
+    for n in group:
+        if f"program {n!r}" in msg:
+            return n
+    return None
+
+
+def _load_text(d: dict[str, Any]) -> str:
+    if not d["open"]["ok"]:
+        return f"{d['object']}: cannot open: {d['open']['error']}"
+    lines = []
+    for p in d["programs"]:
+        state = "ok" if p["ok"] else f"FAILED: {p['error']}"
+        lines.append(f"{p['name']:<28} {p['type']:<16} {state}")
+        if p["log_tail"]:
+            lines.extend("    " + ln for ln in p["log_tail"].splitlines())
+    return "\n".join(lines)
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    """The report goes to standard output (JSON with --json, else one line per program
+    that loaded); every failure is also one line on standard error."""
+    d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
+    if wants_json(args):
+        print(json.dumps(d, indent=2, default=str))
+    elif d["open"]["ok"] and any(p["ok"] for p in d["programs"]):
+        print(_load_text({**d, "programs": [p for p in d["programs"] if p["ok"]]}))
+    if not d["open"]["ok"]:
+        error(f"{d['object']}: cannot open: {d['open']['error']}")
+        return 1
+    failed = [p for p in d["programs"] if not p["ok"]]
+    for p in failed:
+        error(f"{d['object']}: program {p['name']}: {p['error']}")
+    return 1 if failed else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `load` to the command line."""
+    load = sub.add_parser("load", help="load an object into the kernel and report")
+    load.add_argument("object")
+    add_json(load)
+    load.add_argument("--each", action="store_true",
+                      help="load each program on its own, without the others")
+    load.add_argument("--set", action="append", metavar="NAME=VALUE",
+                      help="set a global variable before loading (JSON or a string)")
+    load.add_argument("--btf", metavar="FILE", help="relocate CO-RE against this BTF")
+    load.set_defaults(func=_cmd_load)
