@@ -256,18 +256,23 @@ class SyscallClock:
 
     def __enter__(self) -> SyscallClock:
         import ebpf._sys.syscall as sc
-        import ebpf.maps as maps
+        import ebpf.maps.elements
+        import ebpf.maps.iteration
 
-        self._saved = (sc.raw_syscall, maps._syscall)
+        # the map fast path: each part of Map that calls it holds its own reference
+        self._fast: list[Any] = [ebpf.maps.elements, ebpf.maps.iteration]
+        self._saved = (sc.raw_syscall, [m._syscall for m in self._fast])
         sc.raw_syscall = self._wrap(sc.raw_syscall)
-        maps._syscall = self._wrap(maps._syscall)
+        for m in self._fast:
+            m._syscall = self._wrap(m._syscall)
         return self
 
     def __exit__(self, *exc: object) -> None:
         import ebpf._sys.syscall as sc
-        import ebpf.maps as maps
 
-        sc.raw_syscall, maps._syscall = self._saved
+        sc.raw_syscall, fast = self._saved
+        for m, fn in zip(self._fast, fast, strict=True):
+            m._syscall = fn
 
 
 class Template:

@@ -1,0 +1,268 @@
+"""Batch operations of maps (BPF_MAP_*_BATCH): `lookup_batch`, `lookup_and_delete_batch`,
+`update_batch`, `delete_batch`, and the resumable kernel walk they share with iteration."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap as _mmap
+from typing import Any, Final, NamedTuple
+
+from .._sys import types as _t
+from .._sys import validate as _validate
+from .._sys.fd import hold as _hold
+from .._sys.syscall import NR_BPF as _NR
+from .._sys.syscall import bpf_errno as _bpf_errno
+from .._sys.syscall import raw_syscall as _raw_syscall
+from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError, from_errno
+from .codec import pack_into
+from .elements import KeyExistsError, MapElements, UpdateFlags
+from .kinds import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, type_name
+from .kinds import DELETE as _DELETE
+from .kinds import UPDATE as _UPDATE
+from .state import MapState
+
+__all__ = ["Batch", "BatchWalk", "MapBatch"]
+
+_get_errno = ctypes.get_errno
+_ENOENT: Final = errno.ENOENT
+
+
+class Batch(NamedTuple):
+    """Result of a batch lookup: raw `keys` and `values` buffers.
+
+    Each is a memoryview over fresh memory: 1-D with a native unsigned integer
+    format when the element is 1, 2, 4 or 8 bytes (so `.tolist()` gives ints),
+    else 2-D bytes of shape (count, element size). Per-CPU values are 2-D of shape
+    (count, possible CPUs * round_up(value_size, 8)). With `numpy=True` both are
+    numpy arrays instead.
+    """
+
+    keys: Any
+    values: Any
+
+
+class BatchWalk:
+    """One walk over a map with BPF_MAP_LOOKUP(_AND_DELETE)_BATCH, carrying the
+    kernel's resume token from step to step."""
+
+    __slots__ = ("attr", "cmd", "done", "fd", "first", "name", "ref", "tok_in", "tok_out",
+                 "tok_size")
+
+    def __init__(self, m: MapState, cmd: int) -> None:
+        self.cmd = cmd
+        self.fd = m._fd
+        self.name = m._name
+        self.tok_size = max(m._key_size, 8)
+        self.tok_in = ctypes.create_string_buffer(self.tok_size)
+        self.tok_out = ctypes.create_string_buffer(self.tok_size)
+        self.attr = _t.MapBatchAttr(out_batch=ctypes.addressof(self.tok_out),
+                                    map_fd=m._fd.fileno())
+        self.ref = ctypes.byref(self.attr)
+        self.first = True
+        self.done = False
+
+    def step(self, kaddr: int, vaddr: int, count: int) -> int:
+        """Read up to `count` elements to kaddr/vaddr; returns how many (sets `done`
+        after the last), or -1 when one hash bucket holds more than `count`."""
+        attr = self.attr
+        attr.keys, attr.values = kaddr, vaddr
+        attr.in_batch = 0 if self.first else ctypes.addressof(self.tok_in)
+        while True:
+            attr.count = count
+            # raw_syscall releases the GIL: a big batch must not stall other threads;
+            # the descriptor is held so that a concurrent close() cannot free its number
+            self.fd.acquire()
+            try:
+                ret = _raw_syscall(_NR, self.cmd, self.ref, ctypes.sizeof(attr))
+                err = _get_errno() if ret < 0 else 0
+            finally:
+                self.fd.release()
+            if ret >= 0:
+                break
+            if err == errno.EINTR:
+                continue
+            if err == _ENOENT:
+                self.done = True
+                break
+            if err == errno.ENOSPC and int(attr.count) == 0:
+                return -1
+            what = "lookup_batch" if self.cmd == _t.Cmd.MAP_LOOKUP_BATCH else \
+                "lookup_and_delete_batch"
+            raise from_errno(err, f"{what} on map {self.name!r}")
+        self.first = False
+        ctypes.memmove(self.tok_in, self.tok_out, self.tok_size)
+        return int(attr.count)
+
+
+def anon_buffer(size: int) -> Any:
+    """Zeroed memory of `size` bytes, faulted in lazily (anonymous mmap) when large."""
+    if size < (256 << 10):
+        return bytearray(max(size, 1))
+    try:
+        return _mmap.mmap(-1, size)
+    except (OSError, OverflowError):
+        return bytearray(size)
+
+
+def buffer_address(buf: Any) -> int:
+    holder = ctypes.c_char.from_buffer(buf)
+    addr = ctypes.addressof(holder)
+    del holder  # release the export; the address stays valid while `buf` lives
+    return addr
+
+
+def shape(buf: Any, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
+    fmt = None if per_cpu else INT_FORMATS.get(size)
+    if numpy:
+        try:
+            import numpy as np
+        except ImportError:
+            raise NotSupportedError("numpy output", "numpy is not installed") from None
+        if fmt is not None:
+            return np.frombuffer(buf, dtype=np.dtype(f"=u{size}"))
+        return np.frombuffer(buf, dtype=np.uint8).reshape(n, size)
+    mv = memoryview(buf)
+    if fmt is not None:
+        return mv.cast(fmt)  # type: ignore[call-overload]
+    return mv.cast("B", (n, size)) if size and n else mv[:0]
+
+
+class MapBatch(MapElements):
+    """Whole-map reads and many-element writes in one syscall each (see `Map`)."""
+
+    __slots__ = ()
+
+    def lookup_batch(self, *, chunk_size: int | None = None, numpy: bool = False) -> Batch:
+        """Read the whole map with BPF_MAP_LOOKUP_BATCH: `keys, values = m.lookup_batch()`.
+
+        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`;
+        `dict(zip(keys.tolist(), values.tolist()))` makes a dict of ints for 1/2/4/8
+        byte keys and values. `chunk_size` limits the elements per syscall (default:
+        all at once). Concurrent updates are tolerated: hash maps are read bucket by
+        bucket, so no key is returned twice. HASH, LRU_HASH, ARRAY and their per-CPU
+        variants support batches (else NotSupportedError).
+        """
+        return self._batch_result(_t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
+
+    def lookup_and_delete_batch(self, *, chunk_size: int | None = None,
+                                numpy: bool = False) -> Batch:
+        """Like `lookup_batch`, deleting what was read (hash maps)."""
+        return self._batch_result(_t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
+
+    def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
+        if chunk_size is not None:
+            _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
+        self._check_iterable()
+        what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
+        if self._type not in BATCH_TYPES or (
+                cmd != _t.Cmd.MAP_LOOKUP_BATCH and self._type in ARRAY_TYPES):
+            raise NotSupportedError(f"{what} on {type_name(self._type)} maps")
+        ks, vb = self._key_size, self._vbytes
+        cap = max(self._spec.max_entries, 1)
+        walk = BatchWalk(self, cmd)
+        # The kernel writes straight into lazily mapped anonymous memory sized for a
+        # full map: no copies, and only the pages actually filled are touched.
+        kmem, vmem = anon_buffer(cap * ks), anon_buffer(cap * vb)
+        kaddr, vaddr = buffer_address(kmem), buffer_address(vmem)
+        step = chunk_size or cap
+        total = 0
+        more: list[tuple[bytes, bytes]] = []
+        while not walk.done:
+            room = min(step, cap - total)
+            if room <= 0:  # the map changed under the walk: collect the rest in chunks
+                kb = ctypes.create_string_buffer(max(step, 64) * ks)
+                vbuf = ctypes.create_string_buffer(max(step, 64) * vb)
+                n = walk.step(ctypes.addressof(kb), ctypes.addressof(vbuf), max(step, 64))
+                if n > 0:
+                    more.append((ctypes.string_at(kb, n * ks), ctypes.string_at(vbuf, n * vb)))
+                    total += n
+                continue
+            n = walk.step(kaddr + total * ks, vaddr + total * vb, room)
+            if n < 0:  # a bucket larger than the chunk: take the rest in one go
+                step = cap
+                continue
+            total += n
+        if more:
+            filled = total - sum(len(k) // ks for k, _ in more)
+            kout: Any = bytearray(kmem[: filled * ks]) + b"".join(k for k, _ in more)
+            vout: Any = bytearray(vmem[: filled * vb]) + b"".join(v for _, v in more)
+        else:
+            kout, vout = memoryview(kmem)[: total * ks], memoryview(vmem)[: total * vb]
+        return Batch(shape(kout, total, ks, numpy, per_cpu=False),
+                     shape(vout, total, vb, numpy, per_cpu=self._ncpu > 0))
+
+    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
+        """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
+
+        `keys`/`values` are sequences of keys/values (anything `update` accepts), or
+        contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
+        `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
+        """
+        if _validate.unsigned(flags, "flags", 64) & ~UpdateFlags.LOCK:
+            raise InvalidArgumentError(
+                "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
+                "NOEXIST/EXIST for batches)")
+        held = values if self._fd_values and isinstance(values, (list, tuple)) else ()
+        with _hold(*held):  # Map/Program values stay open while their numbers are in flight
+            kbuf, n = self._pack_many(keys, "keys", value=False)
+            vbuf, nv = self._pack_many(values, "values", value=True)
+            if n != nv:
+                raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
+            return self._batch_write(_t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
+
+    def delete_batch(self, keys: Any) -> int:
+        """Delete many keys with one BPF_MAP_DELETE_BATCH; returns the count deleted.
+        A missing key stops the batch with KeyNotFoundError."""
+        kbuf, n = self._pack_many(keys, "keys", value=False)
+        return self._batch_write(_t.Cmd.MAP_DELETE_BATCH, kbuf, None, n, 0)
+
+    def _pack_many(self, items: Any, what: str, value: bool) -> tuple[Any, int]:
+        size = self._vbytes if value else self._key_size
+        if isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
+                items, "__array_interface__"):
+            mv = memoryview(items)
+            if mv.ndim != 1 or mv.format != "B":
+                mv = mv.cast("B")
+            if size == 0 or mv.nbytes % size:
+                raise InvalidArgumentError(
+                    f"{what} buffer must hold a multiple of {size} bytes, got {mv.nbytes}")
+            buf = ctypes.create_string_buffer(bytes(mv), max(mv.nbytes, 1))
+            return buf, mv.nbytes // size
+        seq = list(items)
+        buf = ctypes.create_string_buffer(max(len(seq) * size, 1))
+        raw = memoryview(buf).cast("B")
+        for i, item in enumerate(seq):
+            dest = raw[i * size:(i + 1) * size]
+            if value and self._ncpu:
+                self._put_percpu(dest, item)
+            elif value:
+                pack_into(dest, item, size, f"values[{i}]", self._vtype, self._fd_values)
+            else:
+                pack_into(dest, item, size, f"keys[{i}]", self._ktype, False)
+        return buf, len(seq)
+
+    def _batch_write(self, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: int) -> int:
+        if n == 0:
+            return 0
+        with self._fd.hold() as fd:
+            attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
+                                   values=ctypes.addressof(vbuf) if vbuf is not None else 0,
+                                   count=n, map_fd=fd, elem_flags=flags)
+            ret = _bpf_errno(cmd, attr)
+        done = int(attr.count)
+        if ret < 0:
+            what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
+            err = -ret
+            if err == _ENOENT:
+                raise KeyNotFoundError(
+                    f"{what} on map {self._name!r}: key #{done} not found ({done} of {n} "
+                    "done)")
+            if err == errno.EEXIST:
+                raise KeyExistsError(err, f"{what} on map {self._name!r}: key #{done} exists "
+                                          f"(NOEXIST; {done} of {n} done)")
+            if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and self._type not in BATCH_TYPES:
+                raise NotSupportedError(f"{what} on {type_name(self._type)} maps")
+            raise self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
+                                   err, None, flags)
+        return done

@@ -1,0 +1,364 @@
+"""`Map`: a BPF map in the kernel, created from a `MapSpec` or opened by pin path, id
+or fd. The class is assembled from the parts in this package: element operations
+(`elements.py`), iteration (`iteration.py`), batches (`batch.py`), the value codec
+(`codec.py`) and pinning (`pinning.py`); what is here is creating, opening, the
+properties, closing, freezing and memory-mapping."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from _thread import get_ident as _get_ident
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._sys import ops as _ops
+from .._sys import types as _t
+from .._sys import validate as _validate
+from .._sys.fd import FD
+from .._sys.types import MapType
+from ..errors import InvalidArgumentError, KeyNotFoundError, SyscallError
+from ..spec.maps import MapFlags, MapSpec, PinType
+from .codec import Buffers, decoder, int_format
+from .create import create, create_attr
+from .info import MapInfo, anon_kind, kernel_btf_types, query_info
+from .iteration import MapIteration
+from .kinds import FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, PERCPU_TYPES, type_name
+from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
+
+if TYPE_CHECKING:
+    from .. import btf
+
+__all__ = ["Map", "map_ids"]
+
+
+class Map(MapIteration, MapPinning):
+    """A BPF map: create one from a `MapSpec`, or open one by pin path, id or fd.
+
+    Dict-like: `m[k]`, `m[k] = v`, `del m[k]`, `k in m`, `get`, `pop`, `keys()`,
+    `values()`, `items()`, iteration, and `len()` (O(1) for arrays, a walk for
+    hash maps). Also `update(k, v, flags)`, batch operations, queue/stack
+    `push`/`pop`/`peek`, `freeze`, `mmap`, `pin`/`unpin`, `info`, `dup`.
+
+    `Map(spec, inner_map_fd=None, btf_handle=None, pin_path=None)`:
+      inner_map_fd  template map for ARRAY_OF_MAPS/HASH_OF_MAPS (else one is created
+                    from `spec.inner_map` for the duration of the call)
+      btf_handle    an `ebpf.btf.Handle` loaded from the `btf.Spec` that `spec.key` and
+                    `spec.value` come from (their ids are looked up there); without it
+                    a small BTF object is built for the two types when possible
+      pin_path      bpffs directory for `spec.pinning == PinType.BY_NAME`: an existing
+                    compatible map pinned there is reused, else the new map is pinned
+
+    Raises NotSupportedError when the kernel lacks the map type, and SyscallError
+    (with what was asked) for any other refusal. Close with `close()` or use as a
+    context manager; a map left to the garbage collector warns (ResourceWarning).
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, spec: MapSpec, *, inner_map_fd: int | None = None,
+                 btf_handle: Any = None, pin_path: str | os.PathLike[str] | None = None) -> None:
+        self._owner = 0
+        self._mmaps: list[Any] = []
+        self._pinned: str | None = None
+        self._frozen = False
+        create_attr(spec)  # refuse a malformed spec before touching the kernel
+        spec = spec.copy()
+        pin_file: str | None = None
+        if spec.pinning == PinType.BY_NAME and pin_path is not None:
+            if not spec.name:
+                raise InvalidArgumentError("a map pinned by name needs a name")
+            pin_dir = _validate.path(pin_path, "pin_path")
+            pin_file = os.path.join(pin_dir, spec.name)
+            check_pin_location(pin_dir, pin_file)
+            existing = try_obj_get(pin_file)
+            if existing is not None:
+                self._setup(FD(existing, f"map {spec.name!r}"), spec)
+                try:
+                    spec.check_compatible(self)
+                except BaseException:
+                    self.close()
+                    raise
+                self._pinned = pin_file
+                return
+        fd = create(spec, inner_map_fd, btf_handle)
+        self._setup(fd, spec)
+        try:
+            for k, v in spec.contents:
+                self.update(k, v)
+            if spec.freeze:
+                self.freeze()
+            if pin_file is not None:
+                self.pin(pin_file)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_fd(cls, fd: int | FD, *, spec: MapSpec | None = None) -> Map:
+        """Wrap a map file descriptor; the Map takes ownership and closes it.
+
+        Type, sizes and flags are read from the kernel; `spec` (if given) supplies
+        BTF key/value types and the name.
+        """
+        owned = fd if isinstance(fd, FD) else FD(_validate.integer(fd, "fd", 0, 2**31 - 1), "map")
+        kind = anon_kind(owned.fileno())
+        if kind not in ("", "bpf-map"):
+            owned.close()
+            raise InvalidArgumentError(f"fd is a {kind}, not a map")
+        m = cls.__new__(cls)
+        m._owner = 0
+        m._mmaps = []
+        m._pinned = None
+        m._frozen = False
+        try:
+            info = query_info(owned.fileno())
+        except BaseException:
+            owned.close()
+            raise
+        base = MapSpec(name=info.name, type=info.type, key_size=info.key_size,
+                       value_size=info.value_size, max_entries=info.max_entries,
+                       flags=int(info.flags), map_extra=info.map_extra)
+        if spec is not None:
+            base.key, base.value = spec.key, spec.value
+            base.name = spec.name or base.name
+            base.inner_map = spec.inner_map
+        elif info.btf_id and (info.btf_key_type_id or info.btf_value_type_id):
+            base.key, base.value = kernel_btf_types(info)
+        owned.kind = f"map {base.name!r}"
+        m._setup(owned, base)
+        m._frozen = info.frozen
+        return m
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str], *, read_only: bool = False,
+                    write_only: bool = False) -> Map:
+        """Open the map pinned at `path` on a bpffs (BPF_OBJ_GET)."""
+        flags = (_t.BPF_F_RDONLY if read_only else 0) | (_t.BPF_F_WRONLY if write_only else 0)
+        p = _validate.path(path, "pin path")
+        try:
+            fd = _ops.obj_get(p, flags)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                raise SyscallError(errno.ENOENT, f"no pinned object at {p}") from None
+            if e.errno == errno.EPERM and not on_bpffs(p):
+                raise not_bpffs(p) from None
+            raise
+        kind = anon_kind(fd)
+        if kind and kind != "bpf-map":
+            os.close(fd)
+            raise InvalidArgumentError(f"{p} is a {kind}, not a map")
+        m = cls.from_fd(fd)
+        m._pinned = p
+        return m
+
+    @classmethod
+    def from_id(cls, map_id: int) -> Map:
+        """Open the map with kernel id `map_id` (BPF_MAP_GET_FD_BY_ID)."""
+        try:
+            fd = _ops.get_fd_by_id(_t.Cmd.MAP_GET_FD_BY_ID, map_id)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                raise KeyNotFoundError(f"no map with id {map_id}") from None
+            raise
+        return cls.from_fd(fd)
+
+    def _setup(self, fd: FD, spec: MapSpec) -> None:
+        self._fd = fd
+        self._spec = spec
+        self._name = spec.name
+        self._type = int(spec.type)
+        self._key_size = ks = spec.key_size
+        self._value_size = vs = spec.value_size
+        self._ktype = spec.key
+        self._vtype = spec.value
+        self._fd_values = spec.type in FD_VALUE_TYPES
+        percpu = spec.type in PERCPU_TYPES
+        self._ncpu = _ops.possible_cpus() if percpu else 0
+        self._vstride = (vs + 7) & ~7 if percpu else vs
+        self._vbytes = self._vstride * self._ncpu if percpu else vs
+        self._kfmt = int_format(ks, spec.key)
+        self._vfmt = None if percpu else int_format(vs, spec.value)
+        self._kdec = decoder(spec.key, ks)[0]
+        self._vdec, self._vmode = decoder(spec.value, vs)
+        self._tls: threading.local | None = None
+        b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
+        self._kmv = b.kmv
+        self._vmv = b.vmv
+        self._vbuf = b.vbuf
+        self._lref = b.lref
+        self._uref = b.uref
+        self._int_vdecode = self._vmode == 1 and b.vmv is not None
+        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map.
+        fast = not percpu and spec.type not in KEYLESS_TYPES | NO_ELEMENT_TYPES and ks > 0
+        self._owner = _get_ident() if fast else 0
+
+    @property
+    def fd(self) -> FD:
+        """The `FD` owning the map's descriptor."""
+        return self._fd
+
+    def fileno(self) -> int:
+        """The bare descriptor number; keep the map open while it is used."""
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called (operations then raise `ClosedError`)."""
+        return self._fd.closed
+
+    @property
+    def name(self) -> str:
+        """The map's name (as given to the kernel, at most 15 bytes)."""
+        return self._name
+
+    @property
+    def type(self) -> MapType:
+        """The map type (a plain int for types newer than this library)."""
+        try:
+            return MapType(self._type)
+        except ValueError:
+            return self._type  # type: ignore[return-value]
+
+    @property
+    def key_size(self) -> int:
+        """Size of a key in bytes."""
+        return self._key_size
+
+    @property
+    def value_size(self) -> int:
+        """Size of a value in bytes (of one CPU's value for per-CPU maps)."""
+        return self._value_size
+
+    @property
+    def max_entries(self) -> int:
+        """The maximum number of entries (for ring buffers: the size in bytes)."""
+        return self._spec.max_entries
+
+    @property
+    def flags(self) -> MapFlags:
+        """The map's creation flags (`MapFlags`)."""
+        return MapFlags(self._spec.flags)
+
+    @property
+    def key_type(self) -> btf.Type | None:
+        """BTF type of the keys, if known."""
+        return self._ktype
+
+    @property
+    def value_type(self) -> btf.Type | None:
+        """BTF type of the values, if known."""
+        return self._vtype
+
+    @property
+    def spec(self) -> MapSpec:
+        """A copy of the spec this map was created from (or reconstructed from the kernel)."""
+        return self._spec.copy()
+
+    @property
+    def is_per_cpu(self) -> bool:
+        """Whether each key holds one value per possible CPU (PERCPU_* maps)."""
+        return self._ncpu > 0
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of the map (as `bpftool map list` shows it)."""
+        return self.info().id
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd.closed else f"fd={self._fd.fileno()}"
+        return (f"<Map {self._name!r} {type_name(self._type)} key={self._key_size} "
+                f"value={self._value_size} max_entries={self._spec.max_entries} {state}>")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent). Pinned maps stay pinned; memory mapped
+        with `mmap()` stays valid until its last view is released.
+
+        Thread-safe: an operation already in its syscall in another thread finishes on
+        this map (the descriptor is released after it), later ones raise `ClosedError`."""
+        self._owner = 0
+        self._kmv = None
+        # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
+        # holds the GIL: once they say -1, no call can reach the old descriptor number,
+        # whatever reuses it (the call fails with EBADF, reported as ClosedError).
+        b = getattr(self, "_bufs", None)
+        if b is not None:
+            b.lattr.map_fd = b.uattr.map_fd = -1
+        for mm in self._mmaps:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a view is still exported; the mapping goes away with it
+        self._mmaps.clear()
+        self._fd.close()
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def dup(self) -> Map:
+        """An independent Map object on a duplicated (close-on-exec) descriptor."""
+        fd = self._fd.dup()
+        m = Map.__new__(Map)
+        m._owner = 0
+        m._mmaps = []
+        m._pinned = None
+        m._frozen = self._frozen
+        m._setup(fd, self._spec.copy())
+        return m
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space (BPF_MAP_FREEZE); programs can still
+        write unless it was created with MapFlags.RDONLY_PROG. Irreversible."""
+        try:
+            with self._fd.hold() as fd:
+                _ops.map_freeze(fd)
+        except SyscallError as e:
+            if e.errno == errno.EBUSY:
+                raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "
+                                            "memory-mapped writable or already frozen") from None
+            raise
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the map is frozen (read-only for user space)."""
+        return self._frozen or self._is_frozen()
+
+    def mmap(self, *, writable: bool = True) -> memoryview:
+        """Map an array created with MapFlags.MMAPABLE into memory: a memoryview of
+        max_entries elements of round_up(value_size, 8) bytes each. Writes through
+        it are visible to lookups and programs. Frozen maps need writable=False."""
+        if self._type != MapType.ARRAY or not self._spec.flags & _t.BPF_F_MMAPABLE:
+            raise InvalidArgumentError(
+                f"map {self._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
+        stride = (self._value_size + 7) & ~7
+        length = stride * self._spec.max_entries
+        page = os.sysconf("SC_PAGE_SIZE")
+        with self._fd.hold() as fd:
+            mm = _ops.mmap_fd(fd, (length + page - 1) // page * page, writable)
+        self._mmaps.append(mm)
+        view = memoryview(mm)[:length]
+        return view if writable else view.toreadonly()
+
+    def info(self) -> MapInfo:
+        """Kernel-side facts about the map: id, name, type, sizes, flags, BTF ids."""
+        with self._fd.hold() as fd:
+            return query_info(fd)
+
+
+def map_ids() -> Iterator[int]:
+    """Ids of every map in the system (BPF_MAP_GET_NEXT_ID); open one with `Map.from_id`."""
+    cur = 0
+    while True:
+        nxt = _ops.get_next_id(_t.Cmd.MAP_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        yield nxt
+        cur = nxt

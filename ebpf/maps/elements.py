@@ -1,0 +1,366 @@
+"""Element operations of maps: `m[k]`, `lookup`, `get`, `in`, `m[k] = v`, `update`,
+`del m[k]`, `delete`, `lookup_and_delete`, `pop`, and queue/stack/bloom filter `push`
+and `peek`; the owner thread's fast path, and the errors they raise."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import errno
+import fcntl as _fcntl
+import os
+import threading
+from _thread import get_ident as _get_ident
+from typing import Any, Final
+
+from .._sys import ops as _ops
+from .._sys import types as _t
+from .._sys import validate as _validate
+from .._sys.caps import eperm_error
+from .._sys.fd import hold as _hold
+from .._sys.syscall import NR_BPF as _NR
+from .._sys.types import MapType
+from ..errors import (
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    PermissionError,
+    SyscallError,
+    from_errno,
+)
+from .codec import Buffers, MapCodec
+from .info import fdinfo
+from .kinds import ARRAY_TYPES, FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
+from .kinds import DELETE as _DELETE
+from .kinds import DELETE_ATTR_SIZE as _DELETE_ATTR_SIZE
+from .kinds import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
+from .kinds import LOOKUP as _LOOKUP
+from .kinds import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
+from .kinds import NEXT_KEY as _NEXT_KEY
+from .kinds import UPDATE as _UPDATE
+
+__all__ = ["KeyExistsError", "MapElements", "UpdateFlags"]
+
+_syscall = _ops.fast_syscall
+_get_errno = ctypes.get_errno
+_ENOENT: Final = errno.ENOENT
+_MISSING: Any = object()
+
+
+class UpdateFlags(enum.IntFlag):
+    """Flags of `Map.update`: ANY (create or replace), NOEXIST (create only),
+    EXIST (replace only), LOCK (update under the value's bpf_spin_lock)."""
+
+    ANY = _t.BPF_ANY
+    NOEXIST = _t.BPF_NOEXIST
+    EXIST = _t.BPF_EXIST
+    LOCK = _t.BPF_F_LOCK
+
+
+class KeyExistsError(SyscallError):
+    """`update(..., UpdateFlags.NOEXIST)` found the key already present."""
+
+
+class MapElements(MapCodec):
+    """Reading, writing and deleting single elements (see `Map`)."""
+
+    __slots__ = ()
+
+    def _thread_bufs(self) -> Buffers:
+        """Buffers for the calling thread (the owner's preallocated ones, or per-thread)."""
+        if self._owner == _get_ident():
+            return self._bufs
+        fd = self._fd.fileno()  # raises once closed
+        tls = self._tls
+        if tls is None:
+            tls = self._tls = threading.local()
+        b: Buffers | None = getattr(tls, "b", None)
+        if b is None:
+            b = Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)
+            tls.b = b
+        return b
+
+    def __getitem__(self, key: Any) -> Any:
+        if key.__class__ is int and self._owner == _get_ident():
+            try:
+                self._kmv[0] = key  # type: ignore[index]
+            except (ValueError, TypeError):
+                return self.lookup(key)
+            if _syscall(_NR, 1, self._lref, 32) >= 0:
+                if self._vmode == 0:
+                    return self._vbuf.raw
+                if self._int_vdecode:
+                    return self._vmv[0]  # type: ignore[index]
+                return self._vdec(self._vbuf.raw)
+            if _get_errno() == _ENOENT:
+                raise KeyNotFoundError(f"key {key!r} not found in map {self._name!r}")
+        return self.lookup(key)
+
+    def lookup(self, key: Any = None, *, raw: bool = False, flags: int = 0) -> Any:
+        """The value stored under `key`; KeyNotFoundError if there is none.
+
+        `raw=True` returns bytes (a list of bytes per CPU for per-CPU maps) even when
+        the map has a BTF value type. `flags` may be UpdateFlags.LOCK (read under the
+        value's spin lock). Queue/stack maps: `lookup()` is `peek()`.
+        """
+        b = self._thread_bufs()
+        if not self._load(b, key, flags):
+            raise KeyNotFoundError(self._missing(key))
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def get(self, key: Any, default: Any = None, *, raw: bool = False) -> Any:
+        """Like `lookup`, returning `default` when the key is missing."""
+        b = self._thread_bufs()
+        if not self._load(b, key, 0):
+            return default
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def __contains__(self, key: Any) -> bool:
+        if self._type == MapType.BLOOM_FILTER:
+            return self._bloom_contains(key)
+        return self._load(self._thread_bufs(), key, 0)
+
+    def _load(self, b: Buffers, key: Any, flags: int) -> bool:
+        """Look `key` up into b.vbuf; False when missing."""
+        if self._type in KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(
+                    f"{type_name(self._type)} maps have no keys; use peek()/pop()")
+            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+            _validate.put(attr, "flags", flags)
+            return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+        self._put_key(b, key)
+        attr = b.lattr
+        if flags:
+            _validate.put(attr, "flags", flags)
+            try:
+                return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+            finally:
+                attr.flags = 0
+        return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, key, missing_ok=True)
+
+    def _elem_op(self, cmd: int, attr: _t.MapElemAttr, size: int, key: Any,
+                 missing_ok: bool = False) -> bool:
+        ref = ctypes.byref(attr)
+        fd = self._fd
+        users = fd._users
+        while True:
+            # FD.acquire/release inlined (the funnel of every element operation but the
+            # owner fast path): the number stays ours until the pop, ClosedError once closed
+            users.append(None)
+            try:
+                if fd._fd < 0:
+                    raise fd.closed_error()
+                if _syscall(_NR, cmd, ref, size) >= 0:
+                    return True
+                err = _get_errno()
+            finally:
+                users.pop()
+                if fd._fd < 0 and not users:
+                    fd._reap()
+            if err == errno.EINTR:
+                continue
+            if err == _ENOENT and missing_ok:
+                return False
+            raise self._elem_error(cmd, err, key, int(attr.flags))
+
+    def _missing(self, key: Any) -> str:
+        if key is None and self._type in KEYLESS_TYPES:
+            return f"{type_name(self._type)} map {self._name!r} is empty"
+        return f"key {key!r} not found in map {self._name!r}"
+
+    def _elem_error(self, cmd: int, err: int, key: Any, flags: int) -> Exception:
+        op = {_LOOKUP: "lookup", _UPDATE: "update", _DELETE: "delete",
+              _LOOKUP_AND_DELETE: "lookup_and_delete", _NEXT_KEY: "next_key"}.get(cmd, str(cmd))
+        where = f"{op} in {type_name(self._type)} map {self._name!r}"
+        if err == errno.EBADF and self._fd.closed:
+            return self._fd.closed_error()  # closed by another thread during the call
+        if err == _ENOENT:
+            return KeyNotFoundError(self._missing(key))
+        if err == errno.EEXIST and cmd == _UPDATE:
+            return KeyExistsError(err, f"{where}: key {key!r} already exists (NOEXIST)")
+        if err == errno.E2BIG and cmd == _UPDATE:
+            return SyscallError(err, f"{where}: map is full "
+                                     f"(max_entries {self._spec.max_entries})")
+        if err == errno.EPERM:
+            return self._access_error(cmd, err, where)
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and cmd in (
+                _DELETE, _LOOKUP_AND_DELETE) and self._type in ARRAY_TYPES and \
+                self._type not in FD_VALUE_TYPES:
+            return InvalidArgumentError(
+                f"{where}: elements of {type_name(self._type)} maps cannot be deleted")
+        if err == errno.EINVAL and flags & UpdateFlags.LOCK:
+            return InvalidArgumentError(
+                f"{where}: UpdateFlags.LOCK needs a value with a struct bpf_spin_lock (BTF)")
+        if err in (errno.EOPNOTSUPP, 524):
+            return NotSupportedError(f"{op} on {type_name(self._type)} maps")
+        return from_errno(err, where)
+
+    def _access_error(self, cmd: int, err: int, where: str) -> Exception:
+        """EPERM from an element operation: the map's or the descriptor's access mode
+        (what the kernel checks there), else `ebpf._sys.caps.eperm_error`."""
+        write = cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE)
+        info: dict[str, str] = {}
+        mode = -1
+        try:
+            with self._fd.hold() as fd:
+                info = fdinfo(fd)
+                mode = _fcntl.fcntl(fd, _fcntl.F_GETFL) & os.O_ACCMODE
+        except (OSError, ValueError):
+            pass
+        # BPF_F_RDONLY/WRONLY at creation only set the mode of the creator's descriptor
+        flags = int(getattr(self._spec, "flags", 0) or 0)
+        why = ""
+        if write and (self._frozen or info.get("frozen") == "1"):
+            why = "the map is frozen"
+        elif write and mode == os.O_RDONLY:
+            why = ("the map was created read-only for user space (BPF_F_RDONLY)"
+                   if flags & _t.BPF_F_RDONLY else
+                   "this descriptor of the map is read-only (opened read_only)")
+        elif not write and mode == os.O_WRONLY:
+            why = ("the map was created write-only for user space (BPF_F_WRONLY)"
+                   if flags & _t.BPF_F_WRONLY else
+                   "this descriptor of the map is write-only (opened write_only)")
+        if why:
+            return PermissionError(err, f"{where}: {why}")
+        return eperm_error(where, err=err, cmd=cmd, map_type=int(self._type),
+                           obj=where)
+
+    def _is_frozen(self) -> bool:
+        try:
+            with self._fd.hold() as fd:
+                return fdinfo(fd).get("frozen", "0") == "1"
+        except (OSError, ValueError):
+            return False
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key.__class__ is int and value.__class__ is int and self._owner == _get_ident():
+            try:
+                self._kmv[0] = key  # type: ignore[index]
+                self._vmv[0] = value  # type: ignore[index]
+            except (ValueError, TypeError):
+                pass
+            else:
+                if _syscall(_NR, 2, self._uref, 32) >= 0:
+                    return
+        self.update(key, value)
+
+    def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Store `value` under `key`.
+
+        flags: UpdateFlags.ANY (default), NOEXIST (KeyExistsError if present),
+        EXIST (KeyNotFoundError if absent), LOCK (under the value's spin lock).
+        Map-in-map and program array values may be `Map`/`Program` objects (or
+        anything with `fileno()`).
+        """
+        if self._type in KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(
+                    f"{type_name(self._type)} maps have no keys; use push(value)")
+            self.push(value, flags)
+            return
+        if self._fd_values and not isinstance(value, int):
+            with _hold(value):  # a Map/Program value closed meanwhile: ClosedError
+                self._update(key, value, flags)
+            return
+        self._update(key, value, flags)
+
+    def _update(self, key: Any, value: Any, flags: int) -> None:
+        b = self._thread_bufs()
+        self._put_key(b, key)
+        self._put_value(b, value)
+        attr = b.uattr
+        if flags:
+            _validate.put(attr, "flags", flags)
+            try:
+                self._elem_op(_UPDATE, attr, _ELEM_ATTR_SIZE, key)
+            finally:
+                attr.flags = 0
+        else:
+            self._elem_op(_UPDATE, attr, _ELEM_ATTR_SIZE, key)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def delete(self, key: Any) -> None:
+        """Remove `key`; KeyNotFoundError if absent."""
+        if self._type in KEYLESS_TYPES:
+            raise InvalidArgumentError(
+                f"{type_name(self._type)} maps have no keys; use pop()")
+        b = self._thread_bufs()
+        self._put_key(b, key)
+        self._elem_op(_DELETE, b.lattr, _DELETE_ATTR_SIZE, key)
+
+    def lookup_and_delete(self, key: Any = None, *, raw: bool = False) -> Any:
+        """Atomically read and remove `key` (queue/stack: the next element, key None)."""
+        b = self._thread_bufs()
+        if self._type in KEYLESS_TYPES:
+            if key is not None:
+                raise InvalidArgumentError(f"{type_name(self._type)} maps have no keys")
+            attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        else:
+            self._put_key(b, key)
+            attr = b.lattr
+        if not self._elem_op(_LOOKUP_AND_DELETE, attr, _ELEM_ATTR_SIZE, key, missing_ok=True):
+            raise KeyNotFoundError(self._missing(key))
+        return self._decode_value(b.vbuf.raw[: self._vbytes], not raw)
+
+    def pop(self, key: Any = _MISSING, default: Any = _MISSING, *, raw: bool = False) -> Any:
+        """Remove and return: `m.pop()` on a queue/stack takes the next element;
+        `m.pop(key[, default])` on other maps removes `key` (like dict.pop).
+        KeyNotFoundError when there is nothing and no default."""
+        k = None if key is _MISSING else key
+        try:
+            return self.lookup_and_delete(k, raw=raw)
+        except KeyNotFoundError:
+            if default is _MISSING:
+                raise
+            return default
+
+    def push(self, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Add `value` to a queue, stack or bloom filter. flags=UpdateFlags.EXIST
+        makes a full queue/stack drop its oldest element instead of failing."""
+        if self._type not in KEYLESS_TYPES:
+            raise InvalidArgumentError(
+                f"push() is for QUEUE, STACK and BLOOM_FILTER maps, not "
+                f"{type_name(self._type)}")
+        b = self._thread_bufs()
+        self._put_value(b, value)
+        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        _validate.put(attr, "flags", flags)
+        ref = ctypes.byref(attr)
+        fd = self._fd
+        while True:
+            fd.acquire()
+            try:
+                if _syscall(_NR, _UPDATE, ref, _ELEM_ATTR_SIZE) >= 0:
+                    return
+                err = _get_errno()
+            finally:
+                fd.release()
+            if err == errno.EINTR:
+                continue
+            if err == errno.EBADF and fd.closed:
+                raise fd.closed_error()
+            if err == errno.E2BIG:
+                raise SyscallError(err, f"push to {type_name(self._type)} map "
+                                        f"{self._name!r}: full (max_entries "
+                                        f"{self._spec.max_entries}; UpdateFlags.EXIST "
+                                        f"overwrites the oldest)")
+            raise self._elem_error(_UPDATE, err, None, flags)
+
+    def peek(self, *, raw: bool = False) -> Any:
+        """The next element of a queue/stack without removing it; KeyNotFoundError
+        when empty."""
+        return self.lookup(None, raw=raw)
+
+    def _bloom_contains(self, value: Any) -> bool:
+        b = self._thread_bufs()
+        self._put_value(b, value)
+        attr = _t.MapElemAttr(map_fd=b.lattr.map_fd, value=ctypes.addressof(b.vbuf))
+        return self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, value, missing_ok=True)
+
+    def _check_iterable(self) -> None:
+        if self._type in KEYLESS_TYPES or self._type in NO_ELEMENT_TYPES:
+            raise InvalidArgumentError(
+                f"{type_name(self._type)} maps cannot be iterated by key")
