@@ -1,0 +1,125 @@
+"""btf.sanitize, as a property of real BTF: the BTF of every test object, made fit
+for each kernel release from 4.18 on, keeps its type ids, sizes and the names the
+kernel looks up, holds only kinds that release knows, and is accepted by the
+running kernel's BPF_BTF_LOAD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bpfbuild import compile_bpf
+from kernelmatrix import requires
+from vmlinux import vmlinux_include_dir
+
+import ebpf
+from ebpf import btf
+from ebpf.btf.handle import BTFLoadError, Handle
+from ebpf.btf.sanitize import sanitize
+from ebpf.btf.spec import Spec
+from ebpf.btf.types import Kind
+from ebpf.programs import _kernel_ready_builder  # what the loader uploads, before sanitize
+
+
+class Release:
+    """What one kernel release's BTF loader accepts."""
+
+    def __init__(self, version: str, kinds: set[Kind], global_funcs: bool,
+                 qmark_datasec: bool) -> None:
+        self.version = version
+        self.kinds = kinds
+        self.global_funcs = global_funcs
+        self.qmark_datasec = qmark_datasec
+
+
+def releases() -> list[Release]:
+    """Each release that changed what BTF the kernel accepts, oldest first."""
+    kinds = {Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD,
+             Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT}
+    steps: list[tuple[str, set[Kind]]] = [
+        ("4.18", set()), ("5.0", {Kind.FUNC, Kind.FUNC_PROTO}), ("5.2", {Kind.VAR, Kind.DATASEC}),
+        ("5.6", set()), ("5.13", {Kind.FLOAT}), ("5.16", {Kind.DECL_TAG}),
+        ("5.17", {Kind.TYPE_TAG}), ("5.19", set()), ("6.0", {Kind.ENUM64}),
+    ]
+    out = []
+    for version, added in steps:
+        kinds = kinds | added
+        number = tuple(int(x) for x in version.split("."))
+        out.append(Release(version, kinds, global_funcs=number >= (5, 6),
+                           qmark_datasec=number >= (5, 19)))
+    return out
+
+
+# Sources that are empty without the -D flags their own tests compile them with.
+_NOT_STANDALONE = {"linked_bad"}
+# Objects with extern functions: no kernel takes their BTF as it is (EXTERN linkage,
+# unnamed parameters), whatever the kinds; the loader falls back to the prototypes.
+_REFUSED_AS_IS = {"linked_a", "linked_b", "net_struct_ops"}
+
+
+def object_names() -> list[str]:
+    names = {p.stem for p in (Path(__file__).parent / "bpf").glob("*.c")}
+    return sorted(names - _NOT_STANDALONE)
+
+
+def object_btf(name: str) -> Spec:
+    """The object's BTF as the loader prepares it (DATASEC sizes and offsets set)."""
+    obj = compile_bpf(name, extra_flags=[f"-I{vmlinux_include_dir()}"])
+    spec = ebpf.load_collection_spec(str(obj)).btf
+    assert spec is not None, f"{name} has no BTF"
+    return spec
+
+
+_SIZED = (btf.Int, btf.Composite, btf.Enum, btf.Float, btf.Datasec)
+
+
+def check_fit(before: Spec, after: Spec, release: Release) -> None:
+    assert len(after) == len(before), "type ids must stay"
+    for tid in range(1, len(before)):
+        old, new = before.type_by_id(tid), after.type_by_id(tid)
+        where = f"{release.version}: type {tid} {old!r} -> {new!r}"
+        assert new.kind in release.kinds, where
+        if isinstance(old, _SIZED):
+            assert isinstance(new, _SIZED) and new.size == old.size, where
+        if isinstance(old, (btf.Func, btf.Var)):
+            assert new.name == old.name, where  # the kernel finds functions by name
+        if isinstance(new, btf.Func) and not release.global_funcs:
+            assert new.linkage == btf.Linkage.STATIC, where
+        if isinstance(new, btf.Datasec) and not release.qmark_datasec:
+            assert not new.name.startswith("?"), where
+        if isinstance(new, btf.Enum) and Kind.ENUM64 not in release.kinds:
+            assert not new.signed and not new.is64, where
+        if old.kind in release.kinds and not isinstance(old, (btf.Enum, btf.DeclTag, btf.Func,
+                                                              btf.Datasec)):
+            assert type(new) is type(old) and new.name == old.name, where
+
+
+def load(data: bytes) -> None:
+    with Handle(data) as h:
+        assert h.id > 0
+
+
+@requires("btf_kind:ENUM64", min_kernel="6.0")
+@pytest.mark.parametrize("name", object_names())
+def test_object_btf_fits_every_release(name: str) -> None:
+    """What the running kernel accepts as it is, it accepts made fit for any older
+    release (and the result only holds what that release knows)."""
+    spec = object_btf(name)
+    kinds_used = {t.kind for t in spec}
+    downgraded = 0
+    ready = Spec(_kernel_ready_builder(spec).marshal())  # extern sections laid out
+    if name in _REFUSED_AS_IS:
+        with pytest.raises(BTFLoadError):
+            load(ready.raw)
+    else:
+        load(ready.raw)
+    for release in releases():
+        b = sanitize(ready, release.kinds, global_funcs=release.global_funcs,
+                     qmark_datasec=release.qmark_datasec)
+        data = b.marshal()
+        check_fit(ready, Spec(data), release)
+        downgraded += data != ready.raw
+        if name not in _REFUSED_AS_IS:
+            load(data)
+    # every object has functions, which the oldest release lacks
+    assert Kind.FUNC in kinds_used and downgraded > 0
