@@ -634,6 +634,45 @@ class _ReaderBase:
             except ReaderClosedError:
                 return
 
+    def poll(self, callback: Callable[[Any], object], timeout: float | None = None, *,
+             lost_callback: Callable[[int, int], object] | None = None,
+             max_records: int | None = None) -> int:
+        """Wait up to `timeout` seconds (None: until the `set_deadline` deadline, or
+        forever; 0: not at all) for records, then hand every available one to
+        `callback` (the record `read` would return), like libbpf's
+        ``ring_buffer__poll``/``perf_buffer__poll``. Returns how many records were
+        handed over: 0 when none came in time (no error), at most `max_records`.
+
+        Samples the kernel dropped (perf buffers) go to `lost_callback(cpu, count)`
+        and are not counted. An exception from a callback propagates; the records
+        after the one that raised stay queued for the next call."""
+        if max_records is not None and max_records < 1:
+            raise InvalidArgumentError(f"max_records must be at least 1, not {max_records}")
+        deadline = self._deadline_for(timeout)
+        handed = 0
+        with self._lock:
+            while not self._pending and not self._fill():
+                try:
+                    self._wait(deadline)
+                except DeadlineExceededError:
+                    return 0
+            pend = self._pending
+            while True:
+                while pend:
+                    if self._closed or (max_records is not None and handed >= max_records):
+                        return handed
+                    rec = pend.popleft()
+                    lost = self._lost_of(rec)
+                    if lost:
+                        if lost_callback is not None:
+                            lost_callback(self._ring_of(rec), lost)
+                        if not self._sample_of(rec):
+                            continue
+                    callback(rec)
+                    handed += 1
+                if self._closed or not self._fill():
+                    return handed
+
     # ---- batches
 
     def _pending_batch(self, max_records: int) -> Batch:
