@@ -1,14 +1,15 @@
-"""libbpf's ELF section-name conventions: ``SEC("kprobe/do_unlinkat")`` -> program type.
+"""What a program's ELF section name says: ``SEC("kprobe/do_unlinkat")`` -> program type.
 
 `lookup_section` maps a program's section name to a `SectionDef`: the program
 type, the expected attach type, the attach target written in the name, the
-load flags and whether libbpf would attach the program automatically. The
-table follows ``section_defs`` of libbpf 1.5 (same entries, same order, same
-matching rules):
+load flags and whether the program can be attached automatically. The naming
+convention is libbpf's, so objects written for libbpf load here the same way:
+the table holds the names libbpf 1.5 knows, tried in the order libbpf 1.5
+tries them, the first match winning. A pattern
 
-- ``name`` matches exactly;
-- ``name+`` matches ``name`` alone or ``name/<extras>``; the extras are the
-  attach target (``kprobe/do_unlinkat`` -> ``do_unlinkat``).
+- ``name`` matches that name only;
+- ``name+`` matches ``name`` alone or ``name/<target>``; the part after the
+  slash is the attach target (``kprobe/do_unlinkat`` -> ``do_unlinkat``).
 
 A leading ``?`` (``SEC("?xdp")``) marks a program that is not loaded by
 default: it is stripped before matching and reported as ``autoload=False``.
@@ -48,28 +49,31 @@ __all__ = [
 
 
 class SecFlags(enum.IntFlag):
-    """libbpf's per-section flags (the ``sec_def`` cookie)."""
+    """Properties of a section-name pattern."""
 
     NONE = 0
-    #: the expected attach type may be dropped if the kernel does not know it
+    #: loading may go on without the expected attach type on a kernel that
+    #: refuses it (older kernels load such programs without one)
     EXP_ATTACH_OPT = 1
-    #: historically attached with BPF_PROG_ATTACH (informational only)
+    #: a program type that BPF_PROG_ATTACH attaches (kept for reference; nothing here uses it)
     ATTACHABLE = 2
     ATTACHABLE_OPT = ATTACHABLE | EXP_ATTACH_OPT
-    #: the attach target is a BTF id (kernel function, tracepoint, LSM hook, program)
+    #: the name's target is looked up in BTF: a kernel function, tracepoint,
+    #: LSM hook or another program
     ATTACH_BTF = 4
-    #: the program may sleep (``BPF_F_SLEEPABLE``)
+    #: loaded with ``BPF_F_SLEEPABLE``
     SLEEPABLE = 8
-    #: XDP program that handles multi-buffer packets (``BPF_F_XDP_HAS_FRAGS``)
+    #: loaded with ``BPF_F_XDP_HAS_FRAGS``: the program sees multi-buffer packets
     XDP_FRAGS = 16
-    #: a USDT probe (attached as uprobes; uprobe_multi when the kernel has it)
+    #: a USDT probe: uprobes on the note's addresses (one uprobe_multi link where possible)
     USDT = 32
 
 
 class AttachKind(enum.Enum):
-    """How libbpf's auto-attach handles a section's programs."""
+    """Which automatic attacher, if any, takes a section's programs."""
 
-    #: no automatic attachment (XDP, tc, cgroup, sockets, struct_ops, ...)
+    #: none: the hook needs something the name cannot say (an interface, a
+    #: cgroup, a socket; struct_ops attach through their map)
     NONE = "none"
     KPROBE = "kprobe"
     KSYSCALL = "ksyscall"
@@ -80,7 +84,7 @@ class AttachKind(enum.Enum):
     USDT = "usdt"
     TRACEPOINT = "tracepoint"
     RAW_TRACEPOINT = "raw_tracepoint"
-    #: fentry/fexit/fmod_ret/tp_btf/freplace: a tracing link to the BTF target
+    #: fentry/fexit/fmod_ret/tp_btf/freplace: one tracing link to the target named
     TRACING = "tracing"
     LSM = "lsm"
     ITER = "iter"
@@ -107,7 +111,7 @@ def _p(pattern: str, ptype: str, atype: str | None, flags: SecFlags = _F.NONE,
     return SectionPattern(pattern, ptype, atype, flags, kind)
 
 
-#: libbpf 1.5's section_defs, in matching order.
+#: The section-name patterns libbpf 1.5 knows, in the order they are tried.
 SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("socket", "SOCKET_FILTER", None),
     _p("sk_reuseport/migrate", "SK_REUSEPORT", "SK_REUSEPORT_SELECT_OR_MIGRATE", _F.ATTACHABLE),
@@ -129,13 +133,15 @@ SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("kretsyscall+", "KPROBE", None, kind=_K.KSYSCALL),
     _p("usdt+", "KPROBE", None, _F.USDT, _K.USDT),
     _p("usdt.s+", "KPROBE", None, _F.USDT | _S, _K.USDT),
-    _p("tc/ingress", "SCHED_CLS", "TCX_INGRESS"),  # alias for tcx/ingress
-    _p("tc/egress", "SCHED_CLS", "TCX_EGRESS"),  # alias for tcx/egress
+    # tc: "tc/ingress" and "tcx/ingress" both mean a tcx link (6.6); the bare
+    # names are for filters and actions attached through netlink
+    _p("tc/ingress", "SCHED_CLS", "TCX_INGRESS"),
+    _p("tc/egress", "SCHED_CLS", "TCX_EGRESS"),
     _p("tcx/ingress", "SCHED_CLS", "TCX_INGRESS"),
     _p("tcx/egress", "SCHED_CLS", "TCX_EGRESS"),
-    _p("tc", "SCHED_CLS", None),  # legacy (netlink tc filters)
-    _p("classifier", "SCHED_CLS", None),  # legacy
-    _p("action", "SCHED_ACT", None),  # legacy
+    _p("tc", "SCHED_CLS", None),
+    _p("classifier", "SCHED_CLS", None),
+    _p("action", "SCHED_ACT", None),
     _p("netkit/primary", "SCHED_CLS", "NETKIT_PRIMARY"),
     _p("netkit/peer", "SCHED_CLS", "NETKIT_PEER"),
     _p("tracepoint+", "TRACEPOINT", None, kind=_K.TRACEPOINT),
@@ -227,7 +233,7 @@ _MULTI = frozenset({AttachKind.KPROBE_MULTI, AttachKind.KPROBE_SESSION, AttachKi
 
 @dataclasses.dataclass(frozen=True)
 class SectionDef:
-    """What a program's section name says about it (libbpf conventions)."""
+    """What a program's section name says about it."""
 
     #: the section name without a leading "?"
     section: str
@@ -239,7 +245,7 @@ class SectionDef:
     #: the attach target written after "<prefix>/" (None for a bare name):
     #: "do_unlinkat", "sched/sched_switch", "libc.so.6:malloc", "task", ...
     attach_to: str | None
-    #: libbpf's flags for the entry
+    #: the properties of the matching pattern
     flags: SecFlags
     #: which auto-attacher handles the program
     kind: AttachKind
@@ -304,21 +310,17 @@ class SectionDef:
 
 
 def _match(pattern: str, name: str) -> tuple[bool, str | None]:
-    """libbpf's sec_def_matches: (matched, extras after "<prefix>/" or None if bare)."""
-    if pattern.endswith("+"):
-        prefix = pattern[:-1]
-        if not name.startswith(prefix):
-            return False, None
-        rest = name[len(prefix):]
-        if not rest:
+    """Whether `name` matches `pattern`, and the attach target it carries (None
+    for a name without one)."""
+    if pattern.endswith("+"):  # the name, alone or followed by "/<target>"
+        base = pattern[:-1]
+        if name == base:
             return True, None
-        if rest[0] == "/":
-            return True, rest[1:]
+        if name.startswith(base + "/"):
+            return True, name[len(base) + 1:]
         return False, None
-    if pattern.endswith("/"):  # "type/": extras required (no such entry in 1.5)
-        if name.startswith(pattern):
-            return True, name[len(pattern):]
-        return False, None
+    if pattern.endswith("/"):  # a target is required (the 1.5 table has no such pattern)
+        return (True, name[len(pattern):]) if name.startswith(pattern) else (False, None)
     return name == pattern, None
 
 
