@@ -28,14 +28,20 @@ class NamedDict(dict[str, Any]):
 
 
 class Programs(NamedDict):
+    """Programs by name (an unknown name raises `KeyNotFoundError` listing the known ones)."""
+
     what = "program"
 
 
 class Maps(NamedDict):
+    """Maps by name (an unknown name raises `KeyNotFoundError` listing the known ones)."""
+
     what = "map"
 
 
 class Variables(NamedDict):
+    """Variables by name (an unknown name raises `KeyNotFoundError` listing the known ones)."""
+
     what = "variable"
 
 
@@ -155,6 +161,8 @@ class CollectionSpec:
             v._spec = self
 
     def copy(self) -> CollectionSpec:
+        """A deep copy: its programs, maps and variables can be edited (and loaded)
+        without affecting this spec."""
         new = CollectionSpec(
             programs=Programs({k: p.copy() for k, p in self.programs.items()}),
             maps=Maps({k: m.copy() for k, m in self.maps.items()}),

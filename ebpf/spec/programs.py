@@ -20,7 +20,9 @@ __all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "Suppo
 class SupportsFileno(Protocol):
     """Anything with a `fileno()` (an `ebpf.Map`, an `FD`)."""
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The descriptor number."""
+        ...
 
 
 class LoadedProgram(Protocol):

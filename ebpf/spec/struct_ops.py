@@ -29,4 +29,5 @@ class StructOpsSpec:
     section: str
 
     def copy(self) -> StructOpsSpec:
+        """A copy whose program assignments can be edited independently."""
         return dataclasses.replace(self, programs=dict(self.programs))
