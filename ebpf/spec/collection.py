@@ -75,6 +75,11 @@ class VariableSpec:
     type: btf.Type | None = None
     _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        from .reprs import variable_repr
+
+        return variable_repr(self)
+
     def _buffer(self) -> bytearray:
         if self._spec is None:
             raise Error(f"variable {self.name!r} is not part of a CollectionSpec")
@@ -173,3 +178,8 @@ class CollectionSpec:
             struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
         )
         return new
+
+    def __repr__(self) -> str:
+        from .reprs import collection_repr
+
+        return collection_repr(self)

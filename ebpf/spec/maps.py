@@ -93,6 +93,11 @@ class MapSpec:
             new.inner_map = self.inner_map.copy()
         return new
 
+    def __repr__(self) -> str:
+        from .reprs import map_repr
+
+        return map_repr(self)
+
     def check_compatible(self, m: SupportsInfo) -> None:
         """Raise InvalidArgumentError naming the first attribute in which the existing
         map `m` (e.g. one found pinned) differs from this spec."""

@@ -94,3 +94,8 @@ class ProgramSpec:
         """
         return dataclasses.replace(
             self, instructions=[ins.copy() for ins in self.instructions])
+
+    def __repr__(self) -> str:
+        from .reprs import program_repr
+
+        return program_repr(self)
