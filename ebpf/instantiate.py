@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import mmap
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +171,10 @@ def _btf_handle(spec: CollectionSpec) -> Any:
 
     try:
         return Handle(object_btf_blob(spec.btf))
-    except Error:
+    except Error as e:
+        logging.getLogger("ebpf").info(
+            "the kernel refused the object's BTF (%s): maps are created without BTF types",
+            e)
         return None
 
 

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import enum
 import errno as _errno
+import logging
 import os
 import re
 import struct
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
+
+_log = logging.getLogger("ebpf")
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -646,6 +649,8 @@ def _load_with_log(
             size = min(max(need + 1, size * 2) if need > size else size * 2, MAX_LOG_SIZE)
             continue
         log = buf.value.decode("utf-8", "replace")
+        _log.debug("verifier log of program %r (%s):\n%s", spec.name,
+                   "loaded" if fd >= 0 else f"refused, errno {-fd}", log)
         if fd >= 0:
             return fd, log if log_level else ""
         raise _load_error(-fd, first_err, spec, ptype, prep, log)
@@ -955,11 +960,15 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     btf_spec = spec.btf
     try:
         handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec))
-    except BTFLoadError:
+    except BTFLoadError as e:
         # the kernel refuses the object's BTF even sanitized: fall back to just the
         # functions' prototypes, which is what func/line info needs
+        _log.info("program %r: the kernel refused the object's BTF (%s); loading "
+                  "func/line info with the functions' prototypes only", spec.name, e)
         handle, funcs, lines = _btf_records(prep, btf_spec, None)
     except NotSupportedError:  # a kernel without BTF: load without func/line info
+        _log.info("program %r: loaded without func/line info (the kernel has no BTF)",
+                  spec.name)
         return None
     attr.prog_btf_fd = handle.fileno()
     if funcs:

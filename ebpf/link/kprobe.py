@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from .base import Link
 from .perf_event import PerfEventLink, attach_perf_event
+
+_log = logging.getLogger("ebpf")
 
 if TYPE_CHECKING:
     from ..programs import Program
@@ -75,6 +78,8 @@ def _attach(program: Program, symbol: str | None, offset: int, address: int | No
             pfd = _probe.open_probe_pmu("kprobe", address=address or 0, retprobe=retprobe)
         return attach_perf_event(program, pfd, cookie=cookie, description=description)
     definition = f"{symbol}+{offset}" if symbol is not None else f"{address:#x}"
+    _log.info("%s: through tracefs' kprobe_events (%s)", description,
+              "maxactive needs it" if maxactive else "the kernel has no kprobe PMU")
     probe = _probe.add_tracefs_probe("kprobe", target, definition, retprobe=retprobe,
                                      maxactive=maxactive)
     try:

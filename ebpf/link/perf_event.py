@@ -13,6 +13,7 @@ ioctl. `PerfEventLink` hides the difference.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import warnings
 import weakref
@@ -25,6 +26,8 @@ from .._sys.fd import FD, holds_first
 from .._sys.types import LinkType, PerfSwId, PerfTypeId, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from .base import Link
+
+_log = logging.getLogger("ebpf")
 
 if TYPE_CHECKING:
     from ..programs import Program
@@ -160,6 +163,9 @@ def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
             raise NotSupportedError(COOKIE_FEATURE, "BPF_LINK_CREATE with BPF_PERF_EVENT "
                                     "needs Linux 5.15", errno.EINVAL)
         else:
+            _log.info("attaching %r to %s with PERF_EVENT_IOC_SET_BPF: the kernel has no "
+                      "perf_event bpf_link (Linux 5.15)", program.name,
+                      description or "a perf event")
             _perf.set_bpf(perf_fd.fileno(), program.fileno())
         _perf.enable(perf_fd.fileno())
     except SyscallError as e:

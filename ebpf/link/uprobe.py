@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import functools
+import logging
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -272,6 +273,8 @@ def attach_uprobe_at(program: Program, path: str, file_offset: int, *, retprobe:
     definition = f"{path}:{file_offset:#x}"
     if ref_ctr_offset:
         definition += f"({ref_ctr_offset:#x})"
+    logging.getLogger("ebpf").info("%s: through tracefs' uprobe_events (the kernel has no "
+                                   "uprobe PMU)", description)
     probe = _probe.add_tracefs_probe("uprobe", f"{os.path.basename(path)}_{file_offset:x}",
                                      definition, retprobe=retprobe)
     try:
