@@ -53,7 +53,7 @@ _LAZY = {
     "enable_stats": ".programs",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
-               "collection", "gen"}
+               "collection", "gen", "tracing", "hist", "symbols"}
 
 if TYPE_CHECKING:
     from . import asm, btf, features
