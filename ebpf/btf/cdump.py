@@ -2,8 +2,8 @@
 
     open("vmlinux.h", "w").write(btf.dump_c(btf.load_kernel_spec()))
 
-The output is what `bpftool btf dump file ... format c` prints, written in three
-independent steps:
+The output holds the declarations `bpftool btf dump file ... format c` prints
+(tests/test_btf_cdump.py compares them), made in three independent steps:
 
 1. Names (`_Names`), for the whole spec in id order. C has one namespace for
    struct/union/enum tags and one for typedef names and enumerators; a name that
@@ -415,7 +415,7 @@ class _Emitter:
     def write_all(self, types: Iterable[Type]) -> None:
         for t in types:
             self.write(t, explicit=False)
-        for e in self.pending_enums:  # constants no other type refers to
+        for e in self.pending_enums:  # anonymous enums no declaration held: their constants
             if id(e) not in self.inlined:
                 self.inlined.add(id(e))
                 self._put(self._enum_text(e, 0))
