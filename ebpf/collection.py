@@ -172,7 +172,8 @@ class Collection:
         """Attach every program whose section names its target (libbpf's auto-attach)
         and register every struct_ops map; returns the links. Programs that cannot
         auto-attach are skipped."""
-        from .link.struct_ops import StructOpsMap, struct_ops
+        from .link import struct_ops  # link sits above collection: the one call up
+        from .struct_ops import StructOpsMap  # loaded with the collection's struct_ops maps
 
         links: list[Link] = []
         try:

@@ -27,8 +27,10 @@ from typing import Any
 
 from ._sys import caps as _caps
 from ._sys import ops as _ops
+from ._sys.syscall import bpf as _bpf
 from ._sys.syscall import bpf_errno as _bpf_errno
 from ._sys.types import (
+    BPF_F_LINK,
     BPF_F_MMAPABLE,
     BPF_F_NO_PREALLOC,
     AttachType,
@@ -50,6 +52,8 @@ from .errors import (
     KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
+    SyscallError,
+    from_errno,
 )
 
 __all__ = [
@@ -78,6 +82,7 @@ __all__ = [
     "require_map_type",
     "require_misc",
     "require_program_type",
+    "require_struct_ops",
 ]
 
 _ENOTSUPP = 524  # kernel-internal "operation not supported"
@@ -854,10 +859,63 @@ def _helper_log(prog_type: ProgramType, helper: HelperFunc) -> str:
     return _probe_helper(ProgramType(prog_type), HelperFunc(helper))[1]
 
 
+# -- struct_ops --------------------------------------------------------------------------------
+
+_STRUCT_OPS_VALUE_PREFIX = "bpf_struct_ops_"
+
+
+def require_struct_ops(type_name: str = "tcp_congestion_ops", *, link: bool = False) -> None:
+    """Raise NotSupportedError (saying why) unless the kernel can take a BPF
+    implementation of `type_name`: STRUCT_OPS programs and maps, and
+    ``struct bpf_struct_ops_<type_name>`` in its BTF; with `link`, also struct_ops
+    maps registered through a bpf_link (``.struct_ops.link``, 6.4+)."""
+    from . import btf as _btf  # the kernel's BTF, only when asked about struct_ops
+
+    require_program_type(ProgramType.STRUCT_OPS)
+    require_map_type(MapType.STRUCT_OPS)
+    kernel = _btf.load_kernel_spec()
+    try:
+        kernel.type_by_name(type_name, _btf.Struct)
+    except KeyNotFoundError:
+        raise NotSupportedError(f"struct_ops type {type_name}",
+                                f"struct {type_name} is not in the kernel's BTF") from None
+    try:
+        vt = kernel.type_by_name(_STRUCT_OPS_VALUE_PREFIX + type_name, _btf.Struct)
+    except KeyNotFoundError:
+        raise NotSupportedError(f"struct_ops type {type_name}",
+                                f"no struct {_STRUCT_OPS_VALUE_PREFIX}{type_name} in the "
+                                "kernel's BTF") from None
+    if link and not _probe_struct_ops_link_map(_btf.sizeof(vt), kernel.type_id(vt)):
+        raise NotSupportedError("struct_ops bpf_links",
+                                "BPF_F_LINK struct_ops maps need Linux 6.4+")
+
+
+@cache
+def _probe_struct_ops_link_map(vsize: int, vtype_id: int) -> bool:
+    """Whether a BPF_F_LINK struct_ops map of this value type can be created."""
+    w = _BTFWriter()
+    w.int_()  # struct_ops map creation needs some BTF object: one int type
+    btf_fd, _ = _ops.btf_load(w.blob())
+    if btf_fd < 0:
+        raise from_errno(-btf_fd, "bpf(BPF_BTF_LOAD)")
+    try:
+        attr = MapCreateAttr(map_type=int(MapType.STRUCT_OPS), key_size=4, value_size=vsize,
+                             max_entries=1, map_flags=BPF_F_LINK)
+        attr.btf_fd = btf_fd
+        attr.btf_vmlinux_value_type_id = vtype_id
+        try:
+            os.close(_bpf(Cmd.MAP_CREATE, attr))
+        except SyscallError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            return False
+        return True
+    finally:
+        os.close(btf_fd)
+
+
 def _struct_ops_links() -> bool:
     """struct_ops bpf_links (6.4+): a BPF_F_LINK struct_ops map can be created."""
-    from .link.struct_ops import require_struct_ops
-
     try:
         require_struct_ops("tcp_congestion_ops", link=True)
     except (NotSupportedError, KeyNotFoundError, BTFError):

@@ -83,7 +83,7 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             if spec.maps[name].type != MapType.PROG_ARRAY:
                 coll.maps[name][key] = coll.maps[target].fileno()
         if spec.struct_ops:
-            from .link.struct_ops import resolve_struct_ops_programs
+            from .struct_ops import resolve_struct_ops_programs
 
             resolve_struct_ops_programs(spec)
         wanted = [n for n, p in spec.programs.items()
@@ -97,7 +97,7 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             created.append(prog)
             coll.programs[name] = prog
         if spec.struct_ops:
-            from .link.struct_ops import StructOpsMap
+            from .struct_ops import StructOpsMap
 
             for name, ops in spec.struct_ops.items():
                 if only is not None and not set(ops.programs.values()) <= set(coll.programs):

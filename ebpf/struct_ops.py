@@ -1,0 +1,263 @@
+"""struct_ops kernel objects: kernel interfaces implemented in BPF (e.g. a TCP congestion
+control).
+
+An object declares the implementation as a variable in a ``.struct_ops`` (or
+``.struct_ops.link``) section, its function pointers set to programs in
+``SEC("struct_ops/...")``::
+
+    SEC(".struct_ops.link")
+    struct tcp_congestion_ops pycc = { .init = (void *)pycc_init, ..., .name = "pycc" };
+
+Three steps, as in libbpf:
+
+1. `struct_ops_maps(spec, source)` reads those variables from the ELF object
+   into `StructOpsSpec`s (`ebpf.elf.struct_ops.read_struct_ops`, no kernel access)
+   and tells each referenced program which kernel struct and member it implements
+   (its BTF id and member index, needed at load: `resolve_struct_ops_programs`);
+2. after the programs are loaded (`ebpf.Collection`), `StructOpsMap.create(ops,
+   programs)` (or `load_struct_ops(spec, coll.programs)` for all of them) creates
+   the BPF_MAP_TYPE_STRUCT_OPS map and prepares the kernel's value (the struct
+   with program fds in its function pointers);
+3. `ebpf.link.struct_ops(map)` registers it (a link: that part is in `ebpf.link`).
+
+Whether the kernel can take a struct_ops implementation at all is
+`ebpf.features.require_struct_ops`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+from . import btf as _btf
+from ._sys import caps as _caps
+from ._sys.fd import FD
+from ._sys.syscall import bpf
+from ._sys.types import BPF_F_LINK, AttachType, Cmd, MapCreateAttr, MapType, ProgramType
+from .elf.struct_ops import read_struct_ops
+from .errors import (
+    InvalidArgumentError,
+    KernelPolicyError,
+    KeyNotFoundError,
+    NotSupportedError,
+    SyscallError,
+)
+from .maps import Map
+from .spec.names import kernel_name
+from .spec.struct_ops import StructOpsSpec
+
+if TYPE_CHECKING:
+    from .elffile import ELFFile
+    from .programs import Program
+    from .spec.collection import CollectionSpec
+
+__all__ = [
+    "VALUE_PREFIX",
+    "StructOpsMap",
+    "StructOpsSpec",
+    "kernel_struct",
+    "load_struct_ops",
+    "resolve_struct_ops_programs",
+    "struct_ops_error",
+    "struct_ops_maps",
+]
+
+VALUE_PREFIX = "bpf_struct_ops_"
+"""The kernel's struct holding a struct_ops value is ``struct bpf_struct_ops_<name>``."""
+
+
+def resolve_struct_ops_programs(spec: CollectionSpec) -> None:
+    """Give every STRUCT_OPS program of `spec` whose ``attach_to`` is
+    ``"<struct>:<member>"`` (see `read_struct_ops`) the kernel BTF id of the struct
+    (`attach_btf_id`) and the member's index in the running kernel's struct (as
+    `attach_type`, which is what BPF_PROG_LOAD expects for struct_ops programs).
+
+    Raises NotSupportedError when the kernel lacks the struct or the member.
+    """
+    kernel = _btf.load_kernel_spec()
+    for ps in spec.programs.values():
+        if ps.type != ProgramType.STRUCT_OPS or ":" not in ps.attach_to:
+            continue
+        type_name, _, member = ps.attach_to.partition(":")
+        kstruct, kid = kernel_struct(kernel, type_name)
+        index = next((i for i, m in enumerate(kstruct.members) if m.name == member), None)
+        if index is None:
+            raise NotSupportedError(f"struct_ops member {type_name}.{member}",
+                                    "the running kernel's struct has no such member")
+        ps.attach_btf_id = kid
+        ps.attach_type = cast(AttachType, index)
+
+
+def struct_ops_maps(spec: CollectionSpec, source: str | os.PathLike[str] | bytes | ELFFile
+                    ) -> dict[str, StructOpsSpec]:
+    """`read_struct_ops` then `resolve_struct_ops_programs`: after this the
+    programs of `spec` load (``ebpf.Collection(spec)``), and `StructOpsMap.create`
+    makes the maps from the returned specs."""
+    out = read_struct_ops(source, spec)
+    resolve_struct_ops_programs(spec)
+    return out
+
+
+def load_struct_ops(spec: CollectionSpec, programs: Mapping[str, Program]
+                    ) -> dict[str, StructOpsMap]:
+    """A `StructOpsMap` for every struct_ops variable of `spec` (``spec.struct_ops``),
+    with the loaded `programs` (e.g. ``coll.programs``); closes what it made on error."""
+    made: dict[str, StructOpsMap] = {}
+    try:
+        for name, ops in spec.struct_ops.items():
+            made[name] = StructOpsMap.create(ops, programs)
+    except BaseException:
+        for m in made.values():
+            m.close()
+        raise
+    return made
+
+
+def kernel_struct(kernel: _btf.Spec, name: str) -> tuple[_btf.Struct, int]:
+    """The kernel's ``struct <name>`` and its BTF id; NotSupportedError when it has none."""
+    try:
+        t = kernel.type_by_name(name, _btf.Struct)
+    except KeyNotFoundError:
+        raise NotSupportedError(f"struct_ops type {name}",
+                                f"struct {name} is not in the kernel's BTF") from None
+    assert isinstance(t, _btf.Struct)
+    return t, kernel.type_id(t)
+
+
+def _is_func_ptr(t: _btf.Type) -> bool:
+    t = _btf.skip_typedefs(_btf.strip_qualifiers(t))
+    if not isinstance(t, _btf.Pointer):
+        return False
+    return isinstance(_btf.skip_typedefs(_btf.strip_qualifiers(t.type)), _btf.FuncProto)
+
+
+def _kernel_value(ops: StructOpsSpec, programs: Mapping[str, Program]
+                  ) -> tuple[bytes, int, int]:
+    """(value bytes, value size, value type id) of ``struct bpf_struct_ops_<name>``."""
+    kernel = _btf.load_kernel_spec()
+    kstruct, _ = kernel_struct(kernel, ops.type_name)
+    try:
+        vt = kernel.type_by_name(VALUE_PREFIX + ops.type_name, _btf.Struct)
+    except KeyNotFoundError:
+        raise NotSupportedError(f"struct_ops type {ops.type_name}",
+                                f"the kernel has no struct {VALUE_PREFIX}{ops.type_name} "
+                                "(it cannot be implemented in BPF)") from None
+    assert isinstance(vt, _btf.Struct)
+    vsize = _btf.sizeof(vt)
+    data_off = vt.member("data").offset_bits // 8
+    value = bytearray(vsize)
+    local = {m.name: m for m in ops.type.members}
+    for km in kstruct.members:
+        lm = local.pop(km.name, None)
+        if lm is None:
+            continue
+        koff = data_off + km.offset_bits // 8
+        loff = lm.offset_bits // 8
+        if _is_func_ptr(km.type):
+            prog_name = ops.programs.get(km.name)
+            if prog_name is None:
+                if any(ops.data[loff:loff + 8]):
+                    raise InvalidArgumentError(f"struct_ops {ops.name!r}: {km.name} is set "
+                                               "but not to a program")
+                continue
+            prog = programs.get(prog_name)
+            if prog is None:
+                raise KeyNotFoundError(f"struct_ops {ops.name!r}: program {prog_name!r} "
+                                       f"(for {km.name}) is not loaded")
+            struct.pack_into("<Q", value, koff, prog.fileno())
+            continue
+        if km.bitfield_size or lm.bitfield_size:
+            if any(ops.data[loff:loff + 8]):
+                raise NotSupportedError(f"struct_ops bitfield member {km.name}",
+                                        "bitfields cannot be initialized")
+            continue
+        ksize = _btf.sizeof(km.type)
+        lsize = _btf.sizeof(lm.type)
+        raw = ops.data[loff:loff + lsize]
+        if ksize != lsize:
+            if any(raw):
+                raise InvalidArgumentError(
+                    f"struct_ops {ops.name!r}: member {km.name} is {lsize} bytes here but "
+                    f"{ksize} bytes in the kernel")
+            continue
+        value[koff:koff + ksize] = raw
+    for name, lm in local.items():  # members the kernel does not have
+        off = lm.offset_bits // 8
+        if name in ops.programs or any(ops.data[off:off + _btf.sizeof(lm.type)]):
+            raise NotSupportedError(f"struct_ops member {ops.type_name}.{name}",
+                                    "the running kernel's struct has no such member")
+    return bytes(value), vsize, kernel.type_id(vt)
+
+
+class StructOpsMap(Map):
+    """A BPF_MAP_TYPE_STRUCT_OPS map with its kernel value prepared (program fds
+    filled in), ready for `struct_ops()`."""
+
+    __slots__ = ("_kern_value", "ops")
+    ops: StructOpsSpec
+    _kern_value: bytes
+
+    @classmethod
+    def create(cls, ops: StructOpsSpec, programs: Mapping[str, Program]) -> StructOpsMap:
+        """Create the map for `ops`, with the programs of `programs` (name ->
+        Program, e.g. ``coll.programs``) in its function pointers. Nothing is
+        registered yet."""
+        value, vsize, vtype_id = _kernel_value(ops, programs)
+        btf_fd = _tiny_btf()
+        try:
+            attr = MapCreateAttr(map_type=int(MapType.STRUCT_OPS), key_size=4,
+                                 value_size=vsize, max_entries=1,
+                                 map_flags=BPF_F_LINK if ops.link else 0)
+            attr.btf_fd = btf_fd.fileno()
+            attr.btf_vmlinux_value_type_id = vtype_id
+            name = kernel_name(ops.name).encode()
+            ctypes.memmove(ctypes.addressof(attr) + MapCreateAttr.map_name.offset, name,
+                           len(name))
+            try:
+                fd = bpf(Cmd.MAP_CREATE, attr)
+            except SyscallError as e:
+                raise struct_ops_error(e, f"create struct_ops map {ops.name!r} ({ops.type_name})") \
+                    from None
+        finally:
+            btf_fd.close()
+        m = cast(StructOpsMap, cls.from_fd(FD(fd, f"map {ops.name!r}")))
+        m.ops = ops
+        m._kern_value = value
+        return m
+
+    @property
+    def value(self) -> bytes:
+        """The kernel value written when registering."""
+        return self._kern_value
+
+
+def _tiny_btf() -> FD:
+    """A BTF object (one int type): struct_ops map creation needs some BTF fd."""
+    b = _btf.Builder()
+    b.add(_btf.Int("int", 4, _btf.IntEncoding.SIGNED))
+    h = _btf.Handle(b.marshal())
+    return h.fd
+
+
+def struct_ops_error(e: SyscallError, what: str) -> SyscallError:
+    """`e`, from creating or registering a struct_ops map, as the error that says why
+    (a kernel refusing struct_ops by policy, a kernel without struct_ops)."""
+    if isinstance(e, KernelPolicyError):  # EPERM with every capability it needs
+        return _caps.eperm_error(what, err=e.errno, prog_type=ProgramType.STRUCT_OPS,
+                                 feature="struct_ops", policy_message=(
+            f"{what}: this kernel refuses struct_ops by policy (EPERM although the process "
+            "has {held}), as it refuses trampoline programs; use a kernel with BPF "
+            "trampolines"))
+    if e.errno in (_errno.EOPNOTSUPP, 524):
+        exc = NotSupportedError("struct_ops", errno=e.errno)
+        exc.strerror = f"{what}: struct_ops is not supported by this kernel ({e.strerror})"
+        exc.args = (e.errno, exc.strerror)
+        return exc
+    e.strerror = f"{what}: {e.strerror}"
+    e.args = (e.errno, e.strerror)
+    return e
+
