@@ -4,6 +4,11 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#if !defined(DUP_STRONG) && !defined(BAD_FUNC) && !defined(BAD_VAR) && !defined(BAD_MAP) \
+	&& !defined(BAD_LICENSE) && !defined(FUNC_VS_VAR)
+#error "compile with one of -DDUP_STRONG -DBAD_FUNC -DBAD_VAR -DBAD_MAP -DBAD_LICENSE -DFUNC_VS_VAR"
+#endif
+
 #ifdef DUP_STRONG
 int b_global(int x) { return x; }                 /* linked_b.c defines it too */
 #endif
