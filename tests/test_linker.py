@@ -7,13 +7,13 @@ import struct
 import subprocess
 
 import pytest
+from bpfbuild import compile_bpf
 
 import ebpf
 from ebpf import btf
 from ebpf.elf import ELFFile
 from ebpf.errors import LinkError
 from ebpf.linker import link
-from tests.bpfbuild import compile_bpf
 
 STV_HIDDEN = 2
 
@@ -253,3 +253,20 @@ def test_gen_of_several_objects_links_them_first(
     exec(compile(source, "linked_gen.py", "exec"), namespace)
     spec = namespace["LinkedSpec"]().spec  # type: ignore[operator]
     assert set(spec.programs) == {"linked_xdp_a", "linked_xdp_b", "linked_sock_b"}
+
+
+def test_cli_links_objects_and_generates_python_for_several(
+        objects: tuple[pathlib.Path, pathlib.Path], ours: bytes, tmp_path: pathlib.Path) -> None:
+    import sys
+
+    out = tmp_path / "linked.o"
+    subprocess.run([sys.executable, "-m", "ebpf", "gen", "object", str(out),
+                    *map(str, objects)], check=True, capture_output=True)
+    assert out.read_bytes() == ours
+    py = tmp_path / "linked_bpf.py"
+    subprocess.run([sys.executable, "-m", "ebpf", "gen", *map(str, objects), "-o", str(py),
+                    "--name", "Linked"], check=True, capture_output=True)
+    text = py.read_text()
+    assert "class Linked" in text
+    spec = ebpf.load_collection_spec(ours)
+    assert all(f'"{name}"' in text for name in spec.programs)

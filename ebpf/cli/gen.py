@@ -14,7 +14,16 @@ __all__ = ["register", "write_atomically"]
 def _cmd_gen(args: argparse.Namespace) -> int:
     from ..gen import generate
 
-    source = generate(args.object, name=args.name, embed=not args.no_embed)
+    objects = args.object
+    if len(objects) > 1:
+        from ..linker.command import generate_linked, is_link_command, write_object
+
+        if is_link_command(objects):  # `ebpf gen object OUT.o A.o B.o ...`
+            write_object(objects[1], objects[2:])
+            return 0
+        source = generate_linked(objects, name=args.name, embed=not args.no_embed)
+    else:
+        source = generate(objects[0], name=args.name, embed=not args.no_embed)
     if args.output is None:
         sys.stdout.write(source)
         return 0
@@ -57,7 +66,8 @@ def _umask() -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `gen` to the command line."""
     gen = sub.add_parser("gen", help="write a typed Python module for an object (bpf2go)")
-    gen.add_argument("object")
+    gen.add_argument("object", nargs="+", help="the object; several are linked first; "
+                     "`gen object OUT.o A.o B.o ...` links them into OUT.o")
     gen.add_argument("-o", "--output", metavar="FILE",
                      help="write the module here (default: standard output)")
     gen.add_argument("--name", help="class name (default from the file name: "
