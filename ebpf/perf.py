@@ -26,7 +26,7 @@ old samples are overwritten, and each read returns what was written since the
 previous one (at most a ring's worth), oldest first.
 
 Shares its plumbing (deadlines, close from another thread, batches, numpy,
-asyncio, decoding) with `ebpf.ringbuf`; see ``ebpf/_sys/perf.py`` for the
+asyncio, decoding) with `ebpf.ringbuf` (`ebpf.readers`); see ``ebpf/_sys/perf.py`` for the
 memory-ordering assumptions.
 """
 
@@ -42,14 +42,15 @@ from ._sys.fd import FD
 from ._sys.fd import hold as _hold
 from ._sys.types import MapType
 from .errors import DeadlineExceededError, InvalidArgumentError, ReaderClosedError
-from .ringbuf import (
+from .readers import (
     Batch,
-    _map_fd,
-    _ReaderBase,
-    _type_name,
+    ReaderBase,
+    cast_records,
+    map_fd,
     match_run,
     np_copy_run,
     slice_samples,
+    type_name,
 )
 
 if TYPE_CHECKING:
@@ -70,7 +71,6 @@ _HEAD = _perf.DATA_HEAD_OFFSET // 8
 _TAIL = _perf.DATA_TAIL_OFFSET // 8
 _U64 = (1 << 64) - 1
 _SAMPLE_HDR = 12           # perf_event_header (8) + u32 raw size
-_FILL = 1024
 _tuple_new = tuple.__new__
 
 
@@ -375,12 +375,10 @@ class _PerfRing:
 
 def _to_array(np: Any, blob: bytes, count: int, length: int, dt: Any) -> Any:
     raw = np.frombuffer(blob, dtype=f"V{length}", count=count).copy()
-    from .ringbuf import cast_records
-
     return cast_records(np, raw, length, dt)
 
 
-class Reader(_ReaderBase):
+class Reader(ReaderBase):
     """Reads a PERF_EVENT_ARRAY map's per-CPU rings.
 
     `per_cpu_buffer` is each ring's size in bytes (rounded up to a power-of-two
@@ -419,11 +417,11 @@ class Reader(_ReaderBase):
         self._poller = _perf.Poller()
         try:
             with _hold(map):  # a Map closed meanwhile: ClosedError, never a reused number
-                self._map_fd = _perf.dup_fd(_map_fd(map))
+                self._map_fd = _perf.dup_fd(map_fd(map))
             info = _perf.map_info(self._map_fd.fileno())
             if info.type != MapType.PERF_EVENT_ARRAY:
                 raise InvalidArgumentError(
-                    f"perf.Reader needs a PERF_EVENT_ARRAY map, not {_type_name(info.type)}")
+                    f"perf.Reader needs a PERF_EVENT_ARRAY map, not {type_name(info.type)}")
             cpus = [c for c in _perf.online_cpus() if c < info.max_entries]
             if not cpus:
                 raise InvalidArgumentError("the map has no slot for any online CPU")

@@ -70,6 +70,7 @@ _LAZY = {
     "Handle": ".handle",
     "BTFLoadError": ".handle",
     "to_ctypes": ".ctypes_conv",
+    "to_dtype": ".ctypes_conv",
     "dump_c": ".cdump",
     "sanitize": ".sanitize",
 }
@@ -77,7 +78,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from .builder import Builder, marshal_types
     from .cdump import dump_c
-    from .ctypes_conv import to_ctypes
+    from .ctypes_conv import to_ctypes, to_dtype
     from .handle import BTFLoadError, Handle
     from .sanitize import sanitize
 
@@ -101,5 +102,5 @@ __all__ = [
     "IntEncoding", "Kind", "Linkage", "Member", "Pointer", "Restrict", "Spec", "Struct", "Type",
     "TypeTag", "Typedef", "Union", "Var", "VarSecinfo", "Void", "Volatile", "alignof", "dedup",
     "dump_c", "load_kernel_spec", "load_spec", "marshal_types", "sanitize", "sizeof",
-    "skip_typedefs", "strip_qualifiers", "to_ctypes",
+    "skip_typedefs", "strip_qualifiers", "to_ctypes", "to_dtype",
 ]

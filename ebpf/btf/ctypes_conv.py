@@ -19,6 +19,11 @@ lists its member names in order either way.
 
 Conversions are cached per `Type` object (mutating a type afterwards is not
 noticed).
+
+`to_dtype` gives the numpy dtype of the same layout (for readers' `read_array`):
+integers, enums, floats and pointers as numpy scalars, arrays of `char` as ``S<n>``,
+other arrays as subarrays, structs and unions as records at the BTF offsets with
+the BTF size; bitfields are left out.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import threading
 from typing import Any
 
 from .._objcache import Bounded, attached
-from ..errors import BTFError
+from ..errors import BTFError, InvalidArgumentError
 from .types import (
     MAX_DEPTH,
     Array,
@@ -45,6 +50,7 @@ from .types import (
     Union,
     Var,
     skip_typedefs,
+    strip_qualifiers,
 )
 
 CType = Any  # a ctypes type (type[ctypes._CData] is not expressible portably)
@@ -420,5 +426,44 @@ def _forward(anon: str, name: str) -> property:
     return property(get, set_)
 
 
-__all__ = ["clear_cache", "to_ctypes"]
+def to_dtype(t: Type) -> Any:
+    """A numpy dtype with the layout of BTF type `t` (char arrays become ``S<n>``,
+    pointers u8 integers; bitfields are left out). Needs numpy."""
+    import numpy as np  # optional dependency, only for numpy output
+
+    inner = strip_qualifiers(skip_typedefs(t))
+    inner = skip_typedefs(strip_qualifiers(inner))
+    if isinstance(inner, Int):
+        if inner.name == "_Bool":
+            return np.dtype(np.bool_)
+        if inner.size in (1, 2, 4, 8):
+            return np.dtype(f"{'i' if inner.signed else 'u'}{inner.size}")
+        return np.dtype(f"V{inner.size}")
+    if isinstance(inner, Enum):
+        return np.dtype(f"{'i' if inner.signed else 'u'}{inner.size}")
+    if isinstance(inner, Float):
+        return np.dtype(f"f{inner.size}")
+    if isinstance(inner, Pointer):
+        return np.dtype("u8")
+    if isinstance(inner, Array):
+        elem = strip_qualifiers(skip_typedefs(inner.type))
+        if isinstance(elem, Int) and elem.size == 1 and "char" in elem.name:
+            return np.dtype(f"S{inner.nelems}")
+        return np.dtype((to_dtype(inner.type), (inner.nelems,)))
+    if isinstance(inner, Composite):
+        names: list[str] = []
+        formats: list[Any] = []
+        offsets: list[int] = []
+        for i, m in enumerate(inner.members):
+            if m.bitfield_size:
+                continue
+            names.append(m.name or f"_anon{i}")
+            formats.append(to_dtype(m.type))
+            offsets.append(m.offset_bits // 8)
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "itemsize": inner.size})
+    raise InvalidArgumentError(f"cannot make a numpy dtype for BTF type {t.type_name}")
+
+
+__all__ = ["clear_cache", "to_ctypes", "to_dtype"]
 
