@@ -34,39 +34,37 @@ _LAZY = {
     "LinkType": "._sys.types",
     "HelperFunc": "._sys.types",
     "Map": ".maps",
-    "MapSpec": ".maps",
-    "MapFlags": ".maps",
+    "MapSpec": ".spec.maps",
+    "MapFlags": ".spec.maps",
     "UpdateFlags": ".maps",
-    "PinType": ".maps",
+    "PinType": ".spec.maps",
     "MapInfo": ".maps",
     "Batch": ".maps",
     "KeyExistsError": ".maps",
     "Program": ".programs",
-    "ProgramSpec": ".programs",
+    "ProgramSpec": ".spec.programs",
     "TestRunResult": ".programs",
     "Collection": ".collection",
-    "CollectionSpec": ".collection",
-    "load_collection_spec": ".collection",
-    "VariableSpec": ".collection",
+    "CollectionSpec": ".spec.collection",
+    "load_collection_spec": ".elf.parse",
+    "VariableSpec": ".spec.collection",
     "Variable": ".collection",
     "ProgramInfo": ".programs",
     "enable_stats": ".programs",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
-               "collection", "gen", "tracing", "hist", "symbols"}
+               "collection", "gen", "tracing", "hist", "symbols", "spec"}
 
 if TYPE_CHECKING:
-    from . import asm, btf, features
+    from . import asm, btf, features, spec
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
-    from .collection import (
-        Collection,
-        CollectionSpec,
-        Variable,
-        VariableSpec,
-        load_collection_spec,
-    )
-    from .maps import Batch, KeyExistsError, Map, MapFlags, MapInfo, MapSpec, PinType, UpdateFlags
-    from .programs import Program, ProgramInfo, ProgramSpec, TestRunResult, enable_stats
+    from .collection import Collection, Variable
+    from .elf.parse import load_collection_spec
+    from .maps import Batch, KeyExistsError, Map, MapInfo, UpdateFlags
+    from .programs import Program, ProgramInfo, TestRunResult, enable_stats
+    from .spec.collection import CollectionSpec, VariableSpec
+    from .spec.maps import MapFlags, MapSpec, PinType
+    from .spec.programs import ProgramSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -94,5 +92,5 @@ __all__ = [
     "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
     "ReaderForkedError", "SyscallError",
     "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
-    "enable_stats", "features", "load_collection_spec",
+    "enable_stats", "features", "load_collection_spec", "spec",
 ]

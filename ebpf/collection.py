@@ -7,12 +7,17 @@ its maps, loads its programs against them and the running kernel, and owns them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._sys import validate as _validate
+from ._sys.types import BPF_F_MMAPABLE
+from .btf import values
+from .elf.parse import load_collection_spec
 from .errors import InvalidArgumentError
+from .instantiate import instantiate
 from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
+from .struct_ops import StructOpsMap
 
 if TYPE_CHECKING:
     from . import btf
@@ -37,8 +42,6 @@ class Variable:
 
     def _mmap(self) -> memoryview | None:
         if self._view is None:
-            from ._sys.types import BPF_F_MMAPABLE
-
             if self.constant or not self.map.info().flags & BPF_F_MMAPABLE:
                 return None
             self._view = self.map.mmap()
@@ -74,8 +77,6 @@ class Variable:
         raw = self._raw()
         if self.spec.type is None:
             return raw
-        from .btf import values
-
         return values.decode(self.spec.type, raw)
 
     def set(self, value: Any) -> None:
@@ -85,9 +86,7 @@ class Variable:
                 f"variable {self.name!r} is a constant in {self.spec.section} (frozen after "
                 "load); set it on the CollectionSpec before loading")
         if self.spec.type is not None:
-            from .btf import values
-
-            data = values.encode(self.spec.type, value, what=self.name)
+                data = values.encode(self.spec.type, value, what=self.name)
         else:
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise InvalidArgumentError(
@@ -108,22 +107,6 @@ class Variable:
 
     def __repr__(self) -> str:
         return f"<Variable {self.name} in {self.spec.section}>"
-
-
-def load_collection_spec(source: str | os.PathLike[str] | bytes) -> CollectionSpec:
-    """Parse a clang-compiled BPF ELF object (a path or its bytes) into a CollectionSpec.
-
-    No kernel access. Malformed input raises ELFError/BTFError naming section and
-    offset.
-    """
-    from .elf.parse import load_elf
-
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return load_elf(bytes(source))
-    from ._sys.validate import path
-
-    with open(path(source, "object file path"), "rb") as f:
-        return load_elf(f.read())
 
 
 class Collection:
@@ -152,28 +135,29 @@ class Collection:
         kernel_btf: btf.Spec | None = None,
         log_level: int = 0,
     ) -> None:
-        from ._sys.validate import path
-        from .instantiate import load_collection
-
         if pin_path is not None:
-            pin_path = path(pin_path, "pin_path")
+            pin_path = _validate.path(pin_path, "pin_path")
+        made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
+                           only=set(programs) if programs is not None else None,
+                           kernel_btf=kernel_btf, log_level=log_level)
+        try:
+            variables = Variables({name: Variable(vs, made.maps[vs.section])
+                                   for name, vs in spec.variables.items()})
+        except BaseException:
+            made.close()
+            raise
         self.spec = spec
-        self.programs: Programs = Programs()
-        self.maps: Maps = Maps()
-        self.variables: Variables = Variables()
-        self._owned: list[Any] = []
+        self.programs: Programs = made.programs
+        self.maps: Maps = made.maps
+        self.variables: Variables = variables
+        self._owned: list[Any] = made.owned
         self._closed = False
-        load_collection(self, spec, pin_path=pin_path,
-                        map_replacements=dict(map_replacements or {}),
-                        only=set(programs) if programs is not None else None,
-                        kernel_btf=kernel_btf, log_level=log_level)
 
     def attach_all(self) -> list[Link]:
         """Attach every program whose section names its target (libbpf's auto-attach)
         and register every struct_ops map; returns the links. Programs that cannot
         auto-attach are skipped."""
         from .link import struct_ops  # link sits above collection: the one call up
-        from .struct_ops import StructOpsMap  # loaded with the collection's struct_ops maps
 
         links: list[Link] = []
         try:

@@ -1,4 +1,8 @@
-"""CollectionSpec -> kernel objects: maps first, then programs (see `ebpf.Collection`)."""
+"""CollectionSpec -> kernel objects: maps first, then programs, then struct_ops maps and
+the contents that refer to programs (see `ebpf.Collection`, which owns the result).
+
+Below the collection: this module makes kernel objects from specs and knows nothing
+of `Collection` itself."""
 
 from __future__ import annotations
 
@@ -7,9 +11,14 @@ import dataclasses
 import functools
 import logging
 import mmap
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from . import btf as _btf
+from . import kconfig
 from ._sys.types import MapType
+from .btf import load_kernel_spec, values
+from .btf.handle import Handle
 from .errors import (
     Error,
     InvalidArgumentError,
@@ -17,12 +26,31 @@ from .errors import (
     NotSupportedError,
     SyscallError,
 )
+from .maps import Map
+from .programs import Program, object_btf_blob
+from .spec.collection import CollectionSpec, Extern, Maps, Programs
+from .spec.maps import MapSpec
+from .spec.programs import ProgramSpec
+from .struct_ops import StructOpsMap, resolve_struct_ops_programs
 
-if TYPE_CHECKING:
-    from . import btf
-    from .collection import Collection, CollectionSpec, Extern
-    from .maps import Map, MapSpec
-    from .programs import ProgramSpec
+__all__ = ["KernelObjects", "instantiate"]
+
+
+@dataclasses.dataclass
+class KernelObjects:
+    """What `instantiate` made: the maps and programs by name, and `owned`, the objects
+    it created (not the replacements it was given) in creation order."""
+
+    maps: Maps
+    programs: Programs
+    owned: list[Any]
+
+    def close(self) -> None:
+        """Close what was created, newest first (errors are ignored)."""
+        for obj in reversed(self.owned):
+            with contextlib.suppress(Exception):
+                obj.close()
+        self.owned.clear()
 
 
 def _wrap(what: str, exc: BaseException) -> BaseException:
@@ -37,12 +65,18 @@ def _wrap(what: str, exc: BaseException) -> BaseException:
     return exc
 
 
-def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | None,
-                    map_replacements: dict[str, Map], only: set[str] | None,
-                    kernel_btf: btf.Spec | None, log_level: int) -> None:
-    from .maps import Map
-    from .programs import Program
+def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
+                map_replacements: Mapping[str, Map] | None = None,
+                only: set[str] | None = None, kernel_btf: _btf.Spec | None = None,
+                log_level: int = 0) -> KernelObjects:
+    """Create the maps of `spec` (or take them from `map_replacements`), load its
+    programs (all autoloaded ones, or those named in `only`), create its struct_ops
+    maps and fill in the contents that refer to other maps and programs.
 
+    On any failure everything created so far is closed and the exception (of the
+    original type) names the map or program that failed."""
+    map_replacements = dict(map_replacements or {})
+    maps, programs = Maps(), Programs()
     unknown = set(map_replacements) - set(spec.maps)
     if unknown:
         raise KeyNotFoundError(f"map_replacements names unknown maps: {sorted(unknown)}")
@@ -61,7 +95,7 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             if name in map_replacements:
                 m = map_replacements[name]
                 ms.check_compatible(m)
-                coll.maps[name] = m
+                maps[name] = m
                 continue
             ms = _map_for_load(spec, ms)
             plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
@@ -75,63 +109,51 @@ def load_collection(coll: Collection, spec: CollectionSpec, *, pin_path: str | N
             except BaseException as e:
                 raise _wrap(what, e) from None
             created.append(m)
-            coll.maps[name] = m
+            maps[name] = m
             if freeze and not ms.freeze:
                 ms.freeze = True
         # map-in-map initial values, then programs, then prog array entries
         for name, key, target in deferred:
             if spec.maps[name].type != MapType.PROG_ARRAY:
-                coll.maps[name][key] = coll.maps[target].fileno()
+                maps[name][key] = maps[target].fileno()
         if spec.struct_ops:
-            from .struct_ops import resolve_struct_ops_programs
-
             resolve_struct_ops_programs(spec)
         wanted = [n for n, p in spec.programs.items()
                   if (n in only if only is not None else p.autoload)]
         for name in wanted:
             ps = _resolve_externs(spec, spec.programs[name])
             try:
-                prog = Program(ps, maps=coll.maps, kernel_btf=kernel_btf, log_level=log_level)
+                prog = Program(ps, maps=maps, kernel_btf=kernel_btf, log_level=log_level)
             except BaseException as e:
                 raise _wrap(f"program {name!r}", e) from None
             created.append(prog)
-            coll.programs[name] = prog
+            programs[name] = prog
         if spec.struct_ops:
-            from .struct_ops import StructOpsMap
-
             for name, ops in spec.struct_ops.items():
-                if only is not None and not set(ops.programs.values()) <= set(coll.programs):
+                if only is not None and not set(ops.programs.values()) <= set(programs):
                     # a partial collection (e.g. `ebpf load --each`) without some of the
                     # map's programs: the programs load (libbpf 1.1 too), the map cannot
                     continue
                 try:
-                    m = StructOpsMap.create(ops, coll.programs)
+                    m = StructOpsMap.create(ops, programs)
                 except BaseException as e:
                     raise _wrap(f"struct_ops map {name!r}", e) from None
-                coll.maps[name] = m
+                maps[name] = m
                 created.append(m)
         for name, key, target in deferred:
-            if spec.maps[name].type == MapType.PROG_ARRAY and target in coll.programs:
-                coll.maps[name][key] = coll.programs[target].fileno()
+            if spec.maps[name].type == MapType.PROG_ARRAY and target in programs:
+                maps[name][key] = programs[target].fileno()
         for name, ms in spec.maps.items():
             if ms.freeze and name not in map_replacements and any(
                     isinstance(v, str) for _, v in ms.contents):
-                coll.maps[name].freeze()
-        coll._owned.extend(created)
-        from .collection import Variable
-
-        for vname, vs in spec.variables.items():
-            coll.variables[vname] = Variable(vs, coll.maps[vs.section])
+                maps[name].freeze()
     except BaseException:
-        for obj in reversed(created):
-            with contextlib.suppress(Exception):
-                obj.close()
-        coll.maps.clear()
-        coll.programs.clear()
+        KernelObjects(maps, programs, created).close()
         raise
     finally:
         if handle is not None:
             handle.close()
+    return KernelObjects(maps, programs, created)
 
 
 def _map_for_load(spec: CollectionSpec, ms: MapSpec) -> MapSpec:
@@ -166,9 +188,6 @@ def _btf_handle(spec: CollectionSpec) -> Any:
     when the object has none or the kernel refuses it (maps then load without BTF)."""
     if spec.btf is None:
         return None
-    from .btf.handle import Handle
-    from .programs import object_btf_blob
-
     try:
         return Handle(object_btf_blob(spec.btf))
     except Error as e:
@@ -182,9 +201,6 @@ def _btf_handle(spec: CollectionSpec) -> Any:
 
 
 def _fill_kconfig(spec: CollectionSpec, ms: MapSpec) -> None:
-    from . import kconfig
-    from .btf import values
-
     buf = bytearray(ms.value_size)
     for ext in spec.externs.values():
         if ext.section != ".kconfig":
@@ -202,8 +218,6 @@ def _fill_kconfig(spec: CollectionSpec, ms: MapSpec) -> None:
 
 
 def _kconfig_value(ext: Extern, kconfig: Any) -> Any:
-    from . import btf as _btf
-
     if ext.name in kconfig.VIRTUAL:
         return kconfig.virtual_value(ext.name)
     if ext.name.startswith("LINUX_"):
@@ -258,8 +272,6 @@ def _kallsyms_hidden() -> bool:
 def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
-    from . import btf as _btf
-
     needs = [i for i, ins in enumerate(ps.instructions)
              if ins.meta and "extern" in ins.meta]
     if not needs:
@@ -284,8 +296,6 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
             continue
         if ext.weak:
             if kernel is None:
-                from .btf import load_kernel_spec
-
                 kernel = load_kernel_spec()
             kinds = (_btf.Func,) if ext.is_func else (_btf.Var,)
             if not any(isinstance(t, kinds) for t in kernel.types_by_name(ext.name)):
@@ -298,5 +308,3 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
                     ins.off = 0
     return ps
 
-
-_ = dataclasses

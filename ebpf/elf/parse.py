@@ -8,12 +8,14 @@ when the collection is loaded.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from .. import asm
 from .. import btf as _btf
+from .._sys import validate as _validate
 from .._sys.types import MapType, ProgramType
 from ..asm.opcodes import (
     LD_IMM64,
@@ -697,6 +699,18 @@ def load_elf(data: bytes) -> CollectionSpec:
         raise
     except (struct.error, IndexError, KeyError, UnicodeDecodeError, ValueError) as e:
         raise ELFError(f"malformed object: {type(e).__name__}: {e}") from None
+
+
+def load_collection_spec(source: str | os.PathLike[str] | bytes) -> CollectionSpec:
+    """Parse a clang-compiled BPF ELF object (a path or its bytes) into a CollectionSpec.
+
+    No kernel access. Malformed input raises ELFError/BTFError naming section and
+    offset.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return load_elf(bytes(source))
+    with open(_validate.path(source, "object file path"), "rb") as f:
+        return load_elf(f.read())
 
 
 _ = (ProgramType, Variables, Callable)
