@@ -2,7 +2,7 @@
 """execsnoop: every exec on the system, live, from a CO-RE BPF program.
 
 examples/bpf/execsnoop.bpf.c reads task_struct fields with BPF_CORE_READ; this
-script compiles it once with clang (build time; cached next to the source's hash),
+script compiles it once with `ebpf build` (clang; cached by content in ~/.cache/ebpf),
 parses the object, sets its .rodata configuration (a template: no recompiling per
 setting), loads it with CO-RE relocations against the running kernel's BTF,
 attaches it by its section name, and prints the ring buffer's events, decoded
@@ -15,7 +15,6 @@ through the object's BTF (`struct event`), plus a per-uid counter map.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -33,31 +32,11 @@ TRACEFS = "/sys/kernel/tracing"
 
 
 def build_object() -> str:
-    """Compile the BPF C source (a build step; the result is cached by content hash)."""
-    cache = os.path.join(HERE, "..", ".cache", "examples")
-    os.makedirs(cache, mode=0o700, exist_ok=True)
-    with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        btf_hash = hashlib.sha256(f.read()).hexdigest()[:16]
-    with open(SOURCE, "rb") as f:
-        src_hash = hashlib.sha256(f.read()).hexdigest()[:16]
-    obj = os.path.join(cache, f"execsnoop-{src_hash}-{btf_hash}.o")
-    if os.path.exists(obj):
-        return obj
-    header_dir = os.path.join(cache, f"vmlinux-{btf_hash}")
-    header = os.path.join(header_dir, "vmlinux.h")
-    if not os.path.exists(header):
-        os.makedirs(header_dir, mode=0o700, exist_ok=True)
-        # vmlinux.h from the kernel's BTF, written by ebpf's own C dumper
-        from ebpf.btf.cdump import dump_c
+    """Compile the BPF C source (`ebpf build`: clang, vmlinux.h for this kernel and the
+    CO-RE flags; cached by content in the user's cache directory)."""
+    from ebpf.gen.build import build
 
-        text = dump_c(ebpf.btf.load_kernel_spec())
-        with open(header + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(header + ".tmp", header)
-    subprocess.run(["clang-19", "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                    f"-I{header_dir}", "-c", SOURCE, "-o", obj + ".tmp"], check=True)
-    os.replace(obj + ".tmp", obj)
-    return obj
+    return str(build(SOURCE))
 
 
 def ensure_tracefs() -> bool:

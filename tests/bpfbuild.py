@@ -14,23 +14,38 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import shutil
+import platform
 import subprocess
 import tempfile
 from collections.abc import Sequence
+
+from ebpf.gen.build import find_clang, target_arch
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 BPF_DIR = TESTS_DIR / "bpf"
 REPO_DIR = TESTS_DIR.parent
 CACHE_DIR = REPO_DIR / ".cache" / "bpf"
-CLANG = "clang-19"
+# The compiler and the architecture flags come from `ebpf build`'s rules (ebpf.gen.build):
+# $CLANG, else the newest clang-24 .. clang-14, else clang >= 14.
 BASE_FLAGS = (
     "-O2",
     "-g",
     "-c",
-    "-I/usr/include/x86_64-linux-gnu",
-    "-D__TARGET_ARCH_x86",
+    f"-I/usr/include/{platform.machine()}-linux-gnu",
+    f"-D__TARGET_ARCH_{target_arch()}",
 )
+
+
+def _clang() -> str:
+    """The clang binary (raises ebpf.gen.build.ToolchainNotFoundError, a
+    FileNotFoundError, naming the package when there is none)."""
+    return find_clang().path
+
+
+try:
+    CLANG = _clang()
+except FileNotFoundError:  # compile_bpf raises it, naming the package
+    CLANG = "clang"
 
 
 class BPFBuildError(RuntimeError):
@@ -58,7 +73,7 @@ def _key(source: pathlib.Path, flags: Sequence[str]) -> str:
 def compile_bpf(
     name: str, *, target: str = "bpf", extra_flags: Sequence[str] = ()
 ) -> pathlib.Path:
-    """Compile tests/bpf/<name>.c with ``clang-19 -O2 -g -target bpf -c``; return the object.
+    """Compile tests/bpf/<name>.c with ``clang -O2 -g -target bpf -c``; return the object.
 
     `target` may be ``bpfel``/``bpfeb`` for an explicit byte order and
     `extra_flags` adds compiler flags (both are part of the cache key).
@@ -68,8 +83,7 @@ def compile_bpf(
     source = BPF_DIR / f"{name}.c"
     if not source.is_file():
         raise FileNotFoundError(f"no BPF test source {source}")
-    if shutil.which(CLANG) is None:
-        raise FileNotFoundError(f"{CLANG} not found on PATH")
+    clang = _clang()
     flags = [*BASE_FLAGS, "-target", target, f"-I{BPF_DIR}", *extra_flags]
     cache = _cache_dir()
     out = cache / f"{name}-{_key(source, flags)}.o"
@@ -79,14 +93,15 @@ def compile_bpf(
     os.close(fd)
     try:
         proc = subprocess.run(
-            [CLANG, *flags, str(source), "-o", tmp],
+            [clang, *flags, str(source), "-o", tmp],
             capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0:
             raise BPFBuildError(
-                f"{CLANG} failed to compile {source.name} (exit {proc.returncode}):\n"
+                f"{os.path.basename(clang)} failed to compile {source.name} "
+                f"(exit {proc.returncode}):\n"
                 f"{proc.stderr}{proc.stdout}"
             )
         os.replace(tmp, out)

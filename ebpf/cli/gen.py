@@ -8,6 +8,8 @@ import os
 import sys
 import tempfile
 
+from .build import add_build_arguments, build_from_args, default_output, is_source
+
 __all__ = ["register", "write_atomically"]
 
 
@@ -23,7 +25,15 @@ def _cmd_gen(args: argparse.Namespace) -> int:
             return 0
         source = generate_linked(objects, name=args.name, embed=not args.no_embed)
     else:
-        source = generate(objects[0], name=args.name, embed=not args.no_embed)
+        obj, name, filename = objects[0], args.name, None
+        if is_source(obj):  # `ebpf gen SRC.bpf.c`: build it first (ebpf build)
+            from ..gen import default_name
+
+            filename = os.path.basename(default_output(obj))
+            name = name or default_name(filename)
+            beside = os.path.join(os.path.dirname(args.output or ""), filename)
+            obj = build_from_args(args, obj, beside if args.no_embed else None)
+        source = generate(obj, name=name, embed=not args.no_embed, filename=filename)
     if args.output is None:
         sys.stdout.write(source)
         return 0
@@ -75,4 +85,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen.add_argument("--no-embed", action="store_true",
                      help="load the object from its file next to the module instead of "
                      "embedding it")
+    add_build_arguments(gen)  # for a C source: `ebpf gen SRC.bpf.c` builds it first
     gen.set_defaults(func=_cmd_gen)

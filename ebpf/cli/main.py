@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from ..errors import Error
-from . import btf, cgroup, feature, gen, inspect, link, load, net, perf, prog, trace
+from . import btf, build, cgroup, feature, gen, inspect, link, load, net, perf, prog, trace
 from . import map as map_
 from .common import error
 
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--json", dest="json_global", action="store_true",
                    help="print JSON (also accepted after the subcommand)")
     sub = p.add_subparsers(dest="command", required=True)
-    for noun in (inspect, load, gen, prog, map_, link, btf, net, cgroup, perf, feature, trace):
+    for noun in (inspect, load, build, gen, prog, map_, link, btf, net, cgroup, perf, feature,
+                 trace):
         noun.register(sub)
     return p
 
