@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import errno as _errno
-import os
 
 
 class Error(Exception):
@@ -161,21 +160,3 @@ def summarize_verifier_log(log: str, lines: int = 4) -> str:
     ):
         body.pop()
     return "\n".join(body[-lines:])
-
-
-def from_errno(err: int, what: str) -> SyscallError:
-    """Turn an errno from `what` into the matching typed exception."""
-    msg = f"{what}: {os.strerror(err)}"
-    if err == _errno.EPERM:  # which capability is missing, or the kernel's policy
-        from ._sys.caps import eperm_error
-
-        return eperm_error(what)
-    if err == _errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
-        from ._sys.rlimit import memlock_note
-
-        note = memlock_note()
-        if note:
-            msg += f"; {note}"
-    if err in (_errno.EOPNOTSUPP, 524):  # 524 is the kernel-internal ENOTSUPP
-        return NotSupportedError(what, os.strerror(err) if err != 524 else "ENOTSUPP", err)
-    return SyscallError(err, msg)

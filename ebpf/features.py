@@ -29,6 +29,7 @@ from ._sys import caps as _caps
 from ._sys import ops as _ops
 from ._sys.syscall import bpf as _bpf
 from ._sys.syscall import bpf_errno as _bpf_errno
+from ._sys.syscall import from_errno
 from ._sys.types import (
     BPF_F_LINK,
     BPF_F_MMAPABLE,
@@ -53,7 +54,6 @@ from .errors import (
     KeyNotFoundError,
     NotSupportedError,
     SyscallError,
-    from_errno,
 )
 
 __all__ = [

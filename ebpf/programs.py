@@ -37,6 +37,7 @@ from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
+from ._sys.syscall import from_errno
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
 from ._sys.types import Cmd as _Cmd
 from ._sys.types import FuncInfo as _FuncInfo
@@ -49,7 +50,6 @@ from .errors import (
     NotSupportedError,
     SyscallError,
     VerifierError,
-    from_errno,
 )
 from .spec.names import kernel_name
 from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno

@@ -22,7 +22,7 @@ from bpfbuild import compile_bpf
 from vmlinux import vmlinux_include_dir
 
 import ebpf
-from ebpf._sys import caps, rlimit
+from ebpf._sys import caps, rlimit, syscall
 
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -306,7 +306,7 @@ def test_a_low_memlock_limit_is_left_alone_where_it_does_not_matter() -> None:
 
 @pytest.mark.parametrize("err", [errno.EPERM])
 def test_from_errno_eperm_goes_through_the_classifier(err: int) -> None:
-    e = ebpf.errors.from_errno(err, "bpf(BPF_MAP_GET_NEXT_ID)")
+    e = syscall.from_errno(err, "bpf(BPF_MAP_GET_NEXT_ID)")
     # this process holds CAP_SYS_ADMIN, which the command needs: a policy refusal
     assert isinstance(e, ebpf.KernelPolicyError)
     assert str(e).startswith("bpf(BPF_MAP_GET_NEXT_ID): the running kernel refused it by "
@@ -350,6 +350,6 @@ def test_map_access_modes_are_named(pin_dir: str) -> None:
 
 
 def test_enomem_mentions_memlock_only_where_it_is_charged() -> None:
-    e = ebpf.errors.from_errno(errno.ENOMEM, "bpf(BPF_MAP_CREATE)")
+    e = syscall.from_errno(errno.ENOMEM, "bpf(BPF_MAP_CREATE)")
     assert type(e) is ebpf.SyscallError
     assert str(e) == "bpf(BPF_MAP_CREATE): Cannot allocate memory (ENOMEM)"  # 5.11+: memcg

@@ -17,8 +17,8 @@ import pytest
 import ebpf
 from ebpf._sys import types as T
 from ebpf._sys.fd import FD
-from ebpf._sys.syscall import bpf
-from ebpf.errors import SyscallError, from_errno
+from ebpf._sys.syscall import bpf, from_errno
+from ebpf.errors import SyscallError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import SyscallError, from_errno
+from ..errors import SyscallError
+from .syscall import from_errno
 
 __all__ = [
     "CLONE_NEWNET",

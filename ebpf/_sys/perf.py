@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from . import consts, forking
 from .fd import FD
-from .syscall import bpf, perf_event_open
+from .syscall import bpf, from_errno, perf_event_open
 from .types import (
     Cmd,
     MapElemAttr,
@@ -215,8 +215,6 @@ def _ioctl(fd: int, request: int, arg: int, what: str) -> None:
     try:
         fcntl.ioctl(fd, request, arg)
     except OSError as e:
-        from ..errors import from_errno
-
         raise from_errno(e.errno or errno.EIO, what) from None
 
 
@@ -255,8 +253,6 @@ def mmap_fd(fd: int, length: int, *, offset: int = 0, writable: bool = False,
     try:
         return mmap.mmap(fd, length, flags=flags, prot=prot, offset=offset)
     except OSError as e:
-        from ..errors import from_errno
-
         raise from_errno(e.errno or errno.EINVAL, "mmap") from None
 
 

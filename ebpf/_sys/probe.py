@@ -27,11 +27,11 @@ import threading
 from collections.abc import Sequence
 from functools import cache
 
-from ..errors import InvalidArgumentError, NotSupportedError, SyscallError, from_errno
+from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from . import consts
 from .fd import FD
 from .perf import open_tracepoint, tracefs_path
-from .syscall import bpf, bpf_errno, perf_event_open
+from .syscall import bpf, bpf_errno, from_errno, perf_event_open
 from .types import AttachType, Cmd, IterCreateAttr, LinkCreateAttr, PerfEventAttr
 
 __all__ = [

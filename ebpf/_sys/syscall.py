@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Any
 
-from ..errors import SyscallError, from_errno
+from ..errors import NotSupportedError, SyscallError
 from . import caps as _caps
 from . import rlimit as _rlimit
 from .types import Cmd
@@ -50,6 +50,20 @@ _DEFERRED = frozenset(signal.valid_signals()) - _KEEP
 # Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11).
 _CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)})
 _memlock_pending = True
+
+
+def from_errno(err: int, what: str) -> SyscallError:
+    """Turn an errno from `what` into the matching typed exception."""
+    msg = f"{what}: {os.strerror(err)}"
+    if err == errno.EPERM:  # which capability is missing, or the kernel's policy
+        return _caps.eperm_error(what)
+    if err == errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
+        note = _rlimit.memlock_note()
+        if note:
+            msg += f"; {note}"
+    if err in (errno.EOPNOTSUPP, 524):  # 524 is the kernel-internal ENOTSUPP
+        return NotSupportedError(what, os.strerror(err) if err != 524 else "ENOTSUPP", err)
+    return SyscallError(err, msg)
 
 
 def _before_create() -> None:
@@ -90,7 +104,7 @@ def interrupted_error(err: int, what: str) -> SyscallError:
 def bpf(cmd: int, attr: Any, size: int | None = None, retry_eagain: int = 0) -> int:
     """Run bpf(cmd, &attr, size); return the non-negative result or raise.
 
-    Errors become typed exceptions (`ebpf.errors.from_errno`; EPERM through
+    Errors become typed exceptions (`from_errno`; EPERM through
     `ebpf._sys.caps.eperm_error`). A command interrupted by a signal (EINTR, or EAGAIN
     from BPF_PROG_LOAD) is retried up to `INTERRUPT_RETRIES` times with the deferrable
     signals blocked, then raises a `SyscallError` saying it was interrupted.

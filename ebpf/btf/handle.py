@@ -16,7 +16,8 @@ from .._sys.btf import (
     btf_raw,
 )
 from .._sys.fd import FD
-from ..errors import BTFError, from_errno
+from .._sys.syscall import from_errno
+from ..errors import BTFError
 from .spec import Spec
 
 _LOG_TAIL_LINES = 8

@@ -13,8 +13,9 @@ from .._sys import validate as _validate
 from .._sys.fd import hold as _hold
 from .._sys.syscall import NR_BPF as _NR
 from .._sys.syscall import bpf_errno as _bpf_errno
+from .._sys.syscall import from_errno
 from .._sys.syscall import raw_syscall as _raw_syscall
-from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError, from_errno
+from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError
 from .codec import pack_into
 from .elements import KeyExistsError, MapElements, UpdateFlags
 from .kinds import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, type_name

@@ -14,8 +14,9 @@ from .._sys import validate as _validate
 from .._sys.caps import eperm_error
 from .._sys.fd import FD
 from .._sys.syscall import bpf_errno as _bpf_errno
+from .._sys.syscall import from_errno
 from .._sys.types import MapType
-from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError, from_errno
+from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError
 from ..spec.maps import MapSpec, PinType
 from ..spec.names import kernel_name
 from .kinds import NO_BTF_TYPES, type_name

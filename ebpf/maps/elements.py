@@ -19,6 +19,7 @@ from .._sys import validate as _validate
 from .._sys.caps import eperm_error
 from .._sys.fd import hold as _hold
 from .._sys.syscall import NR_BPF as _NR
+from .._sys.syscall import from_errno
 from .._sys.types import MapType
 from ..errors import (
     InvalidArgumentError,
@@ -26,7 +27,6 @@ from ..errors import (
     NotSupportedError,
     PermissionError,
     SyscallError,
-    from_errno,
 )
 from .codec import Buffers, MapCodec
 from .info import fdinfo
