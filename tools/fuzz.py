@@ -8,7 +8,7 @@ Mutants are built from the objects compiled from tests/bpf/*.c (tests/bpfbuild.p
 and from their raw .BTF / .BTF.ext sections, and are pushed through what a user runs:
 
 * ``elf``, ``btf``, ``ext`` targets: `ebpf.load_collection_spec`, the ``ebpf inspect`` path
-  (`ebpf.cli.inspect_spec`, its JSON and text rendering) and ``ebpf gen``
+  (`ebpf.cli.inspect.inspect_spec`, its JSON and text rendering) and ``ebpf gen``
   (`ebpf.gen.generate`, whose output must compile as Python). ``btf`` and ``ext`` mutate
   the section alone, splice it back into the object, and also parse the raw blob
   (`ebpf.btf.Spec` eagerly and lazily with every type looked at; `ebpf.btf.ext.parse_ext`).
@@ -538,7 +538,7 @@ def run_case(case: Case, stage: type[Stage], kernel: bool) -> tuple[str, str | N
     anything else propagates to the caller (an untyped exception).
     """
     import ebpf
-    from ebpf.cli import _inspect_text, inspect_spec
+    from ebpf.cli.inspect import _inspect_text, inspect_spec
     from ebpf.errors import Error
     from ebpf.gen import generate
 
@@ -643,6 +643,8 @@ def worker(args: argparse.Namespace) -> None:
         case = make_case(seeds, args.seed, args.target, i, args.object_share)
         out.write(f"S {i}\n")
         out.flush()
+        if i == args.hang_case:   # checks the watchdog itself
+            time.sleep(1e6)
         out.write(json.dumps(_result(case, args)) + "\n")
         out.flush()
 
@@ -790,6 +792,8 @@ def _spawn(args: argparse.Namespace, start: int, step: int, stop: int) -> Worker
            "--memory-mb", str(args.memory_mb), "--object-share", str(args.object_share)]
     if args.save:
         cmd += ["--save", args.save]
+    if args.hang_case >= 0:
+        cmd += ["--hang-case", str(args.hang_case)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             cwd=REPO)
     return Worker(proc, step, stop, last=start - step)
@@ -892,6 +896,7 @@ def _report(tally: Tally, t0: float, stream: Any, compact: bool = False) -> None
 
 def replay(args: argparse.Namespace) -> int:
     """Rerun one case in-process and show its outcome (and traceback)."""
+    _limit_memory(args.memory_mb)   # as in a worker: a huge allocation is a MemoryError
     seeds = load_seeds()
     _SEEDS_BY_NAME.update((s.name, s) for s in seeds)
     case = make_case(seeds, args.seed, args.target, args.replay, args.object_share)
@@ -932,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--step", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--hang-case", type=int, default=-1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.engine == "atheris" and not args.worker:
         try:
