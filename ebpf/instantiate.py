@@ -191,7 +191,7 @@ def _btf_handle(spec: CollectionSpec) -> Any:
     try:
         return Handle(object_btf_blob(spec.btf))
     except Error as e:
-        logging.getLogger("ebpf").info(
+        logging.getLogger("ebpf").warning(
             "the kernel refused the object's BTF (%s): maps are created without BTF types",
             e)
         return None

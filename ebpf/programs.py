@@ -56,12 +56,15 @@ from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFil
 
 if TYPE_CHECKING:
     from .asm import Instruction
+    from .btf import Func as BTFFunc
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
 
 _log = logging.getLogger("ebpf")
+# The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
+_EXCEPTION_CB_TAG = "exception_callback:"
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -785,16 +788,18 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
         slot += ins.size
     code = encode(insns)
     if func_info or line_info:
-        func_info, line_info = _match_subprogs(code, func_info, line_info)
+        func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     return _Prepared(code, insns, slots, func_info, line_info, core_results)
 
 
 def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
-                    line_info: list[tuple[int, Any]],
+                    line_info: list[tuple[int, Any]], btf_spec: BTFSpec | None = None,
                     ) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
     """Drop func/line info the kernel would refuse because it does not match the
     program's subprograms (after instructions were edited): func info must start
-    exactly every subprogram, line info must cover every subprogram start."""
+    exactly every subprogram, line info must cover every subprogram start. The
+    subprograms are what the code calls or takes the address of, and the exception
+    callback the main function's BTF names (kernel 6.7+), which nothing calls."""
     starts = {0}
     for slot, (opcode, regs, _off, imm) in enumerate(struct.iter_unpack("<BBhi", code)):
         src = regs >> 4
@@ -802,11 +807,34 @@ def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
                 opcode == _LD_IMM64 and src == consts.BPF_PSEUDO_FUNC):
             starts.add(slot + imm + 1)
     if func_info and [s for s, _ in func_info] != sorted(starts):
+        callback = _exception_callback_slot(func_info, btf_spec)
+        if callback is not None:
+            starts.add(callback)
+    if func_info and [s for s, _ in func_info] != sorted(starts):
+        _log.warning("func info of %d functions does not match the program's %d "
+                     "subprograms (instructions edited?): loading without func info",
+                     len(func_info), len(starts))
         func_info = []
     line_slots = {s for s, _ in line_info}
     if line_info and not starts <= line_slots:
         line_info = []
     return func_info, line_info
+
+
+def _exception_callback_slot(func_info: list[tuple[int, Any]],
+                             btf_spec: BTFSpec | None) -> int | None:
+    """Where the exception callback starts: the function named by the main
+    function's ``exception_callback:<name>`` decl tag (``__exception_cb``), when the
+    program's func info has it; else None."""
+    from .btf import DeclTag
+
+    if btf_spec is None or not func_info or func_info[0][0] != 0:
+        return None
+    main = func_info[0][1]
+    name = next((t.name[len(_EXCEPTION_CB_TAG):] for t in btf_spec
+                 if isinstance(t, DeclTag) and t.component_idx == -1 and t.type is main
+                 and t.name.startswith(_EXCEPTION_CB_TAG)), None)
+    return next((slot for slot, f in func_info[1:] if f.name == name), None)
 
 
 def _apply_core(spec: ProgramSpec, insns: list[Instruction],
@@ -961,11 +989,21 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     try:
         handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec))
     except BTFLoadError as e:
-        # the kernel refuses the object's BTF even sanitized: fall back to just the
-        # functions' prototypes, which is what func/line info needs
-        _log.info("program %r: the kernel refused the object's BTF (%s); loading "
-                  "func/line info with the functions' prototypes only", spec.name, e)
-        handle, funcs, lines = _btf_records(prep, btf_spec, None)
+        # the kernel refuses the object's BTF even prepared: fall back to just the
+        # functions' prototypes, which is what func/line info needs (type ids, decl
+        # tags such as arg:ctx and the exception callback's are lost: say so)
+        _log.warning("program %r: the kernel refused the object's BTF (%s); loading "
+                     "func/line info with the functions' prototypes only (type ids "
+                     "and decl tags are not the object's)", spec.name, _last_line(e))
+        try:
+            handle, funcs, lines = _btf_records(prep, btf_spec, None)
+        except BTFLoadError as again:
+            # the prototypes themselves are refused (e.g. a __naked function's
+            # unnamed parameters): load without BTF, as libbpf does
+            _log.warning("program %r: the kernel refused the functions' prototypes too "
+                         "(%s); loading without BTF (no func/line info)", spec.name,
+                         _last_line(again))
+            return None
     except NotSupportedError:  # a kernel without BTF: load without func/line info
         _log.info("program %r: loaded without func/line info (the kernel has no BTF)",
                   spec.name)
@@ -984,6 +1022,14 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         attr.line_info_cnt = len(lines)
         attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
     return handle
+
+
+def _last_line(e: Exception) -> str:
+    """The gist of a BTF load error: its message without the kernel log's head."""
+    text = str(e).strip()
+    head, _, _ = text.partition("\n")
+    tail = text.rsplit("\n", 1)[-1]
+    return head if head == tail else f"{head.rstrip(':')} ... {tail}"
 
 
 def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
@@ -1053,6 +1099,8 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
     for tid, t in enumerate(b.types, start=1):
         if isinstance(t, btf.Var) and t.linkage == btf.Linkage.EXTERN:
             b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
+        elif isinstance(t, btf.Func) and t.linkage == btf.Linkage.EXTERN:
+            _declare_extern_func(b, tid, t)
         elif isinstance(t, btf.Datasec) and t.size == 0 and t.vars:
             ksyms = t.name == ".ksyms"
             new_vars = []
@@ -1078,6 +1126,25 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
                 off += size
             b.replace(tid, btf.Datasec(t.name, off, new_vars))
     return b
+
+
+def _declare_extern_func(b: Builder, tid: int, func: BTFFunc) -> None:
+    """Make the extern FUNC `func` (a kfunc declared in .ksyms, id `tid`) acceptable
+    to BPF_BTF_LOAD, keeping its id: the kernel allows only static and global linkage
+    (extern is "Invalid func linkage") and wants every parameter of a FUNC's
+    prototype named ("Invalid arg#N"). The prototype is replaced in place when it
+    has unnamed parameters; a trailing void parameter (varargs) stays unnamed."""
+    from . import btf
+
+    proto = func.type
+    if isinstance(proto, btf.FuncProto) and any(
+            not p.name and not isinstance(p.type, btf.Void) for p in proto.params):
+        named = btf.FuncProto(proto.return_type, [
+            btf.FuncParam(p.name or ("" if isinstance(p.type, btf.Void) else f"arg{i}"),
+                          p.type)
+            for i, p in enumerate(proto.params)])
+        b.replace(b.type_id(proto), named)
+    b.replace(tid, btf.Func(func.name, proto, btf.Linkage.GLOBAL))
 
 
 # -- test run errors ------------------------------------------------------------

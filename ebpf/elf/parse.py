@@ -46,9 +46,12 @@ _LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
 _IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
-# The largest value an array map holds (KMALLOC_MAX_SIZE on x86-64): a zero-filled
-# section claiming more is malformed, and is not allocated.
-_MAX_NOBITS = 1 << 22
+# The largest value an array map holds (the kernel refuses value_size > INT_MAX with
+# E2BIG; older kernels stop at KMALLOC_MAX_SIZE and say so when the map is created):
+# a zero-filled section claiming more is malformed, and is not allocated.
+_MAX_NOBITS = (1 << 31) - 1
+# The decl tag (`__exception_cb(f)`) naming a program's exception callback.
+_EXCEPTION_CB_TAG = "exception_callback:"
 
 
 def _is_data_section(name: str) -> bool:
@@ -151,15 +154,24 @@ class _Loader:
     def _fixup_func_linkage(self) -> None:
         """Hidden global functions (__hidden, STV_HIDDEN/INTERNAL) are static to the
         verifier, as libbpf marks them: otherwise their arguments are checked as if
-        any caller could pass anything."""
+        any caller could pass anything. Hidden global variables become static too (as
+        libbpf marks them): a data section holding only static variables is not
+        mmap()able, which lets it hold a bpf_spin_lock (the kernel refuses to map
+        memory holding one)."""
         assert self.btf is not None
         hidden = {s.name for s in self.symbols
                   if s.type == STT_FUNC and s.bind in (STB_GLOBAL, STB_WEAK)
                   and s.visibility in (1, 2)}
-        if not hidden:
+        hidden_vars = {s.name for s in self.symbols
+                       if s.type == STT_OBJECT and s.bind in (STB_GLOBAL, STB_WEAK)
+                       and s.visibility in (1, 2) and s.section_index != SHN_UNDEF}
+        if not hidden and not hidden_vars:
             return
         for t in self.btf:
             if isinstance(t, _btf.Func) and t.name in hidden:
+                t.linkage = _btf.Linkage.STATIC
+            elif (isinstance(t, _btf.Var) and t.name in hidden_vars
+                  and t.linkage == _btf.Linkage.GLOBAL):
                 t.linkage = _btf.Linkage.STATIC
 
     def _fixup_datasecs(self) -> None:
@@ -256,8 +268,13 @@ class _Loader:
             ds = datasecs.get(sec.name)
             from .._sys.types import BPF_F_MMAPABLE
 
+            # like libbpf, a section whose BTF shows only static variables is not
+            # mmap()able (a bpf_spin_lock, a timer, a kptr may live there only then)
+            if ds is None or any(isinstance(v.type, _btf.Var)
+                                 and v.type.linkage != _btf.Linkage.STATIC for v in ds.vars):
+                flags |= BPF_F_MMAPABLE
             ms = MapSpec(name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
-                         max_entries=1, flags=flags | BPF_F_MMAPABLE,
+                         max_entries=1, flags=flags,
                          contents=[(0, data)], freeze=readonly)
             if ds is not None:
                 ms.value = ds
@@ -611,11 +628,12 @@ class _Loader:
         by_name = {f.name: f for f in self.funcs.values()}
         text = self.elf.section_by_name(".text")
         programs = Programs()
+        callbacks = self._exception_callbacks()
         for f in self.funcs.values():
             if text is not None and f.section.index == text.index:
                 continue
             sdef = lookup_section(f.section.name)
-            insns = self._link(f, by_name)
+            insns = self._link(f, by_name, callbacks.get(f.name))
             if sdef is None:
                 # Like libbpf: a section name it does not know leaves the program's type
                 # unset (the caller may still set it); only loading such a program fails,
@@ -635,13 +653,34 @@ class _Loader:
             programs[f.name] = spec
         return programs
 
-    def _link(self, f: _Func, by_name: dict[str, _Func]) -> list[asm.Instruction]:
-        """The function's instructions followed by every subprogram it reaches."""
+    def _exception_callbacks(self) -> dict[str, str]:
+        """{program: its exception callback}, from the BTF decl tags
+        ``exception_callback:<function>`` on programs' FUNCs (``__exception_cb``)."""
+        out: dict[str, str] = {}
+        if self.btf is None:
+            return out
+        for t in self.btf:
+            if (isinstance(t, _btf.DeclTag) and t.component_idx == -1
+                    and t.name.startswith(_EXCEPTION_CB_TAG)
+                    and isinstance(t.type, _btf.Func)):
+                out[t.type.name] = t.name[len(_EXCEPTION_CB_TAG):]
+        return out
+
+    def _link(self, f: _Func, by_name: dict[str, _Func],
+              exception_cb: str | None = None) -> list[asm.Instruction]:
+        """The function's instructions followed by every subprogram it reaches, and
+        by its exception callback (which nothing calls: the kernel finds it through
+        the decl tag and the func info) with what that reaches."""
         out = [ins.copy() for ins in f.insns]
         if out:
             out[0].symbol = f.name
         done = {f.name}
         pending = _callees(out)
+        if exception_cb is not None:
+            if exception_cb not in by_name:
+                raise ELFError(f"{f.name}: exception callback {exception_cb!r} is not a "
+                               "function of the object", f.section.name)
+            pending.insert(0, exception_cb)   # popped last: after what the program calls
         while pending:
             name = pending.pop()
             if name in done:
