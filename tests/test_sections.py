@@ -43,6 +43,7 @@ class Row:
     multi: bool = False
     ret: bool = False
     usdt: bool = False
+    session: bool = False
     opt: bool = False  # expected attach type optional
     example: str = "x"  # extras used to test "pattern/<example>"
 
@@ -63,15 +64,19 @@ ROWS = [
     Row("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, K.KPROBE_MULTI, multi=True,
         ret=True, example="vfs_*"),
     Row("kprobe.session+", P.KPROBE, A.TRACE_KPROBE_SESSION, K.KPROBE_SESSION, multi=True,
-        example="do_*"),
+        session=True, example="do_*"),
     Row("uprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, K.UPROBE_MULTI, multi=True,
         example="/bin/bash:readline*"),
     Row("uretprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, K.UPROBE_MULTI, multi=True,
         ret=True, example="/bin/bash:readline"),
+    Row("uprobe.session+", P.KPROBE, A.TRACE_UPROBE_SESSION, K.UPROBE_MULTI, multi=True,
+        session=True, example="/bin/bash:readline"),
     Row("uprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, K.UPROBE_MULTI, multi=True,
         sleepable=True, example="/bin/bash:readline"),
     Row("uretprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, K.UPROBE_MULTI, multi=True,
         sleepable=True, ret=True, example="/bin/bash:readline"),
+    Row("uprobe.session.s+", P.KPROBE, A.TRACE_UPROBE_SESSION, K.UPROBE_MULTI, multi=True,
+        sleepable=True, session=True, example="/bin/bash:readline"),
     Row("ksyscall+", P.KPROBE, None, K.KSYSCALL, example="openat"),
     Row("kretsyscall+", P.KPROBE, None, K.KSYSCALL, ret=True, example="openat"),
     Row("usdt+", P.KPROBE, None, K.USDT, usdt=True, example="/usr/bin/python3:python:gc__start"),
@@ -88,13 +93,23 @@ ROWS = [
     Row("netkit/peer", P.SCHED_CLS, A.NETKIT_PEER),
     Row("tracepoint+", P.TRACEPOINT, None, K.TRACEPOINT, example="syscalls/sys_enter_openat"),
     Row("tp+", P.TRACEPOINT, None, K.TRACEPOINT, example="sched/sched_switch"),
+    Row("tracepoint.s+", P.TRACEPOINT, None, K.TRACEPOINT, sleepable=True,
+        example="syscalls/sys_enter_getcwd"),
+    Row("tp.s+", P.TRACEPOINT, None, K.TRACEPOINT, sleepable=True,
+        example="syscalls/sys_exit_getcwd"),
     Row("raw_tracepoint+", P.RAW_TRACEPOINT, None, K.RAW_TRACEPOINT, example="sched_switch"),
     Row("raw_tp+", P.RAW_TRACEPOINT, None, K.RAW_TRACEPOINT, example="sys_enter"),
+    Row("raw_tracepoint.s+", P.RAW_TRACEPOINT, None, K.RAW_TRACEPOINT, sleepable=True,
+        example="sys_enter"),
+    Row("raw_tp.s+", P.RAW_TRACEPOINT, None, K.RAW_TRACEPOINT, sleepable=True,
+        example="sys_exit"),
     Row("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, None, K.RAW_TRACEPOINT,
         example="bpf_test_finish"),
     Row("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, None, K.RAW_TRACEPOINT,
         example="bpf_test_finish"),
     Row("tp_btf+", P.TRACING, A.TRACE_RAW_TP, K.TRACING, btf=True, example="sched_switch"),
+    Row("tp_btf.s+", P.TRACING, A.TRACE_RAW_TP, K.TRACING, btf=True, sleepable=True,
+        example="sys_enter"),
     Row("fentry+", P.TRACING, A.TRACE_FENTRY, K.TRACING, btf=True, example="do_unlinkat"),
     Row("fmod_ret+", P.TRACING, A.MODIFY_RETURN, K.TRACING, btf=True,
         example="bpf_modify_return_test"),
@@ -127,6 +142,7 @@ ROWS = [
     Row("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, opt=True),
     Row("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, opt=True),
     Row("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, opt=True),
+    Row("sk_skb/verdict", P.SK_SKB, A.SK_SKB_VERDICT, opt=True),
     Row("sk_skb", P.SK_SKB, None),
     Row("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, opt=True),
     Row("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, opt=True),
@@ -168,9 +184,11 @@ ROWS = [
 ROW_IDS = [r.pattern for r in ROWS]
 
 
-def test_table_is_libbpf_1_5() -> None:
+def test_table_is_libbpf_1_6() -> None:
+    # libbpf 1.5's 101 names, 1.6's uprobe.session[.s], and the sleepable tracepoints
+    # (tp.s, tracepoint.s, raw_tp.s, raw_tracepoint.s, tp_btf.s) libbpf added next
     assert [e.pattern for e in SECTION_TABLE] == ROW_IDS
-    assert len(SECTION_TABLE) == 100
+    assert len(SECTION_TABLE) == 108
 
 
 def _check(d: SectionDef | None, row: Row, name: str, extras: str | None) -> None:
@@ -189,6 +207,7 @@ def _check(d: SectionDef | None, row: Row, name: str, extras: str | None) -> Non
     assert d.multi == row.multi
     assert d.retprobe == row.ret
     assert d.usdt == row.usdt
+    assert d.session == row.session
     assert d.attach_type_optional == row.opt
     assert d.autoload
     want_flags = (BPF_F_SLEEPABLE if row.sleepable else 0) | (
@@ -236,9 +255,9 @@ def test_question_mark_disables_autoload() -> None:
 
 @pytest.mark.parametrize("name", [
     "", "seccomp", "kprobe.foo", "xdp/foo", "xdp.frags/foo", "tcx", "tcx/ingress/x",
-    "tc/ingress2", "cgroup", "cgroup/", "cgroup/foo", "cgroup_skb", "sk_skb/verdict",
+    "tc/ingress2", "cgroup", "cgroup/", "cgroup/foo", "cgroup_skb", "sk_skb/verdict/x",
     "socket1", "socket/x", "license", ".maps", ".text", "maps", "Kprobe/x", " kprobe/x",
-    "netkit", "uprobe.session/x", "struct_opsx", "lsm_cgroupx/y", "sk_reuseport/other",
+    "netkit", "uprobe.sessions/x", "tp.sx", "struct_opsx", "lsm_cgroupx/y", "sk_reuseport/other",
 ])
 def test_unknown_sections(name: str) -> None:
     assert lookup_section(name) is None
@@ -251,6 +270,9 @@ def test_unknown_sections(name: str) -> None:
     ("uprobe.multi.s/x:y", "uprobe.multi.s+", "x:y"),
     ("uretprobe.multi.s/x:y", "uretprobe.multi.s+", "x:y"),
     ("raw_tp.w/x", "raw_tp.w+", "x"),
+    ("tp.s/syscalls/sys_enter_getcwd", "tp.s+", "syscalls/sys_enter_getcwd"),
+    ("uprobe.session.s/x:y", "uprobe.session.s+", "x:y"),
+    ("sk_skb/verdict", "sk_skb/verdict", None),
     ("kprobe/", "kprobe+", ""),  # libbpf accepts an empty target
     ("tp/a/b/c", "tp+", "a/b/c"),
     ("uprobe//bin/true:main", "uprobe+", "/bin/true:main"),

@@ -438,9 +438,11 @@ def uprobe_multi_link_create(
     cookies: Sequence[int] = (),
     retprobe: bool = False,
     pid: int | None = None,
+    session: bool = False,
 ) -> int:
     """BPF_LINK_CREATE of a uprobe_multi link (6.6+): uprobes at many file offsets
-    of one binary, with per-probe semaphores and cookies, optionally for one pid."""
+    of one binary, with per-probe semaphores and cookies, optionally for one pid;
+    with `session` (6.13+) a uprobe session link (entry and return)."""
     count = len(offsets)
     if not count:
         raise InvalidArgumentError("uprobe_multi needs at least one offset")
@@ -453,7 +455,8 @@ def uprobe_multi_link_create(
     cks = _u64_array(cookies)
     attr = LinkCreateAttr()
     attr.prog_fd = prog_fd
-    attr.attach_type = AttachType.TRACE_UPROBE_MULTI
+    attr.attach_type = (AttachType.TRACE_UPROBE_SESSION if session
+                        else AttachType.TRACE_UPROBE_MULTI)
     um = attr.uprobe_multi
     um.path = ctypes.addressof(pbuf)
     um.offsets = _addr(offs)

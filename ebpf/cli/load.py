@@ -53,7 +53,9 @@ def load_object(path: str, *, each: bool = False, sets: Sequence[str] = (),
     except (Error, OSError) as e:
         result["open"] = {"ok": False, "error": str(e)}
         return result
-    names = [n for n, p in spec.programs.items() if getattr(p, "autoload", True)]
+    # --each means every program, whatever its autoload default (SEC("?...")); all
+    # together means what the object loads by default
+    names = [n for n, p in spec.programs.items() if each or getattr(p, "autoload", True)]
     groups = [[n] for n in names] if each else [names]
     for group in groups:
         try:

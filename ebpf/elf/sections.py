@@ -4,8 +4,9 @@
 type, the expected attach type, the attach target written in the name, the
 load flags and whether the program can be attached automatically. The naming
 convention is libbpf's, so objects written for libbpf load here the same way:
-the table holds the names libbpf 1.5 knows, tried in the order libbpf 1.5
-tries them, the first match winning. A pattern
+the table holds the names libbpf 1.6 knows (and the sleepable tracepoints
+``tp.s``/``tracepoint.s``, ``raw_tp.s``/``raw_tracepoint.s`` and ``tp_btf.s``
+libbpf added after it), tried in libbpf's order, the first match winning. A pattern
 
 - ``name`` matches that name only;
 - ``name+`` matches ``name`` alone or ``name/<target>``; the part after the
@@ -111,7 +112,8 @@ def _p(pattern: str, ptype: str, atype: str | None, flags: SecFlags = _F.NONE,
     return SectionPattern(pattern, ptype, atype, flags, kind)
 
 
-#: The section-name patterns libbpf 1.5 knows, in the order they are tried.
+#: The section-name patterns libbpf 1.6 knows (and the sleepable tracepoints added
+#: after it), in the order they are tried.
 SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("socket", "SOCKET_FILTER", None),
     _p("sk_reuseport/migrate", "SK_REUSEPORT", "SK_REUSEPORT_SELECT_OR_MIGRATE", _F.ATTACHABLE),
@@ -127,8 +129,10 @@ SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("kprobe.session+", "KPROBE", "TRACE_KPROBE_SESSION", kind=_K.KPROBE_SESSION),
     _p("uprobe.multi+", "KPROBE", "TRACE_UPROBE_MULTI", kind=_K.UPROBE_MULTI),
     _p("uretprobe.multi+", "KPROBE", "TRACE_UPROBE_MULTI", kind=_K.UPROBE_MULTI),
+    _p("uprobe.session+", "KPROBE", "TRACE_UPROBE_SESSION", kind=_K.UPROBE_MULTI),
     _p("uprobe.multi.s+", "KPROBE", "TRACE_UPROBE_MULTI", _S, _K.UPROBE_MULTI),
     _p("uretprobe.multi.s+", "KPROBE", "TRACE_UPROBE_MULTI", _S, _K.UPROBE_MULTI),
+    _p("uprobe.session.s+", "KPROBE", "TRACE_UPROBE_SESSION", _S, _K.UPROBE_MULTI),
     _p("ksyscall+", "KPROBE", None, kind=_K.KSYSCALL),
     _p("kretsyscall+", "KPROBE", None, kind=_K.KSYSCALL),
     _p("usdt+", "KPROBE", None, _F.USDT, _K.USDT),
@@ -146,11 +150,16 @@ SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("netkit/peer", "SCHED_CLS", "NETKIT_PEER"),
     _p("tracepoint+", "TRACEPOINT", None, kind=_K.TRACEPOINT),
     _p("tp+", "TRACEPOINT", None, kind=_K.TRACEPOINT),
+    _p("tracepoint.s+", "TRACEPOINT", None, _S, _K.TRACEPOINT),
+    _p("tp.s+", "TRACEPOINT", None, _S, _K.TRACEPOINT),
     _p("raw_tracepoint+", "RAW_TRACEPOINT", None, kind=_K.RAW_TRACEPOINT),
     _p("raw_tp+", "RAW_TRACEPOINT", None, kind=_K.RAW_TRACEPOINT),
+    _p("raw_tracepoint.s+", "RAW_TRACEPOINT", None, _S, _K.RAW_TRACEPOINT),
+    _p("raw_tp.s+", "RAW_TRACEPOINT", None, _S, _K.RAW_TRACEPOINT),
     _p("raw_tracepoint.w+", "RAW_TRACEPOINT_WRITABLE", None, kind=_K.RAW_TRACEPOINT),
     _p("raw_tp.w+", "RAW_TRACEPOINT_WRITABLE", None, kind=_K.RAW_TRACEPOINT),
     _p("tp_btf+", "TRACING", "TRACE_RAW_TP", _B, _K.TRACING),
+    _p("tp_btf.s+", "TRACING", "TRACE_RAW_TP", _B | _S, _K.TRACING),
     _p("fentry+", "TRACING", "TRACE_FENTRY", _B, _K.TRACING),
     _p("fmod_ret+", "TRACING", "MODIFY_RETURN", _B, _K.TRACING),
     _p("fexit+", "TRACING", "TRACE_FEXIT", _B, _K.TRACING),
@@ -178,6 +187,7 @@ SECTION_TABLE: tuple[SectionPattern, ...] = (
     _p("sockops", "SOCK_OPS", "CGROUP_SOCK_OPS", _F.ATTACHABLE_OPT),
     _p("sk_skb/stream_parser", "SK_SKB", "SK_SKB_STREAM_PARSER", _F.ATTACHABLE_OPT),
     _p("sk_skb/stream_verdict", "SK_SKB", "SK_SKB_STREAM_VERDICT", _F.ATTACHABLE_OPT),
+    _p("sk_skb/verdict", "SK_SKB", "SK_SKB_VERDICT", _F.ATTACHABLE_OPT),
     _p("sk_skb", "SK_SKB", None),
     _p("sk_msg", "SK_MSG", "SK_MSG_VERDICT", _F.ATTACHABLE_OPT),
     _p("lirc_mode2", "LIRC_MODE2", "LIRC_MODE2", _F.ATTACHABLE_OPT),
@@ -279,8 +289,16 @@ class SectionDef:
 
     @property
     def multi(self) -> bool:
-        """Attached through a multi link (kprobe.multi, kprobe.session, uprobe.multi)."""
+        """Attached through a multi link (kprobe.multi, kprobe.session, uprobe.multi,
+        uprobe.session)."""
         return self.kind in _MULTI
+
+    @property
+    def session(self) -> bool:
+        """A session probe: one program run on entry and on return (kprobe.session,
+        uprobe.session)."""
+        return self.attach_type is not None and self.attach_type.name in (
+            "TRACE_KPROBE_SESSION", "TRACE_UPROBE_SESSION")
 
     @property
     def retprobe(self) -> bool:

@@ -92,7 +92,8 @@ def attach_program(program: Program, spec: ProgramSpec | None = None) -> Link | 
         if not sep or not binary or not pattern:
             raise InvalidArgumentError(f"invalid uprobe.multi target {target!r}, expected "
                                        "<binary>:<pattern>")
-        return uprobe_multi(program, binary, pattern=pattern, retprobe=sdef.retprobe)
+        return uprobe_multi(program, binary, pattern=pattern, retprobe=sdef.retprobe,
+                            session=sdef.session)
     if kind is AttachKind.USDT:
         assert target is not None
         path, provider, name = parse_usdt_target(target)

@@ -341,9 +341,12 @@ def uprobe_multi(
     ref_ctr_offsets: Sequence[int] | None = None,
     pid: int | None = None,
     retprobe: bool = False,
+    session: bool = False,
 ) -> Link:
     """Attach a KPROBE program loaded with attach type TRACE_UPROBE_MULTI to many
-    places of one binary with a single bpf_link (Linux 6.6+).
+    places of one binary with a single bpf_link (Linux 6.6+); with `session`, a
+    program loaded with TRACE_UPROBE_SESSION (``SEC("uprobe.session")``, 6.13+) runs
+    on both entry and return.
 
     The places are functions `symbols`, every function matching the glob
     `pattern`, or raw file `offsets`. `cookies` and `ref_ctr_offsets` give one
@@ -368,7 +371,7 @@ def uprobe_multi(
     try:
         fd = _probe.uprobe_multi_link_create(
             program.fileno(), path, offs, ref_ctr_offsets=list(ref_ctr_offsets or ()),
-            cookies=list(cookies or ()), retprobe=retprobe, pid=pid)
+            cookies=list(cookies or ()), retprobe=retprobe, pid=pid, session=session)
     except SyscallError as e:
         if isinstance(e, NotSupportedError) or e.errno in (errno.EOPNOTSUPP, 524):
             raise NotSupportedError("uprobe_multi links", "needs Linux 6.6 with CONFIG_UPROBES",

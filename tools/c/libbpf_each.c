@@ -2,15 +2,15 @@
 /*
  * libbpf_each: the libbpf side of `ebpf load --each --json`.
  *
- * For a BPF object, load every autoload program on its own (all other programs
- * get bpf_program__set_autoload(false); the maps are created each time) and print
+ * For a BPF object, load every program on its own (all other programs get
+ * bpf_program__set_autoload(false); the maps are created each time) and print
  * one JSON object:
  *
  *   {"object": PATH, "libbpf": "1.1", "open": {"ok": B, "errno": N, "error": S},
  *    "programs": [{"name", "section", "type", "attach_type", "ok", "errno",
  *                  "log_tail"}]}
  *
- * Programs that are not autoloaded by default (SEC("?...")) are left out, as
+ * Programs that are not autoloaded by default (SEC("?...")) are loaded too, as
  * `ebpf load --each` does. Exit status 0 when everything loaded.
  *
  * With --prepare, sizes a tool's user space would set before loading are filled
@@ -186,8 +186,6 @@ int main(int argc, char **argv)
 	char **names = calloc(cap, sizeof(*names));
 	struct bpf_program *p;
 	bpf_object__for_each_program(p, obj) {
-		if (!bpf_program__autoload(p))
-			continue;
 		if (n == cap) {
 			cap *= 2;
 			names = realloc(names, cap * sizeof(*names));
@@ -203,9 +201,10 @@ int main(int argc, char **argv)
 		struct bpf_program *target = NULL;
 		if (obj) {
 			bpf_object__for_each_program(p, obj) {
-				if (strcmp(bpf_program__name(p), names[i]) == 0)
+				if (strcmp(bpf_program__name(p), names[i]) == 0) {
 					target = p;
-				else
+					bpf_program__set_autoload(p, true);
+				} else
 					bpf_program__set_autoload(p, false);
 			}
 		}

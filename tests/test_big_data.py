@@ -1,0 +1,59 @@
+"""Data sections as large as the kernel allows (issue 12, cause 7): a 16 MiB .bss,
+which libbpf loads, loads here and its variables read back."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from bpfbuild import compile_bpf
+from kernelmatrix import requires
+
+import ebpf
+from ebpf.elffile import ELFFile
+from ebpf.errors import ELFError
+
+BIG = 16 << 20
+
+
+def _big_array_values() -> bool:
+    """Whether the kernel creates an array map with a 16 MiB value (older kernels
+    stop at KMALLOC_MAX_SIZE; 6.12's limit is INT_MAX)."""
+    try:
+        ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.ARRAY, key_size=4, value_size=BIG,
+                              max_entries=1, name="big_probe")).close()
+    except ebpf.errors.SyscallError:
+        return False
+    return True
+
+
+@requires(_big_array_values, min_kernel="6.12")
+def test_16_mib_bss_loads_and_reads_back() -> None:
+    spec = ebpf.load_collection_spec(compile_bpf("big_bss"))
+    assert spec.maps[".bss"].value_size == BIG
+    assert spec.variables["big"].size == BIG - 16
+    spec.variables["first_seen"].set(7)
+    with ebpf.Collection(spec) as coll:
+        assert coll.maps[".bss"].info().value_size == BIG
+        assert coll.variables["first_seen"].get() == 7
+        assert coll.programs["touch_big"].test_run().retval == 0
+        # the program wrote the last byte of the 16 MiB array and read it back
+        assert coll.variables["last_written"].get() == 0x5A
+        assert coll.variables["first_seen"].get() == 0
+        # (char[] decodes as a C string: look at the bytes)
+        off = spec.variables["big"].offset
+        raw = coll.maps[".bss"].lookup(0, raw=True)[off : off + BIG - 16]
+        assert raw[-1] == 0x5A and not any(raw[:-1])
+
+
+def test_bss_larger_than_an_array_value_is_refused() -> None:
+    # the parser refuses what no kernel accepts (value_size > INT_MAX) before
+    # allocating it; everything up to that is left for the kernel to judge
+    raw = bytearray(compile_bpf("big_bss").read_bytes())
+    elf = ELFFile(bytes(raw))
+    bss = elf.section_by_name(".bss")
+    assert bss is not None
+    # Elf64_Shdr: sh_size is at offset 32 of the entry
+    struct.pack_into("<Q", raw, elf.shoff + bss.index * 64 + 32, 1 << 31)
+    with pytest.raises(ELFError, match=r"claims 2147483648 bytes.*at most 2147483647"):
+        ebpf.load_collection_spec(bytes(raw))
