@@ -25,6 +25,7 @@ import struct
 from functools import cache
 from typing import Any
 
+from . import btf as _btf
 from ._sys import caps as _caps
 from ._sys import ops as _ops
 from ._sys.syscall import bpf as _bpf
@@ -46,6 +47,7 @@ from ._sys.types import (
     ProgramType,
     RawTracepointOpenAttr,
 )
+from .btf import Enum, Func, load_kernel_spec
 from .btf.types import Kind as BTFKind
 from .errors import (
     BTFError,
@@ -443,8 +445,6 @@ def have_btf_kind(kind: BTFKind) -> bool:
 def _kernel_enum_values(enum_name: str) -> frozenset[str] | None:
     """Names in an enum of the kernel's BTF (None without kernel BTF)."""
     try:
-        from .btf import Enum, load_kernel_spec
-
         t = load_kernel_spec().type_by_name(enum_name, Enum)
     except Exception:
         return None
@@ -869,8 +869,6 @@ def require_struct_ops(type_name: str = "tcp_congestion_ops", *, link: bool = Fa
     implementation of `type_name`: STRUCT_OPS programs and maps, and
     ``struct bpf_struct_ops_<type_name>`` in its BTF; with `link`, also struct_ops
     maps registered through a bpf_link (``.struct_ops.link``, 6.4+)."""
-    from . import btf as _btf  # the kernel's BTF, only when asked about struct_ops
-
     require_program_type(ProgramType.STRUCT_OPS)
     require_map_type(MapType.STRUCT_OPS)
     kernel = _btf.load_kernel_spec()
@@ -937,8 +935,6 @@ def have_iter_target(name: str) -> bool:
     if not isinstance(name, str) or not name or "\0" in name:
         raise InvalidArgumentError(f"iterator target must be a non-empty name, got {name!r}")
     try:
-        from .btf import Func, load_kernel_spec
-
         target = load_kernel_spec().type_by_name(f"bpf_iter_{name}", Func)
     except (KeyNotFoundError, BTFError, OSError):
         return False

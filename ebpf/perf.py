@@ -32,6 +32,7 @@ memory-ordering assumptions.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import mmap
 from collections.abc import Callable
@@ -133,8 +134,6 @@ class _PerfRing:
             try:
                 self.mm.close()
             except BufferError:
-                import gc
-
                 gc.collect()
                 self.mm.close()
             self.mm = None

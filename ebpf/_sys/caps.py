@@ -292,7 +292,7 @@ def eperm_error(
                     f"so bpf() needs {_CAP_NAMES[bpf_cap]} even for socket filters and "
                     "array/hash maps")
         return PermissionError(err, msg)
-    from . import rlimit
+    from . import rlimit  # circular: rlimit imports this module
 
     memlock = rlimit.memlock_note() if cmd in (Cmd.MAP_CREATE, Cmd.PROG_LOAD,
                                                Cmd.BTF_LOAD, None) else ""

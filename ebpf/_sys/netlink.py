@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import fcntl
 import os
 import socket
 import struct
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import SyscallError
+from .consts import XDP_FLAGS_REPLACE
 from .syscall import from_errno
 
 __all__ = [
@@ -350,8 +352,6 @@ class NetlinkSocket:
         """Attach (`prog_fd`), replace or detach (`prog_fd` -1) the XDP program of
         `ifindex` through IFLA_XDP. With `expected_fd`, only if that program is the one
         attached (XDP_FLAGS_REPLACE)."""
-        from .consts import XDP_FLAGS_REPLACE
-
         attrs = [attr_s32(IFLA_XDP_FD, prog_fd)]
         if expected_fd is not None:
             flags |= XDP_FLAGS_REPLACE
@@ -500,8 +500,6 @@ def open_netns(netns: str | os.PathLike[str] | int) -> int:
     """A new close-on-exec fd for a network namespace: an fd (duplicated), a path
     (``/proc/<pid>/ns/net``, a bind mount) or a name made by ``ip netns add``
     (``/run/netns/<name>``)."""
-    import fcntl
-
     if isinstance(netns, int):
         return fcntl.fcntl(netns, fcntl.F_DUPFD_CLOEXEC, 3)
     path = os.fspath(netns)

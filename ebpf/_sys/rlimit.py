@@ -20,6 +20,9 @@ import re
 import resource
 import threading
 
+from .caps import CAP_SYS_RESOURCE, read_privileges
+from .types import Cmd, MapCreateAttr
+
 __all__ = ["INFINITY", "describe", "ensure_memlock", "kernel_charges_memlock",
            "memlock_note", "plan", "probe_memlock_charging"]
 
@@ -80,8 +83,7 @@ def _kernel_version() -> tuple[int, int]:
 
 
 def _create_array() -> int:
-    from .syscall import bpf_errno
-    from .types import Cmd, MapCreateAttr
+    from .syscall import bpf_errno  # circular: syscall imports this module
 
     attr = MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1)  # ARRAY
     return bpf_errno(Cmd.MAP_CREATE, attr)
@@ -123,8 +125,6 @@ def kernel_charges_memlock() -> bool | None:
 
 
 def _can_raise_hard() -> bool:
-    from .caps import CAP_SYS_RESOURCE, read_privileges
-
     return read_privileges().has(CAP_SYS_RESOURCE)
 
 

@@ -60,6 +60,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "HelperFunc":
+        # HelperFunc loads _sys/types_helpers.py: not on import
         from ebpf._sys.types import HelperFunc
 
         return HelperFunc

@@ -683,7 +683,7 @@ def nop() -> Instruction:
 
 @functools.cache
 def _helper_ids() -> dict[str, int]:
-    from ebpf._sys.types import HelperFunc
+    from ebpf._sys.types import HelperFunc  # HelperFunc loads _sys/types_helpers.py: not on import
 
     return {h.name: int(h) for h in HelperFunc}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+from .codec import decode
 from .instruction import Instruction, Statement
 from .link import resolvable, resolve_lenient
 from .opcodes import (
@@ -47,6 +48,7 @@ _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 @functools.cache
 def _helper_names() -> dict[int, str]:
     try:
+        # HelperFunc loads _sys/types_helpers.py: not on import
         from ebpf._sys.types import HelperFunc
     except ImportError:  # pragma: no cover - the generated module is missing
         return {}
@@ -224,8 +226,6 @@ def disassemble(insns: Iterable[Statement] | bytes | bytearray | memoryview) -> 
     Label references that resolve are shown as offsets; others as they are.
     """
     if isinstance(insns, (bytes, bytearray, memoryview)):
-        from .codec import decode
-
         insns = decode(insns)
     resolved, slots = resolve_lenient(insns)
     lines: list[str] = []

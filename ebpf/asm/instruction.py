@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import AsmError
 from .opcodes import (
     CALL,
     LD_IMM64,
@@ -112,7 +113,7 @@ class Instruction(Statement):
         return text + ")"
 
     def __str__(self) -> str:
-        from .disasm import format_instruction
+        from .disasm import format_instruction  # circular: disasm imports this module
 
         return format_instruction(self)
 
@@ -219,8 +220,6 @@ class Label(Statement):
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
-            from .errors import AsmError
-
             raise AsmError(f"a label name must be a non-empty string, not {name!r}")
         self.name = name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..errors import BTFError
 from .dedup import dedup  # eager: the submodule's name would shadow a lazy function
 from .kernel import load_kernel_spec
 from .spec import Spec
@@ -53,7 +54,6 @@ def load_spec(source: str | bytes, base: Spec | None = None) -> Spec:
         data = bytes(source)
     if data[:4] == b"\x7fELF":
         from ..elffile import ELFFile  # only for ELF input: `import ebpf.btf` stays small
-        from ..errors import BTFError
 
         sec = ELFFile(data).section_by_name(".BTF")
         if sec is None:

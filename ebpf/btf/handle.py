@@ -83,7 +83,7 @@ class Handle:
     @classmethod
     def from_spec(cls, spec: Spec, *, log_level: int = 0) -> Handle:
         """Marshal `spec` (keeping its type ids) and load it."""
-        from .builder import Builder
+        from .builder import Builder  # the BTF writer, only for from_spec
 
         return cls(Builder.from_spec(spec).marshal(), log_level=log_level)
 

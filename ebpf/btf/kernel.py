@@ -52,7 +52,7 @@ def load_kernel_spec() -> Spec:
                 raise NotSupportedError(
                     "kernel BTF", f"{VMLINUX} is missing (CONFIG_DEBUG_INFO_BTF); "
                     "pass an external BTF file instead") from None
-            from .cache import load_indexed
+            from .cache import load_indexed  # the index cache once the kernel's BTF is read
 
             _kernel = load_indexed(data)
         return _kernel

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import btf as _btf
 from .._sys.types import ProgramType
+from ..elffile import ELFFile
 from ..errors import ELFError
 from ..spec.struct_ops import StructOpsSpec
 
@@ -38,8 +39,6 @@ def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: Coll
 
     Raises ELFError for malformed sections.
     """
-    from ..elffile import ELFFile
-
     if isinstance(source, ELFFile):
         out = _read(source, spec)
     else:

@@ -49,6 +49,8 @@ import re
 import zlib
 from typing import TYPE_CHECKING
 
+from .._sys.validate import path as _checked_path
+from ..btf import values
 from ..btf.types import (
     Array,
     Composite,
@@ -60,6 +62,7 @@ from ..btf.types import (
     Type,
     skip_typedefs,
 )
+from ..elf.parse import load_collection_spec
 from ..errors import InvalidArgumentError
 from .ctypes_src import (
     BITS_HELPERS,
@@ -107,14 +110,10 @@ def generate(source: str | bytes | os.PathLike[str], *, name: str | None = None,
     `name`/`filename`. The source is always valid UTF-8: names that are not UTF-8 in
     the object appear as ``\\udcXX`` escapes.
     """
-    from ..collection import load_collection_spec
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         shown = filename or "<bytes>"
     else:
-        from .._sys.validate import path as _checked_path
-
         path = _checked_path(source, "object file path")
         with open(path, "rb") as f:
             data = f.read()
@@ -326,8 +325,6 @@ class _Generator:
     # -- <Name>Spec ----------------------------------------------------------------------
 
     def _var_doc(self, v: VariableSpec, live: bool) -> str:
-        from ..btf import values
-
         ctype = values.describe(v.type) if v.type is not None else f"{v.size} bytes"
         text = (f"``{ctype} {v.name}`` in {v.section} (offset {v.offset}, "
                 f"{v.size} bytes).")
@@ -384,8 +381,6 @@ class _Generator:
         return text + "."
 
     def _map_doc(self, mname: str, m: MapSpec) -> str:
-        from ..btf import values
-
         kind = getattr(m.type, "name", str(m.type))
         data_vars = [v.name for v in self.spec.variables.values() if v.section == mname]
         if data_vars:
@@ -425,7 +420,7 @@ class _Generator:
                   "    @classmethod",
                   "    def load(",
                   f"        cls, spec: {sn} | ebpf.CollectionSpec | None = None,",
-                  f"        **collection_kwargs: Any,", f"    ) -> {n}:"]
+                  "        **collection_kwargs: Any,", f"    ) -> {n}:"]
         self.imports.add("Any")
         lines += docstring(
             "Load the object into the kernel (maps, then programs); `spec` defaults to "
@@ -484,7 +479,7 @@ def blank_debug_sections(data: bytes) -> bytes:
     """`data` (an ELF object) with the contents of its DWARF sections (``.debug_*``
     and their relocations) zeroed, sizes and layout unchanged. Loading reads BTF,
     never DWARF; the zeros compress away."""
-    from ..elffile import ELFFile
+    from ..elffile import ELFFile  # the ELF reader only to blank DWARF
 
     out = bytearray(data)
     elf = ELFFile(data)

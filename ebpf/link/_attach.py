@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno as _errno
+import fcntl
 import os
 import socket
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .._sys import caps as _caps
 from .._sys import consts
+from .._sys import link as _syslink
 from .._sys import prog as _sysprog
 from .._sys.fd import FD, holds_first
+from .._sys.netlink import CLONE_NEWNET, open_netns, setns
 from .._sys.syscall import bpf
-from .._sys.types import AttachType, Cmd, LinkCreateAttr, ProgAttachAttr, ProgQueryAttr
+from .._sys.types import AttachType, Cmd, LinkCreateAttr, LinkType, ProgAttachAttr, ProgQueryAttr
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from .base import Link
 
@@ -59,8 +62,6 @@ def in_netns(netns: str | os.PathLike[str] | int) -> Iterator[None]:
     fd. Interfaces, netlink sockets and sockets created in the block belong to it; the
     thread returns to its own namespace afterwards (other threads are unaffected).
     """
-    from .._sys.netlink import CLONE_NEWNET, open_netns, setns
-
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = open_netns(netns)
@@ -78,8 +79,6 @@ def in_netns(netns: str | os.PathLike[str] | int) -> Iterator[None]:
 
 def open_dir(path: str | os.PathLike[str] | int, what: str) -> FD:
     """An fd (close-on-exec) for a cgroup directory given by path or fd."""
-    import fcntl
-
     if isinstance(path, int):
         return FD(fcntl.fcntl(path, fcntl.F_DUPFD_CLOEXEC, 3), what)
     fileno = getattr(path, "fileno", None)
@@ -361,8 +360,6 @@ def _attach_call(attr: ProgAttachAttr, what: str, program: Program) -> None:
 @holds_first
 def link_create(program: Program, attr: LinkCreateAttr, what: str) -> FD:
     """BPF_LINK_CREATE for `program` with a caller-filled `attr`; the link fd."""
-    from .._sys import link as _syslink
-
     attr.prog_fd = program.fileno()
     try:
         return FD(_syslink.link_create(attr), "link")
@@ -425,8 +422,6 @@ def net_link_target(info: Any) -> dict[str, Any] | None:
     """What a networking bpf_link is attached to, from its `struct bpf_link_info`
     (`Link.info()`), as plain data: {"attach_type": ..., "ifindex"/"cgroup_id"/
     "netns_ino"/"map_id"/...}. None for link types that are not networking hooks."""
-    from .._sys.types import LinkType
-
     try:
         lt = LinkType(info.type)
     except ValueError:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._sys import link as _link
 from .._sys import ops as _ops
 from .._sys import validate as _validate
+from .._sys.consts import BPF_F_REPLACE
 from .._sys.fd import FD
 from .._sys.fd import hold as _hold
 from .._sys.types import Cmd, LinkType
@@ -74,8 +75,6 @@ class Link:
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Atomically replace the attached program (BPF_LINK_UPDATE). With `old`,
         fails unless `old` is the program currently attached."""
-        from .._sys.consts import BPF_F_REPLACE
-
         # held: none of the three numbers can be freed (and reused) mid-call
         with _hold(self.fd, program, old):
             _link.link_update(self.fd.fileno(), program.fd.fileno(),

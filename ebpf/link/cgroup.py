@@ -14,6 +14,7 @@ import enum
 import os
 from typing import TYPE_CHECKING
 
+from .. import features
 from .._sys import consts
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError
@@ -148,6 +149,4 @@ def cgroup_programs(cgroup: str | os.PathLike[str] | int, attach_type: AttachTyp
 
 
 def _have_cgroup_links() -> bool:
-    from .. import features
-
     return features.have_link_type(LinkType.CGROUP)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno as _errno
 from typing import TYPE_CHECKING, Any
 
+from .. import features
 from .._sys.types import AttachType, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
@@ -56,8 +57,6 @@ def _side(attach_type: str | AttachType) -> str:
 
 
 def _have_netkit() -> bool:
-    from .. import features
-
     return features.have_link_type(LinkType.NETKIT)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from .. import features
 from .._sys.fd import FD
 from .._sys.netlink import open_netns
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
@@ -84,8 +85,6 @@ def flow_dissector(program: Program, netns: NetNs = None, *, link: bool | None =
     if program.type != ProgramType.FLOW_DISSECTOR:
         raise InvalidArgumentError(f"flow_dissector: program {program.name!r} is "
                                    f"{program.type.name}, not FLOW_DISSECTOR")
-    from .. import features
-
     have_links = features.have_link_type(LinkType.NETNS)
     if link is None:
         link = have_links

@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import features
 from .._sys import perf as _perf
 from .._sys import probe as _probe
 from .._sys.fd import FD, holds_first
@@ -137,8 +138,6 @@ class PerfEventLink(Link):
 
 def _have_perf_link() -> bool:
     """Whether BPF_LINK_CREATE can attach programs to perf events (5.15+), probed once."""
-    from .. import features
-
     return features.have_link_type(LinkType.PERF_EVENT)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import features
 from .._sys.fd import FD
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, MapType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
@@ -62,8 +63,6 @@ def sockmap(program: Program, map: Map, attach_type: AttachType | int | None = N
         raise InvalidArgumentError(f"sockmap: map {map.name!r} is {map.type.name}, not a "
                                    "SOCKMAP or SOCKHASH")
     what = f"{map.type.name.lower()} {map.name!r}"
-    from .. import features
-
     have_links = features.have_link_type(LinkType.SOCKMAP)
     if link is None:
         link = have_links

@@ -22,6 +22,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .. import features
 from .._sys.fd import holds_first
 from .._sys.netlink import (
     ETH_P_ALL,
@@ -117,8 +118,6 @@ def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
 
 
 def _have_tcx() -> bool:
-    from .. import features
-
     return features.have_link_type(LinkType.TCX)
 
 

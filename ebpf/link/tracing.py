@@ -22,8 +22,10 @@ from .._sys import perf as _perf
 from .._sys import probe as _probe
 from .._sys.fd import FD, holds_first
 from .._sys.types import AttachType, ProgramType
+from ..btf import Func, Spec
 from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
 from .base import Link
+from .iter import iter as _iter
 from .perf_event import PerfEventLink, attach_perf_event
 
 if TYPE_CHECKING:
@@ -90,8 +92,6 @@ def raw_tracepoint(program: Program, name: str | None = None, *, cookie: int = 0
 
 def _btf_func_id(target: Program, func: str) -> int:
     """The BTF id of function `func` in the BTF the loaded program `target` carries."""
-    from ..btf import Func, Spec
-
     info = target.info()
     if not info.btf_id:
         raise InvalidArgumentError(
@@ -134,8 +134,6 @@ def tracing(
     if attach_type is None and ptype == ProgramType.LSM:
         attach_type = AttachType.LSM_MAC
     if attach_type == AttachType.TRACE_ITER:
-        from .iter import iter as _iter
-
         return _iter(program)
     if (target is None) != (target_function is None):
         raise InvalidArgumentError("give both target and target_function, or neither")

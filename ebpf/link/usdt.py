@@ -34,7 +34,9 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._sys.types import AttachType, ProgramType
+from .._sys import ops
+from .._sys.types import AttachType, MapInfo, ProgramType
+from ..btf import Array, Composite, Spec, sizeof, skip_typedefs, strip_qualifiers
 from ..elffile import ELFFile, ElfType, SectionType, SegmentFlags, SegmentType
 from ..errors import (
     ELFError,
@@ -43,12 +45,12 @@ from ..errors import (
     NotSupportedError,
     SyscallError,
 )
+from ..maps import Map
 from .base import Link
 from .perf_event import COOKIE_FEATURE, MultiLink
-from .uprobe import attach_uprobe_at, resolve_binary
+from .uprobe import attach_uprobe_at, resolve_binary, uprobe_multi
 
 if TYPE_CHECKING:
-    from ..maps import Map
     from ..programs import Program
 
 __all__ = [
@@ -337,8 +339,6 @@ def _sib_packer(value_type: Any) -> Any:
     """From the BTF of the specs map's value (struct __bpf_usdt_spec), a function
     that stores a SIB argument's index register and scale into a 16-byte arg
     spec (libbpf 1.7+ layouts), or None when the program's usdt.bpf.h is older."""
-    from ..btf import Array, Composite, skip_typedefs, strip_qualifiers
-
     t = skip_typedefs(value_type)
     if not isinstance(t, Composite):
         return None
@@ -380,8 +380,6 @@ def _sib_packer(value_type: Any) -> Any:
 
 
 def _sizeof(t: Any) -> int:
-    from ..btf import sizeof
-
     return int(sizeof(t))
 
 
@@ -444,8 +442,6 @@ def _release_ids(map_id: int, ids: Sequence[int]) -> None:
 
 def _program_map(program: Program, name: str) -> Map | None:
     """The map called `name` (as the kernel truncates names) that `program` uses."""
-    from ..maps import Map
-
     kname = name[:15]
     for map_id in program.info().map_ids:
         try:
@@ -462,10 +458,6 @@ def _value_btf(m: Map) -> Any:
     vt = getattr(m, "value_type", None)
     if vt is not None:
         return vt
-    from .._sys import ops
-    from .._sys.types import MapInfo
-    from ..btf import Spec
-
     info = MapInfo()
     try:
         ops.obj_get_info(m.fileno(), info)
@@ -633,8 +625,6 @@ def _attach_locations(program: Program, path: str, probes: Sequence[USDTProbe],
 
 def _multi(program: Program, path: str, probes: Sequence[USDTProbe], ids: Sequence[int],
            pid: int | None) -> Link:
-    from .uprobe import uprobe_multi
-
     return uprobe_multi(program, path, offsets=[p.file_offset for p in probes],
                         cookies=list(ids),
                         ref_ctr_offsets=[p.semaphore_offset for p in probes], pid=pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from .. import features
 from .._sys import consts
 from .._sys.fd import holds_first
 from .._sys.netlink import NetlinkSocket, XdpInfo
@@ -167,6 +168,4 @@ def xdp_info(iface: str | int) -> XdpInfo:
 
 
 def _have_xdp_links() -> bool:
-    from .. import features
-
     return features.have_link_type(LinkType.XDP)

@@ -117,7 +117,7 @@ def shape(buf: Any, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
     fmt = None if per_cpu else INT_FORMATS.get(size)
     if numpy:
         try:
-            import numpy as np
+            import numpy as np  # optional dependency, only for numpy=True
         except ImportError:
             raise NotSupportedError("numpy output", "numpy is not installed") from None
         if fmt is not None:

@@ -158,7 +158,7 @@ def np_copy_run(np: Any, buf: Any, first: int, stride: int, count: int, hdr_dtyp
 def require_numpy() -> Any:
     """Import numpy, or explain that the array readers need it."""
     try:
-        import numpy
+        import numpy  # optional dependency, only for numpy output
     except ImportError:
         raise ImportError("read_array needs numpy, which is not installed "
                           "(pip install numpy); read_batch works without it") from None

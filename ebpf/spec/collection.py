@@ -8,6 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
+from .reprs import collection_repr, variable_repr
 
 if TYPE_CHECKING:
     from .. import btf
@@ -76,8 +77,6 @@ class VariableSpec:
     _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
-        from .reprs import variable_repr
-
         return variable_repr(self)
 
     def _buffer(self) -> bytearray:
@@ -180,6 +179,4 @@ class CollectionSpec:
         return new
 
     def __repr__(self) -> str:
-        from .reprs import collection_repr
-
         return collection_repr(self)

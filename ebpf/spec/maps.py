@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._sys import types as _t
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
+from .reprs import map_repr
 
 if TYPE_CHECKING:
     from .. import btf
@@ -94,8 +95,6 @@ class MapSpec:
         return new
 
     def __repr__(self) -> str:
-        from .reprs import map_repr
-
         return map_repr(self)
 
     def check_compatible(self, m: SupportsInfo) -> None:

@@ -22,7 +22,7 @@ def _enum(v: Any) -> str:
 
 def type_name(t: Any) -> str:
     """A BTF type as a short C-like name (``struct event``, ``u32[4]``)."""
-    from ..btf.values import describe
+    from ..btf.values import describe  # BTF code only to name a type: `import ebpf.spec` loads none
 
     try:
         text = describe(t)
