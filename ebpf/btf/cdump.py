@@ -36,8 +36,10 @@ types nested deeper than a C compiler accepts) raises BTFError.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterable, Sequence
+from itertools import compress
 
 from ..errors import BTFError
 from .spec import Spec
@@ -110,6 +112,9 @@ _PAD_UNITS = ((8, "char"), (16, "short"), (32, "int"), (64, "long"))
 _ENUM_MODE = {1: "byte", 2: "HI"}
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 _TABS = ["\t" * i for i in range(32)]
+# Kinds (as `Spec._kinds` gives them) of the types `_Names` names and `write_all` writes:
+# INT, STRUCT, UNION, ENUM, FWD, TYPEDEF, FLOAT, ENUM64.
+_TOP_KINDS = bytes(k in (1, 4, 5, 6, 7, 8, 16, 19) for k in range(256))
 
 
 def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = True) -> str:
@@ -117,15 +122,31 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     they need, in an order that compiles. `header=False` leaves out the include
     guard and the `preserve_access_index` pragma. Functions and variables are
     not declared."""
-    all_types = list(spec)
-    emitter = _Emitter(_Names(all_types))
-    if types is None:
-        emitter.write_all(all_types)
-    else:
-        for t in types:
-            emitter.write(t, explicit=True)
-    body = "".join(emitter.out)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the types decoded here live as long as the spec: no garbage to find
+    try:
+        named = _named_types(spec)
+        emitter = _Emitter(_Names(named))
+        if types is None:
+            emitter.write_all(named)
+        else:
+            for t in types:
+                emitter.write(t, explicit=True)
+        body = "".join(emitter.out)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return HEADER + body + FOOTER if header else body
+
+
+def _named_types(spec: Spec) -> list[Type]:
+    """The types of `spec` (not its base) that may get a C name or be written at the
+    top level, in id order; the others (pointers, prototypes, functions, variables,
+    ...) are only written where something refers to them, so they are decoded then."""
+    kinds = spec._kinds()
+    first = len(spec) - len(kinds)
+    ids = compress(range(first, first + len(kinds)), kinds.translate(_TOP_KINDS))
+    return list(map(spec.type_by_id, ids))
 
 
 def _tabs(lvl: int) -> str:

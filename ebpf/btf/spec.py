@@ -19,7 +19,7 @@ import mmap
 import struct
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, overload
 
 from .._sys import forking as _forking
@@ -39,6 +39,7 @@ from .types import (
     Int,
     IntEncoding,
     Kind,
+    Linkage,
     Member,
     Pointer,
     Restrict,
@@ -72,6 +73,17 @@ _MAX_KIND = len(_FIXED) - 1
 _NAMED_KINDS = frozenset((Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.TYPEDEF,
                           Kind.FUNC, Kind.VAR, Kind.DATASEC, Kind.FLOAT, Kind.DECL_TAG,
                           Kind.TYPE_TAG, Kind.ENUM64))
+
+# The decoder's view of the kinds: plain ints, and the classes of the kinds whose
+# record is one reference (in `size_type`) and maybe a name.
+_INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF = range(1, 9)
+_VOLATILE, _CONST, _RESTRICT, _FUNC, _FUNC_PROTO, _VAR, _DATASEC = range(9, 16)
+_FLOAT, _DECL_TAG, _TYPE_TAG, _ENUM64 = range(16, 20)
+_REF_KINDS: dict[int, type[Type]] = {
+    _FUNC: Func, _PTR: Pointer, _CONST: Const, _TYPEDEF: Typedef, _VOLATILE: Volatile,
+    _RESTRICT: Restrict, _TYPE_TAG: TypeTag}
+_LINKAGES = (Linkage.STATIC, Linkage.GLOBAL, Linkage.EXTERN)
+_new = object.__new__
 
 # After this many scanning name lookups a Spec indexes every name at once.
 _SCANS_BEFORE_INDEX = 16
@@ -488,102 +500,163 @@ class Spec:
                            self._type_start + 4 * i) from None
 
     def _decode_record(self, i: int, tid: int) -> Type:
+        # The hot path of every dump: kinds as plain ints, the most frequent first, and
+        # objects made with `object.__new__` and their slots (what __init__ would set).
         w = self._words
         name_off, info, size_type = w[i], w[i + 1], w[i + 2]
         kind = (info >> 24) & 0x1F
         vlen = info & 0xFFFF
-        kflag = bool(info >> 31)
-        string = self.string
-        name = string(name_off) if name_off else ""
+        kflag = info >> 31
+        name = self._strcache.get(name_off) or (self.string(name_off) if name_off else "")
         # Reference checks: ids are checked against the count when it is known;
         # in a lazily walked spec an id past the end fails when it is resolved.
         maxid = self._first_id + self._count if self._count is not None else (
             self._first_id + self._nwords // 3 + 1)
-        at = self._type_start + 4 * i
-
-        def ref(r: int) -> int:
-            if r >= maxid:
-                raise BTFError(f"type id {tid}: reference to type id {r} out of range", at)
-            return r
-
         j = i + 3
         t: Type
-        if kind == Kind.INT:
+        if kind in _REF_KINDS:  # FUNC, PTR, CONST, TYPEDEF, VOLATILE, RESTRICT, TYPE_TAG
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            t = _new(_REF_KINDS[kind])
+            t._type = size_type  # type: ignore[attr-defined]
+            if kind == _FUNC:
+                t.linkage = _LINKAGES[vlen] if vlen < 3 else vlen  # type: ignore[attr-defined]
+            elif kind == _TYPE_TAG:
+                t.attribute = bool(kflag)  # type: ignore[attr-defined]
+            elif kind != _TYPEDEF:
+                name = ""
+        elif kind == _FUNC_PROTO:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            fp = _new(FuncProto)
+            fp._return = size_type
+            params: list[FuncParam] = []
+            if vlen:
+                seg = w[j : j + 2 * vlen]
+                types = seg[1::2]
+                if max(types) >= maxid:
+                    self._bad_ref(tid, max(types), i)
+                add_param = params.append
+                for pname, ptype in zip(self._names_at(seg[0::2]), types, strict=True):
+                    p = _new(FuncParam)
+                    p.name = pname
+                    p._type = ptype
+                    p._owner = fp
+                    add_param(p)
+            fp.params = params
+            t, name = fp, ""
+        elif kind == _STRUCT or kind == _UNION:
+            c = _new(Struct if kind == _STRUCT else Union)
+            c.size = size_type
+            members: list[Member] = []
+            if vlen:
+                seg = w[j : j + 3 * vlen]
+                types = seg[1::3]
+                if max(types) >= maxid:
+                    self._bad_ref(tid, max(types), i)
+                add_member = members.append
+                names = self._names_at(seg[0::3])
+                if kflag:
+                    for mname, mtype, moff in zip(names, types, seg[2::3], strict=True):
+                        m = _new(Member)
+                        m.name = mname
+                        m._type = mtype
+                        m.offset_bits = moff & 0xFFFFFF
+                        m.bitfield_size = moff >> 24
+                        m._owner = c
+                        add_member(m)
+                else:
+                    for mname, mtype, moff in zip(names, types, seg[2::3], strict=True):
+                        m = _new(Member)
+                        m.name = mname
+                        m._type = mtype
+                        m.offset_bits = moff
+                        m.bitfield_size = 0
+                        m._owner = c
+                        add_member(m)
+            c._members = members
+            t = c
+        elif kind == _ARRAY:
+            elem, index = w[j], w[j + 1]
+            if elem >= maxid or index >= maxid:
+                self._bad_ref(tid, max(elem, index), i)
+            a = _new(Array)
+            a._type = elem
+            a._index = index
+            a.nelems = w[j + 2]
+            t, name = a, ""
+        elif kind == _ENUM or kind == _ENUM64:
+            e = _new(Enum)
+            e.size = size_type
+            e.signed = bool(kflag)
+            e._is64 = kind == _ENUM64
+            values: list[EnumValue] = []
+            if vlen:
+                nums: Iterable[int]
+                if kind == _ENUM:
+                    seg = w[j : j + 2 * vlen]
+                    nums = seg[1::2]
+                    if kflag:
+                        nums = [v - (1 << 32) if v & 0x80000000 else v for v in nums]
+                    names = self._names_at(seg[0::2], empty=False)
+                else:
+                    seg = w[j : j + 3 * vlen]
+                    nums = [lo | (hi << 32) for lo, hi in zip(seg[1::3], seg[2::3], strict=True)]
+                    if kflag:
+                        nums = [v - (1 << 64) if v & (1 << 63) else v for v in nums]
+                    names = self._names_at(seg[0::3], empty=False)
+                append = values.append
+                for vname, v in zip(names, nums, strict=True):
+                    ev = _new(EnumValue)
+                    ev.name = vname
+                    ev.value = v
+                    append(ev)
+            e.values = values
+            t = e
+        elif kind == _INT:
             enc = w[j]
             t = Int(name, size_type, IntEncoding((enc >> 24) & 0xF), enc & 0xFF,
                     (enc >> 16) & 0xFF)
-        elif kind == Kind.PTR:
-            t = Pointer(ref(size_type))
-        elif kind == Kind.ARRAY:
-            t = Array(ref(w[j]), w[j + 2], ref(w[j + 1]))
-        elif kind == Kind.STRUCT or kind == Kind.UNION:
-            members = []
-            for _ in range(vlen):
-                m_name, m_type, m_off = w[j], w[j + 1], w[j + 2]
-                j += 3
-                if kflag:
-                    members.append(Member(string(m_name) if m_name else "", ref(m_type),
-                                          m_off & 0xFFFFFF, m_off >> 24))
-                else:
-                    members.append(Member(string(m_name) if m_name else "", ref(m_type), m_off))
-            t = (Struct if kind == Kind.STRUCT else Union)(name, size_type, members)
-        elif kind == Kind.ENUM:
-            vals = []
-            for _ in range(vlen):
-                v = w[j + 1]
-                if kflag and v & 0x80000000:
-                    v -= 1 << 32
-                vals.append(EnumValue(string(w[j]), v))
-                j += 2
-            t = Enum(name, size_type, vals, signed=kflag)
-            t._is64 = False
-        elif kind == Kind.ENUM64:
-            vals = []
-            for _ in range(vlen):
-                v = w[j + 1] | (w[j + 2] << 32)
-                if kflag and v & (1 << 63):
-                    v -= 1 << 64
-                vals.append(EnumValue(string(w[j]), v))
-                j += 3
-            t = Enum(name, size_type, vals, signed=kflag)
-            t._is64 = True
-        elif kind == Kind.FWD:
-            t = Fwd(name, kflag)
-        elif kind == Kind.TYPEDEF:
-            t = Typedef(name, ref(size_type))
-        elif kind == Kind.VOLATILE:
-            t = Volatile(ref(size_type))
-        elif kind == Kind.CONST:
-            t = Const(ref(size_type))
-        elif kind == Kind.RESTRICT:
-            t = Restrict(ref(size_type))
-        elif kind == Kind.TYPE_TAG:
-            t = TypeTag(name, ref(size_type), attribute=kflag)
-        elif kind == Kind.FUNC:
-            t = Func(name, ref(size_type), vlen)  # type: ignore[arg-type]
-        elif kind == Kind.FUNC_PROTO:
-            params = []
-            for _ in range(vlen):
-                params.append(FuncParam(string(w[j]) if w[j] else "", ref(w[j + 1])))
-                j += 2
-            t = FuncProto(ref(size_type), params)
-        elif kind == Kind.VAR:
-            t = Var(name, ref(size_type), w[j])  # type: ignore[arg-type]
-        elif kind == Kind.DATASEC:
+        elif kind == _FWD:
+            t = Fwd(name, bool(kflag))
+        elif kind == _VAR:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            t = Var(name, size_type, w[j])  # type: ignore[arg-type]
+        elif kind == _DATASEC:
             secinfo = []
             for _ in range(vlen):
-                secinfo.append(VarSecinfo(ref(w[j]), w[j + 1], w[j + 2]))
+                if w[j] >= maxid:
+                    self._bad_ref(tid, w[j], i)
+                secinfo.append(VarSecinfo(w[j], w[j + 1], w[j + 2]))
                 j += 3
             t = Datasec(name, size_type, secinfo)
-        elif kind == Kind.FLOAT:
+        elif kind == _FLOAT:
             t = Float(name, size_type)
-        elif kind == Kind.DECL_TAG:
+        elif kind == _DECL_TAG:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
             idx = w[j]
-            t = DeclTag(name, ref(size_type), idx - (1 << 32) if idx & 0x80000000 else idx,
-                        attribute=kflag)
+            t = DeclTag(name, size_type, idx - (1 << 32) if idx & 0x80000000 else idx,
+                        attribute=bool(kflag))
         else:
-            raise BTFError(f"type id {tid} has unsupported kind {kind}", at)
+            raise BTFError(f"type id {tid} has unsupported kind {kind}", self._type_start + 4 * i)
+        t.name = name
         return t
+
+    def _bad_ref(self, tid: int, ref: int, i: int) -> None:
+        raise BTFError(f"type id {tid}: reference to type id {ref} out of range",
+                       self._type_start + 4 * i)
+
+    def _names_at(self, offs: Iterable[int], empty: bool = True) -> list[str]:
+        """The strings at offsets `offs` ("" for offset 0 when `empty`)."""
+        cache = self._strcache
+        names = list(map(cache.get, offs))
+        if None in names:
+            string = self.string
+            names = [s if s is not None else (string(o) if o or not empty else "")
+                     for s, o in zip(names, offs, strict=True)]
+        return names  # type: ignore[return-value]
 
     # -- lookups ----------------------------------------------------------------
 
@@ -793,6 +866,16 @@ class Spec:
             yield self.type_by_id(0)
         for tid in range(self._first_id, len(self)):
             yield self.type_by_id(tid)
+
+    def _kinds(self) -> bytes:
+        """The kind of each type of this spec (not its base), in id order: byte k is the
+        kind of type id `first + k` (read from the info words, nothing decoded)."""
+        self._ensure_complete()
+        offsets = self._offsets
+        if not offsets:
+            return b""
+        w = self._words
+        return bytes([(w[o + 1] >> 24) & 0x1F for o in offsets])
 
     def copy_offsets(self) -> bytes:
         """The type offset index, for an on-disk cache."""

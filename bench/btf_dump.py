@@ -1,0 +1,117 @@
+"""Benchmark: `ebpf btf dump` of the whole kernel BTF vs `bpftool btf dump`.
+
+    sudo nice python3 bench/btf_dump.py [--runs 7] [--btf /sys/kernel/btf/vmlinux]
+
+Runs, interleaved round by round so that background load hits both tools alike,
+
+* `python3 -m ebpf btf dump file BTF format c` and `bpftool btf dump file BTF format c`,
+* the same with `format raw`,
+* `python3 -c pass` and `python3 -c "import ebpf.cli"` (the interpreter's and the
+  CLI's import share of the process start),
+
+each as a fresh process with its output sent to a pipe that is read and discarded
+(as `> /dev/null` would not: some tools detect it). CPU time (user + sys of the child,
+from `wait4`) is the primary figure on a shared machine; wall time is reported too.
+Figures are milliseconds, min and median over the runs; `ratio` divides ours by
+bpftool's (min CPU and min wall). The kernel's BTF index cache is disabled for the
+child (`EBPF_BTF_CACHE=0`): the dump is measured cold. Imports run from bytecode
+(written by a priming run). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VMLINUX = "/sys/kernel/btf/vmlinux"
+TARGET_RATIO = 2.0
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(CPU ms, wall ms, bytes of output) of one run of `argv`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    nbytes = 0
+    while True:
+        chunk = proc.stdout.read(1 << 20)
+        if not chunk:
+            break
+        nbytes += len(chunk)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - start) * 1e3
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode()[-500:]}")
+    return (usage.ru_utime + usage.ru_stime) * 1e3, wall, nbytes
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 1), "median": round(statistics.median(values), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--btf", default=VMLINUX, help="the BTF file to dump")
+    ap.add_argument("--bpftool", default=shutil.which("bpftool") or "bpftool")
+    args = ap.parse_args()
+    env = dict(os.environ, EBPF_BTF_CACHE="0")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    py = sys.executable
+    commands: dict[str, list[str]] = {}
+    for fmt in ("c", "raw"):
+        commands[f"ebpf_{fmt}"] = [py, "-m", "ebpf", "btf", "dump", "file", args.btf,
+                                   "format", fmt]
+        commands[f"bpftool_{fmt}"] = [args.bpftool, "btf", "dump", "file", args.btf,
+                                      "format", fmt]
+    commands["python_pass"] = [py, "-c", "pass"]
+    commands["import_ebpf_cli"] = [py, "-c", "import ebpf.cli"]
+    cpu: dict[str, list[float]] = {k: [] for k in commands}
+    wall: dict[str, list[float]] = {k: [] for k in commands}
+    sizes: dict[str, int] = {}
+    for argv in commands.values():  # priming: bytecode, page cache
+        run_once(argv, env)
+    for _ in range(args.runs):
+        for key, argv in commands.items():
+            c, w, n = run_once(argv, env)
+            cpu[key].append(c)
+            wall[key].append(w)
+            sizes[key] = n
+    out: dict[str, Any] = {
+        "benchmark": "btf_dump",
+        "btf": args.btf,
+        "runs": args.runs,
+        "env": {"python": platform.python_version(), "kernel": platform.release(),
+                "cpus": os.cpu_count(), "load_avg": os.getloadavg()[0]},
+    }
+    for key in commands:
+        out[key] = {"cpu_ms": _stats(cpu[key]), "wall_ms": _stats(wall[key])}
+        if key in sizes and not key.startswith(("python", "import")):
+            out[key]["output_bytes"] = sizes[key]
+    ratio: dict[str, float] = {}
+    for fmt in ("c", "raw"):
+        ours, theirs = out[f"ebpf_{fmt}"], out[f"bpftool_{fmt}"]
+        ratio[f"{fmt}_cpu"] = round(ours["cpu_ms"]["min"] / theirs["cpu_ms"]["min"], 2)
+        ratio[f"{fmt}_wall"] = round(ours["wall_ms"]["min"] / theirs["wall_ms"]["min"], 2)
+    out["ratio"] = ratio
+    out["target_ratio"] = TARGET_RATIO
+    out["within_target"] = {k: v <= TARGET_RATIO for k, v in ratio.items()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
