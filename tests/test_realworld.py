@@ -131,10 +131,13 @@ def test_unknown_section_names_with_load_each() -> None:
     res = load_object(str(compile_bpf("realworld_sections")), each=True)
     assert res["open"]["ok"], res
     by_name = {p["name"]: p for p in res["programs"]}
-    assert set(by_name) == {"known", "custom"}
+    # --each is every program, the SEC("?...") one included
+    assert set(by_name) == {"known", "custom", "custom_off"}
     assert by_name["known"]["ok"]
     assert not by_name["custom"]["ok"]
     assert "socket_filter/custom" in by_name["custom"]["error"]
+    assert not by_name["custom_off"]["ok"]
+    assert "socket/2" in by_name["custom_off"]["error"]
 
 
 def test_ringbuf_sizes_round_up_like_libbpf() -> None:
