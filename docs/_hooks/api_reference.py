@@ -26,6 +26,7 @@ MODULES: list[tuple[str, str]] = [
     ("ebpf.asm", "instructions, assembler and disassembler"),
     ("ebpf.features", "kernel feature probes"),
     ("ebpf.gen", "typed Python bindings for an object (ebpf gen)"),
+    ("ebpf.gen.build", "compiling BPF C into CO-RE objects (ebpf build)"),
     ("ebpf.errors", "the exception hierarchy"),
     ("ebpf.tracing", "tracefs: trace_pipe and friends"),
     ("ebpf.hist", "histograms of BPF-side counters"),

@@ -1,0 +1,204 @@
+"""The examples gallery (examples/, docs/examples/): each example runs briefly as a
+user runs it (`--duration`/`--count`), as a subprocess, and its output is checked
+against activity the test makes itself. Networking examples run inside the test's
+network namespaces; hooks this kernel lacks are declared with `requires` (the kernel
+matrix runs them)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+sys.path.insert(0, str(REPO / "tools"))
+
+import gen_examples  # noqa: E402
+
+
+class Running:
+    """An example started in the background; `wait_for` a line, then `finish`."""
+
+    def __init__(self, argv: Sequence[str], netns: str | None = None) -> None:
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.proc = subprocess.Popen([*prefix, sys.executable, *argv], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines: list[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
+        """Read stdout until a line matches `pattern` (the example is ready)."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if re.search(pattern, line):
+                return line
+        self.proc.kill()
+        _, err = self.proc.communicate()
+        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines)}{err}")
+
+    def finish(self, timeout: float = 30.0) -> str:
+        """Wait for the exit (status 0) and return all of stdout."""
+        out, err = self.proc.communicate(timeout=timeout)
+        text = "".join(self.lines) + out
+        assert self.proc.returncode == 0, text + err
+        return text
+
+
+def run(*argv: str, netns: str | None = None, timeout: float = 60.0) -> str:
+    """Run an example to its end (status 0); its stdout."""
+    r = Running(argv, netns)
+    return r.finish(timeout)
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    """Examples started by the test, killed if the test fails before they end."""
+    started: list[Running] = []
+    yield started
+    for r in started:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.communicate()
+
+
+def start(started: list[Running], *argv: str, netns: str | None = None) -> Running:
+    r = Running(argv, netns)
+    started.append(r)
+    return r
+
+
+def test_every_example_has_help_and_a_page() -> None:
+    for script in sorted(EXAMPLES.glob("*.py")):
+        if script.name in ("common.py", "demo.py", "device_filter.py", "execsnoop.py") \
+                or script.name.endswith("_bpf.py"):
+            continue
+        r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                           text=True, cwd=REPO)
+        assert r.returncode == 0 and "--duration" in r.stdout, (script, r.stderr)
+        assert (REPO / "docs" / "examples" / f"{script.stem}.md").exists(), script
+        assert (EXAMPLES / "bpf" / f"{script.stem}.bpf.c").exists(), script
+        assert "clang-19" not in script.read_text()
+
+
+def test_docs_quote_the_examples_verbatim() -> None:
+    """A page's titled code blocks are excerpts of the file they name."""
+    fence = re.compile(r'^```\w+ title="(examples/[^"]+)"\n(.*?)^```$', re.M | re.S)
+    quoted = 0
+    for page in sorted((REPO / "docs" / "examples").glob("*.md")):
+        for m in fence.finditer(page.read_text()):
+            text = (REPO / m.group(1)).read_text()
+            body = m.group(2)
+            assert body in text or textwrap.dedent(body) in textwrap.dedent(text), \
+                f"{page.name}: the block titled {m.group(1)} is not an excerpt of it"
+            quoted += 1
+    assert quoted
+
+
+@pytest.mark.parametrize("name", gen_examples.GENERATED)
+def test_generated_bindings_are_up_to_date(name: str) -> None:
+    assert gen_examples.stale(name) is None, gen_examples.stale(name)
+
+
+def test_minimal() -> None:
+    r = Running(["examples/minimal.py", "--duration", "2"])
+    out = r.finish()
+    pid = r.pid
+    lines = re.findall(rf"^\s*\S+-{pid}\s+\[\d+\] \S+\s+[\d.]+: bpf_trace_printk: "
+                       rf"BPF triggered from PID {pid}\.$", out, re.M)
+    assert 1 <= len(lines) <= 3, out   # one write(2) a second, to the chosen descriptor
+
+
+def test_bootstrap(running: list[Running]) -> None:
+    r = start(running, "examples/bootstrap.py", "--duration", "2")
+    r.wait_for(r"^TIME\s+EVENT\s+COMM\s+PID\s+PPID\s+FILENAME/EXIT CODE$")
+    sh = subprocess.run(["/bin/sh", "-c", "/bin/true; exit 3"])
+    assert sh.returncode == 3
+    out = r.finish()
+    assert re.search(r"^\d\d:\d\d:\d\d EXEC  true\s+\d+\s+\d+\s+/bin/true$", out, re.M), out
+    assert re.search(r"^\d\d:\d\d:\d\d EXIT  true\s+\d+\s+\d+\s+\[0\] \(\d+ms\)$", out, re.M)
+    assert re.search(rf"^\d\d:\d\d:\d\d EXIT  sh\s+{sh_pid(out)}\s+\d+\s+\[3\]", out, re.M)
+
+
+def sh_pid(out: str) -> str:
+    m = re.search(r"^\S+ EXEC  sh\s+(\d+)\s+\d+\s+/bin/sh$", out, re.M)
+    assert m, out
+    return m.group(1)
+
+
+SEND = """
+import socket, sys
+for src in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    for _ in range(25):
+        s.sendto(b"x" * 100, ("10.77.0.1", 9))
+"""
+
+
+def test_xdp_drop(netns: str, running: list[Running]) -> None:
+    peer = netns + "-peer"
+    subprocess.run(["ip", "-n", peer, "addr", "add", "10.77.0.3/24", "dev", "veth1"],
+                   check=True)
+    r = start(running, "examples/xdp_drop.py", "--iface", "veth0", "--block", "10.77.0.2",
+              "--duration", "1.5", "--interval", "0.5", netns=netns)
+    r.wait_for(r"^XDP program attached to veth0, dropping 10\.77\.0\.2")
+    subprocess.run(["ip", "netns", "exec", peer, sys.executable, "-c", SEND, "10.77.0.2",
+                    "10.77.0.3"], check=True)
+    out = r.finish()
+    last = out.rsplit("XDP-action\n", 1)[1]
+    drop = re.search(r"^XDP_DROP\s+(\d+) pkts \(\s*\d+ pps\)", last, re.M)
+    passed = re.search(r"^XDP_PASS\s+(\d+) pkts", last, re.M)
+    assert drop and passed, out
+    assert int(drop.group(1)) == 25 and int(passed.group(1)) >= 25, out
+    assert re.search(r"^  blocked 10\.77\.0\.2\s+25 packets dropped$", last, re.M), out
+
+
+LOOKUPS = """
+import socket
+socket.getaddrinfo("localhost", 80)
+try:
+    socket.getaddrinfo("no-such-host.invalid", None)
+except OSError:
+    pass
+"""
+
+
+def test_gethostlatency(running: list[Running]) -> None:
+    r = start(running, "examples/gethostlatency.py", "--duration", "1.5")
+    r.wait_for(r"^TIME\s+PID\s+COMM\s+LATms\s+RET\s+HOST$")
+    child = subprocess.Popen([sys.executable, "-c", LOOKUPS])
+    assert child.wait() == 0
+    out = r.finish()
+    pid = child.pid
+    assert re.search(rf"^\S+\s+{pid}\s+python3?\S*\s+\d+\.\d\d\s+0 localhost$", out, re.M), out
+    assert re.search(rf"^\S+\s+{pid}\s+\S+\s+\d+\.\d\d\s+-\d+ no-such-host\.invalid$",
+                     out, re.M), out
+
+
+def test_pythongc(running: list[Running]) -> None:
+    r = start(running, "examples/pythongc.py", "--binary", "/usr/bin/python3",
+              "--duration", "1.5")
+    r.wait_for(r"^START\s+PID\s+TIME \(us\) DESCRIPTION$")
+    child = subprocess.Popen(["/usr/bin/python3", "-c",
+                              "import gc\nfor g in (0, 1, 2): gc.collect(g)"])
+    assert child.wait() == 0
+    out = r.finish()
+    gens = re.findall(rf"^[\d.]+\s+{child.pid}\s+[\d.]+ gen (\d) GC collected \d+ objects$",
+                      out, re.M)
+    assert {"0", "1", "2"} <= set(gens), out
