@@ -7,6 +7,7 @@ its maps, loads its programs against them and the running kernel, and owns them.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from ._sys import validate as _validate
 from ._sys.types import BPF_F_MMAPABLE
 from .btf import values
 from .elf.parse import load_collection_spec
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, SyscallError
 from .instantiate import instantiate
 from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 from .struct_ops import StructOpsMap
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from . import btf
     from .link import Link
     from .maps import Map
+
+_ENOTSUPP = 524  # the kernel's internal "not supported" (what mmap of such maps returns)
 
 __all__ = ["Collection", "CollectionSpec", "Extern", "Maps", "Programs", "Variable", "VariableSpec",
            "Variables", "load_collection_spec"]
@@ -39,12 +42,22 @@ class Variable:
         self.spec = spec
         self.map = map
         self._view: memoryview | None = None
+        self._unmappable = False
 
     def _mmap(self) -> memoryview | None:
         if self._view is None:
-            if self.constant or not self.map.info().flags & BPF_F_MMAPABLE:
+            if (self._unmappable or self.constant
+                    or not self.map.info().flags & BPF_F_MMAPABLE):
                 return None
-            self._view = self.map.mmap()
+            try:
+                self._view = self.map.mmap()
+            except SyscallError as e:
+                # the kernel maps no memory holding a bpf_spin_lock, a timer, a kptr
+                # (ENOTSUPP): such a section is read and written through lookups
+                if e.errno not in (_ENOTSUPP, errno.EOPNOTSUPP):
+                    raise
+                self._unmappable = True
+                return None
         return self._view
 
     @property

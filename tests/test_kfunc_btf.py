@@ -112,6 +112,10 @@ def test_spin_locks_in_a_map_value_and_in_bss(
             assert prog.test_run(data=bytes(64)).retval == 0
         assert coll.maps["locked"][0].count == 3
         assert coll.variables["bss_count"].get() == 6
+        assert coll.variables["shared_count"].get() == 15
+        coll.variables["shared_count"].set(1)
+        assert prog.test_run(data=bytes(64)).retval == 0
+        assert coll.variables["shared_count"].get() == 6
         assert coll.maps[".bss.locked"].info().btf_value_type_id
     assert not _warnings(warnings_seen)
 

@@ -37,6 +37,11 @@ __hidden struct bpf_spin_lock bss_lock SEC(".bss.locked");
 __hidden __u64 bss_count SEC(".bss.locked");
 
 __u32 local_type_id;
+// a global (not hidden) lock: the section is mmap()able as libbpf makes it, but the
+// kernel refuses to map it; its variables are read through lookups
+struct bpf_spin_lock shared_lock SEC(".bss.shared");
+__u64 shared_count SEC(".bss.shared");
+
 __s32 target_pid = 1;
 __s32 found_pid = -1;
 long stack_bytes;
@@ -86,5 +91,8 @@ int spin_locks(struct __sk_buff *skb)
 	bpf_spin_lock(&bss_lock);
 	bss_count += 2;
 	bpf_spin_unlock(&bss_lock);
+	bpf_spin_lock(&shared_lock);
+	shared_count += 5;
+	bpf_spin_unlock(&shared_lock);
 	return 0;
 }
