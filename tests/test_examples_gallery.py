@@ -202,3 +202,37 @@ def test_pythongc(running: list[Running]) -> None:
     gens = re.findall(rf"^[\d.]+\s+{child.pid}\s+[\d.]+ gen (\d) GC collected \d+ objects$",
                       out, re.M)
     assert {"0", "1", "2"} <= set(gens), out
+
+
+OPENS = """
+open("/etc/hostname").close()
+try:
+    open("/nonexistent/ebpf-gallery")
+except OSError:
+    pass
+"""
+
+
+def test_opensnoop(running: list[Running]) -> None:
+    r = start(running, "examples/opensnoop.py", "--duration", "1.5")
+    r.wait_for(r"^PID\s+COMM\s+FD\s+ERR\s+PATH$")
+    child = subprocess.Popen([sys.executable, "-c", OPENS])
+    assert child.wait() == 0
+    out = r.finish()
+    pid = child.pid
+    assert re.search(rf"^{pid}\s+python3?\S*\s+\d+\s+0 /etc/hostname$", out, re.M), out
+    assert re.search(rf"^{pid}\s+python3?\S*\s+-1\s+2 /nonexistent/ebpf-gallery$", out,
+                     re.M), out
+
+
+def test_runqlat() -> None:
+    out = run("examples/runqlat.py", "--duration", "1")
+    assert out.startswith("Tracing run queue latency... Hit Ctrl-C to end.\n"), out
+    assert re.search(r"^\s+usecs\s+: count\s+distribution$", out, re.M), out
+    rows = re.findall(r"^\s+(\d+) -> (\d+)\s+: (\d+)\s+\|(\**)\s*\|$", out, re.M)
+    assert rows, out
+    for low, high, _, _ in rows:
+        assert int(high) == max(1, 2 * int(low) - 1 if int(low) else 1), rows
+    total = int(re.search(r"^total: (\d+) wakeups$", out, re.M).group(1))  # type: ignore[union-attr]
+    assert total == sum(int(c) for _, _, c, _ in rows) > 0, out
+    assert max(len(stars) for *_, stars in rows) == 40
