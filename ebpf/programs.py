@@ -183,7 +183,7 @@ class ProgramInfo:
 
     def instructions(self) -> list[Instruction]:
         """The translated (xlated) instructions."""
-        from .asm import decode
+        from .asm import decode  # the disassembler only to decode xlated code
 
         return decode(self.xlated)
 
@@ -490,6 +490,7 @@ class Program:
         names its target (``tracepoint/sched/sched_process_exec``,
         ``uprobe/libc.so.6:getaddrinfo``, ``fentry/do_unlinkat``, ...) gives a `Link`;
         a section that does not (bare ``kprobe``, ``xdp``, ``tc``) gives None."""
+        # link sits above programs: the one call up (auto-attach)
         from .link.auto import attach_program
 
         return attach_program(self)
@@ -677,7 +678,7 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
     if log.strip():
         exc = VerifierError(err, name, log, _source_line(log, prep))
         if prep.core_results:
-            from .btf.core import explain_poison
+            from .btf.core import explain_poison  # CO-RE only to explain a poisoned instruction
 
             why = explain_poison(log, prep.core_results)
             if why:  # a reachable instruction whose CO-RE relocation failed
@@ -753,8 +754,8 @@ def _kernel_version(spec: ProgramSpec) -> int:
 def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
              kernel_btf: BTFSpec | None) -> _Prepared:
     """Resolve labels, map/kfunc/ksym references; collect func/line info; encode."""
-    from .asm import assemble, encode
-    from .asm.link import resolvable
+    from .asm import assemble, encode  # asm on first load: `import ebpf.programs` stays small
+    from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
     insns = assemble(spec.instructions)
     core_results = _apply_core(spec, insns, kernel_btf)
@@ -826,7 +827,7 @@ def _exception_callback_slot(func_info: list[tuple[int, Any]],
     """Where the exception callback starts: the function named by the main
     function's ``exception_callback:<name>`` decl tag (``__exception_cb``), when the
     program's func info has it; else None."""
-    from .btf import DeclTag
+    from .btf import DeclTag  # BTF code on first use: programs without BTF never load it
 
     if btf_spec is None or not func_info or func_info[0][0] != 0:
         return None
@@ -844,7 +845,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
 
     Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction.
     """
-    from .btf import core
+    from .btf import core  # the CO-RE engine only for programs with CO-RE relocations
 
     relos: list[tuple[int, Any]] = []
     for i, ins in enumerate(insns):
@@ -903,7 +904,7 @@ def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] 
 
 def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> int:
     """The vmlinux BTF id of the kernel symbol `name` of one of `kinds`."""
-    from . import btf
+    from . import btf  # BTF code on first use: programs without BTF never load it
 
     kernel = btf.load_kernel_spec()
     for kind in kinds:
@@ -924,7 +925,7 @@ def _attach_btf_id(spec: ProgramSpec, ptype: ProgramType) -> int:
         return spec.attach_btf_id
     if ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT):
         return 0  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
-    from . import btf
+    from . import btf  # BTF code on first use: programs without BTF never load it
 
     prefix, kind = "", "Func"
     if spec.attach_type is not None:
@@ -950,7 +951,7 @@ def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:
     `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the object's
     ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
     expected_attach_type, as libbpf fills them in at load."""
-    from . import btf
+    from . import btf  # BTF code on first use: programs without BTF never load it
 
     type_name, _, member = spec.attach_to.partition(":")
     kernel = btf.load_kernel_spec()
@@ -969,7 +970,7 @@ def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:
 
 def _program_btf(prog: LoadedProgram) -> BTFSpec:
     """The BTF a loaded program carries (for freplace / fentry on BPF programs)."""
-    from .btf import Spec
+    from .btf import Spec  # BTF code on first use: programs without BTF never load it
 
     with _hold(prog):
         raw = _raw_info(prog.fileno())
@@ -983,6 +984,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     """Load `spec.btf` and point `attr` at func/line info records; the BTF handle or None."""
     if spec.btf is None or not (prep.func_info or prep.line_info):
         return None
+    # BTF code on first use: programs without BTF never load it
     from .btf.handle import BTFLoadError
 
     btf_spec = spec.btf
@@ -1036,8 +1038,8 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                  ) -> tuple[Handle, list[_FuncInfo], list[_LineInfo]]:
     """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
     None, a minimal BTF holding only the functions and what they refer to."""
-    from .btf.builder import Builder
-    from .btf.handle import Handle
+    from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
+    from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
 
     if builder is None:
         builder = Builder()
@@ -1091,8 +1093,8 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
     object's BTF fixed the way libbpf does: extern variables become allocated
     globals, and the extern sections .kconfig / .ksyms (size 0 in the object)
     get a layout (.ksyms entries become ints, as libbpf pretends)."""
-    from . import btf
-    from .btf.builder import Builder
+    from . import btf  # BTF code on first use: programs without BTF never load it
+    from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
 
     b = Builder.from_spec(spec)
     fake_int: btf.Int | None = None
@@ -1134,7 +1136,7 @@ def _declare_extern_func(b: Builder, tid: int, func: BTFFunc) -> None:
     (extern is "Invalid func linkage") and wants every parameter of a FUNC's
     prototype named ("Invalid arg#N"). The prototype is replaced in place when it
     has unnamed parameters; a trailing void parameter (varargs) stays unnamed."""
-    from . import btf
+    from . import btf  # BTF code on first use: programs without BTF never load it
 
     proto = func.type
     if isinstance(proto, btf.FuncProto) and any(

@@ -16,7 +16,7 @@ from typing import Any
 from .. import asm
 from .. import btf as _btf
 from .._sys import validate as _validate
-from .._sys.types import MapType, ProgramType
+from .._sys.types import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, ProgramType
 from ..asm.opcodes import (
     LD_IMM64,
     PSEUDO_BTF_ID,
@@ -32,6 +32,7 @@ from ..errors import BTFError, ELFError
 from ..spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 from ..spec.maps import MapSpec, PinType
 from ..spec.programs import ProgramSpec
+from .sections import lookup_section
 
 EM_BPF = 247
 R_BPF_64_64 = 1
@@ -145,7 +146,7 @@ class _Loader:
             raise BTFError(f".BTF: {e}") from None
         ext = self.elf.section_by_name(".BTF.ext")
         if ext is not None:
-            from ..btf.ext import parse_ext
+            from ..btf.ext import parse_ext  # the .BTF.ext parser only for objects that have one
 
             self.ext = parse_ext(self._section_data(ext), self.btf)
         self._fixup_datasecs()
@@ -266,8 +267,6 @@ class _Loader:
             readonly = sec.name.startswith(".rodata")
             flags = _rdonly_prog_flags() if readonly else 0
             ds = datasecs.get(sec.name)
-            from .._sys.types import BPF_F_MMAPABLE
-
             # like libbpf, a section whose BTF shows only static variables is not
             # mmap()able (a bpf_spin_lock, a timer, a kptr may live there only then)
             if ds is None or any(isinstance(v.type, _btf.Var)
@@ -623,8 +622,6 @@ class _Loader:
                        "is neither a map, global data nor a function", sec.name, off)
 
     def _build_programs(self) -> Programs:
-        from .sections import lookup_section
-
         by_name = {f.name: f for f in self.funcs.values()}
         text = self.elf.section_by_name(".text")
         programs = Programs()
@@ -725,8 +722,6 @@ def _map_type(v: int) -> MapType:
 
 
 def _rdonly_prog_flags() -> int:
-    from .._sys.types import BPF_F_RDONLY_PROG
-
     return BPF_F_RDONLY_PROG
 
 

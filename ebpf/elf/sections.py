@@ -349,6 +349,7 @@ def lookup_section(name: str) -> SectionDef | None:
     if name.startswith("?"):
         autoload = False
         name = name[1:]
+    # the uapi enums on the first lookup: `import ebpf.elf` stays small
     from ebpf._sys.types import AttachType, ProgramType
 
     for entry in SECTION_TABLE:

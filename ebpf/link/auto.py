@@ -22,6 +22,10 @@ from ..elf.sections import (
     parse_usdt_target,
 )
 from ..errors import InvalidArgumentError
+from .kprobe import kprobe, kprobe_multi, kretprobe, ksyscall
+from .tracing import raw_tracepoint, tracepoint, tracing
+from .uprobe import uprobe, uprobe_multi
+from .usdt import usdt
 
 if TYPE_CHECKING:
     from ..programs import Program, ProgramSpec
@@ -52,10 +56,6 @@ def attach_program(program: Program, spec: ProgramSpec | None = None) -> Link | 
     kind = sdef.kind
     # (the package's attributes named like these modules are the functions)
     from .iter import iter as attach_iter
-    from .kprobe import kprobe, kprobe_multi, kretprobe, ksyscall
-    from .tracing import raw_tracepoint, tracepoint, tracing
-    from .uprobe import uprobe, uprobe_multi
-    from .usdt import usdt
 
     if kind is AttachKind.TRACEPOINT:
         assert target is not None
