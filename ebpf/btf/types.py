@@ -108,7 +108,8 @@ class Void(Type):
 
 
 class Int(Type):
-    """An integer type: `size` in bytes, `encoding` (signed/char/bool), `bits` and `offset` (bitfield-style INT)."""
+    """An integer type: `size` in bytes, `encoding` (signed/char/bool), `bits` and
+    `offset` (bitfield-style INT)."""
     __slots__ = ("bits", "encoding", "offset", "size")
     kind = Kind.INT
 
