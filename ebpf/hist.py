@@ -47,7 +47,7 @@ _SLOT_NAMES = ("slot", "bucket")
 def _as_counts(values: Sequence[int]) -> Any:
     """A numpy uint64 array when numpy is installed, else a list of ints."""
     try:
-        import numpy as np
+        import numpy as np  # optional dependency
     except ImportError:
         return [int(v) for v in values]
     return np.asarray(list(values), dtype=np.uint64)
@@ -251,6 +251,7 @@ def _is_array(m: Any) -> bool:
 
 def _struct_key(m: Any) -> Any:
     """The key's BTF struct when it has two or more members, else None."""
+    # BTF code only for BTF-typed keys: `import ebpf.hist` loads none
     from .btf import Struct, skip_typedefs
 
     t = m.key_type
@@ -278,7 +279,7 @@ def _default_split(m: Any) -> KeySplit:
 
 
 def _struct_split(struct: Any) -> KeySplit:
-    from .btf import values
+    from .btf import values  # BTF code only for BTF-typed keys: `import ebpf.hist` loads none
 
     names = [mb.name for mb in struct.members]
     slot = next((n for n in _SLOT_NAMES if n in names), names[-1])

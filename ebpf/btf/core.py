@@ -261,7 +261,7 @@ class KernelTargets(Sequence[Spec]):
     relocation finds no candidate in vmlinux. `names` labels them."""
 
     def __init__(self) -> None:
-        from .kernel import kernel_module_names
+        from .kernel import kernel_module_names  # the kernel's BTF only when relocating against it
 
         self.names = ["vmlinux", *kernel_module_names()]
         self._specs: dict[int, Spec] = {}
@@ -283,6 +283,7 @@ class KernelTargets(Sequence[Spec]):
             raise IndexError(i)
         spec = self._specs.get(i)
         if spec is None:
+            # the kernel's BTF only when relocating against it
             from .kernel import load_kernel_module_spec, load_kernel_spec
 
             spec = load_kernel_spec() if i == 0 else load_kernel_module_spec(self.names[i])
@@ -1289,7 +1290,7 @@ def index_relos(insns: Sequence[Instruction], relos: Iterable[CoreRelo],
 
 
 def _poison_call() -> Instruction:
-    from ..asm import Instruction
+    from ..asm import Instruction  # asm only to poison an instruction: `import ebpf.btf` loads none
 
     return Instruction(_CALL, 0, 0, 0, POISON_IMM)
 

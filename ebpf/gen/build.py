@@ -57,7 +57,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import Error, InvalidArgumentError
+from .. import btf as btf_mod
+from ..errors import Error, InvalidArgumentError, NotSupportedError
 
 __all__ = [
     "ARCHITECTURES",
@@ -364,14 +365,11 @@ def vmlinux_header(btf: str | os.PathLike[str] | None = None, *,
     """The path of a ``vmlinux.h`` for `btf` (a raw BTF file or an ELF with ``.BTF``;
     default: the running kernel's), generated once by `ebpf.btf.cdump.dump_c` and cached
     under ``vmlinux/<sha256 of the BTF>/`` of the cache directory."""
-    from .. import btf as btf_mod
-    from ..btf.cdump import dump_c
+    from ..btf.cdump import dump_c  # the C printer only to write a vmlinux.h
 
     path = os.fspath(btf) if btf is not None else _VMLINUX_BTF
     if not os.path.exists(path):
         if btf is None:
-            from ..errors import NotSupportedError
-
             raise NotSupportedError("kernel BTF", f"{path} is missing "
                                     "(CONFIG_DEBUG_INFO_BTF); pass a BTF file (--btf)")
         raise FileNotFoundError(f"no BTF file {path}")

@@ -42,7 +42,7 @@ def write_object(output: str, inputs: Sequence[str]) -> None:
 def generate_linked(objects: Sequence[str], *, name: str | None, embed: bool) -> str:
     """The typed module of the object linked from `objects` (named after the first
     one unless `name` is given; always embedded: there is no file to load)."""
-    from ..gen import default_name, generate
+    from ..gen import default_name, generate  # ebpf gen only to write a module of the linked object
 
     if not embed:
         raise InvalidArgumentError("--no-embed needs one object file (several are linked "
