@@ -18,6 +18,7 @@ MODULES: list[tuple[str, str]] = [
     ("ebpf.maps", "maps: dict-like access, batches, per-CPU values, pinning"),
     ("ebpf.programs", "programs: loading, test_run, info, pinning"),
     ("ebpf.collection", "objects compiled by clang: CollectionSpec and Collection"),
+    ("ebpf.spec", "pure-data specs: CollectionSpec, MapSpec, ProgramSpec, VariableSpec"),
     ("ebpf.link", "attaching programs to hooks; links"),
     ("ebpf.ringbuf", "BPF ring buffer reader and user ring buffer writer"),
     ("ebpf.perf", "perf event buffer reader"),

@@ -30,9 +30,13 @@ class LoadedProgram(Protocol):
     """What a spec refers to when it names a loaded program (an `ebpf.Program`)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The program's name."""
+        ...
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The program's file descriptor (valid while the program is open)."""
+        ...
 
 
 class ProgramFlags(enum.IntFlag):
