@@ -81,6 +81,12 @@ class Type:
             raise BTFError(f"{self!r} refers to type id {ref} without a BTF spec")
         return self._spec.type_by_id(ref)
 
+    @property
+    def spec(self) -> Spec | None:
+        """The `Spec` this type was parsed from (its ids are that spec's); None for a
+        type made by hand."""
+        return self._spec
+
     def refs(self) -> Iterator[Type]:
         """The types this type refers to directly."""
         return iter(())

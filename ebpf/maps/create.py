@@ -124,7 +124,7 @@ def spec_type_id(t: btf.Type | None) -> int:
     """The id of `t` in the BTF spec it was parsed from (0 for None)."""
     if t is None:
         return 0
-    owner = getattr(t, "_spec", None)
+    owner = t.spec
     if owner is None:
         raise InvalidArgumentError(f"{t!r} does not come from a BTF spec")
     return int(owner.type_id(t))
