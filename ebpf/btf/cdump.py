@@ -115,6 +115,23 @@ _TABS = ["\t" * i for i in range(32)]
 # Kinds (as `Spec._kinds` gives them) of the types `_Names` names and `write_all` writes:
 # INT, STRUCT, UNION, ENUM, FWD, TYPEDEF, FLOAT, ENUM64.
 _TOP_KINDS = bytes(k in (1, 4, 5, 6, 7, 8, 16, 19) for k in range(256))
+# What the printer does with a type, by its class (a subclass: as its base class).
+(_K_PTR, _K_ARRAY, _K_QUAL, _K_TYPEDEF, _K_COMPOSITE, _K_ENUM, _K_FWD, _K_NUMBER, _K_PROTO,
+ _K_VOID, _K_OTHER) = range(1, 12)
+_CLASS_KINDS: dict[type, int] = {}
+_KIND_BASES: tuple[tuple[type | tuple[type, ...], int], ...] = (
+    (Pointer, _K_PTR), (Array, _K_ARRAY), (_QUALIFIERS, _K_QUAL), (Typedef, _K_TYPEDEF),
+    (Composite, _K_COMPOSITE), (Enum, _K_ENUM), (Fwd, _K_FWD), ((Int, Float), _K_NUMBER),
+    (FuncProto, _K_PROTO), (Void, _K_VOID))
+
+
+def _class_kind(cls: type) -> int:
+    """The printer's kind of the types of class `cls` (memoized in _CLASS_KINDS)."""
+    kind = next((k for base, k in _KIND_BASES if issubclass(cls, base)), _K_OTHER)
+    _CLASS_KINDS[cls] = kind
+    return kind
+
+
 
 
 def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = True) -> str:
@@ -143,6 +160,7 @@ def _named_types(spec: Spec) -> list[Type]:
     """The types of `spec` (not its base) that may get a C name or be written at the
     top level, in id order; the others (pointers, prototypes, functions, variables,
     ...) are only written where something refers to them, so they are decoded then."""
+    spec._load_strings()
     kinds = spec._kinds()
     first = len(spec) - len(kinds)
     ids = compress(range(first, first + len(kinds)), kinds.translate(_TOP_KINDS))
@@ -287,11 +305,14 @@ class _Shape:
 class _Layout:
     """Sizes and alignments as clang gives them to the printed header with
     `-target bpf` (pointers and longs of 8 bytes, `__int128` aligned to 16; a
-    named bitfield aligns its record like its declared type; unnamed ones do not)."""
+    named bitfield aligns its record like its declared type; unnamed ones do not).
+    Everything is memoized by the type object (every type asked about lives in the
+    spec being dumped)."""
 
     def __init__(self) -> None:
         self._shapes: dict[int, _Shape] = {}
         self._sizes: dict[int, int] = {}
+        self._aligns: dict[int, int] = {}
 
     def size(self, t: Type) -> int:
         size = self._sizes.get(id(t))
@@ -303,28 +324,39 @@ class _Layout:
     def _size(t: Type) -> int:
         n = 1
         for _ in range(_MAX_CHAIN):
-            if isinstance(t, Array):
+            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            if k == _K_ARRAY:
+                assert isinstance(t, Array)
                 n *= t.nelems
                 t = t.type
-            elif isinstance(t, (Typedef, *_QUALIFIERS)):
-                t = t.type
-            elif isinstance(t, Pointer):
+            elif k == _K_TYPEDEF or k == _K_QUAL:
+                t = t.type  # type: ignore[attr-defined]
+            elif k == _K_PTR:
                 return n * _POINTER_SIZE
-            elif isinstance(t, (Int, Float, Enum, Composite)):
-                return n * t.size
+            elif k == _K_NUMBER or k == _K_ENUM or k == _K_COMPOSITE:
+                return n * t.size  # type: ignore[attr-defined, no-any-return]
             else:
                 return 0
         raise BTFError(f"type reference loop computing the size of {t!r}")
 
     def align(self, t: Type, depth: int = 0) -> int:
+        a = self._aligns.get(id(t))
+        if a is None:
+            a = self._aligns[id(t)] = self._align(t, depth)
+        return a
+
+    def _align(self, t: Type, depth: int) -> int:
         for _ in range(_MAX_CHAIN):
-            if isinstance(t, (Typedef, Array, *_QUALIFIERS)):
-                t = t.type
-            elif isinstance(t, Pointer):
+            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            if k == _K_TYPEDEF or k == _K_ARRAY or k == _K_QUAL:
+                t = t.type  # type: ignore[attr-defined]
+            elif k == _K_PTR:
                 return _POINTER_SIZE
-            elif isinstance(t, (Int, Float, Enum)):
-                return t.size if t.size in (1, 2, 4, 8, 16) else 1
-            elif isinstance(t, Composite):
+            elif k == _K_NUMBER or k == _K_ENUM:
+                size: int = t.size  # type: ignore[attr-defined]
+                return size if size in (1, 2, 4, 8, 16) else 1
+            elif k == _K_COMPOSITE:
+                assert isinstance(t, Composite)
                 return self.shape(t, depth + 1).align
             else:
                 return 1
@@ -342,17 +374,23 @@ class _Layout:
         align = 1
         misplaced = False
         end = 0
+        aligns, sizes = self._aligns, self._sizes
         for m in t.members:
-            a = self.align(m.type, depth)
-            align = max(align, a)
+            mtype = m.type
+            a = aligns.get(id(mtype)) or self.align(mtype, depth)
+            if a > align:
+                align = a
             off, bits = m.offset_bits, m.bitfield_size
+            size = sizes.get(id(mtype))
+            if size is None:
+                size = self.size(mtype)
             if bits:
                 # a bitfield sits inside one aligned storage unit of its type
-                misplaced |= off % (8 * a) + bits > 8 * self.size(m.type)
+                misplaced |= off % (8 * a) + bits > 8 * size
                 end = max(end, off + bits)
             else:
                 misplaced |= off % (8 * a) != 0
-                end = max(end, off + 8 * self.size(m.type))
+                end = max(end, off + 8 * size)
         if misplaced or t.size % align:
             return _Shape(True, 1)
         used = _roundup(end, 8) // 8
@@ -430,6 +468,14 @@ class _Emitter:
         self.inlined: set[int] = set()  # anonymous enums already written out
         self.scope: list[Type | None] = []  # the definitions being prepared, innermost last
         self.pending_enums: list[Enum] = []
+        # Declarators of types whose text depends on nothing else (no anonymous struct,
+        # union or enum written inline): id -> (type, before, after, nesting depth), for
+        # a non-empty declared name and for none.
+        self._declarators: dict[int, tuple[Type, str, str, int]] = {}
+        self._abstract: dict[int, tuple[Type, str, str, int]] = {}
+        self._inline_written = 0  # anonymous types written inline so far
+        self._deepest = 0  # the deepest declarator nesting reached
+        self._member_names: dict[str, str] = {}
 
     # -- what to write ---------------------------------------------------------------
 
@@ -464,20 +510,24 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {t!r}")
         for _ in range(_MAX_CHAIN):
-            if isinstance(t, (Array, *_QUALIFIERS)):
-                t = t.type
-            elif isinstance(t, Typedef):
+            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            if k == _K_ARRAY or k == _K_QUAL:
+                t = t.type  # type: ignore[attr-defined]
+            elif k == _K_TYPEDEF:
+                assert isinstance(t, Typedef)
                 if id(t) not in self.ready:
                     self.need_value(t.type, depth + 1)
                     self.declare_typedef(t, depth + 1)
                     self.ready.add(id(t))
                 return
-            elif isinstance(t, Pointer):
-                self.need_name(t.type, depth + 1)
+            elif k == _K_PTR:
+                self.need_name(t.type, depth + 1)  # type: ignore[attr-defined]
                 return
-            elif isinstance(t, Composite):
+            elif k == _K_COMPOSITE:
+                assert isinstance(t, Composite)
                 if t.name:
-                    self.define(t, depth + 1)
+                    if id(t) not in self.printed:
+                        self.define(t, depth + 1)
                 else:
                     for m in t.members:
                         self.need_value(m.type, depth + 1)
@@ -492,15 +542,20 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {t!r}")
         for _ in range(_MAX_CHAIN):
-            if isinstance(t, (Pointer, *_QUALIFIERS)):
-                t = t.type
-            elif isinstance(t, Typedef):
-                self.declare_typedef(t, depth + 1)
+            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            if k == _K_PTR or k == _K_QUAL:
+                t = t.type  # type: ignore[attr-defined]
+            elif k == _K_TYPEDEF:
+                assert isinstance(t, Typedef)
+                if id(t) not in self.printed:
+                    self.declare_typedef(t, depth + 1)
                 return
-            elif isinstance(t, Array):
+            elif k == _K_ARRAY:
+                assert isinstance(t, Array)
                 self.need_value(t.type, depth + 1)
                 return
-            elif isinstance(t, Composite):
+            elif k == _K_COMPOSITE:
+                assert isinstance(t, Composite)
                 if not t.name:
                     for m in t.members:
                         self.need_value(m.type, depth + 1)
@@ -602,63 +657,117 @@ class _Emitter:
     def _composite_text(self, t: Composite, lvl: int, depth: int) -> str:
         if depth > _MAX_DEPTH:
             raise BTFError(f"anonymous types nest too deeply at {t!r}")
-        shape = self.layout.shape(t)
+        layout = self.layout
+        shape = layout.shape(t)
+        packed = shape.packed
         lines = [self._tag(t), " {"]
-        pad = _tabs(lvl + 1)
+        append = lines.append
+        pad = "\n" + _tabs(lvl + 1)
         is_struct = type(t) is Struct
+        member_names = self._member_names
+        sizes = layout._sizes
+        declare = self._declare
         cur = 0
         for m in t.members:
             mtype, off, bits = m.type, m.offset_bits, m.bitfield_size
-            if is_struct and off > cur and self.layout.natural_offset(
-                    cur, mtype, bits, shape.packed) != off:
+            if is_struct and off > cur and layout.natural_offset(
+                    cur, mtype, bits, packed) != off:
                 lines.extend(_padding(cur, off, lvl + 1))
-            decl = self._declare(mtype, _member_name(m.name), lvl + 1, depth + 1)
-            lines.append(f"\n{pad}{decl}: {bits};" if bits else f"\n{pad}{decl};")
-            cur = off + (bits or 8 * self.layout.size(mtype))
+            name = member_names.get(m.name)
+            if name is None:
+                name = member_names[m.name] = _member_name(m.name)
+            decl = declare(mtype, name, lvl + 1, depth + 1)
+            if bits:
+                append(f"{pad}{decl}: {bits};")
+                cur = off + bits
+            else:
+                append(pad + decl + ";")
+                size = sizes.get(id(mtype))
+                cur = off + 8 * (size if size is not None else layout.size(mtype))
         end = 8 * t.size
         if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
             lines.extend(_padding(cur, end, lvl + 1))
         elif shape.union_fill:
-            lines.append(_union_filler(shape.union_fill, lvl + 1))
-        lines.append("\n" + _tabs(lvl) + "}" if len(lines) > 2 else "}")
-        if shape.packed:
-            lines.append(" __attribute__((packed))")
+            append(_union_filler(shape.union_fill, lvl + 1))
+        append("\n" + _tabs(lvl) + "}" if len(lines) > 2 else "}")
+        if packed:
+            append(" __attribute__((packed))")
         elif shape.aligned_attr:
-            lines.append(f" __attribute__((aligned({shape.aligned_attr})))")
+            append(f" __attribute__((aligned({shape.aligned_attr})))")
         return "".join(lines)
 
     def _declare(self, t: Type, inner: str, lvl: int, depth: int) -> str:
-        """Declare `inner` (an identifier, or "" for a type name) as having type `t`."""
+        """Declare `inner` (an identifier, or "" for a type name) as having type `t`.
+
+        The declaration is `before + inner + after`; the two parts are kept for
+        types whose declaration writes no anonymous type inline (and so depends
+        on nothing else), with how deep it nests (its prototypes' parameters)."""
+        memo = self._declarators if inner else self._abstract
+        hit = memo.get(id(t))
+        if hit is not None and hit[0] is t and depth + hit[3] <= _MAX_DEPTH:
+            if depth + hit[3] > self._deepest:
+                self._deepest = depth + hit[3]
+            return hit[1] + inner + hit[2]
+        inline_written, deepest = self._inline_written, self._deepest
+        self._deepest = depth
+        try:
+            before, after = self._declarator(t, inner, lvl, depth)
+            nesting = self._deepest - depth
+        finally:
+            self._deepest = max(deepest, self._deepest)
+        if self._inline_written == inline_written:
+            memo[id(t)] = (t, before, after, nesting)
+        return before + inner + after
+
+    def _declarator(self, t: Type, inner: str, lvl: int, depth: int) -> tuple[str, str]:
+        """What comes before and after `inner` in its declaration as a `t`."""
         if depth > _MAX_DEPTH:
             raise BTFError(f"declarations nest too deeply at {t!r}")
-        qualified = False  # `inner` starts with qualifiers of a pointer
+        if depth > self._deepest:
+            self._deepest = depth
+        before = after = ""
+        bare = not inner  # nothing declared yet: `before + inner + after` is empty
+        qualified = False  # `before` starts with qualifiers of a pointer
         for _ in range(_MAX_CHAIN):
-            if isinstance(t, Pointer):
-                inner = ("* " if qualified else "*") + inner
+            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            if k == _K_PTR:
+                assert isinstance(t, Pointer)
+                before = ("* " if qualified else "*") + before
+                bare = False
                 if isinstance(_strip_qualifiers(t.type), (Array, FuncProto)):
-                    inner = f"({inner})"
+                    before = "(" + before
+                    after += ")"
                 t, qualified = t.type, False
-            elif isinstance(t, Array):
-                inner = f"{inner}[{t.nelems}]"
+            elif k == _K_ARRAY:
+                assert isinstance(t, Array)
+                after = f"{after}[{t.nelems}]"
+                bare = False
                 t, qualified = t.type, False
-            elif isinstance(t, FuncProto):
-                inner = f"{inner}({self._params(t, lvl, depth)})"
+            elif k == _K_PROTO:
+                assert isinstance(t, FuncProto)
+                after = f"{after}({self._params(t, lvl, depth)})"
+                bare = False
                 t, qualified = t.return_type, False
-            elif isinstance(t, _QUALIFIERS):
+            elif k == _K_QUAL:
                 run, below = _qualifier_run(t)
                 if type(below) is Pointer:
                     words = " ".join(self._qualifier_text(q) for q in reversed(run))
-                    inner = f"{words} {inner}" if inner else words
+                    before = words if bare else f"{words} {before}"
+                    bare = False
                     t, qualified = below, True
                 elif type(below) is Array:  # C qualifies an array's elements
+                    assert isinstance(below, Array)
                     t = _requalified(run, below)
                 elif type(below) is FuncProto:  # a function type cannot be qualified
                     t = below
                 else:
-                    return _join(self._base(below, run, lvl, depth), inner)
+                    base = self._base(below, run, lvl, depth)
+                    return (base, "") if bare else (f"{base} {before}", after)
             else:
-                return _join(self._base(t, [], lvl, depth), inner)
-        raise BTFError(f"declaration of {inner or 'a type'} has a reference loop")
+                base = self._base(t, [], lvl, depth)
+                return (base, "") if bare else (f"{base} {before}", after)
+        raise BTFError(f"declaration of {before + inner + after or 'a type'} has a "
+                       "reference loop")
 
     def _params(self, t: FuncProto, lvl: int, depth: int) -> str:
         params = t.params
@@ -683,15 +792,22 @@ class _Emitter:
 
     def _base(self, t: Type, qualifiers: list[Type], lvl: int, depth: int) -> str:
         """The type specifier of `t` with its qualifiers (C ones before, tags after)."""
-        if isinstance(t, (Int, Float, Typedef)):
+        k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+        if k == _K_NUMBER or k == _K_TYPEDEF:
             text = self.names(t)
-        elif isinstance(t, Composite):
-            text = self._tag(t) if t.name else self._composite_text(t, lvl, depth + 1)
-        elif isinstance(t, Enum):
+        elif k == _K_COMPOSITE:
+            if t.name:
+                text = self._tag(t)
+            else:
+                assert isinstance(t, Composite)
+                self._inline_written += 1
+                text = self._composite_text(t, lvl, depth + 1)
+        elif k == _K_ENUM:
+            assert isinstance(t, Enum)
             text = self._enum_base(t, lvl)
-        elif isinstance(t, Fwd):
+        elif k == _K_FWD:
             text = self._tag(t)
-        elif isinstance(t, Void):
+        elif k == _K_VOID:
             text = "void"
         else:  # Func, Var, Datasec, DeclTag: not types of values
             text = f"int /* {type(t).__name__} {t.name} */"
@@ -704,6 +820,7 @@ class _Emitter:
     def _enum_base(self, t: Enum, lvl: int) -> str:
         if t.name:
             return f"enum {self.names(t)}"
+        self._inline_written += 1  # (its spelling depends on whether it was written)
         if id(t) in self.inlined:
             # written already: its constants cannot be defined twice, its layout can
             return _int_of_size(t.size, t.signed, "anonymous enum")

@@ -185,6 +185,7 @@ class Spec:
         self._by_id: dict[int, Type] = {}
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strcache: dict[int, str] = {}
+        self._strings_loaded = False
         self._names: dict[str, list[int]] | None = None
         self._index = _index
         self._blocks: dict[int, list[int]] = {}
@@ -443,6 +444,26 @@ class Spec:
             raise BTFError(f"string at offset {off} is not UTF-8", start) from None
         self._strcache[off] = s
         return s
+
+    def _load_strings(self) -> None:
+        """Decode the whole string table at once, for a dump that needs most of it
+        (an ASCII table: others are decoded string by string, as they are used)."""
+        if self._strings_loaded:
+            return
+        self._strings_loaded = True
+        if not self._str_len:
+            return
+        section = self._buf[self._str_start : self._str_end]
+        if not section.isascii():
+            return
+        from itertools import accumulate
+
+        # (the table ends with a NUL: the last part is no string)
+        parts = section.decode("ascii").split("\0")[:-1]
+        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        table = dict(zip(starts, parts))  # noqa: B905 (one more start than parts)
+        table.update(self._strcache)
+        self._strcache = table
 
     def _string_is(self, off: int, needle: bytes) -> bool:
         """Whether the string at `off` is `needle` (which ends with its NUL)."""

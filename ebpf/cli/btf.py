@@ -196,7 +196,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if fmt == "c":
         sys.stdout.write(btf.dump_c(spec, types))
         return 0
-    from .btfraw import raw_lines, raw_records
+    from .btfraw import raw_chunks, raw_lines, raw_records
 
     ids: Iterable[int] | None = None
     if types is not None:
@@ -205,6 +205,11 @@ def _cmd_dump(args: argparse.Namespace) -> int:
         emit(args, {"types": list(raw_records(spec, ids))}, str)
         return 0
     write = sys.stdout.write
+    if ids is None:
+        for chunk in raw_chunks(spec):
+            chunk.append("")
+            write("\n".join(chunk))
+        return 0
     batch: list[str] = []
     for line in raw_lines(spec, ids):
         batch.append(line)

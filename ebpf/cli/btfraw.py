@@ -28,7 +28,7 @@ from ..btf import (
 if TYPE_CHECKING:
     from ..btf import Spec
 
-__all__ = ["raw_lines", "raw_records", "type_ids"]
+__all__ = ["raw_chunks", "raw_lines", "raw_records", "type_ids"]
 
 _ENCODINGS = {0: "(none)", int(IntEncoding.SIGNED): "SIGNED", int(IntEncoding.CHAR): "CHAR",
               int(IntEncoding.BOOL): "BOOL"}
@@ -101,6 +101,10 @@ def raw_records(spec: Spec, ids: Iterable[int] | None = None
 
 def raw_lines(spec: Spec, ids: Iterable[int] | None = None) -> Iterator[str]:
     """bpftool's raw text, one line at a time (members etc. as their own lines)."""
+    if ids is None:
+        for chunk in raw_chunks(spec):
+            yield from chunk
+        return
     var_names: dict[int, str] = {}
     for d in raw_records(spec, ids):
         kind = d["kind"]
@@ -148,3 +152,176 @@ def raw_lines(spec: Spec, ids: Iterable[int] | None = None) -> Iterator[str]:
         if kind == "VAR":
             var_names[d["id"]] = d["name"]
 
+
+
+# -- every type, straight from the type section ------------------------------------------------
+
+_KIND_NAMES = tuple(k.name for k in Kind)
+_ANON_KINDS = frozenset((Kind.PTR, Kind.ARRAY, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
+                         Kind.FUNC_PROTO))  # (their types have no name, whatever the record says)
+_INT_ENCODINGS = tuple(_ENCODINGS.get(e, "UNKN") for e in range(16))
+_LINKAGE_NAMES = ("static", "global", "extern")
+_CHUNK = 4096  # types per chunk
+
+
+def raw_chunks(spec: Spec) -> Iterator[list[str]]:
+    """bpftool's raw text of every type of `spec` (not its base), as lists of lines,
+    read from the type records without making type objects: the same lines as
+    `raw_lines`, and the same checks (BTFError for a reference to no type, a bad
+    string offset, an unknown kind)."""
+    from ..btf.spec import _FIXED, _PER_VLEN
+    from ..errors import BTFError
+
+    spec._ensure_complete()
+    spec._load_strings()
+    words, offsets, first = spec._words, spec._offsets, spec._first_id
+    nwords, ntypes = spec._nwords, len(offsets)
+    maxid = first + ntypes
+    cache, string = spec._strcache, spec.string
+    kind_names, anon, linkages = _KIND_NAMES, _ANON_KINDS, _LINKAGE_NAMES
+    fixed, per_vlen = _FIXED, _PER_VLEN
+    var_names: dict[int, str] = {}
+
+    def name_at(off: int) -> str:
+        s = cache.get(off)
+        if s is None:
+            s = string(off) if off else ""
+        return s
+
+    def names_at(offs: Iterable[int]) -> list[str]:
+        """The names at `offs`, "(anon)" for none."""
+        names = list(map(cache.get, offs))
+        if None in names:
+            names = [name_at(o) if n is None else n for n, o in zip(names, offs, strict=True)]
+        return [n or "(anon)" for n in names]
+
+    def type_name(tid: int) -> str:
+        """The `name` of the type object of id `tid` ("" for anonymous kinds)."""
+        if tid < first or tid >= maxid:
+            return spec.type_by_id(tid).name
+        i = offsets[tid - first]
+        return "" if (words[i + 1] >> 24) & 0x1F in anon else name_at(words[i])
+
+    def fail(tid: int, i: int, what: str) -> BTFError:
+        spec.type_by_id(tid)  # raises the decoder's error
+        return BTFError(f"type id {tid}: {what}", spec._type_start + 4 * i)
+
+    lines: list[str] = []
+    add = lines.append
+    extend = lines.extend
+    for k in range(ntypes):
+        tid = first + k
+        i = offsets[k]
+        name_off, info, st = words[i], words[i + 1], words[i + 2]
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        end = offsets[k + 1] if k + 1 < ntypes else nwords
+        if not 0 < kind < 20 or end - i != 3 + fixed[kind] + per_vlen[kind] * vlen:
+            raise fail(tid, i, "malformed record")
+        if kind in anon:
+            if name_off:
+                name_at(name_off)  # (checked, not shown)
+            name = "(anon)"
+        else:
+            name = (cache.get(name_off) or name_at(name_off) or "(anon)") if name_off else "(anon)"
+        j = i + 3
+        if kind == 12:  # FUNC
+            add(f"[{tid}] FUNC '{name}' type_id={st} "
+                f"linkage={linkages[vlen] if vlen < 3 else '(unknown)'}")
+            if st >= maxid:
+                raise fail(tid, i, f"reference to type id {st} out of range")
+        elif kind == 13:  # FUNC_PROTO
+            add(f"[{tid}] FUNC_PROTO '(anon)' ret_type_id={st} vlen={vlen}")
+            if vlen:
+                seg = words[j : j + 2 * vlen]
+                types = seg[1::2]
+                extend([f"\t'{n}' type_id={t}"
+                        for n, t in zip(names_at(seg[0::2]), types, strict=True)])
+                if max(types) >= maxid:
+                    raise fail(tid, i, f"reference to type id {max(types)} out of range")
+            if st >= maxid:
+                raise fail(tid, i, f"reference to type id {st} out of range")
+        elif kind == 4 or kind == 5:  # STRUCT, UNION
+            add(f"[{tid}] {'STRUCT' if kind == 4 else 'UNION'} '{name}' size={st} vlen={vlen}")
+            if vlen:
+                seg = words[j : j + 3 * vlen]
+                types = seg[1::3]
+                names = names_at(seg[0::3])
+                if info >> 31:
+                    for n, t, b in zip(names, types, seg[2::3], strict=True):
+                        if b >> 24:
+                            add(f"\t'{n}' type_id={t} bits_offset={b & 0xFFFFFF} "
+                                f"bitfield_size={b >> 24}")
+                        else:
+                            add(f"\t'{n}' type_id={t} bits_offset={b}")
+                else:
+                    extend([f"\t'{n}' type_id={t} bits_offset={b}"
+                            for n, t, b in zip(names, types, seg[2::3], strict=True)])
+                if max(types) >= maxid:
+                    raise fail(tid, i, f"reference to type id {max(types)} out of range")
+        elif kind == 6 or kind == 19:  # ENUM, ENUM64
+            kflag = info >> 31
+            add(f"[{tid}] {kind_names[kind]} '{name}' "
+                f"encoding={'SIGNED' if kflag else 'UNSIGNED'} size={st} vlen={vlen}")
+            if kind == 6:
+                seg = words[j : j + 2 * vlen]
+                for v_off, v in zip(seg[0::2], seg[1::2], strict=True):
+                    if kflag and v & 0x80000000:
+                        v -= 1 << 32
+                    add(f"\t'{name_at(v_off) if v_off else string(0)}' val={v}")
+            else:
+                suffix = "LL" if kflag else "ULL"
+                seg = words[j : j + 3 * vlen]
+                for v_off, lo, hi in zip(seg[0::3], seg[1::3], seg[2::3], strict=True):
+                    v = lo | hi << 32
+                    if kflag and v & (1 << 63):
+                        v -= 1 << 64
+                    add(f"\t'{name_at(v_off) if v_off else string(0)}' val={v}{suffix}")
+        elif kind == 1:  # INT
+            enc = words[j]
+            add(f"[{tid}] INT '{name}' size={st} bits_offset={(enc >> 16) & 0xFF} "
+                f"nr_bits={enc & 0xFF} encoding={_INT_ENCODINGS[(enc >> 24) & 0xF]}")
+        elif kind == 3:  # ARRAY
+            elem, index = words[j], words[j + 1]
+            add(f"[{tid}] ARRAY '(anon)' type_id={elem} index_type_id={index} "
+                f"nr_elems={words[j + 2]}")
+            if max(elem, index) >= maxid:
+                raise fail(tid, i, f"reference to type id {max(elem, index)} out of range")
+        elif kind == 7:  # FWD
+            add(f"[{tid}] FWD '{name}' fwd_kind={'union' if info >> 31 else 'struct'}")
+        elif kind == 14:  # VAR
+            linkage = words[j]
+            add(f"[{tid}] VAR '{name}' type_id={st}, "
+                f"linkage={linkages[linkage] if linkage < 3 else '(unknown)'}")
+            if st >= maxid:
+                raise fail(tid, i, f"reference to type id {st} out of range")
+            var_names[tid] = name
+        elif kind == 15:  # DATASEC
+            add(f"[{tid}] DATASEC '{name}' size={st} vlen={vlen}")
+            seg = words[j : j + 3 * vlen]
+            for v_type, v_off, v_size in zip(seg[0::3], seg[1::3], seg[2::3], strict=True):
+                if v_type >= maxid:
+                    raise fail(tid, i, f"reference to type id {v_type} out of range")
+                v_name = var_names.get(v_type)
+                if v_name is None:
+                    v_name = type_name(v_type) or "(anon)"
+                add(f"\ttype_id={v_type} offset={v_off} size={v_size} (VAR '{v_name}')")
+        elif kind == 16:  # FLOAT
+            add(f"[{tid}] FLOAT '{name}' size={st}")
+        elif kind == 17:  # DECL_TAG
+            idx = words[j]
+            add(f"[{tid}] DECL_TAG '{name}' type_id={st} component_idx="
+                f"{idx - (1 << 32) if idx & 0x80000000 else idx}")
+            if st >= maxid:
+                raise fail(tid, i, f"reference to type id {st} out of range")
+        else:  # PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+            add(f"[{tid}] {kind_names[kind]} '{name}' type_id={st}")
+            if st >= maxid:
+                raise fail(tid, i, f"reference to type id {st} out of range")
+        if k % _CHUNK == _CHUNK - 1:
+            yield lines
+            lines = []
+            add = lines.append
+            extend = lines.extend
+    if lines:
+        yield lines
