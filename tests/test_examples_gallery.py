@@ -236,3 +236,31 @@ def test_runqlat() -> None:
     total = int(re.search(r"^total: (\d+) wakeups$", out, re.M).group(1))  # type: ignore[union-attr]
     assert total == sum(int(c) for _, _, c, _ in rows) > 0, out
     assert max(len(stars) for *_, stars in rows) == 40
+
+
+TRAFFIC = """
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("10.77.0.2", 4242))
+for _ in range(5):
+    u.sendto(b"x" * 32, ("10.77.0.1", 9))
+t = socket.socket()
+t.settimeout(5)
+assert t.connect_ex(("10.77.0.1", 1)) != 0    # a SYN answered by a reset
+"""
+
+
+def test_sockfilter(netns: str, running: list[Running]) -> None:
+    r = start(running, "examples/sockfilter.py", "--iface", "veth0", "--duration", "2",
+              netns=netns)
+    r.wait_for(r"^Filtering IPv4 packets on veth0 \(Ctrl-C to stop\)\.$")
+    subprocess.run(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c", TRAFFIC],
+                   check=True)
+    out = r.finish()
+    udp = re.findall(r"^interface: veth0\tprotocol: UDP\t10\.77\.0\.2:4242\(src\) -> "
+                     r"10\.77\.0\.1:9\(dst\)$", out, re.M)
+    tcp = re.findall(r"^interface: veth0\tprotocol: TCP\t10\.77\.0\.2:\d+\(src\) -> "
+                     r"10\.77\.0\.1:1\(dst\)$", out, re.M)
+    assert len(udp) == 5 and len(tcp) == 1, out
+    table = out.rsplit("PROTOCOL", 1)[1]
+    assert re.findall(r"^(\w+)\s+(\d+)$", table, re.M) == [("TCP", "1"), ("UDP", "5")], out
