@@ -5,10 +5,12 @@
 PYTHON ?= python3
 # Extra options for tools.vm run, e.g. KMATRIX_ARGS="--kernels 6.12 --timeout 600"
 KMATRIX_ARGS ?=
+# Extra options for tools/conformance.py, e.g. CONFORMANCE_ARGS="--objects 'iters*' -j1"
+CONFORMANCE_ARGS ?=
 # pytest arguments for the kernel matrix, e.g. PYTEST_ARGS="tests/test_maps.py -k hash"
 PYTEST_ARGS ?=
 
-.PHONY: test test-kernels test-all kernels vm-deps clean-kernels
+.PHONY: test test-kernels test-all kernels vm-deps clean-kernels conformance
 
 test:
 	$(PYTHON) -m pytest
@@ -31,3 +33,11 @@ vm-deps:
 
 clean-kernels:
 	rm -rf .cache/kernels .cache/kernelmatrix
+
+# The conformance suite on the whole corpus: the kernel 6.12 BPF selftests (~800 objects,
+# ~2900 programs) loaded program by program with libbpf 1.5 and with ebpf; writes
+# docs/conformance.md and .cache/conformance/results.json. About 10 minutes the first
+# time (unpack, libbpf, clang), then a few minutes. Exit 1 when ebpf fails to load a
+# program libbpf loads. The test command runs a subset (tests/test_conformance.py).
+conformance:
+	nice -n 15 $(PYTHON) tools/conformance.py --all -j2 --markdown docs/conformance.md $(CONFORMANCE_ARGS)

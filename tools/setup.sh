@@ -9,9 +9,12 @@ need=""
 # ship BPF objects other people compiled: the real-world corpus of tests/test_realworld.py.
 # qemu-system-x86, busybox-static and zstd run the kernel matrix (tools/vm), which fetches
 # the Debian kernels itself into .cache/kernels/.
+# linux-source-6.12, libelf-dev and zlib1g-dev: the conformance suite (tools/conformance.py,
+# tests/test_conformance.py) builds libbpf 1.5 and the BPF selftests from that tree.
 for pkg in clang-19 llvm-19 bpftool libbpf-dev iproute2 gcc make systemtap-sdt-dev \
         binutils libbpf-tools xdp-tools libxdp1 xdp-tests libknot13 \
-        golang-github-cilium-ebpf-dev qemu-system-x86 busybox-static zstd; do
+        golang-github-cilium-ebpf-dev qemu-system-x86 busybox-static zstd \
+        linux-source-6.12 libelf-dev zlib1g-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -20,8 +20,12 @@
  * program. Debug messages are not formatted at all, so that they cost nothing.
  * Maps pinned by name go to a private bpffs directory, removed at exit.
  *
+ * With --link OUTPUT INPUT..., it links objects into one with libbpf's static linker
+ * instead (as the selftests do with `bpftool gen object`, but with this libbpf).
+ *
  *   cc -O2 -I<libbpf headers> -o libbpf_conformance libbpf_conformance.c libbpf.a -lelf -lz
  *   ./libbpf_conformance OBJECT
+ *   ./libbpf_conformance --link OUTPUT INPUT...
  */
 #include <dirent.h>
 #include <errno.h>
@@ -131,14 +135,34 @@ struct prog_name {
 	bool autoload;
 };
 
+static int link_objects(const char *out, char **inputs, int count)
+{
+	struct bpf_linker *linker = bpf_linker__new(out, NULL);
+	if (!linker) {
+		fprintf(stderr, "%.*s", (int)log_used, log_text);
+		return 1;
+	}
+	int err = 0;
+	for (int i = 0; i < count && !err; i++)
+		err = bpf_linker__add_file(linker, inputs[i], NULL);
+	if (!err)
+		err = bpf_linker__finalize(linker);
+	bpf_linker__free(linker);
+	if (err)
+		fprintf(stderr, "%.*s", (int)log_used, log_text);
+	return err ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	libbpf_set_print(on_print);
+	if (argc >= 4 && strcmp(argv[1], "--link") == 0)
+		return link_objects(argv[2], argv + 3, argc - 3);
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s OBJECT\n", argv[0]);
+		fprintf(stderr, "usage: %s OBJECT | --link OUTPUT INPUT...\n", argv[0]);
 		return 2;
 	}
 	const char *path = argv[1];
-	libbpf_set_print(on_print);
 	if (mkdtemp(pin_root)) {
 		pin_root_made = true;
 		atexit(drop_pin_root);
