@@ -80,7 +80,7 @@ class Builder:
         if spec.base is not None:
             raise BTFError("Builder.from_spec does not support split BTF")
         b = cls(byteorder=byteorder or spec.byteorder)
-        b._strtab = bytearray(spec._buf[spec._str_start : spec._str_end]) or bytearray(b"\0")
+        b._strtab = bytearray(spec.string_table) or bytearray(b"\0")
         b._stroffs = None  # built from the seeded table on first use
         types, ids = b._types, b._ids
         for tid in range(1, len(spec)):

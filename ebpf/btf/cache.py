@@ -208,7 +208,7 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> CachedIndex | No
     index = CachedIndex(ntypes, checkpoints, buckets, ids)
     # The first and last blocks of records must chain from checkpoint to checkpoint
     # (and to the end of the type section); every other block is checked on first use.
-    probe = Spec(spec._buf, spec.base, lazy=True, _index=index)
+    probe = Spec(spec.buffer, spec.base, lazy=True, _index=index)
     if ntypes and (probe._verify_block(0) is None or probe._verify_block(ncp - 1) is None):
         return None
     return index

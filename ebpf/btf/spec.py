@@ -19,7 +19,11 @@ import mmap
 import struct
 import sys
 import zlib
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate, compress, repeat
+from operator import and_, itemgetter, lshift, or_, rshift
 from typing import TYPE_CHECKING, NamedTuple, TypeVar, overload
 
 from .._sys import forking as _forking
@@ -174,8 +178,6 @@ class Spec:
         if (self.byteorder == "little") == (sys.byteorder == "little"):
             words = memoryview(buf)[tstart : tstart + type_len].cast("I")
         else:
-            from array import array
-
             words = array("I")
             words.frombytes(buf[tstart : tstart + type_len])
             words.byteswap()
@@ -197,8 +199,6 @@ class Spec:
         _forking.reset_lock(self, "_lock", _thread.RLock)  # a forked child can index it
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
-            from array import array
-
             self._offsets: array[int] | memoryview | tuple[()] = (
                 _offsets if isinstance(_offsets, (array, memoryview)) else array("I", _offsets))
             self._walk_pos = self._nwords
@@ -227,6 +227,16 @@ class Spec:
         if self._raw is None:
             self._raw = bytes(self._buf)
         return self._raw
+
+    @property
+    def buffer(self) -> Buffer:
+        """The blob as it was given (bytes, or the kernel's mapped file), not copied."""
+        return self._buf
+
+    @property
+    def string_table(self) -> bytes:
+        """This blob's string section (with its leading empty string)."""
+        return bytes(self._buf[self._str_start : self._str_end])
 
     def checksum(self) -> tuple[int, int]:
         """(length, crc32) of the blob, the key of the on-disk index cache."""
@@ -315,8 +325,6 @@ class Spec:
         raise self._error
 
     def _appendable_offsets(self) -> array[int]:
-        from array import array
-
         offsets = self._offsets
         if not isinstance(offsets, array):
             if len(offsets):  # a complete index from a cache never needs walking
@@ -414,8 +422,6 @@ class Spec:
     def _is_record_start(self, word: int) -> int:
         """The type id of the record starting at `word`, or 0."""
         self._walk_to_word(word + 1)
-        from bisect import bisect_left
-
         offsets = self._offsets
         k = bisect_left(offsets, word)
         if k < len(offsets) and offsets[k] == word:
@@ -456,8 +462,6 @@ class Spec:
         section = self._buf[self._str_start : self._str_end]
         if not section.isascii():
             return
-        from itertools import accumulate
-
         # (the table ends with a NUL: the last part is no string)
         parts = section.decode("ascii").split("\0")[:-1]
         starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
@@ -799,8 +803,6 @@ class Spec:
 
     def _named_types(self) -> tuple[list[int], list[bytes]]:
         """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
-        from itertools import accumulate, compress
-        from operator import itemgetter
         self._ensure_complete()
         offsets = self._offsets
         if not offsets:
@@ -823,11 +825,6 @@ class Spec:
     def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
         """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
         2**bits buckets: the name index of the on-disk cache."""
-        from array import array
-        from bisect import bisect_left
-        from itertools import repeat
-        from operator import and_, lshift, or_, rshift
-
         ids, names = self._named_types()
         hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
         keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
