@@ -264,3 +264,30 @@ def test_sockfilter(netns: str, running: list[Running]) -> None:
     assert len(udp) == 5 and len(tcp) == 1, out
     table = out.rsplit("PROTOCOL", 1)[1]
     assert re.findall(r"^(\w+)\s+(\d+)$", table, re.M) == [("TCP", "1"), ("UDP", "5")], out
+
+
+@pytest.mark.parametrize("mode", ["auto", "classic"])
+def test_tc(netns: str, running: list[Running], mode: str) -> None:
+    import ebpf.features
+    from ebpf import LinkType
+
+    how = "tcx" if mode == "auto" and ebpf.features.have_link_type(LinkType.TCX) \
+        else "tc clsact"
+    r = start(running, "examples/tc.py", "--iface", "veth0", "--duration", "2",
+              *(["--classic"] if mode == "classic" else []), netns=netns)
+    r.wait_for(rf"^Successfully started! Attached to veth0 ingress \({how}\)")
+    subprocess.run(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c", TRAFFIC],
+                   check=True)
+    out = r.finish()
+    lines = re.findall(r"^\s*\S+-\d+\s+\[\d+\] \S+\s+[\d.]+: bpf_trace_printk: "
+                       r"Got IP packet: tot_len: (\d+), ttl: 64$", out, re.M)
+    # five UDP datagrams and a SYN, each 60 bytes of IP. The trace buffer is system-wide
+    # and reading consumes it: another reader at the same time may take lines
+    assert 1 <= len(lines) <= 6 and set(lines) == {"60"}, out
+    table = out.rsplit("PROTOCOL", 1)[1]
+    rows = re.findall(r"^(\w+)\s+(\d+)\s+(\d+)$", table, re.M)
+    assert [(name, packets) for name, packets, _ in rows] == [("TCP", "1"), ("UDP", "5")], out
+    assert rows[1][2] == str(5 * (14 + 20 + 8 + 32)), out    # Ethernet + IP + UDP + payload
+    qdiscs = subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "show", "dev",
+                             "veth0"], capture_output=True, text=True, check=True).stdout
+    assert "clsact" not in qdiscs, qdiscs    # removed on exit
