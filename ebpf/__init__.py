@@ -51,6 +51,7 @@ _LAZY = {
     "Variable": ".collection",
     "ProgramInfo": ".programs",
     "enable_stats": ".programs",
+    "load_many": ".parallel",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen", "tracing", "hist", "symbols", "spec"}
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from .collection import Collection, Variable
     from .elf.parse import load_collection_spec
     from .maps import Batch, KeyExistsError, Map, MapInfo, UpdateFlags
+    from .parallel import load_many
     from .programs import Program, ProgramInfo, TestRunResult, enable_stats
     from .spec.collection import CollectionSpec, VariableSpec
     from .spec.maps import MapFlags, MapSpec, PinType
@@ -92,5 +94,5 @@ __all__ = [
     "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
     "ReaderForkedError", "SyscallError",
     "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
-    "enable_stats", "features", "load_collection_spec", "spec",
+    "enable_stats", "features", "load_collection_spec", "load_many", "spec",
 ]

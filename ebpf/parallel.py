@@ -1,0 +1,186 @@
+"""Loading many programs or collections at once, on all CPUs.
+
+Most of the time of a load is the kernel's: the verifier and the JIT run inside the
+``bpf(BPF_PROG_LOAD)`` system call, during which the library does not hold the GIL
+(it calls ``syscall(2)`` through `ctypes.CDLL`). `load_many` therefore loads its specs
+from a pool of threads: the kernel verifies several programs at the same time while
+Python prepares the next ones.
+
+```python
+specs = []
+for i, cfg in enumerate(configs):
+    s = template.copy()
+    s.variables["endpoint_id"].set(i)
+    specs.append(s)
+collections = ebpf.load_many(specs)          # same order as `specs`
+```
+
+On any failure every object already created is closed and the error of the first
+failing spec (in the order of `specs`) is raised, keeping its type (a `VerifierError`
+stays a `VerifierError`) with the spec's index and name in front of its message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Union
+
+from .errors import Error, InvalidArgumentError
+from .instantiate import _wrap
+from .spec.collection import CollectionSpec
+from .spec.programs import ProgramSpec
+
+if TYPE_CHECKING:
+    from .btf import Spec as BTFSpec
+    from .collection import Collection
+    from .maps import Map
+    from .programs import Program
+
+__all__ = ["load_many"]
+
+Loaded = Union["Program", "Collection"]
+
+
+def _describe(i: int, spec: Any) -> str:
+    if isinstance(spec, ProgramSpec):
+        return f"spec {i} (program {spec.name!r})"
+    names = ", ".join(spec.programs) or "no programs"
+    return f"spec {i} (collection of {names})"
+
+
+def _prewarm(specs: Sequence[Any]) -> None:
+    """Build the per-object BTF caches once, before threads would race to build them."""
+    from .programs import object_btf_blob  # Program is loaded anyway by the first load
+
+    seen: set[int] = set()
+    for spec in specs:
+        b = spec.btf
+        if b is not None and id(b) not in seen:
+            seen.add(id(b))
+            with contextlib.suppress(Exception):  # the load itself reports what is wrong
+                object_btf_blob(b)
+
+
+def load_many(
+    specs: Sequence[ProgramSpec | CollectionSpec],
+    workers: int | None = None,
+    *,
+    maps: Mapping[str, Map] | None = None,
+    map_replacements: Mapping[str, Map] | None = None,
+    kernel_btf: BTFSpec | None = None,
+    log_level: int = 0,
+) -> list[Any]:
+    """Load every spec from a pool of `workers` threads; returns the loaded objects in
+    the order of `specs`: a `Program` for each `ProgramSpec`, a `Collection` for each
+    `CollectionSpec`.
+
+    workers           threads (default: the CPUs this process may run on, at most
+                      the number of specs); 1 loads one after the other
+    maps              map references of `ProgramSpec`s, by name (as `Program(maps=)`)
+    map_replacements  existing maps shared by every `CollectionSpec` (as
+                      `Collection(map_replacements=)`), e.g. statistics maps that
+                      every version of a template program writes to
+    kernel_btf, log_level  passed to every load
+
+    Each spec is loaded as given: load copies (`CollectionSpec.copy()`) to load one
+    template with different configurations. On failure, the specs not started yet
+    are skipped, those in flight finish, everything created is closed, and the error
+    of the first failing spec in `specs` order is raised with its type kept and its
+    message prefixed with the spec's index and name ("spec 7 (program 'xdp_prog'):
+    ..."); errors that are not the library's are raised as they are.
+    """
+    specs = list(specs)
+    for i, s in enumerate(specs):
+        if not isinstance(s, (ProgramSpec, CollectionSpec)):
+            raise InvalidArgumentError(
+                f"load_many: spec {i} must be a ProgramSpec or a CollectionSpec, got "
+                f"{type(s).__name__}")
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidArgumentError(f"load_many: workers must be an int >= 1, got {workers!r}")
+    if not specs:
+        return []
+    workers = min(workers, len(specs))
+
+    from .collection import Collection  # the kernel-object layer, above this module
+    from .programs import Program
+
+    def load(spec: ProgramSpec | CollectionSpec) -> Any:
+        if isinstance(spec, ProgramSpec):
+            return Program(spec, maps=maps, kernel_btf=kernel_btf, log_level=log_level)
+        return Collection(spec, map_replacements=map_replacements, kernel_btf=kernel_btf,
+                          log_level=log_level)
+
+    results: list[Any] = [None] * len(specs)
+    if workers == 1:
+        try:
+            for i, s in enumerate(specs):
+                results[i] = _load_one(load, i, s)
+        except BaseException:
+            _close_all(results)
+            raise
+        return results
+
+    _prewarm([s for s in specs if isinstance(s, CollectionSpec)])
+    stop = threading.Event()
+
+    def task(i: int, s: ProgramSpec | CollectionSpec) -> Any:
+        if stop.is_set():
+            return None  # another spec failed: do not start this one
+        return _load_one(load, i, s)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ebpf-load")
+    futures: list[Future[Any]] = []
+    try:
+        futures = [pool.submit(task, i, s) for i, s in enumerate(specs)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            stop.set()
+            for f in futures:
+                f.cancel()
+        wait(futures)
+    except BaseException:  # KeyboardInterrupt while waiting: stop, then close everything
+        stop.set()
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+        _close_all([f.result() for f in futures
+                    if f.done() and not f.cancelled() and f.exception() is None])
+        raise
+    pool.shutdown(wait=True)
+    first: BaseException | None = None
+    for i, f in enumerate(futures):
+        if f.cancelled():
+            continue
+        exc = f.exception()
+        if exc is not None:
+            if first is None:
+                first = exc
+            continue
+        results[i] = f.result()
+    if first is not None:
+        _close_all(results)
+        raise first
+    return results
+
+
+def _load_one(load: Any, i: int, spec: ProgramSpec | CollectionSpec) -> Any:
+    try:
+        return load(spec)
+    except Error as e:
+        raise _wrap(f"load_many: {_describe(i, spec)}", e) from None
+
+
+def _close_all(objs: list[Any]) -> None:
+    for obj in reversed(objs):
+        if obj is not None:
+            with contextlib.suppress(Exception):
+                obj.close()
