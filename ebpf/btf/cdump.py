@@ -160,7 +160,7 @@ def _named_types(spec: Spec) -> list[Type]:
     """The types of `spec` (not its base) that may get a C name or be written at the
     top level, in id order; the others (pointers, prototypes, functions, variables,
     ...) are only written where something refers to them, so they are decoded then."""
-    spec._load_strings()
+    spec._load_strings()  # (most names are printed)
     kinds = spec._kinds()
     first = len(spec) - len(kinds)
     ids = compress(range(first, first + len(kinds)), kinds.translate(_TOP_KINDS))
@@ -466,6 +466,8 @@ class _Emitter:
         self.ready: set[int] = set()  # typedefs whose target is complete too
         self.busy: set[int] = set()  # being prepared (to catch loops)
         self.inlined: set[int] = set()  # anonymous enums already written out
+        # types for which need_value has nothing left to do (short cuts for members)
+        self.complete: set[int] = set()
         self.scope: list[Type | None] = []  # the definitions being prepared, innermost last
         self.pending_enums: list[Enum] = []
         # Declarators of types whose text depends on nothing else (no anonymous struct,
@@ -519,9 +521,13 @@ class _Emitter:
                     self.need_value(t.type, depth + 1)
                     self.declare_typedef(t, depth + 1)
                     self.ready.add(id(t))
+                    self.complete.add(id(t))
                 return
             elif k == _K_PTR:
-                self.need_name(t.type, depth + 1)  # type: ignore[attr-defined]
+                target = t.type  # type: ignore[attr-defined]
+                self.need_name(target, depth + 1)
+                if id(target) in self.printed or id(target) in self.forward:
+                    self.complete.add(id(t))  # (need_name of a declared name returns)
                 return
             elif k == _K_COMPOSITE:
                 assert isinstance(t, Composite)
@@ -529,13 +535,23 @@ class _Emitter:
                     if id(t) not in self.printed:
                         self.define(t, depth + 1)
                 else:
-                    for m in t.members:
-                        self.need_value(m.type, depth + 1)
+                    self._need_members(t, depth)
                 return
             else:
                 self.need_leaf(t, depth + 1)
                 return
         raise BTFError(f"type reference loop at {t!r}")
+
+    def _need_members(self, t: Composite, depth: int) -> None:
+        """need_value(member type, depth + 1) for each member, but for those that have
+        nothing left to do (at a depth where need_value would not refuse them, nor
+        need_name below it)."""
+        complete = self.complete
+        shallow = depth + 2 <= _MAX_DEPTH
+        for m in t.members:
+            mtype = m.type
+            if not shallow or id(mtype) not in complete:
+                self.need_value(mtype, depth + 1)
 
     def need_name(self, t: Type, depth: int) -> None:
         """Make `t` nameable: usable behind a pointer or in a prototype."""
@@ -582,15 +598,18 @@ class _Emitter:
             if t.name:
                 self.printed.add(key)
                 self._put(self._enum_text(t, 0))
+            self.complete.add(key)
         elif isinstance(t, Fwd):
             self.printed.add(key)
             self._put(self._tag(t))
+            self.complete.add(key)
         elif isinstance(t, (Int, Float)):
             name = self.names(t)
             alias = self.names.aliased.get(key)
             if alias is not None:
                 self.printed.add(key)
                 self._put(f"typedef {alias} {name}")
+            self.complete.add(key)
 
     def define(self, t: Composite, depth: int) -> None:
         """Write the definition of a named struct or union after what it holds."""
@@ -601,11 +620,11 @@ class _Emitter:
             raise BTFError(f"{t.type_name} contains itself by value")
         self.busy.add(key)
         self.scope.append(t)
-        for m in t.members:
-            self.need_value(m.type, depth + 1)
+        self._need_members(t, depth)
         self.scope.pop()
         self.busy.discard(key)
         self.printed.add(key)
+        self.complete.add(key)
         self._put(self._composite_text(t, 0, depth))
 
     def declare_typedef(self, t: Typedef, depth: int) -> None:
