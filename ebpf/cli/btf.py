@@ -196,7 +196,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if fmt == "c":
         sys.stdout.write(btf.dump_c(spec, types))
         return 0
-    from .btfraw import raw_chunks, raw_lines, raw_records
+    from ..btf.raw import raw_chunks, raw_lines, raw_records
 
     ids: Iterable[int] | None = None
     if types is not None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..btf import (
+from ..errors import BTFError
+from .spec import _FIXED, _PER_VLEN
+from .types import (
     Array,
     Composite,
     Datasec,
@@ -26,7 +28,7 @@ from ..btf import (
 )
 
 if TYPE_CHECKING:
-    from ..btf import Spec
+    from .spec import Spec
 
 __all__ = ["raw_chunks", "raw_lines", "raw_records", "type_ids"]
 
@@ -169,9 +171,6 @@ def raw_chunks(spec: Spec) -> Iterator[list[str]]:
     read from the type records without making type objects: the same lines as
     `raw_lines`, and the same checks (BTFError for a reference to no type, a bad
     string offset, an unknown kind)."""
-    from ..btf.spec import _FIXED, _PER_VLEN
-    from ..errors import BTFError
-
     spec._ensure_complete()
     spec._load_strings()
     words, offsets, first = spec._words, spec._offsets, spec._first_id
