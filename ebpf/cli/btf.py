@@ -17,8 +17,10 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError
+from ..errors import Error, InvalidArgumentError
 from .common import add_json, emit, iter_ids, parse_selector, wants_json
+from .map import open_maps
+from .prog import open_programs
 
 if TYPE_CHECKING:
     from ..btf import Spec, Type
@@ -32,8 +34,8 @@ _SOURCES = ("file", "id", "map", "prog")
 
 
 def _btf_info(btf_id: int) -> dict[str, Any]:
-    from .._sys import ops
-    from .._sys.types import BtfInfo
+    from .._sys import ops  # on use: a subcommand loads only what it needs
+    from .._sys.types import BtfInfo  # on use: a subcommand loads only what it needs
 
     fd = ops.btf_get_fd_by_id(btf_id)
     try:
@@ -48,10 +50,7 @@ def _btf_info(btf_id: int) -> dict[str, Any]:
 
 def btf_objects(only: int | None = None) -> list[dict[str, Any]]:
     """bpftool's `btf list` records: id, size, prog_ids, map_ids, kernel, name."""
-    from .._sys.types import Cmd
-    from ..errors import Error
-    from .map import open_maps
-    from .prog import open_programs
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
 
     ids = [only] if only is not None else list(iter_ids(Cmd.BTF_GET_NEXT_ID))
     users: dict[int, dict[str, list[int]]] = {i: {"prog_ids": [], "map_ids": []} for i in ids}
@@ -113,8 +112,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _spec_of_id(btf_id: int, base: Spec | None) -> Spec:
-    from .. import btf
-    from .._sys import ops
+    from .. import btf  # on use: a subcommand loads only what it needs
+    from .._sys import ops  # on use: a subcommand loads only what it needs
 
     data = ops.btf_get_data(btf_id)
     if base is None:
@@ -126,8 +125,8 @@ def _spec_of_id(btf_id: int, base: Spec | None) -> Spec:
 
 def _source(words: list[str], base: Spec | None) -> tuple[Spec, list[Type] | None]:
     """The spec a bpftool-style selector names and the types to print (None: all)."""
-    from .. import btf
-    from ..btf.kernel import VMLINUX
+    from .. import btf  # on use: a subcommand loads only what it needs
+    from ..btf.kernel import VMLINUX  # on use: a subcommand loads only what it needs
 
     kind = words[0]
     if len(words) < 2:
@@ -143,16 +142,12 @@ def _source(words: list[str], base: Spec | None) -> tuple[Spec, list[Type] | Non
         return _spec_of_id(int(words[1]), base), None
     sel = parse_selector(words[1:3] if not words[1].isdigit() else words[1:2], kind)
     if kind == "prog":
-        from .prog import open_programs
-
         prog = next(open_programs(sel))
         with prog:
             info = prog.info()
         if not info.btf_id:
             raise InvalidArgumentError(f"program {info.id} has no BTF")
         return _spec_of_id(info.btf_id, base), None
-    from .map import open_maps
-
     m = next(open_maps(sel))
     with m:
         minfo = m.info()
@@ -165,7 +160,7 @@ def _source(words: list[str], base: Spec | None) -> tuple[Spec, list[Type] | Non
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
-    from .. import btf
+    from .. import btf  # on use: a subcommand loads only what it needs
 
     words = list(args.source)
     fmt = None
@@ -182,7 +177,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     else:
         if len(words) > 1:
             raise InvalidArgumentError(f"unexpected {' '.join(words[1:])!r}")
-        from ..btf.kernel import VMLINUX
+        from ..btf.kernel import VMLINUX  # on use: a subcommand loads only what it needs
 
         path = words[0] if words else VMLINUX
         if base is None and path == VMLINUX:
@@ -196,6 +191,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if fmt == "c":
         sys.stdout.write(btf.dump_c(spec, types))
         return 0
+    # on use: a subcommand loads only what it needs
     from ..btf.raw import raw_chunks, raw_lines, raw_records
 
     ids: Iterable[int] | None = None

@@ -44,6 +44,7 @@ def build_from_args(args: argparse.Namespace, src: str, out: str | None) -> str:
     """Build `src` with the options of `add_build_arguments`; returns the object path.
 
     A compile error prints clang's diagnostics on stderr before it propagates."""
+    # on use: a subcommand loads only what it needs
     from ..gen.build import BuildError, CompileError, build
 
     cflags = [flag for text in args.cflags for flag in shlex.split(text)]

@@ -27,7 +27,7 @@ def _cgroup2_root() -> str:
 
 
 def _flags(value: int) -> str:
-    from .._sys import consts
+    from .._sys import consts  # on use: a subcommand loads only what it needs
 
     if value & consts.BPF_F_ALLOW_MULTI:
         return "multi"
@@ -39,8 +39,9 @@ def _flags(value: int) -> str:
 def cgroup_programs_of(path: str) -> list[dict[str, Any]]:
     """bpftool's records for the programs attached to the cgroup at `path` (not its
     ancestors'): id, attach_type, attach_flags, name."""
+    # on use: a subcommand loads only what it needs
     from ..link import CGROUP_ATTACH_TYPES, cgroup_programs
-    from ..programs import Program
+    from ..programs import Program  # on use: a subcommand loads only what it needs
 
     out = []
     for at in sorted(CGROUP_ATTACH_TYPES):

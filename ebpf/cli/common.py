@@ -5,6 +5,7 @@ walks."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..errors import Error, InvalidArgumentError
+from ..errors import Error, InvalidArgumentError, SyscallError
 
 T = TypeVar("T")
 
@@ -127,10 +128,6 @@ def _c_int(word: str) -> int | None:
 
 def open_pinned(opener: Callable[[str], T], path: str) -> T:
     """`opener(path)`, with "nothing is pinned at PATH" for a missing pin."""
-    import errno
-
-    from ..errors import SyscallError
-
     try:
         return opener(path)
     except SyscallError as e:
@@ -146,7 +143,7 @@ def hex_list(data: bytes) -> list[str]:
 
 def iter_ids(cmd: int) -> Iterator[int]:
     """Every id a BPF_*_GET_NEXT_ID command walks, ascending."""
-    from .._sys import ops
+    from .._sys import ops  # on use: a subcommand loads only what it needs
 
     nid = ops.get_next_id(cmd, 0)
     while nid is not None:
@@ -183,9 +180,9 @@ def local_time(epoch: int) -> str:
 def pinned_paths(kind: str, root: str = "/sys/fs/bpf") -> dict[int, list[str]]:
     """Ids of the `kind` objects ("program", "map", "link") pinned under `root` (bpftool's
     ``-f``), each to its paths."""
-    from .._sys import ops, validate
-    from .._sys.types import MapInfo, ProgInfo
-    from .._sys.types_link import LinkInfo
+    from .._sys import ops, validate  # on use: a subcommand loads only what it needs
+    from .._sys.types import MapInfo, ProgInfo  # on use: a subcommand loads only what it needs
+    from .._sys.types_link import LinkInfo  # on use: a subcommand loads only what it needs
 
     structs: dict[str, type[Any]] = {"program": ProgInfo, "map": MapInfo, "link": LinkInfo}
     out: dict[int, list[str]] = {}

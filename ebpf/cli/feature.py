@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import InvalidArgumentError, NotSupportedError
 from .common import add_json, emit
 
 __all__ = ["CONFIG_OPTIONS", "probe", "register"]
@@ -42,8 +43,7 @@ def _sysctl(name: str) -> int | None:
 
 
 def _config() -> dict[str, str]:
-    from ..errors import NotSupportedError
-    from ..kconfig import kernel_config
+    from ..kconfig import kernel_config  # on use: a subcommand loads only what it needs
 
     try:
         return kernel_config()
@@ -52,15 +52,15 @@ def _config() -> dict[str, str]:
 
 
 def _have_syscall() -> bool:
-    from .._sys.syscall import bpf_errno
-    from .._sys.types import Cmd, GetIdAttr
+    from .._sys.syscall import bpf_errno  # on use: a subcommand loads only what it needs
+    from .._sys.types import Cmd, GetIdAttr  # on use: a subcommand loads only what it needs
 
     return bpf_errno(Cmd.PROG_GET_NEXT_ID, GetIdAttr()) != -38  # ENOSYS
 
 
 def probe(*, helpers: bool = True) -> dict[str, Any]:
     """Everything `ebpf feature probe --json` prints."""
-    from .. import features
+    from .. import features  # on use: a subcommand loads only what it needs
 
     system: dict[str, Any] = {}
     for name in _SYSCTLS:
@@ -98,7 +98,7 @@ _KALLSYMS = {0: "JIT compiler kallsyms exports are disabled",
 
 
 def _text(d: dict[str, Any]) -> str:
-    from .. import features
+    from .. import features  # on use: a subcommand loads only what it needs
 
     s = d["system_config"]
     lines = ["Scanning system configuration..."]
@@ -153,8 +153,6 @@ def _text(d: dict[str, Any]) -> str:
 def _cmd_probe(args: argparse.Namespace) -> int:
     words = [w for w in args.target if w not in ("kernel", "full")]
     if words:
-        from ..errors import InvalidArgumentError
-
         raise InvalidArgumentError(f"unexpected {' '.join(words)!r}: `ebpf feature probe "
                                    "[kernel]` probes the running kernel")
     emit(args, probe(helpers=not args.no_helpers), _text)

@@ -14,10 +14,11 @@ __all__ = ["register", "write_atomically"]
 
 
 def _cmd_gen(args: argparse.Namespace) -> int:
-    from ..gen import generate
+    from ..gen import generate  # on use: a subcommand loads only what it needs
 
     objects = args.object
     if len(objects) > 1:
+        # on use: a subcommand loads only what it needs
         from ..linker.command import generate_linked, is_link_command, write_object
 
         if is_link_command(objects):  # `ebpf gen object OUT.o A.o B.o ...`
@@ -27,7 +28,7 @@ def _cmd_gen(args: argparse.Namespace) -> int:
     else:
         obj, name, filename = objects[0], args.name, None
         if is_source(obj):  # `ebpf gen SRC.bpf.c`: build it first (ebpf build)
-            from ..gen import default_name
+            from ..gen import default_name  # on use: a subcommand loads only what it needs
 
             filename = os.path.basename(default_output(obj))
             name = name or default_name(filename)

@@ -17,7 +17,7 @@ __all__ = ["inspect_spec", "register"]
 def _type_desc(t: Any) -> str | None:
     if t is None:
         return None
-    from ..btf import values
+    from ..btf import values  # on use: a subcommand loads only what it needs
 
     return values.describe(t)
 
@@ -75,7 +75,7 @@ def _inspect_text(d: dict[str, Any]) -> str:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .. import load_collection_spec
+    from .. import load_collection_spec  # on use: a subcommand loads only what it needs
 
     spec = load_collection_spec(args.object)
     emit(args, inspect_spec(spec), _inspect_text)

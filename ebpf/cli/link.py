@@ -10,6 +10,7 @@ LINK is ``ID``, ``id ID`` or ``pinned PATH``.
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,7 @@ __all__ = ["describe", "open_links", "register"]
 
 
 def _from_id(link_id: int) -> Link:
-    import errno
-
-    from ..link import from_id
+    from ..link import from_id  # on use: a subcommand loads only what it needs
 
     try:
         return from_id(link_id)
@@ -50,11 +49,11 @@ def open_links(selector: tuple[str, str] | None) -> Iterator[Link]:
         yield _from_id(int(selector[1]))
         return
     if selector is not None:
-        from ..link import open_pinned as open_link
+        from ..link import open_pinned as open_link  # on use: a subcommand loads only what it needs
 
         yield open_pinned(open_link, selector[1])
         return
-    from .._sys.types import Cmd
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
 
     for lid in iter_ids(Cmd.LINK_GET_NEXT_ID):
         try:
@@ -73,8 +72,8 @@ def _one(words: Sequence[str]) -> Link:
 def describe(link: Link) -> dict[str, Any]:
     """bpftool's `link show` fields for one bpf_link (id, type, prog_id, and where it is
     attached)."""
-    from .._sys.types import LinkType
-    from ..link import net_link_target
+    from .._sys.types import LinkType  # on use: a subcommand loads only what it needs
+    from ..link import net_link_target  # on use: a subcommand loads only what it needs
 
     info = link.info()
     try:
@@ -94,7 +93,7 @@ def describe(link: Link) -> dict[str, Any]:
 
 
 def _attach_name(value: int) -> Any:
-    from .._sys.types import AttachType
+    from .._sys.types import AttachType  # on use: a subcommand loads only what it needs
 
     try:
         return enum_name(AttachType(value))

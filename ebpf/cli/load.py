@@ -38,6 +38,7 @@ def _prog_result(name: str, spec: Any, exc: BaseException | None) -> dict[str, A
 def load_object(path: str, *, each: bool = False, sets: Sequence[str] = (),
                 btf_path: str | None = None) -> dict[str, Any]:
     """Load an object (all programs together, or each on its own) and report per program."""
+    # on use: a subcommand loads only what it needs
     from .. import Collection, btf, load_collection_spec
 
     result: dict[str, Any] = {"object": path, "open": {"ok": True, "error": ""},

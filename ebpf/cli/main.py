@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from .. import __version__
 from ..errors import Error
 from . import btf, build, cgroup, feature, gen, inspect, link, load, net, perf, prog, trace
 from . import map as map_
@@ -19,8 +20,6 @@ and cgroup attachments, features), with bpftool's nouns, verbs and JSON fields."
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `ebpf` command."""
-    from .. import __version__
-
     p = argparse.ArgumentParser(prog="ebpf", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"ebpf {__version__}")
     p.add_argument("-j", "--json", dest="json_global", action="store_true",

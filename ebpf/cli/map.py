@@ -46,7 +46,7 @@ __all__ = ["describe", "open_maps", "register"]
 
 def open_maps(selector: tuple[str, str] | None) -> Iterator[Map]:
     """The maps a selector names (every map for None); the caller closes each."""
-    from ..maps import Map
+    from ..maps import Map  # on use: a subcommand loads only what it needs
 
     if selector is not None and selector[0] == "id":
         yield Map.from_id(int(selector[1]))
@@ -54,7 +54,7 @@ def open_maps(selector: tuple[str, str] | None) -> Iterator[Map]:
     if selector is not None and selector[0] == "pinned":
         yield Map.open_pinned(selector[1])
         return
-    from .._sys.types import Cmd
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
 
     found = False
     for mid in iter_ids(Cmd.MAP_GET_NEXT_ID):
@@ -155,7 +155,7 @@ def _per_cpu_values(m: Map, raw: bytes) -> list[bytes]:
 
 
 def _formatted(t: Any, data: bytes) -> Any:
-    from ..btf import values
+    from ..btf import values  # on use: a subcommand loads only what it needs
 
     return values.decode(t, data)
 
@@ -251,7 +251,7 @@ def _cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def _cmd_update(args: argparse.Namespace) -> int:
-    from ..maps import UpdateFlags
+    from ..maps import UpdateFlags  # on use: a subcommand loads only what it needs
 
     m, rest = _split_map(args.target)
     with m:
@@ -261,7 +261,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
             raise InvalidArgumentError("missing `value BYTES`")
         size = m.value_size
         if m.is_per_cpu and len(raw) != 1:
-            from .._sys.ops import possible_cpus
+            from .._sys.ops import possible_cpus  # on use: a subcommand loads only what it needs
 
             size = ((m.value_size + 7) & ~7) * possible_cpus()
         value = parse_bytes(raw, size, "value")
@@ -292,7 +292,7 @@ def _cmd_pin(args: argparse.Namespace) -> int:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from .. import Map, MapSpec, MapType
+    from .. import Map, MapSpec, MapType  # on use: a subcommand loads only what it needs
 
     words = list(args.options)
     opts: dict[str, str] = {}

@@ -15,7 +15,7 @@ __all__ = ["net_attachments", "register"]
 
 
 def _prog_name(prog_id: int) -> str:
-    from ..programs import Program
+    from ..programs import Program  # on use: a subcommand loads only what it needs
 
     try:
         with Program.from_id(prog_id) as prog:
@@ -25,7 +25,7 @@ def _prog_name(prog_id: int) -> str:
 
 
 def _xdp(name: str, index: int) -> list[dict[str, Any]]:
-    from ..link import xdp_info
+    from ..link import xdp_info  # on use: a subcommand loads only what it needs
 
     info = xdp_info(index)
     out = []
@@ -37,6 +37,7 @@ def _xdp(name: str, index: int) -> list[dict[str, Any]]:
 
 
 def _tc(name: str, index: int) -> list[dict[str, Any]]:
+    # on use: a subcommand loads only what it needs
     from ..link import netkit_programs, tc_filters, tcx_programs
 
     out: list[dict[str, Any]] = []
@@ -74,8 +75,8 @@ def _tc(name: str, index: int) -> list[dict[str, Any]]:
 
 
 def _flow_dissector() -> list[dict[str, Any]]:
-    from .._sys.types import AttachType
-    from ..link import netns_programs
+    from .._sys.types import AttachType  # on use: a subcommand loads only what it needs
+    from ..link import netns_programs  # on use: a subcommand loads only what it needs
 
     try:
         q = netns_programs(AttachType.FLOW_DISSECTOR)

@@ -15,6 +15,7 @@ __all__ = ["perf_attachments", "register"]
 
 def perf_attachments() -> list[dict[str, Any]]:
     """bpftool's `perf show` records: pid, fd, prog_id, fd_type and the target."""
+    # on use: a subcommand loads only what it needs
     from .._sys.taskfd import FD_TYPES, task_fd_query
 
     out = []

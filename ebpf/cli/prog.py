@@ -44,7 +44,7 @@ __all__ = ["describe", "open_programs", "register"]
 
 def open_programs(selector: tuple[str, str] | None) -> Iterator[Program]:
     """The programs a selector names (every program for None); the caller closes each."""
-    from ..programs import Program
+    from ..programs import Program  # on use: a subcommand loads only what it needs
 
     if selector is not None and selector[0] == "id":
         yield Program.from_id(int(selector[1]))
@@ -52,7 +52,7 @@ def open_programs(selector: tuple[str, str] | None) -> Iterator[Program]:
     if selector is not None and selector[0] == "pinned":
         yield open_pinned(Program.open_pinned, selector[1])
         return
-    from .._sys.types import Cmd
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
 
     found = False
     for pid in iter_ids(Cmd.PROG_GET_NEXT_ID):
@@ -193,8 +193,8 @@ def _cmd_dump(args: argparse.Namespace) -> int:
 
 def _dump_xlated(args: argparse.Namespace, prog: Program, info: ProgramInfo, linum: bool,
                  out_file: str | None) -> int:
-    from .proglines import read_lines
-    from .xlated import listing, render_json, render_text
+    from .proglines import read_lines  # on use: a subcommand loads only what it needs
+    from .xlated import listing, render_json, render_text  # loaded on use
 
     if out_file is not None:
         with open(out_file, "wb") as f:
@@ -284,7 +284,7 @@ def _cmd_pin(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from .. import Collection, load_collection_spec
+    from .. import Collection, load_collection_spec  # on use: a subcommand loads only what it needs
 
     words = list(args.rest)
     pinmaps = None

@@ -53,7 +53,7 @@ def read_lines(fd: int, btf_id: int) -> ProgramLines:
     n_func, n_line = int(first.nr_func_info), int(first.nr_line_info)
     if not btf_id or not (n_func or n_line):
         return ProgramLines((), ())
-    from ..btf import load_spec
+    from ..btf import load_spec  # on use: a subcommand loads only what it needs
 
     funcs = (FuncInfo * max(n_func, 1))()
     lines = (LineInfo * max(n_line, 1))()
@@ -78,7 +78,7 @@ def read_lines(fd: int, btf_id: int) -> ProgramLines:
 
 def func_signature(func: Type) -> str:
     """A BTF FUNC as bpftool prints it above a function: ``int f(struct xdp_md * ctx)``."""
-    from ..btf import FuncProto, Void
+    from ..btf import FuncProto, Void  # on use: a subcommand loads only what it needs
 
     proto = getattr(func, "type", None)
     if not isinstance(proto, FuncProto):
@@ -94,6 +94,7 @@ def func_signature(func: Type) -> str:
 
 def _type_only(t: Type, depth: int = 0) -> str:
     """A type's name in C, without a declarator (pointers as ``T *``)."""
+    # on use: a subcommand loads only what it needs
     from ..btf import (
         Array,
         Const,

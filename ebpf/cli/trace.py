@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from ..tracing import trace_pipe
+    from ..tracing import trace_pipe  # on use: a subcommand loads only what it needs
 
     as_json = wants_json(args)
     try:
