@@ -21,6 +21,7 @@ EXAMPLES = REPO / "examples"
 sys.path.insert(0, str(REPO / "tools"))
 
 import gen_examples  # noqa: E402
+from kernelmatrix import requires  # noqa: E402
 
 
 class Running:
@@ -291,3 +292,36 @@ def test_tc(netns: str, running: list[Running], mode: str) -> None:
     qdiscs = subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "show", "dev",
                              "veth0"], capture_output=True, text=True, check=True).stdout
     assert "clsact" not in qdiscs, qdiscs    # removed on exit
+
+
+SLEEPER = """
+import threading, time
+threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@requires("iter_target:task", min_kernel="5.8")
+def test_task_iter() -> None:
+    import os
+
+    r = Running(["examples/task_iter.py"])
+    out = r.finish()
+    assert out.startswith("    PID    PPID S COMMAND\n"), out
+    assert re.search(rf"^\s+{r.pid}\s+{os.getpid()} R python3?\S*$", out, re.M), out
+
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        out = run("examples/task_iter.py", "--threads", "--stacks")
+    finally:
+        child.kill()
+        child.wait()
+    assert out.startswith("    PID     TID    PPID S COMMAND\n"), out
+    threads = re.findall(rf"^\s+{child.pid}\s+(\d+)\s+{os.getpid()} S python3?\S*\n"
+                         r"((?:        \S+\n)+)", out, re.M)
+    assert len(threads) == 2 and threads[0][0] == str(child.pid), out
+    for _, stack in threads:    # both asleep in clock_nanosleep(2)
+        assert "nanosleep" in stack and "do_syscall_64+0x" in stack, out
