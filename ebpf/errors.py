@@ -160,3 +160,15 @@ def summarize_verifier_log(log: str, lines: int = 4) -> str:
     ):
         body.pop()
     return "\n".join(body[-lines:])
+
+
+def prefixed(what: str, exc: BaseException) -> BaseException:
+    """Prefix the message of a library exception with the object that failed,
+    keeping its type (a VerifierError stays a VerifierError)."""
+    if isinstance(exc, SyscallError):
+        if not exc.strerror.startswith(what):
+            exc.strerror = f"{what}: {exc.strerror}"
+    elif isinstance(exc, Error) and exc.args and isinstance(exc.args[0], str):
+        if not exc.args[0].startswith(what):
+            exc.args = (f"{what}: {exc.args[0]}", *exc.args[1:])
+    return exc

@@ -24,7 +24,7 @@ from .errors import (
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
-    SyscallError,
+    prefixed,
 )
 from .maps import Map
 from .programs import Program, object_btf_blob
@@ -51,18 +51,6 @@ class KernelObjects:
             with contextlib.suppress(Exception):
                 obj.close()
         self.owned.clear()
-
-
-def _wrap(what: str, exc: BaseException) -> BaseException:
-    """Prefix the message of a library exception with the object that failed,
-    keeping its type (a VerifierError stays a VerifierError)."""
-    if isinstance(exc, SyscallError):
-        if not exc.strerror.startswith(what):
-            exc.strerror = f"{what}: {exc.strerror}"
-    elif isinstance(exc, Error) and exc.args and isinstance(exc.args[0], str):
-        if not exc.args[0].startswith(what):
-            exc.args = (f"{what}: {exc.args[0]}", *exc.args[1:])
-    return exc
 
 
 def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
@@ -107,7 +95,7 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             try:
                 m = Map(ms, btf_handle=handle, pin_path=pin_path)
             except BaseException as e:
-                raise _wrap(what, e) from None
+                raise prefixed(what, e) from None
             created.append(m)
             maps[name] = m
             if freeze and not ms.freeze:
@@ -125,7 +113,7 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             try:
                 prog = Program(ps, maps=maps, kernel_btf=kernel_btf, log_level=log_level)
             except BaseException as e:
-                raise _wrap(f"program {name!r}", e) from None
+                raise prefixed(f"program {name!r}", e) from None
             created.append(prog)
             programs[name] = prog
         if spec.struct_ops:
@@ -137,7 +125,7 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
                 try:
                     m = StructOpsMap.create(ops, programs)
                 except BaseException as e:
-                    raise _wrap(f"struct_ops map {name!r}", e) from None
+                    raise prefixed(f"struct_ops map {name!r}", e) from None
                 maps[name] = m
                 created.append(m)
         for name, key, target in deferred:

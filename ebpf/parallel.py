@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Union
 
-from .errors import Error, InvalidArgumentError
-from .instantiate import _wrap
+from .errors import Error, InvalidArgumentError, prefixed
+from .programs import Program
 from .spec.collection import CollectionSpec
 from .spec.programs import ProgramSpec
 
@@ -111,7 +111,6 @@ def load_many(
     workers = min(workers, len(specs))
 
     from .collection import Collection  # the kernel-object layer, above this module
-    from .programs import Program
 
     def load(spec: ProgramSpec | CollectionSpec) -> Any:
         if isinstance(spec, ProgramSpec):
@@ -176,7 +175,7 @@ def _load_one(load: Any, i: int, spec: ProgramSpec | CollectionSpec) -> Any:
     try:
         return load(spec)
     except Error as e:
-        raise _wrap(f"load_many: {_describe(i, spec)}", e) from None
+        raise prefixed(f"load_many: {_describe(i, spec)}", e) from None
 
 
 def _close_all(objs: list[Any]) -> None:
