@@ -130,10 +130,12 @@ def map_freeze(fd: int) -> None:
 
 
 def mmap_fd(fd: int, length: int, writable: bool) -> _mmap.mmap:
-    """mmap(2) a map's memory (BPF_F_MMAPABLE arrays), shared."""
-    prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+    """mmap(2) a map's memory (BPF_F_MMAPABLE arrays), shared. A read-only mapping is
+    an ACCESS_READ mmap: the buffers it exports are read-only, so no write through a
+    view of it can fault."""
+    access = _mmap.ACCESS_WRITE if writable else _mmap.ACCESS_READ  # both MAP_SHARED
     try:
-        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
+        return _mmap.mmap(fd, length, access=access)
     except OSError as e:
         raise SyscallError(e.errno or errno.EINVAL, f"mmap of map fd {fd}: {e.strerror}") from None
 

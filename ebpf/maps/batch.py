@@ -21,6 +21,7 @@ from .elements import KeyExistsError, MapElements, UpdateFlags
 from .kinds import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, type_name
 from .kinds import DELETE as _DELETE
 from .kinds import UPDATE as _UPDATE
+from .mapped import NONE as _NONE
 from .state import MapState
 
 __all__ = ["Batch", "BatchWalk", "MapBatch"]
@@ -159,6 +160,12 @@ class MapBatch(MapElements):
         if self._type not in BATCH_TYPES or (
                 cmd != _t.Cmd.MAP_LOOKUP_BATCH and self._type in ARRAY_TYPES):
             raise NotSupportedError(f"{what} on {type_name(self._type)} maps")
+        if self._mstate != _NONE and cmd == _t.Cmd.MAP_LOOKUP_BATCH:
+            got = self._mbatch(numpy)  # a memory-mapped array: one copy, no system call
+            if got is not None:
+                keys, vals, n = got
+                return Batch(shape(keys, n, 4, numpy, per_cpu=False),
+                             shape(vals, n, self._value_size, numpy, per_cpu=False))
         ks, vb = self._key_size, self._vbytes
         cap = max(self._spec.max_entries, 1)
         walk = BatchWalk(self, cmd)

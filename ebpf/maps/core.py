@@ -20,6 +20,7 @@ from .._sys.fd import FD
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError, KeyNotFoundError, SyscallError
 from ..spec.maps import MapFlags, MapSpec, PinType
+from . import mapped as _mapped
 from .codec import Buffers, decoder, int_format
 from .create import create, create_attr
 from .info import MapInfo, anon_kind, kernel_btf_types, query_info
@@ -85,8 +86,13 @@ class Map(MapIteration, MapPinning):
         fd = create(spec, inner_map_fd, btf_handle)
         self._setup(fd, spec)
         try:
-            for k, v in spec.contents:
-                self.update(k, v)
+            if spec.contents:
+                # initial contents by system call: no mapping made (and dropped again)
+                # for a data section about to be frozen
+                state, self._mstate = self._mstate, _mapped.NONE
+                for k, v in spec.contents:
+                    self.update(k, v)
+                self._mstate = state
             if spec.freeze:
                 self.freeze()
             if pin_file is not None:
@@ -192,7 +198,8 @@ class Map(MapIteration, MapPinning):
         self._int_vdecode = self._vmode == 1 and b.vmv is not None
         # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map.
         fast = not percpu and spec.type not in KEYLESS_TYPES | NO_ELEMENT_TYPES and ks > 0
-        self._owner = _get_ident() if fast else 0
+        # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
+        self._init_memory(_get_ident() if fast else 0)
 
     @property
     def fd(self) -> FD:
@@ -276,11 +283,15 @@ class Map(MapIteration, MapPinning):
 
     def close(self) -> None:
         """Close the descriptor (idempotent). Pinned maps stay pinned; memory mapped
-        with `mmap()` stays valid until its last view is released.
+        with `mmap()`, `memory()` or `array()` stays valid until its last view is
+        released.
 
         Thread-safe: an operation already in its syscall in another thread finishes on
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
+        mapped = getattr(self, "_mstate", None) is not None
+        if mapped:
+            self._mstate = _mapped.NONE
         self._kmv = None
         # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
         # holds the GIL: once they say -1, no call can reach the old descriptor number,
@@ -295,6 +306,8 @@ class Map(MapIteration, MapPinning):
                 pass  # a view is still exported; the mapping goes away with it
         self._mmaps.clear()
         self._fd.close()
+        if mapped:  # after the descriptor: a mapping made meanwhile sees it closed
+            self._unmap()
 
     def __enter__(self) -> Map:
         return self
@@ -315,7 +328,13 @@ class Map(MapIteration, MapPinning):
 
     def freeze(self) -> None:
         """Make the map read-only for user space (BPF_MAP_FREEZE); programs can still
-        write unless it was created with MapFlags.RDONLY_PROG. Irreversible."""
+        write unless it was created with MapFlags.RDONLY_PROG. Irreversible.
+
+        The map's own writable mapping (element operations of an mmapable array) is
+        dropped first; views from `memory()`/`array()`/`mmap(writable=True)` must be
+        released, or the kernel refuses (EBUSY)."""
+        if self._mstate != _mapped.NONE:
+            self._unmap(_mapped.UNTRIED)  # mapped again, read-only, on next use
         try:
             with self._fd.hold() as fd:
                 _ops.map_freeze(fd)

@@ -28,7 +28,7 @@ from ..errors import (
     PermissionError,
     SyscallError,
 )
-from .codec import Buffers, MapCodec
+from .codec import Buffers
 from .info import fdinfo
 from .kinds import ARRAY_TYPES, FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
 from .kinds import DELETE as _DELETE
@@ -38,6 +38,8 @@ from .kinds import LOOKUP as _LOOKUP
 from .kinds import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
 from .kinds import NEXT_KEY as _NEXT_KEY
 from .kinds import UPDATE as _UPDATE
+from .mapped import NONE as _NONE
+from .mapped import MapMemory
 
 __all__ = ["KeyExistsError", "MapElements", "UpdateFlags"]
 
@@ -61,7 +63,7 @@ class KeyExistsError(SyscallError):
     """`update(..., UpdateFlags.NOEXIST)` found the key already present."""
 
 
-class MapElements(MapCodec):
+class MapElements(MapMemory):
     """Reading, writing and deleting single elements (see `Map`)."""
 
     __slots__ = ()
@@ -81,7 +83,27 @@ class MapElements(MapCodec):
         return b
 
     def __getitem__(self, key: Any) -> Any:
-        if key.__class__ is int and self._owner == _get_ident():
+        if key.__class__ is not int:
+            return self.lookup(key)
+        mm = self._mm
+        if mm is not None:  # a memory-mapped array (ebpf.maps.mapped): no system call
+            if key >= 0:
+                mv = self._mvals
+                if mv is not None:
+                    try:
+                        return mv[key]
+                    except (IndexError, ValueError):  # out of range / unmapped meanwhile
+                        pass
+                elif key < self._mcount:
+                    o = key * self._mstride
+                    try:
+                        raw = mm[o: o + self._value_size]
+                    except ValueError:  # unmapped by close() meanwhile
+                        return self.lookup(key)
+                    dec = self._vdec
+                    return raw if dec is None else dec(raw)
+            return self.lookup(key)  # the kernel's answer (and error) for the rest
+        if self._owner == _get_ident():
             try:
                 self._kmv[0] = key  # type: ignore[index]
             except (ValueError, TypeError):
@@ -103,6 +125,12 @@ class MapElements(MapCodec):
         the map has a BTF value type. `flags` may be UpdateFlags.LOCK (read under the
         value's spin lock). Queue/stack maps: `lookup()` is `peek()`.
         """
+        if self._mstate != _NONE and not flags:
+            i = self._mindex(key)
+            if i >= 0:
+                data = self._mread(i)
+                if data is not None:
+                    return self._decode_value(data, not raw)
         b = self._thread_bufs()
         if not self._load(b, key, flags):
             raise KeyNotFoundError(self._missing(key))
@@ -110,6 +138,12 @@ class MapElements(MapCodec):
 
     def get(self, key: Any, default: Any = None, *, raw: bool = False) -> Any:
         """Like `lookup`, returning `default` when the key is missing."""
+        if self._mstate != _NONE:
+            i = self._mindex(key)
+            if i >= 0:
+                data = self._mread(i)
+                if data is not None:
+                    return self._decode_value(data, not raw)
         b = self._thread_bufs()
         if not self._load(b, key, 0):
             return default
@@ -118,6 +152,8 @@ class MapElements(MapCodec):
     def __contains__(self, key: Any) -> bool:
         if self._type == MapType.BLOOM_FILTER:
             return self._bloom_contains(key)
+        if self._mstate != _NONE and self._mindex(key) >= 0 and self._mm is not None:
+            return True  # every index of an array exists
         return self._load(self._thread_bufs(), key, 0)
 
     def _load(self, b: Buffers, key: Any, flags: int) -> bool:
@@ -234,6 +270,17 @@ class MapElements(MapCodec):
             return False
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        if key.__class__ is int and value.__class__ is int:
+            mv = self._mints
+            if mv is not None:  # a memory-mapped array (ebpf.maps.mapped)
+                if key >= 0:
+                    try:
+                        mv[key] = value
+                        return
+                    except (IndexError, ValueError, TypeError):
+                        pass  # out of range, not packable as is, read-only, unmapped
+                self.update(key, value)
+                return
         if key.__class__ is int and value.__class__ is int and self._owner == _get_ident():
             try:
                 self._kmv[0] = key  # type: ignore[index]
@@ -266,6 +313,14 @@ class MapElements(MapCodec):
         self._update(key, value, flags)
 
     def _update(self, key: Any, value: Any, flags: int) -> None:
+        if self._mstate != _NONE and flags in (0, _t.BPF_EXIST):
+            # NOEXIST (always EEXIST on arrays), LOCK, out-of-range keys: the kernel says
+            i = self._mindex(key)
+            if i >= 0 and self._mwritable:
+                b = self._thread_bufs()
+                self._put_value(b, value)
+                if self._mwrite(i, b.vraw):
+                    return
         b = self._thread_bufs()
         self._put_key(b, key)
         self._put_value(b, value)

@@ -20,6 +20,7 @@ from .kinds import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
 from .kinds import LOOKUP as _LOOKUP
 from .kinds import NEXT_KEY as _NEXT_KEY
 from .kinds import NEXT_KEY_ATTR_SIZE as _NEXT_KEY_ATTR_SIZE
+from .mapped import NONE as _NONE
 
 __all__ = ["IterationAbortedError", "MapIteration"]
 
@@ -117,6 +118,9 @@ class MapIteration(MapBatch):
         supports them (a bucket-wise walk that never repeats or loses keys under
         concurrent updates), else BPF_MAP_GET_NEXT_KEY plus lookups."""
         self._check_iterable()
+        if self._mstate != _NONE and self._memory() is not None:
+            yield from self._mchunks()  # a memory-mapped array: no system call
+            return
         if self._type in BATCH_TYPES:
             walk = BatchWalk(self, _t.Cmd.MAP_LOOKUP_BATCH)
             chunk = 4096

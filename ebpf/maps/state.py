@@ -18,6 +18,7 @@ class MapState:
 
     __slots__ = (
         "_bufs",
+        "_fast_owner",
         "_fd",
         "_fd_values",
         "_frozen",
@@ -28,7 +29,15 @@ class MapState:
         "_kmv",
         "_ktype",
         "_lref",
+        "_mcount",
+        "_mints",
+        "_mm",
         "_mmaps",
+        "_mraw",
+        "_mstate",
+        "_mstride",
+        "_mvals",
+        "_mwritable",
         "_name",
         "_ncpu",
         "_owner",
@@ -77,3 +86,13 @@ class MapState:
     _mmaps: list[Any]
     _pinned: str | None
     _frozen: bool
+    # the memory mapping of an mmapable array (ebpf.maps.mapped)
+    _mm: Any
+    _mraw: memoryview | None
+    _mints: memoryview | None
+    _mvals: memoryview | None
+    _mwritable: bool
+    _mstate: int
+    _mstride: int
+    _mcount: int
+    _fast_owner: int
