@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import errno
 import fnmatch
 import hashlib
 import json
@@ -726,13 +727,51 @@ def libbpf_line(lib: dict[str, Any]) -> str:
     return lines[-1][:200] if lines else ""
 
 
+# Why libbpf fails where ebpf loads: (a piece of libbpf's error line, the reason).
+ONLY_EBPF_REASONS = (
+    ("failed to initialize slot",
+     "libbpf fills a program array's initial slots (`.values = {...}`) when loading and "
+     "fails when a program listed there is not loaded (here every program but one is "
+     "left out); ebpf leaves the slots of programs it does not load empty"),
+    ("not found in kernel or module BTFs",
+     "libbpf resolves every extern of the object, also those only programs left out use "
+     "(here kfuncs of bpf_testmod, a module this host does not have); ebpf resolves the "
+     "externs of the programs it loads"),
+    ("not resolved",
+     "as above: a strong extern (a bpf_testmod function) that only other programs use"),
+    ("legacy map definitions",
+     "libbpf 1.0 dropped the legacy `maps` section (struct bpf_map_def); ebpf still "
+     "reads it"),
+    ("unrecognized extern section",
+     "an object meant to be linked into another one: libbpf refuses its extern "
+     "declarations on their own, ebpf loads the programs that do not use them"),
+)
+
+
+def only_ebpf_reason(lib: dict[str, Any]) -> str:
+    line = libbpf_line(lib)
+    for piece, why in ONLY_EBPF_REASONS:
+        if piece in line:
+            return why
+    return "not analysed: " + line
+
+
+def _errno_name(n: int) -> str:
+    if n == 0:
+        return "no errno (libbpf cannot open the object)"
+    return errno.errorcode.get(n) or {524: "ENOTSUPP"}.get(n, str(n))
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     progs = [(r, p) for r in rows for p in r["programs"]]
     counts = Counter(p["outcome"] for _, p in progs)
     regress: dict[str, list[str]] = defaultdict(list)
+    extra: dict[str, list[str]] = defaultdict(list)
     for r, p in progs:
         if p["outcome"] == "only-libbpf":
             regress[cause_of(p["ebpf"])].append(f"{r['name']}/{p['name']}")
+        elif p["outcome"] == "only-ebpf":
+            extra[only_ebpf_reason(p["libbpf"])].append(f"{r['name']}/{p['name']}")
 
     def cpu(p: dict[str, Any], who: str) -> int:
         return int(p[who].get("user_ns") or 0) + int(p[who].get("sys_ns") or 0)
@@ -768,6 +807,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "both": counts["both"], "only_libbpf": counts["only-libbpf"],
         "only_ebpf": counts["only-ebpf"], "neither": counts["neither"],
         "regressions_by_cause": dict(sorted(regress.items(), key=lambda kv: -len(kv[1]))),
+        "only_ebpf_by_reason": dict(sorted(extra.items(), key=lambda kv: -len(kv[1]))),
+        "neither_by_errno": dict(Counter(
+            _errno_name(int(p["libbpf"].get("errno") or 0))
+            for _, p in progs if p["outcome"] == "neither").most_common()),
         "timing": {k: round(v, 3) if isinstance(v, float) else v for k, v in timing.items()},
     }
 
@@ -815,6 +858,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"| only ebpf loads | {s['only_ebpf']} |",
         f"| neither loads | {s['neither']} |",
         "",
+        "Most programs neither loads are the selftests' negative tests (programs the "
+        "verifier must reject) and, on this host, programs it refuses by policy "
+        "(fentry/fexit/LSM trampolines: EPERM; arena maps). By libbpf's errno: "
+        + ", ".join(f"{k} {v}" for k, v in s["neither_by_errno"].items()) + ".",
+        "",
         "## Load time",
         "",
         "Process CPU time (user + system, which includes the verifier) of loading, "
@@ -845,6 +893,15 @@ def markdown(results: dict[str, Any]) -> str:
         for cause, names in s["regressions_by_cause"].items():
             ex = ", ".join(f"`{n}`" for n in names[:4])
             out.append(f"| {len(names)} | {_md_cell(cause)} | {ex} |")
+    out += ["", "## Where ebpf loads more", "",
+            "Programs ebpf loads and libbpf does not, grouped by why libbpf fails.", ""]
+    if not s["only_ebpf_by_reason"]:
+        out.append("None.")
+    else:
+        out += ["| programs | why | examples |", "|---:|---|---|"]
+        for why, names in s["only_ebpf_by_reason"].items():
+            ex = ", ".join(f"`{n}`" for n in names[:3])
+            out.append(f"| {len(names)} | {_md_cell(why, 400)} | {ex} |")
     out += ["", "## Every difference", "",
             "| object | program | section | loads | libbpf | ebpf |",
             "|---|---|---|---|---|---|"]
@@ -861,7 +918,22 @@ def markdown(results: dict[str, Any]) -> str:
                 eb += f" (warning: {warn[0]})"
             out.append(f"| {r['name']} | {p['name']} | `{_md_cell(p['section'], 60)}` "
                        f"| {p['outcome']} | {_md_cell(lib)} | {_md_cell(eb)} |")
-    out += ["", "## Sources that did not compile", ""]
+    out += ["", "## Running it", "",
+            "```sh",
+            "make conformance                              # the whole corpus, this page",
+            "python3 tools/conformance.py                  # the subset of the test command",
+            "python3 tools/conformance.py --objects 'rbtree*,iters*' -j1",
+            "python3 tools/conformance.py --subset 100     # 100 sources spread over the corpus",
+            "```",
+            "",
+            "Everything is cached in `.cache/conformance/` (the unpacked tree, libbpf, the "
+            "objects by content hash); `results.json` there has every program with both "
+            "loaders' error lines and CPU times. In a kernel-matrix guest (what this host "
+            "refuses: trampolines, modules, arena), the host's objects are reused when "
+            "compiling against the host's BTF: `python3 -m tools.vm shell 6.12 'cd "
+            "/work/main && python3 tools/conformance.py --all -j1 --btf "
+            ".cache/conformance/vmlinux-*/vmlinux.btf --json /kmatrix/conformance.json'`.",
+            "", "## Sources that did not compile", ""]
     if comp["failed"]:
         out += ["| source | clang's first error |", "|---|---|"]
         out += [f"| {f['name']} | {_md_cell(f['error'])} |" for f in comp["failed"]]
@@ -972,7 +1044,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:
         _write_atomic(pathlib.Path(args.markdown), markdown(results))
     s = results["summary"]
-    print(json.dumps({k: v for k, v in s.items() if k != "regressions_by_cause"}, indent=1))
+    print(json.dumps({k: v for k, v in s.items()
+                      if k not in ("regressions_by_cause", "only_ebpf_by_reason")}, indent=1))
     for cause, names in s["regressions_by_cause"].items():
         print(f"{len(names):4}  {cause}\n      {', '.join(names[:5])}")
     return 1 if s["only_libbpf"] else 0
