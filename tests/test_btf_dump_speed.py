@@ -17,8 +17,8 @@ from test_btf_fuzz import MUTATIONS, SETTINGS, marshal, mutate, type_graphs
 
 from ebpf import btf
 from ebpf.btf.kernel import VMLINUX, read_btf_file
+from ebpf.btf.raw import raw_chunks, raw_lines, type_ids
 from ebpf.btf.spec import Spec
-from ebpf.cli.btfraw import raw_chunks, raw_lines, type_ids
 from ebpf.errors import BTFError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
