@@ -1,0 +1,263 @@
+"""Maps of a BPF object: data sections (.data, .rodata, .bss and their named variants) as
+array maps with their variables, BTF-defined maps (.maps), legacy and iproute2 map
+definitions (maps), and the initial values of map-in-map and program array slots
+(.values)."""
+
+from __future__ import annotations
+
+from .. import btf as _btf
+from .._sys.types import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType
+from ..elffile import SectionFlags
+from ..errors import BTFError, ELFError
+from ..spec.collection import VariableSpec
+from ..spec.maps import MapSpec, PinType
+from .state import MAX_NOBITS, R_BPF_64_64, R_BPF_64_ABS64, STT_NOTYPE, STT_OBJECT, ObjectState
+
+# libbpf's `struct bpf_map_def` and iproute2's `struct bpf_elf_map` (both u32 fields).
+_LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
+
+
+_IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
+
+
+_DATA_PREFIXES = (".data", ".rodata", ".bss")
+
+
+
+
+
+class MapSections(ObjectState):
+    """Reading the maps and data sections of the object."""
+
+    def _read_data_sections(self) -> None:
+
+        datasecs: dict[str, _btf.Datasec] = {}
+        if self.btf is not None:
+            for t in self.btf:
+                if isinstance(t, _btf.Datasec):
+                    datasecs[t.name] = t
+        for sec in self.elf.sections:
+            if not _is_data_section(sec.name) or not sec.flags & SectionFlags.ALLOC:
+                continue
+            if sec.flags & SectionFlags.EXECINSTR or sec.size == 0:
+                continue
+            if sec.is_nobits and sec.size > MAX_NOBITS:
+                raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
+                               f"data section holds at most {MAX_NOBITS} (one array map "
+                               "value)", sec.name)
+            data = bytearray(sec.size) if sec.is_nobits else bytearray(sec.data())
+            readonly = sec.name.startswith(".rodata")
+            flags = BPF_F_RDONLY_PROG if readonly else 0
+            ds = datasecs.get(sec.name)
+            # like libbpf, a section whose BTF shows only static variables is not
+            # mmap()able (a bpf_spin_lock, a timer, a kptr may live there only then)
+            if ds is None or any(isinstance(v.type, _btf.Var)
+                                 and v.type.linkage != _btf.Linkage.STATIC for v in ds.vars):
+                flags |= BPF_F_MMAPABLE
+            ms = MapSpec(name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
+                         max_entries=1, flags=flags,
+                         contents=[(0, data)], freeze=readonly)
+            if ds is not None:
+                ms.value = ds
+                ms.key = None
+            self.maps[sec.name] = ms
+            self.data_sections[sec.index] = sec.name
+            if ds is not None:
+                for vs in ds.vars:
+                    var = vs.type
+                    if isinstance(var, _btf.Var) and not var.name.startswith("."):
+                        if vs.size < _btf.sizeof(var.type):   # the kernel refuses it too
+                            raise ELFError(f"variable {var.name!r} has {vs.size} bytes in "
+                                           f"its DATASEC, less than its type's "
+                                           f"{_btf.sizeof(var.type)}", sec.name, vs.offset)
+                        self.spec.variables[var.name] = VariableSpec(
+                            var.name, sec.name, vs.offset, vs.size, var.type)
+            else:
+                for s in self.symbols:
+                    if s.section_index == sec.index and s.type == STT_OBJECT and s.name:
+                        self.spec.variables[s.name] = VariableSpec(
+                            s.name, sec.name, s.value, s.size, None)
+
+    def _read_btf_maps(self) -> None:
+        sec = self.elf.section_by_name(".maps")
+        if sec is None:
+            return
+        if self.btf is None:
+            raise ELFError("object has a .maps section but no BTF", ".maps")
+        ds = next((t for t in self.btf if isinstance(t, _btf.Datasec) and t.name == ".maps"),
+                  None)
+        if ds is None:
+            raise BTFError("no DATASEC .maps in the object's BTF")
+        for vs in ds.vars:
+            var = vs.type
+            if not isinstance(var, _btf.Var):
+                raise BTFError(f".maps entry at offset {vs.offset} is not a variable")
+            ms = self._btf_map_def(var.name, var.type, f"map {var.name!r}")
+            self.maps[var.name] = ms
+            self.map_at[(sec.index, vs.offset)] = var.name
+
+    def _btf_map_def(self, name: str, t: _btf.Type, what: str) -> MapSpec:
+
+        st = _btf.skip_typedefs(t)
+        if not isinstance(st, _btf.Struct):
+            raise BTFError(f"{what}: definition must be a struct, got {st.type_name}")
+        ms = MapSpec(name=name, type=MapType.UNSPEC, key_size=0, value_size=0, max_entries=0)
+        for m in st.members:
+            if m.name == "type":
+                ms.type = _map_type(_uint_member(m, what))
+            elif m.name == "max_entries":
+                ms.max_entries = _uint_member(m, what)
+            elif m.name == "map_flags":
+                ms.flags = _uint_member(m, what)
+            elif m.name == "numa_node":
+                ms.numa_node = _uint_member(m, what)
+            elif m.name == "key_size":
+                ms.key_size = _uint_member(m, what)
+            elif m.name == "value_size":
+                ms.value_size = _uint_member(m, what)
+            elif m.name == "map_extra":
+                ms.map_extra = _uint_member(m, what)
+            elif m.name == "pinning":
+                pin = _uint_member(m, what)
+                if pin not in (0, 1):
+                    raise BTFError(f"{what}: unsupported pinning {pin}")
+                ms.pinning = PinType(pin)
+            elif m.name in ("key", "value"):
+                pt = _btf.skip_typedefs(m.type)
+                if not isinstance(pt, _btf.Pointer):
+                    raise BTFError(f"{what}: {m.name} must be declared with __type()")
+                target = pt.type
+                size = _btf.sizeof(target)
+                if m.name == "key":
+                    ms.key, ms.key_size = target, size
+                else:
+                    ms.value, ms.value_size = target, size
+            elif m.name == "values":
+                arr = _btf.skip_typedefs(m.type)
+                if not isinstance(arr, _btf.Array):
+                    raise BTFError(f"{what}: values must be declared with __array()")
+                elem = _btf.skip_typedefs(arr.type)
+                if not isinstance(elem, _btf.Pointer):
+                    raise BTFError(f"{what}: values must be an array of pointers")
+                inner_t = _btf.skip_typedefs(elem.type)
+                if isinstance(inner_t, _btf.Struct):
+                    ms.inner_map = self._btf_map_def(name + ".inner", inner_t, what + " inner map")
+                # PROG_ARRAY values point at programs (FuncProto): nothing to define.
+                ms.contents = []
+                ms._values_offset = m.offset_bits // 8  # type: ignore[attr-defined]
+            else:
+                raise BTFError(f"{what}: unknown map attribute {m.name!r}")
+        if ms.inner_map is not None and ms.value_size == 0:
+            ms.value_size = 4
+        if ms.type in (MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) \
+                and ms.value_size == 0:
+            ms.value_size = 4
+        if ms.type == MapType.PERF_EVENT_ARRAY:
+            ms.key_size = ms.key_size or 4
+            ms.value_size = ms.value_size or 4
+        return ms
+
+    def _read_legacy_maps(self) -> None:
+
+        sec = self.elf.section_by_name("maps")
+        if sec is None:
+            return
+        data = self._section_data(sec)
+        syms = sorted((s for s in self.symbols if s.section_index == sec.index and s.name
+                       and s.type in (STT_OBJECT, STT_NOTYPE)), key=lambda s: s.value)
+        if not syms:
+            return
+        size = syms[0].size or len(data) // len(syms)
+        if size % 4 or size < 20:
+            raise ELFError(f"legacy map definitions are {size} bytes; want >= 20", "maps")
+        fields = _IPROUTE2_FIELDS if size >= 28 else _LEGACY_FIELDS
+        for s in syms:
+            if s.value + size > len(data):
+                raise ELFError(f"map {s.name!r} extends past the section", "maps", s.value)
+            vals = dict(zip(fields, (self.u32.unpack_from(data, s.value + 4 * i)[0]
+                                     for i in range(min(len(fields), size // 4))), strict=False))
+            ms = MapSpec(name=s.name, type=_map_type(vals["type"]), key_size=vals["key_size"],
+                         value_size=vals["value_size"], max_entries=vals["max_entries"],
+                         flags=vals["flags"])
+            pinning = vals.get("pinning", 0)
+            if pinning == 2:  # iproute2 PIN_GLOBAL_NS
+                ms.pinning = PinType.BY_NAME
+            self.maps[s.name] = ms
+            self.map_at[(sec.index, s.value)] = s.name
+        # iproute2 map-in-map: inner_idx refers to another map definition's index
+        by_id = {}
+        for idx, s in enumerate(syms):
+            by_id[idx] = s.name
+        for s in syms:
+            vals = {f: self.u32.unpack_from(data, s.value + 4 * i)[0]
+                    for i, f in enumerate(fields) if 4 * i < size}
+            ms = self.maps[s.name]
+            if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and "inner_idx" in vals:
+                inner = by_id.get(vals["inner_idx"])
+                if inner is None:
+                    raise ELFError(f"map {s.name!r}: inner_idx {vals['inner_idx']} unknown",
+                                   "maps", s.value)
+                ms.inner_map = self.maps[inner].copy()
+
+    def _read_map_values(self) -> None:
+        """`.values = { ... }` initializers: relocations in .maps pointing at programs
+        (PROG_ARRAY) or maps (map-in-map)."""
+        sec = self.elf.section_by_name(".maps")
+        if sec is None:
+            return
+        starts = sorted(((off, name) for (idx, off), name in self.map_at.items()
+                         if idx == sec.index))
+        for rel in self.elf.relocations(sec):
+            if rel.type not in (R_BPF_64_64, R_BPF_64_ABS64):
+                raise ELFError(f"unsupported relocation type {rel.type} in .maps",
+                               ".maps", rel.offset)
+            owner = None
+            for off, name in starts:
+                if off <= rel.offset:
+                    owner = (off, name)
+            if owner is None:
+                raise ELFError("relocation outside any map", ".maps", rel.offset)
+            ms = self.maps[owner[1]]
+            base = getattr(ms, "_values_offset", None)
+            if base is None:
+                raise ELFError(f"map {owner[1]!r} has initial values but no __array(values)",
+                               ".maps", rel.offset)
+            rel_off = rel.offset - owner[0] - base
+            if rel_off < 0 or rel_off % 8:
+                raise ELFError(f"misaligned initial value of map {owner[1]!r}", ".maps",
+                               rel.offset)
+            sym = self._symbol(rel.symbol, ".maps")
+            if ms.type == MapType.PROG_ARRAY:
+                if (sym.section_index, sym.value) not in self.funcs:
+                    raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a "
+                                   "program", ".maps", rel.offset)
+                target = sym.name
+            else:
+                target_name = self.map_at.get((sym.section_index, sym.value))
+                if target_name is None:
+                    raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a map",
+                                   ".maps", rel.offset)
+                target = target_name
+            assert ms.contents is not None
+            ms.contents.append((rel_off // 8, target))
+
+
+def _is_data_section(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in _DATA_PREFIXES)
+
+
+def _uint_member(m: _btf.Member, what: str) -> int:
+    """__uint(name, val) is `int (*name)[val]`: the value is the array's length."""
+    t = _btf.skip_typedefs(m.type)
+    if isinstance(t, _btf.Pointer):
+        arr = _btf.skip_typedefs(t.type)
+        if isinstance(arr, _btf.Array):
+            return arr.nelems
+    raise BTFError(f"{what}: {m.name} must be declared with __uint()")
+
+
+def _map_type(v: int) -> MapType:
+    try:
+        return MapType(v)
+    except ValueError:
+        return v  # type: ignore[return-value]  # unknown to us; the kernel decides
