@@ -11,8 +11,8 @@ so), and a program that starts failing is a new regression. `make conformance` r
 the whole corpus and writes docs/conformance.md.
 
 Everything is cached in .cache/conformance/: the first run unpacks the tree, builds
-libbpf and compiles the subset (about 2 minutes on 2 CPUs); after that the test
-loads about 500 programs twice (about 30 s).
+libbpf and compiles the subset (about 3 minutes on 2 shared CPUs); after that the test
+loads its ~480 programs with both loaders (about 30 s).
 
 Not marked `kernel`: the expectations are this host's (Linux 6.18); in the kernel
 matrix's guests the tool runs by hand (see docs/conformance.md), since clang and

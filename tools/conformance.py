@@ -65,7 +65,9 @@ from typing import Any
 
 TOOLS = pathlib.Path(__file__).resolve().parent
 REPO = TOOLS.parent
-CACHE = REPO / ".cache" / "conformance"
+# EBPF_CONFORMANCE_CACHE: another cache directory (e.g. to time a first run)
+CACHE = pathlib.Path(os.environ.get("EBPF_CONFORMANCE_CACHE")
+                     or REPO / ".cache" / "conformance")
 C_SOURCE = TOOLS / "c" / "libbpf_conformance.c"
 
 KERNEL = "6.12"
