@@ -186,3 +186,24 @@ def test_huge_kconfig_extern_is_refused_not_allocated() -> None:
     seed = fuzz._seed("loader_externs", data)
     with pytest.raises(ELFError, match=r"kconfig extern 'CONFIG_HZ' of 4294967296 bytes"):
         ebpf.load_collection_spec(fuzz.splice(data, seed, ".BTF", b.marshal()))
+
+
+def test_gen_bitfield_name_that_is_not_an_identifier() -> None:
+    # found by tools/fuzz.py: a damaged string table named a bitfield 'b c'; ebpf gen
+    # raised a plain ValueError (it becomes a property, which needs an identifier)
+    from ebpf import btf
+    from ebpf.btf.builder import Builder
+    from ebpf.errors import BTFError
+    from ebpf.gen import generate
+    from tools import fuzz
+
+    data = _object("btf_kinds")
+    spec = btf.load_spec(data)
+    bits = next(t for t in spec if isinstance(t, btf.Struct) and t.name == "bits")
+    b = next(m for m in bits.members if m.name == "b")
+    assert b.bitfield_size == 5
+    b.name = "b c"
+    seed = fuzz._seed("btf_kinds", data)
+    bad = fuzz.splice(data, seed, ".BTF", Builder.from_spec(spec).marshal())
+    with pytest.raises(BTFError, match=r"bitfield 'b c' of \w+ is not an identifier"):
+        generate(bad, name="Fuzz")

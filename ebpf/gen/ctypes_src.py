@@ -399,7 +399,9 @@ class TypeEmitter:
         forwards: dict[str, str] = getattr(cls, "_btf_forwards_", {})
         for pname in getattr(cls, "_btf_props_", ()):
             if not _IDENT.match(pname) or keyword.iskeyword(pname):
-                raise ValueError(f"ebpf gen: bitfield {pname!r} is not a Python identifier")
+                # BTF member names are C identifiers (the kernel refuses others too)
+                raise BTFError(f"ebpf gen: bitfield {pname!r} of {cls.__name__} is not an "
+                               "identifier")
             if pname in bitprops:
                 self.needs_bits = True
                 byte_off, nbytes, bit_off, nbits, signed = bitprops[pname]
