@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 
 from ..errors import BTFError, KeyNotFoundError
-from .spec import HEADER, HEADER_BE, MAGIC, Spec
+from .layout import HEADER, HEADER_BE, MAGIC
+from .spec import Spec
 from .types import (
     Array,
     Composite,

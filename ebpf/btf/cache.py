@@ -47,7 +47,8 @@ import sys
 import zlib
 from array import array
 
-from .spec import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex, Spec
+from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex
+from .spec import Spec
 
 ENV = "EBPF_BTF_CACHE"
 MAGIC = b"EBPFBTFI"

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BTFError
-from .spec import _FIXED, _PER_VLEN
+from .layout import _FIXED, _PER_VLEN
 from .types import (
     Array,
     Composite,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 from ..errors import BTFError
-from .spec import HEADER, HEADER_BE, MAGIC, record_words
+from .layout import HEADER, HEADER_BE, MAGIC, record_words
 from .types import Kind
 
 __all__ = ["Record", "StringTable", "encode_records", "layout", "parse_records"]

@@ -1,0 +1,318 @@
+"""Decoding a `Spec`'s strings and type records into `Type` objects, one id at a time
+(the hot path of every dump)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import accumulate
+
+from ..errors import BTFError, KeyNotFoundError
+from .layout import (
+    _ARRAY,
+    _DATASEC,
+    _DECL_TAG,
+    _ENUM,
+    _ENUM64,
+    _FLOAT,
+    _FUNC,
+    _FUNC_PROTO,
+    _FWD,
+    _INT,
+    _LINKAGES,
+    _REF_KINDS,
+    _STRUCT,
+    _TYPE_TAG,
+    _TYPEDEF,
+    _UNION,
+    _VAR,
+    _new,
+    record_words,
+)
+from .types import (
+    Array,
+    Datasec,
+    DeclTag,
+    Enum,
+    EnumValue,
+    Float,
+    FuncParam,
+    FuncProto,
+    Fwd,
+    Int,
+    IntEncoding,
+    Member,
+    Struct,
+    Type,
+    Union,
+    Var,
+    VarSecinfo,
+    Void,
+)
+from .walk import SpecWalk
+
+
+class SpecDecoder(SpecWalk):
+    """Strings and types of a `Spec` by offset and id."""
+
+    def string(self, off: int) -> str:
+        """The string at offset `off` of the (possibly split) string table."""
+        s = self._strcache.get(off)
+        if s is not None:
+            return s
+        if off < self._str_base:
+            if self.base is None or off < 0:
+                raise BTFError(f"string offset {off} out of range")
+            return self.base.string(off)
+        rel = off - self._str_base
+        if rel >= self._str_len:
+            raise BTFError(f"string offset {off} beyond the {self._str_len}-byte string table")
+        start = self._str_start + rel
+        end = self._buf.find(b"\0", start, self._str_end)
+        try:
+            s = self._buf[start:end].decode()
+        except UnicodeDecodeError:
+            raise BTFError(f"string at offset {off} is not UTF-8", start) from None
+        self._strcache[off] = s
+        return s
+
+    def _load_strings(self) -> None:
+        """Decode the whole string table at once, for a dump that needs most of it
+        (an ASCII table: others are decoded string by string, as they are used)."""
+        if self._strings_loaded:
+            return
+        self._strings_loaded = True
+        if not self._str_len:
+            return
+        section = self._buf[self._str_start : self._str_end]
+        if not section.isascii():
+            return
+        # (the table ends with a NUL: the last part is no string)
+        parts = section.decode("ascii").split("\0")[:-1]
+        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        table = dict(zip(starts, parts))  # noqa: B905 (one more start than parts)
+        table.update(self._strcache)
+        self._strcache = table
+
+    def _string_is(self, off: int, needle: bytes) -> bool:
+        """Whether the string at `off` is `needle` (which ends with its NUL)."""
+        if off < self._str_base:
+            return self.base is not None and self.base._string_is(off, needle)
+        start = self._str_start + off - self._str_base
+        if start + len(needle) > self._str_end:
+            return False
+        return self._buf[start : start + len(needle)] == needle
+
+    def type_by_id(self, tid: int) -> Type:
+        """The type with id `tid` (0 is void); raises BTFError for an unknown id."""
+        t = self._by_id.get(tid)
+        if t is not None:
+            return t
+        if tid < self._first_id:
+            if tid == 0:
+                t = Void()
+                self._by_id[0] = t
+                self._ids[id(t)] = 0
+                return t
+            if self.base is not None and tid > 0:
+                return self.base.type_by_id(tid)
+            raise BTFError(f"type id {tid} out of range")
+        idx = tid - self._first_id
+        found = self._locate(idx)
+        if found is None:
+            raise BTFError(f"type id {tid} out of range (BTF has {len(self)} types)")
+        i, end = found
+        if not (0 <= i and i + 3 <= end <= self._nwords
+                and record_words(self._words[i + 1]) == end - i):
+            raise BTFError(f"type id {tid}: corrupt type offset index",
+                           self._type_start + 4 * min(i, self._nwords))
+        with self._lock:
+            t = self._by_id.get(tid)
+            if t is not None:  # another thread decoded it meanwhile
+                return t
+            t = self._decode(i, tid)
+            t._spec = self  # type: ignore[assignment]  # (self is the Spec)
+            self._by_id[tid] = t
+            self._ids[id(t)] = tid
+        return t
+
+    def _decode(self, i: int, tid: int) -> Type:
+        try:
+            return self._decode_record(i, tid)
+        except BTFError as e:
+            if e.offset is not None:
+                raise
+            raise BTFError(f"type id {tid}: {e}", self._type_start + 4 * i) from None
+        except (IndexError, ValueError, OverflowError) as e:  # defensive: never leak these
+            raise BTFError(f"type id {tid}: malformed record ({e})",
+                           self._type_start + 4 * i) from None
+
+    def _decode_record(self, i: int, tid: int) -> Type:
+        # The hot path of every dump: kinds as plain ints, the most frequent first, and
+        # objects made with `object.__new__` and their slots (what __init__ would set).
+        w = self._words
+        name_off, info, size_type = w[i], w[i + 1], w[i + 2]
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        kflag = info >> 31
+        name = self._strcache.get(name_off) or (self.string(name_off) if name_off else "")
+        # Reference checks: ids are checked against the count when it is known;
+        # in a lazily walked spec an id past the end fails when it is resolved.
+        maxid = self._first_id + self._count if self._count is not None else (
+            self._first_id + self._nwords // 3 + 1)
+        j = i + 3
+        t: Type
+        if kind in _REF_KINDS:  # FUNC, PTR, CONST, TYPEDEF, VOLATILE, RESTRICT, TYPE_TAG
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            t = _new(_REF_KINDS[kind])
+            t._type = size_type  # type: ignore[attr-defined]
+            if kind == _FUNC:
+                t.linkage = _LINKAGES[vlen] if vlen < 3 else vlen  # type: ignore[attr-defined]
+            elif kind == _TYPE_TAG:
+                t.attribute = bool(kflag)  # type: ignore[attr-defined]
+            elif kind != _TYPEDEF:
+                name = ""
+        elif kind == _FUNC_PROTO:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            fp = _new(FuncProto)
+            fp._return = size_type
+            params: list[FuncParam] = []
+            if vlen:
+                seg = w[j : j + 2 * vlen]
+                types = seg[1::2]
+                if max(types) >= maxid:
+                    self._bad_ref(tid, max(types), i)
+                add_param = params.append
+                for pname, ptype in zip(self._names_at(seg[0::2]), types, strict=True):
+                    p = _new(FuncParam)
+                    p.name = pname
+                    p._type = ptype
+                    p._owner = fp
+                    add_param(p)
+            fp.params = params
+            t, name = fp, ""
+        elif kind == _STRUCT or kind == _UNION:
+            c = _new(Struct if kind == _STRUCT else Union)
+            c.size = size_type
+            members: list[Member] = []
+            if vlen:
+                seg = w[j : j + 3 * vlen]
+                types = seg[1::3]
+                if max(types) >= maxid:
+                    self._bad_ref(tid, max(types), i)
+                add_member = members.append
+                names = self._names_at(seg[0::3])
+                if kflag:
+                    for mname, mtype, moff in zip(names, types, seg[2::3], strict=True):
+                        m = _new(Member)
+                        m.name = mname
+                        m._type = mtype
+                        m.offset_bits = moff & 0xFFFFFF
+                        m.bitfield_size = moff >> 24
+                        m._owner = c
+                        add_member(m)
+                else:
+                    for mname, mtype, moff in zip(names, types, seg[2::3], strict=True):
+                        m = _new(Member)
+                        m.name = mname
+                        m._type = mtype
+                        m.offset_bits = moff
+                        m.bitfield_size = 0
+                        m._owner = c
+                        add_member(m)
+            c._members = members
+            t = c
+        elif kind == _ARRAY:
+            elem, index = w[j], w[j + 1]
+            if elem >= maxid or index >= maxid:
+                self._bad_ref(tid, max(elem, index), i)
+            a = _new(Array)
+            a._type = elem
+            a._index = index
+            a.nelems = w[j + 2]
+            t, name = a, ""
+        elif kind == _ENUM or kind == _ENUM64:
+            e = _new(Enum)
+            e.size = size_type
+            e.signed = bool(kflag)
+            e._is64 = kind == _ENUM64
+            values: list[EnumValue] = []
+            if vlen:
+                nums: Iterable[int]
+                if kind == _ENUM:
+                    seg = w[j : j + 2 * vlen]
+                    nums = seg[1::2]
+                    if kflag:
+                        nums = [v - (1 << 32) if v & 0x80000000 else v for v in nums]
+                    names = self._names_at(seg[0::2], empty=False)
+                else:
+                    seg = w[j : j + 3 * vlen]
+                    nums = [lo | (hi << 32) for lo, hi in zip(seg[1::3], seg[2::3], strict=True)]
+                    if kflag:
+                        nums = [v - (1 << 64) if v & (1 << 63) else v for v in nums]
+                    names = self._names_at(seg[0::3], empty=False)
+                append = values.append
+                for vname, v in zip(names, nums, strict=True):
+                    ev = _new(EnumValue)
+                    ev.name = vname
+                    ev.value = v
+                    append(ev)
+            e.values = values
+            t = e
+        elif kind == _INT:
+            enc = w[j]
+            t = Int(name, size_type, IntEncoding((enc >> 24) & 0xF), enc & 0xFF,
+                    (enc >> 16) & 0xFF)
+        elif kind == _FWD:
+            t = Fwd(name, bool(kflag))
+        elif kind == _VAR:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            t = Var(name, size_type, w[j])  # type: ignore[arg-type]
+        elif kind == _DATASEC:
+            secinfo = []
+            for _ in range(vlen):
+                if w[j] >= maxid:
+                    self._bad_ref(tid, w[j], i)
+                secinfo.append(VarSecinfo(w[j], w[j + 1], w[j + 2]))
+                j += 3
+            t = Datasec(name, size_type, secinfo)
+        elif kind == _FLOAT:
+            t = Float(name, size_type)
+        elif kind == _DECL_TAG:
+            if size_type >= maxid:
+                self._bad_ref(tid, size_type, i)
+            idx = w[j]
+            t = DeclTag(name, size_type, idx - (1 << 32) if idx & 0x80000000 else idx,
+                        attribute=bool(kflag))
+        else:
+            raise BTFError(f"type id {tid} has unsupported kind {kind}", self._type_start + 4 * i)
+        t.name = name
+        return t
+
+    def _bad_ref(self, tid: int, ref: int, i: int) -> None:
+        raise BTFError(f"type id {tid}: reference to type id {ref} out of range",
+                       self._type_start + 4 * i)
+
+    def type_id(self, t: Type) -> int:
+        """The id of a type decoded from this spec (or its base)."""
+        tid = self._ids.get(id(t))
+        if tid is not None and self._by_id.get(tid) is t:
+            return tid
+        if self.base is not None:
+            try:
+                return self.base.type_id(t)
+            except KeyNotFoundError:
+                pass
+        raise KeyNotFoundError(f"{t!r} is not a type of this BTF")
+
+    def _names_at(self, offs: Iterable[int], empty: bool = True) -> list[str]:
+        """The strings at offsets `offs` ("" for offset 0 when `empty`)."""
+        cache = self._strcache
+        names = list(map(cache.get, offs))
+        if None in names:
+            string = self.string
+            names = [s if s is not None else (string(o) if o or not empty else "")
+                     for s, o in zip(names, offs, strict=True)]
+        return names  # type: ignore[return-value]

@@ -1,0 +1,209 @@
+"""Looking up a `Spec`'s types by name: a scan of the string and type sections for a
+few lookups, the cached name buckets, or a full name index for many."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from bisect import bisect_left
+from itertools import accumulate, compress, repeat
+from operator import and_, itemgetter, lshift, or_, rshift
+from typing import TypeVar, overload
+
+from ..errors import BTFError, KeyNotFoundError
+from .decode import SpecDecoder
+from .layout import _NAMED_KINDS, _SCANS_BEFORE_INDEX, NAME_BUCKET_BITS
+from .types import (
+    Fwd,
+    Type,
+)
+
+T = TypeVar("T", bound=Type)
+
+
+class SpecNames(SpecDecoder):
+    """Lookups by name of a `Spec`."""
+
+    def ids_by_name(self, name: str) -> list[int]:
+        """Ids of every type called `name` (in this spec and its base), in id order."""
+        ids = self.base.ids_by_name(name) if self.base is not None else []
+        if not name:
+            return ids
+        if self._names is not None:
+            return ids + self._names.get(name, [])
+        if self._index is not None:
+            ids.extend(self._lookup_hashed(name))
+            return ids
+        self._scans += 1
+        if self._scans > _SCANS_BEFORE_INDEX:
+            self.build_name_index()
+            assert self._names is not None
+            return ids + self._names.get(name, [])
+        ids.extend(self._scan_name(name))
+        return ids
+
+    def _lookup_hashed(self, name: str) -> list[int]:
+        """Look `name` up in the cached name buckets."""
+        index = self._index
+        assert index is not None
+        try:
+            bname = name.encode()
+        except UnicodeEncodeError:
+            return []
+        h = zlib.crc32(bname) >> (32 - NAME_BUCKET_BITS)
+        buckets, ids = index.buckets, index.ids
+        lo, hi = buckets[h], buckets[h + 1]
+        found: list[int] = []
+        if not 0 <= lo <= hi <= len(ids):
+            self._drop_index()
+        else:
+            needle = bname + b"\0"
+            first, words = self._first_id, self._words
+            for k in range(lo, hi):
+                tid = ids[k]
+                pos = self._locate(tid - first) if tid >= first else None
+                if pos is not None and self._string_is(words[pos[0]], needle):
+                    found.append(tid)
+        if self._index is None:  # found to be wrong on the way: look again by scanning
+            return self._scan_name(name)
+        found.sort()
+        return found
+
+    def _string_offsets(self, bname: bytes) -> list[int]:
+        """Offsets (absolute in the split string table) of every string equal to `bname`."""
+        buf, s0, s1 = self._buf, self._str_start, self._str_end
+        found = []
+        if buf[s0 : s0 + len(bname) + 1] == bname + b"\0":
+            found.append(s0)
+        needle = b"\0" + bname + b"\0"
+        # One pass in the common case of a unique string: find from the front,
+        # rfind from the back; search between the two only when they differ.
+        first = buf.find(needle, s0, s1)
+        if first >= 0:
+            last = buf.rfind(needle, s0, s1)
+            pos = first
+            while pos >= 0:
+                found.append(pos + 1)
+                if pos == last:
+                    break
+                pos = buf.find(needle, pos + 1, last + len(needle))
+        return [p - s0 + self._str_base for p in found]
+
+    def _scan_name(self, name: str) -> list[int]:
+        try:
+            bname = name.encode()
+        except UnicodeEncodeError:
+            return []
+        if b"\0" in bname:
+            return []
+        str_offs = self._string_offsets(bname)
+        if not str_offs:
+            return []
+        buf, start, end = self._buf, self._type_start, self._type_end
+        fmt = "<I" if self.byteorder == "little" else ">I"
+        cands: list[int] = []
+        import re  # re's literal search beats bytes.find here (the pattern ends in NULs)
+
+        for soff in str_offs:
+            for m in re.compile(re.escape(struct.pack(fmt, soff))).finditer(buf, start, end):
+                rel = m.start() - start
+                if rel % 4 == 0:
+                    cands.append(rel // 4)
+        # Most hits are other words that happen to hold the same number: keep only
+        # those followed by a plausible info word of a kind that has a name, so
+        # the walk below need not go further than the real records.
+        words, n = self._words, self._nwords
+        plausible = []
+        for word in cands:
+            info = words[word + 1] if word + 1 < n else 0
+            if info & 0x60FF0000 == 0 and (info >> 24) & 0x1F in _NAMED_KINDS:
+                plausible.append(word)
+        found: list[int] = []
+        if plausible:
+            self._walk_to_word(max(plausible) + 1)
+            for word in plausible:
+                tid = self._is_record_start(word)
+                if tid:
+                    found.append(tid)
+        found.sort()
+        return found
+
+    def _named_types(self) -> tuple[list[int], list[bytes]]:
+        """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
+        self._ensure_complete()
+        offsets = self._offsets
+        if not offsets:
+            return [], []
+        name_offs = itemgetter(*offsets)(self._words) if len(offsets) > 1 else (
+            self._words[offsets[0]],)
+        ids = list(compress(range(self._first_id, self._first_id + len(offsets)), name_offs))
+        named_offs = list(filter(None, name_offs))
+        strings = bytes(self._buf[self._str_start : self._str_end])
+        parts = strings.split(b"\0")
+        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        table = dict(zip(starts, parts, strict=False))
+        names: list[bytes | None] = list(map(table.get, named_offs))
+        if None in names:
+            for k, (off, nm) in enumerate(zip(named_offs, names, strict=True)):
+                if nm is None:  # points into the middle of a string, or into the base
+                    names[k] = self.string(off).encode()
+        return ids, names  # type: ignore[return-value]
+
+    def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
+        """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
+        2**bits buckets: the name index of the on-disk cache."""
+        ids, names = self._named_types()
+        hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
+        keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
+        table = array("I", [bisect_left(keys, b << 32) for b in range(1 << bits)])
+        table.append(len(keys))
+        return table, array("I", map(and_, keys, repeat(0xFFFFFFFF)))
+
+    def build_name_index(self) -> None:
+        """Index every name at once (worth it before many lookups in a big BTF)."""
+        ids, names = self._named_types()
+        index: dict[str, list[int]] = {}
+        for tid, bname in zip(ids, names, strict=True):
+            try:
+                s = bname.decode()
+            except UnicodeDecodeError:
+                continue
+            lst = index.get(s)
+            if lst is None:
+                index[s] = [tid]
+            else:
+                lst.append(tid)
+        self._names = index
+
+    @overload
+    def type_by_name(self, name: str) -> Type: ...
+
+    @overload
+    def type_by_name(self, name: str, kind: type[T]) -> T: ...
+
+    def type_by_name(self, name: str, kind: type[Type] | None = None) -> Type:
+        """The type called `name`, optionally of a given class (e.g. `btf.Struct`).
+
+        Without `kind`, a full definition is preferred over a forward
+        declaration; raises KeyNotFoundError when nothing matches and BTFError
+        when several different definitions do.
+        """
+        matches = self.types_by_name(name)
+        if kind is not None:
+            matches = [t for t in matches if isinstance(t, kind)]
+        else:
+            full = [t for t in matches if not isinstance(t, Fwd)]
+            matches = full or matches
+        if not matches:
+            what = f"{kind.__name__} " if kind is not None else ""
+            raise KeyNotFoundError(f"no BTF {what}type named {name!r}")
+        if len(matches) > 1 and len({type(t) for t in matches}) > 1:
+            kinds = ", ".join(sorted({type(t).__name__ for t in matches}))
+            raise BTFError(f"{name!r} names several kinds of types ({kinds}); pass kind=")
+        return matches[0]
+
+    def types_by_name(self, name: str) -> list[Type]:
+        """Every type called `name`, in id order."""
+        return [self.type_by_id(i) for i in self.ids_by_name(name)]
+
