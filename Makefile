@@ -10,7 +10,7 @@ CONFORMANCE_ARGS ?=
 # pytest arguments for the kernel matrix, e.g. PYTEST_ARGS="tests/test_maps.py -k hash"
 PYTEST_ARGS ?=
 
-.PHONY: test test-kernels test-all kernels vm-deps clean-kernels conformance
+.PHONY: test test-kernels test-all kernels vm-deps clean-kernels conformance bench
 
 test:
 	$(PYTHON) -m pytest
@@ -42,3 +42,10 @@ clean-kernels:
 # (tests/test_conformance.py).
 conformance:
 	nice -n 15 $(PYTHON) tools/conformance.py --all -j2 --markdown docs/conformance.md $(CONFORMANCE_ARGS)
+
+# Every benchmark in bench/ (each under nice, in its own process) and one JSON summary of
+# every ratio and whether it meets its target (bench/targets.json): .cache/bench/summary.json.
+# Takes a long time (soak alone is minutes); BENCH_ARGS="--only map_ops,templates" for some.
+BENCH_ARGS ?=
+bench:
+	$(PYTHON) bench/run_all.py $(BENCH_ARGS)
