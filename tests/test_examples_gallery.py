@@ -325,3 +325,35 @@ def test_task_iter() -> None:
     assert len(threads) == 2 and threads[0][0] == str(child.pid), out
     for _, stack in threads:    # both asleep in clock_nanosleep(2)
         assert "nanosleep" in stack and "do_syscall_64+0x" in stack, out
+
+
+BUSY = """
+import os, zlib
+buf = b"x" * 16384
+print("ready", flush=True)
+while True:              # time in libz's crc32_z (user) and in stat(2) (kernel)
+    zlib.crc32(buf)
+    os.stat("/")
+"""
+
+
+def test_profile() -> None:
+    child = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        out = run("examples/profile.py", "--pid", str(child.pid), "--frequency", "199",
+                  "--duration", "1.5")
+    finally:
+        child.kill()
+        child.wait()
+    header, _, rest = out.partition("\n")
+    assert header == "Sampling every CPU at 199 Hz... Hit Ctrl-C to end.", out
+    samples = rest.split("\n\n")[:-1]
+    assert samples and out.endswith("\n\n"), out
+    for s in samples:
+        assert re.match(rf"COMM: python3?\S* \(pid={child.pid}\) @ CPU \d+\n", s), out
+    frame = r"\n  \d+ \[<[0-9a-f]{16}>\] "
+    assert re.search(rf"^Userspace:{frame}crc32_z\+0x[0-9a-f]+ \[/\S*/libz\.so[\d.]*\]",
+                     out, re.M), out
+    assert re.search(rf"^Kernel:(?:{frame}\w+\+0x[0-9a-f]+)*{frame}do_syscall_64\+0x", out,
+                     re.M), out
