@@ -357,3 +357,68 @@ def test_profile() -> None:
                      out, re.M), out
     assert re.search(rf"^Kernel:(?:{frame}\w+\+0x[0-9a-f]+)*{frame}do_syscall_64\+0x", out,
                      re.M), out
+
+
+SERVER = """
+import socket
+l = socket.socket()
+l.bind(("10.77.0.2", 8080))
+l.listen()
+print("ready", flush=True)
+c, _ = l.accept()
+n = 0
+while n < 10240:
+    n += len(c.recv(65536))
+c.sendall(b"y" * 5000)
+assert c.recv(1) == b""     # the client closes first
+c.close()
+"""
+
+CLIENT = """
+import socket
+s = socket.create_connection(("10.77.0.2", 8080), timeout=5)
+s.sendall(b"x" * 10240)
+n = 0
+while n < 5000:
+    n += len(s.recv(65536))
+s.close()
+"""
+
+
+def tcp_session(netns: str) -> tuple[int, int]:
+    """A TCP session from `netns` (10.77.0.1) to a server in its peer (10.77.0.2:8080):
+    10 KiB sent, 5000 bytes received, closed by the client first. (client, server) pids."""
+    server = subprocess.Popen(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c",
+                               SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "ready\n"
+        client = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT])
+        assert client.wait(timeout=10) == 0
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return client.pid, server.pid        # `ip netns exec` execs the command: same pid
+
+
+def test_tcpconnect(netns: str, running: list[Running]) -> None:
+    r = start(running, "examples/tcpconnect.py", "--duration", "1.5", netns=netns)
+    r.wait_for(r"^PID\s+COMM\s+IP SADDR\s+DADDR\s+DPORT$")
+    client, server = tcp_session(netns)
+    out = r.finish()
+    assert re.search(rf"^{client}\s+python3?\S*\s+4\s+10\.77\.0\.1\s+10\.77\.0\.2\s+8080$",
+                     out, re.M), out
+    assert not re.search(rf"^{server}\s", out, re.M), out     # accept() is not a connect
+
+
+def test_tcplife(netns: str, running: list[Running]) -> None:
+    r = start(running, "examples/tcplife.py", "--duration", "1.5", netns=netns)
+    r.wait_for(r"^PID\s+COMM\s+LADDR\s+LPORT\s+RADDR\s+RPORT\s+TX_KB\s+RX_KB\s+MS$")
+    client, server = tcp_session(netns)
+    out = r.finish()
+    # each side once: 10 KiB one way, 5000 bytes (4 KiB) the other
+    assert len(re.findall(rf"^{client}\s+python3?\S*\s+10\.77\.0\.1\s+\d+\s+10\.77\.0\.2\s+"
+                          r"8080\s+10\s+4\s+\d+\.\d\d$", out, re.M)) == 1, out
+    assert len(re.findall(rf"^{server}\s+python3?\S*\s+10\.77\.0\.2\s+8080\s+10\.77\.0\.1\s+"
+                          r"\d+\s+4\s+10\s+\d+\.\d\d$", out, re.M)) == 1, out
