@@ -422,3 +422,48 @@ def test_tcplife(netns: str, running: list[Running]) -> None:
                           r"8080\s+10\s+4\s+\d+\.\d\d$", out, re.M)) == 1, out
     assert len(re.findall(rf"^{server}\s+python3?\S*\s+10\.77\.0\.2\s+8080\s+10\.77\.0\.1\s+"
                           r"\d+\s+4\s+10\s+\d+\.\d\d$", out, re.M)) == 1, out
+
+
+def direct_io(device: str, blocks: int) -> None:
+    """`blocks` 4 KiB writes to `device` with O_DIRECT, an fsync, then as many reads:
+    each its own request to the device (nothing cached, nothing merged)."""
+    import mmap
+    import os
+
+    buf = mmap.mmap(-1, 4096)              # page-aligned, as O_DIRECT wants
+    buf.write(b"\xa5" * 4096)
+    fd = os.open(device, os.O_RDWR | os.O_DIRECT)
+    try:
+        for i in range(blocks):
+            assert os.pwritev(fd, [buf], i * 4096) == 4096
+        os.fsync(fd)
+        for i in range(blocks):
+            assert os.preadv(fd, [buf], i * 4096) == 4096
+    finally:
+        os.close(fd)
+        buf.close()
+
+
+def test_biolatency(tmp_path: pathlib.Path, running: list[Running]) -> None:
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(4 << 20)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    try:
+        name = pathlib.Path(device).name
+        r = start(running, "examples/biolatency.py", "--disks", "--disk", name,
+                  "--duration", "2")
+        r.wait_for(r"^Tracing block device I/O\.\.\. Hit Ctrl-C to end\.$")
+        direct_io(device, 32)
+        out = r.finish()
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+    assert f"\ndisk = {name}\n" in out and "\ndisk = " not in out.split(name, 1)[1], out
+    assert re.search(r"^\s+usecs\s+: count\s+distribution$", out, re.M), out
+    rows = re.findall(r"^\s+(\d+) -> (\d+)\s+: (\d+)\s+\|(\**)\s*\|$", out, re.M)
+    total = int(re.search(r"^total: (\d+) I/O requests$", out, re.M).group(1))  # type: ignore[union-attr]
+    # 64 reads and writes, the flush of the fsync (if the device takes one), and where
+    # udev runs, perhaps a few reads of its probe of the new device
+    assert total == sum(int(c) for _, _, c, _ in rows) and 64 <= total <= 72, out
+    assert max(len(stars) for *_, stars in rows) == 40, out
