@@ -23,6 +23,9 @@ sys.path.insert(0, str(REPO / "tools"))
 import gen_examples  # noqa: E402
 from kernelmatrix import requires  # noqa: E402
 
+# The examples run on the host; the kernel matrix's VMs leave them out (too slow under TCG).
+pytestmark = pytest.mark.hostonly
+
 
 class Running:
     """An example started in the background; `wait_for` a line, then `finish`."""

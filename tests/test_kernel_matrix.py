@@ -173,7 +173,7 @@ def test_passing_run(fake) -> None:
     share = pathlib.Path(r.log_dir) / "share"
     cmd = (share / "cmd.sh").read_text()
     assert "-m pytest" in cmd and "kernelmatrix.plugin" in cmd and "no:cacheprovider" in cmd
-    assert "-m 'kernel and not cpus'" in cmd
+    assert "-m 'kernel and not cpus and not hostonly'" in cmd
     env = (share / "env.sh").read_text()
     assert "KMATRIX_EXPECT_RELEASE=9.9.9-fake" in env and "TIMEOUT=" in env
 

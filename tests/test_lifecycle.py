@@ -26,7 +26,7 @@ import ebpf
 from ebpf import asm
 from ebpf.errors import ClosedError, ReaderClosedError, ReaderForkedError
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
 ROUNDS = 30
 WRITERS = 3

@@ -16,7 +16,7 @@ from soakcycle import kernel_objects, open_fds, settled_kernel_objects
 import ebpf
 from ebpf import asm
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
 N = 20
 TCX_PASS, TCX_DROP = 0, 2

@@ -23,7 +23,7 @@ from ebpf.errors import ELFError, InvalidArgumentError
 from ebpf.maps import Map, MapSpec, MapType, PinType, map_ids
 from ebpf.programs import Program, ProgramSpec, ProgramType
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
