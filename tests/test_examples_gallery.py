@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -243,7 +243,8 @@ def test_runqlat() -> None:
 
 
 TRAFFIC = """
-import socket
+import socket, sys
+sys.stdin.readline()        # started early, sends when told to
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.bind(("10.77.0.2", 4242))
 for _ in range(5):
@@ -254,12 +255,25 @@ assert t.connect_ex(("10.77.0.1", 1)) != 0    # a SYN answered by a reset
 """
 
 
+def traffic(netns: str, ready: Callable[[], object]) -> None:
+    """Send TRAFFIC from the peer namespace once `ready()` returned (the sender starts
+    first, so that sending takes milliseconds of the example's run)."""
+    sender = subprocess.Popen(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c",
+                               TRAFFIC], stdin=subprocess.PIPE, text=True)
+    try:
+        ready()
+        sender.communicate("go\n", timeout=10)
+        assert sender.returncode == 0
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+
+
 def test_sockfilter(netns: str, running: list[Running]) -> None:
     r = start(running, "examples/sockfilter.py", "--iface", "veth0", "--duration", "2",
               netns=netns)
-    r.wait_for(r"^Filtering IPv4 packets on veth0 \(Ctrl-C to stop\)\.$")
-    subprocess.run(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c", TRAFFIC],
-                   check=True)
+    traffic(netns, lambda: r.wait_for(r"^Filtering IPv4 packets on veth0 \(Ctrl-C to stop\)\.$"))
     out = r.finish()
     udp = re.findall(r"^interface: veth0\tprotocol: UDP\t10\.77\.0\.2:4242\(src\) -> "
                      r"10\.77\.0\.1:9\(dst\)$", out, re.M)
@@ -279,9 +293,8 @@ def test_tc(netns: str, running: list[Running], mode: str) -> None:
         else "tc clsact"
     r = start(running, "examples/tc.py", "--iface", "veth0", "--duration", "2",
               *(["--classic"] if mode == "classic" else []), netns=netns)
-    r.wait_for(rf"^Successfully started! Attached to veth0 ingress \({how}\)")
-    subprocess.run(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c", TRAFFIC],
-                   check=True)
+    traffic(netns, lambda: r.wait_for(rf"^Successfully started! Attached to veth0 ingress "
+                                      rf"\({how}\)"))
     out = r.finish()
     lines = re.findall(r"^\s*\S+-\d+\s+\[\d+\] \S+\s+[\d.]+: bpf_trace_printk: "
                        r"Got IP packet: tot_len: (\d+), ttl: 64$", out, re.M)
@@ -378,7 +391,8 @@ c.close()
 """
 
 CLIENT = """
-import socket
+import socket, sys
+sys.stdin.readline()        # started early, connects when told to
 s = socket.create_connection(("10.77.0.2", 8080), timeout=5)
 s.sendall(b"x" * 10240)
 n = 0
@@ -388,27 +402,36 @@ s.close()
 """
 
 
-def tcp_session(netns: str) -> tuple[int, int]:
+def tcp_session(netns: str, tracing: Callable[[], object]) -> tuple[int, int]:
     """A TCP session from `netns` (10.77.0.1) to a server in its peer (10.77.0.2:8080):
-    10 KiB sent, 5000 bytes received, closed by the client first. (client, server) pids."""
+    10 KiB sent, 5000 bytes received, closed by the client first. Both processes are
+    started first, then `tracing()` (which starts the example), then the client
+    connects: the session takes milliseconds of the example's run. (client, server)
+    pids."""
     server = subprocess.Popen(["ip", "netns", "exec", netns + "-peer", sys.executable, "-c",
                                SERVER], stdout=subprocess.PIPE, text=True)
+    client = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT],
+                              stdin=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline() == "ready\n"
-        client = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT])
-        assert client.wait(timeout=10) == 0
+        tracing()
+        client.communicate("go\n", timeout=10)
+        assert client.returncode == 0
         assert server.wait(timeout=10) == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        for proc in (client, server):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return client.pid, server.pid        # `ip netns exec` execs the command: same pid
 
 
 def test_tcpconnect(netns: str, running: list[Running]) -> None:
+    def tracing() -> None:
+        r.wait_for(r"^PID\s+COMM\s+IP SADDR\s+DADDR\s+DPORT$")
+
     r = start(running, "examples/tcpconnect.py", "--duration", "1.5", netns=netns)
-    r.wait_for(r"^PID\s+COMM\s+IP SADDR\s+DADDR\s+DPORT$")
-    client, server = tcp_session(netns)
+    client, server = tcp_session(netns, tracing)
     out = r.finish()
     assert re.search(rf"^{client}\s+python3?\S*\s+4\s+10\.77\.0\.1\s+10\.77\.0\.2\s+8080$",
                      out, re.M), out
@@ -416,9 +439,11 @@ def test_tcpconnect(netns: str, running: list[Running]) -> None:
 
 
 def test_tcplife(netns: str, running: list[Running]) -> None:
+    def tracing() -> None:
+        r.wait_for(r"^PID\s+COMM\s+LADDR\s+LPORT\s+RADDR\s+RPORT\s+TX_KB\s+RX_KB\s+MS$")
+
     r = start(running, "examples/tcplife.py", "--duration", "1.5", netns=netns)
-    r.wait_for(r"^PID\s+COMM\s+LADDR\s+LPORT\s+RADDR\s+RPORT\s+TX_KB\s+RX_KB\s+MS$")
-    client, server = tcp_session(netns)
+    client, server = tcp_session(netns, tracing)
     out = r.finish()
     # each side once: 10 KiB one way, 5000 bytes (4 KiB) the other
     assert len(re.findall(rf"^{client}\s+python3?\S*\s+10\.77\.0\.1\s+\d+\s+10\.77\.0\.2\s+"
