@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = load_spec("task_iter")
     spec.variables["show_threads"].set(args.threads)
+    assert spec.btf is not None          # clang -g: the object has BTF
     record = ebpf.btf.to_ctypes(spec.btf.type_by_name("task_info"))
     with ebpf.Collection(spec) as coll, ebpf.link.iter(coll.programs["list_tasks"]) as link:
         clock = Clock(args.duration)
