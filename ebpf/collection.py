@@ -13,12 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._sys import validate as _validate
 from ._sys.types import BPF_F_MMAPABLE
-from .btf import values
 from .elf.parse import load_collection_spec
 from .errors import InvalidArgumentError, SyscallError
 from .instantiate import instantiate
 from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
-from .struct_ops import StructOpsMap
 
 if TYPE_CHECKING:
     from . import btf
@@ -90,6 +88,8 @@ class Variable:
         raw = self._raw()
         if self.spec.type is None:
             return raw
+        from .btf import values  # the BTF codecs on first use, as for VariableSpec
+
         return values.decode(self.spec.type, raw)
 
     def set(self, value: Any) -> None:
@@ -99,6 +99,8 @@ class Variable:
                 f"variable {self.name!r} is a constant in {self.spec.section} (frozen after "
                 "load); set it on the CollectionSpec before loading")
         if self.spec.type is not None:
+                from .btf import values  # (see get)
+
                 data = values.encode(self.spec.type, value, what=self.name)
         else:
             if not isinstance(value, (bytes, bytearray, memoryview)):
@@ -171,6 +173,7 @@ class Collection:
         and register every struct_ops map; returns the links. Programs that cannot
         auto-attach are skipped."""
         from .link import struct_ops  # link sits above collection: the one call up
+        from .struct_ops import StructOpsMap  # (ebpf.link has loaded it)
 
         links: list[Link] = []
         try:

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import btf as _btf
-from . import kconfig
 from ._sys.types import MapType
-from .btf import load_kernel_spec, values
+from .btf import load_kernel_spec
 from .btf.handle import Handle
 from .errors import (
     Error,
@@ -31,7 +30,6 @@ from .programs import Program, object_btf_blob
 from .spec.collection import CollectionSpec, Extern, Maps, Programs
 from .spec.maps import MapSpec
 from .spec.programs import ProgramSpec
-from .struct_ops import StructOpsMap, resolve_struct_ops_programs
 
 __all__ = ["KernelObjects", "instantiate"]
 
@@ -105,6 +103,9 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             if spec.maps[name].type != MapType.PROG_ARRAY:
                 maps[name][key] = maps[target].fileno()
         if spec.struct_ops:
+            # struct_ops kernel objects only for objects that have struct_ops variables
+            from .struct_ops import resolve_struct_ops_programs
+
             resolve_struct_ops_programs(spec)
         wanted = [n for n, p in spec.programs.items()
                   if (n in only if only is not None else p.autoload)]
@@ -117,6 +118,8 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             created.append(prog)
             programs[name] = prog
         if spec.struct_ops:
+            from .struct_ops import StructOpsMap  # (see resolve_struct_ops_programs above)
+
             for name, ops in spec.struct_ops.items():
                 if only is not None and not set(ops.programs.values()) <= set(programs):
                     # a partial collection (e.g. `ebpf load --each`) without some of the
@@ -189,6 +192,9 @@ def _btf_handle(spec: CollectionSpec) -> Any:
 
 
 def _fill_kconfig(spec: CollectionSpec, ms: MapSpec) -> None:
+    from . import kconfig  # the kernel config reader, only for .kconfig externs
+    from .btf import values  # the BTF codecs, only for .kconfig externs
+
     buf = bytearray(ms.value_size)
     for ext in spec.externs.values():
         if ext.section != ".kconfig":

@@ -51,7 +51,7 @@ from .errors import (
     SyscallError,
     VerifierError,
 )
-from .spec.names import kernel_name
+from .spec import kernel_name
 from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ from .errors import (
     SyscallError,
 )
 from .maps import Map
-from .spec.names import kernel_name
+from .spec import kernel_name
 from .spec.struct_ops import StructOpsSpec
 
 if TYPE_CHECKING:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from array import array
 from bisect import bisect_left
 from itertools import accumulate, compress, repeat
 from operator import and_, itemgetter, lshift, or_, rshift
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
@@ -18,6 +17,9 @@ from .types import (
     Fwd,
     Type,
 )
+
+if TYPE_CHECKING:
+    from array import array
 
 T = TypeVar("T", bound=Type)
 
@@ -153,6 +155,8 @@ class SpecNames(SpecDecoder):
     def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
         """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
         2**bits buckets: the name index of the on-disk cache."""
+        from array import array  # for the cache only: `import ebpf.btf` does not load it
+
         ids, names = self._named_types()
         hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
         keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))

@@ -22,7 +22,6 @@ import _thread
 import mmap
 import sys
 import zlib
-from array import array
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from array import array
+
     from .layout import Buffer, Words
 
 
@@ -99,6 +100,8 @@ class Spec(SpecNames):
         if (self.byteorder == "little") == (sys.byteorder == "little"):
             words = memoryview(buf)[tstart : tstart + type_len].cast("I")
         else:
+            from array import array  # only for BTF of the other byte order
+
             words = array("I")
             words.frombytes(buf[tstart : tstart + type_len])
             words.byteswap()
@@ -120,6 +123,8 @@ class Spec(SpecNames):
         _forking.reset_lock(self, "_lock", _thread.RLock)  # a forked child can index it
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
+            from array import array  # the cached path only: `import ebpf.btf` does not load it
+
             self._offsets: array[int] | memoryview | tuple[()] = (
                 _offsets if isinstance(_offsets, (array, memoryview)) else array("I", _offsets))
             self._walk_pos = self._nwords

@@ -4,7 +4,6 @@ taken from the on-disk cache's checkpoints (each block verified on first use).""
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from array import array
+
     from .layout import Buffer, Words
     from .spec import Spec
 
@@ -139,6 +140,8 @@ class SpecWalk(SpecState):
         raise self._error
 
     def _appendable_offsets(self) -> array[int]:
+        from array import array  # once walking starts: `import ebpf.btf` does not load it
+
         offsets = self._offsets
         if not isinstance(offsets, array):
             if len(offsets):  # a complete index from a cache never needs walking

@@ -30,13 +30,14 @@ preallocated fast path; other threads use buffers of their own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._sys.types import MapType
+from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
-from ..spec.names import kernel_name
 from .batch import Batch
 from .core import Map, map_ids
 from .elements import KeyExistsError, UpdateFlags
-from .info import MapInfo
 from .iteration import IterationAbortedError
 
 __all__ = [
@@ -54,5 +55,16 @@ __all__ = [
     "sanitize_name",
 ]
 
+if TYPE_CHECKING:
+    from .info import MapInfo
+
 sanitize_name = kernel_name
 """Alias of `ebpf.spec.kernel_name`."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MapInfo":
+        from .info import MapInfo  # on first use: its frozen dataclass costs ~1 ms to import
+
+        return MapInfo
+    raise AttributeError(f"module 'ebpf.maps' has no attribute {name!r}")

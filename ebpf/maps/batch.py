@@ -16,13 +16,12 @@ from .._sys.syscall import bpf_errno as _bpf_errno
 from .._sys.syscall import from_errno
 from .._sys.syscall import raw_syscall as _raw_syscall
 from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError
+from .base import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, MapState, type_name
+from .base import DELETE as _DELETE
+from .base import UPDATE as _UPDATE
 from .codec import pack_into
 from .elements import KeyExistsError, MapElements, UpdateFlags
-from .kinds import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, type_name
-from .kinds import DELETE as _DELETE
-from .kinds import UPDATE as _UPDATE
 from .mapped import NONE as _NONE
-from .state import MapState
 
 __all__ = ["Batch", "BatchWalk", "MapBatch"]
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import types as _t
 from ..errors import Error, InvalidArgumentError
-from .kinds import INT_FORMATS
-from .state import MapState
+from .base import INT_FORMATS, MapState
 
 if TYPE_CHECKING:
     from .. import btf

@@ -28,16 +28,15 @@ from ..errors import (
     PermissionError,
     SyscallError,
 )
+from .base import ARRAY_TYPES, FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
+from .base import DELETE as _DELETE
+from .base import DELETE_ATTR_SIZE as _DELETE_ATTR_SIZE
+from .base import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
+from .base import LOOKUP as _LOOKUP
+from .base import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
+from .base import NEXT_KEY as _NEXT_KEY
+from .base import UPDATE as _UPDATE
 from .codec import Buffers
-from .info import fdinfo
-from .kinds import ARRAY_TYPES, FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
-from .kinds import DELETE as _DELETE
-from .kinds import DELETE_ATTR_SIZE as _DELETE_ATTR_SIZE
-from .kinds import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
-from .kinds import LOOKUP as _LOOKUP
-from .kinds import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
-from .kinds import NEXT_KEY as _NEXT_KEY
-from .kinds import UPDATE as _UPDATE
 from .mapped import NONE as _NONE
 from .mapped import MapMemory
 
@@ -240,7 +239,7 @@ class MapElements(MapMemory):
         mode = -1
         try:
             with self._fd.hold() as fd:
-                info = fdinfo(fd)
+                info = _fdinfo(fd)
                 mode = _fcntl.fcntl(fd, _fcntl.F_GETFL) & os.O_ACCMODE
         except (OSError, ValueError):
             pass
@@ -265,7 +264,7 @@ class MapElements(MapMemory):
     def _is_frozen(self) -> bool:
         try:
             with self._fd.hold() as fd:
-                return fdinfo(fd).get("frozen", "0") == "1"
+                return _fdinfo(fd).get("frozen", "0") == "1"
         except (OSError, ValueError):
             return False
 
@@ -419,3 +418,9 @@ class MapElements(MapMemory):
         if self._type in KEYLESS_TYPES or self._type in NO_ELEMENT_TYPES:
             raise InvalidArgumentError(
                 f"{type_name(self._type)} maps cannot be iterated by key")
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    from .info import fdinfo  # MapInfo's module on first use: ~1 ms less `import ebpf.maps`
+
+    return fdinfo(fd)

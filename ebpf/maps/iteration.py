@@ -14,12 +14,12 @@ from .._sys import types as _t
 from .._sys.syscall import NR_BPF as _NR
 from .._sys.syscall import bpf_errno as _bpf_errno
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
+from .base import ARRAY_TYPES, BATCH_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
+from .base import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
+from .base import LOOKUP as _LOOKUP
+from .base import NEXT_KEY as _NEXT_KEY
+from .base import NEXT_KEY_ATTR_SIZE as _NEXT_KEY_ATTR_SIZE
 from .batch import BatchWalk, MapBatch
-from .kinds import ARRAY_TYPES, BATCH_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
-from .kinds import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
-from .kinds import LOOKUP as _LOOKUP
-from .kinds import NEXT_KEY as _NEXT_KEY
-from .kinds import NEXT_KEY_ATTR_SIZE as _NEXT_KEY_ATTR_SIZE
 from .mapped import NONE as _NONE
 
 __all__ = ["IterationAbortedError", "MapIteration"]

@@ -9,9 +9,8 @@ import stat as _stat
 
 from .._sys import ops as _ops
 from .._sys import validate as _validate
-from .._sys.prog import is_bpffs
 from ..errors import InvalidArgumentError, PermissionError, SyscallError
-from .state import MapState
+from .base import MapState
 
 __all__ = ["MapPinning", "check_pin_location", "not_bpffs", "on_bpffs", "try_obj_get"]
 
@@ -55,6 +54,8 @@ def try_obj_get(path: str) -> int | None:
 
 def on_bpffs(path: str) -> bool:
     """Whether `path` is on a bpf filesystem (False when that cannot be told)."""
+    from .._sys.prog import is_bpffs  # only to explain a failed pin: not on import
+
     try:
         return is_bpffs(path)
     except OSError:

@@ -4,18 +4,81 @@ anything exists in the kernel.
 Pure, editable, copyable data: the ELF reader (`ebpf.elf`) produces it, `ebpf gen`
 and the static linker consume it, and `ebpf.instantiate` turns it into kernel
 objects. Nothing here opens a file descriptor or imports a kernel-object module.
+
+Names are imported on first use, so that `ebpf.maps` (which needs `MapSpec` only)
+does not pay for the other specs' classes.
 """
 
 from __future__ import annotations
 
-from .collection import CollectionSpec, Extern, Maps, NamedDict, Programs, Variables, VariableSpec
-from .maps import MapFlags, MapSpec, PinType
-from .names import kernel_name
-from .programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
-from .struct_ops import StructOpsSpec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "CollectionSpec": ".collection", "Extern": ".collection", "Maps": ".collection",
+    "NamedDict": ".collection", "Programs": ".collection", "Variables": ".collection",
+    "VariableSpec": ".collection",
+    "MapFlags": ".maps", "MapSpec": ".maps", "PinType": ".maps",
+    "LoadedProgram": ".programs", "ProgramFlags": ".programs", "ProgramSpec": ".programs",
+    "SupportsFileno": ".programs",
+    "StructOpsSpec": ".struct_ops",
+}
+
+if TYPE_CHECKING:
+    from .collection import (
+        CollectionSpec,
+        Extern,
+        Maps,
+        NamedDict,
+        Programs,
+        Variables,
+        VariableSpec,
+    )
+    from .maps import MapFlags, MapSpec, PinType
+    from .programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
+    from .struct_ops import StructOpsSpec
+
+
+OBJ_NAME_MAX = 15
+"""The longest name the kernel keeps (BPF_OBJ_NAME_LEN less its NUL)."""
+
+
+def kernel_name(name: str) -> str:
+    """The name the kernel gets for a map or program: only [A-Za-z0-9_.] kept, at
+    most 15 characters (like libbpf)."""
+    kept = "".join(c for c in name if c.isascii() and (c.isalnum() or c in "_."))
+    return kept[:OBJ_NAME_MAX]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ebpf.spec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
-    "CollectionSpec", "Extern", "LoadedProgram", "MapFlags", "MapSpec", "Maps", "NamedDict",
-    "PinType", "ProgramFlags", "ProgramSpec", "Programs", "StructOpsSpec", "SupportsFileno",
-    "VariableSpec", "Variables", "kernel_name",
+    "OBJ_NAME_MAX",
+    "CollectionSpec",
+    "Extern",
+    "LoadedProgram",
+    "MapFlags",
+    "MapSpec",
+    "Maps",
+    "NamedDict",
+    "PinType",
+    "ProgramFlags",
+    "ProgramSpec",
+    "Programs",
+    "StructOpsSpec",
+    "SupportsFileno",
+    "VariableSpec",
+    "Variables",
+    "kernel_name",
 ]

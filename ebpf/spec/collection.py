@@ -8,7 +8,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
-from .reprs import collection_repr, variable_repr
 
 if TYPE_CHECKING:
     from .. import btf
@@ -77,6 +76,8 @@ class VariableSpec:
     _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
+        from .reprs import variable_repr  # the repr helpers on first repr
+
         return variable_repr(self)
 
     def _buffer(self) -> bytearray:
@@ -179,4 +180,6 @@ class CollectionSpec:
         return new
 
     def __repr__(self) -> str:
+        from .reprs import collection_repr  # the repr helpers on first repr
+
         return collection_repr(self)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._sys import types as _t
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
-from .reprs import map_repr
 
 if TYPE_CHECKING:
     from .. import btf
@@ -95,6 +94,8 @@ class MapSpec:
         return new
 
     def __repr__(self) -> str:
+        from .reprs import map_repr  # the repr helpers on first repr
+
         return map_repr(self)
 
     def check_compatible(self, m: SupportsInfo) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._sys import consts
 from .._sys.types import AttachType, ProgramType
-from .reprs import program_repr
 
 if TYPE_CHECKING:
     from ..asm import Instruction
@@ -101,4 +100,6 @@ class ProgramSpec:
             self, instructions=[ins.copy() for ins in self.instructions])
 
     def __repr__(self) -> str:
+        from .reprs import program_repr  # the repr helpers on first repr
+
         return program_repr(self)
