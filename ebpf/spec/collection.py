@@ -62,7 +62,7 @@ class Extern:
     is_func: bool = False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
 class VariableSpec:
     """A global variable of an object: `set()` rewrites its bytes in the data
     section before load (the verifier then sees `.rodata` constants); `get()` reads
@@ -141,7 +141,7 @@ class VariableSpec:
         buf[start:end] = data
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
 class CollectionSpec:
     """Everything an object file declares, before anything is loaded.
 

@@ -56,7 +56,7 @@ class SupportsInfo(Protocol):
     def info(self) -> Any: ...
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
 class MapSpec:
     """Everything needed to create a map; plain editable data, no kernel objects.
 

@@ -52,7 +52,7 @@ class ProgramFlags(enum.IntFlag):
     TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
 
 
-@dataclass
+@dataclass(repr=False)  # (its own __repr__ below)
 class ProgramSpec:
     """Everything needed to load a program; plain data, editable, no kernel objects
     (except `attach_prog`).
