@@ -328,6 +328,11 @@ def test_fixture_skip(needs_env):
 @requires("policy thing", min_kernel="5.8", refusable=True)
 def test_refused_by_policy():
     pytest.skip("refused by this build's policy")
+
+@requires("old thing", min_kernel="5.8")
+@requires("new thing", min_kernel="6.4")
+def test_needs_two_features_one_too_new():
+    pytest.skip("new thing needs 6.4")
 '''
 
 
@@ -372,6 +377,7 @@ def test_requires_turns_unexpected_skips_into_failures(tmp_path: pathlib.Path) -
         "test_no_min_kernel_may_skip": "skipped",
         "test_fixture_skip": "failed",          # a skip from a fixture counts too
         "test_refused_by_policy": "skipped",    # refusable, and not in a matrix guest
+        "test_needs_two_features_one_too_new": "skipped",  # 6.1 < 6.4 for one of them
     }, out
     t = {x["nodeid"].split("::")[1]: x for x in res["tests"]}
     assert "this kernel must support it" in t["test_skips_inside"]["reason"]

@@ -205,16 +205,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     if item.config.getoption("kmatrix_allow_skips", False):
         return
-    for decl in decls:
-        must, why = _expected(decl)
-        if must:
-            reason = _skip_reason(rep)
-            rep.outcome = "failed"
-            rep.longrepr = (
-                f"{_describe(decl)}: this kernel must support it ({why}), "
-                f"but the test skipped: {reason}")
-            rep.user_properties.append(("kmatrix_unexpected_skip", reason))
-            return
+    # The test needs every declared feature: the kernel must run it only when it must
+    # support all of them (one feature the kernel may lack allows the skip).
+    verdicts = [(decl, *_expected(decl)) for decl in decls]
+    if not all(must for _, must, _ in verdicts):
+        return
+    decl, _, why = verdicts[0]
+    reason = _skip_reason(rep)
+    rep.outcome = "failed"
+    rep.longrepr = (
+        f"{_describe(decl)}: this kernel must support it ({why}), "
+        f"but the test skipped: {reason}")
+    rep.user_properties.append(("kmatrix_unexpected_skip", reason))
 
 
 def _skip_reason(rep: pytest.TestReport) -> str:
