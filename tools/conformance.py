@@ -518,7 +518,9 @@ def worker_main() -> int:
     # the (lazy) modules imported before the first object: not part of its timing
     _ = (ebpf.Collection, ebpf.load_collection_spec, VerifierError)
 
-    pin_dir = tempfile.mkdtemp(prefix="ebpf-conformance-", dir="/sys/fs/bpf")
+    # the parent names the directory and removes it, also when it has to kill this worker
+    pin_dir = os.environ.get("EBPF_CONFORMANCE_PIN_DIR") or \
+        tempfile.mkdtemp(prefix="ebpf-conformance-", dir="/sys/fs/bpf")
     try:
         out = sys.stdout
         sys.stdout = sys.stderr  # nothing but the answers on the pipe
@@ -532,8 +534,9 @@ def worker_main() -> int:
             out.write(json.dumps(res) + "\n")
             out.flush()
     finally:
-        _empty_dir(pin_dir)
-        os.rmdir(pin_dir)
+        if os.path.isdir(pin_dir):
+            _empty_dir(pin_dir)
+            os.rmdir(pin_dir)
     return 0
 
 
@@ -542,13 +545,19 @@ class EbpfWorker:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
+        self.pin_dir: str | None = None
 
     def _start(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            import tempfile
+
+            self.pin_dir = tempfile.mkdtemp(prefix="ebpf-conformance-", dir="/sys/fs/bpf")
             self.proc = subprocess.Popen(
                 [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO),
+                                          "EBPF_CONFORMANCE_PIN_DIR": self.pin_dir})
         return self.proc
 
     def load(self, path: pathlib.Path, timeout: float) -> dict[str, Any]:
@@ -569,11 +578,17 @@ class EbpfWorker:
         return {"open": {"ok": False, "error": f"ebpf: {why}"}, "programs": []}
 
     def close(self) -> None:
+        """End the worker (killed if it does not exit) and remove its pin directory."""
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
             self.proc = None
+        if self.pin_dir is not None:
+            if os.path.isdir(self.pin_dir):
+                _empty_dir(self.pin_dir)
+                os.rmdir(self.pin_dir)
+            self.pin_dir = None
 
 
 def libbpf_load_object(exe: pathlib.Path, path: pathlib.Path, timeout: float) -> dict[str, Any]:
