@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 
 from .build import add_build_arguments, build_from_args, default_output, is_source
 
@@ -46,32 +44,9 @@ def write_atomically(path: str, text: str) -> None:
     """Write `text` (UTF-8) to `path` through a temporary file in the same directory,
     renamed over `path` on success and removed on any failure: `path` is either its old
     self or the whole new text, and no temporary file stays behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = ""
-    finally:
-        if tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    from ..gen.build import write_atomically as write  # the build step, on first use
 
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for a moment, for
-    every thread)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
+    write(path, text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -73,6 +73,7 @@ __all__ = [
     "find_clang",
     "target_arch",
     "vmlinux_header",
+    "write_atomically",
 ]
 
 _log = logging.getLogger("ebpf")
@@ -321,12 +322,19 @@ def _store_dir(cache_dir: str | os.PathLike[str] | None, sub: str) -> Path | Non
     return root / sub
 
 
-def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomically(path: str | os.PathLike[str], data: bytes | str,
+                     mode: int | None = None) -> None:
+    """Write `data` (str as UTF-8) to `path` through a temporary file in the same
+    directory, renamed over `path` on success and removed on any failure: `path` is
+    either its old self or the whole new content, and no temporary file stays behind.
+    `mode` defaults to 0o666 less the process umask."""
+    path = Path(path).absolute()
+    raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
+            f.write(raw)
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
         tmp = ""
     finally:
@@ -384,7 +392,7 @@ def vmlinux_header(btf: str | os.PathLike[str] | None = None, *,
                          f"{os.geteuid()} can write to")
     _log.info("generating vmlinux.h from %s", path)
     spec = btf_mod.load_kernel_spec() if btf is None else btf_mod.load_spec(path)
-    _write_atomically(header, dump_c(spec).encode(), 0o644)
+    write_atomically(header, dump_c(spec).encode(), 0o644)
     return header
 
 
@@ -501,20 +509,12 @@ def _install(obj: Path, out: Path) -> None:
             return
     except OSError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-        tmp = ""
-    finally:
-        if tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    write_atomically(out, data)
 
 
 def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment,
+    for every thread)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
