@@ -10,7 +10,7 @@ CONFORMANCE_ARGS ?=
 # pytest arguments for the kernel matrix, e.g. PYTEST_ARGS="tests/test_maps.py -k hash"
 PYTEST_ARGS ?=
 
-.PHONY: test test-kernels test-all kernels vm-deps clean-kernels conformance bench
+.PHONY: test test-kernels test-all kernels vm-deps clean-kernels conformance core-differential bench
 
 test:
 	$(PYTHON) -m pytest
@@ -42,6 +42,12 @@ clean-kernels:
 # (tests/test_conformance.py).
 conformance:
 	nice -n 15 $(PYTHON) tools/conformance.py --all -j2 --markdown docs/conformance.md $(CONFORMANCE_ARGS)
+
+# The CO-RE differential (ebpf.btf.core vs libbpf 1.5, relocation by relocation) over every
+# object of the kernel 6.12 selftests that has CO-RE relocations, against the running
+# kernel and the matrix kernels' BTF (the test command runs the conformance subset's).
+core-differential:
+	EBPF_CORE_SELFTESTS=all nice -n 15 $(PYTHON) -m pytest -q -s tests/test_core_differential.py -k selftests
 
 # Every benchmark in bench/ (each under nice, in its own process) and one JSON summary of
 # every ratio and whether it meets its target (bench/targets.json): .cache/bench/summary.json.

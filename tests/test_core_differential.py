@@ -9,7 +9,10 @@ the same target, and every relocation libbpf reached must have the same outcome,
 at the same instruction of the same program.
 
 Objects: the real-world corpus (tools/realworld.py: libbpf-tools, xdp-tools, ...)
-and every test object (tests/bpf/*.c) with CO-RE relocations. Targets: the
+and every test object (tests/bpf/*.c) with CO-RE relocations, against Debian's libbpf
+1.1; and the kernel 6.12 BPF selftests with CO-RE relocations (tools/conformance.py's
+objects: its subset here, all of them with `make core-differential`), against libbpf 1.5
+built from the same tree. Targets: the
 running kernel (vmlinux and module BTF), its BTF read as a file, and the BTF of
 the kernel matrix's kernels when tools/vm has fetched them (.cache/kernels).
 
@@ -33,6 +36,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -50,6 +54,9 @@ CACHE = REPO / ".cache" / "core-differential"
 KERNELS = REPO / ".cache" / "kernels"
 VMLINUX = "/sys/kernel/btf/vmlinux"
 LD_IMM64 = 0x18
+# relocations libbpf 1.5 reached in the selftests (subset / whole corpus), when written
+SELFTESTS_SUBSET_MIN = 600
+SELFTESTS_ALL_MIN = 3000
 
 Key = tuple[str, int]            # (ELF section, relocation number within the section)
 Outcome = tuple[object, ...]     # ("ALU/ALU64" | "LDIMM64", old, new)
@@ -61,18 +68,24 @@ Where = tuple[str, int]          # (program or subprogram, instruction number in
 # -- the libbpf side ------------------------------------------------------------------
 
 
-def build_tool() -> Path:
-    """Compile tools/c/libbpf_core_relos.c (cached by source hash); skip without gcc/libbpf."""
+def build_tool(include: Path | None = None, archive: Path | None = None) -> Path:
+    """Compile tools/c/libbpf_core_relos.c (cached by source hash): against the system's
+    libbpf (libbpf-dev), or statically against `archive` with headers from `include`."""
     src = TOOL_SOURCE.read_bytes()
-    exe = CACHE / f"libbpf_core_relos-{hashlib.sha256(src).hexdigest()[:12]}"
+    key = hashlib.sha256(src + (archive.read_bytes() if archive else b"")).hexdigest()[:12]
+    exe = CACHE / f"libbpf_core_relos-{key}"
     if exe.is_file():
         return exe
     cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None or not Path("/usr/include/bpf/libbpf.h").is_file():
-        pytest.skip("gcc and libbpf-dev are needed (tools/setup.sh installs them)")
+    assert cc is not None, "gcc is needed (sh tools/setup.sh installs it)"
+    if archive is None:
+        assert Path("/usr/include/bpf/libbpf.h").is_file(), \
+            "libbpf-dev is needed (sh tools/setup.sh installs it)"
+    libbpf = ([f"-I{include}", str(TOOL_SOURCE), str(archive), "-lelf", "-lz"]
+              if archive is not None else [str(TOOL_SOURCE), "-lbpf"])
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = exe.with_suffix(".tmp")
-    proc = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(TOOL_SOURCE), "-lbpf"],
+    proc = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), *libbpf],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"building {TOOL_SOURCE.name} failed:\n{proc.stderr}"
     os.replace(tmp, exe)
@@ -367,11 +380,10 @@ def objects() -> list[tuple[str, Path]]:
     return objs
 
 
-# Not a kernel-matrix test: the matrix kernels' BTF are among the targets (as files), and
-# running libbpf over the whole corpus under emulation would take most of the matrix's time.
-@pytest.mark.parametrize("target", [label for label, _ in targets()])
-def test_same_outcomes_as_libbpf(tool: Path, objects: list[tuple[str, Path]],
-                                 target: str) -> None:
+def differential(tool: Path, objects: Sequence[tuple[str, Path]], target: str,
+                 summary_name: str) -> Tally:
+    """Relocate every object with both engines against `target`; the tally, also written
+    to .cache/core-differential/summary-<summary_name>.json."""
     path = dict(targets())[target]
     our_target = _our_target(path)
     tally = Tally()
@@ -383,16 +395,70 @@ def test_same_outcomes_as_libbpf(tool: Path, objects: list[tuple[str, Path]],
             compare(name, ours, fut.result(), tally)
     summary = tally.summary()
     CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / f"summary-{target}.json").write_text(json.dumps(
+    (CACHE / f"summary-{summary_name}.json").write_text(json.dumps(
         {**summary, "deviations": tally.deviations, "mismatches": tally.mismatches,
          "not_reached": tally.not_reached}, indent=2) + "\n")
-    print(f"\nCO-RE differential against {target}: {json.dumps(summary)}")
+    print(f"\nCO-RE differential ({summary_name}): {json.dumps(summary)}")
+    return tally
+
+
+# Not a kernel-matrix test: the matrix kernels' BTF are among the targets (as files), and
+# running libbpf over the whole corpus under emulation would take most of the matrix's time.
+@pytest.mark.parametrize("target", [label for label, _ in targets()])
+def test_same_outcomes_as_libbpf(tool: Path, objects: list[tuple[str, Path]],
+                                 target: str) -> None:
+    tally = differential(tool, objects, target, target)
     assert not tally.mismatches, "\n".join(tally.mismatches[:50])
     # the comparison covers the corpus (959 relocations in 70 objects when written),
     # poisonings included
     assert tally.compared >= 900 and tally.matched + len(tally.deviations) == tally.compared
     assert tally.poisoned > 0
     assert tally.objects_with_relos >= 40
+
+
+# -- the kernel's BPF selftests, against libbpf 1.5 -----------------------------------
+
+
+def _conformance() -> ModuleType:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import conformance
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return conformance
+
+
+@pytest.fixture(scope="module")
+def selftests() -> tuple[Path, list[tuple[str, Path]]]:
+    """libbpf 1.5's relocation tool and the selftests objects with CO-RE relocations.
+
+    The objects are tools/conformance.py's (compiled from linux-source-6.12 with the
+    selftests' flags, cached in .cache/conformance): its representative subset by
+    default, the whole corpus with EBPF_CORE_SELFTESTS=all (`make core-differential`).
+    libbpf 1.5 is the one built from the same tree: Debian's 1.1 cannot open the newer
+    objects (arena, exceptions, new sections)."""
+    if not os.path.exists(VMLINUX):
+        pytest.skip(f"{VMLINUX} is missing")
+    conformance = _conformance()
+    corpus, _, lib = conformance.prepare(jobs=2)
+    everything = os.environ.get("EBPF_CORE_SELFTESTS") == "all"
+    sources = conformance.select_sources(corpus.sources(), everything=everything)
+    built = corpus.build_all(sources, jobs=2, progress=False)
+    objs = [(f"selftests/{b.name}", b.path) for b in built
+            if b.path is not None and _has_core_relos(b.path)]
+    return build_tool(lib.include, lib.archive), objs
+
+
+@pytest.mark.parametrize("target", [label for label, _ in targets()])
+def test_selftests_same_outcomes_as_libbpf(
+        selftests: tuple[Path, list[tuple[str, Path]]], target: str) -> None:
+    tool, objs = selftests
+    everything = os.environ.get("EBPF_CORE_SELFTESTS") == "all"
+    tally = differential(tool, objs, target,
+                         f"selftests{'-all' if everything else ''}-{target}")
+    assert not tally.mismatches, "\n".join(tally.mismatches[:50])
+    assert tally.matched + len(tally.deviations) == tally.compared
+    assert tally.compared >= (SELFTESTS_ALL_MIN if everything else SELFTESTS_SUBSET_MIN)
 
 
 def test_log_parser_reads_each_outcome() -> None:
