@@ -21,7 +21,7 @@ from ..errors import BTFError, ELFError
 from ..spec.collection import Programs
 from ..spec.programs import ProgramSpec
 from .sections import lookup_section
-from .state import STT_FUNC, STT_SECTION, Function, ObjectState
+from .state import STB_LOCAL, STT_FUNC, STT_SECTION, Function, ObjectState
 
 # The decl tag (`__exception_cb(f)`) naming a program's exception callback.
 _EXCEPTION_CB_TAG = "exception_callback:"
@@ -35,6 +35,13 @@ class FunctionSections(ObjectState):
         exec_secs = [s for s in self.elf.sections
                      if s.type == SectionType.PROGBITS and s.flags & SectionFlags.EXECINSTR
                      and s.size > 0]
+        # A statically linked object can hold several static functions of one name
+        # (one per input file); the instructions refer to functions by name, so those
+        # are named after their place as well.
+        seen: dict[str, int] = {}
+        for s in self.symbols:
+            if s.type == STT_FUNC and s.name:
+                seen[s.name] = seen.get(s.name, 0) + 1
         for sec in exec_secs:
             if sec.size % 8:
                 raise ELFError("code section size is not a multiple of 8", sec.name, sec.offset)
@@ -59,7 +66,10 @@ class FunctionSections(ObjectState):
                 if s.value % 8 or s.value + s.size > sec.size:
                     raise ELFError(f"function {s.name!r} is out of bounds", sec.name, s.value)
                 size = s.size or (sec.size - s.value)
-                f = Function(s.name, sec, s.value, size)
+                name = s.name
+                if seen[name] > 1 and s.bind == STB_LOCAL:
+                    name = f"{name}@{sec.name}+{s.value:#x}"
+                f = Function(name, sec, s.value, size)
                 first, last = slot_to_idx.get(s.value // 8), slot_to_idx.get(
                     (s.value + size) // 8, len(insns))
                 if first is None:

@@ -21,6 +21,7 @@ from ..errors import LinkError
 from .inputs import SHARED_SECTIONS, InputObject
 from .layout import Layout
 from .symbols import SymbolTable
+from .typematch import types_match
 
 __all__ = ["MergedBTF"]
 
@@ -137,10 +138,11 @@ class MergedBTF:
     # -- checks ----------------------------------------------------------------
 
     def _check_declarations(self) -> None:
+        """Every declaration of a global name against the winning definition (or,
+        with none, against the first declaration)."""
         for name, g in self.symbols.globals.items():
-            if g.definition is None:
-                continue
-            wk = g.definition.obj
+            ref = g.definition if g.definition is not None else g.decls[0]
+            wk = ref.obj
             wid = self.named[wk].get(name)
             if wid is None:
                 continue
@@ -152,7 +154,7 @@ class MergedBTF:
                     self._compare(name, wk, wid, decl.obj, did)
 
     def _compare(self, name: str, wk: int, wid: int, k: int, did: int) -> None:
-        records, id_map = self.records, self.result.id_map
+        records = self.records
         w, d = records[wid - 1], records[did - 1]
         a, b = self.objects[wk].name, self.objects[k].name
         if w.kind != d.kind:
@@ -164,22 +166,22 @@ class MergedBTF:
             if pw.vlen != pd.vlen:
                 raise LinkError(f"function {name!r} takes {pw.vlen} parameters in {a!r} but "
                                 f"{pd.vlen} in {b!r}")
-            if id_map[pw.size_type] != id_map[pd.size_type]:
+            if not types_match(records, pw.size_type, pd.size_type):
                 raise LinkError(f"function {name!r} returns {self._describe(pw.size_type)} in "
                                 f"{a!r} but {self._describe(pd.size_type)} in {b!r}")
             for j in range(pw.vlen):
                 tw, td = int(pw.tail[2 * j + 1]), int(pd.tail[2 * j + 1])
-                if id_map[tw] != id_map[td]:
+                if not types_match(records, tw, td):
                     raise LinkError(f"function {name!r}: parameter {j + 1} is "
                                     f"{self._describe(tw)} in {a!r} but {self._describe(td)} "
                                     f"in {b!r}")
             return
-        if id_map[w.size_type] == id_map[d.size_type]:
-            return
-        if self._in_maps(wk, wid):
+        if self._in_maps(wk, wid) or self._in_maps(k, did):
             self._compare_maps(name, a, w.size_type, b, d.size_type)
-        raise LinkError(f"variable {name!r} is {self._describe(w.size_type)} in {a!r} but "
-                        f"{self._describe(d.size_type)} in {b!r}")
+            return
+        if not types_match(records, w.size_type, d.size_type):
+            raise LinkError(f"variable {name!r} is {self._describe(w.size_type)} in {a!r} but "
+                            f"{self._describe(d.size_type)} in {b!r}")
 
     def _in_maps(self, k: int, vid: int) -> bool:
         base = self.bases[k]
@@ -190,8 +192,8 @@ class MergedBTF:
 
     def _map_fields(self, tid: int) -> dict[str, tuple[str, int]]:
         """A map definition's fields: ("value", N) for __uint(f, N), ("type", id)
-        for __type(f, T) (deduplicated ids)."""
-        records, id_map = self.records, self.result.id_map
+        for __type(f, T)."""
+        records = self.records
         r = self._skip_typedefs(tid)
         fields: dict[str, tuple[str, int]] = {}
         if r is None or r.kind != Kind.STRUCT:
@@ -200,13 +202,13 @@ class MergedBTF:
             fname, mtype = str(r.tail[j]), int(r.tail[j + 1])
             ptr = records[mtype - 1] if mtype else None
             if ptr is None or ptr.kind != Kind.PTR:
-                fields[fname] = ("type", id_map[mtype])
+                fields[fname] = ("type", mtype)
                 continue
             pointee = records[ptr.size_type - 1] if ptr.size_type else None
             if pointee is not None and pointee.kind == Kind.ARRAY:
                 fields[fname] = ("value", int(pointee.tail[2]))
             else:
-                fields[fname] = ("type", id_map[ptr.size_type])
+                fields[fname] = ("type", ptr.size_type)
         return fields
 
     def _skip_typedefs(self, tid: int) -> Record | None:
@@ -220,21 +222,22 @@ class MergedBTF:
         return None
 
     def _compare_maps(self, name: str, a: str, ta: int, b: str, tb: int) -> None:
+        """Two definitions of map `name` agree field by field (in any order; key and
+        value types compared as `types_match` does)."""
         fa, fb = self._map_fields(ta), self._map_fields(tb)
         for field in [*fa, *(f for f in fb if f not in fa)]:
             va, vb = fa.get(field), fb.get(field)
-            if va == vb:
-                continue
             if va is None or vb is None:
                 has, lacks = (a, b) if va is not None else (b, a)
                 raise LinkError(f"incompatible definitions of map {name!r}: {field} is set in "
                                 f"{has!r} but not in {lacks!r}")
             if va[0] == "value" and vb[0] == "value":
-                raise LinkError(f"incompatible definitions of map {name!r}: {field} is "
-                                f"{va[1]} in {a!r} but {vb[1]} in {b!r}")
-            raise LinkError(f"incompatible definitions of map {name!r}: the {field} types "
-                            f"differ between {a!r} and {b!r}")
-        raise LinkError(f"incompatible definitions of map {name!r} in {a!r} and {b!r}")
+                if va[1] != vb[1]:
+                    raise LinkError(f"incompatible definitions of map {name!r}: {field} is "
+                                    f"{va[1]} in {a!r} but {vb[1]} in {b!r}")
+            elif va[0] != vb[0] or not types_match(self.records, va[1], vb[1]):
+                raise LinkError(f"incompatible definitions of map {name!r}: the {field} types "
+                                f"differ between {a!r} and {b!r}")
 
     def _describe(self, tid: int) -> str:
         if not tid:

@@ -4,9 +4,7 @@ and writes the typed module of the result."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 
 from ..errors import InvalidArgumentError
@@ -21,22 +19,11 @@ def is_link_command(words: Sequence[str]) -> bool:
 
 
 def write_object(output: str, inputs: Sequence[str]) -> None:
-    """Link `inputs` and write the object to `output` (through a temporary file in the
-    same directory, renamed on success, removed on failure)."""
-    blob = link(inputs)
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(output) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-        tmp = ""
-    finally:
-        if tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    """Link `inputs` and write the object to `output` (atomically: `output` is either
+    untouched or the whole linked object, and no temporary file stays behind)."""
+    from ..gen.build import write_atomically  # ebpf gen's writer, only when writing
+
+    write_atomically(output, link(inputs))
 
 
 def generate_linked(objects: Sequence[str], *, name: str | None, embed: bool) -> str:
