@@ -7,12 +7,25 @@ when it runs.
 
 from __future__ import annotations
 
-from .gen import write_atomically
-from .inspect import _inspect_text, inspect_spec
-from .load import _failed_program, _prog_result, load_object
+import importlib
+from typing import Any
+
 from .main import build_parser, main
 
 __all__ = ["build_parser", "inspect_spec", "load_object", "main", "write_atomically"]
-# _inspect_text, _failed_program and _prog_result stay importable for tools/ (fuzz.py,
-# realworld.py)
-_TOOLS = (_inspect_text, _failed_program, _prog_result)
+
+# Names served from their subcommand's module on first use (`ebpf.cli.main` imports only
+# the module of the subcommand it runs). _inspect_text, _failed_program and _prog_result
+# stay importable for tools/ (fuzz.py, realworld.py).
+_LAZY = {"write_atomically": "gen", "inspect_spec": "inspect", "_inspect_text": "inspect",
+         "load_object": "load", "_failed_program": "load", "_prog_result": "load"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of _LAZY, imported from their module when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

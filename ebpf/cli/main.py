@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import Error
-from . import btf, build, cgroup, feature, gen, inspect, link, load, net, perf, prog, trace
-from . import map as map_
 from .common import error
 
 __all__ = ["build_parser", "main"]
@@ -18,22 +18,42 @@ show, dump and manage what is loaded in the kernel (programs, maps, links, BTF, 
 and cgroup attachments, features), with bpftool's nouns, verbs and JSON fields."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `ebpf` command."""
+# Each noun is the module ebpf.cli.<noun> with a register(sub) function; in help order.
+NOUNS = ("inspect", "load", "build", "gen", "prog", "map", "link", "btf", "net", "cgroup",
+         "perf", "feature", "trace")
+
+
+def build_parser(nouns: Sequence[str] = NOUNS) -> argparse.ArgumentParser:
+    """The argument parser of the `ebpf` command (with the subcommands `nouns`: all of
+    them by default)."""
     p = argparse.ArgumentParser(prog="ebpf", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"ebpf {__version__}")
     p.add_argument("-j", "--json", dest="json_global", action="store_true",
                    help="print JSON (also accepted after the subcommand)")
     sub = p.add_subparsers(dest="command", required=True)
-    for noun in (inspect, load, build, gen, prog, map_, link, btf, net, cgroup, perf, feature,
-                 trace):
-        noun.register(sub)
+    for noun in nouns:
+        importlib.import_module(f"{__package__}.{noun}").register(sub)
     return p
+
+
+def _chosen_noun(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names (its first word that is no option), if it is one of
+    NOUNS: a command then imports and registers only that one (process start: the
+    other nouns' modules and their argparse trees cost more than most commands)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in NOUNS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `ebpf` command; returns the exit status (errors: one line on stderr, 1)."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    noun = _chosen_noun(argv)
+    parser = build_parser((noun,) if noun else NOUNS)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -1,0 +1,61 @@
+"""Process start of the `ebpf` command: a subcommand imports only its own module, and the
+full parser (help, unknown words) still offers every subcommand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ebpf.cli import main
+from ebpf.cli.main import NOUNS
+
+PROBE = """
+import json, sys
+from ebpf.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli"))}),
+      file=sys.stderr)
+"""
+
+
+def run_fresh(*argv: str) -> dict[str, object]:
+    r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                       timeout=60)
+    result: dict[str, object] = json.loads(r.stderr.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("argv", [("load", "/nonexistent.o"), ("-j", "load", "/nonexistent.o")])
+def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
+    d = run_fresh(*argv)
+    assert d["rc"] == 1  # the object does not exist: one error line, exit status 1
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for noun in NOUNS:
+        assert noun in out
+
+
+def test_an_unknown_subcommand_names_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["lod", "x.o"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'lod'" in err and "'load'" in err and "'prog'" in err
+
+
+def test_lazy_names_of_the_package() -> None:
+    import ebpf.cli as cli  # the package itself, for its lazily served names
+
+    assert cli.load_object.__module__ == "ebpf.cli.load"
+    assert cli.inspect_spec.__module__ == "ebpf.cli.inspect"
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = cli.no_such_name
