@@ -102,13 +102,27 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         for name, key, target in deferred:
             if spec.maps[name].type != MapType.PROG_ARRAY:
                 maps[name][key] = maps[target].fileno()
+        autoload: dict[str, bool] = {}
         if spec.struct_ops:
             # struct_ops kernel objects only for objects that have struct_ops variables
-            from .struct_ops import resolve_struct_ops_programs
+            from .struct_ops import (
+                check_struct_ops_members,
+                resolve_struct_ops_programs,
+                struct_ops_autoload,
+            )
 
-            resolve_struct_ops_programs(spec)
+            autoload = struct_ops_autoload(spec)
+            for name, ops in spec.struct_ops.items():
+                # (with `only`, a map whose programs are not all wanted is not made)
+                if ops.autocreate and (only is None or set(ops.programs.values()) <= only):
+                    try:
+                        check_struct_ops_members(ops)
+                    except BaseException as e:
+                        raise prefixed(f"struct_ops map {name!r}", e) from None
         wanted = [n for n, p in spec.programs.items()
-                  if (n in only if only is not None else p.autoload)]
+                  if (n in only if only is not None else autoload.get(n, p.autoload))]
+        if spec.struct_ops:
+            resolve_struct_ops_programs(spec, wanted)
         for name in wanted:
             ps = _resolve_externs(spec, spec.programs[name])
             try:
@@ -121,6 +135,8 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             from .struct_ops import StructOpsMap  # (see resolve_struct_ops_programs above)
 
             for name, ops in spec.struct_ops.items():
+                if not ops.autocreate:
+                    continue
                 if only is not None and not set(ops.programs.values()) <= set(programs):
                     # a partial collection (e.g. `ebpf load --each`) without some of the
                     # map's programs: the programs load (libbpf 1.1 too), the map cannot

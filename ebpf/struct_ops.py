@@ -30,7 +30,7 @@ import ctypes
 import errno as _errno
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, cast
 
 from . import btf as _btf
@@ -59,9 +59,11 @@ __all__ = [
     "VALUE_PREFIX",
     "StructOpsMap",
     "StructOpsSpec",
+    "check_struct_ops_members",
     "kernel_struct",
     "load_struct_ops",
     "resolve_struct_ops_programs",
+    "struct_ops_autoload",
     "struct_ops_error",
     "struct_ops_maps",
 ]
@@ -70,17 +72,21 @@ VALUE_PREFIX = "bpf_struct_ops_"
 """The kernel's struct holding a struct_ops value is ``struct bpf_struct_ops_<name>``."""
 
 
-def resolve_struct_ops_programs(spec: CollectionSpec) -> None:
-    """Give every STRUCT_OPS program of `spec` whose ``attach_to`` is
-    ``"<struct>:<member>"`` (see `read_struct_ops`) the kernel BTF id of the struct
-    (`attach_btf_id`) and the member's index in the running kernel's struct (as
-    `attach_type`, which is what BPF_PROG_LOAD expects for struct_ops programs).
+def resolve_struct_ops_programs(spec: CollectionSpec,
+                                names: Collection[str] | None = None) -> None:
+    """Give every STRUCT_OPS program of `spec` (or those named in `names`) whose
+    ``attach_to`` is ``"<struct>:<member>"`` (see `read_struct_ops`) the kernel BTF id
+    of the struct (`attach_btf_id`) and the member's index in the running kernel's
+    struct (as `attach_type`, which is what BPF_PROG_LOAD expects for struct_ops
+    programs).
 
     Raises NotSupportedError when the kernel lacks the struct or the member.
     """
     kernel = _btf.load_kernel_spec()
-    for ps in spec.programs.values():
+    for name, ps in spec.programs.items():
         if ps.type != ProgramType.STRUCT_OPS or ":" not in ps.attach_to:
+            continue
+        if names is not None and name not in names:
             continue
         type_name, _, member = ps.attach_to.partition(":")
         kstruct, kid = kernel_struct(kernel, type_name)
@@ -90,6 +96,41 @@ def resolve_struct_ops_programs(spec: CollectionSpec) -> None:
                                     "the running kernel's struct has no such member")
         ps.attach_btf_id = kid
         ps.attach_type = cast(AttachType, index)
+
+
+def struct_ops_autoload(spec: CollectionSpec) -> dict[str, bool]:
+    """Whether each program that a struct_ops variable of `spec` refers to should
+    load: exactly when one of the variables referring to it is created
+    (`StructOpsSpec.autocreate`), whatever the program's own autoload (libbpf's
+    rule). Programs no variable refers to are not in the result."""
+    out: dict[str, bool] = {}
+    for ops in spec.struct_ops.values():
+        for prog_name in ops.programs.values():
+            out[prog_name] = out.get(prog_name, False) or ops.autocreate
+    return out
+
+
+def check_struct_ops_members(ops: StructOpsSpec) -> None:
+    """Check, before anything is loaded, that every member of `ops` the running
+    kernel's struct lacks is zero/NULL (a flavored local type may declare more members
+    than this kernel has). Raises NotSupportedError naming the first member set."""
+    kernel = _btf.load_kernel_spec()
+    kstruct, _ = kernel_struct(kernel, ops.type_name)
+    _check_absent_members(ops, {m.name for m in kstruct.members})
+
+
+def _check_absent_members(ops: StructOpsSpec, kernel_members: Collection[str]) -> None:
+    for lm in ops.type.members:
+        if lm.name in kernel_members:
+            continue
+        off = lm.offset_bits // 8
+        if lm.name in ops.programs or any(ops.data[off:off + _btf.sizeof(lm.type)]):
+            what = ("is set to program " + repr(ops.programs[lm.name])
+                    if lm.name in ops.programs else "is not zero")
+            raise NotSupportedError(
+                f"struct_ops member {ops.type_name}.{lm.name}",
+                f"struct_ops {ops.name!r}: the running kernel's struct has no such member "
+                f"and it {what} (members the kernel lacks must be zero/NULL)")
 
 
 def struct_ops_maps(spec: CollectionSpec, source: str | os.PathLike[str] | bytes | ELFFile
@@ -185,11 +226,7 @@ def _kernel_value(ops: StructOpsSpec, programs: Mapping[str, Program]
                     f"{ksize} bytes in the kernel")
             continue
         value[koff:koff + ksize] = raw
-    for name, lm in local.items():  # members the kernel does not have
-        off = lm.offset_bits // 8
-        if name in ops.programs or any(ops.data[off:off + _btf.sizeof(lm.type)]):
-            raise NotSupportedError(f"struct_ops member {ops.type_name}.{name}",
-                                    "the running kernel's struct has no such member")
+    _check_absent_members(ops, {m.name for m in kstruct.members})  # (local: those left)
     return bytes(value), vsize, kernel.type_id(vt)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import btf as _btf
 from .._sys.types import ProgramType
+from ..btf.core import essential_name
 from ..elffile import ELFFile
 from ..errors import ELFError
 from ..spec.struct_ops import StructOpsSpec
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
     from ..elffile import ELFFile
     from ..spec.collection import CollectionSpec
 
-__all__ = ["StructOpsSpec", "read_struct_ops"]
+__all__ = ["STRUCT_OPS_SECTIONS", "StructOpsSpec", "read_struct_ops"]
 
-_STRUCT_OPS_SECTIONS = (".struct_ops", ".struct_ops.link")
+# "?" in front: the map is not created by default (StructOpsSpec.autocreate)
+STRUCT_OPS_SECTIONS = (".struct_ops", ".struct_ops.link", "?.struct_ops", "?.struct_ops.link")
 R_BPF_64_64 = 1
 R_BPF_64_ABS64 = 2
 STT_SECTION = 3
@@ -71,7 +73,7 @@ def read_struct_ops(source: str | os.PathLike[str] | bytes | ELFFile, spec: Coll
 
 def _read(elf: Any, spec: CollectionSpec) -> dict[str, StructOpsSpec]:
     out: dict[str, StructOpsSpec] = {}
-    secs = [s for s in elf.sections if s.name in _STRUCT_OPS_SECTIONS and s.size]
+    secs = [s for s in elf.sections if s.name in STRUCT_OPS_SECTIONS and s.size]
     if not secs:
         return out
     if spec.btf is None:
@@ -104,9 +106,12 @@ def _read(elf: Any, spec: CollectionSpec) -> dict[str, StructOpsSpec]:
             if off + size > len(data):
                 raise ELFError(f"struct_ops variable {var.name!r} extends past the section",
                                sec.name, off)
-            ops = StructOpsSpec(name=var.name, type_name=st.name, type=st,
+            # a flavored local type (tcp_congestion_ops___v2) names the kernel's
+            # struct without its flavor
+            ops = StructOpsSpec(name=var.name, type_name=essential_name(st.name), type=st,
                                 data=data[off:off + size], programs={},
-                                link=sec.name.endswith(".link"), section=sec.name)
+                                link=sec.name.endswith(".link"), section=sec.name,
+                                autocreate=not sec.name.startswith("?"))
             out[var.name] = ops
             vars_.append((off, size, ops))
         for rel in elf.relocations(sec):

@@ -15,9 +15,18 @@ __all__ = ["StructOpsSpec"]
 @dataclasses.dataclass
 class StructOpsSpec:
     """One struct_ops variable of an object: the kernel struct it implements
-    (`type_name`, e.g. "tcp_congestion_ops"), its local BTF type, its initial bytes,
-    which program implements which function pointer member (`programs`: member name ->
-    program name), and whether it registers through a bpf_link (``.struct_ops.link``).
+    (`type_name`, e.g. "tcp_congestion_ops"; a local type named with a flavor,
+    ``struct tcp_congestion_ops___v2``, implements the kernel struct named without it),
+    its local BTF type, its initial bytes, which program implements which function
+    pointer member (`programs`: member name -> program name), and whether it
+    registers through a bpf_link (``.struct_ops.link``).
+
+    `autocreate`: whether loading the collection creates the map (False for a
+    variable in ``SEC("?.struct_ops")`` or ``SEC("?.struct_ops.link")``; settable
+    before loading). As in libbpf, a struct_ops program that some struct_ops variable
+    refers to loads exactly when one of the variables referring to it is created,
+    whatever its own `autoload`; members the running kernel's struct lacks must be
+    zero/NULL in the variables that are created.
     """
 
     name: str
@@ -27,6 +36,7 @@ class StructOpsSpec:
     programs: dict[str, str]
     link: bool
     section: str
+    autocreate: bool = True
 
     def copy(self) -> StructOpsSpec:
         """A copy whose program assignments can be edited independently."""
