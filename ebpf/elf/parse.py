@@ -111,20 +111,23 @@ class _Loader(MapSections, FunctionSections):
         (libbpf's btf_fixup_datasec)."""
         assert self.btf is not None
         syms: dict[str, ElfSymbol] = {}
+        twice: set[str] = set()
         for s in self.symbols:
             if s.type == STT_OBJECT or s.section_index == SHN_UNDEF:
-                syms.setdefault(s.name, s)
+                if syms.setdefault(s.name, s) is not s:
+                    twice.add(s.name)
         for t in self.btf:
             if not isinstance(t, _btf.Datasec):
                 continue
             sec = self.elf.section_by_name(t.name)
+            # A statically linked object's DATASECs are already laid out, and may hold
+            # static variables of one name from several files: those keep their offsets.
+            laid_out = t.size != 0
             if sec is not None:
                 t.size = sec.size
-            elif t.name in (".kconfig", ".ksyms"):
-                pass
             for vs in t.vars:
                 var = vs.type
-                if not isinstance(var, _btf.Var):
+                if not isinstance(var, _btf.Var) or (laid_out and var.name in twice):
                     continue
                 sym = syms.get(var.name)
                 if sym is not None and sec is not None and sym.section_index == sec.index:

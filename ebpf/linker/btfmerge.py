@@ -32,6 +32,21 @@ def _linkage(r: Record) -> int:
     return r.vlen if r.kind == Kind.FUNC else int(r.tail[0])
 
 
+def _datasecs_last(result: Deduplicated) -> Deduplicated:
+    """The same types with the DATASECs moved after all others (as bpftool's output
+    has them; nothing refers to a DATASEC, so only their own ids change)."""
+    records = result.records
+    order = ([i for i, r in enumerate(records, 1) if r.kind != Kind.DATASEC]
+             + [i for i, r in enumerate(records, 1) if r.kind == Kind.DATASEC])
+    if all(i == pos for pos, i in enumerate(order, 1)):
+        return result
+    new = [0] * (len(records) + 1)
+    for pos, i in enumerate(order, 1):
+        new[i] = pos
+    return Deduplicated([records[i - 1].remapped(new.__getitem__) for i in order],
+                        [new[t] for t in result.id_map])
+
+
 class MergedBTF:
     """The merged, deduplicated types (`result`) and where each input's ids start."""
 
@@ -56,8 +71,8 @@ class MergedBTF:
         self.records = records
         self.aliases: dict[int, int] = {}
         self._merge_datasecs()
-        self._resolve_functions()
-        self.result: Deduplicated = dedup_records(records, self.aliases)
+        self._resolve_externs()
+        self.result: Deduplicated = _datasecs_last(dedup_records(records, self.aliases))
         self._check_declarations()
 
     # -- data sections ---------------------------------------------------------
@@ -127,10 +142,13 @@ class MergedBTF:
             for _, i in members[1:]:
                 self.aliases[i] = first_id
 
-    def _resolve_functions(self) -> None:
+    def _resolve_externs(self) -> None:
+        """An extern FUNC, or an extern VAR outside any DATASEC (clang lists only
+        .kconfig/.ksyms externs in one), becomes the definition when there is one."""
         for k, base in enumerate(self.bases):
             for i, r in enumerate(self.objects[k].btf, base + 1):
-                if r.kind == Kind.FUNC and r.vlen == Linkage.EXTERN:
+                if (r.kind in (Kind.FUNC, Kind.VAR) and i not in self.aliases
+                        and _linkage(r) == Linkage.EXTERN):
                     target = self._defining_id(r.name)
                     if target is not None and target != i:
                         self.aliases[i] = target
