@@ -125,8 +125,12 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
             resolve_struct_ops_programs(spec, wanted)
         for name in wanted:
             ps = _resolve_externs(spec, spec.programs[name])
+            # one BTF object for the maps and the programs (kptr and graph types must
+            # come from the BTF object of the map value that holds them)
+            shared = handle if ps.btf is spec.btf else None
             try:
-                prog = Program(ps, maps=maps, kernel_btf=kernel_btf, log_level=log_level)
+                prog = Program(ps, maps=maps, kernel_btf=kernel_btf, log_level=log_level,
+                               btf_handle=shared)
             except BaseException as e:
                 raise prefixed(f"program {name!r}", e) from None
             created.append(prog)

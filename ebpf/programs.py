@@ -202,6 +202,14 @@ class Program:
     `log_size` bytes and doubles until the log fits. `kernel_btf` replaces
     the running kernel's BTF as the target of CO-RE relocations.
 
+    `btf_handle` is a BTF object already in the kernel holding `spec.btf` as
+    `object_btf_blob` marshals it, e.g. the one the collection's maps were
+    created with (`Collection` passes it): the program then refers to the same
+    BTF object as the maps, which the verifier requires of kptr and graph types
+    (``bpf_obj_new`` types, ``bpf_rb_root``/``bpf_list_head`` in map values). It
+    is left open. Without it (or when the func/line info need strings that
+    object lacks) the program loads a BTF object of its own.
+
     Raises `VerifierError` when the verifier rejects the program,
     `ebpf.errors.PermissionError` without privilege, `NotSupportedError` for
     a program type or feature this kernel lacks, `KeyNotFoundError` for a map
@@ -220,6 +228,7 @@ class Program:
         log_level: int = 0,
         log_size: int = DEFAULT_LOG_SIZE,
         kernel_btf: BTFSpec | None = None,
+        btf_handle: Handle | None = None,
     ) -> None:
         self._fd: FD | None = None
         self._id = 0
@@ -233,7 +242,8 @@ class Program:
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
         # the maps' (and attach target's) numbers go into the instructions: keep them open
         with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
-            fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf)
+            fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
+                                          btf_handle)
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -544,6 +554,7 @@ def _load(
     log_level: int,
     log_size: int,
     kernel_btf: BTFSpec | None,
+    shared_btf: Handle | None = None,
 ) -> tuple[int, str]:
     """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
     ptype = _check_spec(spec)
@@ -584,11 +595,11 @@ def _load(
         _validate.put(attr, "attach_btf_id", _attach_btf_id(spec, ptype),
                       "ProgramSpec.attach_btf_id")
 
-    btf_handle = _load_btf_info(spec, prep, attr, keep)
+    btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
     try:
         return _load_with_log(attr, spec, ptype, prep, log_level, log_size)
     finally:
-        if btf_handle is not None:
+        if btf_handle is not None and btf_handle is not shared_btf:
             btf_handle.close()
 
 
@@ -980,8 +991,9 @@ def _program_btf(prog: LoadedProgram) -> BTFSpec:
 
 
 def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
-                   keep: list[Any]) -> Handle | None:
-    """Load `spec.btf` and point `attr` at func/line info records; the BTF handle or None."""
+                   keep: list[Any], shared: Handle | None = None) -> Handle | None:
+    """Load `spec.btf` (or take `shared`, the object's BTF already loaded) and point
+    `attr` at func/line info records; the BTF handle or None."""
     if spec.btf is None or not (prep.func_info or prep.line_info):
         return None
     # BTF code on first use: programs without BTF never load it
@@ -989,7 +1001,8 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
 
     btf_spec = spec.btf
     try:
-        handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec))
+        handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec),
+                                            shared)
     except BTFLoadError as e:
         # the kernel refuses the object's BTF even prepared: fall back to just the
         # functions' prototypes, which is what func/line info needs (type ids, decl
@@ -1035,14 +1048,18 @@ def _last_line(e: Exception) -> str:
 
 
 def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
+                 shared: Handle | None = None,
                  ) -> tuple[Handle, list[_FuncInfo], list[_LineInfo]]:
     """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
-    None, a minimal BTF holding only the functions and what they refer to."""
+    None, a minimal BTF holding only the functions and what they refer to. `shared`,
+    the object's BTF loaded from `builder` earlier, is used instead of a new BTF
+    object when it holds every string the line info needs: the builder only ever
+    appends strings, so it does when the blob has the size the kernel holds."""
     from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
     from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
 
     if builder is None:
-        builder = Builder()
+        builder, shared = Builder(), None
         type_id = builder.add
     else:
         type_id = btf_spec.type_id
@@ -1056,7 +1073,10 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
         )
         for slot, line in prep.line_info
     ]
-    return Handle(_marshal_cached(builder)), funcs, lines
+    blob = _marshal_cached(builder)
+    if shared is not None and len(blob) == shared.info().size:
+        return shared, funcs, lines
+    return Handle(blob), funcs, lines
 
 
 # Per object BTF: the kernel-ready Builder and its last marshalled blob, so that loading
