@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._sys import validate as _validate
 from ._sys.types import BPF_F_MMAPABLE
 from .elf.parse import load_collection_spec
-from .errors import InvalidArgumentError, SyscallError
+from .errors import ClosedError, InvalidArgumentError, SyscallError
 from .instantiate import instantiate
 from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 
@@ -34,6 +34,10 @@ class Variable:
 
     `.data`/`.bss` variables go through the data map's mmap (or map lookups when
     the map is not mmapable); `.rodata` variables are frozen: read-only here.
+
+    Once the collection is closed, `get`/`set` raise `ClosedError`; one that started
+    before (in another thread) finishes on the old map's memory, never on a map that
+    reused the descriptor number (the mapping is released when its last reader is done).
     """
 
     def __init__(self, spec: VariableSpec, map: Map) -> None:
@@ -41,22 +45,30 @@ class Variable:
         self.map = map
         self._view: memoryview | None = None
         self._unmappable = False
+        self._closed = False
 
     def _mmap(self) -> memoryview | None:
-        if self._view is None:
-            if (self._unmappable or self.constant
-                    or not self.map.info().flags & BPF_F_MMAPABLE):
-                return None
-            try:
-                self._view = self.map.mmap()
-            except SyscallError as e:
-                # the kernel maps no memory holding a bpf_spin_lock, a timer, a kptr
-                # (ENOTSUPP): such a section is read and written through lookups
-                if e.errno not in (_ENOTSUPP, errno.EOPNOTSUPP):
-                    raise
-                self._unmappable = True
-                return None
-        return self._view
+        """The data map's memory (made on first use), None where lookups serve instead;
+        `ClosedError` once closed."""
+        view = self._view
+        if view is not None:
+            return view
+        if self._closed:
+            raise ClosedError(f"variable {self.name!r} is closed")
+        if self._unmappable or self.constant or not self.map.info().flags & BPF_F_MMAPABLE:
+            return None
+        try:
+            view = self.map.mmap()
+        except SyscallError as e:
+            # the kernel maps no memory holding a bpf_spin_lock, a timer, a kptr
+            # (ENOTSUPP): such a section is read and written through lookups
+            if e.errno not in (_ENOTSUPP, errno.EOPNOTSUPP):
+                raise
+            self._unmappable = True
+            return None
+        if not self._closed:  # closed meanwhile: this access uses it, nobody keeps it
+            self._view = view
+        return view
 
     @property
     def name(self) -> str:
@@ -71,6 +83,8 @@ class Variable:
     def _raw(self) -> bytes:
         off, end = self.spec.bounds(self.map.value_size)
         size = end - off
+        if self._closed:
+            raise ClosedError(f"variable {self.name!r} is closed")
         mv = self._mmap()
         if mv is not None:
             return bytes(mv[off : off + size])
@@ -78,10 +92,12 @@ class Variable:
         return bytes(value[off : off + size])
 
     def close(self) -> None:
-        """Release the memory mapping (the collection does this when it closes)."""
-        view, self._view = self._view, None
-        if view is not None:
-            view.release()
+        """Release the memory mapping (the collection does this when it closes); later
+        `get`/`set` raise `ClosedError`. The view is dropped, not released: a `get`/`set`
+        in flight in another thread still holds it and finishes on it; the memory is
+        unmapped when the last of them lets go (at once when none is running)."""
+        self._closed = True
+        self._view = None
 
     def get(self) -> Any:
         """The current value, decoded through its BTF type (bytes without BTF)."""
@@ -112,6 +128,8 @@ class Variable:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.spec.size} bytes, got {len(data)}")
         self.spec.bounds(self.map.value_size)
+        if self._closed:
+            raise ClosedError(f"variable {self.name!r} is closed")
         mv = self._mmap()
         if mv is not None:
             mv[self.spec.offset : self.spec.offset + self.spec.size] = data

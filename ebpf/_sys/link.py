@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 
+from ..errors import InvalidArgumentError
+from . import validate
 from .syscall import bpf
 from .types import (
     Cmd,
@@ -24,17 +26,17 @@ def link_create(attr: LinkCreateAttr) -> int:
 def link_update(link_fd: int, new_prog_fd: int, old_prog_fd: int = 0, flags: int = 0) -> None:
     """BPF_LINK_UPDATE: swap the program of a link atomically (BPF_F_REPLACE checks old)."""
     attr = LinkUpdateAttr()
-    attr.link_fd = link_fd
-    attr.new_prog_fd = new_prog_fd
-    attr.flags = flags
+    validate.put(attr, "link_fd", link_fd)
+    validate.put(attr, "new_prog_fd", new_prog_fd)
+    validate.put(attr, "flags", flags)
     if old_prog_fd:
-        attr.old_prog_fd = old_prog_fd
+        validate.put(attr, "old_prog_fd", old_prog_fd)
     bpf(Cmd.LINK_UPDATE, attr)
 
 
 def link_detach(link_fd: int) -> None:
     attr = LinkDetachAttr()
-    attr.link_fd = link_fd
+    validate.put(attr, "link_fd", link_fd)
     bpf(Cmd.LINK_DETACH, attr)
 
 
@@ -53,8 +55,13 @@ def link_info(link_fd: int, info: LinkInfo | None = None) -> LinkInfo:
 def raw_tracepoint_open(prog_fd: int, name: str | None, cookie: int = 0) -> int:
     """BPF_RAW_TRACEPOINT_OPEN (raw_tp, and tp_btf/fentry/fexit/lsm with name None)."""
     attr = RawTracepointOpenAttr()
+    validate.put(attr, "prog_fd", prog_fd)
+    validate.put(attr, "cookie", cookie)
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgumentError(
+            f"raw tracepoint name must be a str, got {type(name).__name__} {name!r}")
+    if name and "\0" in name:
+        raise InvalidArgumentError(f"raw tracepoint name {name!r} contains a NUL byte")
     buf = ctypes.create_string_buffer(name.encode()) if name else None
     attr.name = ctypes.addressof(buf) if buf is not None else 0
-    attr.prog_fd = prog_fd
-    attr.cookie = cookie
     return bpf(Cmd.RAW_TRACEPOINT_OPEN, attr)

@@ -23,7 +23,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import SyscallError
+from ..errors import ClosedError, InvalidArgumentError, SyscallError
+from . import validate
 from .consts import XDP_FLAGS_REPLACE
 from .syscall import from_errno
 
@@ -125,6 +126,30 @@ XDP_ATTACHED_HW = 3
 XDP_ATTACHED_MULTI = 4
 
 
+IFINDEX_MAX = (1 << 31) - 1
+FD_MAX = (1 << 31) - 1
+
+
+def _tcmsg(ifindex: int, handle: int, parent: int, priority: int = 0,
+           protocol: int = 0) -> bytes:
+    """A struct tcmsg, every field checked (`InvalidArgumentError` naming it)."""
+    validate.integer(ifindex, "ifindex", 0, IFINDEX_MAX)
+    validate.unsigned(handle, "handle", 32)
+    validate.unsigned(parent, "parent", 32)
+    validate.unsigned(priority, "priority", 16)
+    validate.unsigned(protocol, "protocol", 16)
+    info = (priority << 16) | socket.htons(protocol)
+    return _TCMSG.pack(socket.AF_UNSPEC, ifindex, handle, parent, info)
+
+
+def _name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a str, got {type(value).__name__} {value!r}")
+    if "\0" in value:
+        raise InvalidArgumentError(f"{what} {value!r} contains a NUL byte")
+    return value
+
+
 def _align4(n: int) -> int:
     return (n + 3) & ~3
 
@@ -200,7 +225,9 @@ class NetlinkSocket:
         return self._sock.fileno()
 
     def close(self) -> None:
-        self._sock.close()
+        """Close the socket, after a request in flight in another thread is answered."""
+        with self._lock:
+            self._sock.close()
 
     def __enter__(self) -> NetlinkSocket:
         return self
@@ -218,6 +245,8 @@ class NetlinkSocket:
         matching `ebpf.errors` exception, with the kernel's message appended.
         """
         with self._lock:
+            if self._sock.fileno() < 0:
+                raise ClosedError(f"{what}: the netlink socket is closed")
             self._seq += 1
             seq = self._seq
             flags |= NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
@@ -251,7 +280,7 @@ class NetlinkSocket:
 
     def qdiscs(self, ifindex: int) -> list[QdiscInfo]:
         """The qdiscs of interface `ifindex`."""
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, 0, 0)
+        body = _tcmsg(ifindex, 0, 0)
         out = []
         for mtype, payload in self.request(RTM_GETQDISC, 0, body, "list qdiscs", dump=True):
             if mtype != RTM_NEWQDISC or len(payload) < _TCMSG.size:
@@ -266,14 +295,14 @@ class NetlinkSocket:
     def add_clsact(self, ifindex: int) -> None:
         """Create the clsact qdisc on `ifindex` (FileExistsError-like SyscallError EEXIST
         when there is one already)."""
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0xFFFF0000, TC_H_CLSACT, 0)
+        body = _tcmsg(ifindex, 0xFFFF0000, TC_H_CLSACT)
         body += attr_str(TCA_KIND, "clsact")
         self.request(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body,
                      f"add clsact qdisc to interface {ifindex}")
 
     def del_clsact(self, ifindex: int) -> None:
         """Delete the clsact qdisc of `ifindex` (and every filter on it)."""
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0xFFFF0000, TC_H_CLSACT, 0)
+        body = _tcmsg(ifindex, 0xFFFF0000, TC_H_CLSACT)
         body += attr_str(TCA_KIND, "clsact")
         self.request(RTM_DELQDISC, 0, body, f"delete clsact qdisc of interface {ifindex}")
 
@@ -286,15 +315,15 @@ class NetlinkSocket:
         """Add (or with `replace`, atomically replace) a cls_bpf filter running
         `prog_fd`; returns the filter as the kernel created it (its priority and
         handle when they were left to the kernel)."""
-        info = ((priority & 0xFFFF) << 16) | socket.htons(protocol)
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, handle, parent, info)
+        body = _tcmsg(ifindex, handle, parent, priority, protocol)
         body += attr_str(TCA_KIND, "bpf")
         if chain is not None:
-            body += attr_u32(TCA_CHAIN, chain)
-        opts = [attr_u32(TCA_BPF_FD, prog_fd), attr_str(TCA_BPF_NAME, name)]
+            body += attr_u32(TCA_CHAIN, validate.unsigned(chain, "chain", 32))
+        opts = [attr_u32(TCA_BPF_FD, validate.integer(prog_fd, "prog_fd", 0, FD_MAX)),
+                attr_str(TCA_BPF_NAME, _name(name, "filter name"))]
         if direct_action:
             opts.append(attr_u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT))
-        if classid:
+        if validate.unsigned(classid, "classid", 32):
             opts.append(attr_u32(TCA_BPF_CLASSID, classid))
         body += nested(TCA_OPTIONS, *opts, flag=False)
         flags = NLM_F_CREATE | NLM_F_ECHO | (NLM_F_REPLACE if replace else NLM_F_EXCL)
@@ -315,8 +344,7 @@ class NetlinkSocket:
     def del_filter(self, ifindex: int, parent: int, priority: int, handle: int,
                    protocol: int = ETH_P_ALL, kind: str = "bpf") -> None:
         """Delete one filter (priority and handle as listed)."""
-        info = ((priority & 0xFFFF) << 16) | socket.htons(protocol)
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, handle, parent, info)
+        body = _tcmsg(ifindex, handle, parent, priority, protocol)
         if kind:
             body += attr_str(TCA_KIND, kind)
         self.request(RTM_DELTFILTER, 0, body,
@@ -329,7 +357,7 @@ class NetlinkSocket:
 
     def filters(self, ifindex: int, parent: int) -> list[TcFilterInfo]:
         """Every filter under `parent` of `ifindex` (all kinds)."""
-        body = _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0)
+        body = _tcmsg(ifindex, 0, parent)
         out = []
         try:
             replies = self.request(RTM_GETTFILTER, 0, body, "list filters", dump=True)
@@ -352,10 +380,13 @@ class NetlinkSocket:
         """Attach (`prog_fd`), replace or detach (`prog_fd` -1) the XDP program of
         `ifindex` through IFLA_XDP. With `expected_fd`, only if that program is the one
         attached (XDP_FLAGS_REPLACE)."""
-        attrs = [attr_s32(IFLA_XDP_FD, prog_fd)]
+        validate.integer(ifindex, "ifindex", 1, IFINDEX_MAX)
+        attrs = [attr_s32(IFLA_XDP_FD, validate.integer(prog_fd, "prog_fd", -1, FD_MAX))]
+        flags = validate.unsigned(flags, "flags", 32)
         if expected_fd is not None:
             flags |= XDP_FLAGS_REPLACE
-            attrs.append(attr_s32(IFLA_XDP_EXPECTED_FD, expected_fd))
+            attrs.append(attr_s32(IFLA_XDP_EXPECTED_FD,
+                                  validate.integer(expected_fd, "expected_fd", 0, FD_MAX)))
         if flags:
             attrs.append(attr_u32(IFLA_XDP_FLAGS, flags))
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0) + nested(IFLA_XDP, *attrs)
@@ -364,6 +395,7 @@ class NetlinkSocket:
 
     def xdp_info(self, ifindex: int) -> XdpInfo:
         """Which XDP programs are attached to `ifindex`, by mode."""
+        validate.integer(ifindex, "ifindex", 1, IFINDEX_MAX)
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0)
         for mtype, payload in self.request(RTM_GETLINK, 0, body,
                                            f"query interface {ifindex}"):
@@ -500,9 +532,14 @@ def open_netns(netns: str | os.PathLike[str] | int) -> int:
     """A new close-on-exec fd for a network namespace: an fd (duplicated), a path
     (``/proc/<pid>/ns/net``, a bind mount) or a name made by ``ip netns add``
     (``/run/netns/<name>``)."""
-    if isinstance(netns, int):
-        return fcntl.fcntl(netns, fcntl.F_DUPFD_CLOEXEC, 3)
-    path = os.fspath(netns)
+    if isinstance(netns, int) and not isinstance(netns, bool):
+        fd = validate.integer(netns, "network namespace fd", 0, FD_MAX)
+        try:
+            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        except OSError as e:
+            raise InvalidArgumentError(
+                f"network namespace fd {fd}: {os.strerror(e.errno or 0)}") from None
+    path = validate.path(netns, "network namespace")
     if os.sep not in path:
         for base in ("/run/netns", "/var/run/netns"):
             candidate = os.path.join(base, path)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
-from . import consts
+from . import consts, validate
 from .fd import FD
 from .perf import open_tracepoint, tracefs_path
 from .syscall import bpf, bpf_errno, from_errno, perf_event_open
@@ -153,10 +153,16 @@ def _perf_attr() -> PerfEventAttr:
     return attr
 
 
+PID_MAX = (1 << 31) - 1
+
+
 def _probe_pid_cpu(pid: int | None) -> tuple[int, int]:
     # A probe for every process must be bound to a CPU (any one: the BPF program
     # hangs off the probe itself); a probe for one process follows it on every CPU.
-    if pid is None or pid < 0:
+    if pid is None:
+        return -1, 0
+    pid = validate.integer(pid, "pid", -(1 << 31), PID_MAX)
+    if pid < 0:
         return -1, 0
     return pid, -1
 
@@ -180,11 +186,22 @@ def open_probe_pmu(
     `pid` restricts a uprobe to one process (None: every process).
     """
     _check_kind(kind)
+    attr = _perf_attr()
+    if name is not None:
+        validate.put(attr, "config2", offset, "offset")
+        if not isinstance(name, (str, bytes)):
+            raise InvalidArgumentError(f"{kind} target must be a str, got "
+                                       f"{type(name).__name__} {name!r}")
+        raw = name if isinstance(name, bytes) else os.fsencode(name)
+        if b"\0" in raw:
+            raise InvalidArgumentError(f"{kind} target {name!r} contains a NUL byte")
+    else:
+        validate.put(attr, "config2", address, "address")
+    p, cpu = _probe_pid_cpu(pid)
     ptype = pmu_type(kind)
     if ptype is None:
         raise NotSupportedError(f"{kind} PMU", f"{EVENT_SOURCE_DIR}/{kind} does not exist",
                                 errno.ENOENT)
-    attr = _perf_attr()
     attr.type = ptype
     config = 0
     if retprobe:
@@ -194,18 +211,15 @@ def open_probe_pmu(
         if shift is None:
             raise NotSupportedError("uprobe reference counters (USDT semaphores)",
                                     "the uprobe PMU has no ref_ctr_offset field (Linux < 4.20)")
-        config |= ref_ctr_offset << shift
+        # the PMU's format/ref_ctr_offset says which config bits hold it (32-63)
+        config |= validate.unsigned(ref_ctr_offset, "ref_ctr_offset", 64 - shift) << shift
     attr.config = config
     buf = None
     if name is not None:
-        raw = name if isinstance(name, bytes) else os.fsencode(name)
         buf = ctypes.create_string_buffer(raw)
         attr.config1 = ctypes.addressof(buf)
-        attr.config2 = offset
     else:
         attr.config1 = 0
-        attr.config2 = address
-    p, cpu = _probe_pid_cpu(pid)
     try:
         fd = perf_event_open(attr, p, cpu, -1, consts.PERF_FLAG_FD_CLOEXEC)
     except SyscallError as e:
@@ -327,15 +341,17 @@ def open_perf_event(
     drives sampling. The event starts disabled unless `disabled` is False.
     """
     attr = _perf_attr()
-    attr.type = type
-    attr.config = config
-    if sample_freq:
+    validate.put(attr, "type", type)
+    validate.put(attr, "config", config)
+    validate.put(attr, "sample_period", sample_period)
+    if validate.put(attr, "sample_freq", sample_freq, "frequency"):
         attr.freq = 1
-        attr.sample_freq = sample_freq
     else:
         attr.sample_period = sample_period
-    attr.config1 = config1
-    attr.config2 = config2
+    validate.put(attr, "config1", config1)
+    validate.put(attr, "config2", config2)
+    pid = validate.integer(pid, "pid", -1, PID_MAX)
+    cpu = validate.integer(cpu, "cpu", -1, PID_MAX)
     attr.inherit = int(inherit)
     attr.exclude_kernel = int(exclude_kernel)
     attr.exclude_user = int(exclude_user)
@@ -365,10 +381,10 @@ def link_create_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> int:
     """BPF_LINK_CREATE with attach type BPF_PERF_EVENT (5.15+): a bpf_link fd
     attaching the program to the perf event, with an optional BPF cookie."""
     attr = LinkCreateAttr()
-    attr.prog_fd = prog_fd
-    attr.target_fd = perf_fd
+    validate.put(attr.perf_event, "bpf_cookie", cookie, "cookie")
+    validate.put(attr, "prog_fd", prog_fd)
+    validate.put(attr, "target_fd", perf_fd)
     attr.attach_type = AttachType.PERF_EVENT
-    attr.perf_event.bpf_cookie = cookie
     return _link_create(attr, "a perf event link")
 
 
@@ -377,11 +393,11 @@ def tracing_link_create(prog_fd: int, attach_type: int, *, target_fd: int = 0,
     """BPF_LINK_CREATE for tracing, LSM and extension programs (fentry, fexit,
     fmod_ret, tp_btf, lsm, freplace)."""
     attr = LinkCreateAttr()
-    attr.prog_fd = prog_fd
-    attr.target_fd = target_fd
-    attr.attach_type = attach_type
-    attr.tracing.target_btf_id = target_btf_id
-    attr.tracing.cookie = cookie
+    validate.put(attr.tracing, "cookie", cookie, "cookie")
+    validate.put(attr, "attach_type", attach_type)
+    validate.put(attr, "prog_fd", prog_fd)
+    validate.put(attr, "target_fd", target_fd)
+    validate.put(attr.tracing, "target_btf_id", target_btf_id)
     return _link_create(attr, "a tracing link")
 
 
@@ -406,6 +422,13 @@ def kprobe_multi_link_create(
 ) -> int:
     """BPF_LINK_CREATE of a kprobe_multi (or kprobe session) link on many kernel
     functions at once, by name or by address, with one cookie per function."""
+    addresses = validate.unsigned_list(addresses, "addresses", 64)
+    cookies = validate.unsigned_list(cookies, "cookies", 64)
+    if isinstance(symbols, (str, bytes)):
+        raise InvalidArgumentError(f"symbols must be a sequence of str, got {symbols!r}")
+    for i, sym in enumerate(symbols):
+        if not isinstance(sym, str) or not sym or "\0" in sym:
+            raise InvalidArgumentError(f"symbols[{i}] must be a function name, got {sym!r}")
     count = len(symbols) or len(addresses)
     if not count or (symbols and addresses):
         raise InvalidArgumentError("pass either symbols or addresses (and not both)")
@@ -418,7 +441,7 @@ def kprobe_multi_link_create(
     addrs = _u64_array(addresses)
     cks = _u64_array(cookies)
     attr = LinkCreateAttr()
-    attr.prog_fd = prog_fd
+    validate.put(attr, "prog_fd", prog_fd)
     attr.attach_type = (AttachType.TRACE_KPROBE_SESSION if session
                         else AttachType.TRACE_KPROBE_MULTI)
     attr.kprobe_multi.flags = BPF_F_KPROBE_MULTI_RETURN if retprobe else 0
@@ -443,28 +466,33 @@ def uprobe_multi_link_create(
     """BPF_LINK_CREATE of a uprobe_multi link (6.6+): uprobes at many file offsets
     of one binary, with per-probe semaphores and cookies, optionally for one pid;
     with `session` (6.13+) a uprobe session link (entry and return)."""
+    offsets = validate.unsigned_list(offsets, "offsets", 64)
+    ref_ctr_offsets = validate.unsigned_list(ref_ctr_offsets, "ref_ctr_offsets", 64)
+    cookies = validate.unsigned_list(cookies, "cookies", 64)
     count = len(offsets)
     if not count:
         raise InvalidArgumentError("uprobe_multi needs at least one offset")
     for what, seq in (("ref_ctr_offsets", ref_ctr_offsets), ("cookies", cookies)):
         if seq and len(seq) != count:
             raise InvalidArgumentError(f"{len(seq)} {what} for {count} offsets")
-    pbuf = ctypes.create_string_buffer(os.fsencode(path))
+    pbuf = ctypes.create_string_buffer(os.fsencode(validate.path(path, "binary path")))
     offs = _u64_array(offsets)
     refs = _u64_array(ref_ctr_offsets) if any(ref_ctr_offsets) else None
     cks = _u64_array(cookies)
     attr = LinkCreateAttr()
-    attr.prog_fd = prog_fd
+    um = attr.uprobe_multi
+    if pid is not None:
+        pid = validate.integer(pid, "pid", -(1 << 31), PID_MAX)
+    validate.put(um, "pid", pid if pid is not None and pid > 0 else 0, "pid")
+    validate.put(attr, "prog_fd", prog_fd)
     attr.attach_type = (AttachType.TRACE_UPROBE_SESSION if session
                         else AttachType.TRACE_UPROBE_MULTI)
-    um = attr.uprobe_multi
     um.path = ctypes.addressof(pbuf)
     um.offsets = _addr(offs)
     um.ref_ctr_offsets = _addr(refs)
     um.cookies = _addr(cks)
     um.cnt = count
     um.flags = BPF_F_UPROBE_MULTI_RETURN if retprobe else 0
-    um.pid = pid if pid is not None and pid > 0 else 0
     return _link_create(attr, f"a uprobe_multi link on {count} offsets of {path}")
 
 
@@ -493,7 +521,7 @@ class IterLinkInfo(ctypes.Union):
 def iter_link_create(prog_fd: int, info: IterLinkInfo | None = None) -> int:
     """BPF_LINK_CREATE of an iterator link (attach type BPF_TRACE_ITER)."""
     attr = LinkCreateAttr()
-    attr.prog_fd = prog_fd
+    validate.put(attr, "prog_fd", prog_fd)
     attr.attach_type = AttachType.TRACE_ITER
     if info is not None:
         attr.iter_info = ctypes.addressof(info)

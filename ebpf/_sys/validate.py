@@ -3,11 +3,12 @@
 ctypes truncates silently: ``attr.value_size = 2**32 + 8`` stores 8. Every
 integer field of a bpf(2) attr that comes from the user goes through
 `put(attr, field, value, name)`, which takes the field's width and signedness
-from the attr's ctypes layout and raises `InvalidArgumentError` naming the
-field and its range instead. `integer` does the same for a value whose range is
-known without an attr, `path` refuses paths the kernel would truncate (an
-embedded NUL byte) or that are not paths at all, and `fd_kind` says what kind
-of BPF object a descriptor refers to.
+from the attr's ctypes layout (anonymous members included) and raises
+`InvalidArgumentError` naming the field and its range instead. `integer` does
+the same for a value whose range is known without an attr (`unsigned_list` for
+arrays of them: cookies, offsets, addresses), `path` refuses paths the kernel
+would truncate (an embedded NUL byte) or that are not paths at all, and
+`fd_kind` says what kind of BPF object a descriptor refers to.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 import ctypes
 import operator
 import os
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import Any, Final, cast
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["fd_kind", "field_range", "integer", "path", "put", "unsigned"]
+__all__ = ["fd_kind", "field_range", "integer", "path", "put", "unsigned", "unsigned_list"]
 
 _SIGNED: Final = frozenset({ctypes.c_int8, ctypes.c_int16, ctypes.c_int32, ctypes.c_int64,
                             ctypes.c_byte, ctypes.c_short, ctypes.c_int, ctypes.c_long,
@@ -55,16 +57,38 @@ def unsigned(value: object, name: str, bits: int) -> int:
     return integer(value, name, 0, (1 << bits) - 1)
 
 
+def _field_type(attr_type: type, field: str) -> Any:
+    """The ctypes type of `field` of a structure or union, looking into its anonymous
+    members too (``target_ifindex`` of `LinkCreateAttr` lives in an anonymous union)."""
+    anonymous = getattr(attr_type, "_anonymous_", ())
+    for f in getattr(attr_type, "_fields_", ()):
+        if f[0] == field:
+            return f[1]
+        if f[0] in anonymous:
+            found = _field_type(f[1], field)
+            if found is not None:
+                return found
+    return None
+
+
+def unsigned_list(values: object, name: str, bits: int) -> list[int]:
+    """`values` (a sequence of integers: cookies, offsets, addresses) checked element by
+    element to fit unsigned `bits`-bit kernel fields; the error names the index
+    (``cookies[2] must be in 0..18446744073709551615, got -1``)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(
+            f"{name} must be a sequence of integers, got {_type_name(values)} {values!r}")
+    seq = cast("Iterable[object]", values)
+    return [unsigned(v, f"{name}[{i}]", bits) for i, v in enumerate(seq)]
+
+
 def field_range(attr_type: type, field: str) -> tuple[int, int]:
-    """The (min, max) an integer field of a ctypes structure can hold."""
+    """The (min, max) an integer field of a ctypes structure can hold (fields of its
+    anonymous members included)."""
     key = (attr_type, field)
     r = _RANGES.get(key)
     if r is None:
-        ctype: Any = None
-        for f in getattr(attr_type, "_fields_", ()):
-            if f[0] == field:
-                ctype = f[1]
-                break
+        ctype = _field_type(attr_type, field)
         if ctype is None:
             raise AttributeError(f"{attr_type.__name__} has no field {field!r}")
         bits = ctypes.sizeof(ctype) * 8

@@ -18,11 +18,18 @@ from .._sys import caps as _caps
 from .._sys import consts
 from .._sys import link as _syslink
 from .._sys import prog as _sysprog
-from .._sys.fd import FD, holds_first
+from .._sys import validate as _validate
+from .._sys.fd import FD, hold, holds_first
 from .._sys.netlink import CLONE_NEWNET, open_netns, setns
 from .._sys.syscall import bpf
 from .._sys.types import AttachType, Cmd, LinkCreateAttr, LinkType, ProgAttachAttr, ProgQueryAttr
-from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
+from ..errors import (
+    ClosedError,
+    InvalidArgumentError,
+    NotSupportedError,
+    PermissionError,
+    SyscallError,
+)
 from .base import Link
 
 if TYPE_CHECKING:
@@ -40,16 +47,18 @@ __all__ = [
 ]
 
 
+IFINDEX_MAX = (1 << 31) - 1
+"""The largest interface index (the kernel's ifindex is an int)."""
+
+
 def ifindex(iface: str | int) -> int:
     """The index of interface `iface` (a name or an index) in the calling thread's
     network namespace."""
-    if isinstance(iface, int):
-        if iface <= 0:
-            raise InvalidArgumentError(f"invalid interface index {iface}")
-        return iface
+    if not isinstance(iface, str):
+        return _validate.integer(iface, "ifindex", 1, IFINDEX_MAX)
     try:
         return socket.if_nametoindex(iface)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         raise InvalidArgumentError(
             f"no network interface {iface!r} in this network namespace (use "
             "ebpf.link.in_netns to attach inside another one)") from None
@@ -78,16 +87,30 @@ def in_netns(netns: str | os.PathLike[str] | int) -> Iterator[None]:
 
 
 def open_dir(path: str | os.PathLike[str] | int, what: str) -> FD:
-    """An fd (close-on-exec) for a cgroup directory given by path or fd."""
-    if isinstance(path, int):
-        return FD(fcntl.fcntl(path, fcntl.F_DUPFD_CLOEXEC, 3), what)
+    """An fd (close-on-exec) for a cgroup directory given by path, fd or an object with
+    ``fileno()``; `InvalidArgumentError` for anything else or a directory that is not
+    there."""
     fileno = getattr(path, "fileno", None)
-    if callable(fileno):
-        return FD(fcntl.fcntl(fileno(), fcntl.F_DUPFD_CLOEXEC, 3), what)
+    if isinstance(path, int) or callable(fileno):
+        number = fileno() if callable(fileno) else path
+        fd = _validate.integer(number, f"{what} fd", 0, (1 << 31) - 1)
+        try:
+            return FD(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), what)
+        except OSError as e:
+            raise InvalidArgumentError(f"{what} fd {fd}: {os.strerror(e.errno or 0)}") from None
+    p = _validate.path(path, what)
     try:
-        return FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), what)
+        return FD(os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), what)
     except FileNotFoundError:
-        raise InvalidArgumentError(f"{what} {os.fspath(path)!r} does not exist") from None
+        raise InvalidArgumentError(f"{what} {p!r} does not exist") from None
+
+
+def describe_dir(path: object) -> str:
+    """How messages name a directory given to `open_dir` (a path, "fd N")."""
+    fileno = getattr(path, "fileno", None)
+    if isinstance(path, int) or callable(fileno):
+        return str(path) if isinstance(path, int) else f"fd {fileno()}"  # type: ignore[misc]
+    return os.fsdecode(os.fspath(path))  # type: ignore[call-overload]
 
 
 def program_spec_attach_type(program: Program) -> AttachType | None:
@@ -97,12 +120,23 @@ def program_spec_attach_type(program: Program) -> AttachType | None:
     return AttachType(at) if at is not None else None
 
 
+def attach_type_arg(attach_type: object, hook: str) -> AttachType:
+    """`attach_type` (an `AttachType` or its number) checked: `InvalidArgumentError` for
+    anything else, naming `hook`."""
+    lo, hi = _validate.field_range(LinkCreateAttr, "attach_type")
+    at = _validate.integer(attach_type, f"{hook}: attach_type", lo, hi)
+    try:
+        return AttachType(at)
+    except ValueError:
+        raise InvalidArgumentError(f"{hook}: unknown attach type {at}") from None
+
+
 def expected_attach_type(program: Program, attach_type: AttachType | int | None,
                          defaults: dict[int, AttachType], hook: str) -> AttachType:
     """`attach_type`, else the one the program was loaded with, else the only sensible
     one for its program type; InvalidArgumentError when it stays ambiguous."""
     if attach_type is not None:
-        return AttachType(attach_type)
+        return attach_type_arg(attach_type, hook)
     at = program_spec_attach_type(program)
     if at is not None:
         return at
@@ -135,8 +169,8 @@ def ordering(before: Relative, after: Relative, first: bool, last: bool,
         return 0, 0, False
     if isinstance(rel, Link):
         return flag | consts.BPF_F_LINK_ATTACH, rel.fileno(), False
-    if isinstance(rel, int):
-        return flag | consts.BPF_F_ID, rel, True
+    if isinstance(rel, int) and not isinstance(rel, bool):
+        return flag | consts.BPF_F_ID, _validate.unsigned(rel, f"{hook}: program id", 32), True
     fileno = getattr(rel, "fileno", None)
     if not callable(fileno):
         raise InvalidArgumentError(f"{hook}: before/after takes a Program, a Link or a "
@@ -152,13 +186,10 @@ def mprog_attr(attach_type: AttachType, ifindex: int, options: str, hook: str, *
     link_create ("tcx" or "netkit", which share a layout)."""
     flags, relative, rel_is_id = ordering(before, after, first, last, hook)
     attr = LinkCreateAttr(attach_type=int(attach_type), flags=flags)
-    attr.target_ifindex = ifindex
+    _validate.put(attr, "target_ifindex", ifindex, "ifindex")
     opts = getattr(attr, options)        # a view into attr's memory
-    if rel_is_id:
-        opts.relative_id = relative
-    else:
-        opts.relative_fd = relative
-    opts.expected_revision = expected_revision
+    _validate.put(opts, "relative_id" if rel_is_id else "relative_fd", relative)
+    _validate.put(opts, "expected_revision", expected_revision)
     return attr
 
 
@@ -184,7 +215,9 @@ def query(*, target_fd: int = 0, target_ifindex: int = 0, attach_type: int,
     """BPF_PROG_QUERY on a cgroup (`target_fd`), an interface (`target_ifindex`, tcx),
     a map or a netns."""
     global _query_link_ids
-    target = (target_fd, target_ifindex, int(attach_type), effective)
+    lo, hi = _validate.field_range(ProgQueryAttr, "attach_type")
+    target = (target_fd, target_ifindex, _validate.integer(attach_type, "attach_type", lo, hi),
+              effective)
     if not _query_link_ids:
         return _query(*target, with_links=False)
     try:
@@ -254,13 +287,18 @@ class ProgAttachLink(Link):
         self.attach_type = attach_type
         self.flags = flags
         self._what = what
-        self._netns = netns  # an owned netns fd to detach from (flow dissector)
+        # an owned netns fd to detach from (flow dissector)
+        self._netns = FD(netns, "network namespace") if netns is not None else None
         self._attached = True
 
     @property
     def target(self) -> str:
         """What the program is attached to (for messages)."""
         return self._what
+
+    def _closed_error(self) -> ClosedError:
+        name = getattr(self.program, "name", "")
+        return ClosedError(f"attachment of program {name!r} to {self._what} is closed")
 
     def _target_fd(self) -> int:
         return self._target.fileno() if self._target is not None else 0
@@ -269,18 +307,23 @@ class ProgAttachLink(Link):
         """Replace the attached program. For multi-attach cgroups the kernel swaps it
         in place (BPF_F_REPLACE); elsewhere attaching again replaces the single one."""
         if not self._attached:
-            raise InvalidArgumentError(f"{self._what}: the attachment is closed")
+            raise self._closed_error()
         cur = old if old is not None else self.program
         flags = self.flags
-        replace_fd = 0
-        if flags & consts.BPF_F_ALLOW_MULTI and cur is not None:
-            flags |= consts.BPF_F_REPLACE
-            replace_fd = cur.fileno()
-        attr = ProgAttachAttr(attach_bpf_fd=program.fileno(), attach_type=int(self.attach_type),
-                              attach_flags=flags, replace_bpf_fd=replace_fd)
-        attr.target_fd = self._target_fd()
-        with self._in_netns():
-            _attach_call(attr, self._what, program)
+        replace = cur if flags & consts.BPF_F_ALLOW_MULTI and cur is not None else None
+        # held for the call: no number handed to the kernel can be reused meanwhile
+        with hold(self._target, program, replace):
+            if not self._attached:
+                raise self._closed_error()
+            attr = ProgAttachAttr(attach_type=int(self.attach_type))
+            _validate.put(attr, "attach_bpf_fd", program.fileno())
+            if replace is not None:
+                flags |= consts.BPF_F_REPLACE
+                _validate.put(attr, "replace_bpf_fd", replace.fileno())
+            _validate.put(attr, "attach_flags", flags, "flags")
+            attr.target_fd = self._target_fd()
+            with self._in_netns():
+                _attach_call(attr, self._what, program)
         self.program = program
 
     def pin(self, path: object) -> None:
@@ -300,9 +343,13 @@ class ProgAttachLink(Link):
         self._attached = False
         try:
             if self.program is not None and not self.program.closed:
-                with self._in_netns():
+                # the program and the target stay open (their numbers unused by anything
+                # else) until the detach returns, whoever closes them meanwhile
+                with hold(self._target, self.program), self._in_netns():
                     _sysprog.prog_detach(self._target_fd(), self.program.fileno(),
                                          int(self.attach_type))
+        except ClosedError:
+            pass  # the program was closed meanwhile: as above, nothing to detach it with
         except SyscallError as e:
             if e.errno not in (_errno.ENOENT, _errno.EBADF):
                 raise
@@ -310,15 +357,14 @@ class ProgAttachLink(Link):
             if self._target is not None:
                 self._target.close()
             if self._netns is not None:
-                os.close(self._netns)
-                self._netns = None
+                self._netns.close()
 
     @contextlib.contextmanager
     def _in_netns(self) -> Iterator[None]:
         if self._netns is None:
             yield
             return
-        with in_netns(self._netns):
+        with self._netns.hold() as ns, in_netns(ns):
             yield
 
     @property
@@ -337,8 +383,9 @@ def prog_attach(program: Program, target: FD | None, attach_type: AttachType, fl
     """BPF_PROG_ATTACH `program` to `target` and wrap it; takes ownership of `target`
     (and `netns`) even on failure."""
     try:
-        attr = ProgAttachAttr(attach_bpf_fd=program.fileno(), attach_type=int(attach_type),
-                              attach_flags=flags)
+        attr = ProgAttachAttr(attach_type=int(attach_type))
+        _validate.put(attr, "attach_flags", flags, "flags")
+        _validate.put(attr, "attach_bpf_fd", program.fileno())
         attr.target_fd = target.fileno() if target is not None else 0
         _attach_call(attr, what, program)
     except BaseException:

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 
 from .. import features
 from .._sys import consts
+from .._sys import validate as _validate
+from .._sys.fd import hold
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import InvalidArgumentError
 from ._attach import (
     ProgAttachLink,
     QueryResult,
     Relative,
+    describe_dir,
     expected_attach_type,
     link_create,
     open_dir,
@@ -115,27 +118,28 @@ def cgroup(program: Program, cgroup: str | os.PathLike[str] | int,
     at = expected_attach_type(program, attach_type, _DEFAULTS, "cgroup")
     if at not in CGROUP_ATTACH_TYPES:
         raise InvalidArgumentError(f"{at.name} is not a cgroup attach type")
-    what = f"cgroup {cgroup if isinstance(cgroup, int) else os.fspath(cgroup)}"
-    order_flags, relative, rel_is_id = ordering(before, after, first, last, "cgroup")
-    target = open_dir(cgroup, "cgroup")
-    label = what.removeprefix("cgroup ")
-    if flags is None and _have_cgroup_links():
-        attr = LinkCreateAttr(attach_type=int(at), flags=order_flags)
-        attr.target_fd = target.fileno()
-        if rel_is_id:
-            attr.cgroup.relative_id = relative
-        else:
-            attr.cgroup.relative_fd = relative
-        try:
-            fd = link_create(program, attr, what)
-        finally:
-            target.close()  # the link holds the cgroup
-        return CgroupLink(fd, program, label, at)
+    mode = (consts.BPF_F_ALLOW_MULTI if flags is None
+            else _validate.unsigned(flags, "cgroup: flags", 32))
+    # the program or link to order against stays open until the kernel has the link
+    with hold(before, after):
+        order_flags, relative, rel_is_id = ordering(before, after, first, last, "cgroup")
+        target = open_dir(cgroup, "cgroup")
+        label = describe_dir(cgroup)
+        what = f"cgroup {label}"
+        if flags is None and _have_cgroup_links():
+            try:
+                attr = LinkCreateAttr(attach_type=int(at), flags=order_flags)
+                attr.target_fd = target.fileno()
+                _validate.put(attr.cgroup, "relative_id" if rel_is_id else "relative_fd",
+                              relative)
+                fd = link_create(program, attr, what)
+            finally:
+                target.close()  # the link holds the cgroup
+            return CgroupLink(fd, program, label, at)
     if order_flags:
         target.close()
         raise InvalidArgumentError("cgroup: ordering (before/after/first/last) needs a "
                                    "bpf_link; leave flags unset")
-    mode = consts.BPF_F_ALLOW_MULTI if flags is None else int(flags)
     return prog_attach(program, target, at, mode, what)
 
 
@@ -145,7 +149,7 @@ def cgroup_programs(cgroup: str | os.PathLike[str] | int, attach_type: AttachTyp
     order; with `effective`, those that run for it including its ancestors'.
     LSM_CGROUP lists the cgroup LSM programs of every hook."""
     with open_dir(cgroup, "cgroup") as fd:
-        return query(target_fd=fd.fileno(), attach_type=int(attach_type), effective=effective)
+        return query(target_fd=fd.fileno(), attach_type=attach_type, effective=effective)
 
 
 def _have_cgroup_links() -> bool:

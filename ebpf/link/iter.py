@@ -13,13 +13,16 @@ starts a new pass and returns a binary file object streaming its output.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from typing import TYPE_CHECKING, BinaryIO
 
 from .._sys import probe as _probe
-from .._sys.fd import FD, holds_first
+from .._sys import validate as _validate
+from .._sys.fd import FD, hold, holds_first
 from .._sys.types import LinkType, ProgramType
 from ..errors import InvalidArgumentError
+from ._attach import open_dir
 from .base import Link, register_link_class
 
 if TYPE_CHECKING:
@@ -45,7 +48,8 @@ class IterLink(Link):
     def open(self) -> BinaryIO:
         """A new pass of the iterator (BPF_ITER_CREATE), as a buffered binary file.
         Close it when done (or use ``with``)."""
-        fd = _probe.iter_create(self.fd.fileno())
+        with self.fd.hold() as link_fd:
+            fd = _probe.iter_create(link_fd)
         return os.fdopen(fd, "rb")
 
     def read(self) -> bytes:
@@ -55,12 +59,6 @@ class IterLink(Link):
 
 
 register_link_class(LinkType.ITER, IterLink)
-
-
-def _open_cgroup(cgroup: str | os.PathLike[str] | int) -> tuple[int, bool]:
-    if isinstance(cgroup, int):
-        return cgroup, False
-    return os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), True
 
 
 @holds_first
@@ -89,19 +87,15 @@ def iter(
             f"iter needs an iterator (TRACING) program; {program.name!r} is a "
             f"{program.type.name} program")
     info: _probe.IterLinkInfo | None = None
-    close_fd = -1
-    try:
+    target: FD | None = None
+    # the map's number stays the map's until the kernel has the link
+    with hold(map), contextlib.ExitStack() as stack:
         if map is not None:
             info = _probe.IterLinkInfo()
-            info.map.map_fd = map.fileno()
+            _validate.put(info.map, "map_fd", map.fileno())
         elif cgroup is not None or cgroup_id or order is not None:
             info = _probe.IterLinkInfo()
-            if cgroup is not None:
-                fd, owned = _open_cgroup(cgroup)
-                if owned:
-                    close_fd = fd
-                info.cgroup.cgroup_fd = fd
-            info.cgroup.cgroup_id = cgroup_id
+            _validate.put(info.cgroup, "cgroup_id", cgroup_id)
             if isinstance(order, str):
                 if order not in CGROUP_ORDERS:
                     raise InvalidArgumentError(
@@ -109,16 +103,16 @@ def iter(
                         f"{', '.join(CGROUP_ORDERS)})")
                 info.cgroup.order = CGROUP_ORDERS[order]
             elif order is not None:
-                info.cgroup.order = order
+                _validate.put(info.cgroup, "order", order)
+            if cgroup is not None:
+                target = stack.enter_context(open_dir(cgroup, "cgroup"))
+                _validate.put(info.cgroup, "cgroup_fd", target.fileno())
         elif tid or pid or pid_fd:
             if builtins.sum(bool(x) for x in (tid, pid, pid_fd)) > 1:
                 raise InvalidArgumentError("give at most one of tid, pid and pid_fd")
             info = _probe.IterLinkInfo()
-            info.task.tid = tid
-            info.task.pid = pid
-            info.task.pid_fd = pid_fd
+            _validate.put(info.task, "tid", tid)
+            _validate.put(info.task, "pid", pid)
+            _validate.put(info.task, "pid_fd", pid_fd)
         link_fd = _probe.iter_link_create(program.fileno(), info)
-    finally:
-        if close_fd >= 0:
-            os.close(close_fd)
     return IterLink(FD(link_fd, "link"), program)

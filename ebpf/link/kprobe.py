@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._sys import probe as _probe
+from .._sys import validate as _validate
 from .._sys.fd import FD, holds_first
 from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
@@ -65,6 +66,14 @@ def _require_kprobe_program(program: Program, what: str) -> None:
 def _attach(program: Program, symbol: str | None, offset: int, address: int | None,
             retprobe: bool, cookie: int, maxactive: int) -> PerfEventLink:
     _require_kprobe_program(program, "kretprobe" if retprobe else "kprobe")
+    # checked before a probe exists (the perf event and the link check them again)
+    if symbol is not None and (not isinstance(symbol, str) or not symbol or "\0" in symbol):
+        raise InvalidArgumentError(f"kprobe: symbol must be a function name, got {symbol!r}")
+    offset = _validate.unsigned(offset, "offset", 64)
+    if address is not None:
+        address = _validate.unsigned(address, "address", 64)
+    cookie = _validate.unsigned(cookie, "cookie", 64)
+    maxactive = _validate.unsigned(maxactive, "maxactive", 32)
     _require_kprobes()
     what = "kretprobe" if retprobe else "kprobe"
     target = symbol if symbol is not None else f"{address:#x}"
@@ -159,6 +168,11 @@ def kprobe_multi(
     if given != 1:
         raise InvalidArgumentError("kprobe_multi: give exactly one of symbols, pattern, "
                                    "addresses")
+    # checked here too, so that bad values are reported on kernels without kprobes
+    if addresses is not None:
+        addresses = _validate.unsigned_list(addresses, "addresses", 64)
+    if cookies is not None:
+        cookies = _validate.unsigned_list(cookies, "cookies", 64)
     _require_kprobes()
     if pattern is not None:
         if cookies:

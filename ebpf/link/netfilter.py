@@ -11,6 +11,7 @@ import enum
 import socket
 from typing import TYPE_CHECKING
 
+from .._sys import validate as _validate
 from .._sys.types import AttachType, LinkCreateAttr, ProgramType
 from ..errors import InvalidArgumentError
 from ._attach import link_create
@@ -86,19 +87,21 @@ def netfilter(program: Program, hook: NetfilterHook | str | int, *,
             raise InvalidArgumentError(f"unknown netfilter hook {hook!r} (use one of "
                                        f"{', '.join(sorted(_HOOK_NAMES))})") from None
     else:
-        h = NetfilterHook(hook)
+        hooks = [int(x) for x in NetfilterHook]
+        h = NetfilterHook(_validate.integer(hook, "netfilter: hook", min(hooks), max(hooks)))
     if isinstance(family, str):
         try:
             pf = _FAMILIES[family.lower()]
         except KeyError:
             raise InvalidArgumentError(f"unknown netfilter family {family!r}") from None
     else:
+        family = _validate.unsigned(family, "netfilter: family", 32)
         pf = family if family in (NFPROTO_IPV4, NFPROTO_IPV6) else _FAMILIES.get(family, -1)
         if pf < 0:
             raise InvalidArgumentError(f"unknown netfilter family {family!r}")
-    if not -(1 << 31) < priority < (1 << 31) - 1:
-        raise InvalidArgumentError(f"netfilter priority {priority} is out of range "
-                                   "(INT_MIN and INT_MAX are reserved)")
+    # INT_MIN and INT_MAX are reserved (the kernel refuses them)
+    lo, hi = _validate.field_range(type(LinkCreateAttr().netfilter), "priority")
+    priority = _validate.integer(priority, "netfilter: priority", lo + 1, hi - 1)
     attr = LinkCreateAttr(attach_type=int(AttachType.NETFILTER))
     attr.netfilter.pf = pf
     attr.netfilter.hooknum = int(h)

@@ -25,6 +25,7 @@ import errno as _errno
 from typing import TYPE_CHECKING, Any
 
 from .. import features
+from .._sys.fd import hold
 from .._sys.types import AttachType, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
@@ -127,16 +128,18 @@ def netkit(program: Program, iface: str | int, attach_type: str | AttachType, *,
     _check_sched_cls(program, "netkit")
     side = _side(attach_type)
     index = _ifindex(iface)
-    attr = mprog_attr(_NETKIT_TYPES[side], index, "netkit", "netkit", before=before,
-                      after=after, first=first, last=last,
-                      expected_revision=expected_revision)
-    try:
-        fd = link_create(program, attr, f"netkit {side} of interface {iface}")
-    except SyscallError as e:
-        err = _translate(e, iface, index)
-        if err is e:
-            raise
-        raise err from e
+    # the program or link to order against stays open until the kernel has the link
+    with hold(before, after):
+        attr = mprog_attr(_NETKIT_TYPES[side], index, "netkit", "netkit", before=before,
+                          after=after, first=first, last=last,
+                          expected_revision=expected_revision)
+        try:
+            fd = link_create(program, attr, f"netkit {side} of interface {iface}")
+        except SyscallError as e:
+            err = _translate(e, iface, index)
+            if err is e:
+                raise
+            raise err from e
     return NetkitLink(fd, program, index, _NETKIT_TYPES[side])
 
 

@@ -107,6 +107,6 @@ def netns_programs(attach_type: AttachType | int, netns: NetNs = None) -> QueryR
     `attach_type` (FLOW_DISSECTOR, SK_LOOKUP), from BPF_PROG_QUERY."""
     ns = _netns_fd(netns)
     try:
-        return query(target_fd=ns, attach_type=int(attach_type))
+        return query(target_fd=ns, attach_type=attach_type)
     finally:
         os.close(ns)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .. import features
 from .._sys import perf as _perf
 from .._sys import probe as _probe
+from .._sys import validate as _validate
 from .._sys.fd import FD, holds_first
 from .._sys.types import LinkType, PerfSwId, PerfTypeId, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
@@ -116,7 +117,8 @@ class PerfEventLink(Link):
             except SyscallError as e:
                 if e.errno != errno.EINVAL:
                     raise
-        _perf.disable(self._perf_fd.fileno())
+        with self._perf_fd.hold() as fd:
+            _perf.disable(fd)
 
     def close(self) -> None:
         """Detach and release the perf event (and remove any tracefs probe it used)."""
@@ -155,6 +157,7 @@ def attach_perf_event(program: Program, perf_fd: FD, *, cookie: int = 0,
     """
     try:
         link_fd: FD | None = None
+        cookie = _validate.unsigned(cookie, "cookie", 64)
         if _have_perf_link():
             link_fd = FD(_probe.link_create_perf_event(program.fileno(), perf_fd.fileno(),
                                                        cookie), "link")
@@ -275,6 +278,11 @@ def perf_event(
     if program.type != ProgramType.PERF_EVENT:
         raise InvalidArgumentError(
             f"perf_event needs a PERF_EVENT program, {program.name!r} is {program.type.name}")
+    # checked before any event is opened (each perf_event_open checks them again)
+    sample_period = _validate.unsigned(sample_period, "sample_period", 64)
+    frequency = _validate.unsigned(frequency, "frequency", 64)
+    pid = _validate.integer(pid, "pid", -1, (1 << 31) - 1)
+    cookie = _validate.unsigned(cookie, "cookie", 64)
     if bool(sample_period) == bool(frequency):
         raise InvalidArgumentError("give exactly one of sample_period and frequency")
     if pid >= 0 and cpus is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket as _socket
 from typing import TYPE_CHECKING
 
-from .._sys.fd import holds_first
+from .._sys.fd import hold, holds_first
 from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
 from .base import Link
@@ -46,7 +46,8 @@ class SocketFilterLink(Link):
         if self._sock is None:
             raise InvalidArgumentError("socket filter link is closed")
         opt = SO_ATTACH_REUSEPORT_EBPF if self._reuseport else SO_ATTACH_BPF
-        self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())
+        with hold(program):  # its number stays its own until the socket has it
+            self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())
         self.program = program
 
     def pin(self, path: object) -> None:

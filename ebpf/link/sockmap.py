@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import features
-from .._sys.fd import FD
+from .._sys.fd import FD, hold
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, MapType, ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
 from ._attach import ProgAttachLink, expected_attach_type, link_create, prog_attach
@@ -70,7 +70,9 @@ def sockmap(program: Program, map: Map, attach_type: AttachType | int | None = N
         raise NotSupportedError("sockmap bpf_links", "they need Linux 6.10+; pass "
                                 "link=None or False to use BPF_PROG_ATTACH")
     if link:
-        attr = LinkCreateAttr(attach_type=int(at))
-        attr.target_fd = map.fileno()
-        return SockmapLink(link_create(program, attr, what), program, map.name, at)
-    return prog_attach(program, map.fd.dup(), at, 0, what)
+        # the map's number stays the map's until the kernel has the link
+        with hold(map):
+            attr = LinkCreateAttr(attach_type=int(at))
+            attr.target_fd = map.fileno()
+            return SockmapLink(link_create(program, attr, what), program, map.name, at)
+    return prog_attach(program, map.fd.dup(), at, 0, what)  # the attachment owns the dup

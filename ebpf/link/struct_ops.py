@@ -15,11 +15,11 @@ import errno as _errno
 
 from .._sys import link as _syslink
 from .._sys.consts import BPF_F_REPLACE
-from .._sys.fd import FD
+from .._sys.fd import FD, hold
 from .._sys.syscall import bpf
 from .._sys.types import BPF_F_LINK, AttachType, Cmd, LinkCreateAttr, MapElemAttr, MapType
 from ..elf.struct_ops import read_struct_ops
-from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
+from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
 from ..features import require_struct_ops
 from ..maps import Map
 from ..struct_ops import (
@@ -52,10 +52,12 @@ class StructOpsLink(Link):
         if self._fd is None:
             raise NotSupportedError("updating a struct_ops map registered without a link",
                                     "declare it in SEC(\".struct_ops.link\")")
-        _write_value(map, allow_busy=True)
-        _syslink.link_update(self._fd.fileno(), map.fileno(),
-                             old.fileno() if old is not None else 0,
-                             BPF_F_REPLACE if old is not None else 0)
+        # none of the numbers handed to the kernel can be reused mid-call
+        with hold(self._fd, map, old):
+            _write_value(map, allow_busy=True)
+            _syslink.link_update(self._fd.fileno(), map.fileno(),
+                                 old.fileno() if old is not None else 0,
+                                 BPF_F_REPLACE if old is not None else 0)
         self.map = map
 
     def detach(self) -> None:
@@ -73,11 +75,14 @@ class StructOpsLink(Link):
             return
         m = self.map
         if m is not None and not m.closed:
-            attr = MapElemAttr(map_fd=m.fileno())
             key = ctypes.c_uint32(0)
-            attr.key = ctypes.addressof(key)
             try:
-                bpf(Cmd.MAP_DELETE_ELEM, attr)
+                with hold(m):
+                    attr = MapElemAttr(map_fd=m.fileno())
+                    attr.key = ctypes.addressof(key)
+                    bpf(Cmd.MAP_DELETE_ELEM, attr)
+            except ClosedError:
+                pass  # the map was closed meanwhile: as above, nothing to delete it through
             except SyscallError as e:
                 if e.errno != _errno.ENOENT:
                     raise
@@ -100,11 +105,12 @@ def _write_value(map: Map, value: bytes | None = None, allow_busy: bool = False)
                                    "create it with StructOpsMap.create or pass value=")
     buf = ctypes.create_string_buffer(value, len(value))
     key = ctypes.c_uint32(0)
-    attr = MapElemAttr(map_fd=map.fileno())
-    attr.key = ctypes.addressof(key)
-    attr.value = ctypes.addressof(buf)
     try:
-        bpf(Cmd.MAP_UPDATE_ELEM, attr)
+        with hold(map):  # the map's number stays its own for the call
+            attr = MapElemAttr(map_fd=map.fileno())
+            attr.key = ctypes.addressof(key)
+            attr.value = ctypes.addressof(buf)
+            bpf(Cmd.MAP_UPDATE_ELEM, attr)
     except SyscallError as e:
         if allow_busy and e.errno == _errno.EBUSY:
             return  # already prepared (a link map is written once)
@@ -126,9 +132,10 @@ def struct_ops(map: Map, *, value: bytes | None = None) -> StructOpsLink:
     if not is_link:
         return StructOpsLink(None, map)
     attr = LinkCreateAttr(attach_type=int(AttachType.STRUCT_OPS))
-    attr.map_fd = map.fileno()
     try:
-        fd = FD(_syslink.link_create(attr), "link")
+        with hold(map):  # the map's number stays its own until the link exists
+            attr.map_fd = map.fileno()
+            fd = FD(_syslink.link_create(attr), "link")
     except SyscallError as e:
         raise struct_ops_error(e, f"register struct_ops map {map.name!r}") from None
     return StructOpsLink(fd, map)

@@ -23,7 +23,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .. import features
-from .._sys.fd import holds_first
+from .._sys import validate as _validate
+from .._sys.fd import hold, holds_first
 from .._sys.netlink import (
     ETH_P_ALL,
     TC_H_CLSACT,
@@ -32,7 +33,13 @@ from .._sys.netlink import (
     clsact_parent,
 )
 from .._sys.types import AttachType, LinkType, ProgramType
-from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
+from ..errors import (
+    ClosedError,
+    InvalidArgumentError,
+    NotSupportedError,
+    PermissionError,
+    SyscallError,
+)
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
 from .base import Link, register_link_class
@@ -106,14 +113,16 @@ def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
     _check_sched_cls(program, "tcx")
     d = _direction(direction)
     index = _ifindex(iface)
-    attr = mprog_attr(_TCX_TYPES[d], index, "tcx", "tcx", before=before, after=after,
-                      first=first, last=last, expected_revision=expected_revision)
-    try:
-        fd = link_create(program, attr, f"tcx {d} of interface {iface}")
-    except SyscallError as e:
-        if isinstance(e, PermissionError) or _have_tcx():
-            raise
-        raise _tcx_not_supported() from e
+    # the program or link to order against stays open until the kernel has the link
+    with hold(before, after):
+        attr = mprog_attr(_TCX_TYPES[d], index, "tcx", "tcx", before=before, after=after,
+                          first=first, last=last, expected_revision=expected_revision)
+        try:
+            fd = link_create(program, attr, f"tcx {d} of interface {iface}")
+        except SyscallError as e:
+            if isinstance(e, PermissionError) or _have_tcx():
+                raise
+            raise _tcx_not_supported() from e
     return TCXLink(fd, program, index, d)
 
 
@@ -213,20 +222,23 @@ class TCLink(Link):
 
     def _live(self) -> NetlinkSocket:
         if self._sock is None:
-            raise InvalidArgumentError("the tc filter is closed")
+            raise ClosedError(f"tc filter {self.priority}:{self.handle:#x} on interface "
+                              f"{self.ifindex} {self.direction} is closed")
         return self._sock
 
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Replace the filter's program atomically (same priority and handle)."""
         sock = self._live()
-        if old is not None:
-            cur = self.info()
-            if cur.prog_id != old.id:
-                raise SyscallError(1, f"tc filter {self.priority}:{self.handle:#x} runs "
-                                   f"program {cur.prog_id}, not {old.id}")
-        sock.add_bpf_filter(self.ifindex, self.parent, prog_fd=program.fileno(),
-                            name=self.name, priority=self.priority, handle=self.handle,
-                            protocol=self.protocol, replace=True)
+        # the program's number stays its own until the kernel has taken the program
+        with hold(program, old):
+            if old is not None:
+                cur = self.info()
+                if cur.prog_id != old.id:
+                    raise SyscallError(1, f"tc filter {self.priority}:{self.handle:#x} runs "
+                                       f"program {cur.prog_id}, not {old.id}")
+            sock.add_bpf_filter(self.ifindex, self.parent, prog_fd=program.fileno(),
+                                name=self.name, priority=self.priority, handle=self.handle,
+                                protocol=self.protocol, replace=True)
         self.program = program
 
     def info(self) -> TcFilterInfo:
@@ -292,10 +304,15 @@ def tc(program: Program, iface: str | int, direction: str, *, priority: int = 0,
     """
     _check_sched_cls(program, "tc")
     d = _direction(direction)
+    # checked before the qdisc is made (the netlink request checks them again)
+    priority = _validate.unsigned(priority, "tc: priority", 16)
+    handle = _validate.unsigned(handle, "tc: handle", 32)
+    protocol = _validate.unsigned(protocol, "tc: protocol", 16)
+    classid = _validate.unsigned(classid, "tc: classid", 32)
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgumentError(f"tc: name must be a str, got {type(name).__name__}")
     if replace and not (priority and handle):
         raise InvalidArgumentError("tc: replace needs the priority and handle of the filter")
-    if not 0 <= priority <= 0xFFFF:
-        raise InvalidArgumentError(f"tc: priority {priority} is out of range (0..65535)")
     index = _ifindex(iface)
     key = (_netns_ino(), index)
     label = name if name is not None else (program.name or "bpf")

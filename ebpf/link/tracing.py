@@ -20,10 +20,12 @@ from .._sys import link as _link
 from .._sys import ops as _ops
 from .._sys import perf as _perf
 from .._sys import probe as _probe
-from .._sys.fd import FD, holds_first
+from .._sys import validate as _validate
+from .._sys.fd import FD, hold, holds_first
 from .._sys.types import AttachType, ProgramType
 from ..btf import Func, Spec
 from ..errors import InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
+from ._attach import attach_type_arg
 from .base import Link
 from .iter import iter as _iter
 from .perf_event import PerfEventLink, attach_perf_event
@@ -56,6 +58,7 @@ def tracepoint(program: Program, group: str, name: str, *, cookie: int = 0) -> P
     bpf_get_attach_cookie in the program (Linux 5.15+).
     """
     _require_type(program, "tracepoint", ProgramType.TRACEPOINT)
+    cookie = _validate.unsigned(cookie, "cookie", 64)
     pfd = _perf.open_tracepoint(group, name)
     return attach_perf_event(program, pfd, cookie=cookie,
                              description=f"tracepoint {group}/{name}")
@@ -68,6 +71,7 @@ def raw_tracepoint(program: Program, name: str | None = None, *, cookie: int = 0
     its spec names. A BTF-enabled tp_btf program goes to `tracing` instead.
     A non-zero `cookie` needs Linux 6.10.
     """
+    cookie = _validate.unsigned(cookie, "cookie", 64)
     if program.type == ProgramType.TRACING:
         return tracing(program, cookie=cookie)
     _require_type(program, "raw_tracepoint", ProgramType.RAW_TRACEPOINT,
@@ -129,6 +133,9 @@ def tracing(
     """
     ptype = program.type
     _require_type(program, "tracing", ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT)
+    cookie = _validate.unsigned(cookie, "cookie", 64)
+    if attach_type is not None:
+        attach_type = attach_type_arg(attach_type, "tracing")
     if attach_type is None:
         attach_type = getattr(_program_spec(program), "attach_type", None)
     if attach_type is None and ptype == ProgramType.LSM:
@@ -143,8 +150,9 @@ def tracing(
                 "only freplace (EXT) programs can be attached to a new target; "
                 f"{program.name!r} is a {ptype.name} program")
         btf_id = _btf_func_id(target, target_function)
-        fd = _probe.tracing_link_create(program.fileno(), 0, target_fd=target.fileno(),
-                                        target_btf_id=btf_id, cookie=cookie)
+        with hold(target):  # the target's number stays its own until the link exists
+            fd = _probe.tracing_link_create(program.fileno(), 0, target_fd=target.fileno(),
+                                            target_btf_id=btf_id, cookie=cookie)
         return Link(FD(fd, "link"), program)
     if cookie:
         if ptype == ProgramType.EXT:

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .._sys import probe as _probe
+from .._sys import validate as _validate
 from .._sys.fd import FD, holds_first
 from .._sys.types import ProgramType
 from ..elffile import SHN_UNDEF, ELFFile, SectionType, SegmentFlags, SegmentType, SymbolType
@@ -250,10 +251,14 @@ def _require_uprobe_program(program: Program, what: str) -> None:
 
 
 def _target_offset(path: str, symbol: str | None, offset: int | None) -> int:
+    if offset is not None:
+        offset = _validate.unsigned(offset, "offset", 64)
     if symbol is None:
         if offset is None:
             raise InvalidArgumentError("uprobe: give a symbol, an offset, or both")
         return offset
+    if not isinstance(symbol, str):
+        raise InvalidArgumentError(f"uprobe: symbol must be a str, got {symbol!r}")
     return symbol_offset(path, symbol) + (offset or 0)
 
 
@@ -262,6 +267,12 @@ def attach_uprobe_at(program: Program, path: str, file_offset: int, *, retprobe:
                      description: str = "") -> PerfEventLink:
     """Attach a uprobe at `file_offset` of the binary `path` (already resolved)."""
     what = "uretprobe" if retprobe else "uprobe"
+    # checked before a probe exists (the perf event and the link check them again)
+    file_offset = _validate.unsigned(file_offset, "offset", 64)
+    ref_ctr_offset = _validate.unsigned(ref_ctr_offset, "ref_ctr_offset", 64)
+    cookie = _validate.unsigned(cookie, "cookie", 64)
+    if pid is not None:
+        pid = _validate.integer(pid, "pid", -(1 << 31), (1 << 31) - 1)
     description = description or f"{what} {path}:{file_offset:#x}"
     reason = _probe.uprobes_missing()
     if reason is not None:
@@ -355,6 +366,12 @@ def uprobe_multi(
     _require_uprobe_program(program, "uprobe_multi")
     if sum(x is not None for x in (symbols, pattern, offsets)) != 1:
         raise InvalidArgumentError("uprobe_multi: give exactly one of symbols, pattern, offsets")
+    for name, values in (("offsets", offsets), ("cookies", cookies),
+                         ("ref_ctr_offsets", ref_ctr_offsets)):
+        if values is not None:  # checked before the binary is read (and again when packed)
+            _validate.unsigned_list(values, name, 64)
+    if pid is not None:
+        pid = _validate.integer(pid, "pid", -(1 << 31), (1 << 31) - 1)
     path = resolve_binary(binary)
     if symbols is not None:
         offs = [symbol_offset(path, s) for s in symbols]

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._sys import ops
+from .._sys import validate as _validate
 from .._sys.types import AttachType, MapInfo, ProgramType
 from ..btf import Array, Composite, Spec, sizeof, skip_typedefs, strip_qualifiers
 from ..elffile import ELFFile, ElfType, SectionType, SegmentFlags, SegmentType
@@ -545,6 +546,10 @@ def usdt(
     if program.type != ProgramType.KPROBE:
         raise InvalidArgumentError(
             f"usdt needs a KPROBE program; {program.name!r} is a {program.type.name} program")
+    # bpf_usdt_cookie() returns a long: negative cookies are stored as their u64 pattern
+    cookie = _validate.integer(cookie, "usdt: cookie", -(1 << 63), (1 << 64) - 1)
+    if pid is not None:
+        pid = _validate.integer(pid, "usdt: pid", -(1 << 31), (1 << 31) - 1)
     probes = usdt_probes(binary, provider, name)
     if not probes:
         raise KeyNotFoundError(f"no USDT probe {provider}:{name} in {resolve_binary(binary)}")

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from .. import features
 from .._sys import consts
-from .._sys.fd import holds_first
+from .._sys import validate as _validate
+from .._sys.fd import hold, holds_first
 from .._sys.netlink import NetlinkSocket, XdpInfo
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
-from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
+from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
 from ._attach import ifindex as _ifindex
 from ._attach import link_create
 from .base import Link
@@ -53,7 +54,7 @@ def _mode(mode: XDPMode | str | int | None) -> XDPMode:
         except KeyError:
             raise InvalidArgumentError(
                 f"unknown XDP mode {mode!r} (use one of {', '.join(_MODE_NAMES)})") from None
-    m = XDPMode(mode)
+    m = XDPMode(_validate.unsigned(mode, "xdp: mode", 32))
     if m not in (XDPMode.AUTO, XDPMode.GENERIC, XDPMode.DRIVER, XDPMode.OFFLOAD):
         raise InvalidArgumentError(f"give one XDP mode, not {m!r}")
     return m
@@ -88,12 +89,18 @@ class XDPNetlinkLink(Link):
         self.mode = mode
         self._sock: NetlinkSocket | None = sock
 
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(f"XDP attachment to interface {self.ifindex} is closed")
+
     def update(self, program: Program, *, old: Program | None = None) -> None:
-        if self._sock is None or self.program is None:
-            raise InvalidArgumentError("the XDP attachment is closed")
+        sock = self._sock
+        if sock is None or self.program is None:
+            raise self._closed_error()
         expected = old if old is not None else self.program
-        self._sock.set_xdp(self.ifindex, program.fileno(), int(self.mode),
-                           expected_fd=expected.fileno())
+        # both numbers stay their programs' until the kernel has answered
+        with hold(program, expected):
+            sock.set_xdp(self.ifindex, program.fileno(), int(self.mode),
+                         expected_fd=expected.fileno())
         self.program = program
 
     def pin(self, path: object) -> None:
@@ -102,9 +109,10 @@ class XDPNetlinkLink(Link):
 
     def info(self) -> XdpInfo:
         """What the interface reports (programs by mode)."""
-        if self._sock is None:
-            raise InvalidArgumentError("the XDP attachment is closed")
-        return self._sock.xdp_info(self.ifindex)
+        sock = self._sock
+        if sock is None:
+            raise self._closed_error()
+        return sock.xdp_info(self.ifindex)
 
     def detach(self) -> None:
         self.close()
@@ -115,8 +123,11 @@ class XDPNetlinkLink(Link):
             return
         try:
             if self.program is not None and not self.program.closed:
-                sock.set_xdp(self.ifindex, -1, int(self.mode),
-                             expected_fd=self.program.fileno())
+                with hold(self.program):
+                    sock.set_xdp(self.ifindex, -1, int(self.mode),
+                                 expected_fd=self.program.fileno())
+        except ClosedError:
+            pass  # the program was closed meanwhile: as above, nothing to name it by
         except SyscallError:
             pass  # replaced by someone else, or the interface is gone
         finally:
@@ -147,8 +158,9 @@ def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = N
     index = _ifindex(iface)
     what = f"interface {iface}" + (f" (index {index})" if isinstance(iface, str) else "")
     if not netlink and _have_xdp_links():
-        attr = LinkCreateAttr(attach_type=int(AttachType.XDP), flags=int(m))
-        attr.target_ifindex = index
+        attr = LinkCreateAttr(attach_type=int(AttachType.XDP))
+        _validate.put(attr, "flags", int(m), "xdp: mode")
+        _validate.put(attr, "target_ifindex", index, "ifindex")
         fd = link_create(program, attr, what)
         return XDPLink(fd, program, index, m)
     sock = NetlinkSocket()
