@@ -14,9 +14,9 @@ __all__ = ["Layout", "OutputSection"]
 class OutputSection:
     """A section of the output: its bytes and where each input section landed."""
 
-    __slots__ = ("align", "data", "flags", "index", "name", "origin", "size", "type")
+    __slots__ = ("align", "data", "first", "flags", "index", "name", "origin", "size", "type")
 
-    def __init__(self, name: str, sec: Section, index: int, origin: str) -> None:
+    def __init__(self, name: str, sec: Section, index: int, origin: str, first: int) -> None:
         self.name = name
         self.type = int(sec.type)
         self.flags = int(sec.flags)
@@ -25,6 +25,7 @@ class OutputSection:
         self.data = bytearray()
         self.index = index  # 1-based index in the output
         self.origin = origin  # the first file that had it (for error messages)
+        self.first = first  # and its object number
 
     @property
     def is_code(self) -> bool:
@@ -52,7 +53,7 @@ class Layout:
         out = self.sections.get(sec.name)
         if out is None:
             out = self.sections[sec.name] = OutputSection(sec.name, sec, len(self.sections) + 1,
-                                                          obj.name)
+                                                          obj.name, k)
         elif out.type != sec.type or (out.flags ^ sec.flags) & SectionFlags.EXECINSTR:
             raise LinkError(f"section {sec.name!r} holds code or data of different kinds in "
                             f"{out.origin!r} and {obj.name!r}")
@@ -66,7 +67,9 @@ class Layout:
                                 f"({bytes(out.data)!r}) and {obj.name!r} ({data!r})")
             self.place[(k, sec.index)] = (out, 0)
             return
-        align = max(sec.addralign, 1)
+        # Each input starts at a multiple of the largest alignment seen so far in the
+        # output section (bpftool's layout), not just of its own.
+        align = max(sec.addralign, out.align)
         if out.is_code:
             align = max(align, 8)
         if sec.size % 8 and out.is_code:

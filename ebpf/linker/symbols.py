@@ -7,8 +7,8 @@ symbol (an extern) resolves to the definition of the same name in any object,
 or stays undefined in the output when there is none. Hidden visibility limits a
 symbol to the linked object: it resolves across the inputs like any global and
 stays hidden (so not visible to a later link) in the output, and one hidden
-declaration makes the output symbol hidden. Symbols of the shared sections
-(`license`, `version`) of the same name are one symbol.
+declaration makes the output symbol hidden. The shared sections (`license`,
+`version`) keep the symbols of the first object that has them.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class SymbolTable:
 
     def _declare(self, k: int, sym: Symbol) -> None:
         obj = self.objects[k]
+        where = self.layout.place.get((k, sym.section_index))
+        if where is not None and where[0].name in SHARED_SECTIONS and where[0].first != k:
+            return  # the output's license/version and their symbols are the first file's
         g = self.globals.get(sym.name)
         if g is None:
             g = self.globals[sym.name] = GlobalSymbol(sym.name)
@@ -85,19 +88,11 @@ class SymbolTable:
         if prev is None:
             g.definition, g.strong = Declaration(k, sym), strong
             return
-        if self._same_shared(prev, k, sym):
-            return
         if strong and g.strong:
             raise LinkError(f"symbol {sym.name!r} is defined in both "
                             f"{self.objects[prev.obj].name!r} and {obj.name!r}")
         if strong:
             g.definition, g.strong = Declaration(k, sym), True
-
-    def _same_shared(self, prev: Declaration, k: int, sym: Symbol) -> bool:
-        a = self.layout.place.get((prev.obj, prev.sym.section_index))
-        b = self.layout.place.get((k, sym.section_index))
-        return (a is not None and b is not None and a[0] is b[0]
-                and a[0].name in SHARED_SECTIONS and prev.sym.value == sym.value)
 
     def _write_locals(self) -> None:
         out, index, place = self.output, self.index, self.layout.place
