@@ -117,6 +117,54 @@ def test_union_forward_does_not_resolve_to_a_struct() -> None:
     assert _census(out)[("Fwd", "u")] == 1
 
 
+def _color(*values: tuple[str, int], size: int = 4) -> btf.Enum:
+    return btf.Enum("color", size, [btf.EnumValue(n, v) for n, v in values])
+
+
+def _enum_holder(color: btf.Type) -> btf.Struct:
+    """struct holder { enum color *c; } (clang gives `enum color;` size 0, no values)."""
+    return btf.Struct("holder", 8, [btf.Member("c", btf.Pointer(color), 0)])
+
+
+def _enums(spec: btf.Spec) -> list[tuple[str, int, int]]:
+    return sorted((t.name, t.size, len(t.values)) for t in spec if isinstance(t, btf.Enum))
+
+
+def test_enum_forward_resolves_to_its_only_definition() -> None:
+    full = _color(("RED", 0), ("GREEN", 5))
+    out = btf.dedup(_spec(_enum_holder(_color(size=0)), _enum_holder(full), full))
+    assert _enums(out) == [("color", 4, 2)]
+    assert _census(out)[("Struct", "holder")] == 1
+    assert out.type_by_name("holder", btf.Struct).member("c").type.type is (
+        out.type_by_name("color", btf.Enum))
+
+
+def test_enum_forward_resolves_to_an_enum64_definition() -> None:
+    full = _color(("BIG", 1 << 40), size=8)
+    out = btf.dedup(_spec(_enum_holder(_color(size=0)), full))
+    assert _enums(out) == [("color", 8, 1)]
+
+
+def test_lone_enum_forwards_stay_and_collapse() -> None:
+    out = btf.dedup(_spec(_enum_holder(_color(size=0)), _enum_holder(_color(size=0))))
+    assert _enums(out) == [("color", 0, 0)]
+    assert _census(out)[("Struct", "holder")] == 1
+
+
+def test_enum_forward_with_several_definitions_stays() -> None:
+    a, b = _color(("RED", 0)), _color(("BLUE", 1))
+    out = btf.dedup(_spec(_enum_holder(_color(size=0)), a, b))
+    assert _enums(out) == [("color", 0, 0), ("color", 4, 1), ("color", 4, 1)]
+
+
+def test_enum_forward_never_becomes_a_struct() -> None:
+    s = btf.Struct("color", 4, [btf.Member("x", btf.Int("int", 4), 0)])
+    out = btf.dedup(_spec(_enum_holder(_color(size=0)), s))
+    assert _enums(out) == [("color", 0, 0)]
+    assert _census(btf.dedup(_spec(btf.Pointer(btf.Fwd("color")), _color(("RED", 0))))
+                   )[("Fwd", "color")] == 1
+
+
 def test_variables_and_datasecs_are_never_merged() -> None:
     i = btf.Int("int", 4)
     v1, v2 = btf.Var("x", i, btf.Linkage.GLOBAL), btf.Var("x", i, btf.Linkage.GLOBAL)
@@ -159,8 +207,11 @@ def _graphs(draw: st.DrawFn) -> list[tuple[object, ...]]:
     n = draw(st.integers(1, 10))
     nodes: list[tuple[object, ...]] = []
     for i in range(n):
-        kind = draw(st.sampled_from(["int", "struct", "ptr", "typedef", "fwd", "union"]))
-        if kind == "int":
+        kind = draw(st.sampled_from(["int", "struct", "ptr", "typedef", "fwd", "union",
+                                     "enum"]))
+        if kind == "enum":  # no values: a forward (`enum a;`)
+            nodes.append(("enum", draw(_NAMES), draw(st.sampled_from([0, 1, 2]))))
+        elif kind == "int":
             nodes.append(("int", draw(_NAMES), draw(st.sampled_from([1, 4, 8]))))
         elif kind in ("struct", "union"):
             members = draw(st.lists(st.tuples(_NAMES, st.integers(0, n - 1)), max_size=3,
@@ -190,6 +241,10 @@ def _build(nodes: Sequence[tuple[object, ...]]) -> list[btf.Type]:
             types.append(btf.Pointer(btf.Void()))
         elif kind == "typedef":
             types.append(btf.Typedef(str(node[1]), btf.Void()))
+        elif kind == "enum":
+            count = int(node[2])  # type: ignore[call-overload]
+            types.append(btf.Enum(str(node[1]), 4 if count else 0,
+                                  [btf.EnumValue(f"V{j}", j) for j in range(count)]))
         else:
             types.append(btf.Fwd(str(node[1]), bool(node[2])))
     for node, t in zip(nodes, types, strict=True):

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bpfbuild import compile_bpf
 from kernelmatrix import requires
 
 import ebpf
@@ -249,3 +250,31 @@ def test_linking_again_reaches_a_fixpoint(name: str,
     """The Makefile links each output twice more and diffs the last two."""
     second = link([linked[name][0]])
     assert link([second]) == second
+
+
+def _census(blob: bytes) -> list[tuple[str, str, int]]:
+    """Every type of the object's BTF by kind, name and size (0 without one)."""
+    return sorted((type(t).__name__, t.name, getattr(t, "size", 0) or 0)
+                  for t in btf.load_spec(blob))
+
+
+@pytest.mark.parametrize("order", ["ab", "ba", "a"])
+def test_enum_forwards_dedup_like_libbpf(order: str, tmp_path: pathlib.Path) -> None:
+    """`enum color;` in one file and its definition in the other become one enum (and
+    the two `struct holder` one struct); `enum lone;`, defined nowhere, stays an
+    ENUM without values. The reference is libbpf 1.5's linker (the conformance
+    loader's --link): Debian's bpftool (libbpf 1.1) leaves a forward of another size
+    than the definition (clang gives `enum color;` size 0) unresolved."""
+    objs = {"a": compile_bpf("enum_fwd_a"), "b": compile_bpf("enum_fwd_b")}
+    inputs = [str(objs[c]) for c in order]
+    loader = conformance.prepare(jobs=2)[1]
+    out = tmp_path / "libbpf.o"
+    subprocess.run([str(loader), "--link", str(out), *inputs], check=True, capture_output=True)
+    ours = link(inputs)
+    assert _census(ours) == _census(out.read_bytes())
+    enums = [t for t in btf.load_spec(ours) if isinstance(t, btf.Enum)]
+    want = [("color", 4, 2), ("lone", 0, 0)] if "b" in order else [("color", 0, 0),
+                                                                    ("lone", 0, 0)]
+    assert sorted((t.name, t.size, len(t.values)) for t in enums) == want
+    holders = [t for t in btf.load_spec(ours) if t.name == "holder"]
+    assert len(holders) == 1

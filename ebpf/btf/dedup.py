@@ -14,7 +14,9 @@ trees".
 
 A forward declaration (`struct foo;`) becomes its definition when the BTF holds
 exactly one distinct `struct foo` (union for a union forward); with none or
-several, the forward stays. Resolving forwards can make more types equal (two
+several, the forward stays. An enum forward (`enum e;`: an ENUM without
+enumerators) likewise becomes the one distinct ENUM or ENUM64 `e` that has
+enumerators, whatever the sizes; a lone one stays (identical ones collapse). Resolving forwards can make more types equal (two
 `struct bar { struct foo *p; }`, one seen through the forward), so refinement
 runs again until nothing more resolves.
 
@@ -154,18 +156,24 @@ def _resolve_forwards(records: Sequence[Record], live: Sequence[int], cls: Seque
                       target: list[int]) -> bool:
     """Point every forward declaration with exactly one candidate definition at it."""
     defs: dict[tuple[int, str], dict[int, int]] = {}
-    fwds: list[int] = []
+    fwds: list[tuple[int, tuple[int, str]]] = []
     for i in live:
         r = records[i - 1]
         kind = r.kind
         if kind == Kind.FWD:
-            fwds.append(i)
+            fwds.append((i, (_FWD_TARGET[bool(r.info >> 31)], r.name)))
         elif (kind == Kind.STRUCT or kind == Kind.UNION) and r.name:
             defs.setdefault((kind, r.name), {}).setdefault(cls[i], i)
+        elif (kind == Kind.ENUM or kind == Kind.ENUM64) and r.name:
+            # `enum e;` is an enum without enumerators (clang gives it size 0); it
+            # stands for the enum or enum64 of its name, whatever that one's size.
+            if r.info & 0xFFFF:
+                defs.setdefault((Kind.ENUM, r.name), {}).setdefault(cls[i], i)
+            else:
+                fwds.append((i, (Kind.ENUM, r.name)))
     changed = False
-    for i in fwds:
-        r = records[i - 1]
-        found = defs.get((_FWD_TARGET[bool(r.info >> 31)], r.name))
+    for i, wanted in fwds:
+        found = defs.get(wanted)
         if found is not None and len(found) == 1:
             target[i] = next(iter(found.values()))
             changed = True
