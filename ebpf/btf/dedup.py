@@ -16,9 +16,10 @@ A forward declaration (`struct foo;`) becomes its definition when the BTF holds
 exactly one distinct `struct foo` (union for a union forward); with none or
 several, the forward stays. An enum forward (`enum e;`: an ENUM without
 enumerators) likewise becomes the one distinct ENUM or ENUM64 `e` that has
-enumerators, whatever the sizes; a lone one stays (identical ones collapse). Resolving forwards can make more types equal (two
-`struct bar { struct foo *p; }`, one seen through the forward), so refinement
-runs again until nothing more resolves.
+enumerators, whatever the sizes; a lone one stays (identical ones collapse).
+Resolving forwards can make more types equal (two `struct bar { struct foo *p;
+}`, one seen through the forward), so refinement runs again until nothing more
+resolves.
 
 Variables and data sections are never merged (each describes one place in
 memory). Each class keeps its first type; the output lists the kept types in
