@@ -16,8 +16,8 @@ from typing import Any
 
 from . import btf as _btf
 from ._sys.types import MapType
-from .btf import load_kernel_spec
 from .btf.handle import Handle
+from .btf.kernel import find_kernel_type
 from .errors import (
     Error,
     InvalidArgumentError,
@@ -291,7 +291,6 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     if not needs:
         return ps
     ps = ps.copy()
-    kernel = None
     for i in needs:
         ins = ps.instructions[i]
         assert ins.meta is not None
@@ -309,10 +308,9 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
             ins.reference = None
             continue
         if ext.weak:
-            if kernel is None:
-                kernel = load_kernel_spec()
             kinds = (_btf.Func,) if ext.is_func else (_btf.Var,)
-            if not any(isinstance(t, kinds) for t in kernel.types_by_name(ext.name)):
+            # vmlinux, then the loaded modules' BTF
+            if find_kernel_type(ext.name, kinds) is None:
                 ins.reference = None
                 ins.imm = 0
                 if ins.opcode == 0x18:

@@ -568,8 +568,26 @@ def _load(
         raise InvalidArgumentError(f"program {spec.name!r} has no instructions")
     log_level = _validate.unsigned(log_level, "log_level", 32)
     log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
+    modules = _ModuleBTFs()
+    try:
+        return _load_checked(spec, ptype, maps, log_level, log_size, kernel_btf, modules,
+                             shared_btf)
+    finally:
+        modules.close()
 
-    prep = _prepare(spec, maps, kernel_btf)
+
+def _load_checked(
+    spec: ProgramSpec,
+    ptype: ProgramType,
+    maps: Mapping[str, SupportsFileno] | None,
+    log_level: int,
+    log_size: int,
+    kernel_btf: BTFSpec | None,
+    modules: _ModuleBTFs,
+    shared_btf: Handle | None = None,
+) -> tuple[int, str]:
+    """`_load` of a checked spec; `modules` holds the module BTF objects it refers to."""
+    prep = _prepare(spec, maps, kernel_btf, modules)
     keep: list[Any] = []
     attr = ProgLoadAttr()
     attr.prog_type = ptype
@@ -592,8 +610,11 @@ def _load(
     if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
         attr.attach_btf_id, attr.expected_attach_type = _struct_ops_target(spec)
     else:
-        _validate.put(attr, "attach_btf_id", _attach_btf_id(spec, ptype),
-                      "ProgramSpec.attach_btf_id")
+        attach_id, attach_module = _attach_btf_target(spec, ptype)
+        _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
+        if attach_module:  # a function or tracepoint of a module: its BTF object
+            attr.attach_btf_obj_fd = modules.fd(attach_module)
+    modules.put_fd_array(attr, keep)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
     try:
@@ -763,8 +784,9 @@ def _kernel_version(spec: ProgramSpec) -> int:
 
 
 def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
-             kernel_btf: BTFSpec | None) -> _Prepared:
-    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode."""
+             kernel_btf: BTFSpec | None, modules: _ModuleBTFs) -> _Prepared:
+    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode.
+    Kernel symbols of modules open their BTF objects in `modules`."""
     from .asm import assemble, encode  # asm on first load: `import ebpf.programs` stays small
     from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
@@ -782,12 +804,16 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
                 insns[i] = ins = _resolve_map(ins, ref, maps, spec.name)
             elif ins.opcode == _LD_IMM64 and ins.src == consts.BPF_PSEUDO_BTF_ID and not ins.imm:
                 ins = ins.copy()
-                ins.imm = _kernel_btf_id(ref, ("Var", "Func"), spec.name)
+                module, btf_id = _kernel_btf_id(ref, ("Var", "Func"), spec.name)
+                # the second slot's imm (the upper half) is the BTF object's fd, 0 for vmlinux
+                ins.imm = (modules.fd(module) << 32 if module else 0) | btf_id
                 insns[i] = ins
             elif (ins.opcode == _CALL and ins.src == consts.BPF_PSEUDO_KFUNC_CALL
                   and not ins.imm):
                 ins = ins.copy()
-                ins.imm = _kernel_btf_id(ref, ("Func",), spec.name)
+                module, ins.imm = _kernel_btf_id(ref, ("Func",), spec.name)
+                # off: the index of the module's BTF fd in fd_array (0: vmlinux)
+                ins.off = modules.index(module) if module else 0
                 insns[i] = ins
         meta = ins.meta
         if meta:
@@ -913,29 +939,71 @@ def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] 
     return out
 
 
-def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> int:
-    """The vmlinux BTF id of the kernel symbol `name` of one of `kinds`."""
+def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> tuple[str, int]:
+    """(module, BTF id) of the kernel symbol `name` of one of `kinds`: in vmlinux
+    (module ""), else in a loaded module's BTF."""
     from . import btf  # BTF code on first use: programs without BTF never load it
+    from .btf.kernel import find_kernel_type  # (same)
 
-    kernel = btf.load_kernel_spec()
-    for kind in kinds:
-        with contextlib.suppress(KeyNotFoundError):
-            return kernel.type_id(kernel.type_by_name(name, getattr(btf, kind)))
-    raise KeyNotFoundError(
-        f"program {prog_name!r} references kernel symbol {name!r}, which is not in vmlinux BTF "
-        "(kernel module symbols are not supported)")
+    found = find_kernel_type(name, tuple(getattr(btf, k) for k in kinds))
+    if found is None:
+        raise KeyNotFoundError(
+            f"program {prog_name!r} references kernel symbol {name!r}, which is neither in "
+            "vmlinux BTF nor in the BTF of a loaded module (is its module loaded?)")
+    return found.module, found.type_id
 
 
-def _attach_btf_id(spec: ProgramSpec, ptype: ProgramType) -> int:
-    """`spec.attach_btf_id`, or the BTF id `spec.attach_to` names."""
+class _ModuleBTFs:
+    """The kernel BTF objects of the modules one program load refers to (kfuncs,
+    ksyms, its attach target), opened on first use and closed when the load is done.
+    A kfunc call names its module by an index into the program's fd_array, where
+    index 0 stands for vmlinux: the first module is at 1."""
+
+    __slots__ = ("_handles",)
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Handle] = {}
+
+    def fd(self, module: str) -> int:
+        """The fd of `module`'s BTF object (NotSupportedError when it has none)."""
+        handle = self._handles.get(module)
+        if handle is None:
+            from .btf.kernel import open_module_btf  # only for module symbols
+
+            handle = self._handles[module] = open_module_btf(module)
+        return handle.fileno()
+
+    def index(self, module: str) -> int:
+        """`module`'s index in fd_array."""
+        self.fd(module)
+        return list(self._handles).index(module) + 1
+
+    def put_fd_array(self, attr: ProgLoadAttr, keep: list[Any]) -> None:
+        """Point `attr.fd_array` at the modules' fds (in index order), if any."""
+        if self._handles:
+            arr = (ctypes.c_int32 * (len(self._handles) + 1))(
+                0, *(h.fileno() for h in self._handles.values()))
+            keep.append(arr)
+            attr.fd_array = ctypes.addressof(arr)
+
+    def close(self) -> None:
+        """Close every BTF object opened (the loaded program keeps what it uses)."""
+        handles, self._handles = list(self._handles.values()), {}
+        for h in handles:
+            h.close()
+
+
+def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]:
+    """(`spec.attach_btf_id`, "") or the BTF id `spec.attach_to` names and the module
+    whose BTF has it ("" for vmlinux or `spec.attach_prog`'s BTF)."""
     if ptype == ProgramType.EXT and spec.attach_prog is None:
         raise InvalidArgumentError(
             f"freplace program {spec.name!r} needs attach_prog (the program whose function "
             "it replaces) and attach_to (that function's name)")
     if spec.attach_btf_id or not spec.attach_to:
-        return spec.attach_btf_id
+        return spec.attach_btf_id, ""
     if ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT):
-        return 0  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
+        return 0, ""  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
     from . import btf  # BTF code on first use: programs without BTF never load it
 
     prefix, kind = "", "Func"
@@ -946,15 +1014,20 @@ def _attach_btf_id(spec: ProgramSpec, ptype: ProgramType) -> int:
         target = _program_btf(spec.attach_prog)
         where = f"the BTF of program {spec.attach_prog.name!r}"
         target_name, kind = spec.attach_to, "Func"
+        try:
+            return target.type_id(target.type_by_name(target_name, getattr(btf, kind))), ""
+        except KeyNotFoundError:
+            pass
     else:
-        target = btf.load_kernel_spec()
-        where = "vmlinux BTF"
-    try:
-        return target.type_id(target.type_by_name(target_name, getattr(btf, kind)))
-    except KeyNotFoundError:
-        raise KeyNotFoundError(
-            f"attach target {target_name!r} of program {spec.name!r} is not a "
-            f"{kind} in {where}") from None
+        from .btf.kernel import find_kernel_type  # BTF code on first use (as above)
+
+        where = "vmlinux BTF or the BTF of a loaded module"
+        found = find_kernel_type(target_name, (getattr(btf, kind),))
+        if found is not None:
+            return found.type_id, found.module
+    raise KeyNotFoundError(
+        f"attach target {target_name!r} of program {spec.name!r} is not a "
+        f"{kind} in {where}")
 
 
 def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:

@@ -260,10 +260,12 @@ class KernelTargets(Sequence[Spec]):
     module with BTF (``/sys/kernel/btf/<module>``), each loaded only when a
     relocation finds no candidate in vmlinux. `names` labels them."""
 
-    def __init__(self) -> None:
-        from .kernel import kernel_module_names  # the kernel's BTF only when relocating against it
+    def __init__(self, modules: Sequence[str] | None = None) -> None:
+        if modules is None:
+            from .kernel import kernel_module_names  # the kernel's BTF only when relocating
 
-        self.names = ["vmlinux", *kernel_module_names()]
+            modules = kernel_module_names()
+        self.names = ["vmlinux", *modules]
         self._specs: dict[int, Spec] = {}
 
     def __len__(self) -> int:
@@ -298,10 +300,14 @@ _kernel_targets: KernelTargets | None = None
 
 
 def kernel_targets() -> KernelTargets:
-    """The running kernel's vmlinux and module BTF as CO-RE targets (cached)."""
+    """The running kernel's vmlinux and module BTF as CO-RE targets (cached while
+    the set of modules with BTF stays the same: a module loaded later is a target)."""
     global _kernel_targets
-    if _kernel_targets is None:
-        _kernel_targets = KernelTargets()
+    from .kernel import kernel_module_names  # the kernel's BTF only when relocating against it
+
+    modules = kernel_module_names()
+    if _kernel_targets is None or _kernel_targets.names[1:] != modules:
+        _kernel_targets = KernelTargets(modules)
     return _kernel_targets
 
 

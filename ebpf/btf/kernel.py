@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import _thread
+import errno
 import mmap
 import os
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import NotSupportedError
+from .._sys.btf import btf_get_next_id
+from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
+from .types import Type
+
+if TYPE_CHECKING:
+    from .handle import Handle
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _lock = _thread.allocate_lock()
 _kernel: Spec | None = None
 _modules: dict[str, Spec] = {}
+_module_btf_ids: dict[str, int] = {}  # module name -> id of its kernel BTF object
 
 
 def read_btf_file(path: str) -> bytes | mmap.mmap:
@@ -75,9 +83,100 @@ def load_kernel_module_spec(module: str) -> Spec:
 
 
 def kernel_module_names() -> list[str]:
-    """Names of the kernel modules that have BTF."""
+    """Names of the kernel modules that have BTF (loaded now)."""
     try:
         names = os.listdir(os.path.dirname(VMLINUX))
     except FileNotFoundError:
         return []
     return sorted(n for n in names if n != "vmlinux")
+
+
+class KernelType(NamedTuple):
+    """A type of the running kernel's BTF: `module` is "" for vmlinux, else the
+    module whose split BTF holds it; `type_id` is its id there (a module's ids
+    follow vmlinux's), which is what BPF_PROG_LOAD wants with that BTF object."""
+
+    module: str
+    type_id: int
+    type: Type
+
+
+def find_kernel_type(name: str, kinds: tuple[type[Type], ...]) -> KernelType | None:
+    """The first type called `name` of one of `kinds` (tried in order) in vmlinux,
+    else in the BTF of the loaded modules (by module name); None when none has it.
+
+    A module's own types only: a module's split BTF also answers with vmlinux's."""
+    kernel = load_kernel_spec()
+    found = _own_type(kernel, name, kinds, 1)
+    if found is not None:
+        return KernelType("", *found)
+    for module in kernel_module_names():
+        try:
+            spec = load_kernel_module_spec(module)
+        except NotSupportedError:  # unloaded since it was listed
+            continue
+        found = _own_type(spec, name, kinds, len(kernel))
+        if found is not None:
+            return KernelType(module, *found)
+    return None
+
+
+def _own_type(spec: Spec, name: str, kinds: tuple[type[Type], ...],
+              first_id: int) -> tuple[int, Type] | None:
+    ids = [i for i in spec.ids_by_name(name) if i >= first_id]
+    for kind in kinds:
+        for i in ids:
+            t = spec.type_by_id(i)
+            if isinstance(t, kind):
+                return i, t
+    return None
+
+
+def open_module_btf(module: str) -> Handle:
+    """A new fd of the kernel's BTF object of the loaded module `module`: the
+    object whose name is the module's among the kernel BTF objects, found by id
+    (BPF_BTF_GET_NEXT_ID, BPF_BTF_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD). The id is
+    remembered and checked again on the next call (a module reloaded has a new one).
+    NotSupportedError when no loaded module of that name has BTF."""
+    with _lock:
+        known = _module_btf_ids.get(module)
+    if known is not None:
+        handle = _open_kernel_btf(known, module)
+        if handle is not None:
+            return handle
+    btf_id = 0
+    while True:
+        next_id = btf_get_next_id(btf_id)
+        if next_id is None:
+            break
+        btf_id = next_id
+        handle = _open_kernel_btf(btf_id, module)
+        if handle is not None:
+            with _lock:
+                _module_btf_ids[module] = btf_id
+            return handle
+    with _lock:
+        _module_btf_ids.pop(module, None)
+    raise NotSupportedError(f"BTF of kernel module {module!r}",
+                            "no kernel BTF object has that name (is the module loaded?)")
+
+
+def _open_kernel_btf(btf_id: int, module: str) -> Handle | None:
+    """The BTF object `btf_id` when it is the kernel's BTF of `module`, else None."""
+    from .handle import Handle  # BTF objects by fd only when a program uses module BTF
+
+    try:
+        handle = Handle.from_id(btf_id)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:  # freed since it was listed
+            return None
+        raise
+    try:
+        info = handle.info()
+    except BaseException:
+        handle.close()
+        raise
+    if info.kernel_btf and info.name == module:
+        return handle
+    handle.close()
+    return None

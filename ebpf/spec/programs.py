@@ -60,14 +60,16 @@ class ProgramSpec:
     `instructions` are `ebpf.asm.Instruction`s: jump/call references to labels
     are resolved by the assembler, a 64-bit load whose ``reference`` names a
     map gets that map's fd from `Program(..., maps=...)`, a kfunc call or
-    ``__ksym`` load whose ``reference`` names a kernel symbol gets its vmlinux
-    BTF id. ``meta["func"]`` / ``meta["line"]`` of instructions become BTF
-    func/line info when `btf` is set.
+    ``__ksym`` load whose ``reference`` names a kernel symbol gets its BTF id
+    in vmlinux or, failing that, in a loaded module's BTF (whose BTF object the
+    load then passes along). ``meta["func"]`` / ``meta["line"]`` of instructions
+    become BTF func/line info when `btf` is set.
 
     `attach_type` is the expected attach type (required by many program types,
     e.g. cgroup, tracing). `attach_to` names the attach target for tracing,
-    LSM, iterator and freplace programs (a kernel function, ``"sched_switch"``
-    for a BTF raw tracepoint, a function of `attach_prog`); `attach_btf_id`
+    LSM, iterator and freplace programs (a kernel function, in vmlinux or a
+    loaded module, ``"sched_switch"`` for a BTF raw tracepoint, a function of
+    `attach_prog`); `attach_btf_id`
     gives the target's BTF id directly instead. `flags` are `ProgramFlags`.
     `section` is set by the ELF loader; `kernel_version` only matters for
     kprobes on kernels before 5.0 (0 means the running kernel's).

@@ -1,0 +1,192 @@
+"""Kernel modules' BTF (issue 12, cause 5): kfuncs, fentry targets and CO-RE
+relocations that live in a module's split BTF, and that split BTF parsed.
+
+Debian's kernels (the kernel matrix's 6.1 and 6.12) build nf_conntrack as a module:
+there its kfuncs (``bpf_xdp_ct_lookup``, ``bpf_ct_release``), the function
+``nf_conntrack_find_get`` and ``struct bpf_ct_opts`` are in
+/sys/kernel/btf/nf_conntrack, so the loader must find the module's BTF object (by id
+and name), pass it to BPF_PROG_LOAD in ``fd_array`` (kfunc calls) or as
+``attach_btf_obj_fd`` (fentry), and relocate against the module's types. A kernel
+with nf_conntrack built in (the 6.18 development host) has all of them in vmlinux:
+the same tests then check that path.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import trampolines
+from bpfbuild import compile_bpf
+from kernelmatrix import kernel_config, requires
+
+import ebpf
+from ebpf import btf
+from ebpf.btf.kernel import (
+    VMLINUX,
+    find_kernel_type,
+    kernel_module_names,
+    load_kernel_module_spec,
+    open_module_btf,
+)
+from ebpf.btf.raw import raw_lines
+from ebpf.errors import KeyNotFoundError, NotSupportedError
+
+MODULE = "nf_conntrack"
+# nf_conntrack's kfuncs came with 5.18; Debian builds the module with BTF
+CT_KFUNCS = requires("nf_conntrack kfuncs (bpf_xdp_ct_lookup)", min_kernel="5.18",
+                     config=("CONFIG_NF_CONNTRACK", "CONFIG_DEBUG_INFO_BTF"))
+# an fentry on one of its functions: the development host refuses trampolines by policy
+CT_FENTRY = requires("fentry on nf_conntrack functions", min_kernel="5.18",
+                     config=("CONFIG_NF_CONNTRACK", "CONFIG_DEBUG_INFO_BTF"), refusable=True)
+# the same in a module's split BTF: kernels that build nf_conntrack as a module
+MODULE_BTF = requires("kernel module BTF (/sys/kernel/btf/nf_conntrack)", min_kernel="5.18",
+                      config=("CONFIG_NF_CONNTRACK", "CONFIG_DEBUG_INFO_BTF_MODULES"))
+
+
+def _config_value() -> str | None:
+    cfg = kernel_config()
+    return cfg.get("CONFIG_NF_CONNTRACK") if cfg is not None else None
+
+
+def _modprobe() -> str:
+    """The modprobe the kernel itself runs to load modules (the kernel matrix's guests
+    set busybox's, which reads their modules.dep; the host's kmod would not)."""
+    try:
+        with open("/proc/sys/kernel/modprobe") as f:
+            helper = f.read().strip()
+    except OSError:
+        helper = ""
+    return helper if helper and os.access(helper, os.X_OK) else "modprobe"
+
+
+@pytest.fixture(scope="module")
+def conntrack() -> Iterator[str]:
+    """nf_conntrack present (loaded with modprobe when it is a module and not loaded:
+    unloaded again afterwards); the module's name, or "" when it is built in."""
+    if _config_value() != "m":
+        yield ""
+        return
+    loaded_here = False
+    modprobe = _modprobe()
+    if not os.path.isdir(f"/sys/module/{MODULE}"):
+        proc = subprocess.run([modprobe, MODULE], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            pytest.skip(f"modprobe {MODULE} failed: {proc.stderr.strip()}")
+        loaded_here = True
+    if not os.path.exists(os.path.join(os.path.dirname(VMLINUX), MODULE)):
+        pytest.skip(f"module {MODULE} has no BTF")
+    try:
+        yield MODULE
+    finally:
+        if loaded_here:  # best effort: another user of the module keeps it
+            subprocess.run([modprobe, "-r", MODULE], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def ct_obj() -> pathlib.Path:
+    return compile_bpf("kmod_conntrack")
+
+
+def _where(name: str, kind: type[btf.Type]) -> str:
+    found = find_kernel_type(name, (kind,))
+    assert found is not None, name
+    return found.module
+
+
+@CT_KFUNCS
+def test_module_kfuncs_load_and_run(conntrack: str, ct_obj: pathlib.Path) -> None:
+    # where the kfuncs are: the module's BTF when nf_conntrack is a module
+    assert _where("bpf_xdp_ct_lookup", btf.Func) == conntrack
+    assert _where("bpf_ct_release", btf.Func) == conntrack
+    spec = ebpf.load_collection_spec(ct_obj)
+    with ebpf.Collection(spec, programs=["ct_lookup"]) as coll:
+        prog = coll.programs["ct_lookup"]
+        for _ in range(2):
+            assert prog.test_run(data=bytes(64)).retval == 2  # XDP_PASS
+        v = coll.variables
+        assert v["lookups"].get() == 2
+        # no such connection: the kfunc returned NULL and said ENOENT in its options
+        assert v["found"].get() == 0
+        assert v["lookup_error"].get() == -2
+
+
+@CT_KFUNCS
+def test_module_kfunc_missing_module_is_a_clear_error(conntrack: str,
+                                                      ct_obj: pathlib.Path) -> None:
+    spec = ebpf.load_collection_spec(ct_obj)
+    ps = spec.programs["ct_lookup"].copy()
+    for ins in ps.instructions:
+        if ins.is_kfunc_call and ins.reference == "bpf_ct_release":
+            ins.reference = "ebpf_no_such_kfunc"
+    spec.programs["ct_lookup"] = ps
+    with pytest.raises(KeyNotFoundError, match=r"'ebpf_no_such_kfunc'.*loaded module"):
+        ebpf.Collection(spec, programs=["ct_lookup"])
+
+
+@CT_KFUNCS
+def test_core_relocation_against_a_module_type(conntrack: str, ct_obj: pathlib.Path) -> None:
+    found = find_kernel_type("bpf_ct_opts", (btf.Struct,))
+    assert found is not None and found.module == conntrack
+    opts = found.type
+    assert isinstance(opts, btf.Struct)
+    reserved = next(m for m in opts.members if m.name == "reserved")
+    spec = ebpf.load_collection_spec(ct_obj)
+    with ebpf.Collection(spec, programs=["ct_lookup"]) as coll:
+        coll.programs["ct_lookup"].test_run(data=bytes(64))
+        # 6.1: reserved at 10 of 12 bytes (as the program declares it); 6.10+: 13 of 16
+        assert coll.variables["reserved_offset"].get() == reserved.offset
+        assert coll.variables["opts_size"].get() == opts.size
+
+
+@CT_FENTRY
+def test_fentry_on_a_module_function(conntrack: str, ct_obj: pathlib.Path) -> None:
+    assert _where("nf_conntrack_find_get", btf.Func) == conntrack
+    spec = ebpf.load_collection_spec(ct_obj)
+    with trampolines.load(spec, ["ct_lookup", "on_find_get"]) as coll:
+        info = coll.programs["on_find_get"].info()
+        if conntrack:  # attached by the module's BTF object: the kernel says which
+            with open_module_btf(conntrack) as h:
+                assert info.attach_btf_obj_id == h.id
+        with coll.programs["on_find_get"].attach() as link:
+            assert link is not None
+            before = coll.variables["find_get_hits"].get()
+            coll.programs["ct_lookup"].test_run(data=bytes(64), repeat=3)
+            # bpf_xdp_ct_lookup looks the tuple up with nf_conntrack_find_get
+            assert coll.variables["find_get_hits"].get() - before >= 3
+
+
+@MODULE_BTF
+def test_module_split_btf_is_what_bpftool_reads(conntrack: str) -> None:
+    if not conntrack:
+        pytest.skip("nf_conntrack is built into this kernel: no module BTF")
+    assert conntrack in kernel_module_names()
+    spec = load_kernel_module_spec(conntrack)
+    vmlinux = btf.load_kernel_spec()
+    assert spec.base is vmlinux
+    assert len(spec) > len(vmlinux)  # its ids follow vmlinux's
+    # the same types, ids and text as bpftool, which reads it on top of vmlinux
+    path = os.path.join(os.path.dirname(VMLINUX), conntrack)
+    bpftool = shutil.which("bpftool")
+    assert bpftool is not None, "bpftool is needed (tools/setup.sh installs it)"
+    theirs = subprocess.run([bpftool, "-B", VMLINUX, "btf", "dump", "file", path,
+                             "format", "raw"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    ours = list(raw_lines(spec))
+    assert ours[:1] == theirs[:1] and len(ours) == len(theirs)
+    assert ours == theirs
+    # and the kernel's copy read through the BTF object found by name
+    with open_module_btf(conntrack) as h:
+        info = h.info()
+        assert info.kernel_btf and info.name == conntrack
+        assert h.raw() == pathlib.Path(path).read_bytes()
+
+
+@requires("kernel BTF objects named after their module", min_kernel="5.11")
+def test_unknown_module_btf_is_not_supported() -> None:
+    with pytest.raises(NotSupportedError, match="ebpf_no_such_module"):
+        open_module_btf("ebpf_no_such_module")
