@@ -34,6 +34,7 @@ from ebpf.btf.kernel import (
     open_module_btf,
 )
 from ebpf.btf.raw import raw_lines
+from ebpf.cli import main as cli_main
 from ebpf.errors import KeyNotFoundError, NotSupportedError
 
 MODULE = "nf_conntrack"
@@ -161,7 +162,8 @@ def test_fentry_on_a_module_function(conntrack: str, ct_obj: pathlib.Path) -> No
 
 
 @MODULE_BTF
-def test_module_split_btf_is_what_bpftool_reads(conntrack: str) -> None:
+def test_module_split_btf_is_what_bpftool_reads(conntrack: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     if not conntrack:
         pytest.skip("nf_conntrack is built into this kernel: no module BTF")
     assert conntrack in kernel_module_names()
@@ -179,6 +181,9 @@ def test_module_split_btf_is_what_bpftool_reads(conntrack: str) -> None:
     ours = list(raw_lines(spec))
     assert ours[:1] == theirs[:1] and len(ours) == len(theirs)
     assert ours == theirs
+    # `ebpf btf dump` reads a module's sysfs file on top of vmlinux as bpftool does
+    assert cli_main(["btf", "dump", "file", path, "format", "raw"]) == 0
+    assert capsys.readouterr().out.splitlines() == theirs
     # and the kernel's copy read through the BTF object found by name
     with open_module_btf(conntrack) as h:
         info = h.info()

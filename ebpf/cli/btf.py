@@ -133,8 +133,11 @@ def _source(words: list[str], base: Spec | None) -> tuple[Spec, list[Type] | Non
         raise InvalidArgumentError(f"`{kind}` wants a value")
     if kind == "file":
         path = words[1]
-        if base is None and os.path.realpath(path) == VMLINUX:
+        real = os.path.realpath(path)
+        if base is None and real == VMLINUX:
             return btf.load_kernel_spec(), None
+        if base is None and os.path.dirname(real) == os.path.dirname(VMLINUX):
+            base = btf.load_kernel_spec()  # a module's BTF is split on vmlinux (as bpftool)
         return btf.load_spec(path, base), None
     if kind == "id":
         if not words[1].isdigit():
