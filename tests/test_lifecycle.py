@@ -10,6 +10,7 @@ number really was reused in some rounds, so that they test what they claim to.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from bpfbuild import compile_bpf
 from kernelmatrix import requires
 
 import ebpf
@@ -280,6 +282,209 @@ def test_perf_read_blocked_in_another_thread_wakes_on_close() -> None:
         assert not t.is_alive(), "close() did not wake the blocked read"
         assert len(got) == 1 and isinstance(got[0], ReaderClosedError), got
         assert str(got[0]) == "perf reader is closed"
+
+
+# ----------------------------------------------- attachments that are not bpf_links, variables
+#
+# Each round attaches with one program (or to one map), lets threads hand the kernel a second
+# one again and again, closes that second object and at once creates a third of the same
+# kind, which gets the closed one's descriptor number. The third must never be attached:
+# every thread ends with ClosedError.
+
+
+def _flow_dissector(value: int, name: str) -> ebpf.Program:
+    return ebpf.Program(ebpf.ProgramSpec(
+        type=ebpf.ProgramType.FLOW_DISSECTOR, license="GPL", name=name,
+        instructions=[asm.mov_imm(asm.R0, value), asm.exit()]))
+
+
+def _typed(ptype: ebpf.ProgramType, name: str) -> ebpf.Program:
+    return ebpf.Program(ebpf.ProgramSpec(
+        type=ptype, license="GPL", name=name,
+        instructions=[asm.mov_imm(asm.R0, 0), asm.exit()]))
+
+
+def _replace(attachment: Any, program: ebpf.Program,
+             attached_prog: Callable[[Any], int]) -> None:
+    """Attach `program` in place of whatever is attached now (maybe a closed program,
+    opened again by its id: netlink XDP names the program it replaces)."""
+    with ebpf.Program.from_id(attached_prog(attachment)) as current:
+        attachment.update(program, old=current)
+
+
+def _update_race(attached_prog: Callable[[Any], int], attachment: Any,
+                 make: Callable[[str], ebpf.Program], *, again_is_einval: bool = False) -> bool:
+    """One round of `attachment.update(two)` in threads racing `two.close()`; True when the
+    program made right after the close got two's descriptor number. `again_is_einval`:
+    the hook refuses the program already attached with EINVAL (the flow dissector)."""
+    two = make("race_two")
+    _replace(attachment, two, attached_prog)
+
+    def update(_: int) -> None:
+        try:
+            attachment.update(two)
+        except ebpf.SyscallError as e:
+            if not again_is_einval or e.errno != errno.EINVAL:
+                raise
+        # a pause outside the call: a close lands between calls in some rounds (the number
+        # is reused at once) and inside one in others (the call finishes first)
+        time.sleep(0.0001)
+
+    updates = Hammer(WRITERS, update)
+    updates.start()
+    number = two.fileno()
+    two.close()
+    three = make("race_three")
+    try:
+        reused = three.fileno() == number
+        updates.join()
+        for e in updates.ended:
+            assert isinstance(e, ClosedError), repr(e)
+            assert str(e) == "program 'race_two' is closed"
+        assert attached_prog(attachment) != three.id, "an update attached the new program"
+    finally:
+        three.close()
+    return reused
+
+
+def test_prog_attach_update_racing_program_close(fast_switching: None, netns: str) -> None:
+    """BPF_PROG_ATTACH attachments (here the flow dissector of a namespace) hold the
+    programs they hand the kernel."""
+    one = _flow_dissector(0, "race_one")
+    with one, ebpf.link.flow_dissector(one, netns, link=False) as att:
+        def attached(_: Any) -> int:
+            ids = ebpf.link.netns_programs(ebpf.AttachType.FLOW_DISSECTOR, netns).prog_ids
+            return ids[0] if ids else 0
+
+        reused = sum(_update_race(attached, att, lambda n: _flow_dissector(0, n),
+                                  again_is_einval=True)
+                     for _ in range(ROUNDS))
+        assert reused > 0, "the descriptor number was never reused: the race was not tested"
+        _replace(att, one, attached)  # so that close() detaches
+    assert ebpf.link.netns_programs(ebpf.AttachType.FLOW_DISSECTOR, netns).prog_ids == ()
+
+
+def test_netlink_xdp_update_racing_program_close(fast_switching: None, netns: str) -> None:
+    one = _typed(ebpf.ProgramType.XDP, "race_one")
+    with ebpf.link.in_netns(netns):
+        att = ebpf.link.xdp(one, "veth0", "generic", netlink=True)
+    with one, att:
+        def attached(a: Any) -> int:
+            return int(a.info().generic_prog_id)
+
+        reused = sum(_update_race(attached, att, lambda n: _typed(ebpf.ProgramType.XDP, n))
+                     for _ in range(ROUNDS))
+        assert reused > 0, "the descriptor number was never reused: the race was not tested"
+        _replace(att, one, attached)  # so that close() detaches
+    with ebpf.link.in_netns(netns):
+        assert ebpf.link.xdp_info("veth0").prog_ids == ()
+
+
+def test_tc_filter_update_racing_program_close(fast_switching: None, netns: str) -> None:
+    one = _typed(ebpf.ProgramType.SCHED_CLS, "race_one")
+    with ebpf.link.in_netns(netns):
+        att = ebpf.link.tc(one, "veth0", "ingress")
+    with one, att:
+        def attached(a: Any) -> int:
+            return int(a.info().prog_id)
+
+        reused = sum(_update_race(attached, att,
+                                  lambda n: _typed(ebpf.ProgramType.SCHED_CLS, n))
+                     for _ in range(ROUNDS))
+        assert reused > 0, "the descriptor number was never reused: the race was not tested"
+    with ebpf.link.in_netns(netns):
+        assert ebpf.link.tc_filters("veth0") == []
+
+
+def test_closed_attachments_raise_closed_error(netns: str) -> None:
+    """An attachment that is not a bpf_link says it is closed like a Link does."""
+    prog = _typed(ebpf.ProgramType.SCHED_CLS, "tc_prog")
+    xprog = _typed(ebpf.ProgramType.XDP, "xdp_prog")
+    fprog = _flow_dissector(0, "fd_prog")
+    with prog, xprog, fprog:
+        with ebpf.link.in_netns(netns):
+            tc = ebpf.link.tc(prog, "veth0", "ingress")
+            xdp = ebpf.link.xdp(xprog, "veth0", "generic", netlink=True)
+        fd = ebpf.link.flow_dissector(fprog, netns, link=False)
+        for att, op, message in (
+                (tc, lambda: tc.update(prog), r"^tc filter .* on interface \d+ ingress is closed$"),
+                (tc, tc.info, r"^tc filter .* is closed$"),
+                (xdp, lambda: xdp.update(xprog), r"^XDP attachment to interface \d+ is closed$"),
+                (xdp, xdp.info, r"^XDP attachment to interface \d+ is closed$"),
+                (fd, lambda: fd.update(fprog), r"^attachment of program 'fd_prog' to network "
+                                               r"namespace .* is closed$")):
+            att.close()
+            with pytest.raises(ClosedError, match=message):
+                op()
+
+
+@requires("link_type:SOCKMAP", min_kernel="6.10")
+def test_sockmap_link_racing_map_close(fast_switching: None) -> None:
+    """A sockmap bpf_link holds the map it hands the kernel: an attach racing the map's
+    close never attaches to the map that took the number."""
+    prog = _typed(ebpf.ProgramType.SK_MSG, "sk_msg")
+
+    def sockmap() -> ebpf.Map:
+        return ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.SOCKMAP, key_size=4, value_size=4,
+                                     max_entries=2, name="race_sm"))
+
+    reused = 0
+    with prog:
+        for _ in range(ROUNDS):
+            old = sockmap()
+
+            def attach_once(_: int, m: ebpf.Map = old) -> None:
+                ebpf.link.sockmap(prog, m).close()
+
+            # one thread: the hook takes one program per map and attach type
+            attach = Hammer(1, attach_once)
+            attach.start()
+            number = old.fileno()
+            old.close()
+            new = sockmap()
+            try:
+                reused += new.fileno() == number
+                attach.join()
+                e = attach.ended[0]
+                assert isinstance(e, ClosedError) and str(e) == "map 'race_sm' is closed", e
+                q = ebpf.link._attach.query(target_fd=new.fileno(),
+                                    attach_type=ebpf.AttachType.SK_MSG_VERDICT)
+                assert q.prog_ids == (), "an attach reached the map that took the number"
+            finally:
+                new.close()
+    assert reused > 0, "the descriptor number was never reused: the race was not tested"
+
+
+def test_variables_racing_collection_close(fast_switching: None) -> None:
+    """Variable get/set racing Collection.close(): they end with ClosedError (not an error
+    about released memory) and never write the collection loaded right after."""
+    spec = ebpf.load_collection_spec(compile_bpf("loader_globals"))
+    magic = 0x5EED_F00D
+    reused = 0
+    for _ in range(ROUNDS):
+        coll = ebpf.Collection(spec, programs=[])
+        var = coll.variables["data_counter"]
+        number = coll.maps[var.spec.section].fileno()
+        def use(i: int, v: ebpf.collection.Variable = var) -> Any:
+            return v.set(magic) if i % 2 else v.get()
+
+        ops = Hammer(WRITERS, use)
+        ops.start()
+        coll.close()
+        new = ebpf.Collection(spec, programs=[])
+        try:
+            reused += new.maps[var.spec.section].fileno() == number
+            ops.join()
+            for e in ops.ended:
+                assert isinstance(e, ClosedError), repr(e)
+                assert str(e) in ("variable 'data_counter' is closed",
+                                  f"map '{var.spec.section}' is closed"), str(e)
+            assert new.variables["data_counter"].get() == 100
+        finally:
+            new.close()
+    assert reused > 0, "the descriptor number was never reused: the race was not tested"
+    with pytest.raises(ClosedError, match=r"^variable 'data_counter' is closed$"):
+        var.get()
 
 
 def _raises(fn: Callable[[], Any]) -> BaseException | None:
