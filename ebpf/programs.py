@@ -237,6 +237,8 @@ class Program:
         self.verifier_log = ""
         """The verifier log of the load when `log_level` > 0, else ""."""
         self._type = _check_spec(spec)
+        if btf_handle is not None:
+            _check_btf_handle(btf_handle)
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
@@ -622,6 +624,17 @@ def _load_checked(
     finally:
         if btf_handle is not None and btf_handle is not shared_btf:
             btf_handle.close()
+
+
+def _check_btf_handle(handle: object) -> None:
+    """Refuse a `btf_handle` that is not an open `ebpf.btf.Handle`."""
+    from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
+
+    if not isinstance(handle, Handle):
+        raise InvalidArgumentError(
+            f"btf_handle must be an ebpf.btf.Handle, got {type(handle).__name__}")
+    if handle.closed:
+        raise InvalidArgumentError("btf_handle is closed")
 
 
 def _check_spec(spec: ProgramSpec) -> ProgramType:

@@ -142,3 +142,16 @@ def test_program_loads_its_own_btf_when_the_handle_lacks_it(obj: pathlib.Path) -
             assert _btf_id(prog) != other.id
             assert prog.test_run(data=PACKET).retval == 0
         assert coll.variables["calls"].get() == 1
+
+
+def test_btf_handle_must_be_an_open_handle(obj: pathlib.Path) -> None:
+    spec = ebpf.load_collection_spec(obj)
+    ps = spec.programs["count_calls"]
+    with pytest.raises(ebpf.errors.InvalidArgumentError, match=r"must be an ebpf\.btf\.Handle"):
+        ebpf.Program(ps, btf_handle=3)  # type: ignore[arg-type]
+    b = btf.Builder()
+    b.add(btf.Int("int", 4, btf.IntEncoding.SIGNED))
+    handle = btf.Handle(b.marshal())
+    handle.close()
+    with pytest.raises(ebpf.errors.InvalidArgumentError, match="btf_handle is closed"):
+        ebpf.Program(ps, btf_handle=handle)
