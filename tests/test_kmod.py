@@ -13,9 +13,11 @@ the same tests then check that path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 
@@ -49,11 +51,6 @@ MODULE_BTF = requires("kernel module BTF (/sys/kernel/btf/nf_conntrack)", min_ke
                       config=("CONFIG_NF_CONNTRACK", "CONFIG_DEBUG_INFO_BTF_MODULES"))
 
 
-def _config_value() -> str | None:
-    cfg = kernel_config()
-    return cfg.get("CONFIG_NF_CONNTRACK") if cfg is not None else None
-
-
 def _modprobe() -> str:
     """The modprobe the kernel itself runs to load modules (the kernel matrix's guests
     set busybox's, which reads their modules.dep; the host's kmod would not)."""
@@ -65,27 +62,37 @@ def _modprobe() -> str:
     return helper if helper and os.access(helper, os.X_OK) else "modprobe"
 
 
-@pytest.fixture(scope="module")
-def conntrack() -> Iterator[str]:
-    """nf_conntrack present (loaded with modprobe when it is a module and not loaded:
-    unloaded again afterwards); the module's name, or "" when it is built in."""
-    if _config_value() != "m":
+@contextlib.contextmanager
+def module_present(name: str, config: str) -> Iterator[str]:
+    """Kernel module `name` present while in the block: loaded with the kernel's
+    modprobe when `config` says it is a module and it is not loaded (unloaded again
+    afterwards, best effort: another user keeps it); yields `name`, or "" when the
+    kernel has it built in. Skips when it cannot be loaded or has no BTF."""
+    cfg = kernel_config()
+    if cfg is None or cfg.get(config) != "m":
         yield ""
         return
-    loaded_here = False
     modprobe = _modprobe()
-    if not os.path.isdir(f"/sys/module/{MODULE}"):
-        proc = subprocess.run([modprobe, MODULE], capture_output=True, text=True, check=False)
+    loaded_here = False
+    if not os.path.isdir(f"/sys/module/{name}"):
+        proc = subprocess.run([modprobe, name], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            pytest.skip(f"modprobe {MODULE} failed: {proc.stderr.strip()}")
+            pytest.skip(f"modprobe {name} failed: {proc.stderr.strip()}")
         loaded_here = True
-    if not os.path.exists(os.path.join(os.path.dirname(VMLINUX), MODULE)):
-        pytest.skip(f"module {MODULE} has no BTF")
     try:
-        yield MODULE
+        if not os.path.exists(os.path.join(os.path.dirname(VMLINUX), name)):
+            pytest.skip(f"module {name} has no BTF")
+        yield name
     finally:
-        if loaded_here:  # best effort: another user of the module keeps it
-            subprocess.run([modprobe, "-r", MODULE], capture_output=True, check=False)
+        if loaded_here:
+            subprocess.run([modprobe, "-r", name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def conntrack() -> Iterator[str]:
+    """nf_conntrack present: "nf_conntrack", or "" when it is built in."""
+    with module_present(MODULE, "CONFIG_NF_CONNTRACK") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +202,47 @@ def test_module_split_btf_is_what_bpftool_reads(conntrack: str,
 def test_unknown_module_btf_is_not_supported() -> None:
     with pytest.raises(NotSupportedError, match="ebpf_no_such_module"):
         open_module_btf("ebpf_no_such_module")
+
+
+@contextlib.contextmanager
+def ext4_mounted(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A fresh 8 MiB ext4 file system on a loop device, mounted (all undone after)."""
+    with module_present("loop", "CONFIG_BLK_DEV_LOOP"):
+        image, mnt = tmp_path / "ext4.img", tmp_path / "mnt"
+        with open(image, "wb") as f:
+            f.truncate(8 << 20)
+        mnt.mkdir()
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        try:
+            subprocess.run(["mount", "-t", "ext4", device, str(mnt)], check=True,
+                           capture_output=True)
+            try:
+                yield mnt
+            finally:
+                subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+        finally:
+            subprocess.run(["losetup", "--detach", device], check=False, capture_output=True)
+
+
+@requires("BTF raw tracepoints of modules (tp_btf/ext4_request_inode)", min_kernel="5.11",
+          config=("CONFIG_EXT4_FS", "CONFIG_DEBUG_INFO_BTF"))
+def test_tp_btf_on_a_module_tracepoint(tmp_path: pathlib.Path) -> None:
+    # ext4 first: the program's target must be in the kernel's BTF when it loads
+    with module_present("ext4", "CONFIG_EXT4_FS") as ext4:
+        assert _where("btf_trace_ext4_request_inode", btf.Typedef) == ext4
+        spec = ebpf.load_collection_spec(compile_bpf("kmod_ext4"))
+        spec.variables["target_pid"].set(os.getpid())
+        with ebpf.Collection(spec) as coll:
+            prog = coll.programs["on_request_inode"]
+            if ext4:  # attached by the module's BTF object: the kernel says which
+                with open_module_btf(ext4) as h:
+                    assert prog.info().attach_btf_obj_id == h.id
+            with ext4_mounted(tmp_path) as mnt, prog.attach():
+                for i in range(3):
+                    (mnt / f"f{i}").write_bytes(b"x")
+                os.mkdir(mnt / "d", 0o700)
+            # one inode per file and directory this process made
+            assert coll.variables["requests"].get() == 4
+            assert coll.variables["last_mode"].get() == stat.S_IFDIR | 0o700
