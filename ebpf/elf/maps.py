@@ -21,6 +21,7 @@ _IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
 
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
+ARENA_SECTION = ".addr_space.1"  # clang's section of __attribute__((address_space(1))) globals
 
 
 
@@ -116,7 +117,7 @@ class MapSections(ObjectState):
             elif m.name == "value_size":
                 ms.value_size = _uint_member(m, what)
             elif m.name == "map_extra":
-                ms.map_extra = _uint_member(m, what)
+                ms.map_extra = _ulong_member(m, what)
             elif m.name == "pinning":
                 pin = _uint_member(m, what)
                 if pin not in (0, 1):
@@ -199,6 +200,25 @@ class MapSections(ObjectState):
                                    "maps", s.value)
                 ms.inner_map = self.maps[inner].copy()
 
+    def _read_arena_globals(self) -> None:
+        """``__arena`` globals (section ``.addr_space.1``): like libbpf, they live at
+        the start of the object's arena map, their initial bytes are that map's
+        contents, and instructions referring to them address the arena (a map value
+        reference into it: the kernel gives the arena's user address plus the offset)."""
+        sec = self.elf.section_by_name(ARENA_SECTION)
+        if sec is None or sec.size == 0:
+            return
+        arenas = [n for n, ms in self.maps.items() if ms.type == MapType.ARENA]
+        if len(arenas) != 1:
+            raise ELFError(f"__arena globals need exactly one ARENA map in the object, "
+                           f"it has {len(arenas)}" + (f" ({', '.join(arenas)})" if arenas
+                                                      else ""), sec.name)
+        if sec.is_nobits and sec.size > MAX_NOBITS:
+            raise ELFError(f"section {sec.name} claims {sec.size} bytes", sec.name)
+        data = bytes(sec.size) if sec.is_nobits else bytes(sec.data())
+        self.maps[arenas[0]].contents = [(0, data)]
+        self.data_sections[sec.index] = arenas[0]
+
     def _read_map_values(self) -> None:
         """`.values = { ... }` initializers: relocations in .maps pointing at programs
         (PROG_ARRAY) or maps (map-in-map)."""
@@ -254,6 +274,17 @@ def _uint_member(m: _btf.Member, what: str) -> int:
         if isinstance(arr, _btf.Array):
             return arr.nelems
     raise BTFError(f"{what}: {m.name} must be declared with __uint()")
+
+
+def _ulong_member(m: _btf.Member, what: str) -> int:
+    """__ulong(name, val) is an anonymous enum (ENUM64 for a value above 32 bits) with
+    the one enumerator `val`; __uint() works too."""
+    t = _btf.skip_typedefs(m.type)
+    if isinstance(t, _btf.Enum):
+        if len(t.values) != 1:
+            raise BTFError(f"{what}: {m.name} must be declared with __ulong() or __uint()")
+        return t.values[0].value & ((1 << 64) - 1)
+    return _uint_member(m, what)
 
 
 def _map_type(v: int) -> MapType:

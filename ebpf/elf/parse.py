@@ -37,6 +37,7 @@ class _Loader(MapSections, FunctionSections):
         self._read_data_sections()
         self._read_btf_maps()
         self._read_legacy_maps()
+        self._read_arena_globals()
         self._read_functions()
         self._relocate_functions()
         programs = self._build_programs()

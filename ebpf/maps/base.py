@@ -83,6 +83,7 @@ class MapState:
     `MapElements`, `MapIteration`, `MapBatch`, `MapPinning`) work on."""
 
     __slots__ = (
+        "_arena",
         "_bufs",
         "_fast_owner",
         "_fd",
@@ -126,6 +127,7 @@ class MapState:
     _fd: FD
     _spec: MapSpec
     _name: str
+    _arena: Any  # an ARENA map's mapping (ebpf._sys.mman.SharedPages), once made
     _type: int
     _key_size: int
     _value_size: int

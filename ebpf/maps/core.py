@@ -99,7 +99,12 @@ class Map(MapIteration, MapPinning):
         fd = create(spec, inner_map_fd, btf_handle)
         self._setup(fd, spec)
         try:
-            if spec.contents:
+            if spec.type == MapType.ARENA:
+                # mapped at once: programs using it load only once it has a user address
+                from .arena import fill_arena  # arenas only (6.9+)
+
+                fill_arena(self, spec.contents)
+            elif spec.contents:
                 # initial contents by system call: no mapping made (and dropped again)
                 # for a data section about to be frozen
                 state, self._mstate = self._mstate, _mapped.NONE
@@ -323,6 +328,7 @@ class Map(MapIteration, MapPinning):
             except BufferError:
                 pass  # a view is still exported; the mapping goes away with it
         self._mmaps.clear()
+        self._arena = None  # unmapped now, or when its last view is released
         self._fd.close()
         if mapped:  # after the descriptor: a mapping made meanwhile sees it closed
             self._unmap()
@@ -383,6 +389,17 @@ class Map(MapIteration, MapPinning):
         self._mmaps.append(mm)
         view = memoryview(mm)[:length]
         return view if writable else view.toreadonly()
+
+    @property
+    def arena_address(self) -> int:
+        """Where an ARENA map's pages are mapped in this process (mapped on first use:
+        see `memory()`); a pointer a program stored in the arena is at offset
+        ``pointer - arena_address`` of `memory()`."""
+        if self._type != MapType.ARENA:
+            raise InvalidArgumentError(f"map {self._name!r} is not an ARENA map")
+        from .arena import arena_pages  # arenas only (6.9+)
+
+        return int(arena_pages(self).address)
 
     def info(self) -> MapInfo:
         """Kernel-side facts about the map: id, name, type, sizes, flags, BTF ids."""

@@ -229,7 +229,15 @@ class MapMemory(MapCodec):
         while it is mapped) after `close()`; the memory is unmapped once the view is
         released (`view.release()` or no reference left). A writable view keeps the
         map from being frozen (`freeze()` raises EBUSY) until it is released.
+
+        An ARENA map's memory is all its pages (max_entries of them), writable, at
+        `arena_address`; it is mapped when the map is created (or on first use) and
+        has the same lifetime (see `ebpf.maps.arena`).
         """
+        if self._type == MapType.ARENA and not self._fd.closed:
+            from .arena import arena_pages  # arenas only (6.9+)
+
+            return memoryview(arena_pages(self)).cast("B")
         mm = self._check_mappable()
         view = memoryview(mm)[: self._mstride * self._mcount]
         return view if self._mwritable else view.toreadonly()
@@ -240,12 +248,15 @@ class MapMemory(MapCodec):
         be value_size) or by default the value's type: unsigned (signed with a signed BTF
         type) integers of 1/2/4/8-byte values, the ctypes structure of a BTF struct,
         else shape (max_entries, value_size) of uint8. Same lifetime rules as `memory()`:
-        the array (and every view of it) keeps the mapping alive after `close()`."""
+        the array (and every view of it) keeps the mapping alive after `close()`. An
+        ARENA map's array is all its pages as one flat array of `dtype` (uint8)."""
         try:
             import numpy as np  # optional dependency, only for array()
         except ImportError:
             raise NotSupportedError("Map.array()", "numpy is not installed") from None
         view = self.memory()
+        if self._type == MapType.ARENA:  # pages, not elements: a flat array of `dtype`
+            return np.frombuffer(view, dtype=np.uint8 if dtype is None else dtype)
         n, stride, vs = self._mcount, self._mstride, self._value_size
         if dtype is None:
             if self._vfmt is not None:
