@@ -143,12 +143,7 @@ class _PerfRing:
 
     def _bytes(self, off: int, n: int) -> bytes:
         """`n` bytes at ring offset `off`, stitched across the end of the ring."""
-        assert self.mm is not None
-        a = self.base + off
-        end = off + n
-        if end <= self.size:
-            return self.mm[a:a + n]
-        return self.mm[a:self.base + self.size] + self.mm[self.base:self.base + end - self.size]
+        return ring_bytes(self.mm, self.base, self.size, off, n)
 
     def _header(self, off: int) -> tuple[int, int]:
         """(type, size) of the record header at ring offset `off` (never split:
@@ -159,6 +154,12 @@ class _PerfRing:
 
     def commit(self, tail: int) -> None:
         self.q[_TAIL] = tail        # release: see ebpf/_sys/perf.py
+
+    def _settle(self, tail: int, lost: int) -> None:
+        """Count `lost` samples and release the ring up to `tail` (when it moved)."""
+        self.lost_total += lost
+        if tail != self.q[_TAIL]:
+            self.commit(tail)
 
     # ---- forward rings
 
@@ -319,57 +320,90 @@ class _PerfRing:
             return _to_array(np, b"".join(keep), len(keep), length, dt)
         head: int = self.q[_HEAD]        # acquire
         tail: int = self.q[_TAIL]
-        start = tail
-        size = self.size
-        mask = self.mask
-        base = self.base
-        q = self.q
-        out = None
-        n = 0
-        first = -1
-        item = 0
-        while n < max_records and tail < head:
-            off = tail & mask
-            word = q[(base + off) >> 3]
-            typ = word & 0xFFFF_FFFF
-            rsize = word >> 48
-            if rsize < 8:
-                tail = head
-                break
-            if typ != _SAMPLE:
-                if typ == _LOST:
-                    self.lost_total += int.from_bytes(self._bytes((off + 16) & mask, 8),
-                                                      "little")
-                tail += rsize
-                continue
-            length = rsize - _SAMPLE_HDR
-            if out is None:
-                first = length
-                if dt is not None and dt.itemsize > length:
-                    if tail != start:
-                        self.commit(tail)
-                    raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
-                                               f"dtype {dt} ({dt.itemsize} bytes)")
-                item = length if dt is None else dt.itemsize
-                out = alloc(np, min(max_records, (head - tail) // rsize), item)
-            elif length != first:
-                break
-            if off + rsize <= size:
-                k = min(max_records - n, (head - tail) // rsize, (size - off) // rsize)
-                m = np_copy_run(np, self.mm, base + off, rsize, k, np.uint64, word,
-                                _SAMPLE_HDR, out, n)
-            else:                          # the one sample that wraps around
-                blob = self._bytes(off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
-                out[n] = np.frombuffer(blob, dtype=out.dtype)[0]
-                m = 1
-            n += m
-            tail += m * rsize
-        if tail != start:
-            self.commit(tail)
+        assert self.mm is not None
+        out, n, new_tail, lost = walk_array(np, self.mm, self.q, self.base, self.size, tail,
+                                            head, max_records, dt, alloc, self._settle)
+        self._settle(new_tail, lost)
         if out is None:
             return None
         out = out[:n]
         return out if dt is None else out.view(dt)
+
+
+def ring_bytes(mm: Any, base: int, size: int, off: int, n: int) -> bytes:
+    """`n` bytes at offset `off` of the ring at `mm[base:base + size]`, stitched across
+    its end."""
+    a = base + off
+    end = off + n
+    if end <= size:
+        return bytes(mm[a:a + n])
+    return bytes(mm[a:base + size]) + bytes(mm[base:base + end - size])
+
+
+def walk_array(np: Any, mm: Any, q: memoryview, base: int, size: int, tail: int, head: int,
+               max_records: int, dt: Any, alloc: Callable[[Any, int, int], Any],
+               settle: Callable[[int, int], None]) -> tuple[Any, int, int, int]:
+    """The numpy walk of a forward ring's records from `tail` to `head` (positions that
+    grow without bound; the ring is `size` bytes at `mm[base:]`, a power of two):
+    ``(out, n, tail, lost)``; `q` is `mm` cast to ``Q``. `out` (None when no sample was
+    found) holds the samples in its first `n` items (of ``dt.itemsize``, or the first
+    sample's length when `dt` is None); the walk stops after `max_records` samples or
+    before the first sample of another length; lost-sample notices on the way add up
+    in `lost`; `tail` is where the walk stopped.
+
+    Runs of records whose 8-byte headers are all equal are checked and copied by numpy
+    (`np_copy_run`), a run ending at the end of the ring; only the first record of each
+    run (and the one sample that wraps around the end) is read in Python. A sample
+    shorter than `dt` raises InvalidArgumentError after `settle(tail, lost)` of what was
+    skipped before it."""
+    mask = size - 1
+    out = None
+    n = 0
+    first = -1
+    item = 0
+    lost = 0
+    while n < max_records and tail < head:
+        off = tail & mask
+        word = q[(base + off) >> 3]
+        typ = word & 0xFFFF_FFFF
+        rsize = word >> 48
+        if rsize < 8:
+            tail = head
+            break
+        if typ != _SAMPLE:
+            if typ == _LOST:
+                lost += int.from_bytes(ring_bytes(mm, base, size, (off + 16) & mask, 8),
+                                       "little")
+            tail += rsize
+            continue
+        length = rsize - _SAMPLE_HDR
+        if out is None:
+            first = length
+            if dt is not None and dt.itemsize > length:
+                settle(tail, lost)
+                raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
+                                           f"dtype {dt} ({dt.itemsize} bytes)")
+            item = length if dt is None else dt.itemsize
+            out = alloc(np, min(max_records, (head - tail) // rsize), item)
+        elif length != first:
+            break
+        if off + rsize <= size:
+            k = min(max_records - n, (head - tail) // rsize, (size - off) // rsize)
+            m = np_copy_run(np, mm, base + off, rsize, k, np.uint64, word, _SAMPLE_HDR,
+                            out, n) if k > 1 else _copy_one(np, mm, base + off, item, out, n)
+        else:                          # the one sample that wraps around
+            blob = ring_bytes(mm, base, size, off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
+            out[n] = np.frombuffer(blob, dtype=out.dtype)[0]
+            m = 1
+        n += m
+        tail += m * rsize
+    return out, n, tail, lost
+
+
+def _copy_one(np: Any, mm: Any, a: int, item: int, out: Any, n: int) -> int:
+    """Copy the sample of the record at `mm[a:]` into out[n]."""
+    out[n] = np.ndarray((), out.dtype, mm, a + _SAMPLE_HDR)
+    return 1
 
 
 def _to_array(np: Any, blob: bytes, count: int, length: int, dt: Any) -> Any:
