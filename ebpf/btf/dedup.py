@@ -55,56 +55,114 @@ class Deduplicated:
         self.id_map = id_map
 
 
-def _shallow_key(i: int, r: Record) -> tuple[object, ...]:
-    """What two records must share to be the same type, references left out."""
-    info = r.info
-    kind = (info >> 24) & 0x1F
-    if kind in _NEVER_MERGED:
-        return (-1, i)
-    st_ref, refs, _ = layout(info)
-    tail = r.tail
-    if refs:
-        tail = list(tail)
-        for p in refs:
-            tail[p] = -1
-    return (info, r.name, -1 if st_ref else r.size_type, *tail)
+def _keys_and_refs(records: Sequence[Record]
+                   ) -> tuple[list[tuple[object, ...]], list[list[int]]]:
+    """Per id (0, void, first): what two records must share to be the same type with
+    their references left out, and the ids they refer to in record order."""
+    n = len(records)
+    keys: list[tuple[object, ...]] = [()]
+    refs: list[list[int]] = [[]]
+    add_key, add_refs = keys.append, refs.append
+    for i, r in enumerate(records, 1):
+        info = r.info
+        st_ref, positions, _ = layout(info)
+        tail = r.tail
+        if positions:
+            out = [r.size_type] if st_ref else []
+            masked = list(tail)
+            for p in positions:
+                out.append(tail[p])  # type: ignore[arg-type]
+                masked[p] = -1
+            tail = masked
+        elif st_ref:
+            out = [r.size_type]
+        else:
+            out = []
+        if out and max(out) > n:  # (ids are unsigned words: never negative)
+            bad = next(t for t in out if not 0 <= t <= n)
+            raise BTFError(f"type id {i} refers to type id {bad}, beyond the {n} types")
+        add_refs(out)
+        if (info >> 24) & 0x1F in _NEVER_MERGED:
+            add_key((-1, i))
+        else:
+            add_key((info, r.name, -1 if st_ref else r.size_type, *tail))
+    return keys, refs
 
 
 def _refine(n: int, keys: Sequence[tuple[object, ...]], refs: Sequence[Sequence[int]],
-            live: Sequence[int]) -> list[int]:
+            live: Sequence[int], redirect: Sequence[tuple[int, int]]) -> list[int]:
     """The coarsest partition of the `live` ids that refines `keys` and is stable
-    under `refs`: a class number per id (void, id 0, is class 0)."""
+    under `refs`: a class number per id (void, id 0, is class 0). Each (id, live id)
+    of `redirect` takes the live id's class: references to it count as references
+    to the live one."""
     cls = [0] * (n + 1)
     numbering: dict[object, int] = {}
     for i in live:
         cls[i] = numbering.setdefault(keys[i], len(numbering) + 1)
+    for i, t in redirect:
+        cls[i] = cls[t]
     count = len(numbering)
     # Only types that refer to others can split; the others keep their class, and no
     # class holds both kinds (the shallow key tells them apart). Each round renumbers
     # the referring types' classes above the leaves' numbers; the partition is stable
     # when a round finds no more classes than the one before.
-    referring = [i for i in live if refs[i]]
-    before = len({cls[i] for i in referring})
+    referring = [(i, refs[i]) for i in live if refs[i]]
+    before = len({cls[i] for i, _ in referring})
     while True:
         numbering = {}
+        number = numbering.setdefault
         new = cls[:]
-        for i in referring:
-            new[i] = numbering.setdefault(
-                (cls[i], *[cls[r] for r in refs[i]]), len(numbering) + count + 1)
+        of = cls.__getitem__
+        for i, rs in referring:
+            new[i] = number((cls[i], *map(of, rs)), len(numbering) + count + 1)
+        for i, t in redirect:
+            new[i] = new[t]
         cls = new
         if len(numbering) == before:
             return cls
         before = len(numbering)
 
 
-def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None = None
-                  ) -> Deduplicated:
+def _forwards(records: Sequence[Record]
+              ) -> tuple[list[tuple[int, tuple[int, str]]], dict[tuple[int, str], list[int]]]:
+    """The forward declarations, each with the (kind, name) of the definitions it
+    stands for, and the ids of the definitions by (kind, name)."""
+    fwds: list[tuple[int, tuple[int, str]]] = []
+    defs: dict[tuple[int, str], list[int]] = {}
+    for i, r in enumerate(records, 1):
+        kind = (r.info >> 24) & 0x1F
+        if kind == Kind.FWD:
+            fwds.append((i, (_FWD_TARGET[bool(r.info >> 31)], r.name)))
+        elif (kind == Kind.STRUCT or kind == Kind.UNION) and r.name:
+            defs.setdefault((kind, r.name), []).append(i)
+        elif (kind == Kind.ENUM or kind == Kind.ENUM64) and r.name:
+            # `enum e;` is an enum without enumerators (clang gives it size 0); it
+            # stands for the enum or enum64 of its name, whatever that one's size.
+            if r.info & 0xFFFF:
+                defs.setdefault((Kind.ENUM, r.name), []).append(i)
+            else:
+                fwds.append((i, (Kind.ENUM, r.name)))
+    return [f for f in fwds if f[1] in defs], defs
+
+
+def _follow(target: list[int]) -> None:
+    """Point every id of `target` at the end of its chain (a live id)."""
+    for i in range(1, len(target)):
+        t = target[i]
+        while target[t] != t:
+            t = target[t]
+        target[i] = t
+
+
+def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None = None,
+                  *, datasecs_last: bool = False) -> Deduplicated:
     """Deduplicate the types `records` (ids 1..len(records)).
 
     `aliases` maps ids to other ids that take their place first (the linker
     uses it to replace an extern declaration by its definition): an aliased
-    type is dropped and every reference to it follows the alias. Raises
-    `BTFError` for references to ids that do not exist.
+    type is dropped and every reference to it follows the alias. With
+    `datasecs_last`, the kept DATASECs come after all other types (as in a
+    linked object). Raises `BTFError` for references to ids that do not exist.
     """
     n = len(records)
     target = list(range(n + 1))
@@ -112,78 +170,61 @@ def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None =
         if not (0 < src <= n and 0 <= dst <= n):
             raise BTFError(f"alias {src} -> {dst} is outside the {n} types")
         target[src] = dst
-
-    def resolve(t: int) -> int:
-        seen = 0
+    for src in aliases or ():
+        t, seen = src, 0
         while target[t] != t:
             t = target[t]
             seen += 1
             if seen > n:
                 raise BTFError(f"aliases of type id {t} form a cycle")
-        return t
+        target[src] = t
+    keys, refs = _keys_and_refs(records)
+    fwds, defs = _forwards(records)
+    # A forward with one definition of its name in all the records resolves to it
+    # whatever the partition: now, saving a round of refinement after it.
+    single = False
+    for i, wanted in fwds:
+        only = [d for d in defs[wanted] if target[d] == d]
+        if len(only) == 1 and target[i] == i:
+            target[i] = only[0]
+            single = True
+    if single:
+        _follow(target)
 
-    for i in range(1, n + 1):
-        target[i] = resolve(i)
-    raw_refs = [()] + [r.refs() for r in records]
-    for i, rr in enumerate(raw_refs):
-        for t in rr:
-            if not 0 <= t <= n:
-                raise BTFError(f"type id {i} refers to type id {t}, beyond the {n} types")
-    keys: list[tuple[object, ...]] = [()] + [
-        _shallow_key(i, r) for i, r in enumerate(records, 1)]
-
+    live: Sequence[int] = []
+    cls: list[int] = []
     for _ in range(_MAX_FWD_ROUNDS):
-        live = [i for i in range(1, n + 1) if target[i] == i]
-        refs = [[target[t] for t in rr] for rr in raw_refs]
-        cls = _refine(n, keys, refs, live)
-        changed = _resolve_forwards(records, live, cls, target)
-        if not changed:
+        redirect = [(i, t) for i, t in enumerate(target) if i != t]
+        live = [i for i, t in enumerate(target) if i == t and i] if redirect else range(1, n + 1)
+        cls = _refine(n, keys, refs, live, redirect)
+        resolved = False
+        for i, wanted in fwds:
+            if target[i] != i:
+                continue
+            found = {cls[d]: d for d in reversed(defs[wanted]) if target[d] == d}
+            if len(found) == 1:
+                target[i] = next(iter(found.values()))
+                resolved = True
+        if not resolved:
             break
+        _follow(target)
 
     rep: dict[int, int] = {}
     for i in live:
         rep.setdefault(cls[i], i)
     kept = sorted(rep.values())
+    if datasecs_last:
+        datasec = Kind.DATASEC << 24
+        last = [i for i in kept if records[i - 1].info & 0x1F000000 == datasec]
+        if last:
+            first = [i for i in kept if records[i - 1].info & 0x1F000000 != datasec]
+            kept = first + last
     new_id = [0] * (n + 1)
     for k, i in enumerate(kept, 1):
         new_id[i] = k
-    id_map = [new_id[rep[cls[target[i]]]] if target[i] else 0 for i in range(n + 1)]
-    id_map[0] = 0
-    out = [records[i - 1].remapped(id_map.__getitem__) for i in kept]
+    id_map = [new_id[rep[cls[t]]] if t else 0 for t in target]
+    out = [records[i - 1].renumbered(id_map) for i in kept]
     return Deduplicated(out, id_map)
-
-
-def _resolve_forwards(records: Sequence[Record], live: Sequence[int], cls: Sequence[int],
-                      target: list[int]) -> bool:
-    """Point every forward declaration with exactly one candidate definition at it."""
-    defs: dict[tuple[int, str], dict[int, int]] = {}
-    fwds: list[tuple[int, tuple[int, str]]] = []
-    for i in live:
-        r = records[i - 1]
-        kind = r.kind
-        if kind == Kind.FWD:
-            fwds.append((i, (_FWD_TARGET[bool(r.info >> 31)], r.name)))
-        elif (kind == Kind.STRUCT or kind == Kind.UNION) and r.name:
-            defs.setdefault((kind, r.name), {}).setdefault(cls[i], i)
-        elif (kind == Kind.ENUM or kind == Kind.ENUM64) and r.name:
-            # `enum e;` is an enum without enumerators (clang gives it size 0); it
-            # stands for the enum or enum64 of its name, whatever that one's size.
-            if r.info & 0xFFFF:
-                defs.setdefault((Kind.ENUM, r.name), {}).setdefault(cls[i], i)
-            else:
-                fwds.append((i, (Kind.ENUM, r.name)))
-    changed = False
-    for i, wanted in fwds:
-        found = defs.get(wanted)
-        if found is not None and len(found) == 1:
-            target[i] = next(iter(found.values()))
-            changed = True
-    if changed:
-        for i in range(1, len(target)):
-            t = target[i]
-            if target[t] != t:
-                target[i] = target[t]
-    return changed
 
 
 def dedup(spec: Spec) -> Spec:

@@ -84,6 +84,19 @@ class Record:
         st = new_id(self.size_type) if st_ref else self.size_type
         return Record(self.info, self.name, st, tail)
 
+    def renumbered(self, table: Sequence[int]) -> Record:
+        """A copy with every type id `t` replaced by `table[t]` (`remapped` with a
+        table instead of a function: the dedup's and linker's hot path)."""
+        st_ref, refs, _ = layout(self.info)
+        if refs:
+            tail = list(self.tail)
+            for i in refs:
+                tail[i] = table[tail[i]]  # type: ignore[index]
+        else:
+            tail = self.tail
+        return Record(self.info, self.name, table[self.size_type] if st_ref else self.size_type,
+                      tail)
+
     def __repr__(self) -> str:
         return f"<Record {Kind(self.kind).name} {self.name!r}>"
 
@@ -101,11 +114,12 @@ class StringTable:
         """The offset of `s`, adding it if needed."""
         off = self._offsets.get(s)
         if off is None:
-            raw = s.encode()
-            if b"\0" in raw:
+            if "\0" in s:
                 raise BTFError(f"BTF string {s!r} contains a NUL byte")
-            off = self._offsets[s] = len(self._data)
-            self._data += raw + b"\0"
+            data = self._data
+            off = self._offsets[s] = len(data)
+            data += s.encode()
+            data.append(0)
         return off
 
     def __bytes__(self) -> bytes:
@@ -138,9 +152,11 @@ def _strings(table: bytes) -> Callable[[int], str]:
     return get
 
 
-def parse_records(blob: bytes) -> tuple[list[Record], Callable[[int], str]]:
+def parse_records(blob: bytes, base: int = 0) -> tuple[list[Record], Callable[[int], str]]:
     """The type records of a (non-split) BTF blob, and a lookup of its strings by
-    offset (for .BTF.ext, whose strings live in the same table)."""
+    offset (for .BTF.ext, whose strings live in the same table). With `base`, every
+    type id but void's is read as `base` more (the blob's types numbered after
+    `base` others, as when several blobs are concatenated)."""
     if len(blob) < HEADER.size:
         raise BTFError(f"BTF is {len(blob)} bytes, shorter than its header", 0)
     if blob[0:2] == b"\x9f\xeb":
@@ -163,17 +179,28 @@ def parse_records(blob: bytes) -> tuple[list[Record], Callable[[int], str]]:
     append = records.append
     n = len(words)
     i = 0
+    # info word -> (record words, size_type is a type id, type id positions, string
+    # positions): records of one shape share it
+    shapes: dict[int, tuple[int, bool, tuple[int, ...], tuple[int, ...]]] = {}
     while i < n:
         if i + 3 > n:
             raise BTFError("BTF type section truncated", tstart + 4 * i)
         name_off, info, st = words[i], words[i + 1], words[i + 2]
-        size = record_words(info)
+        shape = shapes.get(info)
+        if shape is None:
+            shape = shapes[info] = (record_words(info), *layout(info))
+        size, st_ref, refs, strs = shape
         if size < 0 or i + size > n:
             raise BTFError(f"bad or truncated BTF record (info {info:#x})", tstart + 4 * i)
         tail: list[int | str] = list(words[i + 3 : i + size])
-        _, _, strs = layout(info)
         for p in strs:
             tail[p] = string(tail[p])  # type: ignore[arg-type]
+        if base:
+            for p in refs:
+                if tail[p]:
+                    tail[p] += base  # type: ignore[operator]
+            if st_ref and st:
+                st += base
         append(Record(info, string(name_off) if name_off else "", st, tail))
         i += size
     return records, string
@@ -184,15 +211,19 @@ def encode_records(records: Iterable[Record], strings: StringTable) -> array[int
     out = array("I")
     ext = out.extend
     add = strings.add
+    known = strings._offsets.get
     for r in records:
         tail = r.tail
-        _, _, strs = layout(r.info)
+        info = r.info
+        _, _, strs = layout(info)
         if strs:
             tail = list(tail)
             for p in strs:
-                tail[p] = add(tail[p])  # type: ignore[arg-type]
-        ext((add(r.name) if r.name else 0, r.info, r.size_type))
-        ext(tail)  # type: ignore[arg-type]
+                off = known(tail[p])  # type: ignore[arg-type]
+                tail[p] = add(tail[p]) if off is None else off  # type: ignore[arg-type]
+        name = r.name
+        ext(((known(name) or add(name)) if name else 0, info, r.size_type,
+             *tail))  # type: ignore[arg-type]
     return out
 
 

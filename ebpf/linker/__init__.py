@@ -42,7 +42,7 @@ def link(objects: Sequence[Source]) -> bytes:
     for sec in layout.sections.values():
         writer.add_section(sec.name, sec.type, sec.flags, bytes(sec.data), size=sec.size,
                            align=sec.align)
-    if any(obj.btf for obj in inputs):
+    if any(obj.has_btf for obj in inputs):
         merged = MergedBTF(inputs, layout, symbols)
         strings = StringTable()
         words = encode_records(merged.result.records, strings)

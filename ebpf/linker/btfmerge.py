@@ -32,21 +32,6 @@ def _linkage(r: Record) -> int:
     return r.vlen if r.kind == Kind.FUNC else int(r.tail[0])
 
 
-def _datasecs_last(result: Deduplicated) -> Deduplicated:
-    """The same types with the DATASECs moved after all others (as bpftool's output
-    has them; nothing refers to a DATASEC, so only their own ids change)."""
-    records = result.records
-    order = ([i for i, r in enumerate(records, 1) if r.kind != Kind.DATASEC]
-             + [i for i, r in enumerate(records, 1) if r.kind == Kind.DATASEC])
-    if all(i == pos for pos, i in enumerate(order, 1)):
-        return result
-    new = [0] * (len(records) + 1)
-    for pos, i in enumerate(order, 1):
-        new[i] = pos
-    return Deduplicated([records[i - 1].remapped(new.__getitem__) for i in order],
-                        [new[t] for t in result.id_map])
-
-
 class MergedBTF:
     """The merged, deduplicated types (`result`) and where each input's ids start."""
 
@@ -61,18 +46,19 @@ class MergedBTF:
             base = len(records)
             self.bases.append(base)
             named: dict[str, int] = {}
-            for i, r in enumerate(obj.btf, base + 1):
-                if base:
-                    r = r.remapped(lambda t, b=base: t + b if t else 0)  # type: ignore[misc]
-                records.append(r)
-                if r.kind in (Kind.FUNC, Kind.VAR) and _linkage(r) != Linkage.STATIC:
+            own = obj.read_btf(base)
+            records.extend(own)
+            for i, r in enumerate(own, base + 1):
+                kind = (r.info >> 24) & 0x1F
+                if (kind == Kind.FUNC and r.info & 0xFFFF != Linkage.STATIC) or (
+                        kind == Kind.VAR and r.tail[0] != Linkage.STATIC):
                     named.setdefault(r.name, i)
             self.named.append(named)
         self.records = records
         self.aliases: dict[int, int] = {}
         self._merge_datasecs()
         self._resolve_externs()
-        self.result: Deduplicated = _datasecs_last(dedup_records(records, self.aliases))
+        self.result: Deduplicated = dedup_records(records, self.aliases, datasecs_last=True)
         self._check_declarations()
 
     # -- data sections ---------------------------------------------------------
@@ -202,10 +188,9 @@ class MergedBTF:
                             f"{self._describe(d.size_type)} in {b!r}")
 
     def _in_maps(self, k: int, vid: int) -> bool:
-        base = self.bases[k]
         for r in self.objects[k].btf:
             if r.kind == Kind.DATASEC and r.name == _MAPS:
-                return any(int(r.tail[j]) + base == vid for j in range(0, len(r.tail), 3))
+                return any(int(r.tail[j]) == vid for j in range(0, len(r.tail), 3))
         return False
 
     def _map_fields(self, tid: int) -> dict[str, tuple[str, int]]:

@@ -4,7 +4,7 @@ relocations, moved to where their code landed and renumbered to the merged types
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..btf.records import StringTable
 from ..errors import LinkError
@@ -58,7 +58,10 @@ def _parse(obj: InputObject) -> list[list[tuple[str, list[tuple[int, ...]]]]]:
             pos += 8
             if pos + num * rec_size > end:
                 raise LinkError(f"{fail}: {num} records overrun the subsection")
-            recs = [fmt.unpack_from(data, pos + j * rec_size) for j in range(num)]
+            if rec_size == fmt.size:
+                recs = list(fmt.iter_unpack(data[pos : pos + num * rec_size]))
+            else:
+                recs = [fmt.unpack_from(data, pos + j * rec_size) for j in range(num)]
             chunks.append((string(name_off), recs))
             pos += num * rec_size
     return out
@@ -73,6 +76,13 @@ def link_ext(objects: Sequence[InputObject], layout: Layout, bases: Sequence[int
             continue
         string = obj.string
         base = bases[k]
+        moved: dict[int, int] = {}  # the object's string offsets -> the output's
+
+        def move(offsets: set[int], string: Callable[[int], str] = string,
+                 moved: dict[int, int] = moved) -> None:
+            for o in sorted(offsets.difference(moved)):
+                moved[o] = strings.add(string(o))
+
         for s, chunks in enumerate(_parse(obj)):
             for secname, recs in chunks:
                 sec = obj.elf.section_by_name(secname)
@@ -85,10 +95,12 @@ def link_ext(objects: Sequence[InputObject], layout: Layout, bases: Sequence[int
                     if s == 0:
                         bucket.extend((off + shift, id_map[t + base]) for off, t in recs)
                     elif s == 1:
-                        bucket.extend((off + shift, strings.add(string(f)),
-                                       strings.add(string(ln)), col) for off, f, ln, col in recs)
+                        move({r[1] for r in recs} | {r[2] for r in recs})
+                        bucket.extend((off + shift, moved[f], moved[ln], col)
+                                      for off, f, ln, col in recs)
                     else:
-                        bucket.extend((off + shift, id_map[t + base], strings.add(string(a)), kind)
+                        move({r[2] for r in recs})
+                        bucket.extend((off + shift, id_map[t + base], moved[a], kind)
                                       for off, t, a, kind in recs)
                 except IndexError:
                     raise LinkError(f"{obj.name!r}: .BTF.ext refers to a type id beyond its "

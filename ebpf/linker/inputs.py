@@ -44,18 +44,30 @@ class InputObject:
             self.symbols: list[Symbol] = list(elf.symbols())
         except ELFError as e:
             raise LinkError(f"{self.name!r}: {e}") from e
+        # The types are read by `read_btf`, once the number of types before this
+        # object's is known (they are numbered after them).
         self.btf: list[Record] = []
+        self.btf_base = 0
         self.string: Callable[[int], str] | None = None
         self.ext: bytes | None = None
-        btf = elf.section_by_name(".BTF")
-        if btf is not None:
-            try:
-                self.btf, self.string = parse_records(bytes(btf.data()))
-            except (BTFError, ELFError) as e:
-                raise LinkError(f"{self.name!r}: .BTF: {e}") from e
+        self.has_btf = False
+        self._btf_section = elf.section_by_name(".BTF")
+        if self._btf_section is not None:
+            self.has_btf = True
             ext = elf.section_by_name(".BTF.ext")
             if ext is not None:
                 self.ext = bytes(ext.data())
+
+    def read_btf(self, base: int) -> list[Record]:
+        """Parse the object's .BTF with its type ids `base` more (see `parse_records`);
+        the records are also kept in `btf`."""
+        if self._btf_section is not None:
+            try:
+                self.btf, self.string = parse_records(bytes(self._btf_section.data()), base)
+            except (BTFError, ELFError) as e:
+                raise LinkError(f"{self.name!r}: .BTF: {e}") from e
+            self.btf_base = base
+        return self.btf
 
     def linked_sections(self) -> list[Section]:
         """The sections that go into the output (code and data, not debug info,
