@@ -52,9 +52,11 @@ _LAZY = {
     "ProgramInfo": ".programs",
     "enable_stats": ".programs",
     "load_many": ".parallel",
+    "Token": ".token",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
-               "collection", "gen", "tracing", "hist", "symbols", "spec"}
+               "collection", "gen", "tracing", "hist", "symbols", "spec",
+               "token"}
 
 if TYPE_CHECKING:
     from . import asm, btf, features, spec
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from .spec.collection import CollectionSpec, VariableSpec
     from .spec.maps import MapFlags, MapSpec, PinType
     from .spec.programs import ProgramSpec
+    from .token import Token
 
 
 def __getattr__(name: str) -> Any:
@@ -93,6 +96,7 @@ __all__ = [
     "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotSupportedError", "PermissionError",
     "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
     "ReaderForkedError", "SyscallError",
-    "TestRunResult", "UpdateFlags", "Variable", "VariableSpec", "VerifierError", "asm", "btf",
+    "TestRunResult", "Token", "UpdateFlags", "Variable", "VariableSpec", "VerifierError",
+    "asm", "btf",
     "enable_stats", "features", "load_collection_spec", "load_many", "spec",
 ]

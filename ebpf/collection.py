@@ -8,7 +8,9 @@ its maps, loads its programs against them and the running kernel, and owns them.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ._sys import validate as _validate
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from . import btf
     from .link import Link
     from .maps import Map
+    from .token import Token
 
 _ENOTSUPP = 524  # the kernel's internal "not supported" (what mmap of such maps returns)
 
@@ -152,6 +155,9 @@ class Collection:
       programs       names of the programs to load (default: all autoloaded ones)
       kernel_btf     BTF to relocate CO-RE against instead of the running kernel's
       log_level      verifier log level for every program
+      token          an `ebpf.Token` every map, program and BTF load carries; by
+                     default one made from $EBPF_BPF_TOKEN_PATH when that is set
+                     (see `ebpf.token`), else none
 
     On any failure everything created so far is closed and the exception says
     which map or program failed. Closing the collection closes its maps and
@@ -167,12 +173,23 @@ class Collection:
         programs: Iterable[str] | None = None,
         kernel_btf: btf.Spec | None = None,
         log_level: int = 0,
+        token: Token | None = None,
     ) -> None:
         if pin_path is not None:
             pin_path = _validate.path(pin_path, "pin_path")
-        made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
-                           only=set(programs) if programs is not None else None,
-                           kernel_btf=kernel_btf, log_level=log_level)
+        own_token = token is None
+        if token is None and os.environ.get("EBPF_BPF_TOKEN_PATH"):
+            from .token import token_from_env  # ebpf.token only when asked for
+
+            token = token_from_env()
+        try:
+            with token.use() if token is not None else nullcontext():
+                made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
+                                   only=set(programs) if programs is not None else None,
+                                   kernel_btf=kernel_btf, log_level=log_level)
+        finally:
+            if own_token and token is not None:
+                token.close()  # needed for loading only
         try:
             variables = Variables({name: Variable(vs, made.maps[vs.section])
                                    for name, vs in spec.variables.items()})

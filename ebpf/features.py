@@ -46,6 +46,7 @@ from ._sys.types import (
     ProgLoadAttr,
     ProgramType,
     RawTracepointOpenAttr,
+    TokenCreateAttr,
 )
 from .btf import Enum, Func, load_kernel_spec
 from .btf.types import Kind as BTFKind
@@ -724,6 +725,15 @@ def have_v4_isa() -> bool:
     """Whether the kernel takes the v4 ISA (`-mcpu=v4`: sign-extending loads and moves,
     sdiv/smod, bswap, 32-bit-offset ja; 6.6)."""
     return have_misc("v4_isa_extension")
+
+
+@cache
+def have_bpf_token() -> bool:
+    """Whether the kernel has BPF tokens (BPF_TOKEN_CREATE and BPF FS delegation
+    options, 6.9): asked to make one from an invalid descriptor, it says EBADF (an
+    older kernel: EINVAL, an unknown command)."""
+    return _bpf_errno(Cmd.TOKEN_CREATE, TokenCreateAttr(flags=0, bpffs_fd=2**32 - 1)) \
+        == -errno.EBADF
 
 
 def have_ringbuf() -> bool:

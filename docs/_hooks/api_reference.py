@@ -26,6 +26,7 @@ MODULES: list[tuple[str, str]] = [
     ("ebpf.btf.dedup", "BTF deduplication"),
     ("ebpf.asm", "instructions, assembler and disassembler"),
     ("ebpf.features", "kernel feature probes"),
+    ("ebpf.token", "BPF tokens: loading in a user namespace without CAP_BPF (6.9+)"),
     ("ebpf.gen", "typed Python bindings for an object (ebpf gen)"),
     ("ebpf.gen.build", "compiling BPF C into CO-RE objects (ebpf build)"),
     ("ebpf.errors", "the exception hierarchy"),

@@ -11,12 +11,13 @@ import ctypes
 import errno
 import os
 import signal
+import threading
 from typing import Any
 
 from ..errors import NotSupportedError, SyscallError
 from . import caps as _caps
 from . import rlimit as _rlimit
-from .types import Cmd
+from .types import BPF_F_TOKEN_FD, Cmd
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "s390x": 351,
            "ppc64le": 361, "armv7l": 386, "i686": 357, "loongarch64": 280}
@@ -47,9 +48,30 @@ _KEEP = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SI
          signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
          signal.SIGTRAP, signal.SIGABRT, signal.SIGSYS}
 _DEFERRED = frozenset(signal.valid_signals()) - _KEEP
-# Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11).
+# Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11);
+# they are also the ones a BPF token delegates.
 _CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)})
 _memlock_pending = True
+
+
+class _TokenState(threading.local):
+    fd = -1  # the BPF token the creating commands of this thread carry (-1: none)
+
+
+token_state = _TokenState()
+"""This thread's BPF token (`ebpf._sys.token.using`): MAP_CREATE, PROG_LOAD and
+BTF_LOAD attrs get its fd and BPF_F_TOKEN_FD."""
+# (the attr field and the flags field each command's token goes in)
+_TOKEN_FIELDS = {int(Cmd.MAP_CREATE): ("map_token_fd", "map_flags"),
+                 int(Cmd.PROG_LOAD): ("prog_token_fd", "prog_flags"),
+                 int(Cmd.BTF_LOAD): ("btf_token_fd", "btf_flags")}
+
+
+def _with_token(cmd: int, attr: Any, token_fd: int) -> None:
+    fields = _TOKEN_FIELDS[cmd]
+    if hasattr(attr, fields[0]):  # a typed attr (raw buffers are left alone)
+        setattr(attr, fields[0], token_fd)
+        setattr(attr, fields[1], getattr(attr, fields[1]) | BPF_F_TOKEN_FD)
 
 
 def from_errno(err: int, what: str) -> SyscallError:
@@ -112,8 +134,11 @@ def bpf(cmd: int, attr: Any, size: int | None = None, retry_eagain: int = 0) -> 
     """
     if size is None:
         size = ctypes.sizeof(attr)
-    if _memlock_pending and cmd in _CHARGED:
-        _before_create()
+    if cmd in _CHARGED:
+        if _memlock_pending:
+            _before_create()
+        if token_state.fd >= 0:
+            _with_token(cmd, attr, token_state.fd)
     ref = byref(attr)
     ret: int = raw_syscall(NR_BPF, cmd, ref, size)
     if ret >= 0:
@@ -136,8 +161,11 @@ def bpf_errno(cmd: int, attr: Any, size: int | None = None) -> int:
     `bpf`; -EINTR/-EAGAIN after that means "still interrupted" (`interrupted_error`)."""
     if size is None:
         size = ctypes.sizeof(attr)
-    if _memlock_pending and cmd in _CHARGED:
-        _before_create()
+    if cmd in _CHARGED:
+        if _memlock_pending:
+            _before_create()
+        if token_state.fd >= 0:
+            _with_token(cmd, attr, token_state.fd)
     ref = byref(attr)
     ret: int = raw_syscall(NR_BPF, cmd, ref, size)
     if ret >= 0:
