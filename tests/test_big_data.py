@@ -4,6 +4,7 @@ which libbpf loads, loads here and its variables read back."""
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 from bpfbuild import compile_bpf
@@ -57,3 +58,24 @@ def test_bss_larger_than_an_array_value_is_refused() -> None:
     struct.pack_into("<Q", raw, elf.shoff + bss.index * 64 + 32, 1 << 31)
     with pytest.raises(ELFError, match=r"claims 2147483648 bytes.*at most 2147483647"):
         ebpf.load_collection_spec(bytes(raw))
+
+
+def test_large_integer_array_variable_decodes_fast() -> None:
+    # 4 Mi integers: one unpack for the whole array, and `ebpf inspect` / `ebpf gen`
+    # do not decode values they would not show (seconds of CPU each before)
+    from ebpf.cli.inspect import inspect_spec
+    from ebpf.gen import generate
+
+    obj = compile_bpf("big_array")
+    spec = ebpf.load_collection_spec(obj)
+    var = spec.variables["counts"]
+    t0 = time.process_time()
+    values = var.get()
+    assert len(values) == 4 << 20 and not any(values)
+    var.set([0] * 7 + [5] + [0] * ((4 << 20) - 8))
+    assert var.get()[7] == 5
+    listed = {v["name"]: v for v in inspect_spec(spec)["variables"]}
+    assert listed["counts"]["value"] == f"<{16 << 20} bytes>"
+    src = generate(obj.read_bytes(), name="Big", filename="big.bpf.o")
+    assert "counts" in src
+    assert time.process_time() - t0 < 5.0

@@ -233,6 +233,11 @@ def _array_encoder(t: Type, inner: Array, depth: int) -> Encoder:
         return enc_chars
     elem: Encoder = _nested(inner.type, depth, _compile_encoder)
     esize = sizeof(inner.type)
+    elem_type = skip_typedefs(inner.type)
+    # integers pack in one call; anything struct refuses (a value out of range, a float,
+    # an enumerator's name) goes through the element encoder for its precise error
+    scalar = (_scalar_format(elem_type)
+              if isinstance(elem_type, (Int, Enum)) and nelems > 1 else None)
 
     def enc(value: Any, out: bytearray, off: int, what: str) -> None:
         if not isinstance(value, Sequence) or isinstance(value, str):
@@ -240,6 +245,12 @@ def _array_encoder(t: Type, inner: Array, depth: int) -> Encoder:
         if len(value) > nelems:
             raise InvalidArgumentError(
                 f"{what} has {len(value)} elements, {describe(t)} holds {nelems}")
+        if scalar is not None:
+            try:
+                struct.pack_into(f"<{len(value)}{scalar}", out, off, *value)
+                return
+            except struct.error:
+                pass
         for i, v in enumerate(value):
             elem(v, out, off + i * esize, f"{what}[{i}]")
 
@@ -365,11 +376,29 @@ def _array_decoder(inner: Array, depth: int) -> Decoder:
                 return raw          # not text: the bytes, which encode back unchanged
 
         return dec_chars
+    scalar = _scalar_format(inner.type)
+    if scalar is not None and nelems > 1:   # one unpack for the whole array
+        whole = struct.Struct(f"<{nelems}{scalar}").unpack_from
+        return lambda data, off: list(whole(data, off))
     elem: Decoder = _nested(inner.type, depth, _compile_decoder)
     esize = sizeof(inner.type)
     if esize == 0 and nelems > _MAX_EMPTY_ELEMS:
         raise BTFError(f"{describe(inner)}: {nelems} elements of zero size")
     return lambda data, off: [elem(data, off + i * esize) for i in range(nelems)]
+
+
+def _scalar_format(t: Type) -> str | None:
+    """The struct format letter of a plain integer/enum/float element (not bool, not a
+    bitfield-sized int), else None."""
+    inner = skip_typedefs(t)
+    if isinstance(inner, Float) and inner.size in (4, 8):
+        return "f" if inner.size == 4 else "d"
+    if isinstance(inner, Int) and inner.encoding & IntEncoding.BOOL:
+        return None
+    if isinstance(inner, (Int, Enum)):
+        fmt = _INT_FORMATS.get((inner.size, inner.signed))
+        return fmt[1:] if fmt else None
+    return None
 
 
 def _composite_decoder(inner: Composite, depth: int) -> Decoder:

@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Error
 from .common import add_json, emit, enum_name
 
+#: Variables larger than this are listed with their size instead of their value (an
+#: object's 16 MiB array would otherwise print millions of numbers).
+INSPECT_VALUE_BYTES = 4096
+
 if TYPE_CHECKING:
     from ..collection import CollectionSpec
 
@@ -43,10 +47,14 @@ def inspect_spec(spec: CollectionSpec) -> dict[str, Any]:
         })
     variables = []
     for name, v in spec.variables.items():
-        try:
-            value: Any = v.get()
-        except Error as e:
-            value = f"<{e}>"
+        value: Any
+        if v.size > INSPECT_VALUE_BYTES:
+            value = f"<{v.size} bytes>"
+        else:
+            try:
+                value = v.get()
+            except Error as e:
+                value = f"<{e}>"
         if isinstance(value, bytes):
             value = value.hex()
         variables.append({"name": name, "section": v.section, "type": _type_desc(v.type),

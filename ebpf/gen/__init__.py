@@ -63,7 +63,7 @@ from ..btf.types import (
     skip_typedefs,
 )
 from ..elf.parse import load_collection_spec
-from ..errors import InvalidArgumentError
+from ..errors import Error, InvalidArgumentError
 from .ctypes_src import (
     BITS_HELPERS,
     TypeEmitter,
@@ -84,6 +84,9 @@ _ANNOTATION_NAMES = {"int", "bool", "bytes", "float", "str", "list", "dict", "An
 _MODULE_NAMES = {"ctypes", "enum", "ebpf", "base64", "zlib", "os", "hashlib", "sys",
                  "builtins", "Any", "Sequence", "Mapping", "annotations"}
 _SPEC_OWN = {"spec", "copy"}
+# a docstring shows a variable's initial value (60 characters at most) only for values
+# this small: decoding a large array just to find its repr too long costs seconds
+_DOC_VALUE_BYTES = 64
 _COLL_OWN = {"collection", "close", "load", "load_spec", "attach_all"}
 
 
@@ -331,10 +334,10 @@ class _Generator:
         cls = self._class_for(v.type)
         if cls:
             text += f" Its layout as ctypes: `{cls}`."
-        if not live:
+        if not live and v.size <= _DOC_VALUE_BYTES:
             try:
                 init = v.get()
-            except Exception:
+            except Error:
                 init = None
             if init is not None and len(repr(init)) <= 60:
                 text += f" Initial value: {init!r}."
