@@ -274,7 +274,8 @@ def test_kernel_cache_written_at_exit(tmp_path: Path) -> None:
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, check=True).stdout.split()
     assert first[0] == "False"
-    assert len(list((tmp_path / "c").iterdir())) == 1
+    names = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert len(names) == 2 and names[0].endswith(".idx") and names[1].startswith("vmlinux-")
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True).stdout.split()
     assert second == ["True", first[1]]
@@ -293,3 +294,41 @@ def test_kernel_cache_contents(cdir: Path) -> None:
     ts = cached.type_by_name("task_struct", btf.Struct)
     assert ts.member("pid").offset_bits == spec.type_by_name(
         "task_struct", btf.Struct).member("pid").offset_bits
+
+
+def key_file(d: Path) -> Path:
+    (f,) = [p for p in d.iterdir() if p.name.startswith("vmlinux-")]
+    return f
+
+
+def write_key(path: Path, boot: bytes, length: int, crc: int) -> None:
+    body = cache._KEY.pack(cache._KEY_MAGIC, boot, length, crc, 0)[:-4]
+    path.write_bytes(body + struct.pack("=I", zlib.crc32(body)))
+    path.chmod(0o600)
+
+
+def test_kernel_blob_key_once_per_boot(cdir: Path, blob: bytes) -> None:
+    """The vmlinux CRC is computed once per boot and read back by later processes;
+    another length, a corrupt file or another boot's file means computing it again."""
+    want = (len(blob), zlib.crc32(blob))
+    stale = cdir / "vmlinux-00000000000000000000000000000000.key"
+    cdir.mkdir(0o700)
+    write_key(stale, bytes(16), len(blob), 1)
+    assert cache.kernel_blob_key(blob) == want
+    f = key_file(cdir)                      # the other boot's file is gone
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    boot = bytes.fromhex(f.name[len("vmlinux-"):-len(".key")])
+    assert boot == cache._boot_id()
+    write_key(f, boot, len(blob), 0x1234)   # read back, not recomputed
+    assert cache.kernel_blob_key(blob) == (len(blob), 0x1234)
+    assert cache.kernel_blob_key(blob + b"\0") == (len(blob) + 1, zlib.crc32(blob + b"\0"))
+    raw = bytearray(f.read_bytes())
+    raw[30] ^= 1                            # corrupt: recomputed (and rewritten)
+    f.write_bytes(bytes(raw))
+    assert cache.kernel_blob_key(blob) == want
+    assert cache.kernel_blob_key(blob) == want
+
+
+def test_kernel_blob_key_disabled(monkeypatch: pytest.MonkeyPatch, blob: bytes) -> None:
+    monkeypatch.setenv(cache.ENV, "0")
+    assert cache.kernel_blob_key(blob) is None

@@ -21,6 +21,11 @@ is treated as untrusted input:
   chain drops the cached index: the blob is then walked instead);
 * anything off means the cache is ignored (and rewritten), never an error.
 
+For the running kernel's vmlinux BTF, whose CRC-32 over megabytes would otherwise
+be computed by every process, the key itself is kept too: ``vmlinux-<boot id>.key``
+holds the boot's blob length and CRC-32 (`kernel_blob_key`; the blob cannot change
+while the kernel runs), so that a later process of the same boot skips that pass.
+
 The cache is written atomically (temporary file + rename). A process that
 found no cache writes one when it exits (`atexit`), so its own first lookup
 stays fast. Where it lives:
@@ -139,7 +144,7 @@ def _open_dir(path: str, create: bool) -> int | None:
     return fd
 
 
-def _read_file(dfd: int, name: str) -> bytes | None:
+def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                      dir_fd=dfd)
@@ -149,7 +154,7 @@ def _read_file(dfd: int, name: str) -> bytes | None:
         st = os.fstat(fd)
         if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
                 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-                or not _HDR_SIZE <= st.st_size <= (1 << 30)):
+                or not min_size <= st.st_size <= (1 << 30)):
             return None
         size = st.st_size
         chunks = []
@@ -229,7 +234,7 @@ def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
     return head + struct.pack("=I", crc) + body
 
 
-def _write(dfd: int, name: str, data: bytes) -> str | None:
+def _write(dfd: int, name: str, data: bytes, prune: bool = True) -> str | None:
     tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -252,7 +257,8 @@ def _write(dfd: int, name: str, data: bytes) -> str | None:
         except OSError:
             pass
         return None
-    _prune(dfd, name)
+    if prune:
+        _prune(dfd, name)
     return name
 
 
@@ -338,17 +344,20 @@ def _save_pending() -> None:
             pass  # at exit: a cache that cannot be written is not worth a traceback
 
 
-def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None) -> Spec:
+def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None,
+                 key: tuple[int, int] | None = None) -> Spec:
     """A lazily indexed Spec of a big blob, using (and filling) the on-disk cache.
 
     With a valid cache file the index is complete at once and names are found
     by bisection; otherwise the Spec indexes lazily and the cache is written
-    when the interpreter exits. `cache=False` bypasses the cache.
+    when the interpreter exits. `cache=False` bypasses the cache. `key` is the
+    blob's (length, CRC-32) when the caller knows it (`kernel_blob_key`).
     """
     global _atexit_pid
     if cache is False or cache_directory() is None:
         return Spec(data, lazy=True)
-    key = (len(data), zlib.crc32(data))
+    if key is None:
+        key = (len(data), zlib.crc32(data))
     spec = load_cached(data, key)
     if spec is not None:
         return spec
@@ -366,7 +375,72 @@ def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None) -> Spec:
     return spec
 
 
-__all__ = ["ENV", "cache_directory", "load_cached", "load_indexed", "save"]
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+_KEY_MAGIC = b"EBPFBTFK"
+_KEY = struct.Struct("=8s16sQII")   # magic, boot id, blob length, blob CRC-32, CRC-32 of these
+_KEY_PREFIX = "vmlinux-"
+_KEY_SUFFIX = ".key"
+
+
+def _boot_id() -> bytes | None:
+    try:
+        with open(_BOOT_ID, "rb") as f:
+            text = f.read(64).strip()
+        return bytes.fromhex(text.decode("ascii").replace("-", ""))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def kernel_blob_key(data: bytes | mmap.mmap) -> tuple[int, int] | None:
+    """(length, CRC-32) of `data`, the running kernel's vmlinux BTF.
+
+    That blob cannot change while the kernel runs, so its CRC-32 (milliseconds over
+    megabytes, in every process that relocates CO-RE) is computed once per boot and
+    kept in the cache directory as ``vmlinux-<boot id>.key`` (boot id, length, CRC-32,
+    a CRC-32 of these); a later process of the same boot with a blob of that length
+    reads it back instead. Any doubt (no cache, another boot or length, a bad file)
+    means computing it, and writing the file for the next process. None when the
+    cache is disabled (nothing needs the key then)."""
+    directory = cache_directory()
+    if directory is None:
+        return None
+    boot = _boot_id()
+    if boot is None or len(boot) != 16:
+        return len(data), zlib.crc32(data)
+    name = f"{_KEY_PREFIX}{boot.hex()}{_KEY_SUFFIX}"
+    try:
+        dfd = _open_dir(directory, create=True)
+        if dfd is None:
+            return len(data), zlib.crc32(data)
+        try:
+            raw = _read_file(dfd, name, _KEY.size)
+            if raw is not None and len(raw) == _KEY.size:
+                magic, rboot, length, crc, check = _KEY.unpack(raw)
+                if (magic == _KEY_MAGIC and rboot == boot and length == len(data)
+                        and zlib.crc32(raw[:-4]) == check):
+                    return length, crc
+            key = (len(data), zlib.crc32(data))
+            body = _KEY.pack(_KEY_MAGIC, boot, key[0], key[1], 0)[:-4]
+            if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
+                _prune_keys(dfd, name)
+            return key
+        finally:
+            os.close(dfd)
+    except _CACHE_ERRORS:
+        return len(data), zlib.crc32(data)
+
+
+def _prune_keys(dfd: int, keep: str) -> None:
+    """Only the current boot's key file is worth keeping."""
+    try:
+        for n in os.listdir(dfd):
+            if n.startswith(_KEY_PREFIX) and n.endswith(_KEY_SUFFIX) and n != keep:
+                os.unlink(n, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+__all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed", "save"]
 
 if sys.byteorder not in ("little", "big"):  # pragma: no cover
     raise ImportError("unknown byte order")

@@ -60,9 +60,10 @@ def load_kernel_spec() -> Spec:
                 raise NotSupportedError(
                     "kernel BTF", f"{VMLINUX} is missing (CONFIG_DEBUG_INFO_BTF); "
                     "pass an external BTF file instead") from None
-            from .cache import load_indexed  # the index cache once the kernel's BTF is read
+            # the index cache once the kernel's BTF is read
+            from .cache import kernel_blob_key, load_indexed
 
-            _kernel = load_indexed(data)
+            _kernel = load_indexed(data, key=kernel_blob_key(data))
         return _kernel
 
 
