@@ -234,7 +234,7 @@ def test_tp_btf_on_a_module_tracepoint(tmp_path: pathlib.Path) -> None:
         assert _where("btf_trace_ext4_request_inode", btf.Typedef) == ext4
         spec = ebpf.load_collection_spec(compile_bpf("kmod_ext4"))
         spec.variables["target_pid"].set(os.getpid())
-        with ebpf.Collection(spec) as coll:
+        with ebpf.Collection(spec, programs=["on_request_inode"]) as coll:
             prog = coll.programs["on_request_inode"]
             if ext4:  # attached by the module's BTF object: the kernel says which
                 with open_module_btf(ext4) as h:
@@ -246,3 +246,15 @@ def test_tp_btf_on_a_module_tracepoint(tmp_path: pathlib.Path) -> None:
             # one inode per file and directory this process made
             assert coll.variables["requests"].get() == 4
             assert coll.variables["last_mode"].get() == stat.S_IFDIR | 0o700
+
+
+@requires("typed __ksym variables of modules (ext4's discard_pa_seq)", min_kernel="5.11",
+          config=("CONFIG_EXT4_FS", "CONFIG_DEBUG_INFO_BTF", "CONFIG_KALLSYMS_ALL"))
+def test_typed_ksym_of_a_module() -> None:
+    with module_present("ext4", "CONFIG_EXT4_FS") as ext4:
+        # ext4's one per-CPU variable: the load's ld_imm64 names the module's BTF object
+        assert _where("discard_pa_seq", btf.Var) == ext4
+        spec = ebpf.load_collection_spec(compile_bpf("kmod_ext4"))
+        with ebpf.Collection(spec, programs=["read_pa_seq"]) as coll:
+            assert coll.programs["read_pa_seq"].test_run(ctx=bytes(8)).retval == 0
+            assert coll.variables["percpu_read"].get() == 1
