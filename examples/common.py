@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))  # run from a checkout without installing
 
 import ebpf  # noqa: E402
+import ebpf.tracing  # noqa: E402
 
 TRACEFS = "/sys/kernel/tracing"
 
@@ -90,6 +93,36 @@ class Clock:
         return time.monotonic() - self.start
 
 
+def address(family: int, words: Sequence[int]) -> str:
+    """An address from an event's ``__u32 addr[4]`` (bytes in network order; IPv4 in the
+    first word when `family` is AF_INET), as text."""
+    raw = struct.pack("=4I", *words)
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
 def comm(raw: bytes | bytearray) -> str:
     """A NUL-padded ``char comm[16]`` as text."""
     return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def follow_trace(pipe: ebpf.tracing.TracePipe, wanted: Callable[[ebpf.tracing.TraceRecord], bool],
+                 duration: float, count: int = 0) -> int:
+    """Print the trace_pipe lines `wanted` keeps (the buffer is system-wide: other
+    programs write to it too) for `duration` seconds (0: until Ctrl-C) or until `count`
+    lines were shown (0: no limit); how many were shown."""
+    shown = 0
+    clock = Clock(duration)
+    try:
+        while clock.running and not (count and shown >= count):
+            try:
+                rec = pipe.read(timeout=clock.left())
+            except ebpf.DeadlineExceededError:
+                continue
+            if wanted(rec):
+                print(rec.raw, flush=True)
+                shown += 1
+    except KeyboardInterrupt:
+        pass
+    return shown

@@ -13,24 +13,11 @@ tcp_sock. Sessions that started before the tool are not shown.
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
-from collections.abc import Sequence
 
-from common import Clock, comm, load_spec, parser, tracefs
+from common import Clock, address, comm, load_spec, parser, tracefs
 
 import ebpf
-
-AF_INET = 2
-
-
-def address(family: int, words: Sequence[int]) -> str:
-    """An address from the event's ``__u32 addr[4]`` (bytes in network order), as text."""
-    raw = struct.pack("=4I", *words)
-    if family == AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    return socket.inet_ntop(socket.AF_INET6, raw)
 
 
 def main(argv: list[str] | None = None) -> int:

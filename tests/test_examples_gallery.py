@@ -6,85 +6,57 @@ matrix runs them)."""
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import pytest
+from gallery import EXAMPLES, REPO, Running, run, start, started
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
 sys.path.insert(0, str(REPO / "tools"))
 
-import gen_examples  # noqa: E402
-from kernelmatrix import requires  # noqa: E402
+import gen_examples
+from kernelmatrix import requires
 
 # The examples run on the host; the kernel matrix's VMs leave them out (too slow under TCG).
 pytestmark = pytest.mark.hostonly
 
 
-class Running:
-    """An example started in the background; `wait_for` a line, then `finish`."""
-
-    def __init__(self, argv: Sequence[str], netns: str | None = None) -> None:
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        self.proc = subprocess.Popen([*prefix, sys.executable, *argv], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.lines: list[str] = []
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_for(self, pattern: str, timeout: float = 30.0) -> str:
-        """Read stdout until a line matches `pattern` (the example is ready)."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
-        self.proc.kill()
-        _, err = self.proc.communicate()
-        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines)}{err}")
-
-    def finish(self, timeout: float = 30.0) -> str:
-        """Wait for the exit (status 0) and return all of stdout."""
-        out, err = self.proc.communicate(timeout=timeout)
-        text = "".join(self.lines) + out
-        assert self.proc.returncode == 0, text + err
-        return text
-
-
-def run(*argv: str, netns: str | None = None, timeout: float = 60.0) -> str:
-    """Run an example to its end (status 0); its stdout."""
-    r = Running(argv, netns)
-    return r.finish(timeout)
-
-
 @pytest.fixture
 def running() -> Iterator[list[Running]]:
     """Examples started by the test, killed if the test fails before they end."""
-    started: list[Running] = []
-    yield started
-    for r in started:
-        if r.proc.poll() is None:
-            r.proc.kill()
-            r.proc.communicate()
+    yield from started()
 
 
-def start(started: list[Running], *argv: str, netns: str | None = None) -> Running:
-    r = Running(argv, netns)
-    started.append(r)
-    return r
+READY_THEN_MORE = """
+import sys, time
+sys.stdout.write("ready\\nafter 1\\nafter 2\\n")   # one write: read in one chunk
+sys.stdout.flush()
+time.sleep(0.2)
+print("last")
+"""
+
+
+def test_running_keeps_lines_read_ahead(running: list[Running]) -> None:
+    """Lines that reached the pipe with the one `wait_for` waited for are part of
+    what `finish` returns (they were lost once: read into a buffer `finish` ignored)."""
+    r = start(running, "-c", READY_THEN_MORE)
+    assert r.wait_for("^ready$") == "ready\n"
+    assert r.finish() == "ready\nafter 1\nafter 2\nlast\n"
+
+
+def test_running_wait_for_keeps_to_its_timeout(running: list[Running]) -> None:
+    import time
+
+    r = start(running, "-c", "import time; time.sleep(20)")
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match=r"no line matching 'x' within 0\.5 s"):
+        r.wait_for("x", timeout=0.5)
+    assert time.monotonic() - t0 < 5 and r.proc.poll() is not None   # and killed
 
 
 def test_every_example_has_help_and_a_page() -> None:
@@ -495,3 +467,69 @@ def test_biolatency(tmp_path: pathlib.Path, running: list[Running]) -> None:
     # udev runs, perhaps a few reads of its probe of the new device
     assert total == sum(int(c) for _, _, c, _ in rows) and 64 <= total <= 72, out
     assert max(len(stars) for *_, stars in rows) == 40, out
+
+
+LISTENER = """
+import socket, time
+l = socket.socket()
+l.bind(("10.77.0.2", 8080))
+l.listen()
+print("ready", flush=True)
+c, _ = l.accept()
+time.sleep(30)              # killed by the test
+"""
+
+SENDER = """
+import socket, sys
+s = socket.create_connection(("10.77.0.2", 8080), timeout=5)
+print(s.getsockname()[1], flush=True)
+sys.stdin.readline()        # sends when told to: once the peer drops everything
+s.sendall(b"x" * 100)
+sys.stdin.readline()        # and keeps the connection until then
+"""
+
+
+@contextlib.contextmanager
+def dropping_everything(netns: str, iface: str) -> Iterator[None]:
+    """An XDP program dropping every packet `iface` (in `netns`) receives."""
+    import ebpf
+    import ebpf.link
+    from ebpf import asm
+
+    prog = ebpf.Program(ebpf.ProgramSpec(
+        name="drop_all", type=ebpf.ProgramType.XDP, license="GPL",
+        instructions=[asm.mov_imm(asm.R0, 1), asm.exit()]))    # XDP_DROP
+    with prog:
+        with ebpf.link.in_netns(netns):
+            link = ebpf.link.xdp(prog, iface)
+        with link:
+            yield
+
+
+def test_tcpretrans(netns: str, running: list[Running]) -> None:
+    peer = netns + "-peer"
+    server = subprocess.Popen(["ip", "netns", "exec", peer, sys.executable, "-c", LISTENER],
+                              stdout=subprocess.PIPE, text=True)
+    client: subprocess.Popen[str] | None = None
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "ready\n"
+        client = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c",
+                                   SENDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        assert client.stdout is not None and client.stdin is not None
+        port = int(client.stdout.readline())        # connected
+        r = start(running, "examples/tcpretrans.py", "--duration", "1.5")
+        r.wait_for(r"^TIME\s+PID\s+IP LADDR:LPORT\s+T> RADDR:RPORT\s+STATE$")
+        with dropping_everything(peer, "veth1"):
+            client.stdin.write("go\n")              # 100 bytes that are never acked
+            client.stdin.flush()
+            out = r.finish()
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                proc.kill()
+                proc.communicate()
+    assert out.startswith("Tracing retransmits ... Hit Ctrl-C to end\n"), out
+    # retransmitted by the timer (200 ms, doubling) and perhaps a tail loss probe first
+    assert re.search(rf"^\d\d:\d\d:\d\d \d+\s+4\s+10\.77\.0\.1:{port}\s+R> "
+                     r"10\.77\.0\.2:8080\s+ESTABLISHED$", out, re.M), out

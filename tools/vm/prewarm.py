@@ -5,10 +5,13 @@ Tests compile tests/bpf/*.c with clang at test time (tests/bpfbuild.py, cached i
 (tests/vmlinux.py, .cache/vmlinux/<btf hash>/). Under TCG clang is ~20-50x slower, so
 every object a guest would build is built here first, for the host's BTF and each guest
 kernel's (.cache/kernels/<release>/vmlinux): the repo is at the same path in the guest,
-so the guest's cache lookups hit. Best effort: a source that does not compile is left
-for the test to report. The Python sources of ebpf/, tests/ and tools/ are byte-compiled
-too (__pycache__, git-ignored): guests run with PYTHONDONTWRITEBYTECODE and would
-otherwise compile every module under TCG on each run.
+so the guest's cache lookups hit. The examples gallery's BPF C (examples/bpf/, built
+by `ebpf build` into ~/.cache/ebpf, keyed by the BTF's digest; the guests' HOME is
+/root, as root's on the host) is built for each kernel the same way. Best effort: a
+source that does not compile is left for the test to report. The Python sources of
+ebpf/, tests/, tools/ and examples/ are byte-compiled too (__pycache__, git-ignored):
+guests run with PYTHONDONTWRITEBYTECODE and would otherwise compile every module under
+TCG on each run.
 
     python3 -m tools.vm.prewarm [BTF ...]
 """
@@ -61,9 +64,25 @@ def prewarm(btfs: list[str], jobs: int = 2) -> tuple[int, int]:
     return ok, len(jobs_list)
 
 
+def prewarm_examples(btfs: list[str]) -> tuple[int, int]:
+    """Build examples/bpf/*.bpf.c for each kernel BTF into the `ebpf build` cache."""
+    from ebpf.gen.build import build  # the library only once the repo is on sys.path
+
+    jobs = [(str(src), b) for b in btfs if os.path.exists(b)
+            for src in sorted((REPO / "examples" / "bpf").glob("*.bpf.c"))]
+    ok = 0
+    for src, btf in jobs:     # one at a time: the vmlinux.h of a BTF is made once
+        try:
+            build(src, btf=btf)
+            ok += 1
+        except Exception as e:
+            print(f"prewarm: {src} for {btf}: {e}".splitlines()[0], file=sys.stderr)
+    return ok, len(jobs)
+
+
 def compile_python() -> None:
     """Byte-compile the repository's Python for the guests (same interpreter)."""
-    for d in ("ebpf", "tests", "tools"):
+    for d in ("ebpf", "tests", "tools", "examples"):
         compileall.compile_dir(str(REPO / d), quiet=1, workers=2)
 
 
@@ -71,8 +90,10 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     compile_python()
     ok, total = prewarm(argv)
-    print(f"kmatrix: prewarmed {ok}/{total} BPF objects for {len(argv)} kernel BTFs "
-          f"in {time.monotonic() - t0:.0f}s", flush=True)
+    sys.path.insert(0, str(REPO))
+    ex_ok, ex_total = prewarm_examples(argv)
+    print(f"kmatrix: prewarmed {ok}/{total} BPF objects and {ex_ok}/{ex_total} examples "
+          f"for {len(argv)} kernel BTFs in {time.monotonic() - t0:.0f}s", flush=True)
     return 0
 
 
