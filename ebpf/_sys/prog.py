@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import validate
 from .caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, read_privileges
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
@@ -67,15 +68,19 @@ def enable_stats(stats_type: int) -> int:
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
     """BPF_PROG_ATTACH `prog_fd` to `target_fd` (a cgroup directory, a socket, ...)."""
-    attr = ProgAttachAttr(attach_bpf_fd=prog_fd, attach_type=attach_type, attach_flags=flags)
-    attr.target_fd = target_fd
+    attr = ProgAttachAttr()
+    for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
+                         ("attach_flags", flags), ("target_fd", target_fd)):
+        validate.put(attr, field, value)
     bpf(Cmd.PROG_ATTACH, attr)
 
 
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
     """BPF_PROG_DETACH `prog_fd` from `target_fd`."""
-    attr = ProgAttachAttr(attach_bpf_fd=prog_fd, attach_type=attach_type)
-    attr.target_fd = target_fd
+    attr = ProgAttachAttr()
+    for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
+                         ("target_fd", target_fd)):
+        validate.put(attr, field, value)
     bpf(Cmd.PROG_DETACH, attr)
 
 
