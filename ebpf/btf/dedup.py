@@ -38,8 +38,6 @@ from .types import Kind
 __all__ = ["Deduplicated", "dedup", "dedup_records"]
 
 _NEVER_MERGED = frozenset((Kind.VAR, Kind.DATASEC))
-# A forward with kflag set declares a union, without it a struct.
-_FWD_TARGET = {False: Kind.STRUCT, True: Kind.UNION}
 # Rounds of forward resolution (each can only make classes coarser; real BTF needs 1-2).
 _MAX_FWD_ROUNDS = 16
 
@@ -55,14 +53,26 @@ class Deduplicated:
         self.id_map = id_map
 
 
-def _keys_and_refs(records: Sequence[Record]
-                   ) -> tuple[list[tuple[object, ...]], list[list[int]]]:
-    """Per id (0, void, first): what two records must share to be the same type with
-    their references left out, and the ids they refer to in record order."""
+_FWD, _STRUCT, _UNION = int(Kind.FWD), int(Kind.STRUCT), int(Kind.UNION)
+_ENUM, _ENUM64, _DATASEC = int(Kind.ENUM), int(Kind.ENUM64), int(Kind.DATASEC)
+_NEVER = frozenset(int(k) for k in _NEVER_MERGED)
+
+Forwards = list[tuple[int, tuple[int, str]]]
+Definitions = dict[tuple[int, str], list[int]]
+
+
+def _survey(records: Sequence[Record]
+            ) -> tuple[list[tuple[object, ...]], list[list[int]], Forwards, Definitions]:
+    """One pass over the records. Per id (0, void, first): what two records must
+    share to be the same type with their references left out, and the ids they
+    refer to in record order; the forward declarations, each with the (kind, name)
+    of the definitions it stands for, and the ids of the definitions by (kind, name)."""
     n = len(records)
     keys: list[tuple[object, ...]] = [()]
     refs: list[list[int]] = [[]]
     add_key, add_refs = keys.append, refs.append
+    fwds: Forwards = []
+    defs: Definitions = {}
     for i, r in enumerate(records, 1):
         info = r.info
         st_ref, positions, _ = layout(info)
@@ -82,11 +92,23 @@ def _keys_and_refs(records: Sequence[Record]
             bad = next(t for t in out if not 0 <= t <= n)
             raise BTFError(f"type id {i} refers to type id {bad}, beyond the {n} types")
         add_refs(out)
-        if (info >> 24) & 0x1F in _NEVER_MERGED:
+        kind = (info >> 24) & 0x1F
+        if kind in _NEVER:
             add_key((-1, i))
-        else:
-            add_key((info, r.name, -1 if st_ref else r.size_type, *tail))
-    return keys, refs
+            continue
+        add_key((info, r.name, -1 if st_ref else r.size_type, *tail))
+        if kind == _FWD:
+            fwds.append((i, (_UNION if info >> 31 else _STRUCT, r.name)))
+        elif (kind == _STRUCT or kind == _UNION) and r.name:
+            defs.setdefault((kind, r.name), []).append(i)
+        elif (kind == _ENUM or kind == _ENUM64) and r.name:
+            # `enum e;` is an enum without enumerators (clang gives it size 0); it
+            # stands for the enum or enum64 of its name, whatever that one's size.
+            if info & 0xFFFF:
+                defs.setdefault((_ENUM, r.name), []).append(i)
+            else:
+                fwds.append((i, (_ENUM, r.name)))
+    return keys, refs, [f for f in fwds if f[1] in defs], defs
 
 
 def _refine(n: int, keys: Sequence[tuple[object, ...]], refs: Sequence[Sequence[int]],
@@ -106,7 +128,12 @@ def _refine(n: int, keys: Sequence[tuple[object, ...]], refs: Sequence[Sequence[
     # class holds both kinds (the shallow key tells them apart). Each round renumbers
     # the referring types' classes above the leaves' numbers; the partition is stable
     # when a round finds no more classes than the one before.
-    referring = [(i, refs[i]) for i in live if refs[i]]
+    # A class of one type cannot split: its type keeps its number and stays out of
+    # the rounds (types only one of several linked objects has, variables, ...).
+    size = [0] * (count + 1)
+    for i in live:
+        size[cls[i]] += 1
+    referring = [(i, refs[i]) for i in live if refs[i] and size[cls[i]] > 1]
     before = len({cls[i] for i, _ in referring})
     while True:
         numbering = {}
@@ -121,28 +148,6 @@ def _refine(n: int, keys: Sequence[tuple[object, ...]], refs: Sequence[Sequence[
         if len(numbering) == before:
             return cls
         before = len(numbering)
-
-
-def _forwards(records: Sequence[Record]
-              ) -> tuple[list[tuple[int, tuple[int, str]]], dict[tuple[int, str], list[int]]]:
-    """The forward declarations, each with the (kind, name) of the definitions it
-    stands for, and the ids of the definitions by (kind, name)."""
-    fwds: list[tuple[int, tuple[int, str]]] = []
-    defs: dict[tuple[int, str], list[int]] = {}
-    for i, r in enumerate(records, 1):
-        kind = (r.info >> 24) & 0x1F
-        if kind == Kind.FWD:
-            fwds.append((i, (_FWD_TARGET[bool(r.info >> 31)], r.name)))
-        elif (kind == Kind.STRUCT or kind == Kind.UNION) and r.name:
-            defs.setdefault((kind, r.name), []).append(i)
-        elif (kind == Kind.ENUM or kind == Kind.ENUM64) and r.name:
-            # `enum e;` is an enum without enumerators (clang gives it size 0); it
-            # stands for the enum or enum64 of its name, whatever that one's size.
-            if r.info & 0xFFFF:
-                defs.setdefault((Kind.ENUM, r.name), []).append(i)
-            else:
-                fwds.append((i, (Kind.ENUM, r.name)))
-    return [f for f in fwds if f[1] in defs], defs
 
 
 def _follow(target: list[int]) -> None:
@@ -178,8 +183,7 @@ def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None =
             if seen > n:
                 raise BTFError(f"aliases of type id {t} form a cycle")
         target[src] = t
-    keys, refs = _keys_and_refs(records)
-    fwds, defs = _forwards(records)
+    keys, refs, fwds, defs = _survey(records)
     # A forward with one definition of its name in all the records resolves to it
     # whatever the partition: now, saving a round of refinement after it.
     single = False
@@ -214,7 +218,7 @@ def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None =
         rep.setdefault(cls[i], i)
     kept = sorted(rep.values())
     if datasecs_last:
-        datasec = Kind.DATASEC << 24
+        datasec = _DATASEC << 24
         last = [i for i in kept if records[i - 1].info & 0x1F000000 == datasec]
         if last:
             first = [i for i in kept if records[i - 1].info & 0x1F000000 != datasec]

@@ -126,9 +126,11 @@ class StringTable:
         return bytes(self._data)
 
 
-def _strings(table: bytes) -> Callable[[int], str]:
-    """A string lookup by offset over a raw string table (checked)."""
-    index: dict[int, str] = {}
+def _strings(table: bytes, index: dict[int, str] | None = None) -> Callable[[int], str]:
+    """A string lookup by offset over a raw string table (checked); `index` (filled
+    here) gives the strings at the starts of the table's parts directly."""
+    if index is None:
+        index = {}
     pos = 0
     for part in table.split(b"\0"):
         try:
@@ -174,7 +176,9 @@ def parse_records(blob: bytes, base: int = 0) -> tuple[list[Record], Callable[[i
     words.frombytes(blob[tstart : tstart + type_len])
     if little != (sys.byteorder == "little"):
         words.byteswap()
-    string = _strings(bytes(blob[sstart : sstart + str_len]))
+    index: dict[int, str] = {}
+    string = _strings(bytes(blob[sstart : sstart + str_len]), index)
+    known = index.get
     records: list[Record] = []
     append = records.append
     n = len(words)
@@ -192,16 +196,17 @@ def parse_records(blob: bytes, base: int = 0) -> tuple[list[Record], Callable[[i
         size, st_ref, refs, strs = shape
         if size < 0 or i + size > n:
             raise BTFError(f"bad or truncated BTF record (info {info:#x})", tstart + 4 * i)
-        tail: list[int | str] = list(words[i + 3 : i + size])
+        tail: list[int | str] = list(words[i + 3 : i + size]) if size > 3 else []
         for p in strs:
-            tail[p] = string(tail[p])  # type: ignore[arg-type]
+            tail[p] = known(tail[p]) or string(tail[p])  # type: ignore[arg-type]
         if base:
             for p in refs:
                 if tail[p]:
                     tail[p] += base  # type: ignore[operator]
             if st_ref and st:
                 st += base
-        append(Record(info, string(name_off) if name_off else "", st, tail))
+        append(Record(info, (known(name_off) or string(name_off)) if name_off else "", st,
+                      tail))
         i += size
     return records, string
 
