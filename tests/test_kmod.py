@@ -19,11 +19,12 @@ import pathlib
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 import trampolines
-from bpfbuild import compile_bpf
+from bpfbuild import REPO_DIR, compile_bpf
 from kernelmatrix import kernel_config, requires
 
 import ebpf
@@ -38,6 +39,11 @@ from ebpf.btf.kernel import (
 from ebpf.btf.raw import raw_lines
 from ebpf.cli import main as cli_main
 from ebpf.errors import KeyNotFoundError, NotSupportedError
+
+sys.path.insert(0, str(REPO_DIR / "tools"))
+import realworld
+
+sys.path.remove(str(REPO_DIR / "tools"))
 
 MODULE = "nf_conntrack"
 # nf_conntrack's kfuncs came with 5.18; Debian builds the module with BTF
@@ -258,3 +264,24 @@ def test_typed_ksym_of_a_module() -> None:
         with ebpf.Collection(spec, programs=["read_pa_seq"]) as coll:
             assert coll.programs["read_pa_seq"].test_run(ctx=bytes(8)).retval == 0
             assert coll.variables["percpu_read"].get() == 1
+
+
+@requires("module kfuncs, ksyms and attach targets as libbpf loads them", min_kernel="5.18",
+          config=("CONFIG_NF_CONNTRACK", "CONFIG_EXT4_FS", "CONFIG_DEBUG_INFO_BTF"))
+@pytest.mark.parametrize(("name", "module", "config"), [
+    ("kmod_conntrack", MODULE, "CONFIG_NF_CONNTRACK"),
+    ("kmod_ext4", "ext4", "CONFIG_EXT4_FS"),
+])
+def test_same_programs_load_as_with_libbpf(name: str, module: str, config: str) -> None:
+    """libbpf (tools/c/libbpf_each.c) and this library load each program of the object
+    one at a time: the same ones load (in the matrix's guests, all of them; on the
+    development host both are refused the fentry and the __ksym without kallsyms)."""
+    with module_present(module, config):
+        obj = realworld.CorpusObject(name, compile_bpf(name), "tests/bpf")
+        res = realworld.compare_object(obj, realworld.build_libbpf_each())
+    assert res.libbpf_open and res.ebpf_open, (res.libbpf_open_error, res.ebpf_open_error)
+    outcomes = {p.name: (bool(p.libbpf_ok), bool(p.ebpf_ok)) for p in res.programs}
+    assert len(outcomes) >= 2
+    assert all(lib == ours for lib, ours in outcomes.values()), res.programs
+    if trampolines.IN_GUEST:
+        assert all(ours for _, ours in outcomes.values()), res.programs

@@ -22,7 +22,11 @@ struct bpf_ct_opts {
 	__u8 reserved[2];
 } __attribute__((preserve_access_index));
 
-struct nf_conn;
+// a definition, not a forward declaration: libbpf checks a kfunc's prototype against the
+// kernel's, and a FWD does not match the kernel's STRUCT
+struct nf_conn {
+	unsigned long status;
+} __attribute__((preserve_access_index));
 
 extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *, struct bpf_sock_tuple *, __u32,
 					 struct bpf_ct_opts *, __u32) __ksym;
