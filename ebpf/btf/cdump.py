@@ -3,7 +3,10 @@
     open("vmlinux.h", "w").write(btf.dump_c(btf.load_kernel_spec()))
 
 The output holds the declarations `bpftool btf dump file ... format c` prints
-(tests/test_btf_cdump.py compares them), made in three independent steps:
+(tests/test_btf_cdump.py compares them). The printer reads the type records
+themselves (`_Records`: kind, size/type word and name of every type id, and the
+entries of the records it writes), so a whole-kernel dump makes no `Type`
+objects. It works in three independent steps:
 
 1. Names (`_Names`), for the whole spec in id order. C has one namespace for
    struct/union/enum tags and one for typedef names and enumerators; a name that
@@ -30,39 +33,49 @@ The output holds the declarations `bpftool btf dump file ... format c` prints
    the BTF offsets, gaps are filled with unnamed bitfields (`long: 64;`), and a
    record whose members or size natural alignment cannot reach is packed.
 
+Types are type ids throughout (of the spec, or of its base for split BTF).
 Malformed BTF (a typedef or qualifier loop, a struct containing itself by value,
-types nested deeper than a C compiler accepts) raises BTFError.
+types nested deeper than a C compiler accepts, a reference to no type) raises
+BTFError.
 """
 
 from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from itertools import compress
+from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from ..errors import BTFError
-from .spec import Spec
-from .types import (
-    Array,
-    Composite,
-    Const,
-    Enum,
-    Float,
-    FuncProto,
-    Fwd,
-    Int,
-    IntEncoding,
-    Pointer,
-    Restrict,
-    Struct,
-    Type,
-    Typedef,
-    TypeTag,
-    Union,
-    Void,
-    Volatile,
+from .layout import (
+    _ARRAY,
+    _CONST,
+    _DATASEC,
+    _DECL_TAG,
+    _ENUM,
+    _ENUM64,
+    _FLOAT,
+    _FUNC,
+    _FUNC_PROTO,
+    _FWD,
+    _INT,
+    _PTR,
+    _RESTRICT,
+    _STRUCT,
+    _TYPE_TAG,
+    _TYPEDEF,
+    _UNION,
+    _VAR,
+    _VOLATILE,
 )
+
+if TYPE_CHECKING:
+    from .spec import Spec
+    from .types import Type
 
 HEADER = """#ifndef __VMLINUX_H__
 #define __VMLINUX_H__
@@ -84,10 +97,6 @@ _MAX_CHAIN = 256  # pointer, qualifier and array links followed in one walk
 _POINTER_SIZE = 8
 _BIG_GAP = 1 << 14  # gaps of more 64-bit words than this become one char array
 
-_QUALIFIERS = (Const, Volatile, Restrict, TypeTag)
-_C_QUALIFIER: dict[type[Type], str] = {Const: "const", Volatile: "volatile",
-                                        Restrict: "restrict"}
-_COMPOSITES = (Struct, Union)
 # Keywords of C17 with GNU extensions (what clang accepts by default), and the
 # compiler's built-in type names: BTF's `__builtin_va_list` is the target's
 # (24 bytes on x86-64) and is kept as `__builtin_va_list___2`, so that structs
@@ -112,26 +121,29 @@ _PAD_UNITS = ((8, "char"), (16, "short"), (32, "int"), (64, "long"))
 _ENUM_MODE = {1: "byte", 2: "HI"}
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 _TABS = ["\t" * i for i in range(32)]
-# Kinds (as `Spec._kinds` gives them) of the types `_Names` names and `write_all` writes:
+# Kinds of the types `_Names` names and `write_all` writes:
 # INT, STRUCT, UNION, ENUM, FWD, TYPEDEF, FLOAT, ENUM64.
-_TOP_KINDS = bytes(k in (1, 4, 5, 6, 7, 8, 16, 19) for k in range(256))
-# What the printer does with a type, by its class (a subclass: as its base class).
+_TOP_KIND_TABLE = bytes(k in (_INT, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _FLOAT, _ENUM64)
+                        for k in range(256))
+_INT_BOOL, _INT_CHAR, _INT_SIGNED = 4, 2, 1  # INT encoding bits
+
+# What the printer does with a type, by its BTF kind (`_CATEGORY[kind]`).
 (_K_PTR, _K_ARRAY, _K_QUAL, _K_TYPEDEF, _K_COMPOSITE, _K_ENUM, _K_FWD, _K_NUMBER, _K_PROTO,
  _K_VOID, _K_OTHER) = range(1, 12)
-_CLASS_KINDS: dict[type, int] = {}
-_KIND_BASES: tuple[tuple[type | tuple[type, ...], int], ...] = (
-    (Pointer, _K_PTR), (Array, _K_ARRAY), (_QUALIFIERS, _K_QUAL), (Typedef, _K_TYPEDEF),
-    (Composite, _K_COMPOSITE), (Enum, _K_ENUM), (Fwd, _K_FWD), ((Int, Float), _K_NUMBER),
-    (FuncProto, _K_PROTO), (Void, _K_VOID))
-
-
-def _class_kind(cls: type) -> int:
-    """The printer's kind of the types of class `cls` (memoized in _CLASS_KINDS)."""
-    kind = next((k for base, k in _KIND_BASES if issubclass(cls, base)), _K_OTHER)
-    _CLASS_KINDS[cls] = kind
-    return kind
-
-
+_CATEGORY = bytes([
+    _K_VOID, _K_NUMBER, _K_PTR, _K_ARRAY, _K_COMPOSITE, _K_COMPOSITE, _K_ENUM, _K_FWD,
+    _K_TYPEDEF, _K_QUAL, _K_QUAL, _K_QUAL, _K_OTHER, _K_PROTO, _K_OTHER, _K_OTHER, _K_NUMBER,
+    _K_OTHER, _K_QUAL, _K_ENUM]) + bytes([_K_OTHER]) * 236
+_PRINTED_NAME_KINDS = bytes(k in (_INT, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _FLOAT, _ENUM64,
+                                  _TYPE_TAG) for k in range(256))
+_KIND_OF_HIGH_BYTE = bytes(b & 0x1F for b in range(256))
+_C_QUALIFIER = {_CONST: "const", _VOLATILE: "volatile", _RESTRICT: "restrict"}
+# The `ebpf.btf` class of each kind (for messages about a type).
+_CLASS_NAMES = ("Void", "Int", "Pointer", "Array", "Struct", "Union", "Enum", "Fwd", "Typedef",
+                "Volatile", "Const", "Restrict", "Func", "FuncProto", "Var", "Datasec", "Float",
+                "DeclTag", "TypeTag", "Enum")
+_ANONYMOUS_KINDS = frozenset((0, _PTR, _ARRAY, _VOLATILE, _CONST, _RESTRICT, _FUNC_PROTO))
+_OTHER_KINDS = (_FUNC, _VAR, _DATASEC, _DECL_TAG)  # not types of values
 
 
 def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = True) -> str:
@@ -140,15 +152,20 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     guard and the `preserve_access_index` pragma. Functions and variables are
     not declared."""
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # the types decoded here live as long as the spec: no garbage to find
+    gc.disable()  # many small tuples and lists, none of them garbage until the end
     try:
-        named = _named_types(spec)
-        emitter = _Emitter(_Names(named))
-        if types is None:
-            emitter.write_all(named)
-        else:
-            for t in types:
-                emitter.write(t, explicit=True)
+        ids = None if types is None else [spec.type_id(t) for t in types]
+        records = _Records(spec)
+        named = records.named_ids()
+        emitter = _Emitter(records, _Names(records, named))
+        try:
+            if ids is None:
+                emitter.write_all(named)
+            else:
+                for tid in ids:
+                    emitter.write(tid, explicit=True)
+        except IndexError:  # (a record refers to a type id beyond the last)
+            raise BTFError("BTF refers to a type id that does not exist") from None
         body = "".join(emitter.out)
     finally:
         if gc_was_enabled:
@@ -156,15 +173,168 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     return HEADER + body + FOOTER if header else body
 
 
-def _named_types(spec: Spec) -> list[Type]:
-    """The types of `spec` (not its base) that may get a C name or be written at the
-    top level, in id order; the others (pointers, prototypes, functions, variables,
-    ...) are only written where something refers to them, so they are decoded then."""
-    spec._load_strings()  # (most names are printed)
-    kinds = spec._kinds()
-    first = len(spec) - len(kinds)
-    ids = compress(range(first, first + len(kinds)), kinds.translate(_TOP_KINDS))
-    return list(map(spec.type_by_id, ids))
+_Members = tuple[list[int], list[int], list[int], list[int]]
+
+
+class _Records:
+    """The type records of a spec and its base by type id: `kinds`, `infos` (the
+    info word), `sts` (the size/type word) and `names` of every type, read once
+    from the type section; the entries of a record (members, values, parameters)
+    and an array's words when asked (memoized)."""
+
+    kinds: bytes
+    cat: bytes  # the printer's category of each kind (`_CATEGORY`)
+    infos: list[int]
+    sts: list[int]
+    names: list[str]  # of the kinds printed with a name; "" for the others
+
+    def __init__(self, spec: Spec) -> None:
+        spec._ensure_complete()
+        spec._load_strings()  # (most names are printed)
+        self.spec = spec
+        self.first = spec._first_id
+        base_kinds: bytes
+        if spec.base is not None:
+            base = _Records(spec.base)
+            self.base: _Records | None = base
+            infos, sts, names, base_kinds = base.infos, base.sts, base.names, base.kinds
+        else:
+            self.base = None
+            infos, sts, names, base_kinds = [0], [0], [""], b"\0"
+        if len(infos) != self.first:
+            raise BTFError(f"split BTF starts at type id {self.first}, its base has "
+                           f"{len(infos)} types")
+        w, offsets = spec._words, spec._offsets
+        self.words = w
+        self.offsets = offsets
+        # (one C-level gather per word of the record header)
+        gather = _gather(offsets)
+        own_infos = gather(w[1:])
+        # the kind is in the high byte of the info word (with the kind flag, masked off)
+        high = array("I", own_infos).tobytes()[3 if sys.byteorder == "little" else 0 :: 4]
+        kinds = high.translate(_KIND_OF_HIGH_BYTE)
+        if 0 in kinds:
+            tid = self.first + kinds.index(0)
+            raise BTFError(f"type id {tid} has unsupported kind 0",
+                           spec._type_start + 4 * offsets[tid - self.first])
+        self.own_kinds = kinds
+        infos.extend(own_infos)
+        sts.extend(gather(w[2:]))
+        # names of the kinds whose name is printed (the others' by `name_of`)
+        cache = spec._strcache
+        with_name = kinds.translate(_PRINTED_NAME_KINDS)
+        name_offs = _gather(list(compress(offsets, with_name)))(w)
+        found = list(map(cache.get, name_offs))
+        if None in found:
+            string = spec.string
+            found = [s if s is not None else (string(o) if o else "")
+                     for s, o in zip(found, name_offs, strict=True)]
+        own_names = [""] * len(kinds)
+        for k, name in zip(compress(range(len(kinds)), with_name), found):  # noqa: B905
+            own_names[k] = name  # type: ignore[assignment]  # (no None left)
+        names.extend(own_names)
+        self.infos, self.sts, self.names = infos, sts, names
+        self.kinds = base_kinds + kinds
+        self.cat = self.kinds.translate(_CATEGORY)
+        self._strings = cache
+        self._members: dict[int, _Members] = {}
+        self._arrays: dict[int, tuple[int, int]] = {}
+        self._params: dict[int, list[tuple[int, int]]] = {}
+
+    def named_ids(self) -> list[int]:
+        """The ids of the spec's own (not its base's) types that may get a C name
+        or be written at the top level, in id order; the others (pointers,
+        prototypes, functions, variables, ...) are only written where something
+        refers to them."""
+        first = self.first
+        return list(compress(range(first, first + len(self.own_kinds)),
+                             self.own_kinds.translate(_TOP_KIND_TABLE)))
+
+    def string(self, off: int) -> str:
+        """The string at offset `off` of the (possibly split) string table."""
+        s = self._strings.get(off)
+        return s if s is not None else self.spec.string(off)
+
+    def entries(self, tid: int, width: int) -> list[int]:
+        """The words after the header of record `tid`: `width` per vlen entry, and
+        the fixed words of its kind when `width` is 0 (an INT's or ARRAY's)."""
+        if tid < self.first:
+            assert self.base is not None
+            return self.base.entries(tid, width)
+        i = self.offsets[tid - self.first] + 3
+        n = width * (self.infos[tid] & 0xFFFF) if width else 3
+        return self.words[i : i + n].tolist()
+
+    def members(self, tid: int) -> _Members:
+        """The name offsets, types, bit offsets and bitfield sizes of the members of
+        a struct or union, as four lists."""
+        found = self._members.get(tid)
+        if found is None:
+            seg = self.entries(tid, 3)
+            placed = seg[2::3]
+            if self.infos[tid] >> 31:
+                offsets = [b & 0xFFFFFF for b in placed]
+                bits = [b >> 24 for b in placed]
+            else:
+                offsets, bits = placed, [0] * len(placed)
+            found = self._members[tid] = (seg[0::3], seg[1::3], offsets, bits)
+        return found
+
+    def array(self, tid: int) -> tuple[int, int]:
+        """(element type, number of elements) of an array."""
+        found = self._arrays.get(tid)
+        if found is None:
+            seg = self.entries(tid, 0)
+            found = self._arrays[tid] = (seg[0], seg[2])
+        return found
+
+    def params(self, tid: int) -> list[tuple[int, int]]:
+        """(name offset, type) of each parameter of a prototype."""
+        found = self._params.get(tid)
+        if found is None:
+            seg = self.entries(tid, 2)
+            found = self._params[tid] = list(zip(seg[0::2], seg[1::2], strict=True))
+        return found
+
+    def enum_values(self, tid: int) -> list[tuple[int, int]]:
+        """(name offset, value) of each enumerator, the value signed if the enum is."""
+        signed = self.infos[tid] >> 31
+        if self.kinds[tid] == _ENUM:
+            seg = self.entries(tid, 2)
+            values = seg[1::2]
+            if signed:
+                values = [v - (1 << 32) if v & 0x80000000 else v for v in values]
+            return list(zip(seg[0::2], values, strict=True))
+        seg = self.entries(tid, 3)
+        values = [lo | (hi << 32) for lo, hi in zip(seg[1::3], seg[2::3], strict=True)]
+        if signed:
+            values = [v - (1 << 64) if v & (1 << 63) else v for v in values]
+        return list(zip(seg[0::3], values, strict=True))
+
+    def int_encoding(self, tid: int) -> int:
+        """The encoding bits (signed, char, bool) of an INT."""
+        return (self.entries(tid, 0)[0] >> 24) & 0xF
+
+    def name_of(self, tid: int) -> str:
+        """The name of any type (`names` holds those of the kinds printed with one)."""
+        if tid < self.first:
+            assert self.base is not None
+            return self.base.name_of(tid)
+        return self.string(self.words[self.offsets[tid - self.first]])
+
+    def describe(self, tid: int) -> str:
+        """`tid` for a message, as the repr of its `ebpf.btf` type object."""
+        kind = self.kinds[tid]
+        name = "" if kind in _ANONYMOUS_KINDS else self.name_of(tid)
+        cls = _CLASS_NAMES[kind]
+        return f"<{cls} {name!r}>" if name else f"<{cls}>"
+
+
+def _gather(offsets: Sequence[int]) -> Callable[[Sequence[int]], tuple[int, ...]]:
+    """A function of a sequence giving its items at `offsets`, as a tuple (a C loop)."""
+    if len(offsets) > 1:
+        return itemgetter(*offsets)
+    return lambda words: tuple(words[o] for o in offsets)
 
 
 def _tabs(lvl: int) -> str:
@@ -195,15 +365,6 @@ def _is_c_spelling(name: str, words: frozenset[str]) -> bool:
     return bool(parts) and all(w in words for w in parts)
 
 
-def _int_spelling(t: Int) -> str:
-    """The C spelling of an integer type of t's size and encoding."""
-    if t.encoding & IntEncoding.BOOL and t.size == 1:
-        return "_Bool"
-    if t.encoding & IntEncoding.CHAR and t.size == 1:
-        return "char"
-    return _int_of_size(t.size, t.signed, t.name)
-
-
 def _int_of_size(size: int, signed: bool, what: str) -> str:
     base = _INT_BY_SIZE.get(size)
     if base is None:
@@ -211,70 +372,80 @@ def _int_of_size(size: int, signed: bool, what: str) -> str:
     return ("signed " if signed else "unsigned ") + base
 
 
-def _float_spelling(t: Float) -> str:
-    spelling = _FLOAT_BY_SIZE.get(t.size)
-    if spelling is None:
-        raise BTFError(f"{t.name!r}: no C floating-point type has {t.size} bytes")
-    return spelling
-
-
 class _Names:
     """The C name of every named type, unique in its C namespace, assigned in id
     order so that a type's name does not depend on what else is printed."""
 
-    def __init__(self, types: Sequence[Type]) -> None:
+    def __init__(self, records: _Records, named: Iterable[int]) -> None:
+        self.records = records
         self.of: dict[int, str] = {}
         self.enumerators: dict[int, list[str]] = {}
         # integer/float types with a name C does not know -> the C type to typedef
         self.aliased: dict[int, str] = {}
         self._tags: set[str] = set(_C_KEYWORDS)
         self._idents: set[str] = set(_C_KEYWORDS)
-        for t in types:
-            if t.name or type(t) in (Enum, Typedef, Fwd):
+        names, kinds = records.names, records.kinds
+        always = (_ENUM, _ENUM64, _TYPEDEF, _FWD)
+        for t in named:
+            if names[t] or kinds[t] in always:
                 self._assign(t)
 
-    def __call__(self, t: Type) -> str:
-        """The name `t` is written with (types from outside the spec get one late)."""
-        name = self.of.get(id(t))
+    def __call__(self, t: int) -> str:
+        """The name `t` is written with (types of a base spec get one late)."""
+        name = self.of.get(t)
         if name is None:
             self._assign(t)
-            name = self.of.get(id(t), "")
+            name = self.of.get(t, "")
         return name
 
-    def enumerators_of(self, t: Enum) -> list[str]:
-        if id(t) not in self.enumerators:
+    def enumerators_of(self, t: int) -> list[str]:
+        if t not in self.enumerators:
             self._assign(t)
-        return self.enumerators[id(t)]
+        return self.enumerators[t]
 
-    def _assign(self, t: Type) -> None:
+    def _assign(self, t: int) -> None:
         tags, idents = self._tags, self._idents
-        cls = type(t)
-        if cls is Struct or cls is Union:
-            self.of[id(t)] = _unique(_c_identifier(t.name), tags)
-        elif isinstance(t, Enum):
-            if t.name:  # an enum without values only refers to the tag
-                ident = _c_identifier(t.name)
-                self.of[id(t)] = _unique(ident, tags) if t.values else ident
-            self.enumerators[id(t)] = [_unique(_c_identifier(v.name), idents) for v in t.values]
-        elif cls is Typedef:
-            self.of[id(t)] = _unique(_c_identifier(t.name), idents)
-        elif cls is Fwd:
-            self.of[id(t)] = _c_identifier(t.name)
-        elif cls is Int or cls is Float:
-            self._assign_base(t)
+        records = self.records
+        kind, name = records.kinds[t], records.names[t]
+        if kind == _STRUCT or kind == _UNION:
+            self.of[t] = _unique(_c_identifier(name), tags)
+        elif kind == _ENUM or kind == _ENUM64:
+            values = records.enum_values(t)
+            if name:  # an enum without values only refers to the tag
+                ident = _c_identifier(name)
+                self.of[t] = _unique(ident, tags) if values else ident
+            string = records.string
+            self.enumerators[t] = [_unique(_c_identifier(string(off)), idents)
+                                   for off, _ in values]
+        elif kind == _TYPEDEF:
+            self.of[t] = _unique(_c_identifier(name), idents)
+        elif kind == _FWD:
+            self.of[t] = _c_identifier(name)
+        elif kind == _INT or kind == _FLOAT:
+            self._assign_base(t, kind, name)
 
-    def _assign_base(self, t: Type) -> None:
-        if isinstance(t, Int):
-            if _is_c_spelling(t.name, _INT_WORDS):
-                self.of[id(t)] = t.name
+    def _assign_base(self, t: int, kind: int, name: str) -> None:
+        size = self.records.sts[t]
+        if kind == _INT:
+            if _is_c_spelling(name, _INT_WORDS):
+                self.of[t] = name
                 return
-            self.aliased[id(t)] = _int_spelling(t)
-        elif isinstance(t, Float):
-            if _is_c_spelling(t.name, _FLOAT_WORDS):
-                self.of[id(t)] = t.name
+            encoding = self.records.int_encoding(t)
+            if encoding & _INT_BOOL and size == 1:
+                self.aliased[t] = "_Bool"
+            elif encoding & _INT_CHAR and size == 1:
+                self.aliased[t] = "char"
+            else:
+                self.aliased[t] = _int_of_size(size, bool(encoding & _INT_SIGNED), name)
+        else:
+            if _is_c_spelling(name, _FLOAT_WORDS):
+                self.of[t] = name
                 return
-            self.aliased[id(t)] = _float_spelling(t)
-        self.of[id(t)] = _unique(_c_identifier(t.name), self._idents)
+            spelling = _FLOAT_BY_SIZE.get(size)
+            if spelling is None:
+                raise BTFError(f"{name!r}: no C floating-point type has {size} bytes")
+            self.aliased[t] = spelling
+        self.of[t] = _unique(_c_identifier(name), self._idents)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -306,96 +477,103 @@ class _Layout:
     """Sizes and alignments as clang gives them to the printed header with
     `-target bpf` (pointers and longs of 8 bytes, `__int128` aligned to 16; a
     named bitfield aligns its record like its declared type; unnamed ones do not).
-    Everything is memoized by the type object (every type asked about lives in the
-    spec being dumped)."""
+    Everything is memoized by type id."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: _Records) -> None:
+        self.records = records
         self._shapes: dict[int, _Shape] = {}
-        self._sizes: dict[int, int] = {}
-        self._aligns: dict[int, int] = {}
+        self.sizes: dict[int, int] = {}
+        self.aligns: dict[int, int] = {}
 
-    def size(self, t: Type) -> int:
-        size = self._sizes.get(id(t))
+    def size(self, t: int) -> int:
+        size = self.sizes.get(t)
         if size is None:
-            size = self._sizes[id(t)] = self._size(t)
+            size = self.sizes[t] = self._size(t)
         return size
 
-    @staticmethod
-    def _size(t: Type) -> int:
+    def _size(self, t: int) -> int:
+        records = self.records
+        cat, sts = records.cat, records.sts
         n = 1
         for _ in range(_MAX_CHAIN):
-            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            k = cat[t]
             if k == _K_ARRAY:
-                assert isinstance(t, Array)
-                n *= t.nelems
-                t = t.type
+                t, nelems = records.array(t)
+                n *= nelems
             elif k == _K_TYPEDEF or k == _K_QUAL:
-                t = t.type  # type: ignore[attr-defined]
+                t = sts[t]
             elif k == _K_PTR:
                 return n * _POINTER_SIZE
             elif k == _K_NUMBER or k == _K_ENUM or k == _K_COMPOSITE:
-                return n * t.size  # type: ignore[attr-defined, no-any-return]
+                return n * sts[t]
             else:
                 return 0
-        raise BTFError(f"type reference loop computing the size of {t!r}")
+        raise BTFError(f"type reference loop computing the size of {records.describe(t)}")
 
-    def align(self, t: Type, depth: int = 0) -> int:
-        a = self._aligns.get(id(t))
+    def align(self, t: int, depth: int = 0) -> int:
+        a = self.aligns.get(t)
         if a is None:
-            a = self._aligns[id(t)] = self._align(t, depth)
+            a = self.aligns[t] = self._align(t, depth)
         return a
 
-    def _align(self, t: Type, depth: int) -> int:
+    def _align(self, t: int, depth: int) -> int:
+        records = self.records
+        cat, sts = records.cat, records.sts
         for _ in range(_MAX_CHAIN):
-            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
-            if k == _K_TYPEDEF or k == _K_ARRAY or k == _K_QUAL:
-                t = t.type  # type: ignore[attr-defined]
+            k = cat[t]
+            if k == _K_TYPEDEF or k == _K_QUAL:
+                t = sts[t]
+            elif k == _K_ARRAY:
+                t = records.array(t)[0]
             elif k == _K_PTR:
                 return _POINTER_SIZE
             elif k == _K_NUMBER or k == _K_ENUM:
-                size: int = t.size  # type: ignore[attr-defined]
+                size = sts[t]
                 return size if size in (1, 2, 4, 8, 16) else 1
             elif k == _K_COMPOSITE:
-                assert isinstance(t, Composite)
                 return self.shape(t, depth + 1).align
             else:
                 return 1
-        raise BTFError(f"type reference loop computing the alignment of {t!r}")
+        raise BTFError(f"type reference loop computing the alignment of {records.describe(t)}")
 
-    def shape(self, t: Composite, depth: int = 0) -> _Shape:
-        shape = self._shapes.get(id(t))
+    def shape(self, t: int, depth: int = 0) -> _Shape:
+        shape = self._shapes.get(t)
         if shape is None:
             if depth > _MAX_DEPTH:
-                raise BTFError(f"types nest too deeply at {t!r}")
-            shape = self._shapes[id(t)] = self._compute_shape(t, depth)
+                raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
+            shape = self._shapes[t] = self._compute_shape(t, depth)
         return shape
 
-    def _compute_shape(self, t: Composite, depth: int) -> _Shape:
+    def _compute_shape(self, t: int, depth: int) -> _Shape:
         align = 1
         misplaced = False
         end = 0
-        aligns, sizes = self._aligns, self._sizes
-        for m in t.members:
-            mtype = m.type
-            a = aligns.get(id(mtype)) or self.align(mtype, depth)
+        aligns, sizes = self.aligns, self.sizes
+        _, types, offsets, bitfields = self.records.members(t)
+        for mtype, off, bits in zip(types, offsets, bitfields):  # noqa: B905 (as long)
+            a = aligns.get(mtype) or self.align(mtype, depth)
             if a > align:
                 align = a
-            off, bits = m.offset_bits, m.bitfield_size
-            size = sizes.get(id(mtype))
+            size = sizes.get(mtype)
             if size is None:
                 size = self.size(mtype)
             if bits:
                 # a bitfield sits inside one aligned storage unit of its type
-                misplaced |= off % (8 * a) + bits > 8 * size
-                end = max(end, off + bits)
+                if off % (8 * a) + bits > 8 * size:
+                    misplaced = True
+                if off + bits > end:
+                    end = off + bits
             else:
-                misplaced |= off % (8 * a) != 0
-                end = max(end, off + 8 * size)
-        if misplaced or t.size % align:
+                if off % (8 * a):
+                    misplaced = True
+                if off + 8 * size > end:
+                    end = off + 8 * size
+        t_size = self.records.sts[t]
+        if misplaced or t_size % align:
             return _Shape(True, 1)
         used = _roundup(end, 8) // 8
-        if isinstance(t, Union) and _roundup(used, align) < t.size:
-            return self._grown_union(t.size, used, align)
+        if self.records.kinds[t] == _UNION and _roundup(used, align) < t_size:
+            return self._grown_union(t_size, used, align)
         return _Shape(False, align)
 
     @staticmethod
@@ -408,16 +586,6 @@ class _Layout:
         if wanted:
             return _Shape(False, wanted, aligned_attr=wanted)
         return _Shape(False, align, union_fill=size)
-
-    def natural_offset(self, cur: int, t: Type, bits: int, packed: bool) -> int:
-        """Where clang puts a member of type `t` (a bitfield of `bits`, or not)
-        that follows bit `cur`."""
-        if packed:
-            return cur if bits else _roundup(cur, 8)
-        unit = 8 * self.align(t)
-        if bits and cur % unit + bits <= 8 * self.size(t):
-            return cur
-        return _roundup(cur, unit)
 
 
 def _alignment_for_size(used: int, size: int) -> int:
@@ -457,9 +625,11 @@ def _union_filler(size: int, lvl: int) -> str:
 class _Emitter:
     """Writes each type after what it needs (see the module docstring)."""
 
-    def __init__(self, names: _Names) -> None:
+    def __init__(self, records: _Records, names: _Names) -> None:
+        self.records = records
+        self.cat, self.sts, self.kinds = records.cat, records.sts, records.kinds
         self.names = names
-        self.layout = _Layout()
+        self.layout = _Layout(records)
         self.out: list[str] = []
         self.printed: set[int] = set()  # definitions and typedefs written
         self.forward: set[int] = set()  # struct/union tags declared ahead
@@ -468,38 +638,39 @@ class _Emitter:
         self.inlined: set[int] = set()  # anonymous enums already written out
         # types for which need_value has nothing left to do (short cuts for members)
         self.complete: set[int] = set()
-        self.scope: list[Type | None] = []  # the definitions being prepared, innermost last
-        self.pending_enums: list[Enum] = []
+        self.scope: list[int] = []  # the definitions being prepared, innermost last (-1: none)
+        self.pending_enums: list[int] = []
         # Declarators of types whose text depends on nothing else (no anonymous struct,
-        # union or enum written inline): id -> (type, before, after, nesting depth), for
-        # a non-empty declared name and for none.
-        self._declarators: dict[int, tuple[Type, str, str, int]] = {}
-        self._abstract: dict[int, tuple[Type, str, str, int]] = {}
+        # union or enum written inline): id -> (before, after, nesting depth), for a
+        # non-empty declared name and for none.
+        self._declarators: dict[int, tuple[str, str, int]] = {}
+        self._abstract: dict[int, tuple[str, str, int]] = {}
         self._inline_written = 0  # anonymous types written inline so far
         self._deepest = 0  # the deepest declarator nesting reached
-        self._member_names: dict[str, str] = {}
+        self._member_names: dict[int, str] = {}  # by the name's string offset
 
     # -- what to write ---------------------------------------------------------------
 
-    def write_all(self, types: Iterable[Type]) -> None:
+    def write_all(self, types: Iterable[int]) -> None:
         for t in types:
             self.write(t, explicit=False)
         for e in self.pending_enums:  # anonymous enums no declaration held: their constants
-            if id(e) not in self.inlined:
-                self.inlined.add(id(e))
+            if e not in self.inlined:
+                self.inlined.add(e)
                 self._put(self._enum_text(e, 0))
 
-    def write(self, t: Type, explicit: bool) -> None:
+    def write(self, t: int, explicit: bool) -> None:
         """Write `t` as a top-level declaration, with what it needs before it."""
-        cls = type(t)
-        if isinstance(t, Enum) and not t.name:
-            if explicit and id(t) not in self.inlined:
-                self.inlined.add(id(t))
+        k = self.cat[t]
+        named = bool(self.records.names[t])
+        if k == _K_ENUM and not named:
+            if explicit and t not in self.inlined:
+                self.inlined.add(t)
                 self._put(self._enum_text(t, 0))
             elif not explicit:
                 self.pending_enums.append(t)
-        elif explicit or cls is Typedef or cls is Enum or cls is Fwd or (
-                cls in _COMPOSITES and t.name):
+        elif explicit or k == _K_TYPEDEF or k == _K_ENUM or k == _K_FWD or (
+                k == _K_COMPOSITE and named):
             self.need_value(t, 0)
 
     def _put(self, declaration: str) -> None:
@@ -507,32 +678,35 @@ class _Emitter:
 
     # -- needs -----------------------------------------------------------------------
 
-    def need_value(self, t: Type, depth: int) -> None:
+    def need_value(self, t: int, depth: int) -> None:
         """Make `t` complete: usable as a member or an array element."""
         if depth > _MAX_DEPTH:
-            raise BTFError(f"types nest too deeply at {t!r}")
+            raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
+        cat, sts = self.cat, self.sts
         for _ in range(_MAX_CHAIN):
-            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
-            if k == _K_ARRAY or k == _K_QUAL:
-                t = t.type  # type: ignore[attr-defined]
+            k = cat[t]
+            if k == _K_QUAL:
+                t = sts[t]
+            elif k == _K_ARRAY:
+                t = self.records.array(t)[0]
             elif k == _K_TYPEDEF:
-                assert isinstance(t, Typedef)
-                if id(t) not in self.ready:
-                    self.need_value(t.type, depth + 1)
+                if t not in self.ready:
+                    self.need_value(sts[t], depth + 1)
                     self.declare_typedef(t, depth + 1)
-                    self.ready.add(id(t))
-                    self.complete.add(id(t))
+                    self.ready.add(t)
+                    self.complete.add(t)
                 return
             elif k == _K_PTR:
-                target = t.type  # type: ignore[attr-defined]
+                target = sts[t]
                 self.need_name(target, depth + 1)
-                if id(target) in self.printed or id(target) in self.forward:
-                    self.complete.add(id(t))  # (need_name of a declared name returns)
+                if (target in self.printed or target in self.forward
+                        or target in self.complete or not target):
+                    # need_name of a declared name, of a complete type or of void returns
+                    self.complete.add(t)
                 return
             elif k == _K_COMPOSITE:
-                assert isinstance(t, Composite)
-                if t.name:
-                    if id(t) not in self.printed:
+                if self.records.names[t]:
+                    if t not in self.printed:
                         self.define(t, depth + 1)
                 else:
                     self._need_members(t, depth)
@@ -540,170 +714,191 @@ class _Emitter:
             else:
                 self.need_leaf(t, depth + 1)
                 return
-        raise BTFError(f"type reference loop at {t!r}")
+        raise BTFError(f"type reference loop at {self.records.describe(t)}")
 
-    def _need_members(self, t: Composite, depth: int) -> None:
+    def _need_members(self, t: int, depth: int) -> None:
         """need_value(member type, depth + 1) for each member, but for those that have
         nothing left to do (at a depth where need_value would not refuse them, nor
         need_name below it)."""
         complete = self.complete
-        shallow = depth + 2 <= _MAX_DEPTH
-        for m in t.members:
-            mtype = m.type
-            if not shallow or id(mtype) not in complete:
-                self.need_value(mtype, depth + 1)
+        need_value = self.need_value
+        types = self.records.members(t)[1]
+        if depth + 2 <= _MAX_DEPTH:
+            for mtype in types:
+                if mtype not in complete:
+                    need_value(mtype, depth + 1)
+        else:
+            for mtype in types:
+                need_value(mtype, depth + 1)
 
-    def need_name(self, t: Type, depth: int) -> None:
+    def need_name(self, t: int, depth: int) -> None:
         """Make `t` nameable: usable behind a pointer or in a prototype."""
         if depth > _MAX_DEPTH:
-            raise BTFError(f"types nest too deeply at {t!r}")
+            raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
+        cat, sts = self.cat, self.sts
         for _ in range(_MAX_CHAIN):
-            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+            k = cat[t]
             if k == _K_PTR or k == _K_QUAL:
-                t = t.type  # type: ignore[attr-defined]
+                t = sts[t]
             elif k == _K_TYPEDEF:
-                assert isinstance(t, Typedef)
-                if id(t) not in self.printed:
+                if t not in self.printed:
                     self.declare_typedef(t, depth + 1)
                 return
             elif k == _K_ARRAY:
-                assert isinstance(t, Array)
-                self.need_value(t.type, depth + 1)
+                self.need_value(self.records.array(t)[0], depth + 1)
                 return
             elif k == _K_COMPOSITE:
-                assert isinstance(t, Composite)
-                if not t.name:
-                    for m in t.members:
-                        self.need_value(m.type, depth + 1)
-                elif id(t) not in self.printed and id(t) not in self.forward and (
-                        not self.scope or self.scope[-1] is not t):
-                    self.forward.add(id(t))
+                if not self.records.names[t]:
+                    for mtype in self.records.members(t)[1]:
+                        self.need_value(mtype, depth + 1)
+                elif t not in self.printed and t not in self.forward and (
+                        not self.scope or self.scope[-1] != t):
+                    self.forward.add(t)
                     self._put(self._tag(t))
                 return
             else:
                 self.need_leaf(t, depth + 1)
                 return
-        raise BTFError(f"type reference loop at {t!r}")
+        raise BTFError(f"type reference loop at {self.records.describe(t)}")
 
-    def need_leaf(self, t: Type, depth: int) -> None:
+    def need_leaf(self, t: int, depth: int) -> None:
         """Enums, forward declarations, base types and prototypes."""
-        key = id(t)
-        if isinstance(t, FuncProto):
-            self.need_name(t.return_type, depth + 1)
-            for p in t.params:
-                self.need_name(p.type, depth + 1)
-        elif key in self.printed:
+        k = self.cat[t]
+        if k == _K_PROTO:
+            self.need_name(self.sts[t], depth + 1)
+            for _, ptype in self.records.params(t):
+                self.need_name(ptype, depth + 1)
+        elif t in self.printed:
             return
-        elif isinstance(t, Enum):
-            if t.name:
-                self.printed.add(key)
+        elif k == _K_ENUM:
+            if self.records.names[t]:
+                self.printed.add(t)
                 self._put(self._enum_text(t, 0))
-            self.complete.add(key)
-        elif isinstance(t, Fwd):
-            self.printed.add(key)
+            self.complete.add(t)
+        elif k == _K_FWD:
+            self.printed.add(t)
             self._put(self._tag(t))
-            self.complete.add(key)
-        elif isinstance(t, (Int, Float)):
+            self.complete.add(t)
+        elif k == _K_NUMBER:
             name = self.names(t)
-            alias = self.names.aliased.get(key)
+            alias = self.names.aliased.get(t)
             if alias is not None:
-                self.printed.add(key)
+                self.printed.add(t)
                 self._put(f"typedef {alias} {name}")
-            self.complete.add(key)
+            self.complete.add(t)
 
-    def define(self, t: Composite, depth: int) -> None:
+    def define(self, t: int, depth: int) -> None:
         """Write the definition of a named struct or union after what it holds."""
-        key = id(t)
-        if key in self.printed:
+        if t in self.printed:
             return
-        if key in self.busy:
-            raise BTFError(f"{t.type_name} contains itself by value")
-        self.busy.add(key)
+        if t in self.busy:
+            keyword = "union" if self.kinds[t] == _UNION else "struct"
+            raise BTFError(f"{keyword} {self.records.names[t]} contains itself by value")
+        self.busy.add(t)
         self.scope.append(t)
         self._need_members(t, depth)
         self.scope.pop()
-        self.busy.discard(key)
-        self.printed.add(key)
-        self.complete.add(key)
+        self.busy.discard(t)
+        self.printed.add(t)
+        self.complete.add(t)
         self._put(self._composite_text(t, 0, depth))
 
-    def declare_typedef(self, t: Typedef, depth: int) -> None:
-        key = id(t)
-        if key in self.printed:
+    def declare_typedef(self, t: int, depth: int) -> None:
+        if t in self.printed:
             return
-        if key in self.busy:
-            raise BTFError(f"typedef {t.name!r} refers to itself")
-        self.busy.add(key)
-        self.scope.append(None)
-        self.need_name(t.type, depth + 1)
+        if t in self.busy:
+            raise BTFError(f"typedef {self.records.names[t]!r} refers to itself")
+        self.busy.add(t)
+        self.scope.append(-1)
+        self.need_name(self.sts[t], depth + 1)
         self.scope.pop()
-        self.busy.discard(key)
-        self.printed.add(key)
+        self.busy.discard(t)
+        self.printed.add(t)
         self._put(self._typedef_text(t))
 
     # -- text ------------------------------------------------------------------------
 
-    def _tag(self, t: Type) -> str:
-        if isinstance(t, Fwd):
-            return ("union " if t.union else "struct ") + self.names(t)
-        keyword = "union" if type(t) is Union else "struct"
-        return f"{keyword} {self.names(t)}" if t.name else keyword
+    def _tag(self, t: int) -> str:
+        kind = self.kinds[t]
+        if kind == _FWD:
+            return ("union " if self.records.infos[t] >> 31 else "struct ") + self.names(t)
+        keyword = "union" if kind == _UNION else "struct"
+        return f"{keyword} {self.names(t)}" if self.records.names[t] else keyword
 
-    def _typedef_text(self, t: Typedef) -> str:
+    def _typedef_text(self, t: int) -> str:
         name = self.names(t)
-        if type(t.type) is Void and name.endswith("va_list"):
+        if self.sts[t] == 0 and name.endswith("va_list"):
             # BTF from pahole has no way to say __builtin_va_list and says void
             return f"typedef __builtin_va_list {name}"
-        return "typedef " + self._declare(t.type, name, 0, 0)
+        return "typedef " + self._declare(self.sts[t], name, 0, 0)
 
-    def _enum_text(self, t: Enum, lvl: int) -> str:
-        head = f"enum {self.names(t)}" if t.name else "enum"
-        if not t.values:
+    def _enum_text(self, t: int, lvl: int) -> str:
+        records = self.records
+        head = f"enum {self.names(t)}" if records.names[t] else "enum"
+        values = records.enum_values(t)
+        if not values:
             return head
         pad = _tabs(lvl + 1)
         lines = [head, " {"]
         names = self.names.enumerators_of(t)
-        for name, v in zip(names, t.values, strict=True):
-            lines.append(f"\n{pad}{name} = {_enum_value(t, v.value)},")
+        signed = bool(records.infos[t] >> 31)
+        is64 = self.kinds[t] == _ENUM64
+        for name, (_, v) in zip(names, values, strict=True):
+            lines.append(f"\n{pad}{name} = {_enum_value(signed, is64, v)},")
         lines.append("\n" + _tabs(lvl) + "}")
-        mode = _ENUM_MODE.get(t.size)
-        if mode is None and t.size == 8 and not any(_needs_64_bits(t, v.value) for v in t.values):
+        size = self.sts[t]
+        mode = _ENUM_MODE.get(size)
+        if mode is None and size == 8 and not any(_needs_64_bits(signed, v) for _, v in values):
             mode = "word"  # 32-bit values would give a 4-byte enum
         if mode is not None:
             lines.append(f" __attribute__((mode({mode})))")
         return "".join(lines)
 
-    def _composite_text(self, t: Composite, lvl: int, depth: int) -> str:
+    def _composite_text(self, t: int, lvl: int, depth: int) -> str:
         if depth > _MAX_DEPTH:
-            raise BTFError(f"anonymous types nest too deeply at {t!r}")
+            raise BTFError(f"anonymous types nest too deeply at {self.records.describe(t)}")
         layout = self.layout
         shape = layout.shape(t)
         packed = shape.packed
         lines = [self._tag(t), " {"]
         append = lines.append
         pad = "\n" + _tabs(lvl + 1)
-        is_struct = type(t) is Struct
+        is_struct = self.kinds[t] == _STRUCT
         member_names = self._member_names
-        sizes = layout._sizes
-        declare = self._declare
+        string = self.records.string
+        aligns, sizes = layout.aligns, layout.sizes  # (the shape holds every member's)
+        declare, memo = self._declare, self._declarators
+        inner_lvl, inner_depth = lvl + 1, depth + 1
         cur = 0
-        for m in t.members:
-            mtype, off, bits = m.type, m.offset_bits, m.bitfield_size
-            if is_struct and off > cur and layout.natural_offset(
-                    cur, mtype, bits, packed) != off:
-                lines.extend(_padding(cur, off, lvl + 1))
-            name = member_names.get(m.name)
+        for name_off, mtype, off, bits in zip(*self.records.members(t)):  # noqa: B905
+            if is_struct and off > cur:
+                # where clang would put the member after bit `cur`
+                if packed:
+                    natural = cur if bits else -(-cur // 8) * 8
+                else:
+                    unit = 8 * aligns[mtype]
+                    natural = cur if bits and cur % unit + bits <= 8 * sizes[mtype] else (
+                        -(-cur // unit) * unit)
+                if natural != off:
+                    lines.extend(_padding(cur, off, inner_lvl))
+            name = member_names.get(name_off)
             if name is None:
-                name = member_names[m.name] = _member_name(m.name)
-            decl = declare(mtype, name, lvl + 1, depth + 1)
+                name = member_names[name_off] = _member_name(string(name_off))
+            hit = memo.get(mtype) if name else None
+            if hit is not None and inner_depth + hit[2] <= _MAX_DEPTH:
+                # (what _declare does for a declarator it has seen)
+                if inner_depth + hit[2] > self._deepest:
+                    self._deepest = inner_depth + hit[2]
+                decl = hit[0] + name + hit[1]
+            else:
+                decl = declare(mtype, name, inner_lvl, inner_depth)
             if bits:
                 append(f"{pad}{decl}: {bits};")
                 cur = off + bits
             else:
                 append(pad + decl + ";")
-                size = sizes.get(id(mtype))
-                cur = off + 8 * (size if size is not None else layout.size(mtype))
-        end = 8 * t.size
+                cur = off + 8 * sizes[mtype]
+        end = 8 * self.sts[t]
         if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
             lines.extend(_padding(cur, end, lvl + 1))
         elif shape.union_fill:
@@ -715,18 +910,18 @@ class _Emitter:
             append(f" __attribute__((aligned({shape.aligned_attr})))")
         return "".join(lines)
 
-    def _declare(self, t: Type, inner: str, lvl: int, depth: int) -> str:
+    def _declare(self, t: int, inner: str, lvl: int, depth: int) -> str:
         """Declare `inner` (an identifier, or "" for a type name) as having type `t`.
 
         The declaration is `before + inner + after`; the two parts are kept for
         types whose declaration writes no anonymous type inline (and so depends
         on nothing else), with how deep it nests (its prototypes' parameters)."""
         memo = self._declarators if inner else self._abstract
-        hit = memo.get(id(t))
-        if hit is not None and hit[0] is t and depth + hit[3] <= _MAX_DEPTH:
-            if depth + hit[3] > self._deepest:
-                self._deepest = depth + hit[3]
-            return hit[1] + inner + hit[2]
+        hit = memo.get(t)
+        if hit is not None and depth + hit[2] <= _MAX_DEPTH:
+            if depth + hit[2] > self._deepest:
+                self._deepest = depth + hit[2]
+            return hit[0] + inner + hit[1]
         inline_written, deepest = self._inline_written, self._deepest
         self._deepest = depth
         try:
@@ -735,171 +930,160 @@ class _Emitter:
         finally:
             self._deepest = max(deepest, self._deepest)
         if self._inline_written == inline_written:
-            memo[id(t)] = (t, before, after, nesting)
+            memo[t] = (before, after, nesting)
         return before + inner + after
 
-    def _declarator(self, t: Type, inner: str, lvl: int, depth: int) -> tuple[str, str]:
+    def _declarator(self, t: int, inner: str, lvl: int, depth: int) -> tuple[str, str]:
         """What comes before and after `inner` in its declaration as a `t`."""
         if depth > _MAX_DEPTH:
-            raise BTFError(f"declarations nest too deeply at {t!r}")
+            raise BTFError(f"declarations nest too deeply at {self.records.describe(t)}")
         if depth > self._deepest:
             self._deepest = depth
+        records, cat, sts = self.records, self.cat, self.sts
         before = after = ""
         bare = not inner  # nothing declared yet: `before + inner + after` is empty
         qualified = False  # `before` starts with qualifiers of a pointer
+        # qualifiers of an array, which C applies to its elements: they qualify `t`
+        passed: list[int] = []
         for _ in range(_MAX_CHAIN):
-            k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
-            if k == _K_PTR:
-                assert isinstance(t, Pointer)
-                before = ("* " if qualified else "*") + before
-                bare = False
-                if isinstance(_strip_qualifiers(t.type), (Array, FuncProto)):
-                    before = "(" + before
-                    after += ")"
-                t, qualified = t.type, False
-            elif k == _K_ARRAY:
-                assert isinstance(t, Array)
-                after = f"{after}[{t.nelems}]"
-                bare = False
-                t, qualified = t.type, False
-            elif k == _K_PROTO:
-                assert isinstance(t, FuncProto)
-                after = f"{after}({self._params(t, lvl, depth)})"
-                bare = False
-                t, qualified = t.return_type, False
-            elif k == _K_QUAL:
-                run, below = _qualifier_run(t)
-                if type(below) is Pointer:
-                    words = " ".join(self._qualifier_text(q) for q in reversed(run))
+            k = cat[t]
+            if passed or k == _K_QUAL:
+                run, below = self._qualifier_run(t)
+                if passed:
+                    run, passed = passed + run, []
+                kb = cat[below]
+                if kb == _K_PTR:
+                    words = " ".join([self._qualifier_text(q) for q in reversed(run)])
                     before = words if bare else f"{words} {before}"
                     bare = False
                     t, qualified = below, True
-                elif type(below) is Array:  # C qualifies an array's elements
-                    assert isinstance(below, Array)
-                    t = _requalified(run, below)
-                elif type(below) is FuncProto:  # a function type cannot be qualified
+                elif kb == _K_ARRAY:
+                    elem, nelems = records.array(below)
+                    present = {self.kinds[q] for q in self._qualifier_run(elem)[0]} - {_TYPE_TAG}
+                    passed = [q for q in run if self.kinds[q] not in present]
+                    after = f"{after}[{nelems}]"
+                    bare = False
+                    t, qualified = elem, False
+                elif kb == _K_PROTO:  # a function type cannot be qualified
                     t = below
                 else:
                     base = self._base(below, run, lvl, depth)
                     return (base, "") if bare else (f"{base} {before}", after)
+            elif k == _K_PTR:
+                before = ("* " if qualified else "*") + before
+                bare = False
+                target = self._strip_qualifiers(sts[t])
+                if cat[target] == _K_ARRAY or cat[target] == _K_PROTO:
+                    before = "(" + before
+                    after += ")"
+                t, qualified = sts[t], False
+            elif k == _K_ARRAY:
+                elem, nelems = records.array(t)
+                after = f"{after}[{nelems}]"
+                bare = False
+                t, qualified = elem, False
+            elif k == _K_PROTO:
+                after = f"{after}({self._params(t, lvl, depth)})"
+                bare = False
+                t, qualified = sts[t], False
             else:
                 base = self._base(t, [], lvl, depth)
                 return (base, "") if bare else (f"{base} {before}", after)
         raise BTFError(f"declaration of {before + inner + after or 'a type'} has a "
                        "reference loop")
 
-    def _params(self, t: FuncProto, lvl: int, depth: int) -> str:
-        params = t.params
+    def _params(self, t: int, lvl: int, depth: int) -> str:
+        params = self.records.params(t)
         last = len(params) - 1
         parts = []
-        for i, p in enumerate(params):
-            if i == last and type(p.type) is Void:
+        string = self.records.string
+        for i, (name_off, ptype) in enumerate(params):
+            if i == last and ptype == 0:
                 if i:
                     parts.append("...")
                 break
-            parts.append(self._declare(p.type, _member_name(p.name), lvl, depth + 1))
+            parts.append(self._declare(ptype, _member_name(string(name_off)), lvl, depth + 1))
         return ", ".join(parts) or "void"
 
-    def _qualifier_text(self, q: Type) -> str:
-        word = _C_QUALIFIER.get(type(q))
+    def _strip_qualifiers(self, t: int) -> int:
+        cat, sts = self.cat, self.sts
+        for _ in range(_MAX_CHAIN):
+            if cat[t] != _K_QUAL:
+                return t
+            t = sts[t]
+        raise BTFError(f"qualifier loop at {self.records.describe(t)}")
+
+    def _qualifier_run(self, t: int) -> tuple[list[int], int]:
+        """The qualifiers and type tags starting at `t`, outermost first, and the type below."""
+        cat, sts = self.cat, self.sts
+        run: list[int] = []
+        for _ in range(_MAX_CHAIN):
+            if cat[t] != _K_QUAL:
+                return run, t
+            run.append(t)
+            t = sts[t]
+        raise BTFError(f"qualifier loop at {self.records.describe(t)}")
+
+    def _qualifier_text(self, q: int) -> str:
+        word = _C_QUALIFIER.get(self.kinds[q])
         if word is not None:
             return word
-        assert isinstance(q, TypeTag)
-        if q.attribute:
-            return f"__attribute__(({q.name}))"
-        return f'__attribute__((btf_type_tag("{q.name}")))'
+        if self.records.infos[q] >> 31:
+            return f"__attribute__(({self.records.names[q]}))"
+        return f'__attribute__((btf_type_tag("{self.records.names[q]}")))'
 
-    def _base(self, t: Type, qualifiers: list[Type], lvl: int, depth: int) -> str:
+    def _base(self, t: int, qualifiers: list[int], lvl: int, depth: int) -> str:
         """The type specifier of `t` with its qualifiers (C ones before, tags after)."""
-        k = _CLASS_KINDS.get(type(t)) or _class_kind(type(t))
+        k = self.cat[t]
         if k == _K_NUMBER or k == _K_TYPEDEF:
             text = self.names(t)
         elif k == _K_COMPOSITE:
-            if t.name:
+            if self.records.names[t]:
                 text = self._tag(t)
             else:
-                assert isinstance(t, Composite)
                 self._inline_written += 1
                 text = self._composite_text(t, lvl, depth + 1)
         elif k == _K_ENUM:
-            assert isinstance(t, Enum)
             text = self._enum_base(t, lvl)
         elif k == _K_FWD:
             text = self._tag(t)
         elif k == _K_VOID:
             text = "void"
         else:  # Func, Var, Datasec, DeclTag: not types of values
-            text = f"int /* {type(t).__name__} {t.name} */"
+            text = f"int /* {_CLASS_NAMES[self.kinds[t]]} {self.records.name_of(t)} */"
         if not qualifiers:
             return text
-        before = [_C_QUALIFIER[type(q)] for q in reversed(qualifiers) if type(q) in _C_QUALIFIER]
-        after = [self._qualifier_text(q) for q in reversed(qualifiers) if type(q) is TypeTag]
+        kinds = self.kinds
+        before = [_C_QUALIFIER[kinds[q]] for q in reversed(qualifiers)
+                  if kinds[q] in _C_QUALIFIER]
+        after = [self._qualifier_text(q) for q in reversed(qualifiers)
+                 if kinds[q] == _TYPE_TAG]
         return " ".join([*before, text, *after])
 
-    def _enum_base(self, t: Enum, lvl: int) -> str:
-        if t.name:
+    def _enum_base(self, t: int, lvl: int) -> str:
+        if self.records.names[t]:
             return f"enum {self.names(t)}"
         self._inline_written += 1  # (its spelling depends on whether it was written)
-        if id(t) in self.inlined:
+        if t in self.inlined:
             # written already: its constants cannot be defined twice, its layout can
-            return _int_of_size(t.size, t.signed, "anonymous enum")
-        self.inlined.add(id(t))
+            return _int_of_size(self.sts[t], bool(self.records.infos[t] >> 31),
+                                "anonymous enum")
+        self.inlined.add(t)
         return self._enum_text(t, lvl)
 
 
-def _join(base: str, inner: str) -> str:
-    return f"{base} {inner}" if inner else base
-
-
-def _strip_qualifiers(t: Type) -> Type:
-    for _ in range(_MAX_CHAIN):
-        if not isinstance(t, _QUALIFIERS):
-            return t
-        t = t.type
-    raise BTFError(f"qualifier loop at {t!r}")
-
-
-def _qualifier_run(t: Type) -> tuple[list[Type], Type]:
-    """The qualifiers and type tags starting at `t`, outermost first, and the type below."""
-    run: list[Type] = []
-    for _ in range(_MAX_CHAIN):
-        if not isinstance(t, _QUALIFIERS):
-            return run, t
-        run.append(t)
-        t = t.type
-    raise BTFError(f"qualifier loop at {t!r}")
-
-
-def _requalified(run: list[Type], array: Array) -> Array:
-    """`array` with the qualifiers of `run` moved onto its element type."""
-    elem = array.type
-    present = {type(q) for q in _qualifier_run(elem)[0] if type(q) is not TypeTag}
-    for q in reversed(run):
-        if type(q) in present:
-            continue
-        if isinstance(q, TypeTag):
-            elem = TypeTag(q.name, elem, q.attribute)
-        elif isinstance(q, Const):
-            elem = Const(elem)
-        elif isinstance(q, Volatile):
-            elem = Volatile(elem)
-        else:
-            elem = Restrict(elem)
-    return Array(elem, array.nelems)
-
-
-def _needs_64_bits(t: Enum, value: int) -> bool:
-    if t.signed:
+def _needs_64_bits(signed: bool, value: int) -> bool:
+    if signed:
         return not -(1 << 31) <= value < (1 << 31)
     return (value & 0xFFFFFFFFFFFFFFFF) >> 32 != 0
 
 
-def _enum_value(t: Enum, value: int) -> str:
-    if t.is64:
-        if t.signed:
+def _enum_value(signed: bool, is64: bool, value: int) -> str:
+    if is64:
+        if signed:
             return f"{value}LL"
         return f"{value & 0xFFFFFFFFFFFFFFFF}ULL"
-    return str(value if t.signed else value & 0xFFFFFFFF)
+    return str(value if signed else value & 0xFFFFFFFF)
 
 
 __all__ = ["dump_c"]
