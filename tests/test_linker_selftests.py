@@ -20,6 +20,7 @@ again reaches a fixpoint after one more round, as the Makefile checks with
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import struct
 import subprocess
@@ -223,13 +224,18 @@ def test_same_programs_pass_the_verifier(name: str,
 
 @requires("program_type:RAW_TRACEPOINT", min_kernel="5.10")  # test_run of raw tracepoints
 @pytest.mark.parametrize("name", sorted(BEHAVIOUR))
-def test_programs_behave_like_bpftools(name: str,
-                                       linked: dict[str, tuple[bytes, bytes]]) -> None:
+def test_programs_behave_like_bpftools(name: str, linked: dict[str, tuple[bytes, bytes]],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Also the output linked once more (its DATASECs already laid out, with the
+    static variables of both files), and the kernel takes every object's BTF."""
     ours, theirs = linked[name]
-    got = _behave(name, ours)
-    assert got == _behave(name, theirs)
+    with caplog.at_level(logging.WARNING, logger="ebpf"):
+        got = _behave(name, ours)
+        assert got == _behave(name, theirs)
+        assert _behave(name, link([ours])) == got
     assert got["variables"] == BEHAVIOUR[name][3]
     assert got["retvals"] == [0] * len(BEHAVIOUR[name][1])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @requires("program_type:RAW_TRACEPOINT", min_kernel="5.10")

@@ -28,6 +28,7 @@ their original order and holds only the strings they use.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 
 from ..errors import BTFError
@@ -43,14 +44,27 @@ _MAX_FWD_ROUNDS = 16
 
 
 class Deduplicated:
-    """The result of `dedup_records`: the kept `records` and `id_map`, where
-    `id_map[old_id]` is the new id of every input id (0, void, stays 0)."""
+    """The result of `dedup_records`: `id_map[old_id]` is the new id of every input
+    id (0, void, stays 0); `records` the kept types renumbered (made on first use;
+    `encode` writes them without making them)."""
 
-    __slots__ = ("id_map", "records")
+    __slots__ = ("_records", "_source", "id_map")
 
-    def __init__(self, records: list[Record], id_map: list[int]) -> None:
-        self.records = records
+    def __init__(self, source: list[Record], id_map: list[int]) -> None:
+        self._source = source  # the kept records, still with the input's ids
+        self._records: list[Record] | None = None
         self.id_map = id_map
+
+    @property
+    def records(self) -> list[Record]:
+        """The kept types, their references renumbered."""
+        if self._records is None:
+            self._records = [r.renumbered(self.id_map) for r in self._source]
+        return self._records
+
+    def encode(self, strings: StringTable) -> array[int]:
+        """The type section words of the kept types (see `encode_records`)."""
+        return encode_records(self._source, strings, self.id_map)
 
 
 _FWD, _STRUCT, _UNION = int(Kind.FWD), int(Kind.STRUCT), int(Kind.UNION)
@@ -227,8 +241,7 @@ def dedup_records(records: Sequence[Record], aliases: Mapping[int, int] | None =
     for k, i in enumerate(kept, 1):
         new_id[i] = k
     id_map = [new_id[rep[cls[t]]] if t else 0 for t in target]
-    out = [records[i - 1].renumbered(id_map) for i in kept]
-    return Deduplicated(out, id_map)
+    return Deduplicated([records[i - 1] for i in kept], id_map)
 
 
 def dedup(spec: Spec) -> Spec:
@@ -240,4 +253,4 @@ def dedup(spec: Spec) -> Spec:
     records, _ = parse_records(spec.raw)
     result = dedup_records(records)
     strings = StringTable()
-    return Spec(marshal(encode_records(result.records, strings), strings))
+    return Spec(marshal(result.encode(strings), strings))

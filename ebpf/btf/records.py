@@ -111,11 +111,10 @@ class StringTable:
         self._offsets: dict[str, int] = {"": 0}
 
     def add(self, s: str) -> int:
-        """The offset of `s`, adding it if needed."""
+        """The offset of `s`, adding it if needed (a string with a NUL byte is a
+        BTFError when the table is written)."""
         off = self._offsets.get(s)
         if off is None:
-            if "\0" in s:
-                raise BTFError(f"BTF string {s!r} contains a NUL byte")
             data = self._data
             off = self._offsets[s] = len(data)
             data += s.encode()
@@ -123,6 +122,10 @@ class StringTable:
         return off
 
     def __bytes__(self) -> bytes:
+        # one NUL per string (the empty one's included) unless a string holds one
+        if self._data.count(0) != len(self._offsets):
+            bad = next(s for s in self._offsets if "\0" in s)
+            raise BTFError(f"BTF string {bad!r} contains a NUL byte")
         return bytes(self._data)
 
 
@@ -211,8 +214,10 @@ def parse_records(blob: bytes, base: int = 0) -> tuple[list[Record], Callable[[i
     return records, string
 
 
-def encode_records(records: Iterable[Record], strings: StringTable) -> array[int]:
-    """The type section words of `records` (strings added to `strings`)."""
+def encode_records(records: Iterable[Record], strings: StringTable,
+                   renumber: Sequence[int] | None = None) -> array[int]:
+    """The type section words of `records` (strings added to `strings`; with
+    `renumber`, every type id `t` written as `renumber[t]`)."""
     out = array("I")
     ext = out.extend
     add = strings.add
@@ -220,14 +225,20 @@ def encode_records(records: Iterable[Record], strings: StringTable) -> array[int
     for r in records:
         tail = r.tail
         info = r.info
-        _, _, strs = layout(info)
-        if strs:
+        st = r.size_type
+        st_ref, refs, strs = layout(info)
+        if strs or (renumber is not None and refs):
             tail = list(tail)
             for p in strs:
                 off = known(tail[p])  # type: ignore[arg-type]
                 tail[p] = add(tail[p]) if off is None else off  # type: ignore[arg-type]
+            if renumber is not None:
+                for p in refs:
+                    tail[p] = renumber[tail[p]]  # type: ignore[index]
+        if renumber is not None and st_ref:
+            st = renumber[st]
         name = r.name
-        ext(((known(name) or add(name)) if name else 0, info, r.size_type,
+        ext(((known(name) or add(name)) if name else 0, info, st,
              *tail))  # type: ignore[arg-type]
     return out
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..btf.records import StringTable, encode_records, marshal
+from ..btf.records import StringTable, marshal
 from ..elf import SectionType
 from ..elf.writer import ElfWriter
 from ..errors import LinkError
@@ -45,7 +45,7 @@ def link(objects: Sequence[Source]) -> bytes:
     if any(obj.has_btf for obj in inputs):
         merged = MergedBTF(inputs, layout, symbols)
         strings = StringTable()
-        words = encode_records(merged.result.records, strings)
+        words = merged.result.encode(strings)
         ext = link_ext(inputs, layout, merged.bases, merged.result.id_map, strings)
         writer.add_section(".BTF", SectionType.PROGBITS, 0, marshal(words, strings), align=4)
         if ext is not None:

@@ -42,7 +42,11 @@ class MergedBTF:
         self.bases: list[int] = []
         # Per object: name -> id of its non-static FUNC / VAR.
         self.named: list[dict[str, int]] = []
-        for obj in objects:
+        self._externs: list[int] = []  # ids of extern FUNCs and VARs
+        self._datasecs: list[tuple[int, int]] = []  # (object number, id) of DATASECs
+        func, var, datasec = int(Kind.FUNC), int(Kind.VAR), int(Kind.DATASEC)
+        static, extern = int(Linkage.STATIC), int(Linkage.EXTERN)
+        for k, obj in enumerate(objects):
             base = len(records)
             self.bases.append(base)
             named: dict[str, int] = {}
@@ -50,9 +54,14 @@ class MergedBTF:
             records.extend(own)
             for i, r in enumerate(own, base + 1):
                 kind = (r.info >> 24) & 0x1F
-                if (kind == Kind.FUNC and r.info & 0xFFFF != Linkage.STATIC) or (
-                        kind == Kind.VAR and r.tail[0] != Linkage.STATIC):
-                    named.setdefault(r.name, i)
+                if kind == func or kind == var:
+                    linkage = r.info & 0xFFFF if kind == func else r.tail[0]
+                    if linkage != static:
+                        named.setdefault(r.name, i)
+                        if linkage == extern:
+                            self._externs.append(i)
+                elif kind == datasec:
+                    self._datasecs.append((k, i))
             self.named.append(named)
         self.records = records
         self.aliases: dict[int, int] = {}
@@ -70,10 +79,20 @@ class MergedBTF:
     def _merge_datasecs(self) -> None:
         records = self.records
         groups: dict[str, list[tuple[int, int]]] = {}
-        for k, base in enumerate(self.bases):
-            for i, r in enumerate(self.objects[k].btf, base + 1):
-                if r.kind == Kind.DATASEC:
-                    groups.setdefault(r.name, []).append((k, i))
+        for k, i in self._datasecs:
+            groups.setdefault(records[i - 1].name, []).append((k, i))
+        # clang leaves the offsets of a relocatable object's DATASECs at 0: the
+        # symbols say where each variable is (per object: section -> name -> offset).
+        # A name twice in a section (static variables of several files in a linked
+        # input) keeps its DATASEC offset.
+        where_is: list[dict[int, dict[str, int]]] = []
+        for obj in self.objects:
+            by_section: dict[int, dict[str, int]] = {}
+            for sym in obj.symbols:
+                if sym.name:
+                    at = by_section.setdefault(sym.section_index, {})
+                    at[sym.name] = -1 if sym.name in at else sym.value
+            where_is.append(by_section)
         for name, members in groups.items():
             out = self.layout.sections.get(name)
             entries: list[tuple[int, int, int]] = []
@@ -84,10 +103,7 @@ class MergedBTF:
                 sec = obj.elf.section_by_name(name)
                 where = self.layout.place.get((k, sec.index)) if sec is not None else None
                 shift = where[1] if where is not None else 0
-                # clang leaves the offsets of a relocatable object's DATASECs at 0:
-                # the symbols say where each variable is.
-                at = ({sym.name: sym.value for sym in obj.symbols
-                       if sym.section_index == sec.index} if sec is not None else {})
+                at = where_is[k].get(sec.index, {}) if sec is not None else {}
                 tail = records[i - 1].tail
                 for j in range(0, len(tail), 3):
                     vid, off, size = int(tail[j]), int(tail[j + 1]), int(tail[j + 2])
@@ -95,7 +111,8 @@ class MergedBTF:
                         raise LinkError(f"{obj.name!r}: DATASEC {name!r} refers to type id "
                                         f"{vid - self.bases[k]}, which does not exist")
                     v = records[vid - 1]
-                    off = at.get(v.name, off)
+                    found = at.get(v.name, -1)
+                    off = found if found >= 0 else off
                     linkage = _linkage(v) if v.kind in (Kind.VAR, Kind.FUNC) else 0
                     if shared and k != members[0][0]:
                         # One copy of license/version: the first object's variables.
@@ -131,13 +148,11 @@ class MergedBTF:
     def _resolve_externs(self) -> None:
         """An extern FUNC, or an extern VAR outside any DATASEC (clang lists only
         .kconfig/.ksyms externs in one), becomes the definition when there is one."""
-        for k, base in enumerate(self.bases):
-            for i, r in enumerate(self.objects[k].btf, base + 1):
-                if (r.kind in (Kind.FUNC, Kind.VAR) and i not in self.aliases
-                        and _linkage(r) == Linkage.EXTERN):
-                    target = self._defining_id(r.name)
-                    if target is not None and target != i:
-                        self.aliases[i] = target
+        for i in self._externs:
+            if i not in self.aliases:
+                target = self._defining_id(self.records[i - 1].name)
+                if target is not None and target != i:
+                    self.aliases[i] = target
 
     # -- checks ----------------------------------------------------------------
 
