@@ -11,6 +11,9 @@
 
 char _license[] SEC("license") = "GPL";
 
+// -DGLOBALS_ONLY: just count_calls, for kernels whose vmlinux.h has no bpf_rb_root
+#ifndef GLOBALS_ONLY
+
 #define __contains(type, field) __attribute__((btf_decl_tag("contains:" #type ":" #field)))
 #define __kptr __attribute__((btf_type_tag("kptr")))
 // a global hidden from user space, in a section of its own (the lock guards it)
@@ -214,6 +217,8 @@ int list_take_front(void *ctx)
 	drop_object(it);
 	return 0;
 }
+
+#endif /* GLOBALS_ONLY */
 
 // -- nothing but global data ----------------------------------------------------------
 
