@@ -26,6 +26,23 @@ TRACEFS = "/sys/kernel/tracing"
 CGROUP2 = "/sys/fs/cgroup/unified"
 
 
+SETUP = "sh tools/setup.sh"
+
+
+def need_tool(name: str, *, present: bool | None = None) -> str:
+    """The path of tool `name` (clang-19, bpftool, gcc, llvm-objdump-19, readelf, ...), or
+    `name` when `present` says whether a non-executable (a header, a library, a package's
+    files) is there. tools/setup.sh installs everything the tests use, and only a kernel
+    that lacks a feature may skip a test: a missing tool FAILS the test, naming the tool
+    and the setup command. Kernel-matrix guests see the host's file system, tools included.
+    """
+    path = shutil.which(name) if present is None else (name if present else None)
+    if path is None:
+        pytest.fail(f"{name} is missing: install the test tools with `{SETUP}` (only a "
+                    "kernel that lacks a feature may skip a test)", pytrace=False)
+    return path
+
+
 def _mounted(path: str, fstype: str) -> bool:
     with open("/proc/self/mounts") as f:
         return any(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import pytest
+from conftest import need_tool
 from kernelmatrix import requires
 
 from ebpf import asm
@@ -89,9 +89,8 @@ LOG_LINE = re.compile(r"^(\d+): (\([0-9a-f]{2}\) [^;]*?)\s*(?:;.*)?$")
 
 
 def compile_variant(tmp_path: pathlib.Path, cpu: str, defines: tuple[str, ...]) -> pathlib.Path:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)}")
+    for tool in TOOLS:
+        need_tool(tool)
     if os.geteuid() != 0:
         pytest.skip("needs root to load programs")
     src = tmp_path / "asm_kernel.c"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import collections
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import need_tool
 from vmlinux import vmlinux_include_dir
 
 from ebpf import btf
@@ -22,7 +22,6 @@ from ebpf.btf.spec import Spec
 from ebpf.errors import BTFError
 
 CLANG = "clang-19"
-needs_clang = pytest.mark.skipif(shutil.which(CLANG) is None, reason=f"{CLANG} is missing")
 needs_vmlinux = pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"{VMLINUX} is missing")
 
 LAYOUT_STRUCTS = ["task_struct", "sk_buff", "sock", "file", "inode", "bpf_prog", "net_device",
@@ -56,8 +55,8 @@ def kernel_header(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @needs_vmlinux
-@needs_clang
 def test_kernel_header_compiles_with_kernel_layouts(kernel_header: tuple[Path, str]) -> None:
+    need_tool(CLANG)
     d, _ = kernel_header
     kernel = btf.load_kernel_spec()
     asserts = []
@@ -113,8 +112,7 @@ def test_kernel_header_matches_bpftool(kernel_header: tuple[Path, str]) -> None:
     normalization of `declarations`), in an order of our own. The differences
     are deliberate: va_list keeps the kernel's layout, and base types whose BTF
     name is not C (`ssizetype`) get a typedef."""
-    if shutil.which("bpftool") is None:
-        pytest.skip("bpftool is missing")
+    need_tool("bpftool")
     _, ours_text = kernel_header
     theirs = declarations(bpftool_dump(VMLINUX))
     ours = declarations(ours_text.replace("__builtin_va_list___2", "__builtin_va_list"))
@@ -233,14 +231,13 @@ def differing(a: Layouts, b: Layouts) -> list[str]:
 
 
 @needs_vmlinux
-@needs_clang
 def test_kernel_layouts_differential(kernel_header: tuple[Path, str], tmp_path: Path) -> None:
     """Differential test: every struct and union of the kernel (and every typedef of
     an anonymous one), compiled from our header, has the kernel's size and member
     offsets (bitfields and anonymous members included); bpftool's header, compiled
     the same way, agrees wherever bpftool gets the kernel's layout itself."""
-    if shutil.which("bpftool") is None:
-        pytest.skip("bpftool is missing")
+    need_tool(CLANG)
+    need_tool("bpftool")
     _, ours_text = kernel_header
     kernel = btf_layouts(btf.load_kernel_spec())
     ours = clang_layouts(ours_text, tmp_path / "ours")
@@ -262,23 +259,23 @@ def object_names() -> list[str]:
     return sorted(names - _NOT_STANDALONE)
 
 
-@needs_clang
 @pytest.mark.parametrize("name", object_names())
 def test_object_layouts_differential(name: str, tmp_path: Path) -> None:
     """The same differential test for the BTF of every test object."""
+    need_tool(CLANG)
     obj = compile_bpf(name, extra_flags=[f"-I{vmlinux_include_dir()}"])
     spec = btf.load_spec(str(obj))
     expected = btf_layouts(spec)
     ours = clang_layouts(btf.dump_c(spec), tmp_path / "ours")
     assert differing(ours, expected) == []
-    if shutil.which("bpftool") is not None:
-        theirs = clang_layouts(bpftool_dump(str(obj)), tmp_path / "bpftool")
-        assert set(differing(ours, theirs)) <= set(differing(theirs, expected))
+    need_tool("bpftool")
+    theirs = clang_layouts(bpftool_dump(str(obj)), tmp_path / "bpftool")
+    assert set(differing(ours, theirs)) <= set(differing(theirs, expected))
 
 
-@needs_clang
 def test_clang_object_round_trip(tmp_path: Path) -> None:
     """Dump clang's BTF, compile the header, and get the same layouts back."""
+    need_tool(CLANG)
     spec = btf.load_spec(str(compile_bpf("btf_kinds")))
     (tmp_path / "kinds.h").write_text(btf.dump_c(spec))
     obj = compile_c("""#include "kinds.h"
@@ -317,8 +314,8 @@ def test_small_dump_text() -> None:
     assert text.index("typedef unsigned int u32;") < text.index("struct node {")
 
 
-@needs_clang
 def test_mutually_referencing_structs_compile(tmp_path: Path) -> None:
+    need_tool(CLANG)
     a = btf.Struct("a", 16, [])
     b_ = btf.Struct("b", 16, [])
     a.members.extend([btf.Member("b", btf.Pointer(b_), 0),
@@ -355,11 +352,11 @@ def test_cycles_and_depth_raise_btf_error() -> None:
         btf.dump_c(Spec(b.marshal()))
 
 
-@needs_clang
 def test_declarators_names_and_layout_attributes(tmp_path: Path) -> None:
     """Declarators (pointers to arrays, arrays of function pointers, qualified
     pointers), names that C would not accept or that clash, and records that
     need packing, an alignment or a filler compile to the BTF's layout."""
+    need_tool(CLANG)
     i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
     char = btf.Int("char", 1, btf.IntEncoding.CHAR | btf.IntEncoding.SIGNED)
     rust_u8 = btf.Int("u8", 1)

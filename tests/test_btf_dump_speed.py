@@ -6,12 +6,12 @@ BTFError for the same malformed blobs)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 
 import pytest
+from conftest import need_tool
 from hypothesis import assume, given
 from test_btf_fuzz import MUTATIONS, SETTINGS, marshal, mutate, type_graphs
 
@@ -118,9 +118,9 @@ def cpu_seconds(argv: list[str]) -> float:
 
 
 @needs_vmlinux
-@pytest.mark.skipif(shutil.which("bpftool") is None, reason="no bpftool")
 @pytest.mark.parametrize("fmt, limit", [("c", 6.0), ("raw", 4.0)])
 def test_kernel_dump_cpu_time_against_bpftool(fmt: str, limit: float) -> None:
+    need_tool("bpftool")
     # Today ~4x (c) and ~1.5x (raw) on a busy 2-CPU machine: the limits only catch a
     # dump that got several times slower (best of three runs each, interleaved).
     ours_argv = [sys.executable, "-m", "ebpf", "btf", "dump", "file", VMLINUX, "format", fmt]

@@ -5,12 +5,12 @@ blobs in both byte orders, forward-compatible record sizes, and malformed input
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 from collections.abc import Sequence
 
 import pytest
+from conftest import need_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -326,8 +326,8 @@ def _objdump_relos(path: str) -> dict[str, list[tuple[int, CoreReloKind, int, st
 
 @pytest.fixture(scope="module")
 def core_fields_obj() -> str:
-    if shutil.which("clang-19") is None or shutil.which("bpftool") is None:
-        pytest.skip("clang-19 and bpftool are needed to build the CO-RE test objects")
+    need_tool("clang-19")
+    need_tool("bpftool")
     from bpfbuild import compile_bpf
 
     return str(compile_bpf("core_fields"))  # against tests/bpf/core_types.h
@@ -356,8 +356,7 @@ def test_clang_object(core_fields_obj: str) -> None:
     assert all(li.line > 0 for _, li in lines)
     assert [o for o, _ in lines] == sorted(o for o, _ in lines)
 
-    if shutil.which("llvm-objdump-19") is None:
-        pytest.skip("llvm-objdump-19 is needed to cross-check the relocations")
+    need_tool("llvm-objdump-19")
     expected = _objdump_relos(core_fields_obj)[sec]
     got = ext.core_relos[sec]
     assert len(got) == len(expected) > 50

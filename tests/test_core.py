@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import need_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_btf_ext import RawBTF
@@ -659,8 +660,7 @@ def _need_tools() -> None:
     if not os.path.exists(VMLINUX):
         pytest.skip(f"{VMLINUX} is missing")
     for tool in ("clang-19", "bpftool"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is needed to build the CO-RE test objects")
+        need_tool(tool)
 
 
 def compile_core(name: str) -> Path:
@@ -712,7 +712,8 @@ def _libbpf() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libbpf.so.1")
     except OSError:
-        pytest.skip("libbpf.so.1 is needed for the side-by-side comparison")
+        need_tool("libbpf.so.1 (libbpf-dev)", present=False)  # fails the test
+        raise
     vp, cp = ctypes.c_void_p, ctypes.c_char_p
     for name, res, args in (
             ("bpf_object__open_file", vp, [cp, ctypes.POINTER(_OpenOpts)]),

@@ -7,7 +7,6 @@ import functools
 import gc
 import pathlib
 import re
-import shutil
 import struct
 import subprocess
 import time
@@ -18,6 +17,7 @@ from typing import Literal
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import need_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,8 +40,6 @@ from ebpf.errors import ELFError
 
 LIBC = pathlib.Path("/lib/x86_64-linux-gnu/libc.so.6")
 TRUE = pathlib.Path("/bin/true")
-READELF = shutil.which("readelf")
-needs_readelf = pytest.mark.skipif(READELF is None, reason="readelf (binutils) not installed")
 
 R_BPF_64_64 = 1
 R_BPF_64_32 = 10
@@ -396,12 +394,10 @@ def test_bin_true() -> None:
 
 
 def readelf(*args: str) -> str:
-    assert READELF is not None
-    return subprocess.run([READELF, "-W", *args], check=True, capture_output=True,
+    return subprocess.run([need_tool("readelf"), "-W", *args], check=True, capture_output=True,
                           text=True).stdout
 
 
-@needs_readelf
 @pytest.mark.parametrize("which", ["smoke", "smoke_be", "libc", "true"])
 def test_matches_readelf(which: str, request: pytest.FixtureRequest) -> None:
     path = {"libc": LIBC, "true": TRUE}.get(which) or request.getfixturevalue(which)
@@ -497,9 +493,7 @@ int main(void)
 
 
 def test_stapsdt_notes(tmp_path: pathlib.Path) -> None:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
+    cc = need_tool("gcc")
     src = tmp_path / "usdt.c"
     src.write_text(USDT_C)
     exe = tmp_path / "usdt"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from typing import Any
 
 import pytest
+from conftest import need_tool
 from kernelmatrix import requires
 
 import ebpf
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.kernel
 
 @pytest.fixture(scope="module")
 def bpftool() -> dict[str, Any]:
-    exe = shutil.which("bpftool")
-    if exe is None:
-        pytest.skip("bpftool is not installed")
+    exe = need_tool("bpftool")
     out = subprocess.run([exe, "feature", "probe", "kernel", "-j"], check=True,
                          capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(out)

@@ -18,6 +18,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import need_tool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -211,9 +212,7 @@ def test_crash_names_the_running_test(fake) -> None:
 
 def test_real_qemu_with_an_unbootable_kernel(tmp_path: pathlib.Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        pytest.skip("qemu-system-x86_64 not installed")
+    qemu = need_tool("qemu-system-x86_64")
     root = tmp_path / "k"
     (root / "boot").mkdir(parents=True)
     (root / "boot" / "vmlinuz-0.0.0-bad").write_bytes(os.urandom(4096))
@@ -270,7 +269,7 @@ def test_module_load_order() -> None:
 
 
 def test_cpio_is_readable_by_cpio(tmp_path: pathlib.Path) -> None:
-    bb = shutil.which("busybox") or shutil.which("cpio")
+    bb = shutil.which("busybox") or need_tool("cpio")
     c = initramfs.Cpio()
     c.dir("bin")
     c.file("bin/hello", b"hello world\n", 0o755)
@@ -278,8 +277,6 @@ def test_cpio_is_readable_by_cpio(tmp_path: pathlib.Path) -> None:
     c.chardev("console", 5, 1)
     data = c.finish()
     assert len(data) % 512 == 0 and data.startswith(b"070701")
-    if bb is None:
-        pytest.skip("no cpio to cross-check with")
     cmd = [bb, "cpio", "-t"] if bb.endswith("busybox") else [bb, "-t"]
     out = subprocess.run(cmd, input=data, capture_output=True, check=True).stdout.decode()
     assert out.split() == ["bin", "bin/hello", "bin/sh", "console"]

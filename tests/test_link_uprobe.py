@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import need_tool
 from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
@@ -127,8 +128,7 @@ def per_pid(m: ebpf.Map) -> dict[int, int]:
 def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The test target built as PIE and as a non-PIE executable whose text is
     mapped at an address unrelated to its file offset."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the uprobe target")
+    need_tool("gcc")
     d = tmp_path_factory.mktemp("uprobe")
     src = d / "target.c"
     src.write_text(TARGET_C)

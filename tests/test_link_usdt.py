@@ -5,7 +5,6 @@ built with <sys/sdt.h> (Debian: systemtap-sdt-dev)."""
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import need_tool
 from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
@@ -84,10 +84,8 @@ def no_leaks(no_fd_leaks: None) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the USDT target")
-    if not any(os.path.exists(p) for p in SDT_H):
-        pytest.skip("<sys/sdt.h> is missing (Debian: apt-get install systemtap-sdt-dev)")
+    need_tool("gcc")
+    need_tool("<sys/sdt.h> (systemtap-sdt-dev)", present=any(os.path.exists(p) for p in SDT_H))
     d = tmp_path_factory.mktemp("usdt")
     (d / "target.c").write_text(TARGET_C)
     exe = d / "usdt-target"

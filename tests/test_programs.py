@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from conftest import need_tool
 from kernelmatrix import kernel_version, requires
 
 import ebpf
@@ -631,13 +632,11 @@ int bad_deref(struct __sk_buff *skb)
 
 
 def compile_c(tmp_path: pathlib.Path, name: str, source: str) -> pathlib.Path:
-    import shutil
     import subprocess
 
     from bpfbuild import BASE_FLAGS, CLANG
 
-    if shutil.which(CLANG) is None:
-        pytest.skip(f"{CLANG} is not installed")
+    need_tool(CLANG)
     src = tmp_path / f"{name}.c"
     src.write_text(source)
     obj = tmp_path / f"{name}.o"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import need_tool
 
 import ebpf
 from ebpf import ProgramType
@@ -61,13 +62,11 @@ def corpus() -> list[realworld.CorpusObject]:
     extra = sorted(str(p) for p in realworld.CACHE.glob("selftests-*") if p.is_dir()
                    ) if everything else []
     objects = realworld.discover(extra)
-    if not objects:
-        pytest.skip("no real-world BPF objects installed (tools/setup.sh installs them)")
+    need_tool("the real-world BPF objects (libbpf-tools, xdp-tools, ...)", present=bool(objects))
     if not everything:
         wanted = set(SUBSET)
         objects = [o for o in objects if o.name in wanted]
-    if not objects:
-        pytest.skip("none of the representative objects is installed")
+    need_tool("the representative real-world objects (SUBSET above)", present=bool(objects))
     return objects
 
 

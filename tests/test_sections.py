@@ -7,6 +7,7 @@ import ctypes.util
 import dataclasses
 
 import pytest
+from conftest import need_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -383,8 +384,8 @@ def _names() -> list[str]:
 
 def test_agrees_with_system_libbpf() -> None:
     lib = _libbpf()
-    if lib is None:
-        pytest.skip("libbpf.so not available")
+    need_tool("libbpf.so (libbpf-dev)", present=lib is not None)
+    assert lib is not None
     compared = 0
     for name in _names():
         ptype, atype = ctypes.c_int(), ctypes.c_int()
