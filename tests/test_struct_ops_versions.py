@@ -102,7 +102,7 @@ def test_two_versions_share_programs(netns: str) -> None:
         assert "vcc_spare" not in available()
 
 
-@requires("struct_ops links", min_kernel="6.4", config="BPF_JIT")
+@requires("struct_ops", min_kernel="5.6", config="BPF_JIT")
 def test_no_map_created_loads_no_struct_ops_program() -> None:
     spec = ebpf.load_collection_spec(obj())
     for ops in spec.struct_ops.values():
