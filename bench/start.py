@@ -1,7 +1,7 @@
 """Process start benchmark (issue 15, item 4): `ebpf load OBJ` as a whole process vs
 `python3 -c pass` and `bpftool prog loadall` of the same CO-RE object.
 
-    sudo python3 bench/start.py [--runs 15] [--object OBJ]
+    sudo python3 bench/start.py [--runs 15] [--object OBJ] [--baseline DIR]
 
 Object: examples/bpf/execsnoop.bpf.c (CO-RE reads of task_struct fields, a ring
 buffer, a hash map, .rodata), compiled with clang-19 once into .cache/bench/start/
@@ -26,9 +26,13 @@ in a fresh interpreter and timed there with time.process_time (median over the r
 `python3 -X importtime` breakdown of the load process: each module's self time,
 minimum over 5 runs, the largest first (wall microseconds, noisy on a busy machine).
 
-Children run with bytecode present (compileall first) and PYTHONDONTWRITEBYTECODE
-unset. Prints one JSON object; targets (issue 15): beyond-pass CPU <= 20 ms, load
-path imports <= 10 ms.
+`--baseline DIR` (a directory holding another version's `ebpf` package, e.g. from
+`git archive OLD ebpf | tar -x -C DIR`) adds that version's `import ebpf` and load
+process to the same rounds (`baseline_*` rows): before/after figures measured side by
+side. Children run from / with PYTHONPATH naming the package's directory (this
+checkout, or the baseline), with bytecode present (compileall first) and
+PYTHONDONTWRITEBYTECODE unset. Prints one JSON object; targets (issue 15):
+beyond-pass CPU <= 20 ms, load path imports <= 10 ms.
 """
 
 from __future__ import annotations
@@ -86,18 +90,19 @@ def build_object() -> str:
     return obj
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(tree: str = REPO) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=tree)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
 def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(user+sys CPU ms, wall ms) of one run of cmd, its output discarded."""
+    """(user+sys CPU ms, wall ms) of one run of cmd from /, its output discarded."""
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
+            os.chdir("/")
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
@@ -121,14 +126,14 @@ def extra_modules(obj: str, env: dict[str, str]) -> list[str]:
     code = MODULES_SNIPPET + "\nprint(json.dumps([m for m in sys.modules if m not in before"\
         " and m != '__main__']), file=sys.__stderr__)\n"
     r = subprocess.run([sys.executable, "-c", code, obj], env=env, check=True,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd="/")
     mods: list[str] = json.loads(r.stderr.strip().splitlines()[-1])
     return mods
 
 
 def import_cpu(names: list[str], env: dict[str, str]) -> float:
     r = subprocess.run([sys.executable, "-c", IMPORT_SNIPPET, *names], env=env, check=True,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd="/")
     return float(r.stdout)
 
 
@@ -136,7 +141,7 @@ def importtime(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]
     best: dict[str, tuple[int, int]] = {}
     for _ in range(runs):
         r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, cwd="/")
         for line in r.stderr.splitlines():
             if not line.startswith("import time:") or "|" not in line:
                 continue
@@ -164,10 +169,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--object", help="a CO-RE object (default: execsnoop, built here)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also measure the ebpf package in DIR (another version), alternated")
     args = ap.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "ebpf")],
-                   check=True, capture_output=True)
-    obj = args.object or build_object()
+    trees = [REPO] + ([os.path.abspath(args.baseline)] if args.baseline else [])
+    for tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(tree, "ebpf")],
+                       check=True, capture_output=True)
+    obj = os.path.abspath(args.object or build_object())
     env = child_env()
     py = sys.executable
     script = os.path.join(os.path.dirname(py), "ebpf")
@@ -176,13 +185,20 @@ def main() -> int:
         "import_ebpf": [py, "-c", "import ebpf"],
         "python_m_ebpf_load": [py, "-m", "ebpf", "load", obj],
     }
+    envs = {k: env for k in cmds}
+    if args.baseline:
+        for k in ("import_ebpf", "python_m_ebpf_load"):
+            cmds[f"baseline_{k}"] = cmds[k]
+            envs[f"baseline_{k}"] = child_env(trees[1])
     if os.access(script, os.X_OK):
         cmds["ebpf_script_load"] = [script, "load", obj]
+        envs["ebpf_script_load"] = env
     bpftool = shutil.which("bpftool")
     if bpftool:
         cmds["bpftool_loadall"] = [bpftool, "prog", "loadall", obj, PIN_DIR]
-    for cmd in cmds.values():  # warm: page cache, BTF index cache, bytecode
-        run_once(cmd, env)
+        envs["bpftool_loadall"] = env
+    for k, cmd in cmds.items():  # warm: page cache, BTF index cache, bytecode
+        run_once(cmd, envs[k])
         cleanup_pins()
     cpu: dict[str, list[float]] = {k: [] for k in cmds}
     wall: dict[str, list[float]] = {k: [] for k in cmds}
@@ -192,7 +208,7 @@ def main() -> int:
         for i in range(args.runs):
             order = names[i % len(names):] + names[:i % len(names)]
             for k in order:
-                c, w = run_once(cmds[k], env)
+                c, w = run_once(cmds[k], envs[k])
                 cleanup_pins()
                 cpu[k].append(c)
                 wall[k].append(w)
@@ -200,9 +216,13 @@ def main() -> int:
         cleanup_pins()
     mods = extra_modules(obj, env)
     imp_all, imp_ebpf = [], []
+    base_mods = extra_modules(obj, child_env(trees[1])) if args.baseline else []
+    base_imp: list[float] = []
     for _ in range(args.runs):
         imp_ebpf.append(import_cpu(["ebpf"], env))
         imp_all.append(import_cpu(mods, env))
+        if base_mods:
+            base_imp.append(import_cpu(base_mods, child_env(trees[1])))
     base = statistics.median(cpu["python_pass"])
     result: dict[str, Any] = {
         "object": os.path.relpath(SOURCE, REPO) if not args.object else args.object,
@@ -214,11 +234,17 @@ def main() -> int:
         "cpu_ms_beyond_pass": {k: round(statistics.median(v) - base, 2)
                                for k, v in cpu.items()
                                if k not in ("python_pass", "bpftool_loadall")},
+        "load_avg_note": "CPU time of short processes on a loaded 2-CPU machine is "
+                         "inflated (shared caches, preemption): compare sides measured "
+                         "in the same run, not figures of different runs",
         "import_ebpf_cpu_ms": stats(imp_ebpf),
         "load_path_imports_cpu_ms": stats(imp_all),
         "load_path_modules": len(mods),
         "load_path_ebpf_modules": sum(1 for m in mods if m.split(".")[0] == "ebpf"),
         "importtime": importtime(cmds["python_m_ebpf_load"], env, 5),
+        **({"baseline": args.baseline,
+            "baseline_load_path_imports_cpu_ms": stats(base_imp),
+            "baseline_load_path_modules": len(base_mods)} if args.baseline else {}),
         "targets": {"cpu_ms_beyond_pass": TARGET_BEYOND_PASS_MS,
                     "load_path_imports_cpu_ms": TARGET_IMPORTS_MS},
     }
