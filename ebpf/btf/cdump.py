@@ -408,17 +408,16 @@ class _Names:
         records = self.records
         kind, name = records.kinds[t], records.names[t]
         if kind == _STRUCT or kind == _UNION:
-            self.of[t] = _unique(_c_identifier(name), tags)
+            self.of[t] = _unique_identifier(name, tags)
         elif kind == _ENUM or kind == _ENUM64:
             values = records.enum_values(t)
             if name:  # an enum without values only refers to the tag
                 ident = _c_identifier(name)
                 self.of[t] = _unique(ident, tags) if values else ident
             string = records.string
-            self.enumerators[t] = [_unique(_c_identifier(string(off)), idents)
-                                   for off, _ in values]
+            self.enumerators[t] = [_unique_identifier(string(off), idents) for off, _ in values]
         elif kind == _TYPEDEF:
-            self.of[t] = _unique(_c_identifier(name), idents)
+            self.of[t] = _unique_identifier(name, idents)
         elif kind == _FWD:
             self.of[t] = _c_identifier(name)
         elif kind == _INT or kind == _FLOAT:
@@ -446,6 +445,14 @@ class _Names:
                 raise BTFError(f"{name!r}: no C floating-point type has {size} bytes")
             self.aliased[t] = spelling
         self.of[t] = _unique(_c_identifier(name), self._idents)
+
+
+def _unique_identifier(name: str, taken: set[str]) -> str:
+    """_unique(_c_identifier(name), taken)."""
+    if name not in taken and name.isidentifier() and name.isascii():
+        taken.add(name)
+        return name
+    return _unique(_c_identifier(name), taken)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -883,7 +890,10 @@ class _Emitter:
                     lines.extend(_padding(cur, off, inner_lvl))
             name = member_names.get(name_off)
             if name is None:
-                name = member_names[name_off] = _member_name(string(name_off))
+                name = string(name_off)
+                if name in _C_KEYWORDS or not (name.isidentifier() and name.isascii()):
+                    name = _member_name(name)
+                member_names[name_off] = name
             hit = memo.get(mtype) if name else None
             if hit is not None and inner_depth + hit[2] <= _MAX_DEPTH:
                 # (what _declare does for a declarator it has seen)

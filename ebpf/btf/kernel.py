@@ -8,7 +8,6 @@ import mmap
 import os
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._sys.btf import btf_get_next_id
 from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
 from .types import Type
@@ -145,6 +144,8 @@ def open_module_btf(module: str) -> Handle:
         handle = _open_kernel_btf(known, module)
         if handle is not None:
             return handle
+    from .._sys.btf import btf_get_next_id  # syscalls only here: parsing BTF needs none
+
     btf_id = 0
     while True:
         next_id = btf_get_next_id(btf_id)

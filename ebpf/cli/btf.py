@@ -11,7 +11,6 @@ With bpftool's `file|id|map|prog` selectors the default format is raw (bpftool's
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 from collections.abc import Iterable
@@ -19,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError
 from .common import add_json, emit, iter_ids, parse_selector, wants_json
-from .map import open_maps
-from .prog import open_programs
 
 if TYPE_CHECKING:
     from ..btf import Spec, Type
@@ -34,6 +31,8 @@ _SOURCES = ("file", "id", "map", "prog")
 
 
 def _btf_info(btf_id: int) -> dict[str, Any]:
+    import ctypes  # on use: `btf dump file` needs no ctypes
+
     from .._sys import ops  # on use: a subcommand loads only what it needs
     from .._sys.types import BtfInfo  # on use: a subcommand loads only what it needs
 
@@ -51,6 +50,8 @@ def _btf_info(btf_id: int) -> dict[str, Any]:
 def btf_objects(only: int | None = None) -> list[dict[str, Any]]:
     """bpftool's `btf list` records: id, size, prog_ids, map_ids, kernel, name."""
     from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from .map import open_maps  # on use: `btf dump file` needs no map or program
+    from .prog import open_programs  # on use: `btf dump file` needs no map or program
 
     ids = [only] if only is not None else list(iter_ids(Cmd.BTF_GET_NEXT_ID))
     users: dict[int, dict[str, list[int]]] = {i: {"prog_ids": [], "map_ids": []} for i in ids}
@@ -144,6 +145,9 @@ def _source(words: list[str], base: Spec | None) -> tuple[Spec, list[Type] | Non
             raise InvalidArgumentError(f"BTF id must be a number, got {words[1]!r}")
         return _spec_of_id(int(words[1]), base), None
     sel = parse_selector(words[1:3] if not words[1].isdigit() else words[1:2], kind)
+    from .map import open_maps  # on use: `btf dump file` needs no map or program
+    from .prog import open_programs  # on use: `btf dump file` needs no map or program
+
     if kind == "prog":
         prog = next(open_programs(sel))
         with prog:
