@@ -258,6 +258,19 @@ def test_linking_again_reaches_a_fixpoint(name: str,
     assert link([second]) == second
 
 
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_typed_module_of_the_linked_object(name: str,
+                                           linked: dict[str, tuple[bytes, bytes]]) -> None:
+    """`ebpf gen` writes a module for each linked object, with its programs."""
+    import ebpf.gen
+
+    ours = linked[name][0]
+    namespace: dict[str, Any] = {}
+    exec(compile(ebpf.gen.generate(ours, name="Linked"), f"{name}_bpf.py", "exec"), namespace)
+    spec = namespace["LinkedSpec"]().spec
+    assert sorted(spec.programs) == sorted(ebpf.load_collection_spec(ours).programs)
+
+
 def _census(blob: bytes) -> list[tuple[str, str, int]]:
     """Every type of the object's BTF by kind, name and size (0 without one)."""
     return sorted((type(t).__name__, t.name, getattr(t, "size", 0) or 0)
