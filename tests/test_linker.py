@@ -156,6 +156,21 @@ def test_btf_is_deduplicated(ours: bytes, theirs: bytes) -> None:
     assert len(spec) == len(btf.load_spec(theirs))
 
 
+def test_layout_and_symbols_are_bpftools(ours: bytes, theirs: bytes) -> None:
+    """Every section the same size (inputs at the same offsets), every named symbol at
+    the same place with the same binding and visibility."""
+    def shape(blob: bytes) -> tuple[dict[str, int], list[tuple[object, ...]]]:
+        elf = ELFFile(blob)
+        sections = {sec.name: sec.size for sec in elf.sections if sec.name and sec.flags & 2}
+        symbols = sorted((sym.name, sym.value, elf.section(sym.section_index).name
+                          if 0 < sym.section_index < len(elf.sections) else sym.section_index,
+                          sym.bind, sym.visibility)
+                         for sym in elf.symbols() if sym.name and sym.type != 4)
+        return sections, symbols
+
+    assert shape(ours) == shape(theirs)
+
+
 def test_license_is_kept_once(ours: bytes) -> None:
     sec = ELFFile(ours).section_by_name("license")
     assert sec is not None and bytes(sec.data()) == b"GPL\0"
