@@ -120,8 +120,10 @@ def _where(name: str, kind: type[btf.Type]) -> str:
 
 
 @CT_KFUNCS
-def test_module_kfuncs_load_and_run(conntrack: str, ct_obj: pathlib.Path) -> None:
-    # where the kfuncs are: the module's BTF when nf_conntrack is a module
+def test_module_kfuncs_load_and_run(conntrack: str, ct_obj: pathlib.Path,
+                                    no_fd_leaks: None) -> None:
+    # where the kfuncs are: the module's BTF when nf_conntrack is a module (whose BTF
+    # object the load opens and closes again: no_fd_leaks)
     assert _where("bpf_xdp_ct_lookup", btf.Func) == conntrack
     assert _where("bpf_ct_release", btf.Func) == conntrack
     spec = ebpf.load_collection_spec(ct_obj)
@@ -241,7 +243,8 @@ def ext4_mounted(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
 
 @requires("BTF raw tracepoints of modules (tp_btf/ext4_request_inode)", min_kernel="5.11",
           config=("CONFIG_EXT4_FS", "CONFIG_DEBUG_INFO_BTF"))
-def test_tp_btf_on_a_module_tracepoint(ext4: str, tmp_path: pathlib.Path) -> None:
+def test_tp_btf_on_a_module_tracepoint(ext4: str, tmp_path: pathlib.Path,
+                                       no_fd_leaks: None) -> None:
     # (the fixture loaded ext4 first: the target must be in the kernel's BTF at load)
     assert _where("btf_trace_ext4_request_inode", btf.Typedef) == ext4
     spec = ebpf.load_collection_spec(compile_bpf("kmod_ext4"))
@@ -262,7 +265,7 @@ def test_tp_btf_on_a_module_tracepoint(ext4: str, tmp_path: pathlib.Path) -> Non
 
 @requires("typed __ksym variables of modules (ext4's discard_pa_seq)", min_kernel="5.11",
           config=("CONFIG_EXT4_FS", "CONFIG_DEBUG_INFO_BTF", "CONFIG_KALLSYMS_ALL"))
-def test_typed_ksym_of_a_module(ext4: str) -> None:
+def test_typed_ksym_of_a_module(ext4: str, no_fd_leaks: None) -> None:
     # ext4's one per-CPU variable: the load's ld_imm64 names the module's BTF object
     assert _where("discard_pa_seq", btf.Var) == ext4
     spec = ebpf.load_collection_spec(compile_bpf("kmod_ext4"))
