@@ -188,6 +188,30 @@ def test_huge_kconfig_extern_is_refused_not_allocated() -> None:
         ebpf.load_collection_spec(fuzz.splice(data, seed, ".BTF", b.marshal()))
 
 
+def test_large_kconfig_extern_parses_without_allocating() -> None:
+    # found by tools/fuzz.py: a .kconfig extern of 1 GiB (under the 2 GiB limit) made the
+    # parser allocate a zeroed 1 GiB initial value (MemoryError under a 3 GiB address
+    # space limit); the values are the running kernel's, written at load
+    import resource
+
+    from ebpf import btf
+    from ebpf.btf.builder import Builder
+    from tools import fuzz
+
+    data = _object("loader_externs")
+    spec = btf.load_spec(data)
+    hz = next(t for t in spec if isinstance(t, btf.Var) and t.name == "CONFIG_HZ")
+    hz.type = btf.Array(hz.type, 0x10000000)     # int[1 << 28]: 1 GiB
+    b = Builder.from_spec(spec)
+    mutant = fuzz.splice(data, fuzz._seed("loader_externs", data), ".BTF", b.marshal())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cspec = ebpf.load_collection_spec(mutant)
+    assert cspec.maps[".kconfig"].value_size >= 1 << 30
+    assert not cspec.maps[".kconfig"].contents
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 256 << 10, f"parsing grew the peak RSS by {grown_kib} KiB"
+
+
 def test_gen_bitfield_name_that_is_not_an_identifier() -> None:
     # found by tools/fuzz.py: a damaged string table named a bitfield 'b c'; ebpf gen
     # raised a plain ValueError (it becomes a property, which needs an identifier)

@@ -173,10 +173,11 @@ class _Loader(MapSections, FunctionSections):
         if kconfig_off:
 
             size = (kconfig_off + 7) // 8 * 8
+            # no initial contents here: the values are the running kernel's, written
+            # when the map is created (a zeroed copy of a huge extern would only cost)
             self.maps[".kconfig"] = MapSpec(
                 name=".kconfig", type=MapType.ARRAY, key_size=4, value_size=size,
-                max_entries=1, flags=BPF_F_RDONLY_PROG, contents=[(0, bytearray(size))],
-                freeze=True)
+                max_entries=1, flags=BPF_F_RDONLY_PROG, freeze=True)
 
 
 def load_elf(data: bytes) -> CollectionSpec:
