@@ -288,3 +288,48 @@ def test_cli_links_objects_and_generates_python_for_several(
     assert "class Linked" in text
     spec = ebpf.load_collection_spec(ours)
     assert all(f'"{name}"' in text for name in spec.programs)
+
+
+def _int(name: str, size: int, signed: bool = True) -> btf.Int:
+    return btf.Int(name, size, btf.IntEncoding.SIGNED if signed else btf.IntEncoding(0))
+
+
+def _pair(a: btf.Type, b: btf.Type) -> tuple[list[object], int, int]:
+    from ebpf.btf.records import parse_records
+
+    builder = btf.Builder()
+    ia, ib = builder.add(a), builder.add(b)
+    return parse_records(builder.marshal())[0], ia, ib  # type: ignore[return-value]
+
+
+def _struct(name: str, *members: tuple[str, btf.Type, int]) -> btf.Struct:
+    return btf.Struct(name, 16, [btf.Member(n, t, off) for n, t, off in members])
+
+
+@pytest.mark.parametrize(("a", "b", "match"), [
+    # modifiers and typedefs do not count, ints match by size
+    (btf.Const(btf.Volatile(_int("int", 4))), btf.Typedef("__u32", _int("unsigned int", 4,
+                                                                            False)), True),
+    (_int("int", 4), _int("long", 8), False),
+    # behind a pointer a struct is its name; a forward matches it
+    (btf.Pointer(_struct("s", ("a", _int("int", 4), 0))), btf.Pointer(btf.Fwd("s")), True),
+    (btf.Pointer(_struct("s", ("a", _int("int", 4), 0))),
+     btf.Pointer(_struct("s", ("b", _int("long", 8), 0))), True),
+    (btf.Pointer(_struct("s")), btf.Pointer(_struct("t")), False),
+    # by value: same members at the same offsets
+    (_struct("s", ("a", _int("int", 4), 0)), _struct("s", ("a", _int("int", 4), 32)), False),
+    (_struct("s", ("a", _int("int", 4), 0)), _struct("s", ("b", _int("int", 4), 0)), False),
+    (_struct("s", ("a", _int("int", 4), 0)), btf.Fwd("s"), False),
+    # arrays by element, not length; enums by name and size
+    (btf.Array(_int("int", 4), 4), btf.Array(_int("int", 4), 8), True),
+    (btf.Enum("e", 4, [btf.EnumValue("A", 1)]), btf.Enum("e", 4, [btf.EnumValue("B", 2)]),
+     True),
+    (btf.Enum("e", 4), btf.Enum("f", 4), False),
+])
+def test_extern_type_rules(a: btf.Type, b: btf.Type, match: bool) -> None:
+    """The rules `bpftool gen object` applies between an extern and its definition."""
+    from ebpf.linker.typematch import types_match
+
+    records, ia, ib = _pair(a, b)
+    assert types_match(records, ia, ib) is match  # type: ignore[arg-type]
+    assert types_match(records, ib, ia) is match  # type: ignore[arg-type]
