@@ -11,11 +11,21 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ..errors import Error, InvalidArgumentError, SyscallError
+from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 
 T = TypeVar("T")
+
+
+class Closable(Protocol):
+    """A kernel object the CLI opens (a map, program or link): closed by its user."""
+
+    def close(self) -> None:
+        """Release the object's fd."""
+
+
+C = TypeVar("C", bound=Closable)
 
 __all__ = [
     "add_json",
@@ -25,6 +35,8 @@ __all__ = [
     "fdinfo",
     "hex_list",
     "iter_ids",
+    "open_one",
+    "open_selected",
     "parse_bytes",
     "parse_selector",
     "wallclock",
@@ -83,6 +95,52 @@ def parse_selector(words: Sequence[str], what: str, *, kinds: Sequence[str] = ("
     if kind == "id" and not value.isdigit():
         raise InvalidArgumentError(f"{what} id must be a number, got {value!r}")
     return kind, value
+
+
+def open_selected(selector: tuple[str, str] | None, what: str, *,
+                  from_id: Callable[[int], C], from_pin: Callable[[str], C], next_id_cmd: int,
+                  attribute: Callable[[C, str], str] | None = None) -> Iterator[C]:
+    """The `what` objects a `parse_selector` result names, opened: by id, by pin, or
+    (every object for None) by walking the ids of `next_id_cmd` and keeping those
+    whose `attribute(obj, kind)` is the selector's value (a name, a tag). Objects
+    freed meanwhile are skipped; KeyNotFoundError when none has the value. The
+    caller closes each."""
+    if selector is not None:
+        kind, value = selector
+        if kind == "id":
+            yield from_id(int(value))
+            return
+        if kind == "pinned":
+            yield open_pinned(from_pin, value)
+            return
+        if attribute is None:
+            raise InvalidArgumentError(f"cannot select a {what} by {kind}")
+    found = False
+    for oid in iter_ids(next_id_cmd):
+        try:
+            obj = from_id(oid)
+        except KeyNotFoundError:
+            continue  # freed since it was listed
+        if selector is not None and attribute is not None and (
+                attribute(obj, selector[0]) != selector[1]):
+            obj.close()
+            continue
+        found = True
+        yield obj
+    if selector is not None and not found:
+        raise KeyNotFoundError(f"no {what} with {selector[0]} {selector[1]!r}")
+
+
+def open_one(objects: Iterator[C], selector: tuple[str, str], what: str) -> C:
+    """The one object `objects` (an `open_selected` of `selector`) yields; several
+    (a name more than one has) are closed and refused."""
+    found = list(objects)
+    if len(found) > 1:
+        for obj in found:
+            obj.close()
+        raise InvalidArgumentError(f"{len(found)} {what}s have {selector[0]} {selector[1]!r}; "
+                                   "select one by id")
+    return found[0]
 
 
 def parse_bytes(words: Sequence[str], size: int, what: str) -> bytes:

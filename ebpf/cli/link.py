@@ -19,8 +19,8 @@ from .common import (
     add_json,
     emit,
     enum_name,
-    iter_ids,
-    open_pinned,
+    open_one,
+    open_selected,
     parse_selector,
     pinned_paths,
     wants_json,
@@ -45,28 +45,18 @@ def _from_id(link_id: int) -> Link:
 
 def open_links(selector: tuple[str, str] | None) -> Iterator[Link]:
     """The links a selector names (every link for None); the caller closes each."""
-    if selector is not None and selector[0] == "id":
-        yield _from_id(int(selector[1]))
-        return
-    if selector is not None:
-        from ..link import open_pinned as open_link  # on use: a subcommand loads only what it needs
-
-        yield open_pinned(open_link, selector[1])
-        return
     from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from ..link import open_pinned as open_link  # on use: a subcommand loads only what it needs
 
-    for lid in iter_ids(Cmd.LINK_GET_NEXT_ID):
-        try:
-            yield _from_id(lid)
-        except KeyNotFoundError:
-            continue  # released meanwhile
+    return open_selected(selector, "link", from_id=_from_id, from_pin=open_link,
+                         next_id_cmd=Cmd.LINK_GET_NEXT_ID)
 
 
 def _one(words: Sequence[str]) -> Link:
     sel = parse_selector(words, "link", kinds=("id", "pinned"))
     if sel is None:
         raise InvalidArgumentError("name a link: ID | id ID | pinned PATH")
-    return next(open_links(sel))
+    return open_one(open_links(sel), sel, "link")
 
 
 def describe(link: Link) -> dict[str, Any]:

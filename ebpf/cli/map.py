@@ -21,14 +21,15 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError, KeyNotFoundError
+from ..errors import InvalidArgumentError
 from .common import (
     add_json,
     emit,
     enum_name,
     fdinfo,
     hex_list,
-    iter_ids,
+    open_one,
+    open_selected,
     parse_bytes,
     parse_selector,
     pinned_paths,
@@ -46,29 +47,11 @@ __all__ = ["describe", "open_maps", "register"]
 
 def open_maps(selector: tuple[str, str] | None) -> Iterator[Map]:
     """The maps a selector names (every map for None); the caller closes each."""
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
     from ..maps import Map  # on use: a subcommand loads only what it needs
 
-    if selector is not None and selector[0] == "id":
-        yield Map.from_id(int(selector[1]))
-        return
-    if selector is not None and selector[0] == "pinned":
-        yield Map.open_pinned(selector[1])
-        return
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
-
-    found = False
-    for mid in iter_ids(Cmd.MAP_GET_NEXT_ID):
-        try:
-            m = Map.from_id(mid)
-        except KeyNotFoundError:
-            continue  # freed meanwhile
-        if selector is not None and m.info().name != selector[1]:
-            m.close()
-            continue
-        found = True
-        yield m
-    if selector is not None and not found:
-        raise KeyNotFoundError(f"no map with name {selector[1]!r}")
+    return open_selected(selector, "map", from_id=Map.from_id, from_pin=Map.open_pinned,
+                         next_id_cmd=Cmd.MAP_GET_NEXT_ID, attribute=lambda m, _: m.info().name)
 
 
 def _split_map(words: Sequence[str]) -> tuple[Map, list[str]]:
@@ -78,12 +61,7 @@ def _split_map(words: Sequence[str]) -> tuple[Map, list[str]]:
     n = 1 if words[0].isdigit() else 2
     sel = parse_selector(words[:n], "map")
     assert sel is not None
-    maps = list(open_maps(sel))
-    if len(maps) > 1:
-        for m in maps:
-            m.close()
-        raise InvalidArgumentError(f"{len(maps)} maps are named {sel[1]!r}; select one by id")
-    return maps[0], list(words[n:])
+    return open_one(open_maps(sel), sel, "map"), list(words[n:])
 
 
 # -- show ------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from .common import (
     emit,
     enum_name,
     fdinfo,
-    iter_ids,
     local_time,
-    open_pinned,
+    open_one,
+    open_selected,
     parse_selector,
     pinned_paths,
     wallclock,
@@ -44,44 +44,19 @@ __all__ = ["describe", "open_programs", "register"]
 
 def open_programs(selector: tuple[str, str] | None) -> Iterator[Program]:
     """The programs a selector names (every program for None); the caller closes each."""
+    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
     from ..programs import Program  # on use: a subcommand loads only what it needs
 
-    if selector is not None and selector[0] == "id":
-        yield Program.from_id(int(selector[1]))
-        return
-    if selector is not None and selector[0] == "pinned":
-        yield open_pinned(Program.open_pinned, selector[1])
-        return
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
-
-    found = False
-    for pid in iter_ids(Cmd.PROG_GET_NEXT_ID):
-        try:
-            prog = Program.from_id(pid)
-        except KeyNotFoundError:
-            continue  # unloaded meanwhile
-        if selector is not None:
-            kind, value = selector
-            if (prog.name if kind == "name" else prog.tag) != value:
-                prog.close()
-                continue
-        found = True
-        yield prog
-    if selector is not None and not found:
-        raise KeyNotFoundError(f"no program with {selector[0]} {selector[1]!r}")
+    return open_selected(selector, "program", from_id=Program.from_id,
+                         from_pin=Program.open_pinned, next_id_cmd=Cmd.PROG_GET_NEXT_ID,
+                         attribute=lambda p, kind: p.name if kind == "name" else p.tag)
 
 
 def _one(words: Sequence[str]) -> Program:
     sel = parse_selector(words, "program", kinds=("id", "pinned", "name", "tag"))
     if sel is None:
         raise InvalidArgumentError("name a program: ID | id ID | pinned PATH | name NAME")
-    progs = list(open_programs(sel))
-    if len(progs) > 1:
-        for p in progs:
-            p.close()
-        raise InvalidArgumentError(f"{len(progs)} programs have {sel[0]} {sel[1]!r}; "
-                                   "select one by id")
-    return progs[0]
+    return open_one(open_programs(sel), sel, "program")
 
 
 # -- show ------------------------------------------------------------------------------------
