@@ -80,13 +80,30 @@ def resolve_struct_ops_programs(spec: CollectionSpec,
     struct (as `attach_type`, which is what BPF_PROG_LOAD expects for struct_ops
     programs).
 
-    Raises NotSupportedError when the kernel lacks the struct or the member.
+    A program that the struct_ops variables to be created (`StructOpsSpec.autocreate`)
+    refer to implements the member they put it in, also after
+    ``spec.struct_ops[v].programs[member]`` was changed to another program (libbpf's
+    "shadow" assignment); its ``attach_to`` is updated.
+
+    Raises NotSupportedError when the kernel lacks the struct or the member,
+    InvalidArgumentError when created variables put one program in two members.
     """
     kernel = _btf.load_kernel_spec()
+    targets: dict[str, str] = {}
+    for ops in spec.struct_ops.values():
+        for member, prog_name in ops.programs.items() if ops.autocreate else ():
+            target = f"{ops.type_name}:{member}"
+            if targets.setdefault(prog_name, target) != target:
+                raise InvalidArgumentError(
+                    f"program {prog_name!r} implements two different struct_ops members "
+                    f"({targets[prog_name]} and {target}); use one program per member")
     for name, ps in spec.programs.items():
-        if ps.type != ProgramType.STRUCT_OPS or ":" not in ps.attach_to:
+        if ps.type != ProgramType.STRUCT_OPS:
             continue
         if names is not None and name not in names:
+            continue
+        ps.attach_to = targets.get(name, ps.attach_to)
+        if ":" not in ps.attach_to:
             continue
         type_name, _, member = ps.attach_to.partition(":")
         kstruct, kid = kernel_struct(kernel, type_name)

@@ -128,6 +128,8 @@ def test_arena_map_alone() -> None:
     with ebpf.Map(ms) as m, m.memory() as mem:
         assert bytes(mem[PAGE:PAGE + 3]) == b"\x01\x02\x00"
         assert m.arena_address % PAGE == 0
+        with m.dup() as copy:  # one arena, one mapping
+            assert copy.arena_address == m.arena_address
         try:
             import numpy as np
         except ImportError:

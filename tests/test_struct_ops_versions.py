@@ -102,11 +102,30 @@ def test_two_versions_share_programs(netns: str) -> None:
         assert "vcc_spare" not in available()
 
 
+@requires("struct_ops links", min_kernel="6.4", config="BPF_JIT")
+def test_program_put_into_a_member_before_loading(netns: str) -> None:
+    """A program no variable refers to (and not autoloaded) put into v1's cong_avoid:
+    it loads and implements the member; the program it replaced loads no more (only
+    variables that are not created refer to it)."""
+    need_links()
+    spec = ebpf.load_collection_spec(obj())
+    assert not spec.programs["vcc_cong_avoid_alt"].autoload
+    spec.struct_ops["vcc_v2"].autocreate = False
+    spec.struct_ops["vcc_v1"].programs["cong_avoid"] = "vcc_cong_avoid_alt"
+    with ebpf.Collection(spec) as coll:
+        assert "vcc_cong_avoid_alt" in coll.programs
+        assert "vcc_cong_avoid" not in coll.programs
+        with struct_ops(coll.maps["vcc_v1"]):
+            assert tcp_with_cc(netns, "vcc_v1", 1 << 18) == "vcc_v1"
+        assert coll.variables["alt_acks"].get() > 0
+        assert coll.variables["acks"].get() == 0
+
+
 @requires("struct_ops", min_kernel="5.6", config="BPF_JIT")
 def test_no_map_created_loads_no_struct_ops_program() -> None:
     spec = ebpf.load_collection_spec(obj())
     for ops in spec.struct_ops.values():
         ops.autocreate = False
     with ebpf.Collection(spec) as coll:
-        assert not coll.programs
+        assert not coll.programs  # (vcc_cong_avoid_alt is not autoloaded either)
         assert not any(isinstance(m, ebpf.link.StructOpsMap) for m in coll.maps.values())

@@ -20,11 +20,12 @@ mapped after `close()`; it is unmapped when the last one is released).
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING, Any
 
 from .._sys import mman as _mman
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, SyscallError
 
 if TYPE_CHECKING:
     from .base import MapState
@@ -42,8 +43,15 @@ def arena_pages(m: MapState) -> Any:
     if pages is None:
         if m._fd.closed:
             raise m._fd.closed_error()
-        with m._fd.hold() as fd:
-            pages = _mman.map_shared(fd, _size(m), m._spec.map_extra)
+        try:
+            with m._fd.hold() as fd:
+                pages = _mman.map_shared(fd, _size(m), m._spec.map_extra)
+        except SyscallError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise SyscallError(e.errno, f"{e.strerror}: an arena created without map_extra "
+                                        "has the user address of its first mapping, made "
+                                        "elsewhere (another process)") from None
         m._arena = pages
     return pages
 

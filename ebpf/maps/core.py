@@ -348,6 +348,8 @@ class Map(MapIteration, MapPinning):
         m._pinned = None
         m._frozen = self._frozen
         m._setup(fd, self._spec.copy())
+        # an arena has one user address: the copy shares this map's mapping
+        m._arena = getattr(self, "_arena", None)
         return m
 
     def freeze(self) -> None:

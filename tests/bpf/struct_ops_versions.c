@@ -35,6 +35,17 @@ void BPF_PROG(vcc_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
 	tcp_reno_cong_avoid(sk, ack, acked);
 }
 
+// no variable refers to it and it is not autoloaded: it loads only when put into a
+// created variable's member before loading (libbpf's shadow variables)
+__u64 alt_acks;
+
+SEC("?struct_ops/vcc_cong_avoid_alt")
+void BPF_PROG(vcc_cong_avoid_alt, struct sock *sk, __u32 ack, __u32 acked)
+{
+	__sync_fetch_and_add(&alt_acks, 1);
+	tcp_reno_cong_avoid(sk, ack, acked);
+}
+
 // only "v2" refers to it, through the member no kernel has
 SEC("struct_ops/vcc_future")
 void BPF_PROG(vcc_future, struct sock *sk)
