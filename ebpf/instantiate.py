@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import logging
 import mmap
 from collections.abc import Mapping
 from typing import Any
 
 from . import btf as _btf
+from ._sys.log import log
 from ._sys.types import MapType
 from .btf.handle import Handle
 from .btf.kernel import find_kernel_type
@@ -202,7 +202,7 @@ def _btf_handle(spec: CollectionSpec) -> Any:
     try:
         return Handle(object_btf_blob(spec.btf))
     except Error as e:
-        logging.getLogger("ebpf").warning(
+        log.warning(
             "the kernel refused the object's BTF (%s): maps are created without BTF types",
             e)
         return None

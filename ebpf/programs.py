@@ -20,16 +20,17 @@ import contextlib
 import ctypes
 import enum
 import errno as _errno
-import logging
+import operator
 import os
 import re
 import struct
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._objcache import attached
+from ._objcache import attached, edits, track_edits
 from ._sys import caps as _caps
 from ._sys import consts, ops
 from ._sys import prog as _prog
@@ -37,6 +38,7 @@ from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
+from ._sys.log import log as _log
 from ._sys.syscall import from_errno
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
 from ._sys.types import Cmd as _Cmd
@@ -62,7 +64,6 @@ if TYPE_CHECKING:
     from .btf.handle import Handle
     from .link import Link
 
-_log = logging.getLogger("ebpf")
 # The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
 _EXCEPTION_CB_TAG = "exception_callback:"
 
@@ -542,12 +543,35 @@ class Program:
 
 @dataclass
 class _Prepared:
-    code: bytes
-    insns: list[Instruction]
-    slots: list[int]
+    code: bytes | bytearray
     func_info: list[tuple[int, Any]]
     line_info: list[tuple[int, Any]]
     core_results: list[Any]
+    template: _Template | None = None
+
+
+@dataclass(eq=False)
+class _Template:
+    """What loading a `ProgramSpec` computes that is the same from one load to the next
+    (labels resolved, CO-RE applied, encoded, func/line info matched), kept on the spec
+    with what it was computed from, so that the next load only fills in map fds and
+    kernel symbols' BTF ids (issue 15: a template reloaded per endpoint)."""
+
+    code: bytes  # map loads' fd 0, kernel symbols unresolved
+    maps: list[tuple[int, str]]  # (byte offset of a map load's fd, map name)
+    kernel_refs: list[tuple[int, Instruction]]  # (slot, kfunc call or typed ksym load)
+    func_info: list[tuple[int, Any]]
+    line_info: list[tuple[int, Any]]
+    core_results: list[Any]
+    # what it was computed from: the load reuses it only when all of it is the same
+    edits: int  # _objcache.edits(): the instructions and line/CO-RE records are tracked
+    btf: BTFSpec | None
+    target: Any  # weakref to the CO-RE target, None without CO-RE relocations
+    insns: list[Instruction]  # the spec's instructions (identity)
+    metas: list[dict[str, Any]]  # their meta dicts (identity: assigning one is an edit)
+    meta_keys: list[str]  # the keys of `metas`, in order
+    meta_values: list[Any]  # the values of `metas` (identity; kept alive for it)
+    records: tuple[Any, Any, Any, Any] | None = None  # _btf_records' (builder, funcs, lines, n)
 
 
 def _load(
@@ -800,34 +824,89 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
              kernel_btf: BTFSpec | None, modules: _ModuleBTFs) -> _Prepared:
     """Resolve labels, map/kfunc/ksym references; collect func/line info; encode.
     Kernel symbols of modules open their BTF objects in `modules`."""
-    from .asm import assemble, encode  # asm on first load: `import ebpf.programs` stays small
+    tpl = _valid_template(spec, kernel_btf)
+    if tpl is None:
+        tpl = _make_template(spec, kernel_btf)
+    code = bytearray(tpl.code)
+    for where, ref in tpl.maps:
+        m = maps.get(ref) if maps is not None else None
+        if m is None:
+            known = ", ".join(sorted(maps)) if maps else "none were given"
+            raise KeyNotFoundError(
+                f"program {spec.name!r} references map {ref!r}, which is not among the maps "
+                f"passed to Program (known: {known})")
+        _FD_AT.pack_into(code, where, m.fileno())
+    for slot, ins in tpl.kernel_refs:
+        ins = ins.copy()
+        if ins.opcode == _LD_IMM64:
+            module, btf_id = _kernel_btf_id(ins.reference or "", ("Var", "Func"), spec.name)
+            # the second slot's imm (the upper half) is the BTF object's fd, 0 for vmlinux
+            ins.imm = (modules.fd(module) << 32 if module else 0) | btf_id
+        else:
+            module, ins.imm = _kernel_btf_id(ins.reference or "", ("Func",), spec.name)
+            # off: the index of the module's BTF fd in fd_array (0: vmlinux)
+            ins.off = modules.index(module) if module else 0
+        ins.reference = None
+        code[slot * 8:slot * 8 + 8 * ins.size] = _encode_one(ins)
+    return _Prepared(code, tpl.func_info, tpl.line_info, tpl.core_results, tpl)
+
+
+_FD_AT = struct.Struct("<i")
+
+
+def _encode_one(ins: Instruction) -> bytes:
+    from .asm import encode  # asm on first load: `import ebpf.programs` stays small
+
+    return encode([ins])
+
+
+def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template | None:
+    """The template of `spec`'s last load, if it was computed from what `spec` holds now:
+    no tracked object edited since (instructions, line info, CO-RE records), the same
+    instruction objects, meta dicts with the same keys and values, the same BTF and
+    CO-RE target. Costs a few passes over the list at C speed."""
+    tpl: _Template | None = vars(spec).get("_programs_template")
+    if tpl is None or tpl.edits != edits() or tpl.btf is not spec.btf:
+        return None
+    insns = spec.instructions
+    if len(insns) != len(tpl.insns) or not all(map(operator.is_, insns, tpl.insns)):
+        return None
+    metas = tpl.metas
+    if list(chain.from_iterable(metas)) != tpl.meta_keys:
+        return None
+    values = list(chain.from_iterable(map(dict.values, metas)))
+    if len(values) != len(tpl.meta_values) or not all(map(operator.is_, values,
+                                                          tpl.meta_values)):
+        return None
+    if tpl.target is not None and tpl.target() is not _core_target(kernel_btf):
+        return None
+    return tpl
+
+
+def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
+    """Compute `spec`'s template and keep it on the spec when its inputs can be tracked."""
+    from .asm import Instruction, assemble, encode  # asm on first load (as above)
     from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
-    insns = assemble(spec.instructions)
-    core_results = _apply_core(spec, insns, kernel_btf)
-    slots: list[int] = []
+    edits_before = edits()  # an edit while computing makes the next load compute again
+    given = list(spec.instructions)
+    insns = assemble(given)
+    core_results, target = _apply_core(spec, insns, kernel_btf)
+    map_refs: list[tuple[int, str]] = []
+    kernel_refs: list[tuple[int, Instruction]] = []
     func_info: list[tuple[int, Any]] = []
     line_info: list[tuple[int, Any]] = []
     slot = 0
     for i, ins in enumerate(insns):
-        slots.append(slot)
         ref = ins.reference
         if ref is not None and not resolvable(ins):
             if ins.opcode == _LD_IMM64 and ins.src in _MAP_SRCS:
-                insns[i] = ins = _resolve_map(ins, ref, maps, spec.name)
-            elif ins.opcode == _LD_IMM64 and ins.src == consts.BPF_PSEUDO_BTF_ID and not ins.imm:
-                ins = ins.copy()
-                module, btf_id = _kernel_btf_id(ref, ("Var", "Func"), spec.name)
-                # the second slot's imm (the upper half) is the BTF object's fd, 0 for vmlinux
-                ins.imm = (modules.fd(module) << 32 if module else 0) | btf_id
-                insns[i] = ins
-            elif (ins.opcode == _CALL and ins.src == consts.BPF_PSEUDO_KFUNC_CALL
-                  and not ins.imm):
-                ins = ins.copy()
-                module, ins.imm = _kernel_btf_id(ref, ("Func",), spec.name)
-                # off: the index of the module's BTF fd in fd_array (0: vmlinux)
-                ins.off = modules.index(module) if module else 0
-                insns[i] = ins
+                insns[i] = ins = _map_load(ins, 0)
+                map_refs.append((slot * 8 + 4, ref))  # the first slot's imm
+            elif (ins.opcode == _LD_IMM64 and ins.src == consts.BPF_PSEUDO_BTF_ID
+                  and not ins.imm) or (ins.opcode == _CALL and not ins.imm
+                                       and ins.src == consts.BPF_PSEUDO_KFUNC_CALL):
+                kernel_refs.append((slot, ins))
         meta = ins.meta
         if meta:
             func = meta.get("func")
@@ -840,7 +919,53 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
     code = encode(insns)
     if func_info or line_info:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
-    return _Prepared(code, insns, slots, func_info, line_info, core_results)
+    metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
+    tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
+                    edits_before, spec.btf, None, given, metas,
+                    list(chain.from_iterable(metas)),
+                    list(chain.from_iterable(map(dict.values, metas))))
+    if target is not None:
+        try:
+            tpl.target = weakref.ref(target)
+        except TypeError:  # a target that cannot be weakly referenced: not kept
+            return tpl
+    if _track(given, metas):
+        vars(spec)["_programs_template"] = tpl  # dies with the spec (_objcache's rule)
+    return tpl
+
+
+def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
+    """Count edits of `insns` and of the line/CO-RE records their metas hold from now on
+    (`_objcache.track_edits`); False when one cannot be tracked (a `Label`, a subclass,
+    a record of another type): such a spec is prepared afresh at every load."""
+    from .asm import Instruction  # asm on first load (as above)
+
+    for ins in insns:
+        if type(ins) is not Instruction and getattr(
+                type(ins), "_objcache_tracked_base", None) is not Instruction:
+            return False
+    records: list[Any] = []
+    for meta in metas:
+        for key in ("line", "core"):
+            v = meta.get(key)
+            if isinstance(v, tuple):
+                records.extend(v)
+            elif v is not None:
+                records.append(v)
+    if not all(map(_trackable_record, records)):
+        return False
+    for obj in chain(insns, records):
+        track_edits(obj)
+    return True
+
+
+def _trackable_record(obj: object) -> bool:
+    """A `LineInfo` or `CoreRelo` (or one already tracked): slotted, edits countable."""
+    from .btf.ext import CoreRelo, LineInfo  # BTF code only for programs with BTF records
+
+    cls = type(obj)
+    cls = getattr(cls, "_objcache_tracked_base", None) or cls
+    return cls is LineInfo or cls is CoreRelo
 
 
 def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
@@ -888,12 +1013,22 @@ def _exception_callback_slot(func_info: list[tuple[int, Any]],
     return next((slot for slot, f in func_info[1:] if f.name == name), None)
 
 
+def _core_target(kernel_btf: BTFSpec | None) -> Any:
+    """The CO-RE target: `kernel_btf`, else the running kernel's BTF."""
+    if kernel_btf is not None:
+        return kernel_btf
+    from .btf import core  # the CO-RE engine only for programs with CO-RE relocations
+
+    return core.kernel_targets()
+
+
 def _apply_core(spec: ProgramSpec, insns: list[Instruction],
-                kernel_btf: BTFSpec | None) -> list[Any]:
+                kernel_btf: BTFSpec | None) -> tuple[list[Any], Any]:
     """Apply the CO-RE relocations in ``meta["core"]`` to `insns` (in place, on copies of
     the relocated instructions) against `kernel_btf` or the running kernel's BTF.
 
-    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction.
+    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction, and
+    the target (None without relocations).
     """
     from .btf import core  # the CO-RE engine only for programs with CO-RE relocations
 
@@ -906,11 +1041,11 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
         for r in relo if isinstance(relo, (list, tuple)) else (relo,):
             relos.append((i, r))
     if not relos:
-        return []
+        return [], None
     if spec.btf is None:
         raise InvalidArgumentError(
             f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
-    targets: Any = kernel_btf if kernel_btf is not None else core.kernel_targets()
+    targets: Any = _core_target(kernel_btf)
     # One candidate cache per (object BTF, target): reloading a spec reuses the lookups.
     # It lives on the object's BTF (it refers to its types), so it dies with the spec.
     caches = attached(spec.btf, "_programs_core_caches")
@@ -926,21 +1061,14 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     except TypeError:  # a target that cannot be weakly referenced: no reuse
         cache = core.CoreCache()
     results: list[Any] = core.relocate(insns, relos, spec.btf, targets, cache=cache)
-    return results
+    return results, targets
 
 
 _CORE_TARGETS_PER_SPEC = 8
 
 
-def _resolve_map(ins: Instruction, ref: str, maps: Mapping[str, SupportsFileno] | None,
-                 prog_name: str) -> Instruction:
-    m = maps.get(ref) if maps is not None else None
-    if m is None:
-        known = ", ".join(sorted(maps)) if maps else "none were given"
-        raise KeyNotFoundError(
-            f"program {prog_name!r} references map {ref!r}, which is not among the maps "
-            f"passed to Program (known: {known})")
-    fd = m.fileno()
+def _map_load(ins: Instruction, fd: int) -> Instruction:
+    """A copy of the map load `ins` loading the map whose fd is `fd`."""
     out = ins.copy()
     if ins.src in (consts.BPF_PSEUDO_MAP_VALUE, consts.BPF_PSEUDO_MAP_IDX_VALUE):
         offset = (ins.imm >> 32) & 0xFFFF_FFFF  # the value offset lives in the upper half

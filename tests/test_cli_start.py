@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from bpfbuild import compile_bpf
 
 from ebpf.cli import main
 from ebpf.cli.main import NOUNS
@@ -16,9 +17,14 @@ PROBE = """
 import json, sys
 from ebpf.cli import main
 rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli"))}),
-      file=sys.stderr)
+print(json.dumps({"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
+                  "logging": "logging" in sys.modules}), file=sys.stderr)
 """
+
+
+@pytest.fixture(scope="module")
+def obj() -> str:
+    return str(compile_bpf("loader_globals"))
 
 
 def run_fresh(*argv: str) -> dict[str, object]:
@@ -32,6 +38,15 @@ def run_fresh(*argv: str) -> dict[str, object]:
 def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
     d = run_fresh(*argv)
     assert d["rc"] == 1  # the object does not exist: one error line, exit status 1
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+
+
+def test_loading_imports_no_logging(obj: str) -> None:
+    """`ebpf load` of an object that loads cleanly imports neither `logging` nor the
+    other subcommands (process start)."""
+    d = run_fresh("load", obj)
+    assert d["rc"] == 0
+    assert d["logging"] is False
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
 
 
@@ -59,3 +74,34 @@ def test_lazy_names_of_the_package() -> None:
     assert cli.inspect_spec.__module__ == "ebpf.cli.inspect"
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = cli.no_such_name
+
+
+LOG_PROBE = """
+import sys
+from ebpf._sys.log import log
+log.debug("quiet %d", 1)
+log.info("quiet too")
+print("logging" in sys.modules, file=sys.stdout)
+log.warning("shown %s", "here")
+print("logging" in sys.modules, file=sys.stdout)
+"""
+
+
+def test_the_logger_imports_logging_only_when_a_record_can_be_shown() -> None:
+    r = subprocess.run([sys.executable, "-c", LOG_PROBE], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.split() == ["False", "True"]
+    assert r.stderr.strip() == "shown here"   # logging's last-resort handler
+
+
+def test_the_logger_is_the_ebpf_logger(caplog: pytest.LogCaptureFixture) -> None:
+    from ebpf._sys.log import log  # the module under test
+
+    with caplog.at_level("DEBUG", logger="ebpf"):
+        log.debug("d %d", 1)
+        log.info("i")
+        log.warning("w %s", "x")
+    got = [(r.name, r.levelname, r.getMessage(), r.funcName) for r in caplog.records]
+    assert got == [("ebpf", "DEBUG", "d 1", "test_the_logger_is_the_ebpf_logger"),
+                   ("ebpf", "INFO", "i", "test_the_logger_is_the_ebpf_logger"),
+                   ("ebpf", "WARNING", "w x", "test_the_logger_is_the_ebpf_logger")]

@@ -20,7 +20,6 @@ program a child execs).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -28,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-_log = logging.getLogger("ebpf")
+from .log import log as _log
 
 
 class _ForkAware(Protocol):

@@ -14,19 +14,18 @@ EPERM/ENOMEM errors carry that sentence.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import resource
 import threading
 
 from .caps import CAP_SYS_RESOURCE, read_privileges
+from .log import log as _log
 from .types import Cmd, MapCreateAttr
 
 __all__ = ["INFINITY", "describe", "ensure_memlock", "kernel_charges_memlock",
            "memlock_note", "plan", "probe_memlock_charging"]
 
-_log = logging.getLogger("ebpf")
 
 INFINITY = resource.RLIM_INFINITY
 
