@@ -405,3 +405,37 @@ def test_declarators_names_and_layout_attributes(tmp_path: Path) -> None:
     (tmp_path / "t.h").write_text(text)
     compile_c('#include "t.h"\n' + "\n".join(asserts) + "\nint f(void) { return 0; }\n",
               tmp_path)
+
+
+def test_split_btf_dump_defines_the_base_types_it_uses() -> None:
+    """A module's split BTF: its own types keep their names, the base types they use
+    are written too (after the module's names were given: a clash renames them)."""
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    foo = btf.Struct("foo", 8, [btf.Member("a", i32, 0), btf.Member("b", i32, 32)])
+    b = Builder()
+    int_id, foo_id, foo_t_id = b.add(i32), b.add(foo), b.add(btf.Typedef("foo_t", foo))
+    base = Spec(b.marshal())
+    first = len(base)
+    names = ["x", "default", "modty", "f", "p", "cb", "foo_t", "foo", "z"]
+    strings = b"".join(n.encode() + b"\0" for n in names)
+    s = {n: base._str_len + strings.index(n.encode() + b"\0") for n in names}
+    s["foo"] = base._str_len + strings.index(b"\0foo\0") + 1
+    ptr, proto, fn_ptr = first, first + 1, first + 2
+    words = [0, 2 << 24, foo_id,  # struct foo *
+             0, 13 << 24 | 2, int_id, s["x"], ptr, s["default"], foo_t_id,
+             0, 2 << 24, proto,
+             s["modty"], 4 << 24 | 3, 24, s["f"], foo_id, 0, s["p"], ptr, 64, s["cb"], fn_ptr, 128,
+             s["foo_t"], 8 << 24, foo_id,
+             s["foo"], 4 << 24 | 1, 4, s["z"], int_id, 0]
+    types = struct.pack(f"<{len(words)}I", *words)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    module = Spec(hdr + types + strings, base)
+    text = btf.dump_c(module, header=False)
+    assert text.index("struct foo___2 {\n\tint a;\n\tint b;\n};") < text.index("struct modty {")
+    for decl in ("struct modty {\n\tstruct foo___2 f;\n\tstruct foo___2 *p;\n"
+                 "\tint (*cb)(struct foo___2 *x, foo_t___2 default_);\n};",
+                 "typedef struct foo___2 foo_t___2;", "typedef struct foo___2 foo_t;",
+                 "struct foo {\n\tint z;\n};"):
+        assert decl in text, (decl, text)
+    only = btf.dump_c(module, [module.type_by_name("modty")], header=False)
+    assert "struct modty {" in only and "struct foo {" not in only

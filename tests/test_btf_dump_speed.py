@@ -1,5 +1,5 @@
-"""The whole-kernel `btf dump` stays fast: deterministic guards (how many type objects a
-dump makes), a loose CPU-time guard against bpftool in the same run, and the raw
+"""The whole-kernel `btf dump` stays fast: deterministic guards (a dump makes no type
+objects), a loose CPU-time guard against bpftool in the same run, and the raw
 dump's record-reading path checked against the type-object path (same text, and
 BTFError for the same malformed blobs)."""
 
@@ -50,14 +50,11 @@ def outcome(fn: Callable[[], str]) -> str | type[BTFError]:
 
 
 @needs_vmlinux
-def test_c_dump_decodes_only_what_it_writes() -> None:
+def test_c_dump_makes_no_type_objects() -> None:
+    # the C printer reads the type records by id: nothing is decoded into Type objects
     spec = fresh_kernel_spec()
     text = btf.dump_c(spec)
-    decoded = list(spec._by_id.values())
-    # ~31k of the kernel's ~126k types: structs, unions, enums, typedefs and what their
-    # members and typedefs reach; no functions (half the kernel's types) are decoded.
-    assert len(decoded) < 0.35 * len(spec), (len(decoded), len(spec))
-    assert not any(isinstance(t, btf.Func) for t in decoded)
+    assert spec._by_id == {}
     assert "struct task_struct {" in text
 
 
@@ -118,11 +115,11 @@ def cpu_seconds(argv: list[str]) -> float:
 
 
 @needs_vmlinux
-@pytest.mark.parametrize("fmt, limit", [("c", 6.0), ("raw", 4.0)])
+@pytest.mark.parametrize("fmt, limit", [("c", 4.0), ("raw", 4.0)])
 def test_kernel_dump_cpu_time_against_bpftool(fmt: str, limit: float) -> None:
     need_tool("bpftool")
-    # Today ~4x (c) and ~1.5x (raw) on a busy 2-CPU machine: the limits only catch a
-    # dump that got several times slower (best of three runs each, interleaved).
+    # Today ~2.5x (c) and ~1.3x (raw) on a busy 2-CPU machine: the limits only catch a
+    # dump that got much slower (best of three runs each, interleaved).
     ours_argv = [sys.executable, "-m", "ebpf", "btf", "dump", "file", VMLINUX, "format", fmt]
     theirs_argv = ["bpftool", "btf", "dump", "file", VMLINUX, "format", fmt]
     ours, theirs = [], []

@@ -173,7 +173,7 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     return HEADER + body + FOOTER if header else body
 
 
-_Members = tuple[list[int], list[int], list[int], list[int]]
+_Members = tuple[list[str], list[int], list[int], list[int]]
 
 
 class _Records:
@@ -239,7 +239,7 @@ class _Records:
         self._strings = cache
         self._members: dict[int, _Members] = {}
         self._arrays: dict[int, tuple[int, int]] = {}
-        self._params: dict[int, list[tuple[int, int]]] = {}
+        self._params: dict[int, list[tuple[str, int]]] = {}
 
     def named_ids(self) -> list[int]:
         """The ids of the spec's own (not its base's) types that may get a C name
@@ -266,8 +266,8 @@ class _Records:
         return self.words[i : i + n].tolist()
 
     def members(self, tid: int) -> _Members:
-        """The name offsets, types, bit offsets and bitfield sizes of the members of
-        a struct or union, as four lists."""
+        """The names (as C member names), types, bit offsets and bitfield sizes of the
+        members of a struct or union, as four lists."""
         found = self._members.get(tid)
         if found is None:
             seg = self.entries(tid, 3)
@@ -277,8 +277,21 @@ class _Records:
                 bits = [b >> 24 for b in placed]
             else:
                 offsets, bits = placed, [0] * len(placed)
-            found = self._members[tid] = (seg[0::3], seg[1::3], offsets, bits)
+            found = self._members[tid] = (self._member_names(seg[0::3]), seg[1::3], offsets,
+                                          bits)
         return found
+
+    def _member_names(self, offsets: list[int]) -> list[str]:
+        """The C member (or parameter) names of the strings at `offsets`."""
+        names = list(map(self._strings.get, offsets))
+        if None in names:
+            names = [self.string(o) if n is None else n for n, o in zip(names, offsets,
+                                                                          strict=True)]
+        # (checked all at once: almost every record's names are C already)
+        if _C_KEYWORDS.isdisjoint(names) and all(map(str.isidentifier, filter(None, names))) \
+                and "".join(names).isascii():  # type: ignore[arg-type]
+            return names  # type: ignore[return-value]
+        return [_member_name(n) for n in names]  # type: ignore[arg-type]
 
     def array(self, tid: int) -> tuple[int, int]:
         """(element type, number of elements) of an array."""
@@ -288,12 +301,13 @@ class _Records:
             found = self._arrays[tid] = (seg[0], seg[2])
         return found
 
-    def params(self, tid: int) -> list[tuple[int, int]]:
-        """(name offset, type) of each parameter of a prototype."""
+    def params(self, tid: int) -> list[tuple[str, int]]:
+        """(C name, type) of each parameter of a prototype."""
         found = self._params.get(tid)
         if found is None:
             seg = self.entries(tid, 2)
-            found = self._params[tid] = list(zip(seg[0::2], seg[1::2], strict=True))
+            found = self._params[tid] = list(zip(self._member_names(seg[0::2]), seg[1::2],
+                                                 strict=True))
         return found
 
     def enum_values(self, tid: int) -> list[tuple[int, int]]:
@@ -654,7 +668,6 @@ class _Emitter:
         self._abstract: dict[int, tuple[str, str, int]] = {}
         self._inline_written = 0  # anonymous types written inline so far
         self._deepest = 0  # the deepest declarator nesting reached
-        self._member_names: dict[int, str] = {}  # by the name's string offset
 
     # -- what to write ---------------------------------------------------------------
 
@@ -871,13 +884,11 @@ class _Emitter:
         append = lines.append
         pad = "\n" + _tabs(lvl + 1)
         is_struct = self.kinds[t] == _STRUCT
-        member_names = self._member_names
-        string = self.records.string
         aligns, sizes = layout.aligns, layout.sizes  # (the shape holds every member's)
         declare, memo = self._declare, self._declarators
         inner_lvl, inner_depth = lvl + 1, depth + 1
         cur = 0
-        for name_off, mtype, off, bits in zip(*self.records.members(t)):  # noqa: B905
+        for name, mtype, off, bits in zip(*self.records.members(t)):  # noqa: B905
             if is_struct and off > cur:
                 # where clang would put the member after bit `cur`
                 if packed:
@@ -888,12 +899,6 @@ class _Emitter:
                         -(-cur // unit) * unit)
                 if natural != off:
                     lines.extend(_padding(cur, off, inner_lvl))
-            name = member_names.get(name_off)
-            if name is None:
-                name = string(name_off)
-                if name in _C_KEYWORDS or not (name.isidentifier() and name.isascii()):
-                    name = _member_name(name)
-                member_names[name_off] = name
             hit = memo.get(mtype) if name else None
             if hit is not None and inner_depth + hit[2] <= _MAX_DEPTH:
                 # (what _declare does for a declarator it has seen)
@@ -1006,13 +1011,12 @@ class _Emitter:
         params = self.records.params(t)
         last = len(params) - 1
         parts = []
-        string = self.records.string
-        for i, (name_off, ptype) in enumerate(params):
+        for i, (name, ptype) in enumerate(params):
             if i == last and ptype == 0:
                 if i:
                     parts.append("...")
                 break
-            parts.append(self._declare(ptype, _member_name(string(name_off)), lvl, depth + 1))
+            parts.append(self._declare(ptype, name, lvl, depth + 1))
         return ", ".join(parts) or "void"
 
     def _strip_qualifiers(self, t: int) -> int:
