@@ -7,7 +7,8 @@ every object a guest would build is built here first, for the host's BTF and eac
 kernel's (.cache/kernels/<release>/vmlinux): the repo is at the same path in the guest,
 so the guest's cache lookups hit. The examples gallery's BPF C (examples/bpf/, built
 by `ebpf build` into ~/.cache/ebpf, keyed by the BTF's digest; the guests' HOME is
-/root, as root's on the host) is built for each kernel the same way. Best effort: a
+/root, as root's on the host) is built for each kernel the same way, and the type index
+of each kernel's BTF is written where the library looks for it. Best effort: a
 source that does not compile is left for the test to report. The Python sources of
 ebpf/, tests/, tools/ and examples/ are byte-compiled too (__pycache__, git-ignored):
 guests run with PYTHONDONTWRITEBYTECODE and would otherwise compile every module under
@@ -80,6 +81,25 @@ def prewarm_examples(btfs: list[str]) -> tuple[int, int]:
     return ok, len(jobs)
 
 
+def prewarm_btf_index(btfs: list[str]) -> int:
+    """Write the on-disk type index of each kernel BTF (ebpf.btf.cache, in ~/.cache/ebpf,
+    keyed by the blob's length and CRC-32): a guest process that loads its kernel's BTF
+    then finds it, instead of walking 100k+ types under TCG in every process."""
+    from ebpf.btf import cache  # (see prewarm_examples)
+    from ebpf.btf.spec import Spec
+
+    written = 0
+    for b in btfs:
+        try:
+            with open(b, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if cache.load_cached(data) is not None or cache.save(Spec(data, lazy=True)):
+            written += 1
+    return written
+
+
 def compile_python() -> None:
     """Byte-compile the repository's Python for the guests (same interpreter)."""
     for d in ("ebpf", "tests", "tools", "examples"):
@@ -92,8 +112,10 @@ def main(argv: list[str]) -> int:
     ok, total = prewarm(argv)
     sys.path.insert(0, str(REPO))
     ex_ok, ex_total = prewarm_examples(argv)
-    print(f"kmatrix: prewarmed {ok}/{total} BPF objects and {ex_ok}/{ex_total} examples "
-          f"for {len(argv)} kernel BTFs in {time.monotonic() - t0:.0f}s", flush=True)
+    indexed = prewarm_btf_index(argv)
+    print(f"kmatrix: prewarmed {ok}/{total} BPF objects, {ex_ok}/{ex_total} examples and "
+          f"{indexed} BTF indexes for {len(argv)} kernel BTFs in "
+          f"{time.monotonic() - t0:.0f}s", flush=True)
     return 0
 
 
