@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+_edits = 0
+_tracked: dict[type, type] = {}
+
 
 def attached(obj: object, name: str) -> dict[Any, Any]:
     """The dict stored on `obj` under attribute `name` (created empty on first use).
@@ -38,4 +41,67 @@ class Bounded(dict[Any, Any]):
         super().__setitem__(key, value)
 
 
-__all__ = ["Bounded", "attached"]
+def edits() -> int:
+    """How many attribute assignments (or deletions) objects passed to `track_edits`
+    have seen since the process started: a cache built from such objects is still
+    valid while this count is the same as when it was built."""
+    return _edits
+
+
+def track_edits(obj: object) -> bool:
+    """Make every later attribute assignment to `obj` count in `edits`; False when
+    `obj` cannot be tracked (its class has a ``__dict__`` or is a builtin).
+
+    The object keeps its identity and values: its class becomes a subclass of the
+    same name that only counts assignments (``isinstance`` holds, ``type(obj) is
+    cls`` no longer does; copies and pickles are of the original class). Creating
+    and reading such objects costs nothing extra, which a counting ``__setattr__``
+    on the class itself would (every object the ELF parser creates would pay).
+    """
+    cls = type(obj)
+    if getattr(cls, "_objcache_tracked_base", None) is not None:
+        return True  # already tracked
+    sub = _tracked.get(cls)
+    if sub is None:
+        if "__dict__" in dir(cls) or not getattr(cls, "__slots__", None):
+            return False
+        sub = _tracked.setdefault(cls, _tracking_subclass(cls))
+    try:
+        obj.__class__ = sub
+    except TypeError:  # a layout the subclass cannot take over
+        return False
+    return True
+
+
+def _new_of(cls: Any) -> Any:
+    """An empty `cls` object (what a copy or pickle of a tracked object starts from)."""
+    return cls.__new__(cls)
+
+
+def _tracking_subclass(cls: type) -> type:
+    """A subclass of `cls` (same slots) that counts attribute assignments."""
+    base_set: Any = cls.__setattr__
+    base_del: Any = cls.__delattr__
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        global _edits
+        base_set(self, name, value)
+        _edits += 1
+
+    def __delattr__(self: Any, name: str) -> None:
+        global _edits
+        base_del(self, name)
+        _edits += 1
+
+    def __reduce_ex__(self: Any, protocol: Any) -> Any:
+        # copies and pickles are of `cls`: untracked, and loadable without this class
+        reduced: Any = object.__reduce_ex__(self, max(int(protocol), 2))
+        return (_new_of, (cls,), *reduced[2:])
+
+    return type(cls.__name__, (cls,), {
+        "__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__, "__setattr__": __setattr__, "__delattr__": __delattr__,
+        "__reduce_ex__": __reduce_ex__, "_objcache_tracked_base": cls})
+
+
+__all__ = ["Bounded", "attached", "edits", "track_edits"]

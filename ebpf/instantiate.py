@@ -26,7 +26,7 @@ from .errors import (
     prefixed,
 )
 from .maps import Map
-from .programs import Program, object_btf_blob
+from .programs import Program, object_btf_blob, uses_meta_key
 from .spec.collection import CollectionSpec, Extern, Maps, Programs
 from .spec.maps import MapSpec
 from .spec.programs import ProgramSpec
@@ -286,10 +286,10 @@ def _kallsyms_hidden() -> bool:
 def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
+    if not uses_meta_key(ps, "extern"):  # (known from the last load: no pass)
+        return ps
     needs = [i for i, ins in enumerate(ps.instructions)
              if ins.meta and "extern" in ins.meta]
-    if not needs:
-        return ps
     ps = ps.copy()
     for i in needs:
         ins = ps.instructions[i]

@@ -20,14 +20,13 @@ import contextlib
 import ctypes
 import enum
 import errno as _errno
-import operator
 import os
 import re
 import struct
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._objcache import attached, edits, track_edits
@@ -567,11 +566,11 @@ class _Template:
     edits: int  # _objcache.edits(): the instructions and line/CO-RE records are tracked
     btf: BTFSpec | None
     target: Any  # weakref to the CO-RE target, None without CO-RE relocations
-    insns: list[Instruction]  # the spec's instructions (identity)
-    metas: list[dict[str, Any]]  # their meta dicts (identity: assigning one is an edit)
-    meta_keys: list[str]  # the keys of `metas`, in order
-    meta_values: list[Any]  # the values of `metas` (identity; kept alive for it)
-    records: tuple[Any, Any, Any, Any] | None = None  # _btf_records' (builder, funcs, lines, n)
+    insns: list[Instruction]  # the spec's instructions (tracked)
+    metas: list[dict[str, Any]]  # their meta dicts (assigning another is a tracked edit)
+    meta_copies: list[dict[str, Any]]  # copies of `metas` (their records are tracked)
+    meta_keys: frozenset[str]  # every key of `metas`
+    records: tuple[Any, Any, Any] | None = None  # _btf_records' (builder, func info, line info)
 
 
 def _load(
@@ -861,26 +860,39 @@ def _encode_one(ins: Instruction) -> bytes:
 
 
 def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template | None:
-    """The template of `spec`'s last load, if it was computed from what `spec` holds now:
-    no tracked object edited since (instructions, line info, CO-RE records), the same
-    instruction objects, meta dicts with the same keys and values, the same BTF and
-    CO-RE target. Costs a few passes over the list at C speed."""
+    """The template of `spec`'s last load, if it was computed from what `spec` holds now
+    (`_unchanged`) and against the same CO-RE target."""
     tpl: _Template | None = vars(spec).get("_programs_template")
-    if tpl is None or tpl.edits != edits() or tpl.btf is not spec.btf:
-        return None
-    insns = spec.instructions
-    if len(insns) != len(tpl.insns) or not all(map(operator.is_, insns, tpl.insns)):
-        return None
-    metas = tpl.metas
-    if list(chain.from_iterable(metas)) != tpl.meta_keys:
-        return None
-    values = list(chain.from_iterable(map(dict.values, metas)))
-    if len(values) != len(tpl.meta_values) or not all(map(operator.is_, values,
-                                                          tpl.meta_values)):
+    if tpl is None or not _unchanged(spec, tpl):
         return None
     if tpl.target is not None and tpl.target() is not _core_target(kernel_btf):
         return None
     return tpl
+
+
+def _unchanged(spec: ProgramSpec, tpl: _Template) -> bool:
+    """Whether `spec` holds what `tpl` was computed from: no tracked object edited
+    since (instructions, line info, CO-RE records), equal instructions and meta dicts,
+    the same BTF."""
+    if tpl.edits != edits() or tpl.btf is not spec.btf:
+        return False
+    # Compared by value, so that an equal instruction put in place of one also
+    # matches; the snapshot's own objects are tracked, so comparing against them stays
+    # sound however new ones are edited later. list == list: identity first, then
+    # Instruction.__eq__ / dict ==, at C speed.
+    insns = spec.instructions
+    if not (insns == tpl.insns if type(insns) is list else list(insns) == tpl.insns):
+        return False
+    return tpl.metas == tpl.meta_copies  # else a meta dict was edited in place
+
+
+def uses_meta_key(spec: ProgramSpec, key: str) -> bool:
+    """Whether an instruction of `spec` has `key` in its ``meta`` (known from the last
+    load while nothing changed, else one pass over the instructions)."""
+    tpl: _Template | None = vars(spec).get("_programs_template")
+    if tpl is not None and _unchanged(spec, tpl):
+        return key in tpl.meta_keys
+    return any(ins.meta and key in ins.meta for ins in spec.instructions)
 
 
 def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
@@ -921,9 +933,8 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
-                    edits_before, spec.btf, None, given, metas,
-                    list(chain.from_iterable(metas)),
-                    list(chain.from_iterable(map(dict.values, metas))))
+                    edits_before, spec.btf, None, given, metas, [dict(m) for m in metas],
+                    frozenset(chain.from_iterable(metas)))
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
@@ -1238,16 +1249,14 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
                   spec.name)
         return None
     attr.prog_btf_fd = handle.fileno()
-    if funcs:
-        farr = (_FuncInfo * len(funcs))(*funcs)
-        keep.append(farr)
-        attr.func_info = ctypes.addressof(farr)
+    if funcs is not None:
+        keep.append(funcs)
+        attr.func_info = ctypes.addressof(funcs)
         attr.func_info_cnt = len(funcs)
         attr.func_info_rec_size = ctypes.sizeof(_FuncInfo)
-    if lines:
-        larr = (_LineInfo * len(lines))(*lines)
-        keep.append(larr)
-        attr.line_info = ctypes.addressof(larr)
+    if lines is not None:
+        keep.append(lines)
+        attr.line_info = ctypes.addressof(lines)
         attr.line_info_cnt = len(lines)
         attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
     return handle
@@ -1263,7 +1272,7 @@ def _last_line(e: Exception) -> str:
 
 def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                  shared: Handle | None = None,
-                 ) -> tuple[Handle, list[_FuncInfo], list[_LineInfo]]:
+                 ) -> tuple[Handle, Any, Any]:
     """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
     None, a minimal BTF holding only the functions and what they refer to. `shared`,
     the object's BTF loaded from `builder` earlier, is used instead of a new BTF
@@ -1272,21 +1281,33 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
     from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
 
-    if builder is None:
-        builder, shared = Builder(), None
-        type_id = builder.add
+    tpl = prep.template
+    cached = tpl.records if tpl is not None else None
+    if builder is not None and cached is not None and cached[0] is builder:
+        # the builder only ever appends: the string offsets found before still hold
+        funcs, lines = cached[1], cached[2]
     else:
-        type_id = btf_spec.type_id
-    funcs = [_FuncInfo(insn_off=slot, type_id=type_id(f)) for slot, f in prep.func_info]
-    lines = [
-        _LineInfo(
-            insn_off=slot,
-            file_name_off=builder.add_string(str(line.file_name)),
-            line_off=builder.add_string(str(line.line_text)),
-            line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
-        )
-        for slot, line in prep.line_info
-    ]
+        own = builder is not None  # the object's BTF: the records can be kept
+        if builder is None:
+            builder, shared = Builder(), None
+            type_id = builder.add
+        else:
+            type_id = btf_spec.type_id
+        funcs = (_FuncInfo * len(prep.func_info))(*[
+            _FuncInfo(insn_off=slot, type_id=type_id(f)) for slot, f in prep.func_info]) \
+            if prep.func_info else None
+        add_string = builder.add_string
+        lines = (_LineInfo * len(prep.line_info))(*[
+            _LineInfo(
+                insn_off=slot,
+                file_name_off=add_string(str(line.file_name)),
+                line_off=add_string(str(line.line_text)),
+                line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
+            )
+            for slot, line in prep.line_info
+        ]) if prep.line_info else None
+        if tpl is not None and own:
+            tpl.records = (builder, funcs, lines)
     blob = _marshal_cached(builder)
     if shared is not None and len(blob) == shared.info().size:
         return shared, funcs, lines

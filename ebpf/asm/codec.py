@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from .errors import AsmError
 from .instruction import Instruction, Label, Statement
@@ -34,11 +34,15 @@ def encode(insns: Iterable[Statement]) -> bytes:
     append = parts.append
     fixups: list[tuple[int, int, Instruction]] = []
     slot = 0
+    tracked: type | None = None  # Instruction's edit-counting subclass (ebpf._objcache)
     try:
-        for ins in insns:
-            if type(ins) is not Instruction:
-                # a Label, or a subclass of Instruction: the careful way
-                return _encode_slow(insns)
+        # (a Label or another Statement takes the careful way below)
+        for ins in cast("list[Instruction]", insns):
+            if type(ins) is not Instruction and type(ins) is not tracked:
+                if getattr(type(ins), "_objcache_tracked_base", None) is not Instruction:
+                    # a Label, or a subclass of Instruction: the careful way
+                    return _encode_slow(insns)
+                tracked = type(ins)
             opcode = ins.opcode
             dst = ins.dst
             src = ins.src

@@ -1,0 +1,203 @@
+"""Reloading one ProgramSpec: the second load reuses what the first computed (labels,
+CO-RE, encoding, func/line info), and every edit between loads reaches the kernel."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+import weakref
+
+import pytest
+
+import ebpf
+from ebpf import asm, btf
+from ebpf.btf.ext import LineInfo
+from ebpf.errors import VerifierError
+from ebpf.programs import Program, ProgramSpec
+from ebpf.programs import _valid_template as valid_template
+
+pytestmark = pytest.mark.kernel
+
+P = ebpf.ProgramType
+DATA = b"\0" * 64
+
+
+def handmade_btf(func_name: str) -> tuple[btf.Spec, btf.Func]:
+    """A BTF spec with ``int func_name(void *ctx)``."""
+    from ebpf.btf.builder import Builder
+
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    proto = btf.FuncProto(i32, [btf.FuncParam("ctx", btf.Pointer(btf.Void()))])
+    b = Builder()
+    b.add(btf.Func(func_name, proto, btf.Linkage.GLOBAL))
+    spec = btf.Spec(b.marshal())
+    return spec, spec.type_by_name(func_name, btf.Func)
+
+
+def spec_of(insns: list[asm.Statement], **kw: object) -> ProgramSpec:
+    return ProgramSpec(name="reload", type=P.SOCKET_FILTER, license="GPL",
+                       instructions=insns, **kw)  # type: ignore[arg-type]
+
+
+def run(spec: ProgramSpec, **kw: object) -> int:
+    with Program(spec, **kw) as p:  # type: ignore[arg-type]
+        return p.test_run(data=DATA).retval
+
+
+def with_lines(insns: list[asm.Instruction]) -> ProgramSpec:
+    """`insns` with func info on the first and line info on each instruction."""
+    spec_btf, func = handmade_btf("reload")
+    for n, ins in enumerate(insns):
+        ins.meta = {"line": LineInfo("reload.c", f"line {n}", n + 1, 1)}
+    assert insns[0].meta is not None
+    insns[0].meta["func"] = func
+    return spec_of(list(insns), btf=spec_btf)
+
+
+def test_field_edits_between_loads_reach_the_kernel() -> None:
+    # r0 = 5; r0 += 3; fp[-8] = r0; r1 = 100; fp[-16] = r1; r0 = fp[-8]; exit
+    spec = with_lines([asm.mov_imm(asm.R0, 5), asm.add_imm(asm.R0, 3),
+                       asm.store_mem(asm.R10, -8, asm.R0, asm.DW), asm.mov_imm(asm.R1, 100),
+                       asm.store_mem(asm.R10, -16, asm.R1, asm.DW),
+                       asm.load_mem(asm.R0, asm.R10, -8, asm.DW), asm.exit()])
+    insns = spec.instructions
+    assert run(spec) == 8
+    assert valid_template(spec, None) is not None  # the next load reuses it
+    assert run(spec) == 8
+    insns[1].imm = 1  # imm
+    assert run(spec) == 6
+    insns[5].off = -16  # off: the other stack slot
+    assert run(spec) == 100
+    insns[5].off = -8
+    assert run(spec) == 6
+    insns[1].opcode = insns[0].opcode  # opcode: r0 += 1 becomes r0 = 1
+    assert run(spec) == 1
+    assert isinstance(insns[1], asm.Instruction)
+    insns[1].dst = asm.R2  # dst: r2 = 1, r0 stays 5
+    assert run(spec) == 5
+
+
+def test_list_edits_between_loads_reach_the_kernel() -> None:
+    spec = with_lines([asm.mov_imm(asm.R0, 1), asm.exit()])
+    assert run(spec) == 1
+    spec.instructions.insert(1, asm.add_imm(asm.R0, 2))  # grown in place
+    assert run(spec) == 3
+    spec.instructions.pop(1)
+    assert run(spec) == 1
+    spec.instructions[0] = asm.mov_imm(asm.R0, 6)  # an instruction replaced
+    assert run(spec) == 6
+    fresh = spec.instructions[0]
+    fresh.imm = 7  # the replacement edited later
+    assert run(spec) == 7
+    spec.instructions = [asm.mov_imm(asm.R0, 9), asm.exit()]  # the list replaced
+    assert run(spec) == 9
+    spec.instructions.append(asm.exit())  # dead code after exit: still the new code
+    with pytest.raises(VerifierError):
+        run(spec)
+    # labels in the list: prepared afresh at every load (a Label's edits are not
+    # tracked), still right
+    first, second = asm.label("skip"), asm.label("out")
+    spec.instructions = [asm.mov_imm(asm.R0, 1), asm.jeq_imm(asm.R0, 1, "out"), first,
+                         asm.mov_imm(asm.R0, 2), second, asm.exit()]
+    assert run(spec) == 1
+    assert valid_template(spec, None) is None
+    first.name, second.name = "out", "skip"  # the jump now lands on r0 = 2
+    assert run(spec) == 2
+
+
+def failing(text: str) -> tuple[ProgramSpec, list[asm.Instruction]]:
+    """A program the verifier refuses at its second instruction (line text `text`)."""
+    insns = [asm.mov_imm(asm.R1, 0), asm.load_mem(asm.R0, asm.R1, 0, asm.W), asm.exit()]
+    spec = with_lines(insns)
+    assert insns[1].meta is not None
+    insns[1].meta["line"] = LineInfo("reload.c", text, 7, 1)
+    return spec, insns
+
+
+def refused_line(spec: ProgramSpec) -> str:
+    with pytest.raises(VerifierError) as ei:
+        Program(spec)
+    assert ei.value.source_line is not None
+    return ei.value.source_line
+
+
+def test_line_info_edits_between_loads_reach_the_kernel() -> None:
+    spec, insns = failing("return *x;")
+    assert refused_line(spec) == "reload.c:7: return *x;"
+    meta = insns[1].meta
+    assert meta is not None
+    line = meta["line"]
+    line.line_text = "return *y;"  # the record edited in place
+    assert refused_line(spec) == "reload.c:7: return *y;"
+    meta["line"] = LineInfo("reload.c", "return *z;", 8, 1)  # the meta dict edited
+    assert refused_line(spec) == "reload.c:8: return *z;"
+    meta["line"].line = 9  # a record put in since, edited
+    assert refused_line(spec) == "reload.c:9: return *z;"
+    insns[1].meta = {"line": LineInfo("other.c", "return *w;", 3, 1)}  # meta replaced
+    with pytest.raises(VerifierError) as ei:
+        Program(spec)
+    assert ei.value.source_line == "other.c:3: return *w;"
+    # the kernel got the new line too: it annotates its log with the text
+    assert "return *w;" in ei.value.log
+
+
+def test_btf_replaced_between_loads() -> None:
+    spec = with_lines([asm.mov_imm(asm.R0, 2), asm.exit()])
+    with Program(spec) as p:
+        assert (p.info().nr_func_info, p.info().nr_line_info) == (1, 2)
+    spec.btf = None  # no BTF: loads without func/line info
+    with Program(spec) as p:
+        assert (p.info().nr_func_info, p.info().nr_line_info) == (0, 0)
+    other_btf, other_func = handmade_btf("renamed")
+    assert spec.instructions[0].meta is not None
+    spec.instructions[0].meta["func"] = other_func
+    spec.btf = other_btf
+    with Program(spec) as p:
+        info = p.info()
+        assert (info.nr_func_info, info.nr_line_info) == (1, 2)
+        loaded = btf.Spec(ebpf._sys.ops.btf_get_data(info.btf_id))
+        assert loaded.type_by_name("renamed", btf.Func)
+
+
+def test_maps_given_at_each_load() -> None:
+    # r0 = *(u32 *)(&value of map "m" + 4)
+    spec = with_lines([asm.ld_map_value(asm.R1, "m", 4),
+                       asm.load_mem(asm.R0, asm.R1, 0, asm.W), asm.exit()])
+    mspec = ebpf.MapSpec(name="m", type=ebpf.MapType.ARRAY, key_size=4, value_size=8,
+                         max_entries=1)
+    with ebpf.Map(mspec) as a, ebpf.Map(mspec) as b:
+        a[0] = (11 << 32).to_bytes(8, "little")
+        b[0] = (22 << 32).to_bytes(8, "little")
+        assert run(spec, maps={"m": a}) == 11
+        assert run(spec, maps={"m": b}) == 22
+        assert run(spec, maps={"m": a}) == 11
+        spec.instructions[0].imm = 0  # the value offset edited: now the low half
+        a[0] = (33).to_bytes(8, "little")
+        assert run(spec, maps={"m": a}) == 33
+        with pytest.raises(ebpf.KeyNotFoundError, match="references map 'm'"):
+            run(spec, maps={"n": a})
+
+
+def test_tracked_instructions_stay_instructions() -> None:
+    spec = with_lines([asm.mov_imm(asm.R0, 2), asm.exit()])
+    Program(spec).close()
+    ins = spec.instructions[0]
+    assert isinstance(ins, asm.Instruction) and type(ins).__name__ == "Instruction"
+    bare = spec.instructions[1]  # (meta without BTF types, which pickle refuses)
+    assert type(bare) is not asm.Instruction  # tracked
+    for twin in (copy.copy(ins), ins.copy(), copy.deepcopy(bare),
+                 pickle.loads(pickle.dumps(bare))):
+        assert type(twin) is asm.Instruction and twin in (ins, bare)
+    assert asm.encode(spec.instructions) == asm.encode([i.copy() for i in spec.instructions])
+    assert asm.decode(asm.encode(spec.instructions)) == [
+        asm.Instruction(i.opcode, i.dst, i.src, i.off, i.imm) for i in spec.instructions]
+
+
+def test_template_dies_with_its_spec() -> None:
+    spec = with_lines([asm.mov_imm(asm.R0, 2), asm.exit()])
+    Program(spec).close()
+    gone = weakref.ref(spec)
+    del spec
+    gc.collect()
+    assert gone() is None
