@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._sys import perf as _perf
+from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
 from ._sys.types import MapType
@@ -440,9 +441,9 @@ class Reader(ReaderBase):
         self._map_fd: FD | None = None
         self._init_base(btf, record_type)
         pages = _perf.ring_pages(per_cpu_buffer)
-        if watermark < 0 or watermark >= pages * _PAGE:
-            raise InvalidArgumentError(f"watermark must be in [0, {pages * _PAGE}) bytes, "
-                                       f"not {watermark}")
+        _validate.unsigned(wakeup_events, "wakeup_events", 32)
+        # bytes of the per-CPU ring
+        _validate.integer(watermark, "watermark", 0, pages * _PAGE - 1)
         self.overwritable = overwritable
         self.per_cpu_buffer = pages * _PAGE
         """The data size of each CPU's ring in bytes."""

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebpf import AttachType, asm, link
+from ebpf import AttachType, asm, link, perf
 from ebpf.errors import InvalidArgumentError
 from ebpf.maps import Map, MapSpec, MapType
 from ebpf.programs import Program, ProgramSpec, ProgramType
@@ -342,3 +342,21 @@ def test_link_update_flags_are_checked(progs: dict[str, Any]) -> None:
         _syslink.link_update(0, 0, 0, -1)
     with pytest.raises(InvalidArgumentError, match="link_fd must be an integer"):
         _syslink.link_update(None, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"watermark": None}, "watermark must be an integer"),
+    ({"watermark": -1}, "watermark must be in 0..262143, got -1"),
+    ({"watermark": 1 << 18}, "watermark must be in 0..262143, got 262144"),
+    ({"wakeup_events": 2**32}, f"wakeup_events must be in 0..{U32}"),
+    ({"wakeup_events": 1.0}, "wakeup_events must be an integer"),
+])
+def test_perf_reader_event_attrs(kwargs: dict[str, Any], expected: str) -> None:
+    """The perf buffer's events (perf_event_open attrs) are checked the same way."""
+    before = _fds()
+    with Map(MapSpec(type=MapType.PERF_EVENT_ARRAY, key_size=4, value_size=4,
+                     name="linkcheck")) as events:
+        with pytest.raises(InvalidArgumentError) as ei:
+            perf.Reader(events, 64 * 4096, **kwargs)
+    assert expected in str(ei.value)
+    assert _fds() - before == set()

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterable
 
 from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
-from . import consts, forking
+from . import consts, forking, validate
 from .fd import FD
 from .syscall import bpf, from_errno, perf_event_open
 from .types import (
@@ -154,11 +154,12 @@ def open_bpf_output(cpu: int, *, watermark: int = 0, wakeup_events: int = 1,
     attr.config = PerfSwId.BPF_OUTPUT
     attr.sample_type = PERF_SAMPLE_RAW
     attr.sample_period = 1
-    if watermark > 0:
+    cpu = validate.integer(cpu, "cpu", -1, (1 << 31) - 1)
+    if validate.put(attr, "wakeup_watermark", watermark, "watermark") > 0:
         attr.watermark = 1
-        attr.wakeup_watermark = watermark
     else:
-        attr.wakeup_events = max(1, wakeup_events)
+        validate.put(attr, "wakeup_events", max(1, validate.unsigned(
+            wakeup_events, "wakeup_events", 32)))
     if overwritable:
         attr.write_backward = 1
     try:
