@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import copy
 import gc
+import pathlib
 import pickle
+import subprocess
 import weakref
 
 import pytest
+from conftest import need_tool
 
 import ebpf
 from ebpf import asm, btf
@@ -201,3 +204,55 @@ def test_template_dies_with_its_spec() -> None:
     del spec
     gc.collect()
     assert gone() is None
+
+
+CORE_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char _license[] SEC("license") = "GPL";
+
+struct task_struct { int pid; } __attribute__((preserve_access_index));
+
+SEC("syscall")
+int pid_offset(void *ctx)
+{
+	return bpf_core_field_offset(struct task_struct, pid);
+}
+"""
+
+
+def test_core_target_and_relocation_edits_between_loads(tmp_path: pathlib.Path) -> None:
+    from bpfbuild import BASE_FLAGS, CLANG
+
+    from ebpf.btf.builder import Builder
+
+    need_tool(CLANG)
+    (tmp_path / "core_pid.c").write_text(CORE_C)
+    obj = tmp_path / "core_pid.o"
+    subprocess.run([CLANG, *BASE_FLAGS, "-target", "bpf", str(tmp_path / "core_pid.c"),
+                    "-o", str(obj)], check=True, capture_output=True)
+    spec = ebpf.load_collection_spec(str(obj)).programs["pid_offset"]
+    kernel = btf.load_kernel_spec()
+    want = kernel.type_by_name("task_struct", btf.Struct).member("pid").offset_bits // 8
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    other = Builder()
+    other.add(btf.Struct("task_struct", 128, [btf.Member("pad", btf.Array(i32, 31, i32)),
+                                              btf.Member("pid", i32, 31 * 32)]))
+    target = btf.Spec(other.marshal())
+
+    def offset(**kw: object) -> int:
+        with Program(spec, **kw) as p:  # type: ignore[arg-type]
+            return p.test_run().retval
+
+    for _ in range(2):  # each target its own relocation, also when reloaded
+        assert offset() == want
+        assert offset(kernel_btf=target) == 124
+    relo = next(i.meta["core"] for i in spec.instructions if i.meta and "core" in i.meta)
+    access = relo.access
+    relo.access = "0:7"  # the record edited in place: no such member (a stale load: 124)
+    with pytest.raises(ebpf.Error, match=r"0:7"):
+        offset(kernel_btf=target)
+    relo.access = access
+    assert offset(kernel_btf=target) == 124
