@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ._sys import validate as _validate
-from ._sys.types import BPF_F_MMAPABLE
+from ._sys.types import BPF_F_MMAPABLE, MapType
 from .elf.parse import load_collection_spec
 from .errors import ClosedError, InvalidArgumentError, SyscallError
 from .instantiate import instantiate
@@ -36,7 +36,8 @@ class Variable:
     """A global variable of a loaded collection, read and written live.
 
     `.data`/`.bss` variables go through the data map's mmap (or map lookups when
-    the map is not mmapable); `.rodata` variables are frozen: read-only here.
+    the map is not mmapable); `.rodata` variables are frozen: read-only here;
+    ``__arena`` globals are read and written in the arena's memory.
 
     Once the collection is closed, `get`/`set` raise `ClosedError`; one that started
     before (in another thread) finishes on the old map's memory, never on a map that
@@ -61,7 +62,8 @@ class Variable:
         if self._unmappable or self.constant or not self.map.info().flags & BPF_F_MMAPABLE:
             return None
         try:
-            view = self.map.mmap()
+            # an __arena global: the arena's pages, mapped with the map
+            view = self.map.memory() if self.map.type == MapType.ARENA else self.map.mmap()
         except SyscallError as e:
             # the kernel maps no memory holding a bpf_spin_lock, a timer, a kptr
             # (ENOTSUPP): such a section is read and written through lookups
@@ -83,8 +85,13 @@ class Variable:
         """Whether it lives in `.rodata` (frozen after loading: read-only)."""
         return self.spec.constant
 
+    def _section_size(self) -> int:
+        if self.map.type == MapType.ARENA:  # __arena globals: the arena's pages
+            return self.map.max_entries * os.sysconf("SC_PAGE_SIZE")
+        return self.map.value_size
+
     def _raw(self) -> bytes:
-        off, end = self.spec.bounds(self.map.value_size)
+        off, end = self.spec.bounds(self._section_size())
         size = end - off
         if self._closed:
             raise ClosedError(f"variable {self.name!r} is closed")
@@ -130,7 +137,7 @@ class Variable:
         if len(data) != self.spec.size:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.spec.size} bytes, got {len(data)}")
-        self.spec.bounds(self.map.value_size)
+        self.spec.bounds(self._section_size())
         if self._closed:
             raise ClosedError(f"variable {self.name!r} is closed")
         mv = self._mmap()

@@ -59,6 +59,12 @@ def test_spec_reads_map_extra_and_arena_globals() -> None:
     assert at["counter"] == 0  # the first global at the start of the arena
     assert off == 0 and u64(memoryview(data), at["counter"]) == 7
     assert len(data) == 32 and not any(data[8:])
+    # the globals are variables of the arena map, settable before loading
+    assert {n: v.section for n, v in spec.variables.items() if v.section == "arena"} == \
+        dict.fromkeys(("counter", "written", "head", "self_ref"), "arena")
+    assert spec.variables["counter"].get() == 7
+    spec.variables["counter"].set(9)
+    assert u64(memoryview(spec.maps["arena"].contents[0][1]), at["counter"]) == 9
     refs = [i for i in spec.programs["arena_write"].instructions if i.reference == "arena"]
     # &arena for the kfunc, then each global as an offset into the arena
     assert sorted({(i.imm >> 32) for i in refs if i.src == 2}) == sorted(at.values())
@@ -94,6 +100,20 @@ def test_program_writes_arena_user_space_reads(map_extra: int) -> None:
             head2 = u64(mem, at["head"])
             assert head2 != head and u64(mem, head2 - base + 8) == 1000
             assert u64(mem, at["counter"]) == 1035
+            # the same memory through the collection's variables
+            counter = coll.variables["counter"]
+            assert counter.get() == 1035 and coll.variables["head"].get() == head2
+            counter.set(5)
+            assert u64(mem, at["counter"]) == 5 and prog.test_run().retval == 5
+
+
+@ARENA
+def test_arena_global_set_before_loading() -> None:
+    spec = ebpf.load_collection_spec(obj())
+    spec.variables["counter"].set(300)
+    with ebpf.Collection(spec) as coll:
+        assert coll.programs["arena_write"].test_run().retval == 300
+        assert coll.variables["counter"].get() == 335
 
 
 @ARENA

@@ -218,6 +218,14 @@ class MapSections(ObjectState):
         data = bytes(sec.size) if sec.is_nobits else bytes(sec.data())
         self.maps[arenas[0]].contents = [(0, data)]
         self.data_sections[sec.index] = arenas[0]
+        ds = next((t for t in self.btf or () if isinstance(t, _btf.Datasec)
+                   and t.name == ARENA_SECTION), None)
+        for vs in ds.vars if ds is not None else ():
+            var = vs.type
+            if isinstance(var, _btf.Var) and vs.offset + vs.size <= len(data):
+                # (the variable's section is the map holding it: the arena)
+                self.spec.variables[var.name] = VariableSpec(
+                    var.name, arenas[0], vs.offset, vs.size, var.type)
 
     def _read_map_values(self) -> None:
         """`.values = { ... }` initializers: relocations in .maps pointing at programs
