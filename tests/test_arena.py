@@ -21,7 +21,7 @@ from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
 import ebpf
-from ebpf.errors import InvalidArgumentError, SyscallError
+from ebpf.errors import ELFError, InvalidArgumentError, SyscallError
 from ebpf.maps import MapSpec, MapType
 
 ARENA = requires("map_type:ARENA", min_kernel="6.9", refusable=True)
@@ -68,6 +68,12 @@ def test_spec_reads_map_extra_and_arena_globals() -> None:
     refs = [i for i in spec.programs["arena_write"].instructions if i.reference == "arena"]
     # &arena for the kfunc, then each global as an offset into the arena
     assert sorted({(i.imm >> 32) for i in refs if i.src == 2}) == sorted(at.values())
+
+
+def test_arena_globals_need_an_arena_map() -> None:
+    with pytest.raises(ELFError, match="exactly one ARENA map in the object, it has 0") as ei:
+        ebpf.load_collection_spec(compile_bpf("arena_without_map"))
+    assert ei.value.section == ".addr_space.1"
 
 
 @ARENA
