@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
 import threading
 from typing import Any
 
@@ -41,13 +40,24 @@ byref = ctypes.byref
 # Commands whose EAGAIN means "a signal arrived": the verifier stops when one is pending.
 _EAGAIN_IS_SIGNAL = frozenset({int(Cmd.PROG_LOAD)})
 INTERRUPT_RETRIES = 8
-"""How often an interrupted bpf() command is retried (with `_DEFERRED` signals blocked)."""
+"""How often an interrupted bpf() command is retried (with `_deferred()` signals blocked)."""
 # Signals a retried command blocks while it runs (they are delivered right after, or to
 # another thread): all but those that ask the process to stop, and the synchronous faults.
-_KEEP = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL,
-         signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
-         signal.SIGTRAP, signal.SIGABRT, signal.SIGSYS}
-_DEFERRED = frozenset(signal.valid_signals()) - _KEEP
+# Worked out on the first retry (`_deferred`): `signal` costs ~1 ms at process start.
+_KEEP = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS",
+         "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT", "SIGSYS")
+_deferred_signals: frozenset[int] | None = None
+
+
+def _deferred() -> frozenset[int]:
+    """The signals `_retry` blocks (all valid ones but `_KEEP`)."""
+    global _deferred_signals
+    if _deferred_signals is None:
+        import signal  # on the first retry: see _KEEP
+
+        keep = {getattr(signal, name) for name in _KEEP}
+        _deferred_signals = frozenset(signal.valid_signals()) - keep
+    return _deferred_signals
 # Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11);
 # they are also the ones a BPF token delegates.
 _CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)})
@@ -101,8 +111,11 @@ def _interrupted(cmd: int, err: int) -> bool:
 def _retry(cmd: int, ref: Any, size: int, err: int) -> tuple[int, int]:
     """Run a command interrupted with `err` again, up to INTERRUPT_RETRIES times, with
     the deferrable signals blocked in this thread: (result, errno of the last attempt)."""
+    import signal  # loaded by _deferred() already; the name is needed here too
+
+    deferred = _deferred()
     for _ in range(INTERRUPT_RETRIES):
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
         try:
             ret: int = raw_syscall(NR_BPF, cmd, ref, size)
             err = get_errno() if ret < 0 else 0
