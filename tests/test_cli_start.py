@@ -18,7 +18,8 @@ import json, sys
 from ebpf.cli import main
 rc = main(sys.argv[1:])
 print(json.dumps({"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
-                  "logging": "logging" in sys.modules}), file=sys.stderr)
+                  "logging": "logging" in sys.modules, "signal": "signal" in sys.modules}),
+      file=sys.stderr)
 """
 
 
@@ -42,11 +43,11 @@ def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
 
 
 def test_loading_imports_no_logging(obj: str) -> None:
-    """`ebpf load` of an object that loads cleanly imports neither `logging` nor the
-    other subcommands (process start)."""
+    """`ebpf load` of an object that loads cleanly imports neither `logging`, `signal`
+    nor the other subcommands (process start)."""
     d = run_fresh("load", obj)
     assert d["rc"] == 0
-    assert d["logging"] is False
+    assert d["logging"] is False and d["signal"] is False
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
 
 
