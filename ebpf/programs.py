@@ -26,10 +26,10 @@ import struct
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._objcache import attached, edits, track_edits
+from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import caps as _caps
 from ._sys import consts, ops
 from ._sys import prog as _prog
@@ -933,7 +933,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
-                    edits_before, spec.btf, None, given, metas, [dict(m) for m in metas],
+                    edits_before, spec.btf, None, given, metas, list(map(dict.copy, metas)),
                     frozenset(chain.from_iterable(metas)))
     if target is not None:
         try:
@@ -951,32 +951,18 @@ def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
     a record of another type): such a spec is prepared afresh at every load."""
     from .asm import Instruction  # asm on first load (as above)
 
-    for ins in insns:
-        if type(ins) is not Instruction and getattr(
-                type(ins), "_objcache_tracked_base", None) is not Instruction:
-            return False
-    records: list[Any] = []
-    for meta in metas:
-        for key in ("line", "core"):
-            v = meta.get(key)
-            if isinstance(v, tuple):
-                records.extend(v)
-            elif v is not None:
-                records.append(v)
-    if not all(map(_trackable_record, records)):
+    if not set(map(type, insns)) <= set(tracked_classes(Instruction) or ()):
         return False
-    for obj in chain(insns, records):
-        track_edits(obj)
-    return True
+    records: list[Any] = list(filter(None, map(dict.get, metas, repeat("line"))))
+    for relo in filter(None, map(dict.get, metas, repeat("core"))):
+        records.extend(relo) if isinstance(relo, tuple) else records.append(relo)
+    if records:
+        from .btf.ext import CoreRelo, LineInfo  # BTF code only for programs with records
 
-
-def _trackable_record(obj: object) -> bool:
-    """A `LineInfo` or `CoreRelo` (or one already tracked): slotted, edits countable."""
-    from .btf.ext import CoreRelo, LineInfo  # BTF code only for programs with BTF records
-
-    cls = type(obj)
-    cls = getattr(cls, "_objcache_tracked_base", None) or cls
-    return cls is LineInfo or cls is CoreRelo
+        allowed = {*(tracked_classes(LineInfo) or ()), *(tracked_classes(CoreRelo) or ())}
+        if not set(map(type, records)) <= allowed:
+            return False
+    return track_edits(insns) and track_edits(records)
 
 
 def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
