@@ -572,6 +572,19 @@ class _Template:
     meta_keys: frozenset[str]  # every key of `metas`
     records: tuple[Any, Any, Any] | None = None  # _btf_records' (builder, func info, line info)
 
+    # A deep copy or pickle of the spec holds untracked copies of the instructions, which
+    # this template's snapshot would share: it starts without a template instead.
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        return None
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _no_template, ()
+
+
+def _no_template() -> None:
+    """What a pickled template loads as: none (computed again at the next load)."""
+    return None
+
 
 def _load(
     spec: ProgramSpec,

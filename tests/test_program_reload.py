@@ -256,3 +256,16 @@ def test_core_target_and_relocation_edits_between_loads(tmp_path: pathlib.Path) 
         offset(kernel_btf=target)
     relo.access = access
     assert offset(kernel_btf=target) == 124
+
+
+def test_deep_copies_and_pickles_of_a_loaded_spec_follow_their_edits() -> None:
+    spec = spec_of([asm.mov_imm(asm.R0, 1), asm.exit()])
+    assert run(spec) == 1
+    for twin in (copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
+        assert run(twin) == 1
+        twin.instructions[0].imm = 2  # untracked copies: edits still seen
+        assert run(twin) == 2
+    shallow = copy.copy(spec)  # the same instructions: the same template stays right
+    shallow.instructions[0].imm = 3
+    assert run(shallow) == 3
+    assert run(spec) == 3
