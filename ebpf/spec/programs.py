@@ -63,7 +63,11 @@ class ProgramSpec:
     ``__ksym`` load whose ``reference`` names a kernel symbol gets its BTF id
     in vmlinux or, failing that, in a loaded module's BTF (whose BTF object the
     load then passes along). ``meta["func"]`` / ``meta["line"]`` of instructions
-    become BTF func/line info when `btf` is set.
+    become BTF func/line info when `btf` is set. A load keeps what it computed on
+    the spec, and the next load of an unchanged spec only fills in map fds and
+    kernel symbols; edits of the instructions, their meta dicts and line/CO-RE
+    records are seen (after a load an instruction's class is an edit-counting
+    subclass of `Instruction`), in-place edits of BTF types are not.
 
     `attach_type` is the expected attach type (required by many program types,
     e.g. cgroup, tracing). `attach_to` names the attach target for tracing,
