@@ -5,7 +5,7 @@ Like libbpf-bootstrap's fentry: BPF trampolines call the programs with the funct
 typed arguments; the fentry program prints the pid and file name on entry, the fexit
 program the pid, file name and result on return, with bpf_printk; the script shows
 those lines from trace_pipe. Try `touch x; rm x` in another terminal. Needs a kernel
-that allows BPF trampolines (x86_64 or arm64, Linux 5.5+).
+that allows BPF trampolines (x86_64 from Linux 5.5, arm64 from 6.0).
 
     sudo python3 examples/fentry.py [--duration 5] [--pid PID] [--count N]
 """

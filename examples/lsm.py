@@ -7,7 +7,7 @@ FILE (.rodata constants set before loading) and returns -EPERM for it, so the op
 fails with "Operation not permitted"; with --audit it allows the open and only
 reports it. Attempts come through a ring buffer. Needs the BPF LSM active ("bpf" in
 /sys/kernel/security/lsm: in CONFIG_LSM, or lsm=...,bpf on the kernel command line)
-and BPF trampolines (x86_64 or arm64, Linux 5.7+).
+and BPF trampolines (x86_64 from Linux 5.7, arm64 from 6.0).
 
     sudo python3 examples/lsm.py FILE [--audit] [--duration 5] [--count N]
 """
