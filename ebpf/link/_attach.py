@@ -10,12 +10,15 @@ import errno as _errno
 import fcntl
 import os
 import socket
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from .._sys import caps as _caps
 from .._sys import consts
+from .._sys import forking as _forking
 from .._sys import link as _syslink
 from .._sys import prog as _sysprog
 from .._sys import validate as _validate
@@ -270,26 +273,89 @@ def _query(target_fd: int, target_ifindex: int, attach_type: int, effective: boo
 
 # -- BPF_PROG_ATTACH attachments ----------------------------------------------------------
 
+class _Attachment:
+    """What a BPF_PROG_ATTACH attachment needs to detach, owned by it: its own
+    descriptor of the attached program (a close-on-exec dup, so closing the `Program`
+    first does not strand the attachment), the target and the network namespace.
+    `lock` orders `update` and the detach."""
+
+    __slots__ = ("__weakref__", "attach_type", "generation", "lock", "netns", "prog",
+                 "target")
+
+    def __init__(self, prog: FD, target: FD | None, netns: FD | None,
+                 attach_type: AttachType) -> None:
+        self.prog = prog
+        self.target = target
+        self.netns = netns
+        self.attach_type = attach_type
+        self.generation = _forking.generation()
+        self.lock = threading.Lock()
+        _forking.reset_lock(self, "lock")
+
+    def target_fd(self) -> int:
+        return self.target.fileno() if self.target is not None else 0
+
+    @contextlib.contextmanager
+    def in_netns(self) -> Iterator[None]:
+        if self.netns is None:
+            yield
+            return
+        with self.netns.hold() as ns, in_netns(ns):
+            yield
+
+    def release(self) -> None:
+        """Detach (BPF_PROG_DETACH with the attachment's own program descriptor) and
+        close what it owns. A forked child only closes its copies: the attachment is
+        its parent's."""
+        with self.lock:
+            try:
+                if self.generation == _forking.generation():
+                    with hold(self.target, self.prog), self.in_netns():
+                        _sysprog.prog_detach(self.target_fd(), self.prog.fileno(),
+                                             int(self.attach_type))
+            except SyscallError as e:
+                if e.errno not in (_errno.ENOENT, _errno.EBADF):
+                    raise
+            finally:
+                for fd in (self.prog, self.target, self.netns):
+                    if fd is not None:
+                        fd.close()
+
+
+def _own_program_fd(program: Program) -> FD:
+    """A close-on-exec dup of the program's descriptor for an attachment to keep."""
+    fd = program.fd.dup()
+    fd.kind = f"attached program {program.name!r}"
+    return fd
+
+
 class ProgAttachLink(Link):
     """A program attached with BPF_PROG_ATTACH (no bpf_link): cgroups on kernels before
     5.7, sockmaps before 6.10, flow dissectors before 5.8, or when asked for explicitly
     (cgroup attach flags). `close()` detaches it with BPF_PROG_DETACH; `update()`
     replaces the program (atomically, with BPF_F_REPLACE for multi-attach cgroups);
     `pin`, `info` and `id` are not available (there is no link object).
+
+    The attachment keeps its own descriptor of the program, so it detaches on
+    `close()` even after the `Program` was closed; garbage collection (with a
+    ResourceWarning) and interpreter exit detach it too.
     """
 
     _detach_at_gc = True
 
     def __init__(self, program: Program, target: FD | None, attach_type: AttachType,
-                 flags: int, what: str, netns: int | None = None) -> None:
+                 flags: int, what: str, netns: int | None = None,
+                 prog_fd: FD | None = None) -> None:
         super().__init__(None, program)
-        self._target = target
         self.attach_type = attach_type
         self.flags = flags
         self._what = what
         # an owned netns fd to detach from (flow dissector)
-        self._netns = FD(netns, "network namespace") if netns is not None else None
-        self._attached = True
+        ns = FD(netns, "network namespace") if netns is not None else None
+        own = prog_fd if prog_fd is not None else _own_program_fd(program)
+        self._state = _Attachment(own, target, ns, attach_type)
+        # runs on close(), at garbage collection and at interpreter exit
+        self._finalizer = weakref.finalize(self, self._state.release)
 
     @property
     def target(self) -> str:
@@ -300,30 +366,37 @@ class ProgAttachLink(Link):
         name = getattr(self.program, "name", "")
         return ClosedError(f"attachment of program {name!r} to {self._what} is closed")
 
-    def _target_fd(self) -> int:
-        return self._target.fileno() if self._target is not None else 0
-
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Replace the attached program. For multi-attach cgroups the kernel swaps it
         in place (BPF_F_REPLACE); elsewhere attaching again replaces the single one."""
-        if not self._attached:
-            raise self._closed_error()
-        cur = old if old is not None else self.program
+        state = self._state
         flags = self.flags
-        replace = cur if flags & consts.BPF_F_ALLOW_MULTI and cur is not None else None
-        # held for the call: no number handed to the kernel can be reused meanwhile
-        with hold(self._target, program, replace):
-            if not self._attached:
+        multi = bool(flags & consts.BPF_F_ALLOW_MULTI)
+        with state.lock:
+            if not self._finalizer.alive:
                 raise self._closed_error()
-            attr = ProgAttachAttr(attach_type=int(self.attach_type))
-            _validate.put(attr, "attach_bpf_fd", program.fileno())
-            if replace is not None:
-                flags |= consts.BPF_F_REPLACE
-                _validate.put(attr, "replace_bpf_fd", replace.fileno())
-            _validate.put(attr, "attach_flags", flags, "flags")
-            attr.target_fd = self._target_fd()
-            with self._in_netns():
-                _attach_call(attr, self._what, program)
+            new = _own_program_fd(program)
+            try:
+                # the program replaced: `old` if given, else the one this link attached
+                replace: FD | None = None
+                if multi:
+                    replace = old.fd if old is not None else state.prog
+                # held for the call: no number handed to the kernel can be reused meanwhile
+                with hold(state.target, new, replace):
+                    attr = ProgAttachAttr(attach_type=int(self.attach_type))
+                    _validate.put(attr, "attach_bpf_fd", new.fileno())
+                    if replace is not None:
+                        flags |= consts.BPF_F_REPLACE
+                        _validate.put(attr, "replace_bpf_fd", replace.fileno())
+                    _validate.put(attr, "attach_flags", flags, "flags")
+                    attr.target_fd = state.target_fd()
+                    with state.in_netns():
+                        _attach_call(attr, self._what, program)
+            except BaseException:
+                new.close()
+                raise
+            state.prog, previous = new, state.prog
+            previous.close()
         self.program = program
 
     def pin(self, path: object) -> None:
@@ -338,39 +411,12 @@ class ProgAttachLink(Link):
         self.close()
 
     def close(self) -> None:
-        if not self._attached:
-            return
-        self._attached = False
-        try:
-            if self.program is not None and not self.program.closed:
-                # the program and the target stay open (their numbers unused by anything
-                # else) until the detach returns, whoever closes them meanwhile
-                with hold(self._target, self.program), self._in_netns():
-                    _sysprog.prog_detach(self._target_fd(), self.program.fileno(),
-                                         int(self.attach_type))
-        except ClosedError:
-            pass  # the program was closed meanwhile: as above, nothing to detach it with
-        except SyscallError as e:
-            if e.errno not in (_errno.ENOENT, _errno.EBADF):
-                raise
-        finally:
-            if self._target is not None:
-                self._target.close()
-            if self._netns is not None:
-                self._netns.close()
-
-    @contextlib.contextmanager
-    def _in_netns(self) -> Iterator[None]:
-        if self._netns is None:
-            yield
-            return
-        with self._netns.hold() as ns, in_netns(ns):
-            yield
+        """Detach the program (BPF_PROG_DETACH), even if the `Program` was closed."""
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
-        return not self._attached
-
+        return not self._finalizer.alive
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "attached"
@@ -382,19 +428,23 @@ def prog_attach(program: Program, target: FD | None, attach_type: AttachType, fl
                 what: str, netns: int | None = None) -> ProgAttachLink:
     """BPF_PROG_ATTACH `program` to `target` and wrap it; takes ownership of `target`
     (and `netns`) even on failure."""
+    own: FD | None = None
     try:
+        own = _own_program_fd(program)  # before attaching: nothing to undo if it fails
         attr = ProgAttachAttr(attach_type=int(attach_type))
         _validate.put(attr, "attach_flags", flags, "flags")
-        _validate.put(attr, "attach_bpf_fd", program.fileno())
+        _validate.put(attr, "attach_bpf_fd", own.fileno())
         attr.target_fd = target.fileno() if target is not None else 0
         _attach_call(attr, what, program)
     except BaseException:
+        if own is not None:
+            own.close()
         if target is not None:
             target.close()
         if netns is not None:
             os.close(netns)
         raise
-    return ProgAttachLink(program, target, attach_type, flags, what, netns)
+    return ProgAttachLink(program, target, attach_type, flags, what, netns, own)
 
 
 def _attach_call(attr: ProgAttachAttr, what: str, program: Program) -> None:

@@ -7,12 +7,15 @@ The interface is looked up in the calling thread's network namespace (see
 from __future__ import annotations
 
 import enum
+import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from .. import features
 from .._sys import consts
+from .._sys import forking as _forking
 from .._sys import validate as _validate
-from .._sys.fd import hold, holds_first
+from .._sys.fd import holds_first
 from .._sys.netlink import NetlinkSocket, XdpInfo
 from .._sys.types import AttachType, LinkCreateAttr, LinkType, ProgramType
 from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
@@ -72,35 +75,85 @@ class XDPLink(Link):
         return f"ifindex {self.ifindex} {self.mode.name}"
 
 
+class _NetlinkXdp:
+    """What a netlink XDP attachment needs to detach, owned by it: the netlink socket
+    and its own descriptor of the attached program (a close-on-exec dup, named as
+    the expected program so a program someone else attached since is left alone)."""
+
+    __slots__ = ("__weakref__", "generation", "ifindex", "lock", "mode", "prog", "sock")
+
+    def __init__(self, sock: NetlinkSocket, prog: FD, ifindex: int, mode: XDPMode) -> None:
+        self.sock = sock
+        self.prog = prog
+        self.ifindex = ifindex
+        self.mode = mode
+        self.generation = _forking.generation()
+        self.lock = threading.Lock()
+        _forking.reset_lock(self, "lock")
+
+    def release(self) -> None:
+        """Detach the program if it is still the interface's, then close what is owned
+        (a forked child only closes its copies: the attachment is its parent's)."""
+        with self.lock:
+            try:
+                if self.generation == _forking.generation():
+                    with self.prog.hold() as fd:
+                        self.sock.set_xdp(self.ifindex, -1, int(self.mode), expected_fd=fd)
+            except SyscallError:
+                pass  # replaced by someone else, or the interface is gone
+            finally:
+                self.prog.close()
+                self.sock.close()
+
+
+def _own_program_fd(program: Program) -> FD:
+    fd = program.fd.dup()
+    fd.kind = f"attached program {program.name!r}"
+    return fd
+
+
 class XDPNetlinkLink(Link):
     """An XDP program attached through rtnetlink (kernels without XDP links).
 
     `close()` detaches it if it is still the interface's program; `update()`
     replaces it atomically (XDP_FLAGS_REPLACE). The netlink socket is opened in
-    the namespace of the call that attached, so closing works from anywhere.
+    the namespace of the call that attached, so closing works from anywhere. The
+    attachment keeps its own descriptor of the program: it detaches even after the
+    `Program` was closed, and at garbage collection and interpreter exit.
     """
 
     _detach_at_gc = True
 
     def __init__(self, program: Program, ifindex: int, mode: XDPMode,
-                 sock: NetlinkSocket) -> None:
+                 sock: NetlinkSocket, prog_fd: FD | None = None) -> None:
         super().__init__(None, program)
         self.ifindex = ifindex
         self.mode = mode
-        self._sock: NetlinkSocket | None = sock
+        own = prog_fd if prog_fd is not None else _own_program_fd(program)
+        self._state = _NetlinkXdp(sock, own, ifindex, mode)
+        # runs on close(), at garbage collection and at interpreter exit
+        self._finalizer = weakref.finalize(self, self._state.release)
 
     def _closed_error(self) -> ClosedError:
         return ClosedError(f"XDP attachment to interface {self.ifindex} is closed")
 
     def update(self, program: Program, *, old: Program | None = None) -> None:
-        sock = self._sock
-        if sock is None or self.program is None:
-            raise self._closed_error()
-        expected = old if old is not None else self.program
-        # both numbers stay their programs' until the kernel has answered
-        with hold(program, expected):
-            sock.set_xdp(self.ifindex, program.fileno(), int(self.mode),
-                         expected_fd=expected.fileno())
+        state = self._state
+        with state.lock:
+            if not self._finalizer.alive:
+                raise self._closed_error()
+            new = _own_program_fd(program)
+            try:
+                expected = old.fd if old is not None else state.prog
+                # both numbers stay their programs' until the kernel has answered
+                with new.hold() as fd, expected.hold() as expected_fd:
+                    state.sock.set_xdp(self.ifindex, fd, int(self.mode),
+                                       expected_fd=expected_fd)
+            except BaseException:
+                new.close()
+                raise
+            state.prog, previous = new, state.prog
+            previous.close()
         self.program = program
 
     def pin(self, path: object) -> None:
@@ -109,34 +162,23 @@ class XDPNetlinkLink(Link):
 
     def info(self) -> XdpInfo:
         """What the interface reports (programs by mode)."""
-        sock = self._sock
-        if sock is None:
-            raise self._closed_error()
-        return sock.xdp_info(self.ifindex)
+        state = self._state
+        with state.lock:
+            if not self._finalizer.alive:
+                raise self._closed_error()
+            return state.sock.xdp_info(self.ifindex)
 
     def detach(self) -> None:
         self.close()
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        try:
-            if self.program is not None and not self.program.closed:
-                with hold(self.program):
-                    sock.set_xdp(self.ifindex, -1, int(self.mode),
-                                 expected_fd=self.program.fileno())
-        except ClosedError:
-            pass  # the program was closed meanwhile: as above, nothing to name it by
-        except SyscallError:
-            pass  # replaced by someone else, or the interface is gone
-        finally:
-            sock.close()
+        """Detach the program if it is still the interface's (even if the `Program`
+        was closed) and release the netlink socket."""
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
-
+        return not self._finalizer.alive
 
 
 @holds_first
@@ -163,14 +205,17 @@ def xdp(program: Program, iface: str | int, mode: XDPMode | str | int | None = N
         _validate.put(attr, "target_ifindex", index, "ifindex")
         fd = link_create(program, attr, what)
         return XDPLink(fd, program, index, m)
-    sock = NetlinkSocket()
+    own = _own_program_fd(program)  # before attaching: nothing to undo if it fails
+    sock: NetlinkSocket | None = None
     try:
-        sock.set_xdp(index, program.fileno(),
-                     int(m) | consts.XDP_FLAGS_UPDATE_IF_NOEXIST)
+        sock = NetlinkSocket()
+        sock.set_xdp(index, own.fileno(), int(m) | consts.XDP_FLAGS_UPDATE_IF_NOEXIST)
     except BaseException:
-        sock.close()
+        own.close()
+        if sock is not None:
+            sock.close()
         raise
-    return XDPNetlinkLink(program, index, m, sock)
+    return XDPNetlinkLink(program, index, m, sock, own)
 
 
 def xdp_info(iface: str | int) -> XdpInfo:
