@@ -23,6 +23,7 @@ import errno as _errno
 import os
 import re
 import struct
+import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import caps as _caps
 from ._sys import consts, ops
+from ._sys import forking as _forking
 from ._sys import prog as _prog
 from ._sys import syscall as _syscall
 from ._sys import validate as _validate
@@ -913,8 +915,13 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     from .asm import Instruction, assemble, encode  # asm on first load (as above)
     from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
-    edits_before = edits()  # an edit while computing makes the next load compute again
     given = list(spec.instructions)
+    metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
+    # tracked first, then the count and the snapshot: an edit while computing (another
+    # thread) makes the next load compute again
+    keep = _track(given, metas)
+    edits_before = edits()
+    meta_copies = list(map(dict.copy, metas))
     insns = assemble(given)
     core_results, target = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -944,16 +951,15 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     code = encode(insns)
     if func_info or line_info:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
-    metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
-                    edits_before, spec.btf, None, given, metas, list(map(dict.copy, metas)),
-                    frozenset(chain.from_iterable(metas)))
+                    edits_before, spec.btf, None, given, metas, meta_copies,
+                    frozenset(chain.from_iterable(meta_copies)))
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
         except TypeError:  # a target that cannot be weakly referenced: not kept
             return tpl
-    if _track(given, metas):
+    if keep:
         vars(spec)["_programs_template"] = tpl  # dies with the spec (_objcache's rule)
     return tpl
 
@@ -1282,32 +1288,35 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
 
     tpl = prep.template
     cached = tpl.records if tpl is not None else None
-    if builder is not None and cached is not None and cached[0] is builder:
-        # the builder only ever appends: the string offsets found before still hold
-        funcs, lines = cached[1], cached[2]
-    else:
-        own = builder is not None  # the object's BTF: the records can be kept
-        if builder is None:
-            builder, shared = Builder(), None
-            type_id = builder.add
+    own = builder is not None  # the object's BTF: the records can be kept
+    if builder is None:
+        builder, shared = Builder(), None
+    # the object's builder is shared by every program of the object (and every copy
+    # of its specs, loaded by `load_many` from several threads): its strings are
+    # appended and the blob marshalled under its lock, so that each program's offsets
+    # are its own strings' and the blob holds them
+    with _builder_lock(builder):
+        if own and cached is not None and cached[0] is builder:
+            # the builder only ever appends: the string offsets found before still hold
+            funcs, lines = cached[1], cached[2]
         else:
-            type_id = btf_spec.type_id
-        funcs = (_FuncInfo * len(prep.func_info))(*[
-            _FuncInfo(insn_off=slot, type_id=type_id(f)) for slot, f in prep.func_info]) \
-            if prep.func_info else None
-        add_string = builder.add_string
-        lines = (_LineInfo * len(prep.line_info))(*[
-            _LineInfo(
-                insn_off=slot,
-                file_name_off=add_string(str(line.file_name)),
-                line_off=add_string(str(line.line_text)),
-                line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
-            )
-            for slot, line in prep.line_info
-        ]) if prep.line_info else None
-        if tpl is not None and own:
-            tpl.records = (builder, funcs, lines)
-    blob = _marshal_cached(builder)
+            type_id = btf_spec.type_id if own else builder.add
+            funcs = (_FuncInfo * len(prep.func_info))(*[
+                _FuncInfo(insn_off=slot, type_id=type_id(f)) for slot, f in prep.func_info]) \
+                if prep.func_info else None
+            add_string = builder.add_string
+            lines = (_LineInfo * len(prep.line_info))(*[
+                _LineInfo(
+                    insn_off=slot,
+                    file_name_off=add_string(str(line.file_name)),
+                    line_off=add_string(str(line.line_text)),
+                    line_col=(int(line.line) << 10) | (int(line.col) & 0x3FF),
+                )
+                for slot, line in prep.line_info
+            ]) if prep.line_info else None
+            if tpl is not None and own:
+                tpl.records = (builder, funcs, lines)
+        blob = _marshal_cached(builder)
     if shared is not None and len(blob) == shared.info().size:
         return shared, funcs, lines
     return Handle(blob), funcs, lines
@@ -1327,14 +1336,25 @@ def _cached_builder(spec: BTFSpec) -> Builder:
 
 def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
-    key = (len(b), len(b._strtab))
-    cache = attached(b, "_programs_blob")
-    cached: tuple[int, int, bytes] | None = cache.get("blob")
-    if cached is not None and cached[:2] == key:
-        return cached[2]
-    blob = b.marshal()
-    cache["blob"] = (len(b), len(b._strtab), blob)
-    return blob
+    with _builder_lock(b):
+        key = (len(b), len(b._strtab))
+        cache = attached(b, "_programs_blob")
+        cached: tuple[int, int, bytes] | None = cache.get("blob")
+        if cached is not None and cached[:2] == key:
+            return cached[2]
+        blob = b.marshal()
+        cache["blob"] = (len(b), len(b._strtab), blob)
+        return blob
+
+
+def _builder_lock(b: Builder) -> threading.RLock:
+    """The lock serializing what adds to and marshals builder `b` (one per builder,
+    created on first use; replaced by a free one in a forked child)."""
+    lock: threading.RLock | None = vars(b).get("_programs_lock")
+    if lock is None:
+        lock = vars(b).setdefault("_programs_lock", threading.RLock())  # atomic: one wins
+        _forking.reset_lock(b, "_programs_lock", threading.RLock)
+    return lock
 
 
 def object_btf_blob(spec: BTFSpec) -> bytes:
