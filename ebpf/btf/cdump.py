@@ -54,12 +54,9 @@ from ..errors import BTFError
 from .layout import (
     _ARRAY,
     _CONST,
-    _DATASEC,
-    _DECL_TAG,
     _ENUM,
     _ENUM64,
     _FLOAT,
-    _FUNC,
     _FUNC_PROTO,
     _FWD,
     _INT,
@@ -69,7 +66,6 @@ from .layout import (
     _TYPE_TAG,
     _TYPEDEF,
     _UNION,
-    _VAR,
     _VOLATILE,
 )
 
@@ -143,7 +139,6 @@ _CLASS_NAMES = ("Void", "Int", "Pointer", "Array", "Struct", "Union", "Enum", "F
                 "Volatile", "Const", "Restrict", "Func", "FuncProto", "Var", "Datasec", "Float",
                 "DeclTag", "TypeTag", "Enum")
 _ANONYMOUS_KINDS = frozenset((0, _PTR, _ARRAY, _VOLATILE, _CONST, _RESTRICT, _FUNC_PROTO))
-_OTHER_KINDS = (_FUNC, _VAR, _DATASEC, _DECL_TAG)  # not types of values
 
 
 def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = True) -> str:
@@ -703,38 +698,40 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
         cat, sts = self.cat, self.sts
+        outer = t  # (an array or a qualified type: complete when its element is)
         for _ in range(_MAX_CHAIN):
             k = cat[t]
             if k == _K_QUAL:
                 t = sts[t]
             elif k == _K_ARRAY:
                 t = self.records.array(t)[0]
-            elif k == _K_TYPEDEF:
-                if t not in self.ready:
-                    self.need_value(sts[t], depth + 1)
-                    self.declare_typedef(t, depth + 1)
-                    self.ready.add(t)
-                    self.complete.add(t)
-                return
-            elif k == _K_PTR:
-                target = sts[t]
-                self.need_name(target, depth + 1)
-                if (target in self.printed or target in self.forward
-                        or target in self.complete or not target):
-                    # need_name of a declared name, of a complete type or of void returns
-                    self.complete.add(t)
-                return
-            elif k == _K_COMPOSITE:
-                if self.records.names[t]:
-                    if t not in self.printed:
-                        self.define(t, depth + 1)
-                else:
-                    self._need_members(t, depth)
-                return
             else:
-                self.need_leaf(t, depth + 1)
-                return
-        raise BTFError(f"type reference loop at {self.records.describe(t)}")
+                break
+        else:
+            raise BTFError(f"type reference loop at {self.records.describe(t)}")
+        if k == _K_TYPEDEF:
+            if t not in self.ready:
+                self.need_value(sts[t], depth + 1)
+                self.declare_typedef(t, depth + 1)
+                self.ready.add(t)
+                self.complete.add(t)
+        elif k == _K_PTR:
+            target = sts[t]
+            self.need_name(target, depth + 1)
+            if (target in self.printed or target in self.forward
+                    or target in self.complete or not target):
+                # need_name of a declared name, of a complete type or of void returns
+                self.complete.add(t)
+        elif k == _K_COMPOSITE:
+            if self.records.names[t]:
+                if t not in self.printed:
+                    self.define(t, depth + 1)
+            else:
+                self._need_members(t, depth)
+        else:
+            self.need_leaf(t, depth + 1)
+        if outer != t and t in self.complete:
+            self.complete.add(outer)
 
     def _need_members(self, t: int, depth: int) -> None:
         """need_value(member type, depth + 1) for each member, but for those that have
