@@ -14,12 +14,14 @@ from ebpf.cli import main
 from ebpf.cli.main import NOUNS
 
 PROBE = """
-import json, sys
+import sys
 from ebpf.cli import main
 rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
-                  "logging": "logging" in sys.modules, "signal": "signal" in sys.modules}),
-      file=sys.stderr)
+seen = {"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
+        "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
+        "json": "json" in sys.modules}
+import json
+print(json.dumps(seen), file=sys.stderr)
 """
 
 
@@ -43,11 +45,12 @@ def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
 
 
 def test_loading_imports_no_logging(obj: str) -> None:
-    """`ebpf load` of an object that loads cleanly imports neither `logging`, `signal`
-    nor the other subcommands (process start)."""
+    """`ebpf load` of an object that loads cleanly imports neither `logging`, `signal`,
+    `json` nor the other subcommands (process start)."""
     d = run_fresh("load", obj)
     assert d["rc"] == 0
     assert d["logging"] is False and d["signal"] is False
+    assert d["json"] is False  # the plain-text report needs no json
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sys
 import time
@@ -57,6 +56,8 @@ def wants_json(args: argparse.Namespace) -> bool:
 def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
     """Print `data` as JSON (with --json) or through `text`."""
     if wants_json(args):
+        import json  # on use: a plain-text report imports no json (process start)
+
         print(json.dumps(data, indent=2, default=str))
     else:
         out = text(data)

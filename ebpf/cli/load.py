@@ -4,7 +4,6 @@ what the kernel accepted."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,8 @@ __all__ = ["load_object", "register"]
 
 
 def _parse_value(text: str) -> Any:
+    import json  # on use: only --set values are JSON (process start)
+
     try:
         return json.loads(text)
     except ValueError:
@@ -100,6 +101,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
     that loaded); every failure is also one line on standard error."""
     d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
     if wants_json(args):
+        import json  # on use: a plain-text report imports no json (process start)
+
         print(json.dumps(d, indent=2, default=str))
     elif d["open"]["ok"] and any(p["ok"] for p in d["programs"]):
         print(_load_text({**d, "programs": [p for p in d["programs"] if p["ok"]]}))
