@@ -303,12 +303,13 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
     if not uses_meta_key(ps, "extern"):  # (known from the last load: no pass)
         return ps
-    needs = [i for i, ins in enumerate(ps.instructions)
-             if ins.meta and "extern" in ins.meta]
-    ps = ps.copy()
-    for i in needs:
-        ins = ps.instructions[i]
-        assert ins.meta is not None
+    # what changes, by instruction index: a copy of the spec only when something does, so
+    # that a spec with kfuncs or typed ksyms (left to the loader) keeps its prepared
+    # template from one load to the next
+    changes: list[tuple[int, dict[str, Any]]] = []
+    for i, ins in enumerate(ps.instructions):
+        if not ins.meta or "extern" not in ins.meta:
+            continue
         ext = spec.externs[ins.meta["extern"]]
         if ins.opcode == 0x18 and ins.src == 0:  # typeless ksym
             addr = _kallsyms().get(ext.name)
@@ -319,19 +320,21 @@ def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
                     raise NotSupportedError(f"kernel symbol {ext.name}",
                                             "not in /proc/kallsyms (or addresses hidden)")
                 addr = 0
-            ins.imm = addr - (1 << 64) if addr >= (1 << 63) else addr
-            ins.reference = None
+            changes.append((i, {"imm": addr - (1 << 64) if addr >= (1 << 63) else addr,
+                                "reference": None}))
             continue
         if ext.weak:
             kinds = (_btf.Func,) if ext.is_func else (_btf.Var,)
             # vmlinux, then the loaded modules' BTF
             if find_kernel_type(ext.name, kinds) is None:
-                ins.reference = None
-                ins.imm = 0
-                if ins.opcode == 0x18:
-                    ins.src = 0
-                else:
-                    # a missing weak kfunc: the guarded call is dead code
-                    ins.off = 0
+                # a missing weak kfunc: the guarded call is dead code
+                changes.append((i, {"reference": None, "imm": 0, "src": 0} if ins.opcode == 0x18
+                                else {"reference": None, "imm": 0, "off": 0}))
+    if not changes:
+        return ps
+    ps = ps.copy()
+    for i, fields in changes:
+        for name, value in fields.items():
+            setattr(ps.instructions[i], name, value)
     return ps
 

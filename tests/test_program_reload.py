@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import pathlib
 import pickle
 import subprocess
@@ -12,6 +13,7 @@ import weakref
 
 import pytest
 from conftest import need_tool
+from kernelmatrix import requires
 
 import ebpf
 from ebpf import asm, btf
@@ -269,3 +271,35 @@ def test_deep_copies_and_pickles_of_a_loaded_spec_follow_their_edits() -> None:
     shallow.instructions[0].imm = 3
     assert run(shallow) == 3
     assert run(spec) == 3
+
+
+@requires("kfuncs bpf_task_from_pid/bpf_task_release in syscall programs",
+          min_kernel="6.2")
+def test_collection_reloads_keep_kfunc_templates() -> None:
+    from bpfbuild import compile_bpf
+    from vmlinux import vmlinux_include_dir
+
+    spec = ebpf.load_collection_spec(
+        compile_bpf("kfunc_btf", extra_flags=[f"-I{vmlinux_include_dir()}"]))
+    ps = spec.programs["task_of_pid"]
+    for pid in (os.getppid(), os.getpid()):  # the kfuncs resolved at each load, the spec reused
+        spec.variables["target_pid"].set(pid)
+        with ebpf.Collection(spec, programs=["task_of_pid"]) as coll:
+            assert coll.programs["task_of_pid"].test_run().retval == 0
+            assert coll.variables["found_pid"].get() == pid
+        assert valid_template(ps, None) is not None
+
+
+def test_collection_reloads_resolve_typeless_ksyms_each_time() -> None:
+    from bpfbuild import compile_bpf
+
+    spec = ebpf.load_collection_spec(compile_bpf("loader_externs"))
+    with open("/proc/kallsyms") as f:
+        addr = next(int(line.split()[0], 16) for line in f
+                    if line.split()[2] == "entry_SYSCALL_64")
+    for _ in range(2):  # a copy with the address each time: the spec itself stays as parsed
+        with ebpf.Collection(spec, programs=["check_ksyms"]) as coll:
+            assert coll.programs["check_ksyms"].test_run(ctx=b"").retval == 0
+            assert coll.variables["sym_addr"].get() == addr
+    assert all(ins.reference for ins in spec.programs["check_ksyms"].instructions
+               if ins.meta and "extern" in ins.meta)
