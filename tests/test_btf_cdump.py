@@ -439,3 +439,13 @@ def test_split_btf_dump_defines_the_base_types_it_uses() -> None:
         assert decl in text, (decl, text)
     only = btf.dump_c(module, [module.type_by_name("modty")], header=False)
     assert "struct modty {" in only and "struct foo {" not in only
+
+
+def test_a_reference_to_no_type_names_the_record() -> None:
+    # struct s { <type 99> a; } in a blob of one type
+    words = [1, 0x04000001, 4, 3, 99, 0]
+    strings = b"\0s\0a\0"
+    types = struct.pack(f"<{len(words)}I", *words)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    with pytest.raises(BTFError, match=r"type id 1: reference to type id 99 out of range"):
+        btf.dump_c(Spec(hdr + types + strings, lazy=True))

@@ -160,6 +160,7 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
                 for tid in ids:
                     emitter.write(tid, explicit=True)
         except IndexError:  # (a record refers to a type id beyond the last)
+            _raise_decode_error(spec)
             raise BTFError("BTF refers to a type id that does not exist") from None
         body = "".join(emitter.out)
     finally:
@@ -169,6 +170,12 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
 
 
 _Members = tuple[list[str], list[int], list[int], list[int]]
+
+
+def _raise_decode_error(spec: Spec) -> None:
+    """Decode every type of `spec`, for the decoder's error naming the record at fault."""
+    for tid in range(spec._first_id, len(spec)):
+        spec.type_by_id(tid)
 
 
 class _Records:
