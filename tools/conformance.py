@@ -32,6 +32,11 @@ loaders' error lines, and the timing ratio.
     python3 tools/conformance.py --all --markdown docs/conformance.md   # make conformance
     python3 tools/conformance.py --subset 100    # 100 sources spread over the corpus
     python3 tools/conformance.py --objects 'iters*,rbtree*' -j2
+    python3 tools/conformance.py --vm 6.12 --markdown docs/conformance.md  # make conformance-vm
+    python3 tools/conformance.py --report docs/conformance.md   # the report from the JSONs
+
+``--vm`` loads, in that kernel-matrix guest, the objects whose programs this host
+refuses by policy (see tools/conformance_vm.py).
 
 Exit status: 0 when every program libbpf loads also loads with `ebpf`, 1 otherwise,
 2 when the corpus cannot be built.
@@ -759,6 +764,11 @@ ONLY_EBPF_REASONS = (
     ("legacy map definitions",
      "libbpf 1.0 dropped the legacy `maps` section (struct bpf_map_def); ebpf still "
      "reads it"),
+    ("struct_ops init_kern: struct",
+     "libbpf prepares every struct_ops map of the object against the kernel's BTF, also "
+     "when none of its programs is loaded (here `bpf_testmod_ops`, a type of "
+     "bpf_testmod, which the kernel does not have); ebpf creates no struct_ops map "
+     "whose programs it leaves out"),
     ("unrecognized extern section",
      "an object meant to be linked into another one: libbpf refuses its extern "
      "declarations on their own, ebpf loads the programs that do not use them"),
@@ -949,8 +959,16 @@ def markdown(results: dict[str, Any]) -> str:
             "refuses: trampolines, modules, arena), the host's objects are reused when "
             "compiling against the host's BTF: `python3 -m tools.vm shell 6.12 'cd "
             "/work/main && python3 tools/conformance.py --all -j1 --btf "
-            ".cache/conformance/vmlinux-*/vmlinux.btf --json /kmatrix/conformance.json'`.",
-            "", "## Sources that did not compile", ""]
+            ".cache/conformance/vmlinux-*/vmlinux.btf --json /kmatrix/conformance.json'`. "
+            "`make conformance-vm` (`python3 tools/conformance.py --vm 6.12`) loads the "
+            "objects holding what this host refuses in the 6.12 guest without compiling "
+            "there (next section).",
+            ""]
+    vm_mod = _vm_module()
+    vm = vm_mod.vm_results()
+    if vm is not None:  # the VM section, from the kept guest results
+        out += vm_mod.vm_section(vm)
+    out += ["## Sources that did not compile", ""]
     if comp["failed"]:
         out += ["| source | clang's first error |", "|---|---|"]
         out += [f"| {f['name']} | {_md_cell(f['error'])} |" for f in comp["failed"]]
@@ -960,6 +978,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 # -- main -----------------------------------------------------------------------------------
+
+
+def _vm_module() -> Any:
+    """tools/conformance_vm.py: runs in a kernel-matrix guest what this host refuses, and
+    writes its section of the report (imported on use: it imports this module)."""
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    import conformance_vm  # on use: it imports this module
+
+    return conformance_vm
 
 
 def prepare(jobs: int = 2, btf: str = "/sys/kernel/btf/vmlinux"
@@ -1012,6 +1040,10 @@ def _git_rev() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a.split("=")[0] in ("--vm", "--report") for a in argv):
+        code: int = _vm_module().main(argv)
+        return code
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="the whole corpus")
