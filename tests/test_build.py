@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import pathlib
 import stat
@@ -311,3 +312,44 @@ def test_cli_build_and_gen_from_source(tmp_path: pathlib.Path,
     spec.bonus = 3
     with mod.Prog.load(spec) as objs:
         assert objs.answer.test_run(data=b"\0" * 64).retval == 5
+
+
+def test_clang_version_and_btf_digest_remembered_on_disk(
+        tmp_path: pathlib.Path, clang_log: tuple[str, pathlib.Path]) -> None:
+    # Starting clang (--version) and hashing the kernel's BTF cost seconds in a cold VM:
+    # both are remembered in the cache directory, keyed by the file's path/size/mtime
+    # (and the boot for the kernel's BTF), and a memo file another user could write is
+    # ignored.
+    from ebpf.gen import build as build_mod
+
+    clang, log = clang_log
+    cache = tmp_path / "cache"
+
+    def versions_run() -> int:
+        return sum(1 for line in log.read_text().splitlines()
+                   if line.strip() == "--version") if log.exists() else 0
+
+    build_mod._version_memo.clear()
+    first = find_clang(clang, cache_dir=cache)
+    assert versions_run() == 1
+    build_mod._version_memo.clear()              # as a new process would start
+    again = find_clang(clang, cache_dir=cache)
+    assert versions_run() == 1 and again.version_text == first.version_text
+    assert again.version == first.version
+    memo = cache / "memo" / "clang-versions.json"
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600
+    memo.chmod(0o666)                            # writable by others: not trusted
+    build_mod._version_memo.clear()
+    find_clang(clang, cache_dir=cache)
+    assert versions_run() == 2
+
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:32]
+    assert build_mod._btf_digest("/sys/kernel/btf/vmlinux", cache) == digest
+    remembered = json.loads((cache / "memo" / "btf-digests.json").read_text())
+    (key,) = remembered
+    assert key.startswith("/sys/kernel/btf/vmlinux|") and remembered[key] == digest
+    # the remembered digest is what is returned (a stale entry would be believed:
+    # the key changes with the file's size, mtime and the boot)
+    (cache / "memo" / "btf-digests.json").write_text(json.dumps({key: "0" * 32}))
+    assert build_mod._btf_digest("/sys/kernel/btf/vmlinux", cache) == "0" * 32

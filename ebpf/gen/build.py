@@ -45,6 +45,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -157,14 +158,25 @@ class Clang:
 _version_memo: dict[tuple[str, int, int, int], tuple[tuple[int, int, int], str] | None] = {}
 
 
-def _clang_version(path: str) -> tuple[tuple[int, int, int], str] | None:
-    """(version, first line of --version) of the clang at `path`, None if it is not one."""
+def _clang_version(path: str, cache_dir: str | os.PathLike[str] | None = None,
+                   ) -> tuple[tuple[int, int, int], str] | None:
+    """(version, first line of --version) of the clang at `path`, None if it is not one.
+    Remembered per binary (path, size, mtime) in memory and in the cache directory:
+    starting clang costs seconds when its binary is not in the page cache."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     memo = (path, st.st_ino, st.st_size, st.st_mtime_ns)
     if memo in _version_memo:
+        return _version_memo[memo]
+    disk_key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    known = _memo_get("clang-versions", disk_key, cache_dir)
+    if (isinstance(known, list) and len(known) == 2 and isinstance(known[1], str)
+            and isinstance(known[0], list) and len(known[0]) == 3
+            and all(isinstance(n, int) for n in known[0])):
+        a, b, c = known[0]
+        _version_memo[memo] = ((a, b, c), known[1])
         return _version_memo[memo]
     result = None
     try:
@@ -177,20 +189,65 @@ def _clang_version(path: str) -> tuple[tuple[int, int, int], str] | None:
         if m:
             version = (int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0))
             result = (version, proc.stdout.splitlines()[0].strip())
+            _memo_put("clang-versions", disk_key, [list(version), result[1]], cache_dir)
     _version_memo[memo] = result
     return result
 
 
-def find_clang(clang: str | None = None) -> Clang:
+_MEMO_ENTRIES = 64
+
+
+def _memo_file(name: str, cache_dir: str | os.PathLike[str] | None) -> Path | None:
+    root = Path(cache_dir) if cache_dir is not None else cache_directory()
+    if root is None or not _private_dir(root) or not _private_dir(root / "memo"):
+        return None
+    return root / "memo" / f"{name}.json"
+
+
+def _memo_read(path: Path) -> dict[str, object]:
+    if not _trusted_file(path):
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _memo_get(name: str, key: str, cache_dir: str | os.PathLike[str] | None) -> object:
+    """A value remembered in the cache directory's ``memo/<name>.json``, or None."""
+    path = _memo_file(name, cache_dir)
+    return _memo_read(path).get(key) if path is not None else None
+
+
+def _memo_put(name: str, key: str, value: object,
+              cache_dir: str | os.PathLike[str] | None) -> None:
+    """Remember `value` (JSON) under `key`; the newest `_MEMO_ENTRIES` are kept. Best
+    effort: a cache that cannot be written is skipped."""
+    path = _memo_file(name, cache_dir)
+    if path is None:
+        return
+    data = _memo_read(path)
+    data.pop(key, None)
+    data[key] = value
+    while len(data) > _MEMO_ENTRIES:
+        data.pop(next(iter(data)))
+    with contextlib.suppress(OSError):
+        write_atomically(path, json.dumps(data), 0o600)
+
+
+def find_clang(clang: str | None = None, *,
+               cache_dir: str | os.PathLike[str] | None = None) -> Clang:
     """The clang to build with: `clang` if given, else ``$CLANG``, else the newest of
     ``clang-24`` .. ``clang-14`` on ``PATH``, else ``clang`` if it is version 14 or newer.
 
     A clang named explicitly (argument or ``$CLANG``) must exist and be a clang of any
-    version; raises `ToolchainNotFoundError` (naming the package) when none fits."""
+    version; raises `ToolchainNotFoundError` (naming the package) when none fits.
+    `cache_dir`: where versions found are remembered (default: `cache_directory`)."""
     explicit = clang or os.environ.get("CLANG") or None
     if explicit:
         path = shutil.which(explicit)
-        found = _clang_version(path) if path else None
+        found = _clang_version(path, cache_dir) if path else None
         if path is None or found is None:
             raise ToolchainNotFoundError(
                 f"{explicit!r} (from {'the clang argument' if clang else '$CLANG'}) is not "
@@ -199,12 +256,12 @@ def find_clang(clang: str | None = None) -> Clang:
     for major in range(_NEWEST_PROBED, MIN_CLANG - 1, -1):
         path = shutil.which(f"clang-{major}")
         if path:
-            found = _clang_version(path)
+            found = _clang_version(path, cache_dir)
             if found is not None:
                 return Clang(path, *found)
     path = shutil.which("clang")
     if path:
-        found = _clang_version(path)
+        found = _clang_version(path, cache_dir)
         if found is not None and found[0][0] >= MIN_CLANG:
             return Clang(path, *found)
         if found is not None:
@@ -360,7 +417,33 @@ def _prune(directory: Path, keep: Path) -> None:
 # -- vmlinux.h -------------------------------------------------------------------------
 
 
-def _btf_digest(btf: str) -> str:
+def _btf_digest(btf: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The BTF file's SHA-256 (32 hex digits), remembered per (path, size, mtime, and for
+    the kernel's own files the boot)."""
+    try:
+        st = os.stat(btf)
+    except OSError:
+        st = None
+    key = ""
+    if st is not None:
+        key = f"{os.path.abspath(btf)}|{st.st_size}|{st.st_mtime_ns}"
+        if os.path.abspath(btf).startswith("/sys/"):
+            try:
+                with open("/proc/sys/kernel/random/boot_id") as f:
+                    key += "|" + f.read().strip()
+            except OSError:
+                key = ""
+    if key:
+        known = _memo_get("btf-digests", key, cache_dir)
+        if isinstance(known, str) and re.fullmatch(r"[0-9a-f]{32}", known):
+            return known
+    digest = _sha256_file(btf)
+    if key:
+        _memo_put("btf-digests", key, digest, cache_dir)
+    return digest
+
+
+def _sha256_file(btf: str) -> str:
     h = hashlib.sha256()
     with open(btf, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -381,7 +464,7 @@ def vmlinux_header(btf: str | os.PathLike[str] | None = None, *,
             raise NotSupportedError("kernel BTF", f"{path} is missing "
                                     "(CONFIG_DEBUG_INFO_BTF); pass a BTF file (--btf)")
         raise FileNotFoundError(f"no BTF file {path}")
-    digest = _btf_digest(path)
+    digest = _btf_digest(path, cache_dir)
     store = _store_dir(cache_dir, "vmlinux")
     directory = (store if store is not None else _scratch_dir() / "vmlinux") / digest
     header = directory / "vmlinux.h"
@@ -546,7 +629,7 @@ def build(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
     text = source.read_bytes()
     user_flags = list(cflags)
     flags = core_flags(target)
-    compiler = find_clang(clang)
+    compiler = find_clang(clang, cache_dir=cache_dir)
     scan = _scan(source, text, user_flags)
     libbpf_missing = sorted(n for n in scan.missing if n.startswith("bpf/"))
     if libbpf_missing:
