@@ -44,8 +44,8 @@ conformance:
 	nice -n 15 $(PYTHON) tools/conformance.py --all -j2 --markdown docs/conformance.md $(CONFORMANCE_ARGS)
 
 # The conformance comparison for what this host refuses by policy (trampolines, struct_ops,
-# LSM, arena, some iterators): the objects holding such programs in the host's results
-# (.cache/conformance/results-all.json, from `make conformance`) are loaded with both
+# LSM, arena, some iterators): the objects holding such programs in the host's newest
+# whole-corpus results (.cache/conformance/results.json of `make conformance`) are loaded with both
 # loaders in the 6.12 guest of the kernel matrix (compiled on the host, not in the
 # guest); writes .cache/conformance/results-vm-6.12.json and the VM section of
 # docs/conformance.md. About 9 minutes of one CPU (QEMU TCG, 201 objects, 885 programs).

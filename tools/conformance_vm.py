@@ -138,7 +138,8 @@ def _prewarm_guest(kernel: Any) -> None:
 
 def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
             timeout: float, vm_timeout: float, json_out: str | None,
-            markdown_out: str | None, host_json: str | None) -> int:
+            markdown_out: str | None, host_json: str | None,
+            list_only: bool = False) -> int:
     """Select and build on the host, load in the guest of `kernel`, keep the results."""
     sys.path.insert(0, str(cf.REPO))
     from tools.vm import kernels, runner  # (see _prewarm_guest)
@@ -169,6 +170,9 @@ def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
         step = max(1.0, len(chosen) / limit)
         chosen = [chosen[int(i * step)] for i in range(min(limit, len(chosen)))]
         selection += f", {len(chosen)} of them spread evenly"
+    if list_only:
+        print("\n".join(s.name for s in chosen))
+        return 0
     t0 = time.monotonic()
     built = corpus.build_all(chosen, jobs, progress=True)
     compile_s = time.monotonic() - t0
@@ -345,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "newest whole-corpus results.json or results-all.json)")
     ap.add_argument("--markdown", metavar="PATH",
                     help="write the report again (host results + this VM section)")
+    ap.add_argument("--list", action="store_true",
+                    help="print the selected objects, boot nothing")
     ap.add_argument("--report", metavar="PATH",
                     help="only write the report at PATH from the kept JSON files")
     ap.add_argument("--guest", metavar="MANIFEST", help=argparse.SUPPRESS)
@@ -359,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     globs = [g for g in (args.objects or "").split(",") if g]
     return vm_main(args.vm, globs=globs, limit=args.vm_limit, jobs=args.jobs,
                    timeout=args.timeout, vm_timeout=args.vm_timeout, json_out=args.json,
-                   markdown_out=args.markdown, host_json=args.host_json)
+                   markdown_out=args.markdown, host_json=args.host_json,
+                   list_only=args.list)
 
 
 if __name__ == "__main__":
