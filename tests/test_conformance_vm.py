@@ -75,3 +75,17 @@ def test_vm_section_lists_counts_and_every_difference() -> None:
     assert "| kfunc_call | call | `fentry/x` | only-libbpf | loads | kfunc bpf_foo not found |" \
         in text
     assert "EACCES 1" in text
+    assert "| 1 | other: R1 must be referenced | `lsm/bad` |" in text
+
+
+def test_neither_reason_names_what_the_guest_lacks() -> None:
+    testmod = _prog("t", "struct_ops/test_1", False, False, errno=3,
+                    lib_log="libbpf: extern (func ksym) 'bpf_kfunc_call_test_acquire': "
+                            "not found in kernel or module BTFs")
+    assert "bpf_testmod" in conformance_vm.neither_reason(testmod)
+    ext = _prog("e", "freplace/x", False, False, errno=22,
+                eb_error="program 'e': freplace program 'e' needs attach_prog")
+    assert "target BPF program" in conformance_vm.neither_reason(ext)
+    rejected = _prog("r", "fentry/x", False, False, errno=13, lib_log="R1 invalid mem")
+    rejected["ebpf"]["log_tail"] = "R1 invalid mem access"
+    assert "verifier rejects" in conformance_vm.neither_reason(rejected)

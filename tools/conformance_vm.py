@@ -246,6 +246,34 @@ def _guest_reason(prog: dict[str, Any]) -> str:
     return cf.libbpf_line(prog["libbpf"]) if not prog["libbpf"]["ok"] else ""
 
 
+# Why neither loader loads a program in the guest: (a piece of libbpf's log or of
+# ebpf's error, the reason), first match wins; the verifier's rejections come last.
+NEITHER_REASONS = (
+    (("testmod", "bpf_kfunc_", "not found in kernel or module",
+      "failed to prepare load attributes: -3"),
+     "needs bpf_testmod (the selftests' module) or another symbol the guest kernel "
+     "does not have"),
+    (("needs attach_prog", "must provide btf_id"),
+     "needs a target BPF program (freplace, fentry/fexit on a program): the "
+     "selftests load one first; one program at a time there is none"),
+    (("is not sleepable",), "a sleepable program on a function this kernel does not "
+                            "allow sleepable programs on"),
+    (("failed to create",), "a map the selftests size at run time (max_entries 0)"),
+)
+
+
+def neither_reason(prog: dict[str, Any]) -> str:
+    """Why neither loader loaded `prog` in the guest, in a few words."""
+    text = (prog["libbpf"].get("log_tail") or "") + "\n" + (prog["ebpf"].get("error") or "")
+    for pieces, why in NEITHER_REASONS:
+        if any(piece in text for piece in pieces):
+            return why
+    if prog["ebpf"].get("log_tail"):
+        return "the verifier rejects it with both loaders (mostly the selftests' " \
+               "negative tests)"
+    return "other: " + cf.libbpf_line(prog["libbpf"])
+
+
 def vm_section(results: dict[str, Any]) -> list[str]:
     """The markdown lines of the VM section of docs/conformance.md."""
     s = cf.summarize(results["objects"])  # again: the reason tables may have grown
@@ -276,9 +304,20 @@ def vm_section(results: dict[str, Any]) -> list[str]:
         f"| neither loads | {s['neither']} |",
         "",
         "Neither loads, by libbpf's errno: "
-        + ", ".join(f"{k} {v}" for k, v in s["neither_by_errno"].items()) + ". "
-        "The guest has no `bpf_testmod` (the selftests' module), so programs attaching "
-        "to or calling into it fail with both loaders there too.",
+        + ", ".join(f"{k} {v}" for k, v in s["neither_by_errno"].items()) + "; by why:",
+        "",
+        "| programs | why neither loads in the guest | examples |",
+        "|---:|---|---|",
+    ]
+    why: dict[str, list[str]] = {}
+    for r in results["objects"]:
+        for p in r["programs"]:
+            if p["outcome"] == "neither":
+                why.setdefault(neither_reason(p), []).append(f"{r['name']}/{p['name']}")
+    for reason, names in sorted(why.items(), key=lambda kv: -len(kv[1])):
+        ex = ", ".join(f"`{n}`" for n in names[:3])
+        out.append(f"| {len(names)} | {cf._md_cell(reason, 300)} | {ex} |")
+    out += [
         "",
         f"Load CPU time in the guest (under TCG; {results['load_seconds']:.0f} s of "
         f"loading, {vm.get('seconds', 0):.0f} s with the boot): libbpf "
