@@ -25,7 +25,7 @@ from .errors import (
     prefixed,
 )
 from .maps import Map
-from .programs import Program, object_btf_blob, uses_meta_key
+from .programs import Program, meta_key_indexes, object_btf_blob
 from .spec.collection import CollectionSpec, Extern, Maps, Programs
 from .spec.maps import MapSpec
 from .spec.programs import ProgramSpec
@@ -301,15 +301,16 @@ def _kallsyms_hidden() -> bool:
 def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
-    if not uses_meta_key(ps, "extern"):  # (known from the last load: no pass)
+    needs = meta_key_indexes(ps, "extern")  # (known from the last load: no pass)
+    if not needs:
         return ps
     # what changes, by instruction index: a copy of the spec only when something does, so
     # that a spec with kfuncs or typed ksyms (left to the loader) keeps its prepared
     # template from one load to the next
     changes: list[tuple[int, dict[str, Any]]] = []
-    for i, ins in enumerate(ps.instructions):
-        if not ins.meta or "extern" not in ins.meta:
-            continue
+    for i in needs:
+        ins = ps.instructions[i]
+        assert ins.meta is not None
         ext = spec.externs[ins.meta["extern"]]
         if ins.opcode == 0x18 and ins.src == 0:  # typeless ksym
             addr = _kallsyms().get(ext.name)

@@ -26,7 +26,7 @@ import struct
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -573,6 +573,7 @@ class _Template:
     meta_copies: list[dict[str, Any]]  # copies of `metas` (their records are tracked)
     meta_keys: frozenset[str]  # every key of `metas`
     records: tuple[Any, Any, Any] | None = None  # _btf_records' (builder, func info, line info)
+    key_indexes: dict[str, list[int]] = field(default_factory=dict)  # meta_key_indexes'
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -901,13 +902,22 @@ def _unchanged(spec: ProgramSpec, tpl: _Template) -> bool:
     return tpl.metas == tpl.meta_copies  # else a meta dict was edited in place
 
 
-def uses_meta_key(spec: ProgramSpec, key: str) -> bool:
-    """Whether an instruction of `spec` has `key` in its ``meta`` (known from the last
+def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
+    """The indexes of `spec`'s instructions whose ``meta`` has `key` (known from the last
     load while nothing changed, else one pass over the instructions)."""
     tpl: _Template | None = vars(spec).get("_programs_template")
     if tpl is not None and _unchanged(spec, tpl):
-        return key in tpl.meta_keys
-    return any(ins.meta and key in ins.meta for ins in spec.instructions)
+        if key not in tpl.meta_keys:
+            return []
+        found = tpl.key_indexes.get(key)
+        if found is None:
+            found = tpl.key_indexes[key] = _meta_key_indexes(tpl.insns, key)
+        return found
+    return _meta_key_indexes(spec.instructions, key)
+
+
+def _meta_key_indexes(insns: Sequence[Any], key: str) -> list[int]:
+    return [i for i, ins in enumerate(insns) if ins.meta and key in ins.meta]
 
 
 def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
