@@ -227,3 +227,39 @@ def test_xdp_netlink_garbage_collected(netns: str, fd_check: Callable[[], None])
         assert xdp_info("veth0").prog_ids == ()
     assert program_gone(pid)
     fd_check()
+
+
+def test_cgroup_update_racing_close(cgroup: str, fd_check: Callable[[], None]) -> None:
+    """update() in one thread while another closes the attachment: the updates either
+    happen before the close or raise ClosedError; the cgroup ends with no program and
+    no descriptor is left open."""
+    import threading
+
+    progs = [trivial(PT.CGROUP_SKB, AT.CGROUP_INET_EGRESS, 1, f"p{i}") for i in range(4)]
+    try:
+        for _ in range(5):
+            link = ebpf.link.cgroup(progs[0], cgroup, flags=CgroupAttachFlags.ALLOW_MULTI)
+            errors: list[BaseException] = []
+
+            def updates(link: ProgAttachLink = link, errors: list[BaseException] = errors
+                        ) -> None:
+                for i in range(40):
+                    try:
+                        link.update(progs[i % 4])
+                    except ebpf.errors.ClosedError:
+                        return
+                    except BaseException as e:  # pragma: no cover - reported below
+                        errors.append(e)
+                        return
+
+            t = threading.Thread(target=updates)
+            t.start()
+            link.close()
+            t.join()
+            assert not errors
+            assert link.closed
+            assert cgroup_programs(cgroup, AT.CGROUP_INET_EGRESS).prog_ids == ()
+    finally:
+        for p in progs:
+            p.close()
+    fd_check()
