@@ -263,3 +263,35 @@ def test_cgroup_update_racing_close(cgroup: str, fd_check: Callable[[], None]) -
         for p in progs:
             p.close()
     fd_check()
+
+
+_TC_EXIT_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import ebpf
+    from ebpf import asm
+    from ebpf.link import in_netns, tc
+    spec = ebpf.ProgramSpec(name="atexit", type=ebpf.ProgramType.SCHED_CLS, license="GPL",
+                            instructions=[asm.mov_imm(asm.R0, 0), asm.exit()])
+    prog = ebpf.programs.Program(spec)
+    with in_netns(sys.argv[1]):
+        link = tc(prog, "veth0", "ingress")
+    prog.close()
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # the child's exit must leave its parent's filter alone
+    os.waitpid(child, 0)
+    print(link.info().prog_id, flush=True)
+    # exits with the filter in place: interpreter exit deletes it (and the qdisc)
+""")
+
+
+def test_tc_filter_deleted_at_exit_not_by_child(netns: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _TC_EXIT_SCRIPT, netns], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert int(out.stdout)
+    from ebpf._sys.netlink import NetlinkSocket  # the qdiscs (this host's ip has no tc)
+
+    with in_netns(netns), NetlinkSocket() as sock:
+        assert ebpf.link.tc_filters("veth0") == []
+        assert [q.kind for q in sock.qdiscs(ebpf.link._attach.ifindex("veth0"))
+                if q.kind == "clsact"] == []

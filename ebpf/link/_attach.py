@@ -338,7 +338,8 @@ class ProgAttachLink(Link):
 
     The attachment keeps its own descriptor of the program, so it detaches on
     `close()` even after the `Program` was closed; garbage collection (with a
-    ResourceWarning) and interpreter exit detach it too.
+    ResourceWarning) and interpreter exit detach it too; in a forked child, `close()`
+    only releases the child's copies (the attachment is the parent's).
     """
 
     _detach_at_gc = True

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .. import features
+from .._sys import forking as _forking
 from .._sys import validate as _validate
 from .._sys.fd import hold, holds_first
 from .._sys.netlink import (
@@ -201,7 +203,9 @@ class TCLink(Link):
     nothing else is left on it); `update()` replaces the program atomically
     (RTM_NEWTFILTER with NLM_F_REPLACE on the same priority and handle); `info()`
     lists the filter as the kernel reports it. There is no bpf_link: `pin()` is
-    not available.
+    not available. Garbage collection (with a ResourceWarning) and interpreter exit
+    delete the filter too; a forked child's `close()` only closes its copy of the
+    netlink socket.
     """
 
     _detach_at_gc = True
@@ -217,8 +221,11 @@ class TCLink(Link):
         self.handle = filt.handle
         self.protocol = filt.protocol
         self.name = filt.name
-        self._key = key
-        self._owns_ref = owns_qdisc_ref
+        # runs on close(), at garbage collection and at interpreter exit
+        self._finalizer = weakref.finalize(
+            self, _delete_filter, sock, self.ifindex, self.parent, self.priority,
+            self.handle, self.protocol, key if owns_qdisc_ref else None,
+            _forking.generation())
 
     def _live(self) -> NetlinkSocket:
         if self._sock is None:
@@ -263,20 +270,9 @@ class TCLink(Link):
         self.close()
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        try:
-            try:
-                sock.del_filter(self.ifindex, self.parent, self.priority, self.handle,
-                                self.protocol)
-            except SyscallError as e:
-                if e.errno not in (2, 19, 22):  # ENOENT, ENODEV, EINVAL: gone already
-                    raise
-            if self._owns_ref:
-                _release_clsact(sock, self.ifindex, self._key)
-        finally:
-            sock.close()
+        """Delete the filter (and the clsact qdisc this library made, once empty)."""
+        self._sock = None
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
@@ -287,6 +283,25 @@ class TCLink(Link):
         state = "closed" if self.closed else "attached"
         return (f"<TCLink ifindex {self.ifindex} {self.direction} prio {self.priority} "
                 f"handle {self.handle:#x} {state}>")
+
+
+def _delete_filter(sock: NetlinkSocket, ifindex: int, parent: int, priority: int,
+                   handle: int, protocol: int, qdisc_key: tuple[int, int] | None,
+                   generation: int) -> None:
+    """Delete a filter of ours and release our reference on its qdisc (`qdisc_key`);
+    a forked child only closes its copy of the socket: the filter is its parent's."""
+    try:
+        if generation != _forking.generation():
+            return
+        try:
+            sock.del_filter(ifindex, parent, priority, handle, protocol)
+        except SyscallError as e:
+            if e.errno not in (2, 19, 22):  # ENOENT, ENODEV, EINVAL: gone already
+                raise
+        if qdisc_key is not None:
+            _release_clsact(sock, ifindex, qdisc_key)
+    finally:
+        sock.close()
 
 
 @holds_first

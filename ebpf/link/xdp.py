@@ -119,7 +119,8 @@ class XDPNetlinkLink(Link):
     replaces it atomically (XDP_FLAGS_REPLACE). The netlink socket is opened in
     the namespace of the call that attached, so closing works from anywhere. The
     attachment keeps its own descriptor of the program: it detaches even after the
-    `Program` was closed, and at garbage collection and interpreter exit.
+    `Program` was closed, and at garbage collection and interpreter exit (a forked
+    child's `close()` only releases its copies).
     """
 
     _detach_at_gc = True
