@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import caps as _caps
@@ -58,6 +58,8 @@ from .spec import kernel_name
 from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
 
 if TYPE_CHECKING:
+    from ._proginfo import ProgramInfo, TestRunResult
+    from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
     from .asm import Instruction
     from .btf import Func as BTFFunc
     from .btf import Spec as BTFSpec
@@ -122,6 +124,18 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 }
 
 
+def __getattr__(name: str) -> Any:
+    """`ProgramInfo`, its alias `ProgInfo` and `TestRunResult` load on first use: their
+    frozen dataclasses are no part of loading a program (process start)."""
+    if name in ("ProgramInfo", "ProgInfo", "TestRunResult"):
+        from . import _proginfo  # on first use: process start (see the docstring)
+
+        value = getattr(_proginfo, "ProgramInfo" if name == "ProgInfo" else name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class RunFlags(enum.IntFlag):
     """`Program.test_run` flags (``BPF_F_TEST_*``); `cpu=` sets RUN_ON_CPU itself."""
 
@@ -131,67 +145,6 @@ class RunFlags(enum.IntFlag):
     SKB_CHECKSUM_COMPLETE = consts.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
 
 
-@dataclass(frozen=True)
-class TestRunResult:
-    """The outcome of `Program.test_run`.
-
-    `retval` is the program's return value (r0, as an unsigned 32-bit value),
-    `data` the packet after the run (b"" when no data was passed), `ctx` the
-    context after the run (None when no context was passed or the program type
-    does not return one), `duration_ns` the mean run time of one repetition.
-    """
-
-    __test__: ClassVar[bool] = False  # not a pytest test class
-
-    retval: int
-    data: bytes
-    ctx: bytes | None
-    duration_ns: int
-
-
-@dataclass(frozen=True)
-class ProgramInfo:
-    """What the kernel reports about a loaded program (BPF_OBJ_GET_INFO_BY_FD).
-
-    `xlated` is the program as the verifier rewrote it (decode it with
-    `instructions()`), `jited` the native machine code (empty when the
-    program is interpreted). `run_cnt`/`run_time_ns` count only while
-    statistics are enabled (`enable_stats`). `load_time_ns` is nanoseconds
-    since boot.
-    """
-
-    type: ProgramType | int
-    id: int
-    tag: str
-    name: str
-    load_time_ns: int
-    created_by_uid: int
-    map_ids: tuple[int, ...]
-    btf_id: int
-    xlated: bytes
-    jited: bytes
-    jited_ksyms: tuple[int, ...]
-    jited_func_lens: tuple[int, ...]
-    run_cnt: int
-    run_time_ns: int
-    recursion_misses: int
-    verified_insns: int
-    gpl_compatible: bool
-    ifindex: int
-    attach_btf_id: int
-    attach_btf_obj_id: int
-    nr_func_info: int
-    nr_line_info: int
-
-    def instructions(self) -> list[Instruction]:
-        """The translated (xlated) instructions."""
-        from .asm import decode  # the disassembler only to decode xlated code
-
-        return decode(self.xlated)
-
-
-ProgInfo = ProgramInfo
-"""Alias of `ProgramInfo`."""
 
 
 class Program:
@@ -465,6 +418,8 @@ class Program:
                 out_ctx = ctx_out.raw[: min(int(attr.ctx_size_out), ctx_cap)]
             elif ctx_in is not None and self._type == ProgramType.SYSCALL:
                 out_ctx = ctx_in.raw[: attr.ctx_size_in]
+            from ._proginfo import TestRunResult  # on first use: process start
+
             return TestRunResult(int(attr.retval), out_data, out_ctx, int(attr.duration))
         raise SyscallError(_errno.ENOSPC, "bpf(BPF_PROG_TEST_RUN): output keeps outgrowing "
                            f"its buffer ({data_cap} bytes of data, {ctx_cap} of context)")
@@ -1485,6 +1440,8 @@ def _info(fd: int) -> ProgramInfo:
         ptype: ProgramType | int = ProgramType(info.type)
     except ValueError:
         ptype = int(info.type)
+    from ._proginfo import ProgramInfo  # on first use: process start
+
     return ProgramInfo(
         type=ptype,
         id=int(info.id),
