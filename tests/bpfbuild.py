@@ -48,6 +48,17 @@ except FileNotFoundError:  # compile_bpf raises it, naming the package
     CLANG = "clang"
 
 
+# Sources that are no standalone object on purpose, skipped by the tests that sweep every
+# tests/bpf/*.c: linked_bad is empty without the -D flag tests/test_linker.py compiles
+# it with; arena_without_map is refused by the parser by design (tests/test_arena.py).
+NOT_STANDALONE = frozenset({"linked_bad", "arena_without_map"})
+
+
+def standalone_sources() -> list[pathlib.Path]:
+    """Every tests/bpf/*.c that is an object of its own (not in NOT_STANDALONE), sorted."""
+    return sorted(p for p in BPF_DIR.glob("*.c") if p.stem not in NOT_STANDALONE)
+
+
 class BPFBuildError(RuntimeError):
     """clang failed; the message carries its output."""
 

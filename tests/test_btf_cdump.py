@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bpfbuild import compile_bpf
+from bpfbuild import compile_bpf, standalone_sources
 from conftest import need_tool
 from vmlinux import vmlinux_include_dir
 
@@ -250,13 +250,8 @@ def test_kernel_layouts_differential(kernel_header: tuple[Path, str], tmp_path: 
     assert set(differing(ours, theirs)) <= set(theirs_wrong)
 
 
-# Sources that are empty without the -D flags their own tests compile them with.
-_NOT_STANDALONE = {"linked_bad"}
-
-
 def object_names() -> list[str]:
-    names = {p.stem for p in (Path(__file__).parent / "bpf").glob("*.c")}
-    return sorted(names - _NOT_STANDALONE)
+    return [p.stem for p in standalone_sources()]
 
 
 @pytest.mark.parametrize("name", object_names())

@@ -5,11 +5,10 @@ running kernel's BPF_BTF_LOAD."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from bpfbuild import compile_bpf
+from bpfbuild import compile_bpf, standalone_sources
 from kernelmatrix import requires
 from vmlinux import vmlinux_include_dir
 
@@ -51,9 +50,6 @@ def releases() -> list[Release]:
     return out
 
 
-# Sources that are empty without the -D flags their own tests compile them with.
-# linked_bad is half of a link; arena_without_map is refused by the parser on purpose
-_NOT_STANDALONE = {"linked_bad", "arena_without_map"}
 # A __naked function's prototype has unnamed parameters: no kernel takes that BTF,
 # whatever the kinds (the loader then loads without BTF, as libbpf does). Extern
 # functions are made acceptable by the loader's kernel-ready BTF.
@@ -66,9 +62,8 @@ _NEEDS_KERNEL = {"net_nf": ("program_type:NETFILTER", "6.4")}
 
 
 def object_names() -> list[Any]:
-    names = {p.stem for p in (Path(__file__).parent / "bpf").glob("*.c")}
     out: list[Any] = []
-    for name in sorted(names - _NOT_STANDALONE):
+    for name in (p.stem for p in standalone_sources()):
         if name in _NEEDS_KERNEL:
             feature, version = _NEEDS_KERNEL[name]
             out.append(pytest.param(name, marks=requires(feature, min_kernel=version)))

@@ -326,13 +326,13 @@ def bpf_test_objects() -> list[tuple[str, Path]]:
     """Every tests/bpf/*.c that builds (on its own, else with the kernel's vmlinux.h) and
     has CO-RE relocations; core_fields both ways (against tests/bpf/core_types.h and
     vmlinux.h)."""
-    from bpfbuild import BPFBuildError, compile_bpf
+    from bpfbuild import BPFBuildError, compile_bpf, standalone_sources
     from vmlinux import vmlinux_include_dir
 
     variants: list[tuple[str, list[str]]] = [("", []),
                                              ("+vmlinux.h", [f"-I{vmlinux_include_dir()}"])]
     out: list[tuple[str, Path]] = []
-    for src in sorted((REPO / "tests" / "bpf").glob("*.c")):
+    for src in standalone_sources():
         for label, flags in variants:
             try:
                 path = compile_bpf(src.stem, extra_flags=flags)

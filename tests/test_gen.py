@@ -16,7 +16,7 @@ import types
 from typing import Any
 
 import pytest
-from bpfbuild import CACHE_DIR, CLANG, REPO_DIR, BPFBuildError, compile_bpf
+from bpfbuild import CACHE_DIR, CLANG, REPO_DIR, BPFBuildError, compile_bpf, standalone_sources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_btf_ctypes import check_layout
@@ -286,7 +286,7 @@ def test_cli_damaged(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str])
 
 def _sweep_objects() -> list[tuple[str, pathlib.Path]]:
     objs = []
-    for src in sorted((REPO_DIR / "tests" / "bpf").glob("*.c")):
+    for src in standalone_sources():
         try:
             objs.append((src.stem, compile_bpf(src.stem)))
         except BPFBuildError:
