@@ -1331,7 +1331,9 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
     """A `Builder` of `spec` (same type ids) with what the kernel refuses in an
     object's BTF fixed the way libbpf does: extern variables become allocated
     globals, and the extern sections .kconfig / .ksyms (size 0 in the object)
-    get a layout (.ksyms entries become ints, as libbpf pretends)."""
+    get a layout (.ksyms entries become ints, as libbpf pretends). Beyond libbpf,
+    an enum forward declaration (size 0) gets the size of an int, so that the
+    object keeps its BTF."""
     from . import btf  # BTF code on first use: programs without BTF never load it
     from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
 
@@ -1342,6 +1344,10 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
             b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
         elif isinstance(t, btf.Func) and t.linkage == btf.Linkage.EXTERN:
             _declare_extern_func(b, tid, t)
+        elif isinstance(t, btf.Enum) and t.size == 0:
+            # `enum e;` (clang: size 0, no values) is "Unexpected size" to every kernel;
+            # an int-sized enum without values, same name, is accepted by all of them
+            b.replace(tid, btf.Enum(t.name, 8 if t.is64 else 4, (), t.signed))
         elif isinstance(t, btf.Datasec) and t.size == 0 and t.vars:
             ksyms = t.name == ".ksyms"
             new_vars = []

@@ -163,3 +163,21 @@ def test_libbpf_loads_nothing_more(name: str) -> None:
     assert res.libbpf_open and res.ebpf_open, (res.libbpf_open_error, res.ebpf_open_error)
     assert {p.name for p in res.programs if p.libbpf_ok} == {p.name for p in res.programs}
     assert not [p.name for p in res.programs if p.mismatch], res.programs
+
+
+def test_enum_forward_keeps_btf(warnings_seen: pytest.LogCaptureFixture) -> None:
+    """`enum lone;` is an ENUM of size 0 in clang's BTF, which every kernel refuses
+    (libbpf then loads without BTF); the loader gives it the size of an int, so the
+    program keeps the object's BTF, the forward enum named as in the C."""
+    spec = ebpf.load_collection_spec(compile_bpf("enum_fwd_a"))
+    assert spec.btf is not None
+    fwd = spec.btf.type_by_name("lone")
+    assert isinstance(fwd, btf.Enum) and fwd.size == 0 and not fwd.values  # spec untouched
+    with ebpf.Collection(spec) as coll:
+        coll.variables["holder_a"].set({"x": 7})
+        prog = coll.programs["enum_fwd_a"]
+        assert prog.test_run(data=bytes(64)).retval == 7
+        kernel = _kernel_btf_of(prog)
+    lone = kernel.type_by_name("lone")
+    assert isinstance(lone, btf.Enum) and lone.size == 4 and not lone.values
+    assert not _warnings(warnings_seen)
