@@ -9,9 +9,11 @@ a seccomp filter), so the kernel itself does the refusing.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
+import pickle
 import resource
 import subprocess
 import sys
@@ -238,6 +240,19 @@ def test_iterator_target_refused_by_policy_names_the_program() -> None:
 def _priv(*held: int, kernel: tuple[int, int] = (6, 18), unpriv: int = 2) -> caps.Privileges:
     mask = sum(1 << c for c in held)
     return caps.Privileges(mask, 1000, unpriv, None, 0, True, kernel)
+
+
+def test_privileges_are_values() -> None:
+    """Privileges (a FrozenRecord) compare, hash, print and pickle by their fields and
+    refuse assignment like a frozen dataclass."""
+    a, b = _priv(CAP_BPF), _priv(CAP_BPF)
+    assert a == b and hash(a) == hash(b) and a != _priv(CAP_SYS_ADMIN)
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert repr(a) == (f"Privileges(effective={1 << CAP_BPF}, euid=1000, "
+                       "unprivileged_bpf_disabled=2, lockdown=None, seccomp=0, "
+                       "init_user_ns=True, kernel=(6, 18))")
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'euid'"):
+        a.euid = 0  # type: ignore[misc]
 
 
 def test_unprivileged_types_need_cap_bpf_only_when_the_sysctl_says_so() -> None:

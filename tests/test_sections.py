@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import pickle
 
 import pytest
 from conftest import need_tool
@@ -290,6 +291,21 @@ def test_results_are_cached_and_immutable() -> None:
     assert a is lookup_section("kprobe/x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.attach_to = "y"  # type: ignore[misc, union-attr]
+
+
+def test_section_defs_are_values() -> None:
+    """A SectionDef (an ebpf._sys.frozen.FrozenRecord) compares, hashes, prints and
+    pickles by its fields, like a frozen dataclass, and refuses deletion too."""
+    a, b = lookup_section("kprobe/x"), lookup_section("?kprobe/x")
+    assert a is not None and b is not None
+    assert a != b and b.autoload is False
+    copy = pickle.loads(pickle.dumps(a))
+    assert copy == a and copy is not a and hash(copy) == hash(a) and len({a, copy, b}) == 2
+    assert repr(a).startswith("SectionDef(section='kprobe/x', pattern='kprobe+', ")
+    assert repr(a).endswith(", autoload=True)") and (a == "kprobe/x") is False
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'kind'"):
+        del a.kind  # type: ignore[misc]
+    assert not hasattr(a, "__dict__")
 
 
 def test_flag_values_match_libbpf() -> None:

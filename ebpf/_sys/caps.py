@@ -30,9 +30,9 @@ from __future__ import annotations
 import errno as _errno
 import os
 import re
-from typing import Any
 
 from ..errors import KernelPolicyError, PermissionError, SyscallError
+from .frozen import FrozenRecord
 from .types import Cmd, MapType, ProgramType
 
 __all__ = [
@@ -98,10 +98,10 @@ PERF_EVENT_OPEN = "perf_event_open"
 _CMD_IN_TEXT = re.compile(r"bpf\(BPF_([A-Z_]+)\)")
 
 
-class Privileges:
+class Privileges(FrozenRecord):
     """What decides bpf(2)'s permission checks for this process, read at one moment."""
 
-    # a plain frozen class, not a dataclass: `dataclasses` costs process start ~1 ms a class
+    # a FrozenRecord, not a dataclass: `dataclasses` costs process start ~1 ms a class
     _FIELDS = ("effective", "euid", "unprivileged_bpf_disabled", "lockdown", "seccomp",
                  "init_user_ns", "kernel")
     __slots__ = _FIELDS
@@ -123,41 +123,8 @@ class Privileges:
     def __init__(self, effective: int, euid: int, unprivileged_bpf_disabled: int | None,
                  lockdown: str | None, seccomp: int | None, init_user_ns: bool,
                  kernel: tuple[int, int] = (0, 0)) -> None:
-        values = (effective, euid, unprivileged_bpf_disabled, lockdown, seccomp,
-                  init_user_ns, kernel)
-        for name, value in zip(self._FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in self._FIELDS)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # dataclasses only for the error: what a frozen dataclass raises, at no import cost
-        from dataclasses import FrozenInstanceError
-
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        # dataclasses only for the error: what a frozen dataclass raises, at no import cost
-        from dataclasses import FrozenInstanceError
-
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> tuple[type[Privileges], tuple[Any, ...]]:
-        return Privileges, self._values()
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Privileges)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._FIELDS)
-        return f"Privileges({fields})"
+        self._init_fields(effective, euid, unprivileged_bpf_disabled, lockdown, seccomp,
+                          init_user_ns, kernel)
 
     def has(self, cap: int) -> bool:
         """Whether capability number `cap` is in the effective set."""

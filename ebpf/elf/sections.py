@@ -26,9 +26,10 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
+from ebpf._sys.frozen import FrozenRecord
 from ebpf.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -240,10 +241,10 @@ _RETPROBES = frozenset({
 _MULTI = frozenset({AttachKind.KPROBE_MULTI, AttachKind.KPROBE_SESSION, AttachKind.UPROBE_MULTI})
 
 
-class SectionDef:
+class SectionDef(FrozenRecord):
     """What a program's section name says about it."""
 
-    # a plain frozen class, not a dataclass: `dataclasses` costs process start ~1 ms a class
+    # a FrozenRecord, not a dataclass: `dataclasses` costs process start ~1 ms a class
     _FIELDS = ("section", "pattern", "program_type", "attach_type", "attach_to", "flags",
                  "kind", "autoload")
     __slots__ = _FIELDS
@@ -268,41 +269,8 @@ class SectionDef:
     def __init__(self, section: str, pattern: str, program_type: ProgramType,
                  attach_type: AttachType | None, attach_to: str | None, flags: SecFlags,
                  kind: AttachKind, autoload: bool = True) -> None:
-        values = (section, pattern, program_type, attach_type, attach_to, flags, kind,
-                  autoload)
-        for name, value in zip(self._FIELDS, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in self._FIELDS)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # dataclasses only for the error: what a frozen dataclass raises, at no import cost
-        from dataclasses import FrozenInstanceError
-
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        # dataclasses only for the error: what a frozen dataclass raises, at no import cost
-        from dataclasses import FrozenInstanceError
-
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> tuple[type[SectionDef], tuple[Any, ...]]:
-        return SectionDef, self._values()
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, SectionDef)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._FIELDS)
-        return f"SectionDef({fields})"
+        self._init_fields(section, pattern, program_type, attach_type, attach_to, flags, kind,
+                          autoload)
 
     @property
     def sleepable(self) -> bool:
