@@ -1144,7 +1144,14 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         from .btf.kernel import find_kernel_type  # BTF code on first use (as above)
 
         where = "vmlinux BTF or the BTF of a loaded module"
-        found = find_kernel_type(target_name, (getattr(btf, kind),))
+        # "<module>:<function>" (as in SEC("fentry/nf_conntrack:nf_conntrack_find_get")):
+        # only that module's BTF ("vmlinux:<function>": only vmlinux's)
+        module, sep, name = spec.attach_to.rpartition(":")
+        if sep and module:
+            target_name = prefix + name
+            where = "vmlinux BTF" if module == "vmlinux" else \
+                f"the BTF of module {module!r} (is it loaded?)"
+        found = find_kernel_type(target_name, (getattr(btf, kind),), module or None)
         if found is not None:
             return found.type_id, found.module
     raise KeyNotFoundError(

@@ -183,6 +183,27 @@ def test_fentry_on_a_module_function(conntrack: str, ct_obj: pathlib.Path) -> No
             assert coll.variables["find_get_hits"].get() - before >= 3
 
 
+@CT_FENTRY
+def test_fentry_target_named_with_its_module(conntrack: str, ct_obj: pathlib.Path) -> None:
+    """SEC("fentry/nf_conntrack:nf_conntrack_find_get"): the function is looked up in
+    that module's BTF only, as libbpf does (the 6.12 selftests' test_module_attach
+    names bpf_testmod's functions so)."""
+    spec = ebpf.load_collection_spec(compile_bpf("kmod_fentry_explicit"))
+    if not conntrack:  # built in: no module of that name has BTF
+        with pytest.raises(ebpf.KeyNotFoundError, match="BTF of module 'nf_conntrack'"):
+            trampolines.load(spec)
+        return
+    with trampolines.load(spec) as coll, \
+            ebpf.Collection(ebpf.load_collection_spec(ct_obj), programs=["ct_lookup"]) as ct:
+        prog = coll.programs["on_find_get_explicit"]
+        with open_module_btf(conntrack) as h:
+            assert prog.info().attach_btf_obj_id == h.id
+        with prog.attach():
+            before = coll.variables["explicit_hits"].get()
+            ct.programs["ct_lookup"].test_run(data=bytes(64), repeat=3)
+            assert coll.variables["explicit_hits"].get() - before >= 3
+
+
 @MODULE_BTF
 def test_module_split_btf_is_what_bpftool_reads(conntrack: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,23 +101,28 @@ class KernelType(NamedTuple):
     type: Type
 
 
-def find_kernel_type(name: str, kinds: tuple[type[Type], ...]) -> KernelType | None:
+def find_kernel_type(name: str, kinds: tuple[type[Type], ...], module: str | None = None
+                     ) -> KernelType | None:
     """The first type called `name` of one of `kinds` (tried in order) in vmlinux,
     else in the BTF of the loaded modules (by module name); None when none has it.
+    With `module`, only in that module's BTF ("vmlinux": only in vmlinux's).
 
     A module's own types only: a module's split BTF also answers with vmlinux's."""
     kernel = load_kernel_spec()
-    found = _own_type(kernel, name, kinds, 1)
-    if found is not None:
-        return KernelType("", *found)
-    for module in kernel_module_names():
+    if module is None or module == "vmlinux":
+        found = _own_type(kernel, name, kinds, 1)
+        if found is not None:
+            return KernelType("", *found)
+        if module is not None:
+            return None
+    for mod in kernel_module_names() if module is None else [module]:
         try:
-            spec = load_kernel_module_spec(module)
-        except NotSupportedError:  # unloaded since it was listed
+            spec = load_kernel_module_spec(mod)
+        except NotSupportedError:  # unloaded since it was listed (or not loaded at all)
             continue
         found = _own_type(spec, name, kinds, len(kernel))
         if found is not None:
-            return KernelType(module, *found)
+            return KernelType(mod, *found)
     return None
 
 
