@@ -47,8 +47,10 @@ conformance:
 # LSM, arena, some iterators): the objects holding such programs in the host's newest
 # whole-corpus results (.cache/conformance/results.json of `make conformance`) are loaded with both
 # loaders in the 6.12 guest of the kernel matrix (compiled on the host, not in the
-# guest); writes .cache/conformance/results-vm-6.12.json and the VM section of
-# docs/conformance.md. About 9 minutes of one CPU (QEMU TCG, 201 objects, 885 programs).
+# guest), with the selftests' bpf_testmod built against Debian's linux-headers of the
+# guest kernel (apt-get installs them) and inserted there; writes
+# .cache/conformance/results-vm-6.12.json and the VM section of docs/conformance.md.
+# About 7 minutes of one CPU (QEMU TCG, 225 objects, 1010 programs).
 # Not part of the test command.
 conformance-vm:
 	nice -n 15 $(PYTHON) tools/conformance.py --vm 6.12 --markdown docs/conformance.md $(CONFORMANCE_ARGS)

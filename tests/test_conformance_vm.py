@@ -46,6 +46,10 @@ def test_selection_takes_objects_the_host_refuses_by_policy() -> None:
         # a trampoline section that neither loads, whatever the errno
         "fexit_sleep": [_prog("fexit", "?fexit/do_nanosleep", False, False, errno=22)],
         "dummy_st_ops": [_prog("ops", "struct_ops/test_1", False, False, errno=3)],
+        # bpf_testmod missing here (the guest inserts it)
+        "kfunc_call_test": [_prog("k", "tc", False, False, errno=3, lib_log=(
+            "libbpf: extern (func ksym) 'bpf_kfunc_call_test1': not found in kernel or "
+            "module BTFs"))],
         # nothing the host refuses: both load, or a verifier rejection of a tc program
         "test_tc": [_prog("tc_ok", "tc", True, True),
                     _prog("tc_bad", "tc", False, False, errno=13)],
@@ -53,7 +57,7 @@ def test_selection_takes_objects_the_host_refuses_by_policy() -> None:
         "fentry_ok": [_prog("f", "fentry/bpf_fentry_test1", True, True)],
     })
     assert conformance_vm.select_from_host(host) == ["arena_list", "fexit_sleep",
-                                                     "dummy_st_ops"]
+                                                     "dummy_st_ops", "kfunc_call_test"]
     assert conformance_vm.section_kind("?fentry.s/x") == "fentry.s"
     assert conformance_vm.section_kind("struct_ops") == "struct_ops"
 

@@ -9,14 +9,17 @@ them in the 6.12 guest of tools/vm instead, with both loaders:
 1. on the host: the selection is read from the host's newest whole-corpus results
    (.cache/conformance/results.json or results-all.json): every object holding a
    program that neither loader loaded there and that failed for a reason the guest
-   does not have (libbpf's errno EPERM, the host's policy answer; or a trampoline,
-   struct_ops, LSM or iterator section); or the objects ``--objects`` names. The
-   objects are the host's (compiled against the host's vmlinux.h, cached); nothing is
-   compiled in the guest. The BTF type index of the guest kernel is written to the
-   host's ebpf cache (as the matrix's prewarm does);
-2. in the guest (``--guest MANIFEST``): the objects are loaded one program at a time
-   by libbpf_conformance and by ebpf workers, exactly as on the host
-   (conformance.Runner), and the results JSON goes to the guest's /kmatrix share;
+   does not have (libbpf's errno EPERM, the host's policy answer; a trampoline,
+   struct_ops, LSM or iterator section; bpf_testmod missing); or the objects
+   ``--objects`` names. The objects are the host's (compiled against the host's
+   vmlinux.h, cached); nothing is compiled in the guest. The BTF type index of the
+   guest kernel is written to the host's ebpf cache (as the matrix's prewarm does), and
+   the selftests' module bpf_testmod is built for the guest kernel against Debian's
+   linux-headers-<release> (installed with apt-get when missing; --no-testmod: not);
+2. in the guest (``--guest MANIFEST``): bpf_testmod is inserted, then the objects
+   are loaded one program at a time by libbpf_conformance and by ebpf workers,
+   exactly as on the host (conformance.Runner), and the results JSON goes to the
+   guest's /kmatrix share;
 3. back on the host: .cache/conformance/results-vm-<kernel>.json, and with
    ``--markdown`` the report is written again from the host's JSON and this one (the
    VM results are a section of their own; see conformance.markdown).
@@ -36,6 +39,8 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -78,19 +83,63 @@ def section_kind(section: str) -> str:
     return section.lstrip("?").split("/", 1)[0]
 
 
+# Pieces of libbpf's log or ebpf's error saying the host lacks bpf_testmod (the
+# selftests' module, which the guest loads: see build_testmod).
+TESTMOD_SIGNS = ("testmod", "bpf_kfunc_", "not found in kernel or module")
+
+
 def host_refused(prog: dict[str, Any]) -> bool:
     """Whether a program of the host's results failed with both loaders for what the
-    host refuses by policy rather than for the program itself."""
+    host refuses by policy, or for want of bpf_testmod, rather than for itself."""
     if prog.get("outcome") != "neither":
         return False
+    text = (prog["libbpf"].get("log_tail") or "") + (prog["ebpf"].get("error") or "")
     return (int(prog["libbpf"].get("errno") or 0) == EPERM
-            or section_kind(prog.get("section", "")) in POLICY_KINDS)
+            or section_kind(prog.get("section", "")) in POLICY_KINDS
+            or any(sign in text for sign in TESTMOD_SIGNS))
 
 
 def select_from_host(host: dict[str, Any]) -> list[str]:
     """The objects of the host's results holding a program `host_refused`."""
     return [o["name"] for o in host["objects"]
             if any(host_refused(p) for p in o["programs"])]
+
+
+# -- bpf_testmod -------------------------------------------------------------------------
+
+
+def build_testmod(tree: pathlib.Path, release: str) -> pathlib.Path:
+    """The selftests' bpf_testmod (from `tree`) built for kernel `release` against
+    Debian's linux-headers-<release> (installed with apt-get when missing; its
+    `vmlinux` gives the module its split BTF), cached in .cache/conformance."""
+    headers = pathlib.Path(f"/usr/src/linux-headers-{release}")
+    if not (headers / "Makefile").is_file():
+        cf.log(f"installing linux-headers-{release} with apt-get (for bpf_testmod)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        proc = cf._run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                        f"linux-headers-{release}", "dwarves"], env=env)
+        if not (headers / "Makefile").is_file():
+            raise RuntimeError(f"cannot install linux-headers-{release}: "
+                               f"{proc.stderr.strip()[-300:]}")
+    src = tree / cf.SELFTESTS / "bpf_testmod"
+    key = cf._digest(release, *(p.read_bytes() for p in sorted(src.iterdir())
+                                if p.is_file()))[:12]
+    dest = cf.CACHE / f"bpf_testmod-{release}-{key}"
+    ko = dest / "bpf_testmod.ko"
+    if ko.is_file():
+        return ko
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    proc = cf._run(["nice", "-n", "15", "make", "-s", "-C", str(headers), f"M={tmp}",
+                    "modules"])
+    if proc.returncode != 0 or not (tmp / "bpf_testmod.ko").is_file():
+        raise RuntimeError(f"building bpf_testmod failed: {proc.stderr.strip()[-500:]}")
+    if "Skipping BTF" in proc.stderr:
+        raise RuntimeError("bpf_testmod built without BTF (no vmlinux in the headers)")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return ko
 
 
 # -- the guest side ---------------------------------------------------------------------
@@ -100,8 +149,19 @@ def guest_main(manifest_path: str, json_path: str, timeout: float) -> int:
     """Load the manifest's objects with both loaders (in the guest); write the results."""
     m = json.loads(pathlib.Path(manifest_path).read_text())
     built = [cf.Built(name, pathlib.Path(path)) for name, path in m["objects"]]
+    testmod = m.get("testmod") or ""
+    if testmod:
+        proc = subprocess.run(["insmod", testmod], capture_output=True, text=True,
+                              check=False)
+        ok = proc.returncode == 0 and os.path.exists("/sys/kernel/btf/bpf_testmod")
+        testmod = "loaded" if ok else f"insmod failed: {proc.stderr.strip()[-300:]}"
+        cf.log(f"bpf_testmod: {testmod}")
     t0 = time.monotonic()
-    rows = cf.Runner(pathlib.Path(m["loader"]), 1, timeout, True).run(built)
+    try:
+        rows = cf.Runner(pathlib.Path(m["loader"]), 1, timeout, True).run(built)
+    finally:
+        if testmod == "loaded":
+            subprocess.run(["rmmod", "bpf_testmod"], capture_output=True, check=False)
     import ebpf  # (the library is only needed once the objects are loaded)
 
     results = {
@@ -112,6 +172,7 @@ def guest_main(manifest_path: str, json_path: str, timeout: float) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "selection": m["selection"],
         "compile": m["compile"],
+        "testmod": testmod or m.get("testmod_error", "not built"),
         "load_seconds": round(time.monotonic() - t0, 1),
         "summary": cf.summarize(rows),
         "objects": rows,
@@ -139,7 +200,7 @@ def _prewarm_guest(kernel: Any) -> None:
 def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
             timeout: float, vm_timeout: float, json_out: str | None,
             markdown_out: str | None, host_json: str | None,
-            list_only: bool = False) -> int:
+            list_only: bool = False, testmod: bool = True) -> int:
     """Select and build on the host, load in the guest of `kernel`, keep the results."""
     sys.path.insert(0, str(cf.REPO))
     from tools.vm import kernels, runner  # (see _prewarm_guest)
@@ -187,8 +248,6 @@ def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
                                for b in built if b.path is None]},
         "objects": [[b.name, str(b.path)] for b in ok],
     }
-    mpath = cf.CACHE / f"vm-manifest-{kernel}.json"
-    cf._write_atomic(mpath, json.dumps(manifest, indent=1) + "\n")
     try:
         k = kernels.fetch(kernel)
         _prewarm_guest(k)
@@ -196,6 +255,14 @@ def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
     except Exception as e:  # kernel fetch, prewarm: the infrastructure
         cf.log(f"cannot prepare the {kernel} guest: {e}")
         return 2
+    if testmod:
+        try:
+            manifest["testmod"] = str(build_testmod(corpus.tree, k.release))
+        except (RuntimeError, OSError) as e:
+            cf.log(f"no bpf_testmod in the guest: {e}")
+            manifest["testmod_error"] = str(e)
+    mpath = cf.CACHE / f"vm-manifest-{kernel}.json"
+    cf._write_atomic(mpath, json.dumps(manifest, indent=1) + "\n")
     out = cf.CACHE / "vm"
     cmd = [python, str(pathlib.Path(__file__).resolve()), "--guest", str(mpath),
            "--json", "/kmatrix/results.json", "--timeout", str(timeout)]
@@ -251,8 +318,8 @@ def _guest_reason(prog: dict[str, Any]) -> str:
 NEITHER_REASONS = (
     (("testmod", "bpf_kfunc_", "not found in kernel or module",
       "failed to prepare load attributes: -3"),
-     "needs bpf_testmod (the selftests' module) or another symbol the guest kernel "
-     "does not have"),
+     "a kernel or module type or symbol the guest does not have (bpf_testmod's, "
+     "when the module is not loaded; a few bpf_testmod of 6.12 lacks)"),
     (("needs attach_prog", "must provide btf_id"),
      "needs a target BPF program (freplace, fentry/fexit on a program): the "
      "selftests load one first; one program at a time there is none"),
@@ -292,6 +359,10 @@ def vm_section(results: dict[str, Any]) -> list[str]:
         "each loader), one program at a time, every program of each selected object. "
         f"Run {results['date']} ({results['selection']}); generated by "
         f"`python3 tools/conformance.py --vm {name}` (`make conformance-vm`).",
+        "",
+        f"bpf_testmod (the selftests' kernel module, built from the same tree against "
+        f"Debian's `linux-headers-{release}`, with its BTF) in the guest: "
+        f"{results.get('testmod', 'not built')}.",
         "",
         "| | programs |",
         "|---|---:|",
@@ -388,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "newest whole-corpus results.json or results-all.json)")
     ap.add_argument("--markdown", metavar="PATH",
                     help="write the report again (host results + this VM section)")
+    ap.add_argument("--no-testmod", action="store_true",
+                    help="do not build and load the selftests' bpf_testmod in the guest")
     ap.add_argument("--list", action="store_true",
                     help="print the selected objects, boot nothing")
     ap.add_argument("--report", metavar="PATH",
@@ -405,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return vm_main(args.vm, globs=globs, limit=args.vm_limit, jobs=args.jobs,
                    timeout=args.timeout, vm_timeout=args.vm_timeout, json_out=args.json,
                    markdown_out=args.markdown, host_json=args.host_json,
-                   list_only=args.list)
+                   list_only=args.list, testmod=not args.no_testmod)
 
 
 if __name__ == "__main__":
