@@ -165,6 +165,7 @@ def test_libbpf_loads_nothing_more(name: str) -> None:
     assert not [p.name for p in res.programs if p.mismatch], res.programs
 
 
+@pytest.mark.kernel  # every kernel of the matrix must take the sized forward enum
 def test_enum_forward_keeps_btf(warnings_seen: pytest.LogCaptureFixture) -> None:
     """`enum lone;` is an ENUM of size 0 in clang's BTF, which every kernel refuses
     (libbpf then loads without BTF); the loader gives it the size of an int, so the
