@@ -226,7 +226,8 @@ def vm_main(kernel: str, *, globs: Sequence[str], limit: int | None, jobs: int,
         names = set(select_from_host(host))
         chosen = [s for s in all_sources if s.name in names]
         selection = ("objects with programs the host refuses by policy (EPERM, or "
-                     "trampoline/struct_ops/LSM/iterator sections) in its results")
+                     "trampoline/struct_ops/LSM/iterator sections, or bpf_testmod missing) in its "
+                     "results")
     if limit:
         step = max(1.0, len(chosen) / limit)
         chosen = [chosen[int(i * step)] for i in range(min(limit, len(chosen)))]
