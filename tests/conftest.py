@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -183,14 +184,12 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-@pytest.fixture
-def no_fd_leaks() -> Iterator[None]:
-    """Fail if the test leaves a descriptor open (kernel BTF files excepted: the
-    library keeps the kernel's BTF mapped for the process)."""
+def leaked_descriptors(before: set[str]) -> list[str]:
+    """What the descriptors opened since `before` (an `open_fds()`) point at, after a
+    garbage collection; kernel BTF files excepted (the library keeps the kernel's BTF
+    mapped for the process)."""
     import gc
 
-    before = open_fds()
-    yield
     gc.collect()
     leaked = []
     for fd in open_fds() - before:
@@ -200,4 +199,31 @@ def no_fd_leaks() -> Iterator[None]:
             continue
         if not target.startswith("/sys/kernel/btf/"):
             leaked.append(target)
+    return leaked
+
+
+@pytest.fixture
+def no_fd_leaks() -> Iterator[None]:
+    """Fail if the test leaves a descriptor open (see `leaked_descriptors`)."""
+    before = open_fds()
+    yield
+    leaked = leaked_descriptors(before)
     assert not leaked, f"leaked descriptors: {leaked}"
+
+
+@contextlib.contextmanager
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch Python threads every microsecond (races show up within a few rounds)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """The whole test under `frequent_thread_switches`."""
+    with frequent_thread_switches():
+        yield

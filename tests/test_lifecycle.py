@@ -14,10 +14,9 @@ import errno
 import importlib
 import os
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,16 +32,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 ROUNDS = 30
 WRITERS = 3
 PACKET = b"\0" * 64
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def hash_map(name: str = "race") -> ebpf.Map:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from bpfbuild import compile_bpf
 from kernelmatrix import requires
-from test_lifecycle import ROUNDS, Hammer, fast_switching  # noqa: F401 (a fixture)
+from test_lifecycle import ROUNDS, Hammer
 from vmlinux import vmlinux_include_dir
 
 import ebpf

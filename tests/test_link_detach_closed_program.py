@@ -7,7 +7,6 @@ holds at garbage collection and interpreter exit (but not in a forked child's ex
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import open_fds
+from conftest import leaked_descriptors, open_fds
 
 import ebpf
 from ebpf import asm
@@ -67,15 +66,7 @@ def fd_check() -> Iterator[Callable[[], None]]:
     before = open_fds()
 
     def check() -> None:
-        gc.collect()
-        leaked = []
-        for fd in open_fds() - before:
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if not target.startswith("/sys/kernel/btf/"):
-                leaked.append(target)
+        leaked = leaked_descriptors(before)
         assert not leaked, f"leaked descriptors: {leaked}"
 
     return check

@@ -5,12 +5,9 @@ and the kernel holds exactly the line info of its own copy."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator
-
 import pytest
 from bpfbuild import compile_bpf
+from conftest import frequent_thread_switches
 
 import ebpf
 from ebpf.btf.ext import LineInfo
@@ -19,16 +16,6 @@ from ebpf.cli.proglines import read_lines
 pytestmark = pytest.mark.kernel
 
 COPIES = 24
-
-
-@contextlib.contextmanager
-def frequent_thread_switches() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 def copies(base: ebpf.ProgramSpec, n: int, tag: str) -> list[ebpf.ProgramSpec]:
