@@ -849,6 +849,21 @@ def _md_cell(text: str, limit: int = 220) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace("`", "'") or "—"
 
 
+def summary_table(s: dict[str, Any], first_row: str) -> list[str]:
+    """The markdown table of a summary's program counts (`first_row`: what the total is)."""
+    return [
+        "| | programs |",
+        "|---|---:|",
+        f"| {first_row} | {s['programs']} |",
+        f"| libbpf loads | {s['libbpf_ok']} |",
+        f"| ebpf loads | {s['ebpf_ok']} |",
+        f"| both load | {s['both']} |",
+        f"| only libbpf loads (regressions) | {s['only_libbpf']} |",
+        f"| only ebpf loads | {s['only_ebpf']} |",
+        f"| neither loads | {s['neither']} |",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     s = results["summary"]
     t = s["timing"]
@@ -875,15 +890,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        "| | programs |",
-        "|---|---:|",
-        f"| in the corpus | {s['programs']} |",
-        f"| libbpf loads | {s['libbpf_ok']} |",
-        f"| ebpf loads | {s['ebpf_ok']} |",
-        f"| both load | {s['both']} |",
-        f"| only libbpf loads (regressions) | {s['only_libbpf']} |",
-        f"| only ebpf loads | {s['only_ebpf']} |",
-        f"| neither loads | {s['neither']} |",
+        *summary_table(s, "in the corpus"),
         "",
         "Most programs neither loads are the selftests' negative tests (programs the "
         "verifier must reject) and, on this host, programs it refuses by policy "

@@ -365,15 +365,7 @@ def vm_section(results: dict[str, Any]) -> list[str]:
         f"Debian's `linux-headers-{release}`, with its BTF) in the guest: "
         f"{results.get('testmod', 'not built')}.",
         "",
-        "| | programs |",
-        "|---|---:|",
-        f"| in the selected objects ({s['objects']}) | {s['programs']} |",
-        f"| libbpf loads | {s['libbpf_ok']} |",
-        f"| ebpf loads | {s['ebpf_ok']} |",
-        f"| both load | {s['both']} |",
-        f"| only libbpf loads (regressions) | {s['only_libbpf']} |",
-        f"| only ebpf loads | {s['only_ebpf']} |",
-        f"| neither loads | {s['neither']} |",
+        *cf.summary_table(s, f"in the selected objects ({s['objects']})"),
         "",
         "Neither loads, by libbpf's errno: "
         + ", ".join(f"{k} {v}" for k, v in s["neither_by_errno"].items()) + "; by why:",
