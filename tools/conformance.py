@@ -597,12 +597,23 @@ class EbpfWorker:
 
 
 def libbpf_load_object(exe: pathlib.Path, path: pathlib.Path, timeout: float) -> dict[str, Any]:
+    # the loader pins under a directory this process names and removes, also when the
+    # loader is killed on a timeout (its own clean-up then never runs)
+    import tempfile
+
+    pin_dir = (tempfile.mkdtemp(prefix="libbpf-conformance-", dir="/sys/fs/bpf")
+               if os.path.isdir("/sys/fs/bpf") else "")
     try:
-        proc = _run([str(exe), str(path)], timeout=timeout)
+        proc = _run([str(exe), str(path)], timeout=timeout,
+                    env={**os.environ, "LIBBPF_CONFORMANCE_PIN_DIR": pin_dir})
     except subprocess.TimeoutExpired:
         return {"open": {"ok": False, "errno": 0,
                          "error": f"libbpf: timed out after {timeout:.0f} s"},
                 "programs": []}
+    finally:
+        if pin_dir and os.path.isdir(pin_dir):
+            _empty_dir(pin_dir)
+            os.rmdir(pin_dir)
     try:
         data: dict[str, Any] = json.loads(proc.stdout)
         return data

@@ -99,7 +99,7 @@ static void put_lower(const char *s)
 	put_json_string(buf);
 }
 
-static char pin_root[] = "/sys/fs/bpf/libbpf-conformance-XXXXXX";
+static char pin_root[256] = "/sys/fs/bpf/libbpf-conformance-XXXXXX";
 static bool pin_root_made;
 
 static void drop_pin_root(void)
@@ -163,7 +163,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *path = argv[1];
-	if (mkdtemp(pin_root)) {
+	/* tools/conformance.py names the directory (and removes it, also after killing
+	 * this process); run by hand, a temporary one is made and removed at exit */
+	const char *given = getenv("LIBBPF_CONFORMANCE_PIN_DIR");
+	if (given && *given && strlen(given) < sizeof(pin_root)) {
+		strcpy(pin_root, given);
+		pin_root_made = true;
+	} else if (mkdtemp(pin_root)) {
 		pin_root_made = true;
 		atexit(drop_pin_root);
 	}
