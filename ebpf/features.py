@@ -35,6 +35,7 @@ from ._sys.types import (
     BPF_F_LINK,
     BPF_F_MMAPABLE,
     BPF_F_NO_PREALLOC,
+    BPF_F_VTYPE_BTF_OBJ_FD,
     AttachType,
     Cmd,
     HelperFunc,
@@ -49,6 +50,7 @@ from ._sys.types import (
     TokenCreateAttr,
 )
 from .btf import Enum, Func, load_kernel_spec
+from .btf import kernel as _btf_kernel
 from .btf.types import Kind as BTFKind
 from .errors import (
     BTFError,
@@ -871,46 +873,52 @@ def _helper_log(prog_type: ProgramType, helper: HelperFunc) -> str:
 
 # -- struct_ops --------------------------------------------------------------------------------
 
-_STRUCT_OPS_VALUE_PREFIX = "bpf_struct_ops_"
+_STRUCT_OPS_VALUE_PREFIX = _btf_kernel.STRUCT_OPS_VALUE_PREFIX
 
 
 def require_struct_ops(type_name: str = "tcp_congestion_ops", *, link: bool = False) -> None:
     """Raise NotSupportedError (saying why) unless the kernel can take a BPF
     implementation of `type_name`: STRUCT_OPS programs and maps, and
-    ``struct bpf_struct_ops_<type_name>`` in its BTF; with `link`, also struct_ops
-    maps registered through a bpf_link (``.struct_ops.link``, 6.4+)."""
+    ``struct bpf_struct_ops_<type_name>`` in its BTF (vmlinux's, or that of a loaded
+    module defining the type); with `link`, also struct_ops maps registered through a
+    bpf_link (``.struct_ops.link``, 6.4+)."""
     require_program_type(ProgramType.STRUCT_OPS)
     require_map_type(MapType.STRUCT_OPS)
-    kernel = _btf.load_kernel_spec()
-    try:
-        kernel.type_by_name(type_name, _btf.Struct)
-    except KeyNotFoundError:
+    found = _btf_kernel.find_struct_ops_type(type_name)
+    if found is None:
         raise NotSupportedError(f"struct_ops type {type_name}",
-                                f"struct {type_name} is not in the kernel's BTF") from None
-    try:
-        vt = kernel.type_by_name(_STRUCT_OPS_VALUE_PREFIX + type_name, _btf.Struct)
-    except KeyNotFoundError:
+                                f"struct {type_name} is not in the kernel's BTF (vmlinux or "
+                                "a loaded module's)")
+    if found.value is None:
         raise NotSupportedError(f"struct_ops type {type_name}",
                                 f"no struct {_STRUCT_OPS_VALUE_PREFIX}{type_name} in the "
-                                "kernel's BTF") from None
-    if link and not _probe_struct_ops_link_map(_btf.sizeof(vt), kernel.type_id(vt)):
+                                "kernel's BTF")
+    if link and not _probe_struct_ops_link_map(_btf.sizeof(found.value), found.value_id,
+                                               found.module):
         raise NotSupportedError("struct_ops bpf_links",
                                 "BPF_F_LINK struct_ops maps need Linux 6.4+")
 
 
 @cache
-def _probe_struct_ops_link_map(vsize: int, vtype_id: int) -> bool:
-    """Whether a BPF_F_LINK struct_ops map of this value type can be created."""
+def _probe_struct_ops_link_map(vsize: int, vtype_id: int, module: str = "") -> bool:
+    """Whether a BPF_F_LINK struct_ops map of this value type (of vmlinux's BTF, or of
+    `module`'s) can be created."""
     w = _BTFWriter()
     w.int_()  # struct_ops map creation needs some BTF object: one int type
     btf_fd, _ = _ops.btf_load(w.blob())
     if btf_fd < 0:
         raise from_errno(-btf_fd, "bpf(BPF_BTF_LOAD)")
+    module_btf = None
     try:
+        if module:
+            module_btf = _btf_kernel.open_module_btf(module)
         attr = MapCreateAttr(map_type=int(MapType.STRUCT_OPS), key_size=4, value_size=vsize,
                              max_entries=1, map_flags=BPF_F_LINK)
         attr.btf_fd = btf_fd
         attr.btf_vmlinux_value_type_id = vtype_id
+        if module_btf is not None:  # a module's type (6.9+): its BTF object
+            attr.value_type_btf_obj_fd = module_btf.fileno()
+            attr.map_flags |= BPF_F_VTYPE_BTF_OBJ_FD
         try:
             os.close(_bpf(Cmd.MAP_CREATE, attr))
         except SyscallError as e:
@@ -920,6 +928,8 @@ def _probe_struct_ops_link_map(vsize: int, vtype_id: int) -> bool:
         return True
     finally:
         os.close(btf_fd)
+        if module_btf is not None:
+            module_btf.close()
 
 
 def _struct_ops_links() -> bool:

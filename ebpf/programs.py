@@ -604,7 +604,9 @@ def _load_checked(
     if spec.attach_prog is not None:
         attr.attach_prog_fd = spec.attach_prog.fileno()
     if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
-        attr.attach_btf_id, attr.expected_attach_type = _struct_ops_target(spec)
+        attr.attach_btf_id, attr.expected_attach_type, ops_module = _struct_ops_target(spec)
+        if ops_module:  # a struct_ops type a module defines: its BTF object
+            attr.attach_btf_obj_fd = modules.fd(ops_module)
     else:
         attach_id, attach_module = _attach_btf_target(spec, ptype)
         _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
@@ -1159,24 +1161,24 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         f"{kind} in {where}")
 
 
-def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int]:
-    """(kernel BTF id of the struct, index of the member) for a struct_ops program whose
-    `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the object's
-    ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
-    expected_attach_type, as libbpf fills them in at load."""
-    from . import btf  # BTF code on first use: programs without BTF never load it
+def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int, str]:
+    """(kernel BTF id of the struct, index of the member, module) for a struct_ops
+    program whose `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the
+    object's ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
+    expected_attach_type, as libbpf fills them in at load. `module` is "" for a struct
+    of vmlinux, else the module defining it (the id is one in its BTF, whose object
+    goes in attach_btf_obj_fd)."""
+    from .btf.kernel import find_struct_ops_type  # BTF code on first use (see above)
 
     type_name, _, member = spec.attach_to.partition(":")
-    kernel = btf.load_kernel_spec()
-    try:
-        st = kernel.type_by_name(type_name, btf.Struct)
-    except KeyNotFoundError:
+    found = find_struct_ops_type(type_name)
+    if found is None:
         raise NotSupportedError(f"struct_ops type {type_name}",
-                                f"struct {type_name} is not in the kernel's BTF") from None
-    assert isinstance(st, btf.Struct)
-    for index, m in enumerate(st.members):
+                                f"struct {type_name} is not in the kernel's BTF (vmlinux "
+                                "or a loaded module's)")
+    for index, m in enumerate(found.struct.members):
         if m.name == member:
-            return kernel.type_id(st), index
+            return found.struct_id, index, found.module
     raise NotSupportedError(f"struct_ops member {type_name}.{member}",
                             "the running kernel's struct has no such member")
 

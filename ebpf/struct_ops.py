@@ -37,7 +37,21 @@ from . import btf as _btf
 from ._sys import caps as _caps
 from ._sys.fd import FD
 from ._sys.syscall import bpf
-from ._sys.types import BPF_F_LINK, AttachType, Cmd, MapCreateAttr, MapType, ProgramType
+from ._sys.types import (
+    BPF_F_LINK,
+    BPF_F_VTYPE_BTF_OBJ_FD,
+    AttachType,
+    Cmd,
+    MapCreateAttr,
+    MapType,
+    ProgramType,
+)
+from .btf.kernel import (
+    STRUCT_OPS_VALUE_PREFIX,
+    StructOpsType,
+    find_struct_ops_type,
+    open_module_btf,
+)
 from .elf.struct_ops import read_struct_ops
 from .errors import (
     InvalidArgumentError,
@@ -68,7 +82,7 @@ __all__ = [
     "struct_ops_maps",
 ]
 
-VALUE_PREFIX = "bpf_struct_ops_"
+VALUE_PREFIX = STRUCT_OPS_VALUE_PREFIX
 """The kernel's struct holding a struct_ops value is ``struct bpf_struct_ops_<name>``."""
 
 
@@ -85,10 +99,13 @@ def resolve_struct_ops_programs(spec: CollectionSpec,
     ``spec.struct_ops[v].programs[member]`` was changed to another program (libbpf's
     "shadow" assignment); its ``attach_to`` is updated.
 
+    A struct defined by a kernel module (found in the module's BTF when vmlinux has
+    none of that name) leaves `attach_btf_id` 0: its id is one in the module's BTF,
+    which the program load finds again (with the module's BTF object).
+
     Raises NotSupportedError when the kernel lacks the struct or the member,
     InvalidArgumentError when created variables put one program in two members.
     """
-    kernel = _btf.load_kernel_spec()
     targets: dict[str, str] = {}
     for ops in spec.struct_ops.values():
         for member, prog_name in ops.programs.items() if ops.autocreate else ():
@@ -106,12 +123,13 @@ def resolve_struct_ops_programs(spec: CollectionSpec,
         if ":" not in ps.attach_to:
             continue
         type_name, _, member = ps.attach_to.partition(":")
-        kstruct, kid = kernel_struct(kernel, type_name)
-        index = next((i for i, m in enumerate(kstruct.members) if m.name == member), None)
+        found = _struct_ops_type(type_name)
+        index = next((i for i, m in enumerate(found.struct.members) if m.name == member),
+                     None)
         if index is None:
             raise NotSupportedError(f"struct_ops member {type_name}.{member}",
                                     "the running kernel's struct has no such member")
-        ps.attach_btf_id = kid
+        ps.attach_btf_id = 0 if found.module else found.struct_id
         ps.attach_type = cast(AttachType, index)
 
 
@@ -131,8 +149,7 @@ def check_struct_ops_members(ops: StructOpsSpec) -> None:
     """Check, before anything is loaded, that every member of `ops` the running
     kernel's struct lacks is zero/NULL (a flavored local type may declare more members
     than this kernel has). Raises NotSupportedError naming the first member set."""
-    kernel = _btf.load_kernel_spec()
-    kstruct, _ = kernel_struct(kernel, ops.type_name)
+    kstruct = _struct_ops_type(ops.type_name).struct
     _check_absent_members(ops, {m.name for m in kstruct.members})
 
 
@@ -186,6 +203,17 @@ def kernel_struct(kernel: _btf.Spec, name: str) -> tuple[_btf.Struct, int]:
     return t, kernel.type_id(t)
 
 
+def _struct_ops_type(name: str) -> StructOpsType:
+    """The kernel's struct_ops type `name` (vmlinux's, else a loaded module's);
+    NotSupportedError when no kernel BTF has the struct."""
+    found = find_struct_ops_type(name)
+    if found is None:
+        raise NotSupportedError(f"struct_ops type {name}",
+                                f"struct {name} is not in the kernel's BTF (vmlinux or a "
+                                "loaded module's)")
+    return found
+
+
 def _is_func_ptr(t: _btf.Type) -> bool:
     t = _btf.skip_typedefs(_btf.strip_qualifiers(t))
     if not isinstance(t, _btf.Pointer):
@@ -194,17 +222,16 @@ def _is_func_ptr(t: _btf.Type) -> bool:
 
 
 def _kernel_value(ops: StructOpsSpec, programs: Mapping[str, Program]
-                  ) -> tuple[bytes, int, int]:
-    """(value bytes, value size, value type id) of ``struct bpf_struct_ops_<name>``."""
-    kernel = _btf.load_kernel_spec()
-    kstruct, _ = kernel_struct(kernel, ops.type_name)
-    try:
-        vt = kernel.type_by_name(VALUE_PREFIX + ops.type_name, _btf.Struct)
-    except KeyNotFoundError:
+                  ) -> tuple[bytes, int, int, str]:
+    """(value bytes, value size, value type id, module) of ``struct
+    bpf_struct_ops_<name>``, laid out from the BTF that defines it (`module`: "" for
+    vmlinux, else the module's split BTF, where the id is)."""
+    found = _struct_ops_type(ops.type_name)
+    kstruct, vt = found.struct, found.value
+    if vt is None:
         raise NotSupportedError(f"struct_ops type {ops.type_name}",
                                 f"the kernel has no struct {VALUE_PREFIX}{ops.type_name} "
-                                "(it cannot be implemented in BPF)") from None
-    assert isinstance(vt, _btf.Struct)
+                                "(it cannot be implemented in BPF)")
     vsize = _btf.sizeof(vt)
     data_off = vt.member("data").offset_bits // 8
     value = bytearray(vsize)
@@ -244,7 +271,7 @@ def _kernel_value(ops: StructOpsSpec, programs: Mapping[str, Program]
             continue
         value[koff:koff + ksize] = raw
     _check_absent_members(ops, {m.name for m in kstruct.members})  # (local: those left)
-    return bytes(value), vsize, kernel.type_id(vt)
+    return bytes(value), vsize, found.value_id, found.module
 
 
 class StructOpsMap(Map):
@@ -260,14 +287,19 @@ class StructOpsMap(Map):
         """Create the map for `ops`, with the programs of `programs` (name ->
         Program, e.g. ``coll.programs``) in its function pointers. Nothing is
         registered yet."""
-        value, vsize, vtype_id = _kernel_value(ops, programs)
+        value, vsize, vtype_id, module = _kernel_value(ops, programs)
         btf_fd = _tiny_btf()
+        module_btf: _btf.Handle | None = None
         try:
             attr = MapCreateAttr(map_type=int(MapType.STRUCT_OPS), key_size=4,
                                  value_size=vsize, max_entries=1,
                                  map_flags=BPF_F_LINK if ops.link else 0)
             attr.btf_fd = btf_fd.fileno()
             attr.btf_vmlinux_value_type_id = vtype_id
+            if module:  # the value type is in the module's BTF (Linux 6.9+)
+                module_btf = open_module_btf(module)
+                attr.value_type_btf_obj_fd = module_btf.fileno()
+                attr.map_flags |= BPF_F_VTYPE_BTF_OBJ_FD
             name = kernel_name(ops.name).encode()
             ctypes.memmove(ctypes.addressof(attr) + MapCreateAttr.map_name.offset, name,
                            len(name))
@@ -278,6 +310,8 @@ class StructOpsMap(Map):
                     from None
         finally:
             btf_fd.close()
+            if module_btf is not None:
+                module_btf.close()
         m = cast(StructOpsMap, cls.from_fd(FD(fd, f"map {ops.name!r}")))
         m.ops = ops
         m._kern_value = value

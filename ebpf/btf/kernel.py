@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
-from .types import Type
+from .types import Struct, Type
 
 if TYPE_CHECKING:
     from .handle import Handle
@@ -124,6 +124,50 @@ def find_kernel_type(name: str, kinds: tuple[type[Type], ...], module: str | Non
         if found is not None:
             return KernelType(mod, *found)
     return None
+
+
+STRUCT_OPS_VALUE_PREFIX = "bpf_struct_ops_"
+"""The kernel's struct holding a struct_ops value is ``struct bpf_struct_ops_<name>``."""
+
+
+class StructOpsType(NamedTuple):
+    """A struct_ops type of the running kernel (``struct <name>``) and the struct the
+    kernel keeps its values in (``struct bpf_struct_ops_<name>``, None when the kernel
+    has none: then it cannot be implemented in BPF). `module` is "" when vmlinux
+    defines it, else the module whose split BTF (`spec`) does; the ids are ids in
+    `spec` (what BPF_PROG_LOAD and BPF_MAP_CREATE want with that module's BTF object)."""
+
+    module: str
+    spec: Spec
+    struct: Struct
+    struct_id: int
+    value: Struct | None
+    value_id: int
+
+
+def find_struct_ops_type(name: str) -> StructOpsType | None:
+    """The struct_ops type ``struct <name>``: vmlinux's if vmlinux has the struct,
+    else that of the first loaded module whose BTF has ``struct
+    bpf_struct_ops_<name>`` (a module defining a struct_ops type), else the first
+    module's with the struct; None when no BTF has ``struct <name>``."""
+    found = find_kernel_type(name, (Struct,), "vmlinux")
+    if found is None:
+        value = find_kernel_type(STRUCT_OPS_VALUE_PREFIX + name, (Struct,))
+        if value is not None:
+            found = find_kernel_type(name, (Struct,), value.module or "vmlinux")
+    if found is None:
+        found = find_kernel_type(name, (Struct,))
+    if found is None:
+        return None
+    spec = load_kernel_module_spec(found.module) if found.module else load_kernel_spec()
+    assert isinstance(found.type, Struct)
+    value = find_kernel_type(STRUCT_OPS_VALUE_PREFIX + name, (Struct,),
+                             found.module or "vmlinux")
+    if value is None:
+        return StructOpsType(found.module, spec, found.type, found.type_id, None, 0)
+    assert isinstance(value.type, Struct)
+    return StructOpsType(found.module, spec, found.type, found.type_id, value.type,
+                         value.type_id)
 
 
 def _own_type(spec: Spec, name: str, kinds: tuple[type[Type], ...],
