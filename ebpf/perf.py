@@ -32,11 +32,12 @@ memory-ordering assumptions.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import itertools
 import mmap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._sys import perf as _perf
 from ._sys import validate as _validate
@@ -51,12 +52,18 @@ from .readers import (
     map_fd,
     match_run,
     np_copy_run,
+    np_match_run,
+    require_numpy,
     slice_samples,
     type_name,
 )
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from .btf import Spec as BTFSpec
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Batch",
@@ -126,6 +133,7 @@ class _PerfRing:
         self.mask = self.size - 1
         self.prev_head = 0         # overwritable rings: where the last read started
         self.lost_total = 0
+        self.held = -1             # data_tail to commit once a zero-copy view is given up
 
     def close(self) -> None:
         for v in self._views:
@@ -136,7 +144,10 @@ class _PerfRing:
                 self.mm.close()
             except BufferError:
                 gc.collect()
-                self.mm.close()
+                try:
+                    self.mm.close()
+                except BufferError:  # a read_array(copy=False) view is still alive: the
+                    pass             # mapping goes away with the last view
             self.mm = None
         self.fd.close()
 
@@ -329,6 +340,81 @@ class _PerfRing:
             return None
         out = out[:n]
         return out if dt is None else out.view(dt)
+
+    def release(self) -> None:
+        """Hand the records under the last zero-copy view back to the kernel."""
+        if self.held >= 0:
+            self.commit(self.held)
+            self.held = -1
+
+    def view(self, np: Any, max_records: int, dt: Any,
+             alloc: Callable[[Any, int, int], Any]) -> Any:
+        """`array` without the copy: a read-only view of the samples in the ring,
+        whose space is committed by `release` (see `Reader.read_array`)."""
+        if self.overwritable:
+            return self.array(np, max_records, dt, alloc)
+        head: int = self.q[_HEAD]        # acquire
+        tail: int = self.q[_TAIL]
+        assert self.mm is not None
+        out, new_tail, lost, owned = view_run(np, self.mm, self.q, self.base, self.size,
+                                              tail, head, max_records, dt, self._settle)
+        if out is None or owned:
+            self._settle(new_tail, lost)
+        else:
+            self.lost_total += lost
+            self.held = new_tail
+        if out is None:
+            return None
+        return out if dt is None else out.view(dt)
+
+
+def view_run(np: Any, mm: Any, q: memoryview, base: int, size: int, tail: int, head: int,
+             max_records: int, dt: Any, settle: Callable[[int, int], None]
+             ) -> tuple[Any, int, int, bool]:
+    """The first run of equal samples from `tail` (ring as in `walk_array`), without
+    copying: ``(out, tail, lost, owned)``. Lost-sample notices and other records before
+    the first sample are skipped (counted in `lost`); then `out` is a read-only strided
+    view into `mm` of the samples (of ``dt.itemsize`` bytes, or the sample length) of the
+    records, up to `max_records`, whose 8-byte headers equal the first one's and that lie
+    before the end of the ring, and `tail` is just after them. A first sample that wraps
+    around the end is stitched into a one-item array of its own (`owned` is True); `out`
+    is None when there was no sample. A sample shorter than `dt` raises
+    InvalidArgumentError after `settle(tail, lost)`."""
+    mask = size - 1
+    lost = 0
+    while tail < head:
+        off = tail & mask
+        word = q[(base + off) >> 3]
+        typ = word & 0xFFFF_FFFF
+        rsize = word >> 48
+        if rsize < 8:
+            return None, head, lost, True
+        if typ != _SAMPLE:
+            if typ == _LOST:
+                lost += int.from_bytes(ring_bytes(mm, base, size, (off + 16) & mask, 8),
+                                       "little")
+            tail += rsize
+            continue
+        length = rsize - _SAMPLE_HDR
+        if dt is not None and dt.itemsize > length:
+            settle(tail, lost)
+            raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
+                                       f"dtype {dt} ({dt.itemsize} bytes)")
+        item = length if dt is None else dt.itemsize
+        if off + rsize > size:         # the one sample that wraps around
+            blob = ring_bytes(mm, base, size, off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
+            one = np.frombuffer(blob, dtype=f"V{item}")     # read-only, like a view
+            return one, tail + rsize, lost, True
+        k = min(max_records, (head - tail) // rsize, (size - off) // rsize)
+        m = np_match_run(np, mm, base + off, rsize, k, np.uint64, word) if k > 1 else 1
+        # Through a ctypes array over `mm`: numpy keeps no buffer export of what it is
+        # given (a memoryview it even unwraps), the ctypes array does, so the mapping
+        # lives as long as the view (the reader's close() leaves the unmapping to it).
+        holder = (ctypes.c_char * len(mm)).from_buffer(mm)
+        out = np.ndarray((m,), f"V{item}", holder, base + off + _SAMPLE_HDR, (rsize,))
+        out.flags.writeable = False
+        return out, tail + m * rsize, lost, False
+    return None, tail, lost, True
 
 
 def ring_bytes(mm: Any, base: int, size: int, off: int, n: int) -> bytes:
@@ -563,3 +649,38 @@ class Reader(ReaderBase):
 
     def _requeue(self, sample: bytes, ring: int) -> Any:
         return Record(ring, sample, 0, 0)
+
+    # ---- zero-copy arrays
+
+    def read_array(self, max_records: int = 65536, dtype: Any = None,
+                   timeout: float | None = None, *, copy: bool = True) -> npt.NDArray[Any]:
+        """Up to `max_records` fixed-size samples from one CPU's ring as a numpy array;
+        see `ebpf.ringbuf.Reader.read_array`.
+
+        With ``copy=False`` the array is a read-only strided view into the ring itself
+        (nothing copied: the samples of one run of equal records up to the end of the
+        ring; lost-sample notices before it count in `lost_samples`). It is valid until
+        the next read from this reader (any read method, async too) or `close`: the next
+        read gives the ring's space back to the kernel, which then overwrites it. Keep
+        what you need with ``arr.copy()`` before reading again. A sample split by the end
+        of the ring, samples waiting from `read`, and overwritable rings come as copies."""
+        if copy:
+            return super().read_array(max_records, dtype, timeout)
+        np = require_numpy()
+        if max_records < 1:
+            raise InvalidArgumentError(f"max_records must be at least 1, not {max_records}")
+        dt = None if dtype is None else self.dtype(dtype)
+
+        def attempt() -> Any:
+            if self._closed:
+                raise self._closed_error()
+            if self._pending:
+                return self._pending_array(np, max_records, dt)
+            return self._round_robin(lambda r: r.view(np, max_records, dt, self._alloc))
+
+        return self._blocking(attempt, timeout)
+
+    def _round_robin(self, fn: Callable[[Any], _T | None]) -> _T | None:
+        for r in self._rings:       # every read ends the previous zero-copy view
+            r.release()
+        return super()._round_robin(fn)

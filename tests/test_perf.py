@@ -214,6 +214,38 @@ def test_wraparound_many_times(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -
         assert {len(s) for s in got} == {44}
 
 
+def test_zero_copy_array(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None:
+    """read_array(copy=False): read-only views into the ring, in order across many
+    wraparounds of a one-page ring, the space given back on the next read, and a view
+    kept past close() stays readable."""
+    np = pytest.importorskip("numpy")
+    with output_prog(events, cnt, 40) as prog, Reader(events, PAGE) as rd:
+        got: list[int] = []
+        total = 0
+        for i in range(60):
+            n = 1 + (i * 7) % 70                    # at most 73 fit in 4096 bytes
+            prog.test_run(PACKET, repeat=n)
+            total += n
+            while True:
+                try:
+                    arr = rd.read_array(1 + i % 50, "<u8", timeout=0, copy=False)
+                except DeadlineExceededError:
+                    break
+                assert not arr.flags.writeable
+                got.extend(arr.tolist())
+        assert read_counters(cnt) == (total, 0) and rd.lost_samples == 0
+        assert got == list(range(total))
+        prog.test_run(PACKET, repeat=50)            # 50 x 56 bytes: more than half the ring
+        first = rd.read_array(copy=False, dtype=np.dtype([("seq", "<u8"), ("cpu", "<u8")]))
+        seqs = first["seq"].tolist()
+        assert seqs and seqs[0] == total
+        prog.test_run(PACKET, repeat=40)            # the view's space is still held: lost
+        assert read_counters(cnt)[1] > 0
+        assert first["seq"].tolist() == seqs        # nothing overwrote it
+        rd.read_array(copy=False)                   # releases it; this one stays alive
+    assert first["seq"].tolist() == seqs            # the mapping outlives close()
+
+
 def test_lost_samples_reported(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None:
     with output_prog(events, cnt) as prog, Reader(events, PAGE) as rd:
         prog.test_run(PACKET, repeat=1000)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebpf.errors import InvalidArgumentError
-from ebpf.perf import walk_array
+from ebpf.perf import view_run, walk_array
 
 BASE = 4096          # the metadata page in front of the data pages
 SAMPLE, LOST = 9, 2  # PERF_RECORD_SAMPLE, PERF_RECORD_LOST
@@ -144,6 +144,86 @@ def test_a_long_run_crosses_the_end_of_the_ring() -> None:
                                             np.dtype("<u8,<u8"), alloc, lambda t, l_: None)
         assert (n, got_tail, lost) == (1800, head, 5)
         assert out[:n].view("<u8,<u8")["f0"].tolist() == list(range(1800))
+    finally:
+        q.release()
+        mm.close()
+
+
+def all_samples(ring: bytes, tail: int, head: int) -> tuple[list[bytes], int]:
+    """Every sample (whatever its length) and the lost count, record by record."""
+    size = len(ring)
+    twice = ring + ring
+    out: list[bytes] = []
+    lost = 0
+    while tail < head:
+        off = tail % size
+        typ, _misc, rsize = struct.unpack_from("<IHH", twice, off)
+        if typ == SAMPLE:
+            out.append(twice[off + 12:off + rsize])
+        elif typ == LOST:
+            lost += struct.unpack_from("<Q", twice, off + 16)[0]
+        tail += rsize
+    return out, lost
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=st.lists(record, max_size=60), size_log=st.integers(8, 10),
+       start=st.integers(0, 1 << 20), max_records=st.integers(1, 80),
+       itemsize=st.sampled_from([None, None, 8]))
+def test_zero_copy_runs_match_the_plain_walk(records: list[tuple[Any, ...]], size_log: int,
+                                             start: int, max_records: int,
+                                             itemsize: int | None) -> None:
+    """`view_run` (read_array(copy=False)): each call returns a prefix of what the plain
+    walk returns from the same tail (same tail and lost count after it), views are
+    read-only and point into the ring, and calling it until it returns nothing yields
+    every sample of the stream in order."""
+    size = 1 << size_log
+    blobs = [encode(r) for r in records]
+    while sum(map(len, blobs)) > size:
+        blobs.pop()
+    tail = start * 8
+    mm, head = lay_out(blobs, size, tail)
+    ring = bytes(mm[BASE:])
+    q = memoryview(mm).cast("Q")
+    dt = None if itemsize is None else np.dtype(f"V{itemsize}")
+    got: list[bytes] = []
+    total_lost = 0
+    settled: list[tuple[int, int]] = []
+    try:
+        while True:
+            want, want_tail, want_lost, error = plain_walk(ring, tail, head, max_records,
+                                                           itemsize)
+            settled.clear()
+            if error:
+                with pytest.raises(InvalidArgumentError, match="shorter than dtype"):
+                    view_run(np, mm, q, BASE, size, tail, head, max_records, dt,
+                             lambda t, lost: settled.append((t, lost)))
+                assert settled == [(want_tail, want_lost)]
+                return
+            out, new_tail, lost, owned = view_run(np, mm, q, BASE, size, tail, head,
+                                                  max_records, dt,
+                                                  lambda t, lost: settled.append((t, lost)))
+            assert not settled
+            if out is None:
+                assert not want and (new_tail, lost) == (want_tail, want_lost)
+                total_lost += lost
+                break
+            n = len(out)
+            assert 1 <= n <= len(want)
+            if owned:
+                assert n == 1
+            else:
+                assert not out.flags.writeable and not out.flags.owndata
+            cut = plain_walk(ring, tail, head, n, itemsize)
+            assert (new_tail, lost) == (cut[1], cut[2])
+            assert [bytes(x) for x in out] == want[:n]
+            got += [bytes(x) for x in out]
+            total_lost += lost
+            del out
+            tail = new_tail
+        if itemsize is None:
+            every, every_lost = all_samples(ring, start * 8, head)
+            assert (got, total_lost) == (every, every_lost)
     finally:
         q.release()
         mm.close()

@@ -14,10 +14,12 @@ from .records import (
     map_fd,
     match_run,
     np_copy_run,
+    np_match_run,
     require_numpy,
     slice_samples,
     type_name,
 )
 
 __all__ = ["Batch", "ReaderBase", "cast_records", "lookup_btf_type", "map_fd", "match_run",
-           "np_copy_run", "require_numpy", "slice_samples", "type_name"]
+           "np_copy_run", "np_match_run", "require_numpy", "slice_samples",
+           "type_name"]
