@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import struct
 import threading
@@ -215,6 +216,30 @@ def test_views_outlive_close_and_are_unmapped_when_released() -> None:
     assert bpf_map_mappings() == before + 1
     view.release()
     del arr
+    assert bpf_map_mappings() == before
+
+
+def test_array_alone_keeps_the_mapping_alive() -> None:
+    # an array (and a slice of it) made without keeping memory()'s view: with numpy 2.x,
+    # np.ndarray(buffer=<memoryview>) holds the mmap object but no export of it, so
+    # close() unmapped the memory under the array (reading it crashed the process)
+    fast, plain = pair(8, 4)
+    plain.close()
+    before = bpf_map_mappings()
+    fast[1] = 5
+    arr = fast.array()
+    raw = fast.array(np.dtype((np.uint8, 8)))
+    fast.close()
+    gc.collect()
+    assert bpf_map_mappings() == before + 1
+    assert arr[1] == 5 and bytes(raw[1]) == (5).to_bytes(8, "little")
+    arr[2] = 9
+    part = arr[1:3]
+    del arr, raw
+    gc.collect()
+    assert list(part) == [5, 9] and bpf_map_mappings() == before + 1
+    del part
+    gc.collect()
     assert bpf_map_mappings() == before
 
 

@@ -257,6 +257,11 @@ class MapMemory(MapCodec):
         view = self.memory()
         if self._type == MapType.ARENA:  # pages, not elements: a flat array of `dtype`
             return np.frombuffer(view, dtype=np.uint8 if dtype is None else dtype)
+        # The strided arrays are views of a frombuffer() array: that one holds the
+        # memoryview (an export of the mapping), which keeps the mapping alive as long as
+        # any array does. np.ndarray(buffer=memoryview) would hold the mmap object alone,
+        # without an export, and close() could unmap memory the array still points at.
+        flat = np.frombuffer(view, dtype=np.uint8)
         n, stride, vs = self._mcount, self._mstride, self._value_size
         if dtype is None:
             if self._vfmt is not None:
@@ -269,10 +274,10 @@ class MapMemory(MapCodec):
                     except (TypeError, ValueError):
                         dtype = None
             if dtype is None:
-                return np.ndarray((n, vs), dtype=np.uint8, buffer=view, strides=(stride, 1))
+                return np.ndarray((n, vs), dtype=np.uint8, buffer=flat, strides=(stride, 1))
         dt = np.dtype(dtype)
         if dt.itemsize != vs:
             raise InvalidArgumentError(
                 f"dtype {dt} is {dt.itemsize} bytes, the values of map {self._name!r} "
                 f"are {vs}")
-        return np.ndarray((n,), dtype=dt, buffer=view, strides=(stride,))
+        return np.ndarray((n,), dtype=dt, buffer=flat, strides=(stride,))
