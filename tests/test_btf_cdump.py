@@ -325,6 +325,26 @@ def test_mutually_referencing_structs_compile(tmp_path: Path) -> None:
     compile_c('#include "t.h"\nstruct c cc; struct b bb;\nint f(void) { return 0; }\n', tmp_path)
 
 
+def test_a_prototype_seen_again_declares_the_tag_it_left_out(tmp_path: Path) -> None:
+    # typedef void (*fn_t)(struct outer *);  struct outer { fn_t f; };
+    # The prototype is first walked for `f` while outer is being defined (its tag
+    # needs no declaration there: the definition comes next), then again for the
+    # typedef, written before outer: there `struct outer;` must come first (a
+    # prototype's walk is only skipped when a first walk left nothing out).
+    need_tool(CLANG)
+    outer = btf.Struct("outer", 8, [])
+    fn_t = btf.Typedef("fn_t", btf.Pointer(btf.FuncProto(
+        btf.Void(), [btf.FuncParam("o", btf.Pointer(outer))])))
+    outer.members.append(btf.Member("f", fn_t, 0))
+    builder = Builder()
+    builder.add(outer)
+    text = btf.dump_c(Spec(builder.marshal()))
+    assert text.index("struct outer;") < text.index("typedef void (*fn_t)") < \
+        text.index("struct outer {")
+    (tmp_path / "t.h").write_text(text)
+    compile_c('#include "t.h"\nstruct outer o;\nint f(void) { return 0; }\n', tmp_path)
+
+
 def test_cycles_and_depth_raise_btf_error() -> None:
     # typedef a b; typedef b a;  and  const -> const cycle
     words = [1, 0x08000000, 2, 3, 0x08000000, 1, 0, 0x0A000000, 4, 0, 0x0A000000, 3,

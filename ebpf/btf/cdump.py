@@ -663,6 +663,10 @@ class _Emitter:
         self.complete: set[int] = set()
         self.scope: list[int] = []  # the definitions being prepared, innermost last (-1: none)
         self.pending_enums: list[int] = []
+        # prototypes whose return and parameter types were made nameable, by the depth
+        # of that walk (a walk from no deeper has nothing left to do)
+        self._protos_walked: dict[int, int] = {}
+        self._scope_skips = 0  # tags left undeclared because their definition was next
         # Declarators of types whose text depends on nothing else (no anonymous struct,
         # union or enum written inline): id -> (before, after, nesting depth), for a
         # non-empty declared name and for none.
@@ -775,10 +779,12 @@ class _Emitter:
                 if not self.records.names[t]:
                     for mtype in self.records.members(t)[1]:
                         self.need_value(mtype, depth + 1)
-                elif t not in self.printed and t not in self.forward and (
-                        not self.scope or self.scope[-1] != t):
-                    self.forward.add(t)
-                    self._put(self._tag(t))
+                elif t not in self.printed and t not in self.forward:
+                    if self.scope and self.scope[-1] == t:
+                        self._scope_skips += 1  # (declared by its definition, next)
+                    else:
+                        self.forward.add(t)
+                        self._put(self._tag(t))
                 return
             else:
                 self.need_leaf(t, depth + 1)
@@ -789,9 +795,15 @@ class _Emitter:
         """Enums, forward declarations, base types and prototypes."""
         k = self.cat[t]
         if k == _K_PROTO:
+            walked = self._protos_walked.get(t)
+            if walked is not None and depth <= walked:
+                return  # (the same walk again would do nothing, nor nest deeper)
+            skips = self._scope_skips
             self.need_name(self.sts[t], depth + 1)
             for _, ptype in self.records.params(t):
                 self.need_name(ptype, depth + 1)
+            if self._scope_skips == skips:  # (else a later walk may declare a tag)
+                self._protos_walked[t] = depth
         elif t in self.printed:
             return
         elif k == _K_ENUM:
