@@ -787,7 +787,11 @@ class _Emitter:
                         self._put(self._tag(t))
                 return
             else:
-                self.need_leaf(t, depth + 1)
+                # (need_leaf has nothing to do for void, a complete type, or a
+                # prototype walked from no deeper)
+                if t and t not in self.complete:
+                    if k != _K_PROTO or depth + 1 > self._protos_walked.get(t, -1):
+                        self.need_leaf(t, depth + 1)
                 return
         raise BTFError(f"type reference loop at {self.records.describe(t)}")
 
