@@ -145,6 +145,7 @@ _EXIT_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.hostonly  # interpreter exit: library behaviour (a Python start costs ~8 s in a guest)
 def test_cgroup_attachment_detached_at_exit_not_by_child(cgroup: str) -> None:
     out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, cgroup], capture_output=True,
                          text=True, timeout=60, check=True)
@@ -276,6 +277,7 @@ _TC_EXIT_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.hostonly  # interpreter exit: library behaviour (a Python start costs ~8 s in a guest)
 def test_tc_filter_deleted_at_exit_not_by_child(netns: str) -> None:
     out = subprocess.run([sys.executable, "-c", _TC_EXIT_SCRIPT, netns], capture_output=True,
                          text=True, timeout=60, check=True)

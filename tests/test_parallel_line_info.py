@@ -13,7 +13,8 @@ import ebpf
 from ebpf.btf.ext import LineInfo
 from ebpf.cli.proglines import read_lines
 
-pytestmark = pytest.mark.kernel
+# library thread safety: races need two CPUs (the matrix guests have one)
+pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
 COPIES = 24
 

@@ -22,7 +22,8 @@ from ebpf.errors import VerifierError
 from ebpf.programs import Program, ProgramSpec
 from ebpf.programs import _valid_template as valid_template
 
-pytestmark = pytest.mark.kernel
+# the prepared-program cache is library behaviour, the same on every kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
 P = ebpf.ProgramType
 DATA = b"\0" * 64
