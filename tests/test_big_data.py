@@ -4,7 +4,10 @@ which libbpf loads, loads here and its variables read back."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
@@ -79,3 +82,27 @@ def test_large_integer_array_variable_decodes_fast() -> None:
     src = generate(obj.read_bytes(), name="Big", filename="big.bpf.o")
     assert "counts" in src
     assert time.process_time() - t0 < 5.0
+
+
+def test_bss_too_large_for_memory_is_a_typed_error(tmp_path: Path) -> None:
+    # found by tools/fuzz.py: a .bss of ~2 GiB (under the kernel's limit) in a process
+    # whose address space cannot hold it raised a raw MemoryError while parsing
+    raw = bytearray(compile_bpf("big_bss").read_bytes())
+    elf = ELFFile(bytes(raw))
+    bss = elf.section_by_name(".bss")
+    assert bss is not None
+    struct.pack_into("<Q", raw, elf.shoff + bss.index * 64 + 32, (1 << 31) - 8)
+    obj = tmp_path / "huge_bss.o"
+    obj.write_bytes(bytes(raw))
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "import ebpf\n"
+        "try:\n"
+        "    ebpf.load_collection_spec(sys.argv[1])\n"
+        "except ebpf.errors.ELFError as e:\n"
+        "    print('ELFError:', e)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(obj)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ELFError: section .bss claims 2147483640 bytes: not enough memory" in out.stdout

@@ -46,7 +46,11 @@ class MapSections(ObjectState):
                 raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
                                f"data section holds at most {MAX_NOBITS} (one array map "
                                "value)", sec.name)
-            data = bytearray(sec.size) if sec.is_nobits else bytearray(sec.data())
+            try:
+                data = bytearray(sec.size) if sec.is_nobits else bytearray(sec.data())
+            except MemoryError:
+                raise ELFError(f"section {sec.name} claims {sec.size} bytes: not enough "
+                               "memory for its initial value", sec.name) from None
             readonly = sec.name.startswith(".rodata")
             flags = BPF_F_RDONLY_PROG if readonly else 0
             ds = datasecs.get(sec.name)
