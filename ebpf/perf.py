@@ -53,7 +53,6 @@ from .readers import (
     match_run,
     np_copy_run,
     np_match_run,
-    require_numpy,
     slice_samples,
     type_name,
 )
@@ -664,21 +663,8 @@ class Reader(ReaderBase):
         read gives the ring's space back to the kernel, which then overwrites it. Keep
         what you need with ``arr.copy()`` before reading again. A sample split by the end
         of the ring, samples waiting from `read`, and overwritable rings come as copies."""
-        if copy:
-            return super().read_array(max_records, dtype, timeout)
-        np = require_numpy()
-        if max_records < 1:
-            raise InvalidArgumentError(f"max_records must be at least 1, not {max_records}")
-        dt = None if dtype is None else self.dtype(dtype)
-
-        def attempt() -> Any:
-            if self._closed:
-                raise self._closed_error()
-            if self._pending:
-                return self._pending_array(np, max_records, dt)
-            return self._round_robin(lambda r: r.view(np, max_records, dt, self._alloc))
-
-        return self._blocking(attempt, timeout)
+        return self._array_from_rings(max_records, dtype, timeout,
+                                      "array" if copy else "view")
 
     def _round_robin(self, fn: Callable[[Any], _T | None]) -> _T | None:
         for r in self._rings:       # every read ends the previous zero-copy view

@@ -194,6 +194,12 @@ class ReaderReads(ReaderDecoding):
         records (``V<size>``). The batch ends before the first record whose
         size differs from the first record's; records longer than the dtype
         (e.g. perf's padding) are truncated to it."""
+        return self._array_from_rings(max_records, dtype, timeout, "array")
+
+    def _array_from_rings(self, max_records: int, dtype: Any, timeout: float | None,
+                          take: str) -> npt.NDArray[Any]:
+        """`read_array`'s blocking loop over the rings; `take` names the ring method that
+        makes the array (``"array"`` copies, a perf ring's ``"view"`` does not)."""
         np = require_numpy()
         if max_records < 1:
             raise InvalidArgumentError(f"max_records must be at least 1, not {max_records}")
@@ -204,7 +210,8 @@ class ReaderReads(ReaderDecoding):
                 raise self._closed_error()
             if self._pending:
                 return self._pending_array(np, max_records, dt)
-            return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
+            return self._round_robin(
+                lambda r: getattr(r, take)(np, max_records, dt, self._alloc))
 
         return self._blocking(attempt, timeout)
 
