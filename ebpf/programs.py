@@ -26,7 +26,6 @@ import struct
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
@@ -497,38 +496,66 @@ class Program:
 # -- loading ------------------------------------------------------------------
 
 
-@dataclass
 class _Prepared:
-    code: bytes | bytearray
-    func_info: list[tuple[int, Any]]
-    line_info: list[tuple[int, Any]]
-    core_results: list[Any]
-    template: _Template | None = None
+    """A program's code and BTF records, ready for BPF_PROG_LOAD (a plain class, not a
+    dataclass: `dataclasses` costs process start ~1 ms a class)."""
+
+    __slots__ = ("code", "core_results", "func_info", "line_info", "template")
+
+    def __init__(self, code: bytes | bytearray, func_info: list[tuple[int, Any]],
+                 line_info: list[tuple[int, Any]], core_results: list[Any],
+                 template: _Template | None = None) -> None:
+        self.code = code
+        self.func_info = func_info
+        self.line_info = line_info
+        self.core_results = core_results
+        self.template = template
 
 
-@dataclass(eq=False)
 class _Template:
     """What loading a `ProgramSpec` computes that is the same from one load to the next
     (labels resolved, CO-RE applied, encoded, func/line info matched), kept on the spec
     with what it was computed from, so that the next load only fills in map fds and
     kernel symbols' BTF ids (issue 15: a template reloaded per endpoint)."""
 
-    code: bytes  # map loads' fd 0, kernel symbols unresolved
-    maps: list[tuple[int, str]]  # (byte offset of a map load's fd, map name)
-    kernel_refs: list[tuple[int, Instruction]]  # (slot, kfunc call or typed ksym load)
-    func_info: list[tuple[int, Any]]
-    line_info: list[tuple[int, Any]]
-    core_results: list[Any]
-    # what it was computed from: the load reuses it only when all of it is the same
-    edits: int  # _objcache.edits(): the instructions and line/CO-RE records are tracked
-    btf: BTFSpec | None
-    target: Any  # weakref to the CO-RE target, None without CO-RE relocations
-    insns: list[Instruction]  # the spec's instructions (tracked)
-    metas: list[dict[str, Any]]  # their meta dicts (assigning another is a tracked edit)
-    meta_copies: list[dict[str, Any]]  # copies of `metas` (their records are tracked)
-    meta_keys: frozenset[str]  # every key of `metas`
-    records: tuple[Any, Any, Any] | None = None  # _btf_records' (builder, func info, line info)
-    key_indexes: dict[str, list[int]] = field(default_factory=dict)  # meta_key_indexes'
+    __slots__ = ("btf", "code", "core_results", "edits", "func_info", "insns", "kernel_refs",
+                 "key_indexes", "line_info", "maps", "meta_copies", "meta_keys", "metas",
+                 "records", "target")
+
+    def __init__(
+        self,
+        code: bytes,  # map loads' fd 0, kernel symbols unresolved
+        maps: list[tuple[int, str]],  # (byte offset of a map load's fd, map name)
+        kernel_refs: list[tuple[int, Instruction]],  # (slot, kfunc call or typed ksym load)
+        func_info: list[tuple[int, Any]],
+        line_info: list[tuple[int, Any]],
+        core_results: list[Any],
+        # what it was computed from: the load reuses it only when all of it is the same
+        edits: int,  # _objcache.edits(): the instructions and line/CO-RE records are tracked
+        btf: BTFSpec | None,
+        target: Any,  # weakref to the CO-RE target, None without CO-RE relocations
+        insns: list[Instruction],  # the spec's instructions (tracked)
+        metas: list[dict[str, Any]],  # their meta dicts (assigning another is a tracked edit)
+        meta_copies: list[dict[str, Any]],  # copies of `metas` (their records are tracked)
+        meta_keys: frozenset[str],  # every key of `metas`
+        records: tuple[Any, Any, Any] | None = None,  # _btf_records' (builder, func, line)
+        key_indexes: dict[str, list[int]] | None = None,  # meta_key_indexes'
+    ) -> None:
+        self.code = code
+        self.maps = maps
+        self.kernel_refs = kernel_refs
+        self.func_info = func_info
+        self.line_info = line_info
+        self.core_results = core_results
+        self.edits = edits
+        self.btf = btf
+        self.target = target
+        self.insns = insns
+        self.metas = metas
+        self.meta_copies = meta_copies
+        self.meta_keys = meta_keys
+        self.records = records
+        self.key_indexes: dict[str, list[int]] = {} if key_indexes is None else key_indexes
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
