@@ -30,9 +30,9 @@ signed ENUM     unsigned ENUM with the same bits
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 
+from .._sys.frozen import FrozenRecord
 from .builder import Builder
 from .spec import Spec
 from .types import (
@@ -59,9 +59,13 @@ from .types import (
 SupportedKinds = Iterable[Kind] | Callable[[Kind], bool]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Missing:
+class _Missing(FrozenRecord):
     """What the target kernel's BTF loader does not accept."""
+
+    # a FrozenRecord, not a dataclass: `dataclasses` costs process start ~8 ms
+    _FIELDS = ("functions", "variables", "floats", "decl_tags", "type_tags", "enum64",
+               "global_functions", "qmark_sections")
+    __slots__ = _FIELDS
 
     functions: bool  # FUNC and FUNC_PROTO
     variables: bool  # VAR and DATASEC
@@ -72,9 +76,15 @@ class _Missing:
     global_functions: bool
     qmark_sections: bool
 
+    def __init__(self, functions: bool, variables: bool, floats: bool, decl_tags: bool,
+                 type_tags: bool, enum64: bool, global_functions: bool,
+                 qmark_sections: bool) -> None:
+        self._init_fields(functions, variables, floats, decl_tags, type_tags, enum64,
+                          global_functions, qmark_sections)
+
     @property
     def nothing(self) -> bool:
-        return not any(dataclasses.astuple(self))
+        return not any(self._values())
 
 
 def _missing(has: Callable[[Kind], bool], global_funcs: bool | None,

@@ -47,7 +47,7 @@ class _Loader(MapSections, FunctionSections):
         spec.programs = programs
         spec.maps = Maps(self.maps)
         spec.externs = self.externs
-        spec.__post_init__()
+        spec._bind_variables()
         if any(sec.name.lstrip("?") in (".struct_ops", ".struct_ops.link") and sec.size
                for sec in self.elf.sections):
             # which struct and member each struct_ops program implements (libbpf does

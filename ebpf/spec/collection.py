@@ -4,13 +4,14 @@ is loaded (plain data, editable, cheap to copy, no fds)."""
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from .._sys.frozen import Record
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
 
 if TYPE_CHECKING:
     from .. import btf
+    from ..btf import Spec as BTFSpec  # (`btf` is also a parameter name)
     from .struct_ops import StructOpsSpec
 
 __all__ = ["CollectionSpec", "Extern", "Maps", "NamedDict", "Programs", "VariableSpec",
@@ -45,35 +46,61 @@ class Variables(NamedDict):
     what = "variable"
 
 
-@dataclasses.dataclass
-class Extern:
+class Extern(Record):
     """An extern the object needs from the kernel: a `.kconfig` value or a `__ksym`.
 
     `section` is ".kconfig" or ".ksyms"; `offset` is the value's offset in the
     `.kconfig` map; `type` the BTF type of the variable (or the `Func` of a kfunc).
     """
 
+    # Records, not dataclasses: `dataclasses` costs process start ~8 ms
+    _FIELDS = ("name", "section", "type", "weak", "offset", "size", "is_func")
+    __slots__ = _FIELDS
+
     name: str
     section: str
-    type: btf.Type | None = None
-    weak: bool = False
-    offset: int = 0
-    size: int = 0
-    is_func: bool = False
+    type: btf.Type | None
+    weak: bool
+    offset: int
+    size: int
+    is_func: bool
+
+    def __init__(self, name: str, section: str, type: btf.Type | None = None,
+                 weak: bool = False, offset: int = 0, size: int = 0,
+                 is_func: bool = False) -> None:
+        self.name = name
+        self.section = section
+        self.type = type
+        self.weak = weak
+        self.offset = offset
+        self.size = size
+        self.is_func = is_func
 
 
-@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
-class VariableSpec:
+class VariableSpec(Record):
     """A global variable of an object: `set()` rewrites its bytes in the data
     section before load (the verifier then sees `.rodata` constants); `get()` reads
     them back. `section` names the map holding it (".rodata", ".data.foo", ...)."""
+
+    _FIELDS = ("name", "section", "offset", "size", "type", "_spec")
+    _COMPARE = ("name", "section", "offset", "size", "type")  # not the collection
+    __slots__ = _FIELDS
 
     name: str
     section: str
     offset: int
     size: int
-    type: btf.Type | None = None
-    _spec: CollectionSpec | None = dataclasses.field(default=None, repr=False, compare=False)
+    type: btf.Type | None
+    _spec: CollectionSpec | None
+
+    def __init__(self, name: str, section: str, offset: int, size: int,
+                 type: btf.Type | None = None, _spec: CollectionSpec | None = None) -> None:
+        self.name = name
+        self.section = section
+        self.offset = offset
+        self.size = size
+        self.type = type
+        self._spec = _spec
 
     def __repr__(self) -> str:
         from .reprs import variable_repr  # the repr helpers on first repr
@@ -141,8 +168,7 @@ class VariableSpec:
         buf[start:end] = data
 
 
-@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
-class CollectionSpec:
+class CollectionSpec(Record):
     """Everything an object file declares, before anything is loaded.
 
     All fields are plain, editable data. `copy()` is cheap and deep enough that
@@ -150,18 +176,42 @@ class CollectionSpec:
     parsed BTF is shared, never re-parsed.
     """
 
-    programs: Programs = dataclasses.field(default_factory=Programs)
-    maps: Maps = dataclasses.field(default_factory=Maps)
-    variables: Variables = dataclasses.field(default_factory=Variables)
-    externs: dict[str, Extern] = dataclasses.field(default_factory=dict)
-    btf: btf.Spec | None = None
-    byteorder: str = "little"
-    struct_ops: dict[str, StructOpsSpec] = dataclasses.field(default_factory=dict)
+    _FIELDS = ("programs", "maps", "variables", "externs", "btf", "byteorder", "struct_ops")
+    __slots__ = (*_FIELDS, "__weakref__")
+
+    programs: Programs
+    maps: Maps
+    variables: Variables
+    externs: dict[str, Extern]
+    btf: btf.Spec | None
+    byteorder: str
+    struct_ops: dict[str, StructOpsSpec]
     """`.struct_ops` / `.struct_ops.link` variables: kernel structs implemented by
     programs of the object (e.g. a TCP congestion control), registered by
     `Collection.attach_all()` or `ebpf.link.struct_ops(coll.maps[name])`."""
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        programs: Programs | None = None,  # None: new empty dicts
+        maps: Maps | None = None,
+        variables: Variables | None = None,
+        externs: dict[str, Extern] | None = None,
+        btf: BTFSpec | None = None,
+        byteorder: str = "little",
+        struct_ops: dict[str, StructOpsSpec] | None = None,
+    ) -> None:
+        self.programs = Programs() if programs is None else programs
+        self.maps = Maps() if maps is None else maps
+        self.variables = Variables() if variables is None else variables
+        self.externs = {} if externs is None else externs
+        self.btf = btf
+        self.byteorder = byteorder
+        self.struct_ops = {} if struct_ops is None else struct_ops
+        self._bind_variables()
+
+    def _bind_variables(self) -> None:
+        """Make every variable's `get`/`set` use this spec's data (after `variables`
+        was assigned)."""
         for v in self.variables.values():
             v._spec = self
 
@@ -171,7 +221,7 @@ class CollectionSpec:
         new = CollectionSpec(
             programs=Programs({k: p.copy() for k, p in self.programs.items()}),
             maps=Maps({k: m.copy() for k, m in self.maps.items()}),
-            variables=Variables({k: dataclasses.replace(v) for k, v in self.variables.items()}),
+            variables=Variables({k: v.replace() for k, v in self.variables.items()}),
             externs={k: _copy.copy(e) for k, e in self.externs.items()},
             btf=self.btf,
             byteorder=self.byteorder,

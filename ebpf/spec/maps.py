@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._sys import types as _t
+from .._sys.frozen import Record
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
 
@@ -56,8 +56,7 @@ class SupportsInfo(Protocol):
     def info(self) -> Any: ...
 
 
-@dataclasses.dataclass(repr=False)  # (its own __repr__ below)
-class MapSpec:
+class MapSpec(Record):
     """Everything needed to create a map; plain editable data, no kernel objects.
 
     `inner_map` is the template of the maps an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
@@ -68,20 +67,58 @@ class MapSpec:
     creation; `freeze` freezes the map after that (read-only for user space).
     """
 
-    name: str = ""
-    type: MapType = MapType.UNSPEC
-    key_size: int = 0
-    value_size: int = 0
-    max_entries: int = 0
-    flags: int = 0
-    inner_map: MapSpec | None = None
-    numa_node: int | None = None
-    map_extra: int = 0
-    pinning: PinType = PinType.NONE
-    key: btf.Type | None = None
-    value: btf.Type | None = None
-    contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-    freeze: bool = False
+    # a Record, not a dataclass: `dataclasses` costs process start ~8 ms. No __slots__:
+    # the ELF reader keeps a `.values` offset on the spec.
+    _FIELDS = ("name", "type", "key_size", "value_size", "max_entries", "flags",
+               "inner_map", "numa_node", "map_extra", "pinning", "key", "value", "contents",
+               "freeze")
+
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    inner_map: MapSpec | None
+    numa_node: int | None
+    map_extra: int
+    pinning: PinType
+    key: btf.Type | None
+    value: btf.Type | None
+    contents: list[tuple[Any, Any]]
+    freeze: bool
+
+    def __init__(
+        self,
+        name: str = "",
+        type: MapType = MapType.UNSPEC,
+        key_size: int = 0,
+        value_size: int = 0,
+        max_entries: int = 0,
+        flags: int = 0,
+        inner_map: MapSpec | None = None,
+        numa_node: int | None = None,
+        map_extra: int = 0,
+        pinning: PinType = PinType.NONE,
+        key: btf.Type | None = None,
+        value: btf.Type | None = None,
+        contents: list[tuple[Any, Any]] | None = None,  # None: a new empty list
+        freeze: bool = False,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.inner_map = inner_map
+        self.numa_node = numa_node
+        self.map_extra = map_extra
+        self.pinning = pinning
+        self.key = key
+        self.value = value
+        self.contents = [] if contents is None else contents
+        self.freeze = freeze
 
     def copy(self) -> MapSpec:
         """A copy that can be edited without affecting this spec (contents and the

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .._sys import consts
+from .._sys.frozen import Record
 from .._sys.types import AttachType, ProgramType
 
 if TYPE_CHECKING:
@@ -52,8 +51,7 @@ class ProgramFlags(enum.IntFlag):
     TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
 
 
-@dataclass(repr=False)  # (its own __repr__ below)
-class ProgramSpec:
+class ProgramSpec(Record):
     """Everything needed to load a program; plain data, editable, no kernel objects
     (except `attach_prog`).
 
@@ -79,31 +77,68 @@ class ProgramSpec:
     kprobes on kernels before 5.0 (0 means the running kernel's).
     """
 
-    name: str = ""
-    type: ProgramType = ProgramType.UNSPEC
-    instructions: list[Instruction] = field(default_factory=list)
-    license: str = ""
-    attach_type: AttachType | int | None = None
-    attach_to: str = ""
-    attach_btf_id: int = 0
-    attach_prog: LoadedProgram | None = None
+    # a Record, not a dataclass: `dataclasses` costs process start ~8 ms. No __slots__:
+    # loads keep caches in the spec's __dict__ (_objcache's rule).
+    _FIELDS = ("name", "type", "instructions", "license", "attach_type", "attach_to",
+               "attach_btf_id", "attach_prog", "kernel_version", "flags", "section", "btf",
+               "ifindex", "autoload")
+
+    name: str
+    type: ProgramType
+    instructions: list[Instruction]
+    license: str
+    attach_type: AttachType | int | None
+    attach_to: str
+    attach_btf_id: int
+    attach_prog: LoadedProgram | None
     """A loaded `ebpf.Program` (freplace and tracing programs attached to a BPF program)."""
-    kernel_version: int = 0
-    flags: int = 0
-    section: str = ""
-    btf: BTFSpec | None = None
-    ifindex: int = 0
-    autoload: bool = True
+    kernel_version: int
+    flags: int
+    section: str
+    btf: BTFSpec | None
+    ifindex: int
+    autoload: bool
     """False for sections starting with "?": a Collection skips the program unless
     asked for it by name."""
+
+    def __init__(
+        self,
+        name: str = "",
+        type: ProgramType = ProgramType.UNSPEC,
+        instructions: list[Instruction] | None = None,  # None: a new empty list
+        license: str = "",
+        attach_type: AttachType | int | None = None,
+        attach_to: str = "",
+        attach_btf_id: int = 0,
+        attach_prog: LoadedProgram | None = None,
+        kernel_version: int = 0,
+        flags: int = 0,
+        section: str = "",
+        btf: BTFSpec | None = None,
+        ifindex: int = 0,
+        autoload: bool = True,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.instructions = [] if instructions is None else instructions
+        self.license = license
+        self.attach_type = attach_type
+        self.attach_to = attach_to
+        self.attach_btf_id = attach_btf_id
+        self.attach_prog = attach_prog
+        self.kernel_version = kernel_version
+        self.flags = flags
+        self.section = section
+        self.btf = btf
+        self.ifindex = ifindex
+        self.autoload = autoload
 
     def copy(self) -> ProgramSpec:
         """A copy whose instruction list (and each instruction) can be edited freely.
 
         The BTF spec and `attach_prog` are shared, not copied.
         """
-        return dataclasses.replace(
-            self, instructions=[ins.copy() for ins in self.instructions])
+        return self.replace(instructions=[ins.copy() for ins in self.instructions])
 
     def __repr__(self) -> str:
         from .reprs import program_repr  # the repr helpers on first repr

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
+
+from .._sys.frozen import Record
 
 if TYPE_CHECKING:
     from .. import btf
@@ -12,8 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["StructOpsSpec"]
 
 
-@dataclasses.dataclass
-class StructOpsSpec:
+class StructOpsSpec(Record):
     """One struct_ops variable of an object: the kernel struct it implements
     (`type_name`, e.g. "tcp_congestion_ops"; a local type named with a flavor,
     ``struct tcp_congestion_ops___v2``, implements the kernel struct named without it),
@@ -29,6 +29,11 @@ class StructOpsSpec:
     zero/NULL in the variables that are created.
     """
 
+    # a Record, not a dataclass: `dataclasses` costs process start ~8 ms
+    _FIELDS = ("name", "type_name", "type", "data", "programs", "link", "section",
+               "autocreate")
+    __slots__ = _FIELDS
+
     name: str
     type_name: str
     type: btf.Struct
@@ -36,8 +41,20 @@ class StructOpsSpec:
     programs: dict[str, str]
     link: bool
     section: str
-    autocreate: bool = True
+    autocreate: bool
+
+    def __init__(self, name: str, type_name: str, type: btf.Struct, data: bytes,
+                 programs: dict[str, str], link: bool, section: str,
+                 autocreate: bool = True) -> None:
+        self.name = name
+        self.type_name = type_name
+        self.type = type
+        self.data = data
+        self.programs = programs
+        self.link = link
+        self.section = section
+        self.autocreate = autocreate
 
     def copy(self) -> StructOpsSpec:
         """A copy whose program assignments can be edited independently."""
-        return dataclasses.replace(self, programs=dict(self.programs))
+        return self.replace(programs=dict(self.programs))
