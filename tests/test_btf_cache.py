@@ -332,3 +332,24 @@ def test_kernel_blob_key_once_per_boot(cdir: Path, blob: bytes) -> None:
 def test_kernel_blob_key_disabled(monkeypatch: pytest.MonkeyPatch, blob: bytes) -> None:
     monkeypatch.setenv(cache.ENV, "0")
     assert cache.kernel_blob_key(blob) is None
+
+
+def test_flavored_names_are_cached(cdir: Path) -> None:
+    """The strings holding a CO-RE flavor separator (`Spec.flavored_names`) come from
+    the cache file, not from a scan of the string table; a list in which one of them
+    lacks the separator (crc valid) makes the file unusable."""
+    b = btf.Builder()
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    b.add(btf.Struct("task_struct___old", 4, [btf.Member("pid___x", i32, 0)]))
+    b.add(btf.Typedef("plain", i32))
+    data = b.marshal()
+    ref = Spec(data)
+    assert ref.flavored_names() == ["task_struct___old", "pid___x"]
+    cache.save(ref)
+    spec = cache.load_cached(data)
+    assert spec is not None and spec._flavored == ["task_struct___old", "pid___x"]
+    assert spec.flavored_names() is spec._flavored
+    f = cache_file(cdir)
+    raw = f.read_bytes()
+    rewrite(f, raw.replace(b"task_struct___old", b"task_struct_x_old"))
+    assert cache.load_cached(data) is None

@@ -4,7 +4,9 @@ Indexing the kernel's BTF means walking 126k variable-length records; this
 module keeps the result in a file keyed by the blob's length and CRC-32: the
 offset of every 16th type (a checkpoint: any type is at most 15 records from
 one) and the ids of the named types grouped by `crc32(name)`, so that a later
-process finds a type by name with a hash and a few string comparisons.
+process finds a type by name with a hash and a few string comparisons, and the
+strings that contain a CO-RE flavor separator (``___``, `Spec.flavored_names`), so
+that relocating CO-RE does not scan the kernel's string table for them.
 
 Wrong offsets would make programs read the wrong kernel memory, so the cache
 is treated as untrusted input:
@@ -57,13 +59,14 @@ from .spec import Spec
 
 ENV = "EBPF_BTF_CACHE"
 MAGIC = b"EBPFBTFI"
-VERSION = 2
+VERSION = 3
 _ORDER_MARK = 0x01020304
 # magic, version, byte order mark, blob length, blob crc32, type section length,
-# number of types, checkpoint shift, name bucket bits, number of named types,
-# crc32 of everything else. Then three u32 arrays: checkpoints (the word offset of
-# every 16th type), name bucket prefix sums, type ids of named types by bucket.
-_HDR = struct.Struct("=8sIIQIIIIIII")
+# number of types, checkpoint shift, name bucket bits, number of named types, length
+# of the flavored names, crc32 of everything else. Then three u32 arrays: checkpoints
+# (the word offset of every 16th type), name bucket prefix sums, type ids of named
+# types by bucket; then the strings that contain "___" (CO-RE flavors), NUL-separated.
+_HDR = struct.Struct("=8sIIQIIIIIIII")
 _HDR_SIZE = _HDR.size
 _MAX_FILES = 4
 _SPOT_CHECKS = 64
@@ -108,7 +111,9 @@ def _ours(path: str) -> bool:
 
 
 def _file_name(key: tuple[int, int]) -> str:
-    return f"{_PREFIX}{key[0]:x}-{key[1]:08x}{_SUFFIX}"
+    # (the format version in the name: processes of two versions do not rewrite each
+    # other's file over and over)
+    return f"{_PREFIX}{key[0]:x}-{key[1]:08x}-v{VERSION}{_SUFFIX}"
 
 
 def _open_dir(path: str, create: bool) -> int | None:
@@ -172,12 +177,13 @@ def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
         os.close(fd)
 
 
-def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> CachedIndex | None:
-    """The index in a cache file, or None if anything is off."""
+def _validate(data: bytes, spec: Spec,
+              key: tuple[int, int]) -> tuple[CachedIndex, list[str]] | None:
+    """The index in a cache file and its flavored names, or None if anything is off."""
     if len(data) < _HDR_SIZE:
         return None
     (magic, version, mark, blob_len, blob_crc, type_len, ntypes, shift, bits, nnames,
-     crc) = _HDR.unpack_from(data)
+     nflavored, crc) = _HDR.unpack_from(data)
     nwords = spec._nwords
     if (magic != MAGIC or version != VERSION or mark != _ORDER_MARK
             or (blob_len, blob_crc) != key or type_len != 4 * nwords
@@ -186,11 +192,12 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> CachedIndex | No
         return None
     ncp = (ntypes + (1 << shift) - 1) >> shift
     nbuckets = (1 << bits) + 1
-    if len(data) != _HDR_SIZE + 4 * (ncp + nbuckets + nnames):
+    arrays_end = _HDR_SIZE + 4 * (ncp + nbuckets + nnames)
+    if len(data) != arrays_end + nflavored:
         return None
     if zlib.crc32(memoryview(data)[_HDR.size :], zlib.crc32(data[: _HDR.size - 4])) != crc:
         return None
-    words = memoryview(data)[_HDR_SIZE:].cast("I")
+    words = memoryview(data)[_HDR_SIZE:arrays_end].cast("I")
     checkpoints = words[:ncp]
     buckets = words[ncp : ncp + nbuckets]
     ids = words[ncp + nbuckets :]
@@ -211,13 +218,16 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> CachedIndex | No
     for k in range(0, nnames, step):
         if not first <= ids[k] < end:
             return None
+    flavored = data[arrays_end:].decode().split("\0") if nflavored else []
+    if not all("___" in name for name in flavored):
+        return None
     index = CachedIndex(ntypes, checkpoints, buckets, ids)
     # The first and last blocks of records must chain from checkpoint to checkpoint
     # (and to the end of the type section); every other block is checked on first use.
     probe = Spec(spec.buffer, spec.base, lazy=True, _index=index)
     if ntypes and (probe._verify_block(0) is None or probe._verify_block(ncp - 1) is None):
         return None
-    return index
+    return index, flavored
 
 
 def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
@@ -226,9 +236,11 @@ def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
     ntypes = len(offsets)
     checkpoints = offsets[:: 1 << CHECKPOINT_SHIFT]
     buckets, ids = spec.name_buckets(NAME_BUCKET_BITS)
-    body = checkpoints.tobytes() + buckets.tobytes() + ids.tobytes()
+    flavored = "\0".join(spec.flavored_names()).encode()
+    body = checkpoints.tobytes() + buckets.tobytes() + ids.tobytes() + flavored
     head = _HDR.pack(MAGIC, VERSION, _ORDER_MARK, key[0], key[1], 4 * spec._nwords, ntypes,
-                     CHECKPOINT_SHIFT, NAME_BUCKET_BITS, len(ids), 0)[: _HDR.size - 4]
+                     CHECKPOINT_SHIFT, NAME_BUCKET_BITS, len(ids), len(flavored),
+                     0)[: _HDR.size - 4]
     # The crc covers the header without itself, then everything after the header.
     crc = zlib.crc32(body, zlib.crc32(head))
     return head + struct.pack("=I", crc) + body
@@ -302,10 +314,12 @@ def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
             os.close(dfd)
         if raw is None:
             return None
-        index = _validate(raw, Spec(data, lazy=True), key)
-        if index is None:
+        found = _validate(raw, Spec(data, lazy=True), key)
+        if found is None:
             return None
-        return Spec(data, lazy=True, _index=index)
+        spec = Spec(data, lazy=True, _index=found[0])
+        spec._flavored = found[1]
+        return spec
     except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
         return None
 

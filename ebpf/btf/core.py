@@ -58,9 +58,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import mmap
-import re
-import struct
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -347,18 +344,17 @@ def kernel_targets() -> KernelTargets:
 
 # -- names ------------------------------------------------------------------------
 
-# the last "___" with a non-underscore on both sides separates the flavor
-_FLAVORED = re.compile(r"(.*[^_])___(?=[^_])", re.DOTALL)
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def essential_name(name: str) -> str:
     """`name` without its flavor suffix: the part before the last ``___``
     that is neither preceded nor followed by another underscore."""
-    if "___" not in name:
-        return name
-    m = _FLAVORED.match(name)
-    return m.group(1) if m else name
+    at = name.rfind("___")
+    while at > 0:
+        # (no regular expression: process start)
+        if name[at - 1] != "_" and at + 3 < len(name) and name[at + 3] != "_":
+            return name[:at]
+        at = name.rfind("___", 0, at + 2)
+    return name
 
 
 def _same_essential_name(local: str, target: str) -> bool:
@@ -375,42 +371,13 @@ def _on_spec(spec: Spec, attr: str) -> dict[Any, Any]:
     return cache
 
 
-def _string_table(spec: Spec) -> tuple[bytes | mmap.mmap, int, int]:
-    """(buffer, start, end) of `spec`'s own string section (not its base's), located
-    through the BTF header."""
-    buf = getattr(spec, "_buf", None)   # the spec's buffer, without copying a mapped file
-    if not isinstance(buf, (bytes, mmap.mmap)):
-        buf = spec.raw
-    order = "<" if buf[0:2] == b"\x9f\xeb" else ">"
-    header_len, _, _, str_off, str_len = struct.unpack_from(order + "5I", buf, 4)
-    start = header_len + str_off
-    return buf, start, min(start + str_len, len(buf))
-
-
-def _strings_containing(needle: bytes, buf: bytes | mmap.mmap, start: int,
-                        end: int) -> Iterable[bytes]:
-    """The NUL-terminated strings of buf[start:end] that contain `needle`."""
-    hit = buf.find(needle, start, end)
-    while hit >= 0:
-        first = buf.rfind(b"\0", start, hit) + 1 or start
-        stop = buf.find(b"\0", hit, end)
-        if stop < 0:
-            return
-        yield bytes(buf[first:stop])
-        hit = buf.find(needle, stop, end)
-
-
 def _flavors(spec: Spec) -> dict[str, list[str]]:
     """Essential name -> the flavored names (``x___y``) in `spec`'s own strings."""
     cache = _on_spec(spec, "_core_flavors")
     table = cache.get("table")
     if table is None:
         table = {}
-        for raw in _strings_containing(b"___", *_string_table(spec)):
-            try:
-                name = raw.decode()
-            except UnicodeDecodeError:
-                continue
+        for name in spec.flavored_names():
             essential = essential_name(name)
             if essential != name:
                 table.setdefault(essential, []).append(name)
@@ -712,15 +679,21 @@ def _subscript_shown(position: int, index: int) -> str:
     return "" if position == 0 and index == 0 else f"[{index}]"
 
 
-_ACCESS = re.compile(r"\s*[+-]?\d+\s*(?::\s*[+-]?\d+\s*)*")
+def _is_number(part: str) -> bool:
+    """`part` is decimal digits, maybe signed, maybe with whitespace around."""
+    part = part.strip()
+    if part[:1] in ("+", "-"):
+        part = part[1:]
+    return part.isdecimal()
 
 
 @functools.lru_cache(maxsize=4096)
 def _access_numbers(access: str) -> tuple[int, ...]:
     """"0:12:3" -> (0, 12, 3)."""
-    if not access or not _ACCESS.fullmatch(access):
+    parts = access.split(":")
+    if not all(map(_is_number, parts)):
         raise _Refused(f"bad access string {access!r}")
-    numbers = tuple(int(part) for part in access.split(":"))
+    numbers = tuple(map(int, parts))
     if len(numbers) > _MAX_PATH:
         raise _Refused(f"access string {access!r} is too long")
     return numbers
@@ -1486,8 +1459,9 @@ def relocate_instructions(insns: Sequence[Instruction],
 
 # -- verifier log -----------------------------------------------------------------
 
-_INVALID_RE = re.compile(r"invalid func unknown#" + str(POISON_IMM) + r"\b")
-_CALL_RE = re.compile(r"^\s*(\d+): \(85\) call unknown#" + str(POISON_IMM) + r"\b")
+# (compiled on first use, by `re`'s cache: process start)
+_INVALID_RE = r"invalid func unknown#" + str(POISON_IMM) + r"\b"
+_CALL_RE = r"^\s*(\d+): \(85\) call unknown#" + str(POISON_IMM) + r"\b"
 
 
 def explain_poison(log: str, results: Sequence[CoreResult]) -> str | None:
@@ -1499,17 +1473,19 @@ def explain_poison(log: str, results: Sequence[CoreResult]) -> str | None:
     naming the instruction, the relocation (type and field path) and why it
     failed, with the guard that would have made it dead code.
     """
+    import re  # only to read a verifier log
+
     lines = log.splitlines()
     hit = None
     for i in range(len(lines) - 1, -1, -1):
-        if _INVALID_RE.search(lines[i]):
+        if re.search(_INVALID_RE, lines[i]):
             hit = i
             break
     if hit is None:
         return None
     slot: int | None = None
     for j in range(hit, max(hit - 64, -1), -1):
-        m = _CALL_RE.match(lines[j])
+        m = re.match(_CALL_RE, lines[j])
         if m:
             slot = int(m.group(1))
             break

@@ -131,6 +131,29 @@ class SpecNames(SpecDecoder):
         found.sort()
         return found
 
+    def flavored_names(self) -> list[str]:
+        """This spec's own strings (not its base's) that contain ``___``, which
+        separates a CO-RE flavor suffix (``task_struct___old``), in table order: one
+        scan of the string section (milliseconds for the kernel's), kept, or the list
+        the on-disk index cache holds. Strings that are not UTF-8 are left out."""
+        found = self._flavored
+        if found is None:
+            found = []
+            buf, start, end = self._buf, self._str_start, self._str_end
+            hit = buf.find(b"___", start, end)
+            while hit >= 0:
+                first = buf.rfind(b"\0", start, hit) + 1 or start
+                stop = buf.find(b"\0", hit, end)
+                if stop < 0:
+                    break
+                try:
+                    found.append(buf[first:stop].decode())
+                except UnicodeDecodeError:
+                    pass
+                hit = buf.find(b"___", stop, end)
+            self._flavored = found
+        return found
+
     def _named_types(self) -> tuple[list[int], list[bytes]]:
         """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
         self._ensure_complete()

@@ -113,6 +113,7 @@ class Spec(SpecNames):
         self._strcache: dict[int, str] = {}
         self._strings_loaded = False
         self._names: dict[str, list[int]] | None = None
+        self._flavored: list[str] | None = None  # (see flavored_names)
         self._index = _index
         self._blocks: dict[int, list[int]] = {}
         self._count: int | None = _index.ntypes if _index is not None else None

@@ -45,6 +45,7 @@ class SpecState:
     _strcache: dict[int, str]
     _strings_loaded: bool
     _names: dict[str, list[int]] | None
+    _flavored: list[str] | None
     _index: CachedIndex | None
     _blocks: dict[int, list[int]]
     _count: int | None
