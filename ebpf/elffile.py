@@ -30,9 +30,16 @@ import stat
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Literal, NamedTuple, TypeAlias, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 
 from ebpf.errors import ELFError
+
+if TYPE_CHECKING:
+    from enum import IntEnum, IntFlag
+    from typing import NamedTuple
+else:
+    # the same stdlib classes, made at a fraction of the cost (process start)
+    from ebpf._sys.fastclass import IntEnum, IntFlag, NamedTuple
 
 __all__ = [
     "SHN_ABS",
@@ -63,7 +70,7 @@ __all__ = [
 # Constants
 
 
-class ElfType(enum.IntEnum):
+class ElfType(IntEnum):
     """``e_type``: the kind of ELF file."""
 
     NONE = 0
@@ -73,7 +80,7 @@ class ElfType(enum.IntEnum):
     CORE = 4
 
 
-class Machine(enum.IntEnum):
+class Machine(IntEnum):
     """``e_machine``: a few architectures of interest (others stay plain ints)."""
 
     NONE = 0
@@ -88,7 +95,7 @@ class Machine(enum.IntEnum):
     LOONGARCH = 258
 
 
-class SectionType(enum.IntEnum):
+class SectionType(IntEnum):
     """``sh_type`` values (unknown values stay plain ints)."""
 
     NULL = 0
@@ -119,7 +126,7 @@ class SectionType(enum.IntEnum):
     X86_64_UNWIND = 0x70000001
 
 
-class SectionFlags(enum.IntFlag):
+class SectionFlags(IntFlag):
     """``sh_flags`` bits."""
 
     WRITE = 0x1
@@ -136,7 +143,7 @@ class SectionFlags(enum.IntFlag):
     EXCLUDE = 0x80000000
 
 
-class SegmentType(enum.IntEnum):
+class SegmentType(IntEnum):
     """``p_type`` values (unknown values stay plain ints)."""
 
     NULL = 0
@@ -153,7 +160,7 @@ class SegmentType(enum.IntEnum):
     GNU_PROPERTY = 0x6474E553
 
 
-class SegmentFlags(enum.IntFlag):
+class SegmentFlags(IntFlag):
     """``p_flags`` bits."""
 
     X = 0x1
@@ -161,7 +168,7 @@ class SegmentFlags(enum.IntFlag):
     R = 0x4
 
 
-class SymbolBind(enum.IntEnum):
+class SymbolBind(IntEnum):
     """``ELF64_ST_BIND(st_info)``."""
 
     LOCAL = 0
@@ -170,7 +177,7 @@ class SymbolBind(enum.IntEnum):
     GNU_UNIQUE = 10
 
 
-class SymbolType(enum.IntEnum):
+class SymbolType(IntEnum):
     """``ELF64_ST_TYPE(st_info)``."""
 
     NOTYPE = 0
@@ -183,7 +190,7 @@ class SymbolType(enum.IntEnum):
     GNU_IFUNC = 10
 
 
-class SymbolVisibility(enum.IntEnum):
+class SymbolVisibility(IntEnum):
     """``ELF64_ST_VISIBILITY(st_other)``."""
 
     DEFAULT = 0

@@ -158,7 +158,7 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     g = Gen()
     for kname, (cname, prefix) in ENUMS.items():
         e = spec.type_by_name(kname, btf.Enum)
-        lines = [f"class {cname}(enum.IntEnum):",
+        lines = [f"class {cname}(IntEnum):",
                  f'    """The kernel\'s `enum {kname}`: its `{prefix}*` values, '
                  'without the prefix."""',
                  ""]
@@ -201,8 +201,8 @@ def generate(spec: btf.Spec) -> dict[str, str]:
         part = _part(b)
         if part is not None:
             parts.setdefault(part, []).append(b)
-    enums = [b for b in core if "(enum.IntEnum)" in b]
-    core_rest = [b for b in core if "(enum.IntEnum)" not in b]
+    enums = [b for b in core if "(IntEnum)" in b]
+    core_rest = [b for b in core if "(IntEnum)" not in b]
     lazy_names = {part: [b.split("(", 1)[0].removeprefix("class ") for b in blocks]
                   for part, blocks in parts.items()}
     files: dict[str, str] = {}
@@ -216,13 +216,15 @@ def generate(spec: btf.Spec) -> dict[str, str]:
         "from __future__ import annotations",
         "",
         "import ctypes",
-        "import enum",
         "import importlib",
         "from typing import TYPE_CHECKING, Any",
         "",
         "if TYPE_CHECKING:",
+        "    from enum import IntEnum",
         *[f"    from .types_{part} import {n} as {n}"
           for part, names in sorted(lazy_names.items()) for n in names],
+        "else:",
+        "    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply",
         "",
     ]) + "\n" + "\n\n".join([*enums, const_block, *core_rest]) + (
         f"\n\nATTR_SIZE = {attr.size}\n"
@@ -247,11 +249,17 @@ def generate(spec: btf.Spec) -> dict[str, str]:
             "from __future__ import annotations",
             "",
             "import ctypes",
-            "import enum",
+            *(["from typing import TYPE_CHECKING", "",
+               "if TYPE_CHECKING:",
+               "    from enum import IntEnum",
+               "else:",
+               "    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply"]
+              if "(IntEnum)" in body else []),
             "",
             *([f"from .types import {', '.join(used)}", ""] if used else []),
         ]) + "\n" + body
-    _verify("\n".join(["import ctypes, enum", *enums, const_block, *g.out]), classes)
+    _verify("\n".join(["import ctypes", "from enum import IntEnum", *enums, const_block,
+                       *g.out]), classes)
     return files
 
 

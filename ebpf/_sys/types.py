@@ -8,11 +8,11 @@ imported on first use."""
 from __future__ import annotations
 
 import ctypes
-import enum
 import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from enum import IntEnum
     from .types_helpers import HelperFunc as HelperFunc
     from .types_link import LinkCreateAttr_0 as LinkCreateAttr_0
     from .types_link import LinkCreateAttr_4_1 as LinkCreateAttr_4_1
@@ -67,8 +67,10 @@ if TYPE_CHECKING:
     from .types_perf import PerfEventMmapPage_7_1 as PerfEventMmapPage_7_1
     from .types_perf import PerfEventMmapPage_7 as PerfEventMmapPage_7
     from .types_perf import PerfEventMmapPage as PerfEventMmapPage
+else:
+    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply
 
-class Cmd(enum.IntEnum):
+class Cmd(IntEnum):
     """The kernel's `enum bpf_cmd`: its `BPF_*` values, without the prefix."""
 
     MAP_CREATE = 0
@@ -112,7 +114,7 @@ class Cmd(enum.IntEnum):
     PROG_STREAM_READ_BY_FD = 37
 
 
-class MapType(enum.IntEnum):
+class MapType(IntEnum):
     """The kernel's `enum bpf_map_type`: its `BPF_MAP_TYPE_*` values, without the prefix."""
 
     UNSPEC = 0
@@ -153,7 +155,7 @@ class MapType(enum.IntEnum):
     ARENA = 33
 
 
-class ProgramType(enum.IntEnum):
+class ProgramType(IntEnum):
     """The kernel's `enum bpf_prog_type`: its `BPF_PROG_TYPE_*` values, without the prefix."""
 
     UNSPEC = 0
@@ -191,7 +193,7 @@ class ProgramType(enum.IntEnum):
     NETFILTER = 32
 
 
-class AttachType(enum.IntEnum):
+class AttachType(IntEnum):
     """The kernel's `enum bpf_attach_type`: its `BPF_*` values, without the prefix."""
 
     CGROUP_INET_INGRESS = 0
@@ -254,7 +256,7 @@ class AttachType(enum.IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class LinkType(enum.IntEnum):
+class LinkType(IntEnum):
     """The kernel's `enum bpf_link_type`: its `BPF_LINK_TYPE_*` values, without the prefix."""
 
     UNSPEC = 0
@@ -274,13 +276,13 @@ class LinkType(enum.IntEnum):
     SOCKMAP = 14
 
 
-class StatsType(enum.IntEnum):
+class StatsType(IntEnum):
     """The kernel's `enum bpf_stats_type`: its `BPF_STATS_*` values, without the prefix."""
 
     RUN_TIME = 0
 
 
-class CoreReloKind(enum.IntEnum):
+class CoreReloKind(IntEnum):
     """The kernel's `enum bpf_core_relo_kind`: its `BPF_CORE_*` values, without the prefix."""
 
     FIELD_BYTE_OFFSET = 0

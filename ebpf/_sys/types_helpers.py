@@ -5,9 +5,14 @@
 from __future__ import annotations
 
 import ctypes
-import enum
+from typing import TYPE_CHECKING
 
-class HelperFunc(enum.IntEnum):
+if TYPE_CHECKING:
+    from enum import IntEnum
+else:
+    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply
+
+class HelperFunc(IntEnum):
     """The kernel's `enum bpf_func_id`: its `BPF_FUNC_*` values, without the prefix."""
 
     unspec = 0

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import ctypes
-import enum
 
 from .types import ProgAttachAttr_0, ProgAttachAttr_5
 

@@ -5,9 +5,14 @@
 from __future__ import annotations
 
 import ctypes
-import enum
+from typing import TYPE_CHECKING
 
-class PerfEventType(enum.IntEnum):
+if TYPE_CHECKING:
+    from enum import IntEnum
+else:
+    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply
+
+class PerfEventType(IntEnum):
     """The kernel's `enum bpf_perf_event_type`: its `BPF_PERF_EVENT_*` values, without the prefix."""
 
     UNSPEC = 0
@@ -19,7 +24,7 @@ class PerfEventType(enum.IntEnum):
     EVENT = 6
 
 
-class PerfTypeId(enum.IntEnum):
+class PerfTypeId(IntEnum):
     """The kernel's `enum perf_type_id`: its `PERF_TYPE_*` values, without the prefix."""
 
     HARDWARE = 0
@@ -30,7 +35,7 @@ class PerfTypeId(enum.IntEnum):
     BREAKPOINT = 5
 
 
-class PerfSwId(enum.IntEnum):
+class PerfSwId(IntEnum):
     """The kernel's `enum perf_sw_ids`: its `PERF_COUNT_SW_*` values, without the prefix."""
 
     CPU_CLOCK = 0
@@ -47,7 +52,7 @@ class PerfSwId(enum.IntEnum):
     CGROUP_SWITCHES = 11
 
 
-class PerfHwId(enum.IntEnum):
+class PerfHwId(IntEnum):
     """The kernel's `enum perf_hw_id`: its `PERF_COUNT_HW_*` values, without the prefix."""
 
     CPU_CYCLES = 0
@@ -62,7 +67,7 @@ class PerfHwId(enum.IntEnum):
     REF_CPU_CYCLES = 9
 
 
-class PerfSampleFormat(enum.IntEnum):
+class PerfSampleFormat(IntEnum):
     """The kernel's `enum perf_event_sample_format`: its `PERF_SAMPLE_*` values, without the prefix."""
 
     IP = 1
@@ -92,7 +97,7 @@ class PerfSampleFormat(enum.IntEnum):
     WEIGHT_STRUCT = 16777216
 
 
-class PerfRecordType(enum.IntEnum):
+class PerfRecordType(IntEnum):
     """The kernel's `enum perf_event_type`: its `PERF_RECORD_*` values, without the prefix."""
 
     MMAP = 1

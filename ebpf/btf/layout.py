@@ -6,7 +6,7 @@ from __future__ import annotations
 import mmap
 import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .types import (
     Const,
@@ -23,10 +23,13 @@ from .types import (
 
 if TYPE_CHECKING:
     from array import array
-    from typing import TypeAlias
+    from typing import NamedTuple, TypeAlias
 
     Buffer: TypeAlias = "bytes | mmap.mmap"
     Words: TypeAlias = "memoryview | array[int]"
+else:
+    # the same stdlib classes, made at a fraction of the cost (process start)
+    from .._sys.fastclass import NamedTuple
 
 MAGIC = 0xEB9F
 HEADER = struct.Struct("<HBBIIIII")

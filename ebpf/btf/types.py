@@ -8,22 +8,25 @@ rest. Types built by hand (to describe a map's key or value) refer to other
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import BTFError, KeyNotFoundError
 
 if TYPE_CHECKING:
+    from enum import IntEnum, IntFlag
     from typing import TypeAlias
 
     from .spec import Spec
 
     # A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
     Ref: TypeAlias = "Type | int"
+else:
+    # the same stdlib classes, made at a fraction of the cost (process start)
+    from .._sys.fastclass import IntEnum, IntFlag
 
 
-class Kind(enum.IntEnum):
+class Kind(IntEnum):
     """BTF_KIND_* values."""
 
     UNKN = 0
@@ -48,7 +51,7 @@ class Kind(enum.IntEnum):
     ENUM64 = 19
 
 
-class IntEncoding(enum.IntFlag):
+class IntEncoding(IntFlag):
     """Encoding flags of an INT: signedness, `char`, `bool`."""
     UNSIGNED = 0
     SIGNED = 1
@@ -56,7 +59,7 @@ class IntEncoding(enum.IntFlag):
     BOOL = 4
 
 
-class Linkage(enum.IntEnum):
+class Linkage(IntEnum):
     """Linkage of a FUNC (static/global/extern) or VAR (static/global/extern)."""
 
     STATIC = 0

@@ -23,17 +23,22 @@ Helpers parse the attach targets the auto-attachers understand:
 
 from __future__ import annotations
 
-import enum
 import functools
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from ebpf._sys.frozen import FrozenRecord
 from ebpf.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from enum import Enum, IntFlag
+    from typing import NamedTuple
+
     from ebpf._sys.types import AttachType, ProgramType
+else:
+    # the same stdlib classes, made at a fraction of the cost (process start)
+    from ebpf._sys.fastclass import Enum, IntFlag, NamedTuple
 
 __all__ = [
     "SECTION_TABLE",
@@ -49,7 +54,7 @@ __all__ = [
 ]
 
 
-class SecFlags(enum.IntFlag):
+class SecFlags(IntFlag):
     """Properties of a section-name pattern."""
 
     NONE = 0
@@ -70,7 +75,7 @@ class SecFlags(enum.IntFlag):
     USDT = 32
 
 
-class AttachKind(enum.Enum):
+class AttachKind(Enum):
     """Which automatic attacher, if any, takes a section's programs."""
 
     #: none: the hook needs something the name cannot say (an interface, a

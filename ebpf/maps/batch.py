@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap as _mmap
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import types as _t
 from .._sys import validate as _validate
@@ -22,6 +22,12 @@ from .base import UPDATE as _UPDATE
 from .codec import pack_into
 from .elements import KeyExistsError, MapElements, UpdateFlags
 from .mapped import NONE as _NONE
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    # the same stdlib classes, made at a fraction of the cost (process start)
+    from .._sys.fastclass import NamedTuple
 
 __all__ = ["Batch", "BatchWalk", "MapBatch"]
 

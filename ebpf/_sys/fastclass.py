@@ -1,0 +1,199 @@
+"""Stand-ins for `enum.IntEnum`, `enum.IntFlag`, `enum.Enum` and `typing.NamedTuple`
+that make the same classes at a fraction of the import cost (process start).
+
+The stdlib turns each enum member into a member through a descriptor step that costs
+~10 us a member (the uapi enums alone: ~2.7 ms), and `typing.NamedTuple` type-checks
+every annotation before `collections.namedtuple` (~0.2 ms a class). Written as
+
+    if TYPE_CHECKING:
+        from enum import IntEnum
+    else:
+        from ebpf._sys.fastclass import IntEnum
+
+    class Kind(IntEnum):
+        INT = 1
+
+a class statement here makes a genuine `enum.IntEnum` subclass (type checkers see the
+stdlib class): the class with no members through `enum`'s own metaclass (methods,
+`__str__`/`__format__`, Flag masks, pickling), then each member added the way the
+stdlib adds it (value, name, aliases, `_sort_order_`, flag masks). Only for the Python
+versions whose `enum` internals were compared member by member
+(tests/test_fastclass.py); elsewhere, or for a member the fast path does not handle
+(a value that is not an int or str, a name that shadows a base's attribute), the class
+is made by `enum` itself. A NamedTuple is `collections.namedtuple` plus the class
+body's methods and docstring, its `__annotations__` the (string) annotations as
+written. Imports only the stdlib, so that any package of ebpf may use it.
+"""
+
+from __future__ import annotations
+
+import enum as _enum
+import sys
+from collections import namedtuple as _namedtuple
+from typing import Any
+
+__all__ = ["FAST_ENUMS", "Enum", "IntEnum", "IntFlag", "NamedTuple"]
+
+# The versions whose member internals tests/test_fastclass.py compared.
+FAST_ENUMS = (3, 10) <= sys.version_info[:2] <= (3, 13)
+_PY311 = sys.version_info >= (3, 11)
+_ADD_MEMBER = getattr(_enum.EnumMeta, "_add_member_", None)  # 3.13: the stdlib's own step
+
+
+def _is_descriptor(value: object) -> bool:
+    t = type(value)
+    return hasattr(t, "__get__") or hasattr(t, "__set__") or hasattr(t, "__delete__")
+
+
+def _single_bit(value: int) -> bool:
+    return value != 0 and value & (value - 1) == 0
+
+
+_BASE_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _base_names(base: type) -> frozenset[str]:
+    """Every attribute name the real base and its bases define (a member named so needs
+    the stdlib's redirect, so such a class takes the slow path)."""
+    names = _BASE_NAMES.get(base)
+    if names is None:
+        names = _BASE_NAMES[base] = frozenset(n for b in base.__mro__ for n in b.__dict__)
+    return names
+
+
+def _slow(real: type, name: str, ns: dict[str, Any]) -> type:
+    meta = type(real)
+    body = meta.__prepare__(name, (real,))
+    for key, value in ns.items():
+        body[key] = value
+    cls: type = meta(name, (real,), body)  # type: ignore[call-overload]
+    return cls
+
+
+def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
+    """A subclass of the stdlib enum `real` with the members and methods of `ns`."""
+    members = []
+    body_items = []
+    simple = FAST_ENUMS and not ("_order_" in ns or "_ignore_" in ns or "__new__" in ns
+                                 or "__init__" in ns)
+    for key, value in ns.items():
+        if key[0] == "_":
+            body_items.append((key, value))
+        elif type(value) is int or type(value) is str:
+            members.append((key, value))
+        elif _is_descriptor(value):
+            body_items.append((key, value))
+        else:  # a value of another type (auto(), a tuple): the stdlib decides
+            simple = False
+    if not simple or not _base_names(real).isdisjoint(k for k, _ in members):
+        return _slow(real, name, ns)
+    meta = type(real)
+    body = meta.__prepare__(name, (real,))
+    for key, value in body_items:
+        body[key] = value
+    cls: Any = meta(name, (real,), body)  # type: ignore[call-overload]
+    member_type = cls._member_type_
+    if member_type is not int and member_type is not object:
+        return _slow(real, name, ns)
+    # int.__new__(cls, value) or object.__new__(cls), as the stdlib picks them for an enum
+    # without its own __new__; neither sets _value_, and Enum.__init__ does nothing.
+    is_int = member_type is int
+    is_flag = issubclass(cls, _enum.Flag) and _PY311
+    names = cls._member_names_
+    member_map = cls._member_map_
+    by_value = cls._value2member_map_
+    set_attr = type.__setattr__
+    for key, value in members:
+        if is_int:
+            member = int.__new__(cls, value)
+            value = int(value)
+        else:
+            member = object.__new__(cls)
+        member._value_ = value
+        member._name_ = key
+        member.__objclass__ = cls
+        if _PY311:
+            member._sort_order_ = len(names)
+        if is_flag:
+            cls._flag_mask_ |= value
+            if _single_bit(value):
+                cls._singles_mask_ |= value
+            cls._all_bits_ = 2 ** cls._flag_mask_.bit_length() - 1
+        canonical = by_value.get(value)
+        if canonical is None:
+            if not is_flag or _single_bit(value):
+                names.append(key)
+        else:
+            member = canonical
+        if _ADD_MEMBER is not None:
+            _ADD_MEMBER(cls, key, member)
+        else:
+            set_attr(cls, key, member)
+            member_map[key] = member
+        by_value.setdefault(value, member)
+    if is_flag:
+        values = [m._value_ for m in cls]
+        if values != sorted(values):
+            cls._iter_member_ = cls._iter_member_by_def_
+    return cls  # type: ignore[no-any-return]
+
+
+class _EnumStandIn(type):
+    """The metaclass of the stand-ins: a class statement on one of them makes the real
+    enum class (`_real_`) instead."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
+        if not bases:
+            return super().__new__(mcls, name, bases, ns)
+        if len(bases) != 1:
+            raise TypeError(f"{name}: a fast enum has exactly one base")
+        return _build_enum(bases[0]._real_, name, ns)  # type: ignore[attr-defined]
+
+
+class IntEnum(metaclass=_EnumStandIn):
+    """Base of a class statement that makes an `enum.IntEnum`."""
+
+    _real_ = _enum.IntEnum
+
+
+class IntFlag(metaclass=_EnumStandIn):
+    """Base of a class statement that makes an `enum.IntFlag`."""
+
+    _real_ = _enum.IntFlag
+
+
+class Enum(metaclass=_EnumStandIn):
+    """Base of a class statement that makes an `enum.Enum`."""
+
+    _real_ = _enum.Enum
+
+
+_NT_SPECIAL = frozenset({"__module__", "__qualname__", "__annotations__"})
+
+
+class _NamedTupleStandIn(type):
+    """The metaclass of `NamedTuple`: a class statement on it makes a
+    `collections.namedtuple` class with the body's methods."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
+        if not bases:
+            return super().__new__(mcls, name, bases, ns)
+        annotations = ns.get("__annotations__", {})
+        fields = list(annotations)
+        defaults = [ns[f] for f in fields if f in ns]
+        if defaults and any(f not in ns for f in fields[len(fields) - len(defaults):]):
+            raise TypeError(f"{name}: a field without a default follows one with a default")
+        cls: Any = _namedtuple(name, fields, defaults=defaults,  # type: ignore[misc]
+                               module=ns.get("__module__"))
+        cls.__annotations__ = dict(annotations)
+        if "__qualname__" in ns:
+            cls.__qualname__ = ns["__qualname__"]
+        for key, value in ns.items():
+            if key not in _NT_SPECIAL and key not in annotations:
+                setattr(cls, key, value)
+        return cls
+
+
+class NamedTuple(metaclass=_NamedTupleStandIn):
+    """Base of a class statement that makes a `collections.namedtuple` class, as
+    `typing.NamedTuple` does."""
