@@ -169,7 +169,8 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     return HEADER + body + FOOTER if header else body
 
 
-_Members = tuple[list[str], list[int], list[int], list[int]]
+# names, types, bit offsets and bitfield sizes (None: no bitfield) of members
+_Members = tuple[list[str], list[int], list[int], list[int] | None]
 
 
 def _raise_decode_error(spec: Spec) -> None:
@@ -269,16 +270,19 @@ class _Records:
 
     def members(self, tid: int) -> _Members:
         """The names (as C member names), types, bit offsets and bitfield sizes of the
-        members of a struct or union, as four lists."""
+        members of a struct or union, as four lists (the last None if none is a bitfield)."""
         found = self._members.get(tid)
         if found is None:
             seg = self.entries(tid, 3)
             placed = seg[2::3]
+            bits: list[int] | None = None
             if self.infos[tid] >> 31:
                 offsets = [b & 0xFFFFFF for b in placed]
                 bits = [b >> 24 for b in placed]
+                if not any(bits):
+                    bits = None
             else:
-                offsets, bits = placed, [0] * len(placed)
+                offsets = placed
             found = self._members[tid] = (self._member_names(seg[0::3]), seg[1::3], offsets,
                                           bits)
         return found
@@ -504,15 +508,24 @@ class _Layout:
 
     def __init__(self, records: _Records) -> None:
         self.records = records
-        self._shapes: dict[int, _Shape] = {}
+        self.shapes: dict[int, _Shape] = {}
         self.sizes: dict[int, int] = {}
         self.aligns: dict[int, int] = {}
+        # the same in bits, filled with them (what the member loops use)
+        self.size_bits: dict[int, int] = {}
+        self.align_bits: dict[int, int] = {}
 
-    def size(self, t: int) -> int:
+    def fill(self, t: int, depth: int = 0) -> int:
+        """Memoize the size and alignment of `t`; returns its alignment in bits."""
+        a = self.aligns.get(t)
+        if a is None:
+            a = self.aligns[t] = self._align(t, depth)
         size = self.sizes.get(t)
         if size is None:
             size = self.sizes[t] = self._size(t)
-        return size
+        self.size_bits[t] = 8 * size
+        self.align_bits[t] = 8 * a
+        return 8 * a
 
     def _size(self, t: int) -> int:
         records = self.records
@@ -532,12 +545,6 @@ class _Layout:
             else:
                 return 0
         raise BTFError(f"type reference loop computing the size of {records.describe(t)}")
-
-    def align(self, t: int, depth: int = 0) -> int:
-        a = self.aligns.get(t)
-        if a is None:
-            a = self.aligns[t] = self._align(t, depth)
-        return a
 
     def _align(self, t: int, depth: int) -> int:
         records = self.records
@@ -560,37 +567,50 @@ class _Layout:
         raise BTFError(f"type reference loop computing the alignment of {records.describe(t)}")
 
     def shape(self, t: int, depth: int = 0) -> _Shape:
-        shape = self._shapes.get(t)
+        shape = self.shapes.get(t)
         if shape is None:
             if depth > _MAX_DEPTH:
                 raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
-            shape = self._shapes[t] = self._compute_shape(t, depth)
+            shape = self.shapes[t] = self._compute_shape(t, depth)
         return shape
 
     def _compute_shape(self, t: int, depth: int) -> _Shape:
-        align = 1
+        align = 8  # (in bits, as everything here)
         misplaced = False
         end = 0
-        aligns, sizes = self.aligns, self.sizes
+        align_bits, size_bits = self.align_bits, self.size_bits
         _, types, offsets, bitfields = self.records.members(t)
-        for mtype, off, bits in zip(types, offsets, bitfields):  # noqa: B905 (as long)
-            a = aligns.get(mtype) or self.align(mtype, depth)
-            if a > align:
-                align = a
-            size = sizes.get(mtype)
-            if size is None:
-                size = self.size(mtype)
-            if bits:
-                # a bitfield sits inside one aligned storage unit of its type
-                if off % (8 * a) + bits > 8 * size:
+        if bitfields is None:
+            for mtype, off in zip(types, offsets):  # noqa: B905 (as long)
+                a = align_bits.get(mtype)
+                if a is None:
+                    a = self.fill(mtype, depth)
+                if a > align:
+                    align = a
+                if off % a:
                     misplaced = True
-                if off + bits > end:
-                    end = off + bits
-            else:
-                if off % (8 * a):
-                    misplaced = True
-                if off + 8 * size > end:
-                    end = off + 8 * size
+                e = off + size_bits[mtype]
+                if e > end:
+                    end = e
+        else:
+            for mtype, off, bits in zip(types, offsets, bitfields):  # noqa: B905 (as long)
+                a = align_bits.get(mtype)
+                if a is None:
+                    a = self.fill(mtype, depth)
+                if a > align:
+                    align = a
+                if bits:
+                    # a bitfield sits inside one aligned storage unit of its type
+                    if off % a + bits > size_bits[mtype]:
+                        misplaced = True
+                    e = off + bits
+                else:
+                    if off % a:
+                        misplaced = True
+                    e = off + size_bits[mtype]
+                if e > end:
+                    end = e
+        align //= 8
         t_size = self.records.sts[t]
         if misplaced or t_size % align:
             return _Shape(True, 1)
@@ -672,6 +692,8 @@ class _Emitter:
         # non-empty declared name and for none.
         self._declarators: dict[int, tuple[str, str, int]] = {}
         self._abstract: dict[int, tuple[str, str, int]] = {}
+        # the lines of members whose declarators nest 0 (`_member_decl`), by level
+        self._member_lines: list[dict[int, tuple[str, str, int]]] = []
         self._inline_written = 0  # anonymous types written inline so far
         self._deepest = 0  # the deepest declarator nesting reached
 
@@ -898,41 +920,63 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"anonymous types nest too deeply at {self.records.describe(t)}")
         layout = self.layout
-        shape = layout.shape(t)
+        shape = layout.shapes.get(t) or layout.shape(t)
         packed = shape.packed
         lines = [self._tag(t), " {"]
         append = lines.append
         pad = "\n" + _tabs(lvl + 1)
         is_struct = self.kinds[t] == _STRUCT
-        aligns, sizes = layout.aligns, layout.sizes  # (the shape holds every member's)
-        declare, memo = self._declare, self._declarators
+        align_bits, size_bits = layout.align_bits, layout.size_bits  # (of every member)
+        member_decl = self._member_decl
         inner_lvl, inner_depth = lvl + 1, depth + 1
+        lines_at = self._member_lines
+        if inner_depth > _MAX_DEPTH:
+            fast: dict[int, tuple[str, str, int]] = {}
+        elif inner_lvl < len(lines_at):
+            fast = lines_at[inner_lvl]
+        else:
+            fast = self._member_lines_at(inner_lvl)
+        names, types, offsets, bitfields = self.records.members(t)
         cur = 0
-        for name, mtype, off, bits in zip(*self.records.members(t)):  # noqa: B905
-            if is_struct and off > cur:
-                # where clang would put the member after bit `cur`
-                if packed:
-                    natural = cur if bits else -(-cur // 8) * 8
+        if bitfields is None:
+            for name, mtype, off in zip(names, types, offsets):  # noqa: B905 (as long)
+                if off > cur and is_struct:
+                    # where clang would put the member after bit `cur`
+                    unit = 8 if packed else align_bits[mtype]
+                    if -(-cur // unit) * unit != off:
+                        lines.extend(_padding(cur, off, inner_lvl))
+                hit = fast.get(mtype)
+                if hit is not None and name:
+                    append(hit[0] + name + hit[1])
+                    cur = off + hit[2]
                 else:
-                    unit = 8 * aligns[mtype]
-                    natural = cur if bits and cur % unit + bits <= 8 * sizes[mtype] else (
-                        -(-cur // unit) * unit)
-                if natural != off:
-                    lines.extend(_padding(cur, off, inner_lvl))
-            hit = memo.get(mtype) if name else None
-            if hit is not None and inner_depth + hit[2] <= _MAX_DEPTH:
-                # (what _declare does for a declarator it has seen)
-                if inner_depth + hit[2] > self._deepest:
-                    self._deepest = inner_depth + hit[2]
-                decl = hit[0] + name + hit[1]
-            else:
-                decl = declare(mtype, name, inner_lvl, inner_depth)
-            if bits:
-                append(f"{pad}{decl}: {bits};")
-                cur = off + bits
-            else:
-                append(pad + decl + ";")
-                cur = off + 8 * sizes[mtype]
+                    append(pad + member_decl(name, mtype, inner_lvl, inner_depth, fast) + ";")
+                    cur = off + size_bits[mtype]
+        else:
+            for name, mtype, off, bits in zip(names, types, offsets, bitfields):  # noqa: B905
+                if off > cur and is_struct:
+                    if packed:
+                        natural = cur if bits else -(-cur // 8) * 8
+                    else:
+                        unit = align_bits[mtype]
+                        natural = cur if bits and cur % unit + bits <= size_bits[mtype] else (
+                            -(-cur // unit) * unit)
+                    if natural != off:
+                        lines.extend(_padding(cur, off, inner_lvl))
+                if bits:
+                    append(f"{pad}{member_decl(name, mtype, inner_lvl, inner_depth, fast)}: "
+                           f"{bits};")
+                    cur = off + bits
+                    continue
+                hit = fast.get(mtype)
+                if hit is not None and name:
+                    append(hit[0] + name + hit[1])
+                    cur = off + hit[2]
+                else:
+                    append(pad + member_decl(name, mtype, inner_lvl, inner_depth, fast) + ";")
+                    cur = off + size_bits[mtype]
+        if names and inner_depth > self._deepest:
+            self._deepest = inner_depth  # (what the members written from `fast` reach)
         end = 8 * self.sts[t]
         if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
             lines.extend(_padding(cur, end, lvl + 1))
@@ -944,6 +988,33 @@ class _Emitter:
         elif shape.aligned_attr:
             append(f" __attribute__((aligned({shape.aligned_attr})))")
         return "".join(lines)
+
+    def _member_lines_at(self, lvl: int) -> dict[int, tuple[str, str, int]]:
+        lines_at = self._member_lines
+        while len(lines_at) <= lvl:
+            lines_at.append({})
+        return lines_at[lvl]
+
+    def _member_decl(self, name: str, mtype: int, lvl: int, depth: int,
+                     fast: dict[int, tuple[str, str, int]]) -> str:
+        """The declaration of member `name` of type `mtype`; remembers in `fast` how to
+        write it again (a line at `lvl`: before the name, after it, the bits it takes)
+        when its declarator depends on nothing else and nests no deeper."""
+        memo = self._declarators
+        hit = memo.get(mtype) if name else None
+        if hit is not None and depth + hit[2] <= _MAX_DEPTH:
+            # (what _declare does for a declarator it has seen)
+            if depth + hit[2] > self._deepest:
+                self._deepest = depth + hit[2]
+            decl = hit[0] + name + hit[1]
+        else:
+            decl = self._declare(mtype, name, lvl, depth)
+            if name:
+                hit = memo.get(mtype)
+        if hit is not None and not hit[2]:
+            fast[mtype] = ("\n" + _tabs(lvl) + hit[0], hit[1] + ";",
+                           self.layout.size_bits[mtype])
+        return decl
 
     def _declare(self, t: int, inner: str, lvl: int, depth: int) -> str:
         """Declare `inner` (an identifier, or "" for a type name) as having type `t`.
