@@ -25,7 +25,7 @@ FAST_MODULES = ("ebpf._sys.types", "ebpf._sys.types_helpers", "ebpf._sys.types_p
                 "ebpf.maps.elements", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btf",
                 "ebpf.maps.batch")
 
-_SKIP = frozenset({"__objclass__", "__module__", "__qualname__", "__doc__", "__dict__",
+_SKIP = frozenset({"__objclass__", "__module__", "__qualname__", "__dict__",
                    "__weakref__", "_member_map_", "_value2member_map_", "_member_names_",
                    "_new_member_", "__new_member__", "__new__", "_inverted_"})
 
@@ -121,6 +121,10 @@ SHAPES: list[tuple[Any, dict[str, Any]]] = [
     (enum.IntEnum, {"A": 0, "B": 1, "C": 1, "D": 7}),
     (enum.IntEnum, {"__doc__": "doc", "A": 3, "B": 2, "twice": classmethod(lambda c: 2)}),
     (enum.IntEnum, {}),
+    (enum.IntEnum, {"A": 1, "__str__": lambda self: "s", "_missing_": classmethod(
+        lambda cls, v: None)}),
+    (enum.IntFlag, {"__doc__": "doc", "A": 1, "B": 4, "C": 2, "of": staticmethod(len)}),
+    (enum.Enum, {"__doc__": "doc", "A": 1, "B": "b"}),
     (enum.IntFlag, {"A": 1, "B": 2, "AB": 3, "C": 8, "ZERO": 0, "B2": 2}),
     (enum.IntFlag, {"HIGH": 64, "LOW": 1, "MID": 4}),
     (enum.Enum, {"X": "x", "Y": "y", "Z": 3, "Y2": "y"}),

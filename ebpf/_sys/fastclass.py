@@ -61,6 +61,25 @@ def _base_names(base: type) -> frozenset[str]:
     return names
 
 
+_OWN = frozenset({"__module__", "__qualname__", "__doc__"})
+_TEMPLATES: dict[type, list[tuple[str, Any]]] = {}
+
+
+def _template(real: type) -> list[tuple[str, Any]]:
+    """The class dict `enum` makes for a subclass of `real` without members, methods or
+    docstring (3.10: a default one), but its own names."""
+    items = _TEMPLATES.get(real)
+    if items is None:
+        meta = type(real)
+        body = meta.__prepare__("_Template", (real,))
+        body["__module__"] = __name__
+        body["__qualname__"] = "_Template"
+        cls = meta("_Template", (real,), body)  # type: ignore[call-overload]
+        items = _TEMPLATES[real] = [(k, v) for k, v in vars(cls).items() if k not in (
+            "__module__", "__qualname__", "__dict__", "__weakref__")]
+    return items
+
+
 def _slow(real: type, name: str, ns: dict[str, Any]) -> type:
     meta = type(real)
     body = meta.__prepare__(name, (real,))
@@ -88,10 +107,17 @@ def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
     if not simple or not _base_names(real).isdisjoint(k for k, _ in members):
         return _slow(real, name, ns)
     meta = type(real)
-    body = meta.__prepare__(name, (real,))
-    for key, value in body_items:
-        body[key] = value
-    cls: Any = meta(name, (real,), body)  # type: ignore[call-overload]
+    if all(k in _OWN or k[0] != "_" for k, _ in body_items):
+        # What `enum` makes of a body without members, dunders or sunders is the same
+        # for every class on `real`: copy it (fresh containers) instead of remaking it.
+        d = {k: type(v)() if type(v) in (list, dict) else v for k, v in _template(real)}
+        d.update(body_items)
+        cls: Any = type.__new__(meta, name, (real,), d)
+    else:
+        body = meta.__prepare__(name, (real,))
+        for key, value in body_items:
+            body[key] = value
+        cls = meta(name, (real,), body)  # type: ignore[call-overload]
     member_type = cls._member_type_
     if member_type is not int and member_type is not object:
         return _slow(real, name, ns)
