@@ -379,41 +379,54 @@ def view_run(np: Any, mm: Any, q: memoryview, base: int, size: int, tail: int, h
     around the end is stitched into a one-item array of its own (`owned` is True); `out`
     is None when there was no sample. A sample shorter than `dt` raises
     InvalidArgumentError after `settle(tail, lost)`."""
+    tail, word, lost = next_sample(mm, q, base, size, tail, head)
+    if tail >= head:
+        return None, tail, lost, True
+    off = tail & (size - 1)
+    rsize = word >> 48
+    length = rsize - _SAMPLE_HDR
+    if dt is not None and dt.itemsize > length:
+        settle(tail, lost)
+        raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
+                                   f"dtype {dt} ({dt.itemsize} bytes)")
+    item = length if dt is None else dt.itemsize
+    if off + rsize > size:             # the one sample that wraps around
+        blob = ring_bytes(mm, base, size, off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
+        one = np.frombuffer(blob, dtype=f"V{item}")     # read-only, like a view
+        return one, tail + rsize, lost, True
+    k = min(max_records, (head - tail) // rsize, (size - off) // rsize)
+    m = np_match_run(np, mm, base + off, rsize, k, np.uint64, word) if k > 1 else 1
+    # Through a ctypes array over `mm`: numpy keeps no buffer export of what it is
+    # given (a memoryview it even unwraps), the ctypes array does, so the mapping
+    # lives as long as the view (the reader's close() leaves the unmapping to it).
+    holder = (ctypes.c_char * len(mm)).from_buffer(mm)
+    out = np.ndarray((m,), f"V{item}", holder, base + off + _SAMPLE_HDR, (rsize,))
+    out.flags.writeable = False
+    return out, tail + m * rsize, lost, False
+
+
+def next_sample(mm: Any, q: memoryview, base: int, size: int, tail: int, head: int
+                ) -> tuple[int, int, int]:
+    """Skip the records that are not samples from `tail` (ring as in `walk_array`):
+    ``(tail, word, lost)``, `tail` where the next sample starts and `word` its 8-byte
+    header, or `tail` == `head` (`word` 0) when there is none before `head`; a corrupt
+    header (size < 8) ends the walk there too. `lost` adds up the lost-sample notices
+    skipped."""
     mask = size - 1
     lost = 0
     while tail < head:
         off = tail & mask
-        word = q[(base + off) >> 3]
-        typ = word & 0xFFFF_FFFF
+        word: int = q[(base + off) >> 3]
         rsize = word >> 48
-        if rsize < 8:
-            return None, head, lost, True
-        if typ != _SAMPLE:
-            if typ == _LOST:
-                lost += int.from_bytes(ring_bytes(mm, base, size, (off + 16) & mask, 8),
-                                       "little")
-            tail += rsize
-            continue
-        length = rsize - _SAMPLE_HDR
-        if dt is not None and dt.itemsize > length:
-            settle(tail, lost)
-            raise InvalidArgumentError(f"samples of {length} bytes are shorter than "
-                                       f"dtype {dt} ({dt.itemsize} bytes)")
-        item = length if dt is None else dt.itemsize
-        if off + rsize > size:         # the one sample that wraps around
-            blob = ring_bytes(mm, base, size, off, rsize)[_SAMPLE_HDR:_SAMPLE_HDR + item]
-            one = np.frombuffer(blob, dtype=f"V{item}")     # read-only, like a view
-            return one, tail + rsize, lost, True
-        k = min(max_records, (head - tail) // rsize, (size - off) // rsize)
-        m = np_match_run(np, mm, base + off, rsize, k, np.uint64, word) if k > 1 else 1
-        # Through a ctypes array over `mm`: numpy keeps no buffer export of what it is
-        # given (a memoryview it even unwraps), the ctypes array does, so the mapping
-        # lives as long as the view (the reader's close() leaves the unmapping to it).
-        holder = (ctypes.c_char * len(mm)).from_buffer(mm)
-        out = np.ndarray((m,), f"V{item}", holder, base + off + _SAMPLE_HDR, (rsize,))
-        out.flags.writeable = False
-        return out, tail + m * rsize, lost, False
-    return None, tail, lost, True
+        if rsize < 8:                  # corrupt: drop the rest of the ring
+            return head, 0, lost
+        typ = word & 0xFFFF_FFFF
+        if typ == _SAMPLE:
+            return tail, word, lost
+        if typ == _LOST:
+            lost += int.from_bytes(ring_bytes(mm, base, size, (off + 16) & mask, 8), "little")
+        tail += rsize
+    return tail, 0, lost
 
 
 def ring_bytes(mm: Any, base: int, size: int, off: int, n: int) -> bytes:
@@ -448,20 +461,13 @@ def walk_array(np: Any, mm: Any, q: memoryview, base: int, size: int, tail: int,
     first = -1
     item = 0
     lost = 0
-    while n < max_records and tail < head:
-        off = tail & mask
-        word = q[(base + off) >> 3]
-        typ = word & 0xFFFF_FFFF
-        rsize = word >> 48
-        if rsize < 8:
-            tail = head
+    while n < max_records:
+        tail, word, skipped = next_sample(mm, q, base, size, tail, head)
+        lost += skipped
+        if tail >= head:
             break
-        if typ != _SAMPLE:
-            if typ == _LOST:
-                lost += int.from_bytes(ring_bytes(mm, base, size, (off + 16) & mask, 8),
-                                       "little")
-            tail += rsize
-            continue
+        off = tail & mask
+        rsize = word >> 48
         length = rsize - _SAMPLE_HDR
         if out is None:
             first = length
@@ -665,6 +671,15 @@ class Reader(ReaderBase):
         of the ring, samples waiting from `read`, and overwritable rings come as copies."""
         return self._array_from_rings(max_records, dtype, timeout,
                                       "array" if copy else "view")
+
+    async def read_array_async(self, max_records: int = 65536, dtype: Any = None,
+                               timeout: float | None = None, *,
+                               copy: bool = True) -> npt.NDArray[Any]:
+        """`read_array` for asyncio (waits on the event loop like `read_async`), with the
+        same `copy`: ``copy=False`` returns a read-only view into the ring, valid until
+        the next read from this reader (sync or async) or `close`."""
+        return await self._array_async(max_records, dtype, timeout,
+                                       "array" if copy else "view")
 
     def _round_robin(self, fn: Callable[[Any], _T | None]) -> _T | None:
         for r in self._rings:       # every read ends the previous zero-copy view

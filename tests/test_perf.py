@@ -246,6 +246,47 @@ def test_zero_copy_array(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None
     assert first["seq"].tolist() == seqs            # the mapping outlives close()
 
 
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "view"])
+def test_array_wraparound_and_lost_records(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None,
+                                           copy: bool) -> None:
+    """read_array's numpy walk (copying, and copy=False) against the kernel: runs that wrap
+    around a one-page ring, records straddling its end, and lost-sample notices written
+    between runs (bursts larger than the ring after partial drains leave older samples in
+    front of the notice, so one walk crosses it)."""
+    pytest.importorskip("numpy")
+    with output_prog(events, cnt, 40) as prog, Reader(events, PAGE) as rd:
+        got: list[int] = []
+        for i in range(150):
+            prog.test_run(PACKET, repeat=1 + (i * 13) % 110)   # 73 fit in 4096 bytes
+            want = (i * 29) % 90 if i % 4 else 1 << 20         # partial or full drain
+            raw = i % 2 == 0
+            taken = 0
+            while taken < want:
+                try:
+                    arr = rd.read_array(min(want - taken, 1 << 16), None if raw else "<u8",
+                                        timeout=0, copy=copy)
+                except DeadlineExceededError:
+                    break
+                assert len(arr) and arr.flags.writeable == copy
+                if raw:
+                    assert arr.dtype.itemsize == 44
+                    got.extend(seq_of(bytes(x)) for x in arr)
+                else:
+                    got.extend(arr.tolist())
+                taken += len(arr)
+        while True:                        # drain, then flush the last lost notice
+            try:
+                got.extend(rd.read_array(dtype="<u8", timeout=0, copy=copy).tolist())
+            except DeadlineExceededError:
+                break
+        prog.test_run(PACKET)
+        got.extend(rd.read_array(dtype="<u8", timeout=1, copy=copy).tolist())
+        seq, failed = read_counters(cnt)
+        assert failed > 100 and rd.lost_samples == failed
+        assert len(got) == seq - failed
+        assert got == sorted(set(got)) and got[-1] == seq - 1
+
+
 def test_lost_samples_reported(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None:
     with output_prog(events, cnt) as prog, Reader(events, PAGE) as rd:
         prog.test_run(PACKET, repeat=1000)
@@ -444,6 +485,27 @@ def test_asyncio(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None:
 
         assert asyncio.run(asyncio.wait_for(main(), 10)) == list(range(6))
         assert rd.closed
+
+
+def test_read_array_async_copy(events: ebpf.Map, cnt: ebpf.Map, on_cpu0: None) -> None:
+    """read_array_async takes read_array's `copy`: copies, or read-only views into the
+    ring, waiting on the event loop in both cases."""
+    pytest.importorskip("numpy")
+    with output_prog(events, cnt) as prog, Reader(events, 1 << 16) as rd:
+
+        async def main() -> tuple[list[int], list[int]]:
+            prog.test_run(PACKET, repeat=10)
+            a = await rd.read_array_async(dtype="<u8", timeout=5)
+            assert a.flags.writeable
+            asyncio.get_running_loop().call_later(0.05, lambda: prog.test_run(PACKET,
+                                                                             repeat=5))
+            v = await rd.read_array_async(dtype="<u8", timeout=5, copy=False)   # waits
+            assert not v.flags.writeable
+            return a.tolist(), v.tolist()
+
+        assert asyncio.run(main()) == (list(range(10)), list(range(10, 15)))
+        with pytest.raises(InvalidArgumentError):
+            asyncio.run(rd.read_array_async(0, copy=False))
 
 
 # --------------------------------------------------------------------------- real hooks

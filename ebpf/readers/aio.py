@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import DeadlineExceededError, ReaderClosedError, ReaderForkedError
 from .reads import ReaderReads
-from .records import Batch, require_numpy
+from .records import Batch
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -81,17 +81,14 @@ class ReaderAsync(ReaderReads):
     async def read_array_async(self, max_records: int = 65536, dtype: Any = None,
                                timeout: float | None = None) -> npt.NDArray[Any]:
         """`read_array` for asyncio."""
-        np = require_numpy()
-        dt = None if dtype is None else self.dtype(dtype)
+        return await self._array_async(max_records, dtype, timeout, "array")
 
-        def attempt() -> Any:
-            if self._closed:
-                raise self._closed_error()
-            if self._pending:
-                return self._pending_array(np, max_records, dt)
-            return self._round_robin(lambda r: r.array(np, max_records, dt, self._alloc))
-
-        return await self._async(attempt, timeout)
+    async def _array_async(self, max_records: int, dtype: Any, timeout: float | None,
+                           take: str) -> npt.NDArray[Any]:
+        """`read_array_async`'s loop on the event loop (`take` as in `_array_attempt`)."""
+        result: npt.NDArray[Any] = await self._async(
+            self._array_attempt(max_records, dtype, take), timeout)
+        return result
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._aiter()

@@ -196,10 +196,10 @@ class ReaderReads(ReaderDecoding):
         (e.g. perf's padding) are truncated to it."""
         return self._array_from_rings(max_records, dtype, timeout, "array")
 
-    def _array_from_rings(self, max_records: int, dtype: Any, timeout: float | None,
-                          take: str) -> npt.NDArray[Any]:
-        """`read_array`'s blocking loop over the rings; `take` names the ring method that
-        makes the array (``"array"`` copies, a perf ring's ``"view"`` does not)."""
+    def _array_attempt(self, max_records: int, dtype: Any, take: str) -> Callable[[], Any]:
+        """One non-blocking try of `read_array` (None: nothing yet), for the blocking and
+        the asyncio loops; `take` names the ring method that makes the array (``"array"``
+        copies, a perf ring's ``"view"`` does not)."""
         np = require_numpy()
         if max_records < 1:
             raise InvalidArgumentError(f"max_records must be at least 1, not {max_records}")
@@ -213,7 +213,12 @@ class ReaderReads(ReaderDecoding):
             return self._round_robin(
                 lambda r: getattr(r, take)(np, max_records, dt, self._alloc))
 
-        return self._blocking(attempt, timeout)
+        return attempt
+
+    def _array_from_rings(self, max_records: int, dtype: Any, timeout: float | None,
+                          take: str) -> npt.NDArray[Any]:
+        """`read_array`'s blocking loop over the rings (`take` as in `_array_attempt`)."""
+        return self._blocking(self._array_attempt(max_records, dtype, take), timeout)
 
     def _alloc(self, np: Any, count: int, item: int) -> Any:
         """An uninitialized array of `count` ``V<item>`` records.
