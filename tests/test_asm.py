@@ -743,3 +743,24 @@ def test_encode_accepts_instruction_subclasses() -> None:
 def test_any_bad_register_is_rejected(reg: int) -> None:
     with pytest.raises(AsmError):
         asm.load_mem(R0, reg, 0, W)
+
+
+def test_builder_and_disassembler_load_on_first_use() -> None:
+    """`import ebpf.asm` loads neither the builder DSL nor the disassembler (process
+    start); its list of the builder's names is the builder's `__all__`."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ebpf.asm as a; "
+            "print(sorted(m for m in sys.modules if m in ('ebpf.asm.builder', 'ebpf.asm.disasm')));"
+            "a.mov_imm; a.disassemble;"
+            "print(sorted(m for m in sys.modules if m in ('ebpf.asm.builder', 'ebpf.asm.disasm')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "['ebpf.asm.builder', 'ebpf.asm.disasm']"]
+    from ebpf.asm import builder
+
+    assert asm._BUILDER_NAMES == tuple(builder.__all__)
+    assert set(builder.__all__) <= set(asm.__all__) <= set(dir(asm))
+    with pytest.raises(AttributeError):
+        asm.no_such_name  # noqa: B018

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .builder import *  # noqa: F403
-from .builder import __all__ as _builder_all
 from .codec import decode, encode
-from .disasm import disassemble, format_instruction
 from .errors import AsmError
 from .instruction import Instruction, Label, Statement
 from .link import assemble, raw_offsets, symbol_offsets
@@ -39,6 +36,37 @@ from .opcodes import __all__ as _opcodes_all
 
 if TYPE_CHECKING:
     from ebpf._sys.types import HelperFunc
+
+    from .builder import *  # noqa: F403
+    from .disasm import disassemble, format_instruction
+
+# The builder DSL (~1.5 ms of function objects) and the disassembler load on first use:
+# reading an object and loading it need neither (process start). builder.__all__, as
+# tests/test_asm.py checks:
+_BUILDER_NAMES = (
+    "add_imm", "add_imm32", "add_reg", "add_reg32", "addr_space_cast", "and_imm", "and_imm32",
+    "and_reg", "and_reg32", "arsh_imm", "arsh_imm32", "arsh_reg", "arsh_reg32", "atomic_add",
+    "atomic_and", "atomic_cmpxchg", "atomic_or", "atomic_xchg", "atomic_xor", "bswap", "call",
+    "call_func", "call_kfunc", "div_imm", "div_imm32", "div_reg", "div_reg32", "exit", "gotol",
+    "helper_id", "ja", "jeq_imm", "jeq_imm32", "jeq_reg", "jeq_reg32", "jge_imm", "jge_imm32",
+    "jge_reg", "jge_reg32", "jgt_imm", "jgt_imm32", "jgt_reg", "jgt_reg32", "jle_imm",
+    "jle_imm32", "jle_reg", "jle_reg32", "jlt_imm", "jlt_imm32", "jlt_reg", "jlt_reg32",
+    "jne_imm", "jne_imm32", "jne_reg", "jne_reg32", "jset_imm", "jset_imm32", "jset_reg",
+    "jset_reg32", "jsge_imm", "jsge_imm32", "jsge_reg", "jsge_reg32", "jsgt_imm", "jsgt_imm32",
+    "jsgt_reg", "jsgt_reg32", "jsle_imm", "jsle_imm32", "jsle_reg", "jsle_reg32", "jslt_imm",
+    "jslt_imm32", "jslt_reg", "jslt_reg32", "label", "ld_btf_id", "ld_func", "ld_imm64",
+    "ld_map_fd", "ld_map_idx", "ld_map_idx_value", "ld_map_value", "load_abs", "load_acquire",
+    "load_ind", "load_mem", "load_mem_sx", "lsh_imm", "lsh_imm32", "lsh_reg", "lsh_reg32",
+    "may_goto", "mod_imm", "mod_imm32", "mod_reg", "mod_reg32", "mov_imm", "mov_imm32",
+    "mov_reg", "mov_reg32", "movsx", "movsx32", "mul_imm", "mul_imm32", "mul_reg", "mul_reg32",
+    "neg", "neg32", "nop", "or_imm", "or_imm32", "or_reg", "or_reg32", "rsh_imm", "rsh_imm32",
+    "rsh_reg", "rsh_reg32", "sdiv_imm", "sdiv_imm32", "sdiv_reg", "sdiv_reg32", "smod_imm",
+    "smod_imm32", "smod_reg", "smod_reg32", "store_imm", "store_mem", "store_release",
+    "sub_imm", "sub_imm32", "sub_reg", "sub_reg32", "to_be", "to_le", "xor_imm", "xor_imm32",
+    "xor_reg", "xor_reg32",
+)  # fmt: skip
+_LAZY = {"disassemble": "disasm", "format_instruction": "disasm",
+         **dict.fromkeys(_BUILDER_NAMES, "builder")}
 
 __all__ = [
     "AsmError",
@@ -53,7 +81,7 @@ __all__ = [
     "format_instruction",
     "raw_offsets",
     "symbol_offsets",
-    *_builder_all,
+    *_BUILDER_NAMES,
     *_opcodes_all,
 ]
 
@@ -64,4 +92,16 @@ def __getattr__(name: str) -> Any:
         from ebpf._sys.types import HelperFunc
 
         return HelperFunc
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    part = _LAZY.get(name)
+    if part is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # the builder and the disassembler on first use (process start), as above
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{part}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "HelperFunc"})

@@ -10,7 +10,7 @@ slot offset or a label name resolved later by `assemble`/`encode`.
 from __future__ import annotations
 
 import functools
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from .errors import AsmError
 from .instruction import Instruction, Label
@@ -233,12 +233,14 @@ def label(name: str) -> Label:
 # -- arithmetic -----------------------------------------------------------
 
 
-class _ALUImm(Protocol):
-    def __call__(self, dst: int, imm: int) -> Instruction: ...
+if TYPE_CHECKING:  # the factories' types: no Protocol classes at run time (import cost)
+    from typing import Protocol
 
+    class _ALUImm(Protocol):
+        def __call__(self, dst: int, imm: int) -> Instruction: ...
 
-class _ALUReg(Protocol):
-    def __call__(self, dst: int, src: int) -> Instruction: ...
+    class _ALUReg(Protocol):
+        def __call__(self, dst: int, src: int) -> Instruction: ...
 
 
 _OP_TEXT = {
@@ -562,12 +564,12 @@ def store_release(dst: int, off: int, src: int, size: Size | int) -> Instruction
 # -- jumps ------------------------------------------------------------------
 
 
-class _JumpImm(Protocol):
-    def __call__(self, dst: int, imm: int, target: int | str) -> Instruction: ...
+if TYPE_CHECKING:  # as _ALUImm
+    class _JumpImm(Protocol):
+        def __call__(self, dst: int, imm: int, target: int | str) -> Instruction: ...
 
-
-class _JumpReg(Protocol):
-    def __call__(self, dst: int, src: int, target: int | str) -> Instruction: ...
+    class _JumpReg(Protocol):
+        def __call__(self, dst: int, src: int, target: int | str) -> Instruction: ...
 
 
 _JMP_TEXT = {
