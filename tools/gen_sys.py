@@ -8,8 +8,9 @@ flag constants the kernel declares as anonymous enums. Layouts are checked
 against the BTF offsets while generating.
 
 What loading an object does not need (helper ids, perf_event structures, link
-attrs and link info) goes to types_<part>.py modules that types.py imports on first
-use (module __getattr__), which keeps ~3 ms of class creation out of `import ebpf`.
+attrs and link info, the attrs of rarer commands) goes to types_<part>.py modules
+that types.py imports on first use (module __getattr__), which keeps ~3 ms of class
+creation out of `import ebpf`.
 
     python3 tools/gen_sys.py [--btf /sys/kernel/btf/vmlinux] [--out ebpf/_sys/types.py]
     python3 tools/gen_sys.py --check   # exit 1 if the checked-in file differs
@@ -70,7 +71,12 @@ CONST_PREFIXES = ("BPF_F_", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_RINGBUF_
 
 # Classes moved out of types.py, by class-name prefix -> module (types_<part>.py).
 LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link",
-              "LinkCreateAttr": "link", "LinkUpdateAttr": "link", "LinkDetachAttr": "link"}
+              "LinkCreateAttr": "link", "LinkUpdateAttr": "link", "LinkDetachAttr": "link",
+              # commands and info that neither loading an object nor its maps use
+              **dict.fromkeys(("ProgQueryAttr", "RawTracepointOpenAttr", "TaskFdQueryAttr",
+                               "IterCreateAttr", "ProgBindMapAttr", "TokenCreateAttr",
+                               "ProgStreamReadAttr", "MapBatchAttr", "EnableStatsAttr",
+                               "MapInfo"), "misc")}
 
 CTYPES = {(1, False): "ctypes.c_uint8", (2, False): "ctypes.c_uint16",
           (4, False): "ctypes.c_uint32", (8, False): "ctypes.c_uint64",

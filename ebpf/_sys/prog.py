@@ -13,11 +13,12 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import types as _t
 from . import validate
 from .caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, read_privileges
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
-from .types import Cmd, EnableStatsAttr, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
+from .types import Cmd, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
 
 __all__ = [
     "BPF_FS_MAGIC",
@@ -63,7 +64,7 @@ def prog_get_next_id(start_id: int) -> int | None:
 
 def enable_stats(stats_type: int) -> int:
     """BPF_ENABLE_STATS: an fd (close-on-exec) that keeps the statistics on while open."""
-    return bpf(Cmd.ENABLE_STATS, EnableStatsAttr(type=stats_type))
+    return bpf(Cmd.ENABLE_STATS, _t.EnableStatsAttr(type=stats_type))  # types_misc.py on use
 
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:

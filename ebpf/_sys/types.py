@@ -51,6 +51,17 @@ if TYPE_CHECKING:
     from .types_link import LinkInfo_3_Sockmap as LinkInfo_3_Sockmap
     from .types_link import LinkInfo_3 as LinkInfo_3
     from .types_link import LinkInfo as LinkInfo
+    from .types_misc import MapBatchAttr as MapBatchAttr
+    from .types_misc import ProgQueryAttr_5 as ProgQueryAttr_5
+    from .types_misc import ProgQueryAttr as ProgQueryAttr
+    from .types_misc import RawTracepointOpenAttr as RawTracepointOpenAttr
+    from .types_misc import TaskFdQueryAttr as TaskFdQueryAttr
+    from .types_misc import EnableStatsAttr as EnableStatsAttr
+    from .types_misc import IterCreateAttr as IterCreateAttr
+    from .types_misc import ProgBindMapAttr as ProgBindMapAttr
+    from .types_misc import TokenCreateAttr as TokenCreateAttr
+    from .types_misc import ProgStreamReadAttr as ProgStreamReadAttr
+    from .types_misc import MapInfo as MapInfo
     from .types_perf import PerfEventType as PerfEventType
     from .types_perf import PerfTypeId as PerfTypeId
     from .types_perf import PerfSwId as PerfSwId
@@ -419,19 +430,6 @@ class MapElemAttr(ctypes.Structure):
     ]
 
 
-class MapBatchAttr(ctypes.Structure):
-    _fields_ = [
-        ("in_batch", ctypes.c_uint64),
-        ("out_batch", ctypes.c_uint64),
-        ("keys", ctypes.c_uint64),
-        ("values", ctypes.c_uint64),
-        ("count", ctypes.c_uint32),
-        ("map_fd", ctypes.c_uint32),
-        ("elem_flags", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-    ]
-
-
 class ProgLoadAttr_20(ctypes.Union):
     _fields_ = [
         ("attach_prog_fd", ctypes.c_uint32),
@@ -562,39 +560,6 @@ class ObjGetInfoAttr(ctypes.Structure):
     ]
 
 
-class ProgQueryAttr_5(ctypes.Union):
-    _fields_ = [
-        ("prog_cnt", ctypes.c_uint32),
-        ("count", ctypes.c_uint32),
-    ]
-
-
-class ProgQueryAttr(ctypes.Structure):
-    _anonymous_ = ('_anon0', '_anon5',)
-    _fields_ = [
-        ("_anon0", ProgAttachAttr_0),
-        ("attach_type", ctypes.c_uint32),
-        ("query_flags", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
-        ("prog_ids", ctypes.c_uint64),
-        ("_anon5", ProgQueryAttr_5),
-        ("_pad0", ctypes.c_uint8 * 4),
-        ("prog_attach_flags", ctypes.c_uint64),
-        ("link_ids", ctypes.c_uint64),
-        ("link_attach_flags", ctypes.c_uint64),
-        ("revision", ctypes.c_uint64),
-    ]
-
-
-class RawTracepointOpenAttr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_uint64),
-        ("prog_fd", ctypes.c_uint32),
-        ("_pad0", ctypes.c_uint8 * 4),
-        ("cookie", ctypes.c_uint64),
-    ]
-
-
 class BtfLoadAttr(ctypes.Structure):
     _fields_ = [
         ("btf", ctypes.c_uint64),
@@ -605,58 +570,6 @@ class BtfLoadAttr(ctypes.Structure):
         ("btf_log_true_size", ctypes.c_uint32),
         ("btf_flags", ctypes.c_uint32),
         ("btf_token_fd", ctypes.c_int32),
-    ]
-
-
-class TaskFdQueryAttr(ctypes.Structure):
-    _fields_ = [
-        ("pid", ctypes.c_uint32),
-        ("fd", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("buf_len", ctypes.c_uint32),
-        ("buf", ctypes.c_uint64),
-        ("prog_id", ctypes.c_uint32),
-        ("fd_type", ctypes.c_uint32),
-        ("probe_offset", ctypes.c_uint64),
-        ("probe_addr", ctypes.c_uint64),
-    ]
-
-
-class EnableStatsAttr(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-    ]
-
-
-class IterCreateAttr(ctypes.Structure):
-    _fields_ = [
-        ("link_fd", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-    ]
-
-
-class ProgBindMapAttr(ctypes.Structure):
-    _fields_ = [
-        ("prog_fd", ctypes.c_uint32),
-        ("map_fd", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-    ]
-
-
-class TokenCreateAttr(ctypes.Structure):
-    _fields_ = [
-        ("flags", ctypes.c_uint32),
-        ("bpffs_fd", ctypes.c_uint32),
-    ]
-
-
-class ProgStreamReadAttr(ctypes.Structure):
-    _fields_ = [
-        ("stream_buf", ctypes.c_uint64),
-        ("stream_buf_len", ctypes.c_uint32),
-        ("stream_id", ctypes.c_uint32),
-        ("prog_fd", ctypes.c_uint32),
-        ("_pad0", ctypes.c_uint8 * 4),
     ]
 
 
@@ -700,30 +613,6 @@ class ProgInfo(ctypes.Structure):
         ("verified_insns", ctypes.c_uint32),
         ("attach_btf_obj_id", ctypes.c_uint32),
         ("attach_btf_id", ctypes.c_uint32),
-        ("_pad0", ctypes.c_uint8 * 4),
-    ]
-
-
-class MapInfo(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("key_size", ctypes.c_uint32),
-        ("value_size", ctypes.c_uint32),
-        ("max_entries", ctypes.c_uint32),
-        ("map_flags", ctypes.c_uint32),
-        ("name", (ctypes.c_uint8 * 16)),
-        ("ifindex", ctypes.c_uint32),
-        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
-        ("netns_dev", ctypes.c_uint64),
-        ("netns_ino", ctypes.c_uint64),
-        ("btf_id", ctypes.c_uint32),
-        ("btf_key_type_id", ctypes.c_uint32),
-        ("btf_value_type_id", ctypes.c_uint32),
-        ("btf_vmlinux_id", ctypes.c_uint32),
-        ("map_extra", ctypes.c_uint64),
-        ("hash", ctypes.c_uint64),
-        ("hash_size", ctypes.c_uint32),
         ("_pad0", ctypes.c_uint8 * 4),
     ]
 
@@ -796,6 +685,17 @@ _LAZY = {
     'LinkInfo_3_Sockmap': 'link',
     'LinkInfo_3': 'link',
     'LinkInfo': 'link',
+    'MapBatchAttr': 'misc',
+    'ProgQueryAttr_5': 'misc',
+    'ProgQueryAttr': 'misc',
+    'RawTracepointOpenAttr': 'misc',
+    'TaskFdQueryAttr': 'misc',
+    'EnableStatsAttr': 'misc',
+    'IterCreateAttr': 'misc',
+    'ProgBindMapAttr': 'misc',
+    'TokenCreateAttr': 'misc',
+    'ProgStreamReadAttr': 'misc',
+    'MapInfo': 'misc',
     'PerfEventType': 'perf',
     'PerfTypeId': 'perf',
     'PerfSwId': 'perf',
