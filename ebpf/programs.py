@@ -1012,12 +1012,12 @@ def _exception_callback_slot(func_info: list[tuple[int, Any]],
     """Where the exception callback starts: the function named by the main
     function's ``exception_callback:<name>`` decl tag (``__exception_cb``), when the
     program's func info has it; else None."""
-    from .btf import DeclTag  # BTF code on first use: programs without BTF never load it
+    from .btf import DeclTag, Kind  # BTF code on first use: programs without BTF never load it
 
     if btf_spec is None or not func_info or func_info[0][0] != 0:
         return None
     main = func_info[0][1]
-    name = next((t.name[len(_EXCEPTION_CB_TAG):] for t in btf_spec
+    name = next((t.name[len(_EXCEPTION_CB_TAG):] for t in btf_spec.types_of_kind(Kind.DECL_TAG)
                  if isinstance(t, DeclTag) and t.component_idx == -1 and t.type is main
                  and t.name.startswith(_EXCEPTION_CB_TAG)), None)
     return next((slot for slot, f in func_info[1:] if f.name == name), None)
@@ -1375,7 +1375,10 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
 
     b = Builder.from_spec(spec)
     fake_int: btf.Int | None = None
-    for tid, t in enumerate(b.types, start=1):
+    # (only the types it changes are decoded: the others are marshalled as they are)
+    kinds = btf.Kind.VAR, btf.Kind.FUNC, btf.Kind.ENUM, btf.Kind.ENUM64, btf.Kind.DATASEC
+    for tid in b.ids_of_kind(*kinds):
+        t = b.type_by_id(tid)
         if isinstance(t, btf.Var) and t.linkage == btf.Linkage.EXTERN:
             b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
         elif isinstance(t, btf.Func) and t.linkage == btf.Linkage.EXTERN:

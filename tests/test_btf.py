@@ -272,6 +272,35 @@ def test_bad_types(words: list[int], offset: int, lazy: bool) -> None:
     assert e.value.offset == offset
 
 
+@pytest.mark.parametrize("words, offset", [
+    ([*INT_WORDS, 0, 0x14000000, 0], 40),           # kind 20 does not exist
+    ([*INT_WORDS, 0, 0x02000000, 7], 40),           # pointer to type 7: out of range
+    ([99, 0x01000000, 4, 32], 24),                  # name offset beyond the strings
+    ([0, 0x00000000, 0], 24),                       # kind 0 (UNKN)
+    ([1, 0x0D000001, 0, 99, 1], 24),                # func proto param name out of range
+    ([*INT_WORDS, 0, 0x04000001, 4, 1, 9, 0], 40),  # struct member of type 9
+    ([*INT_WORDS, 0, 0x03000000, 0, 1, 5, 2], 40),  # array indexed by type 5
+    ([*INT_WORDS, 1, 0x0F000001, 4, 3, 0, 4], 40),  # datasec variable of type 3
+])
+def test_check_records(words: list[int], offset: int) -> None:
+    """`check_records` finds what eager decoding would, without decoding the rest."""
+    data = blob(words, STRINGS)
+    with pytest.raises(BTFError) as e:
+        Spec(data, lazy=True).check_records()
+    assert e.value.offset == offset
+    good = Spec(blob([*INT_WORDS, 0, 0x02000000, 1, 0, 0x03000000, 0, 1, 1, 4], STRINGS),
+                lazy=True)
+    good.check_records()
+    assert set(good._by_id) == set()
+
+
+def test_types_of_kind() -> None:
+    s = Spec(blob([*INT_WORDS, 0, 0x02000000, 1, 0, 0x02000000, 2], STRINGS), lazy=True)
+    assert [s.type_id(t) for t in s.types_of_kind(btf.Kind.PTR)] == [2, 3]
+    assert set(s._by_id) == {2, 3}
+    assert s.types_of_kind(btf.Kind.STRUCT) == []
+
+
 def test_not_utf8_name() -> None:
     with pytest.raises(BTFError):
         Spec(blob([1, 0x01000000, 4, 32], b"\0\xff\xfe\0"))

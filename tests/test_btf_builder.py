@@ -106,6 +106,25 @@ def test_round_trip_vmlinux() -> None:
     print(f"vmlinux: {len(spec)} types marshalled in {elapsed:.2f}s")
 
 
+def test_from_spec_copies_what_was_never_decoded() -> None:
+    """A type the spec never decoded is marshalled as a copy of its record; one that was
+    decoded (and maybe changed) is encoded from the object; ids stay the spec's."""
+    raw = obj_spec("btf_kinds").raw
+    spec = Spec(raw, lazy=True)
+    b = Builder.from_spec(spec)
+    assert b.marshal() == raw and set(spec._by_id) <= {0}
+    s = next(t for t in spec.types_of_kind(btf.Kind.STRUCT) if t.name)
+    tid = spec.type_id(s)
+    s.size += 8
+    assert b.type_id(s) == tid and b.add(s) == tid and b.type_by_id(tid) is s
+    assert b.ids_of_kind(btf.Kind.STRUCT) == [spec.type_id(t) for t in
+                                              spec.types_of_kind(btf.Kind.STRUCT)]
+    back = Spec(b.marshal())
+    assert len(back) == len(spec) and back.type_by_id(tid).size == s.size
+    assert len(spec._by_id) < len(spec)  # the rest still undecoded
+    assert [t.name for t in b] == [t.name for t in list(spec)[1:]]  # iterating takes all
+
+
 def test_builder_from_scratch() -> None:
     u32 = btf.Int("u32", 4)
     s64 = btf.Int("s64", 8, btf.IntEncoding.SIGNED)

@@ -7,7 +7,9 @@
 
 `Builder.from_spec(spec)` keeps a spec's type ids and string offsets, so that
 the .BTF.ext func/line info and CO-RE records of an ELF object, which refer to
-both, stay valid for the marshalled blob.
+both, stay valid for the marshalled blob. It takes the spec's types as they are
+asked for: a type the spec never decoded (so no one can have changed it) is
+marshalled as a copy of its record, not decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ class Builder:
         if byteorder not in ("little", "big"):
             raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
         self.byteorder = byteorder
-        self._types: list[Type] = []
+        # (None: the type of `_spec` with that id, not taken from it yet)
+        self._types: list[Type | None] = []
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strtab = bytearray(b"\0")
         self._stroffs: dict[str, int] | None = {"": 0}
+        self._spec: Spec | None = None  # the spec of from_spec, while it has types to give
 
     # -- construction -----------------------------------------------------------
 
@@ -83,14 +87,61 @@ class Builder:
         b = cls(byteorder=byteorder or spec.byteorder)
         b._strtab = bytearray(spec.string_table) or bytearray(b"\0")
         b._stroffs = None  # built from the seeded table on first use
-        types, ids = b._types, b._ids
-        for tid in range(1, len(spec)):
-            t = spec.type_by_id(tid)
-            types.append(t)
-            ids[id(t)] = tid
+        b._types = [None] * (len(spec) - 1)  # taken from the spec when asked for
+        b._spec = spec
         void = spec.type_by_id(0)
-        ids[id(void)] = 0
+        b._ids[id(void)] = 0
         return b
+
+    def _take(self, tid: int) -> Type:
+        """The type `tid` of the spec the builder was made from (not taken yet)."""
+        assert self._spec is not None
+        t = self._spec.type_by_id(tid)
+        if self._types[tid - 1] is None:
+            self._types[tid - 1] = t
+            self._ids.setdefault(id(t), tid)
+        return t
+
+    def _take_all(self) -> list[Type]:
+        """Every type, taken from the spec where not taken yet."""
+        if self._spec is not None:
+            types = self._types
+            for k in range(len(types)):
+                if types[k] is None:
+                    self._take(k + 1)
+        return self._types  # type: ignore[return-value]  # (no None left)
+
+    def _known(self, t: Type) -> int | None:
+        """The id of `t` if it is one of the builder's types (or one of its spec's
+        types that the builder has not taken yet)."""
+        tid = self._ids.get(id(t))
+        if tid is None and self._spec is not None:
+            tid = self._spec._ids.get(id(t))
+            if (tid is None or not 0 < tid <= len(self._types)
+                    or self._spec._by_id.get(tid) is not t):
+                return None
+            self._ids.setdefault(id(t), tid)
+            if self._types[tid - 1] is None:
+                self._types[tid - 1] = t
+        return tid
+
+    def ids_of_kind(self, *kinds: Kind) -> list[int]:
+        """The ids of the types of `kinds` (an ENUM64 is `Kind.ENUM64`), in id order;
+        the kinds of the types not taken from the spec yet are read from its records,
+        decoding none of them."""
+        wanted = set(kinds)
+        spec_kinds = self._spec._kinds() if self._spec is not None else b""
+        out = []
+        for k, t in enumerate(self._types):
+            if t is None:
+                kind = spec_kinds[k]
+            elif isinstance(t, Enum) and t.is64:
+                kind = Kind.ENUM64
+            else:
+                kind = t.kind
+            if kind in wanted:
+                out.append(k + 1)
+        return out
 
     def __len__(self) -> int:
         """Number of type ids, including void."""
@@ -99,16 +150,16 @@ class Builder:
     @property
     def types(self) -> list[Type]:
         """The types added so far, in id order (id 1 first)."""
-        return list(self._types)
+        return list(self._take_all())
 
     def __iter__(self) -> Iterator[Type]:
-        return iter(self._types)
+        return iter(self._take_all())
 
     def type_id(self, t: Type) -> int:
         """The id `t` was given; raises KeyNotFoundError if it was never added."""
         if isinstance(t, Void):
             return 0
-        tid = self._ids.get(id(t))
+        tid = self._known(t)
         if tid is None or self._types[tid - 1] is not t:
             raise KeyNotFoundError(f"{t!r} was not added to this Builder")
         return tid
@@ -117,7 +168,8 @@ class Builder:
         """The type with id `tid` (1-based)."""
         if not 1 <= tid <= len(self._types):
             raise KeyNotFoundError(f"no type id {tid} in this Builder")
-        return self._types[tid - 1]
+        t = self._types[tid - 1]
+        return self._take(tid) if t is None else t
 
     def add(self, t: Type) -> int:
         """Add `t` and every type it refers to (recursively); return the id of `t`."""
@@ -127,11 +179,17 @@ class Builder:
             return tid
         if isinstance(t, Void):
             return 0
+        lazy = self._spec is not None
+        if lazy:
+            tid = self._known(t)
+            if tid is not None:
+                return tid
         tid = self._append(t)
         stack = [t]
         while stack:
             for r in stack.pop().refs():
-                if id(r) not in ids and not isinstance(r, Void):
+                if (id(r) not in ids and not isinstance(r, Void)
+                        and not (lazy and self._known(r) is not None)):
                     self._append(r)
                     stack.append(r)
         return tid
@@ -191,6 +249,10 @@ class Builder:
         ids = self._ids
         add = self.add
         types = self._types
+        spec = self._spec
+        # the records of types the spec never decoded are copied as they are
+        copy = spec is not None and spec.byteorder == self.byteorder
+        chunks: list[bytes] = []
 
         def ref(r: Type) -> int:
             tid = ids.get(id(r))
@@ -202,10 +264,33 @@ class Builder:
         while i < len(types):  # may grow while marshalling, see ref()
             t = types[i]
             i += 1
+            if t is None:
+                assert spec is not None
+                if copy and i not in spec._by_id:
+                    j = i  # the run of such records from type id i to id j
+                    while j < len(types) and types[j] is None and j + 1 not in spec._by_id:
+                        j += 1
+                    if words:
+                        chunks.append(self._words_bytes(words))
+                        words.clear()
+                    chunks.append(spec._record_bytes(i, j))
+                    i = j
+                    continue
+                t = self._take(i)
             try:
                 self._encode(t, ext, string, ref)
             except BTFError as e:
                 raise BTFError(f"cannot marshal type id {i} ({t!r}): {e}") from None
+        if words or not chunks:
+            chunks.append(self._words_bytes(words))
+        tbytes = b"".join(chunks)
+        strtab = bytes(self._strtab)
+        hdr = HEADER if self.byteorder == "little" else HEADER_BE
+        header = hdr.pack(MAGIC, 1, 0, hdr.size, 0, len(tbytes), len(tbytes), len(strtab))
+        return header + tbytes + strtab
+
+    def _words_bytes(self, words: list[int]) -> bytes:
+        """Encoded words as bytes in the builder's byte order."""
         try:
             typesec = array("I", words)
         except OverflowError:
@@ -214,11 +299,7 @@ class Builder:
                            f"({words[bad]})") from None
         if (self.byteorder == "little") != (sys.byteorder == "little"):
             typesec.byteswap()
-        tbytes = typesec.tobytes()
-        strtab = bytes(self._strtab)
-        hdr = HEADER if self.byteorder == "little" else HEADER_BE
-        header = hdr.pack(MAGIC, 1, 0, hdr.size, 0, len(tbytes), len(tbytes), len(strtab))
-        return header + tbytes + strtab
+        return typesec.tobytes()
 
     @staticmethod
     def _encode(t: Type, ext: _Extend, string: _Str, ref: _Ref) -> None:

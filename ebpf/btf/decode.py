@@ -50,6 +50,9 @@ from .types import (
 )
 from .walk import SpecWalk
 
+# Kinds whose record refers to a type id in its third word.
+_REFERRING = frozenset((*_REF_KINDS, _FUNC_PROTO, _VAR, _DECL_TAG))
+
 
 class SpecDecoder(SpecWalk):
     """Strings and types of a `Spec` by offset and id."""
@@ -290,6 +293,41 @@ class SpecDecoder(SpecWalk):
             raise BTFError(f"type id {tid} has unsupported kind {kind}", self._type_start + 4 * i)
         t.name = name
         return t
+
+    def check_records(self) -> None:
+        """Check every record of this spec (not its base) without decoding it: a known
+        kind, references to type ids that exist, names inside the string table. A
+        record that fails is decoded, which raises the decoder's BTFError for it."""
+        self._ensure_complete()
+        w = self._words
+        first = self._first_id
+        maxid = first + len(self._offsets)
+        strmax = self._str_base + self._str_len
+        for k, i in enumerate(self._offsets):
+            info = w[i + 1]
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            ok = w[i] < strmax and 0 < kind <= _ENUM64
+            if kind in _REFERRING:
+                ok = ok and w[i + 2] < maxid
+            elif kind == _ARRAY:
+                ok = ok and w[i + 3] < maxid and w[i + 4] < maxid
+            if vlen and ok:
+                j = i + 3
+                if kind == _STRUCT or kind == _UNION:
+                    seg = w[j : j + 3 * vlen]
+                    ok = max(seg[1::3]) < maxid and max(seg[0::3]) < strmax
+                elif kind == _FUNC_PROTO:
+                    seg = w[j : j + 2 * vlen]
+                    ok = max(seg[1::2]) < maxid and max(seg[0::2]) < strmax
+                elif kind == _ENUM:
+                    ok = max(w[j : j + 2 * vlen : 2]) < strmax
+                elif kind == _ENUM64:
+                    ok = max(w[j : j + 3 * vlen : 3]) < strmax
+                elif kind == _DATASEC:
+                    ok = max(w[j : j + 3 * vlen : 3]) < maxid
+            if not ok:
+                self.type_by_id(first + k)
 
     def _bad_ref(self, tid: int, ref: int, i: int) -> None:
         raise BTFError(f"type id {tid}: reference to type id {ref} out of range",

@@ -35,6 +35,7 @@ from .layout import CachedIndex as CachedIndex
 from .layout import record_words as record_words
 from .names import SpecNames
 from .types import (
+    Kind,
     Type,
 )
 
@@ -182,6 +183,24 @@ class Spec(SpecNames):
             return b""
         w = self._words
         return bytes([(w[o + 1] >> 24) & 0x1F for o in offsets])
+
+    def types_of_kind(self, *kinds: Kind) -> list[Type]:
+        """This spec's own types (not its base's) of one of `kinds` (an ENUM64 is
+        `Kind.ENUM64`), in id order. Only those are decoded: the kinds are read from
+        the records."""
+        wanted = set(kinds)
+        first = self._first_id
+        return [self.type_by_id(first + k) for k, kind in enumerate(self._kinds())
+                if kind in wanted]
+
+    def _record_bytes(self, first: int, last: int) -> bytes:
+        """The bytes of the type section holding the records of this spec's own type
+        ids `first` to `last`, as the blob has them."""
+        a = self._locate(first - self._first_id)
+        b = self._locate(last - self._first_id)
+        if a is None or b is None or first > last:
+            raise BTFError(f"type ids {first}..{last} out of range")
+        return bytes(self._buf[self._type_start + 4 * a[0] : self._type_start + 4 * b[1]])
 
     def copy_offsets(self) -> bytes:
         """The type offset index, for an on-disk cache."""

@@ -229,7 +229,7 @@ class FunctionSections(ObjectState):
         out: dict[str, str] = {}
         if self.btf is None:
             return out
-        for t in self.btf:
+        for t in self.btf.types_of_kind(_btf.Kind.DECL_TAG):
             if (isinstance(t, _btf.DeclTag) and t.component_idx == -1
                     and t.name.startswith(_EXCEPTION_CB_TAG)
                     and isinstance(t.type, _btf.Func)):

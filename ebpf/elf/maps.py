@@ -34,7 +34,7 @@ class MapSections(ObjectState):
 
         datasecs: dict[str, _btf.Datasec] = {}
         if self.btf is not None:
-            for t in self.btf:
+            for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
                 if isinstance(t, _btf.Datasec):
                     datasecs[t.name] = t
         for sec in self.elf.sections:
@@ -89,8 +89,8 @@ class MapSections(ObjectState):
             return
         if self.btf is None:
             raise ELFError("object has a .maps section but no BTF", ".maps")
-        ds = next((t for t in self.btf if isinstance(t, _btf.Datasec) and t.name == ".maps"),
-                  None)
+        ds = next((t for t in self.btf.types_of_kind(_btf.Kind.DATASEC)
+                   if isinstance(t, _btf.Datasec) and t.name == ".maps"), None)
         if ds is None:
             raise BTFError("no DATASEC .maps in the object's BTF")
         for vs in ds.vars:
@@ -222,7 +222,8 @@ class MapSections(ObjectState):
         data = bytes(sec.size) if sec.is_nobits else bytes(sec.data())
         self.maps[arenas[0]].contents = [(0, data)]
         self.data_sections[sec.index] = arenas[0]
-        ds = next((t for t in self.btf or () if isinstance(t, _btf.Datasec)
+        datasecs = self.btf.types_of_kind(_btf.Kind.DATASEC) if self.btf is not None else ()
+        ds = next((t for t in datasecs if isinstance(t, _btf.Datasec)
                    and t.name == ARENA_SECTION), None)
         for vs in ds.vars if ds is not None else ():
             var = vs.type

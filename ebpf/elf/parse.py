@@ -73,7 +73,10 @@ class _Loader(MapSections, FunctionSections):
         if sec is None:
             return
         try:
-            self.btf = _btf.Spec(self._section_data(sec), lazy=False)
+            # decoded as it is used (most of an object's types never are), its records
+            # checked now
+            self.btf = _btf.Spec(self._section_data(sec), lazy=True)
+            self.btf.check_records()
         except BTFError as e:
             raise BTFError(f".BTF: {e}") from None
         ext = self.elf.section_by_name(".BTF.ext")
@@ -100,7 +103,7 @@ class _Loader(MapSections, FunctionSections):
                        and s.visibility in (1, 2) and s.section_index != SHN_UNDEF}
         if not hidden and not hidden_vars:
             return
-        for t in self.btf:
+        for t in self.btf.types_of_kind(_btf.Kind.FUNC, _btf.Kind.VAR):
             if isinstance(t, _btf.Func) and t.name in hidden:
                 t.linkage = _btf.Linkage.STATIC
             elif (isinstance(t, _btf.Var) and t.name in hidden_vars
@@ -117,7 +120,7 @@ class _Loader(MapSections, FunctionSections):
             if s.type == STT_OBJECT or s.section_index == SHN_UNDEF:
                 if syms.setdefault(s.name, s) is not s:
                     twice.add(s.name)
-        for t in self.btf:
+        for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
             if not isinstance(t, _btf.Datasec):
                 continue
             sec = self.elf.section_by_name(t.name)
@@ -144,7 +147,7 @@ class _Loader(MapSections, FunctionSections):
             return
         btf_vars: dict[str, tuple[str, _btf.Type]] = {}
         if self.btf is not None:
-            for t in self.btf:
+            for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
                 if isinstance(t, _btf.Datasec) and t.name in (".kconfig", ".ksyms"):
                     for vs in t.vars:
                         btf_vars[vs.type.name] = (t.name, vs.type)

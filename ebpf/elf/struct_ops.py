@@ -82,8 +82,8 @@ def _read(elf: Any, spec: CollectionSpec) -> dict[str, StructOpsSpec]:
     # functions by (section index, offset)
     funcs = {(s.section_index, s.value): s.name for s in symbols if s.type == 2 and s.name}
     for sec in secs:
-        ds = next((t for t in spec.btf if isinstance(t, _btf.Datasec) and t.name == sec.name),
-                  None)
+        ds = next((t for t in spec.btf.types_of_kind(_btf.Kind.DATASEC)
+                   if isinstance(t, _btf.Datasec) and t.name == sec.name), None)
         if ds is None:
             raise ELFError(f"no BTF DATASEC for {sec.name}", sec.name)
         data = bytes(sec.data())
