@@ -764,3 +764,10 @@ def test_builder_and_disassembler_load_on_first_use() -> None:
     assert set(builder.__all__) <= set(asm.__all__) <= set(dir(asm))
     with pytest.raises(AttributeError):
         asm.no_such_name  # noqa: B018
+
+
+def test_reference_kinds_table_is_the_computed_one() -> None:
+    """`_REF_KIND` is `_ref_kinds()` written out (computed at import it cost ~80 us)."""
+    from ebpf.asm.instruction import _REF_KIND, _ref_kinds
+
+    assert tuple(_REF_KIND) == _ref_kinds()

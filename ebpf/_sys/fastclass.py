@@ -125,6 +125,7 @@ def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
     # without its own __new__; neither sets _value_, and Enum.__init__ does nothing.
     is_int = member_type is int
     is_flag = issubclass(cls, _enum.Flag) and _PY311
+    flag_mask = singles_mask = 0
     names = cls._member_names_
     member_map = cls._member_map_
     by_value = cls._value2member_map_
@@ -141,10 +142,9 @@ def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
         if _PY311:
             member._sort_order_ = len(names)
         if is_flag:
-            cls._flag_mask_ |= value
+            flag_mask |= value
             if _single_bit(value):
-                cls._singles_mask_ |= value
-            cls._all_bits_ = 2 ** cls._flag_mask_.bit_length() - 1
+                singles_mask |= value
         canonical = by_value.get(value)
         if canonical is None:
             if not is_flag or _single_bit(value):
@@ -157,7 +157,11 @@ def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
             set_attr(cls, key, member)
             member_map[key] = member
         by_value.setdefault(value, member)
-    if is_flag:
+    if is_flag:  # the masks as the stdlib leaves them after the last member
+        set_attr(cls, "_flag_mask_", cls._flag_mask_ | flag_mask)
+        set_attr(cls, "_singles_mask_", cls._singles_mask_ | singles_mask)
+        set_attr(cls, "_all_bits_", 2 ** cls._flag_mask_.bit_length() - 1 if members
+                 else cls._all_bits_)
         values = [m._value_ for m in cls]
         if values != sorted(values):
             cls._iter_member_ = cls._iter_member_by_def_

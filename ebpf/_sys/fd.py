@@ -21,13 +21,16 @@ import fcntl
 import functools
 import os
 import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedError
 from . import forking
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+if TYPE_CHECKING:  # holds_first's type: no TypeVar at run time (import cost)
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class FD:

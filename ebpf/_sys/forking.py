@@ -25,13 +25,15 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .log import log as _log
 
+if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import cost)
+    from typing import Protocol
 
-class _ForkAware(Protocol):
-    def _after_fork_in_child(self) -> None: ...
+    class _ForkAware(Protocol):
+        def _after_fork_in_child(self) -> None: ...
 
 
 _tracked: weakref.WeakSet[Any] = weakref.WeakSet()

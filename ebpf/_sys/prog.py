@@ -11,7 +11,9 @@ The generic object commands (pin, get, info, BTF read-back) are in
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+from typing import Any
 
 from . import types as _t
 from . import validate
@@ -85,21 +87,25 @@ def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
     bpf(Cmd.PROG_DETACH, attr)
 
 
-class _Statfs(ctypes.Structure):
-    # struct statfs on 64-bit Linux: f_type comes first and is a long everywhere
-    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 120)]
+@functools.cache
+def _statfs() -> tuple[Any, type[ctypes.Structure]]:
+    """statfs(2) through libc and its struct, made on first use (process start)."""
 
+    class Statfs(ctypes.Structure):
+        # struct statfs on 64-bit Linux: f_type comes first and is a long everywhere
+        _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 120)]
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_statfs = _libc.statfs
-_statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
-_statfs.restype = ctypes.c_int
+    fn = ctypes.CDLL(None, use_errno=True).statfs
+    fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(Statfs)]
+    fn.restype = ctypes.c_int
+    return fn, Statfs
 
 
 def is_bpffs(path: str | os.PathLike[str]) -> bool:
     """Whether `path` (a file or directory that exists) is on a bpf filesystem."""
-    buf = _Statfs()
-    if _statfs(os.fsencode(os.fspath(path)), ctypes.byref(buf)) != 0:
+    statfs, struct = _statfs()
+    buf: Any = struct()
+    if statfs(os.fsencode(os.fspath(path)), ctypes.byref(buf)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fspath(path))
     return (int(buf.f_type) & 0xFFFFFFFF) == BPF_FS_MAGIC
