@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import resource
 import threading
 
-from .caps import CAP_SYS_RESOURCE, read_privileges
+from .caps import CAP_SYS_RESOURCE, _kernel_version, read_privileges
 from .log import log as _log
 from .types import Cmd, MapCreateAttr
 
@@ -74,11 +73,6 @@ def describe(charges: bool | None, soft: int, failure: str = "") -> str:
         text += f" and could not be raised ({failure})"
     return text + ("; raise it (`ulimit -l unlimited`, LimitMEMLOCK=infinity) or give the "
                    "process CAP_SYS_RESOURCE")
-
-
-def _kernel_version() -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def _create_array() -> int:

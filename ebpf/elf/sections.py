@@ -24,7 +24,6 @@ Helpers parse the attach targets the auto-attachers understand:
 from __future__ import annotations
 
 import functools
-import re
 from typing import TYPE_CHECKING
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
@@ -388,21 +387,26 @@ def lookup_section(name: str) -> SectionDef | None:
 # Attach targets
 
 
-_KPROBE_RE = re.compile(r"([a-zA-Z0-9_.]+)(?:\+(.*))?", re.S)
-_C_INT_RE = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[1-9][0-9]*|0[0-7]*)")
+# Checked with string methods, not regular expressions: compiling one costs ~0.2 ms of
+# process start, and these run only when attaching.
+_FUNC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DEC = frozenset("0123456789")
+_OCT = frozenset("01234567")
 
 
 def _c_int(text: str) -> int | None:
     """A whole C integer literal (decimal, 0x hex or 0 octal, optional sign), or None."""
-    if _C_INT_RE.fullmatch(text) is None:
-        return None
     sign = -1 if text.startswith("-") else 1
-    digits = text.lstrip("+-")
+    digits = text[1:] if text[:1] in ("+", "-") else text
     if digits[:2] in ("0x", "0X"):
-        return sign * int(digits[2:], 16)
-    if len(digits) > 1 and digits.startswith("0"):
-        return sign * int(digits[1:], 8)
-    return sign * int(digits, 10)
+        return sign * int(digits[2:], 16) if len(digits) > 2 and _HEX.issuperset(
+            digits[2:]) else None
+    if digits[:1] == "0":
+        return sign * int(digits, 8) if _OCT.issuperset(digits) else None
+    if digits and _DEC.issuperset(digits):
+        return sign * int(digits, 10)
+    return None
 
 
 def parse_kprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, int]:
@@ -412,10 +416,10 @@ def parse_kprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, in
     integer literal. Stricter than libbpf, which ignores trailing garbage:
     anything else raises InvalidArgumentError. Return probes take no offset.
     """
-    m = _KPROBE_RE.fullmatch(target)
-    if m is None:
+    func, plus, rest = target.partition("+")
+    if not func or not _FUNC_CHARS.issuperset(func):
         raise InvalidArgumentError(f"invalid kprobe target {target!r}, expected <func>[+<offset>]")
-    func, off_text = m.group(1), m.group(2)
+    off_text = rest if plus else None
     offset = 0
     if off_text is not None:
         value = _c_int(off_text)
