@@ -70,7 +70,7 @@ CONST_PREFIXES = ("BPF_F_", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_RINGBUF_
                   "BPF_LOCAL_STORAGE_", "BPF_SK_STORAGE_", "BPF_TASK_ITER_")
 
 # Classes moved out of types.py, by class-name prefix -> module (types_<part>.py).
-LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link",
+LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link", "LinkType": "link",
               "LinkCreateAttr": "link", "LinkUpdateAttr": "link", "LinkDetachAttr": "link",
               # commands and info that neither loading an object nor its maps use
               **dict.fromkeys(("ProgQueryAttr", "RawTracepointOpenAttr", "TaskFdQueryAttr",

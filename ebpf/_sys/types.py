@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from enum import IntEnum
     from .types_helpers import HelperFunc as HelperFunc
+    from .types_link import LinkType as LinkType
     from .types_link import LinkCreateAttr_0 as LinkCreateAttr_0
     from .types_link import LinkCreateAttr_4_1 as LinkCreateAttr_4_1
     from .types_link import LinkCreateAttr_4_PerfEvent as LinkCreateAttr_4_PerfEvent
@@ -265,26 +266,6 @@ class AttachType(IntEnum):
     NETKIT_PEER = 55
     TRACE_KPROBE_SESSION = 56
     TRACE_UPROBE_SESSION = 57
-
-
-class LinkType(IntEnum):
-    """The kernel's `enum bpf_link_type`: its `BPF_LINK_TYPE_*` values, without the prefix."""
-
-    UNSPEC = 0
-    RAW_TRACEPOINT = 1
-    TRACING = 2
-    CGROUP = 3
-    ITER = 4
-    NETNS = 5
-    XDP = 6
-    PERF_EVENT = 7
-    KPROBE_MULTI = 8
-    STRUCT_OPS = 9
-    NETFILTER = 10
-    TCX = 11
-    UPROBE_MULTI = 12
-    NETKIT = 13
-    SOCKMAP = 14
 
 
 class StatsType(IntEnum):
@@ -648,6 +629,7 @@ ATTR_SIZE = 168
 
 _LAZY = {
     'HelperFunc': 'helpers',
+    'LinkType': 'link',
     'LinkCreateAttr_0': 'link',
     'LinkCreateAttr_4_1': 'link',
     'LinkCreateAttr_4_PerfEvent': 'link',

@@ -5,8 +5,34 @@
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from enum import IntEnum
+else:
+    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply
 
 from .types import ProgAttachAttr_0, ProgAttachAttr_5
+
+class LinkType(IntEnum):
+    """The kernel's `enum bpf_link_type`: its `BPF_LINK_TYPE_*` values, without the prefix."""
+
+    UNSPEC = 0
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+    NETKIT = 13
+    SOCKMAP = 14
+
 
 class LinkCreateAttr_0(ctypes.Union):
     _fields_ = [
