@@ -660,7 +660,9 @@ class Reader(ReaderBase):
     def read_array(self, max_records: int = 65536, dtype: Any = None,
                    timeout: float | None = None, *, copy: bool = True) -> npt.NDArray[Any]:
         """Up to `max_records` fixed-size samples from one CPU's ring as a numpy array;
-        see `ebpf.ringbuf.Reader.read_array`.
+        see `ebpf.ringbuf.Reader.read_array`. Raw items (`dtype` None) include the
+        kernel's padding (a 16-byte sample is a 20-byte item); the samples' own dtype
+        is faster to copy as well as to use.
 
         With ``copy=False`` the array is a read-only strided view into the ring itself
         (nothing copied: the samples of one run of equal records up to the end of the
