@@ -661,8 +661,9 @@ class Reader(ReaderBase):
                    timeout: float | None = None, *, copy: bool = True) -> npt.NDArray[Any]:
         """Up to `max_records` fixed-size samples from one CPU's ring as a numpy array;
         see `ebpf.ringbuf.Reader.read_array`. Raw items (`dtype` None) include the
-        kernel's padding (a 16-byte sample is a 20-byte item); the samples' own dtype
-        is faster to copy as well as to use.
+        kernel's padding (a 16-byte sample is a 20-byte item); with the samples' own
+        dtype the copy is also faster (numpy copies items of 1, 2, 4, 8 or 16 bytes
+        fastest).
 
         With ``copy=False`` the array is a read-only strided view into the ring itself
         (nothing copied: the samples of one run of equal records up to the end of the
