@@ -228,9 +228,15 @@ class Builder:
 
     def _index_strings(self) -> dict[str, int]:
         tab = bytes(self._strtab)
-        parts = tab.split(b"\0")[:-1]  # the table ends with a NUL
+        if tab.isascii():  # (the usual table: decoded at once)
+            names = tab.decode("ascii").split("\0")[:-1]  # the table ends with a NUL
+            starts = list(accumulate(map((1).__add__, map(len, names)), initial=0))[:-1]
+            index = dict(zip(reversed(names), reversed(starts), strict=True))  # first wins
+            index[""] = 0
+            return index
+        parts = tab.split(b"\0")[:-1]
         starts = list(accumulate(map((1).__add__, map(len, parts)), initial=0))[:-1]
-        index: dict[str, int] = {}
+        index = {}
         for part, start in zip(reversed(parts), reversed(starts), strict=True):
             try:
                 index[part.decode()] = start  # the first occurrence wins

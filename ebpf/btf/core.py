@@ -857,32 +857,57 @@ class _Place(_Record):
     stop: _AtMember
 
 
-def _places_by_name(spec: Spec, outer: Composite) -> dict[str, list[_Place]]:
-    """Every named member of `outer`, its anonymous members included, in declaration
-    order (an anonymous member's contents where it is declared). Cached on `spec`."""
+# Names looked up one by one in a struct/union before all of its members are indexed.
+_NAMES_BEFORE_INDEX = 8
+
+
+def _places_named(spec: Spec, outer: Composite, name: str) -> list[_Place]:
+    """The members called `name` of `outer`, its anonymous members included, in
+    declaration order (an anonymous member's contents where it is declared). Cached on
+    `spec`: the first few names by a scan of the members for each (a relocated struct
+    is often big, e.g. task_struct, and only a few of its members are asked for), then
+    every name at once."""
     cache = _on_spec(spec, "_core_member_places")
     hit = cache.get(id(outer))
-    if hit is not None and hit[0] is outer:
-        return hit[1]   # type: ignore[no-any-return]
-    places: dict[str, list[_Place]] = {}
-    _collect_places(outer, (), 0, places)
-    cache[id(outer)] = (outer, places)    # holding `outer` keeps its id unique
-    return places
+    if hit is None or hit[0] is not outer:
+        # holding `outer` keeps its id unique; [places by name, names scanned or -1 once
+        # every name is in]
+        hit = cache[id(outer)] = (outer, {}, [0])
+    places: dict[str, list[_Place]] = hit[1]
+    found = places.get(name)
+    if found is not None:
+        return found
+    scanned = hit[2]
+    if scanned[0] < 0:
+        return []
+    if scanned[0] < _NAMES_BEFORE_INDEX:
+        one: dict[str, list[_Place]] = {}
+        _collect_places(outer, (), 0, one, name)
+        scanned[0] += 1
+        found = places[name] = one.get(name, [])
+        return found
+    every: dict[str, list[_Place]] = {}
+    _collect_places(outer, (), 0, every, None)
+    places.clear()
+    places.update(every)
+    scanned[0] = -1
+    return places.get(name, [])
 
 
 def _collect_places(owner: Composite, trail: tuple[int, ...], base: int,
-                    places: dict[str, list[_Place]]) -> None:
+                    places: dict[str, list[_Place]], only: str | None) -> None:
+    """Add the members of `owner` (those called `only`, unless None) to `places`."""
     if len(trail) >= _MAX_PATH:
         raise _Refused("struct/union nesting too deep")
     for i, m in enumerate(owner.members):
-        where = (*trail, i)
         if m.name:
-            places.setdefault(m.name, []).append(
-                _Place(where, base + m.offset_bits, _AtMember(m, owner, i)))
+            if only is None or m.name == only:
+                places.setdefault(m.name, []).append(
+                    _Place((*trail, i), base + m.offset_bits, _AtMember(m, owner, i)))
             continue
         inner = _resolved(m.type)
         if isinstance(inner, Composite):
-            _collect_places(inner, where, base + m.offset_bits, places)
+            _collect_places(inner, (*trail, i), base + m.offset_bits, places, only)
 
 
 def _find_member(spec: Spec, here: Type, name: str,
@@ -895,7 +920,7 @@ def _find_member(spec: Spec, here: Type, name: str,
     the search goes on after that anonymous member."""
     if not isinstance(here, Composite):
         return None
-    places = _places_by_name(spec, here).get(name)
+    places = _places_named(spec, here, name)
     if not places:
         return None
     assert local_type is not None

@@ -10,21 +10,22 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
+    from typing import Protocol, TypeVar
 
+    T = TypeVar("T")
 
-class Closable(Protocol):
-    """A kernel object the CLI opens (a map, program or link): closed by its user."""
+    class Closable(Protocol):
+        """A kernel object the CLI opens (a map, program or link): closed by its user."""
 
-    def close(self) -> None:
-        """Release the object's fd."""
+        def close(self) -> None:
+            """Release the object's fd."""
 
-
-C = TypeVar("C", bound=Closable)
+    C = TypeVar("C", bound=Closable)
 
 __all__ = [
     "add_json",
