@@ -28,13 +28,17 @@ their original order and holds only the strings they use.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import BTFError
-from .records import Record, StringTable, encode_records, layout, marshal, parse_records
 from .spec import Spec
 from .types import Kind
+
+if TYPE_CHECKING:
+    from array import array
+
+    from .records import Record, StringTable
 
 __all__ = ["Deduplicated", "dedup", "dedup_records"]
 
@@ -64,6 +68,8 @@ class Deduplicated:
 
     def encode(self, strings: StringTable) -> array[int]:
         """The type section words of the kept types (see `encode_records`)."""
+        from .records import encode_records  # on use: `import ebpf.btf` loads this module
+
         return encode_records(self._source, strings, self.id_map)
 
 
@@ -81,6 +87,8 @@ def _survey(records: Sequence[Record]
     share to be the same type with their references left out, and the ids they
     refer to in record order; the forward declarations, each with the (kind, name)
     of the definitions it stands for, and the ids of the definitions by (kind, name)."""
+    from .records import layout  # on use: `import ebpf.btf` loads this module
+
     n = len(records)
     keys: list[tuple[object, ...]] = [()]
     refs: list[list[int]] = [[]]
@@ -250,6 +258,8 @@ def dedup(spec: Spec) -> Spec:
     those the kept types use remain. Split BTF is not supported (BTFError)."""
     if spec.base is not None:
         raise BTFError("btf.dedup does not support split BTF")
+    from .records import StringTable, marshal, parse_records  # on use: see encode
+
     records, _ = parse_records(spec.raw)
     result = dedup_records(records)
     strings = StringTable()
