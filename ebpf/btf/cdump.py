@@ -46,7 +46,7 @@ import re
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from itertools import compress
+from itertools import compress, filterfalse
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -116,7 +116,7 @@ _FLOAT_BY_SIZE = {2: "_Float16", 4: "float", 8: "double", 16: "long double"}
 _PAD_UNITS = ((8, "char"), (16, "short"), (32, "int"), (64, "long"))
 _ENUM_MODE = {1: "byte", 2: "HI"}
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
-_TABS = ["\t" * i for i in range(32)]
+_TABS = ["\t" * i for i in range(_MAX_DEPTH + 3)]  # (a level is at most a depth + 1)
 # Kinds of the types `_Names` names and `write_all` writes:
 # INT, STRUCT, UNION, ENUM, FWD, TYPEDEF, FLOAT, ENUM64.
 _TOP_KIND_TABLE = bytes(k in (_INT, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _FLOAT, _ENUM64)
@@ -240,9 +240,11 @@ class _Records:
         self.kinds = base_kinds + kinds
         self.cat = self.kinds.translate(_CATEGORY)
         self._strings = cache
+        self.strings_get = cache.get  # (offset -> string, or None when not decoded yet)
         self._members: dict[int, _Members] = {}
         self._arrays: dict[int, tuple[int, int]] = {}
         self._params: dict[int, list[tuple[str, int]]] = {}
+        self._enums: dict[int, tuple[list[int], list[int]]] = {}
 
     def named_ids(self) -> list[int]:
         """The ids of the spec's own (not its base's) types that may get a C name
@@ -316,20 +318,26 @@ class _Records:
                                                  strict=True))
         return found
 
-    def enum_values(self, tid: int) -> list[tuple[int, int]]:
-        """(name offset, value) of each enumerator, the value signed if the enum is."""
+    def enum_values(self, tid: int) -> tuple[list[int], list[int]]:
+        """The name offsets and the values of the enumerators (memoized), the values
+        signed if the enum is."""
+        found = self._enums.get(tid)
+        if found is not None:
+            return found
         signed = self.infos[tid] >> 31
         if self.kinds[tid] == _ENUM:
             seg = self.entries(tid, 2)
             values = seg[1::2]
             if signed:
                 values = [v - (1 << 32) if v & 0x80000000 else v for v in values]
-            return list(zip(seg[0::2], values, strict=True))
+            found = self._enums[tid] = (seg[0::2], values)
+            return found
         seg = self.entries(tid, 3)
         values = [lo | (hi << 32) for lo, hi in zip(seg[1::3], seg[2::3], strict=True)]
         if signed:
             values = [v - (1 << 64) if v & (1 << 63) else v for v in values]
-        return list(zip(seg[0::3], values, strict=True))
+        found = self._enums[tid] = (seg[0::3], values)
+        return found
 
     def int_encoding(self, tid: int) -> int:
         """The encoding bits (signed, char, bool) of an INT."""
@@ -430,12 +438,20 @@ class _Names:
         if kind == _STRUCT or kind == _UNION:
             self.of[t] = _unique_identifier(name, tags)
         elif kind == _ENUM or kind == _ENUM64:
-            values = records.enum_values(t)
+            offsets = records.enum_values(t)[0]
             if name:  # an enum without values only refers to the tag
                 ident = _c_identifier(name)
-                self.of[t] = _unique(ident, tags) if values else ident
-            string = records.string
-            self.enumerators[t] = [_unique_identifier(string(off), idents) for off, _ in values]
+                self.of[t] = _unique(ident, tags) if offsets else ident
+            found = list(map(records.strings_get, offsets))
+            # (checked all at once: almost always C identifiers, new and distinct)
+            if None not in found and idents.isdisjoint(found) \
+                    and len(set(found)) == len(found) \
+                    and all(map(str.isidentifier, found)) and "".join(found).isascii():  # type: ignore[arg-type]
+                idents.update(found)  # type: ignore[arg-type]
+                self.enumerators[t] = found  # type: ignore[assignment]
+            else:
+                string = records.string
+                self.enumerators[t] = [_unique_identifier(string(off), idents) for off in offsets]
         elif kind == _TYPEDEF:
             self.of[t] = _unique_identifier(name, idents)
         elif kind == _FWD:
@@ -673,6 +689,7 @@ class _Emitter:
         self.cat, self.sts, self.kinds = records.cat, records.sts, records.kinds
         self.names = names
         self.layout = _Layout(records)
+        self._members = records._members  # (memo of records.members, read directly)
         self.out: list[str] = []
         self.printed: set[int] = set()  # definitions and typedefs written
         self.forward: set[int] = set()  # struct/union tags declared ahead
@@ -732,16 +749,18 @@ class _Emitter:
             raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
         cat, sts = self.cat, self.sts
         outer = t  # (an array or a qualified type: complete when its element is)
-        for _ in range(_MAX_CHAIN):
-            k = cat[t]
-            if k == _K_QUAL:
-                t = sts[t]
-            elif k == _K_ARRAY:
-                t = self.records.array(t)[0]
+        k = cat[t]
+        if k == _K_QUAL or k == _K_ARRAY:
+            for _ in range(_MAX_CHAIN):
+                k = cat[t]
+                if k == _K_QUAL:
+                    t = sts[t]
+                elif k == _K_ARRAY:
+                    t = self.records.array(t)[0]
+                else:
+                    break
             else:
-                break
-        else:
-            raise BTFError(f"type reference loop at {self.records.describe(t)}")
+                raise BTFError(f"type reference loop at {self.records.describe(t)}")
         if k == _K_TYPEDEF:
             if t not in self.ready:
                 self.need_value(sts[t], depth + 1)
@@ -770,13 +789,13 @@ class _Emitter:
         """need_value(member type, depth + 1) for each member, but for those that have
         nothing left to do (at a depth where need_value would not refuse them, nor
         need_name below it)."""
-        complete = self.complete
         need_value = self.need_value
-        types = self.records.members(t)[1]
+        found = self._members.get(t)
+        types = (found or self.records.members(t))[1]
         if depth + 2 <= _MAX_DEPTH:
-            for mtype in types:
-                if mtype not in complete:
-                    need_value(mtype, depth + 1)
+            # (filterfalse tests each member when the loop reaches it)
+            for mtype in filterfalse(self.complete.__contains__, types):
+                need_value(mtype, depth + 1)
         else:
             for mtype in types:
                 need_value(mtype, depth + 1)
@@ -897,20 +916,20 @@ class _Emitter:
     def _enum_text(self, t: int, lvl: int) -> str:
         records = self.records
         head = f"enum {self.names(t)}" if records.names[t] else "enum"
-        values = records.enum_values(t)
+        values = records.enum_values(t)[1]
         if not values:
             return head
-        pad = _tabs(lvl + 1)
-        lines = [head, " {"]
         names = self.names.enumerators_of(t)
         signed = bool(records.infos[t] >> 31)
-        is64 = self.kinds[t] == _ENUM64
-        for name, (_, v) in zip(names, values, strict=True):
-            lines.append(f"\n{pad}{name} = {_enum_value(signed, is64, v)},")
-        lines.append("\n" + _tabs(lvl) + "}")
+        # (unsigned values are read unsigned: they need no mask)
+        suffix = ("LL" if signed else "ULL") if self.kinds[t] == _ENUM64 else ""
+        line = f"\n{_tabs(lvl + 1)}{{}} = {{}}{suffix},"
+        if len(names) != len(values):
+            raise BTFError(f"internal error: enumerators of {records.describe(t)}")
+        lines = [head, " {", *map(line.format, names, values), "\n" + _tabs(lvl) + "}"]
         size = self.sts[t]
         mode = _ENUM_MODE.get(size)
-        if mode is None and size == 8 and not any(_needs_64_bits(signed, v) for _, v in values):
+        if mode is None and size == 8 and not any(_needs_64_bits(signed, v) for v in values):
             mode = "word"  # 32-bit values would give a 4-byte enum
         if mode is not None:
             lines.append(f" __attribute__((mode({mode})))")
@@ -924,7 +943,7 @@ class _Emitter:
         packed = shape.packed
         lines = [self._tag(t), " {"]
         append = lines.append
-        pad = "\n" + _tabs(lvl + 1)
+        pad = "\n" + _TABS[lvl + 1]  # (depth checked: lvl <= depth + 1)
         is_struct = self.kinds[t] == _STRUCT
         align_bits, size_bits = layout.align_bits, layout.size_bits  # (of every member)
         member_decl = self._member_decl
@@ -936,7 +955,8 @@ class _Emitter:
             fast = lines_at[inner_lvl]
         else:
             fast = self._member_lines_at(inner_lvl)
-        names, types, offsets, bitfields = self.records.members(t)
+        found = self._members.get(t)
+        names, types, offsets, bitfields = found or self.records.members(t)
         cur = 0
         if bitfields is None:
             for name, mtype, off in zip(names, types, offsets):  # noqa: B905 (as long)
@@ -982,7 +1002,7 @@ class _Emitter:
             lines.extend(_padding(cur, end, lvl + 1))
         elif shape.union_fill:
             append(_union_filler(shape.union_fill, lvl + 1))
-        append("\n" + _tabs(lvl) + "}" if len(lines) > 2 else "}")
+        append("\n" + _TABS[lvl] + "}" if len(lines) > 2 else "}")
         if packed:
             append(" __attribute__((packed))")
         elif shape.aligned_attr:
@@ -1181,14 +1201,6 @@ def _needs_64_bits(signed: bool, value: int) -> bool:
     if signed:
         return not -(1 << 31) <= value < (1 << 31)
     return (value & 0xFFFFFFFFFFFFFFFF) >> 32 != 0
-
-
-def _enum_value(signed: bool, is64: bool, value: int) -> str:
-    if is64:
-        if signed:
-            return f"{value}LL"
-        return f"{value & 0xFFFFFFFFFFFFFFFF}ULL"
-    return str(value if signed else value & 0xFFFFFFFF)
 
 
 __all__ = ["dump_c"]
