@@ -392,3 +392,22 @@ def test_concurrent_lazy_lookups() -> None:
     assert not errors, errors
     assert list(spec._offsets) == list(ref._offsets)[: len(spec._offsets)]
     assert len(spec) == len(ref)
+
+
+def test_kernel_result_types_load_on_first_use() -> None:
+    """`ebpf.btf.kernel` makes KernelType/StructOpsType on first use (process start); they
+    are its names all the same (repr, pickling by reference)."""
+    import pickle
+    import subprocess
+    import sys
+
+    code = ("import sys, ebpf.btf.kernel as k; print('ebpf.btf._kernel_types' in sys.modules); "
+            "k.KernelType; print('ebpf.btf._kernel_types' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
+    from ebpf.btf import kernel
+
+    assert kernel.KernelType.__module__ == "ebpf.btf.kernel"
+    assert pickle.loads(pickle.dumps(kernel.StructOpsType)) is kernel.StructOpsType
+    assert repr(kernel.KernelType("m", 1, None)) == "KernelType(module='m', type_id=1, type=None)"

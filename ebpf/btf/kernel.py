@@ -6,19 +6,16 @@ import _thread
 import errno
 import mmap
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
 from .types import Struct, Type
 
 if TYPE_CHECKING:
-    from typing import NamedTuple
-
+    from ._kernel_types import KernelType as KernelType
+    from ._kernel_types import StructOpsType as StructOpsType
     from .handle import Handle
-else:
-    # the same stdlib classes, made at a fraction of the cost (process start)
-    from .._sys.fastclass import NamedTuple
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 _lock = _thread.allocate_lock()
@@ -96,16 +93,6 @@ def kernel_module_names() -> list[str]:
     return sorted(n for n in names if n != "vmlinux")
 
 
-class KernelType(NamedTuple):
-    """A type of the running kernel's BTF: `module` is "" for vmlinux, else the
-    module whose split BTF holds it; `type_id` is its id there (a module's ids
-    follow vmlinux's), which is what BPF_PROG_LOAD wants with that BTF object."""
-
-    module: str
-    type_id: int
-    type: Type
-
-
 def find_kernel_type(name: str, kinds: tuple[type[Type], ...], module: str | None = None
                      ) -> KernelType | None:
     """The first type called `name` of one of `kinds` (tried in order) in vmlinux,
@@ -117,6 +104,8 @@ def find_kernel_type(name: str, kinds: tuple[type[Type], ...], module: str | Non
     if module is None or module == "vmlinux":
         found = _own_type(kernel, name, kinds, 1)
         if found is not None:
+            from ._kernel_types import KernelType  # its class on first use (process start)
+
             return KernelType("", *found)
         if module is not None:
             return None
@@ -127,27 +116,14 @@ def find_kernel_type(name: str, kinds: tuple[type[Type], ...], module: str | Non
             continue
         found = _own_type(spec, name, kinds, len(kernel))
         if found is not None:
+            from ._kernel_types import KernelType  # (as above)
+
             return KernelType(mod, *found)
     return None
 
 
 STRUCT_OPS_VALUE_PREFIX = "bpf_struct_ops_"
 """The kernel's struct holding a struct_ops value is ``struct bpf_struct_ops_<name>``."""
-
-
-class StructOpsType(NamedTuple):
-    """A struct_ops type of the running kernel (``struct <name>``) and the struct the
-    kernel keeps its values in (``struct bpf_struct_ops_<name>``, None when the kernel
-    has none: then it cannot be implemented in BPF). `module` is "" when vmlinux
-    defines it, else the module whose split BTF (`spec`) does; the ids are ids in
-    `spec` (what BPF_PROG_LOAD and BPF_MAP_CREATE want with that module's BTF object)."""
-
-    module: str
-    spec: Spec
-    struct: Struct
-    struct_id: int
-    value: Struct | None
-    value_id: int
 
 
 def find_struct_ops_type(name: str) -> StructOpsType | None:
@@ -168,6 +144,8 @@ def find_struct_ops_type(name: str) -> StructOpsType | None:
     assert isinstance(found.type, Struct)
     value = find_kernel_type(STRUCT_OPS_VALUE_PREFIX + name, (Struct,),
                              found.module or "vmlinux")
+    from ._kernel_types import StructOpsType  # its class on first use (process start)
+
     if value is None:
         return StructOpsType(found.module, spec, found.type, found.type_id, None, 0)
     assert isinstance(value.type, Struct)
@@ -236,3 +214,12 @@ def _open_kernel_btf(btf_id: int, module: str) -> Handle | None:
         return handle
     handle.close()
     return None
+
+
+def __getattr__(name: str) -> Any:
+    # KernelType and StructOpsType on first use (process start): see _kernel_types.py
+    if name in ("KernelType", "StructOpsType"):
+        from . import _kernel_types  # (as above)
+
+        return getattr(_kernel_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
