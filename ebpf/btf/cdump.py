@@ -525,20 +525,22 @@ class _Layout:
     def __init__(self, records: _Records) -> None:
         self.records = records
         self.shapes: dict[int, _Shape] = {}
-        self.sizes: dict[int, int] = {}
-        self.aligns: dict[int, int] = {}
-        # the same in bits, filled with them (what the member loops use)
+        # sizes and alignments in bits, memoized together
         self.size_bits: dict[int, int] = {}
         self.align_bits: dict[int, int] = {}
 
     def fill(self, t: int, depth: int = 0) -> int:
         """Memoize the size and alignment of `t`; returns its alignment in bits."""
-        a = self.aligns.get(t)
-        if a is None:
-            a = self.aligns[t] = self._align(t, depth)
-        size = self.sizes.get(t)
-        if size is None:
-            size = self.sizes[t] = self._size(t)
+        k = self.records.cat[t]
+        if k == _K_PTR:
+            a = size = _POINTER_SIZE
+        elif k == _K_NUMBER or k == _K_ENUM:
+            a = size = self.records.sts[t]
+            if size not in (1, 2, 4, 8, 16):
+                a = 1
+        else:
+            a = self._align(t, depth)
+            size = self._size(t)
         self.size_bits[t] = 8 * size
         self.align_bits[t] = 8 * a
         return 8 * a
@@ -595,7 +597,8 @@ class _Layout:
         misplaced = False
         end = 0
         align_bits, size_bits = self.align_bits, self.size_bits
-        _, types, offsets, bitfields = self.records.members(t)
+        records = self.records
+        _, types, offsets, bitfields = records._members.get(t) or records.members(t)
         if bitfields is None:
             for mtype, off in zip(types, offsets):  # noqa: B905 (as long)
                 a = align_bits.get(mtype)
@@ -717,8 +720,16 @@ class _Emitter:
     # -- what to write ---------------------------------------------------------------
 
     def write_all(self, types: Iterable[int]) -> None:
+        # (write(t, explicit=False) for each, inlined)
+        cat, names, complete = self.cat, self.records.names, self.complete
+        need_value, pending = self.need_value, self.pending_enums
         for t in types:
-            self.write(t, explicit=False)
+            k = cat[t]
+            if k == _K_ENUM and not names[t]:
+                pending.append(t)
+            elif t not in complete and (k == _K_TYPEDEF or k == _K_ENUM or k == _K_FWD or (
+                    k == _K_COMPOSITE and names[t])):
+                need_value(t, 0)
         for e in self.pending_enums:  # anonymous enums no declaration held: their constants
             if e not in self.inlined:
                 self.inlined.add(e)
@@ -805,36 +816,35 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"types nest too deeply at {self.records.describe(t)}")
         cat, sts = self.cat, self.sts
-        for _ in range(_MAX_CHAIN):
-            k = cat[t]
-            if k == _K_PTR or k == _K_QUAL:
+        k = cat[t]
+        if k == _K_PTR or k == _K_QUAL:
+            for _ in range(_MAX_CHAIN - 1):
                 t = sts[t]
-            elif k == _K_TYPEDEF:
-                if t not in self.printed:
-                    self.declare_typedef(t, depth + 1)
-                return
-            elif k == _K_ARRAY:
-                self.need_value(self.records.array(t)[0], depth + 1)
-                return
-            elif k == _K_COMPOSITE:
-                if not self.records.names[t]:
-                    for mtype in self.records.members(t)[1]:
-                        self.need_value(mtype, depth + 1)
-                elif t not in self.printed and t not in self.forward:
-                    if self.scope and self.scope[-1] == t:
-                        self._scope_skips += 1  # (declared by its definition, next)
-                    else:
-                        self.forward.add(t)
-                        self._put(self._tag(t))
-                return
+                k = cat[t]
+                if k != _K_PTR and k != _K_QUAL:
+                    break
             else:
-                # (need_leaf has nothing to do for void, a complete type, or a
-                # prototype walked from no deeper)
-                if t and t not in self.complete:
-                    if k != _K_PROTO or depth + 1 > self._protos_walked.get(t, -1):
-                        self.need_leaf(t, depth + 1)
-                return
-        raise BTFError(f"type reference loop at {self.records.describe(t)}")
+                raise BTFError(f"type reference loop at {self.records.describe(sts[t])}")
+        if k == _K_COMPOSITE:
+            if not self.records.names[t]:
+                for mtype in self.records.members(t)[1]:
+                    self.need_value(mtype, depth + 1)
+            elif t not in self.printed and t not in self.forward:
+                if self.scope and self.scope[-1] == t:
+                    self._scope_skips += 1  # (declared by its definition, next)
+                else:
+                    self.forward.add(t)
+                    self._put(self._tag(t))
+        elif k == _K_TYPEDEF:
+            if t not in self.printed:
+                self.declare_typedef(t, depth + 1)
+        elif k == _K_ARRAY:
+            self.need_value(self.records.array(t)[0], depth + 1)
+        # (need_leaf has nothing to do for void, a complete type, or a prototype
+        # walked from no deeper)
+        elif t and t not in self.complete and (
+                k != _K_PROTO or depth + 1 > self._protos_walked.get(t, -1)):
+            self.need_leaf(t, depth + 1)
 
     def need_leaf(self, t: int, depth: int) -> None:
         """Enums, forward declarations, base types and prototypes."""
