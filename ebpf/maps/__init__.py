@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from .._sys.types import MapType
 from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
-from .batch import Batch
 from .core import Map, map_ids
 from .elements import KeyExistsError, UpdateFlags
 from .iteration import IterationAbortedError
@@ -56,6 +55,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .batch import Batch
     from .info import MapInfo
 
 sanitize_name = kernel_name
@@ -63,6 +63,10 @@ sanitize_name = kernel_name
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Batch":
+        from .batch import Batch  # its NamedTuple class on first use (process start)
+
+        return Batch
     if name == "MapInfo":
         from .info import MapInfo  # on first use: its frozen dataclass costs ~1 ms to import
 

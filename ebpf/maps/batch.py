@@ -24,29 +24,12 @@ from .elements import KeyExistsError, MapElements, UpdateFlags
 from .mapped import NONE as _NONE
 
 if TYPE_CHECKING:
-    from typing import NamedTuple
-else:
-    # the same stdlib classes, made at a fraction of the cost (process start)
-    from .._sys.fastclass import NamedTuple
+    from ._batch_type import Batch as Batch
 
 __all__ = ["Batch", "BatchWalk", "MapBatch"]
 
 _get_errno = ctypes.get_errno
 _ENOENT: Final = errno.ENOENT
-
-
-class Batch(NamedTuple):
-    """Result of a batch lookup: raw `keys` and `values` buffers.
-
-    Each is a memoryview over fresh memory: 1-D with a native unsigned integer
-    format when the element is 1, 2, 4 or 8 bytes (so `.tolist()` gives ints),
-    else 2-D bytes of shape (count, element size). Per-CPU values are 2-D of shape
-    (count, possible CPUs * round_up(value_size, 8)). With `numpy=True` both are
-    numpy arrays instead.
-    """
-
-    keys: Any
-    values: Any
 
 
 class BatchWalk:
@@ -158,6 +141,8 @@ class MapBatch(MapElements):
         return self._batch_result(_t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
     def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
+        from ._batch_type import Batch  # its class on first use (process start)
+
         if chunk_size is not None:
             _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
         self._check_iterable()
@@ -279,3 +264,12 @@ class MapBatch(MapElements):
             raise self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
                                    err, None, flags)
         return done
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Batch":
+        # its class on first use (process start): see _batch_type.py
+        from ._batch_type import Batch
+
+        return Batch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
