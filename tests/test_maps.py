@@ -1062,3 +1062,21 @@ def test_wrong_sizes_say_expected(n: int) -> None:
             m[b"k" * n] = 1
         with pytest.raises(InvalidArgumentError, match=f"value must be 4 bytes, got {n}"):
             m[1] = b"v" * n
+
+
+def test_batch_type_loads_on_first_use() -> None:
+    """`import ebpf.maps` makes no Batch class (process start); `ebpf.maps.Batch`,
+    `ebpf.maps.batch.Batch` and `ebpf.Batch` are the one class."""
+    import pickle
+    import subprocess
+    import sys
+
+    code = ("import sys, ebpf.maps as m; print('ebpf.maps._batch_type' in sys.modules); "
+            "m.Batch; print('ebpf.maps._batch_type' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
+    import ebpf.maps.batch
+
+    assert ebpf.Batch is ebpf.maps.Batch is ebpf.maps.batch.Batch
+    assert pickle.loads(pickle.dumps(ebpf.Batch(b"k", b"v"))) == (b"k", b"v")
