@@ -538,6 +538,14 @@ class _Layout:
             a = size = self.records.sts[t]
             if size not in (1, 2, 4, 8, 16):
                 a = 1
+        elif k == _K_COMPOSITE:
+            a = self.shape(t, depth + 1).align
+            size = self.records.sts[t]
+        elif (k == _K_TYPEDEF or k == _K_QUAL) and self.records.sts[t] in self.align_bits:
+            target = self.records.sts[t]  # (those of what it names, known)
+            a8 = self.size_bits[t] = self.size_bits[target]
+            a8 = self.align_bits[t] = self.align_bits[target]
+            return a8
         else:
             a = self._align(t, depth)
             size = self._size(t)
