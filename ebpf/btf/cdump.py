@@ -275,7 +275,11 @@ class _Records:
         members of a struct or union, as four lists (the last None if none is a bitfield)."""
         found = self._members.get(tid)
         if found is None:
-            seg = self.entries(tid, 3)
+            if tid < self.first:
+                seg = self.entries(tid, 3)
+            else:  # (entries, inlined)
+                i = self.offsets[tid - self.first] + 3
+                seg = self.words[i : i + 3 * (self.infos[tid] & 0xFFFF)].tolist()
             placed = seg[2::3]
             bits: list[int] | None = None
             if self.infos[tid] >> 31:
@@ -414,9 +418,26 @@ class _Names:
         self._idents: set[str] = set(_C_KEYWORDS)
         names, kinds = records.names, records.kinds
         always = (_ENUM, _ENUM64, _TYPEDEF, _FWD)
+        of, tags, idents = self.of, self._tags, self._idents
         for t in named:
-            if names[t] or kinds[t] in always:
-                self._assign(t)
+            name = names[t]
+            kind = kinds[t]
+            # (_assign, inlined for the names that are C already and not taken)
+            if kind == _STRUCT or kind == _UNION:
+                if not name:
+                    continue
+                if name not in tags and name.isidentifier() and name.isascii():
+                    tags.add(name)
+                    of[t] = name
+                    continue
+            elif kind == _TYPEDEF:
+                if name not in idents and name.isidentifier() and name.isascii():
+                    idents.add(name)
+                    of[t] = name
+                    continue
+            elif not name and kind not in always:
+                continue
+            self._assign(t)
 
     def __call__(self, t: int) -> str:
         """The name `t` is written with (types of a base spec get one late)."""
