@@ -72,7 +72,7 @@ class Builder:
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strtab = bytearray(b"\0")
         self._stroffs: dict[str, int] | None = {"": 0}
-        self._spec: Spec | None = None  # the spec of from_spec, while it has types to give
+        self._spec: Spec | None = None  # the spec of from_spec (its types taken when asked for)
 
     # -- construction -----------------------------------------------------------
 
