@@ -720,6 +720,7 @@ class _Emitter:
         self.records = records
         self.cat, self.sts, self.kinds = records.cat, records.sts, records.kinds
         self.names = names
+        self._names_of = names.of  # (names.__call__ for the names assigned already)
         self.layout = _Layout(records)
         self._members = records._members  # (memo of records.members, read directly)
         self.out: list[str] = []
@@ -900,7 +901,7 @@ class _Emitter:
             self._put(self._tag(t))
             self.complete.add(t)
         elif k == _K_NUMBER:
-            name = self.names(t)
+            name = self._names_of.get(t) or self.names(t)
             alias = self.names.aliased.get(t)
             if alias is not None:
                 self.printed.add(t)
@@ -941,12 +942,15 @@ class _Emitter:
     def _tag(self, t: int) -> str:
         kind = self.kinds[t]
         if kind == _FWD:
-            return ("union " if self.records.infos[t] >> 31 else "struct ") + self.names(t)
+            keyword = "union " if self.records.infos[t] >> 31 else "struct "
+            return keyword + (self._names_of.get(t) or self.names(t))
         keyword = "union" if kind == _UNION else "struct"
-        return f"{keyword} {self.names(t)}" if self.records.names[t] else keyword
+        if not self.records.names[t]:
+            return keyword
+        return f"{keyword} {self._names_of.get(t) or self.names(t)}"
 
     def _typedef_text(self, t: int) -> str:
-        name = self.names(t)
+        name = self._names_of.get(t) or self.names(t)
         if self.sts[t] == 0 and name.endswith("va_list"):
             # BTF from pahole has no way to say __builtin_va_list and says void
             return f"typedef __builtin_va_list {name}"
@@ -954,7 +958,7 @@ class _Emitter:
 
     def _enum_text(self, t: int, lvl: int) -> str:
         records = self.records
-        head = f"enum {self.names(t)}" if records.names[t] else "enum"
+        head = f"enum {self._names_of.get(t) or self.names(t)}" if records.names[t] else "enum"
         values = records.enum_values(t)[1]
         if not values:
             return head
@@ -1200,7 +1204,7 @@ class _Emitter:
         """The type specifier of `t` with its qualifiers (C ones before, tags after)."""
         k = self.cat[t]
         if k == _K_NUMBER or k == _K_TYPEDEF:
-            text = self.names(t)
+            text = self._names_of.get(t) or self.names(t)
         elif k == _K_COMPOSITE:
             if self.records.names[t]:
                 text = self._tag(t)
@@ -1226,7 +1230,7 @@ class _Emitter:
 
     def _enum_base(self, t: int, lvl: int) -> str:
         if self.records.names[t]:
-            return f"enum {self.names(t)}"
+            return f"enum {self._names_of.get(t) or self.names(t)}"
         self._inline_written += 1  # (its spelling depends on whether it was written)
         if t in self.inlined:
             # written already: its constants cannot be defined twice, its layout can
