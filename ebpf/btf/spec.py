@@ -115,6 +115,7 @@ class Spec(SpecNames):
         self._strings_loaded = False
         self._names: dict[str, list[int]] | None = None
         self._flavored: list[str] | None = None  # (see flavored_names)
+        self._ids_by_kind: dict[int, list[int]] | None = None  # (see types_of_kind)
         self._index = _index
         self._blocks: dict[int, list[int]] = {}
         self._count: int | None = _index.ntypes if _index is not None else None
@@ -188,10 +189,21 @@ class Spec(SpecNames):
         """This spec's own types (not its base's) of one of `kinds` (an ENUM64 is
         `Kind.ENUM64`), in id order. Only those are decoded: the kinds are read from
         the records."""
-        wanted = set(kinds)
-        first = self._first_id
-        return [self.type_by_id(first + k) for k, kind in enumerate(self._kinds())
-                if kind in wanted]
+        by_kind = self._ids_by_kind
+        if by_kind is None:  # (one pass over the kinds, kept: they never change)
+            by_kind = {}
+            first = self._first_id
+            for k, kind in enumerate(self._kinds()):
+                ids = by_kind.get(kind)
+                if ids is None:
+                    by_kind[kind] = [first + k]
+                else:
+                    ids.append(first + k)
+            self._ids_by_kind = by_kind
+        if len(kinds) == 1:
+            return [self.type_by_id(tid) for tid in by_kind.get(kinds[0], ())]
+        return [self.type_by_id(tid)
+                for tid in sorted(tid for kind in set(kinds) for tid in by_kind.get(kind, ()))]
 
     def _record_bytes(self, first: int, last: int) -> bytes:
         """The bytes of the type section holding the records of this spec's own type

@@ -46,6 +46,7 @@ class SpecState:
     _strings_loaded: bool
     _names: dict[str, list[int]] | None
     _flavored: list[str] | None
+    _ids_by_kind: dict[int, list[int]] | None
     _index: CachedIndex | None
     _blocks: dict[int, list[int]]
     _count: int | None
