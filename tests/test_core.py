@@ -1233,3 +1233,17 @@ def test_core_fields_run(fields_obj: Obj, kernel: btf.Spec, against: str,
     got = {k: out[k] for k in want}
     got["direct_flags16"] &= 0xFFFF
     assert got == want
+
+
+def test_member_places_by_scan_then_by_index(kernel: btf.Spec) -> None:
+    """A struct's members are looked up by name one scan at a time for the first few
+    names, then all at once: both give every member of that name, anonymous members'
+    included, in declaration order."""
+    for name in ("task_struct", "sk_buff"):
+        t = kernel.type_by_name(name, btf.Struct)
+        every: dict[str, list[core._Place]] = {}
+        core._collect_places(t, (), 0, every, None)
+        names = [*every, "no_such_member"]
+        assert len(names) > 2 * core._NAMES_BEFORE_INDEX
+        for member in names + names:  # (the second round from the cache)
+            assert core._places_named(kernel, t, member) == every.get(member, []), member
