@@ -537,6 +537,11 @@ class _Shape:
         self.union_fill = union_fill
 
 
+# The shapes of most records (shapes are never changed once made).
+_PACKED = _Shape(True, 1)
+_PLAIN = {a: _Shape(False, a) for a in (1, 2, 4, 8, 16)}
+
+
 class _Layout:
     """Sizes and alignments as clang gives them to the printed header with
     `-target bpf` (pointers and longs of 8 bytes, `__int128` aligned to 16; a
@@ -661,11 +666,12 @@ class _Layout:
         align //= 8
         t_size = self.records.sts[t]
         if misplaced or t_size % align:
-            return _Shape(True, 1)
+            return _PACKED
         used = _roundup(end, 8) // 8
         if self.records.kinds[t] == _UNION and _roundup(used, align) < t_size:
             return self._grown_union(t_size, used, align)
-        return _Shape(False, align)
+        shape = _PLAIN.get(align)
+        return shape if shape is not None else _Shape(False, align)
 
     @staticmethod
     def _grown_union(size: int, used: int, align: int) -> _Shape:
@@ -922,7 +928,7 @@ class _Emitter:
         self.busy.discard(t)
         self.printed.add(t)
         self.complete.add(t)
-        self._put(self._composite_text(t, 0, depth))
+        self.out += (self._composite_text(t, 0, depth), ";\n\n")  # (_put)
 
     def declare_typedef(self, t: int, depth: int) -> None:
         if t in self.printed:
@@ -935,7 +941,7 @@ class _Emitter:
         self.scope.pop()
         self.busy.discard(t)
         self.printed.add(t)
-        self._put(self._typedef_text(t))
+        self.out += (self._typedef_text(t), ";\n\n")  # (_put)
 
     # -- text ------------------------------------------------------------------------
 
