@@ -51,6 +51,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..errors import BTFError
+from .cdump_strings import load_strings
 from .layout import (
     _ARRAY,
     _CONST,
@@ -193,7 +194,7 @@ class _Records:
 
     def __init__(self, spec: Spec) -> None:
         spec._ensure_complete()
-        spec._load_strings()  # (most names are printed)
+        load_strings(spec)  # (most names are printed)
         self.spec = spec
         self.first = spec._first_id
         base_kinds: bytes
