@@ -45,8 +45,8 @@ import gc
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, filterfalse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, compress, filterfalse
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -664,6 +664,11 @@ class _Layout:
                     e = off + size_bits[mtype]
                 if e > end:
                     end = e
+        return self.finish_shape(t, align, misplaced, end)
+
+    def finish_shape(self, t: int, align: int, misplaced: bool, end: int) -> _Shape:
+        """The shape of a record whose members need an alignment of `align` bits, are
+        misplaced for it or not, and end at bit `end`."""
         align //= 8
         t_size = self.records.sts[t]
         if misplaced or t_size % align:
@@ -750,7 +755,7 @@ class _Emitter:
         self._declarators: dict[int, tuple[str, str, int]] = {}
         self._abstract: dict[int, tuple[str, str, int]] = {}
         # the lines of members whose declarators nest 0 (`_member_decl`), by level
-        self._member_lines: list[dict[int, tuple[str, str, int]]] = []
+        self._member_lines: list[dict[int, tuple[str, str, int, int]]] = []
         self._inline_written = 0  # anonymous types written inline so far
         self._deepest = 0  # the deepest declarator nesting reached
 
@@ -989,8 +994,7 @@ class _Emitter:
         if depth > _MAX_DEPTH:
             raise BTFError(f"anonymous types nest too deeply at {self.records.describe(t)}")
         layout = self.layout
-        shape = layout.shapes.get(t) or layout.shape(t)
-        packed = shape.packed
+        shape = layout.shapes.get(t)
         lines = [self._tag(t), " {"]
         append = lines.append
         pad = "\n" + _TABS[lvl + 1]  # (depth checked: lvl <= depth + 1)
@@ -1000,7 +1004,7 @@ class _Emitter:
         inner_lvl, inner_depth = lvl + 1, depth + 1
         lines_at = self._member_lines
         if inner_depth > _MAX_DEPTH:
-            fast: dict[int, tuple[str, str, int]] = {}
+            fast: dict[int, tuple[str, str, int, int]] = {}
         elif inner_lvl < len(lines_at):
             fast = lines_at[inner_lvl]
         else:
@@ -1008,8 +1012,35 @@ class _Emitter:
         found = self._members.get(t)
         names, types, offsets, bitfields = found or self.records.members(t)
         cur = 0
+        members: Iterator[tuple[str, int, int]] = zip(names, types, offsets)  # noqa: B905
+        if shape is None and is_struct and bitfields is None:
+            # Up to the first gap (where packing would matter), the shape is computed
+            # with the text, from the alignments of the members written.
+            align, misplaced = 8, False
+            for name, mtype, off in members:
+                if off != cur:
+                    members = chain(((name, mtype, off),), members)
+                    break
+                hit = fast.get(mtype)
+                if hit is not None and name:
+                    append(hit[0] + name + hit[1])
+                    cur = off + hit[2]
+                    a = hit[3]
+                else:
+                    a = align_bits.get(mtype) or layout.fill(mtype, 0)
+                    append(pad + member_decl(name, mtype, inner_lvl, inner_depth, fast) + ";")
+                    cur = off + size_bits[mtype]
+                if a > align:
+                    align = a
+                if off % a:
+                    misplaced = True
+            else:
+                shape = layout.shapes[t] = layout.finish_shape(t, align, misplaced, cur)
+        if shape is None:
+            shape = layout.shape(t)
+        packed = shape.packed
         if bitfields is None:
-            for name, mtype, off in zip(names, types, offsets):  # noqa: B905 (as long)
+            for name, mtype, off in members:
                 if off > cur and is_struct:
                     # where clang would put the member after bit `cur`
                     unit = 8 if packed else align_bits[mtype]
@@ -1059,14 +1090,14 @@ class _Emitter:
             append(f" __attribute__((aligned({shape.aligned_attr})))")
         return "".join(lines)
 
-    def _member_lines_at(self, lvl: int) -> dict[int, tuple[str, str, int]]:
+    def _member_lines_at(self, lvl: int) -> dict[int, tuple[str, str, int, int]]:
         lines_at = self._member_lines
         while len(lines_at) <= lvl:
             lines_at.append({})
         return lines_at[lvl]
 
     def _member_decl(self, name: str, mtype: int, lvl: int, depth: int,
-                     fast: dict[int, tuple[str, str, int]]) -> str:
+                     fast: dict[int, tuple[str, str, int, int]]) -> str:
         """The declaration of member `name` of type `mtype`; remembers in `fast` how to
         write it again (a line at `lvl`: before the name, after it, the bits it takes)
         when its declarator depends on nothing else and nests no deeper."""
@@ -1083,7 +1114,7 @@ class _Emitter:
                 hit = memo.get(mtype)
         if hit is not None and not hit[2]:
             fast[mtype] = ("\n" + _tabs(lvl) + hit[0], hit[1] + ";",
-                           self.layout.size_bits[mtype])
+                           self.layout.size_bits[mtype], self.layout.align_bits[mtype])
         return decl
 
     def _declare(self, t: int, inner: str, lvl: int, depth: int) -> str:
