@@ -163,11 +163,12 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
         except IndexError:  # (a record refers to a type id beyond the last)
             _raise_decode_error(spec)
             raise BTFError("BTF refers to a type id that does not exist") from None
-        body = "".join(emitter.out)
+        # (one join: the text is megabytes)
+        text = "".join([HEADER, *emitter.out, FOOTER] if header else emitter.out)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return HEADER + body + FOOTER if header else body
+    return text
 
 
 # names, types, bit offsets and bitfield sizes (None: no bitfield) of members
