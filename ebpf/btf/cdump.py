@@ -629,12 +629,17 @@ class _Layout:
         return shape
 
     def _compute_shape(self, t: int, depth: int) -> _Shape:
-        align = 8  # (in bits, as everything here)
-        misplaced = False
-        end = 0
-        align_bits, size_bits = self.align_bits, self.size_bits
         records = self.records
         _, types, offsets, bitfields = records._members.get(t) or records.members(t)
+        return self.shape_from(t, types, offsets, bitfields, depth, 8, False, 0)
+
+    def shape_from(self, t: int, types: list[int], offsets: list[int],
+                   bitfields: list[int] | None, depth: int, align: int, misplaced: bool,
+                   end: int) -> _Shape:
+        """The shape of `t` from the members of `types` at `offsets` on, those before
+        them needing an alignment of `align` bits, misplaced for it or not (all bits
+        here), and ending at bit `end`."""
+        align_bits, size_bits = self.align_bits, self.size_bits
         if bitfields is None:
             for mtype, off in zip(types, offsets):  # noqa: B905 (as long)
                 a = align_bits.get(mtype)
@@ -1020,6 +1025,10 @@ class _Emitter:
             align, misplaced = 8, False
             for name, mtype, off in members:
                 if off != cur:
+                    # (the rest of the shape from the state of those written, one line each)
+                    start = len(lines) - 2
+                    shape = layout.shapes[t] = layout.shape_from(
+                        t, types[start:], offsets[start:], None, 0, align, misplaced, cur)
                     members = chain(((name, mtype, off),), members)
                     break
                 hit = fast.get(mtype)
