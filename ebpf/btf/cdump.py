@@ -1046,6 +1046,26 @@ class _Emitter:
                     misplaced = True
             else:
                 shape = layout.shapes[t] = layout.finish_shape(t, align, misplaced, cur)
+        elif shape is None and bitfields is None:
+            # a union: its shape with the text of all its members
+            align, misplaced, end = 8, False, 0
+            for name, mtype, off in members:
+                hit = fast.get(mtype)
+                if hit is not None and name:
+                    append(hit[0] + name + hit[1])
+                    e = off + hit[2]
+                    a = hit[3]
+                else:
+                    a = align_bits.get(mtype) or layout.fill(mtype, 0)
+                    append(pad + member_decl(name, mtype, inner_lvl, inner_depth, fast) + ";")
+                    e = off + size_bits[mtype]
+                if e > end:
+                    end = e
+                if a > align:
+                    align = a
+                if off % a:
+                    misplaced = True
+            shape = layout.shapes[t] = layout.finish_shape(t, align, misplaced, end)
         if shape is None:
             shape = layout.shape(t)
         packed = shape.packed
