@@ -147,6 +147,13 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     they need, in an order that compiles. `header=False` leaves out the include
     guard and the `preserve_access_index` pragma. Functions and variables are
     not declared."""
+    return dump_c_state(spec, types, header=header)[0]
+
+
+def dump_c_state(spec: Spec, types: Iterable[Type] | None = None, *,
+                 header: bool = True) -> tuple[str, object]:
+    """`dump_c`, and the printer's state, freed when the caller drops it (the `ebpf`
+    command ends its process without freeing it: ~1M objects for a whole kernel)."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # many small tuples and lists, none of them garbage until the end
     try:
@@ -168,7 +175,7 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     finally:
         if gc_was_enabled:
             gc.enable()
-    return text
+    return text, emitter
 
 
 # names, types, bit offsets and bitfield sizes (None: no bitfield) of members
@@ -1314,4 +1321,4 @@ def _needs_64_bits(signed: bool, value: int) -> bool:
     return (value & 0xFFFFFFFFFFFFFFFF) >> 32 != 0
 
 
-__all__ = ["dump_c"]
+__all__ = ["dump_c", "dump_c_state"]
