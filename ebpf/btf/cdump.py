@@ -172,10 +172,13 @@ def dump_c_state(spec: Spec, types: Iterable[Type] | None = None, *,
             raise BTFError("BTF refers to a type id that does not exist") from None
         # (one join: the text is megabytes)
         text = "".join([HEADER, *emitter.out, FOOTER] if header else emitter.out)
+        # (made before collections resume: a new tuple could start one, and every
+        # object made here would be a young one to scan)
+        result = (text, emitter)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return text, emitter
+    return result
 
 
 # names, types, bit offsets and bitfield sizes (None: no bitfield) of members

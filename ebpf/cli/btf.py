@@ -11,6 +11,7 @@ With bpftool's `file|id|map|prog` selectors the default format is raw (bpftool's
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Iterable
@@ -198,9 +199,18 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if fmt == "c":
         from ..btf.cdump import dump_c_state  # on use: a subcommand loads only what it needs
 
-        text, state = dump_c_state(spec, types)
-        sys.stdout.write(text)
-        _end_process_if_command(spec, state)
+        # (no collection until the printer's state is dropped: its ~1M objects would
+        # all be young ones to scan)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            text, state = dump_c_state(spec, types)
+            sys.stdout.write(text)
+            _end_process_if_command(spec, state)
+            del state
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return 0
     # on use: a subcommand loads only what it needs
     from ..btf.raw import raw_chunks, raw_lines, raw_records
