@@ -118,7 +118,7 @@ def cpu_seconds(argv: list[str]) -> float:
 @pytest.mark.parametrize("fmt, limit", [("c", 4.0), ("raw", 4.0)])
 def test_kernel_dump_cpu_time_against_bpftool(fmt: str, limit: float) -> None:
     need_tool("bpftool")
-    # Today ~2.5x (c) and ~1.3x (raw) on a busy 2-CPU machine: the limits only catch a
+    # Today ~2x (c) and ~1.1x (raw) on a busy 2-CPU machine: the limits only catch a
     # dump that got much slower (best of three runs each, interleaved).
     ours_argv = [sys.executable, "-m", "ebpf", "btf", "dump", "file", VMLINUX, "format", fmt]
     theirs_argv = ["bpftool", "btf", "dump", "file", VMLINUX, "format", fmt]
