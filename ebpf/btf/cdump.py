@@ -51,7 +51,6 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from ..errors import BTFError
-from .cdump_strings import load_strings
 from .layout import (
     _ARRAY,
     _CONST,
@@ -147,10 +146,10 @@ def dump_c(spec: Spec, types: Iterable[Type] | None = None, *, header: bool = Tr
     they need, in an order that compiles. `header=False` leaves out the include
     guard and the `preserve_access_index` pragma. Functions and variables are
     not declared."""
-    return dump_c_state(spec, types, header=header)[0]
+    return dump_c_with_state(spec, types, header=header)[0]
 
 
-def dump_c_state(spec: Spec, types: Iterable[Type] | None = None, *,
+def dump_c_with_state(spec: Spec, types: Iterable[Type] | None = None, *,
                  header: bool = True) -> tuple[str, object]:
     """`dump_c`, and the printer's state, freed when the caller drops it (the `ebpf`
     command ends its process without freeing it: ~1M objects for a whole kernel)."""
@@ -205,7 +204,7 @@ class _Records:
 
     def __init__(self, spec: Spec) -> None:
         spec._ensure_complete()
-        load_strings(spec)  # (most names are printed)
+        spec._load_strings()  # (most names are printed)
         self.spec = spec
         self.first = spec._first_id
         base_kinds: bytes
@@ -1324,4 +1323,4 @@ def _needs_64_bits(signed: bool, value: int) -> bool:
     return (value & 0xFFFFFFFFFFFFFFFF) >> 32 != 0
 
 
-__all__ = ["dump_c", "dump_c_state"]
+__all__ = ["dump_c"]

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import add
 
 from ..errors import BTFError, KeyNotFoundError
 from .layout import (
@@ -91,7 +92,7 @@ class SpecDecoder(SpecWalk):
             return
         # (the table ends with a NUL: the last part is no string)
         parts = section.decode("ascii").split("\0")[:-1]
-        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=self._str_base)
         table = dict(zip(starts, parts))  # noqa: B905 (one more start than parts)
         table.update(self._strcache)
         self._strcache = table

@@ -197,14 +197,14 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if args.type:
         types = [spec.type_by_name(name) for name in args.type]
     if fmt == "c":
-        from ..btf.cdump import dump_c_state  # on use: a subcommand loads only what it needs
+        from ..btf.cdump import dump_c_with_state  # on use: a subcommand loads only what it needs
 
         # (no collection until the printer's state is dropped: its ~1M objects would
         # all be young ones to scan)
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            text, state = dump_c_state(spec, types)
+            text, state = dump_c_with_state(spec, types)
             sys.stdout.write(text)
             _end_process_if_command(spec, state)
             del state
