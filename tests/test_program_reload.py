@@ -274,6 +274,25 @@ def test_deep_copies_and_pickles_of_a_loaded_spec_follow_their_edits() -> None:
     assert run(spec) == 3
 
 
+def test_copies_of_a_loaded_spec_start_with_its_template_and_follow_their_edits() -> None:
+    spec = with_lines([asm.mov_imm(asm.R0, 5), asm.add_imm(asm.R0, 3), asm.exit()])
+    assert run(spec) == 8
+    tpl = valid_template(spec, None)
+    assert tpl is not None
+    twins = [spec.copy() for _ in range(3)]
+    for twin in twins:  # copies load what the original computed, without computing it
+        assert valid_template(twin, None) is tpl
+        assert run(twin) == 8
+    twins[0].instructions[1].imm = 1  # an edited copy: its own code, not the template's
+    assert valid_template(twins[0], None) is None
+    assert run(twins[0]) == 6
+    twins[1].instructions[0].meta = None  # line/func info dropped: no longer the same
+    assert valid_template(twins[1], None) is None
+    assert run(twins[1]) == 8
+    assert run(twins[2]) == 8 and run(spec) == 8  # the others are unaffected
+    assert spec.instructions[1].imm == 3
+
+
 @requires("kfuncs bpf_task_from_pid/bpf_task_release in syscall programs",
           min_kernel="6.2")
 def test_collection_reloads_keep_kfunc_templates() -> None:

@@ -133,12 +133,22 @@ class ProgramSpec(Record):
         self.ifindex = ifindex
         self.autoload = autoload
 
+    # Caches a load keeps in the spec's __dict__ and checks against the spec's contents
+    # by value before each use: a copy starts with them (N copies of one template then
+    # load without N recomputations of the same CO-RE relocations and encoding).
+    _CACHES_CHECKED_BY_VALUE = ("_programs_template",)
+
     def copy(self) -> ProgramSpec:
         """A copy whose instruction list (and each instruction) can be edited freely.
 
         The BTF spec and `attach_prog` are shared, not copied.
         """
-        return self.replace(instructions=[ins.copy() for ins in self.instructions])
+        new = self.replace(instructions=[ins.copy() for ins in self.instructions])
+        own = vars(self)
+        for name in self._CACHES_CHECKED_BY_VALUE:
+            if name in own:
+                vars(new)[name] = own[name]
+        return new
 
     def __repr__(self) -> str:
         from .reprs import program_repr  # the repr helpers on first repr
