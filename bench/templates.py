@@ -11,8 +11,9 @@ deleted after) and runs, under a UDP stream to every endpoint's service port:
   python      each endpoint: its configuration set on the parsed spec
               (`VariableSpec.set`), `Collection(spec, map_replacements=shared)`, the
               new program swapped in with `Link.update`, the old collection closed
-  parallel    one round as N spec copies with their configurations, `ebpf.load_many`
-              on all CPUs, then the N `Link.update`s
+  parallel    one round as N spec copies with their configurations, made by a
+              generator that `ebpf.load_many` consumes while it loads on all CPUs,
+              then the N `Link.update`s
   c_libbpf    bench/c/templates.c, built here against libbpf >= 1.3 (the 1.5 of
               tools/conformance.py's cache, else built from linux-source-6.12's
               tools/lib/bpf into .cache/bench-libbpf): `bpf_object__open_mem` per
@@ -207,12 +208,13 @@ class PythonEndpoints:
         with ProgLoadClock() as clock:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             w0 = time.perf_counter()
-            specs = []
-            for i in range(self.n):
-                s = self.spec.copy()
-                s.variables["cfg"].set(config(i, generation))
-                specs.append(s)
-            colls = ebpf.load_many(specs, workers, map_replacements=self.shared)
+            def copies() -> Any:  # made while the first ones are being verified
+                for i in range(self.n):
+                    s = self.spec.copy()
+                    s.variables["cfg"].set(config(i, generation))
+                    yield s
+
+            colls = ebpf.load_many(copies(), workers, map_replacements=self.shared)
             for i, coll in enumerate(colls):
                 self.links[i].update(coll.programs["endpoint"])
                 old, self.colls[i] = self.colls[i], coll

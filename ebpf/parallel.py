@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sized
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Union
 
@@ -52,21 +52,39 @@ def _describe(i: int, spec: Any) -> str:
     return f"spec {i} (collection of {names})"
 
 
-def _prewarm(specs: Sequence[Any]) -> None:
-    """Build the per-object BTF caches once, before threads would race to build them."""
+def _prewarm(spec: Any, seen: set[int]) -> None:
+    """Build the per-object BTF cache of `spec` once (the first spec with this BTF),
+    before worker threads would race to build it."""
     from .programs import object_btf_blob  # Program is loaded anyway by the first load
 
-    seen: set[int] = set()
-    for spec in specs:
-        b = spec.btf
-        if b is not None and id(b) not in seen:
-            seen.add(id(b))
-            with contextlib.suppress(Exception):  # the load itself reports what is wrong
-                object_btf_blob(b)
+    b = spec.btf
+    if b is not None and id(b) not in seen:
+        seen.add(id(b))
+        with contextlib.suppress(Exception):  # the load itself reports what is wrong
+            object_btf_blob(b)
+
+
+def _checked(i: int, spec: object) -> ProgramSpec | CollectionSpec:
+    if not isinstance(spec, (ProgramSpec, CollectionSpec)):
+        raise InvalidArgumentError(
+            f"load_many: spec {i} must be a ProgramSpec or a CollectionSpec, got "
+            f"{type(spec).__name__}")
+    return spec
+
+
+def _worker_count(workers: int | None) -> int:
+    if workers is None:
+        try:
+            return len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            return os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidArgumentError(f"load_many: workers must be an int >= 1, got {workers!r}")
+    return workers
 
 
 def load_many(
-    specs: Sequence[ProgramSpec | CollectionSpec],
+    specs: Iterable[ProgramSpec | CollectionSpec],
     workers: int | None = None,
     *,
     maps: Mapping[str, Map] | None = None,
@@ -86,29 +104,22 @@ def load_many(
                       every version of a template program writes to
     kernel_btf, log_level  passed to every load
 
-    Each spec is loaded as given: load copies (`CollectionSpec.copy()`) to load one
-    template with different configurations. On failure, the specs not started yet
-    are skipped, those in flight finish, everything created is closed, and the error
-    of the first failing spec in `specs` order is raised with its type kept and its
-    message prefixed with the spec's index and name ("spec 7 (program 'xdp_prog'):
-    ..."); errors that are not the library's are raised as they are.
+    `specs` may be any iterable: a generator is consumed as the loads go, so that the
+    first specs are being verified while the next ones are still being made (copies of
+    one template with their configurations, say). Each spec is loaded as given: load
+    copies (`CollectionSpec.copy()`) to load one template with different
+    configurations. On failure (of a load, of the iterable, or a spec of the wrong
+    type), the specs not started yet are skipped, those in flight finish, everything
+    created is closed, and the error of the first failing spec in `specs` order is
+    raised with its type kept and its message prefixed with the spec's index and name
+    ("spec 7 (program 'xdp_prog'): ..."); errors that are not the library's are raised
+    as they are.
     """
-    specs = list(specs)
-    for i, s in enumerate(specs):
-        if not isinstance(s, (ProgramSpec, CollectionSpec)):
-            raise InvalidArgumentError(
-                f"load_many: spec {i} must be a ProgramSpec or a CollectionSpec, got "
-                f"{type(s).__name__}")
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            workers = os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidArgumentError(f"load_many: workers must be an int >= 1, got {workers!r}")
-    if not specs:
-        return []
-    workers = min(workers, len(specs))
+    workers = _worker_count(workers)
+    if isinstance(specs, Sized):
+        if not len(specs):
+            return []
+        workers = min(workers, len(specs))
 
     from .collection import Collection  # the kernel-object layer, above this module
 
@@ -118,17 +129,16 @@ def load_many(
         return Collection(spec, map_replacements=map_replacements, kernel_btf=kernel_btf,
                           log_level=log_level)
 
-    results: list[Any] = [None] * len(specs)
     if workers == 1:
+        loaded: list[Any] = []
         try:
             for i, s in enumerate(specs):
-                results[i] = _load_one(load, i, s)
+                loaded.append(_load_one(load, i, _checked(i, s)))
         except BaseException:
-            _close_all(results)
+            _close_all(loaded)
             raise
-        return results
+        return loaded
 
-    _prewarm([s for s in specs if isinstance(s, CollectionSpec)])
     stop = threading.Event()
 
     def task(i: int, s: ProgramSpec | CollectionSpec) -> Any:
@@ -136,17 +146,29 @@ def load_many(
             return None  # another spec failed: do not start this one
         return _load_one(load, i, s)
 
+    def on_done(f: Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            stop.set()
+
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ebpf-load")
     futures: list[Future[Any]] = []
+    seen: set[int] = set()
     try:
-        futures = [pool.submit(task, i, s) for i, s in enumerate(specs)]
+        for i, s in enumerate(specs):
+            if stop.is_set():
+                break
+            if isinstance(_checked(i, s), CollectionSpec):
+                _prewarm(s, seen)
+            f = pool.submit(task, i, s)
+            f.add_done_callback(on_done)
+            futures.append(f)
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(f.exception() is not None for f in done):
             stop.set()
             for f in futures:
                 f.cancel()
         wait(futures)
-    except BaseException:  # KeyboardInterrupt while waiting: stop, then close everything
+    except BaseException:  # the iterable failed, a wrong spec, or KeyboardInterrupt
         stop.set()
         for f in futures:
             f.cancel()
@@ -155,6 +177,7 @@ def load_many(
                     if f.done() and not f.cancelled() and f.exception() is None])
         raise
     pool.shutdown(wait=True)
+    results: list[Any] = [None] * len(futures)
     first: BaseException | None = None
     for i, f in enumerate(futures):
         if f.cancelled():

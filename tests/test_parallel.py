@@ -7,6 +7,8 @@ import os
 import socket
 import struct
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
@@ -148,3 +150,59 @@ def test_load_many_arguments() -> None:
     with pytest.raises(ebpf.InvalidArgumentError, match="workers"):
         ebpf.load_many([], workers=0)
     assert os.cpu_count()
+
+
+@requires("tcx attach type for SCHED_CLS programs", min_kernel="6.6")
+def test_load_many_consumes_a_generator_while_loading() -> None:
+    prefix = "lm" + uuid.uuid4().hex[:6]
+    base = template(prefix)
+    made: list[int] = []
+
+    def copies() -> Iterator[ebpf.CollectionSpec]:
+        for i in range(N):
+            s = base.copy()
+            s.variables["cfg"].set(config(i))
+            made.append(i)
+            yield s
+
+    loaded = ebpf.load_many(copies(), workers=2)
+    try:
+        assert made == list(range(N)) and len(loaded) == N
+        frame = udp_frame(PORT)
+        for i, coll in enumerate(loaded):  # in the generator's order, each its own config
+            assert coll.variables["cfg"].get()["endpoint_id"] == i
+            assert coll.programs["endpoint"].test_run(frame).retval == (
+                TCX_DROP if i % 2 else TCX_PASS), i
+    finally:
+        for c in loaded:
+            c.close()
+    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
+
+
+@requires("tcx attach type for SCHED_CLS programs", min_kernel="6.6")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_load_many_generator_failure_closes_what_it_loaded(workers: int) -> None:
+    prefix = "lm" + uuid.uuid4().hex[:6]
+    base = template(prefix)
+
+    def copies() -> Iterator[Any]:
+        for i in range(6):
+            s = base.copy()
+            s.variables["cfg"].set(config(i))
+            yield s
+        raise RuntimeError("no more configurations")
+
+    fds = open_fds()
+    with pytest.raises(RuntimeError, match="no more configurations"):
+        ebpf.load_many(copies(), workers=workers)
+    assert open_fds() == fds
+    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
+
+    def wrong() -> Iterator[Any]:
+        yield base.copy()
+        yield "not a spec"
+
+    with pytest.raises(ebpf.InvalidArgumentError, match="spec 1 must be"):
+        ebpf.load_many(wrong(), workers=workers)
+    assert open_fds() == fds
+    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}

@@ -302,12 +302,19 @@ def test_collection_reloads_keep_kfunc_templates() -> None:
     spec = ebpf.load_collection_spec(
         compile_bpf("kfunc_btf", extra_flags=[f"-I{vmlinux_include_dir()}"]))
     ps = spec.programs["task_of_pid"]
-    for pid in (os.getppid(), os.getpid()):  # the kfuncs resolved at each load, the spec reused
-        spec.variables["target_pid"].set(pid)
-        with ebpf.Collection(spec, programs=["task_of_pid"]) as coll:
-            assert coll.programs["task_of_pid"].test_run().retval == 0
-            assert coll.variables["found_pid"].get() == pid
-        assert valid_template(ps, None) is not None
+    # a child of ours, not os.getppid(): an orphaned test run's parent may be a reaper
+    # the kernel's init pid namespace does not know by that number
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid in (child.pid, os.getpid()):  # kfuncs resolved at each load, spec reused
+            spec.variables["target_pid"].set(pid)
+            with ebpf.Collection(spec, programs=["task_of_pid"]) as coll:
+                assert coll.programs["task_of_pid"].test_run().retval == 0
+                assert coll.variables["found_pid"].get() == pid
+            assert valid_template(ps, None) is not None
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_collection_reloads_resolve_typeless_ksyms_each_time() -> None:
