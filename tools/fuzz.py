@@ -443,7 +443,7 @@ def make_case(seeds: list[Seed], seed: int, target: str, index: int,
                 buf = generic(buf, rng, e)
             else:   # splice: a chunk from another seed
                 o = rng.choice(seeds).data
-                a, b = rng.randrange(len(o)), rng.randrange(len(buf))
+                a, b = rng.randrange(len(o)), rng.randrange(len(buf)) if buf else 0
                 buf[b:b + 64] = o[a:a + 64]
         return Case(index, target, s.name, bytes(buf), family)
     off, size = s.btf if family == "btf" else s.ext   # type: ignore[misc]
@@ -835,6 +835,13 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
                         nxt = w.current + w.step
                         print(f"fuzz: worker exited with {rc} in case {w.current}",
                               file=sys.stderr)
+                    elif rc != 0 and not stopping:
+                        # died making case nxt (this tool's mutator, not the library):
+                        # counted and skipped, not respawned at the same case forever
+                        tally.add(args.target, "crash", leaked=0)
+                        print(f"fuzz: worker exited with {rc} making case {nxt}",
+                              file=sys.stderr)
+                        nxt += w.step
                     if rc != 0 and nxt < w.stop and not stopping:
                         workers.append(_spawn(args, nxt, w.step, w.stop))
                     continue
