@@ -106,6 +106,28 @@ def test_fuzz_campaign_subset(fuzz_seeds: list[Any], target: str, cases: int) ->
     assert outcomes.get("ok", 0) and outcomes.get("typed", 0), outcomes
 
 
+def test_fuzz_campaign_counts_hangs_and_mutator_failures_and_goes_on(tmp_path: Any) -> None:
+    """A case that hangs is killed after --timeout and a worker that dies making a case
+    (the mutator, before the case starts) is counted once; both are skipped, and the
+    campaign finishes the other cases instead of waiting or respawning forever."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tools", "fuzz.py")
+    res = subprocess.run(
+        [sys.executable, tool, "--cases", "6", "--seed", "7", "--target", "elf",
+         "--jobs", "1", "--timeout", "5", "--hang-case", "4", "--broken-case", "1"],
+        capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr  # a campaign with findings fails
+    out = json.loads(res.stdout)
+    assert out["hangs"] == 1 and out["worker_crashes"] == 1, out
+    assert out["cases"] == 6, out  # 4 run + the hang + the crash
+    assert "making case 1" in res.stderr and "case 4 hung" in res.stderr, res.stderr
+
+
 def test_fuzz_campaign_subset_kernel(fuzz_seeds: list[Any], no_fd_leaks: None) -> None:
     """`tools/fuzz.py --target object`: mutants load into the kernel or fail typed, and
     no attempt leaves a descriptor open."""

@@ -640,6 +640,8 @@ def worker(args: argparse.Namespace) -> None:
     _SEEDS_BY_NAME.update((s.name, s) for s in seeds)
     _warm_up(args.target)
     for i in range(args.start, args.stop, args.step):
+        if i == args.broken_case:   # checks the campaign's handling of a mutator failure
+            raise SystemExit(3)
         case = make_case(seeds, args.seed, args.target, i, args.object_share)
         out.write(f"S {i}\n")
         out.flush()
@@ -794,6 +796,8 @@ def _spawn(args: argparse.Namespace, start: int, step: int, stop: int) -> Worker
         cmd += ["--save", args.save]
     if args.hang_case >= 0:
         cmd += ["--hang-case", str(args.hang_case)]
+    if args.broken_case >= 0:
+        cmd += ["--broken-case", str(args.broken_case)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             cwd=REPO)
     return Worker(proc, step, stop, last=start - step)
@@ -945,6 +949,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--hang-case", type=int, default=-1, help=argparse.SUPPRESS)
+    p.add_argument("--broken-case", type=int, default=-1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.engine == "atheris" and not args.worker:
         try:
