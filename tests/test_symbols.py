@@ -287,11 +287,11 @@ def test_kernel_stack(stack_of: tuple[ebpf.Collection, ebpf.link.Link],
         kid, _ = _capture(coll, target)
     finally:
         target.close()
-    addrs = symbols.stack_addresses(coll.maps["stacks"], kid)
+    addrs = symbols.stack_addresses(coll.maps["kernel_stacks"], kid)
     # a table read before the program was loaded does not know it (here: a table that
     # knows nothing near these addresses): the symbolizer reads kallsyms again
     old = KernelSymbols(parse_kallsyms("ffffffff81000000 T _text\n"))
-    frames = symbols.stack_frames(coll.maps["stacks"], kid,
+    frames = symbols.stack_frames(coll.maps["kernel_stacks"], kid,
                                   symbolizer=Symbolizer(old, kernel_refresh=0))
     assert [f.addr for f in frames] == addrs and len(addrs) >= 2
     assert all(f.name for f in frames), symbols.format_stack(frames)

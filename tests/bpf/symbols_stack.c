@@ -25,12 +25,16 @@ struct {
 	__type(value, __s64);
 } ids SEC(".maps");
 
-struct {
+/* one map for each kind of stack: with both in one map, the two stacks of a call could
+ * hash to the same bucket and the second bpf_get_stackid would fail with -EEXIST */
+struct stack_map {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 256);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, MAX_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
+};
+struct stack_map stacks SEC(".maps");        /* user stacks */
+struct stack_map kernel_stacks SEC(".maps");
 
 static __always_inline void put(__u32 slot, __s64 value)
 {
@@ -45,7 +49,7 @@ int stack_getpid(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!tgid || (bpf_get_current_pid_tgid() >> 32) != *tgid || ctx->args[1] != NR_GETPID)
 		return 0;
-	put(ID_KERNEL, bpf_get_stackid(ctx, &stacks, 0));
+	put(ID_KERNEL, bpf_get_stackid(ctx, &kernel_stacks, 0));
 	put(ID_USER, bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK));
 	n = bpf_map_lookup_elem(&ids, &hits);
 	if (n)
