@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -15,12 +16,26 @@ import pytest
 pytestmark = pytest.mark.kernel
 
 
+def _wait_for_trace_pipe(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Until the child has trace_pipe open (its start takes longer on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+            if any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").endswith("/trace_pipe")
+                   for fd in fds):
+                return
+        time.sleep(0.02)
+    raise AssertionError("ebpf trace did not open trace_pipe within 30 s")
+
+
 def _run_while_marking(tracefs: str, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run `ebpf trace ARGS` and write a unique marker to trace_marker meanwhile."""
     marker = f"ebpf-cli-trace-{random.getrandbits(48):x}"
     proc = subprocess.Popen([sys.executable, "-m", "ebpf", "trace", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.8)  # let it open trace_pipe
+    _wait_for_trace_pipe(proc)
     with open(os.path.join(tracefs, "trace_marker"), "w") as f:
         f.write(marker + "\n")
     out, err = proc.communicate(timeout=30)

@@ -69,13 +69,18 @@ def test_template_configuration_takes_effect() -> None:
                 assert len(timing.wall) == 2
                 assert all(ep.link.info().prog_id == ep.program.id for ep in eps)
                 assert all(ep.rodata.frozen for ep in eps)
+                def stats(i: int) -> tuple[int, int]:
+                    raw = t.shared["ep_stats"].lookup(i, raw=True)
+                    return (struct.unpack_from("<Q", raw, 0)[0],
+                            struct.unpack_from("<I", raw, 80)[0])
+
                 sender = b.Child(peer, b.SENDER, "2", str(b.SERVICE_PORT), "200")
-                time.sleep(0.3)
+                deadline = time.monotonic() + 30  # the sender's start is slow when busy
+                while time.monotonic() < deadline and not all(stats(i)[0] for i in range(2)):
+                    time.sleep(0.05)
                 sender.stop()
                 for i in range(2):
-                    raw = t.shared["ep_stats"].lookup(i, raw=True)
-                    packets, = struct.unpack_from("<Q", raw, 0)
-                    generation, = struct.unpack_from("<I", raw, 80)
+                    packets, generation = stats(i)
                     assert packets > 0 and generation == 7
             finally:
                 b.close_all(eps)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from threadwait import wait_inside_library
 
 import ebpf
 from ebpf import asm
@@ -423,7 +424,8 @@ def test_close_wakes_blocked_reader(events: ebpf.Map) -> None:
                threading.Thread(target=lambda: iterated.append(list(rd)))]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    wait_inside_library(threads)
+    time.sleep(0.05)  # into the poll
     t0 = time.monotonic()
     rd.close()
     for t in threads:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from threadwait import wait_inside_library
 
 import ebpf
 from ebpf import asm, btf
@@ -509,7 +510,8 @@ def test_close_wakes_blocked_reader(cnt: ebpf.Map) -> None:
         threads = [threading.Thread(target=block), threading.Thread(target=iterate)]
         for t in threads:
             t.start()
-        time.sleep(0.2)
+        wait_inside_library(threads)
+        time.sleep(0.05)  # into the poll
         assert all(t.is_alive() for t in threads)
         t0 = time.monotonic()
         rd.close()
