@@ -283,17 +283,15 @@ class MapElements(MapMemory):
                         return
                     except (IndexError, ValueError, TypeError):
                         pass  # out of range, not packable as is, read-only, unmapped
-                self.update(key, value)
-                return
-        if key.__class__ is int and value.__class__ is int and self._owner == _get_ident():
-            try:
-                self._kmv[0] = key  # type: ignore[index]
-                self._vmv[0] = value  # type: ignore[index]
-            except (ValueError, TypeError):
-                pass
-            else:
-                if _syscall(_NR, 2, self._uref, 32) >= 0:
-                    return
+            elif self._owner == _get_ident():
+                try:
+                    self._kmv[0] = key  # type: ignore[index]
+                    self._vmv[0] = value  # type: ignore[index]
+                except (ValueError, TypeError):
+                    pass
+                else:
+                    if _syscall(_NR, 2, self._uref, 32) >= 0:
+                        return
         self.update(key, value)
 
     def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
