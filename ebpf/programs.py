@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import enum
 import errno as _errno
 import os
-import re
 import struct
 import threading
 import weakref
@@ -57,6 +55,8 @@ from .spec import kernel_name
 from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
 
 if TYPE_CHECKING:
+    from enum import IntFlag
+
     from ._proginfo import ProgramInfo, TestRunResult
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
     from .asm import Instruction
@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
+else:
+    from ._sys.fastclass import IntFlag
 
 # The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
 _EXCEPTION_CB_TAG = "exception_callback:"
@@ -92,7 +94,8 @@ MAX_LOG_SIZE = 0xFFFF_FFFF >> 2
 """The largest log buffer the kernel accepts (UINT32_MAX >> 2)."""
 
 _MIN_LOG_SIZE = 128  # kernels before 6.4 refuse smaller log buffers
-_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+# a verifier log line of an instruction ("12: (85) call ...")
+_INSN_LINE = r"^(\d+): \([0-9a-f]{2}\)"
 
 # ld_imm64 sources a map reference may carry; MAP_VALUE keeps its offset
 _MAP_SRCS = (0, consts.BPF_PSEUDO_MAP_FD, consts.BPF_PSEUDO_MAP_VALUE,
@@ -135,7 +138,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class RunFlags(enum.IntFlag):
+class RunFlags(IntFlag):
     """`Program.test_run` flags (``BPF_F_TEST_*``); `cpu=` sets RUN_ON_CPU itself."""
 
     NONE = 0
@@ -787,9 +790,11 @@ def _source_line(log: str, prep: _Prepared) -> str | None:
     """``file:line: text`` of the instruction the verifier failed at, from line info."""
     if not prep.line_info:
         return None
+    import re  # on a verifier failure only (process start)
+
     index = None
     for ln in reversed(log.splitlines()):
-        m = _INSN_LINE.match(ln)
+        m = re.match(_INSN_LINE, ln)
         if m:
             index = int(m.group(1))
             break
@@ -812,6 +817,8 @@ def _source_line(log: str, prep: _Prepared) -> str | None:
 def _kernel_version(spec: ProgramSpec) -> int:
     if spec.kernel_version or spec.type != ProgramType.KPROBE:
         return spec.kernel_version
+    import re  # kprobes without a version only (process start)
+
     m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
     if not m:
         return 0

@@ -19,11 +19,14 @@ attributes). Imports only `ebpf.errors`, so that any package of ebpf may use it.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgumentError
 
-_R = TypeVar("_R", bound="Record")
+if TYPE_CHECKING:  # (annotations only: a TypeVar bound by name compiles at run time)
+    from typing import TypeVar
+
+    _R = TypeVar("_R", bound="Record")
 
 
 class FrozenRecord:

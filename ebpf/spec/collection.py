@@ -3,7 +3,6 @@ is loaded (plain data, editable, cheap to copy, no fds)."""
 
 from __future__ import annotations
 
-import copy as _copy
 from typing import TYPE_CHECKING, Any
 
 from .._sys.frozen import Record
@@ -218,11 +217,13 @@ class CollectionSpec(Record):
     def copy(self) -> CollectionSpec:
         """A deep copy: its programs, maps and variables can be edited (and loaded)
         without affecting this spec."""
+        import copy  # on first copy (process start)
+
         new = CollectionSpec(
             programs=Programs({k: p.copy() for k, p in self.programs.items()}),
             maps=Maps({k: m.copy() for k, m in self.maps.items()}),
             variables=Variables({k: v.replace() for k, v in self.variables.items()}),
-            externs={k: _copy.copy(e) for k, e in self.externs.items()},
+            externs={k: copy.copy(e) for k, e in self.externs.items()},
             btf=self.btf,
             byteorder=self.byteorder,
             struct_ops={k: v.copy() for k, v in self.struct_ops.items()},

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy as _copy
-import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._sys import types as _t
@@ -12,12 +10,16 @@ from .._sys.types import MapType
 from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:
+    from enum import IntEnum, IntFlag
+
     from .. import btf
+else:  # the stdlib classes without enum's per-member cost (process start)
+    from .._sys.fastclass import IntEnum, IntFlag
 
 __all__ = ["MapFlags", "MapSpec", "MapType", "PinType"]
 
 
-class MapFlags(enum.IntFlag):
+class MapFlags(IntFlag):
     """BPF_F_* flags for `MapSpec.flags` (map_flags of BPF_MAP_CREATE)."""
 
     NONE = 0
@@ -42,7 +44,7 @@ class MapFlags(enum.IntFlag):
     NO_USER_CONV = _t.BPF_F_NO_USER_CONV
 
 
-class PinType(enum.IntEnum):
+class PinType(IntEnum):
     """`MapSpec.pinning`: NONE, or BY_NAME (libbpf's LIBBPF_PIN_BY_NAME: the map is
     pinned as <pin_path>/<name> and reused from there when compatible)."""
 
@@ -123,7 +125,9 @@ class MapSpec(Record):
     def copy(self) -> MapSpec:
         """A copy that can be edited without affecting this spec (contents and the
         inner map spec are copied; BTF types are shared)."""
-        new = _copy.copy(self)
+        import copy  # on first copy (process start)
+
+        new = copy.copy(self)
         new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
                         for k, v in self.contents]
         if self.inner_map is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Protocol
 
 from .._sys import consts
@@ -10,8 +9,12 @@ from .._sys.frozen import Record
 from .._sys.types import AttachType, ProgramType
 
 if TYPE_CHECKING:
+    from enum import IntFlag
+
     from ..asm import Instruction
     from ..btf import Spec as BTFSpec
+else:  # the stdlib class without enum's per-member cost (process start)
+    from .._sys.fastclass import IntFlag
 
 __all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "SupportsFileno"]
 
@@ -37,7 +40,7 @@ class LoadedProgram(Protocol):
         ...
 
 
-class ProgramFlags(enum.IntFlag):
+class ProgramFlags(IntFlag):
     """`ProgramSpec.flags` (BPF_PROG_LOAD ``prog_flags``)."""
 
     NONE = 0
