@@ -125,9 +125,10 @@ class MapSpec(Record):
     def copy(self) -> MapSpec:
         """A copy that can be edited without affecting this spec (contents and the
         inner map spec are copied; BTF types are shared)."""
-        import copy  # on first copy (process start)
-
-        new = copy.copy(self)
+        # what copy.copy does for an instance with a __dict__, without importing copy
+        # (process start: every load copies its map specs)
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
         new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
                         for k, v in self.contents]
         if self.inner_map is not None:
