@@ -19,7 +19,7 @@ from ebpf.cli import main
 rc = main(sys.argv[1:])
 seen = {"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
         "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
-        "json": "json" in sys.modules}
+        "json": "json" in sys.modules, "argparse": "argparse" in sys.modules}
 import json
 print(json.dumps(seen), file=sys.stderr)
 """
@@ -51,7 +51,35 @@ def test_loading_imports_no_logging(obj: str) -> None:
     assert d["rc"] == 0
     assert d["logging"] is False and d["signal"] is False
     assert d["json"] is False  # the plain-text report needs no json
+    assert d["argparse"] is False  # `load OBJECT` is parsed by load.plain_args
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+
+
+PLAIN = [("load", "x.o"), ("-j", "load", "x.o"), ("--json", "load", "x.o"),
+         ("load", "--json", "x.o"), ("load", "x.o", "-j", "--each"),
+         ("-j", "--json", "load", "--each", "x.o", "--each"), ("load", "load"), ("load", "")]
+ARGPARSE_ONLY = [("load",), ("load", "a.o", "b.o"), ("load", "x.o", "--set", "a=1"),
+                 ("load", "x.o", "--btf", "v"), ("load", "x.o", "--btf=v"),
+                 ("load", "x.o", "--ea"), ("load", "--", "x.o"), ("load", "-x.o"),
+                 ("load", "--help"), ("-h", "load", "x.o"), ("--version", "load", "x.o"),
+                 ("prog", "load", "x.o"), ("load", "x.o", "-k")]
+
+
+@pytest.mark.parametrize("argv", PLAIN)
+def test_plain_load_args_are_what_argparse_makes(argv: tuple[str, ...]) -> None:
+    from ebpf.cli import load  # the subcommand module under test
+    from ebpf.cli.main import build_parser
+
+    plain = load.plain_args(argv)
+    assert plain is not None
+    assert vars(plain) == vars(build_parser(("load",)).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", ARGPARSE_ONLY)
+def test_other_load_spellings_go_to_argparse(argv: tuple[str, ...]) -> None:
+    from ebpf.cli import load  # the subcommand module under test
+
+    assert load.plain_args(argv) is None
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

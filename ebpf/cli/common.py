@@ -4,7 +4,6 @@ walks."""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import sys
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 
 if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
+    import argparse
     from typing import Protocol, TypeVar
 
     T = TypeVar("T")

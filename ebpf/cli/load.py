@@ -3,14 +3,16 @@ what the kernel accepted."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, VerifierError
 from .common import add_json, enum_name, error, wants_json
 
-__all__ = ["load_object", "register"]
+if TYPE_CHECKING:  # argparse only builds the parser (see plain_args)
+    import argparse
+
+__all__ = ["load_object", "plain_args", "register"]
 
 
 def _parse_value(text: str) -> Any:
@@ -113,6 +115,41 @@ def _cmd_load(args: argparse.Namespace) -> int:
     for p in failed:
         error(f"{d['object']}: program {p['name']}: {p['error']}")
     return 1 if failed else 0
+
+
+def plain_args(argv: Sequence[str]) -> Any:
+    """The parsed arguments of the usual spellings, ``ebpf [-j] load [--json|-j]
+    [--each] OBJECT`` (flags in any order), without argparse: it costs ~5 ms of process
+    start (gettext, locale, the parser's regular expressions) in a command that takes
+    ~10 ms once imported. None for anything else (--set, --btf, --help, abbreviations,
+    errors), which the argparse parser of `register` handles; the two must agree
+    (tests/test_cli_start.py compares them)."""
+    from types import SimpleNamespace
+
+    flags = {"json_global": False, "json": False, "each": False}
+    obj = None
+    words = iter(argv)
+    for arg in words:  # the options before the noun: only --json
+        if arg == "load":
+            break
+        if arg not in ("-j", "--json"):
+            return None
+        flags["json_global"] = True
+    else:
+        return None
+    for arg in words:
+        if arg in ("-j", "--json"):
+            flags["json"] = True
+        elif arg == "--each":
+            flags["each"] = True
+        elif arg.startswith("-") or obj is not None:
+            return None
+        else:
+            obj = arg
+    if obj is None:
+        return None
+    return SimpleNamespace(command="load", object=obj, set=None, btf=None, func=_cmd_load,
+                           **flags)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import Error
 from .common import error
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +29,8 @@ NOUNS = ("inspect", "load", "build", "gen", "prog", "map", "link", "btf", "net",
 def build_parser(nouns: Sequence[str] = NOUNS) -> argparse.ArgumentParser:
     """The argument parser of the `ebpf` command (with the subcommands `nouns`: all of
     them by default)."""
+    import argparse  # not for the spellings a subcommand's plain_args parses (process start)
+
     p = argparse.ArgumentParser(prog="ebpf", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"ebpf {__version__}")
     p.add_argument("-j", "--json", dest="json_global", action="store_true",
@@ -53,8 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     noun = _chosen_noun(argv)
-    parser = build_parser((noun,) if noun else NOUNS)
-    args = parser.parse_args(argv)
+    args: Any = None
+    if noun:  # a subcommand may parse its usual spellings itself (see load.plain_args)
+        plain = getattr(importlib.import_module(f"{__package__}.{noun}"), "plain_args", None)
+        args = plain(argv) if plain is not None else None
+    if args is None:
+        args = build_parser((noun,) if noun else NOUNS).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
