@@ -28,7 +28,6 @@ from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from ._objcache import attached, edits, track_edits, tracked_classes
-from ._sys import caps as _caps
 from ._sys import consts, ops
 from ._sys import forking as _forking
 from ._sys import prog as _prog
@@ -743,6 +742,8 @@ def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
                 ptype) or _TRAMPOLINE_KIND.get(spec.attach_type or 0, "lsm")
             policy = _TRAMPOLINE_REFUSED.format(what=kind, name=name)
             feature = "trampoline programs"
+        from ._sys import caps as _caps  # on an EPERM only (process start)
+
         return _caps.eperm_error(f"bpf(BPF_PROG_LOAD) of program {name!r}",
                                  cmd=_Cmd.PROG_LOAD, prog_type=ptype, obj=_describe(spec, ptype),
                                  feature=feature, policy_message=policy)

@@ -281,6 +281,7 @@ def test_before_5_8_cap_sys_admin_stands_for_bpf_and_perfmon() -> None:
 
 def test_memlock_plan() -> None:
     inf = rlimit.INFINITY
+    assert inf == resource.RLIM_INFINITY  # spelt out: rlimit imports resource on use only
     assert rlimit.plan(False, 65536, 65536, True) is None      # memcg-charged kernel
     assert rlimit.plan(None, 65536, 65536, True) is None       # unknown: leave it
     assert rlimit.plan(True, inf, inf, False) is None

@@ -31,6 +31,7 @@ import errno as _errno
 import os
 
 from ..errors import KernelPolicyError, PermissionError, SyscallError
+from . import kernel_version
 from .frozen import FrozenRecord
 from .types import Cmd, MapType, ProgramType
 
@@ -141,24 +142,6 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _leading_digits(text: str) -> str:
-    """The ASCII digits `text` starts with ("" when none)."""
-    end = 0
-    while end < len(text) and "0" <= text[end] <= "9":
-        end += 1
-    return text[:end]
-
-
-def _kernel_version(release: str | None = None) -> tuple[int, int]:
-    """(major, minor) of the running kernel's release ("6.18.0-..."), (0, 0) if unknown.
-    String methods, no regular expression: compiling one costs ~0.2 ms (process start)."""
-    major, dot, rest = (os.uname().release if release is None else release).partition(".")
-    minor = _leading_digits(rest)
-    if not dot or not minor or _leading_digits(major) != major or not major:
-        return (0, 0)
-    return (int(major), int(minor))
-
-
 def _bracketed_word(text: str) -> str | None:
     """The first ``[word]`` of `text` (word characters only), as in the lockdown file
     ("none [integrity] confidentiality")."""
@@ -200,7 +183,7 @@ def read_privileges() -> Privileges:
         init_ns = os.stat("/proc/self/ns/user").st_ino == _INIT_USER_NS_INO
     except OSError:
         init_ns = True  # cannot tell: assume the common case
-    return Privileges(eff, os.geteuid(), unpriv, lockdown, seccomp, init_ns, _kernel_version())
+    return Privileges(eff, os.geteuid(), unpriv, lockdown, seccomp, init_ns, kernel_version())
 
 
 def required_capabilities(

@@ -17,7 +17,6 @@ parent threads left behind are reset (see `ebpf._sys.forking`).
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import warnings
@@ -113,6 +112,8 @@ class FD:
     def dup(self) -> FD:
         """A new, independent close-on-exec descriptor for the same kernel object."""
         with self.hold() as fd:
+            import fcntl  # on a dup only (process start)
+
             return FD(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), self.kind)
 
     def detach(self) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 
 from . import types as _t
 from . import validate
-from .caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, read_privileges
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
 from .types import Cmd, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
@@ -123,10 +122,14 @@ def anon_inode_kind(fd: int) -> str:
 
 def effective_capabilities() -> int:
     """The process's effective capability mask (CapEff of /proc/self/status), 0 if unknown."""
+    from .caps import read_privileges  # on use: loading needs no caps (process start)
+
     return read_privileges().effective
 
 
 def bpf_privileged() -> bool:
     """Whether the process may load any program type: CAP_SYS_ADMIN, or CAP_BPF + CAP_PERFMON."""
+    from .caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, read_privileges  # (see above)
+
     priv = read_privileges()
     return priv.has(CAP_SYS_ADMIN) or (priv.has(CAP_BPF) and priv.has(CAP_PERFMON))

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import threading
 
-from .caps import CAP_SYS_RESOURCE, _kernel_version, read_privileges
+from . import kernel_version
 from .log import log as _log
 from .types import Cmd, MapCreateAttr
 
@@ -26,7 +25,9 @@ __all__ = ["INFINITY", "describe", "ensure_memlock", "kernel_charges_memlock",
            "memlock_note", "plan", "probe_memlock_charging"]
 
 
-INFINITY = resource.RLIM_INFINITY
+# resource.RLIM_INFINITY on Linux (the kernel's ~0): `resource` and `caps` are imported
+# only on kernels that charge memlock (process start), tests compare the two
+INFINITY = -1
 
 _lock = threading.Lock()
 _done = False
@@ -86,6 +87,8 @@ def probe_memlock_charging() -> bool | None:
     """Whether the running kernel charges BPF memory to RLIMIT_MEMLOCK, found by
     creating a one-element array map with the soft limit at 0 (restored at once).
     None when it cannot tell (maps cannot be created at all)."""
+    import resource  # kernels that charge memlock only (see INFINITY)
+
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, hard))
@@ -112,12 +115,14 @@ def kernel_charges_memlock() -> bool | None:
     probed before), None when unknown. Learnt once per process."""
     global _charges, _known
     if not _known:
-        _charges = False if _kernel_version() >= (5, 11) else probe_memlock_charging()
+        _charges = False if kernel_version() >= (5, 11) else probe_memlock_charging()
         _known = _charges is not None
     return _charges
 
 
 def _can_raise_hard() -> bool:
+    from .caps import CAP_SYS_RESOURCE, read_privileges  # see INFINITY
+
     return read_privileges().has(CAP_SYS_RESOURCE)
 
 
@@ -131,8 +136,12 @@ def ensure_memlock() -> None:
             return
         _done = True  # first: the probe's own map creation comes back here
         charges = kernel_charges_memlock()
+        if not charges:  # nothing to do (plan() says so too)
+            return
+        import resource  # see INFINITY
+
         soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-        target = plan(charges, soft, hard, bool(charges) and _can_raise_hard())
+        target = plan(charges, soft, hard, _can_raise_hard())
         if target is None:
             if charges and soft != INFINITY:
                 _failure = "the hard limit is reached and CAP_SYS_RESOURCE is missing"
@@ -151,6 +160,8 @@ def ensure_memlock() -> None:
 
 def memlock_note() -> str:
     """What EPERM/ENOMEM errors say about RLIMIT_MEMLOCK ("" when it cannot be the cause)."""
+    import resource  # see INFINITY
+
     try:
         charges = kernel_charges_memlock()
         soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)

@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 from ..errors import NotSupportedError, SyscallError
-from . import caps as _caps
 from . import rlimit as _rlimit
 from .types import BPF_F_TOKEN_FD, Cmd
 
@@ -88,6 +87,8 @@ def from_errno(err: int, what: str) -> SyscallError:
     """Turn an errno from `what` into the matching typed exception."""
     msg = f"{what}: {os.strerror(err)}"
     if err == errno.EPERM:  # which capability is missing, or the kernel's policy
+        from . import caps as _caps  # on an EPERM only (process start)
+
         return _caps.eperm_error(what)
     if err == errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
         note = _rlimit.memlock_note()
@@ -164,6 +165,8 @@ def bpf(cmd: int, attr: Any, size: int | None = None, retry_eagain: int = 0) -> 
         if _interrupted(cmd, err):
             raise interrupted_error(err, f"bpf({_cmd_name(cmd)})")
     if err == errno.EPERM:
+        from . import caps as _caps  # on an EPERM only (process start)
+
         raise _caps.eperm_error(f"bpf({_cmd_name(cmd)})", cmd=cmd)
     raise from_errno(err, f"bpf({_cmd_name(cmd)})")
 
@@ -204,6 +207,8 @@ def perf_event_open(attr: Any, pid: int, cpu: int, group_fd: int, flags: int) ->
     else:
         raise interrupted_error(err, "perf_event_open")
     if err in (errno.EPERM, errno.EACCES):
+        from . import caps as _caps  # on an EPERM only (process start)
+
         raise _caps.eperm_error("perf_event_open", err=err, cmd=_caps.PERF_EVENT_OPEN)
     raise from_errno(err, "perf_event_open")
 

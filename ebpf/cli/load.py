@@ -101,7 +101,7 @@ def _load_text(d: dict[str, Any]) -> str:
 def _cmd_load(args: argparse.Namespace) -> int:
     """The report goes to standard output (JSON with --json, else one line per program
     that loaded); every failure is also one line on standard error."""
-    import gc
+    import gc  # (built in) only this one-shot command changes the thresholds
 
     # Young collections every 20000 net allocations instead of 700 while loading: the
     # imports and the load make ~15000, hardly any of them garbage, and the ~17
@@ -134,7 +134,7 @@ def plain_args(argv: Sequence[str]) -> Any:
     ~10 ms once imported. None for anything else (--set, --btf, --help, abbreviations,
     errors), which the argparse parser of `register` handles; the two must agree
     (tests/test_cli_start.py compares them)."""
-    from types import SimpleNamespace
+    from types import SimpleNamespace  # types is always loaded, argparse (Namespace) not
 
     flags = {"json_global": False, "json": False, "each": False}
     obj = None

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
-from .._sys.caps import eperm_error
 from .._sys.fd import FD
 from .._sys.syscall import bpf_errno as _bpf_errno
 from .._sys.syscall import from_errno
@@ -547,6 +546,8 @@ def create_error(spec: MapSpec, err: int) -> Exception:
         if not features.have_map_type(known):
             return NotSupportedError(f"map type {tname}")
     if err == errno.EPERM:  # a missing capability, or the kernel's policy
+        from .._sys.caps import eperm_error  # on an EPERM only (process start)
+
         return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.Cmd.MAP_CREATE,
                            map_type=int(spec.type), obj=f"map {spec.name!r} ({tname.lower()})",
                            feature=f"map type {tname}")

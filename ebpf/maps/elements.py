@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl as _fcntl
 import os
 import threading
 from _thread import get_ident as _get_ident
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Final
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
-from .._sys.caps import eperm_error
 from .._sys.fd import hold as _hold
 from .._sys.syscall import NR_BPF as _NR
 from .._sys.syscall import from_errno
@@ -242,6 +240,8 @@ class MapElements(MapMemory):
         write = cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE)
         info: dict[str, str] = {}
         mode = -1
+        import fcntl as _fcntl  # on an EPERM only, as caps below (process start)
+
         try:
             with self._fd.hold() as fd:
                 info = _fdinfo(fd)
@@ -263,6 +263,8 @@ class MapElements(MapMemory):
                    "this descriptor of the map is write-only (opened write_only)")
         if why:
             return PermissionError(err, f"{where}: {why}")
+        from .._sys.caps import eperm_error  # on an EPERM only (process start)
+
         return eperm_error(where, err=err, cmd=cmd, map_type=int(self._type),
                            obj=where)
 
