@@ -22,7 +22,6 @@ back to the syscall path, which raises `ClosedError`.
 
 from __future__ import annotations
 
-import array as _array
 import errno
 import mmap as _mmap
 import sys
@@ -200,7 +199,9 @@ class MapMemory(MapCodec):
             return None
         if stride != vs:
             block = b"".join(block[o: o + vs] for o in range(0, len(block), stride))
-        keys = memoryview(_array.array("I", range(n))).cast("B")
+        import array  # a whole-array lookup_batch only (process start)
+
+        keys = memoryview(array.array("I", range(n))).cast("B")
         return keys, bytearray(block), n
 
     # -- zero-copy views ---------------------------------------------------------------
