@@ -26,6 +26,12 @@ in a fresh interpreter and timed there with time.process_time (median over the r
 `python3 -X importtime` breakdown of the load process: each module's self time,
 minimum over 5 runs, the largest first (wall microseconds, noisy on a busy machine).
 
+`lean`: the same on a lean interpreter, `python3 -S` (no site: no .pth file imports
+typing, enum, re, pathlib, ... before the program runs, as the setuptools editable
+finder and the sandbox's certifi .pth do here; PYTHONPATH still applies): the whole
+process beyond `python3 -S -c pass`, the modules a `-S` load process adds (the stdlib
+ones listed by name) and the CPU of importing them.
+
 `--baseline DIR` (a directory holding another version's `ebpf` package, e.g. from
 `git archive OLD ebpf | tar -x -C DIR`) adds that version's `import ebpf` and load
 process to the same rounds (`baseline_*` rows): before/after figures measured side by
@@ -38,6 +44,7 @@ beyond-pass CPU <= 20 ms, load path imports <= 10 ms.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -64,8 +71,10 @@ for n in names:
 print((time.process_time() - t0) * 1e3)
 """
 
+# runpy is what `python3 -m` imports itself; nothing else before `before` (json would
+# hide re from the list)
 MODULES_SNIPPET = """
-import json, runpy, sys
+import runpy, sys
 before = set(sys.modules)
 sys.argv = ["ebpf", "load", sys.argv[1]]
 try:
@@ -121,19 +130,20 @@ def stats(xs: list[float]) -> dict[str, float]:
             "max": round(max(xs), 2)}
 
 
-def extra_modules(obj: str, env: dict[str, str]) -> list[str]:
-    """Modules a load process imports beyond those `python3 -c pass` has, in order."""
-    code = MODULES_SNIPPET + "\nprint(json.dumps([m for m in sys.modules if m not in before"\
+def extra_modules(obj: str, env: dict[str, str], flags: tuple[str, ...] = ()) -> list[str]:
+    """Modules a load process imports beyond those `python3 [flags] -c pass` has, in
+    order."""
+    code = MODULES_SNIPPET + "\nprint(repr([m for m in sys.modules if m not in before"\
         " and m != '__main__']), file=sys.__stderr__)\n"
-    r = subprocess.run([sys.executable, "-c", code, obj], env=env, check=True,
+    r = subprocess.run([sys.executable, *flags, "-c", code, obj], env=env, check=True,
                        capture_output=True, text=True, cwd="/")
-    mods: list[str] = json.loads(r.stderr.strip().splitlines()[-1])
+    mods: list[str] = ast.literal_eval(r.stderr.strip().splitlines()[-1])
     return mods
 
 
-def import_cpu(names: list[str], env: dict[str, str]) -> float:
-    r = subprocess.run([sys.executable, "-c", IMPORT_SNIPPET, *names], env=env, check=True,
-                       capture_output=True, text=True, cwd="/")
+def import_cpu(names: list[str], env: dict[str, str], flags: tuple[str, ...] = ()) -> float:
+    r = subprocess.run([sys.executable, *flags, "-c", IMPORT_SNIPPET, *names], env=env,
+                       check=True, capture_output=True, text=True, cwd="/")
     return float(r.stdout)
 
 
@@ -184,10 +194,12 @@ def main() -> int:
         "python_pass": [py, "-c", "pass"],
         "import_ebpf": [py, "-c", "import ebpf"],
         "python_m_ebpf_load": [py, "-m", "ebpf", "load", obj],
+        "lean_python_pass": [py, "-S", "-c", "pass"],
+        "lean_python_m_ebpf_load": [py, "-S", "-m", "ebpf", "load", obj],
     }
     envs = {k: env for k in cmds}
     if args.baseline:
-        for k in ("import_ebpf", "python_m_ebpf_load"):
+        for k in ("import_ebpf", "python_m_ebpf_load", "lean_python_m_ebpf_load"):
             cmds[f"baseline_{k}"] = cmds[k]
             envs[f"baseline_{k}"] = child_env(trees[1])
     if os.access(script, os.X_OK):
@@ -215,15 +227,22 @@ def main() -> int:
     finally:
         cleanup_pins()
     mods = extra_modules(obj, env)
-    imp_all, imp_ebpf = [], []
+    lean = ("-S",)
+    lean_mods = extra_modules(obj, env, lean)
+    imp_all, imp_ebpf, imp_lean = [], [], []
     base_mods = extra_modules(obj, child_env(trees[1])) if args.baseline else []
+    base_lean_mods = extra_modules(obj, child_env(trees[1]), lean) if args.baseline else []
     base_imp: list[float] = []
+    base_imp_lean: list[float] = []
     for _ in range(args.runs):
         imp_ebpf.append(import_cpu(["ebpf"], env))
         imp_all.append(import_cpu(mods, env))
+        imp_lean.append(import_cpu(lean_mods, env, lean))
         if base_mods:
             base_imp.append(import_cpu(base_mods, child_env(trees[1])))
+            base_imp_lean.append(import_cpu(base_lean_mods, child_env(trees[1]), lean))
     base = statistics.median(cpu["python_pass"])
+    lean_base = statistics.median(cpu["lean_python_pass"])
     result: dict[str, Any] = {
         "object": os.path.relpath(SOURCE, REPO) if not args.object else args.object,
         "runs": args.runs,
@@ -233,7 +252,8 @@ def main() -> int:
         "wall_ms": {k: stats(v) for k, v in wall.items()},
         "cpu_ms_beyond_pass": {k: round(statistics.median(v) - base, 2)
                                for k, v in cpu.items()
-                               if k not in ("python_pass", "bpftool_loadall")},
+                               if k not in ("python_pass", "bpftool_loadall")
+                               and "lean_" not in k},
         "load_avg_note": "CPU time of short processes on a loaded 2-CPU machine is "
                          "inflated (shared caches, preemption): compare sides measured "
                          "in the same run, not figures of different runs",
@@ -241,6 +261,17 @@ def main() -> int:
         "load_path_imports_cpu_ms": stats(imp_all),
         "load_path_modules": len(mods),
         "load_path_ebpf_modules": sum(1 for m in mods if m.split(".")[0] == "ebpf"),
+        "lean": {
+            "cpu_ms_beyond_pass": {k: round(statistics.median(v) - lean_base, 2)
+                                   for k, v in cpu.items()
+                                   if "lean_" in k and k != "lean_python_pass"},
+            "load_path_imports_cpu_ms": stats(imp_lean),
+            "load_path_modules": len(lean_mods),
+            "load_path_ebpf_modules": sum(1 for m in lean_mods if m.split(".")[0] == "ebpf"),
+            "stdlib_modules": [m for m in lean_mods if m.split(".")[0] != "ebpf"],
+            **({"baseline_load_path_imports_cpu_ms": stats(base_imp_lean),
+                "baseline_load_path_modules": len(base_lean_mods)} if args.baseline else {}),
+        },
         "importtime": importtime(cmds["python_m_ebpf_load"], env, 5),
         **({"baseline": args.baseline,
             "baseline_load_path_imports_cpu_ms": stats(base_imp),
