@@ -4,7 +4,10 @@ Most of the time of a load is the kernel's: the verifier and the JIT run inside 
 ``bpf(BPF_PROG_LOAD)`` system call, during which the library does not hold the GIL
 (it calls ``syscall(2)`` through `ctypes.CDLL`). `load_many` therefore loads its specs
 from a pool of threads: the kernel verifies several programs at the same time while
-Python prepares the next ones.
+Python prepares the next ones. What Python does for each load holds the GIL, so
+it is kept short: a spec is taken from the iterable only when a worker will soon be
+free (a generator makes the next copy while the previous ones are being verified), and
+the cyclic garbage collector is paused during the call (see `load_many`).
 
 ```python
 specs = []
@@ -23,9 +26,10 @@ stays a `VerifierError`) with the spec's index and name in front of its message.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Union
 
@@ -114,13 +118,31 @@ def load_many(
     raised with its type kept and its message prefixed with the spec's index and name
     ("spec 7 (program 'xdp_prog'): ..."); errors that are not the library's are raised
     as they are.
+
+    Specs are taken from `specs` two per worker ahead of the loads that have ended.
+    Automatic garbage collection (`gc`) is off in the whole process during the call
+    and restored after: the spec copies a caller makes are thousands of objects each,
+    and each pass over the growing heap of them held the GIL that every loading thread
+    needs between its kernel calls (100 copies of a 2.4k-instruction template: ~0.4 s
+    of passes that free nothing).
     """
     workers = _worker_count(workers)
     if isinstance(specs, Sized):
         if not len(specs):
             return []
         workers = min(workers, len(specs))
+    with _collector_paused():
+        return _load_many(specs, workers, maps, map_replacements, kernel_btf, log_level)
 
+
+def _load_many(
+    specs: Iterable[ProgramSpec | CollectionSpec],
+    workers: int,
+    maps: Mapping[str, Map] | None,
+    map_replacements: Mapping[str, Map] | None,
+    kernel_btf: BTFSpec | None,
+    log_level: int,
+) -> list[Any]:
     from .collection import Collection  # the kernel-object layer, above this module
 
     def load(spec: ProgramSpec | CollectionSpec) -> Any:
@@ -140,11 +162,18 @@ def load_many(
         return loaded
 
     stop = threading.Event()
+    # Specs are taken from the iterable only when a worker will soon be free: a
+    # generator then makes each spec while the previous ones are in the kernel, instead
+    # of holding the GIL to make them all while the first loads wait for it.
+    slots = threading.Semaphore(_LOOKAHEAD * workers)
 
     def task(i: int, s: ProgramSpec | CollectionSpec) -> Any:
-        if stop.is_set():
-            return None  # another spec failed: do not start this one
-        return _load_one(load, i, s)
+        try:
+            if stop.is_set():
+                return None  # another spec failed: do not start this one
+            return _load_one(load, i, s)
+        finally:
+            slots.release()
 
     def on_done(f: Future[Any]) -> None:
         if not f.cancelled() and f.exception() is not None:
@@ -154,9 +183,7 @@ def load_many(
     futures: list[Future[Any]] = []
     seen: set[int] = set()
     try:
-        for i, s in enumerate(specs):
-            if stop.is_set():
-                break
+        for i, s in enumerate(_paced(specs, slots, stop)):
             if isinstance(_checked(i, s), CollectionSpec):
                 _prewarm(s, seen)
             f = pool.submit(task, i, s)
@@ -192,6 +219,51 @@ def load_many(
         _close_all(results)
         raise first
     return results
+
+
+# Calls of load_many running now, and whether the collector ran before the first.
+_pause_lock = threading.Lock()
+_pausing = 0
+_was_enabled = False
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic garbage collection inside (process-wide; nested and concurrent
+    calls keep it off until the last ends, then it is restored)."""
+    global _pausing, _was_enabled
+    with _pause_lock:
+        if not _pausing:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pausing += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pausing -= 1
+            if not _pausing and _was_enabled:
+                gc.enable()
+
+
+# Specs taken from the iterable ahead of the loads, per worker: one being loaded, one
+# ready for when it ends.
+_LOOKAHEAD = 2
+
+
+def _paced(specs: Iterable[Any], slots: threading.Semaphore,
+           stop: threading.Event) -> Iterator[Any]:
+    """The items of `specs`, each taken once a slot is free (`slots`), until `stop`."""
+    it = iter(specs)
+    while True:
+        slots.acquire()  # released by the task of an earlier spec when it ends
+        if stop.is_set():
+            return
+        try:
+            s = next(it)
+        except StopIteration:
+            return
+        yield s
 
 
 def _load_one(load: Any, i: int, spec: ProgramSpec | CollectionSpec) -> Any:

@@ -206,3 +206,62 @@ def test_load_many_generator_failure_closes_what_it_loaded(workers: int) -> None
         ebpf.load_many(wrong(), workers=workers)
     assert open_fds() == fds
     assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
+
+
+def _counter_specs(prefix: str, n: int) -> list[ebpf.ProgramSpec]:
+    return [ebpf.ProgramSpec(
+        name=f"{prefix}{i}", type=ebpf.ProgramType.SOCKET_FILTER, license="GPL",
+        instructions=asm.assemble([asm.mov_imm(asm.R0, i), asm.exit()]))
+        for i in range(n)]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_load_many_takes_specs_as_workers_free_up(workers: int) -> None:
+    prefix = "lm" + uuid.uuid4().hex[:6]
+    todo = _counter_specs(prefix, 12)
+    loaded_when_taken: list[int] = []
+
+    def paced() -> Iterator[ebpf.ProgramSpec]:
+        for s in todo:
+            loaded_when_taken.append(kernel_objects(prefix)["progs"])
+            yield s
+
+    loaded = ebpf.load_many(paced(), workers=workers)
+    try:
+        assert [p.name for p in loaded] == [s.name for s in todo]
+        # spec k is taken once k + 1 - 2 * workers loads have ended (two specs per
+        # worker: one loading, one ready), not all at once before the first load ends
+        for k, done in enumerate(loaded_when_taken):
+            assert done >= k + 1 - 2 * workers, (k, loaded_when_taken)
+    finally:
+        for p in loaded:
+            p.close()
+    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_load_many_pauses_the_collector(enabled: bool) -> None:
+    import gc
+
+    prefix = "lm" + uuid.uuid4().hex[:6]
+    seen: list[bool] = []
+
+    def specs_then(fail: bool) -> Iterator[Any]:
+        for s in _counter_specs(prefix, 4):
+            seen.append(gc.isenabled())
+            yield s
+        if fail:
+            raise RuntimeError("no more")
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        for p in ebpf.load_many(specs_then(False), workers=2):
+            p.close()
+        assert seen == [False] * 4 and gc.isenabled() is enabled
+        with pytest.raises(RuntimeError, match="no more"):
+            ebpf.load_many(specs_then(True), workers=2)
+        assert gc.isenabled() is enabled  # restored after a failure too
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
