@@ -898,14 +898,18 @@ def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
     """The indexes of `spec`'s instructions whose ``meta`` has `key` (known from the last
     load while nothing changed, else one pass over the instructions)."""
     tpl: _Template | None = vars(spec).get("_programs_template")
-    if tpl is not None and _unchanged(spec, tpl):
+    insns = spec.instructions
+    # only when the spec holds the template's own instructions (checked by identity): a
+    # copy's are compared by value, ~8x the time of the pass (load_many of copies)
+    if (tpl is not None and insns and tpl.insns and insns[0] is tpl.insns[0]
+            and _unchanged(spec, tpl)):
         if key not in tpl.meta_keys:
             return []
         found = tpl.key_indexes.get(key)
         if found is None:
             found = tpl.key_indexes[key] = _meta_key_indexes(tpl.insns, key)
         return found
-    return _meta_key_indexes(spec.instructions, key)
+    return _meta_key_indexes(insns, key)
 
 
 def _meta_key_indexes(insns: Sequence[Any], key: str) -> list[int]:
