@@ -36,6 +36,7 @@ for a CPU: CPU times are the primary figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -156,6 +157,29 @@ class ProgLoadClock:
         _prog.prog_load = self._orig
 
 
+class GcClock:
+    """Wall time of the garbage collector's passes (any thread) while installed."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.passes = 0
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self._start) * 1e3
+            self.passes += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def thread_times() -> tuple[float, float]:
     ru = resource.getrusage(resource.RUSAGE_THREAD)
     return ru.ru_utime, ru.ru_stime
@@ -205,7 +229,7 @@ class PythonEndpoints:
 
     def replace_parallel(self, generation: int, workers: int) -> dict[str, float]:
         """One round through load_many; process CPU (all threads) and wall, in ms."""
-        with ProgLoadClock() as clock:
+        with ProgLoadClock() as clock, GcClock() as gcc:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             w0 = time.perf_counter()
             def copies() -> Any:  # made while the first ones are being verified
@@ -215,6 +239,7 @@ class PythonEndpoints:
                     yield s
 
             colls = ebpf.load_many(copies(), workers, map_replacements=self.shared)
+            wl = time.perf_counter()
             for i, coll in enumerate(colls):
                 self.links[i].update(coll.programs["endpoint"])
                 old, self.colls[i] = self.colls[i], coll
@@ -222,6 +247,9 @@ class PythonEndpoints:
             w1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_SELF)
         return {"wall_ms": (w1 - w0) * 1e3,
+                "load_many_wall_ms": (wl - w0) * 1e3,
+                "updates_and_closes_wall_ms": (w1 - wl) * 1e3,
+                "gc_ms": gcc.ms,
                 "user_cpu_ms": (r1.ru_utime - r0.ru_utime) * 1e3,
                 "sys_cpu_ms": (r1.ru_stime - r0.ru_stime) * 1e3,
                 "prog_load_cpu_ms": clock.cpu * 1e3, "workers": workers}
@@ -358,7 +386,7 @@ class Traffic:
 
 
 def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
-          workers: int) -> dict[str, Any]:
+          workers: int, pairs: int = 1) -> dict[str, Any]:
     rounds = max(1, -(-min_replacements // n))
     spec = ebpf.load_collection_spec(obj)
     shared = {name: ebpf.Map(spec.maps[name]) for name in ("stats", "flows")}
@@ -368,27 +396,45 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
             warm = _replace.Child(b, _replace.SENDER, str(n), str(SERVICE_PORT + 1), "0")
             time.sleep(0.3)
             warm.stop()
-            # -- Python, sequential rounds then one parallel round
+            # -- Python: `pairs` times sequential rounds then one parallel round
             t0 = time.perf_counter()
             py = PythonEndpoints(obj, shared, a, n)
             log(f"N={n}: python attached in {time.perf_counter() - t0:.1f}s")
             seq = Series()
+            seq_gc = 0.0
+            pars: list[dict[str, float]] = []
+            generation = 0
             try:
                 with Traffic(a, b, n, pps, shared["stats"]) as tr:
-                    for r in range(rounds):
-                        py.replace_sequential(r + 1, seq)
-                    par = py.replace_parallel(rounds + 1, workers)
+                    for _ in range(pairs):
+                        first = len(seq.wall)
+                        with GcClock() as gcc:
+                            for _r in range(rounds):
+                                generation += 1
+                                py.replace_sequential(generation, seq)
+                        seq_gc += gcc.ms
+                        generation += 1
+                        par = py.replace_parallel(generation, workers)
+                        # what collecting the heap the round left costs (not timed: the
+                        # collector was paused in load_many, its next passes come later)
+                        with GcClock() as after:
+                            gc.collect()
+                        par["gc_collect_after_ms"] = after.ms
+                        round_wall = sum(seq.wall[first:]) / rounds
+                        round_cpu = (sum(seq.user[first:]) + sum(seq.sys[first:])) / rounds
+                        par["sequential_round_wall_ms"] = round_wall
+                        par["sequential_round_cpu_ms"] = round_cpu
+                        par["parallel_speedup_wall"] = round_wall / par["wall_ms"]
+                        par["parallel_cpu_ratio"] = (
+                            par["user_cpu_ms"] + par["sys_cpu_ms"]) / round_cpu
+                        pars.append(par)
             finally:
                 py.close()
-            out["python"] = {**seq.summary(), **tr.result}
-            seq_round_wall = sum(seq.wall) / rounds
-            seq_round_cpu = (sum(seq.user) + sum(seq.sys)) / rounds
-            out["parallel"] = {**{k: round(v, 3) for k, v in par.items()},
-                               "sequential_round_wall_ms": round(seq_round_wall, 3),
-                               "sequential_round_cpu_ms": round(seq_round_cpu, 3),
-                               "parallel_speedup_wall": round(seq_round_wall / par["wall_ms"], 3),
-                               "parallel_cpu_ratio": round(
-                                   (par["user_cpu_ms"] + par["sys_cpu_ms"]) / seq_round_cpu, 3)}
+            out["python"] = {**seq.summary(), "gc_ms_per_round": round(
+                seq_gc / (rounds * pairs), 3), **tr.result}
+            mid = sorted(pars, key=lambda p: p["parallel_speedup_wall"])[len(pars) // 2]
+            out["parallel"] = {**{k: round(v, 3) for k, v in mid.items()},
+                               "speedups": [round(p["parallel_speedup_wall"], 3) for p in pars]}
             log(f"N={n}: python {out['python']['wall_ms_per_endpoint']:.2f} ms/endpoint wall, "
                 f"parallel speedup {out['parallel']['parallel_speedup_wall']}")
             # -- C libbpf
@@ -450,6 +496,9 @@ def main() -> int:
     ap.add_argument("--pps", type=float, default=3000, help="datagrams per second, all endpoints")
     ap.add_argument("--workers", type=int, default=None,
                     help="load_many threads (default: usable CPUs)")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="sequential rounds + parallel round pairs, alternated (the "
+                         "parallel figures are the pair of median speedup)")
     ap.add_argument("--no-c", action="store_true", help="skip the C libbpf counterpart")
     args = ap.parse_args()
     if not ebpf.features.have_link_type(ebpf.LinkType.TCX):
@@ -461,7 +510,7 @@ def main() -> int:
     workers = args.workers or len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         exe = None if args.no_c else build_c(tmp)
-        runs = [run_n(int(n), obj, exe, args.min_replacements, args.pps, workers)
+        runs = [run_n(int(n), obj, exe, args.min_replacements, args.pps, workers, args.pairs)
                 for n in args.endpoints.split(",")]
     insns = len(ebpf.load_collection_spec(obj).programs["endpoint"].instructions)
     ratios = {f"n{r['endpoints']}_{k}": v for r in runs for k, v in r["ratios"].items()}
@@ -480,7 +529,8 @@ def main() -> int:
                  "system) and are the primary figures on a shared machine; wall figures "
                  "include waiting for a CPU. prog_load is the BPF_PROG_LOAD syscall "
                  "(verifier + JIT). parallel_speedup_wall compares one load_many round "
-                 "with one sequential round of the same N.",
+                 "with the sequential round(s) of the same N just before it (with "
+                 "--pairs: the pair of median speedup; all in `speedups`).",
     }, indent=2))
     return 0
 
