@@ -85,19 +85,23 @@ class SpecWalk(SpecState):
         words, n = self._words, self._nwords
         offsets = self._appendable_offsets()
         append = offsets.append
-        get = self._steps.get
+        steps = self._steps
         i = self._walk_pos
         limit = min(limit, n)
-        try:
-            while i < limit:
-                append(i)
-                info = words[i + 1]
-                s = get(info)
-                if s is None:
-                    s = self._step(info, i)
-                i += s
-        except (IndexError, BTFError) as e:
-            self._walk_failed(e)
+        infos = words[1:]  # (infos[i]: the info word of a record at word i)
+        while True:
+            try:
+                while i < limit:  # (the whole kernel's 126k records: keep it short)
+                    append(i)
+                    i += steps[infos[i]]
+                break
+            except KeyError:  # an info word not seen yet: the record's length, memoized
+                try:
+                    i += self._step(words[i + 1], i)
+                except BTFError as e:
+                    self._walk_failed(e)
+            except IndexError as e:  # (the last record's header is cut off)
+                self._walk_failed(e)
         self._finish_walk(i)
 
     def _walk_count(self, total: int) -> None:
