@@ -153,6 +153,14 @@ def dump_c_with_state(spec: Spec, types: Iterable[Type] | None = None, *,
                  header: bool = True) -> tuple[str, object]:
     """`dump_c`, and the printer's state, freed when the caller drops it (the `ebpf`
     command ends its process without freeing it: ~1M objects for a whole kernel)."""
+    pieces, state = dump_c_pieces(spec, types, header=header)
+    return "".join(pieces), state  # (one join: the text is megabytes)
+
+
+def dump_c_pieces(spec: Spec, types: Iterable[Type] | None = None, *,
+                  header: bool = True) -> tuple[list[str], object]:
+    """`dump_c_with_state` with the text in the pieces it is written in, for a
+    writer that sends them out without one copy of the whole text."""
     gc_was_enabled = gc.isenabled()
     gc.disable()  # many small tuples and lists, none of them garbage until the end
     try:
@@ -169,11 +177,13 @@ def dump_c_with_state(spec: Spec, types: Iterable[Type] | None = None, *,
         except IndexError:  # (a record refers to a type id beyond the last)
             _raise_decode_error(spec)
             raise BTFError("BTF refers to a type id that does not exist") from None
-        # (one join: the text is megabytes)
-        text = "".join([HEADER, *emitter.out, FOOTER] if header else emitter.out)
+        pieces = emitter.out
+        if header:
+            pieces.insert(0, HEADER)
+            pieces.append(FOOTER)
         # (made before collections resume: a new tuple could start one, and every
         # object made here would be a young one to scan)
-        result = (text, emitter)
+        result = (pieces, emitter)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -197,15 +197,18 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     if args.type:
         types = [spec.type_by_name(name) for name in args.type]
     if fmt == "c":
-        from ..btf.cdump import dump_c_with_state  # on use: a subcommand loads only what it needs
+        from ..btf.cdump import dump_c_pieces  # on use: a subcommand loads only what it needs
 
         # (no collection until the printer's state is dropped: its ~1M objects would
         # all be young ones to scan)
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            text, state = dump_c_with_state(spec, types)
-            sys.stdout.write(text)
+            pieces, state = dump_c_pieces(spec, types)
+            write = sys.stdout.write
+            # (joined a few thousand at a time: no copy of the whole text, in new pages)
+            for i in range(0, len(pieces), 4096):
+                write("".join(pieces[i : i + 4096]))
             _end_process_if_command(spec, state)
             del state
         finally:
