@@ -4,8 +4,10 @@ full parser (help, unknown words) still offers every subcommand."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
@@ -137,3 +139,32 @@ def test_the_logger_is_the_ebpf_logger(caplog: pytest.LogCaptureFixture) -> None
     assert got == [("ebpf", "DEBUG", "d 1", "test_the_logger_is_the_ebpf_logger"),
                    ("ebpf", "INFO", "i", "test_the_logger_is_the_ebpf_logger"),
                    ("ebpf", "WARNING", "w x", "test_the_logger_is_the_ebpf_logger")]
+
+
+
+EXIT_PROBE = """
+import atexit, gc, sys
+# registered first, so it runs last: after what `ebpf load` registered
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, file=sys.stderr))
+from ebpf.cli import main
+rc = main(sys.argv[1:])
+print("frozen before exit:", gc.get_freeze_count() > 0, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
+    """`ebpf load` moves the objects to gc's permanent generation at exit, so that the
+    interpreter's last collections skip them; its output and status, and the BTF index
+    cache written at exit, stay what they were."""
+    obj = str(compile_bpf("core_fields"))
+    cache = tmp_path / "cache"
+    env = dict(os.environ, EBPF_BTF_CACHE=str(cache))
+    r = subprocess.run([sys.executable, "-c", EXIT_PROBE, "load", obj], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines and all(line.split()[-1] == "ok" for line in lines)
+    assert "frozen before exit: False" in r.stderr
+    assert "frozen at exit: True" in r.stderr
+    assert any(p.name.endswith(".idx") for p in cache.iterdir())  # the cache writer ran

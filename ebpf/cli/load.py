@@ -112,6 +112,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
         d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
     finally:
         gc.set_threshold(*thresholds)
+    _freeze_at_exit()
     if wants_json(args):
         import json  # on use: a plain-text report imports no json (process start)
 
@@ -125,6 +126,25 @@ def _cmd_load(args: argparse.Namespace) -> int:
     for p in failed:
         error(f"{d['object']}: program {p['name']}: {p['error']}")
     return 1 if failed else 0
+
+
+def _freeze_at_exit() -> None:
+    """At interpreter exit (atexit: after the command's output, in the process that
+    runs the command only), move every object to gc's permanent generation: the
+    interpreter's last collections then skip the ~70 modules' and the load's cycles
+    (classes, functions and their globals, BTF types) whose memory the exit returns
+    anyway (~5 ms of the process). The kernel objects are closed by then, and the other
+    exit handlers (the BTF index cache's writer, logging's flush) still run."""
+    import atexit  # (built in)
+    import gc  # (built in)
+
+    global _FREEZE_REGISTERED
+    if not _FREEZE_REGISTERED:
+        _FREEZE_REGISTERED = True
+        atexit.register(gc.freeze)
+
+
+_FREEZE_REGISTERED = False
 
 
 def plain_args(argv: Sequence[str]) -> Any:
