@@ -11,9 +11,10 @@ deleted after) and runs, under a UDP stream to every endpoint's service port:
   python      each endpoint: its configuration set on the parsed spec
               (`VariableSpec.set`), `Collection(spec, map_replacements=shared)`, the
               new program swapped in with `Link.update`, the old collection closed
-  parallel    one round as N spec copies with their configurations, made by a
-              generator that `ebpf.load_many` consumes while it loads on all CPUs,
-              then the N `Link.update`s
+  parallel    one round as N spec copies with their configurations
+              (`copy(share_programs=True)`: the programs shared, the data copied), made
+              by a generator that `ebpf.load_many` consumes while it loads on all CPUs,
+              then the N `Link.update`s and closes
   c_libbpf    bench/c/templates.c, built here against libbpf >= 1.3 (the 1.5 of
               tools/conformance.py's cache, else built from linux-source-6.12's
               tools/lib/bpf into .cache/bench-libbpf): `bpf_object__open_mem` per
@@ -227,14 +228,18 @@ class PythonEndpoints:
             out.load_cpu.append(clock.cpu * 1e3)
             out.load_wall.append(clock.wall * 1e3)
 
-    def replace_parallel(self, generation: int, workers: int) -> dict[str, float]:
+    def replace_parallel(self, generation: int, workers: int,
+                         deep_copies: bool = False) -> dict[str, float]:
         """One round through load_many; process CPU (all threads) and wall, in ms."""
         with ProgLoadClock() as clock, GcClock() as gcc:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             w0 = time.perf_counter()
             def copies() -> Any:  # made while the first ones are being verified
                 for i in range(self.n):
-                    s = self.spec.copy()
+                    # the sequential loop sets the configuration on its one spec: here
+                    # one spec per configuration, the programs shared (not 2.4k
+                    # instructions copied per endpoint) unless --deep-copies
+                    s = self.spec.copy(share_programs=not deep_copies)
                     s.variables["cfg"].set(config(i, generation))
                     yield s
 
@@ -386,7 +391,7 @@ class Traffic:
 
 
 def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
-          workers: int, pairs: int = 1) -> dict[str, Any]:
+          workers: int, pairs: int = 1, deep_copies: bool = False) -> dict[str, Any]:
     rounds = max(1, -(-min_replacements // n))
     spec = ebpf.load_collection_spec(obj)
     shared = {name: ebpf.Map(spec.maps[name]) for name in ("stats", "flows")}
@@ -414,7 +419,7 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
                                 py.replace_sequential(generation, seq)
                         seq_gc += gcc.ms
                         generation += 1
-                        par = py.replace_parallel(generation, workers)
+                        par = py.replace_parallel(generation, workers, deep_copies)
                         # what collecting the heap the round left costs (not timed: the
                         # collector was paused in load_many, its next passes come later)
                         with GcClock() as after:
@@ -499,6 +504,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=1,
                     help="sequential rounds + parallel round pairs, alternated (the "
                          "parallel figures are the pair of median speedup)")
+    ap.add_argument("--deep-copies", action="store_true",
+                    help="load_many of full spec copies (programs copied too)")
     ap.add_argument("--no-c", action="store_true", help="skip the C libbpf counterpart")
     args = ap.parse_args()
     if not ebpf.features.have_link_type(ebpf.LinkType.TCX):
@@ -510,7 +517,8 @@ def main() -> int:
     workers = args.workers or len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         exe = None if args.no_c else build_c(tmp)
-        runs = [run_n(int(n), obj, exe, args.min_replacements, args.pps, workers, args.pairs)
+        runs = [run_n(int(n), obj, exe, args.min_replacements, args.pps, workers, args.pairs,
+                      args.deep_copies)
                 for n in args.endpoints.split(",")]
     insns = len(ebpf.load_collection_spec(obj).programs["endpoint"].instructions)
     ratios = {f"n{r['endpoints']}_{k}": v for r in runs for k, v in r["ratios"].items()}

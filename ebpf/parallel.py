@@ -12,7 +12,7 @@ the cyclic garbage collector is paused during the call (see `load_many`).
 ```python
 specs = []
 for i, cfg in enumerate(configs):
-    s = template.copy()
+    s = template.copy(share_programs=True)   # its own data, the template's programs
     s.variables["endpoint_id"].set(i)
     specs.append(s)
 collections = ebpf.load_many(specs)          # same order as `specs`
@@ -111,13 +111,13 @@ def load_many(
     `specs` may be any iterable: a generator is consumed as the loads go, so that the
     first specs are being verified while the next ones are still being made (copies of
     one template with their configurations, say). Each spec is loaded as given: load
-    copies (`CollectionSpec.copy()`) to load one template with different
-    configurations. On failure (of a load, of the iterable, or a spec of the wrong
-    type), the specs not started yet are skipped, those in flight finish, everything
-    created is closed, and the error of the first failing spec in `specs` order is
-    raised with its type kept and its message prefixed with the spec's index and name
-    ("spec 7 (program 'xdp_prog'): ..."); errors that are not the library's are raised
-    as they are.
+    copies (`CollectionSpec.copy(share_programs=True)`: the data copied, the programs
+    shared) to load one template with different configurations. On failure (of a
+    load, of the iterable, or a spec of the wrong type), the specs not started yet are
+    skipped, those in flight finish, everything created is closed, and the error of
+    the first failing spec in `specs` order is raised with its type kept and its
+    message prefixed with the spec's index and name ("spec 7 (program 'xdp_prog'):
+    ..."); errors that are not the library's are raised as they are.
 
     Specs are taken from `specs` two per worker ahead of the loads that have ended.
     Automatic garbage collection (`gc`) is off in the whole process during the call

@@ -153,14 +153,15 @@ def test_load_many_arguments() -> None:
 
 
 @requires("tcx attach type for SCHED_CLS programs", min_kernel="6.6")
-def test_load_many_consumes_a_generator_while_loading() -> None:
+@pytest.mark.parametrize("share_programs", [False, True])
+def test_load_many_consumes_a_generator_while_loading(share_programs: bool) -> None:
     prefix = "lm" + uuid.uuid4().hex[:6]
     base = template(prefix)
     made: list[int] = []
 
     def copies() -> Iterator[ebpf.CollectionSpec]:
         for i in range(N):
-            s = base.copy()
+            s = base.copy(share_programs=share_programs)
             s.variables["cfg"].set(config(i))
             made.append(i)
             yield s
@@ -265,3 +266,16 @@ def test_load_many_pauses_the_collector(enabled: bool) -> None:
     finally:
         (gc.enable if was else gc.disable)()
     assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
+
+
+def test_copy_sharing_programs() -> None:
+    base = template("lm" + uuid.uuid4().hex[:6])
+    base.variables["cfg"].set(config(1))
+    dup = base.copy(share_programs=True)
+    assert dup.programs is not base.programs and dup.programs == base.programs
+    assert all(dup.programs[k] is p for k, p in base.programs.items())
+    assert dup.maps[".rodata"] is not base.maps[".rodata"]
+    dup.variables["cfg"].set(config(2))  # its own data: the template keeps its values
+    assert base.variables["cfg"].get()["endpoint_id"] == 1
+    assert dup.variables["cfg"].get()["endpoint_id"] == 2
+    assert dup.variables["cfg"]._spec is dup

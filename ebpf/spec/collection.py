@@ -214,13 +214,21 @@ class CollectionSpec(Record):
         for v in self.variables.values():
             v._spec = self
 
-    def copy(self) -> CollectionSpec:
+    def copy(self, *, share_programs: bool = False) -> CollectionSpec:
         """A deep copy: its programs, maps and variables can be edited (and loaded)
-        without affecting this spec."""
+        without affecting this spec.
+
+        share_programs  the copy holds this spec's `ProgramSpec` objects themselves,
+                        not copies of their thousands of instructions: for loading the
+                        same programs with other variable values or maps (one copy per
+                        configuration of a template, e.g. for `ebpf.load_many`); an
+                        edit of one of its programs then shows in both specs
+        """
         import copy  # on first copy (process start)
 
         new = CollectionSpec(
-            programs=Programs({k: p.copy() for k, p in self.programs.items()}),
+            programs=Programs(self.programs) if share_programs
+            else Programs({k: p.copy() for k, p in self.programs.items()}),
             maps=Maps({k: m.copy() for k, m in self.maps.items()}),
             variables=Variables({k: v.replace() for k, v in self.variables.items()}),
             externs={k: copy.copy(e) for k, e in self.externs.items()},
