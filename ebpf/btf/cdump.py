@@ -214,7 +214,6 @@ class _Records:
 
     def __init__(self, spec: Spec) -> None:
         spec._ensure_complete()
-        spec._load_strings()  # (most names are printed)
         self.spec = spec
         self.first = spec._first_id
         base_kinds: bytes
@@ -245,9 +244,14 @@ class _Records:
         infos.extend(own_infos)
         sts.extend(gather(w[2:]))
         # names of the kinds whose name is printed (the others' by `name_of`)
-        cache = spec._strcache
         with_name = kinds.translate(_PRINTED_NAME_KINDS)
         name_offs = _gather(list(compress(offsets, with_name)))(w)
+        # The strings are decoded at once up to the last of those names: a producer
+        # that adds a type's member and enumerator names with its own (pahole) puts
+        # what is printed there, and functions and parameters after (40% of the
+        # kernel's table). Any string beyond is decoded when asked for.
+        spec._load_strings(max(name_offs, default=0))
+        cache = spec._strcache
         found = list(map(cache.get, name_offs))
         if None in found:
             string = spec.string

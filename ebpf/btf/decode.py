@@ -79,20 +79,37 @@ class SpecDecoder(SpecWalk):
         self._strcache[off] = s
         return s
 
-    def _load_strings(self) -> None:
-        """Decode the whole string table at once, for a dump that needs most of it
-        (an ASCII table: others are decoded string by string, as they are used)."""
+    def _load_strings(self, end: int | None = None) -> None:
+        """Decode the string table at once, for a dump that needs most of it: every
+        string, or (with `end`) those that start at or before offset `end` (an ASCII
+        table: others are decoded string by string, as they are used)."""
         if self._strings_loaded:
             return
-        self._strings_loaded = True
-        if not self._str_len:
+        lo, size = self._strings_end, self._str_len
+        cut = size
+        if end is not None and end - self._str_base < size:
+            end = max(end - self._str_base, lo)
+            # (up to the NUL that ends the string at `end`)
+            cut = self._buf.find(b"\0", self._str_start + end, self._str_end) - self._str_start + 1
+        if cut >= size:
+            self._strings_loaded = True
+        if lo >= cut:
             return
-        section = self._buf[self._str_start : self._str_end]
-        if not section.isascii():
+        # (decoded from a view of the blob: no copy of the section's bytes)
+        with memoryview(self._buf) as view:
+            try:
+                text = str(view[self._str_start + lo : self._str_start + cut], "ascii")
+            except UnicodeDecodeError:
+                self._strings_loaded = True
+                return
+        parts = text.split("\0")
+        del text
+        del parts[-1]  # (the part ends with a NUL: its last part is no string)
+        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=self._str_base + lo)
+        self._strings_end = cut
+        if lo:
+            self._strcache.update(zip(starts, parts))  # noqa: B905 (one more start)
             return
-        # (the table ends with a NUL: the last part is no string)
-        parts = section.decode("ascii").split("\0")[:-1]
-        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=self._str_base)
         table = dict(zip(starts, parts))  # noqa: B905 (one more start than parts)
         table.update(self._strcache)
         self._strcache = table

@@ -113,6 +113,7 @@ class Spec(SpecNames):
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strcache: dict[int, str] = {}
         self._strings_loaded = False
+        self._strings_end = 0
         self._names: dict[str, list[int]] | None = None
         self._flavored: list[str] | None = None  # (see flavored_names)
         self._ids_by_kind: dict[int, list[int]] | None = None  # (see types_of_kind)

@@ -43,7 +43,8 @@ class SpecState:
     _by_id: dict[int, Type]
     _ids: dict[int, int]
     _strcache: dict[int, str]
-    _strings_loaded: bool
+    _strings_loaded: bool  # (the whole table decoded, or never to be in bulk)
+    _strings_end: int  # where the strings not decoded in bulk start
     _names: dict[str, list[int]] | None
     _flavored: list[str] | None
     _ids_by_kind: dict[int, list[int]] | None
