@@ -464,3 +464,31 @@ def test_a_reference_to_no_type_names_the_record() -> None:
     hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
     with pytest.raises(BTFError, match=r"type id 1: reference to type id 99 out of range"):
         btf.dump_c(Spec(hdr + types + strings, lazy=True))
+
+
+def test_names_after_the_last_type_name_are_decoded_on_demand() -> None:
+    """The printer decodes the string table in bulk only up to its last printed type
+    name; member, enumerator and parameter names after it (and a name that is the
+    tail of another string) are decoded when used: the same text as a whole decode."""
+    names = ["int", "s", "e", "fn_t", "member_a", "E_ONE", "param"]
+    strings = b"\0" + b"".join(n.encode() + b"\0" for n in names)
+    s = {n: strings.index(b"\0" + n.encode() + b"\0") + 1 for n in names}
+    tail_a = s["member_a"] + len("member_")  # "a", inside "member_a"
+    words = [s["int"], 1 << 24, 4, 1 << 24 | 32,  # 1: int
+             s["s"], 4 << 24 | 3, 16, s["member_a"], 1, 0, tail_a, 1, 32, s["param"], 6, 64,
+             s["e"], 6 << 24 | 1, 4, s["E_ONE"], 1,  # 3: enum e
+             0, 13 << 24 | 1, 1, s["param"], 1,  # 4: int (int param)
+             0, 2 << 24, 4,  # 5: pointer to 4
+             s["fn_t"], 8 << 24, 5]  # 6: typedef fn_t
+    types = struct.pack(f"<{len(words)}I", *words)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    blob = hdr + types + strings
+    spec = Spec(blob)
+    text = btf.dump_c(spec, header=False)
+    assert 0 < spec._strings_end < spec._str_len  # (the tail was not decoded in bulk)
+    whole = Spec(blob)
+    whole._load_strings()
+    assert text == btf.dump_c(whole, header=False)
+    for decl in ("struct s {\n\tint member_a;\n\tint a;\n\tfn_t param;\n};",
+                 "enum e {\n\tE_ONE = 1,\n};", "typedef int (*fn_t)(int param);"):
+        assert decl in text, (decl, text)
