@@ -420,11 +420,6 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
                         seq_gc += gcc.ms
                         generation += 1
                         par = py.replace_parallel(generation, workers, deep_copies)
-                        # what collecting the heap the round left costs (not timed: the
-                        # collector was paused in load_many, its next passes come later)
-                        with GcClock() as after:
-                            gc.collect()
-                        par["gc_collect_after_ms"] = after.ms
                         round_wall = sum(seq.wall[first:]) / rounds
                         round_cpu = (sum(seq.user[first:]) + sum(seq.sys[first:])) / rounds
                         par["sequential_round_wall_ms"] = round_wall

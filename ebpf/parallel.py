@@ -7,7 +7,8 @@ from a pool of threads: the kernel verifies several programs at the same time wh
 Python prepares the next ones. What Python does for each load holds the GIL, so
 it is kept short: a spec is taken from the iterable only when a worker will soon be
 free (a generator makes the next copy while the previous ones are being verified), and
-the cyclic garbage collector is paused during the call (see `load_many`).
+copies made with `CollectionSpec.copy(share_programs=True)` share the template's
+programs, so that no load copies or compares their instructions.
 
 ```python
 specs = []
@@ -26,7 +27,6 @@ stays a `VerifierError`) with the spec's index and name in front of its message.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sized
@@ -120,29 +120,13 @@ def load_many(
     ..."); errors that are not the library's are raised as they are.
 
     Specs are taken from `specs` two per worker ahead of the loads that have ended.
-    Automatic garbage collection (`gc`) is off in the whole process during the call
-    and restored after: the spec copies a caller makes are thousands of objects each,
-    and each pass over the growing heap of them held the GIL that every loading thread
-    needs between its kernel calls (100 copies of a 2.4k-instruction template: ~0.4 s
-    of passes that free nothing).
     """
     workers = _worker_count(workers)
     if isinstance(specs, Sized):
         if not len(specs):
             return []
         workers = min(workers, len(specs))
-    with _collector_paused():
-        return _load_many(specs, workers, maps, map_replacements, kernel_btf, log_level)
 
-
-def _load_many(
-    specs: Iterable[ProgramSpec | CollectionSpec],
-    workers: int,
-    maps: Mapping[str, Map] | None,
-    map_replacements: Mapping[str, Map] | None,
-    kernel_btf: BTFSpec | None,
-    log_level: int,
-) -> list[Any]:
     from .collection import Collection  # the kernel-object layer, above this module
 
     def load(spec: ProgramSpec | CollectionSpec) -> Any:
@@ -219,31 +203,6 @@ def _load_many(
         _close_all(results)
         raise first
     return results
-
-
-# Calls of load_many running now, and whether the collector ran before the first.
-_pause_lock = threading.Lock()
-_pausing = 0
-_was_enabled = False
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic garbage collection inside (process-wide; nested and concurrent
-    calls keep it off until the last ends, then it is restored)."""
-    global _pausing, _was_enabled
-    with _pause_lock:
-        if not _pausing:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pausing += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pausing -= 1
-            if not _pausing and _was_enabled:
-                gc.enable()
 
 
 # Specs taken from the iterable ahead of the loads, per worker: one being loaded, one

@@ -240,34 +240,6 @@ def test_load_many_takes_specs_as_workers_free_up(workers: int) -> None:
     assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_load_many_pauses_the_collector(enabled: bool) -> None:
-    import gc
-
-    prefix = "lm" + uuid.uuid4().hex[:6]
-    seen: list[bool] = []
-
-    def specs_then(fail: bool) -> Iterator[Any]:
-        for s in _counter_specs(prefix, 4):
-            seen.append(gc.isenabled())
-            yield s
-        if fail:
-            raise RuntimeError("no more")
-
-    was = gc.isenabled()
-    (gc.enable if enabled else gc.disable)()
-    try:
-        for p in ebpf.load_many(specs_then(False), workers=2):
-            p.close()
-        assert seen == [False] * 4 and gc.isenabled() is enabled
-        with pytest.raises(RuntimeError, match="no more"):
-            ebpf.load_many(specs_then(True), workers=2)
-        assert gc.isenabled() is enabled  # restored after a failure too
-    finally:
-        (gc.enable if was else gc.disable)()
-    assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
-
-
 def test_copy_sharing_programs() -> None:
     base = template("lm" + uuid.uuid4().hex[:6])
     base.variables["cfg"].set(config(1))
