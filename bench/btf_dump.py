@@ -1,6 +1,7 @@
 """Benchmark: `ebpf btf dump` of the whole kernel BTF vs `bpftool btf dump`.
 
     sudo nice python3 bench/btf_dump.py [--runs 7] [--btf /sys/kernel/btf/vmlinux]
+                                        [--baseline DIR]
 
 Runs, interleaved round by round so that background load hits both tools alike,
 
@@ -13,7 +14,10 @@ each as a fresh process with its output sent to a pipe that is read and discarde
 (as `> /dev/null` would not: some tools detect it). CPU time (user + sys of the child,
 from `wait4`) is the primary figure on a shared machine; wall time is reported too.
 Figures are milliseconds, min and median over the runs; `ratio` divides ours by
-bpftool's (min CPU and min wall). The kernel's BTF index cache is disabled for the
+bpftool's (min CPU and min wall), `ratio_median` is the median over the rounds of
+that round's ratio. `--baseline DIR` adds `format c` of another version's `ebpf`
+package (`git archive OLD ebpf | tar -x -C DIR`) to the same rounds, for
+before/after figures from one run. The kernel's BTF index cache is disabled for the
 child (`EBPF_BTF_CACHE=0`): the dump is measured cold. Imports run from bytecode
 (written by a priming run). Prints one JSON object.
 """
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--btf", default=VMLINUX, help="the BTF file to dump")
     ap.add_argument("--bpftool", default=shutil.which("bpftool") or "bpftool")
+    ap.add_argument("--baseline", help="a directory holding another version's ebpf package")
     args = ap.parse_args()
     env = dict(os.environ, EBPF_BTF_CACHE="0")
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
@@ -80,14 +85,18 @@ def main() -> None:
                                       "format", fmt]
     commands["python_pass"] = [py, "-c", "pass"]
     commands["import_ebpf_cli"] = [py, "-c", "import ebpf.cli"]
+    envs = {k: env for k in commands}
+    if args.baseline:
+        commands["baseline_c"] = commands["ebpf_c"]
+        envs["baseline_c"] = dict(env, PYTHONPATH=os.path.abspath(args.baseline))
     cpu: dict[str, list[float]] = {k: [] for k in commands}
     wall: dict[str, list[float]] = {k: [] for k in commands}
     sizes: dict[str, int] = {}
-    for argv in commands.values():  # priming: bytecode, page cache
-        run_once(argv, env)
+    for key, argv in commands.items():  # priming: bytecode, page cache
+        run_once(argv, envs[key])
     for _ in range(args.runs):
         for key, argv in commands.items():
-            c, w, n = run_once(argv, env)
+            c, w, n = run_once(argv, envs[key])
             cpu[key].append(c)
             wall[key].append(w)
             sizes[key] = n
@@ -103,11 +112,19 @@ def main() -> None:
         if key in sizes and not key.startswith(("python", "import")):
             out[key]["output_bytes"] = sizes[key]
     ratio: dict[str, float] = {}
-    for fmt in ("c", "raw"):
-        ours, theirs = out[f"ebpf_{fmt}"], out[f"bpftool_{fmt}"]
-        ratio[f"{fmt}_cpu"] = round(ours["cpu_ms"]["min"] / theirs["cpu_ms"]["min"], 2)
-        ratio[f"{fmt}_wall"] = round(ours["wall_ms"]["min"] / theirs["wall_ms"]["min"], 2)
+    ratio_median: dict[str, float] = {}
+    pairs = [("c", "ebpf_c", "bpftool_c"), ("raw", "ebpf_raw", "bpftool_raw")]
+    if args.baseline:
+        pairs.append(("baseline_c", "baseline_c", "bpftool_c"))
+    for name, ours_key, theirs_key in pairs:
+        ours, theirs = out[ours_key], out[theirs_key]
+        for unit, values in (("cpu", cpu), ("wall", wall)):
+            ratio[f"{name}_{unit}"] = round(
+                ours[f"{unit}_ms"]["min"] / theirs[f"{unit}_ms"]["min"], 2)
+            ratio_median[f"{name}_{unit}"] = round(statistics.median(
+                a / b for a, b in zip(values[ours_key], values[theirs_key], strict=True)), 2)
     out["ratio"] = ratio
+    out["ratio_median"] = ratio_median
     out["target_ratio"] = TARGET_RATIO
     out["within_target"] = {k: v <= TARGET_RATIO for k, v in ratio.items()}
     print(json.dumps(out, indent=2))
