@@ -37,11 +37,10 @@ from ._sys.fd import FD
 from ._sys.fd import hold as _hold
 from ._sys.log import log as _log
 from ._sys.syscall import from_errno
-from ._sys.types import AttachType, ProgLoadAttr, ProgramType, ProgTestRunAttr, StatsType
+from ._sys.types import AttachType, ProgLoadAttr, ProgramType, StatsType
 from ._sys.types import Cmd as _Cmd
 from ._sys.types import FuncInfo as _FuncInfo
 from ._sys.types import LineInfo as _LineInfo
-from ._sys.types import ProgInfo as _ProgInfo
 from .errors import (
     ClosedError,
     InvalidArgumentError,
@@ -58,6 +57,7 @@ if TYPE_CHECKING:
 
     from ._proginfo import ProgramInfo, TestRunResult
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
+    from ._sys.types import ProgInfo as _ProgInfo
     from .asm import Instruction
     from .btf import Func as BTFFunc
     from .btf import Spec as BTFSpec
@@ -347,6 +347,8 @@ class Program:
             data = None  # the kernel wants no buffer rather than an empty one
         if ctx is not None and len(ctx) == 0:
             ctx = None
+        from ._sys.types import ProgTestRunAttr  # types_misc.py on first use: process start
+
         attr = ProgTestRunAttr()
         repeat = _validate.put(attr, "repeat", repeat)
         if repeat <= 1:
@@ -1468,7 +1470,9 @@ def _cstr(raw: Any) -> str:
 
 
 def _raw_info(fd: int) -> _ProgInfo:
-    info = _ProgInfo()
+    from ._sys.types import ProgInfo  # types_misc.py on first use: process start
+
+    info = ProgInfo()
     ops.obj_get_info(fd, info)
     return info
 
@@ -1483,7 +1487,7 @@ def _info(fd: int) -> ProgramInfo:
     map_ids = (ctypes.c_uint32 * max(n_maps, 1))()
     ksyms = (ctypes.c_uint64 * max(n_ksyms, 1))()
     lens = (ctypes.c_uint32 * max(n_lens, 1))()
-    info = _ProgInfo()
+    info = type(first)()
     info.xlated_prog_len, info.xlated_prog_insns = n_xl, ctypes.addressof(xl)
     info.jited_prog_len, info.jited_prog_insns = n_jit, ctypes.addressof(jit)
     info.nr_map_ids, info.map_ids = n_maps, ctypes.addressof(map_ids)

@@ -76,7 +76,8 @@ LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link", "Link
               **dict.fromkeys(("ProgQueryAttr", "RawTracepointOpenAttr", "TaskFdQueryAttr",
                                "IterCreateAttr", "ProgBindMapAttr", "TokenCreateAttr",
                                "ProgStreamReadAttr", "MapBatchAttr", "EnableStatsAttr",
-                               "MapInfo"), "misc")}
+                               "MapInfo", "ObjAttr", "ProgAttachAttr", "ProgTestRunAttr",
+                               "GetIdAttr", "ProgInfo"), "misc")}
 
 CTYPES = {(1, False): "ctypes.c_uint8", (2, False): "ctypes.c_uint16",
           (4, False): "ctypes.c_uint32", (8, False): "ctypes.c_uint64",
@@ -215,8 +216,8 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     files["types.py"] = "\n".join([
         HEAD + '"""bpf(2) attr structures, info structures, uapi enums and flag constants.',
         "",
-        "Helper ids, perf_event structures and link attrs/info live in types_<part>.py,",
-        'imported on first use."""',
+        "Helper ids, perf_event structures, link attrs/info and the attrs and info structs",
+        'that loading an object does not use live in types_<part>.py, imported on first use."""',
         "",
         "# ruff: noqa",
         "from __future__ import annotations",
@@ -247,7 +248,11 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     core_names = [b.split("(", 1)[0].removeprefix("class ") for b in core_rest]
     for part, blocks in sorted(parts.items()):
         body = "\n\n".join(blocks)
-        used = [n for n in core_names if re.search(rf"\b{n}\b", body)]
+        own = set(lazy_names[part])
+        # the core's classes, and those of another part (through the core's __getattr__)
+        used = [n for n in core_names + [n for p in sorted(lazy_names) if p != part
+                                         for n in lazy_names[p]]
+                if n not in own and re.search(rf"\b{n}\b", body)]
         files[f"types_{part}.py"] = "\n".join([
             HEAD + f'"""Part of ebpf._sys.types imported on first use: {part}."""',
             "",

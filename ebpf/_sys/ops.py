@@ -14,9 +14,10 @@ import os
 from functools import cache
 
 from ..errors import SyscallError
+from . import types as _t  # _t.<attr> of a command a load never issues: types_misc.py
 from . import validate
 from .syscall import bpf, bpf_errno
-from .types import BtfInfo, BtfLoadAttr, Cmd, GetIdAttr, ObjAttr, ObjGetInfoAttr
+from .types import BtfInfo, BtfLoadAttr, Cmd, ObjGetInfoAttr
 
 __all__ = [
     "btf_get_data",
@@ -49,7 +50,7 @@ def _path_buf(path: str | os.PathLike[str]) -> ctypes.Array[ctypes.c_char]:
 def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
     """BPF_OBJ_PIN: pin the object behind `fd` at `path` (on a bpffs)."""
     buf = _path_buf(path)
-    bpf(Cmd.OBJ_PIN, ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd))
+    bpf(Cmd.OBJ_PIN, _t.ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd))
 
 
 def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
@@ -58,12 +59,12 @@ def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
     `flags` is BPF_F_RDONLY / BPF_F_WRONLY or 0 for read-write.
     """
     buf = _path_buf(path)
-    return bpf(Cmd.OBJ_GET, ObjAttr(pathname=ctypes.addressof(buf), file_flags=flags))
+    return bpf(Cmd.OBJ_GET, _t.ObjAttr(pathname=ctypes.addressof(buf), file_flags=flags))
 
 
 def get_next_id(cmd: int, start_id: int) -> int | None:
     """BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID: the smallest id above `start_id`, or None."""
-    attr = GetIdAttr()
+    attr = _t.GetIdAttr()
     attr.start_id = validate.unsigned(start_id, "start id", 32)
     ret = bpf_errno(cmd, attr)
     if ret == -errno.ENOENT:
@@ -78,7 +79,7 @@ def get_fd_by_id(cmd: int, obj_id: int, open_flags: int = 0) -> int:
 
     A missing id raises SyscallError with errno ENOENT.
     """
-    attr = GetIdAttr()
+    attr = _t.GetIdAttr()
     validate.put(attr, "open_flags", open_flags)
     attr.start_id = validate.unsigned(obj_id, "id", 32)
     return bpf(cmd, attr)

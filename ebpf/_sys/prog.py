@@ -13,13 +13,16 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import types as _t
 from . import validate
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
-from .types import Cmd, ProgAttachAttr, ProgLoadAttr, ProgTestRunAttr
+from .types import Cmd, ProgLoadAttr
+
+if TYPE_CHECKING:
+    from .types import ProgTestRunAttr
 
 __all__ = [
     "BPF_FS_MAGIC",
@@ -70,7 +73,7 @@ def enable_stats(stats_type: int) -> int:
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
     """BPF_PROG_ATTACH `prog_fd` to `target_fd` (a cgroup directory, a socket, ...)."""
-    attr = ProgAttachAttr()
+    attr = _t.ProgAttachAttr()  # types_misc.py on use
     for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
                          ("attach_flags", flags), ("target_fd", target_fd)):
         validate.put(attr, field, value)
@@ -79,7 +82,7 @@ def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) 
 
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
     """BPF_PROG_DETACH `prog_fd` from `target_fd`."""
-    attr = ProgAttachAttr()
+    attr = _t.ProgAttachAttr()  # types_misc.py on use
     for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
                          ("target_fd", target_fd)):
         validate.put(attr, field, value)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ctypes
 
-from .types import ProgAttachAttr_0
-
 class MapBatchAttr(ctypes.Structure):
     _fields_ = [
         ("in_batch", ctypes.c_uint64),
@@ -18,6 +16,84 @@ class MapBatchAttr(ctypes.Structure):
         ("map_fd", ctypes.c_uint32),
         ("elem_flags", ctypes.c_uint64),
         ("flags", ctypes.c_uint64),
+    ]
+
+
+class ObjAttr(ctypes.Structure):
+    _fields_ = [
+        ("pathname", ctypes.c_uint64),
+        ("bpf_fd", ctypes.c_uint32),
+        ("file_flags", ctypes.c_uint32),
+        ("path_fd", ctypes.c_int32),
+        ("_pad0", ctypes.c_uint8 * 4),
+    ]
+
+
+class ProgAttachAttr_0(ctypes.Union):
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("target_ifindex", ctypes.c_uint32),
+    ]
+
+
+class ProgAttachAttr_5(ctypes.Union):
+    _fields_ = [
+        ("relative_fd", ctypes.c_uint32),
+        ("relative_id", ctypes.c_uint32),
+    ]
+
+
+class ProgAttachAttr(ctypes.Structure):
+    _anonymous_ = ('_anon0', '_anon5',)
+    _fields_ = [
+        ("_anon0", ProgAttachAttr_0),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("replace_bpf_fd", ctypes.c_uint32),
+        ("_anon5", ProgAttachAttr_5),
+        ("expected_revision", ctypes.c_uint64),
+    ]
+
+
+class ProgTestRunAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64),
+        ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32),
+        ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64),
+        ("ctx_out", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+        ("_pad0", ctypes.c_uint8 * 4),
+    ]
+
+
+class GetIdAttr_0(ctypes.Union):
+    _fields_ = [
+        ("start_id", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("map_id", ctypes.c_uint32),
+        ("btf_id", ctypes.c_uint32),
+        ("link_id", ctypes.c_uint32),
+    ]
+
+
+class GetIdAttr(ctypes.Structure):
+    _anonymous_ = ('_anon0',)
+    _fields_ = [
+        ("_anon0", GetIdAttr_0),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+        ("fd_by_id_token_fd", ctypes.c_int32),
     ]
 
 
@@ -102,6 +178,50 @@ class ProgStreamReadAttr(ctypes.Structure):
         ("stream_buf_len", ctypes.c_uint32),
         ("stream_id", ctypes.c_uint32),
         ("prog_fd", ctypes.c_uint32),
+        ("_pad0", ctypes.c_uint8 * 4),
+    ]
+
+
+class ProgInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", (ctypes.c_uint8 * 8)),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", (ctypes.c_uint8 * 16)),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32, 1),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64),
+        ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32),
+        ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64),
+        ("run_cnt", ctypes.c_uint64),
+        ("recursion_misses", ctypes.c_uint64),
+        ("verified_insns", ctypes.c_uint32),
+        ("attach_btf_obj_id", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
         ("_pad0", ctypes.c_uint8 * 4),
     ]
 
