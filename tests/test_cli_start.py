@@ -154,9 +154,10 @@ sys.exit(rc)
 
 
 def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
-    """`ebpf load` moves the objects to gc's permanent generation at exit, so that the
-    interpreter's last collections skip them; its output and status, and the BTF index
-    cache written at exit, stay what they were."""
+    """`ebpf load` run as the program keeps gc's raised threshold until it exits and
+    then moves the objects to gc's permanent generation, so that the interpreter's
+    last collections skip them; its output and status, and the BTF index cache
+    written at exit, stay what they were."""
     obj = str(compile_bpf("core_fields"))
     cache = tmp_path / "cache"
     env = dict(os.environ, EBPF_BTF_CACHE=str(cache))
@@ -168,3 +169,16 @@ def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
     assert "frozen before exit: False" in r.stderr
     assert "frozen at exit: True" in r.stderr
     assert any(p.name.endswith(".idx") for p in cache.iterdir())  # the cache writer ran
+
+
+def test_load_called_from_code_leaves_gc_as_it_was(capsys: pytest.CaptureFixture[str]) -> None:
+    """`main([...])` from other code (not the process's own command line) puts the gc
+    threshold back and freezes nothing."""
+    import gc
+
+    obj = str(compile_bpf("core_fields"))
+    before = gc.get_threshold()
+    assert main(["load", obj]) == 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    assert "ok" in capsys.readouterr().out

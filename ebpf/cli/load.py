@@ -105,14 +105,19 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
     # Young collections every 20000 net allocations instead of 700 while loading: the
     # imports and the load make ~15000, hardly any of them garbage, and the ~17
-    # collections they caused were ~2.3 ms of the process (memory stays bounded)
+    # collections they caused were ~2.3 ms of the process (memory stays bounded). Run
+    # as the program, the threshold stays up until the exit, which freezes everything:
+    # put back, the next allocation would collect the ~10000 young objects (~2 ms).
+    program = _run_as_program(args)
     thresholds = gc.get_threshold()
     gc.set_threshold(20_000, *thresholds[1:])
     try:
         d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
     finally:
-        gc.set_threshold(*thresholds)
-    _freeze_at_exit()
+        if not program:
+            gc.set_threshold(*thresholds)
+    if program:
+        _freeze_at_exit()
     if wants_json(args):
         import json  # on use: a plain-text report imports no json (process start)
 
@@ -128,13 +133,22 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run_as_program(args: Any) -> bool:
+    """Whether `args` are this process's own command line (`ebpf load ...` run as a
+    program, as opposed to `main([...])` called by other code, which keeps running)."""
+    import sys  # (built in)
+
+    own = plain_args(sys.argv[1:])
+    return own is not None and vars(own) == vars(args)
+
+
 def _freeze_at_exit() -> None:
-    """At interpreter exit (atexit: after the command's output, in the process that
-    runs the command only), move every object to gc's permanent generation: the
-    interpreter's last collections then skip the ~70 modules' and the load's cycles
-    (classes, functions and their globals, BTF types) whose memory the exit returns
-    anyway (~5 ms of the process). The kernel objects are closed by then, and the other
-    exit handlers (the BTF index cache's writer, logging's flush) still run."""
+    """At interpreter exit (atexit: after the command's output), move every object to
+    gc's permanent generation: the interpreter's last collections then skip the ~70
+    modules' and the load's cycles (classes, functions and their globals, BTF types)
+    whose memory the exit returns anyway (~5 ms of the process). The kernel objects are
+    closed by then, and the other exit handlers (the BTF index cache's writer,
+    logging's flush) still run."""
     import atexit  # (built in)
     import gc  # (built in)
 
