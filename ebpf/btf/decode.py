@@ -53,6 +53,10 @@ from .walk import SpecWalk
 
 # Kinds whose record refers to a type id in its third word.
 _REFERRING = frozenset((*_REF_KINDS, _FUNC_PROTO, _VAR, _DECL_TAG))
+# Names decoded as one stretch of the string table: at least this many missing, at most
+# this many bytes of the table per name (SpecDecoder._load_span).
+_SPAN_MIN = 16
+_SPAN_BYTES = 64
 
 
 class SpecDecoder(SpecWalk):
@@ -368,7 +372,35 @@ class SpecDecoder(SpecWalk):
         cache = self._strcache
         names = list(map(cache.get, offs))
         if None in names:
+            missing = [o for s, o in zip(names, offs, strict=True) if s is None and o]
+            if len(missing) >= _SPAN_MIN:
+                # a struct's member names usually lie close together in the table:
+                # decode the stretch holding them at once (kernel task_struct: 248
+                # names within 3 KB) instead of string by string
+                self._load_span(min(missing), max(missing), len(missing))
+                names = list(map(cache.get, offs))
+        if None in names:
             string = self.string
             names = [s if s is not None else (string(o) if o or not empty else "")
                      for s, o in zip(names, offs, strict=True)]
         return names  # type: ignore[return-value]
+
+    def _load_span(self, lo: int, hi: int, count: int) -> None:
+        """Put the strings from offset `lo` up to the one at `hi` in the string cache,
+        when they are ASCII and `count` strings are wanted from no more than
+        `_SPAN_BYTES` bytes each on average (anything else: left to `string`)."""
+        if lo < self._str_base or hi - lo > _SPAN_BYTES * count:
+            return
+        start = self._str_start + lo - self._str_base
+        at_hi = self._str_start + hi - self._str_base
+        if at_hi >= self._str_end:
+            return
+        end = self._buf.find(b"\0", at_hi, self._str_end)
+        if end < 0:
+            return
+        chunk = self._buf[start:end]
+        if not chunk.isascii():
+            return
+        parts = chunk.decode("ascii").split("\0")
+        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=lo)
+        self._strcache.update(zip(starts, parts))  # noqa: B905 (one more start than parts)

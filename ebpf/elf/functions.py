@@ -32,9 +32,9 @@ class FunctionSections(ObjectState):
     """Reading, relocating and linking the functions of the object."""
 
     def _read_functions(self) -> None:
+        execinstr = int(SectionFlags.EXECINSTR)  # (int & IntFlag makes a flag: slow)
         exec_secs = [s for s in self.elf.sections
-                     if s.type == SectionType.PROGBITS and s.flags & SectionFlags.EXECINSTR
-                     and s.size > 0]
+                     if s.type == SectionType.PROGBITS and s.flags & execinstr and s.size > 0]
         # A statically linked object can hold several static functions of one name
         # (one per input file); the instructions refer to functions by name, so those
         # are named after their place as well.

@@ -37,10 +37,11 @@ class MapSections(ObjectState):
             for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
                 if isinstance(t, _btf.Datasec):
                     datasecs[t.name] = t
+        alloc, execinstr = int(SectionFlags.ALLOC), int(SectionFlags.EXECINSTR)  # (plain ints)
         for sec in self.elf.sections:
-            if not _is_data_section(sec.name) or not sec.flags & SectionFlags.ALLOC:
+            if not sec.flags & alloc or not _is_data_section(sec.name):
                 continue
-            if sec.flags & SectionFlags.EXECINSTR or sec.size == 0:
+            if sec.flags & execinstr or sec.size == 0:
                 continue
             if sec.is_nobits and sec.size > MAX_NOBITS:
                 raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
