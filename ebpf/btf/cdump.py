@@ -112,8 +112,6 @@ _FLOAT_WORDS = frozenset({"float", "double", "long", "_Float16", "__bf16", "__fp
                           "__float128"})
 _INT_BY_SIZE = {1: "char", 2: "short", 4: "int", 8: "long long", 16: "__int128"}
 _FLOAT_BY_SIZE = {2: "_Float16", 4: "float", 8: "double", 16: "long double"}
-# Unnamed bitfields that fill a gap: the narrowest type whose storage unit holds it.
-_PAD_UNITS = ((8, "char"), (16, "short"), (32, "int"), (64, "long"))
 _ENUM_MODE = {1: "byte", 2: "HI"}
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 _TABS = ["\t" * i for i in range(_MAX_DEPTH + 3)]  # (a level is at most a depth + 1)
@@ -702,8 +700,8 @@ class _Layout:
         t_size = self.records.sts[t]
         if misplaced or t_size % align:
             return _PACKED
-        used = _roundup(end, 8) // 8
-        if self.records.kinds[t] == _UNION and _roundup(used, align) < t_size:
+        used = -(-end // 8)  # (bytes: _roundup, inlined)
+        if self.records.kinds[t] == _UNION and -(-used // align) * align < t_size:
             return self._grown_union(t_size, used, align)
         shape = _PLAIN.get(align)
         return shape if shape is not None else _Shape(False, align)
@@ -742,7 +740,15 @@ def _padding(cur: int, end: int, lvl: int) -> list[str]:
             cur += nbytes * 8
             continue
         bits = min(end - cur, 64 - cur % 64)
-        name = next(n for unit, n in _PAD_UNITS if cur % unit + bits <= unit)
+        # (the narrowest type whose storage unit holds the bits)
+        if cur % 8 + bits <= 8:
+            name = "char"
+        elif cur % 16 + bits <= 16:
+            name = "short"
+        elif cur % 32 + bits <= 32:
+            name = "int"
+        else:
+            name = "long"  # (bits never cross a 64-bit unit)
         lines.append(f"\n{pad}{name}: {bits};")
         cur += bits
     return lines
@@ -1132,7 +1138,7 @@ class _Emitter:
         if names and inner_depth > self._deepest:
             self._deepest = inner_depth  # (what the members written from `fast` reach)
         end = 8 * self.sts[t]
-        if is_struct and cur < end and _roundup(cur, 8 * shape.align) != end:
+        if is_struct and cur < end and -(-cur // (8 * shape.align)) * 8 * shape.align != end:
             lines.extend(_padding(cur, end, lvl + 1))
         elif shape.union_fill:
             append(_union_filler(shape.union_fill, lvl + 1))
@@ -1166,7 +1172,8 @@ class _Emitter:
             if name:
                 hit = memo.get(mtype)
         if hit is not None and not hit[2]:
-            fast[mtype] = ("\n" + _tabs(lvl) + hit[0], hit[1] + ";",
+            fast[mtype] = ("\n" + (_TABS[lvl] if lvl < len(_TABS) else "\t" * lvl) + hit[0],
+                           hit[1] + ";",
                            self.layout.size_bits[mtype], self.layout.align_bits[mtype])
         return decl
 
@@ -1188,7 +1195,8 @@ class _Emitter:
             before, after = self._declarator(t, inner, lvl, depth)
             nesting = self._deepest - depth
         finally:
-            self._deepest = max(deepest, self._deepest)
+            if deepest > self._deepest:
+                self._deepest = deepest
         if self._inline_written == inline_written:
             memo[t] = (before, after, nesting)
         return before + inner + after
