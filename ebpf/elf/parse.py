@@ -8,6 +8,7 @@ when the collection is loaded.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 
@@ -185,6 +186,10 @@ class _Loader(MapSections, FunctionSections):
 
 def load_elf(data: bytes) -> CollectionSpec:
     """Parse a BPF ELF object into a CollectionSpec (see `ebpf.load_collection_spec`)."""
+    return _load_buffer(data)
+
+
+def _load_buffer(data: bytes | memoryview) -> CollectionSpec:
     try:
         return _Loader(data).load()
     except (ELFError, BTFError):
@@ -202,5 +207,64 @@ def load_collection_spec(source: str | os.PathLike[str] | bytes) -> CollectionSp
     if isinstance(source, (bytes, bytearray, memoryview)):
         return load_elf(bytes(source))
     with open(_validate.path(source, "object file path"), "rb") as f:
-        return load_elf(f.read())
+        data = _read_without_debug_info(f.fileno())
+        return _load_buffer(f.read() if data is None else data)
+
+
+# Objects smaller than this are read whole; bigger ones without their DWARF sections.
+_SPARSE_FROM = 128 * 1024
+_DEBUG_PREFIXES = (b".debug", b".rel.debug", b".rela.debug")
+
+
+def _read_without_debug_info(fd: int) -> memoryview | None:
+    """The object file open as `fd`, read into fresh anonymous memory except for its
+    DWARF sections (.debug_*, their relocations), which the parser never reads and
+    which are most of a `-g` object (execsnoop: 0.5 of 0.65 MB): their pages stay
+    untouched zeros, never faulted in. None (read the file as it is) for a small
+    file, anything that is not a plain ELF64 file whose sections all lie inside it,
+    or a short read: the parser then reports what is wrong with it, as always."""
+    try:
+        size = os.fstat(fd).st_size
+        if size < _SPARSE_FROM or os.lseek(fd, 0, os.SEEK_CUR) != 0:
+            return None
+        head = os.pread(fd, 64, 0)
+        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] not in (1, 2):
+            return None
+        end = "<" if head[5] == 1 else ">"
+        shoff, = struct.unpack_from(end + "Q", head, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x3A)
+        if shentsize != 64 or not 0 < shnum <= 0xFF00 or not shstrndx < shnum \
+                or shoff + 64 * shnum > size:
+            return None
+        table = os.pread(fd, 64 * shnum, shoff)
+        if len(table) != 64 * shnum:
+            return None
+        headers = [struct.unpack_from(end + "IIQQQQ", table, 64 * k) for k in range(shnum)]
+        _, _, _, _, names_off, names_size = headers[shstrndx]
+        if names_off + names_size > size:
+            return None
+        names = os.pread(fd, names_size, names_off)
+        wanted = [(0, 64), (shoff, shoff + 64 * shnum)]
+        for name, sh_type, _, _, off, sec_size in headers:
+            if sh_type == 8 or not sec_size:  # SHT_NOBITS: nothing in the file
+                continue
+            if off + sec_size > size:
+                return None
+            if names.startswith(_DEBUG_PREFIXES, name):
+                continue
+            wanted.append((off, off + sec_size))
+        wanted.sort()
+        buf = mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        view = memoryview(buf)
+        start, stop = wanted[0]
+        for a, b in [*wanted[1:], (size + 1, size + 1)]:
+            if a > stop:  # a gap: read the run so far
+                if os.preadv(fd, [view[start:stop]], start) != stop - start:
+                    return None
+                start, stop = a, b
+            else:
+                stop = max(stop, b)
+        return view
+    except (OSError, ValueError, OverflowError, struct.error):
+        return None
 

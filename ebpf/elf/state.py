@@ -43,7 +43,7 @@ class Function:
 class ObjectState:
     """What the parser has read so far; the parts add to it in `load`'s order."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview) -> None:
         self.elf = ELFFile(data)
         if self.elf.machine != EM_BPF:
             raise ELFError(f"not a BPF object (e_machine {self.elf.machine}, want {EM_BPF})")
