@@ -1030,10 +1030,13 @@ class _Emitter:
             raise BTFError(f"anonymous types nest too deeply at {self.records.describe(t)}")
         layout = self.layout
         shape = layout.shapes.get(t)
-        lines = [self._tag(t), " {"]
+        is_struct = self.kinds[t] == _STRUCT
+        keyword = "struct" if is_struct else "union"
+        # (_tag, inlined)
+        lines = [f"{keyword} {self._names_of.get(t) or self.names(t)}" if self.records.names[t]
+                 else keyword, " {"]
         append = lines.append
         pad = "\n" + _TABS[lvl + 1]  # (depth checked: lvl <= depth + 1)
-        is_struct = self.kinds[t] == _STRUCT
         align_bits, size_bits = layout.align_bits, layout.size_bits  # (of every member)
         member_decl = self._member_decl
         inner_lvl, inner_depth = lvl + 1, depth + 1
@@ -1240,8 +1243,11 @@ class _Emitter:
             elif k == _K_PTR:
                 before = ("* " if qualified else "*") + before
                 bare = False
-                target = self._strip_qualifiers(sts[t])
-                if cat[target] == _K_ARRAY or cat[target] == _K_PROTO:
+                target = sts[t]
+                kt = cat[target]
+                if kt == _K_QUAL:  # (most pointers point at no qualifier)
+                    kt = cat[self._strip_qualifiers(target)]
+                if kt == _K_ARRAY or kt == _K_PROTO:
                     before = "(" + before
                     after += ")"
                 t, qualified = sts[t], False
