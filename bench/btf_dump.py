@@ -43,7 +43,10 @@ TARGET_RATIO = 2.0
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """(CPU ms, wall ms, bytes of output) of one run of `argv`."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # (from "/": `python -m` puts the working directory first on sys.path, before
+    # PYTHONPATH, which names the package to run)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            cwd="/")
     assert proc.stdout is not None and proc.stderr is not None
     nbytes = 0
     while True:
@@ -73,6 +76,7 @@ def main() -> None:
     ap.add_argument("--bpftool", default=shutil.which("bpftool") or "bpftool")
     ap.add_argument("--baseline", help="a directory holding another version's ebpf package")
     args = ap.parse_args()
+    args.btf = os.path.abspath(args.btf)  # (the children run from "/")
     env = dict(os.environ, EBPF_BTF_CACHE="0")
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
