@@ -353,3 +353,26 @@ def test_flavored_names_are_cached(cdir: Path) -> None:
     raw = f.read_bytes()
     rewrite(f, raw.replace(b"task_struct___old", b"task_struct_x_old"))
     assert cache.load_cached(data) is None
+
+
+def test_load_kernel_indexed_is_load_indexed_with_the_kernel_key(
+        cdir: Path, blob: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One directory fd for the key file and the index: the same Specs, key file and
+    pending index as `load_indexed(data, key=kernel_blob_key(data))`."""
+    first = cache.load_kernel_indexed(blob)
+    assert first._index is None                              # nothing cached yet
+    assert key_file(cdir).exists()                          # the boot's key, written
+    assert cache._pending.get((len(blob), zlib.crc32(blob))) is first  # written at exit
+    cache._pending.clear()
+    assert cache.save(first) is not None
+    again = cache.load_kernel_indexed(blob)
+    assert again._index is not None
+    assert again.ids_by_name("s") == first.ids_by_name("s")
+    assert again._flavored == cache.load_indexed(blob, key=cache.kernel_blob_key(blob))._flavored
+    monkeypatch.setenv(cache.ENV, "0")
+    assert cache.load_kernel_indexed(blob)._index is None
+    not_dir = tmp_path / "file"
+    not_dir.write_bytes(b"")
+    monkeypatch.setenv(cache.ENV, str(not_dir))
+    assert cache.load_kernel_indexed(blob)._index is None
+    assert not cache._pending

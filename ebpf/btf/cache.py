@@ -177,9 +177,9 @@ def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
         os.close(fd)
 
 
-def _validate(data: bytes, spec: Spec,
-              key: tuple[int, int]) -> tuple[CachedIndex, list[str]] | None:
-    """The index in a cache file and its flavored names, or None if anything is off."""
+def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> Spec | None:
+    """A Spec of `spec`'s blob indexed by the cache file `data` (its flavored names
+    set), or None if anything is off."""
     if len(data) < _HDR_SIZE:
         return None
     (magic, version, mark, blob_len, blob_crc, type_len, ntypes, shift, bits, nnames,
@@ -227,7 +227,8 @@ def _validate(data: bytes, spec: Spec,
     probe = Spec(spec.buffer, spec.base, lazy=True, _index=index)
     if ntypes and (probe._verify_block(0) is None or probe._verify_block(ncp - 1) is None):
         return None
-    return index, flavored
+    probe._flavored = flavored
+    return probe
 
 
 def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
@@ -309,19 +310,19 @@ def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
         if dfd is None:
             return None
         try:
-            raw = _read_file(dfd, _file_name(key))
+            return _load_cached_at(dfd, data, key)
         finally:
             os.close(dfd)
-        if raw is None:
-            return None
-        found = _validate(raw, Spec(data, lazy=True), key)
-        if found is None:
-            return None
-        spec = Spec(data, lazy=True, _index=found[0])
-        spec._flavored = found[1]
-        return spec
     except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
         return None
+
+
+def _load_cached_at(dfd: int, data: bytes | mmap.mmap, key: tuple[int, int]) -> Spec | None:
+    """`load_cached` in the open cache directory `dfd` (may raise _CACHE_ERRORS)."""
+    raw = _read_file(dfd, _file_name(key))
+    if raw is None:
+        return None
+    return _validate(raw, Spec(data, lazy=True), key)
 
 
 def save(spec: Spec, directory: str | None = None) -> str | None:
@@ -367,20 +368,48 @@ def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None,
     when the interpreter exits. `cache=False` bypasses the cache. `key` is the
     blob's (length, CRC-32) when the caller knows it (`kernel_blob_key`).
     """
-    global _atexit_pid
-    if cache is False or cache_directory() is None:
+    directory = None if cache is False else cache_directory()
+    if directory is None:
         return Spec(data, lazy=True)
     if key is None:
         key = (len(data), zlib.crc32(data))
-    spec = load_cached(data, key)
+    spec = load_cached(data, key, directory)
     if spec is not None:
         return spec
-    spec = Spec(data, lazy=True)
-    directory = cache_directory()
-    dfd = _open_dir(directory, create=True) if directory is not None else None
+    dfd = _open_dir(directory, create=True)
     if dfd is None:
-        return spec  # nowhere to write it: do not spend the work at exit
+        return Spec(data, lazy=True)  # nowhere to write it: do not spend the work at exit
     os.close(dfd)
+    return _pending_spec(data, key)
+
+
+def load_kernel_indexed(data: bytes | mmap.mmap) -> Spec:
+    """`load_indexed(data, key=kernel_blob_key(data))` for the running kernel's vmlinux
+    BTF, opening the cache directory once for the key and the index (process start)."""
+    directory = cache_directory()
+    if directory is None:
+        return Spec(data, lazy=True)
+    try:
+        dfd = _open_dir(directory, create=True)
+    except _CACHE_ERRORS:
+        dfd = None
+    if dfd is None:  # no usable directory: as load_indexed would find it
+        return load_indexed(data, key=(len(data), zlib.crc32(data)))
+    try:
+        key = _kernel_key_at(dfd, data)
+        try:
+            spec = _load_cached_at(dfd, data, key)
+        except _CACHE_ERRORS:
+            spec = None
+    finally:
+        os.close(dfd)
+    return spec if spec is not None else _pending_spec(data, key)
+
+
+def _pending_spec(data: bytes | mmap.mmap, key: tuple[int, int]) -> Spec:
+    """A lazily indexed Spec of `data` whose index is written to the cache at exit."""
+    global _atexit_pid
+    spec = Spec(data, lazy=True)
     with _lock:
         _pending[key] = spec
         if _atexit_pid != os.getpid():
@@ -418,28 +447,36 @@ def kernel_blob_key(data: bytes | mmap.mmap) -> tuple[int, int] | None:
     directory = cache_directory()
     if directory is None:
         return None
-    boot = _boot_id()
-    if boot is None or len(boot) != 16:
-        return len(data), zlib.crc32(data)
-    name = f"{_KEY_PREFIX}{boot.hex()}{_KEY_SUFFIX}"
     try:
         dfd = _open_dir(directory, create=True)
         if dfd is None:
             return len(data), zlib.crc32(data)
         try:
-            raw = _read_file(dfd, name, _KEY.size)
-            if raw is not None and len(raw) == _KEY.size:
-                magic, rboot, length, crc, check = _KEY.unpack(raw)
-                if (magic == _KEY_MAGIC and rboot == boot and length == len(data)
-                        and zlib.crc32(raw[:-4]) == check):
-                    return length, crc
-            key = (len(data), zlib.crc32(data))
-            body = _KEY.pack(_KEY_MAGIC, boot, key[0], key[1], 0)[:-4]
-            if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
-                _prune_keys(dfd, name)
-            return key
+            return _kernel_key_at(dfd, data)
         finally:
             os.close(dfd)
+    except _CACHE_ERRORS:
+        return len(data), zlib.crc32(data)
+
+
+def _kernel_key_at(dfd: int, data: bytes | mmap.mmap) -> tuple[int, int]:
+    """`kernel_blob_key` in the open cache directory `dfd`."""
+    boot = _boot_id()
+    if boot is None or len(boot) != 16:
+        return len(data), zlib.crc32(data)
+    name = f"{_KEY_PREFIX}{boot.hex()}{_KEY_SUFFIX}"
+    try:
+        raw = _read_file(dfd, name, _KEY.size)
+        if raw is not None and len(raw) == _KEY.size:
+            magic, rboot, length, crc, check = _KEY.unpack(raw)
+            if (magic == _KEY_MAGIC and rboot == boot and length == len(data)
+                    and zlib.crc32(raw[:-4]) == check):
+                return length, crc
+        key = (len(data), zlib.crc32(data))
+        body = _KEY.pack(_KEY_MAGIC, boot, key[0], key[1], 0)[:-4]
+        if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
+            _prune_keys(dfd, name)
+        return key
     except _CACHE_ERRORS:
         return len(data), zlib.crc32(data)
 
@@ -454,7 +491,8 @@ def _prune_keys(dfd: int, keep: str) -> None:
         pass
 
 
-__all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed", "save"]
+__all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed",
+           "load_kernel_indexed", "save"]
 
 if sys.byteorder not in ("little", "big"):  # pragma: no cover
     raise ImportError("unknown byte order")

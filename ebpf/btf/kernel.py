@@ -62,9 +62,9 @@ def load_kernel_spec() -> Spec:
                     "kernel BTF", f"{VMLINUX} is missing (CONFIG_DEBUG_INFO_BTF); "
                     "pass an external BTF file instead") from None
             # the index cache once the kernel's BTF is read
-            from .cache import kernel_blob_key, load_indexed
+            from .cache import load_kernel_indexed
 
-            _kernel = load_indexed(data, key=kernel_blob_key(data))
+            _kernel = load_kernel_indexed(data)
         return _kernel
 
 
