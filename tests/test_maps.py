@@ -39,6 +39,7 @@ from ebpf.maps import (
     MapSpec,
     PinType,
     UpdateFlags,
+    iteration,
     map_ids,
     sanitize_name,
 )
@@ -896,7 +897,7 @@ def test_iteration_survives_deleting_current_key(hmap: Map) -> None:
     for i in range(200):
         hmap[i] = i
     seen = []
-    for k in hmap._raw_keys():  # the BPF_MAP_GET_NEXT_KEY walk
+    for k in iteration.raw_keys(hmap):  # the BPF_MAP_GET_NEXT_KEY walk
         seen.append(k)
         del hmap[k]  # the cursor key vanishes: the kernel restarts the walk
     assert sorted(seen) == sorted(u32(i) for i in range(200))
@@ -907,7 +908,7 @@ def test_iteration_survives_deleting_other_keys(hmap: Map) -> None:
     for i in range(300):
         hmap[i] = i
     out: list[bytes] = []
-    it = hmap._raw_keys()
+    it = iteration.raw_keys(hmap)
     for n, k in enumerate(it):
         out.append(k)
         if n == 10:
@@ -933,7 +934,7 @@ def test_iteration_aborts_when_map_churns() -> None:
     with Map(MapSpec(type=T.HASH, key_size=4, value_size=4, max_entries=4)) as m:
         m[0] = 0
         with pytest.raises(IterationAbortedError, match="kept changing"):
-            for n, k in enumerate(m._raw_keys()):
+            for n, k in enumerate(iteration.raw_keys(m)):
                 del m[k]
                 m[n + 1] = 0  # a new key every step: the walk never ends
 

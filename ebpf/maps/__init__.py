@@ -37,7 +37,6 @@ from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
 from .core import Map, map_ids
 from .elements import KeyExistsError, UpdateFlags
-from .iteration import IterationAbortedError
 
 __all__ = [
     "Batch",
@@ -55,8 +54,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .batch import Batch
+    from ._batch_type import Batch
     from .info import MapInfo
+    from .iteration import IterationAbortedError
 
 sanitize_name = kernel_name
 """Alias of `ebpf.spec.kernel_name`."""
@@ -64,9 +64,13 @@ sanitize_name = kernel_name
 
 def __getattr__(name: str) -> Any:
     if name == "Batch":
-        from .batch import Batch  # its NamedTuple class on first use (process start)
+        from ._batch_type import Batch  # its NamedTuple class on first use (process start)
 
         return Batch
+    if name == "IterationAbortedError":
+        from .iteration import IterationAbortedError  # on first use (process start)
+
+        return IterationAbortedError
     if name == "MapInfo":
         from .info import MapInfo  # on first use: its frozen dataclass costs ~1 ms to import
 

@@ -80,7 +80,8 @@ def type_name(t: int) -> str:
 
 class MapState:
     """The state of a `Map`: the slots the parts it is made of (`MapCodec`,
-    `MapElements`, `MapIteration`, `MapBatch`, `MapPinning`) work on."""
+    `MapElements`, `MapPinning`, and the functions of `iteration.py` and `batch.py`)
+    work on."""
 
     __slots__ = (
         "_arena",

@@ -1,5 +1,7 @@
-"""Batch operations of maps (BPF_MAP_*_BATCH): `lookup_batch`, `lookup_and_delete_batch`,
-`update_batch`, `delete_batch`, and the resumable kernel walk they share with iteration."""
+"""Batch operations of maps (BPF_MAP_*_BATCH): what `Map.lookup_batch`,
+`lookup_and_delete_batch`, `update_batch` and `delete_batch` do, and the resumable kernel
+walk they share with iteration. `Map`'s methods import this module on first use
+(process start: a load makes no batch call)."""
 
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ from .base import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, MapState, type_name
 from .base import DELETE as _DELETE
 from .base import UPDATE as _UPDATE
 from .codec import pack_into
-from .elements import KeyExistsError, MapElements, UpdateFlags
+from .elements import KeyExistsError, UpdateFlags
 from .mapped import NONE as _NONE
 
 if TYPE_CHECKING:
     from ._batch_type import Batch as Batch
+    from .elements import MapElements
 
-__all__ = ["Batch", "BatchWalk", "MapBatch"]
+__all__ = ["Batch", "BatchWalk", "delete", "lookup", "update"]
 
 _get_errno = ctypes.get_errno
 _ENOENT: Final = errno.ENOENT
@@ -118,152 +121,129 @@ def shape(buf: Any, n: int, size: int, numpy: bool, per_cpu: bool) -> Any:
     return mv.cast("B", (n, size)) if size and n else mv[:0]
 
 
-class MapBatch(MapElements):
-    """Whole-map reads and many-element writes in one syscall each (see `Map`)."""
+def lookup(m: MapElements, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
+    """BPF_MAP_LOOKUP(_AND_DELETE)_BATCH over the whole map (`Map.lookup_batch`)."""
+    from ._batch_type import Batch  # its class on first use (process start)
 
-    __slots__ = ()
+    if chunk_size is not None:
+        _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
+    m._check_iterable()
+    what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
+    if m._type not in BATCH_TYPES or (
+            cmd != _t.Cmd.MAP_LOOKUP_BATCH and m._type in ARRAY_TYPES):
+        raise NotSupportedError(f"{what} on {type_name(m._type)} maps")
+    if m._mstate != _NONE and cmd == _t.Cmd.MAP_LOOKUP_BATCH:
+        got = m._mbatch(numpy)  # a memory-mapped array: one copy, no system call
+        if got is not None:
+            keys, vals, n = got
+            return Batch(shape(keys, n, 4, numpy, per_cpu=False),
+                         shape(vals, n, m._value_size, numpy, per_cpu=False))
+    ks, vb = m._key_size, m._vbytes
+    cap = max(m._spec.max_entries, 1)
+    walk = BatchWalk(m, cmd)
+    # The kernel writes straight into lazily mapped anonymous memory sized for a
+    # full map: no copies, and only the pages actually filled are touched.
+    kmem, vmem = anon_buffer(cap * ks), anon_buffer(cap * vb)
+    kaddr, vaddr = buffer_address(kmem), buffer_address(vmem)
+    step = chunk_size or cap
+    total = 0
+    more: list[tuple[bytes, bytes]] = []
+    while not walk.done:
+        room = min(step, cap - total)
+        if room <= 0:  # the map changed under the walk: collect the rest in chunks
+            kb = ctypes.create_string_buffer(max(step, 64) * ks)
+            vbuf = ctypes.create_string_buffer(max(step, 64) * vb)
+            n = walk.step(ctypes.addressof(kb), ctypes.addressof(vbuf), max(step, 64))
+            if n > 0:
+                more.append((ctypes.string_at(kb, n * ks), ctypes.string_at(vbuf, n * vb)))
+                total += n
+            continue
+        n = walk.step(kaddr + total * ks, vaddr + total * vb, room)
+        if n < 0:  # a bucket larger than the chunk: take the rest in one go
+            step = cap
+            continue
+        total += n
+    if more:
+        filled = total - sum(len(k) // ks for k, _ in more)
+        kout: Any = bytearray(kmem[: filled * ks]) + b"".join(k for k, _ in more)
+        vout: Any = bytearray(vmem[: filled * vb]) + b"".join(v for _, v in more)
+    else:
+        kout, vout = memoryview(kmem)[: total * ks], memoryview(vmem)[: total * vb]
+    return Batch(shape(kout, total, ks, numpy, per_cpu=False),
+                 shape(vout, total, vb, numpy, per_cpu=m._ncpu > 0))
 
-    def lookup_batch(self, *, chunk_size: int | None = None, numpy: bool = False) -> Batch:
-        """Read the whole map with BPF_MAP_LOOKUP_BATCH: `keys, values = m.lookup_batch()`.
 
-        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`;
-        `dict(zip(keys.tolist(), values.tolist()))` makes a dict of ints for 1/2/4/8
-        byte keys and values. `chunk_size` limits the elements per syscall (default:
-        all at once). Concurrent updates are tolerated: hash maps are read bucket by
-        bucket, so no key is returned twice. HASH, LRU_HASH, ARRAY and their per-CPU
-        variants support batches (else NotSupportedError).
-        """
-        return self._batch_result(_t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
+def update(m: MapElements, keys: Any, values: Any, flags: int) -> int:
+    """BPF_MAP_UPDATE_BATCH (`Map.update_batch`)."""
+    if _validate.unsigned(flags, "flags", 64) & ~UpdateFlags.LOCK:
+        raise InvalidArgumentError(
+            "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
+            "NOEXIST/EXIST for batches)")
+    held = values if m._fd_values and isinstance(values, (list, tuple)) else ()
+    with _hold(*held):  # Map/Program values stay open while their numbers are in flight
+        kbuf, n = _pack_many(m, keys, "keys", value=False)
+        vbuf, nv = _pack_many(m, values, "values", value=True)
+        if n != nv:
+            raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
+        return _batch_write(m, _t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
 
-    def lookup_and_delete_batch(self, *, chunk_size: int | None = None,
-                                numpy: bool = False) -> Batch:
-        """Like `lookup_batch`, deleting what was read (hash maps)."""
-        return self._batch_result(_t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
-    def _batch_result(self, cmd: int, chunk_size: int | None, numpy: bool) -> Batch:
-        from ._batch_type import Batch  # its class on first use (process start)
+def delete(m: MapElements, keys: Any) -> int:
+    """BPF_MAP_DELETE_BATCH (`Map.delete_batch`)."""
+    kbuf, n = _pack_many(m, keys, "keys", value=False)
+    return _batch_write(m, _t.Cmd.MAP_DELETE_BATCH, kbuf, None, n, 0)
 
-        if chunk_size is not None:
-            _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
-        self._check_iterable()
-        what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
-        if self._type not in BATCH_TYPES or (
-                cmd != _t.Cmd.MAP_LOOKUP_BATCH and self._type in ARRAY_TYPES):
-            raise NotSupportedError(f"{what} on {type_name(self._type)} maps")
-        if self._mstate != _NONE and cmd == _t.Cmd.MAP_LOOKUP_BATCH:
-            got = self._mbatch(numpy)  # a memory-mapped array: one copy, no system call
-            if got is not None:
-                keys, vals, n = got
-                return Batch(shape(keys, n, 4, numpy, per_cpu=False),
-                             shape(vals, n, self._value_size, numpy, per_cpu=False))
-        ks, vb = self._key_size, self._vbytes
-        cap = max(self._spec.max_entries, 1)
-        walk = BatchWalk(self, cmd)
-        # The kernel writes straight into lazily mapped anonymous memory sized for a
-        # full map: no copies, and only the pages actually filled are touched.
-        kmem, vmem = anon_buffer(cap * ks), anon_buffer(cap * vb)
-        kaddr, vaddr = buffer_address(kmem), buffer_address(vmem)
-        step = chunk_size or cap
-        total = 0
-        more: list[tuple[bytes, bytes]] = []
-        while not walk.done:
-            room = min(step, cap - total)
-            if room <= 0:  # the map changed under the walk: collect the rest in chunks
-                kb = ctypes.create_string_buffer(max(step, 64) * ks)
-                vbuf = ctypes.create_string_buffer(max(step, 64) * vb)
-                n = walk.step(ctypes.addressof(kb), ctypes.addressof(vbuf), max(step, 64))
-                if n > 0:
-                    more.append((ctypes.string_at(kb, n * ks), ctypes.string_at(vbuf, n * vb)))
-                    total += n
-                continue
-            n = walk.step(kaddr + total * ks, vaddr + total * vb, room)
-            if n < 0:  # a bucket larger than the chunk: take the rest in one go
-                step = cap
-                continue
-            total += n
-        if more:
-            filled = total - sum(len(k) // ks for k, _ in more)
-            kout: Any = bytearray(kmem[: filled * ks]) + b"".join(k for k, _ in more)
-            vout: Any = bytearray(vmem[: filled * vb]) + b"".join(v for _, v in more)
-        else:
-            kout, vout = memoryview(kmem)[: total * ks], memoryview(vmem)[: total * vb]
-        return Batch(shape(kout, total, ks, numpy, per_cpu=False),
-                     shape(vout, total, vb, numpy, per_cpu=self._ncpu > 0))
 
-    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
-        """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
-
-        `keys`/`values` are sequences of keys/values (anything `update` accepts), or
-        contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
-        `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
-        """
-        if _validate.unsigned(flags, "flags", 64) & ~UpdateFlags.LOCK:
+def _pack_many(m: MapElements, items: Any, what: str, value: bool) -> tuple[Any, int]:
+    size = m._vbytes if value else m._key_size
+    if isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
+            items, "__array_interface__"):
+        mv = memoryview(items)
+        if mv.ndim != 1 or mv.format != "B":
+            mv = mv.cast("B")
+        if size == 0 or mv.nbytes % size:
             raise InvalidArgumentError(
-                "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
-                "NOEXIST/EXIST for batches)")
-        held = values if self._fd_values and isinstance(values, (list, tuple)) else ()
-        with _hold(*held):  # Map/Program values stay open while their numbers are in flight
-            kbuf, n = self._pack_many(keys, "keys", value=False)
-            vbuf, nv = self._pack_many(values, "values", value=True)
-            if n != nv:
-                raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
-            return self._batch_write(_t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
+                f"{what} buffer must hold a multiple of {size} bytes, got {mv.nbytes}")
+        buf = ctypes.create_string_buffer(bytes(mv), max(mv.nbytes, 1))
+        return buf, mv.nbytes // size
+    seq = list(items)
+    buf = ctypes.create_string_buffer(max(len(seq) * size, 1))
+    raw = memoryview(buf).cast("B")
+    for i, item in enumerate(seq):
+        dest = raw[i * size:(i + 1) * size]
+        if value and m._ncpu:
+            m._put_percpu(dest, item)
+        elif value:
+            pack_into(dest, item, size, f"values[{i}]", m._vtype, m._fd_values)
+        else:
+            pack_into(dest, item, size, f"keys[{i}]", m._ktype, False)
+    return buf, len(seq)
 
-    def delete_batch(self, keys: Any) -> int:
-        """Delete many keys with one BPF_MAP_DELETE_BATCH; returns the count deleted.
-        A missing key stops the batch with KeyNotFoundError."""
-        kbuf, n = self._pack_many(keys, "keys", value=False)
-        return self._batch_write(_t.Cmd.MAP_DELETE_BATCH, kbuf, None, n, 0)
 
-    def _pack_many(self, items: Any, what: str, value: bool) -> tuple[Any, int]:
-        size = self._vbytes if value else self._key_size
-        if isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
-                items, "__array_interface__"):
-            mv = memoryview(items)
-            if mv.ndim != 1 or mv.format != "B":
-                mv = mv.cast("B")
-            if size == 0 or mv.nbytes % size:
-                raise InvalidArgumentError(
-                    f"{what} buffer must hold a multiple of {size} bytes, got {mv.nbytes}")
-            buf = ctypes.create_string_buffer(bytes(mv), max(mv.nbytes, 1))
-            return buf, mv.nbytes // size
-        seq = list(items)
-        buf = ctypes.create_string_buffer(max(len(seq) * size, 1))
-        raw = memoryview(buf).cast("B")
-        for i, item in enumerate(seq):
-            dest = raw[i * size:(i + 1) * size]
-            if value and self._ncpu:
-                self._put_percpu(dest, item)
-            elif value:
-                pack_into(dest, item, size, f"values[{i}]", self._vtype, self._fd_values)
-            else:
-                pack_into(dest, item, size, f"keys[{i}]", self._ktype, False)
-        return buf, len(seq)
-
-    def _batch_write(self, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: int) -> int:
-        if n == 0:
-            return 0
-        with self._fd.hold() as fd:
-            attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
-                                   values=ctypes.addressof(vbuf) if vbuf is not None else 0,
-                                   count=n, map_fd=fd, elem_flags=flags)
-            ret = _bpf_errno(cmd, attr)
-        done = int(attr.count)
-        if ret < 0:
-            what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
-            err = -ret
-            if err == _ENOENT:
-                raise KeyNotFoundError(
-                    f"{what} on map {self._name!r}: key #{done} not found ({done} of {n} "
-                    "done)")
-            if err == errno.EEXIST:
-                raise KeyExistsError(err, f"{what} on map {self._name!r}: key #{done} exists "
-                                          f"(NOEXIST; {done} of {n} done)")
-            if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and self._type not in BATCH_TYPES:
-                raise NotSupportedError(f"{what} on {type_name(self._type)} maps")
-            raise self._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
-                                   err, None, flags)
-        return done
+def _batch_write(m: MapElements, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: int) -> int:
+    if n == 0:
+        return 0
+    with m._fd.hold() as fd:
+        attr = _t.MapBatchAttr(keys=ctypes.addressof(kbuf),
+                               values=ctypes.addressof(vbuf) if vbuf is not None else 0,
+                               count=n, map_fd=fd, elem_flags=flags)
+        ret = _bpf_errno(cmd, attr)
+    done = int(attr.count)
+    if ret < 0:
+        what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
+        err = -ret
+        if err == _ENOENT:
+            raise KeyNotFoundError(
+                f"{what} on map {m._name!r}: key #{done} not found ({done} of {n} "
+                "done)")
+        if err == errno.EEXIST:
+            raise KeyExistsError(err, f"{what} on map {m._name!r}: key #{done} exists "
+                                      f"(NOEXIST; {done} of {n} done)")
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and m._type not in BATCH_TYPES:
+            raise NotSupportedError(f"{what} on {type_name(m._type)} maps")
+        raise m._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
+                            err, None, flags)
+    return done
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,10 @@
 """`Map`: a BPF map in the kernel, created from a `MapSpec` or opened by pin path, id
 or fd. The class is assembled from the parts in this package: element operations
-(`elements.py`), iteration (`iteration.py`), batches (`batch.py`), the value codec
-(`codec.py`), pinning (`pinning.py`) and memory-mapped arrays (`mapped.py`); what is
-here is creating (the checked BPF_MAP_CREATE attrs, the key/value BTF, a temporary inner
-map, the error saying why the kernel refused), opening, the properties, closing,
+(`elements.py`), the value codec (`codec.py`), pinning (`pinning.py`) and memory-mapped
+arrays (`mapped.py`); iteration (`iteration.py`) and batches (`batch.py`) are methods
+here that import their module on first use (process start: a load does neither). The
+rest is here: creating (the checked BPF_MAP_CREATE attrs, the key/value BTF, a temporary
+inner map, the error saying why the kernel refused), opening, the properties, closing,
 freezing and memory-mapping."""
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ from .base import (
     type_name,
 )
 from .codec import Buffers, decoder, int_format
-from .iteration import MapIteration
+from .elements import MapElements, UpdateFlags
 from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
 
 if TYPE_CHECKING:
     from .. import btf
+    from ._batch_type import Batch
     from .info import MapInfo
 
 __all__ = ["Map", "map_ids"]
 
 
-class Map(MapIteration, MapPinning):
+class Map(MapElements, MapPinning):
     """A BPF map: create one from a `MapSpec`, or open one by pin path, id or fd.
 
     Dict-like: `m[k]`, `m[k] = v`, `del m[k]`, `k in m`, `get`, `pop`, `keys()`,
@@ -408,6 +410,88 @@ class Map(MapIteration, MapPinning):
 
         with self._fd.hold() as fd:
             return query_info(fd)
+
+    # -- iteration and batches: their modules on first use (process start) ---------------
+
+    def next_key(self, key: Any = None, *, raw: bool = False) -> Any:
+        """The key after `key` in the kernel's iteration order (the first key for
+        None), or None after the last one."""
+        from . import iteration  # on first use (process start)
+
+        return iteration.next_key(self, key, raw)
+
+    def keys(self, *, raw: bool = False) -> Iterator[Any]:
+        """Iterate over keys (bytes, or typed with a BTF key type unless raw=True)."""
+        from . import iteration  # on first use (process start)
+
+        return iteration.keys(self, raw)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
+
+    def values(self, *, raw: bool = False) -> Iterator[Any]:
+        """Iterate over values (decoded like `lookup`)."""
+        from . import iteration  # on first use (process start)
+
+        return iteration.values(self, raw)
+
+    def items(self, *, raw: bool = False) -> Iterator[tuple[Any, Any]]:
+        """Iterate over (key, value) pairs. Concurrent deletes are tolerated: deleted
+        keys are skipped and no key is produced twice."""
+        from . import iteration  # on first use (process start)
+
+        return iteration.items(self, raw)
+
+    def __len__(self) -> int:
+        """Number of elements: max_entries for arrays, a full walk for hash-like maps."""
+        from . import iteration  # on first use (process start)
+
+        return iteration.length(self)
+
+    def clear(self) -> None:
+        """Delete every element (hash-like maps)."""
+        from . import iteration  # on first use (process start)
+
+        iteration.clear(self)
+
+    def lookup_batch(self, *, chunk_size: int | None = None, numpy: bool = False) -> Batch:
+        """Read the whole map with BPF_MAP_LOOKUP_BATCH: `keys, values = m.lookup_batch()`.
+
+        Returns raw buffers (see `Batch`), or numpy arrays with `numpy=True`;
+        `dict(zip(keys.tolist(), values.tolist()))` makes a dict of ints for 1/2/4/8
+        byte keys and values. `chunk_size` limits the elements per syscall (default:
+        all at once). Concurrent updates are tolerated: hash maps are read bucket by
+        bucket, so no key is returned twice. HASH, LRU_HASH, ARRAY and their per-CPU
+        variants support batches (else NotSupportedError).
+        """
+        from . import batch  # on first use (process start)
+
+        return batch.lookup(self, _t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
+
+    def lookup_and_delete_batch(self, *, chunk_size: int | None = None,
+                                numpy: bool = False) -> Batch:
+        """Like `lookup_batch`, deleting what was read (hash maps)."""
+        from . import batch  # on first use (process start)
+
+        return batch.lookup(self, _t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
+
+    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
+        """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
+
+        `keys`/`values` are sequences of keys/values (anything `update` accepts), or
+        contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
+        `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
+        """
+        from . import batch  # on first use (process start)
+
+        return batch.update(self, keys, values, flags)
+
+    def delete_batch(self, keys: Any) -> int:
+        """Delete many keys with one BPF_MAP_DELETE_BATCH; returns the count deleted.
+        A missing key stops the batch with KeyNotFoundError."""
+        from . import batch  # on first use (process start)
+
+        return batch.delete(self, keys)
 
 
 def map_ids() -> Iterator[int]:

@@ -1,13 +1,14 @@
-"""Iterating over maps: `keys()`, `values()`, `items()`, `len()`, `next_key`, `clear()`,
-robust against concurrent deletes (batch walks where the kernel has them, else
-BPF_MAP_GET_NEXT_KEY plus lookups)."""
+"""Iterating over maps: what `Map.keys()`, `values()`, `items()`, `len()`, `next_key`
+and `clear()` do, robust against concurrent deletes (batch walks where the kernel has
+them, else BPF_MAP_GET_NEXT_KEY plus lookups). `Map`'s methods import this module on
+first use (process start: a load never iterates)."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -19,10 +20,14 @@ from .base import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
 from .base import LOOKUP as _LOOKUP
 from .base import NEXT_KEY as _NEXT_KEY
 from .base import NEXT_KEY_ATTR_SIZE as _NEXT_KEY_ATTR_SIZE
-from .batch import BatchWalk, MapBatch
+from .batch import BatchWalk
 from .mapped import NONE as _NONE
 
-__all__ = ["IterationAbortedError", "MapIteration"]
+if TYPE_CHECKING:
+    from .elements import MapElements
+
+__all__ = ["IterationAbortedError", "clear", "items", "keys", "length", "next_key", "raw_keys",
+           "values"]
 
 _syscall = _ops.fast_syscall
 _get_errno = ctypes.get_errno
@@ -34,188 +39,190 @@ class IterationAbortedError(Error, RuntimeError):
     and re-added faster than the walk progressed)."""
 
 
-class MapIteration(MapBatch):
-    """Walking all keys, values or items of a map (see `Map`)."""
+def next_key(m: MapElements, key: Any, raw: bool) -> Any:
+    """The key after `key` in the kernel's iteration order (the first key for
+    None), or None after the last one."""
+    b = m._thread_bufs()
+    fd = b.lattr.map_fd
+    nbuf = ctypes.create_string_buffer(max(m._key_size, 1))
+    attr = _t.MapElemAttr(map_fd=fd, next_key=ctypes.addressof(nbuf))
+    if key is not None:
+        m._put_key(b, key)
+        attr.key = ctypes.addressof(b.kbuf)
+    if not m._elem_op(_NEXT_KEY, attr, _NEXT_KEY_ATTR_SIZE, key, missing_ok=True):
+        return None
+    return m._decode_key(nbuf.raw[: m._key_size], not raw)
 
-    __slots__ = ()
 
-    def next_key(self, key: Any = None, *, raw: bool = False) -> Any:
-        """The key after `key` in the kernel's iteration order (the first key for
-        None), or None after the last one."""
-        b = self._thread_bufs()
-        fd = b.lattr.map_fd
-        nbuf = ctypes.create_string_buffer(max(self._key_size, 1))
-        attr = _t.MapElemAttr(map_fd=fd, next_key=ctypes.addressof(nbuf))
-        if key is not None:
-            self._put_key(b, key)
-            attr.key = ctypes.addressof(b.kbuf)
-        if not self._elem_op(_NEXT_KEY, attr, _NEXT_KEY_ATTR_SIZE, key, missing_ok=True):
-            return None
-        return self._decode_key(nbuf.raw[: self._key_size], not raw)
+def raw_keys(m: MapElements) -> Iterator[bytes]:
+    """Keys as bytes via BPF_MAP_GET_NEXT_KEY, robust against concurrent deletes.
 
-    def _raw_keys(self) -> Iterator[bytes]:
-        """Keys as bytes via BPF_MAP_GET_NEXT_KEY, robust against concurrent deletes.
+    When the current key is deleted between steps, the kernel restarts hash-like
+    maps from their first key (or, should it answer ENOENT, the walk restarts
+    itself, like cilium/ebpf); keys already produced are skipped, and the walk
+    gives up (IterationAbortedError) if it makes no progress for too long.
+    """
+    m._check_iterable()
+    fd = m._fd
+    ks = m._key_size
+    cur = ctypes.create_string_buffer(max(ks, 1))
+    nxt = ctypes.create_string_buffer(max(ks, 1))
+    attr = _t.MapElemAttr(map_fd=fd.fileno(), key=0, next_key=ctypes.addressof(nxt))
+    ref = ctypes.byref(attr)
+    array_like = m._type in ARRAY_TYPES
+    seen: set[bytes] | None = None if array_like else set()
+    limit = 4 * max(m._spec.max_entries, 1) + 64
+    steps = 0
+    while True:
+        fd.acquire()  # held per step, not across yields: close() is never delayed
+        try:
+            ret = _syscall(_NR, _NEXT_KEY, ref, _NEXT_KEY_ATTR_SIZE)
+            err = _get_errno() if ret < 0 else 0
+        finally:
+            fd.release()
+        if ret < 0:
+            if err == errno.EINTR:
+                continue
+            if err == _ENOENT:
+                if seen is None or not attr.key or _has_raw_key(m, cur.raw[:ks]):
+                    return  # the real end of the map
+                attr.key = 0  # the cursor key was deleted: start over
+                steps += 1
+                continue
+            raise m._elem_error(_NEXT_KEY, err, None, 0)
+        steps += 1
+        if steps > limit:
+            raise IterationAbortedError(
+                f"iteration of map {m._name!r} aborted after {steps} steps: the "
+                "map kept changing (concurrent deletes restart the walk)")
+        k = nxt.raw[:ks]
+        ctypes.memmove(cur, nxt, ks)
+        attr.key = ctypes.addressof(cur)
+        if seen is not None:
+            if k in seen:
+                continue  # restarted after a concurrent delete: skip known keys
+            seen.add(k)
+        yield k
 
-        When the current key is deleted between steps, the kernel restarts hash-like
-        maps from their first key (or, should it answer ENOENT, the walk restarts
-        itself, like cilium/ebpf); keys already produced are skipped, and the walk
-        gives up (IterationAbortedError) if it makes no progress for too long.
-        """
-        self._check_iterable()
-        fd = self._fd
-        ks = self._key_size
-        cur = ctypes.create_string_buffer(max(ks, 1))
-        nxt = ctypes.create_string_buffer(max(ks, 1))
-        attr = _t.MapElemAttr(map_fd=fd.fileno(), key=0, next_key=ctypes.addressof(nxt))
-        ref = ctypes.byref(attr)
-        array_like = self._type in ARRAY_TYPES
-        seen: set[bytes] | None = None if array_like else set()
-        limit = 4 * max(self._spec.max_entries, 1) + 64
-        steps = 0
-        while True:
-            fd.acquire()  # held per step, not across yields: close() is never delayed
+
+def _has_raw_key(m: MapElements, key: bytes) -> bool:
+    """Whether `key` exists; True when the map cannot tell (reads unsupported)."""
+    vbuf = ctypes.create_string_buffer(max(m._vbytes, 8))
+    kbuf = ctypes.create_string_buffer(key, max(len(key), 1))
+    with m._fd.hold() as fd:
+        attr = _t.MapElemAttr(map_fd=fd, key=ctypes.addressof(kbuf),
+                              value=ctypes.addressof(vbuf))
+        ret = _bpf_errno(_LOOKUP, attr)
+    return ret >= 0 or ret != -_ENOENT
+
+
+def raw_chunks(m: MapElements) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """(keys, values) raw lists, chunk by chunk: batch lookups where the map type
+    supports them (a bucket-wise walk that never repeats or loses keys under
+    concurrent updates), else BPF_MAP_GET_NEXT_KEY plus lookups."""
+    m._check_iterable()
+    if m._mstate != _NONE and m._memory() is not None:
+        yield from m._mchunks()  # a memory-mapped array: no system call
+        return
+    if m._type in BATCH_TYPES:
+        walk = BatchWalk(m, _t.Cmd.MAP_LOOKUP_BATCH)
+        chunk = 4096
+        ks, vb = m._key_size, m._vbytes
+        kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))
+        vbuf = ctypes.create_string_buffer(max(chunk * vb, 1))
+        first = True
+        while not walk.done:
             try:
-                ret = _syscall(_NR, _NEXT_KEY, ref, _NEXT_KEY_ATTR_SIZE)
-                err = _get_errno() if ret < 0 else 0
-            finally:
-                fd.release()
-            if ret < 0:
-                if err == errno.EINTR:
-                    continue
-                if err == _ENOENT:
-                    if seen is None or not attr.key or self._has_raw_key(cur.raw[:ks]):
-                        return  # the real end of the map
-                    attr.key = 0  # the cursor key was deleted: start over
-                    steps += 1
-                    continue
-                raise self._elem_error(_NEXT_KEY, err, None, 0)
-            steps += 1
-            if steps > limit:
-                raise IterationAbortedError(
-                    f"iteration of map {self._name!r} aborted after {steps} steps: the "
-                    "map kept changing (concurrent deletes restart the walk)")
-            k = nxt.raw[:ks]
-            ctypes.memmove(cur, nxt, ks)
-            attr.key = ctypes.addressof(cur)
-            if seen is not None:
-                if k in seen:
-                    continue  # restarted after a concurrent delete: skip known keys
-                seen.add(k)
-            yield k
-
-    def _has_raw_key(self, key: bytes) -> bool:
-        """Whether `key` exists; True when the map cannot tell (reads unsupported)."""
-        vbuf = ctypes.create_string_buffer(max(self._vbytes, 8))
-        kbuf = ctypes.create_string_buffer(key, max(len(key), 1))
-        with self._fd.hold() as fd:
-            attr = _t.MapElemAttr(map_fd=fd, key=ctypes.addressof(kbuf),
-                                  value=ctypes.addressof(vbuf))
-            ret = _bpf_errno(_LOOKUP, attr)
-        return ret >= 0 or ret != -_ENOENT
-
-    def _raw_chunks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
-        """(keys, values) raw lists, chunk by chunk: batch lookups where the map type
-        supports them (a bucket-wise walk that never repeats or loses keys under
-        concurrent updates), else BPF_MAP_GET_NEXT_KEY plus lookups."""
-        self._check_iterable()
-        if self._mstate != _NONE and self._memory() is not None:
-            yield from self._mchunks()  # a memory-mapped array: no system call
+                n = walk.step(ctypes.addressof(kbuf), ctypes.addressof(vbuf), chunk)
+            except (NotSupportedError, SyscallError) as e:
+                if first and (isinstance(e, NotSupportedError) or e.errno == errno.EINVAL):
+                    break  # no batch support in this kernel: walk the keys instead
+                raise
+            first = False
+            if n < 0:  # a hash bucket holds more than `chunk` elements
+                chunk *= 2
+                kbuf = ctypes.create_string_buffer(chunk * ks)
+                vbuf = ctypes.create_string_buffer(chunk * vb)
+                continue
+            if n:
+                kb = ctypes.string_at(kbuf, n * ks)
+                vbs = ctypes.string_at(vbuf, n * vb)
+                yield ([kb[i:i + ks] for i in range(0, n * ks, ks)],
+                       [vbs[i:i + vb] for i in range(0, n * vb, vb)])
+        else:
             return
-        if self._type in BATCH_TYPES:
-            walk = BatchWalk(self, _t.Cmd.MAP_LOOKUP_BATCH)
-            chunk = 4096
-            ks, vb = self._key_size, self._vbytes
-            kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))
-            vbuf = ctypes.create_string_buffer(max(chunk * vb, 1))
-            first = True
-            while not walk.done:
-                try:
-                    n = walk.step(ctypes.addressof(kbuf), ctypes.addressof(vbuf), chunk)
-                except (NotSupportedError, SyscallError) as e:
-                    if first and (isinstance(e, NotSupportedError) or e.errno == errno.EINVAL):
-                        break  # no batch support in this kernel: walk the keys instead
-                    raise
-                first = False
-                if n < 0:  # a hash bucket holds more than `chunk` elements
-                    chunk *= 2
-                    kbuf = ctypes.create_string_buffer(chunk * ks)
-                    vbuf = ctypes.create_string_buffer(chunk * vb)
-                    continue
-                if n:
-                    kb = ctypes.string_at(kbuf, n * ks)
-                    vbs = ctypes.string_at(vbuf, n * vb)
-                    yield ([kb[i:i + ks] for i in range(0, n * ks, ks)],
-                           [vbs[i:i + vb] for i in range(0, n * vb, vb)])
-            else:
-                return
-        yield from self._raw_chunks_slow()
+    yield from _raw_chunks_slow(m)
 
-    def _raw_chunks_slow(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
-        b_val = ctypes.create_string_buffer(max(self._vbytes, 1))
-        kbuf = ctypes.create_string_buffer(max(self._key_size, 1))
-        attr = _t.MapElemAttr(map_fd=self._fd.fileno(), key=ctypes.addressof(kbuf),
-                              value=ctypes.addressof(b_val))
-        for k in self._raw_keys():
-            ctypes.memmove(kbuf, k, self._key_size)
+
+def _raw_chunks_slow(m: MapElements) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    b_val = ctypes.create_string_buffer(max(m._vbytes, 1))
+    kbuf = ctypes.create_string_buffer(max(m._key_size, 1))
+    attr = _t.MapElemAttr(map_fd=m._fd.fileno(), key=ctypes.addressof(kbuf),
+                          value=ctypes.addressof(b_val))
+    for k in raw_keys(m):
+        ctypes.memmove(kbuf, k, m._key_size)
+        try:
+            found = m._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, k, missing_ok=True)
+        except NotSupportedError:
+            found = False  # e.g. slots of fd arrays that cannot be read back
+        if found:  # else deleted concurrently (or an empty fd slot): skip it
+            yield [k], [b_val.raw[: m._vbytes]]
+
+
+def keys(m: MapElements, raw: bool) -> Iterator[Any]:
+    """Iterate over keys (bytes, or typed with a BTF key type unless raw=True)."""
+    if m._type in BATCH_TYPES:
+        return _keys_batched(m, not raw)
+    dec = m._kdec if not raw else None
+    return (dec(k) for k in raw_keys(m)) if dec else raw_keys(m)
+
+
+def _keys_batched(m: MapElements, typed: bool) -> Iterator[Any]:
+    dec = m._kdec if typed else None
+    for chunk, _ in raw_chunks(m):
+        yield from (map(dec, chunk) if dec else chunk)
+
+
+def values(m: MapElements, raw: bool) -> Iterator[Any]:
+    """Iterate over values (decoded like `lookup`)."""
+    for _, vals in raw_chunks(m):
+        yield from m._decode_values(vals, not raw)
+
+
+def items(m: MapElements, raw: bool) -> Iterator[tuple[Any, Any]]:
+    """Iterate over (key, value) pairs. Concurrent deletes are tolerated: deleted
+    keys are skipped and no key is produced twice."""
+    typed = not raw
+    kdec = m._kdec if typed else None
+    for chunk, vals in raw_chunks(m):
+        yield from zip(map(kdec, chunk) if kdec else chunk, m._decode_values(vals, typed),
+                       strict=True)
+
+
+def length(m: MapElements) -> int:
+    """Number of elements: max_entries for arrays, a full walk for hash-like maps."""
+    if m._type in ARRAY_TYPES:
+        return m._spec.max_entries
+    if m._type in KEYLESS_TYPES or m._type in NO_ELEMENT_TYPES:
+        raise TypeError(f"len() is not defined for {type_name(m._type)} maps")
+    if m._type in BATCH_TYPES:
+        return sum(len(k) for k, _ in raw_chunks(m))
+    return sum(1 for _ in raw_keys(m))
+
+
+def clear(m: MapElements) -> None:
+    """Delete every element (hash-like maps)."""
+    if m._type in ARRAY_TYPES:
+        raise InvalidArgumentError(
+            f"elements of {type_name(m._type)} maps cannot be deleted")
+    if m._type in KEYLESS_TYPES:
+        while True:
             try:
-                found = self._elem_op(_LOOKUP, attr, _ELEM_ATTR_SIZE, k, missing_ok=True)
-            except NotSupportedError:
-                found = False  # e.g. slots of fd arrays that cannot be read back
-            if found:  # else deleted concurrently (or an empty fd slot): skip it
-                yield [k], [b_val.raw[: self._vbytes]]
-
-    def keys(self, *, raw: bool = False) -> Iterator[Any]:
-        """Iterate over keys (bytes, or typed with a BTF key type unless raw=True)."""
-        if self._type in BATCH_TYPES:
-            return self._keys_batched(not raw)
-        dec = self._kdec if not raw else None
-        return (dec(k) for k in self._raw_keys()) if dec else self._raw_keys()
-
-    def _keys_batched(self, typed: bool) -> Iterator[Any]:
-        dec = self._kdec if typed else None
-        for keys, _ in self._raw_chunks():
-            yield from (map(dec, keys) if dec else keys)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self.keys()
-
-    def values(self, *, raw: bool = False) -> Iterator[Any]:
-        """Iterate over values (decoded like `lookup`)."""
-        for _, vals in self._raw_chunks():
-            yield from self._decode_values(vals, not raw)
-
-    def items(self, *, raw: bool = False) -> Iterator[tuple[Any, Any]]:
-        """Iterate over (key, value) pairs. Concurrent deletes are tolerated: deleted
-        keys are skipped and no key is produced twice."""
-        typed = not raw
-        kdec = self._kdec if typed else None
-        for keys, vals in self._raw_chunks():
-            yield from zip(map(kdec, keys) if kdec else keys, self._decode_values(vals, typed),
-                           strict=True)
-
-    def __len__(self) -> int:
-        """Number of elements: max_entries for arrays, a full walk for hash-like maps."""
-        if self._type in ARRAY_TYPES:
-            return self._spec.max_entries
-        if self._type in KEYLESS_TYPES or self._type in NO_ELEMENT_TYPES:
-            raise TypeError(f"len() is not defined for {type_name(self._type)} maps")
-        if self._type in BATCH_TYPES:
-            return sum(len(k) for k, _ in self._raw_chunks())
-        return sum(1 for _ in self._raw_keys())
-
-    def clear(self) -> None:
-        """Delete every element (hash-like maps)."""
-        if self._type in ARRAY_TYPES:
-            raise InvalidArgumentError(
-                f"elements of {type_name(self._type)} maps cannot be deleted")
-        if self._type in KEYLESS_TYPES:
-            while True:
-                try:
-                    self.lookup_and_delete(None, raw=True)
-                except KeyNotFoundError:
-                    return
-        for k in list(self._raw_keys()):
-            try:
-                self.delete(k)
+                m.lookup_and_delete(None, raw=True)
             except KeyNotFoundError:
-                pass
+                return
+    for k in list(raw_keys(m)):
+        try:
+            m.delete(k)
+        except KeyNotFoundError:
+            pass
