@@ -355,25 +355,3 @@ def test_lean_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.strip()
     assert out == "False"
-
-
-def test_seeded_string_table_searched_then_indexed() -> None:
-    """A builder made from a spec finds its first strings by searching the seeded table
-    and indexes it later: every offset is the first whole string's, as the index's."""
-    from ebpf.btf import builder as builder_mod
-
-    b0 = btf.Builder()
-    for s in ["a", "ab", "b", "ab", "état", "x"]:
-        b0.add_string(s)
-    b0.add(btf.Int("int", 4, btf.IntEncoding.SIGNED))
-    spec = btf.Spec(b0.marshal())
-    searched = btf.Builder.from_spec(spec)
-    indexed = btf.Builder.from_spec(spec)
-    indexed._stroffs = indexed._index_strings()
-    words = ["", "a", "b", "ab", "état", "int", "new", "new", "b", "x", "nouveau"]
-    many = [f"s{k}" for k in range(builder_mod._SEARCHES_BEFORE_INDEX + 10)]
-    for w in words + many + words:
-        assert searched.add_string(w) == indexed.add_string(w), w
-    assert searched._strtab == indexed._strtab
-    with pytest.raises(BTFError, match="NUL"):
-        btf.Builder.from_spec(spec).add_string("a\0b")

@@ -51,8 +51,6 @@ _U32 = 0xFFFFFFFF
 _Extend = Callable[[Iterable[int]], None]
 _Str = Callable[[str], int]
 _Ref = Callable[[Type], int]
-# Strings a builder seeded with a table (from_spec) searches for before indexing it.
-_SEARCHES_BEFORE_INDEX = 256
 _SIMPLE_REF = {Pointer: Kind.PTR, Typedef: Kind.TYPEDEF, Volatile: Kind.VOLATILE,
                Const: Kind.CONST, Restrict: Kind.RESTRICT}
 
@@ -216,23 +214,6 @@ class Builder:
         """The offset of `s` in the string table, adding it if needed."""
         offs = self._stroffs
         if offs is None:
-            # a seeded table: the first strings are searched for (a kernel-ready blob
-            # re-encodes a few dozen types), the table is indexed once many are asked
-            searched = vars(self).get("_searched", 0)
-            if searched < _SEARCHES_BEFORE_INDEX:
-                self._searched = searched + 1
-                data = s.encode()
-                if not data:
-                    return 0
-                if b"\0" in data:
-                    raise BTFError(f"BTF string {s!r} contains a NUL byte")
-                # the first whole string equal to `s` (what the index maps it to)
-                at = self._strtab.find(b"\0" + data + b"\0")
-                if at >= 0:
-                    return at + 1
-                end = len(self._strtab)
-                self._strtab += data + b"\0"
-                return end
             offs = self._stroffs = self._index_strings()
         off = offs.get(s)
         if off is not None:
