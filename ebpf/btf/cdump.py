@@ -228,8 +228,9 @@ class _Records:
         w, offsets = spec._words, spec._offsets
         self.words = w
         self.offsets = offsets
-        # (one C-level gather per word of the record header)
-        gather = _gather(offsets)
+        # (one C-level gather per word of the record header; the offsets made ints once)
+        offset_list = offsets.tolist() if isinstance(offsets, array) else list(offsets)
+        gather = _gather(offset_list)
         own_infos = gather(w[1:])
         # the kind is in the high byte of the info word (with the kind flag, masked off)
         high = array("I", own_infos).tobytes()[3 if sys.byteorder == "little" else 0 :: 4]
@@ -243,7 +244,7 @@ class _Records:
         sts.extend(gather(w[2:]))
         # names of the kinds whose name is printed (the others' by `name_of`)
         with_name = kinds.translate(_PRINTED_NAME_KINDS)
-        name_offs = _gather(list(compress(offsets, with_name)))(w)
+        name_offs = _gather(list(compress(offset_list, with_name)))(w)
         # The strings are decoded at once up to the last of those names: a producer
         # that adds a type's member and enumerator names with its own (pahole) puts
         # what is printed there, and functions and parameters after (40% of the
