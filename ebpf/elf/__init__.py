@@ -1,12 +1,14 @@
 """BPF objects: the ELF reader (`ebpf.elffile`, re-exported here), the section-name table,
 and the parser of relocatable objects into specs (`ebpf.elf.parse`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ebpf.elf.sections import (
-    SECTION_TABLE,
     AttachKind,
     SecFlags,
     SectionDef,
-    SectionPattern,
     lookup_section,
     parse_kprobe_target,
     parse_tracepoint_target,
@@ -36,6 +38,9 @@ from ebpf.elffile import (
     SymbolType,
     SymbolVisibility,
 )
+
+if TYPE_CHECKING:
+    from ebpf.elf.sections import SECTION_TABLE, SectionPattern
 
 __all__ = [
     "SECTION_TABLE",
@@ -70,3 +75,11 @@ __all__ = [
     "parse_uprobe_target",
     "parse_usdt_target",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SECTION_TABLE", "SectionPattern"):
+        from ebpf.elf import sections  # its named tuples on first use (process start)
+
+        return getattr(sections, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

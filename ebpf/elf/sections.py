@@ -24,7 +24,7 @@ Helpers parse the attach targets the auto-attachers understand:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 from ebpf._sys.frozen import FrozenRecord
@@ -32,12 +32,15 @@ from ebpf.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from enum import Enum, IntFlag
-    from typing import NamedTuple
+    from typing import TypeAlias
 
     from ebpf._sys.types import AttachType, ProgramType
+
+    from ._section_patterns import SECTION_TABLE as SECTION_TABLE
+    from ._section_patterns import SectionPattern as SectionPattern
 else:
     # the same stdlib classes, made at a fraction of the cost (process start)
-    from ebpf._sys.fastclass import Enum, IntFlag, NamedTuple
+    from ebpf._sys.fastclass import Enum, IntFlag
 
 __all__ = [
     "SECTION_TABLE",
@@ -95,30 +98,25 @@ class AttachKind(Enum):
     ITER = "iter"
 
 
-class SectionPattern(NamedTuple):
-    """One row of the table: how a section name maps to program and attach types."""
-
-    pattern: str
-    program_type: str  # ProgramType member name
-    attach_type: str | None  # AttachType member name, None for "no expected attach type"
-    flags: SecFlags
-    kind: AttachKind
-
-
 _F = SecFlags
 _K = AttachKind
 _S = _F.SLEEPABLE
 _B = _F.ATTACH_BTF
 
 
+if TYPE_CHECKING:
+    Row: TypeAlias = tuple[str, str, str | None, SecFlags, AttachKind]
+
+
 def _p(pattern: str, ptype: str, atype: str | None, flags: SecFlags = _F.NONE,
-       kind: AttachKind = _K.NONE) -> SectionPattern:
-    return SectionPattern(pattern, ptype, atype, flags, kind)
+       kind: AttachKind = _K.NONE) -> Row:
+    return pattern, ptype, atype, flags, kind
 
 
 #: The section-name patterns libbpf 1.6 knows (and the sleepable tracepoints added
-#: after it), in the order they are tried.
-SECTION_TABLE: tuple[SectionPattern, ...] = (
+#: after it), in the order they are tried, as plain tuples: `SECTION_TABLE` holds them
+#: as `SectionPattern`s (pattern, program type and attach type member names, flags, kind)
+ROWS: tuple[Row, ...] = (
     _p("socket", "SOCKET_FILTER", None),
     _p("sk_reuseport/migrate", "SK_REUSEPORT", "SK_REUSEPORT_SELECT_OR_MIGRATE", _F.ATTACHABLE),
     _p("sk_reuseport", "SK_REUSEPORT", "SK_REUSEPORT_SELECT", _F.ATTACHABLE),
@@ -366,21 +364,30 @@ def lookup_section(name: str) -> SectionDef | None:
     # the uapi enums on the first lookup: `import ebpf.elf` stays small
     from ebpf._sys.types import AttachType, ProgramType
 
-    for entry in SECTION_TABLE:
-        matched, extras = _match(entry.pattern, name)
+    for pattern, ptype, atype, flags, kind in ROWS:
+        matched, extras = _match(pattern, name)
         if not matched:
             continue
         return SectionDef(
             section=name,
-            pattern=entry.pattern,
-            program_type=ProgramType[entry.program_type],
-            attach_type=AttachType[entry.attach_type] if entry.attach_type else None,
+            pattern=pattern,
+            program_type=ProgramType[ptype],
+            attach_type=AttachType[atype] if atype else None,
             attach_to=extras,
-            flags=entry.flags,
-            kind=entry.kind,
+            flags=flags,
+            kind=kind,
             autoload=autoload,
         )
     return None
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SECTION_TABLE", "SectionPattern"):
+        # the named tuples on first use (process start): see _section_patterns.py
+        from . import _section_patterns
+
+        return getattr(_section_patterns, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------
