@@ -30,13 +30,17 @@ import stat
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from ebpf.errors import ELFError
 
 if TYPE_CHECKING:
     from enum import IntEnum, IntFlag
     from typing import NamedTuple
+
+    from ebpf._elfsegments import Note as Note
+    from ebpf._elfsegments import SegmentFlags as SegmentFlags
+    from ebpf._elfsegments import SegmentType as SegmentType
 else:
     # the same stdlib classes, made at a fraction of the cost (process start)
     from ebpf._sys.fastclass import IntEnum, IntFlag, NamedTuple
@@ -143,31 +147,6 @@ class SectionFlags(IntFlag):
     EXCLUDE = 0x80000000
 
 
-class SegmentType(IntEnum):
-    """``p_type`` values (unknown values stay plain ints)."""
-
-    NULL = 0
-    LOAD = 1
-    DYNAMIC = 2
-    INTERP = 3
-    NOTE = 4
-    SHLIB = 5
-    PHDR = 6
-    TLS = 7
-    GNU_EH_FRAME = 0x6474E550
-    GNU_STACK = 0x6474E551
-    GNU_RELRO = 0x6474E552
-    GNU_PROPERTY = 0x6474E553
-
-
-class SegmentFlags(IntFlag):
-    """``p_flags`` bits."""
-
-    X = 0x1
-    W = 0x2
-    R = 0x4
-
-
 class SymbolBind(IntEnum):
     """``ELF64_ST_BIND(st_info)``."""
 
@@ -206,12 +185,28 @@ SHN_COMMON = 0xFFF2
 SHN_XINDEX = 0xFFFF
 
 _PN_XNUM = 0xFFFF
+_PT_LOAD = 1  # SegmentType.LOAD
 _EHDR_SIZE = 64
 _SHDR_SIZE = 64
 _PHDR_SIZE = 56
 _SYM_SIZE = 24
 _REL_SIZE = 16
 _RELA_SIZE = 24
+
+
+def _segment_types() -> dict[int, int]:
+    from ebpf._elfsegments import SEGMENT_TYPES  # on first use (process start)
+
+    return SEGMENT_TYPES
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Note", "SegmentFlags", "SegmentType"):
+        # executables' and shared libraries' classes on first use (process start)
+        from ebpf import _elfsegments
+
+        return getattr(_elfsegments, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _lookup_table(cls: type[enum.IntEnum], size: int) -> tuple[int, ...]:
@@ -224,7 +219,6 @@ _BINDS = _lookup_table(SymbolBind, 16)
 _TYPES = _lookup_table(SymbolType, 16)
 _VISIBILITIES = _lookup_table(SymbolVisibility, 4)
 _SECTION_TYPES: dict[int, int] = {m.value: m for m in SectionType}
-_SEGMENT_TYPES: dict[int, int] = {m.value: m for m in SegmentType}
 _ELF_TYPES: dict[int, int] = {m.value: m for m in ElfType}
 _MACHINES: dict[int, int] = {m.value: m for m in Machine}
 
@@ -290,14 +284,6 @@ class Relocation(NamedTuple):
     symbol: int
     type: int
     addend: int
-
-
-class Note(NamedTuple):
-    """One record of a note section or segment: owner name, type and descriptor bytes."""
-
-    name: str
-    type: int
-    desc: bytes
 
 
 class Section:
@@ -396,7 +382,7 @@ class Segment:
         self.index = index
         (p_type, self.flags, self.offset, self.vaddr,
          self.paddr, self.filesz, self.memsz, self.align) = row
-        self.type: int = _SEGMENT_TYPES.get(p_type, p_type)
+        self.type: int = _segment_types().get(p_type, p_type)
 
     @property
     def label(self) -> str:
@@ -408,7 +394,7 @@ class Segment:
         return self._elf._view(self.offset, self.filesz, self.label)
 
     def __repr__(self) -> str:
-        t = self.type.name if isinstance(self.type, SegmentType) else hex(self.type)
+        t = self.type.name if isinstance(self.type, enum.IntEnum) else hex(self.type)
         return (
             f"Segment(index={self.index}, type={t}, flags={self.flags:#x}, "
             f"offset={self.offset:#x}, vaddr={self.vaddr:#x}, filesz={self.filesz:#x}, "
@@ -932,7 +918,7 @@ class ELFFile:
     def vaddr_to_offset(self, vaddr: int) -> int | None:
         """The file offset that a ``PT_LOAD`` segment maps at `vaddr`, or None."""
         for seg in self.segments:
-            if seg.type == SegmentType.LOAD and seg.vaddr <= vaddr < seg.vaddr + seg.filesz:
+            if seg.type == _PT_LOAD and seg.vaddr <= vaddr < seg.vaddr + seg.filesz:
                 return vaddr - seg.vaddr + seg.offset
         return None
 
@@ -1116,6 +1102,8 @@ class ELFFile:
         return self._iter_notes(data, align, where.offset, where.label)
 
     def _iter_notes(self, data: bytes, align: int, base: int, label: str) -> Iterator[Note]:
+        from ebpf._elfsegments import Note  # on first use (process start)
+
         nhdr = self._structs.nhdr
         mask = align - 1
         n = len(data)

@@ -24,14 +24,11 @@ from ebpf.elffile import (
     ELFFile,
     ElfType,
     Machine,
-    Note,
     Relocation,
     Section,
     SectionFlags,
     SectionType,
     Segment,
-    SegmentFlags,
-    SegmentType,
     Symbol,
     SymbolBind,
     SymbolTable,
@@ -41,6 +38,7 @@ from ebpf.elffile import (
 
 if TYPE_CHECKING:
     from ebpf.elf.sections import SECTION_TABLE, SectionPattern
+    from ebpf.elffile import Note, SegmentFlags, SegmentType
 
 __all__ = [
     "SECTION_TABLE",
@@ -82,4 +80,8 @@ def __getattr__(name: str) -> Any:
         from ebpf.elf import sections  # its named tuples on first use (process start)
 
         return getattr(sections, name)
+    if name in ("Note", "SegmentFlags", "SegmentType"):
+        from ebpf import elffile  # executables' classes on first use (process start)
+
+        return getattr(elffile, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
