@@ -492,3 +492,6 @@ def test_names_after_the_last_type_name_are_decoded_on_demand() -> None:
     for decl in ("struct s {\n\tint member_a;\n\tint a;\n\tfn_t param;\n};",
                  "enum e {\n\tE_ONE = 1,\n};", "typedef int (*fn_t)(int param);"):
         assert decl in text, (decl, text)
+    spec._load_strings()  # (the rest of the table, after the part decoded already)
+    assert spec._strings_loaded
+    assert {o: spec._strcache[o] for o in whole._strcache} == whole._strcache
