@@ -181,6 +181,52 @@ class GcClock:
         gc.callbacks.remove(self._callback)
 
 
+def _ticks(pid: int | str) -> int:
+    """utime + stime of a process, in clock ticks (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class OthersShare:
+    """The share of all CPUs' time used by everything but this process and `pids` (the
+    traffic's processes) between `start()` and `share()`, from /proc (clock ticks): on
+    a shared machine, what other jobs took from the round measured."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start()
+
+    def _sample(self) -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+        ours = _ticks("self") + sum(_ticks(p) for p in self.pids)
+        return busy - ours, sum(cpu)
+
+    def start(self) -> None:
+        self._others, self._total = self._sample()
+
+    def share(self) -> float:
+        others, total = self._sample()
+        return round((others - self._others) / max(1, total - self._total), 3)
+
+
+def wait_quiet(pids: list[int], limit: float, max_share: float = 0.1) -> float:
+    """Wait (at most `limit` seconds) until other jobs used less than `max_share` of the
+    CPUs over the last second; returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        o = OthersShare(pids)
+        time.sleep(1.0)
+        if o.share() < max_share:
+            break
+    return round(time.perf_counter() - t0, 1)
+
+
 def thread_times() -> tuple[float, float]:
     ru = resource.getrusage(resource.RUSAGE_THREAD)
     return ru.ru_utime, ru.ru_stime
@@ -391,7 +437,8 @@ class Traffic:
 
 
 def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
-          workers: int, pairs: int = 1, deep_copies: bool = False) -> dict[str, Any]:
+          workers: int, pairs: int = 1, deep_copies: bool = False,
+          quiet_wait: float = 0.0) -> dict[str, Any]:
     rounds = max(1, -(-min_replacements // n))
     spec = ebpf.load_collection_spec(obj)
     shared = {name: ebpf.Map(spec.maps[name]) for name in ("stats", "flows")}
@@ -411,15 +458,23 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
             generation = 0
             try:
                 with Traffic(a, b, n, pps, shared["stats"]) as tr:
+                    traffic_pids = [tr.sender.proc.pid, tr.receiver.proc.pid]
                     for _ in range(pairs):
+                        waited = wait_quiet(traffic_pids, quiet_wait) if quiet_wait else 0.0
                         first = len(seq.wall)
+                        others = OthersShare(traffic_pids)
                         with GcClock() as gcc:
                             for _r in range(rounds):
                                 generation += 1
                                 py.replace_sequential(generation, seq)
+                        seq_others = others.share()
                         seq_gc += gcc.ms
                         generation += 1
+                        others.start()
                         par = py.replace_parallel(generation, workers, deep_copies)
+                        par["others_cpu_share_sequential"] = seq_others
+                        par["others_cpu_share_parallel"] = others.share()
+                        par["quiet_wait_s"] = waited
                         round_wall = sum(seq.wall[first:]) / rounds
                         round_cpu = (sum(seq.user[first:]) + sum(seq.sys[first:])) / rounds
                         par["sequential_round_wall_ms"] = round_wall
@@ -434,7 +489,16 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
                 seq_gc / (rounds * pairs), 3), **tr.result}
             mid = sorted(pars, key=lambda p: p["parallel_speedup_wall"])[len(pars) // 2]
             out["parallel"] = {**{k: round(v, 3) for k, v in mid.items()},
-                               "speedups": [round(p["parallel_speedup_wall"], 3) for p in pars]}
+                               "speedups": [round(p["parallel_speedup_wall"], 3) for p in pars],
+                               "pairs_wall_ms": [(round(p["sequential_round_wall_ms"]),
+                                                  round(p["wall_ms"])) for p in pars],
+                               "pairs_cpu_ms": [(round(p["sequential_round_cpu_ms"]),
+                                                 round(p["user_cpu_ms"] + p["sys_cpu_ms"]))
+                                                for p in pars],
+                               # other jobs' share of the CPUs in each pair's two rounds
+                               "others_cpu_shares": [
+                                   (p["others_cpu_share_sequential"],
+                                    p["others_cpu_share_parallel"]) for p in pars]}
             log(f"N={n}: python {out['python']['wall_ms_per_endpoint']:.2f} ms/endpoint wall, "
                 f"parallel speedup {out['parallel']['parallel_speedup_wall']}")
             # -- C libbpf
@@ -499,6 +563,9 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=1,
                     help="sequential rounds + parallel round pairs, alternated (the "
                          "parallel figures are the pair of median speedup)")
+    ap.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                    help="before each pair, wait up to S seconds until other jobs use "
+                         "< 10%% of the CPUs (a shared machine)")
     ap.add_argument("--deep-copies", action="store_true",
                     help="load_many of full spec copies (programs copied too)")
     ap.add_argument("--no-c", action="store_true", help="skip the C libbpf counterpart")
@@ -513,7 +580,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         exe = None if args.no_c else build_c(tmp)
         runs = [run_n(int(n), obj, exe, args.min_replacements, args.pps, workers, args.pairs,
-                      args.deep_copies)
+                      args.deep_copies, args.quiet_wait)
                 for n in args.endpoints.split(",")]
     insns = len(ebpf.load_collection_spec(obj).programs["endpoint"].instructions)
     ratios = {f"n{r['endpoints']}_{k}": v for r in runs for k, v in r["ratios"].items()}
