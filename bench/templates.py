@@ -560,7 +560,7 @@ def main() -> int:
     ap.add_argument("--pps", type=float, default=3000, help="datagrams per second, all endpoints")
     ap.add_argument("--workers", type=int, default=None,
                     help="load_many threads (default: usable CPUs)")
-    ap.add_argument("--pairs", type=int, default=1,
+    ap.add_argument("--pairs", type=int, default=3,
                     help="sequential rounds + parallel round pairs, alternated (the "
                          "parallel figures are the pair of median speedup)")
     ap.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
