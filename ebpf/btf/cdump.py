@@ -971,6 +971,7 @@ class _Emitter:
         self.printed.add(t)
         self.complete.add(t)
         self.out += (self._composite_text(t, 0, depth), ";\n\n")  # (_put)
+        del self._members[t]  # (written once: its memory serves the records after it)
 
     def declare_typedef(self, t: int, depth: int) -> None:
         if t in self.printed:
