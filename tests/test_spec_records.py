@@ -156,3 +156,15 @@ def test_pickle_deepcopy_and_match() -> None:
     assert issubclass(MapSpec, Record)
     with pytest.raises(AttributeError):
         Extern("x", ".ksyms").other = 1  # type: ignore[attr-defined]
+
+
+def test_deepcopy_of_a_parsed_object_shares_its_btf() -> None:
+    spec = ebpf.load_collection_spec(compile_bpf("loader_globals"))
+    dup = copy.deepcopy(spec)  # was TypeError: the BTF spec's memoryview cannot be pickled
+    assert dup.btf is spec.btf and copy.copy(spec.btf) is spec.btf
+    dup.variables["cfg_magic"].set(0x4321)
+    assert dup.variables["cfg_magic"].get() == 0x4321
+    assert spec.variables["cfg_magic"].get() == 0x1234
+    assert dup.programs is not spec.programs
+    assert {n: [repr(i) for i in p.instructions] for n, p in dup.programs.items()} == \
+        {n: [repr(i) for i in p.instructions] for n, p in spec.programs.items()}

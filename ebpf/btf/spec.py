@@ -148,6 +148,14 @@ class Spec(SpecNames):
             for tid in range(self._first_id, self._first_id + len(self._offsets)):
                 self.type_by_id(tid)
 
+    def __copy__(self) -> Spec:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Spec:
+        """A parsed blob does not change: a copy of what holds it (a `CollectionSpec`
+        deep-copied, as its `copy()` does) shares it."""
+        return self
+
     @property
     def raw(self) -> bytes:
         """The whole BTF blob."""
