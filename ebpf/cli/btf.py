@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError
-from .common import add_json, emit, iter_ids, parse_selector, wants_json
+from .common import add_json, emit, iter_ids, parse_selector, running_as_command, wants_json
 
 if TYPE_CHECKING:
     from ..btf import Spec, Type
@@ -247,9 +247,7 @@ def _end_process_if_command(*alive: object) -> None:
     the output flushed and the atexit handlers run, but without freeing `alive` and
     the interpreter one object at a time (a whole kernel's C dump: ~1M objects,
     ~4% of the command's CPU time)."""
-    from .main import main as entry  # (the function the entry points call)
-
-    if getattr(sys.modules.get("__main__"), "main", None) is not entry:
+    if not running_as_command():
         return
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:

@@ -39,6 +39,7 @@ __all__ = [
     "open_selected",
     "parse_bytes",
     "parse_selector",
+    "running_as_command",
     "wallclock",
     "wants_json",
 ]
@@ -64,6 +65,15 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> Non
         out = text(data)
         if out:
             print(out)
+
+
+def running_as_command() -> bool:
+    """Whether this process is the `ebpf` command (`python -m ebpf`, the installed script,
+    or a script whose `main` is ours), not other code calling `main([...])` and going on:
+    only the command may change process-wide state for its own exit (gc, an early end)."""
+    from .main import main as entry  # (the function the entry points call)
+
+    return getattr(sys.modules.get("__main__"), "main", None) is entry
 
 
 def error(message: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, VerifierError
-from .common import add_json, enum_name, error, wants_json
+from .common import add_json, enum_name, error, running_as_command, wants_json
 
 if TYPE_CHECKING:  # argparse only builds the parser (see plain_args)
     import argparse
@@ -108,7 +108,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     # collections they caused were ~2.3 ms of the process (memory stays bounded). Run
     # as the program, the threshold stays up until the exit, which freezes everything:
     # put back, the next allocation would collect the ~10000 young objects (~2 ms).
-    program = _run_as_program(args)
+    program = running_as_command()
     thresholds = gc.get_threshold()
     gc.set_threshold(20_000, *thresholds[1:])
     try:
@@ -133,15 +133,6 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_as_program(args: Any) -> bool:
-    """Whether `args` are this process's own command line (`ebpf load ...` run as a
-    program, as opposed to `main([...])` called by other code, which keeps running)."""
-    import sys  # (built in)
-
-    own = plain_args(sys.argv[1:])
-    return own is not None and vars(own) == vars(args)
-
-
 def _freeze_at_exit() -> None:
     """At interpreter exit (atexit: after the command's output), move every object to
     gc's permanent generation: the interpreter's last collections then skip the ~70
@@ -152,13 +143,7 @@ def _freeze_at_exit() -> None:
     import atexit  # (built in)
     import gc  # (built in)
 
-    global _FREEZE_REGISTERED
-    if not _FREEZE_REGISTERED:
-        _FREEZE_REGISTERED = True
-        atexit.register(gc.freeze)
-
-
-_FREEZE_REGISTERED = False
+    atexit.register(gc.freeze)
 
 
 def plain_args(argv: Sequence[str]) -> Any:
