@@ -53,9 +53,13 @@ import struct
 import sys
 import zlib
 from array import array
+from typing import TYPE_CHECKING
 
 from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex
 from .spec import Spec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ENV = "EBPF_BTF_CACHE"
 MAGIC = b"EBPFBTFI"
@@ -371,16 +375,7 @@ def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None,
     directory = None if cache is False else cache_directory()
     if directory is None:
         return Spec(data, lazy=True)
-    if key is None:
-        key = (len(data), zlib.crc32(data))
-    spec = load_cached(data, key, directory)
-    if spec is not None:
-        return spec
-    dfd = _open_dir(directory, create=True)
-    if dfd is None:
-        return Spec(data, lazy=True)  # nowhere to write it: do not spend the work at exit
-    os.close(dfd)
-    return _pending_spec(data, key)
+    return _indexed_in(directory, data, lambda dfd: key or (len(data), zlib.crc32(data)))
 
 
 def load_kernel_indexed(data: bytes | mmap.mmap) -> Spec:
@@ -389,17 +384,21 @@ def load_kernel_indexed(data: bytes | mmap.mmap) -> Spec:
     directory = cache_directory()
     if directory is None:
         return Spec(data, lazy=True)
+    return _indexed_in(directory, data, lambda dfd: _kernel_key_at(dfd, data))
+
+
+def _indexed_in(directory: str, data: bytes | mmap.mmap,
+                key_at: Callable[[int], tuple[int, int]]) -> Spec:
+    """`load_indexed` in the cache `directory` (opened once), the blob's key given by
+    `key_at(directory fd)`."""
+    dfd = _open_dir(directory, create=True)
+    if dfd is None:
+        return Spec(data, lazy=True)  # nowhere to write it: do not spend the work at exit
     try:
-        dfd = _open_dir(directory, create=True)
-    except _CACHE_ERRORS:
-        dfd = None
-    if dfd is None:  # no usable directory: as load_indexed would find it
-        return load_indexed(data, key=(len(data), zlib.crc32(data)))
-    try:
-        key = _kernel_key_at(dfd, data)
+        key = key_at(dfd)
         try:
             spec = _load_cached_at(dfd, data, key)
-        except _CACHE_ERRORS:
+        except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
             spec = None
     finally:
         os.close(dfd)
