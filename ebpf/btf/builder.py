@@ -17,10 +17,9 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from itertools import accumulate
 
 from ..errors import BTFError, KeyNotFoundError
-from .layout import HEADER, HEADER_BE, MAGIC
+from .layout import HEADER, HEADER_BE, MAGIC, string_starts
 from .spec import Spec
 from .types import (
     Array,
@@ -230,12 +229,12 @@ class Builder:
         tab = bytes(self._strtab)
         if tab.isascii():  # (the usual table: decoded at once)
             names = tab.decode("ascii").split("\0")[:-1]  # the table ends with a NUL
-            starts = list(accumulate(map((1).__add__, map(len, names)), initial=0))[:-1]
+            starts = list(string_starts(names, 0))[:-1]
             index = dict(zip(reversed(names), reversed(starts), strict=True))  # first wins
             index[""] = 0
             return index
         parts = tab.split(b"\0")[:-1]
-        starts = list(accumulate(map((1).__add__, map(len, parts)), initial=0))[:-1]
+        starts = list(string_starts(parts, 0))[:-1]
         index = {}
         for part, start in zip(reversed(parts), reversed(starts), strict=True):
             try:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import accumulate, repeat
-from operator import add
 
 from ..errors import BTFError, KeyNotFoundError
 from .layout import (
@@ -28,6 +26,7 @@ from .layout import (
     _VAR,
     _new,
     record_words,
+    string_starts,
 )
 from .types import (
     Array,
@@ -109,7 +108,7 @@ class SpecDecoder(SpecWalk):
         parts = text.split("\0")
         del text
         del parts[-1]  # (the part ends with a NUL: its last part is no string)
-        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=self._str_base + lo)
+        starts = string_starts(parts, self._str_base + lo)
         self._strings_end = cut
         if lo:
             self._strcache.update(zip(starts, parts))  # noqa: B905 (one more start)
@@ -402,5 +401,5 @@ class SpecDecoder(SpecWalk):
         if not chunk.isascii():
             return
         parts = chunk.decode("ascii").split("\0")
-        starts = accumulate(map(add, map(len, parts), repeat(1)), initial=lo)
+        starts = string_starts(parts, lo)
         self._strcache.update(zip(starts, parts))  # noqa: B905 (one more start than parts)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from itertools import accumulate, repeat
+from operator import add
 from typing import TYPE_CHECKING
 
 from .types import (
@@ -84,3 +86,9 @@ def record_words(info: int) -> int:
     if k > _MAX_KIND:
         return -1
     return 3 + _FIXED[k] + _PER_VLEN[k] * (info & 0xFFFF)
+
+
+def string_starts(parts: Iterable[Sized], first: int) -> Iterator[int]:
+    """The offsets of consecutive NUL-terminated strings `parts` of a string table, the
+    first at `first`; one more than there are parts (where a next string would start)."""
+    return accumulate(map(add, map(len, parts), repeat(1)), initial=first)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import struct
 import zlib
 from bisect import bisect_left
-from itertools import accumulate, compress, repeat
+from itertools import compress, repeat
 from operator import and_, itemgetter, lshift, or_, rshift
 from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
-from .layout import _NAMED_KINDS, _SCANS_BEFORE_INDEX, NAME_BUCKET_BITS
+from .layout import _NAMED_KINDS, _SCANS_BEFORE_INDEX, NAME_BUCKET_BITS, string_starts
 from .types import (
     Fwd,
     Type,
@@ -166,7 +166,7 @@ class SpecNames(SpecDecoder):
         named_offs = list(filter(None, name_offs))
         strings = bytes(self._buf[self._str_start : self._str_end])
         parts = strings.split(b"\0")
-        starts = accumulate(map((1).__add__, map(len, parts)), initial=self._str_base)
+        starts = string_starts(parts, self._str_base)
         table = dict(zip(starts, parts, strict=False))
         names: list[bytes | None] = list(map(table.get, named_offs))
         if None in names:
