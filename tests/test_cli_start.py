@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from kernelmatrix import requires
 
 from ebpf.cli import main
 from ebpf.cli.main import NOUNS
@@ -46,6 +47,7 @@ def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
 
 
+@requires("program_type:SYSCALL", min_kernel="5.14")
 def test_loading_imports_no_logging(obj: str) -> None:
     """`ebpf load` of an object that loads cleanly imports neither `logging`, `signal`,
     `json` nor the other subcommands (process start)."""
@@ -153,6 +155,7 @@ sys.exit(rc)
 """
 
 
+@requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")
 def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
     """`ebpf load` run as the program keeps gc's raised threshold until it exits and
     then moves the objects to gc's permanent generation, so that the interpreter's
@@ -171,6 +174,7 @@ def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
     assert any(p.name.endswith(".idx") for p in cache.iterdir())  # the cache writer ran
 
 
+@requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")
 def test_load_called_from_code_leaves_gc_as_it_was(capsys: pytest.CaptureFixture[str]) -> None:
     """`main([...])` from other code (not the process's own command line) puts the gc
     threshold back and freezes nothing."""
