@@ -543,6 +543,10 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
                                        cl["user_cpu_ms_per_endpoint"]),
             "c_user_cpu_share_of_prog_load": div(cl["user_cpu_ms_per_endpoint"],
                                                  cl["prog_load_cpu_ms_per_endpoint"]),
+            # a round through load_many (all CPUs) per endpoint against C's sequential
+            # loop: what the verifier's share leaves to win (>= 1/CPUs at best)
+            "parallel_wall_ratio_vs_c": div(out["parallel"]["wall_ms"] / n,
+                                            cl["wall_ms_per_endpoint"]),
         })
     out["ratios"] = ratios
     out["within_targets"] = {
