@@ -1,8 +1,9 @@
 """The kernel boundary: system calls, the uapi types, descriptors (see the modules).
 
-`kernel_version` lives here, not in a module of its own, for `caps` (privileges) and
-`rlimit` (whether the kernel charges RLIMIT_MEMLOCK, asked on every first map or
-program creation): the load path need not import `caps` unless an EPERM comes back.
+`kernel_version` lives here, not in a module of its own, for `caps` (privileges),
+`rlimit` (whether the kernel charges RLIMIT_MEMLOCK) and `syscall` (which asks on the
+first map or program creation whether `rlimit` is needed at all: before 5.11): the load
+path need not import `caps` unless an EPERM comes back, nor `rlimit` on newer kernels.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from ..errors import NotSupportedError, SyscallError
-from . import rlimit as _rlimit
+from . import kernel_version
 from .types import BPF_F_TOKEN_FD, Cmd
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "s390x": 351,
@@ -91,6 +91,8 @@ def from_errno(err: int, what: str) -> SyscallError:
 
         return _caps.eperm_error(what)
     if err == errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
+        from . import rlimit as _rlimit  # on an ENOMEM only (process start)
+
         note = _rlimit.memlock_note()
         if note:
             msg += f"; {note}"
@@ -102,6 +104,10 @@ def from_errno(err: int, what: str) -> SyscallError:
 def _before_create() -> None:
     global _memlock_pending
     _memlock_pending = False
+    if kernel_version() >= (5, 11):  # memory cgroup accounting: no RLIMIT_MEMLOCK to raise
+        return
+    from . import rlimit as _rlimit  # only on kernels that charge it (process start)
+
     _rlimit.ensure_memlock()
 
 
