@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import AsmError
 from .codec import decode, encode
-from .errors import AsmError
 from .instruction import Instruction, Label, Statement
 from .link import assemble, raw_offsets, symbol_offsets
 from .opcodes import *  # noqa: F403

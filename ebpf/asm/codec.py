@@ -6,7 +6,7 @@ import struct
 from collections.abc import Iterable
 from typing import NoReturn, cast
 
-from .errors import AsmError
+from ..errors import AsmError
 from .instruction import Instruction, Label, Statement
 from .link import assemble, resolvable, resolve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import AsmError
+from ..errors import AsmError
 from .opcodes import (
     CALL,
     LD_IMM64,

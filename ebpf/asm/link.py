@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeAlias
 
-from .errors import AsmError
+from ..errors import AsmError
 from .instruction import (
     _REF_CALL,
     _REF_FUNC,
