@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import btf as _btf
-from ._sys.log import log
+from ._sys import log
 from ._sys.types import MapType
 from .btf.handle import Handle
 from .btf.kernel import find_kernel_type

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import consts, ops
 from ._sys import forking as _forking
+from ._sys import log as _log
 from ._sys import prog as _prog
 from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
-from ._sys.log import log as _log
 from ._sys.syscall import from_errno
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, StatsType
 from ._sys.types import Cmd as _Cmd

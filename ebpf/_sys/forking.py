@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .log import log as _log
+from . import log as _log
 
 if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import cost)
     from typing import Protocol
