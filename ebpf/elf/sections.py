@@ -27,7 +27,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from ebpf._sys.frozen import FrozenRecord
+from ebpf._sys.fastclass import FrozenRecord
 from ebpf.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
 
 if TYPE_CHECKING:

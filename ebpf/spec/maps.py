@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._sys import types as _t
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
 

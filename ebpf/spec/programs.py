@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from .._sys import consts
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from .._sys.types import AttachType, ProgramType
 
 if TYPE_CHECKING:
