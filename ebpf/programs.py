@@ -25,7 +25,6 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Any
 
 from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import consts, ops
@@ -50,10 +49,12 @@ from .errors import (
     VerifierError,
 )
 from .spec import kernel_name
-from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
+from .spec.programs import ProgramFlags, ProgramSpec
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntFlag
+    from typing import Any
 
     from ._proginfo import ProgramInfo, TestRunResult
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
+    from .spec.protocols import LoadedProgram, SupportsFileno
 else:
     from ._sys.fastclass import IntFlag
 
@@ -127,13 +129,18 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 
 def __getattr__(name: str) -> Any:
     """`ProgramInfo`, its alias `ProgInfo` and `TestRunResult` load on first use: their
-    frozen dataclasses are no part of loading a program (process start)."""
+    frozen dataclasses are no part of loading a program (process start); so do
+    `SupportsFileno` and `LoadedProgram` (typing.Protocols: a load imports no `typing`)."""
     if name in ("ProgramInfo", "ProgInfo", "TestRunResult"):
         from . import _proginfo  # on first use: process start (see the docstring)
 
         value = getattr(_proginfo, "ProgramInfo" if name == "ProgInfo" else name)
         globals()[name] = value
         return value
+    if name in ("SupportsFileno", "LoadedProgram"):
+        from .spec import protocols  # typing.Protocols on first use (process start)
+
+        return getattr(protocols, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

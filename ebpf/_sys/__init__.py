@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 __all__ = ["kernel_version", "log"]
 

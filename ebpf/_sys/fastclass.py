@@ -50,12 +50,12 @@ from __future__ import annotations
 import enum as _enum
 import sys
 from collections import namedtuple as _namedtuple
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgumentError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # (annotations only: a TypeVar bound by name compiles at run time)
-    from typing import TypeVar
+    from typing import Any, ClassVar, TypeVar
 
     _R = TypeVar("_R", bound="Record")
 

@@ -25,12 +25,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import log as _log
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import cost)
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class _ForkAware(Protocol):
         def _after_fork_in_child(self) -> None: ...

@@ -11,11 +11,14 @@ import ctypes
 import errno
 import os
 import threading
-from typing import Any
 
 from ..errors import NotSupportedError, SyscallError
 from . import kernel_version
 from .types import BPF_F_TOKEN_FD, Cmd
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "s390x": 351,
            "ppc64le": 361, "armv7l": 386, "i686": 357, "loongarch64": 280}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from ..errors import BTFError
 from .kernel import load_kernel_spec
@@ -77,7 +76,10 @@ _LAZY = {
     "sanitize": ".sanitize",
 }
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .builder import Builder, marshal_types
     from .cdump import dump_c
     from .ctypes_conv import to_ctypes, to_dtype

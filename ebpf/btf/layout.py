@@ -8,7 +8,6 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from itertools import accumulate, repeat
 from operator import add
-from typing import TYPE_CHECKING
 
 from .types import (
     Const,
@@ -23,6 +22,7 @@ from .types import (
     Volatile,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from array import array
     from typing import NamedTuple, TypeAlias

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import types as _t
 from .._sys.types import MapType
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from .. import btf
     from .._sys.fd import FD
     from ..spec.maps import MapSpec

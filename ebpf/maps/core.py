@@ -15,7 +15,6 @@ import os
 import threading
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -40,7 +39,10 @@ from .codec import Buffers, decoder, int_format
 from .elements import MapElements, UpdateFlags
 from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .. import btf
     from ._batch_type import Batch
     from .info import MapInfo

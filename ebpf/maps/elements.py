@@ -9,7 +9,6 @@ import errno
 import os
 import threading
 from _thread import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -37,8 +36,10 @@ from .codec import Buffers
 from .mapped import NONE as _NONE
 from .mapped import MapMemory
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntFlag
+    from typing import Any, Final
 else:
     # the same stdlib classes, made at a fraction of the cost (process start)
     from .._sys.fastclass import IntFlag
