@@ -16,12 +16,12 @@ full log, a summary and, when the program has BTF line info, the C source line.
 
 from __future__ import annotations
 
+import _thread  # (threading's RLock, without importing threading: process start)
 import contextlib
 import ctypes
 import errno as _errno
 import os
 import struct
-import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain, repeat
@@ -1374,13 +1374,13 @@ def _marshal_cached(b: Builder) -> bytes:
         return blob
 
 
-def _builder_lock(b: Builder) -> threading.RLock:
+def _builder_lock(b: Builder) -> _thread.RLock:
     """The lock serializing what adds to and marshals builder `b` (one per builder,
     created on first use; replaced by a free one in a forked child)."""
-    lock: threading.RLock | None = vars(b).get("_programs_lock")
+    lock: _thread.RLock | None = vars(b).get("_programs_lock")
     if lock is None:
-        lock = vars(b).setdefault("_programs_lock", threading.RLock())  # atomic: one wins
-        _forking.reset_lock(b, "_programs_lock", threading.RLock)
+        lock = vars(b).setdefault("_programs_lock", _thread.RLock())  # atomic: one wins
+        _forking.reset_lock(b, "_programs_lock", _thread.RLock)
     return lock
 
 

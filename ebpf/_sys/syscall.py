@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
+from _thread import _local  # threading.local, without importing threading (process start)
 
 from ..errors import NotSupportedError, SyscallError
 from . import kernel_version
@@ -66,7 +66,7 @@ _CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)
 _memlock_pending = True
 
 
-class _TokenState(threading.local):
+class _TokenState(_local):
     fd = -1  # the BPF token the creating commands of this thread carry (-1: none)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
+from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
 
 from .._sys import ops as _ops
@@ -78,7 +78,7 @@ class MapElements(MapMemory):
         fd = self._fd.fileno()  # raises once closed
         tls = self._tls
         if tls is None:
-            tls = self._tls = threading.local()
+            tls = self._tls = _local()
         b: Buffers | None = getattr(tls, "b", None)
         if b is None:
             b = Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)
