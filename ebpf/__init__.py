@@ -6,7 +6,6 @@ Public names are imported lazily on first use, so `import ebpf` stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BTFError,
@@ -58,7 +57,10 @@ _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps
                "collection", "gen", "tracing", "hist", "symbols", "spec",
                "token"}
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from . import asm, btf, features, spec
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
     from .collection import Collection, Variable

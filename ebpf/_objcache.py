@@ -13,7 +13,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from itertools import compress, repeat
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 _edits = 0
 _tracked: dict[type, type] = {}
@@ -30,7 +33,7 @@ def attached(obj: object, name: str) -> dict[Any, Any]:
     return d
 
 
-class Bounded(dict[Any, Any]):
+class Bounded(dict["Any", "Any"]):  # (names: no typing at run time, process start)
     """A dict that forgets everything once it holds `limit` entries: the fallback for
     keys with no owner to attach a cache to, where growth must stay bounded."""
 

@@ -11,7 +11,6 @@ import errno
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
 
 from ._sys import validate as _validate
 from ._sys.types import BPF_F_MMAPABLE, MapType
@@ -20,7 +19,10 @@ from .errors import ClosedError, InvalidArgumentError, SyscallError
 from .instantiate import instantiate
 from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, VariableSpec
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from . import btf
     from .link import Link
     from .maps import Map

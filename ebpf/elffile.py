@@ -30,13 +30,13 @@ import stat
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from ebpf.errors import ELFError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum, IntFlag
-    from typing import NamedTuple
+    from typing import Any, Literal, NamedTuple, TypeAlias, overload
 
     from ebpf._elfsegments import Note as Note
     from ebpf._elfsegments import SegmentFlags as SegmentFlags
@@ -535,11 +535,12 @@ class SymbolTable(Sequence[Symbol]):
     def __len__(self) -> int:
         return self._count
 
-    @overload
-    def __getitem__(self, index: int) -> Symbol: ...
+    if TYPE_CHECKING:  # (typing's overloads for type checkers only: process start)
+        @overload
+        def __getitem__(self, index: int) -> Symbol: ...
 
-    @overload
-    def __getitem__(self, index: slice) -> list[Symbol]: ...
+        @overload
+        def __getitem__(self, index: slice) -> list[Symbol]: ...
 
     def __getitem__(self, index: int | slice) -> Symbol | list[Symbol]:
         if self._all is not None:

@@ -95,6 +95,16 @@ class InvalidArgumentError(Error, ValueError):
     """A value of the wrong shape or size was passed; the message says what was expected."""
 
 
+class AsmError(InvalidArgumentError):
+    """An instruction cannot be built, encoded, decoded or linked (`ebpf.asm`).
+
+    Raised for malformed bytecode (truncated input, a 64-bit immediate load
+    missing its second half), out-of-range fields (register, offset,
+    immediate), and unknown or duplicate labels; the message names the
+    instruction, label or byte offset at fault.
+    """
+
+
 class KeyNotFoundError(Error, KeyError):
     """A map key, or a named program/map/variable, does not exist."""
 

@@ -10,10 +10,9 @@ import contextlib
 import functools
 import mmap
 from collections.abc import Mapping
-from typing import Any
 
 from . import btf as _btf
-from ._sys.log import log
+from ._sys import log
 from ._sys.types import MapType
 from .btf.handle import Handle
 from .btf.kernel import find_kernel_type
@@ -29,6 +28,10 @@ from .programs import Program, meta_key_indexes, object_btf_blob
 from .spec.collection import CollectionSpec, Extern, Maps, Programs
 from .spec.maps import MapSpec
 from .spec.programs import ProgramSpec
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["KernelObjects", "instantiate"]
 

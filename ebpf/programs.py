@@ -16,26 +16,25 @@ full log, a summary and, when the program has BTF line info, the C source line.
 
 from __future__ import annotations
 
+import _thread  # (threading's RLock, without importing threading: process start)
 import contextlib
 import ctypes
 import errno as _errno
 import os
 import struct
-import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Any
 
 from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import consts, ops
 from ._sys import forking as _forking
+from ._sys import log as _log
 from ._sys import prog as _prog
 from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
-from ._sys.log import log as _log
 from ._sys.syscall import from_errno
 from ._sys.types import AttachType, ProgLoadAttr, ProgramType, StatsType
 from ._sys.types import Cmd as _Cmd
@@ -50,10 +49,12 @@ from .errors import (
     VerifierError,
 )
 from .spec import kernel_name
-from .spec.programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
+from .spec.programs import ProgramFlags, ProgramSpec
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntFlag
+    from typing import Any
 
     from ._proginfo import ProgramInfo, TestRunResult
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
+    from .spec.protocols import LoadedProgram, SupportsFileno
 else:
     from ._sys.fastclass import IntFlag
 
@@ -127,13 +129,18 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 
 def __getattr__(name: str) -> Any:
     """`ProgramInfo`, its alias `ProgInfo` and `TestRunResult` load on first use: their
-    frozen dataclasses are no part of loading a program (process start)."""
+    frozen dataclasses are no part of loading a program (process start); so do
+    `SupportsFileno` and `LoadedProgram` (typing.Protocols: a load imports no `typing`)."""
     if name in ("ProgramInfo", "ProgInfo", "TestRunResult"):
         from . import _proginfo  # on first use: process start (see the docstring)
 
         value = getattr(_proginfo, "ProgramInfo" if name == "ProgInfo" else name)
         globals()[name] = value
         return value
+    if name in ("SupportsFileno", "LoadedProgram"):
+        from .spec import protocols  # typing.Protocols on first use (process start)
+
+        return getattr(protocols, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -1367,13 +1374,13 @@ def _marshal_cached(b: Builder) -> bytes:
         return blob
 
 
-def _builder_lock(b: Builder) -> threading.RLock:
+def _builder_lock(b: Builder) -> _thread.RLock:
     """The lock serializing what adds to and marshals builder `b` (one per builder,
     created on first use; replaced by a free one in a forked child)."""
-    lock: threading.RLock | None = vars(b).get("_programs_lock")
+    lock: _thread.RLock | None = vars(b).get("_programs_lock")
     if lock is None:
-        lock = vars(b).setdefault("_programs_lock", threading.RLock())  # atomic: one wins
-        _forking.reset_lock(b, "_programs_lock", threading.RLock)
+        lock = vars(b).setdefault("_programs_lock", _thread.RLock())  # atomic: one wins
+        _forking.reset_lock(b, "_programs_lock", _thread.RLock)
     return lock
 
 

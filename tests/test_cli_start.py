@@ -114,7 +114,7 @@ def test_lazy_names_of_the_package() -> None:
 
 LOG_PROBE = """
 import sys
-from ebpf._sys.log import log
+from ebpf._sys import log
 log.debug("quiet %d", 1)
 log.info("quiet too")
 print("logging" in sys.modules, file=sys.stdout)
@@ -131,7 +131,7 @@ def test_the_logger_imports_logging_only_when_a_record_can_be_shown() -> None:
 
 
 def test_the_logger_is_the_ebpf_logger(caplog: pytest.LogCaptureFixture) -> None:
-    from ebpf._sys.log import log  # the module under test
+    from ebpf._sys import log  # the module under test
 
     with caplog.at_level("DEBUG", logger="ebpf"):
         log.debug("d %d", 1)

@@ -294,7 +294,7 @@ def test_results_are_cached_and_immutable() -> None:
 
 
 def test_section_defs_are_values() -> None:
-    """A SectionDef (an ebpf._sys.frozen.FrozenRecord) compares, hashes, prints and
+    """A SectionDef (an ebpf._sys.fastclass.FrozenRecord) compares, hashes, prints and
     pickles by its fields, like a frozen dataclass, and refuses deletion too."""
     a, b = lookup_section("kprobe/x"), lookup_section("?kprobe/x")
     assert a is not None and b is not None

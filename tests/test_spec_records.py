@@ -1,4 +1,4 @@
-"""The specs are `ebpf._sys.frozen.Record`s, not dataclasses (process start: `dataclasses`
+"""The specs are `ebpf._sys.fastclass.Record`s, not dataclasses (process start: `dataclasses`
 imports inspect, ast, dis and tokenize): they keep what the dataclasses offered
 (constructor, equality, unhashable, repr, copies, pickling, pattern matching)."""
 
@@ -16,7 +16,7 @@ from bpfbuild import compile_bpf
 
 import ebpf
 from ebpf import MapType
-from ebpf._sys.frozen import Record
+from ebpf._sys.fastclass import Record
 from ebpf.spec import (
     CollectionSpec,
     Extern,

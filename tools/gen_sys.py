@@ -224,9 +224,10 @@ def generate(spec: btf.Spec) -> dict[str, str]:
         "",
         "import ctypes",
         "import importlib",
-        "from typing import TYPE_CHECKING, Any",
         "",
+        "TYPE_CHECKING = False  # typing's, without importing typing (process start)",
         "if TYPE_CHECKING:",
+        "    from typing import Any",
         "    from enum import IntEnum",
         *[f"    from .types_{part} import {n} as {n}"
           for part, names in sorted(lazy_names.items()) for n in names],

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from typing import TYPE_CHECKING
 
 from .ops import get_fd_by_id, get_next_id, obj_get_info
 from .syscall import bpf_errno
 from .types import BPF_F_TOKEN_FD, BtfInfo, BtfLoadAttr, Cmd
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

@@ -32,7 +32,7 @@ import os
 
 from ..errors import KernelPolicyError, PermissionError, SyscallError
 from . import kernel_version
-from .frozen import FrozenRecord
+from .fastclass import FrozenRecord
 from .types import Cmd, MapType, ProgramType
 
 __all__ = [

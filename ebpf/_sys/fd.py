@@ -20,14 +20,14 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedError
 from . import forking
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # holds_first's type: no TypeVar at run time (import cost)
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -20,17 +20,17 @@ program a child execs).
 
 from __future__ import annotations
 
+import _thread  # (threading's locks, without importing threading: process start)
 import os
 import sys
-import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from .log import log as _log
+from . import log as _log
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import cost)
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class _ForkAware(Protocol):
         def _after_fork_in_child(self) -> None: ...
@@ -53,7 +53,7 @@ def track(obj: _ForkAware) -> None:
     _tracked.add(obj)
 
 
-def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = threading.Lock) -> None:
+def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.allocate_lock) -> None:
     """Replace ``owner.<attr>`` (a module or any weakly referenceable object) by
     ``factory()`` in a forked child, so that a lock a parent thread held at fork
     time cannot deadlock the child."""
@@ -62,10 +62,10 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = threading.Loc
 
 # Module-level locks of modules that may not be imported yet: reset when they are.
 _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
-    "ebpf._sys.probe": {"_tracefs_lock": threading.Lock},
-    "ebpf.btf.ctypes_conv": {"_lock": threading.RLock},
-    "ebpf.link.tc": {"_qdisc_lock": threading.Lock},
-    "ebpf.link.usdt": {"_ids_lock": threading.Lock},
+    "ebpf._sys.probe": {"_tracefs_lock": _thread.allocate_lock},
+    "ebpf.btf.ctypes_conv": {"_lock": _thread.RLock},
+    "ebpf.link.tc": {"_qdisc_lock": _thread.allocate_lock},
+    "ebpf.link.usdt": {"_ids_lock": _thread.allocate_lock},
 }
 
 

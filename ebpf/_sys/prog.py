@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import TYPE_CHECKING, Any
 
 from . import types as _t
 from . import validate
@@ -21,7 +20,10 @@ from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
 from .types import Cmd, ProgLoadAttr
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .types import ProgTestRunAttr
 
 __all__ = [

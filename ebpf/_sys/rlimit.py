@@ -18,7 +18,7 @@ import os
 import threading
 
 from . import kernel_version
-from .log import log as _log
+from . import log as _log
 from .types import Cmd, MapCreateAttr
 
 __all__ = ["INFINITY", "describe", "ensure_memlock", "kernel_charges_memlock",

@@ -10,12 +10,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
-from typing import Any
+from _thread import _local  # threading.local, without importing threading (process start)
 
 from ..errors import NotSupportedError, SyscallError
-from . import rlimit as _rlimit
+from . import kernel_version
 from .types import BPF_F_TOKEN_FD, Cmd
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "s390x": 351,
            "ppc64le": 361, "armv7l": 386, "i686": 357, "loongarch64": 280}
@@ -63,7 +66,7 @@ _CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)
 _memlock_pending = True
 
 
-class _TokenState(threading.local):
+class _TokenState(_local):
     fd = -1  # the BPF token the creating commands of this thread carry (-1: none)
 
 
@@ -91,6 +94,8 @@ def from_errno(err: int, what: str) -> SyscallError:
 
         return _caps.eperm_error(what)
     if err == errno.ENOMEM:  # before 5.11, RLIMIT_MEMLOCK may be what ran out
+        from . import rlimit as _rlimit  # on an ENOMEM only (process start)
+
         note = _rlimit.memlock_note()
         if note:
             msg += f"; {note}"
@@ -102,6 +107,10 @@ def from_errno(err: int, what: str) -> SyscallError:
 def _before_create() -> None:
     global _memlock_pending
     _memlock_pending = False
+    if kernel_version() >= (5, 11):  # memory cgroup accounting: no RLIMIT_MEMLOCK to raise
+        return
+    from . import rlimit as _rlimit  # only on kernels that charge it (process start)
+
     _rlimit.ensure_memlock()
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
     from enum import IntEnum
     from .types_helpers import HelperFunc as HelperFunc
     from .types_link import LinkType as LinkType

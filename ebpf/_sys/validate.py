@@ -17,9 +17,12 @@ import ctypes
 import operator
 import os
 from collections.abc import Iterable
-from typing import Any, Final, cast
 
 from ..errors import InvalidArgumentError
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["fd_kind", "field_range", "integer", "path", "put", "unsigned", "unsigned_list"]
 
@@ -78,7 +81,7 @@ def unsigned_list(values: object, name: str, bits: int) -> list[int]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise InvalidArgumentError(
             f"{name} must be a sequence of integers, got {_type_name(values)} {values!r}")
-    seq = cast("Iterable[object]", values)
+    seq: Iterable[object] = values  # (iterable: checked above)
     return [unsigned(v, f"{name}[{i}]", bits) for i, v in enumerate(seq)]
 
 

@@ -25,16 +25,17 @@ generated ``ebpf._sys.types``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+from ..errors import AsmError
 from .codec import decode, encode
-from .errors import AsmError
 from .instruction import Instruction, Label, Statement
 from .link import assemble, raw_offsets, symbol_offsets
 from .opcodes import *  # noqa: F403
 from .opcodes import __all__ as _opcodes_all
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpf._sys.types import HelperFunc
 
     from .builder import *  # noqa: F403

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from .errors import AsmError
+from ..errors import AsmError
 from .instruction import Instruction, Label
 from .opcodes import (
     PSEUDO_BTF_ID,

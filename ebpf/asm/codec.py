@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NoReturn, cast
 
-from .errors import AsmError
+from ..errors import AsmError
 from .instruction import Instruction, Label, Statement
 from .link import assemble, resolvable, resolve
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 __all__ = ["decode", "encode"]
 
@@ -37,7 +40,8 @@ def encode(insns: Iterable[Statement]) -> bytes:
     tracked: type | None = None  # Instruction's edit-counting subclass (ebpf._objcache)
     try:
         # (a Label or another Statement takes the careful way below)
-        for ins in cast("list[Instruction]", insns):
+        fast: Iterable[Instruction] = insns  # type: ignore[assignment]  # (checked below)
+        for ins in fast:
             if type(ins) is not Instruction and type(ins) is not tracked:
                 if getattr(type(ins), "_objcache_tracked_base", None) is not Instruction:
                     # a Label, or a subclass of Instruction: the careful way

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from .errors import AsmError
+from ..errors import AsmError
 from .opcodes import (
     CALL,
     LD_IMM64,
@@ -18,6 +16,10 @@ from .opcodes import (
     Class,
     Size,
 )
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Instruction", "Label", "Statement"]
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeAlias
 
-from .errors import AsmError
+from ..errors import AsmError
 from .instruction import (
     _REF_CALL,
     _REF_FUNC,
@@ -17,6 +16,10 @@ from .instruction import (
     Statement,
 )
 from .opcodes import LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 __all__ = ["assemble", "raw_offsets", "symbol_offsets"]
 

@@ -8,8 +8,7 @@ the bits of each part, named as in the kernel's ``linux/bpf.h`` without the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum
 else:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+from types import ModuleType
 
 from ..errors import BTFError
-from .dedup import dedup  # eager: the submodule's name would shadow a lazy function
 from .kernel import load_kernel_spec
 from .spec import Spec
 from .types import (
@@ -65,6 +65,7 @@ def load_spec(source: str | bytes, base: Spec | None = None) -> Spec:
 # Imported on first use, so that `import ebpf.btf` (and the first kernel type
 # lookup) does not pay for ctypes, the writer or the C printer.
 _LAZY = {
+    "dedup": ".dedup",
     "Builder": ".builder",
     "marshal_types": ".builder",
     "Handle": ".handle",
@@ -75,12 +76,29 @@ _LAZY = {
     "sanitize": ".sanitize",
 }
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .builder import Builder, marshal_types
     from .cdump import dump_c
     from .ctypes_conv import to_ctypes, to_dtype
+    from .dedup import dedup
     from .handle import BTFLoadError, Handle
     from .sanitize import sanitize
+
+
+class _Package(ModuleType):
+    """`ebpf.btf` itself: `dedup` names the function, not its submodule, whoever imports
+    the submodule first (the import system then sets the package's `dedup` to it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "dedup" and isinstance(value, ModuleType):
+            value = value.dedup
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -53,11 +53,11 @@ import struct
 import sys
 import zlib
 from array import array
-from typing import TYPE_CHECKING
 
 from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex
 from .spec import Spec
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -61,7 +61,6 @@ import operator
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, overload
 
 from .._sys.types import CoreReloKind
 from ..errors import BTFError
@@ -93,7 +92,10 @@ from .types import (
     skip_typedefs,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any, overload
+
     from ..asm import Instruction
 
 __all__ = [
@@ -338,10 +340,11 @@ class KernelTargets(Sequence[Spec]):
     def __len__(self) -> int:
         return len(self.names)
 
-    @overload
-    def __getitem__(self, i: int) -> Spec: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Spec]: ...
+    if TYPE_CHECKING:  # (typing's overloads for type checkers only: process start)
+        @overload
+        def __getitem__(self, i: int) -> Spec: ...
+        @overload
+        def __getitem__(self, i: slice) -> list[Spec]: ...
 
     def __getitem__(self, i: int | slice) -> Spec | list[Spec]:
         if isinstance(i, slice):

@@ -28,10 +28,9 @@ the BTF size; bitfields are left out.
 
 from __future__ import annotations
 
+import _thread  # (threading's RLock, without importing threading: process start)
 import ctypes
 import sys
-import threading
-from typing import Any
 
 from .._objcache import Bounded, attached
 from ..errors import BTFError, InvalidArgumentError
@@ -53,7 +52,11 @@ from .types import (
     strip_qualifiers,
 )
 
-CType = Any  # a ctypes type (type[ctypes._CData] is not expressible portably)
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    CType = Any  # a ctypes type (type[ctypes._CData] is not expressible portably)
 
 _INTS: dict[tuple[int, bool], CType] = {
     (1, False): ctypes.c_uint8, (1, True): ctypes.c_int8,
@@ -68,7 +71,7 @@ _CHAR_NAMES = frozenset(("char", "signed char", "unsigned char"))
 _LITTLE = sys.byteorder == "little"
 
 _MAX_SIZE = 1 << 30  # no BPF value comes close
-_lock = threading.RLock()
+_lock = _thread.RLock()
 # id(type) -> (type, ctypes type, generation) for types that belong to no spec; a parsed
 # type's conversion is cached on its spec (it dies with the spec, see ebpf._objcache)
 _CACHE_MAX = 256

@@ -6,13 +6,15 @@ import _thread
 import errno
 import mmap
 import os
-from typing import TYPE_CHECKING, Any
 
 from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
 from .types import Struct, Type
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._kernel_types import KernelType as KernelType
     from ._kernel_types import StructOpsType as StructOpsType
     from .handle import Handle

@@ -8,7 +8,6 @@ import zlib
 from bisect import bisect_left
 from itertools import compress, repeat
 from operator import and_, itemgetter, lshift, or_, rshift
-from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
@@ -18,10 +17,12 @@ from .types import (
     Type,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from array import array
+    from typing import TypeVar, overload
 
-T = TypeVar("T", bound=Type)
+    T = TypeVar("T", bound=Type)
 
 
 class SpecNames(SpecDecoder):
@@ -203,11 +204,12 @@ class SpecNames(SpecDecoder):
                 lst.append(tid)
         self._names = index
 
-    @overload
-    def type_by_name(self, name: str) -> Type: ...
+    if TYPE_CHECKING:  # (typing's overloads for type checkers only: process start)
+        @overload
+        def type_by_name(self, name: str) -> Type: ...
 
-    @overload
-    def type_by_name(self, name: str, kind: type[T]) -> T: ...
+        @overload
+        def type_by_name(self, name: str, kind: type[T]) -> T: ...
 
     def type_by_name(self, name: str, kind: type[Type] | None = None) -> Type:
         """The type called `name`, optionally of a given class (e.g. `btf.Struct`).

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .._sys.frozen import FrozenRecord
+from .._sys.fastclass import FrozenRecord
 from .builder import Builder
 from .spec import Spec
 from .types import (

@@ -23,7 +23,6 @@ import mmap
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from .._sys import forking as _forking
 from ..errors import BTFError
@@ -39,6 +38,7 @@ from .types import (
     Type,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from array import array
 

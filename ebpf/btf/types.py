@@ -9,13 +9,13 @@ rest. Types built by hand (to describe a map's key or value) refer to other
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import BTFError, KeyNotFoundError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum, IntFlag
-    from typing import TypeAlias
+    from typing import ClassVar, TypeAlias
 
     from .spec import Spec
 

@@ -5,7 +5,6 @@ taken from the on-disk cache's checkpoints (each block verified on first use).""
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any
 
 from ..errors import BTFError
 from .layout import _BLOCK, CHECKPOINT_SHIFT, CachedIndex, record_words
@@ -13,8 +12,10 @@ from .types import (
     Type,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from array import array
+    from typing import Any
 
     from .layout import Buffer, Words
     from .spec import Spec

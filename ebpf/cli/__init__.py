@@ -8,9 +8,12 @@ when it runs.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from .main import build_parser, main
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["build_parser", "inspect_spec", "load_object", "main", "write_atomically"]
 

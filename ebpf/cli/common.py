@@ -9,13 +9,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
     import argparse
-    from typing import Protocol, TypeVar
+    from typing import Any, Protocol, TypeVar
 
     T = TypeVar("T")
 

@@ -4,13 +4,14 @@ what the kernel accepted."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, VerifierError
 from .common import add_json, enum_name, error, running_as_command, wants_json
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # argparse only builds the parser (see plain_args)
     import argparse
+    from typing import Any
 
 __all__ = ["load_object", "plain_args", "register"]
 

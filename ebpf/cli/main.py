@@ -5,14 +5,15 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import Error
 from .common import error
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 __all__ = ["build_parser", "main"]
 

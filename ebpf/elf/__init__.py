@@ -3,8 +3,6 @@ and the parser of relocatable objects into specs (`ebpf.elf.parse`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ebpf.elf.sections import (
     AttachKind,
     SecFlags,
@@ -36,7 +34,10 @@ from ebpf.elffile import (
     SymbolVisibility,
 )
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ebpf.elf.sections import SECTION_TABLE, SectionPattern
     from ebpf.elffile import Note, SegmentFlags, SegmentType
 

@@ -24,15 +24,15 @@ Helpers parse the attach targets the auto-attachers understand:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from ebpf._sys.frozen import FrozenRecord
+from ebpf._sys.fastclass import FrozenRecord
 from ebpf.errors import InvalidArgumentError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import Enum, IntFlag
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     from ebpf._sys.types import AttachType, ProgramType
 

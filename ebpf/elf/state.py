@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from .. import asm
 from .. import btf as _btf
@@ -13,6 +12,10 @@ from ..elffile import Symbol as ElfSymbol
 from ..errors import ELFError
 from ..spec.collection import CollectionSpec, Extern
 from ..spec.maps import MapSpec
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
 
 EM_BPF = 247
 R_BPF_64_64 = 1

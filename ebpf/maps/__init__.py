@@ -30,8 +30,6 @@ preallocated fast path; other threads use buffers of their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .._sys.types import MapType
 from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
@@ -53,7 +51,10 @@ __all__ = [
     "sanitize_name",
 ]
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._batch_type import Batch
     from .info import MapInfo
     from .iteration import IterationAbortedError

@@ -5,13 +5,15 @@ they work on."""
 from __future__ import annotations
 
 import ctypes
-import threading
-from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import types as _t
 from .._sys.types import MapType
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from _thread import _local
+    from typing import Any, Final
+
     from .. import btf
     from .._sys.fd import FD
     from ..spec.maps import MapSpec
@@ -143,7 +145,7 @@ class MapState:
     _kdec: Any
     _vdec: Any
     _vmode: int
-    _tls: threading.local | None
+    _tls: _local | None
     _bufs: Buffers
     _kmv: memoryview | None
     _vmv: memoryview | None

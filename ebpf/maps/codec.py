@@ -8,13 +8,15 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import types as _t
 from ..errors import Error, InvalidArgumentError
 from .base import INT_FORMATS, MapState
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from .. import btf
 
 __all__ = ["Buffers", "MapCodec", "decoder", "int_format", "pack_into", "typed_view"]

@@ -12,10 +12,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -40,7 +38,11 @@ from .codec import Buffers, decoder, int_format
 from .elements import MapElements, UpdateFlags
 from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from _thread import _local
+    from typing import Any
+
     from .. import btf
     from ._batch_type import Batch
     from .info import MapInfo
@@ -212,7 +214,7 @@ class Map(MapElements, MapPinning):
         self._vfmt = None if percpu else int_format(vs, spec.value)
         self._kdec = decoder(spec.key, ks)[0]
         self._vdec, self._vmode = decoder(spec.value, vs)
-        self._tls: threading.local | None = None
+        self._tls: _local | None = None
         b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
         self._kmv = b.kmv
         self._vmv = b.vmv

@@ -7,9 +7,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
+from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Final
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -37,8 +36,10 @@ from .codec import Buffers
 from .mapped import NONE as _NONE
 from .mapped import MapMemory
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntFlag
+    from typing import Any, Final
 else:
     # the same stdlib classes, made at a fraction of the cost (process start)
     from .._sys.fastclass import IntFlag
@@ -77,7 +78,7 @@ class MapElements(MapMemory):
         fd = self._fd.fileno()  # raises once closed
         tls = self._tls
         if tls is None:
-            tls = self._tls = threading.local()
+            tls = self._tls = _local()
         b: Buffers | None = getattr(tls, "b", None)
         if b is None:
             b = Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)

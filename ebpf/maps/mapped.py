@@ -26,13 +26,16 @@ import errno
 import mmap as _mmap
 import sys
 from collections.abc import Iterator
-from typing import Any, Final
 
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys.types import MapType
 from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
 from .codec import MapCodec, ctypes_or_none
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["MapMemory"]
 

@@ -12,7 +12,6 @@ does not pay for the other specs' classes.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 _LAZY = {
     "CollectionSpec": ".collection", "Extern": ".collection", "Maps": ".collection",
@@ -24,7 +23,10 @@ _LAZY = {
     "StructOpsSpec": ".struct_ops",
 }
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .collection import (
         CollectionSpec,
         Extern,

@@ -3,12 +3,13 @@ is loaded (plain data, editable, cheap to copy, no fds)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .. import btf
     from ..btf import Spec as BTFSpec  # (`btf` is also a parameter name)
     from .struct_ops import StructOpsSpec
@@ -17,7 +18,7 @@ __all__ = ["CollectionSpec", "Extern", "Maps", "NamedDict", "Programs", "Variabl
            "Variables"]
 
 
-class NamedDict(dict[str, Any]):
+class NamedDict(dict[str, "Any"]):  # (a name: no typing at run time, process start)
     """A dict whose missing keys raise KeyNotFoundError listing what exists."""
 
     what = "item"

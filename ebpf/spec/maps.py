@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
-
 from .._sys import types as _t
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum, IntFlag
+    from typing import Any
 
     from .. import btf
+    from .protocols import SupportsInfo
 else:  # the stdlib classes without enum's per-member cost (process start)
     from .._sys.fastclass import IntEnum, IntFlag
 
 __all__ = ["MapFlags", "MapSpec", "MapType", "PinType"]
+
+
+def __getattr__(name: str) -> Any:
+    """`SupportsInfo` (a typing.Protocol) from `ebpf.spec.protocols` on first use
+    (process start: a load imports no `typing`)."""
+    if name == "SupportsInfo":
+        from . import protocols  # on first use (process start): see above
+
+        return protocols.SupportsInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MapFlags(IntFlag):
@@ -50,12 +61,6 @@ class PinType(IntEnum):
 
     NONE = 0
     BY_NAME = 1
-
-
-class SupportsInfo(Protocol):
-    """Anything that reports a map's kernel facts (an `ebpf.Map`)."""
-
-    def info(self) -> Any: ...
 
 
 class MapSpec(Record):

@@ -2,42 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from .._sys import consts
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 from .._sys.types import AttachType, ProgramType
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntFlag
+    from typing import Any
 
     from ..asm import Instruction
     from ..btf import Spec as BTFSpec
+    from .protocols import LoadedProgram, SupportsFileno
 else:  # the stdlib class without enum's per-member cost (process start)
     from .._sys.fastclass import IntFlag
 
 __all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "SupportsFileno"]
 
 
-class SupportsFileno(Protocol):
-    """Anything with a `fileno()` (an `ebpf.Map`, an `FD`)."""
+def __getattr__(name: str) -> Any:
+    """`SupportsFileno` and `LoadedProgram` (typing.Protocols) from `ebpf.spec.protocols`
+    on first use (process start: a load imports no `typing`)."""
+    if name in ("SupportsFileno", "LoadedProgram"):
+        from . import protocols  # on first use (process start): see above
 
-    def fileno(self) -> int:
-        """The descriptor number."""
-        ...
-
-
-class LoadedProgram(Protocol):
-    """What a spec refers to when it names a loaded program (an `ebpf.Program`)."""
-
-    @property
-    def name(self) -> str:
-        """The program's name."""
-        ...
-
-    def fileno(self) -> int:
-        """The program's file descriptor (valid while the program is open)."""
-        ...
+        return getattr(protocols, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ProgramFlags(IntFlag):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._sys.frozen import Record
+from .._sys.fastclass import Record
 
 if TYPE_CHECKING:
     from .. import btf
