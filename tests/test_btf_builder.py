@@ -204,6 +204,29 @@ def test_from_spec_keeps_string_offsets() -> None:
     assert back.string(n) == "a string clang did not emit"
 
 
+def test_from_spec_strings_decoded_or_not() -> None:
+    """A builder from a spec finds a string the spec decoded at the offset it was
+    decoded from, one it did not decode in its table (nothing appended), and appends
+    only strings the table lacks."""
+    spec = Spec(bytes(obj_spec("btf_kinds")._buf), lazy=True)  # (nothing decoded yet)
+    spec._ensure_complete()
+    w = spec._words
+    offs = sorted({w[i] for i in spec._offsets if w[i]})
+    decoded, undecoded = offs[0], offs[-1]
+    name = spec.string(decoded)
+    b = Builder.from_spec(spec)
+    seeded = len(b._strtab)
+    assert b.add_string(name) == decoded
+    text = bytes(spec.string_table[undecoded:]).split(b"\0")[0].decode()
+    assert undecoded not in spec._strcache
+    found = b.add_string(text)
+    assert spec.string(found) == text and len(b._strtab) == seeded
+    assert b.add_string("not in the table") == seeded
+    assert b.add_string(name) == decoded and b.add_string(text) == found
+    back = Spec(b.marshal())
+    assert back.string(seeded) == "not in the table"
+
+
 @pytest.mark.parametrize("bad", [
     btf.Struct("s", 4, [btf.Member("x", btf.Int("i", 4), 1 << 25, 3)]),
     btf.Enum("e", 4, [btf.EnumValue("X", 1 << 70)]),

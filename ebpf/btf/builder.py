@@ -71,6 +71,10 @@ class Builder:
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strtab = bytearray(b"\0")
         self._stroffs: dict[str, int] | None = {"": 0}
+        # Of a builder made by from_spec: how many of the spec's decoded strings
+        # _stroffs holds, -1 once it indexes the whole seeded table.
+        self._strings_seen = -1
+        self._seeded = 0  # (the length of the table from_spec seeded)
         self._spec: Spec | None = None  # the spec of from_spec (its types taken when asked for)
 
     # -- construction -----------------------------------------------------------
@@ -85,7 +89,11 @@ class Builder:
             raise BTFError("Builder.from_spec does not support split BTF")
         b = cls(byteorder=byteorder or spec.byteorder)
         b._strtab = bytearray(spec.string_table) or bytearray(b"\0")
-        b._stroffs = None  # built from the seeded table on first use
+        # the offsets of the strings the spec decoded (the names of the types it
+        # decoded, line info), taken on first use; the whole table indexed on a miss
+        b._stroffs = None
+        b._strings_seen = 0
+        b._seeded = len(b._strtab)
         b._types = [None] * (len(spec) - 1)  # taken from the spec when asked for
         b._spec = spec
         void = spec.type_by_id(0)
@@ -213,10 +221,14 @@ class Builder:
         """The offset of `s` in the string table, adding it if needed."""
         offs = self._stroffs
         if offs is None:
-            offs = self._stroffs = self._index_strings()
+            offs = self._stroffs = {"": 0}
         off = offs.get(s)
         if off is not None:
             return off
+        if self._strings_seen >= 0:  # not every string of the seeded table is known yet
+            off = self._seeded_string(offs, s)
+            if off is not None:
+                return off
         data = s.encode()
         if b"\0" in data:
             raise BTFError(f"BTF string {s!r} contains a NUL byte")
@@ -225,8 +237,31 @@ class Builder:
         offs[s] = off
         return off
 
-    def _index_strings(self) -> dict[str, int]:
-        tab = bytes(self._strtab)
+    def _seeded_string(self, offs: dict[str, int], s: str) -> int | None:
+        """The offset of `s` in the table `from_spec` seeded, taking into `offs` first
+        the strings the spec has decoded (an encoded type's name and its members'
+        were decoded with it, line info's too), then, on a miss, every string of the
+        table (indexing a CO-RE object's 11 KB table is ~1.7M instructions, where a
+        load needs a few dozen of its strings). None when the table has no `s`."""
+        assert self._spec is not None
+        cache = self._spec._strcache
+        seeded = self._seeded
+        if len(cache) != self._strings_seen:
+            items = list(cache.items())  # (a copy: another thread may decode meanwhile)
+            for off, text in items:
+                if off < seeded:  # (the spec has no base: every offset is its own)
+                    offs.setdefault(text, off)
+            self._strings_seen = len(items)
+            found = offs.get(s)
+            if found is not None:
+                return found
+        for text, off in self._index_strings(seeded).items():
+            offs.setdefault(text, off)
+        self._strings_seen = -1
+        return offs.get(s)
+
+    def _index_strings(self, end: int | None = None) -> dict[str, int]:
+        tab = bytes(self._strtab[:end])
         if tab.isascii():  # (the usual table: decoded at once)
             names = tab.decode("ascii").split("\0")[:-1]  # the table ends with a NUL
             starts = list(string_starts(names, 0))[:-1]
