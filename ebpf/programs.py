@@ -820,12 +820,23 @@ def _source_line(log: str, prep: _Prepared) -> str | None:
 def _kernel_version(spec: ProgramSpec) -> int:
     if spec.kernel_version or spec.type != ProgramType.KPROBE:
         return spec.kernel_version
-    import re  # kprobes without a version only (process start)
+    return _release_version(os.uname().release)
 
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
-    if not m:
+
+def _release_version(release: str) -> int:
+    """KERNEL_VERSION(x, y, z) of a release string "x.y[.z]..." (the patch level capped
+    at 255), 0 when it does not start with one."""
+    numbers = []
+    for part in release.split(".", 3)[:3]:
+        digits = len(part) - len(part.lstrip("0123456789"))
+        if not digits:
+            break
+        numbers.append(int(part[:digits]))
+        if digits < len(part):  # "6.18-rc1": the version ends inside this part
+            break
+    if len(numbers) < 2:
         return 0
-    major, minor, patch = (int(g or 0) for g in m.groups())
+    major, minor, patch = numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0
     return (major << 16) + (minor << 8) + min(patch, 255)
 
 
@@ -1328,7 +1339,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
             if tpl is not None and own:
                 tpl.records = (builder, funcs, lines)
         blob = _marshal_cached(builder)
-    if shared is not None and len(blob) == shared.info().size:
+    if shared is not None and len(blob) == shared.blob_size():
         return shared, funcs, lines
     return Handle(blob), funcs, lines
 

@@ -256,10 +256,11 @@ def test_handle_from_spec() -> None:
         info = h.info()
         assert h.id == info.id > 0 and not info.kernel_btf and info.size > 0
         assert h.raw() == Builder.from_spec(spec).marshal()
+        assert h.blob_size() == info.size == len(h.raw())
         back = h.spec()
         assert same_type(back.type_by_name("kinds"), spec.type_by_name("kinds"))
         with Handle.from_id(h.id) as again:
-            assert again.id == h.id
+            assert again.id == h.id and again.blob_size() == info.size
     assert h.closed
 
 
