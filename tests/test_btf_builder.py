@@ -125,6 +125,29 @@ def test_from_spec_copies_what_was_never_decoded() -> None:
     assert [t.name for t in b] == [t.name for t in list(spec)[1:]]  # iterating takes all
 
 
+def test_builder_ids_of_kind() -> None:
+    """ids_of_kind reads the kinds of untaken types from the spec's records, of taken,
+    replaced and added ones from the objects, in id order."""
+    raw = obj_spec("btf_kinds").raw
+    spec = Spec(raw, lazy=True)
+    b = Builder.from_spec(spec)
+    structs = [spec.type_id(t) for t in spec.types_of_kind(btf.Kind.STRUCT)]
+    b.type_by_id(structs[-1])  # taken
+    first = structs[0]
+    b.replace(first, btf.Int("now_an_int", 4))
+    added = b.add(btf.Struct("added", 0, []))
+    e64 = b.add(btf.Enum("e64", 8, [btf.EnumValue("A", 1 << 40)]))
+    want = [*structs[1:], added]
+    kinds = (btf.Kind.STRUCT, btf.Kind.ENUM64)
+    assert b.ids_of_kind(*kinds) == sorted([*want, e64, *(
+        spec.type_id(t) for t in spec.types_of_kind(btf.Kind.ENUM64))])
+    assert b.ids_of_kind(btf.Kind.STRUCT) == want
+    assert first in b.ids_of_kind(btf.Kind.INT)
+    scratch = Builder()
+    i = scratch.add(btf.Int("i", 4))
+    assert scratch.ids_of_kind(btf.Kind.INT) == [i] and scratch.ids_of_kind(btf.Kind.ENUM) == []
+
+
 def test_builder_from_scratch() -> None:
     u32 = btf.Int("u32", 4)
     s64 = btf.Int("s64", 8, btf.IntEncoding.SIGNED)

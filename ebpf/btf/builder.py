@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress, count, repeat
+from operator import is_not
 
 from ..errors import BTFError, KeyNotFoundError
 from .layout import HEADER, HEADER_BE, MAGIC, string_starts
@@ -137,17 +139,24 @@ class Builder:
         the kinds of the types not taken from the spec yet are read from its records,
         decoding none of them."""
         wanted = set(kinds)
-        spec_kinds = self._spec._kinds() if self._spec is not None else b""
+        types = self._types
         out = []
-        for k, t in enumerate(self._types):
-            if t is None:
-                kind = spec_kinds[k]
-            elif isinstance(t, Enum) and t.is64:
-                kind = Kind.ENUM64
-            else:
-                kind = t.kind
+        if self._spec is not None:
+            # the untaken ones from the spec's index of its records by kind; then only
+            # the taken ones (usually a few) are looked at one by one
+            by_kind = self._spec._own_ids_by_kind()
+            out = [tid for kind in wanted for tid in by_kind.get(kind, ())
+                   if types[tid - 1] is None]
+            ids: Iterable[int] = compress(count(1), map(is_not, types, repeat(None)))
+        else:
+            ids = range(1, len(types) + 1)
+        for tid in ids:
+            t = types[tid - 1]
+            assert t is not None
+            kind = Kind.ENUM64 if isinstance(t, Enum) and t.is64 else t.kind
             if kind in wanted:
-                out.append(k + 1)
+                out.append(tid)
+        out.sort()
         return out
 
     def __len__(self) -> int:
