@@ -201,7 +201,7 @@ class Program:
         # the maps' (and attach target's) numbers go into the instructions: keep them open
         with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
             fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
-                                          btf_handle)
+                                          btf_handle, self._type)
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -582,9 +582,12 @@ def _load(
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
+    ptype: ProgramType | None = None,
 ) -> tuple[int, str]:
-    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
-    ptype = _check_spec(spec)
+    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
+    `ptype`: `_check_spec(spec)`, when the caller checked it already."""
+    if ptype is None:
+        ptype = _check_spec(spec)
     if ptype == ProgramType.UNSPEC:
         if spec.section:
             raise InvalidArgumentError(
