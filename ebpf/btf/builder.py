@@ -309,27 +309,41 @@ class Builder:
                 tid = add(r)
             return tid
 
-        i = 0
-        while i < len(types):  # may grow while marshalling, see ref()
-            t = types[i]
-            i += 1
+        def encode(i: int) -> None:
+            t = types[i - 1]
             if t is None:
-                assert spec is not None
-                if copy and i not in spec._by_id:
-                    j = i  # the run of such records from type id i to id j
-                    while j < len(types) and types[j] is None and j + 1 not in spec._by_id:
-                        j += 1
-                    if words:
-                        chunks.append(self._words_bytes(words))
-                        words.clear()
-                    chunks.append(spec._record_bytes(i, j))
-                    i = j
-                    continue
                 t = self._take(i)
             try:
                 self._encode(t, ext, string, ref)
             except BTFError as e:
                 raise BTFError(f"cannot marshal type id {i} ({t!r}): {e}") from None
+
+        done = 0  # the ids up to here are marshalled
+        if copy:
+            assert spec is not None
+            # What is encoded: the types taken or replaced, added, and those the spec
+            # decoded (which someone may have changed); the records of the others, in
+            # runs between them, are copied. (A type decoded while marshalling, to
+            # follow a reference, is one nobody changed: its record is copied.)
+            n = len(types)
+            taken = compress(count(1), map(is_not, types, repeat(None)))
+            for i in sorted({*taken, *(k for k in spec._by_id if 0 < k <= n)}):
+                if i > done + 1:
+                    if words:
+                        chunks.append(self._words_bytes(words))
+                        words.clear()
+                    chunks.append(spec._record_bytes(done + 1, i - 1))
+                encode(i)
+                done = i
+            if done < n:
+                if words:
+                    chunks.append(self._words_bytes(words))
+                    words.clear()
+                chunks.append(spec._record_bytes(done + 1, n))
+                done = n
+        while done < len(types):  # may grow while marshalling, see ref()
+            done += 1
+            encode(done)
         if words or not chunks:
             chunks.append(self._words_bytes(words))
         tbytes = b"".join(chunks)
