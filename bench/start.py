@@ -71,11 +71,14 @@ for n in names:
 print((time.process_time() - t0) * 1e3)
 """
 
-# runpy is what `python3 -m` imports itself; nothing else before `before` (json would
-# hide re from the list)
+# runpy is what `python3 -m` imports itself (atexit is built in); nothing else before
+# `before` (json would hide re from the list). Listed at exit: `ebpf load` run as the
+# command ends the process itself once the atexit handlers ran.
 MODULES_SNIPPET = """
-import runpy, sys
+import atexit, runpy, sys
 before = set(sys.modules)
+atexit.register(lambda: print(repr([m for m in sys.modules if m not in before
+                                    and m != '__main__']), file=sys.__stderr__))
 sys.argv = ["ebpf", "load", sys.argv[1]]
 try:
     runpy.run_module("ebpf", run_name="__main__", alter_sys=True)
@@ -133,9 +136,7 @@ def stats(xs: list[float]) -> dict[str, float]:
 def extra_modules(obj: str, env: dict[str, str], flags: tuple[str, ...] = ()) -> list[str]:
     """Modules a load process imports beyond those `python3 [flags] -c pass` has, in
     order."""
-    code = MODULES_SNIPPET + "\nprint(repr([m for m in sys.modules if m not in before"\
-        " and m != '__main__']), file=sys.__stderr__)\n"
-    r = subprocess.run([sys.executable, *flags, "-c", code, obj], env=env, check=True,
+    r = subprocess.run([sys.executable, *flags, "-c", MODULES_SNIPPET, obj], env=env, check=True,
                        capture_output=True, text=True, cwd="/")
     mods: list[str] = ast.literal_eval(r.stderr.strip().splitlines()[-1])
     return mods

@@ -60,7 +60,10 @@ def tracked_classes(cls: type) -> tuple[type, type] | None:
     base = getattr(cls, "_objcache_tracked_base", None) or cls
     sub = _tracked.get(base)
     if sub is None:
-        if "__dict__" in dir(base) or not getattr(base, "__slots__", None):
+        # (instances have a __dict__ when a class of the MRO declares one: what
+        # `"__dict__" in dir(base)` says, without building and sorting every name)
+        if (any("__dict__" in vars(k) for k in base.__mro__)
+                or not getattr(base, "__slots__", None)):
             return None
         sub = _tracked.setdefault(base, _tracking_subclass(base))
     return base, sub

@@ -208,7 +208,7 @@ class Program:
         # the maps' (and attach target's) numbers go into the instructions: keep them open
         with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
             fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
-                                          btf_handle)
+                                          btf_handle, self._type)
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -589,9 +589,12 @@ def _load(
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
+    ptype: ProgramType | None = None,
 ) -> tuple[int, str]:
-    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log."""
-    ptype = _check_spec(spec)
+    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
+    `ptype`: `_check_spec(spec)`, when the caller checked it already."""
+    if ptype is None:
+        ptype = _check_spec(spec)
     if ptype == ProgramType.UNSPEC:
         if spec.section:
             raise InvalidArgumentError(
@@ -827,12 +830,23 @@ def _source_line(log: str, prep: _Prepared) -> str | None:
 def _kernel_version(spec: ProgramSpec) -> int:
     if spec.kernel_version or spec.type != ProgramType.KPROBE:
         return spec.kernel_version
-    import re  # kprobes without a version only (process start)
+    return _release_version(os.uname().release)
 
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
-    if not m:
+
+def _release_version(release: str) -> int:
+    """KERNEL_VERSION(x, y, z) of a release string "x.y[.z]..." (the patch level capped
+    at 255), 0 when it does not start with one."""
+    numbers = []
+    for part in release.split(".", 3)[:3]:
+        digits = len(part) - len(part.lstrip("0123456789"))
+        if not digits:
+            break
+        numbers.append(int(part[:digits]))
+        if digits < len(part):  # "6.18-rc1": the version ends inside this part
+            break
+    if len(numbers) < 2:
         return 0
-    major, minor, patch = (int(g or 0) for g in m.groups())
+    major, minor, patch = numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0
     return (major << 16) + (minor << 8) + min(patch, 255)
 
 
@@ -1335,7 +1349,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
             if tpl is not None and own:
                 tpl.records = (builder, funcs, lines)
         blob = _marshal_cached(builder)
-    if shared is not None and len(blob) == shared.info().size:
+    if shared is not None and len(blob) == shared.blob_size():
         return shared, funcs, lines
     return Handle(blob), funcs, lines
 

@@ -125,6 +125,29 @@ def test_from_spec_copies_what_was_never_decoded() -> None:
     assert [t.name for t in b] == [t.name for t in list(spec)[1:]]  # iterating takes all
 
 
+def test_builder_ids_of_kind() -> None:
+    """ids_of_kind reads the kinds of untaken types from the spec's records, of taken,
+    replaced and added ones from the objects, in id order."""
+    raw = obj_spec("btf_kinds").raw
+    spec = Spec(raw, lazy=True)
+    b = Builder.from_spec(spec)
+    structs = [spec.type_id(t) for t in spec.types_of_kind(btf.Kind.STRUCT)]
+    b.type_by_id(structs[-1])  # taken
+    first = structs[0]
+    b.replace(first, btf.Int("now_an_int", 4))
+    added = b.add(btf.Struct("added", 0, []))
+    e64 = b.add(btf.Enum("e64", 8, [btf.EnumValue("A", 1 << 40)]))
+    want = [*structs[1:], added]
+    kinds = (btf.Kind.STRUCT, btf.Kind.ENUM64)
+    assert b.ids_of_kind(*kinds) == sorted([*want, e64, *(
+        spec.type_id(t) for t in spec.types_of_kind(btf.Kind.ENUM64))])
+    assert b.ids_of_kind(btf.Kind.STRUCT) == want
+    assert first in b.ids_of_kind(btf.Kind.INT)
+    scratch = Builder()
+    i = scratch.add(btf.Int("i", 4))
+    assert scratch.ids_of_kind(btf.Kind.INT) == [i] and scratch.ids_of_kind(btf.Kind.ENUM) == []
+
+
 def test_builder_from_scratch() -> None:
     u32 = btf.Int("u32", 4)
     s64 = btf.Int("s64", 8, btf.IntEncoding.SIGNED)
@@ -204,6 +227,29 @@ def test_from_spec_keeps_string_offsets() -> None:
     assert back.string(n) == "a string clang did not emit"
 
 
+def test_from_spec_strings_decoded_or_not() -> None:
+    """A builder from a spec finds a string the spec decoded at the offset it was
+    decoded from, one it did not decode in its table (nothing appended), and appends
+    only strings the table lacks."""
+    spec = Spec(bytes(obj_spec("btf_kinds")._buf), lazy=True)  # (nothing decoded yet)
+    spec._ensure_complete()
+    w = spec._words
+    offs = sorted({w[i] for i in spec._offsets if w[i]})
+    decoded, undecoded = offs[0], offs[-1]
+    name = spec.string(decoded)
+    b = Builder.from_spec(spec)
+    seeded = len(b._strtab)
+    assert b.add_string(name) == decoded
+    text = bytes(spec.string_table[undecoded:]).split(b"\0")[0].decode()
+    assert undecoded not in spec._strcache
+    found = b.add_string(text)
+    assert spec.string(found) == text and len(b._strtab) == seeded
+    assert b.add_string("not in the table") == seeded
+    assert b.add_string(name) == decoded and b.add_string(text) == found
+    back = Spec(b.marshal())
+    assert back.string(seeded) == "not in the table"
+
+
 @pytest.mark.parametrize("bad", [
     btf.Struct("s", 4, [btf.Member("x", btf.Int("i", 4), 1 << 25, 3)]),
     btf.Enum("e", 4, [btf.EnumValue("X", 1 << 70)]),
@@ -233,10 +279,11 @@ def test_handle_from_spec() -> None:
         info = h.info()
         assert h.id == info.id > 0 and not info.kernel_btf and info.size > 0
         assert h.raw() == Builder.from_spec(spec).marshal()
+        assert h.blob_size() == info.size == len(h.raw())
         back = h.spec()
         assert same_type(back.type_by_name("kinds"), spec.type_by_name("kinds"))
         with Handle.from_id(h.id) as again:
-            assert again.id == h.id
+            assert again.id == h.id and again.blob_size() == info.size
     assert h.closed
 
 

@@ -16,15 +16,18 @@ from kernelmatrix import requires
 from ebpf.cli import main
 from ebpf.cli.main import NOUNS
 
+# (reported at exit: run as the program, `ebpf load` ends the process itself)
 PROBE = """
-import sys
+import atexit, sys
 from ebpf.cli import main
-rc = main(sys.argv[1:])
-seen = {"rc": rc, "cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
-        "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
-        "json": "json" in sys.modules, "argparse": "argparse" in sys.modules}
-import json
-print(json.dumps(seen), file=sys.stderr)
+def report():
+    seen = {"cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
+            "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
+            "json": "json" in sys.modules, "argparse": "argparse" in sys.modules}
+    import json
+    print(json.dumps(seen), file=sys.stderr)
+atexit.register(report)
+sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -37,6 +40,7 @@ def run_fresh(*argv: str) -> dict[str, object]:
     r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
                        timeout=60)
     result: dict[str, object] = json.loads(r.stderr.strip().splitlines()[-1])
+    result["rc"] = r.returncode
     return result
 
 
@@ -147,20 +151,21 @@ def test_the_logger_is_the_ebpf_logger(caplog: pytest.LogCaptureFixture) -> None
 EXIT_PROBE = """
 import atexit, gc, sys
 # registered first, so it runs last: after what `ebpf load` registered
-atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, file=sys.stderr))
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0,
+                              "threshold:", gc.get_threshold()[0], file=sys.stderr))
 from ebpf.cli import main
 rc = main(sys.argv[1:])
-print("frozen before exit:", gc.get_freeze_count() > 0, file=sys.stderr)
+print("returned from main", file=sys.stderr)
 sys.exit(rc)
 """
 
 
 @requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")
-def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
-    """`ebpf load` run as the program keeps gc's raised threshold until it exits and
-    then moves the objects to gc's permanent generation, so that the interpreter's
-    last collections skip them; its output and status, and the BTF index cache
-    written at exit, stay what they were."""
+def test_load_ends_the_process_after_the_exit_handlers(tmp_path: Path) -> None:
+    """`ebpf load` run as the program keeps gc's raised threshold until the end and
+    then ends the process itself (no interpreter teardown): its output and status
+    are what they were, the atexit handlers ran (the BTF index cache written, the
+    objects frozen for an exit that does not end early)."""
     obj = str(compile_bpf("core_fields"))
     cache = tmp_path / "cache"
     env = dict(os.environ, EBPF_BTF_CACHE=str(cache))
@@ -169,9 +174,13 @@ def test_load_freezes_gc_only_at_exit(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines and all(line.split()[-1] == "ok" for line in lines)
-    assert "frozen before exit: False" in r.stderr
-    assert "frozen at exit: True" in r.stderr
+    assert "returned from main" not in r.stderr
+    assert "frozen at exit: True threshold: 20000" in r.stderr
     assert any(p.name.endswith(".idx") for p in cache.iterdir())  # the cache writer ran
+    bad = subprocess.run([sys.executable, "-c", EXIT_PROBE, "load", str(tmp_path / "no.o")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 1 and "cannot open" in bad.stderr
+    assert "returned from main" not in bad.stderr
 
 
 @requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")

@@ -153,6 +153,23 @@ def test_kernel_version_code_of_releases(release: str, code: int) -> None:
     assert kconfig.version_code(release) == code
 
 
+@pytest.mark.parametrize(("release", "code"), [
+    ("6.12.117+deb12-amd64", (6 << 16) + (12 << 8) + 117),
+    ("6.1.0-56-amd64", (6 << 16) + (1 << 8)),
+    ("4.19.300", (4 << 16) + (19 << 8) + 255),
+    ("6.8-rc1", (6 << 16) + (8 << 8)),
+    ("6.8.", (6 << 16) + (8 << 8)),
+    ("6.1x.3", (6 << 16) + (1 << 8)),
+    ("6.18.2.7", (6 << 16) + (18 << 8) + 2),
+    ("x", 0), ("6", 0), ("6-rc.1.2", 0), ("6.x", 0), ("", 0),
+])
+def test_program_kern_version_of_releases(release: str, code: int) -> None:
+    """A kprobe's kern_version (ProgramSpec.kernel_version 0): the release's x.y.z."""
+    from ebpf.programs import _release_version
+
+    assert _release_version(release) == code
+
+
 def test_kernel_version_code_bad_release() -> None:
     from ebpf import kconfig
 

@@ -330,3 +330,27 @@ def test_collection_reloads_resolve_typeless_ksyms_each_time() -> None:
             assert coll.variables["sym_addr"].get() == addr
     assert all(ins.reference for ins in spec.programs["check_ksyms"].instructions
                if ins.meta and "extern" in ins.meta)
+
+
+def test_tracked_classes_slots_only() -> None:
+    """Objects whose class (or a base) has a __dict__, or which have no slots, are not
+    tracked; slotted classes are, through one subclass each."""
+    from ebpf._objcache import tracked_classes
+
+    class Plain:
+        pass
+
+    class Slotted:
+        __slots__ = ("x",)
+
+    class SlottedOnPlain(Plain):
+        __slots__ = ("y",)
+
+    class PlainOnSlotted(Slotted):
+        pass
+
+    assert tracked_classes(Plain) is None and tracked_classes(SlottedOnPlain) is None
+    assert tracked_classes(PlainOnSlotted) is None and tracked_classes(object) is None
+    pair = tracked_classes(Slotted)
+    assert pair is not None and pair[0] is Slotted and issubclass(pair[1], Slotted)
+    assert tracked_classes(pair[1]) == pair

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress, count, repeat
+from operator import is_not
 
 from ..errors import BTFError, KeyNotFoundError
 from .layout import HEADER, HEADER_BE, MAGIC, string_starts
@@ -71,6 +73,10 @@ class Builder:
         self._ids: dict[int, int] = {}  # id(Type object) -> type id
         self._strtab = bytearray(b"\0")
         self._stroffs: dict[str, int] | None = {"": 0}
+        # Of a builder made by from_spec: how many of the spec's decoded strings
+        # _stroffs holds, -1 once it indexes the whole seeded table.
+        self._strings_seen = -1
+        self._seeded = 0  # (the length of the table from_spec seeded)
         self._spec: Spec | None = None  # the spec of from_spec (its types taken when asked for)
 
     # -- construction -----------------------------------------------------------
@@ -85,7 +91,11 @@ class Builder:
             raise BTFError("Builder.from_spec does not support split BTF")
         b = cls(byteorder=byteorder or spec.byteorder)
         b._strtab = bytearray(spec.string_table) or bytearray(b"\0")
-        b._stroffs = None  # built from the seeded table on first use
+        # the offsets of the strings the spec decoded (the names of the types it
+        # decoded, line info), taken on first use; the whole table indexed on a miss
+        b._stroffs = None
+        b._strings_seen = 0
+        b._seeded = len(b._strtab)
         b._types = [None] * (len(spec) - 1)  # taken from the spec when asked for
         b._spec = spec
         void = spec.type_by_id(0)
@@ -129,17 +139,24 @@ class Builder:
         the kinds of the types not taken from the spec yet are read from its records,
         decoding none of them."""
         wanted = set(kinds)
-        spec_kinds = self._spec._kinds() if self._spec is not None else b""
+        types = self._types
         out = []
-        for k, t in enumerate(self._types):
-            if t is None:
-                kind = spec_kinds[k]
-            elif isinstance(t, Enum) and t.is64:
-                kind = Kind.ENUM64
-            else:
-                kind = t.kind
+        if self._spec is not None:
+            # the untaken ones from the spec's index of its records by kind; then only
+            # the taken ones (usually a few) are looked at one by one
+            by_kind = self._spec._own_ids_by_kind()
+            out = [tid for kind in wanted for tid in by_kind.get(kind, ())
+                   if types[tid - 1] is None]
+            ids: Iterable[int] = compress(count(1), map(is_not, types, repeat(None)))
+        else:
+            ids = range(1, len(types) + 1)
+        for tid in ids:
+            t = types[tid - 1]
+            assert t is not None
+            kind = Kind.ENUM64 if isinstance(t, Enum) and t.is64 else t.kind
             if kind in wanted:
-                out.append(k + 1)
+                out.append(tid)
+        out.sort()
         return out
 
     def __len__(self) -> int:
@@ -213,10 +230,14 @@ class Builder:
         """The offset of `s` in the string table, adding it if needed."""
         offs = self._stroffs
         if offs is None:
-            offs = self._stroffs = self._index_strings()
+            offs = self._stroffs = {"": 0}
         off = offs.get(s)
         if off is not None:
             return off
+        if self._strings_seen >= 0:  # not every string of the seeded table is known yet
+            off = self._seeded_string(offs, s)
+            if off is not None:
+                return off
         data = s.encode()
         if b"\0" in data:
             raise BTFError(f"BTF string {s!r} contains a NUL byte")
@@ -225,8 +246,31 @@ class Builder:
         offs[s] = off
         return off
 
-    def _index_strings(self) -> dict[str, int]:
-        tab = bytes(self._strtab)
+    def _seeded_string(self, offs: dict[str, int], s: str) -> int | None:
+        """The offset of `s` in the table `from_spec` seeded, taking into `offs` first
+        the strings the spec has decoded (an encoded type's name and its members'
+        were decoded with it, line info's too), then, on a miss, every string of the
+        table (indexing a CO-RE object's 11 KB table is ~1.7M instructions, where a
+        load needs a few dozen of its strings). None when the table has no `s`."""
+        assert self._spec is not None
+        cache = self._spec._strcache
+        seeded = self._seeded
+        if len(cache) != self._strings_seen:
+            items = list(cache.items())  # (a copy: another thread may decode meanwhile)
+            for off, text in items:
+                if off < seeded:  # (the spec has no base: every offset is its own)
+                    offs.setdefault(text, off)
+            self._strings_seen = len(items)
+            found = offs.get(s)
+            if found is not None:
+                return found
+        for text, off in self._index_strings(seeded).items():
+            offs.setdefault(text, off)
+        self._strings_seen = -1
+        return offs.get(s)
+
+    def _index_strings(self, end: int | None = None) -> dict[str, int]:
+        tab = bytes(self._strtab[:end])
         if tab.isascii():  # (the usual table: decoded at once)
             names = tab.decode("ascii").split("\0")[:-1]  # the table ends with a NUL
             starts = list(string_starts(names, 0))[:-1]
@@ -265,27 +309,41 @@ class Builder:
                 tid = add(r)
             return tid
 
-        i = 0
-        while i < len(types):  # may grow while marshalling, see ref()
-            t = types[i]
-            i += 1
+        def encode(i: int) -> None:
+            t = types[i - 1]
             if t is None:
-                assert spec is not None
-                if copy and i not in spec._by_id:
-                    j = i  # the run of such records from type id i to id j
-                    while j < len(types) and types[j] is None and j + 1 not in spec._by_id:
-                        j += 1
-                    if words:
-                        chunks.append(self._words_bytes(words))
-                        words.clear()
-                    chunks.append(spec._record_bytes(i, j))
-                    i = j
-                    continue
                 t = self._take(i)
             try:
                 self._encode(t, ext, string, ref)
             except BTFError as e:
                 raise BTFError(f"cannot marshal type id {i} ({t!r}): {e}") from None
+
+        done = 0  # the ids up to here are marshalled
+        if copy:
+            assert spec is not None
+            # What is encoded: the types taken or replaced, added, and those the spec
+            # decoded (which someone may have changed); the records of the others, in
+            # runs between them, are copied. (A type decoded while marshalling, to
+            # follow a reference, is one nobody changed: its record is copied.)
+            n = len(types)
+            taken = compress(count(1), map(is_not, types, repeat(None)))
+            for i in sorted({*taken, *(k for k in spec._by_id if 0 < k <= n)}):
+                if i > done + 1:
+                    if words:
+                        chunks.append(self._words_bytes(words))
+                        words.clear()
+                    chunks.append(spec._record_bytes(done + 1, i - 1))
+                encode(i)
+                done = i
+            if done < n:
+                if words:
+                    chunks.append(self._words_bytes(words))
+                    words.clear()
+                chunks.append(spec._record_bytes(done + 1, n))
+                done = n
+        while done < len(types):  # may grow while marshalling, see ref()
+            done += 1
+            encode(done)
         if words or not chunks:
             chunks.append(self._words_bytes(words))
         tbytes = b"".join(chunks)

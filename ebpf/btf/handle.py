@@ -49,10 +49,11 @@ class Handle:
     `log_level` > 0 always passes a log buffer (kept in `.log`).
     """
 
-    __slots__ = ("_info", "fd", "log")
+    __slots__ = ("_info", "_size", "fd", "log")
 
     def __init__(self, data: bytes, *, log_level: int = 0) -> None:
-        fd, log = btf_load_logged(bytes(data), log_level)
+        data = bytes(data)
+        fd, log = btf_load_logged(data, log_level)
         if fd < 0:
             err = -fd
             if err == _errno.EINVAL or (log and err not in (_errno.EPERM, _errno.ENOMEM)):
@@ -66,6 +67,7 @@ class Handle:
         self.fd = FD(fd, "btf")
         self.log = log
         self._info: BtfObjectInfo | None = None
+        self._size: int | None = len(data)
 
     @classmethod
     def _from_fd(cls, fd: int) -> Handle:
@@ -73,6 +75,7 @@ class Handle:
         h.fd = FD(fd, "btf")
         h.log = ""
         h._info = None
+        h._size = None
         return h
 
     @classmethod
@@ -92,6 +95,11 @@ class Handle:
         if self._info is None:
             self._info = btf_info(self.fd.fileno())
         return self._info
+
+    def blob_size(self) -> int:
+        """The size of the blob the kernel holds: the one given, for a blob this
+        Handle loaded (no syscall), else from `info()`."""
+        return self._size if self._size is not None else self.info().size
 
     @property
     def id(self) -> int:

@@ -198,6 +198,14 @@ class Spec(SpecNames):
         """This spec's own types (not its base's) of one of `kinds` (an ENUM64 is
         `Kind.ENUM64`), in id order. Only those are decoded: the kinds are read from
         the records."""
+        by_kind = self._own_ids_by_kind()
+        if len(kinds) == 1:
+            return [self.type_by_id(tid) for tid in by_kind.get(kinds[0], ())]
+        return [self.type_by_id(tid)
+                for tid in sorted(tid for kind in set(kinds) for tid in by_kind.get(kind, ()))]
+
+    def _own_ids_by_kind(self) -> dict[int, list[int]]:
+        """Record kind -> the ids of this spec's own types of that kind, in id order."""
         by_kind = self._ids_by_kind
         if by_kind is None:  # (one pass over the kinds, kept: they never change)
             by_kind = {}
@@ -209,10 +217,7 @@ class Spec(SpecNames):
                 else:
                     ids.append(first + k)
             self._ids_by_kind = by_kind
-        if len(kinds) == 1:
-            return [self.type_by_id(tid) for tid in by_kind.get(kinds[0], ())]
-        return [self.type_by_id(tid)
-                for tid in sorted(tid for kind in set(kinds) for tid in by_kind.get(kind, ()))]
+        return by_kind
 
     def _record_bytes(self, first: int, last: int) -> bytes:
         """The bytes of the type section holding the records of this spec's own type

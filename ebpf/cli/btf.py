@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError
-from .common import add_json, emit, iter_ids, parse_selector, running_as_command, wants_json
+from .common import add_json, emit, end_command_process, iter_ids, parse_selector, wants_json
 
 if TYPE_CHECKING:
     from ..btf import Spec, Type
@@ -243,21 +243,11 @@ def _cmd_dump(args: argparse.Namespace) -> int:
 
 def _end_process_if_command(*alive: object) -> None:
     """When this process is the `ebpf` command (`python -m ebpf` or the installed
-    script, not a program calling `main`), end it here with status 0, as mypy does:
-    the output flushed and the atexit handlers run, but without freeing `alive` and
-    the interpreter one object at a time (a whole kernel's C dump: ~1M objects,
-    ~4% of the command's CPU time)."""
-    if not running_as_command():
-        return
-    threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
-        return  # (a normal exit would wait for them)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    import atexit  # (only here)
-
-    atexit._run_exitfuncs()
-    os._exit(0)
+    script, not a program calling `main`), end it here with status 0: the output
+    flushed and the atexit handlers run, but without freeing `alive` and the
+    interpreter one object at a time (a whole kernel's C dump: ~1M objects, ~4% of
+    the command's CPU time)."""
+    end_command_process(0)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
 __all__ = [
     "add_json",
     "emit",
+    "end_command_process",
     "enum_name",
     "error",
     "fdinfo",
@@ -65,6 +66,28 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> Non
         out = text(data)
         if out:
             print(out)
+
+
+def end_command_process(status: int) -> None:
+    """End this process with `status` when it is the `ebpf` command (see
+    `running_as_command`) and no other thread runs (a normal exit would wait for it):
+    the output flushed and the atexit handlers run (the BTF index cache's writer,
+    logging's flush, ...), as a normal exit does, but without the interpreter then
+    freeing every module and object one at a time (mypy ends the same way). Returns,
+    doing nothing, otherwise."""
+    if not running_as_command():
+        return
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import atexit  # (built in; only here)
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()  # (what the handlers printed)
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def running_as_command() -> bool:

@@ -80,7 +80,7 @@ class Map(MapElements, MapPinning):
         self._mmaps: list[Any] = []
         self._pinned: str | None = None
         self._frozen = False
-        create_attr(spec)  # refuse a malformed spec before touching the kernel
+        attr = create_attr(spec)  # refuse a malformed spec before touching the kernel
         spec = spec.copy()
         pin_file: str | None = None
         if spec.pinning == PinType.BY_NAME and pin_path is not None:
@@ -99,7 +99,7 @@ class Map(MapElements, MapPinning):
                     raise
                 self._pinned = pin_file
                 return
-        fd = create(spec, inner_map_fd, btf_handle)
+        fd = create(spec, inner_map_fd, btf_handle, attr)
         self._setup(fd, spec)
         try:
             if spec.type == MapType.ARENA:
@@ -534,11 +534,14 @@ def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
     return attr
 
 
-def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any) -> FD:
+def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
+           attr: _t.MapCreateAttr | None = None) -> FD:
     """Create the map `spec` describes (its name sanitized, its BTF attached when the
     kernel takes it); `inner_map_fd` is the template of a map-in-map (else one is made
-    from `spec.inner_map` for the duration of the call)."""
-    attr = create_attr(spec)
+    from `spec.inner_map` for the duration of the call). `attr`: `create_attr(spec)`
+    when the caller made it already (used up)."""
+    if attr is None:
+        attr = create_attr(spec)
     if spec.type == MapType.PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
     name = kernel_name(spec.name).encode()
