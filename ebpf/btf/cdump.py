@@ -211,7 +211,7 @@ class _Records:
     names: list[str]  # of the kinds printed with a name; "" for the others
 
     def __init__(self, spec: Spec) -> None:
-        spec._ensure_complete()
+        walked = spec._walk_rest()
         self.spec = spec
         self.first = spec._first_id
         base_kinds: bytes
@@ -228,8 +228,10 @@ class _Records:
         w, offsets = spec._words, spec._offsets
         self.words = w
         self.offsets = offsets
-        # (one C-level gather per word of the record header; the offsets made ints once)
-        offset_list = offsets.tolist() if isinstance(offsets, array) else list(offsets)
+        # (one C-level gather per word of the record header; the offsets made ints once,
+        # or as the walk made them)
+        offset_list = walked if len(walked) == len(offsets) else (
+            offsets.tolist() if isinstance(offsets, array) else list(offsets))
         gather = _gather(offset_list)
         # The kind is in the high byte of the info word (with the kind flag): gathered
         # from the blob's bytes, as small ints (no int object per record). The vlen is
