@@ -45,8 +45,8 @@ import gc
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, compress, filterfalse
-from operator import itemgetter
+from itertools import chain, compress, filterfalse, repeat
+from operator import itemgetter, setitem
 from typing import TYPE_CHECKING
 
 from ..errors import BTFError
@@ -261,8 +261,9 @@ class _Records:
             found = [s if s is not None else (string(o) if o else "")
                      for s, o in zip(found, name_offs, strict=True)]
         own_names = [""] * len(kinds)
-        # (own_names[k] = name for each, in a C loop: any() runs it, __setitem__ gives None)
-        any(map(own_names.__setitem__, compress(range(len(kinds)), with_name), found))  # type: ignore[arg-type]
+        # (own_names[k] = name for each, in a C loop: any() runs it, setitem gives None)
+        any(map(setitem, repeat(own_names), compress(range(len(kinds)), with_name),
+                found))  # type: ignore[arg-type]
         names.extend(own_names)
         self.sts, self.names = sts, names
         self.kinds = base_kinds + kinds
