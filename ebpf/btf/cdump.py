@@ -262,8 +262,8 @@ class _Records:
                      for s, o in zip(found, name_offs, strict=True)]
         own_names = [""] * len(kinds)
         # (own_names[k] = name for each, in a C loop: any() runs it, setitem gives None)
-        any(map(setitem, repeat(own_names), compress(range(len(kinds)), with_name),
-                found))  # type: ignore[arg-type]
+        put = compress(range(len(kinds)), with_name)
+        any(map(setitem, repeat(own_names), put, found))  # type: ignore[arg-type]
         names.extend(own_names)
         self.sts, self.names = sts, names
         self.kinds = base_kinds + kinds
