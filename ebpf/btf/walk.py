@@ -95,7 +95,13 @@ class SpecWalk(SpecState):
         infos = words[1:]  # (infos[i]: the info word of a record at word i)
         while True:
             try:
-                while i < limit:  # (the whole kernel's 126k records: keep it short)
+                if limit == n:
+                    # (the whole kernel's 126k records: keep it short; the end of the
+                    # section found by reading past it)
+                    while True:
+                        append(i)
+                        i += steps[infos[i]]
+                while i < limit:
                     append(i)
                     i += steps[infos[i]]
                 break
@@ -105,8 +111,11 @@ class SpecWalk(SpecState):
                 except BTFError as e:
                     offsets.fromlist(starts)
                     self._walk_failed(e)
-            except IndexError as e:  # (the last record's header is cut off)
-                offsets.fromlist(starts)
+            except IndexError as e:
+                if i >= n:  # (no record there: the end, or past it if the last overran)
+                    starts.pop()
+                    break
+                offsets.fromlist(starts)  # (the last record's header is cut off)
                 self._walk_failed(e)
         offsets.fromlist(starts)
         self._finish_walk(i)
