@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import gc
 import re
-import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, compress, filterfalse
-from operator import itemgetter
+from itertools import chain, compress, filterfalse, repeat
+from operator import itemgetter, setitem
 from typing import TYPE_CHECKING
 
 from ..errors import BTFError
@@ -131,6 +130,7 @@ _CATEGORY = bytes([
 _PRINTED_NAME_KINDS = bytes(k in (_INT, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _FLOAT, _ENUM64,
                                   _TYPE_TAG) for k in range(256))
 _KIND_OF_HIGH_BYTE = bytes(b & 0x1F for b in range(256))
+_KFLAG_OF_HIGH_BYTE = bytes(b >> 7 for b in range(256))
 _C_QUALIFIER = {_CONST: "const", _VOLATILE: "volatile", _RESTRICT: "restrict"}
 # The `ebpf.btf` class of each kind (for messages about a type).
 _CLASS_NAMES = ("Void", "Int", "Pointer", "Array", "Struct", "Union", "Enum", "Fwd", "Typedef",
@@ -199,48 +199,52 @@ def _raise_decode_error(spec: Spec) -> None:
 
 
 class _Records:
-    """The type records of a spec and its base by type id: `kinds`, `infos` (the
-    info word), `sts` (the size/type word) and `names` of every type, read once
-    from the type section; the entries of a record (members, values, parameters)
+    """The type records of a spec and its base by type id: `kinds`, `kflags` (the kind
+    flag of the info word), `sts` (the size/type word) and `names` of every type, read
+    once from the type section; the entries of a record (members, values, parameters)
     and an array's words when asked (memoized)."""
 
     kinds: bytes
     cat: bytes  # the printer's category of each kind (`_CATEGORY`)
-    infos: list[int]
+    kflags: bytes
     sts: list[int]
     names: list[str]  # of the kinds printed with a name; "" for the others
 
     def __init__(self, spec: Spec) -> None:
-        spec._ensure_complete()
+        walked = spec._walk_rest()
         self.spec = spec
         self.first = spec._first_id
         base_kinds: bytes
         if spec.base is not None:
             base = _Records(spec.base)
             self.base: _Records | None = base
-            infos, sts, names, base_kinds = base.infos, base.sts, base.names, base.kinds
+            sts, names, base_kinds, base_kflags = base.sts, base.names, base.kinds, base.kflags
         else:
             self.base = None
-            infos, sts, names, base_kinds = [0], [0], [""], b"\0"
-        if len(infos) != self.first:
+            sts, names, base_kinds, base_kflags = [0], [""], b"\0", b"\0"
+        if len(sts) != self.first:
             raise BTFError(f"split BTF starts at type id {self.first}, its base has "
-                           f"{len(infos)} types")
+                           f"{len(sts)} types")
         w, offsets = spec._words, spec._offsets
         self.words = w
         self.offsets = offsets
-        # (one C-level gather per word of the record header; the offsets made ints once)
-        offset_list = offsets.tolist() if isinstance(offsets, array) else list(offsets)
+        # (one C-level gather per word of the record header; the offsets made ints once,
+        # or as the walk made them)
+        offset_list = walked if len(walked) == len(offsets) else (
+            offsets.tolist() if isinstance(offsets, array) else list(offsets))
         gather = _gather(offset_list)
-        own_infos = gather(w[1:])
-        # the kind is in the high byte of the info word (with the kind flag, masked off)
-        high = array("I", own_infos).tobytes()[3 if sys.byteorder == "little" else 0 :: 4]
+        # The kind is in the high byte of the info word (with the kind flag): gathered
+        # from the blob's bytes, as small ints (no int object per record). The vlen is
+        # read from the record when its entries are.
+        at = spec._type_start + (7 if spec.byteorder == "little" else 4)
+        with memoryview(spec._buf) as view, view[at : spec._type_end : 4] as high_bytes:
+            high = bytes(gather(high_bytes))
         kinds = high.translate(_KIND_OF_HIGH_BYTE)
         if 0 in kinds:
             tid = self.first + kinds.index(0)
             raise BTFError(f"type id {tid} has unsupported kind 0",
                            spec._type_start + 4 * offsets[tid - self.first])
         self.own_kinds = kinds
-        infos.extend(own_infos)
         sts.extend(gather(w[2:]))
         # names of the kinds whose name is printed (the others' by `name_of`)
         with_name = kinds.translate(_PRINTED_NAME_KINDS)
@@ -257,11 +261,13 @@ class _Records:
             found = [s if s is not None else (string(o) if o else "")
                      for s, o in zip(found, name_offs, strict=True)]
         own_names = [""] * len(kinds)
-        for k, name in zip(compress(range(len(kinds)), with_name), found):  # noqa: B905
-            own_names[k] = name  # type: ignore[assignment]  # (no None left)
+        # (own_names[k] = name for each, in a C loop: any() runs it, setitem gives None)
+        put = compress(range(len(kinds)), with_name)
+        any(map(setitem, repeat(own_names), put, found))  # type: ignore[arg-type]
         names.extend(own_names)
-        self.infos, self.sts, self.names = infos, sts, names
+        self.sts, self.names = sts, names
         self.kinds = base_kinds + kinds
+        self.kflags = base_kflags + high.translate(_KFLAG_OF_HIGH_BYTE)
         self.cat = self.kinds.translate(_CATEGORY)
         self._strings = cache
         self.strings_get = cache.get  # (offset -> string, or None when not decoded yet)
@@ -291,7 +297,7 @@ class _Records:
             assert self.base is not None
             return self.base.entries(tid, width)
         i = self.offsets[tid - self.first] + 3
-        n = width * (self.infos[tid] & 0xFFFF) if width else 3
+        n = width * (self.words[i - 2] & 0xFFFF) if width else 3
         return self.words[i : i + n].tolist()
 
     def members(self, tid: int) -> _Members:
@@ -302,11 +308,12 @@ class _Records:
             if tid < self.first:
                 seg = self.entries(tid, 3)
             else:  # (entries, inlined)
+                w = self.words
                 i = self.offsets[tid - self.first] + 3
-                seg = self.words[i : i + 3 * (self.infos[tid] & 0xFFFF)].tolist()
+                seg = w[i : i + 3 * (w[i - 2] & 0xFFFF)].tolist()
             placed = seg[2::3]
             bits: list[int] | None = None
-            if self.infos[tid] >> 31:
+            if self.kflags[tid]:
                 offsets = [b & 0xFFFFFF for b in placed]
                 bits = [b >> 24 for b in placed]
                 if not any(bits):
@@ -352,7 +359,7 @@ class _Records:
         found = self._enums.get(tid)
         if found is not None:
             return found
-        signed = self.infos[tid] >> 31
+        signed = self.kflags[tid]
         if self.kinds[tid] == _ENUM:
             seg = self.entries(tid, 2)
             values = seg[1::2]
@@ -991,7 +998,7 @@ class _Emitter:
     def _tag(self, t: int) -> str:
         kind = self.kinds[t]
         if kind == _FWD:
-            keyword = "union " if self.records.infos[t] >> 31 else "struct "
+            keyword = "union " if self.records.kflags[t] else "struct "
             return keyword + (self._names_of.get(t) or self.names(t))
         keyword = "union" if kind == _UNION else "struct"
         if not self.records.names[t]:
@@ -1012,7 +1019,7 @@ class _Emitter:
         if not values:
             return head
         names = self.names.enumerators_of(t)
-        signed = bool(records.infos[t] >> 31)
+        signed = bool(records.kflags[t])
         # (unsigned values are read unsigned: they need no mask)
         suffix = ("LL" if signed else "ULL") if self.kinds[t] == _ENUM64 else ""
         line = f"\n{_tabs(lvl + 1)}{{}} = {{}}{suffix},"
@@ -1303,7 +1310,7 @@ class _Emitter:
         word = _C_QUALIFIER.get(self.kinds[q])
         if word is not None:
             return word
-        if self.records.infos[q] >> 31:
+        if self.records.kflags[q]:
             return f"__attribute__(({self.records.names[q]}))"
         return f'__attribute__((btf_type_tag("{self.records.names[q]}")))'
 
@@ -1341,7 +1348,7 @@ class _Emitter:
         self._inline_written += 1  # (its spelling depends on whether it was written)
         if t in self.inlined:
             # written already: its constants cannot be defined twice, its layout can
-            return _int_of_size(self.sts[t], bool(self.records.infos[t] >> 31),
+            return _int_of_size(self.sts[t], bool(self.records.kflags[t]),
                                 "anonymous enum")
         self.inlined.add(t)
         return self._enum_text(t, lvl)

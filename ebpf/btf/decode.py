@@ -56,6 +56,9 @@ _REFERRING = frozenset((*_REF_KINDS, _FUNC_PROTO, _VAR, _DECL_TAG))
 # this many bytes of the table per name (SpecDecoder._load_span).
 _SPAN_MIN = 16
 _SPAN_BYTES = 64
+# Bytes of the string table decoded at once in bulk (below glibc's mmap threshold: the
+# text of one stretch reuses the memory of the one before)
+_BULK_BYTES = 1 << 15
 
 
 class SpecDecoder(SpecWalk):
@@ -98,22 +101,27 @@ class SpecDecoder(SpecWalk):
             self._strings_loaded = True
         if lo >= cut:
             return
-        # (decoded from a view of the blob: no copy of the section's bytes)
-        with memoryview(self._buf) as view:
-            try:
-                text = str(view[self._str_start + lo : self._str_start + cut], "ascii")
-            except UnicodeDecodeError:
-                self._strings_loaded = True
-                return
-        parts = text.split("\0")
-        del text
-        del parts[-1]  # (the part ends with a NUL: its last part is no string)
-        starts = string_starts(parts, self._str_base + lo)
+        # (decoded from a view of the blob, a stretch of whole strings at a time: no copy
+        # of the section's bytes, nor a text of all its strings, in new pages)
+        table: dict[int, str] = {}
+        buf, a, end = self._buf, self._str_start + lo, self._str_start + cut
+        at = self._str_base + lo
+        with memoryview(buf) as view:
+            while a < end:
+                b = buf.find(b"\0", min(a + _BULK_BYTES, end - 1), end) + 1
+                try:
+                    parts = str(view[a:b], "ascii").split("\0")
+                except UnicodeDecodeError:
+                    self._strings_loaded = True
+                    return
+                del parts[-1]  # (the stretch ends with a NUL: its last part is no string)
+                table.update(zip(string_starts(parts, at), parts))  # noqa: B905 (one more start)
+                at += b - a
+                a = b
         self._strings_end = cut
         if lo:
-            self._strcache.update(zip(starts, parts))  # noqa: B905 (one more start)
+            self._strcache.update(table)
             return
-        table = dict(zip(starts, parts))  # noqa: B905 (one more start than parts)
         table.update(self._strcache)
         self._strcache = table
 

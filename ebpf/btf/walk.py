@@ -79,21 +79,30 @@ class SpecWalk(SpecState):
         with self._lock:
             self._walk_to_word_locked(limit)
 
-    def _walk_to_word_locked(self, limit: int) -> None:
+    def _walk_to_word_locked(self, limit: int) -> list[int]:
+        """Index every record that starts before word `limit`; the offsets of those
+        indexed now, as ints."""
         if self._walk_pos >= limit or self._complete:
-            return
+            return []
         if self._error is not None:
             raise self._error
         words, n = self._words, self._nwords
         offsets = self._appendable_offsets()
-        append = offsets.append
+        starts: list[int] = []  # (a list's append is cheaper than the array's)
+        append = starts.append
         steps = self._steps
         i = self._walk_pos
         limit = min(limit, n)
         infos = words[1:]  # (infos[i]: the info word of a record at word i)
         while True:
             try:
-                while i < limit:  # (the whole kernel's 126k records: keep it short)
+                if limit == n:
+                    # (the whole kernel's 126k records: keep it short; the end of the
+                    # section found by reading past it)
+                    while True:
+                        append(i)
+                        i += steps[infos[i]]
+                while i < limit:
                     append(i)
                     i += steps[infos[i]]
                 break
@@ -101,10 +110,25 @@ class SpecWalk(SpecState):
                 try:
                     i += self._step(words[i + 1], i)
                 except BTFError as e:
+                    offsets.fromlist(starts)
                     self._walk_failed(e)
-            except IndexError as e:  # (the last record's header is cut off)
+            except IndexError as e:
+                if i >= n:  # (no record there: the end, or past it if the last overran)
+                    starts.pop()
+                    break
+                offsets.fromlist(starts)  # (the last record's header is cut off)
                 self._walk_failed(e)
+        offsets.fromlist(starts)
         self._finish_walk(i)
+        return starts
+
+    def _walk_rest(self) -> list[int]:
+        """Index every record; the offsets of those not indexed before, as ints (for
+        a reader of every record, which would otherwise make the index ints)."""
+        if self._complete:
+            return []
+        with self._lock:
+            return self._walk_to_word_locked(self._nwords)
 
     def _walk_count(self, total: int) -> None:
         """Index the first `total` records, if there are that many."""
