@@ -18,7 +18,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Error, InvalidArgumentError
-from .common import add_json, emit, end_command_process, iter_ids, parse_selector, wants_json
+from .common import (
+    add_json,
+    emit,
+    end_command_process,
+    iter_ids,
+    parse_selector,
+    running_as_command,
+    wants_json,
+)
 
 if TYPE_CHECKING:
     from ..btf import Spec, Type
