@@ -20,9 +20,8 @@ from .._sys import types as _t
 from .._sys import validate as _validate
 from .._sys.fd import FD
 from .._sys.syscall import bpf_errno as _bpf_errno
-from .._sys.syscall import from_errno
 from .._sys.types import MapType
-from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
+from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
 from . import mapped as _mapped
@@ -579,6 +578,8 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
             ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
         if ret < 0:
+            from .failures import create_error  # on a refusal only (process start)
+
             raise create_error(spec, -ret)
         return FD(ret, f"map {spec.name!r}")
     finally:
@@ -618,26 +619,3 @@ def spec_type_id(t: btf.Type | None) -> int:
     if owner is None:
         raise InvalidArgumentError(f"{t!r} does not come from a BTF spec")
     return int(owner.type_id(t))
-
-
-def create_error(spec: MapSpec, err: int) -> Exception:
-    """Why the kernel refused to create `spec` (errno `err`), as a typed error."""
-    tname = type_name(spec.type)
-    desc = (f"create {tname} map {spec.name!r} (key_size {spec.key_size}, value_size "
-            f"{spec.value_size}, max_entries {spec.max_entries}, flags {int(spec.flags):#x})")
-    if err in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
-        try:
-            known = MapType(spec.type)
-        except ValueError:
-            return NotSupportedError(f"map type {int(spec.type)}", "unknown to this kernel")
-        from .. import features  # on a refusal only: features loads ebpf.btf
-
-        if not features.have_map_type(known):
-            return NotSupportedError(f"map type {tname}")
-    if err == errno.EPERM:  # a missing capability, or the kernel's policy
-        from .._sys.caps import eperm_error  # on an EPERM only (process start)
-
-        return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.Cmd.MAP_CREATE,
-                           map_type=int(spec.type), obj=f"map {spec.name!r} ({tname.lower()})",
-                           feature=f"map type {tname}")
-    return from_errno(err, desc)
