@@ -35,7 +35,6 @@ from .base import (
 )
 from .codec import Buffers, decoder, int_format
 from .elements import MapElements, UpdateFlags
-from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Map", "map_ids"]
 
 
-class Map(MapElements, MapPinning):
+class Map(MapElements):
     """A BPF map: create one from a `MapSpec`, or open one by pin path, id or fd.
 
     Dict-like: `m[k]`, `m[k] = v`, `del m[k]`, `k in m`, `get`, `pop`, `keys()`,
@@ -87,6 +86,8 @@ class Map(MapElements, MapPinning):
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_dir = _validate.path(pin_path, "pin_path")
             pin_file = os.path.join(pin_dir, spec.name)
+            from .pinning import check_pin_location, try_obj_get  # pinned maps only
+
             check_pin_location(pin_dir, pin_file)
             existing = try_obj_get(pin_file)
             if existing is not None:
@@ -171,8 +172,11 @@ class Map(MapElements, MapPinning):
         except SyscallError as e:
             if e.errno == errno.ENOENT:
                 raise SyscallError(errno.ENOENT, f"no pinned object at {p}") from None
-            if e.errno == errno.EPERM and not on_bpffs(p):
-                raise not_bpffs(p) from None
+            if e.errno == errno.EPERM:
+                from .pinning import not_bpffs, on_bpffs  # to explain an EPERM only
+
+                if not on_bpffs(p):
+                    raise not_bpffs(p) from None
             raise
         from .info import anon_kind  # MapInfo's module on first use (see from_fd)
 
@@ -234,6 +238,28 @@ class Map(MapElements, MapPinning):
     def fileno(self) -> int:
         """The bare descriptor number; keep the map open while it is used."""
         return self._fd.fileno()
+
+    @property
+    def pinned(self) -> str | None:
+        """The path this map was pinned at (or opened from) by this object, if any."""
+        return self._pinned
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at `path` on a bpffs so it outlives this process."""
+        from .pinning import pin  # on first use (process start)
+
+        pin(self, path)
+
+    def unpin(self) -> None:
+        """Remove the pin made by `pin()` (or the one `open_pinned` used). The map
+        itself lives on while descriptors or programs use it."""
+        if self._pinned is None:
+            return
+        try:
+            os.unlink(self._pinned)
+        except FileNotFoundError:
+            pass
+        self._pinned = None
 
     @property
     def closed(self) -> bool:
