@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from ._progrun import RunFlags
     from ._sys.types import ProgInfo as _ProgInfo
     from .asm import Instruction
-    from .btf import Func as BTFFunc
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
@@ -536,7 +535,9 @@ def _load_checked(
     if spec.attach_prog is not None:
         attr.attach_prog_fd = spec.attach_prog.fileno()
     if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
-        attr.attach_btf_id, attr.expected_attach_type, ops_module = _struct_ops_target(spec)
+        from ._progtargets import struct_ops_target  # struct_ops programs only
+
+        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
         if ops_module:  # a struct_ops type a module defines: its BTF object
             attr.attach_btf_obj_fd = modules.fd(ops_module)
     else:
@@ -674,14 +675,16 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
                 f"program {spec.name!r} references map {ref!r}, which is not among the maps "
                 f"passed to Program (known: {known})")
         _FD_AT.pack_into(code, where, m.fileno())
+    if tpl.kernel_refs:
+        from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
         ins = ins.copy()
         if ins.opcode == _LD_IMM64:
-            module, btf_id = _kernel_btf_id(ins.reference or "", ("Var", "Func"), spec.name)
+            module, btf_id = kernel_btf_id(ins.reference or "", ("Var", "Func"), spec.name)
             # the second slot's imm (the upper half) is the BTF object's fd, 0 for vmlinux
             ins.imm = (modules.fd(module) << 32 if module else 0) | btf_id
         else:
-            module, ins.imm = _kernel_btf_id(ins.reference or "", ("Func",), spec.name)
+            module, ins.imm = kernel_btf_id(ins.reference or "", ("Func",), spec.name)
             # off: the index of the module's BTF fd in fd_array (0: vmlinux)
             ins.off = modules.index(module) if module else 0
         ins.reference = None
@@ -933,20 +936,6 @@ def _map_load(ins: Instruction, fd: int) -> Instruction:
     return out
 
 
-def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> tuple[str, int]:
-    """(module, BTF id) of the kernel symbol `name` of one of `kinds`: in vmlinux
-    (module ""), else in a loaded module's BTF."""
-    from . import btf  # BTF code on first use: programs without BTF never load it
-    from .btf.kernel import find_kernel_type  # (same)
-
-    found = find_kernel_type(name, tuple(getattr(btf, k) for k in kinds))
-    if found is None:
-        raise KeyNotFoundError(
-            f"program {prog_name!r} references kernel symbol {name!r}, which is neither in "
-            "vmlinux BTF nor in the BTF of a loaded module (is its module loaded?)")
-    return found.module, found.type_id
-
-
 class _ModuleBTFs:
     """The kernel BTF objects of the modules one program load refers to (kfuncs,
     ksyms, its attach target), opened on first use and closed when the load is done.
@@ -1029,28 +1018,6 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
     raise KeyNotFoundError(
         f"attach target {target_name!r} of program {spec.name!r} is not a "
         f"{kind} in {where}")
-
-
-def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int, str]:
-    """(kernel BTF id of the struct, index of the member, module) for a struct_ops
-    program whose `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the
-    object's ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
-    expected_attach_type, as libbpf fills them in at load. `module` is "" for a struct
-    of vmlinux, else the module defining it (the id is one in its BTF, whose object
-    goes in attach_btf_obj_fd)."""
-    from .btf.kernel import find_struct_ops_type  # BTF code on first use (see above)
-
-    type_name, _, member = spec.attach_to.partition(":")
-    found = find_struct_ops_type(type_name)
-    if found is None:
-        raise NotSupportedError(f"struct_ops type {type_name}",
-                                f"struct {type_name} is not in the kernel's BTF (vmlinux "
-                                "or a loaded module's)")
-    for index, m in enumerate(found.struct.members):
-        if m.name == member:
-            return found.struct_id, index, found.module
-    raise NotSupportedError(f"struct_ops member {type_name}.{member}",
-                            "the running kernel's struct has no such member")
 
 
 def _program_btf(prog: LoadedProgram) -> BTFSpec:
@@ -1230,7 +1197,9 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
         if isinstance(t, btf.Var) and t.linkage == btf.Linkage.EXTERN:
             b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
         elif isinstance(t, btf.Func) and t.linkage == btf.Linkage.EXTERN:
-            _declare_extern_func(b, tid, t)
+            from ._progtargets import declare_extern_func  # objects calling kfuncs only
+
+            declare_extern_func(b, tid, t)
         elif isinstance(t, btf.Enum) and t.size == 0:
             # `enum e;` (clang: size 0, no values) is "Unexpected size" to every kernel;
             # an int-sized enum without values, same name, is accepted by all of them
@@ -1260,25 +1229,6 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
                 off += size
             b.replace(tid, btf.Datasec(t.name, off, new_vars))
     return b
-
-
-def _declare_extern_func(b: Builder, tid: int, func: BTFFunc) -> None:
-    """Make the extern FUNC `func` (a kfunc declared in .ksyms, id `tid`) acceptable
-    to BPF_BTF_LOAD, keeping its id: the kernel allows only static and global linkage
-    (extern is "Invalid func linkage") and wants every parameter of a FUNC's
-    prototype named ("Invalid arg#N"). The prototype is replaced in place when it
-    has unnamed parameters; a trailing void parameter (varargs) stays unnamed."""
-    from . import btf  # BTF code on first use: programs without BTF never load it
-
-    proto = func.type
-    if isinstance(proto, btf.FuncProto) and any(
-            not p.name and not isinstance(p.type, btf.Void) for p in proto.params):
-        named = btf.FuncProto(proto.return_type, [
-            btf.FuncParam(p.name or ("" if isinstance(p.type, btf.Void) else f"arg{i}"),
-                          p.type)
-            for i, p in enumerate(proto.params)])
-        b.replace(b.type_id(proto), named)
-    b.replace(tid, btf.Func(func.name, proto, btf.Linkage.GLOBAL))
 
 
 # -- info -------------------------------------------------------------------------
