@@ -129,75 +129,24 @@ class Map(MapElements):
         Type, sizes and flags are read from the kernel; `spec` (if given) supplies
         BTF key/value types and the name.
         """
-        # MapInfo's module on first use: its frozen dataclass costs ~1 ms to import
-        from .info import anon_kind, kernel_btf_types, query_info
+        from .opening import from_fd  # on first use (process start)
 
-        owned = fd if isinstance(fd, FD) else FD(_validate.integer(fd, "fd", 0, 2**31 - 1), "map")
-        kind = anon_kind(owned.fileno())
-        if kind not in ("", "bpf-map"):
-            owned.close()
-            raise InvalidArgumentError(f"fd is a {kind}, not a map")
-        m = cls.__new__(cls)
-        m._owner = 0
-        m._mmaps = []
-        m._pinned = None
-        m._frozen = False
-        try:
-            info = query_info(owned.fileno())
-        except BaseException:
-            owned.close()
-            raise
-        base = MapSpec(name=info.name, type=info.type, key_size=info.key_size,
-                       value_size=info.value_size, max_entries=info.max_entries,
-                       flags=int(info.flags), map_extra=info.map_extra)
-        if spec is not None:
-            base.key, base.value = spec.key, spec.value
-            base.name = spec.name or base.name
-            base.inner_map = spec.inner_map
-        elif info.btf_id and (info.btf_key_type_id or info.btf_value_type_id):
-            base.key, base.value = kernel_btf_types(info)
-        owned.kind = f"map {base.name!r}"
-        m._setup(owned, base)
-        m._frozen = info.frozen
-        return m
+        return from_fd(cls, fd, spec)
 
     @classmethod
     def open_pinned(cls, path: str | os.PathLike[str], *, read_only: bool = False,
                     write_only: bool = False) -> Map:
         """Open the map pinned at `path` on a bpffs (BPF_OBJ_GET)."""
-        flags = (_t.BPF_F_RDONLY if read_only else 0) | (_t.BPF_F_WRONLY if write_only else 0)
-        p = _validate.path(path, "pin path")
-        try:
-            fd = _ops.obj_get(p, flags)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                raise SyscallError(errno.ENOENT, f"no pinned object at {p}") from None
-            if e.errno == errno.EPERM:
-                from .pinning import not_bpffs, on_bpffs  # to explain an EPERM only
+        from .opening import open_pinned  # on first use (process start)
 
-                if not on_bpffs(p):
-                    raise not_bpffs(p) from None
-            raise
-        from .info import anon_kind  # MapInfo's module on first use (see from_fd)
-
-        kind = anon_kind(fd)
-        if kind and kind != "bpf-map":
-            os.close(fd)
-            raise InvalidArgumentError(f"{p} is a {kind}, not a map")
-        m = cls.from_fd(fd)
-        m._pinned = p
-        return m
+        return open_pinned(cls, path, read_only, write_only)
 
     @classmethod
     def from_id(cls, map_id: int) -> Map:
         """Open the map with kernel id `map_id` (BPF_MAP_GET_FD_BY_ID)."""
-        try:
-            fd = _ops.get_fd_by_id(_t.Cmd.MAP_GET_FD_BY_ID, map_id)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                raise KeyNotFoundError(f"no map with id {map_id}") from None
-            raise
-        return cls.from_fd(fd)
+        from .opening import from_id  # on first use (process start)
+
+        return from_id(cls, map_id)
 
     def _setup(self, fd: FD, spec: MapSpec) -> None:
         self._fd = fd
@@ -408,17 +357,9 @@ class Map(MapElements):
         """Map an array created with MapFlags.MMAPABLE into memory: a memoryview of
         max_entries elements of round_up(value_size, 8) bytes each. Writes through
         it are visible to lookups and programs. Frozen maps need writable=False."""
-        if self._type != MapType.ARRAY or not self._spec.flags & _t.BPF_F_MMAPABLE:
-            raise InvalidArgumentError(
-                f"map {self._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
-        stride = (self._value_size + 7) & ~7
-        length = stride * self._spec.max_entries
-        page = os.sysconf("SC_PAGE_SIZE")
-        with self._fd.hold() as fd:
-            mm = _ops.mmap_fd(fd, (length + page - 1) // page * page, writable)
-        self._mmaps.append(mm)
-        view = memoryview(mm)[:length]
-        return view if writable else view.toreadonly()
+        from .mapping import mmap_view  # on first use (process start)
+
+        return mmap_view(self, writable)
 
     @property
     def arena_address(self) -> int:

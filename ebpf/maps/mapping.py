@@ -1,12 +1,14 @@
 """The memory mapping of an mmapable ARRAY map, made on the first element operation that
-can use it (`map_memory`), and its zero-copy views (`Map.memory()`, `Map.array()`). A module
-of its own that `ebpf.maps.mapped` imports on first use, so that creating maps does not
-unmarshal it (process start, issue 15)."""
+can use it (`map_memory`), its zero-copy views (`Map.memory()`, `Map.array()`), and the
+mappings of their own that `Map.mmap()` makes. A module of its own that `ebpf.maps`
+imports on first use, so that creating maps does not unmarshal it (process start,
+issue 15)."""
 
 from __future__ import annotations
 
 import errno
 import mmap as _mmap
+import os
 
 from .._sys import ops as _ops
 from .._sys import types as _t
@@ -19,9 +21,10 @@ TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
 
+    from .core import Map
     from .mapped import MapMemory
 
-__all__ = ["array", "map_memory", "memory"]
+__all__ = ["array", "map_memory", "memory", "mmap_view"]
 
 
 def map_memory(m: MapMemory) -> Any:
@@ -124,3 +127,18 @@ def array(m: MapMemory, dtype: Any = None) -> Any:
             f"dtype {dt} is {dt.itemsize} bytes, the values of map {m._name!r} "
             f"are {vs}")
     return np.ndarray((n,), dtype=dt, buffer=flat, strides=(stride,))
+
+
+def mmap_view(m: Map, writable: bool) -> memoryview:
+    """`m.mmap(writable=writable)`: see `Map.mmap`."""
+    if m._type != MapType.ARRAY or not m._spec.flags & _t.BPF_F_MMAPABLE:
+        raise InvalidArgumentError(
+            f"map {m._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
+    stride = (m._value_size + 7) & ~7
+    length = stride * m._spec.max_entries
+    page = os.sysconf("SC_PAGE_SIZE")
+    with m._fd.hold() as fd:
+        mm = _ops.mmap_fd(fd, (length + page - 1) // page * page, writable)
+    m._mmaps.append(mm)
+    view = memoryview(mm)[:length]
+    return view if writable else view.toreadonly()
