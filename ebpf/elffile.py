@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from typing import Any, Literal, NamedTuple, TypeAlias, overload
 
     from ebpf._elfsegments import Note as Note
+    from ebpf._elfsegments import Segment as Segment
     from ebpf._elfsegments import SegmentFlags as SegmentFlags
     from ebpf._elfsegments import SegmentType as SegmentType
 else:
@@ -188,20 +189,13 @@ _PN_XNUM = 0xFFFF
 _PT_LOAD = 1  # SegmentType.LOAD
 _EHDR_SIZE = 64
 _SHDR_SIZE = 64
-_PHDR_SIZE = 56
 _SYM_SIZE = 24
 _REL_SIZE = 16
 _RELA_SIZE = 24
 
 
-def _segment_types() -> dict[int, int]:
-    from ebpf._elfsegments import SEGMENT_TYPES  # on first use (process start)
-
-    return SEGMENT_TYPES
-
-
 def __getattr__(name: str) -> Any:
-    if name in ("Note", "SegmentFlags", "SegmentType"):
+    if name in ("Note", "Segment", "SegmentFlags", "SegmentType"):
         # executables' and shared libraries' classes on first use (process start)
         from ebpf import _elfsegments
 
@@ -356,49 +350,6 @@ class Section:
         return (
             f"Section(index={self.index}, name={self.name!r}, type={t}, "
             f"offset={self.offset:#x}, size={self.size:#x})"
-        )
-
-
-class Segment:
-    """One program header (``PT_*``): a run of the file mapped at run time."""
-
-    __slots__ = (
-        "_elf",
-        "align",
-        "filesz",
-        "flags",
-        "index",
-        "memsz",
-        "offset",
-        "paddr",
-        "type",
-        "vaddr",
-    )
-
-    def __init__(
-        self, elf: ELFFile, index: int, row: tuple[int, int, int, int, int, int, int, int]
-    ) -> None:
-        self._elf = elf
-        self.index = index
-        (p_type, self.flags, self.offset, self.vaddr,
-         self.paddr, self.filesz, self.memsz, self.align) = row
-        self.type: int = _segment_types().get(p_type, p_type)
-
-    @property
-    def label(self) -> str:
-        """The name used in error messages."""
-        return f"segment #{self.index}"
-
-    def data(self) -> memoryview:
-        """The segment's ``p_filesz`` file bytes; ELFError if they lie outside the file."""
-        return self._elf._view(self.offset, self.filesz, self.label)
-
-    def __repr__(self) -> str:
-        t = self.type.name if isinstance(self.type, enum.IntEnum) else hex(self.type)
-        return (
-            f"Segment(index={self.index}, type={t}, flags={self.flags:#x}, "
-            f"offset={self.offset:#x}, vaddr={self.vaddr:#x}, filesz={self.filesz:#x}, "
-            f"memsz={self.memsz:#x})"
         )
 
 
@@ -897,24 +848,10 @@ class ELFFile:
     def segments(self) -> list[Segment]:
         """The program headers (empty for relocatable objects)."""
         if self._segments is None:
-            self._segments = self._parse_segments()
-        return self._segments
+            from ebpf._elfsegments import parse_segments  # on first use (process start)
 
-    def _parse_segments(self) -> list[Segment]:
-        phoff, phnum = self.phoff, self._raw_phnum
-        if phoff == 0 or phnum == 0:
-            return []
-        if self.phentsize != _PHDR_SIZE:
-            raise ELFError(
-                f"program header entry size {self.phentsize}, expected {_PHDR_SIZE}", offset=0x36
-            )
-        end = phoff + phnum * _PHDR_SIZE
-        if end > len(self._buf):
-            raise ELFError(
-                f"program header table of {phnum} entries lies outside the file", offset=phoff
-            )
-        rows = self._structs.phdr.iter_unpack(self._view(phoff, end - phoff, "program headers"))
-        return [Segment(self, i, row) for i, row in enumerate(rows)]
+            self._segments = parse_segments(self)
+        return self._segments
 
     def vaddr_to_offset(self, vaddr: int) -> int | None:
         """The file offset that a ``PT_LOAD`` segment maps at `vaddr`, or None."""
@@ -1100,36 +1037,9 @@ class ELFFile:
         alignment = where.addralign if isinstance(where, Section) else where.align
         align = 8 if alignment == 8 else 4
         data = bytes(where.data())
-        return self._iter_notes(data, align, where.offset, where.label)
+        from ebpf._elfsegments import iter_notes  # on first use (process start)
 
-    def _iter_notes(self, data: bytes, align: int, base: int, label: str) -> Iterator[Note]:
-        from ebpf._elfsegments import Note  # on first use (process start)
-
-        nhdr = self._structs.nhdr
-        mask = align - 1
-        n = len(data)
-        pos = 0
-        while pos < n:
-            if n - pos < 12:
-                raise ELFError("truncated note header", section=label, offset=base + pos)
-            namesz, descsz, ntype = nhdr.unpack_from(data, pos)
-            name_start = pos + 12
-            desc_start = (name_start + namesz + mask) & ~mask
-            desc_end = desc_start + descsz
-            if name_start + namesz > n or desc_end > n:
-                raise ELFError(
-                    f"note (name {namesz} bytes, descriptor {descsz} bytes) runs past the end",
-                    section=label,
-                    offset=base + pos,
-                )
-            raw_name = data[name_start : name_start + namesz]
-            nul = raw_name.find(b"\0")
-            if nul >= 0:
-                raw_name = raw_name[:nul]
-            yield Note(
-                raw_name.decode("utf-8", "surrogateescape"), ntype, data[desc_start:desc_end]
-            )
-            pos = (desc_end + mask) & ~mask
+        return iter_notes(self, data, align, where.offset, where.label)
 
 
 class _EmptySymbolTable(SymbolTable):

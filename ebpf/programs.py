@@ -23,7 +23,7 @@ import errno as _errno
 import os
 import struct
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 
 from ._objcache import attached, edits, track_edits, tracked_classes
@@ -31,13 +31,10 @@ from ._sys import consts, ops
 from ._sys import forking as _forking
 from ._sys import log as _log
 from ._sys import prog as _prog
-from ._sys import syscall as _syscall
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
-from ._sys.syscall import from_errno
-from ._sys.types import AttachType, ProgLoadAttr, ProgramType, StatsType
-from ._sys.types import Cmd as _Cmd
+from ._sys.types import AttachType, ProgLoadAttr, ProgramType
 from ._sys.types import FuncInfo as _FuncInfo
 from ._sys.types import LineInfo as _LineInfo
 from .errors import (
@@ -46,28 +43,24 @@ from .errors import (
     KeyNotFoundError,
     NotSupportedError,
     SyscallError,
-    VerifierError,
 )
 from .spec import kernel_name
 from .spec.programs import ProgramFlags, ProgramSpec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntFlag
     from typing import Any
 
-    from ._proginfo import ProgramInfo, TestRunResult
+    from ._proginfo import EnabledStats, ProgramInfo, TestRunResult, enable_stats, program_ids
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
+    from ._progrun import RunFlags
     from ._sys.types import ProgInfo as _ProgInfo
     from .asm import Instruction
-    from .btf import Func as BTFFunc
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
     from .spec.protocols import LoadedProgram, SupportsFileno
-else:
-    from ._sys.fastclass import IntFlag
 
 # The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
 _EXCEPTION_CB_TAG = "exception_callback:"
@@ -95,28 +88,11 @@ MAX_LOG_SIZE = 0xFFFF_FFFF >> 2
 """The largest log buffer the kernel accepts (UINT32_MAX >> 2)."""
 
 _MIN_LOG_SIZE = 128  # kernels before 6.4 refuse smaller log buffers
-# a verifier log line of an instruction ("12: (85) call ...")
-_INSN_LINE = r"^(\d+): \([0-9a-f]{2}\)"
-
 # ld_imm64 sources a map reference may carry; MAP_VALUE keeps its offset
 _MAP_SRCS = (0, consts.BPF_PSEUDO_MAP_FD, consts.BPF_PSEUDO_MAP_VALUE,
              consts.BPF_PSEUDO_MAP_IDX, consts.BPF_PSEUDO_MAP_IDX_VALUE)
 _LD_IMM64 = 0x18
 _CALL = 0x85
-
-# program types whose load takes a BPF trampoline
-_TRAMPOLINE_ATTACH = frozenset((AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
-                                AttachType.MODIFY_RETURN, AttachType.LSM_MAC))
-_TRAMPOLINE_KIND: dict[int, str] = {
-    AttachType.TRACE_FENTRY: "fentry", AttachType.TRACE_FEXIT: "fexit",
-    AttachType.MODIFY_RETURN: "fmod_ret", AttachType.LSM_MAC: "lsm",
-    AttachType.LSM_CGROUP: "lsm_cgroup"}
-_TRAMPOLINE_REFUSED = (
-    "this kernel refuses trampoline programs (fentry/fexit/fmod_ret/lsm/freplace): "
-    "BPF_PROG_LOAD of {what} program {name!r} was refused by policy (EPERM although the "
-    "process has {{held}}); load it on a kernel with BPF trampoline support, or use a "
-    "kprobe, raw tracepoint or tp_btf program instead"
-)
 
 # the BTF name of an attach target, by attach type: (prefix, BTF kind name)
 _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
@@ -128,31 +104,27 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 
 
 def __getattr__(name: str) -> Any:
-    """`ProgramInfo`, its alias `ProgInfo` and `TestRunResult` load on first use: their
-    frozen dataclasses are no part of loading a program (process start); so do
-    `SupportsFileno` and `LoadedProgram` (typing.Protocols: a load imports no `typing`)."""
-    if name in ("ProgramInfo", "ProgInfo", "TestRunResult"):
+    """`ProgramInfo`, its alias `ProgInfo`, `TestRunResult`, `program_ids`, `EnabledStats`,
+    `enable_stats` (`ebpf/_proginfo.py`) and `RunFlags` (`ebpf/_progrun.py`) load on first
+    use: they are no part of loading a program (process start); so do `SupportsFileno` and
+    `LoadedProgram` (typing.Protocols: a load imports no `typing`)."""
+    if name in ("ProgramInfo", "ProgInfo", "TestRunResult", "program_ids", "EnabledStats",
+                "enable_stats"):
         from . import _proginfo  # on first use: process start (see the docstring)
 
         value = getattr(_proginfo, "ProgramInfo" if name == "ProgInfo" else name)
         globals()[name] = value
         return value
+    if name == "RunFlags":
+        from ._progrun import RunFlags  # on first use: process start
+
+        globals()[name] = RunFlags
+        return RunFlags
     if name in ("SupportsFileno", "LoadedProgram"):
         from .spec import protocols  # typing.Protocols on first use (process start)
 
         return getattr(protocols, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class RunFlags(IntFlag):
-    """`Program.test_run` flags (``BPF_F_TEST_*``); `cpu=` sets RUN_ON_CPU itself."""
-
-    NONE = 0
-    RUN_ON_CPU = consts.BPF_F_TEST_RUN_ON_CPU
-    XDP_LIVE_FRAMES = consts.BPF_F_TEST_XDP_LIVE_FRAMES
-    SKB_CHECKSUM_COMPLETE = consts.BPF_F_TEST_SKB_CHECKSUM_COMPLETE
-
-
 
 
 class Program:
@@ -322,8 +294,10 @@ class Program:
 
     def info(self) -> ProgramInfo:
         """Ask the kernel about the program, including its xlated and jited code."""
+        from ._proginfo import info  # on first use: process start
+
         with self.fd.hold() as fd:
-            return _info(fd)
+            return info(fd, _raw_info(fd))
 
     def test_run(
         self,
@@ -346,93 +320,9 @@ class Program:
         256 bytes of headroom) and grows when the kernel says it is too small.
         Raises `NotSupportedError` when the program type cannot be test run.
         """
-        for what, buf in (("data", data), ("ctx", ctx)):
-            if buf is not None and not isinstance(buf, (bytes, bytearray, memoryview)):
-                raise InvalidArgumentError(
-                    f"test_run {what} must be bytes-like, got {type(buf).__name__}")
-        if data is not None and len(data) == 0:
-            data = None  # the kernel wants no buffer rather than an empty one
-        if ctx is not None and len(ctx) == 0:
-            ctx = None
-        from ._sys.types import ProgTestRunAttr  # types_misc.py on first use: process start
+        from ._progrun import test_run  # on first use: process start
 
-        attr = ProgTestRunAttr()
-        repeat = _validate.put(attr, "repeat", repeat)
-        if repeat <= 1:
-            attr.repeat = 0
-        _validate.put(attr, "flags", flags)
-        _validate.put(attr, "batch_size", batch_size)
-        if data_out_size is not None:
-            data_out_size = _validate.integer(data_out_size, "data_out_size", 0,
-                                              _validate.field_range(ProgTestRunAttr,
-                                                                    "data_size_out")[1])
-        if cpu is not None:
-            _validate.put(attr, "cpu", cpu)
-            attr.flags |= consts.BPF_F_TEST_RUN_ON_CPU
-        attr.prog_fd = self.fileno()
-
-        keep: list[Any] = []
-        data_in = None
-        if data is not None:
-            data_in = (ctypes.c_char * len(data)).from_buffer_copy(data)
-            keep.append(data_in)
-            attr.data_in = ctypes.addressof(data_in)
-            attr.data_size_in = len(data)
-        ctx_in = None
-        if ctx is not None:
-            ctx_in = (ctypes.c_char * len(ctx)).from_buffer_copy(ctx)
-            attr.ctx_in = ctypes.addressof(ctx_in)
-            attr.ctx_size_in = len(ctx)
-        # SYSCALL programs write their context back into ctx_in; raw tracepoints,
-        # tracing programs and live XDP frames refuse output buffers
-        live = bool(attr.flags & consts.BPF_F_TEST_XDP_LIVE_FRAMES)
-        ctx_out_allowed = ctx is not None and not live and self._type not in (
-            ProgramType.SYSCALL, ProgramType.RAW_TRACEPOINT, ProgramType.TRACING)
-        data_out_allowed = data is not None and not live
-
-        data_cap = 0
-        if data is not None:
-            # never 0: the kernel reads data_size_out == 0 as "no limit"
-            data_cap = max(data_out_size if data_out_size is not None else len(data) + 256, 1)
-        ctx_cap = max(len(ctx), 1) if ctx is not None else 0
-        for _ in range(8):
-            data_out = ctx_out = None
-            if data_out_allowed:
-                data_out = ctypes.create_string_buffer(data_cap)
-                attr.data_out = ctypes.addressof(data_out)
-                attr.data_size_out = data_cap
-            if ctx_out_allowed:
-                ctx_out = ctypes.create_string_buffer(ctx_cap)
-                attr.ctx_out = ctypes.addressof(ctx_out)
-                attr.ctx_size_out = ctx_cap
-            attr.duration = 0
-            # held: a close() from another thread cannot free the number mid-call
-            with self.fd.hold() as attr.prog_fd:
-                ret = _prog.prog_test_run(attr)
-            if ret == -_errno.ENOSPC:
-                grew = False
-                if data_out is not None and attr.data_size_out > data_cap:
-                    data_cap, grew = int(attr.data_size_out), True
-                if ctx_out is not None and attr.ctx_size_out > ctx_cap:
-                    ctx_cap, grew = int(attr.ctx_size_out), True
-                if not grew:  # no size hint: double both
-                    data_cap, ctx_cap = data_cap * 2 + 256, ctx_cap * 2
-                continue
-            if ret < 0:
-                raise _test_run_error(-ret, self)
-            out_data = b""
-            if data_out is not None:
-                out_data = data_out.raw[: min(int(attr.data_size_out), data_cap)]
-            out_ctx: bytes | None = None
-            if ctx_out is not None:
-                out_ctx = ctx_out.raw[: min(int(attr.ctx_size_out), ctx_cap)]
-            elif ctx_in is not None and self._type == ProgramType.SYSCALL:
-                out_ctx = ctx_in.raw[: attr.ctx_size_in]
-            from ._proginfo import TestRunResult  # on first use: process start
-
-            return TestRunResult(int(attr.retval), out_data, out_ctx, int(attr.duration))
-        raise SyscallError(_errno.ENOSPC, "bpf(BPF_PROG_TEST_RUN): output keeps outgrowing "
-                           f"its buffer ({data_cap} bytes of data, {ctx_cap} of context)")
+        return test_run(self, data, ctx, repeat, flags, cpu, batch_size, data_out_size)
 
     # -- pinning --------------------------------------------------------------
 
@@ -645,7 +535,9 @@ def _load_checked(
     if spec.attach_prog is not None:
         attr.attach_prog_fd = spec.attach_prog.fileno()
     if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
-        attr.attach_btf_id, attr.expected_attach_type, ops_module = _struct_ops_target(spec)
+        from ._progtargets import struct_ops_target  # struct_ops programs only
+
+        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
         if ops_module:  # a struct_ops type a module defines: its BTF object
             attr.attach_btf_obj_fd = modules.fd(ops_module)
     else:
@@ -739,92 +631,9 @@ def _load_with_log(
                    "loaded" if fd >= 0 else f"refused, errno {-fd}", log)
         if fd >= 0:
             return fd, log if log_level else ""
-        raise _load_error(-fd, first_err, spec, ptype, prep, log)
+        from ._progerrors import load_error  # on a refused load only (process start)
 
-
-def _load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
-                prep: _Prepared, log: str) -> Exception:
-    name = spec.name or "<unnamed>"
-    if err in (_errno.EAGAIN, _errno.EINTR):  # still interrupted after the retries
-        return _syscall.interrupted_error(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
-    if err == _errno.EPERM:  # a missing capability, or the kernel's policy
-        policy, feature = None, None
-        if _is_trampoline(spec, ptype):
-            kind = {ProgramType.EXT: "freplace", ProgramType.STRUCT_OPS: "struct_ops"}.get(
-                ptype) or _TRAMPOLINE_KIND.get(spec.attach_type or 0, "lsm")
-            policy = _TRAMPOLINE_REFUSED.format(what=kind, name=name)
-            feature = "trampoline programs"
-        from ._sys import caps as _caps  # on an EPERM only (process start)
-
-        return _caps.eperm_error(f"bpf(BPF_PROG_LOAD) of program {name!r}",
-                                 cmd=_Cmd.PROG_LOAD, prog_type=ptype, obj=_describe(spec, ptype),
-                                 feature=feature, policy_message=policy)
-    if log.strip():
-        exc = VerifierError(err, name, log, _source_line(log, prep))
-        if prep.core_results:
-            from .btf.core import explain_poison  # CO-RE only to explain a poisoned instruction
-
-            why = explain_poison(log, prep.core_results)
-            if why:  # a reachable instruction whose CO-RE relocation failed
-                exc.summary = f"{why}\n{exc.summary}"
-                exc.strerror = f"program {name!r} rejected by the verifier:\n{exc.summary}"
-                exc.args = (err, exc.strerror)
-        return exc
-    if err in (_errno.EOPNOTSUPP, 524) or (err == _errno.EINVAL and first_err == _errno.EINVAL
-                                           and not log):
-        what = f"program type {getattr(ptype, 'name', ptype)}"
-        if spec.attach_type is not None:
-            what += f" with attach type {getattr(spec.attach_type, 'name', spec.attach_type)}"
-        if err == _errno.EINVAL:
-            return SyscallError(err, f"bpf(BPF_PROG_LOAD) of program {name!r}: {os.strerror(err)} "
-                                f"(does this kernel support {what}?)")
-        return NotSupportedError(what, errno=err)
-    return from_errno(err, f"bpf(BPF_PROG_LOAD) of program {name!r}")
-
-
-def _describe(spec: ProgramSpec, ptype: ProgramType) -> str:
-    """How a user knows the program: "program 'dump_elems' (tracing, iter/bpf_map_elem)"."""
-    where = spec.section
-    if not where and spec.attach_type is not None:
-        where = getattr(spec.attach_type, "name", str(spec.attach_type)).lower()
-        if spec.attach_to:
-            where += f" {spec.attach_to}"
-    kind = getattr(ptype, "name", str(ptype)).lower()
-    return f"program {spec.name or '<unnamed>'!r} ({kind}{', ' + where if where else ''})"
-
-
-def _is_trampoline(spec: ProgramSpec, ptype: ProgramType) -> bool:
-    if ptype in (ProgramType.EXT, ProgramType.LSM, ProgramType.STRUCT_OPS):
-        return True
-    return ptype == ProgramType.TRACING and spec.attach_type in _TRAMPOLINE_ATTACH
-
-
-def _source_line(log: str, prep: _Prepared) -> str | None:
-    """``file:line: text`` of the instruction the verifier failed at, from line info."""
-    if not prep.line_info:
-        return None
-    import re  # on a verifier failure only (process start)
-
-    index = None
-    for ln in reversed(log.splitlines()):
-        m = re.match(_INSN_LINE, ln)
-        if m:
-            index = int(m.group(1))
-            break
-    if index is None:
-        return None
-    best = None
-    for slot, line in prep.line_info:  # sorted by slot; the last one at or before wins
-        if slot > index:
-            break
-        best = line
-    if best is None:
-        return None
-    text = str(getattr(best, "line_text", "") or "").strip()
-    file_name = str(getattr(best, "file_name", "") or "")
-    lineno = getattr(best, "line", 0)
-    where = f"{file_name}:{lineno}" if file_name else f"line {lineno}"
-    return f"{where}: {text}" if text else where
+        raise load_error(-fd, first_err, spec, ptype, prep.line_info, prep.core_results, log)
 
 
 def _kernel_version(spec: ProgramSpec) -> int:
@@ -866,14 +675,16 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
                 f"program {spec.name!r} references map {ref!r}, which is not among the maps "
                 f"passed to Program (known: {known})")
         _FD_AT.pack_into(code, where, m.fileno())
+    if tpl.kernel_refs:
+        from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
         ins = ins.copy()
         if ins.opcode == _LD_IMM64:
-            module, btf_id = _kernel_btf_id(ins.reference or "", ("Var", "Func"), spec.name)
+            module, btf_id = kernel_btf_id(ins.reference or "", ("Var", "Func"), spec.name)
             # the second slot's imm (the upper half) is the BTF object's fd, 0 for vmlinux
             ins.imm = (modules.fd(module) << 32 if module else 0) | btf_id
         else:
-            module, ins.imm = _kernel_btf_id(ins.reference or "", ("Func",), spec.name)
+            module, ins.imm = kernel_btf_id(ins.reference or "", ("Func",), spec.name)
             # off: the index of the module's BTF fd in fd_array (0: vmlinux)
             ins.off = modules.index(module) if module else 0
         ins.reference = None
@@ -1125,20 +936,6 @@ def _map_load(ins: Instruction, fd: int) -> Instruction:
     return out
 
 
-def _kernel_btf_id(name: str, kinds: Sequence[str], prog_name: str) -> tuple[str, int]:
-    """(module, BTF id) of the kernel symbol `name` of one of `kinds`: in vmlinux
-    (module ""), else in a loaded module's BTF."""
-    from . import btf  # BTF code on first use: programs without BTF never load it
-    from .btf.kernel import find_kernel_type  # (same)
-
-    found = find_kernel_type(name, tuple(getattr(btf, k) for k in kinds))
-    if found is None:
-        raise KeyNotFoundError(
-            f"program {prog_name!r} references kernel symbol {name!r}, which is neither in "
-            "vmlinux BTF nor in the BTF of a loaded module (is its module loaded?)")
-    return found.module, found.type_id
-
-
 class _ModuleBTFs:
     """The kernel BTF objects of the modules one program load refers to (kfuncs,
     ksyms, its attach target), opened on first use and closed when the load is done.
@@ -1221,28 +1018,6 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
     raise KeyNotFoundError(
         f"attach target {target_name!r} of program {spec.name!r} is not a "
         f"{kind} in {where}")
-
-
-def _struct_ops_target(spec: ProgramSpec) -> tuple[int, int, str]:
-    """(kernel BTF id of the struct, index of the member, module) for a struct_ops
-    program whose `attach_to` is ``"<struct>:<member>"`` (set by the ELF loader from the
-    object's ``.struct_ops`` variables): what BPF_PROG_LOAD wants as attach_btf_id and
-    expected_attach_type, as libbpf fills them in at load. `module` is "" for a struct
-    of vmlinux, else the module defining it (the id is one in its BTF, whose object
-    goes in attach_btf_obj_fd)."""
-    from .btf.kernel import find_struct_ops_type  # BTF code on first use (see above)
-
-    type_name, _, member = spec.attach_to.partition(":")
-    found = find_struct_ops_type(type_name)
-    if found is None:
-        raise NotSupportedError(f"struct_ops type {type_name}",
-                                f"struct {type_name} is not in the kernel's BTF (vmlinux "
-                                "or a loaded module's)")
-    for index, m in enumerate(found.struct.members):
-        if m.name == member:
-            return found.struct_id, index, found.module
-    raise NotSupportedError(f"struct_ops member {type_name}.{member}",
-                            "the running kernel's struct has no such member")
 
 
 def _program_btf(prog: LoadedProgram) -> BTFSpec:
@@ -1422,7 +1197,9 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
         if isinstance(t, btf.Var) and t.linkage == btf.Linkage.EXTERN:
             b.replace(tid, btf.Var(t.name, t.type, btf.Linkage.GLOBAL))
         elif isinstance(t, btf.Func) and t.linkage == btf.Linkage.EXTERN:
-            _declare_extern_func(b, tid, t)
+            from ._progtargets import declare_extern_func  # objects calling kfuncs only
+
+            declare_extern_func(b, tid, t)
         elif isinstance(t, btf.Enum) and t.size == 0:
             # `enum e;` (clang: size 0, no values) is "Unexpected size" to every kernel;
             # an int-sized enum without values, same name, is accepted by all of them
@@ -1454,35 +1231,6 @@ def _kernel_ready_builder(spec: BTFSpec) -> Builder:
     return b
 
 
-def _declare_extern_func(b: Builder, tid: int, func: BTFFunc) -> None:
-    """Make the extern FUNC `func` (a kfunc declared in .ksyms, id `tid`) acceptable
-    to BPF_BTF_LOAD, keeping its id: the kernel allows only static and global linkage
-    (extern is "Invalid func linkage") and wants every parameter of a FUNC's
-    prototype named ("Invalid arg#N"). The prototype is replaced in place when it
-    has unnamed parameters; a trailing void parameter (varargs) stays unnamed."""
-    from . import btf  # BTF code on first use: programs without BTF never load it
-
-    proto = func.type
-    if isinstance(proto, btf.FuncProto) and any(
-            not p.name and not isinstance(p.type, btf.Void) for p in proto.params):
-        named = btf.FuncProto(proto.return_type, [
-            btf.FuncParam(p.name or ("" if isinstance(p.type, btf.Void) else f"arg{i}"),
-                          p.type)
-            for i, p in enumerate(proto.params)])
-        b.replace(b.type_id(proto), named)
-    b.replace(tid, btf.Func(func.name, proto, btf.Linkage.GLOBAL))
-
-
-# -- test run errors ------------------------------------------------------------
-
-
-def _test_run_error(err: int, prog: Program) -> Exception:
-    type_name = getattr(prog.type, "name", str(prog.type))
-    if err in (_errno.EOPNOTSUPP, 524):
-        return NotSupportedError(f"BPF_PROG_TEST_RUN of {type_name} programs", errno=err)
-    return from_errno(err, f"bpf(BPF_PROG_TEST_RUN) of {type_name} program {prog.name!r}")
-
-
 # -- info -------------------------------------------------------------------------
 
 
@@ -1501,102 +1249,3 @@ def _raw_info(fd: int) -> _ProgInfo:
     info = ProgInfo()
     ops.obj_get_info(fd, info)
     return info
-
-
-def _info(fd: int) -> ProgramInfo:
-    first = _raw_info(fd)
-    n_xl, n_jit = int(first.xlated_prog_len), int(first.jited_prog_len)
-    n_maps, n_ksyms = int(first.nr_map_ids), int(first.nr_jited_ksyms)
-    n_lens = int(first.nr_jited_func_lens)
-    xl = ctypes.create_string_buffer(max(n_xl, 1))
-    jit = ctypes.create_string_buffer(max(n_jit, 1))
-    map_ids = (ctypes.c_uint32 * max(n_maps, 1))()
-    ksyms = (ctypes.c_uint64 * max(n_ksyms, 1))()
-    lens = (ctypes.c_uint32 * max(n_lens, 1))()
-    info = type(first)()
-    info.xlated_prog_len, info.xlated_prog_insns = n_xl, ctypes.addressof(xl)
-    info.jited_prog_len, info.jited_prog_insns = n_jit, ctypes.addressof(jit)
-    info.nr_map_ids, info.map_ids = n_maps, ctypes.addressof(map_ids)
-    info.nr_jited_ksyms, info.jited_ksyms = n_ksyms, ctypes.addressof(ksyms)
-    info.nr_jited_func_lens, info.jited_func_lens = n_lens, ctypes.addressof(lens)
-    ops.obj_get_info(fd, info)
-    # the program cannot change, but be safe if a count grew in between
-    n_xl, n_jit = min(n_xl, int(info.xlated_prog_len)), min(n_jit, int(info.jited_prog_len))
-    n_maps = min(n_maps, int(info.nr_map_ids))
-    try:
-        ptype: ProgramType | int = ProgramType(info.type)
-    except ValueError:
-        ptype = int(info.type)
-    from ._proginfo import ProgramInfo  # on first use: process start
-
-    return ProgramInfo(
-        type=ptype,
-        id=int(info.id),
-        tag=bytes(info.tag).hex(),
-        name=_cstr(info.name),
-        load_time_ns=int(info.load_time),
-        created_by_uid=int(info.created_by_uid),
-        map_ids=tuple(map_ids[:n_maps]),
-        btf_id=int(info.btf_id),
-        xlated=xl.raw[:n_xl],
-        jited=jit.raw[:n_jit],
-        jited_ksyms=tuple(ksyms[:min(n_ksyms, int(info.nr_jited_ksyms))]),
-        jited_func_lens=tuple(lens[:min(n_lens, int(info.nr_jited_func_lens))]),
-        run_cnt=int(info.run_cnt),
-        run_time_ns=int(info.run_time_ns),
-        recursion_misses=int(info.recursion_misses),
-        verified_insns=int(info.verified_insns),
-        gpl_compatible=bool(info.gpl_compatible),
-        ifindex=int(info.ifindex),
-        attach_btf_id=int(info.attach_btf_id),
-        attach_btf_obj_id=int(info.attach_btf_obj_id),
-        nr_func_info=int(first.nr_func_info),
-        nr_line_info=int(first.nr_line_info),
-    )
-
-
-def program_ids() -> Iterator[int]:
-    """The ids of every program loaded in the kernel, ascending (needs CAP_SYS_ADMIN)."""
-    next_id = _prog.prog_get_next_id(0)
-    while next_id is not None:
-        yield next_id
-        next_id = _prog.prog_get_next_id(next_id)
-
-
-# -- statistics -------------------------------------------------------------------
-
-
-class EnabledStats:
-    """Run-time statistics stay enabled while this object is open (BPF_ENABLE_STATS).
-
-    Use it as a context manager or `close()` it; while any such handle is
-    open anywhere, `ProgramInfo.run_cnt` and `run_time_ns` count.
-    """
-
-    def __init__(self, stats_type: StatsType = StatsType.RUN_TIME) -> None:
-        self.fd = FD(_prog.enable_stats(int(stats_type)), "stats")
-
-    def fileno(self) -> int:
-        """The raw descriptor."""
-        return self.fd.fileno()
-
-    def close(self) -> None:
-        """Stop holding the statistics on (idempotent)."""
-        self.fd.close()
-
-    def __enter__(self) -> EnabledStats:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def enable_stats(stats_type: StatsType = StatsType.RUN_TIME) -> EnabledStats:
-    """Turn on program run-time statistics until the returned handle is closed.
-
-    >>> with ebpf.programs.enable_stats():          # doctest: +SKIP
-    ...     prog.test_run(b"\\0" * 64)
-    ...     prog.info().run_cnt
-    1
-    """
-    return EnabledStats(stats_type)

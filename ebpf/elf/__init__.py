@@ -26,7 +26,6 @@ from ebpf.elffile import (
     Section,
     SectionFlags,
     SectionType,
-    Segment,
     Symbol,
     SymbolBind,
     SymbolTable,
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ebpf.elf.sections import SECTION_TABLE, SectionPattern
-    from ebpf.elffile import Note, SegmentFlags, SegmentType
+    from ebpf.elffile import Note, Segment, SegmentFlags, SegmentType
 
 __all__ = [
     "SECTION_TABLE",
@@ -81,7 +80,7 @@ def __getattr__(name: str) -> Any:
         from ebpf.elf import sections  # its named tuples on first use (process start)
 
         return getattr(sections, name)
-    if name in ("Note", "SegmentFlags", "SegmentType"):
+    if name in ("Note", "Segment", "SegmentFlags", "SegmentType"):
         from ebpf import elffile  # executables' classes on first use (process start)
 
         return getattr(elffile, name)

@@ -82,7 +82,7 @@ def type_name(t: int) -> str:
 
 class MapState:
     """The state of a `Map`: the slots the parts it is made of (`MapCodec`,
-    `MapElements`, `MapPinning`, and the functions of `iteration.py` and `batch.py`)
+    `MapElements`, and the functions of `pinning.py`, `iteration.py` and `batch.py`)
     work on."""
 
     __slots__ = (

@@ -133,7 +133,7 @@ def lookup(m: MapElements, cmd: int, chunk_size: int | None, numpy: bool) -> Bat
             cmd != _t.Cmd.MAP_LOOKUP_BATCH and m._type in ARRAY_TYPES):
         raise NotSupportedError(f"{what} on {type_name(m._type)} maps")
     if m._mstate != _NONE and cmd == _t.Cmd.MAP_LOOKUP_BATCH:
-        got = m._mbatch(numpy)  # a memory-mapped array: one copy, no system call
+        got = _mapped_batch(m, numpy)  # a memory-mapped array: one copy, no system call
         if got is not None:
             keys, vals, n = got
             return Batch(shape(keys, n, 4, numpy, per_cpu=False),
@@ -253,3 +253,22 @@ def __getattr__(name: str) -> Any:
 
         return Batch
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _mapped_batch(m: MapElements, numpy: bool) -> tuple[Any, Any, int] | None:
+    """(keys, values, count) of the whole array copied from the mapping, as
+    `lookup_batch` returns them; None when the map is not mapped."""
+    mm = m._memory()
+    if mm is None:
+        return None
+    n, stride, vs = m._mcount, m._mstride, m._value_size
+    try:
+        block = mm[: n * stride]
+    except ValueError:
+        return None
+    if stride != vs:
+        block = b"".join(block[o: o + vs] for o in range(0, len(block), stride))
+    import array  # a whole-array lookup_batch only (process start)
+
+    keys = memoryview(array.array("I", range(n))).cast("B")
+    return keys, bytearray(block), n

@@ -20,9 +20,8 @@ from .._sys import types as _t
 from .._sys import validate as _validate
 from .._sys.fd import FD
 from .._sys.syscall import bpf_errno as _bpf_errno
-from .._sys.syscall import from_errno
 from .._sys.types import MapType
-from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
+from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
 from . import mapped as _mapped
@@ -36,7 +35,6 @@ from .base import (
 )
 from .codec import Buffers, decoder, int_format
 from .elements import MapElements, UpdateFlags
-from .pinning import MapPinning, check_pin_location, not_bpffs, on_bpffs, try_obj_get
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -50,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Map", "map_ids"]
 
 
-class Map(MapElements, MapPinning):
+class Map(MapElements):
     """A BPF map: create one from a `MapSpec`, or open one by pin path, id or fd.
 
     Dict-like: `m[k]`, `m[k] = v`, `del m[k]`, `k in m`, `get`, `pop`, `keys()`,
@@ -88,6 +86,8 @@ class Map(MapElements, MapPinning):
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_dir = _validate.path(pin_path, "pin_path")
             pin_file = os.path.join(pin_dir, spec.name)
+            from .pinning import check_pin_location, try_obj_get  # pinned maps only
+
             check_pin_location(pin_dir, pin_file)
             existing = try_obj_get(pin_file)
             if existing is not None:
@@ -129,72 +129,24 @@ class Map(MapElements, MapPinning):
         Type, sizes and flags are read from the kernel; `spec` (if given) supplies
         BTF key/value types and the name.
         """
-        # MapInfo's module on first use: its frozen dataclass costs ~1 ms to import
-        from .info import anon_kind, kernel_btf_types, query_info
+        from .opening import from_fd  # on first use (process start)
 
-        owned = fd if isinstance(fd, FD) else FD(_validate.integer(fd, "fd", 0, 2**31 - 1), "map")
-        kind = anon_kind(owned.fileno())
-        if kind not in ("", "bpf-map"):
-            owned.close()
-            raise InvalidArgumentError(f"fd is a {kind}, not a map")
-        m = cls.__new__(cls)
-        m._owner = 0
-        m._mmaps = []
-        m._pinned = None
-        m._frozen = False
-        try:
-            info = query_info(owned.fileno())
-        except BaseException:
-            owned.close()
-            raise
-        base = MapSpec(name=info.name, type=info.type, key_size=info.key_size,
-                       value_size=info.value_size, max_entries=info.max_entries,
-                       flags=int(info.flags), map_extra=info.map_extra)
-        if spec is not None:
-            base.key, base.value = spec.key, spec.value
-            base.name = spec.name or base.name
-            base.inner_map = spec.inner_map
-        elif info.btf_id and (info.btf_key_type_id or info.btf_value_type_id):
-            base.key, base.value = kernel_btf_types(info)
-        owned.kind = f"map {base.name!r}"
-        m._setup(owned, base)
-        m._frozen = info.frozen
-        return m
+        return from_fd(cls, fd, spec)
 
     @classmethod
     def open_pinned(cls, path: str | os.PathLike[str], *, read_only: bool = False,
                     write_only: bool = False) -> Map:
         """Open the map pinned at `path` on a bpffs (BPF_OBJ_GET)."""
-        flags = (_t.BPF_F_RDONLY if read_only else 0) | (_t.BPF_F_WRONLY if write_only else 0)
-        p = _validate.path(path, "pin path")
-        try:
-            fd = _ops.obj_get(p, flags)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                raise SyscallError(errno.ENOENT, f"no pinned object at {p}") from None
-            if e.errno == errno.EPERM and not on_bpffs(p):
-                raise not_bpffs(p) from None
-            raise
-        from .info import anon_kind  # MapInfo's module on first use (see from_fd)
+        from .opening import open_pinned  # on first use (process start)
 
-        kind = anon_kind(fd)
-        if kind and kind != "bpf-map":
-            os.close(fd)
-            raise InvalidArgumentError(f"{p} is a {kind}, not a map")
-        m = cls.from_fd(fd)
-        m._pinned = p
-        return m
+        return open_pinned(cls, path, read_only, write_only)
 
     @classmethod
     def from_id(cls, map_id: int) -> Map:
         """Open the map with kernel id `map_id` (BPF_MAP_GET_FD_BY_ID)."""
-        try:
-            fd = _ops.get_fd_by_id(_t.Cmd.MAP_GET_FD_BY_ID, map_id)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT:
-                raise KeyNotFoundError(f"no map with id {map_id}") from None
-            raise
-        return cls.from_fd(fd)
+        from .opening import from_id  # on first use (process start)
+
+        return from_id(cls, map_id)
 
     def _setup(self, fd: FD, spec: MapSpec) -> None:
         self._fd = fd
@@ -235,6 +187,28 @@ class Map(MapElements, MapPinning):
     def fileno(self) -> int:
         """The bare descriptor number; keep the map open while it is used."""
         return self._fd.fileno()
+
+    @property
+    def pinned(self) -> str | None:
+        """The path this map was pinned at (or opened from) by this object, if any."""
+        return self._pinned
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at `path` on a bpffs so it outlives this process."""
+        from .pinning import pin  # on first use (process start)
+
+        pin(self, path)
+
+    def unpin(self) -> None:
+        """Remove the pin made by `pin()` (or the one `open_pinned` used). The map
+        itself lives on while descriptors or programs use it."""
+        if self._pinned is None:
+            return
+        try:
+            os.unlink(self._pinned)
+        except FileNotFoundError:
+            pass
+        self._pinned = None
 
     @property
     def closed(self) -> bool:
@@ -383,17 +357,9 @@ class Map(MapElements, MapPinning):
         """Map an array created with MapFlags.MMAPABLE into memory: a memoryview of
         max_entries elements of round_up(value_size, 8) bytes each. Writes through
         it are visible to lookups and programs. Frozen maps need writable=False."""
-        if self._type != MapType.ARRAY or not self._spec.flags & _t.BPF_F_MMAPABLE:
-            raise InvalidArgumentError(
-                f"map {self._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
-        stride = (self._value_size + 7) & ~7
-        length = stride * self._spec.max_entries
-        page = os.sysconf("SC_PAGE_SIZE")
-        with self._fd.hold() as fd:
-            mm = _ops.mmap_fd(fd, (length + page - 1) // page * page, writable)
-        self._mmaps.append(mm)
-        view = memoryview(mm)[:length]
-        return view if writable else view.toreadonly()
+        from .mapping import mmap_view  # on first use (process start)
+
+        return mmap_view(self, writable)
 
     @property
     def arena_address(self) -> int:
@@ -579,6 +545,8 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
             ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
         if ret < 0:
+            from .failures import create_error  # on a refusal only (process start)
+
             raise create_error(spec, -ret)
         return FD(ret, f"map {spec.name!r}")
     finally:
@@ -618,26 +586,3 @@ def spec_type_id(t: btf.Type | None) -> int:
     if owner is None:
         raise InvalidArgumentError(f"{t!r} does not come from a BTF spec")
     return int(owner.type_id(t))
-
-
-def create_error(spec: MapSpec, err: int) -> Exception:
-    """Why the kernel refused to create `spec` (errno `err`), as a typed error."""
-    tname = type_name(spec.type)
-    desc = (f"create {tname} map {spec.name!r} (key_size {spec.key_size}, value_size "
-            f"{spec.value_size}, max_entries {spec.max_entries}, flags {int(spec.flags):#x})")
-    if err in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
-        try:
-            known = MapType(spec.type)
-        except ValueError:
-            return NotSupportedError(f"map type {int(spec.type)}", "unknown to this kernel")
-        from .. import features  # on a refusal only: features loads ebpf.btf
-
-        if not features.have_map_type(known):
-            return NotSupportedError(f"map type {tname}")
-    if err == errno.EPERM:  # a missing capability, or the kernel's policy
-        from .._sys.caps import eperm_error  # on an EPERM only (process start)
-
-        return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.Cmd.MAP_CREATE,
-                           map_type=int(spec.type), obj=f"map {spec.name!r} ({tname.lower()})",
-                           feature=f"map type {tname}")
-    return from_errno(err, desc)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
 
@@ -15,22 +14,18 @@ from .._sys import types as _t
 from .._sys import validate as _validate
 from .._sys.fd import hold as _hold
 from .._sys.syscall import NR_BPF as _NR
-from .._sys.syscall import from_errno
 from .._sys.types import MapType
 from ..errors import (
     InvalidArgumentError,
     KeyNotFoundError,
-    NotSupportedError,
-    PermissionError,
     SyscallError,
 )
-from .base import ARRAY_TYPES, FD_VALUE_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
 from .base import DELETE as _DELETE
 from .base import DELETE_ATTR_SIZE as _DELETE_ATTR_SIZE
 from .base import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
+from .base import KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
 from .base import LOOKUP as _LOOKUP
 from .base import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
-from .base import NEXT_KEY as _NEXT_KEY
 from .base import UPDATE as _UPDATE
 from .codec import Buffers
 from .mapped import NONE as _NONE
@@ -209,65 +204,10 @@ class MapElements(MapMemory):
         return f"key {key!r} not found in map {self._name!r}"
 
     def _elem_error(self, cmd: int, err: int, key: Any, flags: int) -> Exception:
-        op = {_LOOKUP: "lookup", _UPDATE: "update", _DELETE: "delete",
-              _LOOKUP_AND_DELETE: "lookup_and_delete", _NEXT_KEY: "next_key"}.get(cmd, str(cmd))
-        where = f"{op} in {type_name(self._type)} map {self._name!r}"
-        if err == errno.EBADF and self._fd.closed:
-            return self._fd.closed_error()  # closed by another thread during the call
-        if err == _ENOENT:
-            return KeyNotFoundError(self._missing(key))
-        if err == errno.EEXIST and cmd == _UPDATE:
-            return KeyExistsError(err, f"{where}: key {key!r} already exists (NOEXIST)")
-        if err == errno.E2BIG and cmd == _UPDATE:
-            return SyscallError(err, f"{where}: map is full "
-                                     f"(max_entries {self._spec.max_entries})")
-        if err == errno.EPERM:
-            return self._access_error(cmd, err, where)
-        if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and cmd in (
-                _DELETE, _LOOKUP_AND_DELETE) and self._type in ARRAY_TYPES and \
-                self._type not in FD_VALUE_TYPES:
-            return InvalidArgumentError(
-                f"{where}: elements of {type_name(self._type)} maps cannot be deleted")
-        if err == errno.EINVAL and flags & UpdateFlags.LOCK:
-            return InvalidArgumentError(
-                f"{where}: UpdateFlags.LOCK needs a value with a struct bpf_spin_lock (BTF)")
-        if err in (errno.EOPNOTSUPP, 524):
-            return NotSupportedError(f"{op} on {type_name(self._type)} maps")
-        return from_errno(err, where)
+        """The typed error of element command `cmd` that failed with `err`."""
+        from .failures import elem_error  # on a failure only (process start)
 
-    def _access_error(self, cmd: int, err: int, where: str) -> Exception:
-        """EPERM from an element operation: the map's or the descriptor's access mode
-        (what the kernel checks there), else `ebpf._sys.caps.eperm_error`."""
-        write = cmd in (_UPDATE, _DELETE, _LOOKUP_AND_DELETE)
-        info: dict[str, str] = {}
-        mode = -1
-        import fcntl as _fcntl  # on an EPERM only, as caps below (process start)
-
-        try:
-            with self._fd.hold() as fd:
-                info = _fdinfo(fd)
-                mode = _fcntl.fcntl(fd, _fcntl.F_GETFL) & os.O_ACCMODE
-        except (OSError, ValueError):
-            pass
-        # BPF_F_RDONLY/WRONLY at creation only set the mode of the creator's descriptor
-        flags = int(getattr(self._spec, "flags", 0) or 0)
-        why = ""
-        if write and (self._frozen or info.get("frozen") == "1"):
-            why = "the map is frozen"
-        elif write and mode == os.O_RDONLY:
-            why = ("the map was created read-only for user space (BPF_F_RDONLY)"
-                   if flags & _t.BPF_F_RDONLY else
-                   "this descriptor of the map is read-only (opened read_only)")
-        elif not write and mode == os.O_WRONLY:
-            why = ("the map was created write-only for user space (BPF_F_WRONLY)"
-                   if flags & _t.BPF_F_WRONLY else
-                   "this descriptor of the map is write-only (opened write_only)")
-        if why:
-            return PermissionError(err, f"{where}: {why}")
-        from .._sys.caps import eperm_error  # on an EPERM only (process start)
-
-        return eperm_error(where, err=err, cmd=cmd, map_type=int(self._type),
-                           obj=where)
+        return elem_error(self, cmd, err, key, flags)
 
     def _is_frozen(self) -> bool:
         try:

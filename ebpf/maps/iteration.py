@@ -14,13 +14,21 @@ from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys.syscall import NR_BPF as _NR
 from .._sys.syscall import bpf_errno as _bpf_errno
-from ..errors import Error, InvalidArgumentError, KeyNotFoundError, NotSupportedError, SyscallError
+from ..errors import (
+    ClosedError,
+    Error,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    NotSupportedError,
+    SyscallError,
+)
 from .base import ARRAY_TYPES, BATCH_TYPES, KEYLESS_TYPES, NO_ELEMENT_TYPES, type_name
 from .base import ELEM_ATTR_SIZE as _ELEM_ATTR_SIZE
 from .base import LOOKUP as _LOOKUP
 from .base import NEXT_KEY as _NEXT_KEY
 from .base import NEXT_KEY_ATTR_SIZE as _NEXT_KEY_ATTR_SIZE
 from .batch import BatchWalk
+from .mapped import _BYTEORDER
 from .mapped import NONE as _NONE
 
 if TYPE_CHECKING:
@@ -122,7 +130,7 @@ def raw_chunks(m: MapElements) -> Iterator[tuple[list[bytes], list[bytes]]]:
     concurrent updates), else BPF_MAP_GET_NEXT_KEY plus lookups."""
     m._check_iterable()
     if m._mstate != _NONE and m._memory() is not None:
-        yield from m._mchunks()  # a memory-mapped array: no system call
+        yield from _mapped_chunks(m)  # a memory-mapped array: no system call
         return
     if m._type in BATCH_TYPES:
         walk = BatchWalk(m, _t.Cmd.MAP_LOOKUP_BATCH)
@@ -226,3 +234,23 @@ def clear(m: MapElements) -> None:
             m.delete(k)
         except KeyNotFoundError:
             pass
+
+
+_CHUNK: Final = 4096  # elements per chunk read from a mapped array
+
+
+def _mapped_chunks(m: MapElements) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """(keys, values) raw lists of every element, read from the mapping."""
+    n, stride, vs = m._mcount, m._mstride, m._value_size
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        mm = m._mm
+        try:
+            if mm is None:
+                raise ValueError
+            block = mm[start * stride: stop * stride]
+        except ValueError:
+            raise m._fd.closed_error() if m._fd.closed else \
+                ClosedError(f"map {m._name!r} was unmapped") from None
+        yield ([i.to_bytes(4, _BYTEORDER) for i in range(start, stop)],
+               [block[o: o + vs] for o in range(0, len(block), stride)])

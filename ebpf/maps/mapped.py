@@ -3,7 +3,8 @@
 from a shared mapping of the map's memory instead of system calls, and zero-copy views
 of it (`Map.memory()`, `Map.array()`).
 
-The mapping is made on the first element operation (read-only when the map is frozen,
+Making the mapping and the views live in `mapping.py`, imported on first use (process
+start). The mapping is made on the first element operation (read-only when the map is frozen,
 created `RDONLY_PROG`, or opened read-only; then writes keep using the syscall, which
 reports the refusal as before). Only what succeeds is served from it: `m[k]`, `lookup`,
 `get`, `in`, `m[k] = v`, `update` with `UpdateFlags.ANY`/`EXIST`, iteration and
@@ -22,16 +23,11 @@ back to the syscall path, which raises `ClosedError`.
 
 from __future__ import annotations
 
-import errno
-import mmap as _mmap
 import sys
-from collections.abc import Iterator
 
-from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys.types import MapType
-from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
-from .codec import MapCodec, ctypes_or_none
+from .codec import MapCodec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -44,7 +40,6 @@ _BYTEORDER: Final = sys.byteorder
 NONE: Final = 0       # not an mmapable array (or mapping failed): system calls
 UNTRIED: Final = 1    # mmapable: mapped on first use
 MAPPED: Final = 2     # _mm and its views are set
-_CHUNK: Final = 4096
 
 
 class MapMemory(MapCodec):
@@ -75,42 +70,9 @@ class MapMemory(MapCodec):
         mm = self._mm
         if mm is not None or self._mstate != UNTRIED:
             return mm
-        length = self._mstride * self._mcount
-        size = -(-length // _mmap.PAGESIZE) * _mmap.PAGESIZE
-        try:
-            with self._fd.hold() as fd:
-                try:
-                    mm, writable = _ops.mmap_fd(fd, size, True), True
-                except SyscallError as e:
-                    # frozen (EPERM), RDONLY_PROG or a read-only descriptor (EACCES)
-                    if e.errno not in (errno.EPERM, errno.EACCES):
-                        raise
-                    mm, writable = _ops.mmap_fd(fd, size, False), False
-        except (ClosedError, SyscallError):
-            # closed, a write-only descriptor, memory the kernel will not map: syscalls
-            self._mstate = NONE
-            self._owner = self._fast_owner
-            return None
-        raw = memoryview(mm)[:length]  # read-only for an ACCESS_READ mapping
-        ints = None
-        if self._vfmt is not None:
-            ints = raw.cast(self._vfmt)  # type: ignore[call-overload]
-            if self._mstride != self._value_size:
-                ints = ints[:: self._mstride // self._value_size]
-        if self._mm is not None:  # another thread mapped it meanwhile: use that one
-            raw.release()
-            mm.close()
-            return self._mm
-        self._mraw = raw
-        self._mints = ints
-        self._mvals = ints if self._int_vdecode else None
-        self._mwritable = writable
-        self._mm = mm  # last: the fast paths test this one
-        self._mstate = MAPPED
-        if self._fd.closed:  # closed while this thread was mapping: undo
-            self._unmap()
-            return None
-        return mm
+        from .mapping import map_memory  # the first use of a mapping (process start)
+
+        return map_memory(self)
 
     def _unmap(self, state: int = NONE) -> None:
         """Drop the map's own mapping (close(), freeze()): new operations use system
@@ -173,55 +135,7 @@ class MapMemory(MapCodec):
             return False
         return True
 
-    def _mchunks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
-        """(keys, values) raw lists of every element, read from the mapping."""
-        n, stride, vs = self._mcount, self._mstride, self._value_size
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
-            mm = self._mm
-            try:
-                if mm is None:
-                    raise ValueError
-                block = mm[start * stride: stop * stride]
-            except ValueError:
-                raise self._fd.closed_error() if self._fd.closed else \
-                    ClosedError(f"map {self._name!r} was unmapped") from None
-            yield ([i.to_bytes(4, _BYTEORDER) for i in range(start, stop)],
-                   [block[o: o + vs] for o in range(0, len(block), stride)])
-
-    def _mbatch(self, numpy: bool) -> tuple[Any, Any, int] | None:
-        """(keys, values, count) of the whole array copied from the mapping, as
-        `lookup_batch` returns them; None when the map is not mapped."""
-        mm = self._memory()
-        if mm is None:
-            return None
-        n, stride, vs = self._mcount, self._mstride, self._value_size
-        try:
-            block = mm[: n * stride]
-        except ValueError:
-            return None
-        if stride != vs:
-            block = b"".join(block[o: o + vs] for o in range(0, len(block), stride))
-        import array  # a whole-array lookup_batch only (process start)
-
-        keys = memoryview(array.array("I", range(n))).cast("B")
-        return keys, bytearray(block), n
-
     # -- zero-copy views ---------------------------------------------------------------
-
-    def _check_mappable(self) -> Any:
-        if self._fd.closed:
-            raise self._fd.closed_error()
-        if self._type != MapType.ARRAY or not self._spec.flags & _t.BPF_F_MMAPABLE:
-            raise InvalidArgumentError(
-                f"map {self._name!r} is not an ARRAY created with MapFlags.MMAPABLE")
-        mm = self._memory()
-        if mm is None:
-            if self._fd.closed:
-                raise self._fd.closed_error()
-            raise NotSupportedError(f"memory mapping of map {self._name!r}",
-                                    "the kernel refused to map it")
-        return mm
 
     def memory(self) -> memoryview:
         """The array's memory, zero-copy: a 1-D byte memoryview of max_entries
@@ -238,13 +152,9 @@ class MapMemory(MapCodec):
         `arena_address`; it is mapped when the map is created (or on first use) and
         has the same lifetime (see `ebpf.maps.arena`).
         """
-        if self._type == MapType.ARENA and not self._fd.closed:
-            from .arena import arena_pages  # arenas only (6.9+)
+        from .mapping import memory  # on first use (process start)
 
-            return memoryview(arena_pages(self)).cast("B")
-        mm = self._check_mappable()
-        view = memoryview(mm)[: self._mstride * self._mcount]
-        return view if self._mwritable else view.toreadonly()
+        return memory(self)
 
     def array(self, dtype: Any = None) -> Any:
         """The array's memory as a numpy array, zero-copy (needs numpy): shape
@@ -254,34 +164,6 @@ class MapMemory(MapCodec):
         else shape (max_entries, value_size) of uint8. Same lifetime rules as `memory()`:
         the array (and every view of it) keeps the mapping alive after `close()`. An
         ARENA map's array is all its pages as one flat array of `dtype` (uint8)."""
-        try:
-            import numpy as np  # optional dependency, only for array()
-        except ImportError:
-            raise NotSupportedError("Map.array()", "numpy is not installed") from None
-        view = self.memory()
-        if self._type == MapType.ARENA:  # pages, not elements: a flat array of `dtype`
-            return np.frombuffer(view, dtype=np.uint8 if dtype is None else dtype)
-        # The strided arrays are views of a frombuffer() array: that one holds the
-        # memoryview (an export of the mapping), which keeps the mapping alive as long as
-        # any array does. np.ndarray(buffer=memoryview) would hold the mmap object alone,
-        # without an export, and close() could unmap memory the array still points at.
-        flat = np.frombuffer(view, dtype=np.uint8)
-        n, stride, vs = self._mcount, self._mstride, self._value_size
-        if dtype is None:
-            if self._vfmt is not None:
-                dtype = np.dtype(f"={'i' if self._vfmt.islower() else 'u'}{vs}")
-            elif self._vtype is not None:
-                ctype = ctypes_or_none(self._vtype)
-                if ctype is not None:
-                    try:
-                        dtype = np.dtype(ctype)
-                    except (TypeError, ValueError):
-                        dtype = None
-            if dtype is None:
-                return np.ndarray((n, vs), dtype=np.uint8, buffer=flat, strides=(stride, 1))
-        dt = np.dtype(dtype)
-        if dt.itemsize != vs:
-            raise InvalidArgumentError(
-                f"dtype {dt} is {dt.itemsize} bytes, the values of map {self._name!r} "
-                f"are {vs}")
-        return np.ndarray((n,), dtype=dt, buffer=flat, strides=(stride,))
+        from .mapping import array  # on first use (process start)
+
+        return array(self, dtype)

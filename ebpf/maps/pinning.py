@@ -1,5 +1,7 @@
-"""Pinning maps on bpffs, and the policy for reusing pinned maps: a pin is reused or
-made only where no other user could have placed or could swap the object."""
+"""Pinning maps on bpffs (`Map.pin`), and the policy for reusing pinned maps: a pin is
+reused or made only where no other user could have placed or could swap the object.
+Imported on first use: creating a map that is not pinned does not load it (process
+start, issue 15)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import stat as _stat
 from .._sys import ops as _ops
 from .._sys import validate as _validate
 from ..errors import InvalidArgumentError, PermissionError, SyscallError
-from .base import MapState
 
-__all__ = ["MapPinning", "check_pin_location", "not_bpffs", "on_bpffs", "try_obj_get"]
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from .base import MapState
+
+__all__ = ["check_pin_location", "not_bpffs", "on_bpffs", "pin", "try_obj_get"]
 
 
 def check_pin_location(directory: str, pin_file: str) -> None:
@@ -68,41 +73,20 @@ def not_bpffs(path: str) -> Exception:
         f"{path} is not on a bpf filesystem (mount one: mount -t bpf bpf /sys/fs/bpf)")
 
 
-class MapPinning(MapState):
-    """`pin`, `unpin` and the path a map was pinned at or opened from."""
-
-    __slots__ = ()
-
-    @property
-    def pinned(self) -> str | None:
-        """The path this map was pinned at (or opened from) by this object, if any."""
-        return self._pinned
-
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        """Pin the map at `path` on a bpffs so it outlives this process."""
-        p = _validate.path(path, "pin path")
-        try:
-            with self._fd.hold() as fd:
-                _ops.obj_pin(fd, p)
-        except SyscallError as e:
-            if e.errno == errno.EEXIST:
-                raise SyscallError(e.errno, f"pin map {self._name!r}: {p} already exists") \
-                    from None
-            if e.errno == errno.EPERM and not on_bpffs(os.path.dirname(p) or "."):
-                raise not_bpffs(p) from None
-            if e.errno == errno.ENOENT:
-                raise SyscallError(e.errno, f"pin map {self._name!r}: directory of {p} does "
-                                            "not exist") from None
-            raise
-        self._pinned = p
-
-    def unpin(self) -> None:
-        """Remove the pin made by `pin()` (or the one `open_pinned` used). The map
-        itself lives on while descriptors or programs use it."""
-        if self._pinned is None:
-            return
-        try:
-            os.unlink(self._pinned)
-        except FileNotFoundError:
-            pass
-        self._pinned = None
+def pin(m: MapState, path: str | os.PathLike[str]) -> None:
+    """`m.pin(path)`: see `Map.pin`."""
+    p = _validate.path(path, "pin path")
+    try:
+        with m._fd.hold() as fd:
+            _ops.obj_pin(fd, p)
+    except SyscallError as e:
+        if e.errno == errno.EEXIST:
+            raise SyscallError(e.errno, f"pin map {m._name!r}: {p} already exists") \
+                from None
+        if e.errno == errno.EPERM and not on_bpffs(os.path.dirname(p) or "."):
+            raise not_bpffs(p) from None
+        if e.errno == errno.ENOENT:
+            raise SyscallError(e.errno, f"pin map {m._name!r}: directory of {p} does "
+                                        "not exist") from None
+        raise
+    m._pinned = p
