@@ -11,7 +11,14 @@ from operator import and_, itemgetter, lshift, or_, rshift
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
-from .layout import _NAMED_KINDS, _SCANS_BEFORE_INDEX, NAME_BUCKET_BITS, string_starts
+from .layout import (
+    _NAMED_KINDS,
+    _SCANS_BEFORE_INDEX,
+    NAME_BUCKET_BITS,
+    NAME_ID_BITS,
+    NAME_TAG_BITS,
+    string_starts,
+)
 from .types import (
     Fwd,
     Type,
@@ -54,7 +61,8 @@ class SpecNames(SpecDecoder):
             bname = name.encode()
         except UnicodeEncodeError:
             return []
-        h = zlib.crc32(bname) >> (32 - NAME_BUCKET_BITS)
+        crc = zlib.crc32(bname)
+        h = crc >> (32 - NAME_BUCKET_BITS)
         buckets, ids = index.buckets, index.ids
         lo, hi = buckets[h], buckets[h + 1]
         found: list[int] = []
@@ -63,8 +71,13 @@ class SpecNames(SpecDecoder):
         else:
             needle = bname + b"\0"
             first, words = self._first_id, self._words
-            for k in range(lo, hi):
-                tid = ids[k]
+            if index.tagged:  # only the ids whose tag is the name's (no record to verify)
+                tag = _name_tag(crc, NAME_BUCKET_BITS)
+                mask = (1 << NAME_ID_BITS) - 1
+                cands = [v & mask for v in ids[lo:hi] if v >> NAME_ID_BITS == tag]
+            else:
+                cands = list(ids[lo:hi])
+            for tid in cands:
                 pos = self._locate(tid - first) if tid >= first else None
                 if pos is not None and self._string_is(words[pos[0]], needle):
                     found.append(tid)
@@ -176,13 +189,20 @@ class SpecNames(SpecDecoder):
                     names[k] = self.string(off).encode()
         return ids, names  # type: ignore[return-value]
 
-    def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
+    def name_buckets(self, bits: int = NAME_BUCKET_BITS, tagged: bool = False
+                     ) -> tuple[array[int], array[int]]:
         """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
-        2**bits buckets: the name index of the on-disk cache."""
+        2**bits buckets: the name index of the on-disk cache. `tagged`: each id carries
+        the next 8 bits of the hash above its low 24 bits (every id must fit in them)."""
         from array import array  # for the cache only: `import ebpf.btf` does not load it
 
         ids, names = self._named_types()
-        hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
+        if tagged and ids and ids[-1] >> NAME_ID_BITS:
+            raise BTFError(f"type ids beyond {NAME_ID_BITS} bits cannot be tagged")
+        crcs = list(map(zlib.crc32, names))
+        hashes = map(rshift, crcs, repeat(32 - bits))
+        if tagged:
+            ids = [i | _name_tag(c, bits) << NAME_ID_BITS for i, c in zip(ids, crcs, strict=True)]
         keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
         table = array("I", [bisect_left(keys, b << 32) for b in range(1 << bits)])
         table.append(len(keys))
@@ -236,3 +256,7 @@ class SpecNames(SpecDecoder):
         """Every type called `name`, in id order."""
         return [self.type_by_id(i) for i in self.ids_by_name(name)]
 
+
+def _name_tag(crc: int, bits: int) -> int:
+    """The NAME_TAG_BITS bits of a name's crc32 below its `bits` bucket bits."""
+    return (crc >> (32 - bits - NAME_TAG_BITS)) & ((1 << NAME_TAG_BITS) - 1)
