@@ -410,18 +410,13 @@ def _on_spec(spec: Spec, attr: str) -> dict[Any, Any]:
     return cache
 
 
-def _flavors(spec: Spec) -> dict[str, list[str]]:
-    """Essential name -> the flavored names (``x___y``) in `spec`'s own strings."""
-    cache = _on_spec(spec, "_core_flavors")
-    table = cache.get("table")
-    if table is None:
-        table = {}
-        for name in spec.flavored_names():
-            essential = essential_name(name)
-            if essential != name:
-                table.setdefault(essential, []).append(name)
-        cache["table"] = table
-    return table
+def _flavors(spec: Spec, essential: str) -> list[str]:
+    """The flavored names (``x___y``) in `spec`'s own strings whose essential name is
+    `essential` (a flavored name starts with its essential name and ``___``: only those
+    are looked at, not all of the kernel's)."""
+    prefix = essential + "___"
+    return [name for name in spec.flavored_names()
+            if name.startswith(prefix) and essential_name(name) == essential]
 
 
 def _ids_named(spec: Spec, essential: str) -> list[int]:
@@ -432,7 +427,7 @@ def _ids_named(spec: Spec, essential: str) -> list[int]:
         names = [essential]
         s: Spec | None = spec
         while s is not None:    # a flavored name may be stored in a base's strings
-            names += _flavors(s).get(essential, ())
+            names += _flavors(s, essential)
             s = s.base
         own_from = len(spec.base) if spec.base is not None else 1
         ids = known[essential] = sorted({i for n in names for i in spec.ids_by_name(n)
