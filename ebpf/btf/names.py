@@ -162,8 +162,9 @@ class SpecNames(SpecDecoder):
             return self.type_by_id(tid)
         lo, hi = min(offs), max(offs)
         base, start = self._str_base, self._str_start
-        if lo < base or hi - base >= self._str_len:
-            return self.type_by_id(tid)
+        if lo < base or hi - base >= self._str_len or (
+                w[i] and not base <= w[i] < base + self._str_len):
+            return self.type_by_id(tid)  # (its errors, worded as for any type)
         stop = self._buf.find(b"\0", start + hi - base, self._str_end)
         if stop < 0 or not self._buf[start + lo - base : stop].isascii():
             return self.type_by_id(tid)
