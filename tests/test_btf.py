@@ -411,3 +411,32 @@ def test_kernel_result_types_load_on_first_use() -> None:
     assert kernel.KernelType.__module__ == "ebpf.btf.kernel"
     assert pickle.loads(pickle.dumps(kernel.StructOpsType)) is kernel.StructOpsType
     assert repr(kernel.KernelType("m", 1, None)) == "KernelType(module='m', type_id=1, type=None)"
+
+
+@needs_vmlinux
+def test_members_decoded_one_by_one_for_core() -> None:
+    """`_type_for_core` makes a big struct whose members are decoded as they are asked
+    for (by position, or found by name in the name bytes); they are the members a full
+    decode makes, and `members` later decodes the rest around the same objects."""
+    data = read_btf_file(VMLINUX)
+    full = Spec(data, lazy=True)
+    lazy = Spec(data, lazy=True)
+    tid = full.ids_by_name("task_struct")[0]
+    want = full.type_by_id(tid)
+    ts = lazy._type_for_core(tid)
+    assert isinstance(ts, btf.Struct) and isinstance(want, btf.Struct)
+    assert not isinstance(ts._members, list)
+    assert lazy.type_by_id(tid) is ts and lazy.type_id(ts) == tid
+    assert (ts.name, ts.size, ts._member_count()) == (want.name, want.size, len(want.members))
+    first = ts._member_at(5)
+    names = [m.name for m in want.members]
+    for name in [*sorted(set(names)), "", "no_such_member"]:
+        assert ts._positions(name) == [i for i, n in enumerate(names) if n == name], name
+    assert ts._member_at(5) is first
+    members = ts.members
+    assert isinstance(ts._members, list) and members[5] is first
+    assert [(m.name, m.offset_bits, m.bitfield_size, full.type_id(m.type)) for m in want.members] \
+        == [(m.name, m.offset_bits, m.bitfield_size, lazy.type_id(m.type)) for m in members]
+    assert all(m._owner is ts for m in members)
+    small = lazy._type_for_core(lazy.ids_by_name("list_head")[0])  # few members: decoded
+    assert isinstance(small, btf.Struct) and isinstance(small._members, list)

@@ -296,6 +296,32 @@ def test_kernel_cache_contents(cdir: Path) -> None:
         "task_struct", btf.Struct).member("pid").offset_bits
 
 
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason=f"{VMLINUX} is missing")
+def test_kernel_cache_name_tags(cdir: Path) -> None:
+    """The cached name ids carry 8 more bits of the name's hash: lookups check only
+    the ids whose tag matches, and find exactly what a scan finds (names that share
+    a bucket included)."""
+    import random
+
+    data = read_btf_file(VMLINUX)
+    spec = Spec(data, lazy=True)
+    assert cache.save(spec) is not None
+    cached = cache.load_cached(data)
+    assert cached is not None and cached._index is not None and cached._index.tagged
+    spec.build_name_index()
+    assert spec._names is not None
+    names = sorted(spec._names)
+    by_bucket: dict[int, list[str]] = {}
+    for name in names:
+        h = zlib.crc32(name.encode()) >> (32 - cache.NAME_BUCKET_BITS)
+        by_bucket.setdefault(h, []).append(name)
+    crowded = max(by_bucket.values(), key=len)
+    sample = random.Random(2).sample(names, 200) + crowded + ["no_such_name_x", ""]
+    for name in sample:
+        assert cached.ids_by_name(name) == spec.ids_by_name(name), name
+    assert cached._index is not None  # every block verified: the index was kept
+
+
 def key_file(d: Path) -> Path:
     (f,) = [p for p in d.iterdir() if p.name.startswith("vmlinux-")]
     return f

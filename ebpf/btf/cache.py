@@ -54,7 +54,7 @@ import sys
 import zlib
 from array import array
 
-from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, CachedIndex
+from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, NAME_ID_BITS, CachedIndex
 from .spec import Spec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -63,13 +63,14 @@ if TYPE_CHECKING:
 
 ENV = "EBPF_BTF_CACHE"
 MAGIC = b"EBPFBTFI"
-VERSION = 3
+VERSION = 4
 _ORDER_MARK = 0x01020304
 # magic, version, byte order mark, blob length, blob crc32, type section length,
 # number of types, checkpoint shift, name bucket bits, number of named types, length
 # of the flavored names, crc32 of everything else. Then three u32 arrays: checkpoints
 # (the word offset of every 16th type), name bucket prefix sums, type ids of named
-# types by bucket; then the strings that contain "___" (CO-RE flavors), NUL-separated.
+# types by bucket (tagged with 8 more bits of the hash when every id fits in 24 bits:
+# `_tagged`); then the strings that contain "___" (CO-RE flavors), NUL-separated.
 _HDR = struct.Struct("=8sIIQIIIIIIII")
 _HDR_SIZE = _HDR.size
 _MAX_FILES = 4
@@ -218,14 +219,16 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> Spec | None:
         if buckets[k - step] > buckets[k]:
             return None
     first, end = spec._first_id, spec._first_id + ntypes
+    tagged = _tagged(first, ntypes)
+    mask = (1 << NAME_ID_BITS) - 1 if tagged else 0xFFFFFFFF
     step = max(1, nnames // _SPOT_CHECKS)
     for k in range(0, nnames, step):
-        if not first <= ids[k] < end:
+        if not first <= ids[k] & mask < end:
             return None
     flavored = data[arrays_end:].decode().split("\0") if nflavored else []
     if not all("___" in name for name in flavored):
         return None
-    index = CachedIndex(ntypes, checkpoints, buckets, ids)
+    index = CachedIndex(ntypes, checkpoints, buckets, ids, tagged)
     # The first and last blocks of records must chain from checkpoint to checkpoint
     # (and to the end of the type section); every other block is checked on first use.
     probe = Spec(spec.buffer, spec.base, lazy=True, _index=index)
@@ -235,12 +238,17 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> Spec | None:
     return probe
 
 
+def _tagged(first_id: int, ntypes: int) -> bool:
+    """Whether the cache's name ids carry hash tags: when every id fits below them."""
+    return first_id + ntypes <= 1 << NAME_ID_BITS
+
+
 def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
     offsets = array("I")
     offsets.frombytes(spec.copy_offsets())
     ntypes = len(offsets)
     checkpoints = offsets[:: 1 << CHECKPOINT_SHIFT]
-    buckets, ids = spec.name_buckets(NAME_BUCKET_BITS)
+    buckets, ids = spec.name_buckets(NAME_BUCKET_BITS, _tagged(spec._first_id, ntypes))
     flavored = "\0".join(spec.flavored_names()).encode()
     body = checkpoints.tobytes() + buckets.tobytes() + ids.tobytes() + flavored
     head = _HDR.pack(MAGIC, VERSION, _ORDER_MARK, key[0], key[1], 4 * spec._nwords, ntypes,

@@ -410,18 +410,13 @@ def _on_spec(spec: Spec, attr: str) -> dict[Any, Any]:
     return cache
 
 
-def _flavors(spec: Spec) -> dict[str, list[str]]:
-    """Essential name -> the flavored names (``x___y``) in `spec`'s own strings."""
-    cache = _on_spec(spec, "_core_flavors")
-    table = cache.get("table")
-    if table is None:
-        table = {}
-        for name in spec.flavored_names():
-            essential = essential_name(name)
-            if essential != name:
-                table.setdefault(essential, []).append(name)
-        cache["table"] = table
-    return table
+def _flavors(spec: Spec, essential: str) -> list[str]:
+    """The flavored names (``x___y``) in `spec`'s own strings whose essential name is
+    `essential` (a flavored name starts with its essential name and ``___``: only those
+    are looked at, not all of the kernel's)."""
+    prefix = essential + "___"
+    return [name for name in spec.flavored_names()
+            if name.startswith(prefix) and essential_name(name) == essential]
 
 
 def _ids_named(spec: Spec, essential: str) -> list[int]:
@@ -432,7 +427,7 @@ def _ids_named(spec: Spec, essential: str) -> list[int]:
         names = [essential]
         s: Spec | None = spec
         while s is not None:    # a flavored name may be stored in a base's strings
-            names += _flavors(s).get(essential, ())
+            names += _flavors(s, essential)
             s = s.base
         own_from = len(spec.base) if spec.base is not None else 1
         ids = known[essential] = sorted({i for n in names for i in spec.ids_by_name(n)
@@ -741,14 +736,14 @@ def _access_numbers(access: str) -> tuple[int, ...]:
 def _is_flexible(array: Array, after: _Stop) -> bool:
     """An array without elements that is the last member of its struct."""
     return (array.nelems == 0 and isinstance(after, _AtMember)
-            and after.position == len(after.owner.members) - 1)
+            and after.position == after.owner._member_count() - 1)
 
 
 def _read_local(local: Spec, relo: CoreRelo) -> tuple[_Landing, list[_Step]]:
     """The relocation's access path, checked against the local type, and where it
     leads there."""
     try:
-        root = local.type_by_id(relo.type_id)
+        root = local._type_for_core(relo.type_id)
     except BTFError as e:
         raise _Refused(str(e)) from None
     landing = _Landing(relo.type_id, root)
@@ -781,9 +776,9 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
     for position, n in enumerate(numbers[1:], 1):
         here = _resolved(here)
         if isinstance(here, Composite):
-            if n >= len(here.members):
+            if n >= here._member_count():
                 raise _Refused(f"{_label(here)} has no member #{n}")
-            m = here.members[n]
+            m = here._member_at(n)
             if m.name:    # anonymous members: their offset counts, they are no step
                 steps.append(_Step(m.name, n, m.type))
                 landing.enter(n, m.offset_bits, f".{m.name}", _AtMember(m, here, n))
@@ -902,7 +897,13 @@ def _collect_places(owner: Composite, trail: tuple[int, ...], base: int,
     """Add the members of `owner` (those called `only`, unless None) to `places`."""
     if len(trail) >= _MAX_PATH:
         raise _Refused("struct/union nesting too deep")
-    for i, m in enumerate(owner.members):
+    if only is None:
+        pairs: Iterable[tuple[int, Member]] = enumerate(owner.members)
+    else:  # (without decoding every member of a big struct: those called `only` and
+        # the anonymous ones, in declaration order)
+        at = owner._member_at
+        pairs = [(i, at(i)) for i in sorted(owner._positions(only) + owner._positions(""))]
+    for i, m in pairs:
         if m.name:
             if only is None or m.name == only:
                 places.setdefault(m.name, []).append(
@@ -1137,7 +1138,7 @@ def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
             break
         spec = targets[n]
         for tid in _ids_named(spec, essential):
-            t = spec.type_by_id(tid)
+            t = spec._type_for_core(tid)
             if t.kind == root.kind and t.name and essential_name(t.name) == essential:
                 found.append(_Candidate(n, tid))
     return found
@@ -1438,15 +1439,33 @@ def _slot_numbers(insns: Sequence[Instruction]) -> list[int]:
 class _Job:
     """One relocation of one instruction, and how to report its failure."""
 
-    __slots__ = ("description", "index", "n", "relo", "slot")
+    __slots__ = ("described", "index", "local", "n", "relo", "slot")
 
     def __init__(self, n: int, index: int, slot: int, relo: CoreRelo) -> None:
         self.n, self.index, self.slot, self.relo = n, index, slot, relo
-        self.description = f"[{relo.type_id}] ? + {relo.access}"
+        # what an error names the relocation by (made only for an error): the local
+        # path or its landing once known, else the local type (with `local`) or its id
+        self.described: str | _Landing | None = None
+        self.local: Spec | None = None
+
+    def description(self) -> str:
+        """The relocation's local type and path, as far as they are known."""
+        described = self.described
+        if isinstance(described, _Landing):
+            return described.path()
+        if described is not None:
+            return described
+        relo, label = self.relo, "?"
+        if self.local is not None:
+            try:
+                label = _label(self.local.type_by_id(relo.type_id))
+            except BTFError:
+                pass
+        return f"[{relo.type_id}] {label} + {relo.access}"
 
     def error(self, msg: str) -> CoreError:
         kind = _KIND_NAMES.get(self.relo.kind, str(self.relo.kind))
-        return CoreError(f"CO-RE relocation #{self.n} <{kind}> of {self.description} at "
+        return CoreError(f"CO-RE relocation #{self.n} <{kind}> of {self.description()} at "
                          f"instruction {self.slot}: {msg}")
 
     def run(self, ins: Instruction, local: Spec, targets: Sequence[Spec],
@@ -1459,7 +1478,7 @@ class _Job:
             patch = self.patch(ins, decision)
             cache.decisions[key] = decision
         else:
-            self.description = decision.description
+            self.described = decision.description
             patch = self.patch(ins, decision)
         o = decision.outcome
         return CoreResult(self.index, self.slot, relo.kind, relo.type_id, relo.access,
@@ -1470,20 +1489,18 @@ class _Job:
 
     def decide(self, local: Spec, targets: Sequence[Spec], names: Sequence[str],
                cache: CoreCache) -> _Decision:
-        try:
-            self.description = f"[{self.relo.type_id}] " \
-                               f"{_label(local.type_by_id(self.relo.type_id))} + {self.relo.access}"
-        except BTFError:
-            pass
+        self.local = local
         try:
             landing, steps = _read_local(local, self.relo)
         except _Refused as e:
             raise self.error(f"cannot parse the relocation: {e}") from None
-        self.description = landing.path()
+        self.described = landing
         try:
-            return _decide(self.relo, landing, steps, targets, names, cache)
+            decision = _decide(self.relo, landing, steps, targets, names, cache)
         except _Refused as e:
             raise self.error(str(e)) from None
+        self.described = decision.description
+        return decision
 
     def patch(self, ins: Instruction, decision: _Decision) -> _Patch:
         try:

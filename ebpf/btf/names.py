@@ -7,14 +7,29 @@ import struct
 import zlib
 from bisect import bisect_left
 from itertools import compress, repeat
-from operator import and_, itemgetter, lshift, or_, rshift
+from operator import add, and_, itemgetter, lshift, or_, rshift
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
-from .layout import _NAMED_KINDS, _SCANS_BEFORE_INDEX, NAME_BUCKET_BITS, string_starts
+from .layout import (
+    _NAMED_KINDS,
+    _SCANS_BEFORE_INDEX,
+    _STRUCT,
+    _UNION,
+    NAME_BUCKET_BITS,
+    NAME_ID_BITS,
+    NAME_TAG_BITS,
+    _new,
+    record_words,
+    string_starts,
+)
 from .types import (
+    Composite,
     Fwd,
+    Member,
+    Struct,
     Type,
+    Union,
 )
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -25,8 +40,147 @@ if TYPE_CHECKING:
     T = TypeVar("T", bound=Type)
 
 
+# A struct/union with this many members or more is decoded member by member when CO-RE
+# looks a few of them up (`SpecNames._type_for_core`): the kernel's task_struct has ~260.
+_LAZY_MEMBERS = 16
+
+
+class _PendingMembers:
+    """The members of a struct/union record, made one by one as they are asked for
+    (by position, or by name through a search of the record's name bytes) until all
+    of them are (`Composite.members`)."""
+
+    __slots__ = ("_anon", "_made", "_spec", "count", "kflag", "seg")
+
+    def __init__(self, spec: SpecNames, seg: list[int], kflag: int) -> None:
+        self._spec = spec
+        self.seg = seg          # the record's member words: name, type, offset
+        self.kflag = kflag
+        self.count = len(seg) // 3
+        self._made: dict[int, Member] = {}
+        self._anon: list[int] | None = None
+
+    def at(self, owner: Composite, n: int, name: str | None = None) -> Member:
+        """Member #`n` (the same object each time)."""
+        m = self._made.get(n)
+        if m is None:
+            seg, k = self.seg, 3 * n
+            off, moff = seg[k], seg[k + 2]
+            m = _new(Member)
+            m.name = name if name is not None else self._spec.string(off) if off else ""
+            m._type = seg[k + 1]
+            if self.kflag:
+                m.offset_bits = moff & 0xFFFFFF
+                m.bitfield_size = moff >> 24
+            else:
+                m.offset_bits = moff
+                m.bitfield_size = 0
+            m._owner = owner
+            self._made[n] = m
+        return m
+
+    def all(self, owner: Composite) -> list[Member]:
+        """Every member, in order."""
+        names = self._spec._names_at(self.seg[0::3])
+        return [self.at(owner, n, names[n]) for n in range(self.count)]
+
+    def positions(self, owner: Composite, name: str) -> list[int]:
+        """Positions of the members called `name` ("": anonymous), in order: found in
+        the bytes of the member names (checked to lie in the string table, as ASCII,
+        by `SpecNames._type_for_core`), without decoding them."""
+        spec, offs = self._spec, self.seg[0::3]
+        delta = spec._str_start - spec._str_base
+        buf = spec._buf
+        if not name:
+            if self._anon is None:
+                # names whose first byte is a NUL (offset 0 is "" in every table)
+                nonzero = sorted(set(offs) - {0})
+                firsts = bytes(map(buf.__getitem__, map(add, nonzero, repeat(delta))))
+                empty = [0] + [nonzero[k] for k in _all_at(firsts, 0)]
+                self._anon = sorted(k for o in empty for k in _all_at(offs, o))
+            return self._anon
+        try:
+            needle = name.encode() + b"\0"
+        except UnicodeEncodeError:
+            return []
+        if b"\0" in needle[:-1]:
+            return []
+        nonzero = sorted(set(offs) - {0})
+        if not nonzero:
+            return []
+        lo, hi = nonzero[0], nonzero[-1]
+        end = buf.find(b"\0", hi + delta, spec._str_end)
+        chunk = buf[lo + delta : end + 1]
+        found: list[int] = []
+        at = chunk.find(needle)
+        while at >= 0:
+            found.extend(_all_at(offs, lo + at))
+            at = chunk.find(needle, at + 1)
+        found.sort()
+        return found
+
+
+def _all_at(items: list[int] | bytes, wanted: int) -> list[int]:
+    """The positions of `wanted` in `items` (at C speed)."""
+    found: list[int] = []
+    at = -1
+    for _ in range(items.count(wanted)):
+        at = items.index(wanted, at + 1)
+        found.append(at)
+    return found
+
+
 class SpecNames(SpecDecoder):
     """Lookups by name of a `Spec`."""
+
+    def _type_for_core(self, tid: int) -> Type:
+        """`type_by_id`, except that a big struct/union not decoded yet is made with
+        its members pending (`_PendingMembers`): CO-RE reads a few of the kernel's
+        task_struct members, not its ~260. Only when the record is sound: its member
+        types in range and its member names ASCII strings of this spec's table (else
+        `type_by_id` decodes it, or raises what it raises)."""
+        t = self._by_id.get(tid)
+        if t is not None or tid < self._first_id:
+            return t if t is not None else self.type_by_id(tid)
+        found = self._locate(tid - self._first_id)
+        if found is None:
+            return self.type_by_id(tid)
+        i, end = found
+        w = self._words
+        if not (0 <= i and i + 3 <= end <= self._nwords
+                and record_words(w[i + 1]) == end - i):
+            return self.type_by_id(tid)
+        info = w[i + 1]
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        if (kind != _STRUCT and kind != _UNION) or vlen < _LAZY_MEMBERS:
+            return self.type_by_id(tid)
+        seg = list(w[i + 3 : end])
+        maxid = self._first_id + self._count if self._count is not None else (
+            self._first_id + self._nwords // 3 + 1)
+        offs = set(seg[0::3]) - {0}
+        if max(seg[1::3]) >= maxid or not offs:
+            return self.type_by_id(tid)
+        lo, hi = min(offs), max(offs)
+        base, start = self._str_base, self._str_start
+        if lo < base or hi - base >= self._str_len or (
+                w[i] and not base <= w[i] < base + self._str_len):
+            return self.type_by_id(tid)  # (its errors, worded as for any type)
+        stop = self._buf.find(b"\0", start + hi - base, self._str_end)
+        if stop < 0 or not self._buf[start + lo - base : stop].isascii():
+            return self.type_by_id(tid)
+        name = self.string(w[i]) if w[i] else ""
+        with self._lock:
+            t = self._by_id.get(tid)
+            if t is not None:
+                return t
+            c = _new(Struct if kind == _STRUCT else Union)
+            c.name = name
+            c.size = w[i + 2]
+            c._members = _PendingMembers(self, seg, info >> 31)
+            c._spec = self  # type: ignore[assignment]  # (self is the Spec)
+            self._by_id[tid] = c
+            self._ids[id(c)] = tid
+        return c
 
     def ids_by_name(self, name: str) -> list[int]:
         """Ids of every type called `name` (in this spec and its base), in id order."""
@@ -54,7 +208,8 @@ class SpecNames(SpecDecoder):
             bname = name.encode()
         except UnicodeEncodeError:
             return []
-        h = zlib.crc32(bname) >> (32 - NAME_BUCKET_BITS)
+        crc = zlib.crc32(bname)
+        h = crc >> (32 - NAME_BUCKET_BITS)
         buckets, ids = index.buckets, index.ids
         lo, hi = buckets[h], buckets[h + 1]
         found: list[int] = []
@@ -63,8 +218,13 @@ class SpecNames(SpecDecoder):
         else:
             needle = bname + b"\0"
             first, words = self._first_id, self._words
-            for k in range(lo, hi):
-                tid = ids[k]
+            if index.tagged:  # only the ids whose tag is the name's (no record to verify)
+                tag = _name_tag(crc, NAME_BUCKET_BITS)
+                mask = (1 << NAME_ID_BITS) - 1
+                cands = [v & mask for v in ids[lo:hi] if v >> NAME_ID_BITS == tag]
+            else:
+                cands = list(ids[lo:hi])
+            for tid in cands:
                 pos = self._locate(tid - first) if tid >= first else None
                 if pos is not None and self._string_is(words[pos[0]], needle):
                     found.append(tid)
@@ -176,13 +336,20 @@ class SpecNames(SpecDecoder):
                     names[k] = self.string(off).encode()
         return ids, names  # type: ignore[return-value]
 
-    def name_buckets(self, bits: int = NAME_BUCKET_BITS) -> tuple[array[int], array[int]]:
+    def name_buckets(self, bits: int = NAME_BUCKET_BITS, tagged: bool = False
+                     ) -> tuple[array[int], array[int]]:
         """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
-        2**bits buckets: the name index of the on-disk cache."""
+        2**bits buckets: the name index of the on-disk cache. `tagged`: each id carries
+        the next 8 bits of the hash above its low 24 bits (every id must fit in them)."""
         from array import array  # for the cache only: `import ebpf.btf` does not load it
 
         ids, names = self._named_types()
-        hashes = map(rshift, map(zlib.crc32, names), repeat(32 - bits))
+        if tagged and ids and ids[-1] >> NAME_ID_BITS:
+            raise BTFError(f"type ids beyond {NAME_ID_BITS} bits cannot be tagged")
+        crcs = list(map(zlib.crc32, names))
+        hashes = map(rshift, crcs, repeat(32 - bits))
+        if tagged:
+            ids = [i | _name_tag(c, bits) << NAME_ID_BITS for i, c in zip(ids, crcs, strict=True)]
         keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
         table = array("I", [bisect_left(keys, b << 32) for b in range(1 << bits)])
         table.append(len(keys))
@@ -236,3 +403,7 @@ class SpecNames(SpecDecoder):
         """Every type called `name`, in id order."""
         return [self.type_by_id(i) for i in self.ids_by_name(name)]
 
+
+def _name_tag(crc: int, bits: int) -> int:
+    """The NAME_TAG_BITS bits of a name's crc32 below its `bits` bucket bits."""
+    return (crc >> (32 - bits - NAME_TAG_BITS)) & ((1 << NAME_TAG_BITS) - 1)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from enum import IntEnum, IntFlag
     from typing import ClassVar, TypeAlias
 
+    from .names import _PendingMembers
     from .spec import Spec
 
     # A reference to another type: a Type, or (inside a Spec) a not yet resolved type id.
@@ -292,14 +293,34 @@ class Composite(Type):
     def __init__(self, name: str, size: int, members: Sequence[Member] = ()) -> None:
         super().__init__(name)
         self.size = size
-        self._members = list(members)
-        for m in self._members:
+        listed = list(members)
+        self._members: list[Member] | _PendingMembers = listed
+        for m in listed:
             m._owner = self
 
     @property
     def members(self) -> list[Member]:
         """The members, in declaration order."""
-        return self._members
+        m = self._members
+        if not isinstance(m, list):  # decoded on first use (see `_PendingMembers`)
+            m = self._members = m.all(self)
+        return m
+
+    def _member_count(self) -> int:
+        m = self._members
+        return len(m) if isinstance(m, list) else m.count
+
+    def _member_at(self, n: int) -> Member:
+        """Member #`n` (0 <= n < count), without decoding the others."""
+        m = self._members
+        return m[n] if isinstance(m, list) else m.at(self, n)
+
+    def _positions(self, name: str) -> list[int]:
+        """Positions of the members called `name` ("" for anonymous ones), in order."""
+        m = self._members
+        if isinstance(m, list):
+            return [i for i, x in enumerate(m) if x.name == name]
+        return m.positions(self, name)
 
     def member(self, name: str) -> Member:
         """The member called `name`, looking through anonymous struct/union members
@@ -310,12 +331,13 @@ class Composite(Type):
         return found
 
     def _find_member(self, name: str, depth: int) -> Member | None:
-        for m in self._members:
+        members = self.members
+        for m in members:
             if m.name == name:
                 return m
         if depth >= MAX_DEPTH:
             raise BTFError(f"anonymous members of {self.type_name} nest too deeply")
-        for m in self._members:
+        for m in members:
             if m.name == "":
                 inner = strip_qualifiers(m.type)
                 if isinstance(inner, Composite):
@@ -326,7 +348,7 @@ class Composite(Type):
         return None
 
     def refs(self) -> Iterator[Type]:
-        for m in self._members:
+        for m in self.members:
             yield m.type
 
 
