@@ -141,9 +141,12 @@ class SpecDecoder(SpecWalk):
             return t
         if tid < self._first_id:
             if tid == 0:
-                t = Void()
-                self._by_id[0] = t
-                self._ids[id(t)] = 0
+                with self._lock:
+                    t = self._by_id.get(0)
+                    if t is None:
+                        t = Void()
+                        self._ids[id(t)] = 0
+                        self._by_id[0] = t  # (published last: see below)
                 return t
             if self.base is not None and tid > 0:
                 return self.base.type_by_id(tid)
@@ -163,8 +166,10 @@ class SpecDecoder(SpecWalk):
                 return t
             t = self._decode(i, tid)
             t._spec = self  # type: ignore[assignment]  # (self is the Spec)
-            self._by_id[tid] = t
+            # (_ids first: another thread may find it in _by_id without the lock, then
+            # ask type_id at once)
             self._ids[id(t)] = tid
+            self._by_id[tid] = t
         return t
 
     def _decode(self, i: int, tid: int) -> Type:

@@ -208,10 +208,16 @@ class SpecWalk(SpecState):
                 # the cached index was wrong and is dropped: walk instead
             self._walk_count(idx + 1)
             offsets = self._offsets  # (walking may have replaced it)
-        if idx >= len(offsets):
-            return None
-        end = offsets[idx + 1] if idx + 1 < len(offsets) else self._walk_pos
-        return offsets[idx], end
+        if idx + 1 < len(offsets):
+            return offsets[idx], offsets[idx + 1]
+        # The last record indexed ends where the walk is: read both under the lock (a
+        # walk in another thread appends offsets before it moves its position).
+        with self._lock:
+            offsets = self._offsets
+            if idx >= len(offsets):
+                return None
+            end = offsets[idx + 1] if idx + 1 < len(offsets) else self._walk_pos
+            return offsets[idx], end
 
     def _from_checkpoint(self, idx: int) -> tuple[int, int] | None:
         b = idx >> CHECKPOINT_SHIFT
