@@ -146,7 +146,7 @@ class SpecDecoder(SpecWalk):
                     if t is None:
                         t = Void()
                         self._ids[id(t)] = 0
-                        self._by_id[0] = t  # (published last: see below)
+                        self._by_id[0] = t  # (in this order: see _publish)
                 return t
             if self.base is not None and tid > 0:
                 return self.base.type_by_id(tid)
@@ -165,12 +165,16 @@ class SpecDecoder(SpecWalk):
             if t is not None:  # another thread decoded it meanwhile
                 return t
             t = self._decode(i, tid)
-            t._spec = self  # type: ignore[assignment]  # (self is the Spec)
-            # (_ids first: another thread may find it in _by_id without the lock, then
-            # ask type_id at once)
-            self._ids[id(t)] = tid
-            self._by_id[tid] = t
+            self._publish(tid, t)
         return t
+
+    def _publish(self, tid: int, t: Type) -> None:
+        """Make `t` this spec's type `tid` (with the lock held): its id in `_ids`
+        first, for another thread may find it in `_by_id` without the lock and ask
+        `type_id` at once."""
+        t._spec = self  # type: ignore[assignment]  # (self is the Spec)
+        self._ids[id(t)] = tid
+        self._by_id[tid] = t
 
     def _decode(self, i: int, tid: int) -> Type:
         try:

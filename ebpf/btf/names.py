@@ -177,9 +177,7 @@ class SpecNames(SpecDecoder):
             c.name = name
             c.size = w[i + 2]
             c._members = _PendingMembers(self, seg, info >> 31)
-            c._spec = self  # type: ignore[assignment]  # (self is the Spec)
-            self._ids[id(c)] = tid  # (before _by_id, as in type_by_id)
-            self._by_id[tid] = c
+            self._publish(tid, c)
         return c
 
     def ids_by_name(self, name: str) -> list[int]:
