@@ -159,7 +159,7 @@ class Variable:
                "pickle its VariableSpec (Variable.spec) or its value (Variable.get())")
 
     def __copy__(self) -> Variable:
-        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        """A shallow copy sharing the map (what `copy.copy` always made)."""
         from ._sys.nopickle import shallow_copy  # on a copy only (process start)
 
         return shallow_copy(self)
@@ -270,7 +270,7 @@ class Collection:
                "pin its maps and programs and open the pins there")
 
     def __copy__(self) -> Collection:
-        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        """A shallow copy sharing the maps and programs (what `copy.copy` always made)."""
         from ._sys.nopickle import shallow_copy  # on a copy only (process start)
 
         return shallow_copy(self)
