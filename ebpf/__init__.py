@@ -16,7 +16,6 @@ from .errors import (
     InvalidArgumentError,
     KernelPolicyError,
     KeyNotFoundError,
-    NotPicklableError,
     NotSupportedError,
     PermissionError,
     ReaderClosedError,
@@ -53,6 +52,7 @@ _LAZY = {
     "enable_stats": ".programs",
     "load_many": ".parallel",
     "Token": ".token",
+    "NotPicklableError": "._sys.nopickle",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen", "tracing", "hist", "symbols", "spec",
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from . import asm, btf, features, spec
+    from ._sys.nopickle import NotPicklableError
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
     from .collection import Collection, Variable
     from .elf.parse import load_collection_spec

@@ -112,12 +112,6 @@ class KeyNotFoundError(Error, KeyError):
         return str(self.args[0]) if self.args else "key not found"
 
 
-class NotPicklableError(Error, TypeError):
-    """A kernel object (map, program, collection, link, reader, ...) was pickled or
-    deep-copied: it is a descriptor of this process. The message says what to send
-    instead: its spec, to load in the other process, or a pin path to open there."""
-
-
 class ClosedError(Error, ValueError):
     """An operation on a map, program, link or reader that was closed (possibly by
     another thread while the operation was starting); the message names the object,
