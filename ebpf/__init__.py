@@ -52,6 +52,7 @@ _LAZY = {
     "enable_stats": ".programs",
     "load_many": ".parallel",
     "Token": ".token",
+    "NotPicklableError": "._sys.nopickle",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen", "tracing", "hist", "symbols", "spec",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from . import asm, btf, features, spec
+    from ._sys.nopickle import NotPicklableError
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
     from .collection import Collection, Variable
     from .elf.parse import load_collection_spec
@@ -95,7 +97,8 @@ __all__ = [
     "ELFError", "Error",
     "HelperFunc", "InvalidArgumentError", "KernelPolicyError", "KeyExistsError",
     "KeyNotFoundError", "LinkType",
-    "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotSupportedError", "PermissionError",
+    "Map", "MapFlags", "MapInfo", "MapSpec", "MapType", "NotPicklableError", "NotSupportedError",
+    "PermissionError",
     "PinType", "Program", "ProgramInfo", "ProgramSpec", "ProgramType", "ReaderClosedError",
     "ReaderForkedError", "SyscallError",
     "TestRunResult", "Token", "UpdateFlags", "Variable", "VariableSpec", "VerifierError",

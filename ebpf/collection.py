@@ -21,7 +21,7 @@ from .spec.collection import CollectionSpec, Extern, Maps, Programs, Variables, 
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from . import btf
     from .link import Link
@@ -150,6 +150,20 @@ class Variable:
         whole[self.spec.offset : self.spec.offset + self.spec.size] = data
         self.map[0] = bytes(whole)
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle its spec
+        (`spec`) or its value (`get()`)."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse(f"variable {self.name!r}",
+               "pickle its VariableSpec (Variable.spec) or its value (Variable.get())")
+
+    def __copy__(self) -> Variable:
+        """A shallow copy sharing the map (what `copy.copy` always made)."""
+        from ._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
+
     def __repr__(self) -> str:
         return f"<Variable {self.name} in {self.spec.section}>"
 
@@ -244,6 +258,22 @@ class Collection:
         for obj in reversed(self._owned):
             obj.close()
         self._owned.clear()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle its spec
+        (`spec`) and load it in the other process, or pin its maps and programs and
+        open the pins there."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse("collection",
+               "pickle its CollectionSpec (Collection.spec) and load it in the other process, or "
+               "pin its maps and programs and open the pins there")
+
+    def __copy__(self) -> Collection:
+        """A shallow copy sharing the maps and programs (what `copy.copy` always made)."""
+        from ._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Collection:
         return self

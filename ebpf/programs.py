@@ -49,7 +49,7 @@ from .spec.programs import ProgramFlags, ProgramSpec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from ._proginfo import EnabledStats, ProgramInfo, TestRunResult, enable_stats, program_ids
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
@@ -386,6 +386,22 @@ class Program:
     def closed(self) -> bool:
         """Whether `close()` was called."""
         return self._fd is None or self._fd.closed
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle its spec
+        (`spec`) and load it in the other process, or pin the program and open the pin
+        there (`Program.open_pinned`)."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse(f"program {self.name!r}",
+               "pickle its ProgramSpec (Program.spec) and load it in the other process, or pin it "
+               "(Program.pin) and open the pin there (Program.open_pinned)")
+
+    def __copy__(self) -> Program:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from ._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Program:
         return self

@@ -47,7 +47,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from ._sys import forking as _forking
 from ._sys import perf as _perf
@@ -575,6 +575,21 @@ class Writer:
             fd = getattr(self, "fd", None)
             if fd is not None:
                 fd.close()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pin its map and
+        open a writer on the pin in the other process."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse("user ring buffer writer",
+               "pin its map (Map.pin) and open a writer of the pinned map (Map.open_pinned) in the"
+               " other process")
+
+    def __copy__(self) -> Writer:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from ._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Writer:
         return self

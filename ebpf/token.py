@@ -38,6 +38,10 @@ from ._sys import validate as _validate
 from ._sys.fd import FD
 from .errors import InvalidArgumentError
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 __all__ = ["ENV_TOKEN_PATH", "Token", "bpffs_context", "delegate", "token_from_env"]
 
 ENV_TOKEN_PATH = "EBPF_BPF_TOKEN_PATH"
@@ -83,6 +87,21 @@ class Token:
     def close(self) -> None:
         """Close the token (idempotent); what was created with it stays."""
         self._fd.close()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pass the path of
+        the delegating BPF file system and make a token there (`Token(path)`)."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse(f"BPF token from {self.where}",
+               "pass the path of the delegating BPF file system and make a token of it there "
+               "(Token(path))")
+
+    def __copy__(self) -> Token:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from ._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Token:
         return self

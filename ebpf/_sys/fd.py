@@ -154,7 +154,9 @@ class FD:
         return f"FD({self._fd}, {self.kind!r})"
 
     def __reduce__(self) -> Any:
-        raise TypeError("kernel object descriptors cannot be pickled")
+        from .nopickle import refuse  # on a refusal only (process start)
+
+        refuse(self.kind, "pass what it was made from (its spec) or a pin path instead")
 
 
 class _Hold:

@@ -20,6 +20,10 @@ from .._sys.syscall import from_errno
 from ..errors import BTFError
 from .spec import Spec
 
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 _LOG_TAIL_LINES = 8
 
 
@@ -126,6 +130,21 @@ class Handle:
     def closed(self) -> bool:
         """True once `close()` was called."""
         return self.fd.closed
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle the BTF
+        (a `btf.Spec`) and load it in the other process."""
+        from .._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse("BTF object",
+               "pickle the BTF (a btf.Spec, or its blob) and load it in the other process "
+               "(btf.Handle)")
+
+    def __copy__(self) -> Handle:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from .._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Handle:
         return self

@@ -41,6 +41,7 @@ from .types import (
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from array import array
+    from typing import Any
 
     from .layout import Buffer, Words
 
@@ -155,6 +156,19 @@ class Spec(SpecNames):
         """A parsed blob does not change: a copy of what holds it (a `CollectionSpec`
         deep-copied, as its `copy()` does) shares it."""
         return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its blob and the types decoded so far, the running kernel's BTF
+        by name (see `ebpf.btf.pickling`)."""
+        from .pickling import reduce_spec  # on the first pickle (process start)
+
+        return reduce_spec(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Takes back the types of a pickled spec (see `ebpf.btf.pickling`)."""
+        from .pickling import restore_types  # on the first unpickle (process start)
+
+        restore_types(self, state)
 
     @property
     def raw(self) -> bytes:

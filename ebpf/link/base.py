@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .._sys import link as _link
 from .._sys import ops as _ops
@@ -116,6 +116,21 @@ class Link:
     def closed(self) -> bool:
         """True once `close()` was called (further operations raise `ClosedError`)."""
         return self._fd is None or self._fd.closed
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pin the link
+        and open the pin in the other process (`ebpf.link.open_pinned`)."""
+        from .._sys.nopickle import refuse  # on a refusal only (process start)
+
+        name = getattr(self.program, "name", "")
+        refuse(f"link of program {name!r}" if name else "link",
+               "pin it (Link.pin) and open the pin in the other process (ebpf.link.open_pinned)")
+
+    def __copy__(self: _L) -> _L:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from .._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self: _L) -> _L:
         return self

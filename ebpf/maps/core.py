@@ -39,7 +39,7 @@ from .elements import MapElements, UpdateFlags
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from _thread import _local
-    from typing import Any
+    from typing import Any, NoReturn
 
     from .. import btf
     from ._batch_type import Batch
@@ -309,6 +309,22 @@ class Map(MapElements):
         self._fd.close()
         if mapped:  # after the descriptor: a mapping made meanwhile sees it closed
             self._unmap()
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle its spec
+        (`spec`) and create the map from it in the other process, or pin the map and
+        open the pin there (`Map.open_pinned`)."""
+        from .._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse(f"map {self.name!r}",
+               "pickle its MapSpec (Map.spec) and create the map from it in the other process, or "
+               "pin it (Map.pin) and open the pin there (Map.open_pinned)")
+
+    def __copy__(self) -> Map:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from .._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self) -> Map:
         return self

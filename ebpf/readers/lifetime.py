@@ -10,7 +10,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .._sys import forking as _forking
 from .._sys import perf as _perf
@@ -109,6 +109,21 @@ class ReaderLifetime:
             self._release_inherited()
         finally:
             poller.close()  # closes the child's copies only; never signals the eventfd
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy`): pin its map and
+        open a reader on the pin in the other process."""
+        from .._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse(self._what,
+               "pin its map (Map.pin) and open a reader of the pinned map (Map.open_pinned) in the"
+               " other process")
+
+    def __copy__(self: T) -> T:
+        """A shallow copy sharing the descriptor (what `copy.copy` always made)."""
+        from .._sys.nopickle import shallow_copy  # on a copy only (process start)
+
+        return shallow_copy(self)
 
     def __enter__(self: T) -> T:
         return self

@@ -76,6 +76,13 @@ class Extern(Record):
         self.size = size
         self.is_func = is_func
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Extern:
+        """A deep copy sharing the parsed BTF type (see `CollectionSpec.copy`)."""
+        from ._copies import btf_of, deep_copy  # on the first deep copy (process start)
+
+        new: Extern = deep_copy(self, memo, btf_of(self.type))
+        return new
+
 
 class VariableSpec(Record):
     """A global variable of an object: `set()` rewrites its bytes in the data
@@ -106,6 +113,13 @@ class VariableSpec(Record):
         from .reprs import variable_repr  # the repr helpers on first repr
 
         return variable_repr(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VariableSpec:
+        """A deep copy sharing the parsed BTF type (see `CollectionSpec.copy`)."""
+        from ._copies import btf_of, deep_copy  # on the first deep copy (process start)
+
+        new: VariableSpec = deep_copy(self, memo, btf_of(self.type))
+        return new
 
     def _buffer(self) -> bytearray:
         if self._spec is None:
@@ -237,6 +251,14 @@ class CollectionSpec(Record):
             byteorder=self.byteorder,
             struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
         )
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CollectionSpec:
+        """A deep copy that, like `copy()`, shares the parsed BTF and its types (a
+        load finds them by identity in it). Pickles carry them along instead."""
+        from ._copies import deep_copy  # on the first deep copy (process start)
+
+        new: CollectionSpec = deep_copy(self, memo, (self.btf,))
         return new
 
     def __repr__(self) -> str:

@@ -140,6 +140,14 @@ class MapSpec(Record):
             new.inner_map = self.inner_map.copy()
         return new
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> MapSpec:
+        """A deep copy sharing the parsed BTF types of `key` and `value`, as `copy()`
+        does."""
+        from ._copies import btf_of, deep_copy  # on the first deep copy (process start)
+
+        new: MapSpec = deep_copy(self, memo, btf_of(self.key, self.value))
+        return new
+
     def __repr__(self) -> str:
         from .reprs import map_repr  # the repr helpers on first repr
 

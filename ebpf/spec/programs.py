@@ -143,6 +143,16 @@ class ProgramSpec(Record):
                 vars(new)[name] = own[name]
         return new
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ProgramSpec:
+        """A deep copy sharing the parsed BTF and its types, and `attach_prog` (a
+        kernel object), as `copy()` does."""
+        from ._copies import deep_copy  # on the first deep copy (process start)
+
+        if self.attach_prog is not None:
+            memo.setdefault(id(self.attach_prog), self.attach_prog)
+        new: ProgramSpec = deep_copy(self, memo, (self.btf,))
+        return new
+
     def __repr__(self) -> str:
         from .reprs import program_repr  # the repr helpers on first repr
 

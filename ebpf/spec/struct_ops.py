@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from .._sys.fastclass import Record
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .. import btf
 
 __all__ = ["StructOpsSpec"]
@@ -58,3 +60,10 @@ class StructOpsSpec(Record):
     def copy(self) -> StructOpsSpec:
         """A copy whose program assignments can be edited independently."""
         return self.replace(programs=dict(self.programs))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StructOpsSpec:
+        """A deep copy sharing the parsed BTF type, as `CollectionSpec.copy` does."""
+        from ._copies import btf_of, deep_copy  # on the first deep copy (process start)
+
+        new: StructOpsSpec = deep_copy(self, memo, btf_of(self.type))
+        return new
