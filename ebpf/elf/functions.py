@@ -20,7 +20,7 @@ from ..elffile import Symbol as ElfSymbol
 from ..errors import BTFError, ELFError
 from ..spec.collection import Programs
 from ..spec.programs import ProgramSpec
-from .sections import lookup_section
+from .sections import _program_types
 from .state import STB_LOCAL, STT_FUNC, STT_SECTION, Function, ObjectState
 
 # The decl tag (`__exception_cb(f)`) naming a program's exception callback.
@@ -202,9 +202,9 @@ class FunctionSections(ObjectState):
         for f in self.funcs.values():
             if text is not None and f.section.index == text.index:
                 continue
-            sdef = lookup_section(f.section.name)
+            types = _program_types(f.section.name)
             insns = self._link(f, by_name, callbacks.get(f.name))
-            if sdef is None:
+            if types is None:
                 # Like libbpf: a section name it does not know leaves the program's type
                 # unset (the caller may still set it); only loading such a program fails,
                 # the rest of the object is usable.
@@ -214,12 +214,13 @@ class FunctionSections(ObjectState):
                     btf=self.btf, autoload=not f.section.name.startswith("?"))
                 programs[f.name] = spec
                 continue
+            ptype, atype, attach_to, flags, autoload = types
             spec = ProgramSpec(
-                name=f.name, type=sdef.program_type, instructions=insns,
-                license=self.license, attach_type=sdef.attach_type,
-                attach_to=sdef.attach_to or "", section=f.section.name,
-                kernel_version=self.kernel_version, flags=sdef.prog_flags, btf=self.btf,
-                autoload=sdef.autoload)
+                name=f.name, type=ptype, instructions=insns,
+                license=self.license, attach_type=atype,
+                attach_to=attach_to or "", section=f.section.name,
+                kernel_version=self.kernel_version, flags=flags, btf=self.btf,
+                autoload=autoload)
             programs[f.name] = spec
         return programs
 
