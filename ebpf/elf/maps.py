@@ -7,11 +7,19 @@ from __future__ import annotations
 
 from .. import btf as _btf
 from .._sys.types import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType
-from ..elffile import SectionFlags
 from ..errors import BTFError, ELFError
 from ..spec.collection import VariableSpec
 from ..spec.maps import MapSpec, PinType
-from .state import MAX_NOBITS, R_BPF_64_64, R_BPF_64_ABS64, STT_NOTYPE, STT_OBJECT, ObjectState
+from .state import (
+    MAX_NOBITS,
+    R_BPF_64_64,
+    R_BPF_64_ABS64,
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    STT_NOTYPE,
+    STT_OBJECT,
+    ObjectState,
+)
 
 # libbpf's `struct bpf_map_def` and iproute2's `struct bpf_elf_map` (both u32 fields).
 _LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
@@ -37,11 +45,10 @@ class MapSections(ObjectState):
             for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
                 if isinstance(t, _btf.Datasec):
                     datasecs[t.name] = t
-        alloc, execinstr = int(SectionFlags.ALLOC), int(SectionFlags.EXECINSTR)  # (plain ints)
         for sec in self.elf.sections:
-            if not sec.flags & alloc or not _is_data_section(sec.name):
+            if not sec.flags & SHF_ALLOC or not _is_data_section(sec.name):
                 continue
-            if sec.flags & execinstr or sec.size == 0:
+            if sec.flags & SHF_EXECINSTR or sec.size == 0:
                 continue
             if sec.is_nobits and sec.size > MAX_NOBITS:
                 raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
@@ -241,36 +248,36 @@ class MapSections(ObjectState):
             return
         starts = sorted(((off, name) for (idx, off), name in self.map_at.items()
                          if idx == sec.index))
-        for rel in self.elf.relocations(sec):
-            if rel.type not in (R_BPF_64_64, R_BPF_64_ABS64):
-                raise ELFError(f"unsupported relocation type {rel.type} in .maps",
-                               ".maps", rel.offset)
+        for rel_offset, rel_symbol, rel_type, _ in self.elf._relocation_rows(sec):
+            if rel_type not in (R_BPF_64_64, R_BPF_64_ABS64):
+                raise ELFError(f"unsupported relocation type {rel_type} in .maps",
+                               ".maps", rel_offset)
             owner = None
             for off, name in starts:
-                if off <= rel.offset:
+                if off <= rel_offset:
                     owner = (off, name)
             if owner is None:
-                raise ELFError("relocation outside any map", ".maps", rel.offset)
+                raise ELFError("relocation outside any map", ".maps", rel_offset)
             ms = self.maps[owner[1]]
             base = getattr(ms, "_values_offset", None)
             if base is None:
                 raise ELFError(f"map {owner[1]!r} has initial values but no __array(values)",
-                               ".maps", rel.offset)
-            rel_off = rel.offset - owner[0] - base
+                               ".maps", rel_offset)
+            rel_off = rel_offset - owner[0] - base
             if rel_off < 0 or rel_off % 8:
                 raise ELFError(f"misaligned initial value of map {owner[1]!r}", ".maps",
-                               rel.offset)
-            sym = self._symbol(rel.symbol, ".maps")
+                               rel_offset)
+            sym = self._symbol(rel_symbol, ".maps")
             if ms.type == MapType.PROG_ARRAY:
                 if (sym.section_index, sym.value) not in self.funcs:
                     raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a "
-                                   "program", ".maps", rel.offset)
+                                   "program", ".maps", rel_offset)
                 target = sym.name
             else:
                 target_name = self.map_at.get((sym.section_index, sym.value))
                 if target_name is None:
                     raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a map",
-                                   ".maps", rel.offset)
+                                   ".maps", rel_offset)
                 target = target_name
             assert ms.contents is not None
             ms.contents.append((rel_off // 8, target))

@@ -16,13 +16,12 @@ from .. import btf as _btf
 from .._sys import validate as _validate
 from .._sys.types import BPF_F_RDONLY_PROG, MapType
 from ..elffile import SHN_UNDEF
-from ..elffile import Symbol as ElfSymbol
 from ..errors import BTFError, ELFError
 from ..spec.collection import CollectionSpec, Extern, Maps
 from ..spec.maps import MapSpec
 from .functions import FunctionSections
 from .maps import MapSections
-from .state import MAX_NOBITS, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_OBJECT
+from .state import MAX_NOBITS, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_OBJECT, ElfSymbol
 
 __all__ = ["load_collection_spec", "load_elf"]
 
