@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from ebpf._elfsegments import SegmentFlags as SegmentFlags
     from ebpf._elfsegments import SegmentType as SegmentType
 
+    # a tuple class that records are made of (`ELFFile.type` shadows `type` in its class)
+    _TupleClass: TypeAlias = type[Any]
+
 __all__ = [
     "SHN_ABS",
     "SHN_COMMON",
@@ -97,6 +100,8 @@ _SHT_DYNSYM = 11
 _SHT_SYMTAB_SHNDX = 18
 _ET_REL = 1
 
+_RAW16 = tuple(range(16))  # the identity: raw bind and type values
+_RAW4 = tuple(range(4))  # (raw visibility values)
 _PN_XNUM = 0xFFFF
 _PT_LOAD = 1  # SegmentType.LOAD
 _EHDR_SIZE = 64
@@ -455,22 +460,9 @@ class SymbolTable(Sequence["Symbol"]):
     def _rows(self) -> list[tuple[int, str, int, int, int, int, int, int]]:
         """Every entry as `Symbol`'s fields, with bind, type and visibility as plain ints
         (cached): for `ebpf.elf`'s parser, which needs no enum member (process start)."""
-        if self._raw_rows is not None:
-            return self._raw_rows
-        rows = list(self._sym.iter_unpack(self._raw))
-        names = self._strings.bulk([row[0] for row in rows])
-        out = [
-            (i, name, value, size, info >> 4, info & 15, other & 3, shndx)
-            for i, name, (_, info, other, shndx, value, size) in zip(
-                range(len(rows)), names, rows, strict=True
-            )
-        ]
-        if SHN_XINDEX in map(_FOURTH, rows):
-            for i, row in enumerate(rows):
-                if row[3] == SHN_XINDEX:
-                    out[i] = (*out[i][:7], self._resolve_shndx(i))
-        self._raw_rows = out
-        return out
+        if self._raw_rows is None:
+            self._raw_rows = self._entries(tuple, _RAW16, _RAW16, _RAW4)
+        return self._raw_rows
 
     def _materialize(self) -> list[Symbol]:
         if self._all is not None:
@@ -482,12 +474,33 @@ class SymbolTable(Sequence["Symbol"]):
             Symbol,
         )
 
-        new = tuple.__new__
-        out: list[Symbol] = [
-            new(Symbol, (i, name, value, size, BINDS[bind], TYPES[typ], VISIBILITIES[vis], shndx))
-            for i, name, value, size, bind, typ, vis, shndx in self._rows()
-        ]
+        out: list[Symbol] = self._entries(Symbol, BINDS, TYPES, VISIBILITIES)
         self._all = out
+        return out
+
+    def _entries(
+        self, cls: _TupleClass, binds: tuple[int, ...], types: tuple[int, ...],
+        visibilities: tuple[int, ...],
+    ) -> list[Any]:
+        """Every entry, made by `cls` (a tuple class) from `Symbol`'s fields, bind, type and
+        visibility mapped through the tables."""
+        rows = list(self._sym.iter_unpack(self._raw))
+        names = self._strings.bulk([row[0] for row in rows])
+        new = tuple.__new__
+        out = [
+            new(
+                cls,
+                (i, name, value, size, binds[info >> 4], types[info & 15],
+                 visibilities[other & 3], shndx),
+            )
+            for i, name, (_, info, other, shndx, value, size) in zip(
+                range(len(rows)), names, rows, strict=True
+            )
+        ]
+        if SHN_XINDEX in map(_FOURTH, rows):
+            for i, row in enumerate(rows):
+                if row[3] == SHN_XINDEX:
+                    out[i] = new(cls, (*out[i][:7], self._resolve_shndx(i)))
         return out
 
     def __repr__(self) -> str:
@@ -892,8 +905,7 @@ class ELFFile:
         if cached is None:
             from ebpf._elfclasses import Relocation  # the record on first use (process start)
 
-            new = tuple.__new__
-            cached = [new(Relocation, row) for row in self._relocation_rows(rsec)]
+            cached = self._read_relocations(rsec, Relocation)
             self._relocs[rsec.index] = cached
         return cached
 
@@ -905,7 +917,7 @@ class ELFFile:
             return []
         cached = self._reloc_rows.get(rsec.index)
         if cached is None:
-            cached = self._read_relocations(rsec)
+            cached = self._read_relocations(rsec, tuple)
             self._reloc_rows[rsec.index] = cached
         return cached
 
@@ -917,7 +929,9 @@ class ELFFile:
             return sec
         return self.relocation_sections.get(sec.index)
 
-    def _read_relocations(self, rsec: Section) -> list[tuple[int, int, int, int]]:
+    def _read_relocations(self, rsec: Section, cls: _TupleClass) -> list[Any]:
+        """The entries of `rsec`, made by `cls` (a tuple class) from (offset, symbol, type,
+        addend)."""
         rela = rsec._sh_type == _SHT_RELA
         entsize = _RELA_SIZE if rela else _REL_SIZE
         if rsec.entsize != entsize:
@@ -967,13 +981,14 @@ class ELFFile:
                     section=rsec.label,
                     offset=rsec.offset + i * entsize,
                 )
+        new = tuple.__new__
         if rela:
             if self.little_endian:
-                return [(o, s, t, a) for o, t, s, a in rows]
-            return rows  # type: ignore[return-value]  # (offset, symbol, type, addend) already
+                return [new(cls, (o, s, t, a)) for o, t, s, a in rows]
+            return [new(cls, row) for row in rows]
         if self.little_endian:
-            return [(o, s, t, 0) for o, t, s in rows]
-        return [(o, s, t, 0) for o, s, t in rows]
+            return [new(cls, (o, s, t, 0)) for o, t, s in rows]
+        return [new(cls, (o, s, t, 0)) for o, s, t in rows]
 
     # -- notes -------------------------------------------------------------
 
