@@ -1,7 +1,7 @@
 """Maps of a BPF object: data sections (.data, .rodata, .bss and their named variants) as
 array maps with their variables, BTF-defined maps (.maps), legacy and iproute2 map
-definitions (maps), and the initial values of map-in-map and program array slots
-(.values)."""
+definitions (maps: `legacy_maps.py`), ``__arena`` globals (`arena.py`), and the initial
+values of map-in-map and program array slots (.values)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,9 @@ from .state import (
     R_BPF_64_ABS64,
     SHF_ALLOC,
     SHF_EXECINSTR,
-    STT_NOTYPE,
     STT_OBJECT,
     ObjectState,
 )
-
-# libbpf's `struct bpf_map_def` and iproute2's `struct bpf_elf_map` (both u32 fields).
-_LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
-
-
-_IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
-
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
 ARENA_SECTION = ".addr_space.1"  # clang's section of __attribute__((address_space(1))) globals
@@ -171,74 +163,20 @@ class MapSections(ObjectState):
         return ms
 
     def _read_legacy_maps(self) -> None:
-
         sec = self.elf.section_by_name("maps")
         if sec is None:
             return
-        data = self._section_data(sec)
-        syms = sorted((s for s in self.symbols if s.section_index == sec.index and s.name
-                       and s.type in (STT_OBJECT, STT_NOTYPE)), key=lambda s: s.value)
-        if not syms:
-            return
-        size = syms[0].size or len(data) // len(syms)
-        if size % 4 or size < 20:
-            raise ELFError(f"legacy map definitions are {size} bytes; want >= 20", "maps")
-        fields = _IPROUTE2_FIELDS if size >= 28 else _LEGACY_FIELDS
-        for s in syms:
-            if s.value + size > len(data):
-                raise ELFError(f"map {s.name!r} extends past the section", "maps", s.value)
-            vals = dict(zip(fields, (self.u32.unpack_from(data, s.value + 4 * i)[0]
-                                     for i in range(min(len(fields), size // 4))), strict=False))
-            ms = MapSpec(name=s.name, type=_map_type(vals["type"]), key_size=vals["key_size"],
-                         value_size=vals["value_size"], max_entries=vals["max_entries"],
-                         flags=vals["flags"])
-            pinning = vals.get("pinning", 0)
-            if pinning == 2:  # iproute2 PIN_GLOBAL_NS
-                ms.pinning = PinType.BY_NAME
-            self.maps[s.name] = ms
-            self.map_at[(sec.index, s.value)] = s.name
-        # iproute2 map-in-map: inner_idx refers to another map definition's index
-        by_id = {}
-        for idx, s in enumerate(syms):
-            by_id[idx] = s.name
-        for s in syms:
-            vals = {f: self.u32.unpack_from(data, s.value + 4 * i)[0]
-                    for i, f in enumerate(fields) if 4 * i < size}
-            ms = self.maps[s.name]
-            if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and "inner_idx" in vals:
-                inner = by_id.get(vals["inner_idx"])
-                if inner is None:
-                    raise ELFError(f"map {s.name!r}: inner_idx {vals['inner_idx']} unknown",
-                                   "maps", s.value)
-                ms.inner_map = self.maps[inner].copy()
+        from .legacy_maps import read_legacy_maps  # few objects have them (process start)
+
+        read_legacy_maps(self, sec)
 
     def _read_arena_globals(self) -> None:
-        """``__arena`` globals (section ``.addr_space.1``): like libbpf, they live at
-        the start of the object's arena map, their initial bytes are that map's
-        contents, and instructions referring to them address the arena (a map value
-        reference into it: the kernel gives the arena's user address plus the offset)."""
         sec = self.elf.section_by_name(ARENA_SECTION)
         if sec is None or sec.size == 0:
             return
-        arenas = [n for n, ms in self.maps.items() if ms.type == MapType.ARENA]
-        if len(arenas) != 1:
-            raise ELFError(f"__arena globals need exactly one ARENA map in the object, "
-                           f"it has {len(arenas)}" + (f" ({', '.join(arenas)})" if arenas
-                                                      else ""), sec.name)
-        if sec.is_nobits and sec.size > MAX_NOBITS:
-            raise ELFError(f"section {sec.name} claims {sec.size} bytes", sec.name)
-        data = bytes(sec.size) if sec.is_nobits else bytes(sec.data())
-        self.maps[arenas[0]].contents = [(0, data)]
-        self.data_sections[sec.index] = arenas[0]
-        datasecs = self.btf.types_of_kind(_btf.Kind.DATASEC) if self.btf is not None else ()
-        ds = next((t for t in datasecs if isinstance(t, _btf.Datasec)
-                   and t.name == ARENA_SECTION), None)
-        for vs in ds.vars if ds is not None else ():
-            var = vs.type
-            if isinstance(var, _btf.Var) and vs.offset + vs.size <= len(data):
-                # (the variable's section is the map holding it: the arena)
-                self.spec.variables[var.name] = VariableSpec(
-                    var.name, arenas[0], vs.offset, vs.size, var.type)
+        from .arena import read_arena_globals  # few objects have them (process start)
+
+        read_arena_globals(self, sec)
 
     def _read_map_values(self) -> None:
         """`.values = { ... }` initializers: relocations in .maps pointing at programs

@@ -22,7 +22,8 @@ Helpers parse the attach targets the auto-attachers understand:
 
 The table is plain data here; `SecFlags`, `AttachKind` and `SectionDef` are made on
 first use (`_sectiondef.py`), and the object parser reads a program's types through
-`_program_types` without them (process start).
+`_program_types` without them; the target parsers load on first use too (`_targets.py`:
+process start).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import functools
 
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
-from ebpf.errors import InvalidArgumentError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from ._sectiondef import AttachKind as AttachKind
     from ._sectiondef import SecFlags as SecFlags
     from ._sectiondef import SectionDef as SectionDef
+    from ._targets import parse_kprobe_target as parse_kprobe_target
+    from ._targets import parse_tracepoint_target as parse_tracepoint_target
+    from ._targets import parse_uprobe_target as parse_uprobe_target
+    from ._targets import parse_usdt_target as parse_usdt_target
 
 __all__ = [
     "SECTION_TABLE",
@@ -274,100 +278,15 @@ def __getattr__(name: str) -> Any:
         from . import _sectiondef
 
         return getattr(_sectiondef, name)
+    if name in ("parse_kprobe_target", "parse_tracepoint_target", "parse_uprobe_target",
+                "parse_usdt_target"):
+        # the attach target parsers on first use (process start): see _targets.py
+        from . import _targets
+
+        return getattr(_targets, name)
     if name in ("SECTION_TABLE", "SectionPattern"):
         # the named tuples on first use (process start): see _section_patterns.py
         from . import _section_patterns
 
         return getattr(_section_patterns, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ---------------------------------------------------------------------------
-# Attach targets
-
-
-# Checked with string methods, not regular expressions: compiling one costs ~0.2 ms of
-# process start, and these run only when attaching.
-_FUNC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-_HEX = frozenset("0123456789abcdefABCDEF")
-_DEC = frozenset("0123456789")
-_OCT = frozenset("01234567")
-
-
-def _c_int(text: str) -> int | None:
-    """A whole C integer literal (decimal, 0x hex or 0 octal, optional sign), or None."""
-    sign = -1 if text.startswith("-") else 1
-    digits = text[1:] if text[:1] in ("+", "-") else text
-    if digits[:2] in ("0x", "0X"):
-        return sign * int(digits[2:], 16) if len(digits) > 2 and _HEX.issuperset(
-            digits[2:]) else None
-    if digits[:1] == "0":
-        return sign * int(digits, 8) if _OCT.issuperset(digits) else None
-    if digits and _DEC.issuperset(digits):
-        return sign * int(digits, 10)
-    return None
-
-
-def parse_kprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, int]:
-    """``"func[+offset]"`` -> ``(func, offset)``, as libbpf reads ``SEC("kprobe/...")``.
-
-    The function name is made of ``[a-zA-Z0-9_.]`` and the offset is a C
-    integer literal. Stricter than libbpf, which ignores trailing garbage:
-    anything else raises InvalidArgumentError. Return probes take no offset.
-    """
-    func, plus, rest = target.partition("+")
-    if not func or not _FUNC_CHARS.issuperset(func):
-        raise InvalidArgumentError(f"invalid kprobe target {target!r}, expected <func>[+<offset>]")
-    off_text = rest if plus else None
-    offset = 0
-    if off_text is not None:
-        value = _c_int(off_text)
-        if value is None:
-            raise InvalidArgumentError(f"invalid kprobe offset in {target!r}")
-        offset = value
-    if retprobe and offset:
-        raise InvalidArgumentError(f"kretprobes take no offset: {target!r}")
-    return func, offset
-
-
-def parse_uprobe_target(target: str, *, retprobe: bool = False) -> tuple[str, str, int]:
-    """``"binary:function[+offset]"`` -> ``(binary, function, offset)``, as libbpf reads it.
-
-    A trailing ``+offset`` is taken only when it is a whole number; otherwise
-    it stays part of the function name. Return probes take no offset.
-    """
-    binary, sep, func = target.partition(":")
-    if not sep or not binary or not func or "\n" in func:
-        raise InvalidArgumentError(
-            f"invalid uprobe target {target!r}, expected <binary>:<function>[+<offset>]"
-        )
-    offset = 0
-    plus = func.rfind("+")
-    if plus >= 0:
-        value = _c_int(func[plus + 1:])
-        if value is not None:
-            offset = value
-            func = func[:plus]
-    if retprobe and offset:
-        raise InvalidArgumentError(f"uretprobes take no offset: {target!r}")
-    return binary, func, offset
-
-
-def parse_usdt_target(target: str) -> tuple[str, str, str]:
-    """``"path:provider:name"`` -> ``(path, provider, name)``."""
-    parts = target.split(":")
-    if len(parts) != 3 or not all(parts):
-        raise InvalidArgumentError(
-            f"invalid USDT target {target!r}, expected <path>:<provider>:<name>"
-        )
-    return parts[0], parts[1], parts[2]
-
-
-def parse_tracepoint_target(target: str) -> tuple[str, str]:
-    """``"category/name"`` -> ``(category, name)``."""
-    category, sep, name = target.partition("/")
-    if not sep or not category or not name:
-        raise InvalidArgumentError(
-            f"invalid tracepoint target {target!r}, expected <category>/<name>"
-        )
-    return category, name
