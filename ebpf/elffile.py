@@ -21,7 +21,6 @@ so a name that is not valid UTF-8 still round-trips to its original bytes.
 
 from __future__ import annotations
 
-import enum
 import itertools
 import mmap
 import operator
@@ -35,16 +34,24 @@ from ebpf.errors import ELFError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntEnum, IntFlag
-    from typing import Any, Literal, NamedTuple, TypeAlias, overload
+    from typing import Any, Literal, TypeAlias, overload
 
+    from ebpf._elfclasses import ElfType as ElfType
+    from ebpf._elfclasses import Machine as Machine
+    from ebpf._elfclasses import Relocation as Relocation
+    from ebpf._elfclasses import SectionFlags as SectionFlags
+    from ebpf._elfclasses import SectionType as SectionType
+    from ebpf._elfclasses import Symbol as Symbol
+    from ebpf._elfclasses import SymbolBind as SymbolBind
+    from ebpf._elfclasses import SymbolType as SymbolType
+    from ebpf._elfclasses import SymbolVisibility as SymbolVisibility
     from ebpf._elfsegments import Note as Note
     from ebpf._elfsegments import Segment as Segment
     from ebpf._elfsegments import SegmentFlags as SegmentFlags
     from ebpf._elfsegments import SegmentType as SegmentType
-else:
-    # the same stdlib classes, made at a fraction of the cost (process start)
-    from ebpf._sys.fastclass import IntEnum, IntFlag, NamedTuple
+
+    # a tuple class that records are made of (`ELFFile.type` shadows `type` in its class)
+    _TupleClass: TypeAlias = type[Any]
 
 __all__ = [
     "SHN_ABS",
@@ -75,116 +82,26 @@ __all__ = [
 # Constants
 
 
-class ElfType(IntEnum):
-    """``e_type``: the kind of ELF file."""
-
-    NONE = 0
-    REL = 1
-    EXEC = 2
-    DYN = 3
-    CORE = 4
-
-
-class Machine(IntEnum):
-    """``e_machine``: a few architectures of interest (others stay plain ints)."""
-
-    NONE = 0
-    I386 = 3
-    PPC64 = 21
-    S390 = 22
-    ARM = 40
-    X86_64 = 62
-    AARCH64 = 183
-    RISCV = 243
-    BPF = 247
-    LOONGARCH = 258
-
-
-class SectionType(IntEnum):
-    """``sh_type`` values (unknown values stay plain ints)."""
-
-    NULL = 0
-    PROGBITS = 1
-    SYMTAB = 2
-    STRTAB = 3
-    RELA = 4
-    HASH = 5
-    DYNAMIC = 6
-    NOTE = 7
-    NOBITS = 8
-    REL = 9
-    SHLIB = 10
-    DYNSYM = 11
-    INIT_ARRAY = 14
-    FINI_ARRAY = 15
-    PREINIT_ARRAY = 16
-    GROUP = 17
-    SYMTAB_SHNDX = 18
-    RELR = 19
-    LLVM_ADDRSIG = 0x6FFF4C03
-    GNU_ATTRIBUTES = 0x6FFFFFF5
-    GNU_HASH = 0x6FFFFFF6
-    GNU_LIBLIST = 0x6FFFFFF7
-    GNU_VERDEF = 0x6FFFFFFD
-    GNU_VERNEED = 0x6FFFFFFE
-    GNU_VERSYM = 0x6FFFFFFF
-    X86_64_UNWIND = 0x70000001
-
-
-class SectionFlags(IntFlag):
-    """``sh_flags`` bits."""
-
-    WRITE = 0x1
-    ALLOC = 0x2
-    EXECINSTR = 0x4
-    MERGE = 0x10
-    STRINGS = 0x20
-    INFO_LINK = 0x40
-    LINK_ORDER = 0x80
-    OS_NONCONFORMING = 0x100
-    GROUP = 0x200
-    TLS = 0x400
-    COMPRESSED = 0x800
-    EXCLUDE = 0x80000000
-
-
-class SymbolBind(IntEnum):
-    """``ELF64_ST_BIND(st_info)``."""
-
-    LOCAL = 0
-    GLOBAL = 1
-    WEAK = 2
-    GNU_UNIQUE = 10
-
-
-class SymbolType(IntEnum):
-    """``ELF64_ST_TYPE(st_info)``."""
-
-    NOTYPE = 0
-    OBJECT = 1
-    FUNC = 2
-    SECTION = 3
-    FILE = 4
-    COMMON = 5
-    TLS = 6
-    GNU_IFUNC = 10
-
-
-class SymbolVisibility(IntEnum):
-    """``ELF64_ST_VISIBILITY(st_other)``."""
-
-    DEFAULT = 0
-    INTERNAL = 1
-    HIDDEN = 2
-    PROTECTED = 3
-
-
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 SHN_ABS = 0xFFF1
 SHN_COMMON = 0xFFF2
 SHN_XINDEX = 0xFFFF
 
+# The sh_type and e_type values this module reads (the enums are made on first use:
+# process start)
+_SHT_NULL = 0
+_SHT_STRTAB = 3
+_SHT_SYMTAB = 2
+_SHT_RELA = 4
+_SHT_NOBITS = 8
+_SHT_REL = 9
+_SHT_DYNSYM = 11
+_SHT_SYMTAB_SHNDX = 18
+_ET_REL = 1
+
+_RAW16 = tuple(range(16))  # the identity: raw bind and type values
+_RAW4 = tuple(range(4))  # (raw visibility values)
 _PN_XNUM = 0xFFFF
 _PT_LOAD = 1  # SegmentType.LOAD
 _EHDR_SIZE = 64
@@ -194,27 +111,24 @@ _REL_SIZE = 16
 _RELA_SIZE = 24
 
 
+_CLASSES = frozenset({
+    "ElfType", "Machine", "Relocation", "SectionFlags", "SectionType", "Symbol", "SymbolBind",
+    "SymbolType", "SymbolVisibility",
+})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        # the enums and records on first use (process start)
+        from ebpf import _elfclasses
+
+        return getattr(_elfclasses, name)
     if name in ("Note", "Segment", "SegmentFlags", "SegmentType"):
         # executables' and shared libraries' classes on first use (process start)
         from ebpf import _elfsegments
 
         return getattr(_elfsegments, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _lookup_table(cls: type[enum.IntEnum], size: int) -> tuple[int, ...]:
-    """A tuple mapping small ints to enum members (or the plain int)."""
-    members = {m.value: m for m in cls}
-    return tuple(members.get(i, i) for i in range(size))
-
-
-_BINDS = _lookup_table(SymbolBind, 16)
-_TYPES = _lookup_table(SymbolType, 16)
-_VISIBILITIES = _lookup_table(SymbolVisibility, 4)
-_SECTION_TYPES: dict[int, int] = {m.value: m for m in SectionType}
-_ELF_TYPES: dict[int, int] = {m.value: m for m in ElfType}
-_MACHINES: dict[int, int] = {m.value: m for m in Machine}
 
 
 class _Structs:
@@ -235,7 +149,16 @@ class _Structs:
         self.word = struct.Struct(prefix + "I")
 
 
-_STRUCTS = {"little": _Structs("<"), "big": _Structs(">")}
+_STRUCTS: dict[str, _Structs] = {}
+
+
+def _structs(byteorder: str) -> _Structs:
+    """The layouts for `byteorder` ("little" or "big"), made on first use."""
+    structs = _STRUCTS.get(byteorder)
+    if structs is None:
+        structs = _Structs("<" if byteorder == "little" else ">")
+        structs = _STRUCTS.setdefault(byteorder, structs)
+    return structs
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 _THIRD = operator.itemgetter(2)
@@ -243,41 +166,7 @@ _FOURTH = operator.itemgetter(3)
 
 
 # --------------------------------------------------------------------------
-# Records
-
-
-class Symbol(NamedTuple):
-    """One entry of a symbol table.
-
-    `bind`, `type` and `visibility` are `SymbolBind`, `SymbolType` and
-    `SymbolVisibility` members when the value is known (plain ints
-    otherwise). `section_index` is ``st_shndx`` resolved through
-    ``SHT_SYMTAB_SHNDX`` when it was ``SHN_XINDEX``; it may be a special index
-    (``SHN_UNDEF``, ``SHN_ABS``, ``SHN_COMMON``) and is not checked against
-    the section table: use `ELFFile.section` for a checked lookup.
-    """
-
-    index: int  # type: ignore[assignment]  # shadows tuple.index, deliberately
-    name: str
-    value: int
-    size: int
-    bind: int
-    type: int
-    visibility: int
-    section_index: int
-
-
-class Relocation(NamedTuple):
-    """One REL/RELA entry: ``r_offset``, ``ELF64_R_SYM``, ``ELF64_R_TYPE`` and the addend.
-
-    The addend is 0 for ``SHT_REL`` sections (BPF objects keep it in the
-    instruction).
-    """
-
-    offset: int
-    symbol: int
-    type: int
-    addend: int
+# Sections
 
 
 class Section:
@@ -291,6 +180,7 @@ class Section:
 
     __slots__ = (
         "_elf",
+        "_sh_type",
         "addr",
         "addralign",
         "entsize",
@@ -302,7 +192,6 @@ class Section:
         "name_offset",
         "offset",
         "size",
-        "type",
     )
 
     def __init__(
@@ -317,7 +206,7 @@ class Section:
         self.name = name
         (
             self.name_offset,
-            sh_type,
+            self._sh_type,  # the raw value (ebpf.elf reads it, without the enum)
             self.flags,
             self.addr,
             self.offset,
@@ -327,7 +216,13 @@ class Section:
             self.addralign,
             self.entsize,
         ) = row
-        self.type: int = _SECTION_TYPES.get(sh_type, sh_type)
+
+    @property
+    def type(self) -> int:
+        """``sh_type``: a `SectionType` member when known (a plain int otherwise)."""
+        from ebpf._elfclasses import SECTION_TYPES  # the enum on first use (process start)
+
+        return SECTION_TYPES.get(self._sh_type, self._sh_type)
 
     @property
     def label(self) -> str:
@@ -337,7 +232,7 @@ class Section:
     @property
     def is_nobits(self) -> bool:
         """True for ``SHT_NOBITS`` (and ``SHT_NULL``) sections, which occupy no file bytes."""
-        return self.type in (SectionType.NOBITS, SectionType.NULL)
+        return self._sh_type in (_SHT_NOBITS, _SHT_NULL)
 
     def data(self) -> memoryview:
         """The section's file bytes (empty for NOBITS); ELFError if they lie outside the file."""
@@ -346,6 +241,8 @@ class Section:
         return self._elf._view(self.offset, self.size, self.label)
 
     def __repr__(self) -> str:
+        from ebpf._elfclasses import SectionType  # the enum on first use (process start)
+
         t = self.type.name if isinstance(self.type, SectionType) else hex(self.type)
         return (
             f"Section(index={self.index}, name={self.name!r}, type={t}, "
@@ -454,7 +351,7 @@ class _StringTable:
 # Symbol tables
 
 
-class SymbolTable(Sequence[Symbol]):
+class SymbolTable(Sequence["Symbol"]):
     """The entries of one ``SHT_SYMTAB``/``SHT_DYNSYM`` section, decoded lazily.
 
     Indexing decodes one entry; iterating decodes all of them once and caches
@@ -481,6 +378,7 @@ class SymbolTable(Sequence[Symbol]):
         self._shndx = shndx
         self._shndx_label = shndx_label
         self._all: list[Symbol] | None = None
+        self._raw_rows: list[tuple[int, str, int, int, int, int, int, int]] | None = None
         self._name_offsets: list[int] | None = None
 
     def __len__(self) -> int:
@@ -541,28 +439,59 @@ class SymbolTable(Sequence[Symbol]):
         if shndx == SHN_XINDEX:
             shndx = self._resolve_shndx(index)
         name = self._strings.get(name_off) if name_off else ""
+        from ebpf._elfclasses import (  # the record and enums on first use (process start)
+            BINDS,
+            TYPES,
+            VISIBILITIES,
+            Symbol,
+        )
+
         return Symbol(
             index,
             name,
             value,
             size,
-            _BINDS[info >> 4],
-            _TYPES[info & 15],
-            _VISIBILITIES[other & 3],
+            BINDS[info >> 4],
+            TYPES[info & 15],
+            VISIBILITIES[other & 3],
             shndx,
         )
+
+    def _rows(self) -> list[tuple[int, str, int, int, int, int, int, int]]:
+        """Every entry as `Symbol`'s fields, with bind, type and visibility as plain ints
+        (cached): for `ebpf.elf`'s parser, which needs no enum member (process start)."""
+        if self._raw_rows is None:
+            self._raw_rows = self._entries(tuple, _RAW16, _RAW16, _RAW4)
+        return self._raw_rows
 
     def _materialize(self) -> list[Symbol]:
         if self._all is not None:
             return self._all
+        from ebpf._elfclasses import (  # the record and enums on first use (process start)
+            BINDS,
+            TYPES,
+            VISIBILITIES,
+            Symbol,
+        )
+
+        out: list[Symbol] = self._entries(Symbol, BINDS, TYPES, VISIBILITIES)
+        self._all = out
+        return out
+
+    def _entries(
+        self, cls: _TupleClass, binds: tuple[int, ...], types: tuple[int, ...],
+        visibilities: tuple[int, ...],
+    ) -> list[Any]:
+        """Every entry, made by `cls` (a tuple class) from `Symbol`'s fields, bind, type and
+        visibility mapped through the tables."""
         rows = list(self._sym.iter_unpack(self._raw))
         names = self._strings.bulk([row[0] for row in rows])
-        binds, types, vis = _BINDS, _TYPES, _VISIBILITIES
         new = tuple.__new__
-        out: list[Symbol] = [
+        out = [
             new(
-                Symbol,
-                (i, name, value, size, binds[info >> 4], types[info & 15], vis[other & 3], shndx),
+                cls,
+                (i, name, value, size, binds[info >> 4], types[info & 15],
+                 visibilities[other & 3], shndx),
             )
             for i, name, (_, info, other, shndx, value, size) in zip(
                 range(len(rows)), names, rows, strict=True
@@ -571,8 +500,7 @@ class SymbolTable(Sequence[Symbol]):
         if SHN_XINDEX in map(_FOURTH, rows):
             for i, row in enumerate(rows):
                 if row[3] == SHN_XINDEX:
-                    out[i] = out[i]._replace(section_index=self._resolve_shndx(i))
-        self._all = out
+                    out[i] = new(cls, (*out[i][:7], self._resolve_shndx(i)))
         return out
 
     def __repr__(self) -> str:
@@ -620,6 +548,7 @@ class ELFFile:
         self._segments: list[Segment] | None = None
         self._symtabs: dict[int, SymbolTable] = {}
         self._relocs: dict[int, list[Relocation]] = {}
+        self._reloc_rows: dict[int, list[tuple[int, int, int, int]]] = {}
         self._reloc_sections: dict[int, Section] | None = None
         self._by_name: dict[str, Section] | None = None
 
@@ -672,6 +601,8 @@ class ELFFile:
 
     def __repr__(self) -> str:
         what = self.path if self.path is not None else f"<{len(self._buf)} bytes>"
+        from ebpf._elfclasses import ElfType  # the enum on first use (process start)
+
         t = self.type.name if isinstance(self.type, ElfType) else self.type
         return f"ELFFile({what!r}, type={t}, machine={self.machine}, byteorder={self.byteorder})"
 
@@ -715,7 +646,7 @@ class ELFFile:
             raise ELFError(f"unsupported ELF version {ei_version}", offset=6)
         if len(buf) < _EHDR_SIZE:
             raise ELFError(f"file too short for an ELF64 header ({len(buf)} bytes)", offset=0)
-        self._structs = _STRUCTS[self.byteorder]
+        self._structs = _structs(self.byteorder)
         self.elf_class = 64
         self.osabi = osabi
         self.abi_version = abiversion
@@ -734,11 +665,25 @@ class ELFFile:
             shnum,
             shstrndx,
         ) = self._structs.ehdr.unpack_from(buf, 16)
-        self.type: int = _ELF_TYPES.get(e_type, e_type)
-        self.machine: int = _MACHINES.get(e_machine, e_machine)
+        self._e_type: int = e_type  # the raw values (ebpf.elf reads them, without the enums)
+        self._e_machine: int = e_machine
         self._raw_phnum = phnum
         self._raw_shnum = shnum
         self._raw_shstrndx = shstrndx
+
+    @property
+    def type(self) -> int:
+        """``e_type``: an `ElfType` member when known (a plain int otherwise)."""
+        from ebpf._elfclasses import ELF_TYPES  # the enum on first use (process start)
+
+        return ELF_TYPES.get(self._e_type, self._e_type)
+
+    @property
+    def machine(self) -> int:
+        """``e_machine``: a `Machine` member when known (a plain int otherwise)."""
+        from ebpf._elfclasses import MACHINES  # the enum on first use (process start)
+
+        return MACHINES.get(self._e_machine, self._e_machine)
 
     @property
     def little_endian(self) -> bool:
@@ -792,7 +737,7 @@ class ELFFile:
                     offset=0x3E,
                 )
             srow = rows[shstrndx]
-            if srow[1] == SectionType.NOBITS:
+            if srow[1] == _SHT_NOBITS:
                 raise ELFError("section name table has no data", section=f"#{shstrndx}")
             label = f"#{shstrndx}"
             strings = _StringTable(
@@ -825,11 +770,11 @@ class ELFFile:
 
     def sections_by_type(self, sh_type: int) -> list[Section]:
         """All sections of type `sh_type` (a `SectionType`), in file order."""
-        return [s for s in self.sections if s.type == sh_type]
+        return [s for s in self.sections if s._sh_type == sh_type]
 
     def _strtab(self, index: int, referrer: Section) -> _StringTable:
         sec = self.section(index, referrer=referrer.label)
-        if sec.type != SectionType.STRTAB:
+        if sec._sh_type != _SHT_STRTAB:
             raise ELFError(
                 f"linked section {sec.label!r} is not a string table", section=referrer.label
             )
@@ -838,7 +783,7 @@ class ELFFile:
     def string_at(self, strtab: Section | int, offset: int) -> str:
         """The NUL-terminated string at `offset` of string table `strtab` (checked)."""
         sec = strtab if isinstance(strtab, Section) else self.section(strtab)
-        if sec.type != SectionType.STRTAB:
+        if sec._sh_type != _SHT_STRTAB:
             raise ELFError("not a string table", section=sec.label)
         return _StringTable(bytes(sec.data()), sec.label, sec.offset).get(offset)
 
@@ -868,7 +813,7 @@ class ELFFile:
         cached = self._symtabs.get(sec.index)
         if cached is not None:
             return cached
-        if sec.type not in (SectionType.SYMTAB, SectionType.DYNSYM):
+        if sec._sh_type not in (_SHT_SYMTAB, _SHT_DYNSYM):
             raise ELFError("not a symbol table", section=sec.label)
         if sec.entsize != _SYM_SIZE:
             raise ELFError(
@@ -891,7 +836,7 @@ class ELFFile:
 
     def _shndx_table(self, symtab: Section) -> tuple[Sequence[int] | None, str]:
         for sec in self.sections:
-            if sec.type == SectionType.SYMTAB_SHNDX and sec.link == symtab.index:
+            if sec._sh_type == _SHT_SYMTAB_SHNDX and sec.link == symtab.index:
                 data = sec.data()
                 if len(data) % 4:
                     raise ELFError(
@@ -903,21 +848,21 @@ class ELFFile:
                 return [w[0] for w in word.iter_unpack(data)], sec.label
         return None, ""
 
-    def _first_symtab(self, sh_type: SectionType) -> SymbolTable | None:
+    def _first_symtab(self, sh_type: int) -> SymbolTable | None:
         for sec in self.sections:
-            if sec.type == sh_type:
+            if sec._sh_type == sh_type:
                 return self.symbol_table(sec)
         return None
 
     def symbols(self) -> SymbolTable:
         """The symbols of ``.symtab`` (the first ``SHT_SYMTAB``); empty if there is none."""
-        table = self._first_symtab(SectionType.SYMTAB)
-        return table if table is not None else _EMPTY_TABLE
+        table = self._first_symtab(_SHT_SYMTAB)
+        return table if table is not None else _empty_table()
 
     def dynamic_symbols(self) -> SymbolTable:
         """The symbols of ``.dynsym`` (the first ``SHT_DYNSYM``); empty if there is none."""
-        table = self._first_symtab(SectionType.DYNSYM)
-        return table if table is not None else _EMPTY_TABLE
+        table = self._first_symtab(_SHT_DYNSYM)
+        return table if table is not None else _empty_table()
 
     # -- relocations -------------------------------------------------------
 
@@ -931,7 +876,7 @@ class ELFFile:
         if self._reloc_sections is None:
             mapping: dict[int, Section] = {}
             for sec in self.sections:
-                if sec.type not in (SectionType.REL, SectionType.RELA) or sec.info == 0:
+                if sec._sh_type not in (_SHT_REL, _SHT_RELA) or sec.info == 0:
                     continue
                 self.section(sec.info, referrer=sec.label, offset=sec.offset)
                 other = mapping.get(sec.info)
@@ -953,22 +898,41 @@ class ELFFile:
         symbol table; in relocatable files (``ET_REL``) each offset is
         checked to lie inside the target section.
         """
-        sec = section if isinstance(section, Section) else self.section(section)
-        if sec.type in (SectionType.REL, SectionType.RELA):
-            rsec = sec
-        else:
-            found = self.relocation_sections.get(sec.index)
-            if found is None:
-                return []
-            rsec = found
+        rsec = self._relocation_section(section)
+        if rsec is None:
+            return []
         cached = self._relocs.get(rsec.index)
         if cached is None:
-            cached = self._read_relocations(rsec)
+            from ebpf._elfclasses import Relocation  # the record on first use (process start)
+
+            cached = self._read_relocations(rsec, Relocation)
             self._relocs[rsec.index] = cached
         return cached
 
-    def _read_relocations(self, rsec: Section) -> list[Relocation]:
-        rela = rsec.type == SectionType.RELA
+    def _relocation_rows(self, section: Section | int) -> list[tuple[int, int, int, int]]:
+        """`relocations` as plain ``(offset, symbol, type, addend)`` tuples (cached): for
+        `ebpf.elf`'s parser, which needs no `Relocation` class (process start)."""
+        rsec = self._relocation_section(section)
+        if rsec is None:
+            return []
+        cached = self._reloc_rows.get(rsec.index)
+        if cached is None:
+            cached = self._read_relocations(rsec, tuple)
+            self._reloc_rows[rsec.index] = cached
+        return cached
+
+    def _relocation_section(self, section: Section | int) -> Section | None:
+        """`section` itself if it is a ``SHT_REL``/``SHT_RELA`` section, else the one that
+        relocates it (None if none does)."""
+        sec = section if isinstance(section, Section) else self.section(section)
+        if sec._sh_type in (_SHT_REL, _SHT_RELA):
+            return sec
+        return self.relocation_sections.get(sec.index)
+
+    def _read_relocations(self, rsec: Section, cls: _TupleClass) -> list[Any]:
+        """The entries of `rsec`, made by `cls` (a tuple class) from (offset, symbol, type,
+        addend)."""
+        rela = rsec._sh_type == _SHT_RELA
         entsize = _RELA_SIZE if rela else _REL_SIZE
         if rsec.entsize != entsize:
             raise ELFError(
@@ -989,7 +953,7 @@ class ELFFile:
         # Symbol indices must name entries of the linked symbol table.
         if rsec.link != 0:
             symsec = self.section(rsec.link, referrer=rsec.label, offset=rsec.offset)
-            if symsec.type not in (SectionType.SYMTAB, SectionType.DYNSYM):
+            if symsec._sh_type not in (_SHT_SYMTAB, _SHT_DYNSYM):
                 raise ELFError(
                     f"linked section {symsec.label!r} is not a symbol table", section=rsec.label
                 )
@@ -1006,7 +970,7 @@ class ELFFile:
                 section=rsec.label,
                 offset=rsec.offset + i * entsize,
             )
-        if self.type == ElfType.REL and rsec.info != 0:
+        if self._e_type == _ET_REL and rsec.info != 0:
             target = self.section(rsec.info, referrer=rsec.label, offset=rsec.offset)
             last = max(rows, key=_FIRST)
             if last[0] >= target.size:
@@ -1020,11 +984,11 @@ class ELFFile:
         new = tuple.__new__
         if rela:
             if self.little_endian:
-                return [new(Relocation, (o, s, t, a)) for o, t, s, a in rows]
-            return [new(Relocation, row) for row in rows]
+                return [new(cls, (o, s, t, a)) for o, t, s, a in rows]
+            return [new(cls, row) for row in rows]
         if self.little_endian:
-            return [new(Relocation, (o, s, t, 0)) for o, t, s in rows]
-        return [new(Relocation, (o, s, t, 0)) for o, s, t in rows]
+            return [new(cls, (o, s, t, 0)) for o, t, s in rows]
+        return [new(cls, (o, s, t, 0)) for o, s, t in rows]
 
     # -- notes -------------------------------------------------------------
 
@@ -1042,12 +1006,17 @@ class ELFFile:
         return iter_notes(self, data, align, where.offset, where.label)
 
 
-class _EmptySymbolTable(SymbolTable):
-    """The table returned when a file has no symbol table of the requested kind."""
-
-    def __init__(self) -> None:
-        super().__init__(None, b"", _StringTable(b"\0", "", 0), _STRUCTS["little"], None, "")
-        self._all = []
+_EMPTY_TABLE: SymbolTable | None = None
 
 
-_EMPTY_TABLE: SymbolTable = _EmptySymbolTable()
+def _empty_table() -> SymbolTable:
+    """The table returned when a file has no symbol table of the requested kind (made on
+    first use: process start)."""
+    global _EMPTY_TABLE
+    table = _EMPTY_TABLE
+    if table is None:
+        table = SymbolTable(None, b"", _StringTable(b"\0", "", 0), _structs("little"), None, "")
+        table._all = []
+        table._raw_rows = []
+        _EMPTY_TABLE = table
+    return table

@@ -1,44 +1,51 @@
 """BPF objects: the ELF reader (`ebpf.elffile`, re-exported here), the section-name table,
-and the parser of relocatable objects into specs (`ebpf.elf.parse`)."""
+and the parser of relocatable objects into specs (`ebpf.elf.parse`).
+
+The names load on first use (process start): loading an object imports `ebpf.elf.parse`
+and what it needs, not the whole of the reader's and the section table's public classes.
+"""
 
 from __future__ import annotations
-
-from ebpf.elf.sections import (
-    AttachKind,
-    SecFlags,
-    SectionDef,
-    lookup_section,
-    parse_kprobe_target,
-    parse_tracepoint_target,
-    parse_uprobe_target,
-    parse_usdt_target,
-)
-from ebpf.elffile import (
-    SHN_ABS,
-    SHN_COMMON,
-    SHN_LORESERVE,
-    SHN_UNDEF,
-    SHN_XINDEX,
-    ELFFile,
-    ElfType,
-    Machine,
-    Relocation,
-    Section,
-    SectionFlags,
-    SectionType,
-    Symbol,
-    SymbolBind,
-    SymbolTable,
-    SymbolType,
-    SymbolVisibility,
-)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
 
-    from ebpf.elf.sections import SECTION_TABLE, SectionPattern
-    from ebpf.elffile import Note, Segment, SegmentFlags, SegmentType
+    from ebpf.elf.sections import (
+        SECTION_TABLE,
+        AttachKind,
+        SecFlags,
+        SectionDef,
+        SectionPattern,
+        lookup_section,
+        parse_kprobe_target,
+        parse_tracepoint_target,
+        parse_uprobe_target,
+        parse_usdt_target,
+    )
+    from ebpf.elffile import (
+        SHN_ABS,
+        SHN_COMMON,
+        SHN_LORESERVE,
+        SHN_UNDEF,
+        SHN_XINDEX,
+        ELFFile,
+        ElfType,
+        Machine,
+        Note,
+        Relocation,
+        Section,
+        SectionFlags,
+        SectionType,
+        Segment,
+        SegmentFlags,
+        SegmentType,
+        Symbol,
+        SymbolBind,
+        SymbolTable,
+        SymbolType,
+        SymbolVisibility,
+    )
 
 __all__ = [
     "SECTION_TABLE",
@@ -74,14 +81,20 @@ __all__ = [
     "parse_usdt_target",
 ]
 
+_FROM_SECTIONS = frozenset({
+    "SECTION_TABLE", "AttachKind", "SecFlags", "SectionDef", "SectionPattern",
+    "lookup_section", "parse_kprobe_target", "parse_tracepoint_target",
+    "parse_uprobe_target", "parse_usdt_target",
+})
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("SECTION_TABLE", "SectionPattern"):
-        from ebpf.elf import sections  # its named tuples on first use (process start)
+    if name in _FROM_SECTIONS:
+        from ebpf.elf import sections  # on first use (process start)
 
         return getattr(sections, name)
-    if name in ("Note", "Segment", "SegmentFlags", "SegmentType"):
-        from ebpf import elffile  # executables' classes on first use (process start)
+    if name in __all__:
+        from ebpf import elffile  # on first use (process start)
 
         return getattr(elffile, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

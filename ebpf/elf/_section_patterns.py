@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .sections import ROWS, AttachKind, SecFlags
+from ._sectiondef import AttachKind, SecFlags
+from .sections import ROWS
 
 if TYPE_CHECKING:
     from typing import NamedTuple
@@ -33,4 +34,6 @@ SectionPattern.__module__ = "ebpf.elf.sections"  # where it is public (reprs, pi
 
 #: The section-name patterns libbpf 1.6 knows (and the sleepable tracepoints added
 #: after it), in the order they are tried.
-SECTION_TABLE: tuple[SectionPattern, ...] = tuple(map(SectionPattern._make, ROWS))
+SECTION_TABLE: tuple[SectionPattern, ...] = tuple(
+    SectionPattern(pattern, ptype, atype, SecFlags(flags), AttachKind(kind))
+    for pattern, ptype, atype, flags, kind in ROWS)

@@ -15,13 +15,21 @@ from ..asm.opcodes import (
     PSEUDO_MAP_FD,
     PSEUDO_MAP_VALUE,
 )
-from ..elffile import SHN_ABS, SHN_COMMON, SHN_UNDEF, Section, SectionFlags, SectionType
-from ..elffile import Symbol as ElfSymbol
+from ..elffile import SHN_ABS, SHN_COMMON, SHN_UNDEF, Section
 from ..errors import BTFError, ELFError
 from ..spec.collection import Programs
 from ..spec.programs import ProgramSpec
-from .sections import lookup_section
-from .state import STB_LOCAL, STT_FUNC, STT_SECTION, Function, ObjectState
+from .sections import _program_types
+from .state import (
+    SHF_EXECINSTR,
+    SHT_PROGBITS,
+    STB_LOCAL,
+    STT_FUNC,
+    STT_SECTION,
+    ElfSymbol,
+    Function,
+    ObjectState,
+)
 
 # The decl tag (`__exception_cb(f)`) naming a program's exception callback.
 _EXCEPTION_CB_TAG = "exception_callback:"
@@ -32,9 +40,8 @@ class FunctionSections(ObjectState):
     """Reading, relocating and linking the functions of the object."""
 
     def _read_functions(self) -> None:
-        execinstr = int(SectionFlags.EXECINSTR)  # (int & IntFlag makes a flag: slow)
         exec_secs = [s for s in self.elf.sections
-                     if s.type == SectionType.PROGBITS and s.flags & execinstr and s.size > 0]
+                     if s._sh_type == SHT_PROGBITS and s.flags & SHF_EXECINSTR and s.size > 0]
         # A statically linked object can hold several static functions of one name
         # (one per input file); the instructions refer to functions by name, so those
         # are named after their place as well.
@@ -107,13 +114,13 @@ class FunctionSections(ObjectState):
         for sec_idx, (insns, slot_to_idx) in slot_maps.items():
             sec = self.elf.section(sec_idx)
             relocated: set[int] = set()
-            for rel in self.elf.relocations(sec):
-                idx = slot_to_idx.get(rel.offset // 8) if rel.offset % 8 == 0 else None
+            for offset, symbol, _, _ in self.elf._relocation_rows(sec):
+                idx = slot_to_idx.get(offset // 8) if offset % 8 == 0 else None
                 if idx is None:
                     raise ELFError("relocation does not point at an instruction", sec.name,
-                                   rel.offset)
+                                   offset)
                 relocated.add(idx)
-                self._relocate(sec, insns[idx], self._symbol(rel.symbol, sec.name), rel.offset)
+                self._relocate(sec, insns[idx], self._symbol(symbol, sec.name), offset)
             # Calls within the same section that carry no relocation.
             slot = 0
             for i, ins in enumerate(insns):
@@ -202,9 +209,9 @@ class FunctionSections(ObjectState):
         for f in self.funcs.values():
             if text is not None and f.section.index == text.index:
                 continue
-            sdef = lookup_section(f.section.name)
+            types = _program_types(f.section.name)
             insns = self._link(f, by_name, callbacks.get(f.name))
-            if sdef is None:
+            if types is None:
                 # Like libbpf: a section name it does not know leaves the program's type
                 # unset (the caller may still set it); only loading such a program fails,
                 # the rest of the object is usable.
@@ -214,12 +221,13 @@ class FunctionSections(ObjectState):
                     btf=self.btf, autoload=not f.section.name.startswith("?"))
                 programs[f.name] = spec
                 continue
+            ptype, atype, attach_to, flags, autoload = types
             spec = ProgramSpec(
-                name=f.name, type=sdef.program_type, instructions=insns,
-                license=self.license, attach_type=sdef.attach_type,
-                attach_to=sdef.attach_to or "", section=f.section.name,
-                kernel_version=self.kernel_version, flags=sdef.prog_flags, btf=self.btf,
-                autoload=sdef.autoload)
+                name=f.name, type=ptype, instructions=insns,
+                license=self.license, attach_type=atype,
+                attach_to=attach_to or "", section=f.section.name,
+                kernel_version=self.kernel_version, flags=flags, btf=self.btf,
+                autoload=autoload)
             programs[f.name] = spec
         return programs
 

@@ -1,24 +1,24 @@
 """Maps of a BPF object: data sections (.data, .rodata, .bss and their named variants) as
 array maps with their variables, BTF-defined maps (.maps), legacy and iproute2 map
-definitions (maps), and the initial values of map-in-map and program array slots
-(.values)."""
+definitions (maps: `legacy_maps.py`), ``__arena`` globals (`arena.py`), and the initial
+values of map-in-map and program array slots (.values)."""
 
 from __future__ import annotations
 
 from .. import btf as _btf
 from .._sys.types import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType
-from ..elffile import SectionFlags
 from ..errors import BTFError, ELFError
 from ..spec.collection import VariableSpec
 from ..spec.maps import MapSpec, PinType
-from .state import MAX_NOBITS, R_BPF_64_64, R_BPF_64_ABS64, STT_NOTYPE, STT_OBJECT, ObjectState
-
-# libbpf's `struct bpf_map_def` and iproute2's `struct bpf_elf_map` (both u32 fields).
-_LEGACY_FIELDS = ("type", "key_size", "value_size", "max_entries", "flags")
-
-
-_IPROUTE2_FIELDS = (*_LEGACY_FIELDS, "id", "pinning", "inner_id", "inner_idx")
-
+from .state import (
+    MAX_NOBITS,
+    R_BPF_64_64,
+    R_BPF_64_ABS64,
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    STT_OBJECT,
+    ObjectState,
+)
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
 ARENA_SECTION = ".addr_space.1"  # clang's section of __attribute__((address_space(1))) globals
@@ -37,11 +37,10 @@ class MapSections(ObjectState):
             for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
                 if isinstance(t, _btf.Datasec):
                     datasecs[t.name] = t
-        alloc, execinstr = int(SectionFlags.ALLOC), int(SectionFlags.EXECINSTR)  # (plain ints)
         for sec in self.elf.sections:
-            if not sec.flags & alloc or not _is_data_section(sec.name):
+            if not sec.flags & SHF_ALLOC or not _is_data_section(sec.name):
                 continue
-            if sec.flags & execinstr or sec.size == 0:
+            if sec.flags & SHF_EXECINSTR or sec.size == 0:
                 continue
             if sec.is_nobits and sec.size > MAX_NOBITS:
                 raise ELFError(f"section {sec.name} claims {sec.size} bytes; a BPF global "
@@ -164,74 +163,20 @@ class MapSections(ObjectState):
         return ms
 
     def _read_legacy_maps(self) -> None:
-
         sec = self.elf.section_by_name("maps")
         if sec is None:
             return
-        data = self._section_data(sec)
-        syms = sorted((s for s in self.symbols if s.section_index == sec.index and s.name
-                       and s.type in (STT_OBJECT, STT_NOTYPE)), key=lambda s: s.value)
-        if not syms:
-            return
-        size = syms[0].size or len(data) // len(syms)
-        if size % 4 or size < 20:
-            raise ELFError(f"legacy map definitions are {size} bytes; want >= 20", "maps")
-        fields = _IPROUTE2_FIELDS if size >= 28 else _LEGACY_FIELDS
-        for s in syms:
-            if s.value + size > len(data):
-                raise ELFError(f"map {s.name!r} extends past the section", "maps", s.value)
-            vals = dict(zip(fields, (self.u32.unpack_from(data, s.value + 4 * i)[0]
-                                     for i in range(min(len(fields), size // 4))), strict=False))
-            ms = MapSpec(name=s.name, type=_map_type(vals["type"]), key_size=vals["key_size"],
-                         value_size=vals["value_size"], max_entries=vals["max_entries"],
-                         flags=vals["flags"])
-            pinning = vals.get("pinning", 0)
-            if pinning == 2:  # iproute2 PIN_GLOBAL_NS
-                ms.pinning = PinType.BY_NAME
-            self.maps[s.name] = ms
-            self.map_at[(sec.index, s.value)] = s.name
-        # iproute2 map-in-map: inner_idx refers to another map definition's index
-        by_id = {}
-        for idx, s in enumerate(syms):
-            by_id[idx] = s.name
-        for s in syms:
-            vals = {f: self.u32.unpack_from(data, s.value + 4 * i)[0]
-                    for i, f in enumerate(fields) if 4 * i < size}
-            ms = self.maps[s.name]
-            if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and "inner_idx" in vals:
-                inner = by_id.get(vals["inner_idx"])
-                if inner is None:
-                    raise ELFError(f"map {s.name!r}: inner_idx {vals['inner_idx']} unknown",
-                                   "maps", s.value)
-                ms.inner_map = self.maps[inner].copy()
+        from .legacy_maps import read_legacy_maps  # few objects have them (process start)
+
+        read_legacy_maps(self, sec)
 
     def _read_arena_globals(self) -> None:
-        """``__arena`` globals (section ``.addr_space.1``): like libbpf, they live at
-        the start of the object's arena map, their initial bytes are that map's
-        contents, and instructions referring to them address the arena (a map value
-        reference into it: the kernel gives the arena's user address plus the offset)."""
         sec = self.elf.section_by_name(ARENA_SECTION)
         if sec is None or sec.size == 0:
             return
-        arenas = [n for n, ms in self.maps.items() if ms.type == MapType.ARENA]
-        if len(arenas) != 1:
-            raise ELFError(f"__arena globals need exactly one ARENA map in the object, "
-                           f"it has {len(arenas)}" + (f" ({', '.join(arenas)})" if arenas
-                                                      else ""), sec.name)
-        if sec.is_nobits and sec.size > MAX_NOBITS:
-            raise ELFError(f"section {sec.name} claims {sec.size} bytes", sec.name)
-        data = bytes(sec.size) if sec.is_nobits else bytes(sec.data())
-        self.maps[arenas[0]].contents = [(0, data)]
-        self.data_sections[sec.index] = arenas[0]
-        datasecs = self.btf.types_of_kind(_btf.Kind.DATASEC) if self.btf is not None else ()
-        ds = next((t for t in datasecs if isinstance(t, _btf.Datasec)
-                   and t.name == ARENA_SECTION), None)
-        for vs in ds.vars if ds is not None else ():
-            var = vs.type
-            if isinstance(var, _btf.Var) and vs.offset + vs.size <= len(data):
-                # (the variable's section is the map holding it: the arena)
-                self.spec.variables[var.name] = VariableSpec(
-                    var.name, arenas[0], vs.offset, vs.size, var.type)
+        from .arena import read_arena_globals  # few objects have them (process start)
+
+        read_arena_globals(self, sec)
 
     def _read_map_values(self) -> None:
         """`.values = { ... }` initializers: relocations in .maps pointing at programs
@@ -241,36 +186,36 @@ class MapSections(ObjectState):
             return
         starts = sorted(((off, name) for (idx, off), name in self.map_at.items()
                          if idx == sec.index))
-        for rel in self.elf.relocations(sec):
-            if rel.type not in (R_BPF_64_64, R_BPF_64_ABS64):
-                raise ELFError(f"unsupported relocation type {rel.type} in .maps",
-                               ".maps", rel.offset)
+        for rel_offset, rel_symbol, rel_type, _ in self.elf._relocation_rows(sec):
+            if rel_type not in (R_BPF_64_64, R_BPF_64_ABS64):
+                raise ELFError(f"unsupported relocation type {rel_type} in .maps",
+                               ".maps", rel_offset)
             owner = None
             for off, name in starts:
-                if off <= rel.offset:
+                if off <= rel_offset:
                     owner = (off, name)
             if owner is None:
-                raise ELFError("relocation outside any map", ".maps", rel.offset)
+                raise ELFError("relocation outside any map", ".maps", rel_offset)
             ms = self.maps[owner[1]]
             base = getattr(ms, "_values_offset", None)
             if base is None:
                 raise ELFError(f"map {owner[1]!r} has initial values but no __array(values)",
-                               ".maps", rel.offset)
-            rel_off = rel.offset - owner[0] - base
+                               ".maps", rel_offset)
+            rel_off = rel_offset - owner[0] - base
             if rel_off < 0 or rel_off % 8:
                 raise ELFError(f"misaligned initial value of map {owner[1]!r}", ".maps",
-                               rel.offset)
-            sym = self._symbol(rel.symbol, ".maps")
+                               rel_offset)
+            sym = self._symbol(rel_symbol, ".maps")
             if ms.type == MapType.PROG_ARRAY:
                 if (sym.section_index, sym.value) not in self.funcs:
                     raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a "
-                                   "program", ".maps", rel.offset)
+                                   "program", ".maps", rel_offset)
                 target = sym.name
             else:
                 target_name = self.map_at.get((sym.section_index, sym.value))
                 if target_name is None:
                     raise ELFError(f"map {owner[1]!r}: initial value {sym.name!r} is not a map",
-                                   ".maps", rel.offset)
+                                   ".maps", rel_offset)
                 target = target_name
             assert ms.contents is not None
             ms.contents.append((rel_off // 8, target))

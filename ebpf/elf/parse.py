@@ -14,15 +14,12 @@ import struct
 
 from .. import btf as _btf
 from .._sys import validate as _validate
-from .._sys.types import BPF_F_RDONLY_PROG, MapType
 from ..elffile import SHN_UNDEF
-from ..elffile import Symbol as ElfSymbol
 from ..errors import BTFError, ELFError
-from ..spec.collection import CollectionSpec, Extern, Maps
-from ..spec.maps import MapSpec
+from ..spec.collection import CollectionSpec, Maps
 from .functions import FunctionSections
 from .maps import MapSections
-from .state import MAX_NOBITS, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_OBJECT
+from .state import STB_GLOBAL, STB_WEAK, STT_FUNC, STT_OBJECT, ElfSymbol
 
 __all__ = ["load_collection_spec", "load_elf"]
 
@@ -146,42 +143,9 @@ class _Loader(MapSections, FunctionSections):
                  if s.section_index == SHN_UNDEF and s.name and s.bind in (STB_GLOBAL, STB_WEAK)]
         if not undef:
             return
-        btf_vars: dict[str, tuple[str, _btf.Type]] = {}
-        if self.btf is not None:
-            for t in self.btf.types_of_kind(_btf.Kind.DATASEC):
-                if isinstance(t, _btf.Datasec) and t.name in (".kconfig", ".ksyms"):
-                    for vs in t.vars:
-                        btf_vars[vs.type.name] = (t.name, vs.type)
-        kconfig_off = 0
-        for s in sorted(undef, key=lambda s: s.name):
-            section, typ = btf_vars.get(s.name, (".ksyms", None))
-            ext = Extern(name=s.name, section=section, weak=s.bind == STB_WEAK)
-            if isinstance(typ, _btf.Func):
-                ext.is_func = True
-                ext.type = typ
-            elif isinstance(typ, _btf.Var):
-                ext.type = typ.type
-            if section == ".kconfig":
-                if ext.type is None:
-                    raise ELFError(f"kconfig extern {s.name!r} has no BTF type", ".kconfig")
-                size = _btf.sizeof(ext.type)
-                align = _btf.alignof(ext.type)
-                kconfig_off = (kconfig_off + align - 1) // align * align
-                ext.offset, ext.size = kconfig_off, size
-                kconfig_off += size
-                if kconfig_off > MAX_NOBITS:   # .kconfig is one array map value
-                    raise ELFError(f"kconfig extern {s.name!r} of {size} bytes: .kconfig "
-                                   f"would hold {kconfig_off}, at most {MAX_NOBITS}",
-                                   ".kconfig")
-            self.externs[s.name] = ext
-        if kconfig_off:
+        from .externs import read_externs  # most objects have none (process start)
 
-            size = (kconfig_off + 7) // 8 * 8
-            # no initial contents here: the values are the running kernel's, written
-            # when the map is created (a zeroed copy of a huge extern would only cost)
-            self.maps[".kconfig"] = MapSpec(
-                name=".kconfig", type=MapType.ARRAY, key_size=4, value_size=size,
-                max_entries=1, flags=BPF_F_RDONLY_PROG, freeze=True)
+        read_externs(self, undef)
 
 
 def load_elf(data: bytes) -> CollectionSpec:
