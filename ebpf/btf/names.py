@@ -7,7 +7,7 @@ import struct
 import zlib
 from bisect import bisect_left
 from itertools import compress, repeat
-from operator import add, and_, itemgetter, lshift, or_, rshift
+from operator import and_, itemgetter, lshift, mod, or_, rshift, sub
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
@@ -50,15 +50,18 @@ class _PendingMembers:
     (by position, or by name through a search of the record's name bytes) until all
     of them are (`Composite.members`)."""
 
-    __slots__ = ("_anon", "_made", "_spec", "count", "kflag", "seg")
+    __slots__ = ("_anon", "_made", "_names", "_spec", "count", "kflag", "record", "seg")
 
-    def __init__(self, spec: SpecNames, seg: list[int], kflag: int) -> None:
+    def __init__(self, spec: SpecNames, seg: list[int], kflag: int, record: bytes) -> None:
         self._spec = spec
         self.seg = seg          # the record's member words: name, type, offset
+        self.record = record    # the same words as bytes of the blob
         self.kflag = kflag
         self.count = len(seg) // 3
         self._made: dict[int, Member] = {}
         self._anon: list[int] | None = None
+        # (where the member names start, their bytes), found once for every name
+        self._names: tuple[int, bytes] | None = None
 
     def at(self, owner: Composite, n: int, name: str | None = None) -> Member:
         """Member #`n` (the same object each time)."""
@@ -88,36 +91,64 @@ class _PendingMembers:
         """Positions of the members called `name` ("": anonymous), in order: found in
         the bytes of the member names (checked to lie in the string table, as ASCII,
         by `SpecNames._type_for_core`), without decoding them."""
-        spec, offs = self._spec, self.seg[0::3]
-        delta = spec._str_start - spec._str_base
-        buf = spec._buf
+        base, names = self._names_span()
         if not name:
-            if self._anon is None:
-                # names whose first byte is a NUL (offset 0 is "" in every table)
-                nonzero = sorted(set(offs) - {0})
-                firsts = bytes(map(buf.__getitem__, map(add, nonzero, repeat(delta))))
-                empty = [0] + [nonzero[k] for k in _all_at(firsts, 0)]
-                self._anon = sorted(k for o in empty for k in _all_at(offs, o))
-            return self._anon
+            anon = self._anon
+            if anon is None:
+                # the first byte of each member's name: a NUL for "" (offset 0, mapped
+                # to the NUL past the end, or the end of a string); in C loops
+                top = len(names) - 1 + base
+                firsts = bytes(map(names.__getitem__,
+                                   map(mod, map(sub, self.seg[0::3], repeat(base)),
+                                       repeat(top))))
+                anon = self._anon = _all_at(firsts, 0)
+            return anon
         try:
             needle = name.encode() + b"\0"
         except UnicodeEncodeError:
             return []
         if b"\0" in needle[:-1]:
             return []
-        nonzero = sorted(set(offs) - {0})
-        if not nonzero:
-            return []
-        lo, hi = nonzero[0], nonzero[-1]
-        end = buf.find(b"\0", hi + delta, spec._str_end)
-        chunk = buf[lo + delta : end + 1]
         found: list[int] = []
-        at = chunk.find(needle)
+        at = names.find(needle)
         while at >= 0:
-            found.extend(_all_at(offs, lo + at))
-            at = chunk.find(needle, at + 1)
-        found.sort()
+            found += self._named_at(base + at)
+            at = names.find(needle, at + 1)
+        if len(found) > 1:
+            found.sort()
         return found
+
+    def _named_at(self, off: int) -> list[int]:
+        """Positions of the members whose name offset is `off` (a search of the record's
+        bytes: no Python loop over ~250 members)."""
+        record = self.record
+        want = off.to_bytes(4, self._spec.byteorder)
+        found: list[int] = []
+        at = record.find(want)
+        while at >= 0:
+            if not at % 12:
+                found.append(at // 12)
+            at = record.find(want, at + 1)
+        return found
+
+    def _names_span(self) -> tuple[int, bytes]:
+        """(offset of the byte before the lowest nonzero name offset, a NUL then the
+        table's bytes from there to the end of the name at the highest offset, then a
+        NUL), or (0, b"\\0\\0") when every member is anonymous."""
+        span = self._names
+        if span is None:
+            offs = self.seg[0::3]
+            lo = min(filter(None, offs), default=0)
+            if not lo:
+                span = (0, b"\0\0")
+            else:
+                spec = self._spec
+                delta = spec._str_start - spec._str_base
+                buf = spec._buf
+                end = buf.find(b"\0", max(offs) + delta, spec._str_end)
+                span = (lo - 1, b"\0" + buf[lo + delta : end + 1] + b"\0")
+            self._names = span
+        return span
 
 
 def _all_at(items: list[int] | bytes, wanted: int) -> list[int]:
@@ -176,7 +207,9 @@ class SpecNames(SpecDecoder):
             c = _new(Struct if kind == _STRUCT else Union)
             c.name = name
             c.size = w[i + 2]
-            c._members = _PendingMembers(self, seg, info >> 31)
+            at = self._type_start + 4 * (i + 3)
+            c._members = _PendingMembers(self, seg, info >> 31,
+                                         self._buf[at : at + 4 * len(seg)])
             self._publish(tid, c)
         return c
 
