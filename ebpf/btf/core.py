@@ -94,9 +94,28 @@ from .types import (
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any, overload
+    from typing import Any, TypeAlias, overload
 
     from ..asm import Instruction
+
+    # Plain tuples, not record classes (process start: a class costs ~0.1 M instructions):
+    # one step of an access path: (name, number, local type): a subscript (name None,
+    # number the element) or a member by name (number its position in the local type)
+    _Step: TypeAlias = "tuple[str | None, int, Type | None]"
+    # a member reachable by name from a struct/union, maybe inside anonymous ones:
+    # (member indices from the outer type down to it, bit offset from the outer type, stop)
+    _Place: TypeAlias = "tuple[tuple[int, ...], int, _AtMember]"
+    # a target type the local type may correspond to: (target number, type id)
+    _Candidate: TypeAlias = "tuple[int, int]"
+    # a candidate that matches: (candidate, landing, outcome)
+    _Choice: TypeAlias = "tuple[_Candidate, _Landing, _Outcome]"
+    # a load/store of a field whose size differs in the target: (local size, target
+    # size, whether it can be adjusted (pointers and unsigned integers), local label,
+    # target label)
+    _Resize: TypeAlias = "tuple[int, int, bool, str, str]"
+    # new fields of one instruction, applied once every relocation succeeded: (index,
+    # poison, why it is poisoned when patching found it, opcode, off, imm)
+    _Patch: TypeAlias = "tuple[int, bool, str | None, int | None, int | None, int | None]"
 
 __all__ = [
     "POISON_IMM",
@@ -647,15 +666,6 @@ def _members_match(local: Composite, target: Composite, depth: int) -> bool:
 
 # -- access paths -----------------------------------------------------------------
 
-class _Step(_Record):
-    """One step of an access path: a subscript (`name` None; `number` the element) or
-    a member by name (`number` its position in the local type, `local_type` its type)."""
-
-    name: str | None
-    number: int
-    local_type: Type | None = None
-
-
 class _AtMember(_Record):
     member: Member
     owner: Composite
@@ -760,7 +770,7 @@ def _read_local(local: Spec, relo: CoreRelo) -> tuple[_Landing, list[_Step]]:
             raise _Refused(f"enum value access {relo.access!r} does not fit {_label(enum)}")
         name = enum.values[numbers[0]].name
         landing.enter(numbers[0], 0, f"::{name}", _AtEnumerator(enum, numbers[0]))
-        return landing, [_Step(name, numbers[0])]
+        return landing, [(name, numbers[0], None)]
     if relo.kind not in _FIELD_KINDS:
         raise _Refused(f"unknown relocation kind {relo.kind}")
     if any(n < 0 for n in numbers):
@@ -772,7 +782,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
     here = _resolved(landing.root)
     landing.enter(numbers[0], numbers[0] * _byte_size(here) * 8,
                   _subscript_shown(0, numbers[0]), _AtElement(here))
-    steps = [_Step(None, numbers[0])]
+    steps: list[_Step] = [(None, numbers[0], None)]
     for position, n in enumerate(numbers[1:], 1):
         here = _resolved(here)
         if isinstance(here, Composite):
@@ -780,7 +790,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
                 raise _Refused(f"{_label(here)} has no member #{n}")
             m = here._member_at(n)
             if m.name:    # anonymous members: their offset counts, they are no step
-                steps.append(_Step(m.name, n, m.type))
+                steps.append((m.name, n, m.type))
                 landing.enter(n, m.offset_bits, f".{m.name}", _AtMember(m, here, n))
             else:
                 landing.enter(n, m.offset_bits, "", landing.stop)
@@ -789,7 +799,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
             element = _resolved(here.type)
             if n >= here.nelems and not _is_flexible(here, landing.stop):
                 raise _Refused(f"index {n} out of bounds of a {here.nelems}-element array")
-            steps.append(_Step(None, n))
+            steps.append((None, n, None))
             landing.enter(n, n * _byte_size(element) * 8, _subscript_shown(position, n),
                           _AtElement(element))
             here = element
@@ -808,28 +818,28 @@ def _land(kind: CoreReloKind, local: _Landing, steps: Sequence[_Step], target: S
         same = _types_match if kind == CoreReloKind.TYPE_MATCHES else _types_compatible
         return landing if same(local.root, root) else None
     if kind in _ENUM_KINDS:
-        return _land_enumerator(landing, steps[0].name or "")
+        return _land_enumerator(landing, steps[0][0] or "")
     here = root
-    for position, step in enumerate(steps):
+    for position, (name, number, local_type) in enumerate(steps):
         here = _resolved(here)
-        if step.name is not None:
-            found = _find_member(target, here, step.name, step.local_type)
+        if name is not None:
+            found = _find_member(target, here, name, local_type)
             if found is None:
                 return None
             trail, bits, stop = found
             for n in trail[:-1]:
                 landing.enter(n, 0, "", landing.stop)
-            landing.enter(trail[-1], bits, f".{step.name}", stop)
+            landing.enter(trail[-1], bits, f".{name}", stop)
             here = stop.member.type
             continue
         if position > 0:
             if not isinstance(here, Array):
                 return None
-            if step.number >= here.nelems and not _is_flexible(here, landing.stop):
+            if number >= here.nelems and not _is_flexible(here, landing.stop):
                 return None
             here = _resolved(here.type)
-        landing.enter(step.number, step.number * _byte_size(here) * 8,
-                      _subscript_shown(position, step.number), _AtElement(here))
+        landing.enter(number, number * _byte_size(here) * 8,
+                      _subscript_shown(position, number), _AtElement(here))
     return landing
 
 
@@ -846,14 +856,6 @@ def _land_enumerator(landing: _Landing, name: str) -> _Landing | None:
 
 
 # -- finding a member by name -----------------------------------------------------------
-
-class _Place(_Record):
-    """A member reachable by name from a struct/union, possibly inside anonymous ones."""
-
-    trail: tuple[int, ...]   # member indices from the outer type down to the member
-    bit_offset: int          # from the start of the outer type
-    stop: _AtMember
-
 
 # Names looked up one by one in a struct/union before all of its members are indexed.
 _NAMES_BEFORE_INDEX = 8
@@ -907,7 +909,7 @@ def _collect_places(owner: Composite, trail: tuple[int, ...], base: int,
         if m.name:
             if only is None or m.name == only:
                 places.setdefault(m.name, []).append(
-                    _Place((*trail, i), base + m.offset_bits, _AtMember(m, owner, i)))
+                    ((*trail, i), base + m.offset_bits, _AtMember(m, owner, i)))
             continue
         inner = _resolved(m.type)
         if isinstance(inner, Composite):
@@ -929,28 +931,18 @@ def _find_member(spec: Spec, here: Type, name: str,
         return None
     assert local_type is not None
     abandoned: tuple[int, ...] | None = None
-    for place in places:
-        if abandoned is not None and place.trail[:len(abandoned)] == abandoned:
+    for trail, bit_offset, stop in places:
+        if abandoned is not None and trail[:len(abandoned)] == abandoned:
             continue
-        if _member_fits(local_type, place.stop.member.type):
-            return place.trail, place.bit_offset, place.stop
-        if len(place.trail) == 1:
+        if _member_fits(local_type, stop.member.type):
+            return trail, bit_offset, stop
+        if len(trail) == 1:
             return None
-        abandoned = place.trail[:-1]
+        abandoned = trail[:-1]
     return None
 
 
 # -- outcomes ---------------------------------------------------------------------
-
-class _Resize(_Record):
-    """A load/store of a field whose size differs in the target."""
-
-    local_size: int
-    target_size: int
-    possible: bool      # only pointers and unsigned integers can be read at another size
-    local_label: str
-    target_label: str
-
 
 class _Outcome(_Record):
     """What a relocation resolves to: the value clang assumed and the target's.
@@ -1059,7 +1051,7 @@ def _resize(kind: CoreReloKind, local: _Field, target: _Field) -> _Resize | None
     possible = (isinstance(lt, Pointer) and isinstance(tt, Pointer)) or (
         isinstance(lt, Int) and isinstance(tt, Int)
         and lt.encoding != IntEncoding.SIGNED and tt.encoding != IntEncoding.SIGNED)
-    return _Resize(ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
+    return (ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
 
 
 def _field_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
@@ -1121,13 +1113,6 @@ def _outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _O
 
 # -- candidates -------------------------------------------------------------------
 
-class _Candidate(_Record):
-    """A target type the local type may correspond to: `targets[target]`'s `type_id`."""
-
-    target: int
-    type_id: int
-
-
 def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
     """Target types of the same kind whose essential name is the local type's;
     vmlinux (targets[0]) first, module BTF only when vmlinux has none."""
@@ -1140,12 +1125,13 @@ def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
         for tid in _ids_named(spec, essential):
             t = spec._type_for_core(tid)
             if t.kind == root.kind and t.name and essential_name(t.name) == essential:
-                found.append(_Candidate(n, tid))
+                found.append((n, tid))
     return found
 
 
 def _describe(c: _Candidate, targets: Sequence[Spec], names: Sequence[str]) -> str:
-    return f"[{c.type_id}] {_label(targets[c.target].type_by_id(c.type_id))} in {names[c.target]}"
+    n, tid = c
+    return f"[{tid}] {_label(targets[n].type_by_id(tid))} in {names[n]}"
 
 
 # -- resolving one relocation -------------------------------------------------------
@@ -1158,12 +1144,6 @@ class _Decision(_Record):
     target: str | None
     target_type_id: int | None
     candidates: int
-
-
-class _Choice(_Record):
-    candidate: _Candidate
-    landing: _Landing
-    outcome: _Outcome
 
 
 def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
@@ -1183,12 +1163,12 @@ def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
     choice: _Choice | None = None
     matching: list[_Candidate] = []
     for cand in cands:
-        spec = targets[cand.target]
-        landing = _land(kind, local_landing, steps, spec, cand.type_id,
-                        spec.type_by_id(cand.type_id))
+        n, tid = cand
+        spec = targets[n]
+        landing = _land(kind, local_landing, steps, spec, tid, spec.type_by_id(tid))
         if landing is None:
             continue
-        this = _Choice(cand, landing, _outcome(kind, local_landing, landing))
+        this = (cand, landing, _outcome(kind, local_landing, landing))
         if choice is None:
             choice = this
         else:
@@ -1201,22 +1181,21 @@ def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
         if outcome.poisoned:
             outcome = outcome._replace(reason=_why_unmatched(kind, root, cands, targets, names))
         return _Decision(outcome, description, None, None, len(cands))
-    shown = choice.landing.detail() if kind in _FIELD_KINDS else choice.landing.path()
-    c = choice.candidate
-    return _Decision(choice.outcome, description,
-                     f"{shown} [{c.type_id}] in {names[c.target]}", c.type_id, len(cands))
+    (n, tid), landing, outcome = choice
+    shown = landing.detail() if kind in _FIELD_KINDS else landing.path()
+    return _Decision(outcome, description, f"{shown} [{tid}] in {names[n]}", tid, len(cands))
 
 
 def _insist_on_agreement(first: _Choice, other: _Choice, targets: Sequence[Spec],
                          names: Sequence[str]) -> None:
     """Two matching candidates must lead to the same place and value."""
     def where(c: _Choice) -> str:
-        return _describe(c.candidate, targets, names)
+        return _describe(c[0], targets, names)
 
-    if other.landing.bit_offset != first.landing.bit_offset:
-        raise _Refused(f"field offset ambiguity: {first.landing.detail()} in {where(first)} "
-                       f"!= {other.landing.detail()} in {where(other)}")
-    a, b = first.outcome, other.outcome
+    if other[1].bit_offset != first[1].bit_offset:
+        raise _Refused(f"field offset ambiguity: {first[1].detail()} in {where(first)} "
+                       f"!= {other[1].detail()} in {where(other)}")
+    a, b = first[2], other[2]
     if a.poisoned != b.poisoned or a.target_value != b.target_value:
         def verdict(o: _Outcome) -> str:
             return "failure" if o.poisoned else f"success {o.target_value}"
@@ -1251,15 +1230,11 @@ def _as_s64(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class _Patch(_Record):
-    """New fields for one instruction, applied once every relocation succeeded."""
-
-    at: int                     # index of the instruction
-    poison: bool = False
-    reason: str | None = None   # why the instruction is poisoned, when patching found it
-    opcode: int | None = None
-    off: int | None = None
-    imm: int | None = None
+def _patch(at: int, *, poison: bool = False, reason: str | None = None,
+           opcode: int | None = None, off: int | None = None,
+           imm: int | None = None) -> _Patch:
+    """New fields for instruction `at` (see `_Patch`)."""
+    return (at, poison, reason, opcode, off, imm)
 
 
 def _expect(o: _Outcome, held: int, what: str) -> None:
@@ -1274,7 +1249,7 @@ def _patch_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
         raise _Refused(f"instruction {ins.opcode:#04x} has a register operand; "
                        "expected an immediate")
     _expect(o, ins.imm, "ALU/ALU64 immediate")
-    return _Patch(index, imm=_as_s32(o.target_value))
+    return _patch(index, imm=_as_s32(o.target_value))
 
 
 def _patch_offset(ins: Instruction, index: int, o: _Outcome) -> _Patch:
@@ -1282,20 +1257,20 @@ def _patch_offset(ins: Instruction, index: int, o: _Outcome) -> _Patch:
     new = o.target_value & _U64
     if new > 0x7FFF:
         raise _Refused(f"LDX/ST/STX offset {new} does not fit in 16 bits")
-    r = o.resize
-    if r is None:
-        return _Patch(index, off=new)
-    if not r.possible:
-        return _Patch(index, poison=True, reason=(
+    if o.resize is None:
+        return _patch(index, off=new)
+    local_size, target_size, possible, local_label, target_label = o.resize
+    if not possible:
+        return _patch(index, poison=True, reason=(
             "the field's size changed and the load/store cannot be adjusted (only pointers "
-            f"and unsigned integers can; {r.local_label} -> {r.target_label})"))
+            f"and unsigned integers can; {local_label} -> {target_label})"))
     size = _ACCESS_BYTES[ins.opcode & 0x18]
-    if size != r.local_size:
-        raise _Refused(f"unexpected memory access size {size} (expected {r.local_size})")
-    code = _ACCESS_CODES.get(r.target_size)
+    if size != local_size:
+        raise _Refused(f"unexpected memory access size {size} (expected {local_size})")
+    code = _ACCESS_CODES.get(target_size)
     if code is None:
-        raise _Refused(f"invalid new memory access size {r.target_size}")
-    return _Patch(index, off=new, opcode=(ins.opcode & 0xE0) | code | (ins.opcode & 0x07))
+        raise _Refused(f"invalid new memory access size {target_size}")
+    return _patch(index, off=new, opcode=(ins.opcode & 0xE0) | code | (ins.opcode & 0x07))
 
 
 def _patch_wide_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
@@ -1303,7 +1278,7 @@ def _patch_wide_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
         raise _Refused(f"instruction {ins.opcode:#04x} (src {ins.src}, off {ins.off}) is not "
                        "a plain 64-bit immediate load")
     _expect(o, ins.imm, "64-bit immediate")
-    return _Patch(index, imm=_as_s64(o.target_value))
+    return _patch(index, imm=_as_s64(o.target_value))
 
 
 _PATCHERS: dict[int, Callable[[Instruction, int, _Outcome], _Patch]] = {
@@ -1315,7 +1290,7 @@ _PATCHERS: dict[int, Callable[[Instruction, int, _Outcome], _Patch]] = {
 
 def _plan_patch(ins: Instruction, index: int, o: _Outcome) -> _Patch:
     if o.poisoned:
-        return _Patch(index, poison=True)
+        return _patch(index, poison=True)
     patcher = _PATCHERS.get(ins.opcode & 0x07)
     if patcher is None:
         raise _Refused(f"cannot relocate instruction with opcode {ins.opcode:#04x}")
@@ -1325,20 +1300,20 @@ def _plan_patch(ins: Instruction, index: int, o: _Outcome) -> _Patch:
 def _apply(insns: list[Instruction], patches: Sequence[_Patch]) -> None:
     """Write the patches; a poisoned 64-bit load becomes two poisoned calls."""
     widened: list[int] = []
-    for p in patches:
-        ins = insns[p.at]
-        if p.poison:
+    for at, poison, _, opcode, off, imm in patches:
+        ins = insns[at]
+        if poison:
             if ins.opcode == _LD_IMM64:
-                widened.append(p.at)
+                widened.append(at)
             ins.opcode, ins.dst, ins.src, ins.off, ins.imm = _CALL, 0, 0, 0, POISON_IMM
             ins.reference = None
             continue
-        if p.opcode is not None:
-            ins.opcode = p.opcode
-        if p.off is not None:
-            ins.off = p.off
-        if p.imm is not None:
-            ins.imm = p.imm
+        if opcode is not None:
+            ins.opcode = opcode
+        if off is not None:
+            ins.off = off
+        if imm is not None:
+            ins.imm = imm
     for index in sorted(widened, reverse=True):
         insns.insert(index + 1, _poison_call())
 
@@ -1483,7 +1458,7 @@ class _Job:
         o = decision.outcome
         return CoreResult(self.index, self.slot, relo.kind, relo.type_id, relo.access,
                           decision.description, o.local_value & _U64, o.target_value & _U64,
-                          poisoned=o.poisoned or patch.poison, reason=patch.reason or o.reason,
+                          poisoned=o.poisoned or patch[1], reason=patch[2] or o.reason,
                           target=decision.target, target_type_id=decision.target_type_id,
                           candidates=decision.candidates), patch
 

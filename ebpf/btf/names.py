@@ -122,7 +122,7 @@ class _PendingMembers:
         """Positions of the members whose name offset is `off` (a search of the record's
         bytes: no Python loop over ~250 members)."""
         record = self.record
-        want = off.to_bytes(4, self._spec.byteorder)
+        want = off.to_bytes(4, "little" if self._spec.byteorder == "little" else "big")
         found: list[int] = []
         at = record.find(want)
         while at >= 0:
