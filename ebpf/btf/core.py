@@ -74,7 +74,6 @@ from .types import (
     DeclTag,
     Enum,
     Float,
-    FuncProto,
     Fwd,
     Int,
     IntEncoding,
@@ -85,7 +84,6 @@ from .types import (
     Type,
     Typedef,
     TypeTag,
-    Union,
     Var,
     Void,
     Volatile,
@@ -97,6 +95,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeAlias, overload
 
     from ..asm import Instruction
+    from ._core_explain import explain_poison as explain_poison
 
     # Plain tuples, not record classes (process start: a class costs ~0.1 M instructions):
     # one step of an access path: (name, number, local type): a subscript (name None,
@@ -230,15 +229,6 @@ _KIND_NAMES = {
     CoreReloKind.TYPE_SIZE: "type_size",
     CoreReloKind.ENUMVAL_EXISTS: "enumval_exists",
     CoreReloKind.ENUMVAL_VALUE: "enumval_value",
-}
-
-_GUARDS = {
-    CoreReloKind.FIELD_BYTE_OFFSET: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_BYTE_SIZE: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_SIGNED: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_LSHIFT_U64: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_RSHIFT_U64: "bpf_core_field_exists()",
-    CoreReloKind.ENUMVAL_VALUE: "bpf_core_enum_value_exists()",
 }
 
 
@@ -544,126 +534,6 @@ def _member_fits(local: Type, target: Type) -> bool:
     raise _Refused("type nesting too deep")
 
 
-def _types_compatible(local: Type, target: Type, depth: int = _MAX_NESTING) -> bool:
-    """The loose type equivalence of type-existence, -size and -id relocations: same
-    kinds all the way down through pointers, arrays and function prototypes;
-    structs, unions, enums and forward declarations by kind alone."""
-    if local.kind != target.kind:
-        return False
-    for _ in range(_MAX_NESTING):
-        local, target = _resolved(local), _resolved(target)
-        if local.kind != target.kind:
-            return False
-        if isinstance(local, (Void, Composite, Enum, Fwd)):
-            return True
-        if isinstance(local, Int):
-            return _bit_offset_within(local) == 0 == _bit_offset_within(target)
-        if isinstance(local, Pointer) and isinstance(target, Pointer):
-            local, target = local.type, target.type
-            continue
-        if isinstance(local, Array) and isinstance(target, Array):
-            local, target = local.type, target.type
-            continue
-        if isinstance(local, FuncProto) and isinstance(target, FuncProto):
-            if depth <= 0:
-                raise _Refused("function prototype nesting too deep")
-            if len(local.params) != len(target.params) or not all(
-                    _types_compatible(_resolved(a.type), _resolved(b.type), depth - 1)
-                    for a, b in zip(local.params, target.params, strict=True)):
-                return False
-            local, target = local.return_type, target.return_type
-            continue
-        return False
-    raise _Refused("type nesting too deep")
-
-
-# -- "type matches": the strict equivalence of bpf_core_type_matches ---------------------
-
-def _types_match(local: Type, target: Type, behind_pointer: bool = False,
-                 depth: int = _MAX_NESTING) -> bool:
-    """Whether `target` has the shape `local` describes: names correspond at every
-    level, integers agree in size and signedness, arrays in length, functions in
-    their parameters, enums hold every local enumerator name, structs/unions hold
-    every local member (by name and matching type). Behind a pointer, a struct or
-    union only has to be of the same kind (or a forward declaration of it)."""
-    if depth <= 0:
-        raise _Refused("type nesting too deep")
-    for _ in range(_MAX_NESTING):
-        local, target = _resolved(local), _resolved(target)
-        if not _same_essential_name(local.name, target.name):
-            return False
-        if isinstance(local, (Pointer, Array)):
-            if not _same_container(local, target):
-                return False
-            behind_pointer = behind_pointer or isinstance(local, Pointer)
-            local, target = local.type, target.type  # type: ignore[attr-defined]
-            continue
-        if isinstance(local, FuncProto):
-            if not isinstance(target, FuncProto) or len(local.params) != len(target.params):
-                return False
-            if not all(_types_match(a.type, b.type, behind_pointer, depth - 1)
-                       for a, b in zip(local.params, target.params, strict=True)):
-                return False
-            local, target = local.return_type, target.return_type
-            continue
-        return _leaf_matches(local, target, behind_pointer, depth)
-    raise _Refused("type nesting too deep")
-
-
-def _same_container(local: Pointer | Array, target: Type) -> bool:
-    if isinstance(local, Pointer):
-        return isinstance(target, Pointer)
-    return isinstance(target, Array) and target.nelems == local.nelems
-
-
-def _is_union(t: Type) -> bool:
-    return t.union if isinstance(t, Fwd) else isinstance(t, Union)
-
-
-def _leaf_matches(local: Type, target: Type, behind_pointer: bool, depth: int) -> bool:
-    if isinstance(local, Void):
-        return isinstance(target, Void)
-    if isinstance(local, Int):
-        return (isinstance(target, Int) and local.size == target.size
-                and local.signed == target.signed)
-    if isinstance(local, Enum):
-        return isinstance(target, Enum) and _enumerators_match(local, target)
-    if isinstance(local, Fwd):
-        if isinstance(target, Fwd) or (behind_pointer and isinstance(target, Composite)):
-            return _is_union(local) == _is_union(target)
-        return False
-    if isinstance(local, Composite):
-        if behind_pointer:
-            if isinstance(target, Fwd):
-                return _is_union(local) == _is_union(target)
-            return local.kind == target.kind
-        return (local.kind == target.kind and isinstance(target, Composite)
-                and _members_match(local, target, depth))
-    return False
-
-
-def _enumerators_match(local: Enum, target: Enum) -> bool:
-    if local.size != target.size or len(local.values) > len(target.values):
-        return False
-    return all(any(_same_essential_name(lv.name, tv.name) for tv in target.values)
-               for lv in local.values)
-
-
-def _members_match(local: Composite, target: Composite, depth: int) -> bool:
-    if len(local.members) > len(target.members):
-        return False
-    for lm in local.members:
-        # names correspond without flavors; an anonymous member ("") to anonymous ones
-        wanted = essential_name(lm.name)
-        for tm in target.members:
-            if essential_name(tm.name) == wanted and _types_match(lm.type, tm.type, False,
-                                                                   depth - 1):
-                break
-        else:
-            return False
-    return True
-
-
 # -- access paths -----------------------------------------------------------------
 
 class _AtMember(_Record):
@@ -815,7 +685,10 @@ def _land(kind: CoreReloKind, local: _Landing, steps: Sequence[_Step], target: S
     target has no such field, enumerator or compatible type."""
     landing = _Landing(root_id, root)
     if kind in _TYPE_KINDS:
-        same = _types_match if kind == CoreReloKind.TYPE_MATCHES else _types_compatible
+        # (type relocations only: field relocations do not load it, process start)
+        from ._core_types import types_compatible, types_match
+
+        same = types_match if kind == CoreReloKind.TYPE_MATCHES else types_compatible
         return landing if same(local.root, root) else None
     if kind in _ENUM_KINDS:
         return _land_enumerator(landing, steps[0][0] or "")
@@ -1513,54 +1386,10 @@ def relocate_instructions(insns: Sequence[Instruction],
     return out
 
 
-# -- verifier log -----------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # explain_poison on first use (process start): see _core_explain.py
+    if name == "explain_poison":
+        from ._core_explain import explain_poison  # (as above)
 
-# (compiled on first use, by `re`'s cache: process start)
-_INVALID_RE = r"invalid func unknown#" + str(POISON_IMM) + r"\b"
-_CALL_RE = r"^\s*(\d+): \(85\) call unknown#" + str(POISON_IMM) + r"\b"
-
-
-def explain_poison(log: str, results: Sequence[CoreResult]) -> str | None:
-    """Explain a verifier rejection caused by a poisoned CO-RE instruction.
-
-    `log` is the verifier log, `results` what `relocate` returned for the
-    program (with `slot` adjusted by the loader if it moved the code). Returns
-    None when the log is not about a poisoned instruction, else a message
-    naming the instruction, the relocation (type and field path) and why it
-    failed, with the guard that would have made it dead code.
-    """
-    import re  # only to read a verifier log
-
-    lines = log.splitlines()
-    hit = None
-    for i in range(len(lines) - 1, -1, -1):
-        if re.search(_INVALID_RE, lines[i]):
-            hit = i
-            break
-    if hit is None:
-        return None
-    slot: int | None = None
-    for j in range(hit, max(hit - 64, -1), -1):
-        m = re.match(_CALL_RE, lines[j])
-        if m:
-            slot = int(m.group(1))
-            break
-    poisoned = [r for r in results if r.poisoned]
-    exact = [r for r in poisoned if r.slot == slot]
-    where = f"instruction {slot}" if slot is not None else "an instruction"
-
-    def one(r: CoreResult) -> str:
-        guard = _GUARDS.get(r.kind)
-        text = f"<{r.kind_name}> {r.description}: {r.reason or 'cannot be relocated'}"
-        if guard:
-            text += f"; guard the access with {guard}"
-        return text
-
-    if exact:
-        return f"{where}: unguarded CO-RE relocation failed: {one(exact[0])}"
-    if poisoned:
-        listing = "; ".join(f"insn {r.slot}: {one(r)}" for r in poisoned)
-        return (f"{where}: a poisoned CO-RE relocation was reached; the program's failed "
-                f"relocations are: {listing}")
-    return (f"{where}: a poisoned CO-RE relocation (call unknown#{POISON_IMM}) was reached, "
-            "but no failed relocation is known for this program")
+        return explain_poison
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,18 +50,20 @@ class _PendingMembers:
     (by position, or by name through a search of the record's name bytes) until all
     of them are (`Composite.members`)."""
 
-    __slots__ = ("_anon", "_made", "_names", "_spec", "count", "kflag", "record", "seg")
+    __slots__ = ("_anon", "_made", "_spec", "count", "kflag", "names", "record", "seg")
 
-    def __init__(self, spec: SpecNames, seg: list[int], kflag: int, record: bytes) -> None:
+    def __init__(self, spec: SpecNames, seg: list[int], kflag: int, record: bytes,
+                 names: tuple[int, bytes]) -> None:
         self._spec = spec
         self.seg = seg          # the record's member words: name, type, offset
         self.record = record    # the same words as bytes of the blob
+        # (the offset of the byte before the lowest nonzero name offset; a NUL, the
+        # table's bytes from there to the end of the name at the highest offset, a NUL)
+        self.names = names
         self.kflag = kflag
         self.count = len(seg) // 3
         self._made: dict[int, Member] = {}
         self._anon: list[int] | None = None
-        # (where the member names start, their bytes), found once for every name
-        self._names: tuple[int, bytes] | None = None
 
     def at(self, owner: Composite, n: int, name: str | None = None) -> Member:
         """Member #`n` (the same object each time)."""
@@ -91,7 +93,7 @@ class _PendingMembers:
         """Positions of the members called `name` ("": anonymous), in order: found in
         the bytes of the member names (checked to lie in the string table, as ASCII,
         by `SpecNames._type_for_core`), without decoding them."""
-        base, names = self._names_span()
+        base, names = self.names
         if not name:
             anon = self._anon
             if anon is None:
@@ -131,25 +133,6 @@ class _PendingMembers:
             at = record.find(want, at + 1)
         return found
 
-    def _names_span(self) -> tuple[int, bytes]:
-        """(offset of the byte before the lowest nonzero name offset, a NUL then the
-        table's bytes from there to the end of the name at the highest offset, then a
-        NUL), or (0, b"\\0\\0") when every member is anonymous."""
-        span = self._names
-        if span is None:
-            offs = self.seg[0::3]
-            lo = min(filter(None, offs), default=0)
-            if not lo:
-                span = (0, b"\0\0")
-            else:
-                spec = self._spec
-                delta = spec._str_start - spec._str_base
-                buf = spec._buf
-                end = buf.find(b"\0", max(offs) + delta, spec._str_end)
-                span = (lo - 1, b"\0" + buf[lo + delta : end + 1] + b"\0")
-            self._names = span
-        return span
-
 
 def _all_at(items: list[int] | bytes, wanted: int) -> list[int]:
     """The positions of `wanted` in `items` (at C speed)."""
@@ -188,16 +171,20 @@ class SpecNames(SpecDecoder):
         seg = list(w[i + 3 : end])
         maxid = self._first_id + self._count if self._count is not None else (
             self._first_id + self._nwords // 3 + 1)
-        offs = set(seg[0::3]) - {0}
-        if max(seg[1::3]) >= maxid or not offs:
+        names = seg[0::3]
+        lo = min(filter(None, names), default=0)  # (a sorted set costs ~5x: process start)
+        if not lo or max(seg[1::3]) >= maxid:
             return self.type_by_id(tid)
-        lo, hi = min(offs), max(offs)
+        hi = max(names)
         base, start = self._str_base, self._str_start
         if lo < base or hi - base >= self._str_len or (
                 w[i] and not base <= w[i] < base + self._str_len):
             return self.type_by_id(tid)  # (its errors, worded as for any type)
         stop = self._buf.find(b"\0", start + hi - base, self._str_end)
-        if stop < 0 or not self._buf[start + lo - base : stop].isascii():
+        if stop < 0:
+            return self.type_by_id(tid)
+        text = self._buf[start + lo - base : stop + 1]
+        if not text.isascii():
             return self.type_by_id(tid)
         name = self.string(w[i]) if w[i] else ""
         with self._lock:
@@ -209,7 +196,8 @@ class SpecNames(SpecDecoder):
             c.size = w[i + 2]
             at = self._type_start + 4 * (i + 3)
             c._members = _PendingMembers(self, seg, info >> 31,
-                                         self._buf[at : at + 4 * len(seg)])
+                                         self._buf[at : at + 4 * len(seg)],
+                                         (lo - 1, b"\0" + text + b"\0"))
             self._publish(tid, c)
         return c
 
