@@ -57,7 +57,6 @@ Usage (what the program loader does)::
 from __future__ import annotations
 
 import functools
-import operator
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -115,6 +114,12 @@ if TYPE_CHECKING:
     # new fields of one instruction, applied once every relocation succeeded: (index,
     # poison, why it is poisoned when patching found it, opcode, off, imm)
     _Patch: TypeAlias = "tuple[int, bool, str | None, int | None, int | None, int | None]"
+    # the storage behind a field access, as a program reads it: (byte offset and size of
+    # the load that reaches the field, bit offset of its first bit, bit size, whether it
+    # is a bitfield, the member's or element's type without typedefs, whether the path
+    # ends at an array element (or at the root))
+    _Field: TypeAlias = "tuple[int, int, int, int, bool, Type, bool]"
+    _Stop: TypeAlias = "_AtMember | _AtElement | _AtEnumerator | None"
 
 __all__ = [
     "POISON_IMM",
@@ -132,74 +137,6 @@ __all__ = [
 
 POISON_IMM = 0xBAD2310
 """The helper id of a poisoned instruction (``call 195896080``, "bad relo")."""
-
-
-class _RecordMeta(type):
-    """Makes each subclass of `_Record` an immutable tuple with named fields from its
-    annotations, defaults, docstring and methods: what `typing.NamedTuple` makes
-    (positional or keyword arguments, defaults, `_fields`, `_replace`, equality and
-    hashing as tuples), built directly (process start: `collections.namedtuple` compiles
-    code for each class, ~0.1 ms each)."""
-
-    def __new__(mcls, name: str, bases: tuple[type, ...],
-                ns: dict[str, Any]) -> type:
-        if not bases:  # _Record itself
-            return super().__new__(mcls, name, bases, ns)
-        annotations = ns.get("__annotations__", {})
-        fields = tuple(annotations)
-        body = {key: value for key, value in ns.items()
-                if key not in fields and key != "__annotations__"}
-        body.update({f: property(operator.itemgetter(k)) for k, f in enumerate(fields)})
-        body.update(__slots__=(), _fields=fields,
-                    _field_defaults={f: ns[f] for f in fields if f in ns},
-                    __new__=_record_new, __getnewargs__=_record_getnewargs,
-                    __repr__=_record_repr, _replace=_record_replace,
-                    __annotations__=annotations)
-        return type(name, (tuple,), body)
-
-
-def _record_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
-    fields = cls._fields
-    if kwargs or len(args) != len(fields):
-        if len(args) > len(fields):
-            raise TypeError(f"{cls.__name__}() takes {len(fields)} arguments, "
-                            f"got {len(args)}")
-        values = list(args)
-        defaults = cls._field_defaults
-        for f in fields[len(args):]:
-            if f in kwargs:
-                values.append(kwargs.pop(f))
-            elif f in defaults:
-                values.append(defaults[f])
-            else:
-                raise TypeError(f"{cls.__name__}() missing argument {f!r}")
-        if kwargs:
-            raise TypeError(f"{cls.__name__}() got unexpected arguments {sorted(kwargs)}")
-        args = tuple(values)
-    return tuple.__new__(cls, args)
-
-
-def _record_getnewargs(self: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(self)
-
-
-def _record_repr(self: Any) -> str:
-    inner = ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self, strict=True))
-    return f"{type(self).__name__}({inner})"
-
-
-def _record_replace(self: Any, **changes: Any) -> Any:
-    values = [changes.pop(f, v) for f, v in zip(self._fields, self, strict=True)]
-    if changes:
-        raise ValueError(f"got unexpected field names: {sorted(changes)}")
-    return tuple.__new__(type(self), values)
-
-
-if TYPE_CHECKING:
-    from typing import NamedTuple as _Record
-else:
-    class _Record(metaclass=_RecordMeta):
-        """Base of this module's records (see `_RecordMeta`)."""
 
 
 _U64 = (1 << 64) - 1
@@ -536,22 +473,52 @@ def _member_fits(local: Type, target: Type) -> bool:
 
 # -- access paths -----------------------------------------------------------------
 
-class _AtMember(_Record):
-    member: Member
-    owner: Composite
-    position: int       # the member's position in `owner`
+# Where a path stops: at a member, an array element (or the root), an enumerator.
+# Small classes of their own, not records (process start: no metaclass, no properties).
+
+class _AtMember(tuple):  # type: ignore[type-arg]  # (a tuple: places compare equal)
+    """The member at `position` in `owner`."""
+
+    __slots__ = ()
+
+    def __new__(cls, member: Member, owner: Composite, position: int) -> _AtMember:
+        return tuple.__new__(cls, (member, owner, position))
+
+    @property
+    def member(self) -> Member:
+        """The member."""
+        m: Member = self[0]
+        return m
+
+    @property
+    def owner(self) -> Composite:
+        """The struct/union that declares it."""
+        o: Composite = self[1]
+        return o
+
+    @property
+    def position(self) -> int:
+        """Its position in `owner`."""
+        p: int = self[2]
+        return p
 
 
-class _AtElement(_Record):
-    type: Type          # the element (or root) type reached by the last subscript
+class _AtElement:
+    """The element (or root) type reached by the last subscript."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: Type) -> None:
+        self.type = type
 
 
-class _AtEnumerator(_Record):
-    enum: Enum
-    position: int
+class _AtEnumerator:
+    """Enumerator #`position` of `enum`."""
 
+    __slots__ = ("enum", "position")
 
-_Stop = _AtMember | _AtElement | _AtEnumerator | None
+    def __init__(self, enum: Enum, position: int) -> None:
+        self.enum, self.position = enum, position
 
 
 class _Landing:
@@ -817,42 +784,35 @@ def _find_member(spec: Spec, here: Type, name: str,
 
 # -- outcomes ---------------------------------------------------------------------
 
-class _Outcome(_Record):
+class _Outcome:
     """What a relocation resolves to: the value clang assumed and the target's.
     Plain values only: outcomes are kept in `CoreCache.decisions`."""
 
-    local_value: int
-    target_value: int
-    poisoned: bool = False
-    reason: str | None = None
-    checked: bool = True    # the instruction must hold `local_value`
-    resize: _Resize | None = None
+    __slots__ = ("checked", "local_value", "poisoned", "reason", "resize", "target_value")
 
-
-class _Field(_Record):
-    """The storage behind a field access, as a program reads it."""
-
-    byte_offset: int    # of the load that reaches the field
-    byte_size: int      # of that load
-    bit_offset: int     # of the field's first bit
-    bit_size: int
-    bitfield: bool
-    type: Type          # the member's or element's type, without typedefs
-    element: bool       # the path ends at an array element (or at the root)
+    def __init__(self, local_value: int, target_value: int, poisoned: bool = False,
+                 reason: str | None = None, checked: bool = True,
+                 resize: _Resize | None = None) -> None:
+        self.local_value = local_value
+        self.target_value = target_value
+        self.poisoned = poisoned
+        self.reason = reason
+        self.checked = checked      # the instruction must hold `local_value`
+        self.resize = resize
 
 
 def _field_at(landing: _Landing) -> _Field:
     stop, bits = landing.stop, landing.bit_offset
     if isinstance(stop, _AtElement):
         size = _byte_size(stop.type)
-        return _Field(bits // 8, size, bits, size * 8, False, stop.type, True)
+        return (bits // 8, size, bits, size * 8, False, stop.type, True)
     assert isinstance(stop, _AtMember)
     member, t = stop.member, _resolved(stop.member.type)
     if member.bitfield_size == 0:
         size = _byte_size(t)
-        return _Field(bits // 8, size, bits, size * 8, False, t, False)
+        return (bits // 8, size, bits, size * 8, False, t, False)
     start, size = _bitfield_load(member, t, bits)
-    return _Field(start, size, bits, member.bitfield_size, True, t, False)
+    return (start, size, bits, member.bitfield_size, True, t, False)
 
 
 def _bitfield_load(member: Member, t: Type, bits: int) -> tuple[int, int]:
@@ -880,19 +840,11 @@ def _is_signed(t: Type) -> bool:
 
 def _left_shift(f: _Field) -> int:
     """Shift that puts the field's last bit at the top of a u64 holding the load."""
-    within = f.bit_offset - f.byte_offset * 8
+    byte_offset, byte_size, bit_offset, bit_size = f[:4]
+    within = bit_offset - byte_offset * 8
     if sys.byteorder == "little":
-        return 64 - (within + f.bit_size)
-    return (8 - f.byte_size) * 8 + within
-
-
-_FIELD_VALUES: dict[CoreReloKind, Callable[[_Field], int]] = {
-    CoreReloKind.FIELD_BYTE_OFFSET: lambda f: f.byte_offset,
-    CoreReloKind.FIELD_BYTE_SIZE: lambda f: f.byte_size,
-    CoreReloKind.FIELD_SIGNED: lambda f: int(_is_signed(f.type)),
-    CoreReloKind.FIELD_LSHIFT_U64: _left_shift,
-    CoreReloKind.FIELD_RSHIFT_U64: lambda f: 64 - f.bit_size,
-}
+        return 64 - (within + bit_size)
+    return (8 - byte_size) * 8 + within
 
 # kinds whose instruction is not checked against the local value of a bitfield
 # (clang cannot know the load a bitfield needs)
@@ -902,23 +854,33 @@ _UNCHECKED_FOR_BITFIELDS = frozenset((CoreReloKind.FIELD_BYTE_OFFSET,
 
 
 def _field_value(kind: CoreReloKind, f: _Field) -> int:
-    if f.element and kind not in (CoreReloKind.FIELD_BYTE_OFFSET,
-                                  CoreReloKind.FIELD_BYTE_SIZE):
+    byte_offset, byte_size, _, bit_size, _, t, element = f
+    if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+        return byte_offset
+    if kind == CoreReloKind.FIELD_BYTE_SIZE:
+        return byte_size
+    if element:
         raise _Refused(f"relocation {_KIND_NAMES[kind]} cannot be applied to an array element")
-    return _FIELD_VALUES[kind](f)
+    if kind == CoreReloKind.FIELD_SIGNED:
+        return int(_is_signed(t))
+    if kind == CoreReloKind.FIELD_LSHIFT_U64:
+        return _left_shift(f)
+    if kind == CoreReloKind.FIELD_RSHIFT_U64:
+        return 64 - bit_size
+    raise KeyError(kind)
 
 
 def _loaded_type(kind: CoreReloKind, f: _Field) -> Type | None:
     """The type a load at the relocated offset reads, when its size matters."""
-    if kind != CoreReloKind.FIELD_BYTE_OFFSET or f.bitfield:
+    if kind != CoreReloKind.FIELD_BYTE_OFFSET or f[4]:  # (a bitfield)
         return None
-    return f.type
+    return f[5]
 
 
 def _resize(kind: CoreReloKind, local: _Field, target: _Field) -> _Resize | None:
     lt, tt = _loaded_type(kind, local), _loaded_type(kind, target)
-    ls = local.byte_size if lt is not None else 0
-    ts = target.byte_size if tt is not None else 0
+    ls = local[1] if lt is not None else 0   # (the loads' byte sizes)
+    ts = target[1] if tt is not None else 0
     if ls == ts:
         return None
     possible = (isinstance(lt, Pointer) and isinstance(tt, Pointer)) or (
@@ -932,7 +894,7 @@ def _field_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None)
         return _Outcome(1, int(target is not None))
     lf = _field_at(local)
     value = _field_value(kind, lf)
-    checked = not (lf.bitfield and kind in _UNCHECKED_FOR_BITFIELDS)
+    checked = not (lf[4] and kind in _UNCHECKED_FOR_BITFIELDS)  # (a bitfield)
     if target is None:
         return _Outcome(value, 0, poisoned=True, checked=checked)
     tf = _field_at(target)
@@ -1009,14 +971,18 @@ def _describe(c: _Candidate, targets: Sequence[Spec], names: Sequence[str]) -> s
 
 # -- resolving one relocation -------------------------------------------------------
 
-class _Decision(_Record):
+class _Decision:
     """A resolved relocation, as `CoreCache.decisions` keeps it (plain values)."""
 
-    outcome: _Outcome
-    description: str
-    target: str | None
-    target_type_id: int | None
-    candidates: int
+    __slots__ = ("candidates", "description", "outcome", "target", "target_type_id")
+
+    def __init__(self, outcome: _Outcome, description: str, target: str | None,
+                 target_type_id: int | None, candidates: int) -> None:
+        self.outcome = outcome
+        self.description = description
+        self.target = target
+        self.target_type_id = target_type_id
+        self.candidates = candidates
 
 
 def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
@@ -1052,7 +1018,9 @@ def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
     if choice is None:
         outcome = _outcome(kind, local_landing, None)
         if outcome.poisoned:
-            outcome = outcome._replace(reason=_why_unmatched(kind, root, cands, targets, names))
+            outcome = _Outcome(outcome.local_value, outcome.target_value, True,
+                               _why_unmatched(kind, root, cands, targets, names),
+                               outcome.checked, outcome.resize)
         return _Decision(outcome, description, None, None, len(cands))
     (n, tid), landing, outcome = choice
     shown = landing.detail() if kind in _FIELD_KINDS else landing.path()
