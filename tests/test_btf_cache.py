@@ -402,3 +402,45 @@ def test_load_kernel_indexed_is_load_indexed_with_the_kernel_key(
     monkeypatch.setenv(cache.ENV, str(not_dir))
     assert cache.load_kernel_indexed(blob)._index is None
     assert not cache._pending
+
+
+def test_kernel_index_crc_checked_once_per_file(cdir: Path, blob: bytes,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel index file whose CRC-32 a process found right is named (inode, size,
+    ctime) in ``vmlinux-<boot>.verified``: a later process reading that very file
+    checks all but its CRC; a file written since is checked in full again."""
+    cache._pending.clear()
+    cache.load_kernel_indexed(blob)
+    cache._pending.clear()
+    assert cache.save(Spec(blob)) is not None
+    f = cache_file(cdir)
+    assert cache.load_kernel_indexed(blob)._index is not None   # CRC checked: noted
+    (verified,) = [p for p in cdir.iterdir() if p.name.endswith(".verified")]
+    assert stat.S_IMODE(verified.stat().st_mode) == 0o600
+    st = f.stat()
+    dfd = os.open(cdir, os.O_RDONLY)
+    try:
+        assert cache._read_verified(dfd, cache._boot_id(), (len(blob), zlib.crc32(blob))) \
+            == (st.st_ino, st.st_size, st.st_ctime_ns)
+    finally:
+        os.close(dfd)
+    crcs: list[int] = []
+    real = zlib.crc32
+
+    def counting(data: object, start: int = 0) -> int:
+        crcs.append(len(memoryview(data)))  # type: ignore[arg-type]
+        return real(data, start)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache.zlib, "crc32", counting)
+    assert cache.load_kernel_indexed(blob)._index is not None
+    assert max(crcs) < 100                   # the key and verified files' only
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x40             # damaged, written as the cache writes: checked
+    other = cdir / "new"
+    rewrite(other, data, fix_crc=False)
+    other.chmod(0o600)
+    other.replace(f)
+    crcs.clear()
+    assert cache.load_kernel_indexed(blob)._index is None
+    assert max(crcs) > 100
+    cache._pending.clear()

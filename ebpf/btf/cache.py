@@ -26,7 +26,10 @@ is treated as untrusted input:
 For the running kernel's vmlinux BTF, whose CRC-32 over megabytes would otherwise
 be computed by every process, the key itself is kept too: ``vmlinux-<boot id>.key``
 holds the boot's blob length and CRC-32 (`kernel_blob_key`; the blob cannot change
-while the kernel runs), so that a later process of the same boot skips that pass.
+while the kernel runs), so that a later process of the same boot skips that pass; and
+``vmlinux-<boot id>.verified`` names the kernel's index file whose own CRC-32 a process
+of the boot found right (inode, size, ctime): a later process finding that very file,
+not written since, checks all of it but that CRC-32 (`_VERIFIED`).
 
 The cache is written atomically (temporary file + rename). A process that
 found no cache writes one when it exits (`atexit`), so its own first lookup
@@ -154,7 +157,10 @@ def _open_dir(path: str, create: bool) -> int | None:
     return fd
 
 
-def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
+def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE,
+               seen: list[tuple[int, int, int]] | None = None) -> bytes | None:
+    """The contents of our regular file `name` in `dfd` (None: missing, unsafe, or of a
+    size out of bounds); its identity (inode, size, ctime) appended to `seen`."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
                      dir_fd=dfd)
@@ -167,6 +173,8 @@ def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
                 or not min_size <= st.st_size <= (1 << 30)):
             return None
         size = st.st_size
+        if seen is not None:
+            seen.append((st.st_ino, size, st.st_ctime_ns))
         chunks = []
         got = 0
         while got < size:
@@ -182,9 +190,11 @@ def _read_file(dfd: int, name: str, min_size: int = _HDR_SIZE) -> bytes | None:
         os.close(fd)
 
 
-def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> Spec | None:
+def _validate(data: bytes, spec: Spec, key: tuple[int, int], crc_checked: bool = False
+              ) -> Spec | None:
     """A Spec of `spec`'s blob indexed by the cache file `data` (its flavored names
-    set), or None if anything is off."""
+    set), or None if anything is off. `crc_checked`: this very file's CRC-32 was found
+    right before (see `_VERIFIED`); everything else is checked all the same."""
     if len(data) < _HDR_SIZE:
         return None
     (magic, version, mark, blob_len, blob_crc, type_len, ntypes, shift, bits, nnames,
@@ -200,7 +210,8 @@ def _validate(data: bytes, spec: Spec, key: tuple[int, int]) -> Spec | None:
     arrays_end = _HDR_SIZE + 4 * (ncp + nbuckets + nnames)
     if len(data) != arrays_end + nflavored:
         return None
-    if zlib.crc32(memoryview(data)[_HDR.size :], zlib.crc32(data[: _HDR.size - 4])) != crc:
+    if not crc_checked and zlib.crc32(memoryview(data)[_HDR.size :],
+                                      zlib.crc32(data[: _HDR.size - 4])) != crc:
         return None
     words = memoryview(data)[_HDR_SIZE:arrays_end].cast("I")
     checkpoints = words[:ncp]
@@ -329,12 +340,18 @@ def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
         return None
 
 
-def _load_cached_at(dfd: int, data: bytes | mmap.mmap, key: tuple[int, int]) -> Spec | None:
-    """`load_cached` in the open cache directory `dfd` (may raise _CACHE_ERRORS)."""
-    raw = _read_file(dfd, _file_name(key))
+def _load_cached_at(dfd: int, data: bytes | mmap.mmap, key: tuple[int, int],
+                    verified: tuple[int, int, int] | None = None,
+                    seen: list[tuple[int, int, int]] | None = None) -> Spec | None:
+    """`load_cached` in the open cache directory `dfd` (may raise _CACHE_ERRORS).
+    `verified`: the identity of an index file whose CRC-32 was found right in this
+    boot (not computed again when the file is that one); the identity of the file
+    read is appended to `seen`."""
+    seen = [] if seen is None else seen
+    raw = _read_file(dfd, _file_name(key), seen=seen)
     if raw is None:
         return None
-    return _validate(raw, Spec(data, lazy=True), key)
+    return _validate(raw, Spec(data, lazy=True), key, crc_checked=seen[-1] == verified)
 
 
 def save(spec: Spec, directory: str | None = None) -> str | None:
@@ -392,7 +409,23 @@ def load_kernel_indexed(data: bytes | mmap.mmap) -> Spec:
     directory = cache_directory()
     if directory is None:
         return Spec(data, lazy=True)
-    return _indexed_in(directory, data, lambda dfd: _kernel_key_at(dfd, data))
+    dfd = _open_dir(directory, create=True)
+    if dfd is None:
+        return Spec(data, lazy=True)  # nowhere to write it: do not spend the work at exit
+    try:
+        boot = _boot_id()
+        key = _kernel_key_at(dfd, data, boot)
+        verified = _read_verified(dfd, boot, key)
+        seen: list[tuple[int, int, int]] = []
+        try:
+            spec = _load_cached_at(dfd, data, key, verified, seen)
+        except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
+            spec = None
+        if spec is not None and seen[-1] != verified:
+            _write_verified(dfd, boot, key, seen[-1])  # (for the next process)
+    finally:
+        os.close(dfd)
+    return spec if spec is not None else _pending_spec(data, key)
 
 
 def _indexed_in(directory: str, data: bytes | mmap.mmap,
@@ -466,9 +499,12 @@ def kernel_blob_key(data: bytes | mmap.mmap) -> tuple[int, int] | None:
         return len(data), zlib.crc32(data)
 
 
-def _kernel_key_at(dfd: int, data: bytes | mmap.mmap) -> tuple[int, int]:
-    """`kernel_blob_key` in the open cache directory `dfd`."""
-    boot = _boot_id()
+def _kernel_key_at(dfd: int, data: bytes | mmap.mmap, boot: bytes | None = b""
+                   ) -> tuple[int, int]:
+    """`kernel_blob_key` in the open cache directory `dfd` (`boot`: the boot id, when
+    the caller read it)."""
+    if boot == b"":
+        boot = _boot_id()
     if boot is None or len(boot) != 16:
         return len(data), zlib.crc32(data)
     name = f"{_KEY_PREFIX}{boot.hex()}{_KEY_SUFFIX}"
@@ -488,14 +524,50 @@ def _kernel_key_at(dfd: int, data: bytes | mmap.mmap) -> tuple[int, int]:
         return len(data), zlib.crc32(data)
 
 
-def _prune_keys(dfd: int, keep: str) -> None:
-    """Only the current boot's key file is worth keeping."""
+def _prune_keys(dfd: int, keep: str, suffix: str = _KEY_SUFFIX) -> None:
+    """Only the current boot's key file (or verified file) is worth keeping."""
     try:
         for n in os.listdir(dfd):
-            if n.startswith(_KEY_PREFIX) and n.endswith(_KEY_SUFFIX) and n != keep:
+            if n.startswith(_KEY_PREFIX) and n.endswith(suffix) and n != keep:
                 os.unlink(n, dir_fd=dfd)
     except OSError:
         pass
+
+
+# ``vmlinux-<boot id>.verified``: the identity (inode, size, ctime) of the kernel's index
+# file whose CRC-32 a process of this boot found right, with the blob's key and a CRC-32
+# of these. A later process of the boot that finds that very file (not written since:
+# same inode, size and ctime, which no process sets at will) checks all of it but its
+# CRC-32 (~1.5M instructions for the kernel's ~380 KB index: a quarter of a CO-RE load's
+# BTF work). Its own file, which versions that do not know it leave alone.
+_VERIFIED = struct.Struct("=8s16sQIQQqI")  # magic, boot, key, identity, CRC-32 of these
+_VERIFIED_MAGIC = b"EBPFBTFV"
+_VERIFIED_SUFFIX = ".verified"
+
+
+def _read_verified(dfd: int, boot: bytes | None, key: tuple[int, int]
+                   ) -> tuple[int, int, int] | None:
+    """The identity of the index file of `key` verified in this boot, if any."""
+    if boot is None or len(boot) != 16:
+        return None
+    raw = _read_file(dfd, f"{_KEY_PREFIX}{boot.hex()}{_VERIFIED_SUFFIX}", _VERIFIED.size)
+    if raw is None or len(raw) != _VERIFIED.size:
+        return None
+    magic, rboot, length, crc, ino, size, ctime, check = _VERIFIED.unpack(raw)
+    if (magic != _VERIFIED_MAGIC or rboot != boot or (length, crc) != key
+            or zlib.crc32(raw[:-4]) != check):
+        return None
+    return ino, size, ctime
+
+
+def _write_verified(dfd: int, boot: bytes | None, key: tuple[int, int],
+                    ident: tuple[int, int, int]) -> None:
+    if boot is None or len(boot) != 16:
+        return
+    name = f"{_KEY_PREFIX}{boot.hex()}{_VERIFIED_SUFFIX}"
+    body = _VERIFIED.pack(_VERIFIED_MAGIC, boot, *key, *ident, 0)[:-4]
+    if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
+        _prune_keys(dfd, name, _VERIFIED_SUFFIX)
 
 
 __all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed",

@@ -57,7 +57,6 @@ Usage (what the program loader does)::
 from __future__ import annotations
 
 import functools
-import operator
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -74,7 +73,6 @@ from .types import (
     DeclTag,
     Enum,
     Float,
-    FuncProto,
     Fwd,
     Int,
     IntEncoding,
@@ -85,7 +83,6 @@ from .types import (
     Type,
     Typedef,
     TypeTag,
-    Union,
     Var,
     Void,
     Volatile,
@@ -94,9 +91,35 @@ from .types import (
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any, overload
+    from typing import Any, TypeAlias, overload
 
     from ..asm import Instruction
+    from ._core_explain import explain_poison as explain_poison
+
+    # Plain tuples, not record classes (process start: a class costs ~0.1 M instructions):
+    # one step of an access path: (name, number, local type): a subscript (name None,
+    # number the element) or a member by name (number its position in the local type)
+    _Step: TypeAlias = "tuple[str | None, int, Type | None]"
+    # a member reachable by name from a struct/union, maybe inside anonymous ones:
+    # (member indices from the outer type down to it, bit offset from the outer type, stop)
+    _Place: TypeAlias = "tuple[tuple[int, ...], int, _AtMember]"
+    # a target type the local type may correspond to: (target number, type id)
+    _Candidate: TypeAlias = "tuple[int, int]"
+    # a candidate that matches: (candidate, landing, outcome)
+    _Choice: TypeAlias = "tuple[_Candidate, _Landing, _Outcome]"
+    # a load/store of a field whose size differs in the target: (local size, target
+    # size, whether it can be adjusted (pointers and unsigned integers), local label,
+    # target label)
+    _Resize: TypeAlias = "tuple[int, int, bool, str, str]"
+    # new fields of one instruction, applied once every relocation succeeded: (index,
+    # poison, why it is poisoned when patching found it, opcode, off, imm)
+    _Patch: TypeAlias = "tuple[int, bool, str | None, int | None, int | None, int | None]"
+    # the storage behind a field access, as a program reads it: (byte offset and size of
+    # the load that reaches the field, bit offset of its first bit, bit size, whether it
+    # is a bitfield, the member's or element's type without typedefs, whether the path
+    # ends at an array element (or at the root))
+    _Field: TypeAlias = "tuple[int, int, int, int, bool, Type, bool]"
+    _Stop: TypeAlias = "_AtMember | _AtElement | _AtEnumerator | None"
 
 __all__ = [
     "POISON_IMM",
@@ -114,74 +137,6 @@ __all__ = [
 
 POISON_IMM = 0xBAD2310
 """The helper id of a poisoned instruction (``call 195896080``, "bad relo")."""
-
-
-class _RecordMeta(type):
-    """Makes each subclass of `_Record` an immutable tuple with named fields from its
-    annotations, defaults, docstring and methods: what `typing.NamedTuple` makes
-    (positional or keyword arguments, defaults, `_fields`, `_replace`, equality and
-    hashing as tuples), built directly (process start: `collections.namedtuple` compiles
-    code for each class, ~0.1 ms each)."""
-
-    def __new__(mcls, name: str, bases: tuple[type, ...],
-                ns: dict[str, Any]) -> type:
-        if not bases:  # _Record itself
-            return super().__new__(mcls, name, bases, ns)
-        annotations = ns.get("__annotations__", {})
-        fields = tuple(annotations)
-        body = {key: value for key, value in ns.items()
-                if key not in fields and key != "__annotations__"}
-        body.update({f: property(operator.itemgetter(k)) for k, f in enumerate(fields)})
-        body.update(__slots__=(), _fields=fields,
-                    _field_defaults={f: ns[f] for f in fields if f in ns},
-                    __new__=_record_new, __getnewargs__=_record_getnewargs,
-                    __repr__=_record_repr, _replace=_record_replace,
-                    __annotations__=annotations)
-        return type(name, (tuple,), body)
-
-
-def _record_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
-    fields = cls._fields
-    if kwargs or len(args) != len(fields):
-        if len(args) > len(fields):
-            raise TypeError(f"{cls.__name__}() takes {len(fields)} arguments, "
-                            f"got {len(args)}")
-        values = list(args)
-        defaults = cls._field_defaults
-        for f in fields[len(args):]:
-            if f in kwargs:
-                values.append(kwargs.pop(f))
-            elif f in defaults:
-                values.append(defaults[f])
-            else:
-                raise TypeError(f"{cls.__name__}() missing argument {f!r}")
-        if kwargs:
-            raise TypeError(f"{cls.__name__}() got unexpected arguments {sorted(kwargs)}")
-        args = tuple(values)
-    return tuple.__new__(cls, args)
-
-
-def _record_getnewargs(self: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(self)
-
-
-def _record_repr(self: Any) -> str:
-    inner = ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self, strict=True))
-    return f"{type(self).__name__}({inner})"
-
-
-def _record_replace(self: Any, **changes: Any) -> Any:
-    values = [changes.pop(f, v) for f, v in zip(self._fields, self, strict=True)]
-    if changes:
-        raise ValueError(f"got unexpected field names: {sorted(changes)}")
-    return tuple.__new__(type(self), values)
-
-
-if TYPE_CHECKING:
-    from typing import NamedTuple as _Record
-else:
-    class _Record(metaclass=_RecordMeta):
-        """Base of this module's records (see `_RecordMeta`)."""
 
 
 _U64 = (1 << 64) - 1
@@ -211,15 +166,6 @@ _KIND_NAMES = {
     CoreReloKind.TYPE_SIZE: "type_size",
     CoreReloKind.ENUMVAL_EXISTS: "enumval_exists",
     CoreReloKind.ENUMVAL_VALUE: "enumval_value",
-}
-
-_GUARDS = {
-    CoreReloKind.FIELD_BYTE_OFFSET: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_BYTE_SIZE: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_SIGNED: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_LSHIFT_U64: "bpf_core_field_exists()",
-    CoreReloKind.FIELD_RSHIFT_U64: "bpf_core_field_exists()",
-    CoreReloKind.ENUMVAL_VALUE: "bpf_core_enum_value_exists()",
 }
 
 
@@ -525,153 +471,54 @@ def _member_fits(local: Type, target: Type) -> bool:
     raise _Refused("type nesting too deep")
 
 
-def _types_compatible(local: Type, target: Type, depth: int = _MAX_NESTING) -> bool:
-    """The loose type equivalence of type-existence, -size and -id relocations: same
-    kinds all the way down through pointers, arrays and function prototypes;
-    structs, unions, enums and forward declarations by kind alone."""
-    if local.kind != target.kind:
-        return False
-    for _ in range(_MAX_NESTING):
-        local, target = _resolved(local), _resolved(target)
-        if local.kind != target.kind:
-            return False
-        if isinstance(local, (Void, Composite, Enum, Fwd)):
-            return True
-        if isinstance(local, Int):
-            return _bit_offset_within(local) == 0 == _bit_offset_within(target)
-        if isinstance(local, Pointer) and isinstance(target, Pointer):
-            local, target = local.type, target.type
-            continue
-        if isinstance(local, Array) and isinstance(target, Array):
-            local, target = local.type, target.type
-            continue
-        if isinstance(local, FuncProto) and isinstance(target, FuncProto):
-            if depth <= 0:
-                raise _Refused("function prototype nesting too deep")
-            if len(local.params) != len(target.params) or not all(
-                    _types_compatible(_resolved(a.type), _resolved(b.type), depth - 1)
-                    for a, b in zip(local.params, target.params, strict=True)):
-                return False
-            local, target = local.return_type, target.return_type
-            continue
-        return False
-    raise _Refused("type nesting too deep")
-
-
-# -- "type matches": the strict equivalence of bpf_core_type_matches ---------------------
-
-def _types_match(local: Type, target: Type, behind_pointer: bool = False,
-                 depth: int = _MAX_NESTING) -> bool:
-    """Whether `target` has the shape `local` describes: names correspond at every
-    level, integers agree in size and signedness, arrays in length, functions in
-    their parameters, enums hold every local enumerator name, structs/unions hold
-    every local member (by name and matching type). Behind a pointer, a struct or
-    union only has to be of the same kind (or a forward declaration of it)."""
-    if depth <= 0:
-        raise _Refused("type nesting too deep")
-    for _ in range(_MAX_NESTING):
-        local, target = _resolved(local), _resolved(target)
-        if not _same_essential_name(local.name, target.name):
-            return False
-        if isinstance(local, (Pointer, Array)):
-            if not _same_container(local, target):
-                return False
-            behind_pointer = behind_pointer or isinstance(local, Pointer)
-            local, target = local.type, target.type  # type: ignore[attr-defined]
-            continue
-        if isinstance(local, FuncProto):
-            if not isinstance(target, FuncProto) or len(local.params) != len(target.params):
-                return False
-            if not all(_types_match(a.type, b.type, behind_pointer, depth - 1)
-                       for a, b in zip(local.params, target.params, strict=True)):
-                return False
-            local, target = local.return_type, target.return_type
-            continue
-        return _leaf_matches(local, target, behind_pointer, depth)
-    raise _Refused("type nesting too deep")
-
-
-def _same_container(local: Pointer | Array, target: Type) -> bool:
-    if isinstance(local, Pointer):
-        return isinstance(target, Pointer)
-    return isinstance(target, Array) and target.nelems == local.nelems
-
-
-def _is_union(t: Type) -> bool:
-    return t.union if isinstance(t, Fwd) else isinstance(t, Union)
-
-
-def _leaf_matches(local: Type, target: Type, behind_pointer: bool, depth: int) -> bool:
-    if isinstance(local, Void):
-        return isinstance(target, Void)
-    if isinstance(local, Int):
-        return (isinstance(target, Int) and local.size == target.size
-                and local.signed == target.signed)
-    if isinstance(local, Enum):
-        return isinstance(target, Enum) and _enumerators_match(local, target)
-    if isinstance(local, Fwd):
-        if isinstance(target, Fwd) or (behind_pointer and isinstance(target, Composite)):
-            return _is_union(local) == _is_union(target)
-        return False
-    if isinstance(local, Composite):
-        if behind_pointer:
-            if isinstance(target, Fwd):
-                return _is_union(local) == _is_union(target)
-            return local.kind == target.kind
-        return (local.kind == target.kind and isinstance(target, Composite)
-                and _members_match(local, target, depth))
-    return False
-
-
-def _enumerators_match(local: Enum, target: Enum) -> bool:
-    if local.size != target.size or len(local.values) > len(target.values):
-        return False
-    return all(any(_same_essential_name(lv.name, tv.name) for tv in target.values)
-               for lv in local.values)
-
-
-def _members_match(local: Composite, target: Composite, depth: int) -> bool:
-    if len(local.members) > len(target.members):
-        return False
-    for lm in local.members:
-        # names correspond without flavors; an anonymous member ("") to anonymous ones
-        wanted = essential_name(lm.name)
-        for tm in target.members:
-            if essential_name(tm.name) == wanted and _types_match(lm.type, tm.type, False,
-                                                                   depth - 1):
-                break
-        else:
-            return False
-    return True
-
-
 # -- access paths -----------------------------------------------------------------
 
-class _Step(_Record):
-    """One step of an access path: a subscript (`name` None; `number` the element) or
-    a member by name (`number` its position in the local type, `local_type` its type)."""
+# Where a path stops: at a member, an array element (or the root), an enumerator.
+# Small classes of their own, not records (process start: no metaclass, no properties).
 
-    name: str | None
-    number: int
-    local_type: Type | None = None
+class _AtMember(tuple):  # type: ignore[type-arg]  # (a tuple: places compare equal)
+    """The member at `position` in `owner`."""
+
+    __slots__ = ()
+
+    def __new__(cls, member: Member, owner: Composite, position: int) -> _AtMember:
+        return tuple.__new__(cls, (member, owner, position))
+
+    @property
+    def member(self) -> Member:
+        """The member."""
+        m: Member = self[0]
+        return m
+
+    @property
+    def owner(self) -> Composite:
+        """The struct/union that declares it."""
+        o: Composite = self[1]
+        return o
+
+    @property
+    def position(self) -> int:
+        """Its position in `owner`."""
+        p: int = self[2]
+        return p
 
 
-class _AtMember(_Record):
-    member: Member
-    owner: Composite
-    position: int       # the member's position in `owner`
+class _AtElement:
+    """The element (or root) type reached by the last subscript."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: Type) -> None:
+        self.type = type
 
 
-class _AtElement(_Record):
-    type: Type          # the element (or root) type reached by the last subscript
+class _AtEnumerator:
+    """Enumerator #`position` of `enum`."""
 
+    __slots__ = ("enum", "position")
 
-class _AtEnumerator(_Record):
-    enum: Enum
-    position: int
-
-
-_Stop = _AtMember | _AtElement | _AtEnumerator | None
+    def __init__(self, enum: Enum, position: int) -> None:
+        self.enum, self.position = enum, position
 
 
 class _Landing:
@@ -760,7 +607,7 @@ def _read_local(local: Spec, relo: CoreRelo) -> tuple[_Landing, list[_Step]]:
             raise _Refused(f"enum value access {relo.access!r} does not fit {_label(enum)}")
         name = enum.values[numbers[0]].name
         landing.enter(numbers[0], 0, f"::{name}", _AtEnumerator(enum, numbers[0]))
-        return landing, [_Step(name, numbers[0])]
+        return landing, [(name, numbers[0], None)]
     if relo.kind not in _FIELD_KINDS:
         raise _Refused(f"unknown relocation kind {relo.kind}")
     if any(n < 0 for n in numbers):
@@ -772,7 +619,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
     here = _resolved(landing.root)
     landing.enter(numbers[0], numbers[0] * _byte_size(here) * 8,
                   _subscript_shown(0, numbers[0]), _AtElement(here))
-    steps = [_Step(None, numbers[0])]
+    steps: list[_Step] = [(None, numbers[0], None)]
     for position, n in enumerate(numbers[1:], 1):
         here = _resolved(here)
         if isinstance(here, Composite):
@@ -780,7 +627,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
                 raise _Refused(f"{_label(here)} has no member #{n}")
             m = here._member_at(n)
             if m.name:    # anonymous members: their offset counts, they are no step
-                steps.append(_Step(m.name, n, m.type))
+                steps.append((m.name, n, m.type))
                 landing.enter(n, m.offset_bits, f".{m.name}", _AtMember(m, here, n))
             else:
                 landing.enter(n, m.offset_bits, "", landing.stop)
@@ -789,7 +636,7 @@ def _walk_local(landing: _Landing, numbers: tuple[int, ...], access: str) -> lis
             element = _resolved(here.type)
             if n >= here.nelems and not _is_flexible(here, landing.stop):
                 raise _Refused(f"index {n} out of bounds of a {here.nelems}-element array")
-            steps.append(_Step(None, n))
+            steps.append((None, n, None))
             landing.enter(n, n * _byte_size(element) * 8, _subscript_shown(position, n),
                           _AtElement(element))
             here = element
@@ -805,31 +652,34 @@ def _land(kind: CoreReloKind, local: _Landing, steps: Sequence[_Step], target: S
     target has no such field, enumerator or compatible type."""
     landing = _Landing(root_id, root)
     if kind in _TYPE_KINDS:
-        same = _types_match if kind == CoreReloKind.TYPE_MATCHES else _types_compatible
+        # (type relocations only: field relocations do not load it, process start)
+        from ._core_types import types_compatible, types_match
+
+        same = types_match if kind == CoreReloKind.TYPE_MATCHES else types_compatible
         return landing if same(local.root, root) else None
     if kind in _ENUM_KINDS:
-        return _land_enumerator(landing, steps[0].name or "")
+        return _land_enumerator(landing, steps[0][0] or "")
     here = root
-    for position, step in enumerate(steps):
+    for position, (name, number, local_type) in enumerate(steps):
         here = _resolved(here)
-        if step.name is not None:
-            found = _find_member(target, here, step.name, step.local_type)
+        if name is not None:
+            found = _find_member(target, here, name, local_type)
             if found is None:
                 return None
             trail, bits, stop = found
             for n in trail[:-1]:
                 landing.enter(n, 0, "", landing.stop)
-            landing.enter(trail[-1], bits, f".{step.name}", stop)
+            landing.enter(trail[-1], bits, f".{name}", stop)
             here = stop.member.type
             continue
         if position > 0:
             if not isinstance(here, Array):
                 return None
-            if step.number >= here.nelems and not _is_flexible(here, landing.stop):
+            if number >= here.nelems and not _is_flexible(here, landing.stop):
                 return None
             here = _resolved(here.type)
-        landing.enter(step.number, step.number * _byte_size(here) * 8,
-                      _subscript_shown(position, step.number), _AtElement(here))
+        landing.enter(number, number * _byte_size(here) * 8,
+                      _subscript_shown(position, number), _AtElement(here))
     return landing
 
 
@@ -846,14 +696,6 @@ def _land_enumerator(landing: _Landing, name: str) -> _Landing | None:
 
 
 # -- finding a member by name -----------------------------------------------------------
-
-class _Place(_Record):
-    """A member reachable by name from a struct/union, possibly inside anonymous ones."""
-
-    trail: tuple[int, ...]   # member indices from the outer type down to the member
-    bit_offset: int          # from the start of the outer type
-    stop: _AtMember
-
 
 # Names looked up one by one in a struct/union before all of its members are indexed.
 _NAMES_BEFORE_INDEX = 8
@@ -907,7 +749,7 @@ def _collect_places(owner: Composite, trail: tuple[int, ...], base: int,
         if m.name:
             if only is None or m.name == only:
                 places.setdefault(m.name, []).append(
-                    _Place((*trail, i), base + m.offset_bits, _AtMember(m, owner, i)))
+                    ((*trail, i), base + m.offset_bits, _AtMember(m, owner, i)))
             continue
         inner = _resolved(m.type)
         if isinstance(inner, Composite):
@@ -929,65 +771,48 @@ def _find_member(spec: Spec, here: Type, name: str,
         return None
     assert local_type is not None
     abandoned: tuple[int, ...] | None = None
-    for place in places:
-        if abandoned is not None and place.trail[:len(abandoned)] == abandoned:
+    for trail, bit_offset, stop in places:
+        if abandoned is not None and trail[:len(abandoned)] == abandoned:
             continue
-        if _member_fits(local_type, place.stop.member.type):
-            return place.trail, place.bit_offset, place.stop
-        if len(place.trail) == 1:
+        if _member_fits(local_type, stop.member.type):
+            return trail, bit_offset, stop
+        if len(trail) == 1:
             return None
-        abandoned = place.trail[:-1]
+        abandoned = trail[:-1]
     return None
 
 
 # -- outcomes ---------------------------------------------------------------------
 
-class _Resize(_Record):
-    """A load/store of a field whose size differs in the target."""
-
-    local_size: int
-    target_size: int
-    possible: bool      # only pointers and unsigned integers can be read at another size
-    local_label: str
-    target_label: str
-
-
-class _Outcome(_Record):
+class _Outcome:
     """What a relocation resolves to: the value clang assumed and the target's.
     Plain values only: outcomes are kept in `CoreCache.decisions`."""
 
-    local_value: int
-    target_value: int
-    poisoned: bool = False
-    reason: str | None = None
-    checked: bool = True    # the instruction must hold `local_value`
-    resize: _Resize | None = None
+    __slots__ = ("checked", "local_value", "poisoned", "reason", "resize", "target_value")
 
-
-class _Field(_Record):
-    """The storage behind a field access, as a program reads it."""
-
-    byte_offset: int    # of the load that reaches the field
-    byte_size: int      # of that load
-    bit_offset: int     # of the field's first bit
-    bit_size: int
-    bitfield: bool
-    type: Type          # the member's or element's type, without typedefs
-    element: bool       # the path ends at an array element (or at the root)
+    def __init__(self, local_value: int, target_value: int, poisoned: bool = False,
+                 reason: str | None = None, checked: bool = True,
+                 resize: _Resize | None = None) -> None:
+        self.local_value = local_value
+        self.target_value = target_value
+        self.poisoned = poisoned
+        self.reason = reason
+        self.checked = checked      # the instruction must hold `local_value`
+        self.resize = resize
 
 
 def _field_at(landing: _Landing) -> _Field:
     stop, bits = landing.stop, landing.bit_offset
     if isinstance(stop, _AtElement):
         size = _byte_size(stop.type)
-        return _Field(bits // 8, size, bits, size * 8, False, stop.type, True)
+        return (bits // 8, size, bits, size * 8, False, stop.type, True)
     assert isinstance(stop, _AtMember)
     member, t = stop.member, _resolved(stop.member.type)
     if member.bitfield_size == 0:
         size = _byte_size(t)
-        return _Field(bits // 8, size, bits, size * 8, False, t, False)
+        return (bits // 8, size, bits, size * 8, False, t, False)
     start, size = _bitfield_load(member, t, bits)
-    return _Field(start, size, bits, member.bitfield_size, True, t, False)
+    return (start, size, bits, member.bitfield_size, True, t, False)
 
 
 def _bitfield_load(member: Member, t: Type, bits: int) -> tuple[int, int]:
@@ -1015,19 +840,11 @@ def _is_signed(t: Type) -> bool:
 
 def _left_shift(f: _Field) -> int:
     """Shift that puts the field's last bit at the top of a u64 holding the load."""
-    within = f.bit_offset - f.byte_offset * 8
+    byte_offset, byte_size, bit_offset, bit_size = f[:4]
+    within = bit_offset - byte_offset * 8
     if sys.byteorder == "little":
-        return 64 - (within + f.bit_size)
-    return (8 - f.byte_size) * 8 + within
-
-
-_FIELD_VALUES: dict[CoreReloKind, Callable[[_Field], int]] = {
-    CoreReloKind.FIELD_BYTE_OFFSET: lambda f: f.byte_offset,
-    CoreReloKind.FIELD_BYTE_SIZE: lambda f: f.byte_size,
-    CoreReloKind.FIELD_SIGNED: lambda f: int(_is_signed(f.type)),
-    CoreReloKind.FIELD_LSHIFT_U64: _left_shift,
-    CoreReloKind.FIELD_RSHIFT_U64: lambda f: 64 - f.bit_size,
-}
+        return 64 - (within + bit_size)
+    return (8 - byte_size) * 8 + within
 
 # kinds whose instruction is not checked against the local value of a bitfield
 # (clang cannot know the load a bitfield needs)
@@ -1037,29 +854,39 @@ _UNCHECKED_FOR_BITFIELDS = frozenset((CoreReloKind.FIELD_BYTE_OFFSET,
 
 
 def _field_value(kind: CoreReloKind, f: _Field) -> int:
-    if f.element and kind not in (CoreReloKind.FIELD_BYTE_OFFSET,
-                                  CoreReloKind.FIELD_BYTE_SIZE):
+    byte_offset, byte_size, _, bit_size, _, t, element = f
+    if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+        return byte_offset
+    if kind == CoreReloKind.FIELD_BYTE_SIZE:
+        return byte_size
+    if element:
         raise _Refused(f"relocation {_KIND_NAMES[kind]} cannot be applied to an array element")
-    return _FIELD_VALUES[kind](f)
+    if kind == CoreReloKind.FIELD_SIGNED:
+        return int(_is_signed(t))
+    if kind == CoreReloKind.FIELD_LSHIFT_U64:
+        return _left_shift(f)
+    if kind == CoreReloKind.FIELD_RSHIFT_U64:
+        return 64 - bit_size
+    raise KeyError(kind)
 
 
 def _loaded_type(kind: CoreReloKind, f: _Field) -> Type | None:
     """The type a load at the relocated offset reads, when its size matters."""
-    if kind != CoreReloKind.FIELD_BYTE_OFFSET or f.bitfield:
+    if kind != CoreReloKind.FIELD_BYTE_OFFSET or f[4]:  # (a bitfield)
         return None
-    return f.type
+    return f[5]
 
 
 def _resize(kind: CoreReloKind, local: _Field, target: _Field) -> _Resize | None:
     lt, tt = _loaded_type(kind, local), _loaded_type(kind, target)
-    ls = local.byte_size if lt is not None else 0
-    ts = target.byte_size if tt is not None else 0
+    ls = local[1] if lt is not None else 0   # (the loads' byte sizes)
+    ts = target[1] if tt is not None else 0
     if ls == ts:
         return None
     possible = (isinstance(lt, Pointer) and isinstance(tt, Pointer)) or (
         isinstance(lt, Int) and isinstance(tt, Int)
         and lt.encoding != IntEncoding.SIGNED and tt.encoding != IntEncoding.SIGNED)
-    return _Resize(ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
+    return (ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
 
 
 def _field_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _Outcome:
@@ -1067,7 +894,7 @@ def _field_outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None)
         return _Outcome(1, int(target is not None))
     lf = _field_at(local)
     value = _field_value(kind, lf)
-    checked = not (lf.bitfield and kind in _UNCHECKED_FOR_BITFIELDS)
+    checked = not (lf[4] and kind in _UNCHECKED_FOR_BITFIELDS)  # (a bitfield)
     if target is None:
         return _Outcome(value, 0, poisoned=True, checked=checked)
     tf = _field_at(target)
@@ -1121,13 +948,6 @@ def _outcome(kind: CoreReloKind, local: _Landing, target: _Landing | None) -> _O
 
 # -- candidates -------------------------------------------------------------------
 
-class _Candidate(_Record):
-    """A target type the local type may correspond to: `targets[target]`'s `type_id`."""
-
-    target: int
-    type_id: int
-
-
 def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
     """Target types of the same kind whose essential name is the local type's;
     vmlinux (targets[0]) first, module BTF only when vmlinux has none."""
@@ -1140,30 +960,29 @@ def _candidates(root: Type, targets: Sequence[Spec]) -> list[_Candidate]:
         for tid in _ids_named(spec, essential):
             t = spec._type_for_core(tid)
             if t.kind == root.kind and t.name and essential_name(t.name) == essential:
-                found.append(_Candidate(n, tid))
+                found.append((n, tid))
     return found
 
 
 def _describe(c: _Candidate, targets: Sequence[Spec], names: Sequence[str]) -> str:
-    return f"[{c.type_id}] {_label(targets[c.target].type_by_id(c.type_id))} in {names[c.target]}"
+    n, tid = c
+    return f"[{tid}] {_label(targets[n].type_by_id(tid))} in {names[n]}"
 
 
 # -- resolving one relocation -------------------------------------------------------
 
-class _Decision(_Record):
+class _Decision:
     """A resolved relocation, as `CoreCache.decisions` keeps it (plain values)."""
 
-    outcome: _Outcome
-    description: str
-    target: str | None
-    target_type_id: int | None
-    candidates: int
+    __slots__ = ("candidates", "description", "outcome", "target", "target_type_id")
 
-
-class _Choice(_Record):
-    candidate: _Candidate
-    landing: _Landing
-    outcome: _Outcome
+    def __init__(self, outcome: _Outcome, description: str, target: str | None,
+                 target_type_id: int | None, candidates: int) -> None:
+        self.outcome = outcome
+        self.description = description
+        self.target = target
+        self.target_type_id = target_type_id
+        self.candidates = candidates
 
 
 def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
@@ -1183,12 +1002,12 @@ def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
     choice: _Choice | None = None
     matching: list[_Candidate] = []
     for cand in cands:
-        spec = targets[cand.target]
-        landing = _land(kind, local_landing, steps, spec, cand.type_id,
-                        spec.type_by_id(cand.type_id))
+        n, tid = cand
+        spec = targets[n]
+        landing = _land(kind, local_landing, steps, spec, tid, spec.type_by_id(tid))
         if landing is None:
             continue
-        this = _Choice(cand, landing, _outcome(kind, local_landing, landing))
+        this = (cand, landing, _outcome(kind, local_landing, landing))
         if choice is None:
             choice = this
         else:
@@ -1199,24 +1018,25 @@ def _decide(relo: CoreRelo, local_landing: _Landing, steps: Sequence[_Step],
     if choice is None:
         outcome = _outcome(kind, local_landing, None)
         if outcome.poisoned:
-            outcome = outcome._replace(reason=_why_unmatched(kind, root, cands, targets, names))
+            outcome = _Outcome(outcome.local_value, outcome.target_value, True,
+                               _why_unmatched(kind, root, cands, targets, names),
+                               outcome.checked, outcome.resize)
         return _Decision(outcome, description, None, None, len(cands))
-    shown = choice.landing.detail() if kind in _FIELD_KINDS else choice.landing.path()
-    c = choice.candidate
-    return _Decision(choice.outcome, description,
-                     f"{shown} [{c.type_id}] in {names[c.target]}", c.type_id, len(cands))
+    (n, tid), landing, outcome = choice
+    shown = landing.detail() if kind in _FIELD_KINDS else landing.path()
+    return _Decision(outcome, description, f"{shown} [{tid}] in {names[n]}", tid, len(cands))
 
 
 def _insist_on_agreement(first: _Choice, other: _Choice, targets: Sequence[Spec],
                          names: Sequence[str]) -> None:
     """Two matching candidates must lead to the same place and value."""
     def where(c: _Choice) -> str:
-        return _describe(c.candidate, targets, names)
+        return _describe(c[0], targets, names)
 
-    if other.landing.bit_offset != first.landing.bit_offset:
-        raise _Refused(f"field offset ambiguity: {first.landing.detail()} in {where(first)} "
-                       f"!= {other.landing.detail()} in {where(other)}")
-    a, b = first.outcome, other.outcome
+    if other[1].bit_offset != first[1].bit_offset:
+        raise _Refused(f"field offset ambiguity: {first[1].detail()} in {where(first)} "
+                       f"!= {other[1].detail()} in {where(other)}")
+    a, b = first[2], other[2]
     if a.poisoned != b.poisoned or a.target_value != b.target_value:
         def verdict(o: _Outcome) -> str:
             return "failure" if o.poisoned else f"success {o.target_value}"
@@ -1251,15 +1071,11 @@ def _as_s64(v: int) -> int:
     return v - (1 << 64) if v & (1 << 63) else v
 
 
-class _Patch(_Record):
-    """New fields for one instruction, applied once every relocation succeeded."""
-
-    at: int                     # index of the instruction
-    poison: bool = False
-    reason: str | None = None   # why the instruction is poisoned, when patching found it
-    opcode: int | None = None
-    off: int | None = None
-    imm: int | None = None
+def _patch(at: int, *, poison: bool = False, reason: str | None = None,
+           opcode: int | None = None, off: int | None = None,
+           imm: int | None = None) -> _Patch:
+    """New fields for instruction `at` (see `_Patch`)."""
+    return (at, poison, reason, opcode, off, imm)
 
 
 def _expect(o: _Outcome, held: int, what: str) -> None:
@@ -1274,7 +1090,7 @@ def _patch_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
         raise _Refused(f"instruction {ins.opcode:#04x} has a register operand; "
                        "expected an immediate")
     _expect(o, ins.imm, "ALU/ALU64 immediate")
-    return _Patch(index, imm=_as_s32(o.target_value))
+    return _patch(index, imm=_as_s32(o.target_value))
 
 
 def _patch_offset(ins: Instruction, index: int, o: _Outcome) -> _Patch:
@@ -1282,20 +1098,20 @@ def _patch_offset(ins: Instruction, index: int, o: _Outcome) -> _Patch:
     new = o.target_value & _U64
     if new > 0x7FFF:
         raise _Refused(f"LDX/ST/STX offset {new} does not fit in 16 bits")
-    r = o.resize
-    if r is None:
-        return _Patch(index, off=new)
-    if not r.possible:
-        return _Patch(index, poison=True, reason=(
+    if o.resize is None:
+        return _patch(index, off=new)
+    local_size, target_size, possible, local_label, target_label = o.resize
+    if not possible:
+        return _patch(index, poison=True, reason=(
             "the field's size changed and the load/store cannot be adjusted (only pointers "
-            f"and unsigned integers can; {r.local_label} -> {r.target_label})"))
+            f"and unsigned integers can; {local_label} -> {target_label})"))
     size = _ACCESS_BYTES[ins.opcode & 0x18]
-    if size != r.local_size:
-        raise _Refused(f"unexpected memory access size {size} (expected {r.local_size})")
-    code = _ACCESS_CODES.get(r.target_size)
+    if size != local_size:
+        raise _Refused(f"unexpected memory access size {size} (expected {local_size})")
+    code = _ACCESS_CODES.get(target_size)
     if code is None:
-        raise _Refused(f"invalid new memory access size {r.target_size}")
-    return _Patch(index, off=new, opcode=(ins.opcode & 0xE0) | code | (ins.opcode & 0x07))
+        raise _Refused(f"invalid new memory access size {target_size}")
+    return _patch(index, off=new, opcode=(ins.opcode & 0xE0) | code | (ins.opcode & 0x07))
 
 
 def _patch_wide_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
@@ -1303,7 +1119,7 @@ def _patch_wide_immediate(ins: Instruction, index: int, o: _Outcome) -> _Patch:
         raise _Refused(f"instruction {ins.opcode:#04x} (src {ins.src}, off {ins.off}) is not "
                        "a plain 64-bit immediate load")
     _expect(o, ins.imm, "64-bit immediate")
-    return _Patch(index, imm=_as_s64(o.target_value))
+    return _patch(index, imm=_as_s64(o.target_value))
 
 
 _PATCHERS: dict[int, Callable[[Instruction, int, _Outcome], _Patch]] = {
@@ -1315,7 +1131,7 @@ _PATCHERS: dict[int, Callable[[Instruction, int, _Outcome], _Patch]] = {
 
 def _plan_patch(ins: Instruction, index: int, o: _Outcome) -> _Patch:
     if o.poisoned:
-        return _Patch(index, poison=True)
+        return _patch(index, poison=True)
     patcher = _PATCHERS.get(ins.opcode & 0x07)
     if patcher is None:
         raise _Refused(f"cannot relocate instruction with opcode {ins.opcode:#04x}")
@@ -1325,20 +1141,20 @@ def _plan_patch(ins: Instruction, index: int, o: _Outcome) -> _Patch:
 def _apply(insns: list[Instruction], patches: Sequence[_Patch]) -> None:
     """Write the patches; a poisoned 64-bit load becomes two poisoned calls."""
     widened: list[int] = []
-    for p in patches:
-        ins = insns[p.at]
-        if p.poison:
+    for at, poison, _, opcode, off, imm in patches:
+        ins = insns[at]
+        if poison:
             if ins.opcode == _LD_IMM64:
-                widened.append(p.at)
+                widened.append(at)
             ins.opcode, ins.dst, ins.src, ins.off, ins.imm = _CALL, 0, 0, 0, POISON_IMM
             ins.reference = None
             continue
-        if p.opcode is not None:
-            ins.opcode = p.opcode
-        if p.off is not None:
-            ins.off = p.off
-        if p.imm is not None:
-            ins.imm = p.imm
+        if opcode is not None:
+            ins.opcode = opcode
+        if off is not None:
+            ins.off = off
+        if imm is not None:
+            ins.imm = imm
     for index in sorted(widened, reverse=True):
         insns.insert(index + 1, _poison_call())
 
@@ -1483,7 +1299,7 @@ class _Job:
         o = decision.outcome
         return CoreResult(self.index, self.slot, relo.kind, relo.type_id, relo.access,
                           decision.description, o.local_value & _U64, o.target_value & _U64,
-                          poisoned=o.poisoned or patch.poison, reason=patch.reason or o.reason,
+                          poisoned=o.poisoned or patch[1], reason=patch[2] or o.reason,
                           target=decision.target, target_type_id=decision.target_type_id,
                           candidates=decision.candidates), patch
 
@@ -1538,54 +1354,10 @@ def relocate_instructions(insns: Sequence[Instruction],
     return out
 
 
-# -- verifier log -----------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # explain_poison on first use (process start): see _core_explain.py
+    if name == "explain_poison":
+        from ._core_explain import explain_poison  # (as above)
 
-# (compiled on first use, by `re`'s cache: process start)
-_INVALID_RE = r"invalid func unknown#" + str(POISON_IMM) + r"\b"
-_CALL_RE = r"^\s*(\d+): \(85\) call unknown#" + str(POISON_IMM) + r"\b"
-
-
-def explain_poison(log: str, results: Sequence[CoreResult]) -> str | None:
-    """Explain a verifier rejection caused by a poisoned CO-RE instruction.
-
-    `log` is the verifier log, `results` what `relocate` returned for the
-    program (with `slot` adjusted by the loader if it moved the code). Returns
-    None when the log is not about a poisoned instruction, else a message
-    naming the instruction, the relocation (type and field path) and why it
-    failed, with the guard that would have made it dead code.
-    """
-    import re  # only to read a verifier log
-
-    lines = log.splitlines()
-    hit = None
-    for i in range(len(lines) - 1, -1, -1):
-        if re.search(_INVALID_RE, lines[i]):
-            hit = i
-            break
-    if hit is None:
-        return None
-    slot: int | None = None
-    for j in range(hit, max(hit - 64, -1), -1):
-        m = re.match(_CALL_RE, lines[j])
-        if m:
-            slot = int(m.group(1))
-            break
-    poisoned = [r for r in results if r.poisoned]
-    exact = [r for r in poisoned if r.slot == slot]
-    where = f"instruction {slot}" if slot is not None else "an instruction"
-
-    def one(r: CoreResult) -> str:
-        guard = _GUARDS.get(r.kind)
-        text = f"<{r.kind_name}> {r.description}: {r.reason or 'cannot be relocated'}"
-        if guard:
-            text += f"; guard the access with {guard}"
-        return text
-
-    if exact:
-        return f"{where}: unguarded CO-RE relocation failed: {one(exact[0])}"
-    if poisoned:
-        listing = "; ".join(f"insn {r.slot}: {one(r)}" for r in poisoned)
-        return (f"{where}: a poisoned CO-RE relocation was reached; the program's failed "
-                f"relocations are: {listing}")
-    return (f"{where}: a poisoned CO-RE relocation (call unknown#{POISON_IMM}) was reached, "
-            "but no failed relocation is known for this program")
+        return explain_poison
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
