@@ -34,7 +34,7 @@ from .base import (
     type_name,
 )
 from .codec import Buffers, decoder, int_format
-from .elements import MapElements, UpdateFlags
+from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -443,7 +443,7 @@ class Map(MapElements):
 
         return batch.lookup(self, _t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
-    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
+    def update_batch(self, keys: Any, values: Any, flags: int = _ANY) -> int:
         """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
 
         `keys`/`values` are sequences of keys/values (anything `update` accepts), or
