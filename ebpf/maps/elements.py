@@ -51,11 +51,11 @@ def __getattr__(name: str) -> Any:
     """`UpdateFlags` and `KeyExistsError`, from their modules on first use (process
     start: loading maps makes neither class)."""
     if name == "UpdateFlags":
-        from .flags import UpdateFlags
+        from .flags import UpdateFlags  # on first use (process start)
 
         return UpdateFlags
     if name == "KeyExistsError":
-        from .failures import KeyExistsError
+        from .failures import KeyExistsError  # on first use (process start)
 
         return KeyExistsError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
