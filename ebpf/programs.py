@@ -758,10 +758,10 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     given = list(spec.instructions)
     metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     # tracked first, then the count and the snapshot: an edit while computing (another
-    # thread) makes the next load compute again
-    keep = _track(given, metas)
+    # thread) makes the next load compute again; a spec loaded once keeps no template
+    keep = "_programs_once" not in vars(spec) and _track(given, metas)
     edits_before = edits()
-    meta_copies = list(map(dict.copy, metas))
+    meta_copies = list(map(dict.copy, metas)) if keep else metas
     insns = assemble(given)
     core_results, target = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -793,7 +793,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
                     edits_before, spec.btf, None, given, metas, meta_copies,
-                    frozenset(chain.from_iterable(meta_copies)))
+                    frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
@@ -802,6 +802,15 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     if keep:
         vars(spec)["_programs_template"] = tpl  # dies with the spec (_objcache's rule)
     return tpl
+
+
+def load_once(spec: ProgramSpec) -> None:
+    """Say that `spec` is loaded at most once (what a one-shot command such as ``ebpf
+    load`` knows): its load then keeps no template for a next one, and so does not make
+    its instructions and line/CO-RE records count their edits (`_track`: a class made
+    per record type and every object's class swapped, ~0.25 ms of a small program's
+    load). A later load of `spec` is prepared afresh. Copies of `spec` are not marked."""
+    vars(spec)["_programs_once"] = True
 
 
 def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
