@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 
-from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import consts, ops
 from ._sys import forking as _forking
 from ._sys import log as _log
@@ -716,6 +715,8 @@ def _unchanged(spec: ProgramSpec, tpl: _Template) -> bool:
     """Whether `spec` holds what `tpl` was computed from: no tracked object edited
     since (instructions, line info, CO-RE records), equal instructions and meta dicts,
     the same BTF."""
+    from ._objcache import edits  # (loaded with the template: see _track)
+
     if tpl.edits != edits() or tpl.btf is not spec.btf:
         return False
     # Compared by value, so that an equal instruction put in place of one also
@@ -760,8 +761,12 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     # tracked first, then the count and the snapshot: an edit while computing (another
     # thread) makes the next load compute again; a spec loaded once keeps no template
     keep = "_programs_once" not in vars(spec) and _track(given, metas)
-    edits_before = edits()
-    meta_copies = list(map(dict.copy, metas)) if keep else metas
+    if keep:
+        from ._objcache import edits  # (loaded by _track)
+
+        edits_before, meta_copies = edits(), list(map(dict.copy, metas))
+    else:  # (a template not kept: what it was computed from is never compared)
+        edits_before, meta_copies = 0, metas
     insns = assemble(given)
     core_results, target = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -817,6 +822,7 @@ def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
     """Count edits of `insns` and of the line/CO-RE records their metas hold from now on
     (`_objcache.track_edits`); False when one cannot be tracked (a `Label`, a subclass,
     a record of another type): such a spec is prepared afresh at every load."""
+    from ._objcache import track_edits, tracked_classes  # with the first template kept
     from .asm import Instruction  # asm on first load (as above)
 
     if not set(map(type, insns)) <= set(tracked_classes(Instruction) or ()):
@@ -913,7 +919,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     targets: Any = _core_target(kernel_btf)
     # One candidate cache per (object BTF, target): reloading a spec reuses the lookups.
     # It lives on the object's BTF (it refers to its types), so it dies with the spec.
-    caches = attached(spec.btf, "_programs_core_caches")
+    caches = _attached(spec.btf, "_programs_core_caches")
     per_spec = caches.get("by_target")
     if per_spec is None:
         per_spec = caches.setdefault("by_target", weakref.WeakKeyDictionary())
@@ -1147,12 +1153,19 @@ def _u32_records(cls: Any, values: list[int]) -> Any:
     return (cls * n).from_buffer_copy(data)
 
 
+def _attached(obj: object, name: str) -> dict[Any, Any]:
+    """`_objcache.attached` (a cache dict stored on `obj`, dying with it), without
+    importing `_objcache` on a load that keeps no template (process start)."""
+    d: dict[Any, Any] = vars(obj).setdefault(name, {})
+    return d
+
+
 # Per object BTF: the kernel-ready Builder and its last marshalled blob, so that loading
 # many programs (or the same spec many times) marshals the object's BTF once. Both are
 # stored on the objects themselves (the Builder holds the spec's types, which refer to
 # the spec): a module-level cache keyed by them would keep every parsed spec alive.
 def _cached_builder(spec: BTFSpec) -> Builder:
-    cache = attached(spec, "_programs_builder")
+    cache = _attached(spec, "_programs_builder")
     b: Builder | None = cache.get("builder")
     if b is None:
         b = cache.setdefault("builder", _kernel_ready_builder(spec))
@@ -1163,7 +1176,7 @@ def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     with _builder_lock(b):
         key = (len(b), len(b._strtab))
-        cache = attached(b, "_programs_blob")
+        cache = _attached(b, "_programs_blob")
         cached: tuple[int, int, bytes] | None = cache.get("blob")
         if cached is not None and cached[:2] == key:
             return cached[2]
