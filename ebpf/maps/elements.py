@@ -68,9 +68,12 @@ class MapElements(MapMemory):
 
     def _thread_bufs(self) -> Buffers:
         """Buffers for the calling thread (the owner's preallocated ones, or per-thread)."""
-        if self._owner == _get_ident():
-            return self._bufs
+        ident = _get_ident()
+        if self._owner == ident:
+            return self._bufs  # type: ignore[return-value]
         fd = self._fd.fileno()  # raises once closed
+        if self._fast_owner == ident:  # the owner before its fast path (mmapable arrays)
+            return self._bufs  # type: ignore[return-value]
         tls = self._tls
         if tls is None:
             tls = self._tls = _local()
