@@ -402,7 +402,7 @@ class _Prepared:
 
     __slots__ = ("code", "core_results", "func_info", "line_info", "template")
 
-    def __init__(self, code: bytes | bytearray, func_info: list[tuple[int, Any]],
+    def __init__(self, code: bytearray, func_info: list[tuple[int, Any]],
                  line_info: list[tuple[int, Any]], core_results: list[Any],
                  template: _Template | None = None) -> None:
         self.code = code
@@ -517,9 +517,7 @@ def _load_checked(
     keep: list[Any] = []
     attr = ProgLoadAttr()
     attr.prog_type = ptype
-    code = (ctypes.c_char * len(prep.code)).from_buffer_copy(prep.code)
-    keep.append(code)
-    attr.insns = ctypes.addressof(code)
+    attr.insns = _address(prep.code, keep)
     attr.insn_cnt = len(prep.code) // 8
     lic = ctypes.create_string_buffer(spec.license.encode())
     keep.append(lic)
@@ -691,7 +689,7 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
     return _Prepared(code, tpl.func_info, tpl.line_info, tpl.core_results, tpl)
 
 
-_FD_AT = struct.Struct("<i")
+_FD_AT = struct.Struct("<i")  # (also an instruction's imm)
 
 
 def _encode_one(ins: Instruction) -> bytes:
@@ -848,11 +846,14 @@ def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
     subprograms are what the code calls or takes the address of, and the exception
     callback the main function's BTF names (kernel 6.7+), which nothing calls."""
     starts = {0}
-    for slot, (opcode, regs, _off, imm) in enumerate(struct.iter_unpack("<BBhi", code)):
-        src = regs >> 4
-        if (opcode == _CALL and src == consts.BPF_PSEUDO_CALL) or (
-                opcode == _LD_IMM64 and src == consts.BPF_PSEUDO_FUNC):
-            starts.add(slot + imm + 1)
+    opcodes = code[::8]  # (the second slot of a ld_imm64 has opcode 0)
+    for opcode, pseudo in ((_CALL, consts.BPF_PSEUDO_CALL), (_LD_IMM64, consts.BPF_PSEUDO_FUNC)):
+        slot = opcodes.find(opcode)
+        while slot >= 0:  # only the calls and loads, not every instruction, in Python
+            at = slot * 8
+            if code[at + 1] >> 4 == pseudo:  # src_reg: the upper half of the regs byte
+                starts.add(slot + _FD_AT.unpack_from(code, at + 4)[0] + 1)  # + imm
+            slot = opcodes.find(opcode, slot + 1)
     if func_info and [s for s, _ in func_info] != sorted(starts):
         callback = _exception_callback_slot(func_info, btf_spec)
         if callback is not None:
@@ -1081,14 +1082,12 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         return None
     attr.prog_btf_fd = handle.fileno()
     if funcs is not None:
-        keep.append(funcs)
-        attr.func_info = ctypes.addressof(funcs)
-        attr.func_info_cnt = len(funcs)
+        attr.func_info = _address(funcs, keep)
+        attr.func_info_cnt = len(funcs) // ctypes.sizeof(_FuncInfo)
         attr.func_info_rec_size = ctypes.sizeof(_FuncInfo)
     if lines is not None:
-        keep.append(lines)
-        attr.line_info = ctypes.addressof(lines)
-        attr.line_info_cnt = len(lines)
+        attr.line_info = _address(lines, keep)
+        attr.line_info_cnt = len(lines) // ctypes.sizeof(_LineInfo)
         attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
     return handle
 
@@ -1144,13 +1143,21 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     return Handle(blob), funcs, lines
 
 
-def _u32_records(cls: Any, values: list[int]) -> Any:
-    """An array of `cls` (a ctypes struct of __u32 fields) holding `values`, its fields
-    in order, each cut to 32 bits as a field assignment would: packed at once (building
-    the structs one by one costs ~4 us each)."""
-    n = len(values) // (ctypes.sizeof(cls) // 4)
-    data = struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values])
-    return (cls * n).from_buffer_copy(data)
+def _u32_records(cls: Any, values: list[int]) -> bytearray:
+    """The bytes of an array of `cls` (a ctypes struct of __u32 fields) holding `values`,
+    its fields in order, each cut to 32 bits as a field assignment would: packed at once
+    (building the structs one by one costs ~4 us each), and no ctypes array type made for
+    the count (a class each: ~20 us)."""
+    return bytearray(struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values]))
+
+
+def _address(data: bytearray, keep: list[Any]) -> int:
+    """The address of `data`'s bytes for a syscall attr, `data` held (unresizable) by an
+    object put in `keep` until the call is done (no ctypes array type made for its
+    length, as ``(c_char * n).from_buffer_copy`` would: a class each, ~20 us)."""
+    view = ctypes.c_char.from_buffer(data)
+    keep.append(view)
+    return ctypes.addressof(view)
 
 
 def _attached(obj: object, name: str) -> dict[Any, Any]:
