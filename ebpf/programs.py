@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Mapping, Sequence
 from itertools import chain, repeat
 
-from ._objcache import attached, edits, track_edits, tracked_classes
 from ._sys import consts, ops
 from ._sys import forking as _forking
 from ._sys import log as _log
@@ -419,7 +418,7 @@ class _Prepared:
 
     __slots__ = ("code", "core_results", "func_info", "line_info", "template")
 
-    def __init__(self, code: bytes | bytearray, func_info: list[tuple[int, Any]],
+    def __init__(self, code: bytearray, func_info: list[tuple[int, Any]],
                  line_info: list[tuple[int, Any]], core_results: list[Any],
                  template: _Template | None = None) -> None:
         self.code = code
@@ -534,9 +533,7 @@ def _load_checked(
     keep: list[Any] = []
     attr = ProgLoadAttr()
     attr.prog_type = ptype
-    code = (ctypes.c_char * len(prep.code)).from_buffer_copy(prep.code)
-    keep.append(code)
-    attr.insns = ctypes.addressof(code)
+    attr.insns = _address(prep.code, keep)
     attr.insn_cnt = len(prep.code) // 8
     lic = ctypes.create_string_buffer(spec.license.encode())
     keep.append(lic)
@@ -708,7 +705,7 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
     return _Prepared(code, tpl.func_info, tpl.line_info, tpl.core_results, tpl)
 
 
-_FD_AT = struct.Struct("<i")
+_FD_AT = struct.Struct("<i")  # (also an instruction's imm)
 
 
 def _encode_one(ins: Instruction) -> bytes:
@@ -732,6 +729,8 @@ def _unchanged(spec: ProgramSpec, tpl: _Template) -> bool:
     """Whether `spec` holds what `tpl` was computed from: no tracked object edited
     since (instructions, line info, CO-RE records), equal instructions and meta dicts,
     the same BTF."""
+    from ._objcache import edits  # (loaded with the template: see _track)
+
     if tpl.edits != edits() or tpl.btf is not spec.btf:
         return False
     # Compared by value, so that an equal instruction put in place of one also
@@ -774,10 +773,14 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     given = list(spec.instructions)
     metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     # tracked first, then the count and the snapshot: an edit while computing (another
-    # thread) makes the next load compute again
-    keep = _track(given, metas)
-    edits_before = edits()
-    meta_copies = list(map(dict.copy, metas))
+    # thread) makes the next load compute again; a spec loaded once keeps no template
+    keep = "_programs_once" not in vars(spec) and _track(given, metas)
+    if keep:
+        from ._objcache import edits  # (loaded by _track)
+
+        edits_before, meta_copies = edits(), list(map(dict.copy, metas))
+    else:  # (a template not kept: what it was computed from is never compared)
+        edits_before, meta_copies = 0, metas
     insns = assemble(given)
     core_results, target = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -809,7 +812,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
                     edits_before, spec.btf, None, given, metas, meta_copies,
-                    frozenset(chain.from_iterable(meta_copies)))
+                    frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
@@ -820,10 +823,20 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     return tpl
 
 
+def load_once(spec: ProgramSpec) -> None:
+    """Say that `spec` is loaded at most once (what a one-shot command such as ``ebpf
+    load`` knows): its load then keeps no template for a next one, and so does not make
+    its instructions and line/CO-RE records count their edits (`_track`: a class made
+    per record type and every object's class swapped, ~0.25 ms of a small program's
+    load). A later load of `spec` is prepared afresh. Copies of `spec` are not marked."""
+    vars(spec)["_programs_once"] = True
+
+
 def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
     """Count edits of `insns` and of the line/CO-RE records their metas hold from now on
     (`_objcache.track_edits`); False when one cannot be tracked (a `Label`, a subclass,
     a record of another type): such a spec is prepared afresh at every load."""
+    from ._objcache import track_edits, tracked_classes  # with the first template kept
     from .asm import Instruction  # asm on first load (as above)
 
     if not set(map(type, insns)) <= set(tracked_classes(Instruction) or ()):
@@ -849,11 +862,14 @@ def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
     subprograms are what the code calls or takes the address of, and the exception
     callback the main function's BTF names (kernel 6.7+), which nothing calls."""
     starts = {0}
-    for slot, (opcode, regs, _off, imm) in enumerate(struct.iter_unpack("<BBhi", code)):
-        src = regs >> 4
-        if (opcode == _CALL and src == consts.BPF_PSEUDO_CALL) or (
-                opcode == _LD_IMM64 and src == consts.BPF_PSEUDO_FUNC):
-            starts.add(slot + imm + 1)
+    opcodes = code[::8]  # (the second slot of a ld_imm64 has opcode 0)
+    for opcode, pseudo in ((_CALL, consts.BPF_PSEUDO_CALL), (_LD_IMM64, consts.BPF_PSEUDO_FUNC)):
+        slot = opcodes.find(opcode)
+        while slot >= 0:  # only the calls and loads, not every instruction, in Python
+            at = slot * 8
+            if code[at + 1] >> 4 == pseudo:  # src_reg: the upper half of the regs byte
+                starts.add(slot + _FD_AT.unpack_from(code, at + 4)[0] + 1)  # + imm
+            slot = opcodes.find(opcode, slot + 1)
     if func_info and [s for s, _ in func_info] != sorted(starts):
         callback = _exception_callback_slot(func_info, btf_spec)
         if callback is not None:
@@ -920,7 +936,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     targets: Any = _core_target(kernel_btf)
     # One candidate cache per (object BTF, target): reloading a spec reuses the lookups.
     # It lives on the object's BTF (it refers to its types), so it dies with the spec.
-    caches = attached(spec.btf, "_programs_core_caches")
+    caches = _attached(spec.btf, "_programs_core_caches")
     per_spec = caches.get("by_target")
     if per_spec is None:
         per_spec = caches.setdefault("by_target", weakref.WeakKeyDictionary())
@@ -1082,14 +1098,12 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         return None
     attr.prog_btf_fd = handle.fileno()
     if funcs is not None:
-        keep.append(funcs)
-        attr.func_info = ctypes.addressof(funcs)
-        attr.func_info_cnt = len(funcs)
+        attr.func_info = _address(funcs, keep)
+        attr.func_info_cnt = len(funcs) // ctypes.sizeof(_FuncInfo)
         attr.func_info_rec_size = ctypes.sizeof(_FuncInfo)
     if lines is not None:
-        keep.append(lines)
-        attr.line_info = ctypes.addressof(lines)
-        attr.line_info_cnt = len(lines)
+        attr.line_info = _address(lines, keep)
+        attr.line_info_cnt = len(lines) // ctypes.sizeof(_LineInfo)
         attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
     return handle
 
@@ -1145,13 +1159,28 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     return Handle(blob), funcs, lines
 
 
-def _u32_records(cls: Any, values: list[int]) -> Any:
-    """An array of `cls` (a ctypes struct of __u32 fields) holding `values`, its fields
-    in order, each cut to 32 bits as a field assignment would: packed at once (building
-    the structs one by one costs ~4 us each)."""
-    n = len(values) // (ctypes.sizeof(cls) // 4)
-    data = struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values])
-    return (cls * n).from_buffer_copy(data)
+def _u32_records(cls: Any, values: list[int]) -> bytearray:
+    """The bytes of an array of `cls` (a ctypes struct of __u32 fields) holding `values`,
+    its fields in order, each cut to 32 bits as a field assignment would: packed at once
+    (building the structs one by one costs ~4 us each), and no ctypes array type made for
+    the count (a class each: ~20 us)."""
+    return bytearray(struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values]))
+
+
+def _address(data: bytearray, keep: list[Any]) -> int:
+    """The address of `data`'s bytes for a syscall attr, `data` held (unresizable) by an
+    object put in `keep` until the call is done (no ctypes array type made for its
+    length, as ``(c_char * n).from_buffer_copy`` would: a class each, ~20 us)."""
+    view = ctypes.c_char.from_buffer(data)
+    keep.append(view)
+    return ctypes.addressof(view)
+
+
+def _attached(obj: object, name: str) -> dict[Any, Any]:
+    """`_objcache.attached` (a cache dict stored on `obj`, dying with it), without
+    importing `_objcache` on a load that keeps no template (process start)."""
+    d: dict[Any, Any] = vars(obj).setdefault(name, {})
+    return d
 
 
 # Per object BTF: the kernel-ready Builder and its last marshalled blob, so that loading
@@ -1159,7 +1188,7 @@ def _u32_records(cls: Any, values: list[int]) -> Any:
 # stored on the objects themselves (the Builder holds the spec's types, which refer to
 # the spec): a module-level cache keyed by them would keep every parsed spec alive.
 def _cached_builder(spec: BTFSpec) -> Builder:
-    cache = attached(spec, "_programs_builder")
+    cache = _attached(spec, "_programs_builder")
     b: Builder | None = cache.get("builder")
     if b is None:
         b = cache.setdefault("builder", _kernel_ready_builder(spec))
@@ -1170,7 +1199,7 @@ def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     with _builder_lock(b):
         key = (len(b), len(b._strtab))
-        cache = attached(b, "_programs_blob")
+        cache = _attached(b, "_programs_blob")
         cached: tuple[int, int, bytes] | None = cache.get("blob")
         if cached is not None and cached[:2] == key:
             return cached[2]

@@ -84,6 +84,23 @@ def test_field_edits_between_loads_reach_the_kernel() -> None:
     assert run(spec) == 5
 
 
+def test_a_spec_loaded_once_keeps_no_template_and_tracks_no_edits() -> None:
+    from ebpf.programs import load_once
+
+    insns = [asm.mov_imm(asm.R0, 5), asm.add_imm(asm.R0, 3), asm.exit()]
+    spec = with_lines(insns)
+    load_once(spec)
+    assert run(spec) == 8
+    assert valid_template(spec, None) is None
+    assert all(type(ins) is asm.Instruction for ins in insns)  # no edit-counting class
+    insns[1].imm = 1  # a later load still sees every edit (prepared afresh)
+    assert run(spec) == 6
+    assert valid_template(spec, None) is None
+    copied = spec.copy()  # copies are not marked: theirs is kept
+    assert run(copied) == 6
+    assert valid_template(copied, None) is not None
+
+
 def test_list_edits_between_loads_reach_the_kernel() -> None:
     spec = with_lines([asm.mov_imm(asm.R0, 1), asm.exit()])
     assert run(spec) == 1

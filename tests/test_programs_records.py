@@ -3,6 +3,8 @@ each ctypes struct field by field gives, values cut to 32 bits alike."""
 
 from __future__ import annotations
 
+import ctypes
+
 from ebpf import programs
 from ebpf._sys.types import FuncInfo, LineInfo
 
@@ -13,8 +15,9 @@ def test_packed_records_equal_structs_built_one_by_one() -> None:
     built = (LineInfo * len(lines))(*[
         LineInfo(insn_off=a, file_name_off=b, line_off=c, line_col=d) for a, b, c, d in lines])
     assert bytes(packed) == bytes(built)
-    assert packed[1].file_name_off == 4 and packed[1].line_col == 0xFFFFFFFF
+    second = LineInfo.from_buffer_copy(packed, ctypes.sizeof(LineInfo))
+    assert second.file_name_off == 4 and second.line_col == 0xFFFFFFFF
     funcs = [(0, 3), (17, 40)]
     packed_f = programs._u32_records(FuncInfo, [v for rec in funcs for v in rec])
     built_f = (FuncInfo * 2)(*[FuncInfo(insn_off=a, type_id=b) for a, b in funcs])
-    assert bytes(packed_f) == bytes(built_f) and len(packed_f) == 2
+    assert bytes(packed_f) == bytes(built_f) and len(packed_f) == 2 * ctypes.sizeof(FuncInfo)

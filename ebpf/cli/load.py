@@ -51,6 +51,7 @@ def load_object(path: str, *, each: bool = False, sets: Sequence[str] = (),
     """Load an object (all programs together, or each on its own) and report per program."""
     # on use: a subcommand loads only what it needs
     from .. import Collection, btf, load_collection_spec
+    from ..programs import load_once  # (loaded by Collection anyway)
 
     result: dict[str, Any] = {"object": path, "open": {"ok": True, "error": ""},
                               "programs": []}
@@ -68,6 +69,8 @@ def load_object(path: str, *, each: bool = False, sets: Sequence[str] = (),
     # --each means every program, whatever its autoload default (SEC("?...")); all
     # together means what the object loads by default
     names = [n for n, p in spec.programs.items() if each or getattr(p, "autoload", True)]
+    for p in spec.programs.values():
+        load_once(p)  # each program loads at most once here: no template for a next load
     groups = [[n] for n in names] if each else [names]
     for group in groups:
         try:

@@ -34,7 +34,6 @@ from .._sys.types import MapType
 from ..spec import kernel_name
 from ..spec.maps import MapFlags, MapSpec, PinType
 from .core import Map, map_ids
-from .elements import KeyExistsError, UpdateFlags
 
 __all__ = [
     "Batch",
@@ -56,6 +55,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._batch_type import Batch
+    from .failures import KeyExistsError
+    from .flags import UpdateFlags
     from .info import MapInfo
     from .iteration import IterationAbortedError
 
@@ -72,6 +73,14 @@ def __getattr__(name: str) -> Any:
         from .iteration import IterationAbortedError  # on first use (process start)
 
         return IterationAbortedError
+    if name == "UpdateFlags":
+        from .flags import UpdateFlags  # its enum class on first use (process start)
+
+        return UpdateFlags
+    if name == "KeyExistsError":
+        from .failures import KeyExistsError  # with the other map errors (process start)
+
+        return KeyExistsError
     if name == "MapInfo":
         from .info import MapInfo  # on first use: its frozen dataclass costs ~1 ms to import
 

@@ -146,7 +146,7 @@ class MapState:
     _vdec: Any
     _vmode: int
     _tls: _local | None
-    _bufs: Buffers
+    _bufs: Buffers | None  # the fast path thread's (None for maps without one)
     _kmv: memoryview | None
     _vmv: memoryview | None
     _vbuf: Any

@@ -22,7 +22,8 @@ from .base import ARRAY_TYPES, BATCH_TYPES, INT_FORMATS, MapState, type_name
 from .base import DELETE as _DELETE
 from .base import UPDATE as _UPDATE
 from .codec import pack_into
-from .elements import KeyExistsError, UpdateFlags
+from .failures import KeyExistsError
+from .flags import UpdateFlags
 from .mapped import NONE as _NONE
 
 if TYPE_CHECKING:

@@ -27,18 +27,18 @@ _BYTEORDER: Final = sys.byteorder
 class Buffers:
     """Preallocated key/value buffers and attrs for one thread's element operations."""
 
-    __slots__ = ("kbuf", "kmv", "kraw", "lattr", "lref", "nbuf", "uattr", "uref", "vbuf",
-                 "vmv", "vraw")
+    __slots__ = ("kbuf", "kmv", "kraw", "lattr", "lref", "uattr", "uref", "vbuf", "vmv",
+                 "vraw")
 
     def __init__(self, fd: int, key_size: int, value_bytes: int, kfmt: str | None,
                  vfmt: str | None) -> None:
-        self.kbuf = ctypes.create_string_buffer(max(key_size, 1))
+        # (what ctypes.create_string_buffer(n) makes, without its Python-level call)
+        self.kbuf = (ctypes.c_char * max(key_size, 1))()
         self.kraw = memoryview(self.kbuf).cast("B")[:key_size]
         self.kmv = typed_view(self.kbuf, kfmt)
-        self.vbuf = ctypes.create_string_buffer(max(value_bytes, 1))
+        self.vbuf = (ctypes.c_char * max(value_bytes, 1))()
         self.vraw = memoryview(self.vbuf).cast("B")[:value_bytes]
         self.vmv = typed_view(self.vbuf, vfmt)
-        self.nbuf = ctypes.create_string_buffer(max(key_size, 1))
         kaddr = ctypes.addressof(self.kbuf) if key_size else 0
         self.lattr = _t.MapElemAttr(map_fd=fd, key=kaddr, value=ctypes.addressof(self.vbuf))
         self.lref = ctypes.byref(self.lattr)

@@ -34,7 +34,7 @@ from .base import (
     type_name,
 )
 from .codec import Buffers, decoder, int_format
-from .elements import MapElements, UpdateFlags
+from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -167,15 +167,19 @@ class Map(MapElements):
         self._kdec = decoder(spec.key, ks)[0]
         self._vdec, self._vmode = decoder(spec.value, vs)
         self._tls: _local | None = None
-        b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
-        self._kmv = b.kmv
-        self._vmv = b.vmv
-        self._vbuf = b.vbuf
-        self._lref = b.lref
-        self._uref = b.uref
-        self._int_vdecode = self._vmode == 1 and b.vmv is not None
-        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map.
+        self._int_vdecode = self._vmode == 1 and self._vfmt is not None
+        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
+        # its thread's buffers are made here, other maps' on first use (_thread_bufs)
         fast = not percpu and spec.type not in KEYLESS_TYPES | NO_ELEMENT_TYPES and ks > 0
+        if fast:
+            b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
+            self._kmv = b.kmv
+            self._vmv = b.vmv
+            self._vbuf = b.vbuf
+            self._lref = b.lref
+            self._uref = b.uref
+        else:
+            self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
         self._init_memory(_get_ident() if fast else 0)
 
@@ -459,7 +463,7 @@ class Map(MapElements):
 
         return batch.lookup(self, _t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
-    def update_batch(self, keys: Any, values: Any, flags: int = UpdateFlags.ANY) -> int:
+    def update_batch(self, keys: Any, values: Any, flags: int = _ANY) -> int:
         """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
 
         `keys`/`values` are sequences of keys/values (anything `update` accepts), or

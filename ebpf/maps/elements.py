@@ -33,11 +33,10 @@ from .mapped import MapMemory
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntFlag
     from typing import Any, Final
-else:
-    # the same stdlib classes, made at a fraction of the cost (process start)
-    from .._sys.fastclass import IntFlag
+
+    from .failures import KeyExistsError
+    from .flags import UpdateFlags
 
 __all__ = ["KeyExistsError", "MapElements", "UpdateFlags"]
 
@@ -45,20 +44,21 @@ _syscall = _ops.fast_syscall
 _get_errno = ctypes.get_errno
 _ENOENT: Final = errno.ENOENT
 _MISSING: Any = object()
+_ANY: Final = _t.BPF_ANY  # UpdateFlags.ANY, the default of update and push
 
 
-class UpdateFlags(IntFlag):
-    """Flags of `Map.update`: ANY (create or replace), NOEXIST (create only),
-    EXIST (replace only), LOCK (update under the value's bpf_spin_lock)."""
+def __getattr__(name: str) -> Any:
+    """`UpdateFlags` and `KeyExistsError`, from their modules on first use (process
+    start: loading maps makes neither class)."""
+    if name == "UpdateFlags":
+        from .flags import UpdateFlags  # on first use (process start)
 
-    ANY = _t.BPF_ANY
-    NOEXIST = _t.BPF_NOEXIST
-    EXIST = _t.BPF_EXIST
-    LOCK = _t.BPF_F_LOCK
+        return UpdateFlags
+    if name == "KeyExistsError":
+        from .failures import KeyExistsError  # on first use (process start)
 
-
-class KeyExistsError(SyscallError):
-    """`update(..., UpdateFlags.NOEXIST)` found the key already present."""
+        return KeyExistsError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MapElements(MapMemory):
@@ -68,9 +68,12 @@ class MapElements(MapMemory):
 
     def _thread_bufs(self) -> Buffers:
         """Buffers for the calling thread (the owner's preallocated ones, or per-thread)."""
-        if self._owner == _get_ident():
-            return self._bufs
+        ident = _get_ident()
+        if self._owner == ident:
+            return self._bufs  # type: ignore[return-value]
         fd = self._fd.fileno()  # raises once closed
+        if self._fast_owner == ident:  # the owner before its fast path (mmapable arrays)
+            return self._bufs  # type: ignore[return-value]
         tls = self._tls
         if tls is None:
             tls = self._tls = _local()
@@ -237,7 +240,7 @@ class MapElements(MapMemory):
                         return
         self.update(key, value)
 
-    def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
+    def update(self, key: Any, value: Any, flags: int = _ANY) -> None:
         """Store `value` under `key`.
 
         flags: UpdateFlags.ANY (default), NOEXIST (KeyExistsError if present),
@@ -317,7 +320,7 @@ class MapElements(MapMemory):
                 raise
             return default
 
-    def push(self, value: Any, flags: int = UpdateFlags.ANY) -> None:
+    def push(self, value: Any, flags: int = _ANY) -> None:
         """Add `value` to a queue, stack or bloom filter. flags=UpdateFlags.EXIST
         makes a full queue/stack drop its oldest element instead of failing."""
         if self._type not in KEYLESS_TYPES:

@@ -1,7 +1,8 @@
 """Why the kernel refused a map command, as a typed error: `create_error` (BPF_MAP_CREATE)
 and `elem_error` (the element commands: a missing key, a full map, a frozen or read-only
-map, what the map type does not support). A module of its own that `ebpf.maps` imports
-only on a failure, so that creating and using maps does not unmarshal it (process start,
+map, what the map type does not support), and `KeyExistsError`, the maps' own error. A
+module of its own that `ebpf.maps` imports only on a failure (or when `KeyExistsError` is
+first asked for), so that creating and using maps does not unmarshal it (process start,
 issue 15)."""
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .base import LOOKUP as _LOOKUP
 from .base import LOOKUP_AND_DELETE as _LOOKUP_AND_DELETE
 from .base import NEXT_KEY as _NEXT_KEY
 from .base import UPDATE as _UPDATE
-from .elements import KeyExistsError, UpdateFlags, _fdinfo
+from .elements import _fdinfo
+from .flags import UpdateFlags
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -34,7 +36,11 @@ if TYPE_CHECKING:
     from ..spec.maps import MapSpec
     from .elements import MapElements
 
-__all__ = ["create_error", "elem_error"]
+__all__ = ["KeyExistsError", "create_error", "elem_error"]
+
+
+class KeyExistsError(SyscallError):
+    """`update(..., UpdateFlags.NOEXIST)` found the key already present."""
 
 
 def elem_error(m: MapElements, cmd: int, err: int, key: Any, flags: int) -> Exception:
