@@ -106,7 +106,9 @@ def _fast_classes() -> list[Any]:
     out = []
     for name in FAST_MODULES:
         mod = importlib.import_module(name)
-        for value in vars(mod).values():
+        # (getattr: the names a module serves on first use, e.g. ebpf.asm.opcodes' enums)
+        public = [getattr(mod, n) for n in getattr(mod, "__all__", ())]
+        for value in [*vars(mod).values(), *public]:
             if isinstance(value, type) and issubclass(value, enum.Enum) \
                     and value.__module__ == name and value not in out:
                 out.append(value)
