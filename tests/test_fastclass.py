@@ -21,7 +21,7 @@ from ebpf._sys import fastclass
 
 # Every module whose classes use the stand-ins.
 FAST_MODULES = ("ebpf._sys.types", "ebpf._sys.types_helpers", "ebpf._sys.types_perf",
-                "ebpf._sys.types_link",
+                "ebpf._sys.types_link", "ebpf._sys.types_misc",
                 "ebpf.asm.opcodes", "ebpf.elffile", "ebpf.elf.sections", "ebpf.btf.types",
                 "ebpf.maps.elements", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btf",
                 "ebpf.maps.batch")

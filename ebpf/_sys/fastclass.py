@@ -117,9 +117,12 @@ def _slow(real: type, name: str, ns: dict[str, Any]) -> type:
 
 def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
     """A subclass of the stdlib enum `real` with the members and methods of `ns`."""
-    member_type = real._member_type_  # type: ignore[attr-defined]  # the subclass's too
-    if not FAST_ENUMS or (member_type is not int and member_type is not object) or (
+    if not FAST_ENUMS or (
             "_order_" in ns or "_ignore_" in ns or "__new__" in ns or "__init__" in ns):
+        return _slow(real, name, ns)
+    # (the body has no __new__ and `real` is the only base: the subclass's member type)
+    member_type = real._member_type_  # type: ignore[attr-defined]
+    if member_type is not int and member_type is not object:
         return _slow(real, name, ns)
     # int.__new__(cls, value) or object.__new__(cls), as the stdlib picks them for an enum
     # without its own __new__; neither sets _value_, and Enum.__init__ does nothing.
