@@ -21,7 +21,7 @@ from ebpf._sys import fastclass
 
 # Every module whose classes use the stand-ins.
 FAST_MODULES = ("ebpf._sys.types", "ebpf._sys.types_helpers", "ebpf._sys.types_perf",
-                "ebpf._sys.types_link",
+                "ebpf._sys.types_link", "ebpf._sys.types_misc",
                 "ebpf.asm.opcodes", "ebpf.elffile", "ebpf.elf.sections", "ebpf.btf.types",
                 "ebpf.maps.flags", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btf",
                 "ebpf.maps.batch")
@@ -106,7 +106,9 @@ def _fast_classes() -> list[Any]:
     out = []
     for name in FAST_MODULES:
         mod = importlib.import_module(name)
-        for value in vars(mod).values():
+        # (getattr: the names a module serves on first use, e.g. ebpf.asm.opcodes' enums)
+        public = [getattr(mod, n) for n in getattr(mod, "__all__", ())]
+        for value in [*vars(mod).values(), *public]:
             if isinstance(value, type) and issubclass(value, enum.Enum) \
                     and value.__module__ == name and value not in out:
                 out.append(value)

@@ -77,7 +77,10 @@ LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link", "Link
                                "IterCreateAttr", "ProgBindMapAttr", "TokenCreateAttr",
                                "ProgStreamReadAttr", "MapBatchAttr", "EnableStatsAttr",
                                "MapInfo", "ObjAttr", "ProgAttachAttr", "ProgTestRunAttr",
-                               "GetIdAttr", "ProgInfo"), "misc")}
+                               "GetIdAttr", "ProgInfo",
+                               # BPF_OBJ_GET_INFO_BY_FD: neither loading nor creating
+                               # issues it; BPF_ENABLE_STATS' enum
+                               "ObjGetInfoAttr", "BtfInfo", "StatsType"), "misc")}
 
 CTYPES = {(1, False): "ctypes.c_uint8", (2, False): "ctypes.c_uint16",
           (4, False): "ctypes.c_uint32", (8, False): "ctypes.c_uint64",
@@ -261,7 +264,7 @@ def generate(spec: btf.Spec) -> dict[str, str]:
             "from __future__ import annotations",
             "",
             "import ctypes",
-            *(["from typing import TYPE_CHECKING", "",
+            *(["TYPE_CHECKING = False  # typing's, without importing typing (process start)",
                "if TYPE_CHECKING:",
                "    from enum import IntEnum",
                "else:",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ctypes
 import errno
 
+from . import types as _t  # _t.BtfInfo: types_misc.py, which a load never needs
 from .ops import get_fd_by_id, get_next_id, obj_get_info
 from .syscall import bpf_errno
-from .types import BPF_F_TOKEN_FD, BtfInfo, BtfLoadAttr, Cmd
+from .types import BPF_F_TOKEN_FD, BtfLoadAttr, Cmd
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def btf_get_next_id(start_id: int) -> int | None:
 def btf_info(fd: int) -> BtfObjectInfo:
     """Id, name (a kernel module's, or ""), blob size and kernel flag of a BTF fd."""
     name = ctypes.create_string_buffer(64)
-    info = BtfInfo(name=ctypes.addressof(name), name_len=len(name))
+    info = _t.BtfInfo(name=ctypes.addressof(name), name_len=len(name))
     obj_get_info(fd, info)
     return BtfObjectInfo(int(info.id), name.value.decode(errors="replace"),
                          int(info.btf_size), bool(info.kernel_btf))
@@ -101,10 +102,10 @@ def btf_info(fd: int) -> BtfObjectInfo:
 
 def btf_raw(fd: int) -> bytes:
     """The raw BTF blob behind a BTF fd (as its creator loaded it)."""
-    info = BtfInfo()
+    info = _t.BtfInfo()
     obj_get_info(fd, info)
     size = int(info.btf_size)
     buf = ctypes.create_string_buffer(max(size, 1))
-    info = BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+    info = _t.BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
     obj_get_info(fd, info)
     return buf.raw[: min(size, int(info.btf_size))]

@@ -72,10 +72,6 @@ def _is_descriptor(value: object) -> bool:
     return hasattr(t, "__get__") or hasattr(t, "__set__") or hasattr(t, "__delete__")
 
 
-def _single_bit(value: int) -> bool:
-    return value != 0 and value & (value - 1) == 0
-
-
 _BASE_NAMES: dict[type, frozenset[str]] = {}
 
 
@@ -84,27 +80,30 @@ def _base_names(base: type) -> frozenset[str]:
     the stdlib's redirect, so such a class takes the slow path)."""
     names = _BASE_NAMES.get(base)
     if names is None:
-        names = _BASE_NAMES[base] = frozenset(n for b in base.__mro__ for n in b.__dict__)
+        names = _BASE_NAMES[base] = frozenset().union(*[b.__dict__ for b in base.__mro__])
     return names
 
 
 _OWN = frozenset({"__module__", "__qualname__", "__doc__"})
-_TEMPLATES: dict[type, list[tuple[str, Any]]] = {}
+_TEMPLATES: dict[type, tuple[dict[str, Any], tuple[tuple[str, type], ...]]] = {}
 
 
-def _template(real: type) -> list[tuple[str, Any]]:
+def _template(real: type) -> tuple[dict[str, Any], tuple[tuple[str, type], ...]]:
     """The class dict `enum` makes for a subclass of `real` without members, methods or
-    docstring (3.10: a default one), but its own names."""
-    items = _TEMPLATES.get(real)
-    if items is None:
+    docstring (3.10: a default one), but its own names; and the keys whose values are
+    containers each class has its own of (with their types)."""
+    template = _TEMPLATES.get(real)
+    if template is None:
         meta = type(real)
         body = meta.__prepare__("_Template", (real,))
         body["__module__"] = __name__
         body["__qualname__"] = "_Template"
         cls = meta("_Template", (real,), body)  # type: ignore[call-overload]
-        items = _TEMPLATES[real] = [(k, v) for k, v in vars(cls).items() if k not in (
-            "__module__", "__qualname__", "__dict__", "__weakref__")]
-    return items
+        d = {k: v for k, v in vars(cls).items() if k not in (
+            "__module__", "__qualname__", "__dict__", "__weakref__")}
+        fresh = tuple((k, type(v)) for k, v in d.items() if type(v) in (list, dict))
+        template = _TEMPLATES[real] = (d, fresh)
+    return template
 
 
 def _slow(real: type, name: str, ns: dict[str, Any]) -> type:
@@ -118,78 +117,99 @@ def _slow(real: type, name: str, ns: dict[str, Any]) -> type:
 
 def _build_enum(real: type, name: str, ns: dict[str, Any]) -> type:
     """A subclass of the stdlib enum `real` with the members and methods of `ns`."""
-    members = []
-    body_items = []
-    simple = FAST_ENUMS and not ("_order_" in ns or "_ignore_" in ns or "__new__" in ns
-                                 or "__init__" in ns)
-    for key, value in ns.items():
-        if key[0] == "_":
-            body_items.append((key, value))
-        elif type(value) is int or type(value) is str:
-            members.append((key, value))
-        elif _is_descriptor(value):
-            body_items.append((key, value))
-        else:  # a value of another type (auto(), a tuple): the stdlib decides
-            simple = False
-    if not simple or not _base_names(real).isdisjoint(k for k, _ in members):
+    if not FAST_ENUMS or (
+            "_order_" in ns or "_ignore_" in ns or "__new__" in ns or "__init__" in ns):
         return _slow(real, name, ns)
-    meta = type(real)
-    if all(k in _OWN or k[0] != "_" for k, _ in body_items):
-        # What `enum` makes of a body without members, dunders or sunders is the same
-        # for every class on `real`: copy it (fresh containers) instead of remaking it.
-        d = {k: type(v)() if type(v) in (list, dict) else v for k, v in _template(real)}
-        d.update(body_items)
-        cls: Any = type.__new__(meta, name, (real,), d)
-    else:
-        body = meta.__prepare__(name, (real,))
-        for key, value in body_items:
-            body[key] = value
-        cls = meta(name, (real,), body)  # type: ignore[call-overload]
-    member_type = cls._member_type_
+    # (the body has no __new__ and `real` is the only base: the subclass's member type)
+    member_type = real._member_type_  # type: ignore[attr-defined]
     if member_type is not int and member_type is not object:
         return _slow(real, name, ns)
     # int.__new__(cls, value) or object.__new__(cls), as the stdlib picks them for an enum
     # without its own __new__; neither sets _value_, and Enum.__init__ does nothing.
     is_int = member_type is int
-    is_flag = issubclass(cls, _enum.Flag) and _PY311
+    is_flag = _PY311 and issubclass(real, _enum.Flag)
+    shadowed = _base_names(real)
+    members = []
+    body_items = []
+    plain = True  # no dunder or sunder of its own: the class dict is the template's
     flag_mask = singles_mask = 0
-    names = cls._member_names_
-    member_map = cls._member_map_
-    by_value = cls._value2member_map_
+    for key, value in ns.items():
+        if key[0] == "_":
+            body_items.append((key, value))
+            if key not in _OWN:
+                plain = False
+        elif type(value) is int or type(value) is str:
+            if key in shadowed:  # the stdlib puts a redirect in place
+                return _slow(real, name, ns)
+            if is_int and type(value) is not int:
+                value = int(value)  # what int.__new__ makes of a str
+            if is_flag:
+                flag_mask |= value
+                if value and not value & (value - 1):
+                    singles_mask |= value
+            members.append((key, value))
+        elif _is_descriptor(value):
+            body_items.append((key, value))
+        else:  # a value of another type (auto(), a tuple): the stdlib decides
+            return _slow(real, name, ns)
+    meta = type(real)
     set_attr = type.__setattr__
+    if plain:
+        # What `enum` makes of a body without members, dunders or sunders is the same
+        # for every class on `real`: copy it (fresh containers) instead of remaking it.
+        template, fresh = _template(real)
+        d = template.copy()
+        for key, kind in fresh:
+            d[key] = kind()
+        d.update(body_items)
+        if is_flag and members:  # the masks as the stdlib leaves them after the last member
+            flag_mask |= d["_flag_mask_"]
+            d["_flag_mask_"] = flag_mask
+            d["_singles_mask_"] |= singles_mask
+            d["_all_bits_"] = 2 ** flag_mask.bit_length() - 1
+        cls: Any = type.__new__(meta, name, (real,), d)
+        # (the class dict is a shallow copy of d: the same containers)
+        names = d["_member_names_"]
+        member_map = d["_member_map_"]
+        by_value = d["_value2member_map_"]
+    else:
+        body = meta.__prepare__(name, (real,))
+        for key, value in body_items:
+            body[key] = value
+        cls = meta(name, (real,), body)  # type: ignore[call-overload]
+        if is_flag and members:
+            set_attr(cls, "_flag_mask_", cls._flag_mask_ | flag_mask)
+            set_attr(cls, "_singles_mask_", cls._singles_mask_ | singles_mask)
+            set_attr(cls, "_all_bits_", 2 ** cls._flag_mask_.bit_length() - 1)
+        names = cls._member_names_
+        member_map = cls._member_map_
+        by_value = cls._value2member_map_
+    new: Any = int.__new__ if is_int else object.__new__
+    added = []
     for key, value in members:
-        if is_int:
-            member = int.__new__(cls, value)
-            value = int(value)
-        else:
-            member = object.__new__(cls)
-        member._value_ = value
-        member._name_ = key
-        member.__objclass__ = cls
-        if _PY311:
-            member._sort_order_ = len(names)
-        if is_flag:
-            flag_mask |= value
-            if _single_bit(value):
-                singles_mask |= value
-        canonical = by_value.get(value)
-        if canonical is None:
-            if not is_flag or _single_bit(value):
+        member = by_value.get(value)
+        if member is None:
+            # the member's attributes as the stdlib sets them, in its order, as one
+            # dict (the class is not touched until every member is made: setting an
+            # attribute of a member then finds its class's attributes cached)
+            member = new(cls, value) if is_int else new(cls)
+            member.__dict__ = {"_value_": value, "_name_": key, "__objclass__": cls,
+                               "_sort_order_": len(names)} if _PY311 else {
+                "_value_": value, "_name_": key, "__objclass__": cls}
+            if not is_flag or (value and not value & (value - 1)):
                 names.append(key)
-        else:
-            member = canonical
-        if _ADD_MEMBER is not None:
+            by_value[value] = member
+        # else an alias: the stdlib makes a member, then keeps the first of that value
+        added.append((key, member))
+    if _ADD_MEMBER is not None:
+        for key, member in added:
             _ADD_MEMBER(cls, key, member)
-        else:
+    else:
+        for key, member in added:
             set_attr(cls, key, member)
-            member_map[key] = member
-        by_value.setdefault(value, member)
-    if is_flag:  # the masks as the stdlib leaves them after the last member
-        set_attr(cls, "_flag_mask_", cls._flag_mask_ | flag_mask)
-        set_attr(cls, "_singles_mask_", cls._singles_mask_ | singles_mask)
-        set_attr(cls, "_all_bits_", 2 ** cls._flag_mask_.bit_length() - 1 if members
-                 else cls._all_bits_)
-        values = [m._value_ for m in cls]
+        member_map.update(added)
+    if is_flag:
+        values = [member_map[n]._value_ for n in names]
         if values != sorted(values):
             cls._iter_member_ = cls._iter_member_by_def_
     return cls  # type: ignore[no-any-return]

@@ -6,6 +6,7 @@ import ctypes
 
 from ..errors import InvalidArgumentError
 from . import validate
+from .ops import obj_get_info
 from .syscall import bpf
 from .types import (
     Cmd,
@@ -13,7 +14,6 @@ from .types import (
     LinkDetachAttr,
     LinkInfo,
     LinkUpdateAttr,
-    ObjGetInfoAttr,
     RawTracepointOpenAttr,
 )
 
@@ -44,11 +44,7 @@ def link_info(link_fd: int, info: LinkInfo | None = None) -> LinkInfo:
     """BPF_OBJ_GET_INFO_BY_FD on a link (the caller may pre-set pointer fields)."""
     if info is None:
         info = LinkInfo()
-    attr = ObjGetInfoAttr()
-    attr.bpf_fd = link_fd
-    attr.info_len = ctypes.sizeof(info)
-    attr.info = ctypes.addressof(info)
-    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    obj_get_info(link_fd, info)
     return info
 
 

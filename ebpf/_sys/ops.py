@@ -17,7 +17,7 @@ from ..errors import SyscallError
 from . import types as _t  # _t.<attr> of a command a load never issues: types_misc.py
 from . import validate
 from .syscall import bpf, bpf_errno
-from .types import BtfInfo, BtfLoadAttr, Cmd, ObjGetInfoAttr
+from .types import BtfLoadAttr, Cmd
 
 __all__ = [
     "btf_get_data",
@@ -92,7 +92,8 @@ def btf_get_fd_by_id(btf_id: int) -> int:
 
 def obj_get_info(fd: int, info: ctypes.Structure) -> int:
     """BPF_OBJ_GET_INFO_BY_FD into `info`; returns the number of bytes the kernel filled."""
-    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    attr = _t.ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info),
+                             info=ctypes.addressof(info))
     bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
     return int(attr.info_len)
 
@@ -114,11 +115,11 @@ def btf_get_data(btf_id: int) -> bytes:
     """The raw BTF blob of the kernel BTF object `btf_id` (as loaded by its creator)."""
     fd = btf_get_fd_by_id(btf_id)
     try:
-        info = BtfInfo()
+        info = _t.BtfInfo()
         obj_get_info(fd, info)
         size = int(info.btf_size)
         buf = ctypes.create_string_buffer(size)
-        info = BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+        info = _t.BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
         obj_get_info(fd, info)
         return buf.raw[: int(info.btf_size)]
     finally:

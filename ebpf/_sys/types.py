@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .types_link import LinkInfo_3_Sockmap as LinkInfo_3_Sockmap
     from .types_link import LinkInfo_3 as LinkInfo_3
     from .types_link import LinkInfo as LinkInfo
+    from .types_misc import StatsType as StatsType
     from .types_misc import MapBatchAttr as MapBatchAttr
     from .types_misc import ObjAttr as ObjAttr
     from .types_misc import ProgAttachAttr_0 as ProgAttachAttr_0
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from .types_misc import ProgTestRunAttr as ProgTestRunAttr
     from .types_misc import GetIdAttr_0 as GetIdAttr_0
     from .types_misc import GetIdAttr as GetIdAttr
+    from .types_misc import ObjGetInfoAttr as ObjGetInfoAttr
     from .types_misc import ProgQueryAttr_5 as ProgQueryAttr_5
     from .types_misc import ProgQueryAttr as ProgQueryAttr
     from .types_misc import RawTracepointOpenAttr as RawTracepointOpenAttr
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from .types_misc import ProgStreamReadAttr as ProgStreamReadAttr
     from .types_misc import ProgInfo as ProgInfo
     from .types_misc import MapInfo as MapInfo
+    from .types_misc import BtfInfo as BtfInfo
     from .types_perf import PerfEventType as PerfEventType
     from .types_perf import PerfTypeId as PerfTypeId
     from .types_perf import PerfSwId as PerfSwId
@@ -277,12 +280,6 @@ class AttachType(IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class StatsType(IntEnum):
-    """The kernel's `enum bpf_stats_type`: its `BPF_STATS_*` values, without the prefix."""
-
-    RUN_TIME = 0
-
-
 class CoreReloKind(IntEnum):
     """The kernel's `enum bpf_core_relo_kind`: its `BPF_CORE_*` values, without the prefix."""
 
@@ -464,14 +461,6 @@ class ProgLoadAttr(ctypes.Structure):
     ]
 
 
-class ObjGetInfoAttr(ctypes.Structure):
-    _fields_ = [
-        ("bpf_fd", ctypes.c_uint32),
-        ("info_len", ctypes.c_uint32),
-        ("info", ctypes.c_uint64),
-    ]
-
-
 class BtfLoadAttr(ctypes.Structure):
     _fields_ = [
         ("btf", ctypes.c_uint64),
@@ -482,17 +471,6 @@ class BtfLoadAttr(ctypes.Structure):
         ("btf_log_true_size", ctypes.c_uint32),
         ("btf_flags", ctypes.c_uint32),
         ("btf_token_fd", ctypes.c_int32),
-    ]
-
-
-class BtfInfo(ctypes.Structure):
-    _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("name", ctypes.c_uint64),
-        ("name_len", ctypes.c_uint32),
-        ("kernel_btf", ctypes.c_uint32),
     ]
 
 
@@ -554,6 +532,7 @@ _LAZY = {
     'LinkInfo_3_Sockmap': 'link',
     'LinkInfo_3': 'link',
     'LinkInfo': 'link',
+    'StatsType': 'misc',
     'MapBatchAttr': 'misc',
     'ObjAttr': 'misc',
     'ProgAttachAttr_0': 'misc',
@@ -562,6 +541,7 @@ _LAZY = {
     'ProgTestRunAttr': 'misc',
     'GetIdAttr_0': 'misc',
     'GetIdAttr': 'misc',
+    'ObjGetInfoAttr': 'misc',
     'ProgQueryAttr_5': 'misc',
     'ProgQueryAttr': 'misc',
     'RawTracepointOpenAttr': 'misc',
@@ -573,6 +553,7 @@ _LAZY = {
     'ProgStreamReadAttr': 'misc',
     'ProgInfo': 'misc',
     'MapInfo': 'misc',
+    'BtfInfo': 'misc',
     'PerfEventType': 'perf',
     'PerfTypeId': 'perf',
     'PerfSwId': 'perf',

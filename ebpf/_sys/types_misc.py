@@ -5,6 +5,17 @@
 from __future__ import annotations
 
 import ctypes
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from enum import IntEnum
+else:
+    from .fastclass import IntEnum  # the same enum.IntEnum, made cheaply
+
+class StatsType(IntEnum):
+    """The kernel's `enum bpf_stats_type`: its `BPF_STATS_*` values, without the prefix."""
+
+    RUN_TIME = 0
+
 
 class MapBatchAttr(ctypes.Structure):
     _fields_ = [
@@ -94,6 +105,14 @@ class GetIdAttr(ctypes.Structure):
         ("next_id", ctypes.c_uint32),
         ("open_flags", ctypes.c_uint32),
         ("fd_by_id_token_fd", ctypes.c_int32),
+    ]
+
+
+class ObjGetInfoAttr(ctypes.Structure):
+    _fields_ = [
+        ("bpf_fd", ctypes.c_uint32),
+        ("info_len", ctypes.c_uint32),
+        ("info", ctypes.c_uint64),
     ]
 
 
@@ -247,4 +266,15 @@ class MapInfo(ctypes.Structure):
         ("hash", ctypes.c_uint64),
         ("hash_size", ctypes.c_uint32),
         ("_pad0", ctypes.c_uint8 * 4),
+    ]
+
+
+class BtfInfo(ctypes.Structure):
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("name", ctypes.c_uint64),
+        ("name_len", ctypes.c_uint32),
+        ("kernel_btf", ctypes.c_uint32),
     ]

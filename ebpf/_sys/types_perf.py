@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum
 else:

@@ -29,7 +29,19 @@ from ..errors import AsmError
 from .codec import decode, encode
 from .instruction import Instruction, Label, Statement
 from .link import assemble, raw_offsets, symbol_offsets
-from .opcodes import *  # noqa: F403
+from .opcodes import _ENUM_NAMES  # the enums: on first use, by __getattr__ (opcodes.py)
+from .opcodes import CALL as CALL
+from .opcodes import EXIT as EXIT
+from .opcodes import FETCH as FETCH
+from .opcodes import LD_IMM64 as LD_IMM64
+from .opcodes import PSEUDO_BTF_ID as PSEUDO_BTF_ID
+from .opcodes import PSEUDO_CALL as PSEUDO_CALL
+from .opcodes import PSEUDO_FUNC as PSEUDO_FUNC
+from .opcodes import PSEUDO_KFUNC_CALL as PSEUDO_KFUNC_CALL
+from .opcodes import PSEUDO_MAP_FD as PSEUDO_MAP_FD
+from .opcodes import PSEUDO_MAP_IDX as PSEUDO_MAP_IDX
+from .opcodes import PSEUDO_MAP_IDX_VALUE as PSEUDO_MAP_IDX_VALUE
+from .opcodes import PSEUDO_MAP_VALUE as PSEUDO_MAP_VALUE
 from .opcodes import __all__ as _opcodes_all
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
 
     from .builder import *  # noqa: F403
     from .disasm import disassemble, format_instruction
+    from .opcodes import *  # noqa: F403
 
 # The builder DSL (~1.5 ms of function objects) and the disassembler load on first use:
 # reading an object and loading it need neither (process start). builder.__all__, as
@@ -66,8 +79,9 @@ _BUILDER_NAMES = (
     "sub_imm", "sub_imm32", "sub_reg", "sub_reg32", "to_be", "to_le", "xor_imm", "xor_imm32",
     "xor_reg", "xor_reg32",
 )  # fmt: skip
+# opcodes' enums (and the members it names) are made on first use too (see opcodes.py).
 _LAZY = {"disassemble": "disasm", "format_instruction": "disasm",
-         **dict.fromkeys(_BUILDER_NAMES, "builder")}
+         **dict.fromkeys(_BUILDER_NAMES, "builder"), **dict.fromkeys(_ENUM_NAMES, "opcodes")}
 
 __all__ = [
     "AsmError",

@@ -13,13 +13,13 @@ from .opcodes import (
     PSEUDO_MAP_IDX,
     PSEUDO_MAP_IDX_VALUE,
     PSEUDO_MAP_VALUE,
-    Class,
-    Size,
 )
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
+
+    from .opcodes import Class, Size
 
 __all__ = ["Instruction", "Label", "Statement"]
 
@@ -159,11 +159,15 @@ class Instruction(Statement):
     @property
     def cls(self) -> Class:
         """The instruction class."""
+        from .opcodes import Class  # the enums on first use (process start): see opcodes.py
+
         return Class(self.opcode & 0x07)
 
     @property
     def mem_size(self) -> Size:
         """The access width of a load/store/atomic (meaningless for other classes)."""
+        from .opcodes import Size  # the enums on first use (process start): see opcodes.py
+
         return Size.from_bits(self.opcode)
 
     # -- kinds -------------------------------------------------------------
@@ -255,6 +259,8 @@ _REF_FUNC = 4  # ld_imm64: imm = target - next slot when src == PSEUDO_FUNC
 
 def _ref_kinds() -> tuple[int, ...]:
     """The reference kind of each opcode (`_REF_KIND`, precomputed: import cost)."""
+    from .opcodes import Class  # the enums on first use (process start): see opcodes.py
+
     kinds = [_REF_NONE] * 256
     for opcode in range(256):
         cls = opcode & 0x07
