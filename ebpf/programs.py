@@ -33,9 +33,9 @@ from ._sys import prog as _prog
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
-from ._sys.types import AttachType, ProgLoadAttr, ProgramType
 from ._sys.types import FuncInfo as _FuncInfo
 from ._sys.types import LineInfo as _LineInfo
+from ._sys.types import ProgLoadAttr, ProgramType
 from .errors import (
     ClosedError,
     InvalidArgumentError,
@@ -44,7 +44,7 @@ from .errors import (
     SyscallError,
 )
 from .spec import kernel_name
-from .spec.programs import ProgramFlags, ProgramSpec
+from .spec.programs import ProgramSpec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -53,12 +53,14 @@ if TYPE_CHECKING:
     from ._proginfo import EnabledStats, ProgramInfo, TestRunResult, enable_stats, program_ids
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
     from ._progrun import RunFlags
+    from ._sys.types import AttachType as AttachType
     from ._sys.types import ProgInfo as _ProgInfo
     from .asm import Instruction
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
+    from .spec.flags import ProgramFlags
     from .spec.protocols import LoadedProgram, SupportsFileno
 
 # The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
@@ -93,12 +95,13 @@ _MAP_SRCS = (0, consts.BPF_PSEUDO_MAP_FD, consts.BPF_PSEUDO_MAP_VALUE,
 _LD_IMM64 = 0x18
 _CALL = 0x85
 
-# the BTF name of an attach target, by attach type: (prefix, BTF kind name)
+# the BTF name of an attach target, by attach type: (prefix, BTF kind name); keyed by
+# the values, so that a load makes no AttachType class (process start)
 _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
-    AttachType.TRACE_RAW_TP: ("btf_trace_", "Typedef"),
-    AttachType.LSM_MAC: ("bpf_lsm_", "Func"),
-    AttachType.LSM_CGROUP: ("bpf_lsm_", "Func"),
-    AttachType.TRACE_ITER: ("bpf_iter_", "Func"),
+    23: ("btf_trace_", "Typedef"),  # AttachType.TRACE_RAW_TP
+    27: ("bpf_lsm_", "Func"),  # AttachType.LSM_MAC
+    43: ("bpf_lsm_", "Func"),  # AttachType.LSM_CGROUP
+    28: ("bpf_iter_", "Func"),  # AttachType.TRACE_ITER
 }
 
 
@@ -123,6 +126,14 @@ def __getattr__(name: str) -> Any:
         from .spec import protocols  # typing.Protocols on first use (process start)
 
         return getattr(protocols, name)
+    if name == "ProgramFlags":
+        from .spec.flags import ProgramFlags  # its enum class on first use (process start)
+
+        return ProgramFlags
+    if name == "AttachType":  # (importable from here before)
+        from ._sys.types import AttachType  # its enum class on first use (process start)
+
+        return AttachType
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -20,11 +20,12 @@ import pytest
 from ebpf._sys import fastclass
 
 # Every module whose classes use the stand-ins.
+# (a class made in one module and public in another counts for the latter: its __module__)
 FAST_MODULES = ("ebpf._sys.types", "ebpf._sys.types_helpers", "ebpf._sys.types_perf",
                 "ebpf._sys.types_link", "ebpf._sys.types_misc",
                 "ebpf.asm.opcodes", "ebpf.elffile", "ebpf.elf.sections", "ebpf.btf.types",
                 "ebpf.maps.flags", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btf",
-                "ebpf.maps.batch")
+                "ebpf.maps.batch", "ebpf.spec.maps", "ebpf.spec.programs")
 
 _SKIP = frozenset({"__objclass__", "__module__", "__qualname__", "__dict__",
                    "__weakref__", "_member_map_", "_value2member_map_", "_member_names_",
@@ -106,8 +107,10 @@ def _fast_classes() -> list[Any]:
     out = []
     for name in FAST_MODULES:
         mod = importlib.import_module(name)
-        # (getattr: the names a module serves on first use, e.g. ebpf.asm.opcodes' enums)
-        public = [getattr(mod, n) for n in getattr(mod, "__all__", ())]
+        # (getattr: the names a module serves on first use, e.g. ebpf.asm.opcodes' enums,
+        # ebpf._sys.types' Cmd and AttachType)
+        public = [getattr(mod, n) for n in (*getattr(mod, "__all__", ()),
+                                            *getattr(mod, "_LAZY", ()))]
         for value in [*vars(mod).values(), *public]:
             if isinstance(value, type) and issubclass(value, enum.Enum) \
                     and value.__module__ == name and value not in out:

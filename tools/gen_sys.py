@@ -8,9 +8,10 @@ flag constants the kernel declares as anonymous enums. Layouts are checked
 against the BTF offsets while generating.
 
 What loading an object does not need (helper ids, perf_event structures, link
-attrs and link info, the attrs of rarer commands) goes to types_<part>.py modules
-that types.py imports on first use (module __getattr__), which keeps ~3 ms of class
-creation out of `import ebpf`.
+attrs and link info, the attrs of rarer commands, the command and attach type enums)
+goes to types_<part>.py modules that types.py imports on first use (module
+__getattr__), which keeps ~3 ms of class creation out of `import ebpf`. The commands
+are also plain int constants in types.py (BPF_MAP_CREATE, ...: INT_CONSTANTS).
 
     python3 tools/gen_sys.py [--btf /sys/kernel/btf/vmlinux] [--out ebpf/_sys/types.py]
     python3 tools/gen_sys.py --check   # exit 1 if the checked-in file differs
@@ -65,6 +66,10 @@ ENUMS = {
     "perf_event_sample_format": ("PerfSampleFormat", "PERF_SAMPLE_"),
     "perf_event_type": ("PerfRecordType", "PERF_RECORD_"),
 }
+# Kernel enums whose values types.py also has as plain int constants, with their kernel
+# names (BPF_MAP_CREATE, ...): the load path uses them, and the enum class (in a lazy
+# part) is made on first use.
+INT_CONSTANTS = ("bpf_cmd",)
 # Anonymous enums whose values become module constants (kept with their kernel names).
 CONST_PREFIXES = ("BPF_F_", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_RINGBUF_",
                   "BPF_LOCAL_STORAGE_", "BPF_SK_STORAGE_", "BPF_TASK_ITER_")
@@ -80,7 +85,13 @@ LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link", "Link
                                "GetIdAttr", "ProgInfo",
                                # BPF_OBJ_GET_INFO_BY_FD: neither loading nor creating
                                # issues it; BPF_ENABLE_STATS' enum
-                               "ObjGetInfoAttr", "BtfInfo", "StatsType"), "misc")}
+                               "ObjGetInfoAttr", "BtfInfo", "StatsType"), "misc"),
+              # enums a load uses as plain ints (INT_CONSTANTS) or not at all, unless a
+              # program has an expected attach type
+              "Cmd": "cmd", "AttachType": "attach"}
+# Enums of the lazy parts that keep ebpf._sys.types as their __module__ (reprs, pickles,
+# docs: they were made there before they moved).
+KEEP_MODULE = ("Cmd", "AttachType")
 
 CTYPES = {(1, False): "ctypes.c_uint8", (2, False): "ctypes.c_uint16",
           (4, False): "ctypes.c_uint32", (8, False): "ctypes.c_uint64",
@@ -187,6 +198,12 @@ def generate(spec: btf.Spec) -> dict[str, str]:
                 if v.name.startswith(CONST_PREFIXES):
                     consts.setdefault(v.name, v.value)
     const_block = "\n".join(f"{k} = {v}" for k, v in sorted(consts.items())) + "\n"
+    for kname in INT_CONSTANTS:
+        cname, prefix = ENUMS[kname]
+        values = [v for v in spec.type_by_name(kname, btf.Enum).values
+                  if not v.name.removeprefix(prefix).startswith("__")]
+        const_block = (f"# enum {kname} ({cname}'s values), as plain ints\n" + "".join(
+            f"{v.name} = {v.value}\n" for v in values) + "\n" + const_block)
     attr = spec.type_by_name("bpf_attr", btf.Union)
     classes: list[tuple[str, btf.Composite]] = []
     for m in attr.members:
@@ -219,8 +236,10 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     files["types.py"] = "\n".join([
         HEAD + '"""bpf(2) attr structures, info structures, uapi enums and flag constants.',
         "",
-        "Helper ids, perf_event structures, link attrs/info and the attrs and info structs",
-        'that loading an object does not use live in types_<part>.py, imported on first use."""',
+        "Helper ids, perf_event structures, link attrs/info, the attrs and info structs",
+        "that loading an object does not use, and the `Cmd` and `AttachType` enums live in",
+        "types_<part>.py, imported on first use (`Cmd`'s values are here as BPF_* ints, which",
+        'the load path uses)."""',
         "",
         "# ruff: noqa",
         "from __future__ import annotations",
@@ -257,13 +276,17 @@ def generate(spec: btf.Spec) -> dict[str, str]:
         used = [n for n in core_names + [n for p in sorted(lazy_names) if p != part
                                          for n in lazy_names[p]]
                 if n not in own and re.search(rf"\b{n}\b", body)]
+        keep = [n for n in KEEP_MODULE if n in own]
+        if keep:
+            body += "\n\n" + "".join(f"{n}.__module__ = \"ebpf._sys.types\"  # where it is "
+                                      "public (reprs, pickles, docs)\n" for n in keep)
         files[f"types_{part}.py"] = "\n".join([
             HEAD + f'"""Part of ebpf._sys.types imported on first use: {part}."""',
             "",
             "# ruff: noqa",
             "from __future__ import annotations",
             "",
-            "import ctypes",
+            *(["import ctypes"] if "ctypes." in body else []),
             *(["TYPE_CHECKING = False  # typing's, without importing typing (process start)",
                "if TYPE_CHECKING:",
                "    from enum import IntEnum",

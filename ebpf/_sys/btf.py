@@ -13,7 +13,13 @@ import errno
 from . import types as _t  # _t.BtfInfo: types_misc.py, which a load never needs
 from .ops import get_fd_by_id, get_next_id, obj_get_info
 from .syscall import bpf_errno
-from .types import BPF_F_TOKEN_FD, BtfLoadAttr, Cmd
+from .types import (
+    BPF_BTF_GET_FD_BY_ID,
+    BPF_BTF_GET_NEXT_ID,
+    BPF_BTF_LOAD,
+    BPF_F_TOKEN_FD,
+    BtfLoadAttr,
+)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -57,7 +63,7 @@ def btf_load(data: bytes, log_level: int = 0, log_size: int = 0,
     if token_fd >= 0:
         attr.btf_token_fd = token_fd
         attr.btf_flags |= BPF_F_TOKEN_FD
-    fd = bpf_errno(Cmd.BTF_LOAD, attr)
+    fd = bpf_errno(BPF_BTF_LOAD, attr)
     text = log.value.decode(errors="replace") if log is not None else ""
     return fd, text, int(attr.btf_log_true_size)
 
@@ -83,12 +89,12 @@ def btf_load_logged(data: bytes, log_level: int = 0) -> tuple[int, str]:
 
 def btf_get_fd_by_id(btf_id: int) -> int:
     """BPF_BTF_GET_FD_BY_ID: a new close-on-exec fd (SyscallError ENOENT when missing)."""
-    return get_fd_by_id(Cmd.BTF_GET_FD_BY_ID, btf_id)
+    return get_fd_by_id(BPF_BTF_GET_FD_BY_ID, btf_id)
 
 
 def btf_get_next_id(start_id: int) -> int | None:
     """BPF_BTF_GET_NEXT_ID: the smallest BTF object id above `start_id`, None at the end."""
-    return get_next_id(Cmd.BTF_GET_NEXT_ID, start_id)
+    return get_next_id(BPF_BTF_GET_NEXT_ID, start_id)
 
 
 def btf_info(fd: int) -> BtfObjectInfo:

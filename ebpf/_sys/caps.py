@@ -32,8 +32,9 @@ import os
 
 from ..errors import KernelPolicyError, PermissionError, SyscallError
 from . import kernel_version
+from . import types as _t
 from .fastclass import FrozenRecord
-from .types import Cmd, MapType, ProgramType
+from .types import MapType, ProgramType
 
 __all__ = [
     "CAP_BPF",
@@ -82,16 +83,17 @@ _PERFMON_PROGS = frozenset({
     ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE, ProgramType.TRACING,
     ProgramType.LSM, ProgramType.STRUCT_OPS, ProgramType.EXT})
 _SYS_ADMIN_CMDS = frozenset({
-    Cmd.PROG_GET_NEXT_ID, Cmd.MAP_GET_NEXT_ID, Cmd.BTF_GET_NEXT_ID, Cmd.LINK_GET_NEXT_ID,
-    Cmd.PROG_GET_FD_BY_ID, Cmd.MAP_GET_FD_BY_ID, Cmd.BTF_GET_FD_BY_ID,
-    Cmd.LINK_GET_FD_BY_ID, Cmd.ENABLE_STATS, Cmd.TASK_FD_QUERY})
+    _t.BPF_PROG_GET_NEXT_ID, _t.BPF_MAP_GET_NEXT_ID, _t.BPF_BTF_GET_NEXT_ID,
+    _t.BPF_LINK_GET_NEXT_ID, _t.BPF_PROG_GET_FD_BY_ID, _t.BPF_MAP_GET_FD_BY_ID,
+    _t.BPF_BTF_GET_FD_BY_ID, _t.BPF_LINK_GET_FD_BY_ID, _t.BPF_ENABLE_STATS,
+    _t.BPF_TASK_FD_QUERY})
 # commands that check no capability: an EPERM from them is the object's access mode or policy
 _NO_CAP_CMDS = frozenset({
-    Cmd.MAP_LOOKUP_ELEM, Cmd.MAP_UPDATE_ELEM, Cmd.MAP_DELETE_ELEM, Cmd.MAP_GET_NEXT_KEY,
-    Cmd.MAP_LOOKUP_AND_DELETE_ELEM, Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH,
-    Cmd.MAP_UPDATE_BATCH, Cmd.MAP_DELETE_BATCH, Cmd.MAP_FREEZE, Cmd.OBJ_GET_INFO_BY_FD,
-    Cmd.OBJ_PIN, Cmd.OBJ_GET, Cmd.PROG_TEST_RUN, Cmd.ITER_CREATE, Cmd.LINK_DETACH,
-    Cmd.PROG_BIND_MAP})
+    _t.BPF_MAP_LOOKUP_ELEM, _t.BPF_MAP_UPDATE_ELEM, _t.BPF_MAP_DELETE_ELEM,
+    _t.BPF_MAP_GET_NEXT_KEY, _t.BPF_MAP_LOOKUP_AND_DELETE_ELEM, _t.BPF_MAP_LOOKUP_BATCH,
+    _t.BPF_MAP_LOOKUP_AND_DELETE_BATCH, _t.BPF_MAP_UPDATE_BATCH, _t.BPF_MAP_DELETE_BATCH,
+    _t.BPF_MAP_FREEZE, _t.BPF_OBJ_GET_INFO_BY_FD, _t.BPF_OBJ_PIN, _t.BPF_OBJ_GET,
+    _t.BPF_PROG_TEST_RUN, _t.BPF_ITER_CREATE, _t.BPF_LINK_DETACH, _t.BPF_PROG_BIND_MAP})
 PERF_EVENT_OPEN = "perf_event_open"
 """`eperm_error`'s `cmd` for perf_event_open(2) (kprobes, uprobes, tracepoints: CAP_PERFMON)."""
 
@@ -203,13 +205,13 @@ def required_capabilities(
     need: list[tuple[int, ...]] = []
     if cmd == PERF_EVENT_OPEN:
         return [perfmon]
-    if cmd == Cmd.MAP_CREATE:
+    if cmd == _t.BPF_MAP_CREATE:
         if map_type in _NET_ADMIN_MAPS:
             need.append(net)
         if map_type not in _UNPRIV_MAPS or unpriv_off:
             need.insert(0, bpf)
         return need
-    if cmd == Cmd.PROG_LOAD:
+    if cmd == _t.BPF_PROG_LOAD:
         if prog_type not in _UNPRIV_PROGS or unpriv_off:
             need.append(bpf)
         if prog_type in _NET_ADMIN_PROGS:
@@ -221,10 +223,10 @@ def required_capabilities(
         return [(CAP_SYS_ADMIN,)]
     if cmd in _NO_CAP_CMDS:
         return []
-    if cmd == Cmd.PROG_QUERY:
+    if cmd == _t.BPF_PROG_QUERY:
         return [net]
     if prog_type is not None:  # attaching: what the program itself needs
-        return required_capabilities(Cmd.PROG_LOAD, priv, prog_type=prog_type)
+        return required_capabilities(_t.BPF_PROG_LOAD, priv, prog_type=prog_type)
     return [bpf]
 
 
@@ -236,7 +238,7 @@ def _cmd_of(what: str) -> int | None:
         name = rest[:len(rest) - len(rest.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ_"))]
         if name and rest[len(name):len(name) + 1] == ")":
             try:
-                return int(Cmd[name])
+                return int(_t.Cmd[name])  # types_cmd.py, on an EPERM only
             except KeyError:
                 return None
         start = what.find("bpf(BPF_", start + 1)
@@ -307,8 +309,8 @@ def eperm_error(
         names = " and ".join(_alternatives(n) for n in missing)
         msg = f"{base}; needs {names}; the process (uid {priv.euid}) has {_held(priv)}"
         bpf_cap = CAP_BPF if priv.kernel >= (5, 8) else CAP_SYS_ADMIN
-        by_sysctl = (cmd == Cmd.MAP_CREATE and map_type in _UNPRIV_MAPS) or (
-            cmd == Cmd.PROG_LOAD and prog_type in _UNPRIV_PROGS) or cmd is None
+        by_sysctl = (cmd == _t.BPF_MAP_CREATE and map_type in _UNPRIV_MAPS) or (
+            cmd == _t.BPF_PROG_LOAD and prog_type in _UNPRIV_PROGS) or cmd is None
         if priv.unprivileged_bpf_disabled and by_sysctl and any(
                 n[0] == bpf_cap for n in missing):
             msg += (f"; kernel.unprivileged_bpf_disabled is {priv.unprivileged_bpf_disabled}, "
@@ -317,8 +319,8 @@ def eperm_error(
         return PermissionError(err, msg)
     from . import rlimit  # circular: rlimit imports this module
 
-    memlock = rlimit.memlock_note() if cmd in (Cmd.MAP_CREATE, Cmd.PROG_LOAD,
-                                               Cmd.BTF_LOAD, None) else ""
+    memlock = rlimit.memlock_note() if cmd in (_t.BPF_MAP_CREATE, _t.BPF_PROG_LOAD,
+                                               _t.BPF_BTF_LOAD, None) else ""
     if memlock:
         return PermissionError(err, f"{base}; {memlock}")
     held = _held(priv)

@@ -9,7 +9,10 @@ from . import validate
 from .ops import obj_get_info
 from .syscall import bpf
 from .types import (
-    Cmd,
+    BPF_LINK_CREATE,
+    BPF_LINK_DETACH,
+    BPF_LINK_UPDATE,
+    BPF_RAW_TRACEPOINT_OPEN,
     LinkCreateAttr,
     LinkDetachAttr,
     LinkInfo,
@@ -20,7 +23,7 @@ from .types import (
 
 def link_create(attr: LinkCreateAttr) -> int:
     """BPF_LINK_CREATE with a caller-filled attr; returns the link fd."""
-    return bpf(Cmd.LINK_CREATE, attr)
+    return bpf(BPF_LINK_CREATE, attr)
 
 
 def link_update(link_fd: int, new_prog_fd: int, old_prog_fd: int = 0, flags: int = 0) -> None:
@@ -31,13 +34,13 @@ def link_update(link_fd: int, new_prog_fd: int, old_prog_fd: int = 0, flags: int
     validate.put(attr, "flags", flags)
     if old_prog_fd:
         validate.put(attr, "old_prog_fd", old_prog_fd)
-    bpf(Cmd.LINK_UPDATE, attr)
+    bpf(BPF_LINK_UPDATE, attr)
 
 
 def link_detach(link_fd: int) -> None:
     attr = LinkDetachAttr()
     validate.put(attr, "link_fd", link_fd)
-    bpf(Cmd.LINK_DETACH, attr)
+    bpf(BPF_LINK_DETACH, attr)
 
 
 def link_info(link_fd: int, info: LinkInfo | None = None) -> LinkInfo:
@@ -60,4 +63,4 @@ def raw_tracepoint_open(prog_fd: int, name: str | None, cookie: int = 0) -> int:
         raise InvalidArgumentError(f"raw tracepoint name {name!r} contains a NUL byte")
     buf = ctypes.create_string_buffer(name.encode()) if name else None
     attr.name = ctypes.addressof(buf) if buf is not None else 0
-    return bpf(Cmd.RAW_TRACEPOINT_OPEN, attr)
+    return bpf(BPF_RAW_TRACEPOINT_OPEN, attr)

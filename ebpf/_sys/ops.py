@@ -17,7 +17,15 @@ from ..errors import SyscallError
 from . import types as _t  # _t.<attr> of a command a load never issues: types_misc.py
 from . import validate
 from .syscall import bpf, bpf_errno
-from .types import BtfLoadAttr, Cmd
+from .types import (
+    BPF_BTF_GET_FD_BY_ID,
+    BPF_BTF_LOAD,
+    BPF_MAP_FREEZE,
+    BPF_OBJ_GET,
+    BPF_OBJ_GET_INFO_BY_FD,
+    BPF_OBJ_PIN,
+    BtfLoadAttr,
+)
 
 __all__ = [
     "btf_get_data",
@@ -50,7 +58,7 @@ def _path_buf(path: str | os.PathLike[str]) -> ctypes.Array[ctypes.c_char]:
 def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
     """BPF_OBJ_PIN: pin the object behind `fd` at `path` (on a bpffs)."""
     buf = _path_buf(path)
-    bpf(Cmd.OBJ_PIN, _t.ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd))
+    bpf(BPF_OBJ_PIN, _t.ObjAttr(pathname=ctypes.addressof(buf), bpf_fd=fd))
 
 
 def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
@@ -59,7 +67,7 @@ def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
     `flags` is BPF_F_RDONLY / BPF_F_WRONLY or 0 for read-write.
     """
     buf = _path_buf(path)
-    return bpf(Cmd.OBJ_GET, _t.ObjAttr(pathname=ctypes.addressof(buf), file_flags=flags))
+    return bpf(BPF_OBJ_GET, _t.ObjAttr(pathname=ctypes.addressof(buf), file_flags=flags))
 
 
 def get_next_id(cmd: int, start_id: int) -> int | None:
@@ -87,14 +95,14 @@ def get_fd_by_id(cmd: int, obj_id: int, open_flags: int = 0) -> int:
 
 def btf_get_fd_by_id(btf_id: int) -> int:
     """BPF_BTF_GET_FD_BY_ID: a new close-on-exec fd for the BTF object `btf_id`."""
-    return get_fd_by_id(Cmd.BTF_GET_FD_BY_ID, btf_id)
+    return get_fd_by_id(BPF_BTF_GET_FD_BY_ID, btf_id)
 
 
 def obj_get_info(fd: int, info: ctypes.Structure) -> int:
     """BPF_OBJ_GET_INFO_BY_FD into `info`; returns the number of bytes the kernel filled."""
     attr = _t.ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info),
                              info=ctypes.addressof(info))
-    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     return int(attr.info_len)
 
 
@@ -107,7 +115,7 @@ def btf_load(data: bytes, log_size: int = 0) -> tuple[int, str]:
     if log is not None:
         attr.btf_log_buf, attr.btf_log_size, attr.btf_log_level = (
             ctypes.addressof(log), log_size, 1)
-    fd = bpf_errno(Cmd.BTF_LOAD, attr)
+    fd = bpf_errno(BPF_BTF_LOAD, attr)
     return fd, (log.value.decode(errors="replace") if log is not None else "")
 
 
@@ -128,7 +136,7 @@ def btf_get_data(btf_id: int) -> bytes:
 
 def map_freeze(fd: int) -> None:
     """BPF_MAP_FREEZE: make the map read-only for user space from now on."""
-    bpf(Cmd.MAP_FREEZE, ctypes.c_uint32(fd), 4)  # the attr is just map_fd
+    bpf(BPF_MAP_FREEZE, ctypes.c_uint32(fd), 4)  # the attr is just map_fd
 
 
 def mmap_fd(fd: int, length: int, writable: bool) -> _mmap.mmap:

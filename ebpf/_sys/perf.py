@@ -35,7 +35,9 @@ from . import consts, forking, validate
 from .fd import FD
 from .syscall import bpf, from_errno, perf_event_open
 from .types import (
-    Cmd,
+    BPF_MAP_DELETE_ELEM,
+    BPF_MAP_UPDATE_ELEM,
+    BPF_OBJ_GET_INFO_BY_FD,
     MapElemAttr,
     MapInfo,
     ObjGetInfoAttr,
@@ -99,7 +101,7 @@ def map_info(fd: int) -> MapInfo:
     attr.bpf_fd = fd
     attr.info_len = ctypes.sizeof(info)
     attr.info = ctypes.addressof(info)
-    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     return info
 
 
@@ -112,7 +114,7 @@ def map_update_u32(fd: int, key: int, value: int) -> None:
     attr.key = ctypes.addressof(k)
     attr.value = ctypes.addressof(v)
     attr.flags = 0
-    bpf(Cmd.MAP_UPDATE_ELEM, attr)
+    bpf(BPF_MAP_UPDATE_ELEM, attr)
 
 
 def map_delete_u32(fd: int, key: int) -> bool:
@@ -122,7 +124,7 @@ def map_delete_u32(fd: int, key: int) -> bool:
     attr.map_fd = fd
     attr.key = ctypes.addressof(k)
     try:
-        bpf(Cmd.MAP_DELETE_ELEM, attr)
+        bpf(BPF_MAP_DELETE_ELEM, attr)
     except SyscallError as e:
         if e.errno == errno.ENOENT:
             return False

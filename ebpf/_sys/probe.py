@@ -32,7 +32,14 @@ from . import consts, validate
 from .fd import FD
 from .perf import open_tracepoint, tracefs_path
 from .syscall import bpf, bpf_errno, from_errno, perf_event_open
-from .types import AttachType, Cmd, IterCreateAttr, LinkCreateAttr, PerfEventAttr
+from .types import (
+    BPF_ITER_CREATE,
+    BPF_LINK_CREATE,
+    AttachType,
+    IterCreateAttr,
+    LinkCreateAttr,
+    PerfEventAttr,
+)
 
 __all__ = [
     "BPF_F_KPROBE_MULTI_RETURN",
@@ -371,7 +378,7 @@ def open_perf_event(
 
 
 def _link_create(attr: LinkCreateAttr, what: str) -> int:
-    ret = bpf_errno(Cmd.LINK_CREATE, attr)
+    ret = bpf_errno(BPF_LINK_CREATE, attr)
     if ret < 0:
         raise from_errno(-ret, f"bpf(BPF_LINK_CREATE) of {what}")
     return ret
@@ -533,7 +540,7 @@ def iter_create(link_fd: int) -> int:
     """BPF_ITER_CREATE: a new (close-on-exec) descriptor whose reads run the iterator."""
     attr = IterCreateAttr()
     attr.link_fd = link_fd
-    return bpf(Cmd.ITER_CREATE, attr)
+    return bpf(BPF_ITER_CREATE, attr)
 
 
 # --------------------------------------------------------------------------- kernel symbols

@@ -18,7 +18,16 @@ from . import types as _t
 from . import validate
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf, bpf_errno
-from .types import Cmd, ProgLoadAttr
+from .types import (
+    BPF_ENABLE_STATS,
+    BPF_PROG_ATTACH,
+    BPF_PROG_DETACH,
+    BPF_PROG_GET_FD_BY_ID,
+    BPF_PROG_GET_NEXT_ID,
+    BPF_PROG_LOAD,
+    BPF_PROG_TEST_RUN,
+    ProgLoadAttr,
+)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -50,27 +59,27 @@ def prog_load(attr: ProgLoadAttr) -> int:
     retried by `bpf_errno` with the deferrable signals blocked; ``-EAGAIN`` after that
     means it kept being interrupted (`ebpf._sys.syscall.interrupted_error`).
     """
-    return bpf_errno(Cmd.PROG_LOAD, attr)
+    return bpf_errno(BPF_PROG_LOAD, attr)
 
 
 def prog_test_run(attr: ProgTestRunAttr) -> int:
     """BPF_PROG_TEST_RUN: 0 or ``-errno``; results are written back into `attr`."""
-    return bpf_errno(Cmd.PROG_TEST_RUN, attr)
+    return bpf_errno(BPF_PROG_TEST_RUN, attr)
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
     """BPF_PROG_GET_FD_BY_ID: a new close-on-exec fd (SyscallError ENOENT when missing)."""
-    return get_fd_by_id(Cmd.PROG_GET_FD_BY_ID, prog_id)
+    return get_fd_by_id(BPF_PROG_GET_FD_BY_ID, prog_id)
 
 
 def prog_get_next_id(start_id: int) -> int | None:
     """BPF_PROG_GET_NEXT_ID: the smallest program id above `start_id`, None at the end."""
-    return get_next_id(Cmd.PROG_GET_NEXT_ID, start_id)
+    return get_next_id(BPF_PROG_GET_NEXT_ID, start_id)
 
 
 def enable_stats(stats_type: int) -> int:
     """BPF_ENABLE_STATS: an fd (close-on-exec) that keeps the statistics on while open."""
-    return bpf(Cmd.ENABLE_STATS, _t.EnableStatsAttr(type=stats_type))  # types_misc.py on use
+    return bpf(BPF_ENABLE_STATS, _t.EnableStatsAttr(type=stats_type))  # types_misc.py on use
 
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
@@ -79,7 +88,7 @@ def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) 
     for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
                          ("attach_flags", flags), ("target_fd", target_fd)):
         validate.put(attr, field, value)
-    bpf(Cmd.PROG_ATTACH, attr)
+    bpf(BPF_PROG_ATTACH, attr)
 
 
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
@@ -88,7 +97,7 @@ def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
     for field, value in (("attach_bpf_fd", prog_fd), ("attach_type", attach_type),
                          ("target_fd", target_fd)):
         validate.put(attr, field, value)
-    bpf(Cmd.PROG_DETACH, attr)
+    bpf(BPF_PROG_DETACH, attr)
 
 
 @functools.cache

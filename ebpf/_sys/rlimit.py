@@ -19,7 +19,7 @@ import threading
 
 from . import kernel_version
 from . import log as _log
-from .types import Cmd, MapCreateAttr
+from .types import BPF_MAP_CREATE, MapCreateAttr
 
 __all__ = ["INFINITY", "describe", "ensure_memlock", "kernel_charges_memlock",
            "memlock_note", "plan", "probe_memlock_charging"]
@@ -80,7 +80,7 @@ def _create_array() -> int:
     from .syscall import bpf_errno  # circular: syscall imports this module
 
     attr = MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1)  # ARRAY
-    return bpf_errno(Cmd.MAP_CREATE, attr)
+    return bpf_errno(BPF_MAP_CREATE, attr)
 
 
 def probe_memlock_charging() -> bool | None:

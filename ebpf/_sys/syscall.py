@@ -14,7 +14,7 @@ from _thread import _local  # threading.local, without importing threading (proc
 
 from ..errors import NotSupportedError, SyscallError
 from . import kernel_version
-from .types import BPF_F_TOKEN_FD, Cmd
+from .types import BPF_BTF_LOAD, BPF_F_TOKEN_FD, BPF_MAP_CREATE, BPF_PROG_LOAD
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ byref = ctypes.byref
 
 
 # Commands whose EAGAIN means "a signal arrived": the verifier stops when one is pending.
-_EAGAIN_IS_SIGNAL = frozenset({int(Cmd.PROG_LOAD)})
+_EAGAIN_IS_SIGNAL = frozenset({BPF_PROG_LOAD})
 INTERRUPT_RETRIES = 8
 """How often an interrupted bpf() command is retried (with `_deferred()` signals blocked)."""
 # Signals a retried command blocks while it runs (they are delivered right after, or to
@@ -62,7 +62,7 @@ def _deferred() -> frozenset[int]:
     return _deferred_signals
 # Commands that create objects the kernel may charge to RLIMIT_MEMLOCK (before 5.11);
 # they are also the ones a BPF token delegates.
-_CHARGED = frozenset({int(Cmd.MAP_CREATE), int(Cmd.PROG_LOAD), int(Cmd.BTF_LOAD)})
+_CHARGED = frozenset({BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_BTF_LOAD})
 _memlock_pending = True
 
 
@@ -74,9 +74,9 @@ token_state = _TokenState()
 """This thread's BPF token (`ebpf._sys.token.using`): MAP_CREATE, PROG_LOAD and
 BTF_LOAD attrs get its fd and BPF_F_TOKEN_FD."""
 # (the attr field and the flags field each command's token goes in)
-_TOKEN_FIELDS = {int(Cmd.MAP_CREATE): ("map_token_fd", "map_flags"),
-                 int(Cmd.PROG_LOAD): ("prog_token_fd", "prog_flags"),
-                 int(Cmd.BTF_LOAD): ("btf_token_fd", "btf_flags")}
+_TOKEN_FIELDS = {BPF_MAP_CREATE: ("map_token_fd", "map_flags"),
+                 BPF_PROG_LOAD: ("prog_token_fd", "prog_flags"),
+                 BPF_BTF_LOAD: ("btf_token_fd", "btf_flags")}
 
 
 def _with_token(cmd: int, attr: Any, token_fd: int) -> None:
@@ -223,6 +223,8 @@ def perf_event_open(attr: Any, pid: int, cpu: int, group_fd: int, flags: int) ->
 
 
 def _cmd_name(cmd: int) -> str:
+    from .types import Cmd  # its enum class on an error only (process start)
+
     try:
         return "BPF_" + Cmd(cmd).name
     except ValueError:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import SyscallError
 from .syscall import bpf_errno
-from .types import Cmd, TaskFdQueryAttr
+from .types import BPF_TASK_FD_QUERY, TaskFdQueryAttr
 
 __all__ = ["FD_TYPES", "TaskFdInfo", "task_fd_query"]
 
@@ -43,7 +43,7 @@ def task_fd_query(pid: int, fd: int) -> TaskFdInfo | None:
     while True:
         buf = ctypes.create_string_buffer(size)
         attr = TaskFdQueryAttr(pid=pid, fd=fd, buf=ctypes.addressof(buf), buf_len=size)
-        ret = bpf_errno(Cmd.TASK_FD_QUERY, attr)
+        ret = bpf_errno(BPF_TASK_FD_QUERY, attr)
         if ret == -errno.ENOSPC and size < 1 << 16:
             size *= 4
             continue

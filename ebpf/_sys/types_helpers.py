@@ -4,7 +4,6 @@
 # ruff: noqa
 from __future__ import annotations
 
-import ctypes
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum

@@ -265,11 +265,15 @@ def _program_types(name: str) -> tuple[ProgramType, AttachType | None, str | Non
     if found is None:
         return None
     _, (_, ptype, atype, flags, _), extras, autoload = found
-    # the uapi enums on the first lookup: `import ebpf.elf.sections` stays small
-    from ebpf._sys.types import AttachType, ProgramType
+    # the uapi enums on the first lookup: `import ebpf.elf.sections` stays small; the
+    # AttachType class only for a program that has one (process start)
+    from ebpf._sys.types import ProgramType
 
-    return (ProgramType[ptype], AttachType[atype] if atype else None, extras,
-            _prog_flags(flags), autoload)
+    if atype:
+        from ebpf._sys.types import AttachType  # its enum class on first use (as above)
+
+        return ProgramType[ptype], AttachType[atype], extras, _prog_flags(flags), autoload
+    return ProgramType[ptype], None, extras, _prog_flags(flags), autoload
 
 
 def __getattr__(name: str) -> Any:

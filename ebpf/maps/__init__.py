@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from .._sys.types import MapType
 from ..spec import kernel_name
-from ..spec.maps import MapFlags, MapSpec, PinType
+from ..spec.maps import MapSpec, PinType
 from .core import Map, map_ids
 
 __all__ = [
@@ -54,6 +54,7 @@ TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..spec.flags import MapFlags
     from ._batch_type import Batch
     from .failures import KeyExistsError
     from .flags import UpdateFlags
@@ -73,6 +74,10 @@ def __getattr__(name: str) -> Any:
         from .iteration import IterationAbortedError  # on first use (process start)
 
         return IterationAbortedError
+    if name == "MapFlags":
+        from ..spec.flags import MapFlags  # its enum class on first use (process start)
+
+        return MapFlags
     if name == "UpdateFlags":
         from .flags import UpdateFlags  # its enum class on first use (process start)
 

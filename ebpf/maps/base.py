@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from .codec import Buffers
 
 
-LOOKUP: Final = int(_t.Cmd.MAP_LOOKUP_ELEM)
-UPDATE: Final = int(_t.Cmd.MAP_UPDATE_ELEM)
-DELETE: Final = int(_t.Cmd.MAP_DELETE_ELEM)
-NEXT_KEY: Final = int(_t.Cmd.MAP_GET_NEXT_KEY)
-LOOKUP_AND_DELETE: Final = int(_t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+LOOKUP: Final = _t.BPF_MAP_LOOKUP_ELEM
+UPDATE: Final = _t.BPF_MAP_UPDATE_ELEM
+DELETE: Final = _t.BPF_MAP_DELETE_ELEM
+NEXT_KEY: Final = _t.BPF_MAP_GET_NEXT_KEY
+LOOKUP_AND_DELETE: Final = _t.BPF_MAP_LOOKUP_AND_DELETE_ELEM
 ELEM_ATTR_SIZE: Final = ctypes.sizeof(_t.MapElemAttr)
 # MAP_DELETE_ELEM and MAP_GET_NEXT_KEY check that the attr is zero after their
 # last field; passing a shorter size lets them share the lookup attr.

@@ -81,7 +81,7 @@ class BatchWalk:
                 break
             if err == errno.ENOSPC and int(attr.count) == 0:
                 return -1
-            what = "lookup_batch" if self.cmd == _t.Cmd.MAP_LOOKUP_BATCH else \
+            what = "lookup_batch" if self.cmd == _t.BPF_MAP_LOOKUP_BATCH else \
                 "lookup_and_delete_batch"
             raise from_errno(err, f"{what} on map {self.name!r}")
         self.first = False
@@ -129,11 +129,11 @@ def lookup(m: MapElements, cmd: int, chunk_size: int | None, numpy: bool) -> Bat
     if chunk_size is not None:
         _validate.integer(chunk_size, "chunk_size", 0, 0xFFFF_FFFF)
     m._check_iterable()
-    what = "lookup_batch" if cmd == _t.Cmd.MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
+    what = "lookup_batch" if cmd == _t.BPF_MAP_LOOKUP_BATCH else "lookup_and_delete_batch"
     if m._type not in BATCH_TYPES or (
-            cmd != _t.Cmd.MAP_LOOKUP_BATCH and m._type in ARRAY_TYPES):
+            cmd != _t.BPF_MAP_LOOKUP_BATCH and m._type in ARRAY_TYPES):
         raise NotSupportedError(f"{what} on {type_name(m._type)} maps")
-    if m._mstate != _NONE and cmd == _t.Cmd.MAP_LOOKUP_BATCH:
+    if m._mstate != _NONE and cmd == _t.BPF_MAP_LOOKUP_BATCH:
         got = _mapped_batch(m, numpy)  # a memory-mapped array: one copy, no system call
         if got is not None:
             keys, vals, n = got
@@ -186,13 +186,13 @@ def update(m: MapElements, keys: Any, values: Any, flags: int) -> int:
         vbuf, nv = _pack_many(m, values, "values", value=True)
         if n != nv:
             raise InvalidArgumentError(f"update_batch got {n} keys but {nv} values")
-        return _batch_write(m, _t.Cmd.MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
+        return _batch_write(m, _t.BPF_MAP_UPDATE_BATCH, kbuf, vbuf, n, flags)
 
 
 def delete(m: MapElements, keys: Any) -> int:
     """BPF_MAP_DELETE_BATCH (`Map.delete_batch`)."""
     kbuf, n = _pack_many(m, keys, "keys", value=False)
-    return _batch_write(m, _t.Cmd.MAP_DELETE_BATCH, kbuf, None, n, 0)
+    return _batch_write(m, _t.BPF_MAP_DELETE_BATCH, kbuf, None, n, 0)
 
 
 def _pack_many(m: MapElements, items: Any, what: str, value: bool) -> tuple[Any, int]:
@@ -231,7 +231,7 @@ def _batch_write(m: MapElements, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: 
         ret = _bpf_errno(cmd, attr)
     done = int(attr.count)
     if ret < 0:
-        what = "update_batch" if cmd == _t.Cmd.MAP_UPDATE_BATCH else "delete_batch"
+        what = "update_batch" if cmd == _t.BPF_MAP_UPDATE_BATCH else "delete_batch"
         err = -ret
         if err == _ENOENT:
             raise KeyNotFoundError(
@@ -242,7 +242,7 @@ def _batch_write(m: MapElements, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: 
                                       f"(NOEXIST; {done} of {n} done)")
         if err in (errno.EINVAL, errno.EOPNOTSUPP, 524) and m._type not in BATCH_TYPES:
             raise NotSupportedError(f"{what} on {type_name(m._type)} maps")
-        raise m._elem_error(_UPDATE if cmd == _t.Cmd.MAP_UPDATE_BATCH else _DELETE,
+        raise m._elem_error(_UPDATE if cmd == _t.BPF_MAP_UPDATE_BATCH else _DELETE,
                             err, None, flags)
     return done
 

@@ -23,7 +23,7 @@ from .._sys.syscall import bpf_errno as _bpf_errno
 from .._sys.types import MapType
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
 from ..spec import kernel_name
-from ..spec.maps import MapFlags, MapSpec, PinType
+from ..spec.maps import MapSpec, PinType
 from . import mapped as _mapped
 from .base import (
     FD_VALUE_TYPES,
@@ -42,10 +42,19 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from .. import btf
+    from ..spec.flags import MapFlags as MapFlags
     from ._batch_type import Batch
     from .info import MapInfo
 
 __all__ = ["Map", "map_ids"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MapFlags":  # (importable from here before)
+        from ..spec.flags import MapFlags  # its enum class on first use (process start)
+
+        return MapFlags
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Map(MapElements):
@@ -250,6 +259,8 @@ class Map(MapElements):
     @property
     def flags(self) -> MapFlags:
         """The map's creation flags (`MapFlags`)."""
+        from ..spec.flags import MapFlags  # its enum class on first use (process start)
+
         return MapFlags(self._spec.flags)
 
     @property
@@ -454,14 +465,14 @@ class Map(MapElements):
         """
         from . import batch  # on first use (process start)
 
-        return batch.lookup(self, _t.Cmd.MAP_LOOKUP_BATCH, chunk_size, numpy)
+        return batch.lookup(self, _t.BPF_MAP_LOOKUP_BATCH, chunk_size, numpy)
 
     def lookup_and_delete_batch(self, *, chunk_size: int | None = None,
                                 numpy: bool = False) -> Batch:
         """Like `lookup_batch`, deleting what was read (hash maps)."""
         from . import batch  # on first use (process start)
 
-        return batch.lookup(self, _t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
+        return batch.lookup(self, _t.BPF_MAP_LOOKUP_AND_DELETE_BATCH, chunk_size, numpy)
 
     def update_batch(self, keys: Any, values: Any, flags: int = _ANY) -> int:
         """Write many elements with one BPF_MAP_UPDATE_BATCH; returns the count.
@@ -486,7 +497,7 @@ def map_ids() -> Iterator[int]:
     """Ids of every map in the system (BPF_MAP_GET_NEXT_ID); open one with `Map.from_id`."""
     cur = 0
     while True:
-        nxt = _ops.get_next_id(_t.Cmd.MAP_GET_NEXT_ID, cur)
+        nxt = _ops.get_next_id(_t.BPF_MAP_GET_NEXT_ID, cur)
         if nxt is None:
             return
         yield nxt
@@ -558,12 +569,12 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             if handle is not None:
                 attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
-        ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
+        ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
         if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524):
             # BTF the kernel does not accept for this map: retry without it, like libbpf
             # (values are still decoded with the spec's types)
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
-            ret = _bpf_errno(_t.Cmd.MAP_CREATE, attr)
+            ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
         if ret < 0:
             from .failures import create_error  # on a refusal only (process start)
 

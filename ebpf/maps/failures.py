@@ -124,7 +124,7 @@ def create_error(spec: MapSpec, err: int) -> Exception:
     if err == errno.EPERM:  # a missing capability, or the kernel's policy
         from .._sys.caps import eperm_error  # on an EPERM only (process start)
 
-        return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.Cmd.MAP_CREATE,
+        return eperm_error(f"bpf(BPF_MAP_CREATE): {desc}", cmd=_t.BPF_MAP_CREATE,
                            map_type=int(spec.type), obj=f"map {spec.name!r} ({tname.lower()})",
                            feature=f"map type {tname}")
     return from_errno(err, desc)

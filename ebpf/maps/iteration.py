@@ -133,7 +133,7 @@ def raw_chunks(m: MapElements) -> Iterator[tuple[list[bytes], list[bytes]]]:
         yield from _mapped_chunks(m)  # a memory-mapped array: no system call
         return
     if m._type in BATCH_TYPES:
-        walk = BatchWalk(m, _t.Cmd.MAP_LOOKUP_BATCH)
+        walk = BatchWalk(m, _t.BPF_MAP_LOOKUP_BATCH)
         chunk = 4096
         ks, vb = m._key_size, m._vbytes
         kbuf = ctypes.create_string_buffer(max(chunk * ks, 1))

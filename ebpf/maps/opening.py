@@ -81,7 +81,7 @@ def open_pinned(cls: type[Map], path: str | os.PathLike[str], read_only: bool = 
 def from_id(cls: type[Map], map_id: int) -> Map:
     """`Map.from_id`."""
     try:
-        fd = _ops.get_fd_by_id(_t.Cmd.MAP_GET_FD_BY_ID, map_id)
+        fd = _ops.get_fd_by_id(_t.BPF_MAP_GET_FD_BY_ID, map_id)
     except SyscallError as e:
         if e.errno == errno.ENOENT:
             raise KeyNotFoundError(f"no map with id {map_id}") from None

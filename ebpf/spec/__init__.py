@@ -17,8 +17,8 @@ _LAZY = {
     "CollectionSpec": ".collection", "Extern": ".collection", "Maps": ".collection",
     "NamedDict": ".collection", "Programs": ".collection", "Variables": ".collection",
     "VariableSpec": ".collection",
-    "MapFlags": ".maps", "MapSpec": ".maps", "PinType": ".maps",
-    "LoadedProgram": ".programs", "ProgramFlags": ".programs", "ProgramSpec": ".programs",
+    "MapFlags": ".flags", "MapSpec": ".maps", "PinType": ".maps",
+    "LoadedProgram": ".programs", "ProgramFlags": ".flags", "ProgramSpec": ".programs",
     "SupportsFileno": ".programs",
     "StructOpsSpec": ".struct_ops",
 }
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
         Variables,
         VariableSpec,
     )
-    from .maps import MapFlags, MapSpec, PinType
-    from .programs import LoadedProgram, ProgramFlags, ProgramSpec, SupportsFileno
+    from .flags import MapFlags, ProgramFlags
+    from .maps import MapSpec, PinType
+    from .programs import LoadedProgram, ProgramSpec, SupportsFileno
     from .struct_ops import StructOpsSpec
 
 

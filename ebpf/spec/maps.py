@@ -2,57 +2,37 @@
 
 from __future__ import annotations
 
-from .._sys import types as _t
 from .._sys.fastclass import Record
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntEnum, IntFlag
+    from enum import IntEnum
     from typing import Any
 
     from .. import btf
+    from .flags import MapFlags as MapFlags
     from .protocols import SupportsInfo
-else:  # the stdlib classes without enum's per-member cost (process start)
-    from .._sys.fastclass import IntEnum, IntFlag
+else:  # the stdlib class without enum's per-member cost (process start)
+    from .._sys.fastclass import IntEnum
 
 __all__ = ["MapFlags", "MapSpec", "MapType", "PinType"]
 
 
 def __getattr__(name: str) -> Any:
-    """`SupportsInfo` (a typing.Protocol) from `ebpf.spec.protocols` on first use
-    (process start: a load imports no `typing`)."""
+    """`SupportsInfo` (a typing.Protocol) from `ebpf.spec.protocols` and `MapFlags` from
+    `ebpf.spec.flags` on first use (process start: a load imports no `typing` and makes
+    no flag enum: `MapSpec.flags` is an int)."""
     if name == "SupportsInfo":
         from . import protocols  # on first use (process start): see above
 
         return protocols.SupportsInfo
+    if name == "MapFlags":
+        from .flags import MapFlags  # on first use (process start): see above
+
+        return MapFlags
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class MapFlags(IntFlag):
-    """BPF_F_* flags for `MapSpec.flags` (map_flags of BPF_MAP_CREATE)."""
-
-    NONE = 0
-    NO_PREALLOC = _t.BPF_F_NO_PREALLOC
-    NO_COMMON_LRU = _t.BPF_F_NO_COMMON_LRU
-    NUMA_NODE = _t.BPF_F_NUMA_NODE
-    RDONLY = _t.BPF_F_RDONLY
-    WRONLY = _t.BPF_F_WRONLY
-    STACK_BUILD_ID = _t.BPF_F_STACK_BUILD_ID
-    ZERO_SEED = _t.BPF_F_ZERO_SEED
-    RDONLY_PROG = _t.BPF_F_RDONLY_PROG
-    WRONLY_PROG = _t.BPF_F_WRONLY_PROG
-    CLONE = _t.BPF_F_CLONE
-    MMAPABLE = _t.BPF_F_MMAPABLE
-    PRESERVE_ELEMS = _t.BPF_F_PRESERVE_ELEMS
-    INNER_MAP = _t.BPF_F_INNER_MAP
-    LINK = _t.BPF_F_LINK
-    PATH_FD = _t.BPF_F_PATH_FD
-    VTYPE_BTF_OBJ_FD = _t.BPF_F_VTYPE_BTF_OBJ_FD
-    TOKEN_FD = _t.BPF_F_TOKEN_FD
-    SEGV_ON_FAULT = _t.BPF_F_SEGV_ON_FAULT
-    NO_USER_CONV = _t.BPF_F_NO_USER_CONV
 
 
 class PinType(IntEnum):

@@ -2,46 +2,40 @@
 
 from __future__ import annotations
 
-from .._sys import consts
 from .._sys.fastclass import Record
-from .._sys.types import AttachType, ProgramType
+from .._sys.types import ProgramType
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntFlag
     from typing import Any
 
+    from .._sys.types import AttachType
     from ..asm import Instruction
     from ..btf import Spec as BTFSpec
+    from .flags import ProgramFlags as ProgramFlags
     from .protocols import LoadedProgram, SupportsFileno
-else:  # the stdlib class without enum's per-member cost (process start)
-    from .._sys.fastclass import IntFlag
 
 __all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "SupportsFileno"]
 
 
 def __getattr__(name: str) -> Any:
     """`SupportsFileno` and `LoadedProgram` (typing.Protocols) from `ebpf.spec.protocols`
-    on first use (process start: a load imports no `typing`)."""
+    and `ProgramFlags` from `ebpf.spec.flags` on first use (process start: a load imports
+    no `typing` and makes no flag enum: `ProgramSpec.flags` is an int); `AttachType`, which
+    was importable from here, from `ebpf._sys.types` (its enum class on first use)."""
     if name in ("SupportsFileno", "LoadedProgram"):
         from . import protocols  # on first use (process start): see above
 
         return getattr(protocols, name)
+    if name == "ProgramFlags":
+        from .flags import ProgramFlags  # on first use (process start): see above
+
+        return ProgramFlags
+    if name == "AttachType":
+        from .._sys.types import AttachType  # on first use (process start): see above
+
+        return AttachType
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class ProgramFlags(IntFlag):
-    """`ProgramSpec.flags` (BPF_PROG_LOAD ``prog_flags``)."""
-
-    NONE = 0
-    STRICT_ALIGNMENT = consts.BPF_F_STRICT_ALIGNMENT
-    ANY_ALIGNMENT = consts.BPF_F_ANY_ALIGNMENT
-    TEST_RND_HI32 = consts.BPF_F_TEST_RND_HI32
-    TEST_STATE_FREQ = consts.BPF_F_TEST_STATE_FREQ
-    SLEEPABLE = consts.BPF_F_SLEEPABLE
-    XDP_HAS_FRAGS = consts.BPF_F_XDP_HAS_FRAGS
-    XDP_DEV_BOUND_ONLY = consts.BPF_F_XDP_DEV_BOUND_ONLY
-    TEST_REG_INVARIANTS = consts.BPF_F_TEST_REG_INVARIANTS
 
 
 class ProgramSpec(Record):
