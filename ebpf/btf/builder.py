@@ -309,12 +309,17 @@ class Builder:
                 tid = add(r)
             return tid
 
+        # A type of the spec the builder was made from keeps the ids of the types it
+        # refers to until they are resolved: those ids are the builder's (same ids),
+        # written as they are instead of decoding the types they name.
+        last = len(types) if copy else -1
+
         def encode(i: int) -> None:
             t = types[i - 1]
             if t is None:
                 t = self._take(i)
             try:
-                self._encode(t, ext, string, ref)
+                self._encode(t, ext, string, ref, last if t._spec is spec else -1)
             except BTFError as e:
                 raise BTFError(f"cannot marshal type id {i} ({t!r}): {e}") from None
 
@@ -365,12 +370,17 @@ class Builder:
         return typesec.tobytes()
 
     @staticmethod
-    def _encode(t: Type, ext: _Extend, string: _Str, ref: _Ref) -> None:
+    def _encode(t: Type, ext: _Extend, string: _Str, ref: _Ref, last: int = -1) -> None:
+        """Append the words of `t`. A reference of `t` (or of its members, parameters,
+        variables) not resolved yet, an id up to `last`, is written as it is."""
         name = string(t.name) if t.name else 0
+        r: Type | int
         cls = type(t)
         simple = _SIMPLE_REF.get(cls)
         if simple is not None:
-            ext((name, simple << 24, ref(t.type)))  # type: ignore[attr-defined]
+            r = t._type  # type: ignore[attr-defined]
+            ext((name, simple << 24,
+                 r if r.__class__ is int and 0 <= r <= last else ref(t.type)))  # type: ignore[attr-defined]
         elif isinstance(t, Int):
             if t.bits > 255 or t.offset > 255 or t.bits + t.offset > 8 * t.size:
                 raise BTFError(f"int of {t.size} bytes cannot have {t.bits} bits at {t.offset}")
@@ -390,7 +400,10 @@ class Builder:
                     off = m.bitfield_size << 24 | m.offset_bits
                 else:
                     off = m.offset_bits
-                ext((string(m.name) if m.name else 0, ref(m.type), off))
+                r = m._type
+                ext((string(m.name) if m.name else 0,
+                     r if r.__class__ is int and 0 <= r <= last and m._owner is t
+                     else ref(m.type), off))
         elif isinstance(t, Enum):
             vals = t.values
             _vlen(len(vals))
@@ -408,25 +421,40 @@ class Builder:
                         raise BTFError(f"enum value {v.name}={v.value} does not fit 32 bits")
                     ext((string(v.name), v.value & _U32))
         elif isinstance(t, Array):
-            ext((0, Kind.ARRAY << 24, 0, ref(t.type), ref(t.index), t.nelems))
+            r, ix = t._type, t._index
+            ext((0, Kind.ARRAY << 24, 0,
+                 r if r.__class__ is int and 0 <= r <= last else ref(t.type),
+                 ix if ix.__class__ is int and 0 <= ix <= last else ref(t.index), t.nelems))
         elif isinstance(t, FuncProto):
             params = t.params
             _vlen(len(params))
-            ext((0, Kind.FUNC_PROTO << 24 | len(params), ref(t.return_type)))
+            r = t._return
+            ext((0, Kind.FUNC_PROTO << 24 | len(params),
+                 r if r.__class__ is int and 0 <= r <= last else ref(t.return_type)))
             for p in params:
-                ext((string(p.name) if p.name else 0, ref(p.type)))
+                r = p._type
+                ext((string(p.name) if p.name else 0,
+                     r if r.__class__ is int and 0 <= r <= last and p._owner is t
+                     else ref(p.type)))
         elif isinstance(t, Func):
             linkage = int(t.linkage)
             _vlen(linkage)
-            ext((name, Kind.FUNC << 24 | linkage, ref(t.type)))
+            r = t._type
+            ext((name, Kind.FUNC << 24 | linkage,
+                 r if r.__class__ is int and 0 <= r <= last else ref(t.type)))
         elif isinstance(t, Var):
-            ext((name, Kind.VAR << 24, ref(t.type), int(t.linkage)))
+            r = t._type
+            ext((name, Kind.VAR << 24, r if r.__class__ is int and 0 <= r <= last
+                 else ref(t.type), int(t.linkage)))
         elif isinstance(t, Datasec):
             vs = t.vars
             _vlen(len(vs))
             ext((name, Kind.DATASEC << 24 | len(vs), t.size))
             for sv in vs:
-                ext((ref(sv.type), sv.offset, sv.size))
+                r = sv._type
+                ext((r if r.__class__ is int and 0 <= r <= last and sv._owner is t
+                     else ref(sv.type),
+                     sv.offset, sv.size))
         elif isinstance(t, Fwd):
             ext((name, t.union << 31 | Kind.FWD << 24, 0))
         elif isinstance(t, Float):

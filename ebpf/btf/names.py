@@ -97,13 +97,7 @@ class _PendingMembers:
         if not name:
             anon = self._anon
             if anon is None:
-                # the first byte of each member's name: a NUL for "" (offset 0, mapped
-                # to the NUL past the end, or the end of a string); in C loops
-                top = len(names) - 1 + base
-                firsts = bytes(map(names.__getitem__,
-                                   map(mod, map(sub, self.seg[0::3], repeat(base)),
-                                       repeat(top))))
-                anon = self._anon = _all_at(firsts, 0)
+                anon = self._anon = _all_at(self._first_bytes(), 0)
             return anon
         try:
             needle = name.encode() + b"\0"
@@ -120,6 +114,23 @@ class _PendingMembers:
             found.sort()
         return found
 
+    def _first_bytes(self) -> tuple[int, ...] | bytes:
+        """The first byte of each member's name: a NUL for "" (offset 0, or the end of a
+        string), in C loops. Read at once from the spec's string table where name
+        offsets are its positions (no base; offset 0 a NUL there), else from `names`,
+        offset 0 mapped to the NUL past its end."""
+        offsets = self.seg[0::3]
+        spec = self._spec
+        buf, start = spec._buf, spec._str_start
+        if len(offsets) > 1 and spec._str_base == 0 and spec._str_len and buf[start] == 0:
+            with memoryview(buf) as whole, whole[start:] as table:
+                firsts: tuple[int, ...] = itemgetter(*offsets)(table)
+            return firsts
+        base, names = self.names
+        top = len(names) - 1 + base
+        return bytes(map(names.__getitem__,
+                         map(mod, map(sub, offsets, repeat(base)), repeat(top))))
+
     def _named_at(self, off: int) -> list[int]:
         """Positions of the members whose name offset is `off` (a search of the record's
         bytes: no Python loop over ~250 members)."""
@@ -134,7 +145,7 @@ class _PendingMembers:
         return found
 
 
-def _all_at(items: list[int] | bytes, wanted: int) -> list[int]:
+def _all_at(items: list[int] | tuple[int, ...] | bytes, wanted: int) -> list[int]:
     """The positions of `wanted` in `items` (at C speed)."""
     found: list[int] = []
     at = -1
