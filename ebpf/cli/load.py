@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import Error, VerifierError
+from ..errors import Error
 from .common import (
     add_json,
     end_command_process,
@@ -41,6 +41,8 @@ def _prog_result(name: str, spec: Any, exc: BaseException | None) -> dict[str, A
     if exc is not None:
         res["errno"] = getattr(exc, "errno", 0) or 0
         res["error"] = str(exc)
+        from ..errors import VerifierError  # a failed load only (process start)
+
         if isinstance(exc, VerifierError):
             res["log_tail"] = "\n".join(exc.log.rstrip("\0").splitlines()[-20:])
     return res
