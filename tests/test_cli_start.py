@@ -162,6 +162,38 @@ sys.exit(rc)
 """
 
 
+# the gc threshold when the subcommand's modules are first imported (a script whose `main`
+# is ours: the `ebpf` command)
+GC_PROBE = """
+import gc, sys
+from ebpf.cli import main
+class Seen:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name in ("ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.inspect"):
+            print(name, gc.get_threshold()[0], file=sys.stderr)
+        return None
+sys.meta_path.insert(0, Seen)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_load_raises_the_gc_threshold_before_its_imports(tmp_path: Path) -> None:
+    """Run as the command, `load` has its gc threshold from the first import of its
+    subcommand's modules on (no young collection while they load); another subcommand
+    keeps gc's."""
+    def seen(*argv: str) -> list[str]:
+        r = subprocess.run([sys.executable, "-c", GC_PROBE, *argv], capture_output=True,
+                           text=True, timeout=60)
+        return [ln for ln in r.stderr.splitlines() if ln.startswith("ebpf.cli.")]
+
+    default = __import__("gc").get_threshold()[0]
+    assert seen("load", str(tmp_path / "no.o")) == ["ebpf.cli.load 20000",
+                                                    "ebpf.cli.common 20000"]
+    assert seen("inspect", str(tmp_path / "no.o")) == [f"ebpf.cli.inspect {default}",
+                                                       f"ebpf.cli.common {default}"]
+
+
 @requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")
 def test_load_ends_the_process_after_the_exit_handlers(tmp_path: Path) -> None:
     """`ebpf load` run as the program keeps gc's raised threshold until the end and

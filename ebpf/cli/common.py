@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
+from .main import running_as_command  # (with main, which decides on gc before the imports)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
@@ -88,15 +89,6 @@ def end_command_process(status: int) -> None:
     sys.stdout.flush()  # (what the handlers printed)
     sys.stderr.flush()
     os._exit(status)
-
-
-def running_as_command() -> bool:
-    """Whether this process is the `ebpf` command (`python -m ebpf`, the installed script,
-    or a script whose `main` is ours), not other code calling `main([...])` and going on:
-    only the command may change process-wide state for its own exit (gc, an early end)."""
-    from .main import main as entry  # (the function the entry points call)
-
-    return getattr(sys.modules.get("__main__"), "main", None) is entry
 
 
 def error(message: str) -> None:

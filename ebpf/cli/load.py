@@ -14,6 +14,7 @@ from .common import (
     running_as_command,
     wants_json,
 )
+from .main import GC_THRESHOLDS
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # argparse only builds the parser (see plain_args)
@@ -121,9 +122,10 @@ def _cmd_load(args: argparse.Namespace) -> int:
     # collections they caused were ~2.3 ms of the process (memory stays bounded). Run
     # as the program, the threshold stays up until the exit, which freezes everything:
     # put back, the next allocation would collect the ~10000 young objects (~2 ms).
+    # (Run as the program, `main` set it already, before this module's imports.)
     program = running_as_command()
     thresholds = gc.get_threshold()
-    gc.set_threshold(20_000, *thresholds[1:])
+    gc.set_threshold(GC_THRESHOLDS["load"], *thresholds[1:])
     try:
         d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
     finally:
