@@ -49,7 +49,7 @@ def run_fresh(*argv: str) -> dict[str, object]:
 def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
     d = run_fresh(*argv)
     assert d["rc"] == 1  # the object does not exist: one error line, exit status 1
-    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.load", "ebpf.cli.main"]
 
 
 @requires("program_type:SYSCALL", min_kernel="5.14")
@@ -62,7 +62,7 @@ def test_loading_imports_no_logging(obj: str) -> None:
     assert d["json"] is False  # the plain-text report needs no json
     assert d["argparse"] is False  # `load OBJECT` is parsed by load.plain_args
     assert d["unused"] == []  # the error classes and BTF info no load uses
-    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.load", "ebpf.cli.main"]
 
 
 PLAIN = [("load", "x.o"), ("-j", "load", "x.o"), ("--json", "load", "x.o"),
@@ -188,8 +188,7 @@ def test_load_raises_the_gc_threshold_before_its_imports(tmp_path: Path) -> None
         return [ln for ln in r.stderr.splitlines() if ln.startswith("ebpf.cli.")]
 
     default = __import__("gc").get_threshold()[0]
-    assert seen("load", str(tmp_path / "no.o")) == ["ebpf.cli.load 20000",
-                                                    "ebpf.cli.common 20000"]
+    assert seen("load", str(tmp_path / "no.o")) == ["ebpf.cli.load 20000"]
     assert seen("inspect", str(tmp_path / "no.o")) == [f"ebpf.cli.inspect {default}",
                                                        f"ebpf.cli.common {default}"]
 

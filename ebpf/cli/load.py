@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import Error
-from .common import (
+from .main import (  # (not common: process start)
+    GC_THRESHOLDS,
     add_json,
     end_command_process,
     enum_name,
@@ -14,7 +15,6 @@ from .common import (
     running_as_command,
     wants_json,
 )
-from .main import GC_THRESHOLDS
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # argparse only builds the parser (see plain_args)

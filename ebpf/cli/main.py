@@ -1,8 +1,12 @@
-"""The `ebpf` command line: one subcommand per noun, bpftool's nouns and verbs."""
+"""The `ebpf` command line: one subcommand per noun, bpftool's nouns and verbs; and what
+every subcommand uses, `load` included, about the command's process and its output (the
+--json option, one-line errors, enums' names, the early end), which `ebpf.cli.common`
+re-exports: `ebpf load` imports no common (process start)."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -14,7 +18,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_json", "build_parser", "end_command_process", "enum_name", "error", "main",
+           "running_as_command", "wants_json"]
 
 DESCRIPTION = """Inspect and load BPF objects, generate typed Python bindings for them, and
 show, dump and manage what is loaded in the kernel (programs, maps, links, BTF, network
@@ -66,6 +71,52 @@ def running_as_command() -> bool:
     return getattr(sys.modules.get("__main__"), "main", None) is main
 
 
+def add_json(parser: argparse.ArgumentParser) -> None:
+    """Give a subcommand `--json` (also `-j`, as bpftool spells it)."""
+    parser.add_argument("-j", "--json", action="store_true", help="print JSON")
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """Whether JSON was asked for, on the subcommand or before the noun."""
+    return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
+
+
+def end_command_process(status: int) -> None:
+    """End this process with `status` when it is the `ebpf` command (see
+    `running_as_command`) and no other thread runs (a normal exit would wait for it):
+    the output flushed and the atexit handlers run (the BTF index cache's writer,
+    logging's flush, ...), as a normal exit does, but without the interpreter then
+    freeing every module and object one at a time (mypy ends the same way). Returns,
+    doing nothing, otherwise."""
+    if not running_as_command():
+        return
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import atexit  # (built in; only here)
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()  # (what the handlers printed)
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def error(message: str) -> None:
+    """`message` on standard error as one line prefixed with ``ebpf: ``."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    print("ebpf: " + "; ".join(lines), file=sys.stderr)
+
+
+def enum_name(v: Any) -> str | None:
+    """An enum member's name in lower case (bpftool's spelling); other values as str."""
+    if v is None:
+        return None
+    name = getattr(v, "name", None)
+    return name.lower() if isinstance(name, str) else str(v)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `ebpf` command; returns the exit status (errors: one line on stderr, 1)."""
     if argv is None:
@@ -89,7 +140,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (Error, OSError, ValueError, RecursionError) as e:
         # OSError: a missing or unreadable file; ValueError: a bad argument
-        from .common import error  # (loaded by every subcommand's module)
-
         error(str(e) or type(e).__name__)
         return 1
