@@ -47,7 +47,7 @@ _LAZY = {
     "load_many": ".parallel",
     "Token": ".token",
     "NotPicklableError": "._sys.nopickle",
-    # ebpf.errors' classes that no load uses (ebpf/errors/lazy.py)
+    # ebpf.errors' classes that no load uses (ebpf/errors/_lazy.py)
     "PermissionError": ".errors",
     "KernelPolicyError": ".errors",
     "VerifierError": ".errors",

@@ -24,7 +24,7 @@ def report():
     seen = {"cli": sorted(m for m in sys.modules if m.startswith("ebpf.cli")),
             "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
             "json": "json" in sys.modules, "argparse": "argparse" in sys.modules,
-            "unused": [m for m in ("ebpf.errors.lazy", "ebpf._sys.btfinfo") if m in sys.modules]}
+            "unused": [m for m in ("ebpf.errors._lazy", "ebpf._sys.btfinfo") if m in sys.modules]}
     import json
     print(json.dumps(seen), file=sys.stderr)
 atexit.register(report)

@@ -1,5 +1,5 @@
 """Where the error classes live: `ebpf.errors` defines those loading an object uses, its
-`lazy.py` the others, made on first use; both are `ebpf.errors.X` and `ebpf.X` alike."""
+`_lazy.py` the others, made on first use; both are `ebpf.errors.X` and `ebpf.X` alike."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import ebpf
 import ebpf.errors as errors
-from ebpf.errors import lazy
+from ebpf.errors import _lazy as lazy
 
 LAZY_NAMES = sorted(errors._LAZY)
 LAZY_CLASSES = [n for n in LAZY_NAMES if isinstance(getattr(lazy, n), type)]
@@ -64,7 +64,7 @@ def test_unknown_names_still_fail() -> None:
         _ = errors.no_such_error
 
 
-# modules that raise or test lazy.py's classes on an error path only
+# modules that raise or test _lazy.py's classes on an error path only
 QUIET = ("ebpf", "ebpf.errors", "ebpf.collection", "ebpf.maps.failures", "ebpf.maps.pinning",
          "ebpf._sys.caps", "ebpf._sys.mount", "ebpf.features", "ebpf.struct_ops", "ebpf.link",
          "ebpf.link.auto", "ebpf.link.tc", "ebpf.link.netkit", "ebpf.symbols.kernel",
@@ -74,7 +74,7 @@ QUIET = ("ebpf", "ebpf.errors", "ebpf.collection", "ebpf.maps.failures", "ebpf.m
 def test_importing_makes_none_of_them() -> None:
     probe = (f"import importlib, sys\nfor m in {QUIET!r}: importlib.import_module(m)\n"
              "import ebpf.errors\n"
-             "print('ebpf.errors.lazy' in sys.modules, 'PermissionError' in vars(ebpf.errors))")
+             "print('ebpf.errors._lazy' in sys.modules, 'PermissionError' in vars(ebpf.errors))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                        timeout=60, check=True)
     assert r.stdout.split() == ["False", "False"]

@@ -299,7 +299,7 @@ def test_sys_imports_only_errors() -> None:
 
 
 def test_errors_import_nothing() -> None:
-    """ebpf.errors (the package: its classes no load uses are in errors/lazy.py) imports
+    """ebpf.errors (the package: its classes no load uses are in errors/_lazy.py) imports
     nothing of ebpf outside itself."""
     bad = [f"{e.where}: {e.dst}" for e in EDGES
            if _within(e.src, "ebpf.errors") and not _within(e.dst, "ebpf.errors")]

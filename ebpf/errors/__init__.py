@@ -5,7 +5,7 @@ Each class also derives from the built-in exception a Python user would expect
 keep working.
 
 Every class is `ebpf.errors.X`: this module defines the ones that loading an object
-uses (the bases and the errors the load path raises or names), `ebpf/errors/lazy.py`
+uses (the bases and the errors the load path raises or names), `ebpf/errors/_lazy.py`
 the others (`PermissionError`, `KernelPolicyError`, `VerifierError`, the readers' and the
 linker's), made on first use (process start: ~0.1 M instructions a class).
 """
@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
 
-    from .lazy import (
+    from ._lazy import (
         DeadlineExceededError,
         KernelPolicyError,
         LinkError,
@@ -36,19 +36,19 @@ __all__ = [
     "SyscallError", "VerifierError", "prefixed", "summarize_verifier_log",
 ]
 
-# The names defined in lazy.py (the classes no load uses), served by __getattr__.
+# The names defined in _lazy.py (the classes no load uses), served by __getattr__.
 _LAZY = frozenset({"DeadlineExceededError", "KernelPolicyError", "LinkError",
                    "PermissionError", "ReaderClosedError", "ReaderForkedError",
                    "VerifierError", "summarize_verifier_log"})
 
 
 def __getattr__(name: str) -> Any:
-    """The classes of lazy.py, made when one is first asked for."""
+    """The classes of _lazy.py, made when one is first asked for."""
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import lazy  # the classes no load uses (process start)
+    from . import _lazy  # the classes no load uses (process start)
 
-    value = getattr(lazy, name)
+    value = getattr(_lazy, name)
     globals()[name] = value
     return value
 
