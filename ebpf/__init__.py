@@ -10,18 +10,12 @@ import importlib
 from .errors import (
     BTFError,
     ClosedError,
-    DeadlineExceededError,
     ELFError,
     Error,
     InvalidArgumentError,
-    KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
-    PermissionError,
-    ReaderClosedError,
-    ReaderForkedError,
     SyscallError,
-    VerifierError,
 )
 
 __version__ = "0.1.0"
@@ -53,6 +47,13 @@ _LAZY = {
     "load_many": ".parallel",
     "Token": ".token",
     "NotPicklableError": "._sys.nopickle",
+    # ebpf.errors' classes that no load uses (ebpf/errors/_lazy.py)
+    "PermissionError": ".errors",
+    "KernelPolicyError": ".errors",
+    "VerifierError": ".errors",
+    "ReaderClosedError": ".errors",
+    "ReaderForkedError": ".errors",
+    "DeadlineExceededError": ".errors",
 }
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen", "tracing", "hist", "symbols", "spec",
@@ -67,6 +68,14 @@ if TYPE_CHECKING:
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
     from .collection import Collection, Variable
     from .elf.parse import load_collection_spec
+    from .errors import (
+        DeadlineExceededError,
+        KernelPolicyError,
+        PermissionError,
+        ReaderClosedError,
+        ReaderForkedError,
+        VerifierError,
+    )
     from .maps import Batch, KeyExistsError, Map, MapInfo, UpdateFlags
     from .parallel import load_many
     from .programs import Program, ProgramInfo, TestRunResult, enable_stats

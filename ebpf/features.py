@@ -55,7 +55,6 @@ from .btf.types import Kind as BTFKind
 from .errors import (
     BTFError,
     InvalidArgumentError,
-    KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
     SyscallError,
@@ -194,6 +193,7 @@ def _check_eperm(what: str, *, cmd: int = Cmd.PROG_LOAD, prog_type: int | None =
     refused by policy (the feature is unavailable: the probe says False)."""
     exc = _caps.eperm_error(f"probing {what}", cmd=cmd, prog_type=prog_type,
                             map_type=map_type)
+    from .errors import KernelPolicyError  # on an EPERM only (process start)
     if not isinstance(exc, KernelPolicyError):
         raise exc
 

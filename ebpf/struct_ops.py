@@ -55,7 +55,6 @@ from .btf.kernel import (
 from .elf.struct_ops import read_struct_ops
 from .errors import (
     InvalidArgumentError,
-    KernelPolicyError,
     KeyNotFoundError,
     NotSupportedError,
     SyscallError,
@@ -334,6 +333,7 @@ def _tiny_btf() -> FD:
 def struct_ops_error(e: SyscallError, what: str) -> SyscallError:
     """`e`, from creating or registering a struct_ops map, as the error that says why
     (a kernel refusing struct_ops by policy, a kernel without struct_ops)."""
+    from .errors import KernelPolicyError  # on a failure only (process start)
     if isinstance(e, KernelPolicyError):  # EPERM with every capability it needs
         return _caps.eperm_error(what, err=e.errno, prog_type=ProgramType.STRUCT_OPS,
                                  feature="struct_ops", policy_message=(

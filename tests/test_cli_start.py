@@ -25,7 +25,8 @@ def report():
             "logging": "logging" in sys.modules, "signal": "signal" in sys.modules,
             "json": "json" in sys.modules, "argparse": "argparse" in sys.modules,
             "lazy": sorted(m for m in ("ebpf._sys.types_cmd", "ebpf._sys.types_attach",
-                                       "ebpf.spec.flags") if m in sys.modules)}
+                                       "ebpf.spec.flags") if m in sys.modules),
+            "unused": [m for m in ("ebpf.errors._lazy", "ebpf._sys.btfinfo") if m in sys.modules]}
     import json
     print(json.dumps(seen), file=sys.stderr)
 atexit.register(report)
@@ -50,7 +51,7 @@ def run_fresh(*argv: str) -> dict[str, object]:
 def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
     d = run_fresh(*argv)
     assert d["rc"] == 1  # the object does not exist: one error line, exit status 1
-    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.load", "ebpf.cli.main"]
 
 
 @requires("program_type:SYSCALL", min_kernel="5.14")
@@ -62,10 +63,11 @@ def test_loading_imports_no_logging(obj: str) -> None:
     assert d["logging"] is False and d["signal"] is False
     assert d["json"] is False  # the plain-text report needs no json
     assert d["argparse"] is False  # `load OBJECT` is parsed by load.plain_args
-    assert d["cli"] == ["ebpf.cli", "ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.main"]
+    assert d["cli"] == ["ebpf.cli", "ebpf.cli.load", "ebpf.cli.main"]
     # nor makes the Cmd, AttachType (a program without an expected attach type), MapFlags
     # and ProgramFlags enums
     assert d["lazy"] == []
+    assert d["unused"] == []  # the error classes and BTF info no load uses
 
 
 PLAIN = [("load", "x.o"), ("-j", "load", "x.o"), ("--json", "load", "x.o"),
@@ -163,6 +165,37 @@ rc = main(sys.argv[1:])
 print("returned from main", file=sys.stderr)
 sys.exit(rc)
 """
+
+
+# the gc threshold when the subcommand's modules are first imported (a script whose `main`
+# is ours: the `ebpf` command)
+GC_PROBE = """
+import gc, sys
+from ebpf.cli import main
+class Seen:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name in ("ebpf.cli.common", "ebpf.cli.load", "ebpf.cli.inspect"):
+            print(name, gc.get_threshold()[0], file=sys.stderr)
+        return None
+sys.meta_path.insert(0, Seen)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_load_raises_the_gc_threshold_before_its_imports(tmp_path: Path) -> None:
+    """Run as the command, `load` has its gc threshold from the first import of its
+    subcommand's modules on (no young collection while they load); another subcommand
+    keeps gc's."""
+    def seen(*argv: str) -> list[str]:
+        r = subprocess.run([sys.executable, "-c", GC_PROBE, *argv], capture_output=True,
+                           text=True, timeout=60)
+        return [ln for ln in r.stderr.splitlines() if ln.startswith("ebpf.cli.")]
+
+    default = __import__("gc").get_threshold()[0]
+    assert seen("load", str(tmp_path / "no.o")) == ["ebpf.cli.load 20000"]
+    assert seen("inspect", str(tmp_path / "no.o")) == [f"ebpf.cli.inspect {default}",
+                                                       f"ebpf.cli.common {default}"]
 
 
 @requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")

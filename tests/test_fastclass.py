@@ -24,7 +24,7 @@ from ebpf._sys import fastclass
 FAST_MODULES = ("ebpf._sys.types", "ebpf._sys.types_helpers", "ebpf._sys.types_perf",
                 "ebpf._sys.types_link", "ebpf._sys.types_misc",
                 "ebpf.asm.opcodes", "ebpf.elffile", "ebpf.elf.sections", "ebpf.btf.types",
-                "ebpf.maps.flags", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btf",
+                "ebpf.maps.flags", "ebpf.btf.kernel", "ebpf.btf.layout", "ebpf._sys.btfinfo",
                 "ebpf.maps.batch", "ebpf.spec.maps", "ebpf.spec.programs")
 
 _SKIP = frozenset({"__objclass__", "__module__", "__qualname__", "__dict__",

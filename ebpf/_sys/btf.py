@@ -2,7 +2,8 @@
 
 `btf_load` returns ``-errno`` instead of raising so that callers can retry
 with a bigger log and turn the kernel's log into a useful error; the others
-raise the typed exceptions of `ebpf.errors`.
+raise the typed exceptions of `ebpf.errors`. `btf_info`, `btf_raw` and
+`BtfObjectInfo` are in `btfinfo.py`, loaded on first use (process start).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 
-from . import types as _t  # _t.BtfInfo: types_misc.py, which a load never needs
-from .ops import get_fd_by_id, get_next_id, obj_get_info
+from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf_errno
 from .types import (
     BPF_BTF_GET_FD_BY_ID,
@@ -23,25 +23,15 @@ from .types import (
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import NamedTuple
-else:
-    # the same stdlib classes, made at a fraction of the cost (process start)
-    from .fastclass import NamedTuple
+    from typing import Any
+
+    from .btfinfo import BtfObjectInfo, btf_info, btf_raw
 
 __all__ = ["BtfObjectInfo", "btf_get_fd_by_id", "btf_get_next_id", "btf_info", "btf_load",
            "btf_load_logged", "btf_raw"]
 
 _LOG_MIN = 1 << 16
 _LOG_MAX = 1 << 24
-
-
-class BtfObjectInfo(NamedTuple):
-    """What BPF_OBJ_GET_INFO_BY_FD says about a BTF object."""
-
-    id: int
-    name: str
-    size: int
-    kernel_btf: bool
 
 
 def btf_load(data: bytes, log_level: int = 0, log_size: int = 0,
@@ -97,21 +87,12 @@ def btf_get_next_id(start_id: int) -> int | None:
     return get_next_id(BPF_BTF_GET_NEXT_ID, start_id)
 
 
-def btf_info(fd: int) -> BtfObjectInfo:
-    """Id, name (a kernel module's, or ""), blob size and kernel flag of a BTF fd."""
-    name = ctypes.create_string_buffer(64)
-    info = _t.BtfInfo(name=ctypes.addressof(name), name_len=len(name))
-    obj_get_info(fd, info)
-    return BtfObjectInfo(int(info.id), name.value.decode(errors="replace"),
-                         int(info.btf_size), bool(info.kernel_btf))
+def __getattr__(name: str) -> Any:
+    """`btf_info`, `btf_raw`, `BtfObjectInfo`: from btfinfo.py, on first use."""
+    if name not in ("BtfObjectInfo", "btf_info", "btf_raw"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import btfinfo  # BPF_OBJ_GET_INFO_BY_FD, which a load never asks (process start)
 
-
-def btf_raw(fd: int) -> bytes:
-    """The raw BTF blob behind a BTF fd (as its creator loaded it)."""
-    info = _t.BtfInfo()
-    obj_get_info(fd, info)
-    size = int(info.btf_size)
-    buf = ctypes.create_string_buffer(max(size, 1))
-    info = _t.BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
-    obj_get_info(fd, info)
-    return buf.raw[: min(size, int(info.btf_size))]
+    value = getattr(btfinfo, name)
+    globals()[name] = value
+    return value

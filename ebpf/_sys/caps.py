@@ -30,7 +30,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from ..errors import KernelPolicyError, PermissionError, SyscallError
+from ..errors import SyscallError
 from . import kernel_version
 from . import types as _t
 from .fastclass import FrozenRecord
@@ -292,6 +292,9 @@ def eperm_error(
     Returns `PermissionError` naming the missing capability (or the user namespace, or
     RLIMIT_MEMLOCK on kernels that charge it), else `KernelPolicyError`.
     """
+    # made on an EPERM only: importing this module (ebpf.features does) makes neither
+    from ..errors import KernelPolicyError, PermissionError
+
     priv = privileges if privileges is not None else read_privileges()
     if cmd is None:
         cmd = _cmd_of(what)

@@ -12,7 +12,7 @@ import ctypes
 import errno
 import os
 
-from ..errors import PermissionError, SyscallError
+from ..errors import SyscallError
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -29,6 +29,7 @@ def mount(source: str, target: str, fstype: str) -> None:
         return
     err = ctypes.get_errno()
     if err == errno.EPERM:
+        from ..errors import PermissionError  # on an EPERM only (process start)
         raise PermissionError(err, f"mounting {fstype} on {target} needs CAP_SYS_ADMIN "
                                    "in the initial mount namespace's user namespace")
     raise SyscallError(err, f"mount -t {fstype} {source} {target}: {os.strerror(err)}")
@@ -43,6 +44,7 @@ _libc.syscall.restype = ctypes.c_long
 
 def _fs_error(err: int, what: str) -> SyscallError:
     if err == errno.EPERM:
+        from ..errors import PermissionError  # on an EPERM only (process start)
         return PermissionError(err, f"{what}: operation not permitted (delegation options "
                                     "need CAP_SYS_ADMIN in the initial user namespace)")
     if err == errno.ENOSYS:

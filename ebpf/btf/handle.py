@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import errno as _errno
 
-from .._sys.btf import (
-    BtfObjectInfo,
-    btf_get_fd_by_id,
-    btf_info,
-    btf_load_logged,
-    btf_raw,
-)
+from .._sys.btf import btf_get_fd_by_id, btf_load_logged
 from .._sys.fd import FD
 from .._sys.syscall import from_errno
 from ..errors import BTFError
@@ -23,6 +17,8 @@ from .spec import Spec
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import NoReturn
+
+    from .._sys.btfinfo import BtfObjectInfo
 
 _LOG_TAIL_LINES = 8
 
@@ -97,6 +93,8 @@ class Handle:
     def info(self) -> BtfObjectInfo:
         """Id, name, blob size and kernel flag (BPF_OBJ_GET_INFO_BY_FD)."""
         if self._info is None:
+            from .._sys.btfinfo import btf_info  # on first use (process start)
+
             self._info = btf_info(self.fd.fileno())
         return self._info
 
@@ -112,6 +110,8 @@ class Handle:
 
     def raw(self) -> bytes:
         """The BTF blob as the kernel holds it."""
+        from .._sys.btfinfo import btf_raw  # on first use (process start)
+
         return btf_raw(self.fd.fileno())
 
     def spec(self, base: Spec | None = None) -> Spec:

@@ -1,6 +1,8 @@
-"""What every `ebpf` subcommand shares: JSON or text output, one-line errors, object
-selectors (`id N`, `pinned PATH`, `name NAME`, a bare id), byte arguments and kernel id
-walks."""
+"""What the `ebpf` subcommands share: JSON or text output (`emit`), object selectors
+(`id N`, `pinned PATH`, `name NAME`, a bare id), byte arguments, kernel id walks and pins;
+and, re-exported from `ebpf.cli.main`, which also serves `load` (process start: `ebpf
+load` imports no common), the --json option, one-line errors, enums' names and the end of
+the command's process."""
 
 from __future__ import annotations
 
@@ -11,6 +13,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
+from .main import (  # what `load` uses too: in main, so that load imports no common
+    add_json,
+    end_command_process,
+    enum_name,
+    error,
+    running_as_command,
+    wants_json,
+)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # (annotations only: a Protocol class costs process start)
@@ -46,16 +56,6 @@ __all__ = [
 ]
 
 
-def add_json(parser: argparse.ArgumentParser) -> None:
-    """Give a subcommand `--json` (also `-j`, as bpftool spells it)."""
-    parser.add_argument("-j", "--json", action="store_true", help="print JSON")
-
-
-def wants_json(args: argparse.Namespace) -> bool:
-    """Whether JSON was asked for, on the subcommand or before the noun."""
-    return bool(getattr(args, "json", False) or getattr(args, "json_global", False))
-
-
 def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
     """Print `data` as JSON (with --json) or through `text`."""
     if wants_json(args):
@@ -66,51 +66,6 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> Non
         out = text(data)
         if out:
             print(out)
-
-
-def end_command_process(status: int) -> None:
-    """End this process with `status` when it is the `ebpf` command (see
-    `running_as_command`) and no other thread runs (a normal exit would wait for it):
-    the output flushed and the atexit handlers run (the BTF index cache's writer,
-    logging's flush, ...), as a normal exit does, but without the interpreter then
-    freeing every module and object one at a time (mypy ends the same way). Returns,
-    doing nothing, otherwise."""
-    if not running_as_command():
-        return
-    threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    import atexit  # (built in; only here)
-
-    atexit._run_exitfuncs()
-    sys.stdout.flush()  # (what the handlers printed)
-    sys.stderr.flush()
-    os._exit(status)
-
-
-def running_as_command() -> bool:
-    """Whether this process is the `ebpf` command (`python -m ebpf`, the installed script,
-    or a script whose `main` is ours), not other code calling `main([...])` and going on:
-    only the command may change process-wide state for its own exit (gc, an early end)."""
-    from .main import main as entry  # (the function the entry points call)
-
-    return getattr(sys.modules.get("__main__"), "main", None) is entry
-
-
-def error(message: str) -> None:
-    """`message` on standard error as one line prefixed with ``ebpf: ``."""
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    print("ebpf: " + "; ".join(lines), file=sys.stderr)
-
-
-def enum_name(v: Any) -> str | None:
-    """An enum member's name in lower case (bpftool's spelling); other values as str."""
-    if v is None:
-        return None
-    name = getattr(v, "name", None)
-    return name.lower() if isinstance(name, str) else str(v)
 
 
 def parse_selector(words: Sequence[str], what: str, *, kinds: Sequence[str] = ("id", "pinned",

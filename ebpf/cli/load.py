@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import Error, VerifierError
-from .common import (
+from ..errors import Error
+from .main import (  # (not common: process start)
+    GC_THRESHOLDS,
     add_json,
     end_command_process,
     enum_name,
@@ -41,6 +42,8 @@ def _prog_result(name: str, spec: Any, exc: BaseException | None) -> dict[str, A
     if exc is not None:
         res["errno"] = getattr(exc, "errno", 0) or 0
         res["error"] = str(exc)
+        from ..errors import VerifierError  # a failed load only (process start)
+
         if isinstance(exc, VerifierError):
             res["log_tail"] = "\n".join(exc.log.rstrip("\0").splitlines()[-20:])
     return res
@@ -119,9 +122,10 @@ def _cmd_load(args: argparse.Namespace) -> int:
     # collections they caused were ~2.3 ms of the process (memory stays bounded). Run
     # as the program, the threshold stays up until the exit, which freezes everything:
     # put back, the next allocation would collect the ~10000 young objects (~2 ms).
+    # (Run as the program, `main` set it already, before this module's imports.)
     program = running_as_command()
     thresholds = gc.get_threshold()
-    gc.set_threshold(20_000, *thresholds[1:])
+    gc.set_threshold(GC_THRESHOLDS["load"], *thresholds[1:])
     try:
         d = load_object(args.object, each=args.each, sets=args.set or (), btf_path=args.btf)
     finally:

@@ -30,7 +30,6 @@ from ..errors import (
     ClosedError,
     InvalidArgumentError,
     NotSupportedError,
-    PermissionError,
     SyscallError,
 )
 from .base import Link
@@ -477,6 +476,7 @@ def _explain(e: SyscallError, cmd: str, program: Program, attach_type: int,
     if e.errno == _errno.EPERM:
         exc = _caps.eperm_error(base, cmd=Cmd[cmd.removeprefix("BPF_")],
                                 prog_type=int(program.type), feature=f"attach type {at}")
+        from ..errors import PermissionError  # on an EPERM only (process start)
         if isinstance(exc, PermissionError) or not (at.startswith("CGROUP_")
                                                     or at == "LSM_CGROUP"):
             return exc

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import features
 from .._sys.fd import hold
 from .._sys.types import AttachType, LinkType
-from ..errors import InvalidArgumentError, NotSupportedError, PermissionError, SyscallError
+from ..errors import InvalidArgumentError, NotSupportedError, SyscallError
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
 from ._attach import ifindex as _ifindex
 from .base import Link, register_link_class
@@ -67,6 +67,7 @@ def _not_supported() -> NotSupportedError:
 
 def _translate(e: SyscallError, iface: str | int, index: int) -> Exception:
     """The error a failed netkit attach or query should raise."""
+    from ..errors import PermissionError  # on a failure only (process start)
     if isinstance(e, PermissionError):
         return e
     if not _have_netkit():

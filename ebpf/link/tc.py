@@ -39,7 +39,6 @@ from ..errors import (
     ClosedError,
     InvalidArgumentError,
     NotSupportedError,
-    PermissionError,
     SyscallError,
 )
 from ._attach import QueryResult, Relative, link_create, mprog_attr, query
@@ -122,6 +121,7 @@ def tcx(program: Program, iface: str | int, direction: str | AttachType, *,
         try:
             fd = link_create(program, attr, f"tcx {d} of interface {iface}")
         except SyscallError as e:
+            from ..errors import PermissionError  # on a failure only (process start)
             if isinstance(e, PermissionError) or _have_tcx():
                 raise
             raise _tcx_not_supported() from e

@@ -17,7 +17,6 @@ from ..errors import (
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
-    PermissionError,
     SyscallError,
 )
 from .base import ARRAY_TYPES, FD_VALUE_TYPES, type_name
@@ -99,6 +98,8 @@ def _access_error(m: MapElements, cmd: int, err: int, where: str) -> Exception:
                if flags & _t.BPF_F_WRONLY else
                "this descriptor of the map is write-only (opened write_only)")
     if why:
+        from ..errors import PermissionError  # on an EPERM only (process start)
+
         return PermissionError(err, f"{where}: {why}")
     from .._sys.caps import eperm_error  # on an EPERM only (process start)
 

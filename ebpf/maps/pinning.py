@@ -11,7 +11,7 @@ import stat as _stat
 
 from .._sys import ops as _ops
 from .._sys import validate as _validate
-from ..errors import InvalidArgumentError, PermissionError, SyscallError
+from ..errors import InvalidArgumentError, SyscallError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def check_pin_location(directory: str, pin_file: str) -> None:
     except FileNotFoundError:
         return                              # pinning fails later, naming the path
     if d.st_uid not in trusted or (d.st_mode & 0o022 and not d.st_mode & _stat.S_ISVTX):
+        from ..errors import PermissionError  # refusing only (process start)
         raise PermissionError(errno.EPERM, (
             f"pin directory {directory} belongs to uid {d.st_uid} or is writable by other "
             "users, who could substitute pinned maps; use a directory only root (or this "
@@ -40,6 +41,7 @@ def check_pin_location(directory: str, pin_file: str) -> None:
         return
     if _stat.S_ISLNK(f.st_mode) or f.st_uid not in trusted:
         what = "a symlink" if _stat.S_ISLNK(f.st_mode) else f"owned by uid {f.st_uid}"
+        from ..errors import PermissionError  # refusing only (process start)
         raise PermissionError(errno.EPERM, (
             f"{pin_file} is {what}; refusing to reuse a pinned map another user could "
             "have placed there"))

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 
-from ..errors import KeyNotFoundError, PermissionError
+from ..errors import KeyNotFoundError
 from .frame import Frame, Symbol
 from .table import SymbolTable
 
@@ -58,6 +58,7 @@ class KernelSymbols:
 
     def _check_visible(self) -> None:
         if self.hidden:
+            from ..errors import PermissionError  # hidden addresses only (process start)
             raise PermissionError(
                 errno.EPERM, "kernel symbol addresses are hidden from this process (all "
                 "0 in /proc/kallsyms): it needs CAP_SYSLOG and kernel.kptr_restrict < 2")

@@ -3,12 +3,58 @@
 Each class also derives from the built-in exception a Python user would expect
 (`OSError`, `ValueError`, `KeyError`, `PermissionError`), so generic handlers
 keep working.
+
+Every class is `ebpf.errors.X`: this module defines the ones that loading an object
+uses (the bases and the errors the load path raises or names), `ebpf/errors/_lazy.py`
+the others (`PermissionError`, `KernelPolicyError`, `VerifierError`, the readers' and the
+linker's), made on first use (process start: ~0.1 M instructions a class).
 """
 
 from __future__ import annotations
 
-import builtins
 import errno as _errno
+
+TYPE_CHECKING = False  # typing's, without importing typing (process start)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._lazy import (
+        DeadlineExceededError,
+        KernelPolicyError,
+        LinkError,
+        PermissionError,
+        ReaderClosedError,
+        ReaderForkedError,
+        VerifierError,
+        summarize_verifier_log,
+    )
+
+__all__ = [
+    "AsmError", "BTFError", "ClosedError", "DeadlineExceededError", "ELFError", "Error",
+    "InvalidArgumentError", "KernelPolicyError", "KeyNotFoundError", "LinkError",
+    "NotSupportedError", "PermissionError", "ReaderClosedError", "ReaderForkedError",
+    "SyscallError", "VerifierError", "prefixed", "summarize_verifier_log",
+]
+
+# The names defined in _lazy.py (the classes no load uses), served by __getattr__.
+_LAZY = frozenset({"DeadlineExceededError", "KernelPolicyError", "LinkError",
+                   "PermissionError", "ReaderClosedError", "ReaderForkedError",
+                   "VerifierError", "summarize_verifier_log"})
+
+
+def __getattr__(name: str) -> Any:
+    """The classes of _lazy.py, made when one is first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _lazy  # the classes no load uses (process start)
+
+    value = getattr(_lazy, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
 
 
 class Error(Exception):
@@ -31,10 +77,6 @@ class SyscallError(Error, OSError):
         return f"{self.strerror} ({name})"
 
 
-class PermissionError(SyscallError, builtins.PermissionError):
-    """The kernel refused for lack of privilege; the message names the capability."""
-
-
 class NotSupportedError(SyscallError):
     """The running kernel lacks a feature; `feature` names it."""
 
@@ -47,21 +89,6 @@ class NotSupportedError(SyscallError):
 
     def __str__(self) -> str:
         return self.strerror
-
-
-class KernelPolicyError(NotSupportedError):
-    """The kernel refused (EPERM) although the process holds every capability the
-    operation needs: a policy of the running kernel (its build, lockdown, an LSM,
-    seccomp) forbids this program type, attach target or map type.
-
-    Still an `OSError` with `errno` EPERM; the message names the object, `feature` what
-    was refused. A missing capability is `PermissionError` instead.
-    """
-
-    def __init__(self, feature: str, message: str, errno: int = _errno.EPERM) -> None:
-        super().__init__(feature, errno=errno)
-        self.strerror = message
-        self.args = (errno, message)
 
 
 class ELFError(Error, ValueError):
@@ -85,10 +112,6 @@ class BTFError(Error, ValueError):
         where = f" (at BTF offset {offset:#x})" if offset is not None else ""
         super().__init__(message + where)
         self.offset = offset
-
-
-class LinkError(Error, ValueError):
-    """Objects that cannot be linked together; the message names the file(s) and symbol."""
 
 
 class InvalidArgumentError(Error, ValueError):
@@ -116,60 +139,6 @@ class ClosedError(Error, ValueError):
     """An operation on a map, program, link or reader that was closed (possibly by
     another thread while the operation was starting); the message names the object,
     e.g. ``map 'counts' is closed``."""
-
-
-class ReaderClosedError(ClosedError):
-    """The reader was closed (possibly by another thread while blocked)."""
-
-    def __init__(self, message: str = "reader is closed") -> None:
-        super().__init__(message)
-
-
-class ReaderForkedError(ReaderClosedError):
-    """A ring buffer or perf reader (or user ring buffer writer) used in a child
-    process it was inherited by through fork(): its rings, consumer positions and
-    wakeup descriptor are shared with the parent, so the child must open its own."""
-
-
-class DeadlineExceededError(Error, TimeoutError):
-    """No record arrived before the timeout or the deadline (`set_deadline`)."""
-
-    def __init__(self, message: str = "no record before the deadline") -> None:
-        super().__init__(message)
-
-
-class VerifierError(SyscallError):
-    """The verifier rejected a program.
-
-    `log` is the whole verifier log, `summary` its last meaningful lines (the
-    failing instruction and the reason), `source_line` the C source line of the
-    failure when the program carries BTF line info.
-    """
-
-    def __init__(self, errno: int, program: str, log: str, source_line: str | None = None):
-        self.program = program
-        self.log = log
-        self.summary = summarize_verifier_log(log)
-        self.source_line = source_line
-        msg = f"program {program!r} rejected by the verifier"
-        if self.summary:
-            msg += ":\n" + self.summary
-        super().__init__(errno, msg)
-
-    def __str__(self) -> str:
-        return self.strerror
-
-
-def summarize_verifier_log(log: str, lines: int = 4) -> str:
-    """The last lines of a verifier log that say why it failed, without the stats trailer."""
-    body = [ln for ln in log.rstrip("\0").splitlines() if ln.strip()]
-    while body and (
-        body[-1].startswith("processed ")
-        or body[-1].startswith("verification time")
-        or body[-1].startswith("stack depth")
-    ):
-        body.pop()
-    return "\n".join(body[-lines:])
 
 
 def prefixed(what: str, exc: BaseException) -> BaseException:
