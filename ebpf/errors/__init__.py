@@ -60,6 +60,21 @@ def __dir__() -> list[str]:
 class Error(Exception):
     """Base class of every exception raised by `ebpf`."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle and copy the state the instance has rather than call `__init__` again
+        (whose arguments are not `args`): `cls.__new__(cls, *args)`, then `__dict__`,
+        `args` and the built-in `OSError` fields set back (`BaseException.__setstate__`)."""
+        import copyreg  # on a pickle or copy only (process start; site loads it anyway)
+
+        state = dict(vars(self))
+        state["args"] = self.args
+        if isinstance(self, OSError):  # set ones only: OSError's str() tells None from unset
+            for name in ("errno", "strerror", "filename", "filename2"):
+                if getattr(self, name) is not None:
+                    state[name] = getattr(self, name)
+        # what pickle writes as NEWOBJ (protocol 2+); typeshed does not list it
+        return copyreg.__newobj__, (type(self), *self.args), state  # type: ignore[attr-defined]
+
 
 class SyscallError(Error, OSError):
     """A system call failed; `errno` and `strerror` say how."""
