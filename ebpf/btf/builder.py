@@ -144,9 +144,7 @@ class Builder:
         if self._spec is not None:
             # the untaken ones from the spec's index of its records by kind; then only
             # the taken ones (usually a few) are looked at one by one
-            by_kind = self._spec._own_ids_by_kind()
-            out = [tid for kind in wanted for tid in by_kind.get(kind, ())
-                   if types[tid - 1] is None]
+            out = [tid for tid in self._spec._ids_of_kinds(wanted) if types[tid - 1] is None]
             ids: Iterable[int] = compress(count(1), map(is_not, types, repeat(None)))
         else:
             ids = range(1, len(types) + 1)

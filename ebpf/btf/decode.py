@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import compress
+from operator import itemgetter
 
 from ..errors import BTFError, KeyNotFoundError
 from .layout import (
@@ -25,6 +27,7 @@ from .layout import (
     _UNION,
     _VAR,
     _new,
+    kinds_of,
     record_words,
     string_starts,
 )
@@ -52,6 +55,22 @@ from .walk import SpecWalk
 
 # Kinds whose record refers to a type id in its third word.
 _REFERRING = frozenset((*_REF_KINDS, _FUNC_PROTO, _VAR, _DECL_TAG))
+# Kind -> 1 for the kinds whose third word refers to a type.
+_REFERS_IN_TYPE = bytearray(256)
+for _k in _REFERRING:
+    _REFERS_IN_TYPE[_k] = 1
+# Kind -> the class of what follows its record's first three words, checked by
+# `_records_ok` (0: nothing to check), and per class the bytes of that: fixed, and per
+# vlen entry.
+(_CLASS_ARRAY, _CLASS_MEMBERS, _CLASS_PARAMS, _CLASS_ENUM, _CLASS_ENUM64,
+ _CLASS_DATASEC) = range(1, 7)
+_CLASS_OF_KIND = bytearray(256)
+for _k, _c in ((_ARRAY, _CLASS_ARRAY), (_STRUCT, _CLASS_MEMBERS), (_UNION, _CLASS_MEMBERS),
+               (_FUNC_PROTO, _CLASS_PARAMS), (_ENUM, _CLASS_ENUM), (_ENUM64, _CLASS_ENUM64),
+               (_DATASEC, _CLASS_DATASEC)):
+    _CLASS_OF_KIND[_k] = _c
+del _k, _c
+_CLASS_BYTES = ((0, 0), (8, 0), (0, 12), (0, 8), (0, 8), (0, 12), (0, 12))
 # Names decoded as one stretch of the string table: at least this many missing, at most
 # this many bytes of the table per name (SpecDecoder._load_span).
 _SPAN_MIN = 16
@@ -336,6 +355,11 @@ class SpecDecoder(SpecWalk):
         """Check every record of this spec (not its base) without decoding it: a known
         kind, references to type ids that exist, names inside the string table. A
         record that fails is decoded, which raises the decoder's BTFError for it."""
+        if not (self._walk_pos or self._complete):  # (an object's BTF: walked here)
+            with self._lock:
+                starts = self._walk_to_word_locked(self._nwords)
+            if len(starts) == len(self._offsets) > 1 and self._records_ok(starts):
+                return
         self._ensure_complete()
         w = self._words
         first = self._first_id
@@ -366,6 +390,55 @@ class SpecDecoder(SpecWalk):
                     ok = max(w[j : j + 3 * vlen : 3]) < maxid
             if not ok:
                 self.type_by_id(first + k)
+
+    def _records_ok(self, starts: list[int]) -> bool:
+        """`check_records` of a whole spec whose records start at words `starts` (at
+        least two), on whole columns: each record's first three words gathered at
+        once, the kinds from their info words (kept for `types_of_kind`), and per kind
+        with entries, those of all its records as one run. False when a record fails:
+        the record by record check then finds it and raises its error."""
+        w = self._words
+        at_starts = itemgetter(*starts)
+        infos = at_starts(w[1:])
+        kinds = kinds_of(infos)
+        if 0 in kinds:
+            return False
+        maxid = self._first_id + len(starts)
+        strmax = self._str_base + self._str_len
+        if max(at_starts(w)) >= strmax:  # (the names)
+            return False
+        if max(compress(at_starts(w[2:]), kinds.translate(_REFERS_IN_TYPE)),
+               default=0) >= maxid:
+            return False
+        # the arrays' element and index types, and the entries of the kinds that have
+        # them, all of a kind's as one run of words (each record's a whole number of
+        # entries: the columns of the run line up)
+        classes = kinds.translate(_CLASS_OF_KIND)
+        data = w.tobytes()  # (a bytes slice costs less than a memoryview's)
+        runs: list[list[bytes]] = [[] for _ in _CLASS_BYTES]
+        for k in compress(range(len(classes)), classes):
+            code = classes[k]
+            a = 4 * starts[k] + 12
+            fixed, per_entry = _CLASS_BYTES[code]
+            runs[code].append(data[a : a + fixed + per_entry * (infos[k] & 0xFFFF)])
+        for code, parts in enumerate(runs):
+            if not parts:
+                continue
+            run = memoryview(b"".join(parts)).cast("I")
+            if not run:
+                continue
+            stride = _CLASS_BYTES[code][1] // 4
+            if code == _CLASS_ARRAY:
+                ok = max(run) < maxid
+            elif code == _CLASS_DATASEC:
+                ok = max(run[0::3]) < maxid
+            else:
+                ok = max(run[0::stride]) < strmax and (
+                    code == _CLASS_ENUM or code == _CLASS_ENUM64 or max(run[1::stride]) < maxid)
+            if not ok:
+                return False
+        self._kind_bytes = kinds
+        return True
 
     def _bad_ref(self, tid: int, ref: int, i: int) -> None:
         raise BTFError(f"type id {tid}: reference to type id {ref} out of range",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import sys
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from itertools import accumulate, repeat
 from operator import add
@@ -98,6 +99,18 @@ def record_words(info: int) -> int:
     if k > _MAX_KIND:
         return -1
     return 3 + _FIXED[k] + _PER_VLEN[k] * (info & 0xFFFF)
+
+
+# The byte of a native u32 holding its top 8 bits, and that byte -> the kind it holds.
+_TOP_BYTE = 3 if sys.byteorder == "little" else 0
+_KIND_OF_TOP = bytes(range(32)) * 8
+
+
+def kinds_of(infos: Sequence[int]) -> bytes:
+    """The kind of each of the records whose info words are `infos`, one byte each."""
+    from array import array  # once records are read: `import ebpf.btf` does not load it
+
+    return array("I", infos).tobytes()[_TOP_BYTE::4].translate(_KIND_OF_TOP)
 
 
 def string_starts(parts: Iterable[Sized], first: int) -> Iterator[int]:

@@ -22,12 +22,14 @@ import _thread
 import mmap
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
+from operator import itemgetter
 
 from .._sys import forking as _forking
 from ..errors import BTFError
 from .layout import CHECKPOINT_SHIFT as CHECKPOINT_SHIFT
-from .layout import HEADER, HEADER_BE
+from .layout import HEADER, HEADER_BE, kinds_of
 from .layout import MAGIC as MAGIC
 from .layout import NAME_BUCKET_BITS as NAME_BUCKET_BITS
 from .layout import CachedIndex as CachedIndex
@@ -117,7 +119,8 @@ class Spec(SpecNames):
         self._strings_end = 0
         self._names: dict[str, list[int]] | None = None
         self._flavored: list[str] | None = None  # (see flavored_names)
-        self._ids_by_kind: dict[int, list[int]] | None = None  # (see types_of_kind)
+        self._ids_by_kind: dict[int, list[int]] | None = None  # (see _own_ids_by_kind)
+        self._kind_bytes: bytes | None = None  # (see _kinds)
         self._index = _index
         self._blocks: dict[int, list[int]] = {}
         self._count: int | None = _index.ntypes if _index is not None else None
@@ -201,35 +204,38 @@ class Spec(SpecNames):
     def _kinds(self) -> bytes:
         """The kind of each type of this spec (not its base), in id order: byte k is the
         kind of type id `first + k` (read from the info words, nothing decoded)."""
-        self._ensure_complete()
-        offsets = self._offsets
-        if not offsets:
-            return b""
-        w = self._words
-        return bytes([(w[o + 1] >> 24) & 0x1F for o in offsets])
+        kinds = self._kind_bytes
+        if kinds is None:
+            self._ensure_complete()
+            offsets = self._offsets
+            if len(offsets) > 1:
+                kinds = kinds_of(itemgetter(*offsets)(self._words[1:]))
+            else:
+                kinds = kinds_of([self._words[o + 1] for o in offsets])
+            self._kind_bytes = kinds
+        return kinds
 
     def types_of_kind(self, *kinds: Kind) -> list[Type]:
         """This spec's own types (not its base's) of one of `kinds` (an ENUM64 is
         `Kind.ENUM64`), in id order. Only those are decoded: the kinds are read from
         the records."""
-        by_kind = self._own_ids_by_kind()
-        if len(kinds) == 1:
-            return [self.type_by_id(tid) for tid in by_kind.get(kinds[0], ())]
-        return [self.type_by_id(tid)
-                for tid in sorted(tid for kind in set(kinds) for tid in by_kind.get(kind, ()))]
+        return [self.type_by_id(tid) for tid in self._ids_of_kinds(kinds)]
+
+    def _ids_of_kinds(self, kinds: Iterable[int]) -> list[int]:
+        """The ids of this spec's own types of one of `kinds`, in id order."""
+        own = self._kinds()
+        table = bytearray(256)
+        for kind in kinds:
+            if 0 <= kind < 256:
+                table[kind] = 1
+        return list(compress(range(self._first_id, self._first_id + len(own)),
+                             own.translate(table)))
 
     def _own_ids_by_kind(self) -> dict[int, list[int]]:
         """Record kind -> the ids of this spec's own types of that kind, in id order."""
         by_kind = self._ids_by_kind
-        if by_kind is None:  # (one pass over the kinds, kept: they never change)
-            by_kind = {}
-            first = self._first_id
-            for k, kind in enumerate(self._kinds()):
-                ids = by_kind.get(kind)
-                if ids is None:
-                    by_kind[kind] = [first + k]
-                else:
-                    ids.append(first + k)
+        if by_kind is None:  # (kept: they never change)
+            by_kind = {kind: self._ids_of_kinds((kind,)) for kind in sorted(set(self._kinds()))}
             self._ids_by_kind = by_kind
         return by_kind
 

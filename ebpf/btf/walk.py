@@ -49,6 +49,7 @@ class SpecState:
     _names: dict[str, list[int]] | None
     _flavored: list[str] | None
     _ids_by_kind: dict[int, list[int]] | None
+    _kind_bytes: bytes | None  # the kind of each own record, once read
     _index: CachedIndex | None
     _blocks: dict[int, list[int]]
     _count: int | None
