@@ -1174,9 +1174,9 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
 
 def _u32_records(values: list[int]) -> bytearray:
     """The bytes of an array of records of __u32 fields (`struct bpf_func_info`,
-    `bpf_line_info`) holding `values`, their fields in order, each cut to 32 bits as a field assignment would: packed at once
-    (building the structs one by one costs ~4 us each), and no ctypes array type made for
-    the count (a class each: ~20 us)."""
+    `bpf_line_info`) holding `values`, their fields in order, each cut to 32 bits as a
+    field assignment would: packed at once (building the structs one by one costs ~4 us
+    each), and no ctypes array type made for the count (a class each: ~20 us)."""
     return bytearray(struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values]))
 
 
