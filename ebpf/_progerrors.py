@@ -10,8 +10,8 @@ import os
 
 from ._sys import syscall as _syscall
 from ._sys.syscall import from_errno
+from ._sys.types import BPF_PROG_LOAD as _BPF_PROG_LOAD
 from ._sys.types import AttachType, ProgramType
-from ._sys.types import Cmd as _Cmd
 from .errors import NotSupportedError, SyscallError, VerifierError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -57,7 +57,7 @@ def load_error(err: int, first_err: int, spec: ProgramSpec, ptype: ProgramType,
         from ._sys import caps as _caps  # on an EPERM only (process start)
 
         return _caps.eperm_error(f"bpf(BPF_PROG_LOAD) of program {name!r}",
-                                 cmd=_Cmd.PROG_LOAD, prog_type=ptype, obj=describe(spec, ptype),
+                                 cmd=_BPF_PROG_LOAD, prog_type=ptype, obj=describe(spec, ptype),
                                  feature=feature, policy_message=policy)
     if log.strip():
         exc = VerifierError(err, name, log, source_line(log, line_info))

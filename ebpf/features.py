@@ -32,12 +32,18 @@ from ._sys.syscall import bpf as _bpf
 from ._sys.syscall import bpf_errno as _bpf_errno
 from ._sys.syscall import from_errno
 from ._sys.types import (
+    BPF_BTF_LOAD,
     BPF_F_LINK,
     BPF_F_MMAPABLE,
     BPF_F_NO_PREALLOC,
     BPF_F_VTYPE_BTF_OBJ_FD,
+    BPF_LINK_CREATE,
+    BPF_MAP_CREATE,
+    BPF_MAP_LOOKUP_BATCH,
+    BPF_PROG_LOAD,
+    BPF_RAW_TRACEPOINT_OPEN,
+    BPF_TOKEN_CREATE,
     AttachType,
-    Cmd,
     HelperFunc,
     LinkCreateAttr,
     LinkType,
@@ -146,7 +152,7 @@ def _load(prog_type: int, insns: bytes, *, expected_attach_type: int = 0,
         attr.log_level, attr.log_size, attr.log_buf = 1, 4096, ctypes.addressof(logbuf)
     ret = -errno.EAGAIN
     for _ in range(5):  # BPF_PROG_LOAD may fail spuriously with EAGAIN
-        ret = _bpf_errno(Cmd.PROG_LOAD, attr)
+        ret = _bpf_errno(BPF_PROG_LOAD, attr)
         if ret != -errno.EAGAIN:
             break
     text = logbuf.value.decode(errors="replace") if logbuf is not None else ""
@@ -186,7 +192,7 @@ def _probe_prog(prog_type: int, insns: bytes, log: bool) -> tuple[int, str]:
     return ret, text
 
 
-def _check_eperm(what: str, *, cmd: int = Cmd.PROG_LOAD, prog_type: int | None = None,
+def _check_eperm(what: str, *, cmd: int = BPF_PROG_LOAD, prog_type: int | None = None,
                  map_type: int | None = None) -> None:
     """After a probe's EPERM: raise `PermissionError` naming the missing capability (the
     probe cannot answer); return when the process has what it needs and the kernel
@@ -314,7 +320,7 @@ def _local_storage_btf() -> bytes:
 
 
 def _create_map(attr: MapCreateAttr) -> int:
-    return _bpf_errno(Cmd.MAP_CREATE, attr)
+    return _bpf_errno(BPF_MAP_CREATE, attr)
 
 
 @cache
@@ -367,7 +373,7 @@ def have_map_type(map_type: MapType) -> bool:
         if expect:
             return ret == expect
         if ret == -errno.EPERM:  # a missing capability raises; a policy refusal is False
-            _check_eperm(f"map type {mt.name}", cmd=Cmd.MAP_CREATE, map_type=mt)
+            _check_eperm(f"map type {mt.name}", cmd=BPF_MAP_CREATE, map_type=mt)
         return False
     finally:
         for fd in fds:
@@ -438,7 +444,7 @@ def have_btf_kind(kind: BTFKind) -> bool:
         os.close(fd)
         return True
     if fd == -errno.EPERM:
-        _check_eperm(f"BTF kind {bk.name}", cmd=Cmd.BTF_LOAD)
+        _check_eperm(f"BTF kind {bk.name}", cmd=BPF_BTF_LOAD)
     return False
 
 
@@ -458,7 +464,7 @@ def _kernel_enum_values(enum_name: str) -> frozenset[str] | None:
 def _have_link_create() -> bool:
     attr = LinkCreateAttr(attach_type=0)
     attr.prog_fd = 0xFFFFFFFF
-    return _bpf_errno(Cmd.LINK_CREATE, attr) == -errno.EBADF
+    return _bpf_errno(BPF_LINK_CREATE, attr) == -errno.EBADF
 
 
 def _link_probe(prog_type: ProgramType, eat: int, attach_type: int, fill: Any,
@@ -474,7 +480,7 @@ def _link_probe(prog_type: ProgramType, eat: int, attach_type: int, fill: Any,
         attr = LinkCreateAttr(attach_type=attach_type)
         attr.prog_fd = fd
         keep = fill(attr)
-        ret = _bpf_errno(Cmd.LINK_CREATE, attr)
+        ret = _bpf_errno(BPF_LINK_CREATE, attr)
         del keep
         if ret >= 0:
             os.close(ret)
@@ -522,7 +528,7 @@ def _raw_tp_probe() -> bool:
     try:
         name = ctypes.create_string_buffer(b"ebpf_features_no_such_tracepoint")
         attr = RawTracepointOpenAttr(name=ctypes.addressof(name), prog_fd=fd)
-        ret = _bpf_errno(Cmd.RAW_TRACEPOINT_OPEN, attr)
+        ret = _bpf_errno(BPF_RAW_TRACEPOINT_OPEN, attr)
         if ret >= 0:
             os.close(ret)
         return ret == -errno.ENOENT
@@ -638,7 +644,7 @@ def _probe_map_batch() -> bool:
         tok = ctypes.create_string_buffer(8)
         attr = MapBatchAttr(out_batch=ctypes.addressof(tok), keys=ctypes.addressof(keys),
                             values=ctypes.addressof(values), count=1, map_fd=fd)
-        return _bpf_errno(Cmd.MAP_LOOKUP_BATCH, attr) in (0, -errno.ENOENT)
+        return _bpf_errno(BPF_MAP_LOOKUP_BATCH, attr) in (0, -errno.ENOENT)
     finally:
         os.close(fd)
 
@@ -734,7 +740,7 @@ def have_bpf_token() -> bool:
     """Whether the kernel has BPF tokens (BPF_TOKEN_CREATE and BPF FS delegation
     options, 6.9): asked to make one from an invalid descriptor, it says EBADF (an
     older kernel: EINVAL, an unknown command)."""
-    return _bpf_errno(Cmd.TOKEN_CREATE, TokenCreateAttr(flags=0, bpffs_fd=2**32 - 1)) \
+    return _bpf_errno(BPF_TOKEN_CREATE, TokenCreateAttr(flags=0, bpffs_fd=2**32 - 1)) \
         == -errno.EBADF
 
 
@@ -920,7 +926,7 @@ def _probe_struct_ops_link_map(vsize: int, vtype_id: int, module: str = "") -> b
             attr.value_type_btf_obj_fd = module_btf.fileno()
             attr.map_flags |= BPF_F_VTYPE_BTF_OBJ_FD
         try:
-            os.close(_bpf(Cmd.MAP_CREATE, attr))
+            os.close(_bpf(BPF_MAP_CREATE, attr))
         except SyscallError as e:
             if e.errno != errno.EINVAL:
                 raise

@@ -33,8 +33,6 @@ from ._sys import prog as _prog
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import hold as _hold
-from ._sys.types import FuncInfo as _FuncInfo
-from ._sys.types import LineInfo as _LineInfo
 from ._sys.types import ProgLoadAttr, ProgramType
 from .errors import (
     ClosedError,
@@ -89,6 +87,10 @@ MAX_LOG_SIZE = 0xFFFF_FFFF >> 2
 """The largest log buffer the kernel accepts (UINT32_MAX >> 2)."""
 
 _MIN_LOG_SIZE = 128  # kernels before 6.4 refuse smaller log buffers
+# sizeof(struct bpf_func_info), sizeof(struct bpf_line_info) (_sys.types.FuncInfo,
+# LineInfo: ctypes classes a load need not make)
+_FUNC_INFO_SIZE = 8
+_LINE_INFO_SIZE = 16
 # ld_imm64 sources a map reference may carry; MAP_VALUE keeps its offset
 _MAP_SRCS = (0, consts.BPF_PSEUDO_MAP_FD, consts.BPF_PSEUDO_MAP_VALUE,
              consts.BPF_PSEUDO_MAP_IDX, consts.BPF_PSEUDO_MAP_IDX_VALUE)
@@ -1110,12 +1112,12 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     attr.prog_btf_fd = handle.fileno()
     if funcs is not None:
         attr.func_info = _address(funcs, keep)
-        attr.func_info_cnt = len(funcs) // ctypes.sizeof(_FuncInfo)
-        attr.func_info_rec_size = ctypes.sizeof(_FuncInfo)
+        attr.func_info_cnt = len(funcs) // _FUNC_INFO_SIZE
+        attr.func_info_rec_size = _FUNC_INFO_SIZE
     if lines is not None:
         attr.line_info = _address(lines, keep)
-        attr.line_info_cnt = len(lines) // ctypes.sizeof(_LineInfo)
-        attr.line_info_rec_size = ctypes.sizeof(_LineInfo)
+        attr.line_info_cnt = len(lines) // _LINE_INFO_SIZE
+        attr.line_info_rec_size = _LINE_INFO_SIZE
     return handle
 
 
@@ -1153,11 +1155,11 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
             funcs, lines = cached[1], cached[2]
         else:
             type_id = btf_spec.type_id if own else builder.add
-            funcs = _u32_records(_FuncInfo, [
+            funcs = _u32_records([
                 v for slot, f in prep.func_info for v in (slot, type_id(f))]) \
                 if prep.func_info else None
             add_string = builder.add_string
-            lines = _u32_records(_LineInfo, [
+            lines = _u32_records([
                 v for slot, line in prep.line_info for v in (
                     slot, add_string(str(line.file_name)), add_string(str(line.line_text)),
                     (int(line.line) << 10) | (int(line.col) & 0x3FF))
@@ -1170,11 +1172,11 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     return Handle(blob), funcs, lines
 
 
-def _u32_records(cls: Any, values: list[int]) -> bytearray:
-    """The bytes of an array of `cls` (a ctypes struct of __u32 fields) holding `values`,
-    its fields in order, each cut to 32 bits as a field assignment would: packed at once
-    (building the structs one by one costs ~4 us each), and no ctypes array type made for
-    the count (a class each: ~20 us)."""
+def _u32_records(values: list[int]) -> bytearray:
+    """The bytes of an array of records of __u32 fields (`struct bpf_func_info`,
+    `bpf_line_info`) holding `values`, their fields in order, each cut to 32 bits as a
+    field assignment would: packed at once (building the structs one by one costs ~4 us
+    each), and no ctypes array type made for the count (a class each: ~20 us)."""
     return bytearray(struct.pack(f"={len(values)}I", *[v & 0xFFFFFFFF for v in values]))
 
 

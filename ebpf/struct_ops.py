@@ -40,8 +40,8 @@ from ._sys.syscall import bpf
 from ._sys.types import (
     BPF_F_LINK,
     BPF_F_VTYPE_BTF_OBJ_FD,
+    BPF_MAP_CREATE,
     AttachType,
-    Cmd,
     MapCreateAttr,
     MapType,
     ProgramType,
@@ -303,7 +303,7 @@ class StructOpsMap(Map):
             ctypes.memmove(ctypes.addressof(attr) + MapCreateAttr.map_name.offset, name,
                            len(name))
             try:
-                fd = bpf(Cmd.MAP_CREATE, attr)
+                fd = bpf(BPF_MAP_CREATE, attr)
             except SyscallError as e:
                 raise struct_ops_error(e, f"create struct_ops map {ops.name!r} ({ops.type_name})") \
                     from None

@@ -85,7 +85,9 @@ LAZY_PARTS = {"HelperFunc": "helpers", "Perf": "perf", "LinkInfo": "link", "Link
                                "GetIdAttr", "ProgInfo",
                                # BPF_OBJ_GET_INFO_BY_FD: neither loading nor creating
                                # issues it; BPF_ENABLE_STATS' enum
-                               "ObjGetInfoAttr", "BtfInfo", "StatsType"), "misc"),
+                               "ObjGetInfoAttr", "BtfInfo", "StatsType",
+                               # func/line info records: a load needs their sizes only
+                               "FuncInfo", "LineInfo"), "misc"),
               # enums a load uses as plain ints (INT_CONSTANTS) or not at all, unless a
               # program has an expected attach type
               "Cmd": "cmd", "AttachType": "attach"}

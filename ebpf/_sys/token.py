@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from ..errors import NotSupportedError, SyscallError
 from .syscall import bpf_errno, token_state
-from .types import Cmd, TokenCreateAttr
+from .types import BPF_TOKEN_CREATE, TokenCreateAttr
 
 __all__ = ["token_create", "using"]
 
@@ -19,7 +19,7 @@ def token_create(bpffs_fd: int, where: str) -> int:
     """BPF_TOKEN_CREATE from the root of a BPF file system (`bpffs_fd`, opened for
     reading; `where` names it in errors): a new close-on-exec token fd."""
     attr = TokenCreateAttr(flags=0, bpffs_fd=bpffs_fd)
-    fd = bpf_errno(Cmd.TOKEN_CREATE, attr)
+    fd = bpf_errno(BPF_TOKEN_CREATE, attr)
     if fd >= 0:
         return fd
     err = -fd

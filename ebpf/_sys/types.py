@@ -79,6 +79,8 @@ if TYPE_CHECKING:
     from .types_misc import ProgInfo as ProgInfo
     from .types_misc import MapInfo as MapInfo
     from .types_misc import BtfInfo as BtfInfo
+    from .types_misc import FuncInfo as FuncInfo
+    from .types_misc import LineInfo as LineInfo
     from .types_perf import PerfEventType as PerfEventType
     from .types_perf import PerfTypeId as PerfTypeId
     from .types_perf import PerfSwId as PerfSwId
@@ -412,22 +414,6 @@ class BtfLoadAttr(ctypes.Structure):
     ]
 
 
-class FuncInfo(ctypes.Structure):
-    _fields_ = [
-        ("insn_off", ctypes.c_uint32),
-        ("type_id", ctypes.c_uint32),
-    ]
-
-
-class LineInfo(ctypes.Structure):
-    _fields_ = [
-        ("insn_off", ctypes.c_uint32),
-        ("file_name_off", ctypes.c_uint32),
-        ("line_off", ctypes.c_uint32),
-        ("line_col", ctypes.c_uint32),
-    ]
-
-
 ATTR_SIZE = 168
 
 _LAZY = {
@@ -494,6 +480,8 @@ _LAZY = {
     'ProgInfo': 'misc',
     'MapInfo': 'misc',
     'BtfInfo': 'misc',
+    'FuncInfo': 'misc',
+    'LineInfo': 'misc',
     'PerfEventType': 'perf',
     'PerfTypeId': 'perf',
     'PerfSwId': 'perf',

@@ -278,3 +278,19 @@ class BtfInfo(ctypes.Structure):
         ("name_len", ctypes.c_uint32),
         ("kernel_btf", ctypes.c_uint32),
     ]
+
+
+class FuncInfo(ctypes.Structure):
+    _fields_ = [
+        ("insn_off", ctypes.c_uint32),
+        ("type_id", ctypes.c_uint32),
+    ]
+
+
+class LineInfo(ctypes.Structure):
+    _fields_ = [
+        ("insn_off", ctypes.c_uint32),
+        ("file_name_off", ctypes.c_uint32),
+        ("line_off", ctypes.c_uint32),
+        ("line_col", ctypes.c_uint32),
+    ]

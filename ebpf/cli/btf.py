@@ -58,11 +58,11 @@ def _btf_info(btf_id: int) -> dict[str, Any]:
 
 def btf_objects(only: int | None = None) -> list[dict[str, Any]]:
     """bpftool's `btf list` records: id, size, prog_ids, map_ids, kernel, name."""
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from .._sys.types import BPF_BTF_GET_NEXT_ID  # on use: a subcommand loads only what it needs
     from .map import open_maps  # on use: `btf dump file` needs no map or program
     from .prog import open_programs  # on use: `btf dump file` needs no map or program
 
-    ids = [only] if only is not None else list(iter_ids(Cmd.BTF_GET_NEXT_ID))
+    ids = [only] if only is not None else list(iter_ids(BPF_BTF_GET_NEXT_ID))
     users: dict[int, dict[str, list[int]]] = {i: {"prog_ids": [], "map_ids": []} for i in ids}
     for prog in open_programs(None):
         with prog:

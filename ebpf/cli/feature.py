@@ -53,9 +53,9 @@ def _config() -> dict[str, str]:
 
 def _have_syscall() -> bool:
     from .._sys.syscall import bpf_errno  # on use: a subcommand loads only what it needs
-    from .._sys.types import Cmd, GetIdAttr  # on use: a subcommand loads only what it needs
+    from .._sys.types import BPF_PROG_GET_NEXT_ID, GetIdAttr  # on use
 
-    return bpf_errno(Cmd.PROG_GET_NEXT_ID, GetIdAttr()) != -38  # ENOSYS
+    return bpf_errno(BPF_PROG_GET_NEXT_ID, GetIdAttr()) != -38  # ENOSYS
 
 
 def probe(*, helpers: bool = True) -> dict[str, Any]:

@@ -45,11 +45,11 @@ def _from_id(link_id: int) -> Link:
 
 def open_links(selector: tuple[str, str] | None) -> Iterator[Link]:
     """The links a selector names (every link for None); the caller closes each."""
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from .._sys.types import BPF_LINK_GET_NEXT_ID  # on use: a subcommand loads only what it needs
     from ..link import open_pinned as open_link  # on use: a subcommand loads only what it needs
 
     return open_selected(selector, "link", from_id=_from_id, from_pin=open_link,
-                         next_id_cmd=Cmd.LINK_GET_NEXT_ID)
+                         next_id_cmd=BPF_LINK_GET_NEXT_ID)
 
 
 def _one(words: Sequence[str]) -> Link:

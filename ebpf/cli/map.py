@@ -47,11 +47,11 @@ __all__ = ["describe", "open_maps", "register"]
 
 def open_maps(selector: tuple[str, str] | None) -> Iterator[Map]:
     """The maps a selector names (every map for None); the caller closes each."""
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from .._sys.types import BPF_MAP_GET_NEXT_ID  # on use: a subcommand loads only what it needs
     from ..maps import Map  # on use: a subcommand loads only what it needs
 
     return open_selected(selector, "map", from_id=Map.from_id, from_pin=Map.open_pinned,
-                         next_id_cmd=Cmd.MAP_GET_NEXT_ID, attribute=lambda m, _: m.info().name)
+                         next_id_cmd=BPF_MAP_GET_NEXT_ID, attribute=lambda m, _: m.info().name)
 
 
 def _split_map(words: Sequence[str]) -> tuple[Map, list[str]]:

@@ -44,11 +44,11 @@ __all__ = ["describe", "open_programs", "register"]
 
 def open_programs(selector: tuple[str, str] | None) -> Iterator[Program]:
     """The programs a selector names (every program for None); the caller closes each."""
-    from .._sys.types import Cmd  # on use: a subcommand loads only what it needs
+    from .._sys.types import BPF_PROG_GET_NEXT_ID  # on use: a subcommand loads only what it needs
     from ..programs import Program  # on use: a subcommand loads only what it needs
 
     return open_selected(selector, "program", from_id=Program.from_id,
-                         from_pin=Program.open_pinned, next_id_cmd=Cmd.PROG_GET_NEXT_ID,
+                         from_pin=Program.open_pinned, next_id_cmd=BPF_PROG_GET_NEXT_ID,
                          attribute=lambda p, kind: p.name if kind == "name" else p.tag)
 
 

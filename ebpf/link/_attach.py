@@ -25,7 +25,15 @@ from .._sys import validate as _validate
 from .._sys.fd import FD, hold, holds_first
 from .._sys.netlink import CLONE_NEWNET, open_netns, setns
 from .._sys.syscall import bpf
-from .._sys.types import AttachType, Cmd, LinkCreateAttr, LinkType, ProgAttachAttr, ProgQueryAttr
+from .._sys.types import (
+    BPF_PROG_ATTACH,
+    BPF_PROG_QUERY,
+    AttachType,
+    LinkCreateAttr,
+    LinkType,
+    ProgAttachAttr,
+    ProgQueryAttr,
+)
 from ..errors import (
     ClosedError,
     InvalidArgumentError,
@@ -258,7 +266,7 @@ def _query(target_fd: int, target_ifindex: int, attach_type: int, effective: boo
         if with_links:
             attr.link_ids = ctypes.addressof(links)
         try:
-            bpf(Cmd.PROG_QUERY, attr)
+            bpf(BPF_PROG_QUERY, attr)
         except SyscallError as e:
             if e.errno == _errno.ENOSPC and n < 1 << 16:
                 n *= 4
@@ -449,7 +457,7 @@ def prog_attach(program: Program, target: FD | None, attach_type: AttachType, fl
 
 def _attach_call(attr: ProgAttachAttr, what: str, program: Program) -> None:
     try:
-        bpf(Cmd.PROG_ATTACH, attr)
+        bpf(BPF_PROG_ATTACH, attr)
     except SyscallError as e:
         raise _explain(e, "BPF_PROG_ATTACH", program, int(attr.attach_type), what) from None
 
@@ -474,8 +482,9 @@ def _explain(e: SyscallError, cmd: str, program: Program, attach_type: int,
     base = f"bpf({cmd}) of program {program.name!r} ({ptype}) as {at} to {what}"
     hint = ""
     if e.errno == _errno.EPERM:
-        exc = _caps.eperm_error(base, cmd=Cmd[cmd.removeprefix("BPF_")],
-                                prog_type=int(program.type), feature=f"attach type {at}")
+        # the command: the bpf(BPF_...) that `base` names
+        exc = _caps.eperm_error(base, prog_type=int(program.type),
+                                feature=f"attach type {at}")
         from ..errors import PermissionError  # on an EPERM only (process start)
         if isinstance(exc, PermissionError) or not (at.startswith("CGROUP_")
                                                     or at == "LSM_CGROUP"):

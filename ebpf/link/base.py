@@ -13,7 +13,7 @@ from .._sys import validate as _validate
 from .._sys.consts import BPF_F_REPLACE
 from .._sys.fd import FD
 from .._sys.fd import hold as _hold
-from .._sys.types import Cmd, LinkType
+from .._sys.types import BPF_LINK_GET_FD_BY_ID, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError
 
 if TYPE_CHECKING:
@@ -205,4 +205,4 @@ def open_pinned(path: str | os.PathLike[str]) -> Link:
 
 def from_id(link_id: int) -> Link:
     """Open a bpf_link by its id (as the `Link` subclass for its type, if any)."""
-    return _typed(FD(_ops.get_fd_by_id(Cmd.LINK_GET_FD_BY_ID, link_id), "link"))
+    return _typed(FD(_ops.get_fd_by_id(BPF_LINK_GET_FD_BY_ID, link_id), "link"))

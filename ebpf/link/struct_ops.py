@@ -17,7 +17,15 @@ from .._sys import link as _syslink
 from .._sys.consts import BPF_F_REPLACE
 from .._sys.fd import FD, hold
 from .._sys.syscall import bpf
-from .._sys.types import BPF_F_LINK, AttachType, Cmd, LinkCreateAttr, MapElemAttr, MapType
+from .._sys.types import (
+    BPF_F_LINK,
+    BPF_MAP_DELETE_ELEM,
+    BPF_MAP_UPDATE_ELEM,
+    AttachType,
+    LinkCreateAttr,
+    MapElemAttr,
+    MapType,
+)
 from ..elf.struct_ops import read_struct_ops
 from ..errors import ClosedError, InvalidArgumentError, NotSupportedError, SyscallError
 from ..features import require_struct_ops
@@ -80,7 +88,7 @@ class StructOpsLink(Link):
                 with hold(m):
                     attr = MapElemAttr(map_fd=m.fileno())
                     attr.key = ctypes.addressof(key)
-                    bpf(Cmd.MAP_DELETE_ELEM, attr)
+                    bpf(BPF_MAP_DELETE_ELEM, attr)
             except ClosedError:
                 pass  # the map was closed meanwhile: as above, nothing to delete it through
             except SyscallError as e:
@@ -110,7 +118,7 @@ def _write_value(map: Map, value: bytes | None = None, allow_busy: bool = False)
             attr = MapElemAttr(map_fd=map.fileno())
             attr.key = ctypes.addressof(key)
             attr.value = ctypes.addressof(buf)
-            bpf(Cmd.MAP_UPDATE_ELEM, attr)
+            bpf(BPF_MAP_UPDATE_ELEM, attr)
     except SyscallError as e:
         if allow_busy and e.errno == _errno.EBUSY:
             return  # already prepared (a link map is written once)
