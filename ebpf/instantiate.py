@@ -269,7 +269,8 @@ def _kconfig_value(ext: Extern, kconfig: Any) -> Any:
         return {"y": 1, "m": 2, "n": 0}.get(raw, 0)
     if isinstance(t, _btf.Array):  # char[N]: a quoted string
         return raw.strip('"')
-    if isinstance(t, _btf.Int) and (t.encoding & _btf.IntEncoding.BOOL or t.size == 1) and \
+    # (4: IntEncoding.BOOL, read raw: no IntEncoding class made)
+    if isinstance(t, _btf.Int) and (t._encoding & 4 or t.size == 1) and \
             raw in ("y", "m", "n"):
         return raw != "n"
     if raw in ("y", "m"):

@@ -23,7 +23,6 @@ from .types import (
     FuncProto,
     Fwd,
     Int,
-    IntEncoding,
     Kind,
     Linkage,
     Member,
@@ -74,6 +73,7 @@ _LAZY = {
     "to_dtype": ".ctypes_conv",
     "dump_c": ".cdump",
     "sanitize": ".sanitize",
+    "IntEncoding": ".types",  # (made on first use there too)
 }
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from .ctypes_conv import to_ctypes, to_dtype
     from .dedup import dedup
     from .handle import BTFLoadError, Handle
+    from .intencoding import IntEncoding
     from .sanitize import sanitize
 
 

@@ -383,7 +383,7 @@ class Builder:
             if t.bits > 255 or t.offset > 255 or t.bits + t.offset > 8 * t.size:
                 raise BTFError(f"int of {t.size} bytes cannot have {t.bits} bits at {t.offset}")
             ext((name, Kind.INT << 24, t.size,
-                 (int(t.encoding) & 0xF) << 24 | t.offset << 16 | t.bits))
+                 (t._encoding & 0xF) << 24 | t.offset << 16 | t.bits))
         elif isinstance(t, Composite):
             members = t.members
             _vlen(len(members))

@@ -75,7 +75,6 @@ from .types import (
     Float,
     Fwd,
     Int,
-    IntEncoding,
     Kind,
     Member,
     Pointer,
@@ -143,6 +142,7 @@ _U64 = (1 << 64) - 1
 _MAX_PATH = 64      # longest access path (and trail through a target) accepted
 _MAX_NESTING = 32   # deepest chain of typedefs/arrays/pointers followed
 _POINTER_SIZE = 8
+_SIGNED = 1  # IntEncoding.SIGNED (an Int's raw `_encoding`: no IntEncoding class made)
 
 _FIELD_KINDS = frozenset((
     CoreReloKind.FIELD_BYTE_OFFSET, CoreReloKind.FIELD_BYTE_SIZE, CoreReloKind.FIELD_EXISTS,
@@ -835,7 +835,7 @@ def _bitfield_load(member: Member, t: Type, bits: int) -> tuple[int, int]:
 def _is_signed(t: Type) -> bool:
     if isinstance(t, Enum):
         return t.signed
-    return isinstance(t, Int) and bool(t.encoding & IntEncoding.SIGNED)
+    return isinstance(t, Int) and bool(t._encoding & _SIGNED)
 
 
 def _left_shift(f: _Field) -> int:
@@ -885,7 +885,7 @@ def _resize(kind: CoreReloKind, local: _Field, target: _Field) -> _Resize | None
         return None
     possible = (isinstance(lt, Pointer) and isinstance(tt, Pointer)) or (
         isinstance(lt, Int) and isinstance(tt, Int)
-        and lt.encoding != IntEncoding.SIGNED and tt.encoding != IntEncoding.SIGNED)
+        and lt._encoding != _SIGNED and tt._encoding != _SIGNED)
     return (ls, ts, possible, _label(lt or Void()), _label(tt or Void()))
 
 

@@ -42,7 +42,6 @@ from .types import (
     FuncProto,
     Fwd,
     Int,
-    IntEncoding,
     Member,
     Struct,
     Type,
@@ -322,7 +321,7 @@ class SpecDecoder(SpecWalk):
             t = e
         elif kind == _INT:
             enc = w[j]
-            t = Int(name, size_type, IntEncoding((enc >> 24) & 0xF), enc & 0xFF,
+            t = Int(name, size_type, (enc >> 24) & 0xF, enc & 0xFF,
                     (enc >> 16) & 0xFF)
         elif kind == _FWD:
             t = Fwd(name, bool(kflag))

@@ -14,9 +14,10 @@ from ..errors import BTFError, KeyNotFoundError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from enum import IntEnum, IntFlag
+    from enum import IntEnum
     from typing import ClassVar, TypeAlias
 
+    from .intencoding import IntEncoding as IntEncoding
     from .names import _PendingMembers
     from .spec import Spec
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     Ref: TypeAlias = "Type | int"
 else:
     # the same stdlib classes, made at a fraction of the cost (process start)
-    from .._sys.fastclass import IntEnum, IntFlag
+    from .._sys.fastclass import IntEnum
 
 
 class Kind(IntEnum):
@@ -50,14 +51,6 @@ class Kind(IntEnum):
     DECL_TAG = 17
     TYPE_TAG = 18
     ENUM64 = 19
-
-
-class IntEncoding(IntFlag):
-    """Encoding flags of an INT: signedness, `char`, `bool`."""
-    UNSIGNED = 0
-    SIGNED = 1
-    CHAR = 2
-    BOOL = 4
 
 
 class Linkage(IntEnum):
@@ -120,21 +113,44 @@ class Void(Type):
 class Int(Type):
     """An integer type: `size` in bytes, `encoding` (signed/char/bool), `bits` and
     `offset` (bitfield-style INT)."""
-    __slots__ = ("bits", "encoding", "offset", "size")
+    # `_encoding`: the encoding as a plain int (what the load path reads; `encoding`
+    # makes the IntEncoding class on first use)
+    __slots__ = ("_encoding", "bits", "offset", "size")
     kind = Kind.INT
 
-    def __init__(self, name: str, size: int, encoding: IntEncoding = IntEncoding.UNSIGNED,
+    def __init__(self, name: str, size: int, encoding: IntEncoding | int = 0,
                  bits: int | None = None, offset: int = 0) -> None:
         super().__init__(name)
         self.size = size
-        self.encoding = IntEncoding(encoding)
+        self._encoding = _raw_encoding(encoding)
         self.bits = size * 8 if bits is None else bits
         self.offset = offset
 
     @property
+    def encoding(self) -> IntEncoding:
+        """The encoding flags (signed/char/bool)."""
+        from .intencoding import IntEncoding  # made on first use (process start)
+
+        return IntEncoding(self._encoding)
+
+    @encoding.setter
+    def encoding(self, value: IntEncoding | int) -> None:
+        self._encoding = _raw_encoding(value)
+
+    @property
     def signed(self) -> bool:
         """Whether the encoding is signed."""
-        return bool(self.encoding & IntEncoding.SIGNED)
+        return bool(self._encoding & 1)  # IntEncoding.SIGNED
+
+
+def _raw_encoding(value: IntEncoding | int) -> int:
+    """`value` as the int of the IntEncoding it names (invalid ones raise as the class
+    does)."""
+    if value.__class__ is int and 0 <= value <= 0xF:
+        return value
+    from .intencoding import IntEncoding  # made on first use (process start)
+
+    return int(IntEncoding(value))
 
 
 class Float(Type):
@@ -635,3 +651,13 @@ def _alignof(t: Type, depth: int) -> int:
                        default=1)
         return 1
     raise BTFError(f"type nesting too deep computing alignment of {t!r}")
+
+
+def __getattr__(name: str) -> object:
+    """`IntEncoding`, made on first use (ebpf.btf.intencoding; named as this module's)."""
+    if name == "IntEncoding":
+        from .intencoding import IntEncoding  # not on the load path: its IntFlag costs
+
+        globals()[name] = IntEncoding
+        return IntEncoding
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,14 +74,14 @@ def decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
     if t is None:
         return None, 0
     # BTF code on first typed use: `import ebpf.maps` loads none
-    from ..btf import Datasec, Enum, Int, IntEncoding, skip_typedefs
+    from ..btf import Datasec, Enum, Int, skip_typedefs
 
     inner = skip_typedefs(t)
     if isinstance(inner, Datasec):
         return None, 0
     if isinstance(inner, (Int, Enum)) and inner.size == size:
         signed = inner.signed
-        if isinstance(inner, Int) and inner.encoding & IntEncoding.BOOL:
+        if isinstance(inner, Int) and inner._encoding & 4:  # IntEncoding.BOOL, read raw
             return (lambda raw: raw != bytes(len(raw))), 2
 
         def dec_int(raw: bytes) -> int:
