@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["NotPicklableError", "refuse", "shallow_copy"]
+__all__ = ["NotPicklableError", "refuse", "set_state", "shallow_copy"]
 
 
 class NotPicklableError(Error, TypeError):
@@ -39,11 +39,17 @@ def shallow_copy(obj: T) -> T:
     `copy.copy` makes one by default."""
     reduced: Any = object.__reduce_ex__(obj, 4)  # the default one, not the class's refusal
     new: T = reduced[0](*reduced[1])
-    state = reduced[2] if len(reduced) > 2 else None
-    if state:
-        attrs, slots = state if isinstance(state, tuple) else (state, None)
-        if attrs:
-            vars(new).update(attrs)
-        for name, value in (slots or {}).items():
-            setattr(new, name, value)
+    set_state(new, reduced[2] if len(reduced) > 2 else None)
     return new
+
+
+def set_state(new: object, state: Any) -> None:
+    """Give `new` the state `object.__reduce_ex__` took of an object of its class: its
+    ``__dict__`` entries, or a pair of them and its slots' values."""
+    if not state:
+        return
+    attrs, slots = state if isinstance(state, tuple) else (state, None)
+    if attrs:
+        vars(new).update(attrs)
+    for name, value in (slots or {}).items():
+        setattr(new, name, value)

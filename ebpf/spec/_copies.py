@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 
+from .._sys.nopickle import set_state
 from ..btf.pickling import share_types
 from ..btf.types import Type
 
@@ -27,12 +28,7 @@ def deep_copy(obj: Any, memo: dict[int, Any], btfs: Iterable[BTFSpec | None]) ->
     cls = obj.__class__
     new = cls.__new__(cls)
     memo[id(obj)] = new
-    state = copy.deepcopy(object.__reduce_ex__(obj, 4)[2], memo)
-    attrs, slots = state if isinstance(state, tuple) else (state, None)
-    if attrs:
-        vars(new).update(attrs)
-    for name, value in (slots or {}).items():
-        setattr(new, name, value)
+    set_state(new, copy.deepcopy(object.__reduce_ex__(obj, 4)[2], memo))
     return new
 
 
