@@ -408,6 +408,14 @@ class UserSample:
     def _commit_or_discard(self, discard: bool) -> None:
         self._writer._commit(self, discard)
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        """Refused with `NotPicklableError` (also by `copy.deepcopy` and `copy.copy`):
+        space in this process's mapping of the ring; send `bytes(sample.data)` instead."""
+        from ._sys.nopickle import refuse  # on a refusal only (process start)
+
+        refuse("reserved user ring buffer sample",
+               "send its bytes (bytes(sample.data)) and write them in the other process")
+
 
 class Writer:
     """Writes samples into a BPF_MAP_TYPE_USER_RINGBUF for a program that

@@ -297,3 +297,17 @@ def test_readers_refuse() -> None:
     with ebpf.Map(ebpf.MapSpec("pb", ebpf.MapType.PERF_EVENT_ARRAY, key_size=4,
                                value_size=4)) as pb, perf.Reader(pb) as reader:
         _refused(reader, "perf reader .*pin its map")
+
+
+@requires("map_type:USER_RINGBUF", min_kernel="6.1")
+def test_user_ringbuf_writer_and_samples_refuse() -> None:
+    from ebpf import ringbuf
+
+    with ebpf.Map(ebpf.MapSpec("urb", ebpf.MapType.USER_RINGBUF, max_entries=4096)) as urb, \
+            ringbuf.Writer(urb) as writer:
+        _refused(writer, "user ring buffer writer .*pin its map")
+        sample = writer.reserve(8)
+        _refused(sample, r"sample .*bytes\(sample.data\)")
+        with pytest.raises(ebpf.NotPicklableError):
+            copy.copy(sample)
+        sample.discard()
