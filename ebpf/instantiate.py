@@ -305,6 +305,8 @@ def _kallsyms_hidden() -> bool:
 def _resolve_externs(spec: CollectionSpec, ps: ProgramSpec) -> ProgramSpec:
     """Typeless ksyms get their kallsyms address; weak ksyms missing from the kernel
     become zero. Typed ksyms and kfuncs are left for the program loader (BTF ids)."""
+    if not spec.externs:
+        return ps
     needs = meta_key_indexes(ps, "extern")  # (known from the last load: no pass)
     if not needs:
         return ps

@@ -91,6 +91,7 @@ class MapState:
         "_fast_owner",
         "_fd",
         "_fd_values",
+        "_fixed",
         "_frozen",
         "_int_vdecode",
         "_kdec",
@@ -157,6 +158,7 @@ class MapState:
     _mmaps: list[Any]
     _pinned: str | None
     _frozen: bool
+    _fixed: Any  # maps.info.MapInfo without `frozen`, once asked (Map._fixed_info)
     # the memory mapping of an mmapable array (ebpf.maps.mapped)
     _mm: Any
     _mraw: memoryview | None

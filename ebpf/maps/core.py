@@ -159,6 +159,7 @@ class Map(MapElements):
 
     def _setup(self, fd: FD, spec: MapSpec) -> None:
         self._fd = fd
+        self._fixed = None
         self._spec = spec
         self._name = spec.name
         self._type = int(spec.type)
@@ -409,6 +410,18 @@ class Map(MapElements):
 
         with self._fd.hold() as fd:
             return query_info(fd)
+
+    def _fixed_info(self) -> MapInfo:
+        """`info()` without `frozen` (False), queried once: a map's type, sizes, flags,
+        name, id and BTF ids never change (`MapSpec.check_compatible` asks for them at
+        every load that reuses this map)."""
+        fixed: MapInfo | None = self._fixed
+        if fixed is None or self._fd.closed:  # (closed: ClosedError, as from info())
+            from .info import query_info  # (as in info())
+
+            with self._fd.hold() as fd:
+                fixed = self._fixed = query_info(fd, frozen=False)
+        return fixed
 
     # -- iteration and batches: their modules on first use (process start) ---------------
 

@@ -37,8 +37,9 @@ class MapInfo:
     frozen: bool = False
 
 
-def query_info(fd: int) -> MapInfo:
-    """The `MapInfo` of the map descriptor `fd`."""
+def query_info(fd: int, *, frozen: bool = True) -> MapInfo:
+    """The `MapInfo` of the map descriptor `fd` (`frozen` read from its fdinfo unless
+    `frozen=False`: then False, and only the kernel's immutable facts are current)."""
     raw = _t.MapInfo()
     _ops.obj_get_info(fd, raw)
     name = bytes(raw.name).split(b"\0", 1)[0].decode(errors="replace")
@@ -46,11 +47,11 @@ def query_info(fd: int) -> MapInfo:
         mtype = MapType(raw.type)
     except ValueError:
         mtype = raw.type
-    frozen = False
-    try:
-        frozen = fdinfo(fd).get("frozen", "0") == "1"
-    except (OSError, ValueError):
-        pass
+    if frozen:
+        try:
+            frozen = fdinfo(fd).get("frozen", "0") == "1"
+        except (OSError, ValueError):
+            frozen = False
     return MapInfo(id=raw.id, name=name, type=mtype, key_size=raw.key_size,
                    value_size=raw.value_size, max_entries=raw.max_entries,
                    flags=MapFlags(raw.map_flags), map_extra=raw.map_extra, btf_id=raw.btf_id,

@@ -136,7 +136,8 @@ class MapSpec(Record):
     def check_compatible(self, m: SupportsInfo) -> None:
         """Raise InvalidArgumentError naming the first attribute in which the existing
         map `m` (e.g. one found pinned) differs from this spec."""
-        info = m.info()
+        fixed = getattr(m, "_fixed_info", None)  # an ebpf.Map: asks the kernel once
+        info = fixed() if fixed is not None else m.info()
         checks: list[tuple[str, int, int]] = [
             ("type", int(self.type), int(info.type)),
             ("key_size", self.key_size, info.key_size),
