@@ -23,6 +23,12 @@ SERVICE = 7000
 STATS = struct.Struct("<6Q")  # packets, bytes, allowed, denied, service, generation
 
 
+def addr(dotted: str) -> int:
+    """An IPv4 address as the program compares it (network order, read as a u32)."""
+    value: int = struct.unpack("<I", socket.inet_aton(dotted))[0]
+    return value
+
+
 def template() -> ebpf.CollectionSpec:
     obj = compile_bpf("tc_template_core", extra_flags=[f"-I{vmlinux_include_dir()}"])
     return ebpf.load_collection_spec(str(obj))
@@ -73,8 +79,7 @@ def test_template_has_core_relocations_and_each_configuration_decides() -> None:
     assert sum(1 for ins in prog.instructions if ins.meta and "core" in ins.meta) >= 20
     rules = [(17, TCX_PASS, SERVICE, SERVICE, 0, 0, 0),
              (6, TCX_DROP, 20, 25, 0, 0, 0),                      # ssh and smtp: drop
-             (17, TCX_DROP, 5000, 5999, 0, struct.unpack("<I", socket.inet_aton("10.9.0.0"))[0],
-              struct.unpack("<I", socket.inet_aton("255.255.0.0"))[0]),
+             (17, TCX_DROP, 5000, 5999, 0, addr("10.9.0.0"), addr("255.255.0.0")),
              (1, TCX_DROP, 0x0800, 0x0800, 0, 0, 0)]              # ICMP echo request
     shared = {name: ebpf.Map(spec.maps[name]) for name in ("stats", "flows")}
     try:
@@ -125,7 +130,8 @@ def test_replacement_map_is_checked_once_and_still_refused_when_closed_or_unfit(
         assert fixed is not None and fixed.value_size == spec.maps["stats"].value_size
         spec.maps["stats"].check_compatible(stats)
         assert stats._fixed is fixed  # no second query
-        with pytest.raises(ebpf.errors.InvalidArgumentError, match="map .flows.: existing map has type 6, spec wants 9"):
+        with pytest.raises(ebpf.errors.InvalidArgumentError,
+                           match=r"map 'flows': existing map has type 6, spec wants 9"):
             spec.maps["flows"].check_compatible(stats)
     finally:
         stats.close()
