@@ -12,9 +12,11 @@ workers can share the cache safely.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -98,6 +100,7 @@ def compile_bpf(
     flags = [*BASE_FLAGS, "-target", target, f"-I{BPF_DIR}", *extra_flags]
     cache = _cache_dir()
     out = cache / f"{name}-{_key(source, flags)}.o"
+    _note_variant(name, target, extra_flags)
     if out.is_file():
         return out
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".o.tmp", dir=cache)
@@ -120,3 +123,62 @@ def compile_bpf(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+# -- variants built against a kernel's vmlinux.h (for the kernel matrix's prewarm) --------
+
+VARIANTS = CACHE_DIR / "vmlinux-variants.txt"
+_VMLINUX_DIR = REPO_DIR / ".cache" / "vmlinux"
+_DEFINE = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_]*)?")
+_noted: set[str] = set()
+
+
+def _note_variant(name: str, target: str, extra_flags: Sequence[str]) -> None:
+    """Record a compile against some kernel's vmlinux.h (its -I replaced by @VMLINUX@),
+    once per line, in VARIANTS: the kernel matrix builds the same variants for each
+    guest kernel before booting (tools/vm/prewarm.py; `variants()`)."""
+    flags = ["@VMLINUX@" if f.startswith(f"-I{_VMLINUX_DIR}/") else f for f in extra_flags]
+    if "@VMLINUX@" not in flags or (flags == ["@VMLINUX@"] and target == "bpf"):
+        return  # (the plain build against vmlinux.h is prewarmed for every source)
+    line = json.dumps([name, target, flags])
+    if line in _noted:
+        return
+    _noted.add(line)
+    if line in _read_variants():
+        return
+    fd = os.open(VARIANTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())  # one short append: whole lines, even if
+    finally:                                  # test workers write at once
+        os.close(fd)
+
+
+def _read_variants() -> set[str]:
+    try:
+        with open(VARIANTS) as f:
+            return {ln.strip() for ln in f if ln.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def variants(include_dir: pathlib.Path) -> list[tuple[str, str, list[str]]]:
+    """The recorded variants with `include_dir` (a vmlinux.h directory) in place of
+    @VMLINUX@: (name, target, extra_flags). Only lines of the expected shape (a source
+    of tests/bpf, a known target, -D definitions) are returned: the file sits in a
+    cache and its flags go to clang."""
+    out = []
+    for line in sorted(_read_variants()):
+        try:
+            name, target, flags = json.loads(line)
+        except ValueError:
+            continue
+        if (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name)
+                or not (BPF_DIR / f"{name}.c").is_file()
+                or target not in ("bpf", "bpfel", "bpfeb") or not isinstance(flags, list)
+                or not all(f == "@VMLINUX@" or (isinstance(f, str) and _DEFINE.fullmatch(f))
+                           for f in flags)):
+            continue
+        out.append((name, target, [f"-I{include_dir}" if f == "@VMLINUX@" else f
+                                   for f in flags]))
+    return out
+

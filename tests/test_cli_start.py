@@ -54,6 +54,7 @@ def test_a_subcommand_imports_only_its_module(argv: tuple[str, ...]) -> None:
     assert d["cli"] == ["ebpf.cli", "ebpf.cli.load", "ebpf.cli.main"]
 
 
+@pytest.mark.hostonly  # a process's imports and exit: the same on every kernel
 @requires("program_type:SYSCALL", min_kernel="5.14")
 def test_loading_imports_no_logging(obj: str) -> None:
     """`ebpf load` of an object that loads cleanly imports neither `logging`, `signal`,
@@ -198,6 +199,7 @@ def test_load_raises_the_gc_threshold_before_its_imports(tmp_path: Path) -> None
                                                        f"ebpf.cli.common {default}"]
 
 
+@pytest.mark.hostonly  # a process's imports and exit: the same on every kernel
 @requires("program_type:RAW_TRACEPOINT", min_kernel="4.17")
 def test_load_ends_the_process_after_the_exit_handlers(tmp_path: Path) -> None:
     """`ebpf load` run as the program keeps gc's raised threshold until the end and

@@ -183,12 +183,15 @@ def _source_for(block: Block, name: str) -> tuple[str, str]:
                             "the page, and no such file in examples/bpf or tests/bpf")
 
 
-def compile_object(block: Block, name: str, outdir: pathlib.Path) -> pathlib.Path:
-    """Compile needs-object=NAME into outdir/<NAME without .c>.o (cached by content)."""
-    from vmlinux import vmlinux_h
+def compile_object(block: Block, name: str, outdir: pathlib.Path | None,
+                   btf_path: str | None = None) -> pathlib.Path:
+    """Compile needs-object=NAME into outdir/<NAME without .c>.o (cached by content),
+    against the vmlinux.h of `btf_path` (default: the running kernel's BTF); with
+    `outdir` None, only into the cache (returned)."""
+    from vmlinux import VMLINUX_BTF, vmlinux_h
 
     source, origin = _source_for(block, name)
-    flags = [*BASE_FLAGS, "-target", "bpf", f"-I{vmlinux_h().parent}",
+    flags = [*BASE_FLAGS, "-target", "bpf", f"-I{vmlinux_h(btf_path or VMLINUX_BTF).parent}",
              f"-I{REPO_DIR / 'tests' / 'bpf'}", f"-I{REPO_DIR / 'examples' / 'bpf'}"]
     key = hashlib.sha256("\0".join([source, *flags]).encode()).hexdigest()[:32]
     OBJ_CACHE.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -202,9 +205,32 @@ def compile_object(block: Block, name: str, outdir: pathlib.Path) -> pathlib.Pat
             if proc.returncode != 0:
                 raise AssertionError(f"{origin}: {CLANG} failed:\n{proc.stderr}")
             os.replace(str(cached) + ".tmp", cached)
+    if outdir is None:
+        return cached
     out = outdir / (name.removesuffix(".c") + ".o")
     shutil.copyfile(cached, out)
     return out
+
+
+def prewarm_objects(btf_paths: list[str]) -> tuple[int, int]:
+    """Compile every object the pages' blocks need, for each kernel BTF in `btf_paths`
+    (the kernel matrix builds them on the host before the guests boot: clang under TCG
+    is 20-50x slower). Returns (compiled or cached, wanted); failures are left for the
+    block's test to report."""
+    wanted = {(page, name) for page in PAGES for b in python_blocks(page)
+              for name in b.markers.get("needs-object", [])}
+    ok = total = 0
+    for btf_path in btf_paths:
+        for page, name in sorted(wanted):
+            total += 1
+            block = next(b for b in python_blocks(page)
+                         if name in b.markers.get("needs-object", []))
+            try:
+                compile_object(block, name, None, btf_path)
+                ok += 1
+            except (AssertionError, OSError, subprocess.SubprocessError):
+                pass
+    return ok, total
 
 
 # -- running a page ------------------------------------------------------------------------

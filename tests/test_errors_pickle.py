@@ -193,7 +193,8 @@ def _load_rejected(name: str) -> str:
 
 
 @pytest.mark.kernel
-def test_verifier_error_from_worker_process() -> None:
+@pytest.mark.hostonly  # pickling across processes: the same on every kernel (a spawned
+def test_verifier_error_from_worker_process() -> None:  # interpreter: ~20 s under TCG)
     # spawn: the exception is unpickled in a process that never made the class itself
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         future = pool.submit(_load_rejected, "bad_prog")

@@ -447,3 +447,40 @@ def test_feature_strings_resolve_to_ebpf_features() -> None:
     assert resolve_probe("no_such_probe") is None
     with pytest.raises(ValueError, match="MapType"):
         resolve_probe("map_type:NO_SUCH_MAP")
+
+
+# --------------------------------------------------------------------------------------
+# prewarm: the variants tests built against a vmlinux.h are replayed for the guests
+
+
+def test_prewarm_replays_recorded_variants_and_ignores_forged_lines(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bpfbuild
+
+    record = tmp_path / "variants.txt"
+    monkeypatch.setattr(bpfbuild, "VARIANTS", record)
+    monkeypatch.setattr(bpfbuild, "_noted", set())
+    vmdir = bpfbuild.REPO_DIR / ".cache" / "vmlinux" / "0123"
+    bpfbuild._note_variant("graph_kptr", "bpf", [f"-I{vmdir}", "-DGLOBALS_ONLY"])
+    bpfbuild._note_variant("graph_kptr", "bpf", [f"-I{vmdir}", "-DGLOBALS_ONLY"])  # once
+    bpfbuild._note_variant("graph_kptr", "bpf", [f"-I{vmdir}"])  # the plain build: not
+    bpfbuild._note_variant("elf_smoke", "bpfeb", ["-DX=1"])  # no vmlinux.h: not
+    assert record.read_text().splitlines() == [
+        '["graph_kptr", "bpf", ["@VMLINUX@", "-DGLOBALS_ONLY"]]']
+    with record.open("a") as f:  # the file is in a cache: what reaches clang is checked
+        f.write('["graph_kptr", "bpf", ["@VMLINUX@", "-fplugin=/tmp/evil.so"]]\n')
+        f.write('["../../etc/x", "bpf", ["@VMLINUX@"]]\n')
+        f.write('["graph_kptr", "x86_64-linux-gnu", ["@VMLINUX@"]]\n')
+        f.write('not json\n')
+    guest = pathlib.Path("/some/guest/vmlinux")
+    assert bpfbuild.variants(guest) == [("graph_kptr", "bpf", [f"-I{guest}", "-DGLOBALS_ONLY"])]
+
+
+def test_prewarm_builds_the_docs_objects_for_each_kernel() -> None:
+    import test_docs
+
+    wanted = {(page, name) for page in test_docs.PAGES for b in test_docs.python_blocks(page)
+              for name in b.markers.get("needs-object", [])}
+    assert wanted, "the docs name objects their blocks need"
+    ok, total = test_docs.prewarm_objects(["/sys/kernel/btf/vmlinux"])
+    assert (ok, total) == (len(wanted), len(wanted))

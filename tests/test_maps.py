@@ -1055,6 +1055,7 @@ def test_packing_roundtrip(ks: int, vs: int, data: st.DataObject) -> None:
         assert bytes(keys) == kb and bytes(values) == vb
 
 
+@pytest.mark.hostonly  # the library's own checks: the same on every kernel
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 12).filter(lambda n: n != 4))
 def test_wrong_sizes_say_expected(n: int) -> None:

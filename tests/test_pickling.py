@@ -238,7 +238,8 @@ def _load_in_worker(spec: ebpf.CollectionSpec, program: str) -> tuple[int, Any]:
         return ret, coll.variables["cfg_magic"].get()
 
 
-@requires("program_type:SYSCALL", min_kernel="5.14")
+@pytest.mark.hostonly  # pickling across processes: the same on every kernel (two spawned
+@requires("program_type:SYSCALL", min_kernel="5.14")  # interpreters: ~20 s under TCG)
 def test_specs_load_in_worker_processes() -> None:
     specs = [parse("loader_globals"), _configured(parse("loader_globals"))]
     programs = ["check_defaults", "read_config"]

@@ -5,7 +5,8 @@ Tests compile tests/bpf/*.c with clang at test time (tests/bpfbuild.py, cached i
 (tests/vmlinux.py, .cache/vmlinux/<btf hash>/). Under TCG clang is ~20-50x slower, so
 every object a guest would build is built here first, for the host's BTF and each guest
 kernel's (.cache/kernels/<release>/vmlinux): the repo is at the same path in the guest,
-so the guest's cache lookups hit. The examples gallery's BPF C (examples/bpf/, built
+so the guest's cache lookups hit; so are the objects the documentation's code blocks
+need (tests/test_docs.py, `needs-object`). The examples gallery's BPF C (examples/bpf/, built
 by `ebpf build` into ~/.cache/ebpf, keyed by the BTF's digest; the guests' HOME is
 /root, as root's on the host) is built for each kernel the same way, and the type index
 of each kernel's BTF is written where the library looks for it. Best effort: a
@@ -51,11 +52,15 @@ def prewarm(btfs: list[str], jobs: int = 2) -> tuple[int, int]:
                 except Exception as e:
                     print(f"prewarm: vmlinux.h for {b}: {e}", file=sys.stderr)
     sources = sorted(p.stem for p in bpfbuild.BPF_DIR.glob("*.c"))
-    jobs_list = [(s, f) for f in flag_sets for s in sources]
+    jobs_list = [(s, "bpf", f) for f in flag_sets for s in sources]
+    # the variants tests built against the host's vmlinux.h (-D flags, other targets:
+    # recorded by tests/bpfbuild.py) for each guest kernel too
+    for f in flag_sets[1:]:
+        jobs_list += bpfbuild.variants(pathlib.Path(f[0][2:]))
 
-    def one(job: tuple[str, list[str]]) -> bool:
+    def one(job: tuple[str, str, list[str]]) -> bool:
         try:
-            bpfbuild.compile_bpf(job[0], extra_flags=job[1])
+            bpfbuild.compile_bpf(job[0], target=job[1], extra_flags=job[2])
             return True
         except Exception:
             return False
@@ -100,6 +105,18 @@ def prewarm_btf_index(btfs: list[str]) -> int:
     return written
 
 
+def prewarm_docs(btfs: list[str]) -> tuple[int, int]:
+    """Build the objects the documentation's code blocks need (tests/test_docs.py's
+    `needs-object`) for each kernel BTF."""
+    try:
+        test_docs: Any = importlib.import_module("test_docs")
+    except Exception as e:  # (pytest or the docs missing: the tests will say)
+        print(f"prewarm: docs objects: {e}", file=sys.stderr)
+        return 0, 0
+    ok, total = test_docs.prewarm_objects([b for b in btfs if os.path.exists(b)])
+    return int(ok), int(total)
+
+
 def compile_python() -> None:
     """Byte-compile the repository's Python for the guests (same interpreter)."""
     for d in ("ebpf", "tests", "tools", "examples"):
@@ -112,8 +129,10 @@ def main(argv: list[str]) -> int:
     ok, total = prewarm(argv)
     sys.path.insert(0, str(REPO))
     ex_ok, ex_total = prewarm_examples(argv)
+    docs_ok, docs_total = prewarm_docs(argv)
     indexed = prewarm_btf_index(argv)
-    print(f"kmatrix: prewarmed {ok}/{total} BPF objects, {ex_ok}/{ex_total} examples and "
+    print(f"kmatrix: prewarmed {ok}/{total} BPF objects, {ex_ok}/{ex_total} examples, "
+          f"{docs_ok}/{docs_total} docs objects and "
           f"{indexed} BTF indexes for {len(argv)} kernel BTFs in "
           f"{time.monotonic() - t0:.0f}s", flush=True)
     return 0
