@@ -681,7 +681,7 @@ def _encode_one(ins: Instruction) -> bytes:
 
 def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template | None:
     """The template of `spec`'s last load, if it was computed from what `spec` holds now
-    (`_unchanged`) and against the same CO-RE target."""
+    (`_progtrack.unchanged`) and against the same CO-RE target."""
     tpl: _Template | None = vars(spec).get("_programs_template")
     if tpl is None:
         return None
@@ -730,7 +730,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     # thread) makes the next load compute again; a spec loaded once keeps no template
     keep = "_programs_once" not in vars(spec)
     if keep:
-        from ._progtrack import track  # a spec loaded more than once only (process start)
+        from ._progtrack import track  # not for `ebpf load`: its specs load once (process start)
 
         keep = track(given, metas)
     if keep:
@@ -784,7 +784,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
 def load_once(spec: ProgramSpec) -> None:
     """Say that `spec` is loaded at most once (what a one-shot command such as ``ebpf
     load`` knows): its load then keeps no template for a next one, and so does not make
-    its instructions and line/CO-RE records count their edits (`_track`: a class made
+    its instructions and line/CO-RE records count their edits (`_progtrack.track`: a class made
     per record type and every object's class swapped, ~0.25 ms of a small program's
     load). A later load of `spec` is prepared afresh. Copies of `spec` are not marked."""
     vars(spec)["_programs_once"] = True
