@@ -24,9 +24,9 @@ import os
 import struct
 import weakref
 from collections.abc import Mapping, Sequence
-from itertools import chain, repeat
+from itertools import chain
 
-from ._sys import consts, ops
+from ._sys import consts
 from ._sys import forking as _forking
 from ._sys import log as _log
 from ._sys import prog as _prog
@@ -39,7 +39,6 @@ from .errors import (
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
-    SyscallError,
 )
 from .spec import kernel_name
 from .spec.programs import ProgramSpec
@@ -52,17 +51,13 @@ if TYPE_CHECKING:
     from ._proginfo import ProgramInfo as ProgInfo  # (an alias, made on first use)
     from ._progrun import RunFlags
     from ._sys.types import AttachType as AttachType
-    from ._sys.types import ProgInfo as _ProgInfo
     from .asm import Instruction
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
     from .btf.handle import Handle
     from .link import Link
     from .spec.flags import ProgramFlags
-    from .spec.protocols import LoadedProgram, SupportsFileno
-
-# The decl tag on a program's FUNC naming its exception callback (`__exception_cb`).
-_EXCEPTION_CB_TAG = "exception_callback:"
+    from .spec.protocols import SupportsFileno
 
 __all__ = [
     "DEFAULT_LOG_SIZE",
@@ -196,42 +191,15 @@ class Program:
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
-    def _from_fd(cls, fd: FD, pinned: str | None = None) -> Program:
-        """A `Program` owning `fd`, its name and type read back from the kernel."""
-        prog = cls.__new__(cls)
-        prog._fd = fd
-        prog.spec = None
-        prog._pinned = pinned
-        prog.verifier_log = ""
-        try:
-            raw = _raw_info(fd.fileno())
-        except BaseException:
-            fd.close()
-            raise
-        prog._id = int(raw.id)
-        prog._tag = bytes(raw.tag).hex()
-        prog._name = _cstr(raw.name)
-        fd.kind = _kind(prog._name)
-        try:
-            prog._type = ProgramType(raw.type)
-        except ValueError:  # a type newer than this library
-            prog._type = raw.type
-        return prog
-
-    @classmethod
     def open_pinned(cls, path: str | os.PathLike[str]) -> Program:
         """Open the program pinned at `path` on a bpffs (BPF_OBJ_GET).
 
         Raises `InvalidArgumentError` when `path` holds another kind of object
         (a map, a link), `SyscallError` (ENOENT) when nothing is pinned there.
         """
-        p = _validate.path(path, "pin path")
-        fd = FD(ops.obj_get(p), "program")
-        kind = _validate.fd_kind(fd.fileno())
-        if kind != "program":
-            fd.close()
-            raise InvalidArgumentError(f"{p!r} is not a pinned program (it is a {kind})")
-        return cls._from_fd(fd, p)
+        from ._progpin import open_pinned  # on first use: process start
+
+        return open_pinned(cls, path)
 
     @classmethod
     def from_id(cls, prog_id: int) -> Program:
@@ -239,13 +207,9 @@ class Program:
 
         Raises `KeyNotFoundError` when no such program exists.
         """
-        try:
-            fd = _prog.prog_get_fd_by_id(prog_id)
-        except SyscallError as e:
-            if e.errno == _errno.ENOENT:
-                raise KeyNotFoundError(f"no program with id {prog_id}") from None
-            raise
-        return cls._from_fd(FD(fd, "program"))
+        from ._progpin import from_id  # on first use: process start
+
+        return from_id(cls, prog_id)
 
     # -- identity -------------------------------------------------------------
 
@@ -276,26 +240,24 @@ class Program:
     def id(self) -> int:
         """The kernel's id of the program (stable for its lifetime, see `from_id`)."""
         if not self._id:
-            self._fill_identity()
+            from ._progpin import fill_identity  # on first use: process start
+
+            fill_identity(self)
         return self._id
 
     @property
     def tag(self) -> str:
         """The kernel's tag: a hash of the instructions, as 16 hex digits."""
         if not self._tag:
-            self._fill_identity()
+            from ._progpin import fill_identity  # on first use: process start
+
+            fill_identity(self)
         return self._tag
 
     @property
     def pinned_path(self) -> str | None:
         """Where this object pinned the program, or None."""
         return self._pinned
-
-    def _fill_identity(self) -> None:
-        with self.fd.hold() as fd:
-            raw = _raw_info(fd)
-        self._id = int(raw.id)
-        self._tag = bytes(raw.tag).hex()
 
     def __repr__(self) -> str:
         state = "closed" if self._fd is None or self._fd.closed else f"fd={self._fd.fileno()}"
@@ -307,9 +269,10 @@ class Program:
     def info(self) -> ProgramInfo:
         """Ask the kernel about the program, including its xlated and jited code."""
         from ._proginfo import info  # on first use: process start
+        from ._progpin import raw_info  # (as above)
 
         with self.fd.hold() as fd:
-            return info(fd, _raw_info(fd))
+            return info(fd, raw_info(fd))
 
     def test_run(
         self,
@@ -344,20 +307,9 @@ class Program:
         The directory must exist and be on a bpf filesystem (mount one with
         ``mount -t bpf bpf /sys/fs/bpf``; the library never mounts anything).
         """
-        path = _validate.path(path, "pin path")
-        try:
-            with self.fd.hold() as fd:
-                ops.obj_pin(fd, path)
-        except SyscallError as e:
-            if e.errno == _errno.EPERM:
-                parent = os.path.dirname(os.path.abspath(path))
-                with contextlib.suppress(OSError):
-                    if not _prog.is_bpffs(parent):
-                        raise InvalidArgumentError(
-                            f"cannot pin at {path!r}: {parent!r} is not on a bpf filesystem "
-                            "(mount one with `mount -t bpf bpf /sys/fs/bpf`)") from None
-            raise
-        self._pinned = path
+        from ._progpin import pin  # on first use: process start
+
+        pin(self, path)
 
     def unpin(self) -> None:
         """Remove the pin this object made or was opened from (no-op when there is none)."""
@@ -729,31 +681,17 @@ def _encode_one(ins: Instruction) -> bytes:
 
 def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template | None:
     """The template of `spec`'s last load, if it was computed from what `spec` holds now
-    (`_unchanged`) and against the same CO-RE target."""
+    (`_progtrack.unchanged`) and against the same CO-RE target."""
     tpl: _Template | None = vars(spec).get("_programs_template")
-    if tpl is None or not _unchanged(spec, tpl):
+    if tpl is None:
+        return None
+    from ._progtrack import unchanged  # a spec loaded before only (process start)
+
+    if not unchanged(spec, tpl):
         return None
     if tpl.target is not None and tpl.target() is not _core_target(kernel_btf):
         return None
     return tpl
-
-
-def _unchanged(spec: ProgramSpec, tpl: _Template) -> bool:
-    """Whether `spec` holds what `tpl` was computed from: no tracked object edited
-    since (instructions, line info, CO-RE records), equal instructions and meta dicts,
-    the same BTF."""
-    from ._objcache import edits  # (loaded with the template: see _track)
-
-    if tpl.edits != edits() or tpl.btf is not spec.btf:
-        return False
-    # Compared by value, so that an equal instruction put in place of one also
-    # matches; the snapshot's own objects are tracked, so comparing against them stays
-    # sound however new ones are edited later. list == list: identity first, then
-    # Instruction.__eq__ / dict ==, at C speed.
-    insns = spec.instructions
-    if not (insns == tpl.insns if type(insns) is list else list(insns) == tpl.insns):
-        return False
-    return tpl.metas == tpl.meta_copies  # else a meta dict was edited in place
 
 
 def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
@@ -763,8 +701,11 @@ def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
     insns = spec.instructions
     # only when the spec holds the template's own instructions (checked by identity): a
     # copy's are compared by value, ~8x the time of the pass (load_many of copies)
-    if (tpl is not None and insns and tpl.insns and insns[0] is tpl.insns[0]
-            and _unchanged(spec, tpl)):
+    if tpl is not None and insns and tpl.insns and insns[0] is tpl.insns[0]:
+        from ._progtrack import unchanged  # a spec loaded before only (process start)
+
+        if not unchanged(spec, tpl):
+            return _meta_key_indexes(insns, key)
         if key not in tpl.meta_keys:
             return []
         found = tpl.key_indexes.get(key)
@@ -787,9 +728,13 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
     # tracked first, then the count and the snapshot: an edit while computing (another
     # thread) makes the next load compute again; a spec loaded once keeps no template
-    keep = "_programs_once" not in vars(spec) and _track(given, metas)
+    keep = "_programs_once" not in vars(spec)
     if keep:
-        from ._objcache import edits  # (loaded by _track)
+        from ._progtrack import track  # not for `ebpf load`: its specs load once (process start)
+
+        keep = track(given, metas)
+    if keep:
+        from ._objcache import edits  # (loaded by track)
 
         edits_before, meta_copies = edits(), list(map(dict.copy, metas))
     else:  # (a template not kept: what it was computed from is never compared)
@@ -839,31 +784,10 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
 def load_once(spec: ProgramSpec) -> None:
     """Say that `spec` is loaded at most once (what a one-shot command such as ``ebpf
     load`` knows): its load then keeps no template for a next one, and so does not make
-    its instructions and line/CO-RE records count their edits (`_track`: a class made
+    its instructions and line/CO-RE records count their edits (`_progtrack.track`: a class made
     per record type and every object's class swapped, ~0.25 ms of a small program's
     load). A later load of `spec` is prepared afresh. Copies of `spec` are not marked."""
     vars(spec)["_programs_once"] = True
-
-
-def _track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
-    """Count edits of `insns` and of the line/CO-RE records their metas hold from now on
-    (`_objcache.track_edits`); False when one cannot be tracked (a `Label`, a subclass,
-    a record of another type): such a spec is prepared afresh at every load."""
-    from ._objcache import track_edits, tracked_classes  # with the first template kept
-    from .asm import Instruction  # asm on first load (as above)
-
-    if not set(map(type, insns)) <= set(tracked_classes(Instruction) or ()):
-        return False
-    records: list[Any] = list(filter(None, map(dict.get, metas, repeat("line"))))
-    for relo in filter(None, map(dict.get, metas, repeat("core"))):
-        records.extend(relo) if isinstance(relo, tuple) else records.append(relo)
-    if records:
-        from .btf.ext import CoreRelo, LineInfo  # BTF code only for programs with records
-
-        allowed = {*(tracked_classes(LineInfo) or ()), *(tracked_classes(CoreRelo) or ())}
-        if not set(map(type, records)) <= allowed:
-            return False
-    return track_edits(insns) and track_edits(records)
 
 
 def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
@@ -884,7 +808,9 @@ def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
                 starts.add(slot + _FD_AT.unpack_from(code, at + 4)[0] + 1)  # + imm
             slot = opcodes.find(opcode, slot + 1)
     if func_info and [s for s, _ in func_info] != sorted(starts):
-        callback = _exception_callback_slot(func_info, btf_spec)
+        from ._progexcb import exception_callback_slot  # edited code only (process start)
+
+        callback = exception_callback_slot(func_info, btf_spec)
         if callback is not None:
             starts.add(callback)
     if func_info and [s for s, _ in func_info] != sorted(starts):
@@ -896,22 +822,6 @@ def _match_subprogs(code: bytes, func_info: list[tuple[int, Any]],
     if line_info and not starts <= line_slots:
         line_info = []
     return func_info, line_info
-
-
-def _exception_callback_slot(func_info: list[tuple[int, Any]],
-                             btf_spec: BTFSpec | None) -> int | None:
-    """Where the exception callback starts: the function named by the main
-    function's ``exception_callback:<name>`` decl tag (``__exception_cb``), when the
-    program's func info has it; else None."""
-    from .btf import DeclTag, Kind  # BTF code on first use: programs without BTF never load it
-
-    if btf_spec is None or not func_info or func_info[0][0] != 0:
-        return None
-    main = func_info[0][1]
-    name = next((t.name[len(_EXCEPTION_CB_TAG):] for t in btf_spec.types_of_kind(Kind.DECL_TAG)
-                 if isinstance(t, DeclTag) and t.component_idx == -1 and t.type is main
-                 and t.name.startswith(_EXCEPTION_CB_TAG)), None)
-    return next((slot for slot, f in func_info[1:] if f.name == name), None)
 
 
 def _core_target(kernel_btf: BTFSpec | None) -> Any:
@@ -1039,7 +949,9 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         prefix, kind = _ATTACH_BTF_PREFIX.get(spec.attach_type, ("", "Func"))
     target_name = prefix + spec.attach_to
     if spec.attach_prog is not None:
-        target = _program_btf(spec.attach_prog)
+        from ._progpin import program_btf  # freplace / fentry on a program (process start)
+
+        target = program_btf(spec.attach_prog)
         where = f"the BTF of program {spec.attach_prog.name!r}"
         target_name, kind = spec.attach_to, "Func"
         try:
@@ -1063,17 +975,6 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
     raise KeyNotFoundError(
         f"attach target {target_name!r} of program {spec.name!r} is not a "
         f"{kind} in {where}")
-
-
-def _program_btf(prog: LoadedProgram) -> BTFSpec:
-    """The BTF a loaded program carries (for freplace / fentry on BPF programs)."""
-    from .btf import Spec  # BTF code on first use: programs without BTF never load it
-
-    with _hold(prog):
-        raw = _raw_info(prog.fileno())
-    if not raw.btf_id:
-        raise InvalidArgumentError(f"program {prog.name!r} has no BTF; cannot attach to it by name")
-    return Spec(ops.btf_get_data(raw.btf_id))
 
 
 def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
@@ -1296,14 +1197,3 @@ def _kind(name: str) -> str:
     """How errors name a program ("program 'count_exec'")."""
     return f"program {name!r}" if name else "program"
 
-
-def _cstr(raw: Any) -> str:
-    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _raw_info(fd: int) -> _ProgInfo:
-    from ._sys.types import ProgInfo  # types_misc.py on first use: process start
-
-    info = ProgInfo()
-    ops.obj_get_info(fd, info)
-    return info

@@ -55,7 +55,6 @@ import stat
 import struct
 import sys
 import zlib
-from array import array
 
 from .layout import CHECKPOINT_SHIFT, NAME_BUCKET_BITS, NAME_ID_BITS, CachedIndex
 from .spec import Spec
@@ -254,70 +253,6 @@ def _tagged(first_id: int, ntypes: int) -> bool:
     return first_id + ntypes <= 1 << NAME_ID_BITS
 
 
-def _serialize(spec: Spec, key: tuple[int, int]) -> bytes:
-    offsets = array("I")
-    offsets.frombytes(spec.copy_offsets())
-    ntypes = len(offsets)
-    checkpoints = offsets[:: 1 << CHECKPOINT_SHIFT]
-    buckets, ids = spec.name_buckets(NAME_BUCKET_BITS, _tagged(spec._first_id, ntypes))
-    flavored = "\0".join(spec.flavored_names()).encode()
-    body = checkpoints.tobytes() + buckets.tobytes() + ids.tobytes() + flavored
-    head = _HDR.pack(MAGIC, VERSION, _ORDER_MARK, key[0], key[1], 4 * spec._nwords, ntypes,
-                     CHECKPOINT_SHIFT, NAME_BUCKET_BITS, len(ids), len(flavored),
-                     0)[: _HDR.size - 4]
-    # The crc covers the header without itself, then everything after the header.
-    crc = zlib.crc32(body, zlib.crc32(head))
-    return head + struct.pack("=I", crc) + body
-
-
-def _write(dfd: int, name: str, data: bytes, prune: bool = True) -> str | None:
-    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)
-    except OSError:
-        return None
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except OSError:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        return None
-    if prune:
-        _prune(dfd, name)
-    return name
-
-
-def _prune(dfd: int, keep: str) -> None:
-    """Keep only the newest few cache files (one per kernel booted recently)."""
-    try:
-        names = [n for n in os.listdir(dfd) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
-        if len(names) <= _MAX_FILES:
-            return
-        aged = []
-        for n in names:
-            try:
-                aged.append((os.stat(n, dir_fd=dfd, follow_symlinks=False).st_mtime, n))
-            except OSError:
-                pass
-        aged.sort(reverse=True)
-        for _, n in aged[_MAX_FILES:]:
-            if n != keep:
-                os.unlink(n, dir_fd=dfd)
-    except OSError:
-        pass
-
-
 def load_cached(data: bytes | mmap.mmap, key: tuple[int, int] | None = None,
                 directory: str | None = None) -> Spec | None:
     """A Spec indexed from a valid cache file for `data`, or None.
@@ -357,35 +292,9 @@ def _load_cached_at(dfd: int, data: bytes | mmap.mmap, key: tuple[int, int],
 def save(spec: Spec, directory: str | None = None) -> str | None:
     """Write the index of `spec` to the cache now; returns the file's path, or
     None when the cache is disabled or unusable (never raises for that)."""
-    directory = directory or cache_directory()
-    if directory is None:
-        return None
-    try:
-        key = spec.checksum()
-        data = _serialize(spec, key)
-    except _CACHE_ERRORS:  # a malformed blob: nothing worth caching
-        return None
-    dfd = _open_dir(directory, create=True)
-    if dfd is None:
-        return None
-    try:
-        name = _write(dfd, _file_name(key), data)
-    finally:
-        os.close(dfd)
-    return os.path.join(directory, name) if name else None
+    from ._cache_write import save as _save  # on first use (process start)
 
-
-def _save_pending() -> None:
-    if os.getpid() != _atexit_pid:
-        return  # a forked child: the parent writes it
-    with _lock:
-        pending = list(_pending.values())
-        _pending.clear()
-    for spec in pending:
-        try:
-            save(spec)
-        except _CACHE_ERRORS:
-            pass  # at exit: a cache that cannot be written is not worth a traceback
+    return _save(spec, directory)
 
 
 def load_indexed(data: bytes | mmap.mmap, *, cache: bool | None = None,
@@ -422,7 +331,9 @@ def load_kernel_indexed(data: bytes | mmap.mmap) -> Spec:
         except _CACHE_ERRORS:  # a damaged cache file is never the caller's problem
             spec = None
         if spec is not None and seen[-1] != verified:
-            _write_verified(dfd, boot, key, seen[-1])  # (for the next process)
+            from ._cache_write import write_verified  # once per boot (process start)
+
+            write_verified(dfd, boot, key, seen[-1])  # (for the next process)
     finally:
         os.close(dfd)
     return spec if spec is not None else _pending_spec(data, key)
@@ -449,12 +360,14 @@ def _indexed_in(directory: str, data: bytes | mmap.mmap,
 def _pending_spec(data: bytes | mmap.mmap, key: tuple[int, int]) -> Spec:
     """A lazily indexed Spec of `data` whose index is written to the cache at exit."""
     global _atexit_pid
+    from ._cache_write import save_pending  # written at exit (process start: not cached)
+
     spec = Spec(data, lazy=True)
     with _lock:
         _pending[key] = spec
         if _atexit_pid != os.getpid():
             _atexit_pid = os.getpid()
-            atexit.register(_save_pending)
+            atexit.register(save_pending)
     return spec
 
 
@@ -515,23 +428,15 @@ def _kernel_key_at(dfd: int, data: bytes | mmap.mmap, boot: bytes | None = b""
             if (magic == _KEY_MAGIC and rboot == boot and length == len(data)
                     and zlib.crc32(raw[:-4]) == check):
                 return length, crc
+        from ._cache_write import prune_keys, write  # on a miss only (process start)
+
         key = (len(data), zlib.crc32(data))
         body = _KEY.pack(_KEY_MAGIC, boot, key[0], key[1], 0)[:-4]
-        if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
-            _prune_keys(dfd, name)
+        if write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
+            prune_keys(dfd, name)
         return key
     except _CACHE_ERRORS:
         return len(data), zlib.crc32(data)
-
-
-def _prune_keys(dfd: int, keep: str, suffix: str = _KEY_SUFFIX) -> None:
-    """Only the current boot's key file (or verified file) is worth keeping."""
-    try:
-        for n in os.listdir(dfd):
-            if n.startswith(_KEY_PREFIX) and n.endswith(suffix) and n != keep:
-                os.unlink(n, dir_fd=dfd)
-    except OSError:
-        pass
 
 
 # ``vmlinux-<boot id>.verified``: the identity (inode, size, ctime) of the kernel's index
@@ -558,16 +463,6 @@ def _read_verified(dfd: int, boot: bytes | None, key: tuple[int, int]
             or zlib.crc32(raw[:-4]) != check):
         return None
     return ino, size, ctime
-
-
-def _write_verified(dfd: int, boot: bytes | None, key: tuple[int, int],
-                    ident: tuple[int, int, int]) -> None:
-    if boot is None or len(boot) != 16:
-        return
-    name = f"{_KEY_PREFIX}{boot.hex()}{_VERIFIED_SUFFIX}"
-    body = _VERIFIED.pack(_VERIFIED_MAGIC, boot, *key, *ident, 0)[:-4]
-    if _write(dfd, name, body + struct.pack("=I", zlib.crc32(body)), prune=False):
-        _prune_keys(dfd, name, _VERIFIED_SUFFIX)
 
 
 __all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed",

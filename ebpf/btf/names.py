@@ -3,16 +3,13 @@ few lookups, the cached name buckets, or a full name index for many."""
 
 from __future__ import annotations
 
-import struct
 import zlib
-from bisect import bisect_left
-from itertools import compress, repeat
-from operator import and_, itemgetter, lshift, mod, or_, rshift, sub
+from itertools import repeat
+from operator import itemgetter, mod, sub
 
 from ..errors import BTFError, KeyNotFoundError
 from .decode import SpecDecoder
 from .layout import (
-    _NAMED_KINDS,
     _SCANS_BEFORE_INDEX,
     _STRUCT,
     _UNION,
@@ -21,7 +18,6 @@ from .layout import (
     NAME_TAG_BITS,
     _new,
     record_words,
-    string_starts,
 )
 from .types import (
     Composite,
@@ -227,7 +223,9 @@ class SpecNames(SpecDecoder):
             self.build_name_index()
             assert self._names is not None
             return ids + self._names.get(name, [])
-        ids.extend(self._scan_name(name))
+        from ._name_scan import scan_name  # without the cached index only (process start)
+
+        ids.extend(scan_name(self, name))
         return ids
 
     def _lookup_hashed(self, name: str) -> list[int]:
@@ -259,66 +257,9 @@ class SpecNames(SpecDecoder):
                 if pos is not None and self._string_is(words[pos[0]], needle):
                     found.append(tid)
         if self._index is None:  # found to be wrong on the way: look again by scanning
-            return self._scan_name(name)
-        found.sort()
-        return found
+            from ._name_scan import scan_name  # (as in ids_by_name)
 
-    def _string_offsets(self, bname: bytes) -> list[int]:
-        """Offsets (absolute in the split string table) of every string equal to `bname`."""
-        buf, s0, s1 = self._buf, self._str_start, self._str_end
-        found = []
-        if buf[s0 : s0 + len(bname) + 1] == bname + b"\0":
-            found.append(s0)
-        needle = b"\0" + bname + b"\0"
-        # One pass in the common case of a unique string: find from the front,
-        # rfind from the back; search between the two only when they differ.
-        first = buf.find(needle, s0, s1)
-        if first >= 0:
-            last = buf.rfind(needle, s0, s1)
-            pos = first
-            while pos >= 0:
-                found.append(pos + 1)
-                if pos == last:
-                    break
-                pos = buf.find(needle, pos + 1, last + len(needle))
-        return [p - s0 + self._str_base for p in found]
-
-    def _scan_name(self, name: str) -> list[int]:
-        try:
-            bname = name.encode()
-        except UnicodeEncodeError:
-            return []
-        if b"\0" in bname:
-            return []
-        str_offs = self._string_offsets(bname)
-        if not str_offs:
-            return []
-        buf, start, end = self._buf, self._type_start, self._type_end
-        fmt = "<I" if self.byteorder == "little" else ">I"
-        cands: list[int] = []
-        import re  # re's literal search beats bytes.find here (the pattern ends in NULs)
-
-        for soff in str_offs:
-            for m in re.compile(re.escape(struct.pack(fmt, soff))).finditer(buf, start, end):
-                rel = m.start() - start
-                if rel % 4 == 0:
-                    cands.append(rel // 4)
-        # Most hits are other words that happen to hold the same number: keep only
-        # those followed by a plausible info word of a kind that has a name, so
-        # the walk below need not go further than the real records.
-        words, n = self._words, self._nwords
-        plausible = []
-        for word in cands:
-            info = words[word + 1] if word + 1 < n else 0
-            if info & 0x60FF0000 == 0 and (info >> 24) & 0x1F in _NAMED_KINDS:
-                plausible.append(word)
-        found: list[int] = []
-        if plausible:
-            self._walk_to_word(max(plausible) + 1)
-            for word in plausible:
-                tid = self._is_record_start(word)
-                if tid:
-                    found.append(tid)
+            return scan_name(self, name)
         found.sort()
         return found
 
@@ -345,61 +286,20 @@ class SpecNames(SpecDecoder):
             self._flavored = found
         return found
 
-    def _named_types(self) -> tuple[list[int], list[bytes]]:
-        """(ids, names) of every named type of this spec, in id order (C-speed bulk work)."""
-        self._ensure_complete()
-        offsets = self._offsets
-        if not offsets:
-            return [], []
-        name_offs = itemgetter(*offsets)(self._words) if len(offsets) > 1 else (
-            self._words[offsets[0]],)
-        ids = list(compress(range(self._first_id, self._first_id + len(offsets)), name_offs))
-        named_offs = list(filter(None, name_offs))
-        strings = bytes(self._buf[self._str_start : self._str_end])
-        parts = strings.split(b"\0")
-        starts = string_starts(parts, self._str_base)
-        table = dict(zip(starts, parts, strict=False))
-        names: list[bytes | None] = list(map(table.get, named_offs))
-        if None in names:
-            for k, (off, nm) in enumerate(zip(named_offs, names, strict=True)):
-                if nm is None:  # points into the middle of a string, or into the base
-                    names[k] = self.string(off).encode()
-        return ids, names  # type: ignore[return-value]
-
     def name_buckets(self, bits: int = NAME_BUCKET_BITS, tagged: bool = False
                      ) -> tuple[array[int], array[int]]:
         """(bucket prefix sums, ids) of every named type, hashed by crc32(name) into
         2**bits buckets: the name index of the on-disk cache. `tagged`: each id carries
         the next 8 bits of the hash above its low 24 bits (every id must fit in them)."""
-        from array import array  # for the cache only: `import ebpf.btf` does not load it
+        from ._name_scan import name_buckets  # for the cache writer only (process start)
 
-        ids, names = self._named_types()
-        if tagged and ids and ids[-1] >> NAME_ID_BITS:
-            raise BTFError(f"type ids beyond {NAME_ID_BITS} bits cannot be tagged")
-        crcs = list(map(zlib.crc32, names))
-        hashes = map(rshift, crcs, repeat(32 - bits))
-        if tagged:
-            ids = [i | _name_tag(c, bits) << NAME_ID_BITS for i, c in zip(ids, crcs, strict=True)]
-        keys = sorted(map(or_, map(lshift, hashes, repeat(32)), ids))
-        table = array("I", [bisect_left(keys, b << 32) for b in range(1 << bits)])
-        table.append(len(keys))
-        return table, array("I", map(and_, keys, repeat(0xFFFFFFFF)))
+        return name_buckets(self, bits, tagged)
 
     def build_name_index(self) -> None:
         """Index every name at once (worth it before many lookups in a big BTF)."""
-        ids, names = self._named_types()
-        index: dict[str, list[int]] = {}
-        for tid, bname in zip(ids, names, strict=True):
-            try:
-                s = bname.decode()
-            except UnicodeDecodeError:
-                continue
-            lst = index.get(s)
-            if lst is None:
-                index[s] = [tid]
-            else:
-                lst.append(tid)
-        self._names = index
+        from ._name_scan import build_name_index  # without the cached index only (process start)
+
+        build_name_index(self)
 
     if TYPE_CHECKING:  # (typing's overloads for type checkers only: process start)
         @overload
