@@ -50,6 +50,7 @@ class SpecState:
     _flavored: list[str] | None
     _ids_by_kind: dict[int, list[int]] | None
     _kind_bytes: bytes | None  # the kind of each own record, once read
+    _kind_ids: dict[int, list[int]]  # kind -> the ids of the own types of that kind, if few
     _index: CachedIndex | None
     _blocks: dict[int, list[int]]
     _count: int | None
