@@ -175,15 +175,31 @@ class SpecDecoder(SpecWalk):
             raise BTFError(f"type id {tid} out of range (BTF has {len(self)} types)")
         i, end = found
         if not (0 <= i and i + 3 <= end <= self._nwords
-                and record_words(self._words[i + 1]) == end - i):
+                and (self._steps.get(self._words[i + 1])
+                     or record_words(self._words[i + 1])) == end - i):
             raise BTFError(f"type id {tid}: corrupt type offset index",
                            self._type_start + 4 * min(i, self._nwords))
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not `with`: half the cost, once per type decoded)
+        try:
             t = self._by_id.get(tid)
             if t is not None:  # another thread decoded it meanwhile
                 return t
-            t = self._decode(i, tid)
-            self._publish(tid, t)
+            try:
+                t = self._decode_record(i, tid)
+            except BTFError as e:
+                if e.offset is not None:
+                    raise
+                raise BTFError(f"type id {tid}: {e}", self._type_start + 4 * i) from None
+            except (IndexError, ValueError, OverflowError) as e:  # defensive: never leak these
+                raise BTFError(f"type id {tid}: malformed record ({e})",
+                               self._type_start + 4 * i) from None
+            # published (see _publish, written out here: once per type decoded)
+            t._spec = self  # type: ignore[assignment]  # (self is the Spec)
+            self._ids[id(t)] = tid
+            self._by_id[tid] = t
+        finally:
+            lock.release()
         return t
 
     def _publish(self, tid: int, t: Type) -> None:
@@ -193,17 +209,6 @@ class SpecDecoder(SpecWalk):
         t._spec = self  # type: ignore[assignment]  # (self is the Spec)
         self._ids[id(t)] = tid
         self._by_id[tid] = t
-
-    def _decode(self, i: int, tid: int) -> Type:
-        try:
-            return self._decode_record(i, tid)
-        except BTFError as e:
-            if e.offset is not None:
-                raise
-            raise BTFError(f"type id {tid}: {e}", self._type_start + 4 * i) from None
-        except (IndexError, ValueError, OverflowError) as e:  # defensive: never leak these
-            raise BTFError(f"type id {tid}: malformed record ({e})",
-                           self._type_start + 4 * i) from None
 
     def _decode_record(self, i: int, tid: int) -> Type:
         # The hot path of every dump: kinds as plain ints, the most frequent first, and

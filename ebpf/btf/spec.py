@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 
 
+# A kind with at most this many types in a spec has its ids looked up by `bytes.find`
+# and kept (see Spec._ids_of_kind).
+_FEW_OF_KIND = 64
+
+
 class Spec(SpecNames):
     """A parsed BTF blob: types by id and name, and the string table.
 
@@ -121,6 +126,7 @@ class Spec(SpecNames):
         self._flavored: list[str] | None = None  # (see flavored_names)
         self._ids_by_kind: dict[int, list[int]] | None = None  # (see _own_ids_by_kind)
         self._kind_bytes: bytes | None = None  # (see _kinds)
+        self._kind_ids: dict[int, list[int]] = {}  # (see _ids_of_kind)
         self._index = _index
         self._blocks: dict[int, list[int]] = {}
         self._count: int | None = _index.ntypes if _index is not None else None
@@ -223,13 +229,37 @@ class Spec(SpecNames):
 
     def _ids_of_kinds(self, kinds: Iterable[int]) -> list[int]:
         """The ids of this spec's own types of one of `kinds`, in id order."""
+        ids: list[int] = []
+        wanted = set(kinds)
+        for kind in wanted:
+            ids += self._ids_of_kind(kind)
+        if len(wanted) > 1:
+            ids.sort()
+        return ids
+
+    def _ids_of_kind(self, kind: int) -> list[int]:
+        """The ids of this spec's own types of `kind`, in id order (kept when there are
+        few: an object's parser asks for its DATASECs three or four times; don't change
+        the list)."""
+        known = self._kind_ids
+        ids = known.get(kind)
+        if ids is not None:
+            return ids
         own = self._kinds()
+        first = self._first_id
+        if not 0 <= kind < 256:
+            return []
+        if own.count(kind) <= _FEW_OF_KIND:  # (found one by one: no pass over every id)
+            ids = []
+            at = own.find(kind)
+            while at >= 0:
+                ids.append(first + at)
+                at = own.find(kind, at + 1)
+            known[kind] = ids  # (the same list if two threads race)
+            return ids
         table = bytearray(256)
-        for kind in kinds:
-            if 0 <= kind < 256:
-                table[kind] = 1
-        return list(compress(range(self._first_id, self._first_id + len(own)),
-                             own.translate(table)))
+        table[kind] = 1
+        return list(compress(range(first, first + len(own)), own.translate(table)))
 
     def _own_ids_by_kind(self) -> dict[int, list[int]]:
         """Record kind -> the ids of this spec's own types of that kind, in id order."""

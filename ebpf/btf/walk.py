@@ -7,7 +7,15 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from ..errors import BTFError
-from .layout import _BLOCK, CHECKPOINT_SHIFT, CachedIndex, record_words
+from .layout import (
+    _BLOCK,
+    _FIXED,
+    _MAX_KIND,
+    _PER_VLEN,
+    CHECKPOINT_SHIFT,
+    CachedIndex,
+    record_words,
+)
 from .types import (
     Type,
 )
@@ -50,6 +58,7 @@ class SpecState:
     _flavored: list[str] | None
     _ids_by_kind: dict[int, list[int]] | None
     _kind_bytes: bytes | None  # the kind of each own record, once read
+    _kind_ids: dict[int, list[int]]  # kind -> the ids of the own types of that kind, if few
     _index: CachedIndex | None
     _blocks: dict[int, list[int]]
     _count: int | None
@@ -245,19 +254,21 @@ class SpecWalk(SpecState):
         i = cps[b]
         n = min(_BLOCK, index.ntypes - (b << CHECKPOINT_SHIFT))
         end = cps[b + 1] if b + 1 < len(cps) else self._nwords
-        words, nwords = self._words, self._nwords
+        words = self._words
         offs = [i]
-        for _ in range(n):
-            if i + 3 > nwords:
-                return None
-            info = words[i + 1]
-            if info & 0x60FF0000 or not info & 0x1F000000:  # unused bits, or kind 0
-                return None
-            step = record_words(info)
-            if step < 0:
-                return None
-            i += step
-            offs.append(i)
+        append = offs.append
+        fixed, per_vlen = _FIXED, _PER_VLEN
+        try:
+            for _ in range(n):
+                info = words[i + 1]
+                kind = info >> 24 & 0x1F
+                if info & 0x60FF0000 or not 0 < kind <= _MAX_KIND:  # unused bits, a bad kind
+                    return None
+                i += 3 + fixed[kind] + per_vlen[kind] * (info & 0xFFFF)  # (record_words)
+                append(i)
+        except IndexError:  # (a record starting past the end of the type section)
+            return None
+        # (a record cut off by the end of the section ends past it, and so past `end`)
         return offs if i == end else None
 
     def _drop_index(self) -> None:

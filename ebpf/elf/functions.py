@@ -249,7 +249,9 @@ class FunctionSections(ObjectState):
         """The function's instructions followed by every subprogram it reaches, and
         by its exception callback (which nothing calls: the kernel finds it through
         the decl tag and the func info) with what that reaches."""
-        out = [ins.copy() for ins in f.insns]
+        # (the function's own instructions, not copies: each function is one program's,
+        # and a program that calls it links in copies, as of every subprogram)
+        out = list(f.insns)
         if out:
             out[0].symbol = f.name
         done = {f.name}
