@@ -5,7 +5,7 @@ Public names are imported lazily on first use, so `import ebpf` stays cheap.
 
 from __future__ import annotations
 
-import importlib
+import ebpf._lazyattr as _lazyattr
 
 from .errors import (
     BTFError,
@@ -58,11 +58,10 @@ _LAZY = {
 _SUBMODULES = {"asm", "btf", "link", "ringbuf", "perf", "features", "elf", "maps", "programs",
                "collection", "gen", "tracing", "hist", "symbols", "spec",
                "token"}
+__getattr__ = _lazyattr.lazy_attributes(globals(), _LAZY, _SUBMODULES)
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from . import asm, btf, features, spec
     from ._sys.nopickle import NotPicklableError
     from ._sys.types import AttachType, HelperFunc, LinkType, MapType, ProgramType
@@ -83,17 +82,6 @@ if TYPE_CHECKING:
     from .spec.maps import MapFlags, MapSpec, PinType
     from .spec.programs import ProgramSpec
     from .token import Token
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is not None:
-        value = getattr(importlib.import_module(mod, __name__), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module("." + name, __name__)
-    raise AttributeError(f"module 'ebpf' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -30,6 +30,7 @@ import struct
 import warnings
 from collections.abc import Iterator, Sequence
 
+import ebpf._lazyattr as _lazyattr
 from ebpf.errors import ELFError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -111,24 +112,13 @@ _REL_SIZE = 16
 _RELA_SIZE = 24
 
 
-_CLASSES = frozenset({
-    "ElfType", "Machine", "Relocation", "SectionFlags", "SectionType", "Symbol", "SymbolBind",
-    "SymbolType", "SymbolVisibility",
+# The enums and records on first use (process start), and so executables' and shared
+# libraries' classes.
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    **dict.fromkeys(("ElfType", "Machine", "Relocation", "SectionFlags", "SectionType", "Symbol",
+                     "SymbolBind", "SymbolType", "SymbolVisibility"), "ebpf._elfclasses"),
+    **dict.fromkeys(("Note", "Segment", "SegmentFlags", "SegmentType"), "ebpf._elfsegments"),
 })
-
-
-def __getattr__(name: str) -> Any:
-    if name in _CLASSES:
-        # the enums and records on first use (process start)
-        from ebpf import _elfclasses
-
-        return getattr(_elfclasses, name)
-    if name in ("Note", "Segment", "SegmentFlags", "SegmentType"):
-        # executables' and shared libraries' classes on first use (process start)
-        from ebpf import _elfsegments
-
-        return getattr(_elfsegments, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Structs:

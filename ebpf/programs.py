@@ -26,6 +26,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from itertools import chain
 
+import ebpf._lazyattr as _lazyattr
+
 from ._sys import consts
 from ._sys import forking as _forking
 from ._sys import log as _log
@@ -102,36 +104,17 @@ _ATTACH_BTF_PREFIX: dict[int, tuple[str, str]] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """`ProgramInfo`, its alias `ProgInfo`, `TestRunResult`, `program_ids`, `EnabledStats`,
-    `enable_stats` (`ebpf/_proginfo.py`) and `RunFlags` (`ebpf/_progrun.py`) load on first
-    use: they are no part of loading a program (process start); so do `SupportsFileno` and
-    `LoadedProgram` (typing.Protocols: a load imports no `typing`)."""
-    if name in ("ProgramInfo", "ProgInfo", "TestRunResult", "program_ids", "EnabledStats",
-                "enable_stats"):
-        from . import _proginfo  # on first use: process start (see the docstring)
-
-        value = getattr(_proginfo, "ProgramInfo" if name == "ProgInfo" else name)
-        globals()[name] = value
-        return value
-    if name == "RunFlags":
-        from ._progrun import RunFlags  # on first use: process start
-
-        globals()[name] = RunFlags
-        return RunFlags
-    if name in ("SupportsFileno", "LoadedProgram"):
-        from .spec import protocols  # typing.Protocols on first use (process start)
-
-        return getattr(protocols, name)
-    if name == "ProgramFlags":
-        from .spec.flags import ProgramFlags  # its enum class on first use (process start)
-
-        return ProgramFlags
-    if name == "AttachType":  # (importable from here before)
-        from ._sys.types import AttachType  # its enum class on first use (process start)
-
-        return AttachType
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `ProgramInfo`, its alias `ProgInfo`, `TestRunResult`, `program_ids`, `EnabledStats`,
+# `enable_stats` (`ebpf/_proginfo.py`) and `RunFlags` (`ebpf/_progrun.py`) load on first
+# use: they are no part of loading a program (process start); so do `SupportsFileno` and
+# `LoadedProgram` (typing.Protocols: a load imports no `typing`) and the enum classes
+# `ProgramFlags` and `AttachType` (importable from here before).
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    **dict.fromkeys(("ProgramInfo", "TestRunResult", "program_ids", "EnabledStats",
+                     "enable_stats"), "._proginfo"),
+    "ProgInfo": ("._proginfo", "ProgramInfo"), "RunFlags": "._progrun",
+    "SupportsFileno": ".spec.protocols", "LoadedProgram": ".spec.protocols",
+    "ProgramFlags": ".spec.flags", "AttachType": "._sys.types"})
 
 
 class Program:

@@ -2,8 +2,9 @@
 
 The import graph is built from the AST of every module of `ebpf/`: top-level and
 function-level imports, relative and absolute, ``from ebpf import Name`` resolved
-through `ebpf.__init__`'s lazy table. Each top-level module of `ebpf/` and each
-subpackage is one node (`ebpf.maps`, `ebpf.btf`, `ebpf.collection`, ...). Imports
+through `ebpf.__init__`'s lazy table, and the modules' lazy tables (`ebpf._lazyattr`:
+imports on first use, counted as function-level ones). Each top-level module of `ebpf/`
+and each subpackage is one node (`ebpf.maps`, `ebpf.btf`, `ebpf.collection`, ...). Imports
 under ``if TYPE_CHECKING:`` never run, so they are no edges of the cycle check (a
 link function may name `Program` in its signature while `Program.attach` calls into
 `ebpf.link`); the layer rules below count them too, so that the pure layers do not
@@ -11,6 +12,7 @@ even name a kernel object.
 
 The layers, bottom up (see docs/INTERFACES.md):
 
+    _lazyattr                     module __getattr__ from a table; imports nothing of ebpf
     errors                        exceptions; imports nothing of ebpf
     _sys                          the only code that talks to the kernel (bpf(2), perf,
                                   netlink, mmap) and loads libc
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import importlib
 import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 import pytest
 
 import ebpf
+import ebpf._lazyattr as _lazyattr
 
 PKG = pathlib.Path(ebpf.__file__).resolve().parent
 
@@ -143,7 +147,39 @@ def _edges_of(module: str, path: pathlib.Path) -> Iterator[Edge]:
     yield from visit(tree, False, False)
 
 
-EDGES = [e for m, p in MODULES.items() for e in _edges_of(m, p)]
+def _absolute(module: str, is_package: bool, target: str) -> str:
+    """`target` of an import statement in `module` (``"._enums"``, ``"ebpf.elffile"``)."""
+    name = target.lstrip(".")
+    if len(name) == len(target):
+        return name
+    node = ast.ImportFrom(module=name or None, names=[], level=len(target) - len(name))
+    return _resolve(module, is_package, node)
+
+
+def _table_edges() -> Iterator[Edge]:
+    """The imports the modules' lazy tables make on first use (`ebpf._lazyattr`): as
+    function-level imports, at the line that makes the module's `__getattr__`."""
+    for module in MODULES:
+        if not module.endswith("__main__"):  # `python -m ebpf` would run the CLI
+            importlib.import_module(module)
+    for module, table in sorted(_lazyattr.TABLES.items()):
+        path = MODULES[module]
+        rel = str(path.relative_to(PKG.parent))
+        line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                    if text.startswith("__getattr__ = "))
+        for name, entry in table.items():
+            target, source = entry if isinstance(entry, tuple) else (entry, name)
+            dst = _absolute(module, path.name == "__init__.py", target)
+            yield Edge(module, dst, None if f"{dst}.{source}" in MODULES else source, rel,
+                       line, True, False)
+
+
+# `ebpf._lazyattr` (the `__getattr__` of the modules that serve names on first use) is
+# below every layer: any module may import it, and it imports nothing of ebpf
+# (test_lazyattr_imports_nothing); the imports its tables make are edges.
+LAZYATTR = "ebpf._lazyattr"
+EDGES = [e for m, p in MODULES.items() for e in _edges_of(m, p) if e.dst != LAZYATTR]
+EDGES += _table_edges()
 
 
 def node_of(module: str) -> str:
@@ -297,6 +333,20 @@ def test_sys_imports_only_errors() -> None:
     bad = [f"{e.where}: {e.dst}" for e in EDGES if _within(e.src, "ebpf._sys")
            and not (_within(e.dst, "ebpf._sys") or e.dst == "ebpf.errors")]
     assert not bad, "\n".join(bad)
+
+
+def test_lazyattr_imports_nothing() -> None:
+    """ebpf._lazyattr, which every layer may import, imports nothing of ebpf."""
+    edges = list(_edges_of(LAZYATTR, MODULES[LAZYATTR]))
+    assert not edges, [e.where for e in edges]
+
+
+def test_lazy_tables_are_edges() -> None:
+    """The lazy tables' imports are in the graph (ebpf.btf.types serves IntEncoding from
+    ebpf.btf.intencoding; ebpf.elf its names from ebpf.elffile)."""
+    assert any(e.src == "ebpf.btf.types" and e.dst == "ebpf.btf.intencoding"
+               and e.name == "IntEncoding" and e.function for e in EDGES)
+    assert any(e.src == "ebpf.elf" and e.dst == "ebpf.elffile" for e in EDGES)
 
 
 def test_errors_import_nothing() -> None:

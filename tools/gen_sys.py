@@ -247,7 +247,8 @@ def generate(spec: btf.Spec) -> dict[str, str]:
         "from __future__ import annotations",
         "",
         "import ctypes",
-        "import importlib",
+        "",
+        "import ebpf._lazyattr as _lazyattr",
         "",
         "TYPE_CHECKING = False  # typing's, without importing typing (process start)",
         "if TYPE_CHECKING:",
@@ -261,15 +262,9 @@ def generate(spec: btf.Spec) -> dict[str, str]:
     ]) + "\n" + "\n\n".join([*enums, const_block, *core_rest]) + (
         f"\n\nATTR_SIZE = {attr.size}\n"
         "\n_LAZY = {\n" + "".join(
-            f"    {n!r}: {part!r},\n" for part, names in sorted(lazy_names.items())
-            for n in names) + "}\n\n\n"
-        "def __getattr__(name: str) -> Any:\n"
-        "    part = _LAZY.get(name)\n"
-        "    if part is None:\n"
-        "        raise AttributeError(f\"module {__name__!r} has no attribute {name!r}\")\n"
-        "    value = getattr(importlib.import_module(f\"{__package__}.types_{part}\"), name)\n"
-        "    globals()[name] = value\n"
-        "    return value\n")
+            f"    {n!r}: '.types_{part}',\n" for part, names in sorted(lazy_names.items())
+            for n in names) + "}\n"
+        "__getattr__ = _lazyattr.lazy_attributes(globals(), _LAZY)\n")
     core_names = [b.split("(", 1)[0].removeprefix("class ") for b in core_rest]
     for part, blocks in sorted(parts.items()):
         body = "\n\n".join(blocks)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import errno
 
+import ebpf._lazyattr as _lazyattr
+
 from .ops import get_fd_by_id, get_next_id
 from .syscall import bpf_errno
 from .types import (
@@ -23,8 +25,6 @@ from .types import (
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from .btfinfo import BtfObjectInfo, btf_info, btf_raw
 
 __all__ = ["BtfObjectInfo", "btf_get_fd_by_id", "btf_get_next_id", "btf_info", "btf_load",
@@ -87,12 +87,6 @@ def btf_get_next_id(start_id: int) -> int | None:
     return get_next_id(BPF_BTF_GET_NEXT_ID, start_id)
 
 
-def __getattr__(name: str) -> Any:
-    """`btf_info`, `btf_raw`, `BtfObjectInfo`: from btfinfo.py, on first use."""
-    if name not in ("BtfObjectInfo", "btf_info", "btf_raw"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import btfinfo  # BPF_OBJ_GET_INFO_BY_FD, which a load never asks (process start)
-
-    value = getattr(btfinfo, name)
-    globals()[name] = value
-    return value
+# BPF_OBJ_GET_INFO_BY_FD's, which a load never asks (process start)
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "BtfObjectInfo": ".btfinfo", "btf_info": ".btfinfo", "btf_raw": ".btfinfo"})

@@ -25,6 +25,8 @@ generated ``ebpf._sys.types``.
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 from ..errors import AsmError
 from .codec import decode, encode
 from .instruction import Instruction, Label, Statement
@@ -46,8 +48,6 @@ from .opcodes import __all__ as _opcodes_all
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ebpf._sys.types import HelperFunc
 
     from .builder import *  # noqa: F403
@@ -79,9 +79,12 @@ _BUILDER_NAMES = (
     "sub_imm", "sub_imm32", "sub_reg", "sub_reg32", "to_be", "to_le", "xor_imm", "xor_imm32",
     "xor_reg", "xor_reg32",
 )  # fmt: skip
-# opcodes' enums (and the members it names) are made on first use too (see opcodes.py).
-_LAZY = {"disassemble": "disasm", "format_instruction": "disasm",
-         **dict.fromkeys(_BUILDER_NAMES, "builder"), **dict.fromkeys(_ENUM_NAMES, "opcodes")}
+# opcodes' enums (and the members it names) are made on first use too (see opcodes.py),
+# and so is HelperFunc (it loads _sys/types_helpers.py).
+_LAZY = {"disassemble": ".disasm", "format_instruction": ".disasm",
+         **dict.fromkeys(_BUILDER_NAMES, ".builder"), **dict.fromkeys(_ENUM_NAMES, ".opcodes"),
+         "HelperFunc": "ebpf._sys.types"}
+__getattr__ = _lazyattr.lazy_attributes(globals(), _LAZY)
 
 __all__ = [
     "AsmError",
@@ -99,23 +102,6 @@ __all__ = [
     *_BUILDER_NAMES,
     *_opcodes_all,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "HelperFunc":
-        # HelperFunc loads _sys/types_helpers.py: not on import
-        from ebpf._sys.types import HelperFunc
-
-        return HelperFunc
-    part = _LAZY.get(name)
-    if part is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # the builder and the disassembler on first use (process start), as above
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{part}"), name)
-    globals()[name] = value
-    return value
 
 
 def __dir__() -> list[str]:

@@ -5,6 +5,8 @@ start). Public as ``ebpf.asm.opcodes.Class``, ... (their `__module__`)."""
 
 from __future__ import annotations
 
+from .opcodes import _ENUM_NAMES
+
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from enum import IntEnum
@@ -12,32 +14,7 @@ else:
     # the same stdlib classes, made at a fraction of the cost (process start)
     from .._sys.fastclass import IntEnum
 
-__all__ = [
-    "DW",
-    "R0",
-    "R1",
-    "R2",
-    "R3",
-    "R4",
-    "R5",
-    "R6",
-    "R7",
-    "R8",
-    "R9",
-    "R10",
-    "RFP",
-    "ALUOp",
-    "AtomicOp",
-    "B",
-    "Class",
-    "H",
-    "JumpOp",
-    "Mode",
-    "Register",
-    "Size",
-    "Source",
-    "W",
-]
+__all__ = list(_ENUM_NAMES)  # (one list of the names: opcodes.py's)
 
 
 class Class(IntEnum):

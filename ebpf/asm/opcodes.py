@@ -8,10 +8,10 @@ the bits of each part, named as in the kernel's ``linux/bpf.h`` without the
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._enums import DW as DW
     from ._enums import R0 as R0
     from ._enums import R1 as R1
@@ -76,23 +76,6 @@ __all__ = [
     "W",
 ]
 
-# The enumerations (and the members named above) live in _enums.py, made on first use:
-# reading and loading an object need only the plain opcode bytes (process start).
-_ENUM_NAMES = frozenset({"ALUOp", "AtomicOp", "B", "DW", "H", "R0", "R1", "R2", "R3", "R4", "R5",
-                         "R6", "R7", "R8", "R9", "R10", "RFP", "Class", "JumpOp", "Mode",
-                         "Register", "Size", "Source", "W"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ENUM_NAMES:
-        from . import _enums  # the enums on first use (process start): see above
-
-        value = getattr(_enums, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def __dir__() -> list[str]:
     return sorted({*globals(), *_ENUM_NAMES})
 
@@ -128,3 +111,9 @@ CALL = 0x85
 """Opcode of a call (JMP | CALL): helper, bpf-to-bpf or kfunc, by ``src``."""
 EXIT = 0x95
 """Opcode of ``exit`` (JMP | EXIT)."""
+
+# The names of __all__ this module does not define: the enumerations and the members they
+# name, in _enums.py (whose __all__ this is), made on first use: reading and loading an
+# object need only the plain opcode bytes (process start).
+_ENUM_NAMES = tuple(name for name in __all__ if name not in globals())
+__getattr__ = _lazyattr.lazy_attributes(globals(), dict.fromkeys(_ENUM_NAMES, "._enums"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from types import ModuleType
+
+import ebpf._lazyattr as _lazyattr
 
 from ..errors import BTFError
 from .kernel import load_kernel_spec
@@ -102,13 +103,7 @@ class _Package(ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'ebpf.btf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazyattr.lazy_attributes(globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -61,6 +61,8 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys.types import CoreReloKind
 from ..errors import BTFError
 from .ext import CoreRelo
@@ -1354,10 +1356,5 @@ def relocate_instructions(insns: Sequence[Instruction],
     return out
 
 
-def __getattr__(name: str) -> Any:
-    # explain_poison on first use (process start): see _core_explain.py
-    if name == "explain_poison":
-        from ._core_explain import explain_poison  # (as above)
-
-        return explain_poison
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# explain_poison on first use (process start): see _core_explain.py
+__getattr__ = _lazyattr.lazy_attributes(globals(), {"explain_poison": "._core_explain"})

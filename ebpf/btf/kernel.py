@@ -7,14 +7,14 @@ import errno
 import mmap
 import os
 
+import ebpf._lazyattr as _lazyattr
+
 from ..errors import NotSupportedError, SyscallError
 from .spec import Spec
 from .types import Struct, Type
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._kernel_types import KernelType as KernelType
     from ._kernel_types import StructOpsType as StructOpsType
     from .handle import Handle
@@ -218,10 +218,6 @@ def _open_kernel_btf(btf_id: int, module: str) -> Handle | None:
     return None
 
 
-def __getattr__(name: str) -> Any:
-    # KernelType and StructOpsType on first use (process start): see _kernel_types.py
-    if name in ("KernelType", "StructOpsType"):
-        from . import _kernel_types  # (as above)
-
-        return getattr(_kernel_types, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# KernelType and StructOpsType on first use (process start): see _kernel_types.py
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "KernelType": "._kernel_types", "StructOpsType": "._kernel_types"})

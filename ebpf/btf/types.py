@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import ebpf._lazyattr as _lazyattr
+
 from ..errors import BTFError, KeyNotFoundError
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -653,11 +655,6 @@ def _alignof(t: Type, depth: int) -> int:
     raise BTFError(f"type nesting too deep computing alignment of {t!r}")
 
 
-def __getattr__(name: str) -> object:
-    """`IntEncoding`, made on first use (ebpf.btf.intencoding; named as this module's)."""
-    if name == "IntEncoding":
-        from .intencoding import IntEncoding  # not on the load path: its IntFlag costs
-
-        globals()[name] = IntEncoding
-        return IntEncoding
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# IntEncoding, made on first use (ebpf.btf.intencoding; named as this module's): not on
+# the load path, its IntFlag costs
+__getattr__ = _lazyattr.lazy_attributes(globals(), {"IntEncoding": ".intencoding"})

@@ -7,10 +7,10 @@ and what it needs, not the whole of the reader's and the section table's public 
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ebpf.elf.sections import (
         SECTION_TABLE,
         AttachKind,
@@ -81,20 +81,11 @@ __all__ = [
     "parse_usdt_target",
 ]
 
+# the section table's names from ebpf.elf.sections, the others from ebpf.elffile
 _FROM_SECTIONS = frozenset({
     "SECTION_TABLE", "AttachKind", "SecFlags", "SectionDef", "SectionPattern",
     "lookup_section", "parse_kprobe_target", "parse_tracepoint_target",
     "parse_uprobe_target", "parse_usdt_target",
 })
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_SECTIONS:
-        from ebpf.elf import sections  # on first use (process start)
-
-        return getattr(sections, name)
-    if name in __all__:
-        from ebpf import elffile  # on first use (process start)
-
-        return getattr(elffile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    name: "ebpf.elf.sections" if name in _FROM_SECTIONS else "ebpf.elffile" for name in __all__})

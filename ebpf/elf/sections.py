@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import functools
 
+import ebpf._lazyattr as _lazyattr
 from ebpf._sys.consts import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any, TypeAlias
+    from typing import TypeAlias
 
     from ebpf._sys.types import AttachType, ProgramType
 
@@ -276,21 +277,10 @@ def _program_types(name: str) -> tuple[ProgramType, AttachType | None, str | Non
     return ProgramType[ptype], None, extras, _prog_flags(flags), autoload
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("AttachKind", "SecFlags", "SectionDef"):
-        # the classes on first use (process start): see _sectiondef.py
-        from . import _sectiondef
-
-        return getattr(_sectiondef, name)
-    if name in ("parse_kprobe_target", "parse_tracepoint_target", "parse_uprobe_target",
-                "parse_usdt_target"):
-        # the attach target parsers on first use (process start): see _targets.py
-        from . import _targets
-
-        return getattr(_targets, name)
-    if name in ("SECTION_TABLE", "SectionPattern"):
-        # the named tuples on first use (process start): see _section_patterns.py
-        from . import _section_patterns
-
-        return getattr(_section_patterns, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# On first use (process start): the classes (see _sectiondef.py), the attach target
+# parsers (see _targets.py) and the named tuples (see _section_patterns.py).
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    **dict.fromkeys(("AttachKind", "SecFlags", "SectionDef"), "._sectiondef"),
+    **dict.fromkeys(("parse_kprobe_target", "parse_tracepoint_target", "parse_uprobe_target",
+                     "parse_usdt_target"), "._targets"),
+    **dict.fromkeys(("SECTION_TABLE", "SectionPattern"), "._section_patterns")})

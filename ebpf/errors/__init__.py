@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+import ebpf._lazyattr as _lazyattr
+
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
@@ -36,21 +38,14 @@ __all__ = [
     "SyscallError", "VerifierError", "prefixed", "summarize_verifier_log",
 ]
 
-# The names defined in _lazy.py (the classes no load uses), served by __getattr__.
+# The names defined in _lazy.py (the classes no load uses), made when one is first asked
+# for (process start).
 _LAZY = frozenset({"DeadlineExceededError", "KernelPolicyError", "LinkError",
                    "PermissionError", "ReaderClosedError", "ReaderForkedError",
                    "VerifierError", "summarize_verifier_log"})
 
 
-def __getattr__(name: str) -> Any:
-    """The classes of _lazy.py, made when one is first asked for."""
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _lazy  # the classes no load uses (process start)
-
-    value = getattr(_lazy, name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazyattr.lazy_attributes(globals(), dict.fromkeys(_LAZY, "._lazy"))
 
 
 def __dir__() -> list[str]:

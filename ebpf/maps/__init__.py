@@ -30,6 +30,8 @@ preallocated fast path; other threads use buffers of their own.
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys.types import MapType
 from ..spec import kernel_name
 from ..spec.maps import MapSpec, PinType
@@ -52,8 +54,6 @@ __all__ = [
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ..spec.flags import MapFlags
     from ._batch_type import Batch
     from .failures import KeyExistsError
@@ -65,29 +65,9 @@ sanitize_name = kernel_name
 """Alias of `ebpf.spec.kernel_name`."""
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Batch":
-        from ._batch_type import Batch  # its NamedTuple class on first use (process start)
-
-        return Batch
-    if name == "IterationAbortedError":
-        from .iteration import IterationAbortedError  # on first use (process start)
-
-        return IterationAbortedError
-    if name == "MapFlags":
-        from ..spec.flags import MapFlags  # its enum class on first use (process start)
-
-        return MapFlags
-    if name == "UpdateFlags":
-        from .flags import UpdateFlags  # its enum class on first use (process start)
-
-        return UpdateFlags
-    if name == "KeyExistsError":
-        from .failures import KeyExistsError  # with the other map errors (process start)
-
-        return KeyExistsError
-    if name == "MapInfo":
-        from .info import MapInfo  # on first use: its frozen dataclass costs ~1 ms to import
-
-        return MapInfo
-    raise AttributeError(f"module 'ebpf.maps' has no attribute {name!r}")
+# On first use (process start): Batch's NamedTuple class, the enum classes MapFlags and
+# UpdateFlags, KeyExistsError with the other map errors, and MapInfo, whose frozen
+# dataclass costs ~1 ms to import.
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "Batch": "._batch_type", "IterationAbortedError": ".iteration", "MapFlags": "..spec.flags",
+    "UpdateFlags": ".flags", "KeyExistsError": ".failures", "MapInfo": ".info"})

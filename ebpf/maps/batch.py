@@ -10,6 +10,8 @@ import errno
 import mmap as _mmap
 from typing import TYPE_CHECKING, Any, Final
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys import types as _t
 from .._sys import validate as _validate
 from .._sys.fd import hold as _hold
@@ -247,13 +249,8 @@ def _batch_write(m: MapElements, cmd: int, kbuf: Any, vbuf: Any, n: int, flags: 
     return done
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Batch":
-        # its class on first use (process start): see _batch_type.py
-        from ._batch_type import Batch
-
-        return Batch
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# its class on first use (process start): see _batch_type.py
+__getattr__ = _lazyattr.lazy_attributes(globals(), {"Batch": "._batch_type"})
 
 
 def _mapped_batch(m: MapElements, numpy: bool) -> tuple[Any, Any, int] | None:

@@ -15,6 +15,8 @@ import os
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
@@ -49,12 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["Map", "map_ids"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MapFlags":  # (importable from here before)
-        from ..spec.flags import MapFlags  # its enum class on first use (process start)
-
-        return MapFlags
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# (importable from here before) its enum class on first use (process start)
+__getattr__ = _lazyattr.lazy_attributes(globals(), {"MapFlags": "..spec.flags"})
 
 
 class Map(MapElements):

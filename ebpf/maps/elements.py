@@ -9,6 +9,8 @@ import errno
 from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
@@ -47,18 +49,9 @@ _MISSING: Any = object()
 _ANY: Final = _t.BPF_ANY  # UpdateFlags.ANY, the default of update and push
 
 
-def __getattr__(name: str) -> Any:
-    """`UpdateFlags` and `KeyExistsError`, from their modules on first use (process
-    start: loading maps makes neither class)."""
-    if name == "UpdateFlags":
-        from .flags import UpdateFlags  # on first use (process start)
-
-        return UpdateFlags
-    if name == "KeyExistsError":
-        from .failures import KeyExistsError  # on first use (process start)
-
-        return KeyExistsError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# From their modules on first use (process start: loading maps makes neither class).
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "UpdateFlags": ".flags", "KeyExistsError": ".failures"})
 
 
 class MapElements(MapMemory):

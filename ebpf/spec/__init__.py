@@ -11,7 +11,7 @@ does not pay for the other specs' classes.
 
 from __future__ import annotations
 
-import importlib
+import ebpf._lazyattr as _lazyattr
 
 _LAZY = {
     "CollectionSpec": ".collection", "Extern": ".collection", "Maps": ".collection",
@@ -25,8 +25,6 @@ _LAZY = {
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from .collection import (
         CollectionSpec,
         Extern,
@@ -53,13 +51,7 @@ def kernel_name(name: str) -> str:
     return kept[:OBJ_NAME_MAX]
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'ebpf.spec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazyattr.lazy_attributes(globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

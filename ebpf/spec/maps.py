@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys.fastclass import Record
 from .._sys.types import MapType
 from ..errors import InvalidArgumentError
@@ -20,19 +22,11 @@ else:  # the stdlib class without enum's per-member cost (process start)
 __all__ = ["MapFlags", "MapSpec", "MapType", "PinType"]
 
 
-def __getattr__(name: str) -> Any:
-    """`SupportsInfo` (a typing.Protocol) from `ebpf.spec.protocols` and `MapFlags` from
-    `ebpf.spec.flags` on first use (process start: a load imports no `typing` and makes
-    no flag enum: `MapSpec.flags` is an int)."""
-    if name == "SupportsInfo":
-        from . import protocols  # on first use (process start): see above
-
-        return protocols.SupportsInfo
-    if name == "MapFlags":
-        from .flags import MapFlags  # on first use (process start): see above
-
-        return MapFlags
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `SupportsInfo` (a typing.Protocol) from `ebpf.spec.protocols` and `MapFlags` from
+# `ebpf.spec.flags` on first use (process start: a load imports no `typing` and makes
+# no flag enum: `MapSpec.flags` is an int).
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "SupportsInfo": ".protocols", "MapFlags": ".flags"})
 
 
 class PinType(IntEnum):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys.fastclass import Record
 from .._sys.types import ProgramType
 
@@ -18,24 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["LoadedProgram", "ProgramFlags", "ProgramSpec", "ProgramType", "SupportsFileno"]
 
 
-def __getattr__(name: str) -> Any:
-    """`SupportsFileno` and `LoadedProgram` (typing.Protocols) from `ebpf.spec.protocols`
-    and `ProgramFlags` from `ebpf.spec.flags` on first use (process start: a load imports
-    no `typing` and makes no flag enum: `ProgramSpec.flags` is an int); `AttachType`, which
-    was importable from here, from `ebpf._sys.types` (its enum class on first use)."""
-    if name in ("SupportsFileno", "LoadedProgram"):
-        from . import protocols  # on first use (process start): see above
-
-        return getattr(protocols, name)
-    if name == "ProgramFlags":
-        from .flags import ProgramFlags  # on first use (process start): see above
-
-        return ProgramFlags
-    if name == "AttachType":
-        from .._sys.types import AttachType  # on first use (process start): see above
-
-        return AttachType
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `SupportsFileno` and `LoadedProgram` (typing.Protocols) from `ebpf.spec.protocols` and
+# `ProgramFlags` from `ebpf.spec.flags` on first use (process start: a load imports no
+# `typing` and makes no flag enum: `ProgramSpec.flags` is an int); `AttachType`, which was
+# importable from here, from `ebpf._sys.types` (its enum class on first use).
+__getattr__ = _lazyattr.lazy_attributes(globals(), {
+    "SupportsFileno": ".protocols", "LoadedProgram": ".protocols", "ProgramFlags": ".flags",
+    "AttachType": ".._sys.types"})
 
 
 class ProgramSpec(Record):
