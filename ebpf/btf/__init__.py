@@ -91,12 +91,13 @@ if TYPE_CHECKING:
 
 
 class _Package(ModuleType):
-    """`ebpf.btf` itself: `dedup` names the function, not its submodule, whoever imports
-    the submodule first (the import system then sets the package's `dedup` to it)."""
+    """`ebpf.btf` itself: `dedup` and `sanitize` name the functions, not their submodules,
+    whoever imports a submodule first (the import system then sets the package's
+    attribute of that name to the submodule)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "dedup" and isinstance(value, ModuleType):
-            value = value.dedup
+        if name in ("dedup", "sanitize") and isinstance(value, ModuleType):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 
