@@ -13,6 +13,9 @@ import pytest
 CHILD = r'''
 import json, os, sys
 import ebpf, ebpf.maps, ebpf.programs, ebpf.btf.cache, ebpf.btf.kernel, ebpf.features
+# (imported before the switch to nobody, who cannot read this interpreter's files under
+# /root: the BTF index writer and the name scan load on first use)
+import ebpf.btf._cache_write, ebpf.btf._name_scan
 from ebpf import asm
 insns = [asm.mov_imm(asm.R0, 0), asm.exit()]
 os.setgroups([]); os.setgid(65534); os.setuid(65534)   # nobody, no capabilities
