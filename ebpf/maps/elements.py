@@ -192,6 +192,10 @@ class MapElements(MapMemory):
                 continue
             if err == _ENOENT and missing_ok:
                 return False
+            if err == errno.EBADF and (fd._fd < 0 or attr.map_fd == 0xFFFF_FFFF):
+                # the owner thread's attrs, which `close()` points at -1 (a u32 field)
+                # before it closes the descriptor: a close raced this operation
+                raise fd.closed_error()
             raise self._elem_error(cmd, err, key, int(attr.flags))
 
     def _missing(self, key: Any) -> str:
