@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite: lint, types, the tests against the running kernel, then the
 # kernel-dependent tests on Debian's 6.1 and 6.12 kernels in QEMU (the kernel matrix,
-# tools/vm; about 5 minutes, plus about 1 minute to fetch the kernels the first time).
+# tools/vm; about 13 minutes on 2 CPUs, plus about 1 minute to fetch the kernels the
+# first time).
 # KMATRIX=0 skips the matrix (for quick local runs); CI always runs it.
 set -eu
 cd "$(dirname "$0")/.."
