@@ -217,14 +217,15 @@ def prewarm_objects(btf_paths: list[str]) -> tuple[int, int]:
     (the kernel matrix builds them on the host before the guests boot: clang under TCG
     is 20-50x slower). Returns (compiled or cached, wanted); failures are left for the
     block's test to report."""
-    wanted = {(page, name) for page in PAGES for b in python_blocks(page)
-              for name in b.markers.get("needs-object", [])}
+    wanted: dict[tuple[pathlib.Path, str], Block] = {}  # a block per page and object
+    for page in PAGES:
+        for b in python_blocks(page):
+            for name in b.markers.get("needs-object", []):
+                wanted.setdefault((page, name), b)
     ok = total = 0
     for btf_path in btf_paths:
-        for page, name in sorted(wanted):
+        for (_, name), block in sorted(wanted.items(), key=lambda kv: kv[0]):
             total += 1
-            block = next(b for b in python_blocks(page)
-                         if name in b.markers.get("needs-object", []))
             try:
                 compile_object(block, name, None, btf_path)
                 ok += 1

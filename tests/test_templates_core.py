@@ -72,7 +72,7 @@ def ipv6(proto: int, dport: int, ext: bool = False) -> bytes:
     return b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd" + ip6 + exthdr + body
 
 
-@requires("tcx attach type for SCHED_CLS programs", min_kernel="6.6")
+@requires("link_type:TCX", min_kernel="6.6")  # (its section is tcx/ingress)
 def test_template_has_core_relocations_and_each_configuration_decides() -> None:
     spec = template()
     prog = spec.programs["endpoint"]
