@@ -196,7 +196,7 @@ class VMConfig:
     qemu: str = "qemu-system-x86_64"
     smp: int = 1
     memory_mb: int = 2048
-    timeout: float = 1200.0       # whole VM run (boot + tests)
+    timeout: float = 1800.0       # whole VM run (boot + tests)
     boot_timeout: float = 120.0   # QEMU start -> BOOT_MARKER
     cache: str = "none"           # 9p cache mode of the read-only host root
     extra_cmdline: str = ""
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="vCPUs per VM (default 1: under TCG a second vCPU costs more "
                          "than it gives; run VMs side by side with --jobs instead)")
     ap.add_argument("--memory", type=int, default=2048, help="MiB per VM (default 2048)")
-    ap.add_argument("--timeout", type=float, default=1200,
+    ap.add_argument("--timeout", type=float, default=1800,
                     help="seconds per VM, boot + tests (default %(default)s)")
     ap.add_argument("--boot-timeout", type=float, default=120,
                     help="seconds for a VM to reach the test command (then retried once)")
