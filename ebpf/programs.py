@@ -384,7 +384,7 @@ class _Template:
 
     __slots__ = ("btf", "code", "core_results", "edits", "func_info", "insns", "kernel_refs",
                  "key_indexes", "line_info", "maps", "meta_copies", "meta_keys", "metas",
-                 "records", "target")
+                 "records", "target", "vmlinux_only")
 
     def __init__(
         self,
@@ -420,6 +420,10 @@ class _Template:
         self.meta_keys = meta_keys
         self.records = records
         self.key_indexes: dict[str, list[int]] = {} if key_indexes is None else key_indexes
+        # `target` was the running kernel's and every relocation found its candidates in
+        # vmlinux (whose BTF is the same until reboot): valid whichever modules are loaded
+        # since, without listing them at each load
+        self.vmlinux_only = False
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -672,7 +676,8 @@ def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template 
 
     if not unchanged(spec, tpl):
         return None
-    if tpl.target is not None and tpl.target() is not _core_target(kernel_btf):
+    if tpl.target is not None and not (tpl.vmlinux_only and kernel_btf is None) \
+            and tpl.target() is not _core_target(kernel_btf):
         return None
     return tpl
 
@@ -723,7 +728,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     else:  # (a template not kept: what it was computed from is never compared)
         edits_before, meta_copies = 0, metas
     insns = assemble(given)
-    core_results, target = _apply_core(spec, insns, kernel_btf)
+    core_results, target, vmlinux_only = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
     kernel_refs: list[tuple[int, Instruction]] = []
     func_info: list[tuple[int, Any]] = []
@@ -759,6 +764,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
             tpl.target = weakref.ref(target)
         except TypeError:  # a target that cannot be weakly referenced: not kept
             return tpl
+        tpl.vmlinux_only = vmlinux_only
     if keep:
         vars(spec)["_programs_template"] = tpl  # dies with the spec (_objcache's rule)
     return tpl
@@ -817,12 +823,13 @@ def _core_target(kernel_btf: BTFSpec | None) -> Any:
 
 
 def _apply_core(spec: ProgramSpec, insns: list[Instruction],
-                kernel_btf: BTFSpec | None) -> tuple[list[Any], Any]:
+                kernel_btf: BTFSpec | None) -> tuple[list[Any], Any, bool]:
     """Apply the CO-RE relocations in ``meta["core"]`` to `insns` (in place, on copies of
     the relocated instructions) against `kernel_btf` or the running kernel's BTF.
 
-    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction, and
-    the target (None without relocations).
+    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction, the
+    target (None without relocations) and whether the target is the running kernel's
+    and only its vmlinux BTF was consulted (no module's).
     """
     from .btf import core  # the CO-RE engine only for programs with CO-RE relocations
 
@@ -835,7 +842,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
         for r in relo if isinstance(relo, (list, tuple)) else (relo,):
             relos.append((i, r))
     if not relos:
-        return [], None
+        return [], None, False
     if spec.btf is None:
         raise InvalidArgumentError(
             f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
@@ -855,7 +862,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     except TypeError:  # a target that cannot be weakly referenced: no reuse
         cache = core.CoreCache()
     results: list[Any] = core.relocate(insns, relos, spec.btf, targets, cache=cache)
-    return results, targets
+    return results, targets, kernel_btf is None and cache.first_target_only()
 
 
 _CORE_TARGETS_PER_SPEC = 8
