@@ -20,6 +20,7 @@ import _thread  # (threading's RLock, without importing threading: process start
 import contextlib
 import ctypes
 import errno as _errno
+import operator
 import os
 import struct
 import weakref
@@ -162,7 +163,7 @@ class Program:
         self._pinned: str | None = None
         self.verifier_log = ""
         """The verifier log of the load when `log_level` > 0, else ""."""
-        self._type = _check_spec(spec)
+        self._type, fields, fixed = _check_spec(spec)
         if btf_handle is not None:
             _check_btf_handle(btf_handle)
         self._name = spec.name
@@ -171,7 +172,7 @@ class Program:
         # the maps' (and attach target's) numbers go into the instructions: keep them open
         with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
             fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
-                                          btf_handle, self._type)
+                                          btf_handle, (self._type, fields, fixed))
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -411,9 +412,9 @@ class _Template:
     with what it was computed from, so that the next load only fills in map fds and
     kernel symbols' BTF ids (issue 15: a template reloaded per endpoint)."""
 
-    __slots__ = ("btf", "code", "core_results", "edits", "func_info", "insns", "kernel_refs",
-                 "key_indexes", "line_info", "maps", "meta_copies", "meta_keys", "metas",
-                 "records", "target", "vmlinux_only")
+    __slots__ = ("btf", "code", "core_results", "edits", "fixed", "func_info", "insns",
+                 "kernel_refs", "key_indexes", "line_info", "maps", "meta_copies", "meta_keys",
+                 "metas", "records", "target", "vmlinux_only")
 
     def __init__(
         self,
@@ -453,6 +454,7 @@ class _Template:
         # vmlinux (whose BTF is the same until reboot): valid whichever modules are loaded
         # since, without listing them at each load
         self.vmlinux_only = False
+        self.fixed: _Fixed | None = None  # the attr's part the spec's fields make
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -475,12 +477,11 @@ def _load(
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
-    ptype: ProgramType | None = None,
+    checked: tuple[ProgramType, tuple[Any, ...], _Fixed | None] | None = None,
 ) -> tuple[int, str]:
     """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
-    `ptype`: `_check_spec(spec)`, when the caller checked it already."""
-    if ptype is None:
-        ptype = _check_spec(spec)
+    `checked`: `_check_spec(spec)`, when the caller checked it already."""
+    ptype, fields, fixed = _check_spec(spec) if checked is None else checked
     if ptype == ProgramType.UNSPEC:
         if spec.section:
             raise InvalidArgumentError(
@@ -493,8 +494,8 @@ def _load(
     log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
     modules = _ModuleBTFs()
     try:
-        return _load_checked(spec, ptype, maps, log_level, log_size, kernel_btf, modules,
-                             shared_btf)
+        return _load_checked(spec, ptype, fields, fixed, maps, log_level, log_size,
+                             kernel_btf, modules, shared_btf)
     finally:
         modules.close()
 
@@ -502,6 +503,8 @@ def _load(
 def _load_checked(
     spec: ProgramSpec,
     ptype: ProgramType,
+    fields: tuple[Any, ...],
+    fixed: _Fixed | None,
     maps: Mapping[str, SupportsFileno] | None,
     log_level: int,
     log_size: int,
@@ -509,36 +512,20 @@ def _load_checked(
     modules: _ModuleBTFs,
     shared_btf: Handle | None = None,
 ) -> tuple[int, str]:
-    """`_load` of a checked spec; `modules` holds the module BTF objects it refers to."""
+    """`_load` of a checked spec (`fields`: its fields `_check_spec` read, `fixed`: the
+    attr they make, when a load made it before); `modules` holds the module BTF objects
+    it refers to."""
     prep = _prepare(spec, maps, kernel_btf, modules)
     keep: list[Any] = []
-    attr = ProgLoadAttr()
-    attr.prog_type = ptype
+    if fixed is None:
+        attr, fixed = _fixed_attr(fields, ptype, spec, modules, keep)
+    else:  # the same fields as a load before: the attr they made, checks passed
+        attr = ProgLoadAttr.from_buffer_copy(fixed.image)
+    tpl = prep.template
+    if fixed is not None and tpl is not None and tpl.fixed is not fixed:
+        tpl.fixed = fixed  # (made from the fields alone: whichever template it was kept on)
     attr.insns = _address(prep.code, keep)
     attr.insn_cnt = len(prep.code) // 8
-    lic = ctypes.create_string_buffer(spec.license.encode())
-    keep.append(lic)
-    attr.license = ctypes.addressof(lic)
-    _validate.put(attr, "kern_version", _kernel_version(spec), "ProgramSpec.kernel_version")
-    _validate.put(attr, "prog_flags", spec.flags, "ProgramSpec.flags")
-    name = kernel_name(spec.name).encode("ascii")
-    ctypes.memmove(attr.prog_name, name, len(name))
-    _validate.put(attr, "prog_ifindex", spec.ifindex, "ProgramSpec.ifindex")
-    if spec.attach_type is not None:
-        _validate.put(attr, "expected_attach_type", spec.attach_type, "ProgramSpec.attach_type")
-    if spec.attach_prog is not None:
-        attr.attach_prog_fd = spec.attach_prog.fileno()
-    if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
-        from ._progtargets import struct_ops_target  # struct_ops programs only
-
-        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
-        if ops_module:  # a struct_ops type a module defines: its BTF object
-            attr.attach_btf_obj_fd = modules.fd(ops_module)
-    else:
-        attach_id, attach_module = _attach_btf_target(spec, ptype)
-        _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
-        if attach_module:  # a function or tracepoint of a module: its BTF object
-            attr.attach_btf_obj_fd = modules.fd(attach_module)
     modules.put_fd_array(attr, keep)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
@@ -547,6 +534,72 @@ def _load_checked(
     finally:
         if btf_handle is not None and btf_handle is not shared_btf:
             btf_handle.close()
+
+
+class _Fixed:
+    """The part of a BPF_PROG_LOAD attr that a spec's fields alone make (program type,
+    license, kernel version, flags, name, ifindex, expected attach type, attach BTF id),
+    kept on the spec's template with those `fields` (`_FIELDS_OF`): a load whose spec
+    holds these very objects copies `image`, the checks they passed holding for them.
+    Not kept when it refers to a kernel object or depends on the running kernel."""
+
+    __slots__ = ("fields", "image", "license", "ptype")
+
+    def __init__(self, fields: tuple[Any, ...], ptype: ProgramType, image: bytes,
+                 license: ctypes.Array[ctypes.c_char]) -> None:
+        self.fields = fields
+        self.ptype = ptype
+        self.image = image
+        self.license = license  # the buffer whose address `image` holds
+
+
+# the ProgramSpec fields that `_check_spec` checks and `_fixed_attr` puts in the attr, read
+# at once (the template's `_Fixed` compares them by identity)
+_FIELDS_OF = operator.attrgetter("name", "license", "attach_to", "section", "type",
+                                 "kernel_version", "flags", "ifindex", "attach_btf_id",
+                                 "attach_type", "attach_prog")
+_STR_FIELDS = ("name", "license", "attach_to", "section")
+_INT_FIELDS = (("type", "prog_type"), ("kernel_version", "kern_version"),
+               ("flags", "prog_flags"), ("ifindex", "prog_ifindex"),
+               ("attach_btf_id", "attach_btf_id"))
+
+
+def _fixed_attr(fields: tuple[Any, ...], ptype: ProgramType, spec: ProgramSpec,
+                modules: _ModuleBTFs, keep: list[Any]) -> tuple[ProgLoadAttr, _Fixed | None]:
+    """A BPF_PROG_LOAD attr holding what `fields` (`_FIELDS_OF(spec)`, checked) make, and
+    that part to keep for the next loads (None when it cannot be kept)."""
+    name, lic, attach_to, _, _, kver, flags, ifindex, attach_btf_id, attach_type, \
+        attach_prog = fields
+    attr = ProgLoadAttr()
+    attr.prog_type = ptype
+    license_buf = ctypes.create_string_buffer(lic.encode())
+    keep.append(license_buf)
+    attr.license = ctypes.addressof(license_buf)
+    _validate.put(attr, "kern_version", _kernel_version(kver, ptype),
+                  "ProgramSpec.kernel_version")
+    _validate.put(attr, "prog_flags", flags, "ProgramSpec.flags")
+    kname = kernel_name(name).encode("ascii")
+    ctypes.memmove(attr.prog_name, kname, len(kname))
+    _validate.put(attr, "prog_ifindex", ifindex, "ProgramSpec.ifindex")
+    if attach_type is not None:
+        _validate.put(attr, "expected_attach_type", attach_type, "ProgramSpec.attach_type")
+    if attach_prog is not None:
+        attr.attach_prog_fd = attach_prog.fileno()
+    if ptype == ProgramType.STRUCT_OPS and not attach_btf_id and ":" in attach_to:
+        from ._progtargets import struct_ops_target  # struct_ops programs only
+
+        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
+        if ops_module:  # a struct_ops type a module defines: its BTF object
+            attr.attach_btf_obj_fd = modules.fd(ops_module)
+        return attr, None  # (looked up in the running kernel's BTF)
+    looked_up = not _attach_btf_id_given(fields, ptype)
+    attach_id, attach_module = _attach_btf_target(fields, ptype)
+    _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
+    if attach_module:  # a function or tracepoint of a module: its BTF object
+        attr.attach_btf_obj_fd = modules.fd(attach_module)
+    if looked_up or attach_prog is not None or (not kver and ptype == ProgramType.KPROBE):
+        return attr, None  # (the running kernel's BTF or release, a kernel object's fd)
+    return attr, _Fixed(fields, ptype, bytes(attr), license_buf)
 
 
 def _check_btf_handle(handle: object) -> None:
@@ -558,32 +611,38 @@ def _check_btf_handle(handle: object) -> None:
         raise InvalidArgumentError("btf_handle is closed")
 
 
-def _check_spec(spec: ProgramSpec) -> ProgramType:
+def _check_spec(spec: ProgramSpec) -> tuple[ProgramType, tuple[Any, ...], _Fixed | None]:
     """The program type of `spec` after checking the types and ranges of the fields that
-    reach the kernel (InvalidArgumentError naming the ProgramSpec field)."""
+    reach the kernel (InvalidArgumentError naming the ProgramSpec field), the fields
+    checked (`_FIELDS_OF`) and, when they are the very objects a load made the fixed
+    part of its attr from, that part (`_Fixed`)."""
     if not isinstance(spec, ProgramSpec):
         raise InvalidArgumentError(f"expected a ProgramSpec, got {type(spec).__name__}")
-    for fname in ("name", "license", "attach_to", "section"):
-        v = getattr(spec, fname)
+    fields: tuple[Any, ...] = _FIELDS_OF(spec)
+    tpl: _Template | None = vars(spec).get("_programs_template")
+    fixed = tpl.fixed if tpl is not None else None
+    if fixed is not None and all(map(operator.is_, fields, fixed.fields)) \
+            and type(spec.instructions) is list:
+        return fixed.ptype, fields, fixed
+    for fname, v in zip(_STR_FIELDS, fields, strict=False):
         if not isinstance(v, str):
             raise InvalidArgumentError(
                 f"ProgramSpec.{fname} must be a str, got {type(v).__name__}")
     if not isinstance(spec.instructions, Sequence) or isinstance(spec.instructions, (str, bytes)):
         raise InvalidArgumentError("ProgramSpec.instructions must be a list of Instructions, "
                                    f"got {type(spec.instructions).__name__}")
-    for fname, afield in (("type", "prog_type"), ("kernel_version", "kern_version"),
-                          ("flags", "prog_flags"), ("ifindex", "prog_ifindex"),
-                          ("attach_btf_id", "attach_btf_id")):
+    for (fname, afield), v in zip(_INT_FIELDS, fields[4:9], strict=True):
         lo, hi = _validate.field_range(ProgLoadAttr, afield)
-        _validate.integer(getattr(spec, fname), f"ProgramSpec.{fname}", lo, hi)
-    if spec.attach_type is not None:
+        _validate.integer(v, f"ProgramSpec.{fname}", lo, hi)
+    attach_type = fields[9]
+    if attach_type is not None:
         lo, hi = _validate.field_range(ProgLoadAttr, "expected_attach_type")
-        _validate.integer(spec.attach_type, "ProgramSpec.attach_type", lo, hi)
+        _validate.integer(attach_type, "ProgramSpec.attach_type", lo, hi)
     try:
-        return ProgramType(spec.type)
+        return ProgramType(fields[4]), fields, None
     except ValueError:
         raise InvalidArgumentError(
-            f"ProgramSpec.type {int(spec.type)} is not a program type this library knows") \
+            f"ProgramSpec.type {int(fields[4])} is not a program type this library knows") \
             from None
 
 
@@ -628,9 +687,9 @@ def _load_with_log(
         raise load_error(-fd, first_err, spec, ptype, prep.line_info, prep.core_results, log)
 
 
-def _kernel_version(spec: ProgramSpec) -> int:
-    if spec.kernel_version or spec.type != ProgramType.KPROBE:
-        return spec.kernel_version
+def _kernel_version(kernel_version: int, ptype: ProgramType) -> int:
+    if kernel_version or ptype != ProgramType.KPROBE:
+        return kernel_version
     return _release_version(os.uname().release)
 
 
@@ -942,29 +1001,40 @@ class _ModuleBTFs:
             h.close()
 
 
-def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]:
+def _attach_btf_id_given(fields: tuple[Any, ...], ptype: ProgramType) -> bool:
+    """Whether the attach BTF id is the spec's `attach_btf_id` (0 without a target), not
+    one that `attach_to` names (looked up in the kernel's or a program's BTF)."""
+    attach_to, attach_btf_id = fields[2], fields[8]
+    return bool(attach_btf_id or not attach_to
+                or ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT))
+
+
+def _attach_btf_target(fields: tuple[Any, ...], ptype: ProgramType) -> tuple[int, str]:
     """(`spec.attach_btf_id`, "") or the BTF id `spec.attach_to` names and the module
-    whose BTF has it ("" for vmlinux or `spec.attach_prog`'s BTF)."""
-    if ptype == ProgramType.EXT and spec.attach_prog is None:
+    whose BTF has it ("" for vmlinux or `spec.attach_prog`'s BTF); `fields`: the spec's
+    (`_FIELDS_OF`)."""
+    prog_name, attach_to, attach_btf_id = fields[0], fields[2], fields[8]
+    attach_type, attach_prog = fields[9], fields[10]
+    if ptype == ProgramType.EXT and attach_prog is None:
         raise InvalidArgumentError(
-            f"freplace program {spec.name!r} needs attach_prog (the program whose function "
+            f"freplace program {prog_name!r} needs attach_prog (the program whose function "
             "it replaces) and attach_to (that function's name)")
-    if spec.attach_btf_id or not spec.attach_to:
-        return spec.attach_btf_id, ""
+    if attach_btf_id or not attach_to:
+        return attach_btf_id, ""
     if ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT):
         return 0, ""  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
     from . import btf  # BTF code on first use: programs without BTF never load it
 
     prefix, kind = "", "Func"
-    if spec.attach_type is not None:
-        prefix, kind = _ATTACH_BTF_PREFIX.get(spec.attach_type, ("", "Func"))
-    target_name = prefix + spec.attach_to
-    if spec.attach_prog is not None:
+    if attach_type is not None:
+        prefix, kind = _ATTACH_BTF_PREFIX.get(attach_type, ("", "Func"))
+    target_name = prefix + attach_to
+    if attach_prog is not None:
         from ._progpin import program_btf  # freplace / fentry on a program (process start)
 
-        target = program_btf(spec.attach_prog)
-        where = f"the BTF of program {spec.attach_prog.name!r}"
-        target_name, kind = spec.attach_to, "Func"
+        target = program_btf(attach_prog)
+        where = f"the BTF of program {attach_prog.name!r}"
+        target_name, kind = attach_to, "Func"
         try:
             return target.type_id(target.type_by_name(target_name, getattr(btf, kind))), ""
         except KeyNotFoundError:
@@ -975,7 +1045,7 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         where = "vmlinux BTF or the BTF of a loaded module"
         # "<module>:<function>" (as in SEC("fentry/nf_conntrack:nf_conntrack_find_get")):
         # only that module's BTF ("vmlinux:<function>": only vmlinux's)
-        module, sep, name = spec.attach_to.rpartition(":")
+        module, sep, name = attach_to.rpartition(":")
         if sep and module:
             target_name = prefix + name
             where = "vmlinux BTF" if module == "vmlinux" else \
@@ -984,7 +1054,7 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         if found is not None:
             return found.type_id, found.module
     raise KeyNotFoundError(
-        f"attach target {target_name!r} of program {spec.name!r} is not a "
+        f"attach target {target_name!r} of program {prog_name!r} is not a "
         f"{kind} in {where}")
 
 
