@@ -419,7 +419,8 @@ class _Template:
     def __init__(
         self,
         code: bytes,  # map loads' fd 0, kernel symbols unresolved
-        maps: list[tuple[int, str]],  # (byte offset of a map load's fd, map name)
+        # (map name, byte offsets of its loads' fds), in the order of first reference
+        maps: list[tuple[str, tuple[int, ...]]],
         kernel_refs: list[tuple[int, Instruction]],  # (slot, kfunc call or typed ksym load)
         func_info: list[tuple[int, Any]],
         line_info: list[tuple[int, Any]],
@@ -432,7 +433,7 @@ class _Template:
         metas: list[dict[str, Any]],  # their meta dicts (assigning another is a tracked edit)
         meta_copies: list[dict[str, Any]],  # copies of `metas` (their records are tracked)
         meta_keys: frozenset[str],  # every key of `metas`
-        records: tuple[Any, Any, Any] | None = None,  # _btf_records' (builder, func, line)
+        records: tuple[Any, ...] | None = None,  # _btf_records' (builder, func, line, views)
         key_indexes: dict[str, list[int]] | None = None,  # meta_key_indexes'
     ) -> None:
         self.code = code
@@ -718,14 +719,17 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
     if tpl is None:
         tpl = _make_template(spec, kernel_btf)
     code = bytearray(tpl.code)
-    for where, ref in tpl.maps:
+    pack_into = _FD_AT.pack_into
+    for ref, offsets in tpl.maps:
         m = maps.get(ref) if maps is not None else None
         if m is None:
             known = ", ".join(sorted(maps)) if maps else "none were given"
             raise KeyNotFoundError(
                 f"program {spec.name!r} references map {ref!r}, which is not among the maps "
                 f"passed to Program (known: {known})")
-        _FD_AT.pack_into(code, where, m.fileno())
+        fd = m.fileno()
+        for where in offsets:
+            pack_into(code, where, fd)
     if tpl.kernel_refs:
         from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
@@ -834,10 +838,14 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
                 line_info.append((slot, line))
         slot += ins.size
     code = encode(insns)
+    by_map: dict[str, list[int]] = {}
+    for where, ref in map_refs:
+        by_map.setdefault(ref, []).append(where)
     if func_info or line_info:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
-    tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
-                    edits_before, spec.btf, None, given, metas, meta_copies,
+    tpl = _Template(code, [(ref, tuple(offs)) for ref, offs in by_map.items()], kernel_refs,
+                    func_info, line_info, core_results, edits_before, spec.btf, None, given,
+                    metas, meta_copies,
                     frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
     if target is not None:
         try:
@@ -1066,8 +1074,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         return None
     btf_spec = spec.btf
     try:
-        handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec),
-                                            shared)
+        handle, records = _btf_records(prep, btf_spec, _cached_builder(btf_spec), shared)
     except _btf_handle_names()[1] as e:  # BTFLoadError (looked up only on an exception)
         # the kernel refuses the object's BTF even prepared: fall back to just the
         # functions' prototypes, which is what func/line info needs (type ids, decl
@@ -1076,7 +1083,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
                      "func/line info with the functions' prototypes only (type ids "
                      "and decl tags are not the object's)", spec.name, _last_line(e))
         try:
-            handle, funcs, lines = _btf_records(prep, btf_spec, None)
+            handle, records = _btf_records(prep, btf_spec, None)
         except _btf_handle_names()[1] as again:  # (as above)
             # the prototypes themselves are refused (e.g. a __naked function's
             # unnamed parameters): load without BTF, as libbpf does
@@ -1088,13 +1095,15 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         _log.info("program %r: loaded without func/line info (the kernel has no BTF)",
                   spec.name)
         return None
+    keep.append(records)  # (the records' buffers, until the load is done)
     attr.prog_btf_fd = handle.fileno()
+    _, funcs, lines, func_view, line_view = records
     if funcs is not None:
-        attr.func_info = _address(funcs, keep)
+        attr.func_info = ctypes.addressof(func_view)
         attr.func_info_cnt = len(funcs) // _FUNC_INFO_SIZE
         attr.func_info_rec_size = _FUNC_INFO_SIZE
     if lines is not None:
-        attr.line_info = _address(lines, keep)
+        attr.line_info = ctypes.addressof(line_view)
         attr.line_info_cnt = len(lines) // _LINE_INFO_SIZE
         attr.line_info_rec_size = _LINE_INFO_SIZE
     return handle
@@ -1110,12 +1119,16 @@ def _last_line(e: Exception) -> str:
 
 def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                  shared: Handle | None = None,
-                 ) -> tuple[Handle, Any, Any]:
+                 ) -> tuple[Handle, tuple[Any, ...]]:
     """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
     None, a minimal BTF holding only the functions and what they refer to. `shared`,
     the object's BTF loaded from `builder` earlier, is used instead of a new BTF
     object when it holds every string the line info needs: the builder only ever
-    appends strings, so it does when the blob has the size the kernel holds."""
+    appends strings, so it does when the blob has the size the kernel holds.
+
+    Returns the handle and the records: (builder, func info, line info, a ctypes view
+    of each, whose address the attr takes), func or line info None when there is none;
+    those of the object's BTF are kept on the template (the views too: made once)."""
     tpl = prep.template
     cached = tpl.records if tpl is not None else None
     own = builder is not None  # the object's BTF: the records can be kept
@@ -1131,7 +1144,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     with _builder_lock(builder):
         if own and cached is not None and cached[0] is builder:
             # the builder only ever appends: the string offsets found before still hold
-            funcs, lines = cached[1], cached[2]
+            records = cached
         else:
             type_id = btf_spec.type_id if own else builder.add
             funcs = _u32_records([
@@ -1143,12 +1156,15 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                     slot, add_string(str(line.file_name)), add_string(str(line.line_text)),
                     (int(line.line) << 10) | (int(line.col) & 0x3FF))
             ]) if prep.line_info else None
+            records = (builder, funcs, lines,
+                       None if funcs is None else ctypes.c_char.from_buffer(funcs),
+                       None if lines is None else ctypes.c_char.from_buffer(lines))
             if tpl is not None and own:
-                tpl.records = (builder, funcs, lines)
+                tpl.records = records
         blob = _marshal_cached(builder)
     if shared is not None and len(blob) == shared.blob_size():
-        return shared, funcs, lines
-    return _btf_handle_names()[0](blob), funcs, lines
+        return shared, records
+    return _btf_handle_names()[0](blob), records
 
 
 def _u32_records(values: list[int]) -> bytearray:
@@ -1191,12 +1207,11 @@ def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     with _builder_lock(b):
         key = (len(b), len(b._strtab))
-        cache = _attached(b, "_programs_blob")
-        cached: tuple[int, int, bytes] | None = cache.get("blob")
-        if cached is not None and cached[:2] == key:
-            return cached[2]
+        cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         blob = b.marshal()
-        cache["blob"] = (len(b), len(b._strtab), blob)
+        vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
         return blob
 
 
