@@ -170,7 +170,11 @@ class Program:
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
         # the maps' (and attach target's) numbers go into the instructions: keep them open
-        with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
+        # (no None for a missing attach target: `hold` would pay an AttributeError for it)
+        held = [*maps.values()] if maps is not None else []
+        if fields[10] is not None:  # (attach_prog, as checked)
+            held.append(fields[10])
+        with _hold(*held):
             fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
                                           btf_handle, (self._type, fields, fixed))
         self._fd = FD(fd, _kind(self._name))
@@ -491,8 +495,10 @@ def _load(
         raise InvalidArgumentError("ProgramSpec.type is not set")
     if not spec.instructions:
         raise InvalidArgumentError(f"program {spec.name!r} has no instructions")
-    log_level = _validate.unsigned(log_level, "log_level", 32)
-    log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
+    if not (type(log_level) is int and 0 <= log_level <= 0xFFFF_FFFF):  # (else: the error)
+        log_level = _validate.unsigned(log_level, "log_level", 32)
+    if not (type(log_size) is int and 1 <= log_size <= MAX_LOG_SIZE):
+        log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
     modules = _ModuleBTFs()
     try:
         return _load_checked(spec, ptype, fields, fixed, maps, log_level, log_size,
@@ -1004,9 +1010,10 @@ class _ModuleBTFs:
 
     def close(self) -> None:
         """Close every BTF object opened (the loaded program keeps what it uses)."""
-        handles, self._handles = list(self._handles.values()), {}
-        for h in handles:
-            h.close()
+        if self._handles:
+            handles, self._handles = list(self._handles.values()), {}
+            for h in handles:
+                h.close()
 
 
 def _attach_btf_id_given(fields: tuple[Any, ...], ptype: ProgramType) -> bool:
@@ -1161,7 +1168,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                        None if lines is None else ctypes.c_char.from_buffer(lines))
             if tpl is not None and own:
                 tpl.records = records
-        blob = _marshal_cached(builder)
+        blob = _marshal_locked(builder)
     if shared is not None and len(blob) == shared.blob_size():
         return shared, records
     return _btf_handle_names()[0](blob), records
@@ -1196,23 +1203,27 @@ def _attached(obj: object, name: str) -> dict[Any, Any]:
 # stored on the objects themselves (the Builder holds the spec's types, which refer to
 # the spec): a module-level cache keyed by them would keep every parsed spec alive.
 def _cached_builder(spec: BTFSpec) -> Builder:
-    cache = _attached(spec, "_programs_builder")
-    b: Builder | None = cache.get("builder")
-    if b is None:
-        b = cache.setdefault("builder", _kernel_ready_builder(spec))
+    b: Builder | None = vars(spec).get("_programs_builder")
+    if b is None:  # (one wins a race: setdefault is atomic)
+        b = vars(spec).setdefault("_programs_builder", _kernel_ready_builder(spec))
     return b
 
 
 def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     with _builder_lock(b):
-        key = (len(b), len(b._strtab))
-        cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        blob = b.marshal()
-        vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
-        return blob
+        return _marshal_locked(b)
+
+
+def _marshal_locked(b: Builder) -> bytes:
+    """`_marshal_cached` when the caller holds `b`'s lock."""
+    key = (len(b), len(b._strtab))
+    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    blob = b.marshal()
+    vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
+    return blob
 
 
 def _builder_lock(b: Builder) -> _thread.RLock:
