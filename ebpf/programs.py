@@ -803,7 +803,9 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
     given = list(spec.instructions)
-    metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
+    # (an empty meta dict too: a key put in it later is an edit the next load must see)
+    metas = [ins.meta for ins in given if isinstance(ins, Instruction)
+             and (ins.meta or isinstance(ins.meta, dict))]
     # tracked first, then the count and the snapshot: an edit while computing (another
     # thread) makes the next load compute again; a spec loaded once keeps no template
     keep = "_programs_once" not in vars(spec)

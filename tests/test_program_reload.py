@@ -474,3 +474,23 @@ SEC("syscall")""")
     assert valid_template(missing, None) is None  # the new module may have the type
     with Program(found) as p:
         assert p.test_run().retval == want
+
+
+def test_keys_put_in_an_empty_meta_dict_after_a_load_are_seen() -> None:
+    from ebpf.programs import meta_key_indexes
+
+    spec, func = handmade_btf("reload")
+    insns = [asm.mov_imm(asm.R0, 1), asm.exit()]
+    for ins in insns:
+        ins.meta = {}
+    prog = spec_of(insns, btf=spec)
+    with Program(prog) as p:
+        assert p.info().nr_func_info == 0
+    assert meta_key_indexes(prog, "extern") == []
+    assert insns[0].meta is not None
+    insns[0].meta["func"] = func  # in place, into the empty dict
+    assert valid_template(prog, None) is None
+    with Program(prog) as p:
+        assert p.info().nr_func_info == 1
+    insns[1].meta["extern"] = "x"  # type: ignore[index]
+    assert meta_key_indexes(prog, "extern") == [1]
