@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from itertools import repeat
 
+from . import _objcache  # (loaded with the first template kept, as this module is)
+
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any
@@ -21,10 +23,9 @@ def track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
     """Count edits of `insns` and of the line/CO-RE records their metas hold from now on
     (`_objcache.track_edits`); False when one cannot be tracked (a `Label`, a subclass,
     a record of another type): such a spec is prepared afresh at every load."""
-    from ._objcache import track_edits, tracked_classes  # with the first template kept
-    from .asm import Instruction  # asm on first load (as above)
+    from .asm import Instruction  # asm on first load: `import ebpf.programs` stays small
 
-    if not set(map(type, insns)) <= set(tracked_classes(Instruction) or ()):
+    if not set(map(type, insns)) <= set(_objcache.tracked_classes(Instruction) or ()):
         return False
     records: list[Any] = list(filter(None, map(dict.get, metas, repeat("line"))))
     for relo in filter(None, map(dict.get, metas, repeat("core"))):
@@ -32,19 +33,18 @@ def track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
     if records:
         from .btf.ext import CoreRelo, LineInfo  # BTF code only for programs with records
 
-        allowed = {*(tracked_classes(LineInfo) or ()), *(tracked_classes(CoreRelo) or ())}
+        allowed = {*(_objcache.tracked_classes(LineInfo) or ()),
+                   *(_objcache.tracked_classes(CoreRelo) or ())}
         if not set(map(type, records)) <= allowed:
             return False
-    return track_edits(insns) and track_edits(records)
+    return _objcache.track_edits(insns) and _objcache.track_edits(records)
 
 
 def unchanged(spec: ProgramSpec, tpl: Any) -> bool:
     """Whether `spec` holds what `tpl` (its kept load template) was computed from: no
     tracked object edited since (instructions, line info, CO-RE records), equal
     instructions and meta dicts, the same BTF."""
-    from ._objcache import edits  # (loaded with the template: see track)
-
-    if tpl.edits != edits() or tpl.btf is not spec.btf:
+    if tpl.edits != _objcache.edits() or tpl.btf is not spec.btf:
         return False
     # Compared by value, so that an equal instruction put in place of one also
     # matches; the snapshot's own objects are tracked, so comparing against them stays

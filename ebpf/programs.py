@@ -20,6 +20,7 @@ import _thread  # (threading's RLock, without importing threading: process start
 import contextlib
 import ctypes
 import errno as _errno
+import operator
 import os
 import struct
 import weakref
@@ -47,6 +48,7 @@ from .spec.programs import ProgramSpec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
     from ._proginfo import EnabledStats, ProgramInfo, TestRunResult, enable_stats, program_ids
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from .asm import Instruction
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
-    from .btf.handle import Handle
+    from .btf.handle import BTFLoadError, Handle
     from .link import Link
     from .spec.flags import ProgramFlags
     from .spec.protocols import SupportsFileno
@@ -161,16 +163,20 @@ class Program:
         self._pinned: str | None = None
         self.verifier_log = ""
         """The verifier log of the load when `log_level` > 0, else ""."""
-        self._type = _check_spec(spec)
+        self._type, fields, fixed = _check_spec(spec)
         if btf_handle is not None:
             _check_btf_handle(btf_handle)
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
         # the maps' (and attach target's) numbers go into the instructions: keep them open
-        with _hold(*(maps.values() if maps is not None else ()), spec.attach_prog):
+        # (no None for a missing attach target: `hold` would pay an AttributeError for it)
+        held = [*maps.values()] if maps is not None else []
+        if fields[10] is not None:  # (attach_prog, as checked)
+            held.append(fields[10])
+        with _hold(*held):
             fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
-                                          btf_handle, self._type)
+                                          btf_handle, (self._type, fields, fixed))
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -359,6 +365,34 @@ class Program:
 
 # -- loading ------------------------------------------------------------------
 
+# What loads import on first use, kept here once imported: an import statement costs ~12 k
+# instructions even when its module is loaded, and a template reload ran several (issue 15)
+_handle_names: tuple[type[Handle], type[BTFLoadError]] | None = None
+_unchanged: Callable[[ProgramSpec, _Template], bool] | None = None
+
+
+def _btf_handle_names() -> tuple[type[Handle], type[BTFLoadError]]:
+    """`ebpf.btf.handle`'s `Handle` and `BTFLoadError`, imported on first use."""
+    global _handle_names
+    names = _handle_names
+    if names is None:
+        # BTF code on first use: programs without BTF never load it
+        from .btf.handle import BTFLoadError, Handle
+
+        names = _handle_names = (Handle, BTFLoadError)
+    return names
+
+
+def _template_check() -> Callable[[ProgramSpec, _Template], bool]:
+    """`_progtrack.unchanged`, imported on first use."""
+    global _unchanged
+    check = _unchanged
+    if check is None:
+        from ._progtrack import unchanged  # a spec loaded before only (process start)
+
+        check = _unchanged = unchanged
+    return check
+
 
 class _Prepared:
     """A program's code and BTF records, ready for BPF_PROG_LOAD (a plain class, not a
@@ -382,14 +416,15 @@ class _Template:
     with what it was computed from, so that the next load only fills in map fds and
     kernel symbols' BTF ids (issue 15: a template reloaded per endpoint)."""
 
-    __slots__ = ("btf", "code", "core_results", "edits", "func_info", "insns", "kernel_refs",
-                 "key_indexes", "line_info", "maps", "meta_copies", "meta_keys", "metas",
-                 "records", "target")
+    __slots__ = ("btf", "code", "core_results", "edits", "fixed", "func_info", "insns",
+                 "kernel_refs", "key_indexes", "line_info", "maps", "meta_copies", "meta_keys",
+                 "metas", "records", "target", "vmlinux_only")
 
     def __init__(
         self,
         code: bytes,  # map loads' fd 0, kernel symbols unresolved
-        maps: list[tuple[int, str]],  # (byte offset of a map load's fd, map name)
+        # (map name, byte offsets of its loads' fds), in the order of first reference
+        maps: list[tuple[str, tuple[int, ...]]],
         kernel_refs: list[tuple[int, Instruction]],  # (slot, kfunc call or typed ksym load)
         func_info: list[tuple[int, Any]],
         line_info: list[tuple[int, Any]],
@@ -402,7 +437,7 @@ class _Template:
         metas: list[dict[str, Any]],  # their meta dicts (assigning another is a tracked edit)
         meta_copies: list[dict[str, Any]],  # copies of `metas` (their records are tracked)
         meta_keys: frozenset[str],  # every key of `metas`
-        records: tuple[Any, Any, Any] | None = None,  # _btf_records' (builder, func, line)
+        records: tuple[Any, ...] | None = None,  # _btf_records' (builder, func, line, views)
         key_indexes: dict[str, list[int]] | None = None,  # meta_key_indexes'
     ) -> None:
         self.code = code
@@ -420,6 +455,11 @@ class _Template:
         self.meta_keys = meta_keys
         self.records = records
         self.key_indexes: dict[str, list[int]] = {} if key_indexes is None else key_indexes
+        # `target` was the running kernel's and every relocation found its candidates in
+        # vmlinux (whose BTF is the same until reboot): valid whichever modules are loaded
+        # since, without listing them at each load
+        self.vmlinux_only = False
+        self.fixed: _Fixed | None = None  # the attr's part the spec's fields make
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -442,12 +482,11 @@ def _load(
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
-    ptype: ProgramType | None = None,
+    checked: tuple[ProgramType, tuple[Any, ...], _Fixed | None] | None = None,
 ) -> tuple[int, str]:
     """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
-    `ptype`: `_check_spec(spec)`, when the caller checked it already."""
-    if ptype is None:
-        ptype = _check_spec(spec)
+    `checked`: `_check_spec(spec)`, when the caller checked it already."""
+    ptype, fields, fixed = _check_spec(spec) if checked is None else checked
     if ptype == ProgramType.UNSPEC:
         if spec.section:
             raise InvalidArgumentError(
@@ -456,12 +495,14 @@ def _load(
         raise InvalidArgumentError("ProgramSpec.type is not set")
     if not spec.instructions:
         raise InvalidArgumentError(f"program {spec.name!r} has no instructions")
-    log_level = _validate.unsigned(log_level, "log_level", 32)
-    log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
+    if not (type(log_level) is int and 0 <= log_level <= 0xFFFF_FFFF):  # (else: the error)
+        log_level = _validate.unsigned(log_level, "log_level", 32)
+    if not (type(log_size) is int and 1 <= log_size <= MAX_LOG_SIZE):
+        log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
     modules = _ModuleBTFs()
     try:
-        return _load_checked(spec, ptype, maps, log_level, log_size, kernel_btf, modules,
-                             shared_btf)
+        return _load_checked(spec, ptype, fields, fixed, maps, log_level, log_size,
+                             kernel_btf, modules, shared_btf)
     finally:
         modules.close()
 
@@ -469,6 +510,8 @@ def _load(
 def _load_checked(
     spec: ProgramSpec,
     ptype: ProgramType,
+    fields: tuple[Any, ...],
+    fixed: _Fixed | None,
     maps: Mapping[str, SupportsFileno] | None,
     log_level: int,
     log_size: int,
@@ -476,36 +519,20 @@ def _load_checked(
     modules: _ModuleBTFs,
     shared_btf: Handle | None = None,
 ) -> tuple[int, str]:
-    """`_load` of a checked spec; `modules` holds the module BTF objects it refers to."""
+    """`_load` of a checked spec (`fields`: its fields `_check_spec` read, `fixed`: the
+    attr they make, when a load made it before); `modules` holds the module BTF objects
+    it refers to."""
     prep = _prepare(spec, maps, kernel_btf, modules)
     keep: list[Any] = []
-    attr = ProgLoadAttr()
-    attr.prog_type = ptype
+    if fixed is None:
+        attr, fixed = _fixed_attr(fields, ptype, spec, modules, keep)
+    else:  # the same fields as a load before: the attr they made, checks passed
+        attr = ProgLoadAttr.from_buffer_copy(fixed.image)
+    tpl = prep.template
+    if fixed is not None and tpl is not None and tpl.fixed is not fixed:
+        tpl.fixed = fixed  # (made from the fields alone: whichever template it was kept on)
     attr.insns = _address(prep.code, keep)
     attr.insn_cnt = len(prep.code) // 8
-    lic = ctypes.create_string_buffer(spec.license.encode())
-    keep.append(lic)
-    attr.license = ctypes.addressof(lic)
-    _validate.put(attr, "kern_version", _kernel_version(spec), "ProgramSpec.kernel_version")
-    _validate.put(attr, "prog_flags", spec.flags, "ProgramSpec.flags")
-    name = kernel_name(spec.name).encode("ascii")
-    ctypes.memmove(attr.prog_name, name, len(name))
-    _validate.put(attr, "prog_ifindex", spec.ifindex, "ProgramSpec.ifindex")
-    if spec.attach_type is not None:
-        _validate.put(attr, "expected_attach_type", spec.attach_type, "ProgramSpec.attach_type")
-    if spec.attach_prog is not None:
-        attr.attach_prog_fd = spec.attach_prog.fileno()
-    if ptype == ProgramType.STRUCT_OPS and not spec.attach_btf_id and ":" in spec.attach_to:
-        from ._progtargets import struct_ops_target  # struct_ops programs only
-
-        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
-        if ops_module:  # a struct_ops type a module defines: its BTF object
-            attr.attach_btf_obj_fd = modules.fd(ops_module)
-    else:
-        attach_id, attach_module = _attach_btf_target(spec, ptype)
-        _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
-        if attach_module:  # a function or tracepoint of a module: its BTF object
-            attr.attach_btf_obj_fd = modules.fd(attach_module)
     modules.put_fd_array(attr, keep)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
@@ -516,43 +543,113 @@ def _load_checked(
             btf_handle.close()
 
 
+class _Fixed:
+    """The part of a BPF_PROG_LOAD attr that a spec's fields alone make (program type,
+    license, kernel version, flags, name, ifindex, expected attach type, attach BTF id),
+    kept on the spec's template with those `fields` (`_FIELDS_OF`): a load whose spec
+    holds these very objects copies `image`, the checks they passed holding for them.
+    Not kept when it refers to a kernel object or depends on the running kernel."""
+
+    __slots__ = ("fields", "image", "license", "ptype")
+
+    def __init__(self, fields: tuple[Any, ...], ptype: ProgramType, image: bytes,
+                 license: ctypes.Array[ctypes.c_char]) -> None:
+        self.fields = fields
+        self.ptype = ptype
+        self.image = image
+        self.license = license  # the buffer whose address `image` holds
+
+
+# the ProgramSpec fields that `_check_spec` checks and `_fixed_attr` puts in the attr, read
+# at once (the template's `_Fixed` compares them by identity)
+_FIELDS_OF = operator.attrgetter("name", "license", "attach_to", "section", "type",
+                                 "kernel_version", "flags", "ifindex", "attach_btf_id",
+                                 "attach_type", "attach_prog")
+_STR_FIELDS = ("name", "license", "attach_to", "section")
+_INT_FIELDS = (("type", "prog_type"), ("kernel_version", "kern_version"),
+               ("flags", "prog_flags"), ("ifindex", "prog_ifindex"),
+               ("attach_btf_id", "attach_btf_id"))
+
+
+def _fixed_attr(fields: tuple[Any, ...], ptype: ProgramType, spec: ProgramSpec,
+                modules: _ModuleBTFs, keep: list[Any]) -> tuple[ProgLoadAttr, _Fixed | None]:
+    """A BPF_PROG_LOAD attr holding what `fields` (`_FIELDS_OF(spec)`, checked) make, and
+    that part to keep for the next loads (None when it cannot be kept)."""
+    name, lic, attach_to, _, _, kver, flags, ifindex, attach_btf_id, attach_type, \
+        attach_prog = fields
+    attr = ProgLoadAttr()
+    attr.prog_type = ptype
+    license_buf = ctypes.create_string_buffer(lic.encode())
+    keep.append(license_buf)
+    attr.license = ctypes.addressof(license_buf)
+    _validate.put(attr, "kern_version", _kernel_version(kver, ptype),
+                  "ProgramSpec.kernel_version")
+    _validate.put(attr, "prog_flags", flags, "ProgramSpec.flags")
+    kname = kernel_name(name).encode("ascii")
+    ctypes.memmove(attr.prog_name, kname, len(kname))
+    _validate.put(attr, "prog_ifindex", ifindex, "ProgramSpec.ifindex")
+    if attach_type is not None:
+        _validate.put(attr, "expected_attach_type", attach_type, "ProgramSpec.attach_type")
+    if attach_prog is not None:
+        attr.attach_prog_fd = attach_prog.fileno()
+    if ptype == ProgramType.STRUCT_OPS and not attach_btf_id and ":" in attach_to:
+        from ._progtargets import struct_ops_target  # struct_ops programs only
+
+        attr.attach_btf_id, attr.expected_attach_type, ops_module = struct_ops_target(spec)
+        if ops_module:  # a struct_ops type a module defines: its BTF object
+            attr.attach_btf_obj_fd = modules.fd(ops_module)
+        return attr, None  # (looked up in the running kernel's BTF)
+    looked_up = not _attach_btf_id_given(fields, ptype)
+    attach_id, attach_module = _attach_btf_target(fields, ptype)
+    _validate.put(attr, "attach_btf_id", attach_id, "ProgramSpec.attach_btf_id")
+    if attach_module:  # a function or tracepoint of a module: its BTF object
+        attr.attach_btf_obj_fd = modules.fd(attach_module)
+    if looked_up or attach_prog is not None or (not kver and ptype == ProgramType.KPROBE):
+        return attr, None  # (the running kernel's BTF or release, a kernel object's fd)
+    return attr, _Fixed(fields, ptype, bytes(attr), license_buf)
+
+
 def _check_btf_handle(handle: object) -> None:
     """Refuse a `btf_handle` that is not an open `ebpf.btf.Handle`."""
-    from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
-
-    if not isinstance(handle, Handle):
+    if not isinstance(handle, _btf_handle_names()[0]):
         raise InvalidArgumentError(
             f"btf_handle must be an ebpf.btf.Handle, got {type(handle).__name__}")
     if handle.closed:
         raise InvalidArgumentError("btf_handle is closed")
 
 
-def _check_spec(spec: ProgramSpec) -> ProgramType:
+def _check_spec(spec: ProgramSpec) -> tuple[ProgramType, tuple[Any, ...], _Fixed | None]:
     """The program type of `spec` after checking the types and ranges of the fields that
-    reach the kernel (InvalidArgumentError naming the ProgramSpec field)."""
+    reach the kernel (InvalidArgumentError naming the ProgramSpec field), the fields
+    checked (`_FIELDS_OF`) and, when they are the very objects a load made the fixed
+    part of its attr from, that part (`_Fixed`)."""
     if not isinstance(spec, ProgramSpec):
         raise InvalidArgumentError(f"expected a ProgramSpec, got {type(spec).__name__}")
-    for fname in ("name", "license", "attach_to", "section"):
-        v = getattr(spec, fname)
+    fields: tuple[Any, ...] = _FIELDS_OF(spec)
+    tpl: _Template | None = vars(spec).get("_programs_template")
+    fixed = tpl.fixed if tpl is not None else None
+    if fixed is not None and all(map(operator.is_, fields, fixed.fields)) \
+            and type(spec.instructions) is list:
+        return fixed.ptype, fields, fixed
+    for fname, v in zip(_STR_FIELDS, fields, strict=False):
         if not isinstance(v, str):
             raise InvalidArgumentError(
                 f"ProgramSpec.{fname} must be a str, got {type(v).__name__}")
     if not isinstance(spec.instructions, Sequence) or isinstance(spec.instructions, (str, bytes)):
         raise InvalidArgumentError("ProgramSpec.instructions must be a list of Instructions, "
                                    f"got {type(spec.instructions).__name__}")
-    for fname, afield in (("type", "prog_type"), ("kernel_version", "kern_version"),
-                          ("flags", "prog_flags"), ("ifindex", "prog_ifindex"),
-                          ("attach_btf_id", "attach_btf_id")):
+    for (fname, afield), v in zip(_INT_FIELDS, fields[4:9], strict=True):
         lo, hi = _validate.field_range(ProgLoadAttr, afield)
-        _validate.integer(getattr(spec, fname), f"ProgramSpec.{fname}", lo, hi)
-    if spec.attach_type is not None:
+        _validate.integer(v, f"ProgramSpec.{fname}", lo, hi)
+    attach_type = fields[9]
+    if attach_type is not None:
         lo, hi = _validate.field_range(ProgLoadAttr, "expected_attach_type")
-        _validate.integer(spec.attach_type, "ProgramSpec.attach_type", lo, hi)
+        _validate.integer(attach_type, "ProgramSpec.attach_type", lo, hi)
     try:
-        return ProgramType(spec.type)
+        return ProgramType(fields[4]), fields, None
     except ValueError:
         raise InvalidArgumentError(
-            f"ProgramSpec.type {int(spec.type)} is not a program type this library knows") \
+            f"ProgramSpec.type {int(fields[4])} is not a program type this library knows") \
             from None
 
 
@@ -597,9 +694,9 @@ def _load_with_log(
         raise load_error(-fd, first_err, spec, ptype, prep.line_info, prep.core_results, log)
 
 
-def _kernel_version(spec: ProgramSpec) -> int:
-    if spec.kernel_version or spec.type != ProgramType.KPROBE:
-        return spec.kernel_version
+def _kernel_version(kernel_version: int, ptype: ProgramType) -> int:
+    if kernel_version or ptype != ProgramType.KPROBE:
+        return kernel_version
     return _release_version(os.uname().release)
 
 
@@ -628,14 +725,17 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
     if tpl is None:
         tpl = _make_template(spec, kernel_btf)
     code = bytearray(tpl.code)
-    for where, ref in tpl.maps:
+    pack_into = _FD_AT.pack_into
+    for ref, offsets in tpl.maps:
         m = maps.get(ref) if maps is not None else None
         if m is None:
             known = ", ".join(sorted(maps)) if maps else "none were given"
             raise KeyNotFoundError(
                 f"program {spec.name!r} references map {ref!r}, which is not among the maps "
                 f"passed to Program (known: {known})")
-        _FD_AT.pack_into(code, where, m.fileno())
+        fd = m.fileno()
+        for where in offsets:
+            pack_into(code, where, fd)
     if tpl.kernel_refs:
         from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
@@ -666,13 +766,10 @@ def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template 
     """The template of `spec`'s last load, if it was computed from what `spec` holds now
     (`_progtrack.unchanged`) and against the same CO-RE target."""
     tpl: _Template | None = vars(spec).get("_programs_template")
-    if tpl is None:
+    if tpl is None or not _template_check()(spec, tpl):
         return None
-    from ._progtrack import unchanged  # a spec loaded before only (process start)
-
-    if not unchanged(spec, tpl):
-        return None
-    if tpl.target is not None and tpl.target() is not _core_target(kernel_btf):
+    if tpl.target is not None and not (tpl.vmlinux_only and kernel_btf is None) \
+            and tpl.target() is not _core_target(kernel_btf):
         return None
     return tpl
 
@@ -685,9 +782,7 @@ def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
     # only when the spec holds the template's own instructions (checked by identity): a
     # copy's are compared by value, ~8x the time of the pass (load_many of copies)
     if tpl is not None and insns and tpl.insns and insns[0] is tpl.insns[0]:
-        from ._progtrack import unchanged  # a spec loaded before only (process start)
-
-        if not unchanged(spec, tpl):
+        if not _template_check()(spec, tpl):
             return _meta_key_indexes(insns, key)
         if key not in tpl.meta_keys:
             return []
@@ -708,7 +803,9 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     from .asm.link import resolvable  # asm on first load: `import ebpf.programs` stays small
 
     given = list(spec.instructions)
-    metas = [ins.meta for ins in given if isinstance(ins, Instruction) and ins.meta]
+    # (an empty meta dict too: a key put in it later is an edit the next load must see)
+    metas = [ins.meta for ins in given if isinstance(ins, Instruction)
+             and (ins.meta or isinstance(ins.meta, dict))]
     # tracked first, then the count and the snapshot: an edit while computing (another
     # thread) makes the next load compute again; a spec loaded once keeps no template
     keep = "_programs_once" not in vars(spec)
@@ -723,7 +820,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
     else:  # (a template not kept: what it was computed from is never compared)
         edits_before, meta_copies = 0, metas
     insns = assemble(given)
-    core_results, target = _apply_core(spec, insns, kernel_btf)
+    core_results, target, vmlinux_only = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
     kernel_refs: list[tuple[int, Instruction]] = []
     func_info: list[tuple[int, Any]] = []
@@ -749,16 +846,21 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
                 line_info.append((slot, line))
         slot += ins.size
     code = encode(insns)
+    by_map: dict[str, list[int]] = {}
+    for where, ref in map_refs:
+        by_map.setdefault(ref, []).append(where)
     if func_info or line_info:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
-    tpl = _Template(code, map_refs, kernel_refs, func_info, line_info, core_results,
-                    edits_before, spec.btf, None, given, metas, meta_copies,
+    tpl = _Template(code, [(ref, tuple(offs)) for ref, offs in by_map.items()], kernel_refs,
+                    func_info, line_info, core_results, edits_before, spec.btf, None, given,
+                    metas, meta_copies,
                     frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
         except TypeError:  # a target that cannot be weakly referenced: not kept
             return tpl
+        tpl.vmlinux_only = vmlinux_only
     if keep:
         vars(spec)["_programs_template"] = tpl  # dies with the spec (_objcache's rule)
     return tpl
@@ -817,12 +919,13 @@ def _core_target(kernel_btf: BTFSpec | None) -> Any:
 
 
 def _apply_core(spec: ProgramSpec, insns: list[Instruction],
-                kernel_btf: BTFSpec | None) -> tuple[list[Any], Any]:
+                kernel_btf: BTFSpec | None) -> tuple[list[Any], Any, bool]:
     """Apply the CO-RE relocations in ``meta["core"]`` to `insns` (in place, on copies of
     the relocated instructions) against `kernel_btf` or the running kernel's BTF.
 
-    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction, and
-    the target (None without relocations).
+    Returns `ebpf.btf.core.CoreResult`s, used to explain a poisoned instruction, the
+    target (None without relocations) and whether the target is the running kernel's
+    and only its vmlinux BTF was consulted (no module's).
     """
     from .btf import core  # the CO-RE engine only for programs with CO-RE relocations
 
@@ -835,7 +938,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
         for r in relo if isinstance(relo, (list, tuple)) else (relo,):
             relos.append((i, r))
     if not relos:
-        return [], None
+        return [], None, False
     if spec.btf is None:
         raise InvalidArgumentError(
             f"program {spec.name!r} has CO-RE relocations but no BTF (ProgramSpec.btf)")
@@ -855,7 +958,7 @@ def _apply_core(spec: ProgramSpec, insns: list[Instruction],
     except TypeError:  # a target that cannot be weakly referenced: no reuse
         cache = core.CoreCache()
     results: list[Any] = core.relocate(insns, relos, spec.btf, targets, cache=cache)
-    return results, targets
+    return results, targets, kernel_btf is None and cache.first_target_only()
 
 
 _CORE_TARGETS_PER_SPEC = 8
@@ -909,34 +1012,46 @@ class _ModuleBTFs:
 
     def close(self) -> None:
         """Close every BTF object opened (the loaded program keeps what it uses)."""
-        handles, self._handles = list(self._handles.values()), {}
-        for h in handles:
-            h.close()
+        if self._handles:
+            handles, self._handles = list(self._handles.values()), {}
+            for h in handles:
+                h.close()
 
 
-def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]:
+def _attach_btf_id_given(fields: tuple[Any, ...], ptype: ProgramType) -> bool:
+    """Whether the attach BTF id is the spec's `attach_btf_id` (0 without a target), not
+    one that `attach_to` names (looked up in the kernel's or a program's BTF)."""
+    attach_to, attach_btf_id = fields[2], fields[8]
+    return bool(attach_btf_id or not attach_to
+                or ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT))
+
+
+def _attach_btf_target(fields: tuple[Any, ...], ptype: ProgramType) -> tuple[int, str]:
     """(`spec.attach_btf_id`, "") or the BTF id `spec.attach_to` names and the module
-    whose BTF has it ("" for vmlinux or `spec.attach_prog`'s BTF)."""
-    if ptype == ProgramType.EXT and spec.attach_prog is None:
+    whose BTF has it ("" for vmlinux or `spec.attach_prog`'s BTF); `fields`: the spec's
+    (`_FIELDS_OF`)."""
+    prog_name, attach_to, attach_btf_id = fields[0], fields[2], fields[8]
+    attach_type, attach_prog = fields[9], fields[10]
+    if ptype == ProgramType.EXT and attach_prog is None:
         raise InvalidArgumentError(
-            f"freplace program {spec.name!r} needs attach_prog (the program whose function "
+            f"freplace program {prog_name!r} needs attach_prog (the program whose function "
             "it replaces) and attach_to (that function's name)")
-    if spec.attach_btf_id or not spec.attach_to:
-        return spec.attach_btf_id, ""
+    if attach_btf_id or not attach_to:
+        return attach_btf_id, ""
     if ptype not in (ProgramType.TRACING, ProgramType.LSM, ProgramType.EXT):
         return 0, ""  # attach_to is for the link (a kprobe symbol, a tracepoint, ...)
     from . import btf  # BTF code on first use: programs without BTF never load it
 
     prefix, kind = "", "Func"
-    if spec.attach_type is not None:
-        prefix, kind = _ATTACH_BTF_PREFIX.get(spec.attach_type, ("", "Func"))
-    target_name = prefix + spec.attach_to
-    if spec.attach_prog is not None:
+    if attach_type is not None:
+        prefix, kind = _ATTACH_BTF_PREFIX.get(attach_type, ("", "Func"))
+    target_name = prefix + attach_to
+    if attach_prog is not None:
         from ._progpin import program_btf  # freplace / fentry on a program (process start)
 
-        target = program_btf(spec.attach_prog)
-        where = f"the BTF of program {spec.attach_prog.name!r}"
-        target_name, kind = spec.attach_to, "Func"
+        target = program_btf(attach_prog)
+        where = f"the BTF of program {attach_prog.name!r}"
+        target_name, kind = attach_to, "Func"
         try:
             return target.type_id(target.type_by_name(target_name, getattr(btf, kind))), ""
         except KeyNotFoundError:
@@ -947,7 +1062,7 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         where = "vmlinux BTF or the BTF of a loaded module"
         # "<module>:<function>" (as in SEC("fentry/nf_conntrack:nf_conntrack_find_get")):
         # only that module's BTF ("vmlinux:<function>": only vmlinux's)
-        module, sep, name = spec.attach_to.rpartition(":")
+        module, sep, name = attach_to.rpartition(":")
         if sep and module:
             target_name = prefix + name
             where = "vmlinux BTF" if module == "vmlinux" else \
@@ -956,7 +1071,7 @@ def _attach_btf_target(spec: ProgramSpec, ptype: ProgramType) -> tuple[int, str]
         if found is not None:
             return found.type_id, found.module
     raise KeyNotFoundError(
-        f"attach target {target_name!r} of program {spec.name!r} is not a "
+        f"attach target {target_name!r} of program {prog_name!r} is not a "
         f"{kind} in {where}")
 
 
@@ -966,14 +1081,10 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     `attr` at func/line info records; the BTF handle or None."""
     if spec.btf is None or not (prep.func_info or prep.line_info):
         return None
-    # BTF code on first use: programs without BTF never load it
-    from .btf.handle import BTFLoadError
-
     btf_spec = spec.btf
     try:
-        handle, funcs, lines = _btf_records(prep, btf_spec, _cached_builder(btf_spec),
-                                            shared)
-    except BTFLoadError as e:
+        handle, records = _btf_records(prep, btf_spec, _cached_builder(btf_spec), shared)
+    except _btf_handle_names()[1] as e:  # BTFLoadError (looked up only on an exception)
         # the kernel refuses the object's BTF even prepared: fall back to just the
         # functions' prototypes, which is what func/line info needs (type ids, decl
         # tags such as arg:ctx and the exception callback's are lost: say so)
@@ -981,8 +1092,8 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
                      "func/line info with the functions' prototypes only (type ids "
                      "and decl tags are not the object's)", spec.name, _last_line(e))
         try:
-            handle, funcs, lines = _btf_records(prep, btf_spec, None)
-        except BTFLoadError as again:
+            handle, records = _btf_records(prep, btf_spec, None)
+        except _btf_handle_names()[1] as again:  # (as above)
             # the prototypes themselves are refused (e.g. a __naked function's
             # unnamed parameters): load without BTF, as libbpf does
             _log.warning("program %r: the kernel refused the functions' prototypes too "
@@ -993,13 +1104,15 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         _log.info("program %r: loaded without func/line info (the kernel has no BTF)",
                   spec.name)
         return None
+    keep.append(records)  # (the records' buffers, until the load is done)
     attr.prog_btf_fd = handle.fileno()
+    _, funcs, lines, func_view, line_view = records
     if funcs is not None:
-        attr.func_info = _address(funcs, keep)
+        attr.func_info = ctypes.addressof(func_view)
         attr.func_info_cnt = len(funcs) // _FUNC_INFO_SIZE
         attr.func_info_rec_size = _FUNC_INFO_SIZE
     if lines is not None:
-        attr.line_info = _address(lines, keep)
+        attr.line_info = ctypes.addressof(line_view)
         attr.line_info_cnt = len(lines) // _LINE_INFO_SIZE
         attr.line_info_rec_size = _LINE_INFO_SIZE
     return handle
@@ -1015,19 +1128,23 @@ def _last_line(e: Exception) -> str:
 
 def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                  shared: Handle | None = None,
-                 ) -> tuple[Handle, Any, Any]:
+                 ) -> tuple[Handle, tuple[Any, ...]]:
     """Load BTF for func/line info: `builder` (the object's BTF, same ids) or, when
     None, a minimal BTF holding only the functions and what they refer to. `shared`,
     the object's BTF loaded from `builder` earlier, is used instead of a new BTF
     object when it holds every string the line info needs: the builder only ever
-    appends strings, so it does when the blob has the size the kernel holds."""
-    from .btf.builder import Builder  # BTF code on first use: programs without BTF never load it
-    from .btf.handle import Handle  # BTF code on first use: programs without BTF never load it
+    appends strings, so it does when the blob has the size the kernel holds.
 
+    Returns the handle and the records: (builder, func info, line info, a ctypes view
+    of each, whose address the attr takes), func or line info None when there is none;
+    those of the object's BTF are kept on the template (the views too: made once)."""
     tpl = prep.template
     cached = tpl.records if tpl is not None else None
     own = builder is not None  # the object's BTF: the records can be kept
     if builder is None:
+        # BTF code on first use: programs without BTF never load it
+        from .btf.builder import Builder
+
         builder, shared = Builder(), None
     # the object's builder is shared by every program of the object (and every copy
     # of its specs, loaded by `load_many` from several threads): its strings are
@@ -1036,7 +1153,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     with _builder_lock(builder):
         if own and cached is not None and cached[0] is builder:
             # the builder only ever appends: the string offsets found before still hold
-            funcs, lines = cached[1], cached[2]
+            records = cached
         else:
             type_id = btf_spec.type_id if own else builder.add
             funcs = _u32_records([
@@ -1048,12 +1165,15 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
                     slot, add_string(str(line.file_name)), add_string(str(line.line_text)),
                     (int(line.line) << 10) | (int(line.col) & 0x3FF))
             ]) if prep.line_info else None
+            records = (builder, funcs, lines,
+                       None if funcs is None else ctypes.c_char.from_buffer(funcs),
+                       None if lines is None else ctypes.c_char.from_buffer(lines))
             if tpl is not None and own:
-                tpl.records = (builder, funcs, lines)
-        blob = _marshal_cached(builder)
+                tpl.records = records
+        blob = _marshal_locked(builder)
     if shared is not None and len(blob) == shared.blob_size():
-        return shared, funcs, lines
-    return Handle(blob), funcs, lines
+        return shared, records
+    return _btf_handle_names()[0](blob), records
 
 
 def _u32_records(values: list[int]) -> bytearray:
@@ -1085,24 +1205,27 @@ def _attached(obj: object, name: str) -> dict[Any, Any]:
 # stored on the objects themselves (the Builder holds the spec's types, which refer to
 # the spec): a module-level cache keyed by them would keep every parsed spec alive.
 def _cached_builder(spec: BTFSpec) -> Builder:
-    cache = _attached(spec, "_programs_builder")
-    b: Builder | None = cache.get("builder")
-    if b is None:
-        b = cache.setdefault("builder", _kernel_ready_builder(spec))
+    b: Builder | None = vars(spec).get("_programs_builder")
+    if b is None:  # (one wins a race: setdefault is atomic)
+        b = vars(spec).setdefault("_programs_builder", _kernel_ready_builder(spec))
     return b
 
 
 def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
     with _builder_lock(b):
-        key = (len(b), len(b._strtab))
-        cache = _attached(b, "_programs_blob")
-        cached: tuple[int, int, bytes] | None = cache.get("blob")
-        if cached is not None and cached[:2] == key:
-            return cached[2]
-        blob = b.marshal()
-        cache["blob"] = (len(b), len(b._strtab), blob)
-        return blob
+        return _marshal_locked(b)
+
+
+def _marshal_locked(b: Builder) -> bytes:
+    """`_marshal_cached` when the caller holds `b`'s lock."""
+    key = (len(b), len(b._strtab))
+    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    blob = b.marshal()
+    vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
+    return blob
 
 
 def _builder_lock(b: Builder) -> _thread.RLock:

@@ -371,3 +371,126 @@ def test_tracked_classes_slots_only() -> None:
     pair = tracked_classes(Slotted)
     assert pair is not None and pair[0] is Slotted and issubclass(pair[1], Slotted)
     assert tracked_classes(pair[1]) == pair
+
+
+def test_field_edits_after_a_load_are_checked_and_reach_the_kernel() -> None:
+    """The fixed part of the load attr kept with the template is reused only for the very
+    field objects it was made from: every other value is checked and loaded afresh."""
+    from ebpf.errors import InvalidArgumentError
+
+    spec = with_lines([asm.mov_imm(asm.R0, 4), asm.exit()])
+    assert run(spec) == 4
+    tpl = valid_template(spec, None)
+    assert tpl is not None and tpl.fixed is not None  # kept: the next load copies it
+    fixed = tpl.fixed
+    assert run(spec) == 4 and tpl.fixed is fixed
+    bad: list[tuple[str, object, str]] = [
+        ("name", 5, r"^ProgramSpec\.name must be a str, got int$"),
+        ("license", None, r"^ProgramSpec\.license must be a str, got NoneType$"),
+        ("flags", True, r"^ProgramSpec\.flags must be an integer"),
+        ("flags", 1 << 32, r"^ProgramSpec\.flags must be in 0\.\.4294967295"),
+        ("kernel_version", 1.0, r"^ProgramSpec\.kernel_version must be an integer"),
+        ("ifindex", -1, r"^ProgramSpec\.ifindex must be in"),
+        ("attach_btf_id", "1", r"^ProgramSpec\.attach_btf_id must be an integer"),
+        ("attach_type", 1 << 32, r"^ProgramSpec\.attach_type must be in"),
+        ("type", 1000, r"^ProgramSpec\.type 1000 is not a program type"),
+    ]
+    for field, value, message in bad:
+        good = getattr(spec, field)
+        setattr(spec, field, value)
+        with pytest.raises(InvalidArgumentError, match=message):
+            Program(spec)
+        setattr(spec, field, good)
+        assert run(spec) == 4
+    spec.name = "renamed_prog"  # a new name reaches the kernel (and is kept from then on)
+    with Program(spec) as p:
+        assert p.info().name == "renamed_prog"
+    assert tpl.fixed is not fixed and tpl.fixed.fields[0] == "renamed_prog"
+    with Program(spec) as p:
+        assert p.info().name == "renamed_prog"
+    spec.license = "Proprietary"  # a GPL-only helper would now be refused: not the case here
+    assert run(spec) == 4
+    spec.type = P.XDP  # another type: the kernel's test run gets an xdp_md context
+    with Program(spec) as p:
+        assert p.type == P.XDP and p.info().type == P.XDP
+    spec.instructions = [asm.mov_imm(asm.R0, 2), asm.exit()]  # the template rebuilt: same part
+    assert run(spec) == 2
+
+
+def test_spec_field_reads_once_per_load() -> None:
+    """`_check_spec` reads the fields once: what it checked is what the attr holds."""
+    from ebpf.programs import _check_spec
+
+    spec = spec_of([asm.mov_imm(asm.R0, 1), asm.exit()])
+    ptype, fields, fixed = _check_spec(spec)
+    assert ptype == P.SOCKET_FILTER and fixed is None
+    assert fields[:2] == ("reload", "GPL")
+    assert run(spec) == 1
+    again = _check_spec(spec)
+    assert again[2] is not None and again[0] == P.SOCKET_FILTER
+
+
+def test_vmlinux_only_templates_ignore_module_changes(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template whose CO-RE relocations found their types in vmlinux stays valid when
+    the set of modules with BTF changes; one that looked at the modules does not."""
+    from bpfbuild import BASE_FLAGS, CLANG
+
+    from ebpf.btf import core, kernel
+
+    need_tool(CLANG)
+    src = CORE_C.replace("SEC(\"syscall\")", """
+struct no_such_type_anywhere { int x; } __attribute__((preserve_access_index));
+
+SEC("syscall")
+int missing(void *ctx)
+{
+	return bpf_core_field_exists(struct no_such_type_anywhere, x);
+}
+
+SEC("syscall")""")
+    (tmp_path / "core_mods.c").write_text(src)
+    obj = tmp_path / "core_mods.o"
+    subprocess.run([CLANG, *BASE_FLAGS, "-target", "bpf", str(tmp_path / "core_mods.c"),
+                    "-o", str(obj)], check=True, capture_output=True)
+    programs = ebpf.load_collection_spec(str(obj)).programs
+    found, missing = programs["pid_offset"], programs["missing"]
+    want = btf.load_kernel_spec().type_by_name("task_struct", btf.Struct).member(
+        "pid").offset_bits // 8
+    for spec, vmlinux_only, retval in ((found, True, want), (missing, False, 0)):
+        with Program(spec) as p:
+            assert p.test_run().retval == retval
+        tpl = valid_template(spec, None)
+        assert tpl is not None and tpl.vmlinux_only is vmlinux_only
+    names = kernel.kernel_module_names()
+    monkeypatch.setattr(kernel, "kernel_module_names", lambda: [*names, "zz_new_module"])
+    monkeypatch.setattr(core, "_kernel_targets", None)
+
+    def no_module_btf(name: str) -> btf.Spec:
+        raise AssertionError(f"module {name}'s BTF consulted")
+
+    monkeypatch.setattr(kernel, "load_kernel_module_spec", no_module_btf)
+    assert valid_template(found, None) is not None  # vmlinux's answers hold
+    assert valid_template(missing, None) is None  # the new module may have the type
+    with Program(found) as p:
+        assert p.test_run().retval == want
+
+
+def test_keys_put_in_an_empty_meta_dict_after_a_load_are_seen() -> None:
+    from ebpf.programs import meta_key_indexes
+
+    spec, func = handmade_btf("reload")
+    insns = [asm.mov_imm(asm.R0, 1), asm.exit()]
+    for ins in insns:
+        ins.meta = {}
+    prog = spec_of(insns, btf=spec)
+    with Program(prog) as p:
+        assert p.info().nr_func_info == 0
+    assert meta_key_indexes(prog, "extern") == []
+    assert insns[0].meta is not None
+    insns[0].meta["func"] = func  # in place, into the empty dict
+    assert valid_template(prog, None) is None
+    with Program(prog) as p:
+        assert p.info().nr_func_info == 1
+    insns[1].meta["extern"] = "x"  # type: ignore[index]
+    assert meta_key_indexes(prog, "extern") == [1]

@@ -258,6 +258,13 @@ class CoreCache:
         self.cands = {}
         self.decisions = {}
 
+    def first_target_only(self) -> bool:
+        """Whether every relocation resolved with this cache so far found its candidates
+        in the first target (vmlinux) and so consulted no other: their outcomes depend
+        on that target alone, not on which modules are loaded."""
+        # (a copy of the values, at C speed: another thread may add to the dict)
+        return all(cands and cands[0][0] == 0 for cands in list(self.cands.values()))
+
     def _targets_are(self, targets: Sequence[Spec]) -> bool:
         if isinstance(targets, KernelTargets):   # one object, whose modules load lazily
             return len(self._targets) == 1 and self._targets[0]() is targets
