@@ -101,13 +101,16 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
                 ms.check_compatible(m)
                 maps[name] = m
                 continue
-            ms = _map_for_load(spec, ms)
-            plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
-            deferred.extend((name, k, v) for k, v in ms.contents if isinstance(v, str))
-            freeze = ms.freeze
-            if len(plain) != len(ms.contents):
-                ms.freeze = False
-            ms.contents = plain
+            freeze = False
+            if _adjusted(ms):
+                ms = _map_for_load(spec, ms)
+                plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
+                deferred.extend((name, k, v) for k, v in ms.contents if isinstance(v, str))
+                freeze = ms.freeze
+                if len(plain) != len(ms.contents):
+                    ms.freeze = False
+                ms.contents = plain
+            # (else the spec as it is: Map makes its own copy)
             try:
                 m = Map(ms, btf_handle=handle, pin_path=pin_path)
             except BaseException as e:
@@ -183,6 +186,16 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         if handle is not None:
             handle.close()
     return KernelObjects(maps, programs, created)
+
+
+_RINGBUFS = (MapType.RINGBUF, MapType.USER_RINGBUF)
+
+
+def _adjusted(ms: MapSpec) -> bool:
+    """Whether the load changes `ms` (`_map_for_load`; contents that name maps or
+    programs are set later)."""
+    return (ms.name == ".kconfig" or ms.inner_map is not None or ms.type in _RINGBUFS
+            or any(isinstance(v, str) for _, v in ms.contents))
 
 
 def _map_for_load(spec: CollectionSpec, ms: MapSpec) -> MapSpec:

@@ -55,16 +55,28 @@ def typed_view(buf: ctypes.Array[ctypes.c_char], fmt: str | None) -> memoryview 
     return memoryview(buf).cast("B").cast(fmt)  # type: ignore[call-overload, no-any-return]
 
 
+_btf_module: Any = None
+
+
+def _btf() -> Any:
+    """`ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
+    and kept: an import statement costs more than the rest of a map's codec setup."""
+    global _btf_module
+    if _btf_module is None:
+        from .. import btf  # BTF code on first typed use (see above)
+
+        _btf_module = btf
+    return _btf_module
+
+
 def int_format(size: int, t: btf.Type | None) -> str | None:
     fmt = INT_FORMATS.get(size)
     if fmt is None:
         return None
     if t is not None:
-        # BTF code on first typed use: `import ebpf.maps` loads none
-        from ..btf import Enum, Int, skip_typedefs
-
-        inner = skip_typedefs(t)
-        if isinstance(inner, (Int, Enum)) and inner.signed:
+        b = _btf_module or _btf()
+        inner = b.skip_typedefs(t)
+        if isinstance(inner, (b.Int, b.Enum)) and inner.signed:
             return fmt.lower()
     return fmt
 
@@ -73,13 +85,12 @@ def decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
     """(decode(bytes) -> value, mode): mode 0 raw bytes, 1 plain int, 2 other."""
     if t is None:
         return None, 0
-    # BTF code on first typed use: `import ebpf.maps` loads none
-    from ..btf import Datasec, Enum, Int, skip_typedefs
-
-    inner = skip_typedefs(t)
-    if isinstance(inner, Datasec):
+    b = _btf_module or _btf()
+    inner = b.skip_typedefs(t)
+    if isinstance(inner, b.Datasec):
         return None, 0
-    if isinstance(inner, (Int, Enum)) and inner.size == size:
+    Int = b.Int
+    if isinstance(inner, (Int, b.Enum)) and inner.size == size:
         signed = inner.signed
         if isinstance(inner, Int) and inner._encoding & 4:  # IntEncoding.BOOL, read raw
             return (lambda raw: raw != bytes(len(raw))), 2

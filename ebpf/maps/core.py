@@ -518,9 +518,31 @@ def map_ids() -> Iterator[int]:
 # -- creation -----------------------------------------------------------------------------
 
 
+_U32 = 0xFFFF_FFFF
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
     """BPF_MAP_CREATE attrs for `spec`, every field checked for type and range
     (InvalidArgumentError naming the MapSpec field), the name and pointers not yet set."""
+    # The usual spec (plain ints in range, a known type, no NUMA node, no inner map
+    # or a MapSpec one): the same attrs without the field-by-field checks, which run
+    # for anything else and raise what they always raised.
+    if spec.__class__ is not MapSpec:
+        return _checked_create_attr(spec)
+    t, ks, vs, n, fl, x = (spec.type, spec.key_size, spec.value_size, spec.max_entries,
+                           spec.flags, spec.map_extra)
+    if (spec.name.__class__ is str and t.__class__ is MapType and t and ks.__class__ is int
+            and vs.__class__ is int and n.__class__ is int and fl.__class__ is int
+            and x.__class__ is int and spec.numa_node is None
+            and 0 <= ks <= _U32 and 0 <= vs <= _U32 and 0 <= n <= _U32
+            and 0 <= fl <= _U32 and 0 <= x <= _U64
+            and (spec.inner_map is None or spec.inner_map.__class__ is MapSpec)):
+        return _t.MapCreateAttr(t, ks, vs, n, fl, map_extra=x)
+    return _checked_create_attr(spec)
+
+
+def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
     if not isinstance(spec, MapSpec):
         raise InvalidArgumentError(f"expected a MapSpec, got {type(spec).__name__}")
     if not isinstance(spec.name, str):
