@@ -132,6 +132,12 @@ class MapSpec(Record):
         map `m` (e.g. one found pinned) differs from this spec."""
         fixed = getattr(m, "_fixed_info", None)  # an ebpf.Map: asks the kernel once
         info = fixed() if fixed is not None else m.info()
+        ks, vs, n, x = self.key_size, self.value_size, self.max_entries, self.map_extra
+        if (ks.__class__ is int and vs.__class__ is int and n.__class__ is int
+                and x.__class__ is int and (int(self.type), ks, vs, n, int(self.flags), x) == (
+                    int(info.type), info.key_size, info.value_size, info.max_entries,
+                    int(info.flags), info.map_extra)):
+            return  # (every check below passes)
         checks: list[tuple[str, int, int]] = [
             ("type", int(self.type), int(info.type)),
             ("key_size", self.key_size, info.key_size),
