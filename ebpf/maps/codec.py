@@ -38,11 +38,11 @@ class Buffers:
         kbuf = self.kbuf = (ctypes.c_char * max(key_size, 1))()
         kb = memoryview(kbuf).cast("B")
         self.kraw = kb[:key_size]
-        self.kmv = None if kfmt is None else kb.cast(kfmt)
+        self.kmv = None if kfmt is None else kb.cast(kfmt)  # type: ignore[call-overload]
         vbuf = self.vbuf = (ctypes.c_char * max(value_bytes, 1))()
         vb = memoryview(vbuf).cast("B")
         self.vraw = vb[:value_bytes]
-        self.vmv = None if vfmt is None else vb.cast(vfmt)
+        self.vmv = None if vfmt is None else vb.cast(vfmt)  # type: ignore[call-overload]
         kaddr = ctypes.addressof(kbuf) if key_size else 0
         vaddr = ctypes.addressof(vbuf)
         la = self.lattr = _t.MapElemAttr()
