@@ -41,7 +41,7 @@ from .elements import _ANY, MapElements
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from _thread import _local
-    from typing import Any, NoReturn
+    from typing import Any, Final, NoReturn
 
     from .. import btf
     from ..spec.flags import MapFlags as MapFlags
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .info import MapInfo
 
 __all__ = ["Map", "map_ids"]
+
+_NO_FAST_TYPES: Final = KEYLESS_TYPES | NO_ELEMENT_TYPES  # (no owner fast path)
 
 
 # (importable from here before) its enum class on first use (process start)
@@ -178,7 +180,7 @@ class Map(MapElements):
         self._int_vdecode = self._vmode == 1 and self._vfmt is not None
         # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
         # its thread's buffers are made here, other maps' on first use (_thread_bufs)
-        fast = not percpu and spec.type not in KEYLESS_TYPES | NO_ELEMENT_TYPES and ks > 0
+        fast = not percpu and spec.type not in _NO_FAST_TYPES and ks > 0
         if fast:
             b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
             self._kmv = b.kmv
