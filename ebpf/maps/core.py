@@ -35,7 +35,7 @@ from .base import (
     PERCPU_TYPES,
     type_name,
 )
-from .codec import Buffers, decoder, int_format
+from .codec import decoder, int_format
 from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -121,8 +121,11 @@ class Map(MapElements):
                 # for a data section about to be frozen
                 state, self._mstate = self._mstate, _mapped.NONE
                 for k, v in spec.contents:
-                    self.update(k, v)
+                    if not self._put_initial(k, v):
+                        self.update(k, v)
                 self._mstate = state
+                if state != _mapped.NONE:
+                    self._owner = 0  # (an mmapable array's first m[k] maps it)
             if spec.freeze:
                 self.freeze()
             if pin_file is not None:
@@ -179,19 +182,13 @@ class Map(MapElements):
         self._tls: _local | None = None
         self._int_vdecode = self._vmode == 1 and self._vfmt is not None
         # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
-        # its thread's buffers are made here, other maps' on first use (_thread_bufs)
+        # its thread's buffers are made on its first element operation, which turns the
+        # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
         fast = not percpu and spec.type not in _NO_FAST_TYPES and ks > 0
-        if fast:
-            b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
-            self._kmv = b.kmv
-            self._vmv = b.vmv
-            self._vbuf = b.vbuf
-            self._lref = b.lref
-            self._uref = b.uref
-        else:
-            self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
+        self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
         self._init_memory(_get_ident() if fast else 0)
+        self._owner = 0  # (until the owner's buffers exist)
 
     @property
     def fd(self) -> FD:
@@ -305,6 +302,7 @@ class Map(MapElements):
         Thread-safe: an operation already in its syscall in another thread finishes on
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
+        self._fast_owner = 0  # before `_bufs` is read below (see `_owner_bufs`)
         mapped = getattr(self, "_mstate", None) is not None
         if mapped:
             self._mstate = _mapped.NONE
