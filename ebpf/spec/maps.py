@@ -107,9 +107,10 @@ class MapSpec(Record):
         # what copy.copy does for an instance with a __dict__, without importing copy
         # (process start: every load copies its map specs)
         new = self.__class__.__new__(self.__class__)
-        new.__dict__.update(self.__dict__)
-        new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
-                        for k, v in self.contents]
+        state = self.__dict__.copy()  # (cheaper than updating the new object's own dict)
+        state["contents"] = [(k, bytearray(v) if isinstance(v, bytearray) else v)
+                             for k, v in self.contents]
+        new.__dict__ = state
         if self.inner_map is not None:
             new.inner_map = self.inner_map.copy()
         return new
