@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import nullcontext
 
 from ._sys import validate as _validate
 from ._sys.types import BPF_F_MMAPABLE, MapType
@@ -205,14 +204,20 @@ class Collection:
             from .token import token_from_env  # ebpf.token only when asked for
 
             token = token_from_env()
-        try:
-            with token.use() if token is not None else nullcontext():
-                made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
-                                   only=set(programs) if programs is not None else None,
-                                   kernel_btf=kernel_btf, log_level=log_level)
-        finally:
-            if own_token and token is not None:
-                token.close()  # needed for loading only
+        if token is None:
+            made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
+                               only=set(programs) if programs is not None else None,
+                               kernel_btf=kernel_btf, log_level=log_level)
+        else:
+            try:
+                with token.use():
+                    made = instantiate(spec, pin_path=pin_path,
+                                       map_replacements=map_replacements,
+                                       only=set(programs) if programs is not None else None,
+                                       kernel_btf=kernel_btf, log_level=log_level)
+            finally:
+                if own_token:
+                    token.close()  # needed for loading only
         try:
             variables = Variables({name: Variable(vs, made.maps[vs.section])
                                    for name, vs in spec.variables.items()})

@@ -12,7 +12,9 @@ import mmap
 from collections.abc import Mapping
 
 from . import btf as _btf
+from ._objcache import attached
 from ._sys import log
+from ._sys.btf import blob_buffer
 from ._sys.types import MapType
 from .btf.handle import Handle
 from .btf.kernel import find_kernel_type
@@ -81,8 +83,8 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
     original type) names the map or program that failed."""
     map_replacements = dict(map_replacements or {})
     maps, programs = Maps(), Programs()
-    unknown = set(map_replacements) - set(spec.maps)
-    if unknown:
+    if not map_replacements.keys() <= spec.maps.keys():
+        unknown = set(map_replacements) - set(spec.maps)
         raise KeyNotFoundError(f"map_replacements names unknown maps: {sorted(unknown)}")
     if only is not None:
         missing = only - set(spec.programs)
@@ -95,23 +97,25 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         handle = _btf_handle(spec)
         deferred: list[tuple[str, Any, str]] = []
         for name, ms in spec.maps.items():
-            what = f"map {name!r}"
             if name in map_replacements:
                 m = map_replacements[name]
                 ms.check_compatible(m)
                 maps[name] = m
                 continue
-            ms = _map_for_load(spec, ms)
-            plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
-            deferred.extend((name, k, v) for k, v in ms.contents if isinstance(v, str))
-            freeze = ms.freeze
-            if len(plain) != len(ms.contents):
-                ms.freeze = False
-            ms.contents = plain
+            freeze = False
+            if _adjusted(ms):
+                ms = _map_for_load(spec, ms)
+                plain = [(k, v) for k, v in ms.contents if not isinstance(v, str)]
+                deferred.extend((name, k, v) for k, v in ms.contents if isinstance(v, str))
+                freeze = ms.freeze
+                if len(plain) != len(ms.contents):
+                    ms.freeze = False
+                ms.contents = plain
+            # (else the spec as it is: Map makes its own copy)
             try:
                 m = Map(ms, btf_handle=handle, pin_path=pin_path)
             except BaseException as e:
-                raise prefixed(what, e) from None
+                raise prefixed(f"map {name!r}", e) from None
             created.append(m)
             maps[name] = m
             if freeze and not ms.freeze:
@@ -172,7 +176,7 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         for name, key, target in deferred:
             if spec.maps[name].type == MapType.PROG_ARRAY and target in programs:
                 maps[name][key] = programs[target].fileno()
-        for name, ms in spec.maps.items():
+        for name, ms in spec.maps.items() if deferred else ():
             if ms.freeze and name not in map_replacements and any(
                     isinstance(v, str) for _, v in ms.contents):
                 maps[name].freeze()
@@ -183,6 +187,16 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         if handle is not None:
             handle.close()
     return KernelObjects(maps, programs, created)
+
+
+_RINGBUFS = (MapType.RINGBUF, MapType.USER_RINGBUF)
+
+
+def _adjusted(ms: MapSpec) -> bool:
+    """Whether the load changes `ms` (`_map_for_load`; contents that name maps or
+    programs are set later)."""
+    return (ms.name == ".kconfig" or ms.inner_map is not None or ms.type in _RINGBUFS
+            or any(isinstance(v, str) for _, v in ms.contents))
 
 
 def _map_for_load(spec: CollectionSpec, ms: MapSpec) -> MapSpec:
@@ -218,7 +232,14 @@ def _btf_handle(spec: CollectionSpec) -> Any:
     if spec.btf is None:
         return None
     try:
-        return Handle(object_btf_blob(spec.btf))
+        blob = object_btf_blob(spec.btf)
+        # the blob in the buffer the kernel reads, made once per blob (the blob is the
+        # same object while the spec's kernel-ready BTF is unchanged)
+        cache = attached(spec.btf, "_instantiate_btf_buffer")
+        prepared: tuple[bytes, Any] | None = cache.get("blob")
+        if prepared is None or prepared[0] is not blob:
+            prepared = cache["blob"] = (blob, blob_buffer(blob))
+        return Handle._from_buffer(prepared[1])
     except Error as e:
         log.warning(
             "the kernel refused the object's BTF (%s): maps are created without BTF types",

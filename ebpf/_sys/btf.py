@@ -27,22 +27,31 @@ TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from .btfinfo import BtfObjectInfo, btf_info, btf_raw
 
-__all__ = ["BtfObjectInfo", "btf_get_fd_by_id", "btf_get_next_id", "btf_info", "btf_load",
-           "btf_load_logged", "btf_raw"]
+__all__ = ["BtfObjectInfo", "blob_buffer", "btf_get_fd_by_id", "btf_get_next_id", "btf_info",
+           "btf_load", "btf_load_logged", "btf_raw"]
 
 _LOG_MIN = 1 << 16
 _LOG_MAX = 1 << 24
 
 
-def btf_load(data: bytes, log_level: int = 0, log_size: int = 0,
-             token_fd: int = -1) -> tuple[int, str, int]:
-    """BPF_BTF_LOAD: (fd or ``-errno``, log text, log_true_size).
+def blob_buffer(data: bytes) -> ctypes.Array[ctypes.c_char]:
+    """`data` in a buffer of its size that `btf_load` takes as it is (no copy made)."""
+    buf = (ctypes.c_char * len(data))()
+    buf.raw = data
+    return buf
+
+
+def btf_load(data: bytes | ctypes.Array[ctypes.c_char], log_level: int = 0,
+             log_size: int = 0, token_fd: int = -1) -> tuple[int, str, int]:
+    """BPF_BTF_LOAD: (fd or ``-errno``, log text, log_true_size). `data`: the blob, or
+    a `blob_buffer` (read by the kernel, never written: one may serve any number of
+    loads, from any thread).
 
     With `log_level` > 0 a `log_size`-byte log buffer (at least 64 KiB) is
     passed; log_true_size is the size the kernel needed (0 on kernels that do
     not report it)."""
-    blob = ctypes.create_string_buffer(bytes(data), len(data))
-    attr = BtfLoadAttr(btf=ctypes.addressof(blob), btf_size=len(data))
+    blob = data if isinstance(data, ctypes.Array) else blob_buffer(bytes(data))
+    attr = BtfLoadAttr(btf=ctypes.addressof(blob), btf_size=len(blob))
     log = None
     if log_level:
         log_size = max(log_size, _LOG_MIN)
@@ -58,7 +67,8 @@ def btf_load(data: bytes, log_level: int = 0, log_size: int = 0,
     return fd, text, int(attr.btf_log_true_size)
 
 
-def btf_load_logged(data: bytes, log_level: int = 0) -> tuple[int, str]:
+def btf_load_logged(data: bytes | ctypes.Array[ctypes.c_char],
+                    log_level: int = 0) -> tuple[int, str]:
     """BPF_BTF_LOAD, retried with a log when it fails: (fd or ``-errno``, log).
 
     With `log_level` 0 the first attempt has no log (the fast path); a failure

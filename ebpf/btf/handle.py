@@ -16,6 +16,7 @@ from .spec import Spec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
+    import ctypes
     from typing import NoReturn
 
     from .._sys.btfinfo import BtfObjectInfo
@@ -53,6 +54,16 @@ class Handle:
 
     def __init__(self, data: bytes, *, log_level: int = 0) -> None:
         data = bytes(data)
+        self._load(data, log_level)
+
+    @classmethod
+    def _from_buffer(cls, buf: ctypes.Array[ctypes.c_char]) -> Handle:
+        """`Handle(blob)` for the `blob_buffer(blob)` made once for many loads."""
+        h = cls.__new__(cls)
+        h._load(buf, 0)
+        return h
+
+    def _load(self, data: bytes | ctypes.Array[ctypes.c_char], log_level: int) -> None:
         fd, log = btf_load_logged(data, log_level)
         if fd < 0:
             err = -fd

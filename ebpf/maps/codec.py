@@ -32,18 +32,25 @@ class Buffers:
 
     def __init__(self, fd: int, key_size: int, value_bytes: int, kfmt: str | None,
                  vfmt: str | None) -> None:
-        # (what ctypes.create_string_buffer(n) makes, without its Python-level call)
-        self.kbuf = (ctypes.c_char * max(key_size, 1))()
-        self.kraw = memoryview(self.kbuf).cast("B")[:key_size]
-        self.kmv = typed_view(self.kbuf, kfmt)
-        self.vbuf = (ctypes.c_char * max(value_bytes, 1))()
-        self.vraw = memoryview(self.vbuf).cast("B")[:value_bytes]
-        self.vmv = typed_view(self.vbuf, vfmt)
-        kaddr = ctypes.addressof(self.kbuf) if key_size else 0
-        self.lattr = _t.MapElemAttr(map_fd=fd, key=kaddr, value=ctypes.addressof(self.vbuf))
-        self.lref = ctypes.byref(self.lattr)
-        self.uattr = _t.MapElemAttr(map_fd=fd, key=kaddr, value=ctypes.addressof(self.vbuf))
-        self.uref = ctypes.byref(self.uattr)
+        # (what ctypes.create_string_buffer(n) makes, without its Python-level call; the
+        # views are typed_view's, from one byte view per buffer; the attrs are set field
+        # by field, which costs less than constructor arguments)
+        kbuf = self.kbuf = (ctypes.c_char * max(key_size, 1))()
+        kb = memoryview(kbuf).cast("B")
+        self.kraw = kb[:key_size]
+        self.kmv = None if kfmt is None else kb.cast(kfmt)  # type: ignore[call-overload]
+        vbuf = self.vbuf = (ctypes.c_char * max(value_bytes, 1))()
+        vb = memoryview(vbuf).cast("B")
+        self.vraw = vb[:value_bytes]
+        self.vmv = None if vfmt is None else vb.cast(vfmt)  # type: ignore[call-overload]
+        kaddr = ctypes.addressof(kbuf) if key_size else 0
+        vaddr = ctypes.addressof(vbuf)
+        la = self.lattr = _t.MapElemAttr()
+        la.map_fd, la.key, la.value = fd, kaddr, vaddr
+        self.lref = ctypes.byref(la)
+        ua = self.uattr = _t.MapElemAttr()
+        ua.map_fd, ua.key, ua.value = fd, kaddr, vaddr
+        self.uref = ctypes.byref(ua)
 
 
 
@@ -55,16 +62,28 @@ def typed_view(buf: ctypes.Array[ctypes.c_char], fmt: str | None) -> memoryview 
     return memoryview(buf).cast("B").cast(fmt)  # type: ignore[call-overload, no-any-return]
 
 
+_btf_module: Any = None
+
+
+def _btf() -> Any:
+    """`ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
+    and kept: an import statement costs more than the rest of a map's codec setup."""
+    global _btf_module
+    if _btf_module is None:
+        from .. import btf  # BTF code on first typed use (see above)
+
+        _btf_module = btf
+    return _btf_module
+
+
 def int_format(size: int, t: btf.Type | None) -> str | None:
     fmt = INT_FORMATS.get(size)
     if fmt is None:
         return None
     if t is not None:
-        # BTF code on first typed use: `import ebpf.maps` loads none
-        from ..btf import Enum, Int, skip_typedefs
-
-        inner = skip_typedefs(t)
-        if isinstance(inner, (Int, Enum)) and inner.signed:
+        b = _btf_module or _btf()
+        inner = b.skip_typedefs(t)
+        if isinstance(inner, (b.Int, b.Enum)) and inner.signed:
             return fmt.lower()
     return fmt
 
@@ -73,13 +92,12 @@ def decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
     """(decode(bytes) -> value, mode): mode 0 raw bytes, 1 plain int, 2 other."""
     if t is None:
         return None, 0
-    # BTF code on first typed use: `import ebpf.maps` loads none
-    from ..btf import Datasec, Enum, Int, skip_typedefs
-
-    inner = skip_typedefs(t)
-    if isinstance(inner, Datasec):
+    b = _btf_module or _btf()
+    inner = b.skip_typedefs(t)
+    if isinstance(inner, b.Datasec):
         return None, 0
-    if isinstance(inner, (Int, Enum)) and inner.size == size:
+    Int = b.Int
+    if isinstance(inner, (Int, b.Enum)) and inner.size == size:
         signed = inner.signed
         if isinstance(inner, Int) and inner._encoding & 4:  # IntEncoding.BOOL, read raw
             return (lambda raw: raw != bytes(len(raw))), 2

@@ -35,13 +35,13 @@ from .base import (
     PERCPU_TYPES,
     type_name,
 )
-from .codec import Buffers, decoder, int_format
+from .codec import decoder, int_format
 from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from _thread import _local
-    from typing import Any, NoReturn
+    from typing import Any, Final, NoReturn
 
     from .. import btf
     from ..spec.flags import MapFlags as MapFlags
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .info import MapInfo
 
 __all__ = ["Map", "map_ids"]
+
+_NO_FAST_TYPES: Final = KEYLESS_TYPES | NO_ELEMENT_TYPES  # (no owner fast path)
 
 
 # (importable from here before) its enum class on first use (process start)
@@ -119,8 +121,11 @@ class Map(MapElements):
                 # for a data section about to be frozen
                 state, self._mstate = self._mstate, _mapped.NONE
                 for k, v in spec.contents:
-                    self.update(k, v)
+                    if not self._put_initial(k, v):
+                        self.update(k, v)
                 self._mstate = state
+                if state != _mapped.NONE:
+                    self._owner = 0  # (an mmapable array's first m[k] maps it)
             if spec.freeze:
                 self.freeze()
             if pin_file is not None:
@@ -177,19 +182,13 @@ class Map(MapElements):
         self._tls: _local | None = None
         self._int_vdecode = self._vmode == 1 and self._vfmt is not None
         # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
-        # its thread's buffers are made here, other maps' on first use (_thread_bufs)
-        fast = not percpu and spec.type not in KEYLESS_TYPES | NO_ELEMENT_TYPES and ks > 0
-        if fast:
-            b = self._bufs = Buffers(fd.fileno(), ks, self._vbytes, self._kfmt, self._vfmt)
-            self._kmv = b.kmv
-            self._vmv = b.vmv
-            self._vbuf = b.vbuf
-            self._lref = b.lref
-            self._uref = b.uref
-        else:
-            self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
+        # its thread's buffers are made on its first element operation, which turns the
+        # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
+        fast = not percpu and spec.type not in _NO_FAST_TYPES and ks > 0
+        self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
         self._init_memory(_get_ident() if fast else 0)
+        self._owner = 0  # (until the owner's buffers exist)
 
     @property
     def fd(self) -> FD:
@@ -303,6 +302,7 @@ class Map(MapElements):
         Thread-safe: an operation already in its syscall in another thread finishes on
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
+        self._fast_owner = 0  # before `_bufs` is read below (see `_owner_bufs`)
         mapped = getattr(self, "_mstate", None) is not None
         if mapped:
             self._mstate = _mapped.NONE
@@ -369,8 +369,11 @@ class Map(MapElements):
         if self._mstate != _mapped.NONE:
             self._unmap(_mapped.UNTRIED)  # mapped again, read-only, on next use
         try:
-            with self._fd.hold() as fd:
+            fd = self._fd.acquire()  # (what hold() does, without its context object)
+            try:
                 _ops.map_freeze(fd)
+            finally:
+                self._fd.release()
         except SyscallError as e:
             if e.errno == errno.EBUSY:
                 raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "
@@ -518,9 +521,39 @@ def map_ids() -> Iterator[int]:
 # -- creation -----------------------------------------------------------------------------
 
 
+_U32 = 0xFFFF_FFFF
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
     """BPF_MAP_CREATE attrs for `spec`, every field checked for type and range
     (InvalidArgumentError naming the MapSpec field), the name and pointers not yet set."""
+    # The usual spec (plain ints in range, a known type, no NUMA node, no inner map
+    # or a MapSpec one): the same attrs without the field-by-field checks, which run
+    # for anything else and raise what they always raised.
+    if spec.__class__ is not MapSpec:
+        return _checked_create_attr(spec)
+    t, ks, vs, n, fl, x = (spec.type, spec.key_size, spec.value_size, spec.max_entries,
+                           spec.flags, spec.map_extra)
+    if (spec.name.__class__ is str and t.__class__ is MapType and t and ks.__class__ is int
+            and vs.__class__ is int and n.__class__ is int and fl.__class__ is int
+            and x.__class__ is int and spec.numa_node is None
+            and 0 <= ks <= _U32 and 0 <= vs <= _U32 and 0 <= n <= _U32
+            and 0 <= fl <= _U32 and 0 <= x <= _U64
+            and (spec.inner_map is None or spec.inner_map.__class__ is MapSpec)):
+        # (field by field: cheaper than the constructor's arguments)
+        attr = _t.MapCreateAttr()
+        attr.map_type = t
+        attr.key_size = ks
+        attr.value_size = vs
+        attr.max_entries = n
+        attr.map_flags = fl
+        attr.map_extra = x
+        return attr
+    return _checked_create_attr(spec)
+
+
+def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
     if not isinstance(spec, MapSpec):
         raise InvalidArgumentError(f"expected a MapSpec, got {type(spec).__name__}")
     if not isinstance(spec.name, str):

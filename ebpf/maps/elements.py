@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import sys
 from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
 
@@ -47,6 +48,7 @@ _get_errno = ctypes.get_errno
 _ENOENT: Final = errno.ENOENT
 _MISSING: Any = object()
 _ANY: Final = _t.BPF_ANY  # UpdateFlags.ANY, the default of update and push
+_BYTEORDER: Final = sys.byteorder
 
 
 # From their modules on first use (process start: loading maps makes neither class).
@@ -66,7 +68,8 @@ class MapElements(MapMemory):
             return self._bufs  # type: ignore[return-value]
         fd = self._fd.fileno()  # raises once closed
         if self._fast_owner == ident:  # the owner before its fast path (mmapable arrays)
-            return self._bufs  # type: ignore[return-value]
+            own = self._bufs
+            return own if own is not None else self._owner_bufs(fd, ident)
         tls = self._tls
         if tls is None:
             tls = self._tls = _local()
@@ -75,6 +78,48 @@ class MapElements(MapMemory):
             b = Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)
             tls.b = b
         return b
+
+    def _owner_bufs(self, fd: int, ident: int) -> Buffers:
+        """The owner thread's buffers, made on its first element operation; they turn its
+        fast path on (not an mmapable array's while it may be mapped)."""
+        b = Buffers(fd, self._key_size, self._vbytes, self._kfmt, self._vfmt)
+        self._kmv, self._vmv, self._vbuf = b.kmv, b.vmv, b.vbuf
+        self._lref, self._uref = b.lref, b.uref
+        self._bufs = b
+        # Published before this test, while close() clears _fast_owner before it reads
+        # _bufs: either close() points these attrs at -1 before it closes the
+        # descriptor, or this sees the close and does so (the call fails as closed)
+        if self._fast_owner != ident:
+            b.lattr.map_fd = b.uattr.map_fd = -1
+        elif self._mstate == _NONE:
+            self._owner = ident
+        return b
+
+    def _put_initial(self, key: Any, value: Any) -> bool:
+        """`update(key, value)` of a map being created, for an int key and bytes of the
+        value's size, by a system call of its own (no per-thread buffers made for a map
+        that may see no element operation); False (nothing done) when `update` must
+        (other keys or values, a key that does not fit, a refusal to report)."""
+        ks, vs = self._key_size, self._value_size
+        if (key.__class__ is not int or value.__class__ not in (bytes, bytearray)
+                or len(value) != vs or ks <= 0 or self._ncpu or self._fd_values
+                or self._type in KEYLESS_TYPES):
+            return False
+        try:
+            # (the bytes _put_key packs an int key into)
+            data = key.to_bytes(ks, _BYTEORDER, signed=key < 0) + value
+        except OverflowError:
+            return False
+        buf = (ctypes.c_char * (ks + vs)).from_buffer_copy(data)
+        attr = _t.MapElemAttr()
+        attr.key = addr = ctypes.addressof(buf)
+        attr.value = addr + ks
+        fd = self._fd
+        attr.map_fd = fd.acquire()
+        try:
+            return bool(_syscall(_NR, _UPDATE, ctypes.byref(attr), _ELEM_ATTR_SIZE) >= 0)
+        finally:
+            fd.release()
 
     def __getitem__(self, key: Any) -> Any:
         if key.__class__ is not int:

@@ -44,7 +44,8 @@ def map_memory(m: MapMemory) -> Any:
     except (ClosedError, SyscallError):
         # closed, a write-only descriptor, memory the kernel will not map: syscalls
         m._mstate = NONE
-        m._owner = m._fast_owner
+        if m._bufs is not None:  # (else made, and the fast path turned on, on first use)
+            m._owner = m._fast_owner
         return None
     raw = memoryview(mm)[:length]  # read-only for an ACCESS_READ mapping
     ints = None

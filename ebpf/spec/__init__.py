@@ -47,6 +47,9 @@ OBJ_NAME_MAX = 15
 def kernel_name(name: str) -> str:
     """The name the kernel gets for a map or program: only [A-Za-z0-9_.] kept, at
     most 15 characters (like libbpf)."""
+    if (name.__class__ is str and name.isascii()
+            and name.replace("_", "a").replace(".", "a").isalnum()):
+        return name[:OBJ_NAME_MAX]  # (every character kept: no pass over them)
     kept = "".join(c for c in name if c.isascii() and (c.isalnum() or c in "_."))
     return kept[:OBJ_NAME_MAX]
 

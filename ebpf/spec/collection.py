@@ -167,6 +167,10 @@ class VariableSpec(Record):
         its section."""
         buf = self._buffer()
         start, end = self.bounds(len(buf))
+        if value.__class__ in (bytes, bytearray) and len(value) == end - start and (
+                self.type is None or _bytes_as_is(self.type, end - start)):
+            buf[start:end] = value  # (what the checks below make of exactly its bytes)
+            return
         if self.type is not None:
             from ..btf import values  # on first use: `import ebpf.maps` stays free of the codecs
 
@@ -180,6 +184,23 @@ class VariableSpec(Record):
             raise InvalidArgumentError(
                 f"variable {self.name!r} is {self.size} bytes, got {len(data)}")
         buf[start:end] = data
+
+
+_btf_types: Any = None
+
+
+def _bytes_as_is(t: btf.Type, size: int) -> bool:
+    """Whether `btf.values.encode(t, b)` is `b` itself for any `size` bytes `b`: `t` is
+    a struct or union of that size (a char array would take them as a string)."""
+    global _btf_types
+    types = _btf_types
+    if types is None:
+        from ..btf import types  # on first use (as for the codecs), then kept: see set()
+
+        _btf_types = types
+    inner = types.skip_typedefs(t)
+    return (inner.__class__ in (types.Struct, types.Union) and inner.size.__class__ is int
+            and inner.size == size)
 
 
 class CollectionSpec(Record):

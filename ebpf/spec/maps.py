@@ -107,9 +107,10 @@ class MapSpec(Record):
         # what copy.copy does for an instance with a __dict__, without importing copy
         # (process start: every load copies its map specs)
         new = self.__class__.__new__(self.__class__)
-        new.__dict__.update(self.__dict__)
-        new.contents = [(k, bytearray(v) if isinstance(v, bytearray) else v)
-                        for k, v in self.contents]
+        state = self.__dict__.copy()  # (cheaper than updating the new object's own dict)
+        state["contents"] = [(k, bytearray(v) if isinstance(v, bytearray) else v)
+                             for k, v in self.contents]
+        new.__dict__ = state
         if self.inner_map is not None:
             new.inner_map = self.inner_map.copy()
         return new
@@ -132,6 +133,12 @@ class MapSpec(Record):
         map `m` (e.g. one found pinned) differs from this spec."""
         fixed = getattr(m, "_fixed_info", None)  # an ebpf.Map: asks the kernel once
         info = fixed() if fixed is not None else m.info()
+        ks, vs, n, x = self.key_size, self.value_size, self.max_entries, self.map_extra
+        if (ks.__class__ is int and vs.__class__ is int and n.__class__ is int
+                and x.__class__ is int and (int(self.type), ks, vs, n, int(self.flags), x) == (
+                    int(info.type), info.key_size, info.value_size, info.max_entries,
+                    int(info.flags), info.map_extra)):
+            return  # (every check below passes)
         checks: list[tuple[str, int, int]] = [
             ("type", int(self.type), int(info.type)),
             ("key_size", self.key_size, info.key_size),
