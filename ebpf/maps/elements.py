@@ -103,13 +103,10 @@ class MapElements(MapMemory):
         ks, vs = self._key_size, self._value_size
         if (key.__class__ is not int or value.__class__ not in (bytes, bytearray)
                 or len(value) != vs or ks <= 0 or self._ncpu or self._fd_values
-                or self._type in KEYLESS_TYPES):
+                or self._type in KEYLESS_TYPES
+                or not 0 <= key < 1 << (8 * ks - 1)):  # (signed or not, the same bytes)
             return False
-        try:
-            # (the bytes _put_key packs an int key into)
-            data = key.to_bytes(ks, _BYTEORDER, signed=key < 0) + value
-        except OverflowError:
-            return False
+        data = key.to_bytes(ks, _BYTEORDER) + value  # (the bytes _put_key packs it into)
         buf = (ctypes.c_char * (ks + vs)).from_buffer_copy(data)
         attr = _t.MapElemAttr()
         attr.key = addr = ctypes.addressof(buf)
