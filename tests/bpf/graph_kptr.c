@@ -11,8 +11,6 @@
 
 char _license[] SEC("license") = "GPL";
 
-// -DGLOBALS_ONLY: just count_calls, for kernels whose vmlinux.h has no bpf_rb_root
-#ifndef GLOBALS_ONLY
 
 #define __contains(type, field) __attribute__((btf_decl_tag("contains:" #type ":" #field)))
 #define __kptr __attribute__((btf_type_tag("kptr")))
@@ -217,8 +215,6 @@ int list_take_front(void *ctx)
 	drop_object(it);
 	return 0;
 }
-
-#endif /* GLOBALS_ONLY */
 
 // -- nothing but global data ----------------------------------------------------------
 
