@@ -6,25 +6,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# The kernel matrix (single-vCPU TCG guests; tools/vm) starts first and runs alongside
-# the lint, the docs build and the host's pytest, which leave most of a CPU idle: ~5
-# minutes less than one after the other. Its output is printed once it ends. The host
-# kernel's row is the pytest run here (same `requires` checks), so only the VMs run
-# there; `make test-kernels` runs all three. KMATRIX=0 skips it (quick local runs).
-mpid=
-if [ "${KMATRIX:-1}" != 0 ]; then
-    mkdir -p .cache/kernelmatrix
-    mlog=.cache/kernelmatrix/test-sh.log
-    $PY -m tools.vm run --no-host >"$mlog" 2>&1 &
-    mpid=$!
-    echo "test.sh: the kernel matrix runs alongside (output: $mlog, printed at the end)"
-fi
-# An early exit (a lint error, ^C, a CI timeout) stops the matrix: it unwinds like ^C
-# (its VMs are killed).
-stop_matrix() { if [ -n "$mpid" ]; then kill -TERM "$mpid" 2>/dev/null || :; fi; }
-trap stop_matrix EXIT
-trap 'stop_matrix; exit 130' INT
-trap 'stop_matrix; exit 143' TERM
 $PY -m ruff check ebpf tests tools bench examples
 $PY -m mypy --strict ebpf
 # The documentation site (docs/, mkdocs.yml): no broken link or reference, every page
@@ -33,6 +14,25 @@ site=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 $PY -m mkdocs build --strict -d "$site" || { rm -rf "$site"; exit 1; }
 rm -rf "$site"
 $PY tools/gen_sys.py --check
+# The kernel matrix (single-vCPU TCG guests; tools/vm) runs alongside the host's pytest,
+# which leaves most of a CPU idle: ~4 minutes less than one after the other (started
+# before the lint and the docs build too, it measured a minute slower: more contention).
+# Its output is printed once it ends. The host kernel's row is the pytest run here (same
+# `requires` checks), so only the VMs run there; `make test-kernels` runs all three.
+# KMATRIX=0 skips it (quick local runs).
+mpid=
+if [ "${KMATRIX:-1}" != 0 ]; then
+    mkdir -p .cache/kernelmatrix
+    mlog=.cache/kernelmatrix/test-sh.log
+    $PY -m tools.vm run --no-host >"$mlog" 2>&1 &
+    mpid=$!
+    echo "test.sh: the kernel matrix runs alongside (output: $mlog, printed at the end)"
+fi
+# ^C or a CI timeout stops the matrix: it unwinds like ^C (its VMs are killed).
+stop_matrix() { if [ -n "$mpid" ]; then kill -TERM "$mpid" 2>/dev/null || :; fi; }
+trap stop_matrix EXIT
+trap 'stop_matrix; exit 130' INT
+trap 'stop_matrix; exit 143' TERM
 prc=0
 $PY -m pytest -q "$@" || prc=$?
 if [ -z "$mpid" ]; then
