@@ -23,9 +23,9 @@ deleted after) and runs, under a UDP stream to every endpoint's service port:
               (`copy(share_programs=True)`: the programs shared, the data copied), made
               by a generator that `ebpf.load_many` consumes while it loads on all CPUs,
               then the N `Link.update`s and closes
-  c_libbpf    bench/c/templates.c, built here against libbpf >= 1.3 (the 1.5 of
-              tools/conformance.py's cache, else built from linux-source-6.12's
-              tools/lib/bpf into .cache/bench-libbpf): `bpf_object__open_mem` per
+  c_libbpf    bench/c/templates.c, built here against libbpf 1.5 (the one
+              tools/conformance.py builds from linux-source-6.12's tools/lib/bpf,
+              built first when absent): `bpf_object__open_mem` per
               endpoint, the configuration written into the `.rodata` initial value,
               the shared maps reused, `bpf_object__load`, `bpf_link__update_program`
 
@@ -78,7 +78,6 @@ NRULES = 48
 RULE = struct.Struct("<BBHHHII")
 CONFIG = struct.Struct("<IIIHBB")
 TCX_PASS, TCX_DROP = 0, 2
-LIBBPF_TARBALL = "/usr/src/linux-source-6.12.tar.xz"
 TARGETS = {"wall_ratio_vs_c": 0.35, "cpu_outside_prog_load_ratio_to_prog_load": 0.10,
            "userspace_cpu_share_of_kernel": 0.10, "parallel_speedup_wall": 1.7}
 
@@ -331,8 +330,8 @@ class PythonEndpoints:
 # -- the C side ------------------------------------------------------------------------------
 
 def libbpf_dir() -> tuple[str, str]:
-    """(include dir, libbpf.a) of a libbpf >= 1.3: the conformance tool's 1.5 when built,
-    else built here from the kernel source tarball's tools/lib/bpf."""
+    """(include dir, libbpf.a) of a libbpf >= 1.3: the one tools/conformance.py builds from
+    linux-source-6.12's tools/lib/bpf (1.5), built now when it is not yet."""
     conformance = os.path.join(REPO, ".cache", "conformance")
     for root, dirs, files in os.walk(conformance):
         dirs[:] = [d for d in dirs if d not in ("objects", "obj", "bin")
@@ -341,23 +340,10 @@ def libbpf_dir() -> tuple[str, str]:
             inc = os.path.join(os.path.dirname(root), "include")
             if libbpf_minor(inc) >= 3:
                 return inc, os.path.join(root, "libbpf.a")
-    base = os.path.join(REPO, ".cache", "bench-libbpf")
-    usr = os.path.join(base, "inst", "usr")
-    if not os.path.exists(os.path.join(base, ".built")):
-        log(f"building libbpf from {LIBBPF_TARBALL} into {base}")
-        shutil.rmtree(base, ignore_errors=True)
-        os.makedirs(os.path.join(base, "obj"))
-        subprocess.run(["tar", "-xf", LIBBPF_TARBALL, "-C", base, "--wildcards",
-                        "*/tools/lib/bpf/*", "*/tools/include/*", "*/tools/build/*",
-                        "*/tools/scripts/*", "*/include/uapi/linux/*", "*/scripts/*"],
-                       check=True)
-        src = next(os.path.join(base, d) for d in os.listdir(base) if d.startswith("linux"))
-        subprocess.run(["nice", "make", "-s", "-j2", "-C", os.path.join(src, "tools/lib/bpf"),
-                        "BUILD_STATIC_ONLY=1", f"OBJDIR={base}/obj",
-                        f"DESTDIR={base}/inst", "prefix=/usr", "install"], check=True)
-        open(os.path.join(base, ".built"), "w").close()
-    lib = next(os.path.join(r, "libbpf.a") for r, _d, f in os.walk(usr) if "libbpf.a" in f)
-    return os.path.join(usr, "include"), lib
+    from tools import conformance  # the linux-source tree's libbpf, as `make conformance`
+
+    lib = conformance.build_libbpf(conformance.unpack(conformance.ensure_tarball()))
+    return str(lib.include), str(lib.archive)
 
 
 def libbpf_minor(include: str) -> int:
