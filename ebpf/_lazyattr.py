@@ -1,6 +1,7 @@
 """The module-level `__getattr__` (PEP 562) of each module of `ebpf` that serves names on
-first use (process start), made from a table. Imports nothing of `ebpf`, so that
-`ebpf/__init__.py`, `ebpf.errors` and `ebpf._sys` use it too."""
+first use (process start), made from a table; and `on_first_use`, for a name a function
+needs only sometimes. Imports nothing of `ebpf`, so that `ebpf/__init__.py`,
+`ebpf.errors` and `ebpf._sys` use it too."""
 
 from __future__ import annotations
 
@@ -52,3 +53,22 @@ def lazy_attributes(namespace: dict[str, Any], table: Table,
         return value
 
     return __getattr__
+
+
+def on_first_use(module: str, name: str = "") -> Callable[[], Any]:
+    """A function that returns `module` (an absolute name), or its attribute `name`,
+    importing the module on its first call and keeping the result: for what a hot path
+    needs only sometimes, where an import statement run at each call would cost ~5-12 k
+    instructions even once the module is loaded (process start, template reloads)."""
+    kept: list[Any] = []
+
+    def get() -> Any:
+        if kept:
+            return kept[0]
+        value = __import__(module, None, None, (name,) if name else ("__name__",))
+        if name:
+            value = getattr(value, name)
+        kept[:] = [value]  # (threads racing on the first call keep the same object)
+        return value
+
+    return get

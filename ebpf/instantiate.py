@@ -181,10 +181,11 @@ def instantiate(spec: CollectionSpec, *, pin_path: str | None = None,
         for name, key, target in deferred:
             if spec.maps[name].type == MapType.PROG_ARRAY and target in programs:
                 maps[name][key] = programs[target].fileno()
-        for name, ms in spec.maps.items() if deferred else ():
-            if ms.freeze and name not in map_replacements and any(
-                    isinstance(v, str) for _, v in ms.contents):
-                maps[name].freeze()
+        if deferred:  # maps frozen only once the contents naming programs are in
+            for name, ms in spec.maps.items():
+                if ms.freeze and name not in map_replacements and any(
+                        isinstance(v, str) for _, v in ms.contents):
+                    maps[name].freeze()
     except BaseException:
         KernelObjects(maps, programs, created).close()
         raise

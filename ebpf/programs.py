@@ -48,7 +48,6 @@ from .spec.programs import ProgramSpec
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any, NoReturn
 
     from ._proginfo import EnabledStats, ProgramInfo, TestRunResult, enable_stats, program_ids
@@ -58,7 +57,7 @@ if TYPE_CHECKING:
     from .asm import Instruction
     from .btf import Spec as BTFSpec
     from .btf.builder import Builder
-    from .btf.handle import BTFLoadError, Handle
+    from .btf.handle import Handle
     from .link import Link
     from .spec.flags import ProgramFlags
     from .spec.protocols import SupportsFileno
@@ -365,33 +364,11 @@ class Program:
 
 # -- loading ------------------------------------------------------------------
 
-# What loads import on first use, kept here once imported: an import statement costs ~12 k
-# instructions even when its module is loaded, and a template reload ran several (issue 15)
-_handle_names: tuple[type[Handle], type[BTFLoadError]] | None = None
-_unchanged: Callable[[ProgramSpec, _Template], bool] | None = None
-
-
-def _btf_handle_names() -> tuple[type[Handle], type[BTFLoadError]]:
-    """`ebpf.btf.handle`'s `Handle` and `BTFLoadError`, imported on first use."""
-    global _handle_names
-    names = _handle_names
-    if names is None:
-        # BTF code on first use: programs without BTF never load it
-        from .btf.handle import BTFLoadError, Handle
-
-        names = _handle_names = (Handle, BTFLoadError)
-    return names
-
-
-def _template_check() -> Callable[[ProgramSpec, _Template], bool]:
-    """`_progtrack.unchanged`, imported on first use."""
-    global _unchanged
-    check = _unchanged
-    if check is None:
-        from ._progtrack import unchanged  # a spec loaded before only (process start)
-
-        check = _unchanged = unchanged
-    return check
+# What loads import on first use, kept once imported (`on_first_use`): programs without
+# BTF never load the BTF code; a spec loaded once never needs the template check
+_Handle = _lazyattr.on_first_use("ebpf.btf.handle", "Handle")
+_BTFLoadError = _lazyattr.on_first_use("ebpf.btf.handle", "BTFLoadError")
+_unchanged = _lazyattr.on_first_use("ebpf._progtrack", "unchanged")
 
 
 class _Prepared:
@@ -611,7 +588,7 @@ def _fixed_attr(fields: tuple[Any, ...], ptype: ProgramType, spec: ProgramSpec,
 
 def _check_btf_handle(handle: object) -> None:
     """Refuse a `btf_handle` that is not an open `ebpf.btf.Handle`."""
-    if not isinstance(handle, _btf_handle_names()[0]):
+    if not isinstance(handle, _Handle()):
         raise InvalidArgumentError(
             f"btf_handle must be an ebpf.btf.Handle, got {type(handle).__name__}")
     if handle.closed:
@@ -766,7 +743,7 @@ def _valid_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template 
     """The template of `spec`'s last load, if it was computed from what `spec` holds now
     (`_progtrack.unchanged`) and against the same CO-RE target."""
     tpl: _Template | None = vars(spec).get("_programs_template")
-    if tpl is None or not _template_check()(spec, tpl):
+    if tpl is None or not _unchanged()(spec, tpl):
         return None
     if tpl.target is not None and not (tpl.vmlinux_only and kernel_btf is None) \
             and tpl.target() is not _core_target(kernel_btf):
@@ -782,7 +759,7 @@ def meta_key_indexes(spec: ProgramSpec, key: str) -> list[int]:
     # only when the spec holds the template's own instructions (checked by identity): a
     # copy's are compared by value, ~8x the time of the pass (load_many of copies)
     if tpl is not None and insns and tpl.insns and insns[0] is tpl.insns[0]:
-        if not _template_check()(spec, tpl):
+        if not _unchanged()(spec, tpl):
             return _meta_key_indexes(insns, key)
         if key not in tpl.meta_keys:
             return []
@@ -1084,7 +1061,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
     btf_spec = spec.btf
     try:
         handle, records = _btf_records(prep, btf_spec, _cached_builder(btf_spec), shared)
-    except _btf_handle_names()[1] as e:  # BTFLoadError (looked up only on an exception)
+    except _BTFLoadError() as e:  # BTFLoadError (looked up only on an exception)
         # the kernel refuses the object's BTF even prepared: fall back to just the
         # functions' prototypes, which is what func/line info needs (type ids, decl
         # tags such as arg:ctx and the exception callback's are lost: say so)
@@ -1093,7 +1070,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
                      "and decl tags are not the object's)", spec.name, _last_line(e))
         try:
             handle, records = _btf_records(prep, btf_spec, None)
-        except _btf_handle_names()[1] as again:  # (as above)
+        except _BTFLoadError() as again:  # (as above)
             # the prototypes themselves are refused (e.g. a __naked function's
             # unnamed parameters): load without BTF, as libbpf does
             _log.warning("program %r: the kernel refused the functions' prototypes too "
@@ -1173,7 +1150,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
         blob = _marshal_locked(builder)
     if shared is not None and len(blob) == shared.blob_size():
         return shared, records
-    return _btf_handle_names()[0](blob), records
+    return _Handle()(blob), records
 
 
 def _u32_records(values: list[int]) -> bytearray:

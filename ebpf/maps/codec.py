@@ -9,6 +9,8 @@ import ctypes
 import sys
 from collections.abc import Iterable, Sequence
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys import types as _t
 from ..errors import Error, InvalidArgumentError
 from .base import INT_FORMATS, MapState
@@ -62,18 +64,8 @@ def typed_view(buf: ctypes.Array[ctypes.c_char], fmt: str | None) -> memoryview 
     return memoryview(buf).cast("B").cast(fmt)  # type: ignore[call-overload, no-any-return]
 
 
-_btf_module: Any = None
-
-
-def _btf() -> Any:
-    """`ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
-    and kept: an import statement costs more than the rest of a map's codec setup."""
-    global _btf_module
-    if _btf_module is None:
-        from .. import btf  # BTF code on first typed use (see above)
-
-        _btf_module = btf
-    return _btf_module
+# `ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
+_btf = _lazyattr.on_first_use("ebpf.btf")
 
 
 def int_format(size: int, t: btf.Type | None) -> str | None:
@@ -81,7 +73,7 @@ def int_format(size: int, t: btf.Type | None) -> str | None:
     if fmt is None:
         return None
     if t is not None:
-        b = _btf_module or _btf()
+        b = _btf()
         inner = b.skip_typedefs(t)
         if isinstance(inner, (b.Int, b.Enum)) and inner.signed:
             return fmt.lower()
@@ -92,7 +84,7 @@ def decoder(t: btf.Type | None, size: int) -> tuple[Any, int]:
     """(decode(bytes) -> value, mode): mode 0 raw bytes, 1 plain int, 2 other."""
     if t is None:
         return None, 0
-    b = _btf_module or _btf()
+    b = _btf()
     inner = b.skip_typedefs(t)
     if isinstance(inner, b.Datasec):
         return None, 0

@@ -3,6 +3,8 @@ is loaded (plain data, editable, cheap to copy, no fds)."""
 
 from __future__ import annotations
 
+import ebpf._lazyattr as _lazyattr
+
 from .._sys.fastclass import Record
 from ..errors import ELFError, Error, InvalidArgumentError, KeyNotFoundError
 
@@ -186,18 +188,14 @@ class VariableSpec(Record):
         buf[start:end] = data
 
 
-_btf_types: Any = None
+# the BTF types module, on first use (as for the codecs), then kept: see set()
+_btf_types = _lazyattr.on_first_use("ebpf.btf.types")
 
 
 def _bytes_as_is(t: btf.Type, size: int) -> bool:
     """Whether `btf.values.encode(t, b)` is `b` itself for any `size` bytes `b`: `t` is
     a struct or union of that size (a char array would take them as a string)."""
-    global _btf_types
-    types = _btf_types
-    if types is None:
-        from ..btf import types  # on first use (as for the codecs), then kept: see set()
-
-        _btf_types = types
+    types = _btf_types()
     inner = types.skip_typedefs(t)
     return (inner.__class__ in (types.Struct, types.Union) and inner.size.__class__ is int
             and inner.size == size)

@@ -37,6 +37,10 @@ class PinType(IntEnum):
     BY_NAME = 1
 
 
+# the attributes `MapSpec.check_compatible` compares, in its order
+_COMPARED = ("type", "key_size", "value_size", "max_entries", "flags", "map_extra")
+
+
 class MapSpec(Record):
     """Everything needed to create a map; plain editable data, no kernel objects.
 
@@ -133,23 +137,15 @@ class MapSpec(Record):
         map `m` (e.g. one found pinned) differs from this spec."""
         fixed = getattr(m, "_fixed_info", None)  # an ebpf.Map: asks the kernel once
         info = fixed() if fixed is not None else m.info()
-        ks, vs, n, x = self.key_size, self.value_size, self.max_entries, self.map_extra
-        if (ks.__class__ is int and vs.__class__ is int and n.__class__ is int
-                and x.__class__ is int and (int(self.type), ks, vs, n, int(self.flags), x) == (
-                    int(info.type), info.key_size, info.value_size, info.max_entries,
-                    int(info.flags), info.map_extra)):
-            return  # (every check below passes)
-        checks: list[tuple[str, int, int]] = [
-            ("type", int(self.type), int(info.type)),
-            ("key_size", self.key_size, info.key_size),
-            ("value_size", self.value_size, info.value_size),
-            ("max_entries", self.max_entries, info.max_entries),
-            ("flags", int(self.flags), int(info.flags)),
-            ("map_extra", self.map_extra, info.map_extra),
-        ]
-        for what, want, have in checks:
-            if what == "max_entries" and self.type == MapType.PERF_EVENT_ARRAY and want == 0:
+        want = (int(self.type), self.key_size, self.value_size, self.max_entries,
+                int(self.flags), self.map_extra)
+        have = (int(info.type), info.key_size, info.value_size, info.max_entries,
+                int(info.flags), info.map_extra)
+        if want == have:
+            return
+        for what, want_one, have_one in zip(_COMPARED, want, have, strict=True):
+            if what == "max_entries" and self.type == MapType.PERF_EVENT_ARRAY and want_one == 0:
                 continue  # created with one slot per possible CPU
-            if want != have:
-                raise InvalidArgumentError(
-                    f"map {self.name!r}: existing map has {what} {have}, spec wants {want}")
+            if want_one != have_one:
+                raise InvalidArgumentError(f"map {self.name!r}: existing map has {what} "
+                                           f"{have_one}, spec wants {want_one}")
