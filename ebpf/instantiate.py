@@ -10,12 +10,11 @@ import _thread  # (threading's lock, without importing threading: process start)
 import contextlib
 import functools
 import mmap
-import sys
 from collections.abc import Mapping
 
 from . import btf as _btf
 from ._objcache import attached
-from ._sys import forking, log
+from ._sys import log
 from ._sys.btf import blob_buffer
 from ._sys.types import MapType
 from .btf.handle import Handle
@@ -250,8 +249,7 @@ def _btf_use(spec: CollectionSpec) -> _BTFUse | None:
         return None
 
 
-_shared_lock = _thread.allocate_lock()
-forking.reset_lock(sys.modules[__name__], "_shared_lock")
+_shared_lock = _thread.allocate_lock()  # (reset in a forked child: ebpf._sys.forking)
 
 
 class _SharedBTF:

@@ -696,6 +696,28 @@ def test_fork_child_map_op_with_parent_threads_mid_operation() -> None:
         assert m[7] == (7).to_bytes(8, "little")
 
 
+def test_fork_tracking_forgets_dead_objects_and_keeps_live_ones() -> None:
+    """Every FD is registered for the fork reset: the registry drops the dead ones as it
+    grows (a process that opens and closes descriptors forever stays bounded) and keeps
+    every live one."""
+    from ebpf._sys import forking
+    from ebpf._sys.fd import FD
+
+    def null_fd() -> FD:
+        return FD(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+
+    live = [null_fd() for _ in range(300)]
+    try:
+        for _ in range(5000):
+            null_fd().close()
+        assert len(forking._tracked) < 2000
+        tracked = {id(r()) for r in forking._tracked}
+        assert all(id(f) in tracked for f in live)
+    finally:
+        for f in live:
+            f.close()
+
+
 def test_fork_while_another_thread_holds_library_locks() -> None:
     """Locks a parent thread holds at fork time are fresh in the child: the kernel BTF
     (a cached object that serializes its lazy indexing) and module-level locks."""

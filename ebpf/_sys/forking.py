@@ -36,7 +36,12 @@ if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import c
         def _after_fork_in_child(self) -> None: ...
 
 
-_tracked: weakref.WeakSet[Any] = weakref.WeakSet()
+# Weak references to the objects `track` was given: plain ones, without the callback a
+# WeakSet gives each (an FD is made at every map and program load: ~6 k instructions
+# less each); the dead ones are dropped when the list has doubled since it was last pruned.
+_tracked: list[weakref.ref[Any]] = []
+_prune_at = 256
+_prune_lock = _thread.allocate_lock()
 _locks: weakref.WeakKeyDictionary[Any, dict[str, Callable[[], Any]]] = \
     weakref.WeakKeyDictionary()
 _generation = 0
@@ -50,7 +55,20 @@ def generation() -> int:
 
 def track(obj: _ForkAware) -> None:
     """Call ``obj._after_fork_in_child()`` in a child forked while `obj` lives."""
-    _tracked.add(obj)
+    _tracked.append(weakref.ref(obj))
+    if len(_tracked) >= _prune_at:
+        _prune()
+
+
+def _prune() -> None:
+    global _prune_at
+    with _prune_lock:  # (two threads pruning at once would drop each other's entries)
+        n = len(_tracked)
+        if n < _prune_at:
+            return  # another thread pruned meanwhile
+        # only the first n: entries appended meanwhile stay after them
+        _tracked[:n] = [r for r in _tracked[:n] if r() is not None]
+        _prune_at = max(256, 2 * len(_tracked))
 
 
 def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.allocate_lock) -> None:
@@ -64,6 +82,7 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.alloc
 _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
     "ebpf._sys.probe": {"_tracefs_lock": _thread.allocate_lock},
     "ebpf.btf.ctypes_conv": {"_lock": _thread.RLock},
+    "ebpf.instantiate": {"_shared_lock": _thread.allocate_lock},
     "ebpf.link.tc": {"_qdisc_lock": _thread.allocate_lock},
     "ebpf.link.usdt": {"_ids_lock": _thread.allocate_lock},
 }
@@ -81,7 +100,12 @@ def _after_fork_in_child() -> None:
     for owner, attrs in list(_locks.items()):
         for attr, factory in attrs.items():
             setattr(owner, attr, factory())
-    for obj in list(_tracked):
+    global _prune_lock
+    _prune_lock = _thread.allocate_lock()
+    for ref in list(_tracked):
+        obj = ref()
+        if obj is None:
+            continue
         try:
             obj._after_fork_in_child()
         except Exception:  # pragma: no cover - a reset must never break the child
