@@ -5,8 +5,9 @@ Most of the time of a load is the kernel's: the verifier and the JIT run inside 
 (it calls ``syscall(2)`` through `ctypes.CDLL`). `load_many` therefore loads its specs
 from a pool of threads: the kernel verifies several programs at the same time while
 Python prepares the next ones. What Python does for each load holds the GIL, so
-it is kept short: a spec is taken from the iterable only when a worker will soon be
-free (a generator makes the next copy while the previous ones are being verified), and
+it is kept short: each thread takes the next spec from the iterable when it is free
+(a generator makes each copy just before its load, while the other threads' programs
+are being verified), the calling thread loads too (no third thread wants the GIL), and
 copies made with `CollectionSpec.copy(share_programs=True)` share the template's
 programs, so that no load copies or compares their instructions.
 
@@ -29,8 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sized
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Union
 
 from .errors import Error, InvalidArgumentError, prefixed
@@ -119,7 +119,8 @@ def load_many(
     message prefixed with the spec's index and name ("spec 7 (program 'xdp_prog'):
     ..."); errors that are not the library's are raised as they are.
 
-    Specs are taken from `specs` two per worker ahead of the loads that have ended.
+    Each thread takes the next spec from `specs` when it is free (one thread at a time
+    runs the iterable's code), so a generator makes each spec just before it loads.
     """
     workers = _worker_count(workers)
     if isinstance(specs, Sized):
@@ -144,85 +145,83 @@ def load_many(
             _close_all(loaded)
             raise
         return loaded
+    return _Pool(specs, load).run(workers)
 
-    stop = threading.Event()
-    # Specs are taken from the iterable only when a worker will soon be free: a
-    # generator then makes each spec while the previous ones are in the kernel, instead
-    # of holding the GIL to make them all while the first loads wait for it.
-    slots = threading.Semaphore(_LOOKAHEAD * workers)
 
-    def task(i: int, s: ProgramSpec | CollectionSpec) -> Any:
+class _Pool:
+    """The threads of one `load_many` call: `workers - 1` threads and the calling one
+    each take the next spec when they are free (under a lock: the iterable's code runs
+    in one thread at a time) and load it; each result lands at its spec's index.
+    Lighter than an executor with futures: no third thread wanting the GIL while two
+    load, no queue, and each spec is made just before its load."""
+
+    def __init__(self, specs: Iterable[Any], load: Any) -> None:
+        self.specs = iter(specs)
+        self.load = load
+        self.lock = threading.Lock()
+        self.taken = 0  # specs taken from the iterable
+        self.stop = False  # after a failure: take no more
+        self.results: dict[int, Any] = {}
+        self.errors: dict[int, BaseException] = {}
+        self.seen: set[int] = set()  # the BTF specs `_prewarm` saw
+
+    def run(self, workers: int) -> list[Any]:
+        threads = [threading.Thread(target=self.work, args=(False,), name=f"ebpf-load-{n}",
+                                    daemon=True) for n in range(workers - 1)]
         try:
-            if stop.is_set():
-                return None  # another spec failed: do not start this one
-            return _load_one(load, i, s)
-        finally:
-            slots.release()
+            for t in threads:
+                t.start()
+            self.work(True)
+            for t in threads:
+                t.join()
+        except BaseException:  # KeyboardInterrupt, or a thread that could not start
+            self.stop = True
+            for t in threads:
+                if t.ident is not None:
+                    t.join()
+            _close_all(list(self.results.values()))
+            raise
+        loaded = [self.results.get(i) for i in range(self.taken)]
+        if self.errors:
+            _close_all(loaded)
+            raise self.errors[min(self.errors)]
+        return loaded
 
-    def on_done(f: Future[Any]) -> None:
-        if not f.cancelled() and f.exception() is not None:
-            stop.set()
+    def work(self, calling_thread: bool) -> None:
+        """Take and load specs until there are none left or one failed."""
+        while True:
+            with self.lock:
+                if self.stop:
+                    return
+                i = self.taken
+                try:
+                    s = next(self.specs)
+                except StopIteration:
+                    self.stop = True
+                    return
+                except BaseException as e:  # the iterable failed: raised as it is
+                    self._fail(i, e)
+                    return
+                self.taken = i + 1
+                try:
+                    if isinstance(_checked(i, s), CollectionSpec):
+                        _prewarm(s, self.seen)
+                except BaseException as e:
+                    self._fail(i, e)
+                    return
+            try:
+                self.results[i] = _load_one(self.load, i, s)
+            except BaseException as e:
+                with self.lock:
+                    self._fail(i, e)
+                if calling_thread and not isinstance(e, Exception):
+                    raise  # KeyboardInterrupt: stop the others at once (run)
+                return
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ebpf-load")
-    futures: list[Future[Any]] = []
-    seen: set[int] = set()
-    try:
-        for i, s in enumerate(_paced(specs, slots, stop)):
-            if isinstance(_checked(i, s), CollectionSpec):
-                _prewarm(s, seen)
-            f = pool.submit(task, i, s)
-            f.add_done_callback(on_done)
-            futures.append(f)
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.exception() is not None for f in done):
-            stop.set()
-            for f in futures:
-                f.cancel()
-        wait(futures)
-    except BaseException:  # the iterable failed, a wrong spec, or KeyboardInterrupt
-        stop.set()
-        for f in futures:
-            f.cancel()
-        pool.shutdown(wait=True)
-        _close_all([f.result() for f in futures
-                    if f.done() and not f.cancelled() and f.exception() is None])
-        raise
-    pool.shutdown(wait=True)
-    results: list[Any] = [None] * len(futures)
-    first: BaseException | None = None
-    for i, f in enumerate(futures):
-        if f.cancelled():
-            continue
-        exc = f.exception()
-        if exc is not None:
-            if first is None:
-                first = exc
-            continue
-        results[i] = f.result()
-    if first is not None:
-        _close_all(results)
-        raise first
-    return results
-
-
-# Specs taken from the iterable ahead of the loads, per worker: one being loaded, one
-# ready for when it ends.
-_LOOKAHEAD = 2
-
-
-def _paced(specs: Iterable[Any], slots: threading.Semaphore,
-           stop: threading.Event) -> Iterator[Any]:
-    """The items of `specs`, each taken once a slot is free (`slots`), until `stop`."""
-    it = iter(specs)
-    while True:
-        slots.acquire()  # released by the task of an earlier spec when it ends
-        if stop.is_set():
-            return
-        try:
-            s = next(it)
-        except StopIteration:
-            return
-        yield s
+    def _fail(self, i: int, e: BaseException) -> None:
+        """Record spec `i`'s error and take no more specs (the lock is held)."""
+        self.errors[i] = e
+        self.stop = True
 
 
 def _load_one(load: Any, i: int, spec: ProgramSpec | CollectionSpec) -> Any:
