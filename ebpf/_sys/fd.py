@@ -180,6 +180,8 @@ def fd_of(obj: Any) -> FD | None:
     object's `ClosedError` when it is closed."""
     if isinstance(obj, FD):
         return obj
+    if obj is None:
+        return None  # (without paying for an AttributeError)
     try:
         fd = obj.fd  # Program.fd raises ClosedError once closed
     except ClosedError:
