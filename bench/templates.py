@@ -51,7 +51,6 @@ import os
 import platform
 import random
 import resource
-import shutil
 import statistics
 import struct
 import subprocess
@@ -557,9 +556,12 @@ def run_n(n: int, obj: str, exe: str | None, min_replacements: int, pps: float,
                                             cl["wall_ms_per_endpoint"]),
         })
     out["ratios"] = ratios
+    # (the parallel speedup's target is the N = 100 case: one endpoint has
+    # nothing to load in parallel)
     out["within_targets"] = {
         k: (ratios[k] >= t if k == "parallel_speedup_wall" else ratios[k] <= t)  # type: ignore[operator]
-        for k, t in TARGETS.items() if ratios.get(k) is not None}
+        for k, t in TARGETS.items() if ratios.get(k) is not None
+        and (k != "parallel_speedup_wall" or n >= 100)}
     return out
 
 
@@ -617,7 +619,8 @@ def main() -> int:
                 "rules": NRULES, "workers": workers},
         "runs": runs,
         "ratios": ratios,
-        "targets": {f"n{r['endpoints']}_{k}": v for r in runs for k, v in TARGETS.items()},
+        "targets": {f"n{r['endpoints']}_{k}": v for r in runs for k, v in TARGETS.items()
+                    if k != "parallel_speedup_wall" or r["endpoints"] >= 100},
         "within_targets": {f"n{r['endpoints']}_{k}": v for r in runs
                            for k, v in r["within_targets"].items()},
         "notes": "CPU figures are thread CPU time (getrusage RUSAGE_THREAD: user and "
