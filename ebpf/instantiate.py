@@ -238,9 +238,10 @@ def _btf_use(spec: CollectionSpec) -> _BTFUse | None:
         blob = object_btf_blob(spec.btf)
         # (the blob is the same object while the spec's kernel-ready BTF is unchanged)
         cache = attached(spec.btf, "_instantiate_btf")
-        shared: _SharedBTF | None = cache.get("blob")
-        if shared is None or shared.blob is not blob:
-            shared = cache["blob"] = _SharedBTF(blob)
+        with _shared_lock:  # (threads loading copies at once make one, not one each)
+            shared: _SharedBTF | None = cache.get("blob")
+            if shared is None or shared.blob is not blob:
+                shared = cache["blob"] = _SharedBTF(blob)
         return _BTFUse(shared)
     except Error as e:
         log.warning(

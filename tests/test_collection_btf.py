@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 from bpfbuild import compile_bpf
-from conftest import leaked_descriptors, open_fds
+from conftest import frequent_thread_switches, leaked_descriptors, open_fds
 from kernelmatrix import requires
 
 import ebpf
@@ -93,22 +93,24 @@ def test_a_collection_never_closed_gives_its_btf_back_when_collected() -> None:
 
 @requires("program_type:SYSCALL", min_kernel="5.14")
 def test_load_many_copies_share_one_btf_object() -> None:
-    spec = template()
     before = open_fds()
-    copies = []
-    for i in range(6):
-        c = spec.copy(share_programs=True)
-        c.variables["cfg_magic"].set(100 + i)
-        c.programs["check_defaults"].autoload = False
-        copies.append(c)
-    colls = ebpf.load_many(copies, workers=3)
-    try:
-        assert [magic_of(c) for c in colls] == [100 + i for i in range(6)]
-        assert len({c.programs["read_config"].info().btf_id for c in colls}) == 1
-        assert len(btf_fds()) == 1
-    finally:
-        for c in colls:
-            c.close()
+    for _ in range(20):  # a fresh template each round: the threads race to load its BTF
+        spec = template()
+        copies = []
+        for i in range(6):
+            c = spec.copy(share_programs=True)
+            c.variables["cfg_magic"].set(100 + i)
+            c.programs["check_defaults"].autoload = False
+            copies.append(c)
+        with frequent_thread_switches():
+            colls = ebpf.load_many(copies, workers=3)
+        try:
+            assert [magic_of(c) for c in colls] == [100 + i for i in range(6)]
+            assert len({c.programs["read_config"].info().btf_id for c in colls}) == 1
+            assert len(btf_fds()) == 1
+        finally:
+            for c in colls:
+                c.close()
     assert leaked_descriptors(before) == []
 
 
