@@ -181,8 +181,10 @@ def test_load_many_consumes_a_generator_while_loading(share_programs: bool) -> N
 
 
 @requires("tcx attach type for SCHED_CLS programs", min_kernel="6.6")
-@pytest.mark.parametrize("workers", [1, 2])
-def test_load_many_generator_failure_closes_what_it_loaded(workers: int) -> None:
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_load_many_generator_failure_closes_what_it_loaded(
+        workers: int, error: type[BaseException]) -> None:
     prefix = "lm" + uuid.uuid4().hex[:6]
     base = template(prefix)
 
@@ -191,10 +193,10 @@ def test_load_many_generator_failure_closes_what_it_loaded(workers: int) -> None
             s = base.copy()
             s.variables["cfg"].set(config(i))
             yield s
-        raise RuntimeError("no more configurations")
+        raise error("no more configurations")  # (^C: whichever thread runs the generator)
 
     fds = open_fds()
-    with pytest.raises(RuntimeError, match="no more configurations"):
+    with pytest.raises(error, match="no more configurations"):
         ebpf.load_many(copies(), workers=workers)
     assert open_fds() == fds
     assert settled_kernel_objects(prefix) == {"progs": 0, "maps": 0, "links": 0}
