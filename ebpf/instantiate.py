@@ -238,10 +238,13 @@ def _btf_use(spec: CollectionSpec) -> _BTFUse | None:
         blob = object_btf_blob(spec.btf)
         # (the blob is the same object while the spec's kernel-ready BTF is unchanged)
         cache = attached(spec.btf, "_instantiate_btf")
-        with _shared_lock:  # (threads loading copies at once make one, not one each)
-            shared: _SharedBTF | None = cache.get("blob")
-            if shared is None or shared.blob is not blob:
-                shared = cache["blob"] = _SharedBTF(blob)
+        shared: _SharedBTF | None = cache.get("blob")
+        if shared is None or shared.blob is not blob:
+            new = _SharedBTF(blob)  # (made outside the lock: see _shared_lock)
+            with _shared_lock:  # (threads loading copies at once make one, not one each)
+                shared = cache.get("blob")
+                if shared is None or shared.blob is not blob:
+                    shared = cache["blob"] = new
         return _BTFUse(shared)
     except Error as e:
         log.warning(
@@ -250,7 +253,11 @@ def _btf_use(spec: CollectionSpec) -> _BTFUse | None:
         return None
 
 
-_shared_lock = _thread.allocate_lock()  # (reset in a forked child: ebpf._sys.forking)
+# Guards the `_SharedBTF` entries and use counts. Nothing made under it is tracked by the
+# garbage collector, so no collection (whose `_BTFUse.__del__` takes it) runs while it is
+# held; reentrant all the same, against a signal handler dropping a collection there.
+# (Reset in a forked child: ebpf._sys.forking.)
+_shared_lock = _thread.RLock()
 
 
 class _SharedBTF:

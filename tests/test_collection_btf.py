@@ -130,3 +130,41 @@ def test_a_failed_load_gives_the_btf_back() -> None:
         assert len(btf_fds()) == 1
         assert magic_of(ok) == 7
     assert leaked_descriptors(before) == []
+
+
+GC_DURING_LOAD = """
+import gc, sys, warnings
+sys.path[:0] = sys.argv[2:]
+import ebpf
+from ebpf import instantiate
+warnings.simplefilter("ignore", ResourceWarning)
+made = instantiate._SharedBTF.__init__
+
+def collect_first(self, blob):  # the collector running at this allocation
+    gc.collect()
+    made(self, blob)
+
+instantiate._SharedBTF.__init__ = collect_first
+obj = sys.argv[1]
+for _ in range(3):
+    leaked = ebpf.Collection(ebpf.load_collection_spec(obj), programs=["read_config"])
+    leaked.cycle = leaked  # only the collector frees it
+    del leaked
+    with ebpf.Collection(ebpf.load_collection_spec(obj), programs=["read_config"]) as coll:
+        assert coll.programs["read_config"].test_run(ctx=b"").retval == 0x1234
+print("ok")
+"""
+
+
+@requires("program_type:SYSCALL", min_kernel="5.14")
+def test_a_collection_collected_in_the_middle_of_a_load_gives_its_btf_back() -> None:
+    """The collector may free an unclosed collection at any allocation of a load, also
+    while another spec's BTF is being set up: its use is given back, nothing hangs."""
+    import subprocess
+    import sys
+
+    obj = str(compile_bpf("loader_globals"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", GC_DURING_LOAD, obj, os.path.dirname(here)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

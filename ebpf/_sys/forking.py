@@ -62,13 +62,20 @@ def track(obj: _ForkAware) -> None:
 
 def _prune() -> None:
     global _prune_at
-    with _prune_lock:  # (two threads pruning at once would drop each other's entries)
+    # One prune at a time (two would drop each other's entries); a prune asked for while
+    # one runs, in another thread or from a finalizer the first one's allocations ran,
+    # is skipped rather than waited for (the list is pruned again as it grows).
+    if not _prune_lock.acquire(blocking=False):
+        return
+    try:
         n = len(_tracked)
         if n < _prune_at:
             return  # another thread pruned meanwhile
         # only the first n: entries appended meanwhile stay after them
         _tracked[:n] = [r for r in _tracked[:n] if r() is not None]
         _prune_at = max(256, 2 * len(_tracked))
+    finally:
+        _prune_lock.release()
 
 
 def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.allocate_lock) -> None:
@@ -82,7 +89,7 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.alloc
 _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
     "ebpf._sys.probe": {"_tracefs_lock": _thread.allocate_lock},
     "ebpf.btf.ctypes_conv": {"_lock": _thread.RLock},
-    "ebpf.instantiate": {"_shared_lock": _thread.allocate_lock},
+    "ebpf.instantiate": {"_shared_lock": _thread.RLock},
     "ebpf.link.tc": {"_qdisc_lock": _thread.allocate_lock},
     "ebpf.link.usdt": {"_ids_lock": _thread.allocate_lock},
 }
