@@ -97,6 +97,13 @@ def cache_directory() -> str | None:
         return None
     if os.path.isabs(env):
         return env
+    return default_directory()
+
+
+def default_directory() -> str | None:
+    """The invoking user's cache directory for ebpf, ``$XDG_CACHE_HOME/ebpf`` or
+    ``~/.cache/ebpf``, or None when its base directory is not the effective user's alone
+    (also `ebpf.gen.build`'s)."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     if os.path.isabs(xdg):
         return os.path.join(xdg, "ebpf") if _ours(xdg) else None
@@ -465,8 +472,8 @@ def _read_verified(dfd: int, boot: bytes | None, key: tuple[int, int]
     return ino, size, ctime
 
 
-__all__ = ["ENV", "cache_directory", "kernel_blob_key", "load_cached", "load_indexed",
-           "load_kernel_indexed", "save"]
+__all__ = ["ENV", "cache_directory", "default_directory", "kernel_blob_key", "load_cached",
+           "load_indexed", "load_kernel_indexed", "save"]
 
 if sys.byteorder not in ("little", "big"):  # pragma: no cover
     raise ImportError("unknown byte order")

@@ -310,20 +310,10 @@ def _safe_dir_stat(st: os.stat_result) -> bool:
 def cache_directory() -> Path | None:
     """The default cache directory (``$XDG_CACHE_HOME/ebpf`` or ``~/.cache/ebpf``), or
     None when its base directory is not the effective user's alone."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if os.path.isabs(xdg):
-        base, path = xdg, os.path.join(xdg, "ebpf")
-    else:
-        base = os.path.expanduser("~")
-        if not os.path.isabs(base):
-            return None
-        path = os.path.join(base, ".cache", "ebpf")
-    try:
-        if not _safe_dir_stat(os.stat(base)):
-            return None
-    except OSError:
-        return None
-    return Path(path)
+    from ..btf.cache import default_directory  # (the BTF index cache's rules, one copy)
+
+    path = default_directory()
+    return None if path is None else Path(path)
 
 
 def _private_dir(path: Path) -> bool:
