@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .. import btf
 
-__all__ = ["Buffers", "MapCodec", "decoder", "int_format", "pack_into", "typed_view"]
+__all__ = ["Buffers", "MapCodec", "decoder", "int_format", "pack_into"]
 
 _BYTEORDER: Final = sys.byteorder
 
@@ -34,9 +34,9 @@ class Buffers:
 
     def __init__(self, fd: int, key_size: int, value_bytes: int, kfmt: str | None,
                  vfmt: str | None) -> None:
-        # (what ctypes.create_string_buffer(n) makes, without its Python-level call; the
-        # views are typed_view's, from one byte view per buffer; the attrs are set field
-        # by field, which costs less than constructor arguments)
+        # (what ctypes.create_string_buffer(n) makes, without its Python-level call; each
+        # typed view (a one-element int view, for fast int packing) from the buffer's byte
+        # view; the attrs set field by field, which costs less than constructor arguments)
         kbuf = self.kbuf = (ctypes.c_char * max(key_size, 1))()
         kb = memoryview(kbuf).cast("B")
         self.kraw = kb[:key_size]
@@ -53,15 +53,6 @@ class Buffers:
         ua = self.uattr = _t.MapElemAttr()
         ua.map_fd, ua.key, ua.value = fd, kaddr, vaddr
         self.uref = ctypes.byref(ua)
-
-
-
-
-def typed_view(buf: ctypes.Array[ctypes.c_char], fmt: str | None) -> memoryview | None:
-    """A one-element integer view of `buf` (for fast int packing), if `fmt` is set."""
-    if fmt is None:
-        return None
-    return memoryview(buf).cast("B").cast(fmt)  # type: ignore[call-overload, no-any-return]
 
 
 # `ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
