@@ -21,7 +21,6 @@ bucket ``i`` is printed as ``i``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Literal
@@ -132,8 +131,9 @@ def _log2_range(i: int) -> tuple[int, int]:
 
 
 def _bar(count: int, peak: int, width: int) -> str:
-    # as many stars as whole width-ths of the peak (float division, as BCC does)
-    return "*" * min(width, math.floor(width * count / peak)) if peak else ""
+    # as many stars as whole width-ths of the peak (BCC's float division, in exact integer
+    # arithmetic: counts within float precision of the peak, past 2**53, stay short of it)
+    return "*" * min(width, width * count // peak) if peak else ""
 
 
 def _log2_rows(counts: list[int], last: int, peak: int, val_type: str,
