@@ -7,7 +7,6 @@ of `Collection` itself."""
 from __future__ import annotations
 
 import _thread  # (threading's lock, without importing threading: process start)
-import contextlib
 import functools
 import mmap
 from collections.abc import Mapping
@@ -67,8 +66,10 @@ class KernelObjects:
     def close(self) -> None:
         """Close what was created, newest first (errors are ignored)."""
         for obj in reversed(self.owned):
-            with contextlib.suppress(Exception):
+            try:  # (not contextlib.suppress: ~4k instructions an object at every reload)
                 obj.close()
+            except Exception:
+                pass
         self.owned.clear()
 
 
@@ -321,8 +322,10 @@ class _BTFUse:
             self.shared.give_back()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # (at interpreter exit too)
+        try:
             self.close()
+        except Exception:  # (at interpreter exit too)
+            pass
 
 
 # -- externs -------------------------------------------------------------------------

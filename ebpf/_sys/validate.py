@@ -108,6 +108,10 @@ def put(attr: ctypes.Structure | ctypes.Union, field: str, value: object,
     """Set ``attr.<field> = value`` after checking that `value` is an integer that fits
     the field; `name` is what the error calls it (default: the field's name).
     Returns the value stored."""
+    r = _RANGES.get((attr.__class__, field))
+    if r is not None and value.__class__ is int and r[0] <= value <= r[1]:
+        setattr(attr, field, value)  # (the usual case, without the two calls below)
+        return value
     lo, hi = field_range(type(attr), field)
     v = integer(value, name or field, lo, hi)
     setattr(attr, field, v)
