@@ -395,7 +395,7 @@ class _Template:
 
     __slots__ = ("btf", "code", "core_results", "edits", "fixed", "func_info", "insns",
                  "kernel_refs", "key_indexes", "line_info", "maps", "meta_copies", "meta_keys",
-                 "metas", "records", "target", "vmlinux_only")
+                 "metas", "ready", "records", "target", "vmlinux_only")
 
     def __init__(
         self,
@@ -437,6 +437,7 @@ class _Template:
         # since, without listing them at each load
         self.vmlinux_only = False
         self.fixed: _Fixed | None = None  # the attr's part the spec's fields make
+        self.ready: _Ready | None = None  # the whole attr, when a load needs no lookups
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -476,9 +477,21 @@ def _load(
         log_level = _validate.unsigned(log_level, "log_level", 32)
     if not (type(log_size) is int and 1 <= log_size <= MAX_LOG_SIZE):
         log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
+    tpl = _valid_template(spec, kernel_btf)
+    if tpl is not None and (ready := tpl.ready) is not None and ready.fixed is fixed and (
+            not ready.btf_size or (shared_btf is not None
+                                   and shared_btf.blob_size() == ready.btf_size)):
+        # the attr of a load before: only the code's map fds and the BTF object differ
+        attr = ProgLoadAttr.from_buffer_copy(ready.image)
+        code = _patched_code(tpl, maps, spec.name)
+        view = ctypes.c_char.from_buffer(code)  # (holds `code` until the load is done)
+        attr.insns = ctypes.addressof(view)
+        if ready.btf_size and shared_btf is not None:
+            attr.prog_btf_fd = shared_btf.fileno()
+        return _load_with_log(attr, spec, ptype, tpl, log_level, log_size)
     modules = _ModuleBTFs()
     try:
-        return _load_checked(spec, ptype, fields, fixed, maps, log_level, log_size,
+        return _load_checked(spec, ptype, fields, fixed, tpl, maps, log_level, log_size,
                              kernel_btf, modules, shared_btf)
     finally:
         modules.close()
@@ -489,6 +502,7 @@ def _load_checked(
     ptype: ProgramType,
     fields: tuple[Any, ...],
     fixed: _Fixed | None,
+    tpl: _Template | None,
     maps: Mapping[str, SupportsFileno] | None,
     log_level: int,
     log_size: int,
@@ -497,9 +511,9 @@ def _load_checked(
     shared_btf: Handle | None = None,
 ) -> tuple[int, str]:
     """`_load` of a checked spec (`fields`: its fields `_check_spec` read, `fixed`: the
-    attr they make, when a load made it before); `modules` holds the module BTF objects
-    it refers to."""
-    prep = _prepare(spec, maps, kernel_btf, modules)
+    attr they make, when a load made it before; `tpl`: its valid template, if any);
+    `modules` holds the module BTF objects it refers to."""
+    prep = _prepare(spec, tpl, maps, kernel_btf, modules)
     keep: list[Any] = []
     if fixed is None:
         attr, fixed = _fixed_attr(fields, ptype, spec, modules, keep)
@@ -513,11 +527,48 @@ def _load_checked(
     modules.put_fd_array(attr, keep)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
+    if fixed is not None and tpl is not None and not tpl.kernel_refs:
+        _keep_ready(tpl, fixed, attr, spec, btf_handle, shared_btf)
     try:
         return _load_with_log(attr, spec, ptype, prep, log_level, log_size)
     finally:
         if btf_handle is not None and btf_handle is not shared_btf:
             btf_handle.close()
+
+
+class _Ready:
+    """The whole BPF_PROG_LOAD attr of a template's load but for the code's address
+    (`image`), kept on the template with the `_Fixed` it was made from: the next load
+    of the same fields copies it when it uses no BTF object (`btf_size` 0) or an object
+    BTF handle of `btf_size` bytes (the object's BTF its func/line info records were
+    made for, as `_btf_records` found). The records' buffers it points at are held."""
+
+    __slots__ = ("btf_size", "fixed", "image", "records")
+
+    def __init__(self, fixed: _Fixed, image: bytes, btf_size: int,
+                 records: tuple[Any, ...] | None) -> None:
+        self.fixed = fixed
+        self.image = image
+        self.btf_size = btf_size
+        self.records = records
+
+
+def _keep_ready(tpl: _Template, fixed: _Fixed, attr: ProgLoadAttr, spec: ProgramSpec,
+                btf_handle: Handle | None, shared_btf: Handle | None) -> None:
+    """Keep `attr` (complete but for the log) on `tpl` for the next loads, when they
+    can copy it (`_Ready`): it refers to no module's BTF, and to no BTF object but a
+    shared one with the object's BTF (not one made for this load, not a fallback)."""
+    if btf_handle is None:
+        if spec.btf is not None and (tpl.func_info or tpl.line_info):
+            return  # loaded without the func/line info: the kernel refused the BTF
+        size = 0
+    elif btf_handle is shared_btf:
+        size = btf_handle.blob_size()
+    else:
+        return
+    image = ProgLoadAttr.from_buffer_copy(attr)
+    image.insns = image.prog_btf_fd = 0  # (set at each load)
+    tpl.ready = _Ready(fixed, bytes(image), size, tpl.records)
 
 
 class _Fixed:
@@ -634,10 +685,12 @@ def _load_with_log(
     attr: ProgLoadAttr,
     spec: ProgramSpec,
     ptype: ProgramType,
-    prep: _Prepared,
+    prep: _Prepared | _Template,
     log_level: int,
     log_size: int,
 ) -> tuple[int, str]:
+    """BPF_PROG_LOAD `attr` (retried with a log when refused, `log_level` 0); `prep`:
+    the line info and CO-RE results a refusal is explained with."""
     if log_level == 0:
         fd = _prog.prog_load(attr)
         if fd >= 0:
@@ -694,25 +747,15 @@ def _release_version(release: str) -> int:
     return (major << 16) + (minor << 8) + min(patch, 255)
 
 
-def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
+def _prepare(spec: ProgramSpec, tpl: _Template | None,
+             maps: Mapping[str, SupportsFileno] | None,
              kernel_btf: BTFSpec | None, modules: _ModuleBTFs) -> _Prepared:
-    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode.
-    Kernel symbols of modules open their BTF objects in `modules`."""
-    tpl = _valid_template(spec, kernel_btf)
+    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode
+    (`tpl`: `spec`'s valid template, if any). Kernel symbols of modules open their BTF
+    objects in `modules`."""
     if tpl is None:
         tpl = _make_template(spec, kernel_btf)
-    code = bytearray(tpl.code)
-    pack_into = _FD_AT.pack_into
-    for ref, offsets in tpl.maps:
-        m = maps.get(ref) if maps is not None else None
-        if m is None:
-            known = ", ".join(sorted(maps)) if maps else "none were given"
-            raise KeyNotFoundError(
-                f"program {spec.name!r} references map {ref!r}, which is not among the maps "
-                f"passed to Program (known: {known})")
-        fd = m.fileno()
-        for where in offsets:
-            pack_into(code, where, fd)
+    code = _patched_code(tpl, maps, spec.name)
     if tpl.kernel_refs:
         from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
@@ -728,6 +771,24 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
         ins.reference = None
         code[slot * 8:slot * 8 + 8 * ins.size] = _encode_one(ins)
     return _Prepared(code, tpl.func_info, tpl.line_info, tpl.core_results, tpl)
+
+
+def _patched_code(tpl: _Template, maps: Mapping[str, SupportsFileno] | None,
+                  name: str) -> bytearray:
+    """`tpl`'s code with the fds of `maps` in its map loads."""
+    code = bytearray(tpl.code)
+    pack_into = _FD_AT.pack_into
+    for ref, offsets in tpl.maps:
+        m = maps.get(ref) if maps is not None else None
+        if m is None:
+            known = ", ".join(sorted(maps)) if maps else "none were given"
+            raise KeyNotFoundError(
+                f"program {name!r} references map {ref!r}, which is not among the maps "
+                f"passed to Program (known: {known})")
+        fd = m.fileno()
+        for where in offsets:
+            pack_into(code, where, fd)
+    return code
 
 
 _FD_AT = struct.Struct("<i")  # (also an instruction's imm)

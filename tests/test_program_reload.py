@@ -494,3 +494,50 @@ def test_keys_put_in_an_empty_meta_dict_after_a_load_are_seen() -> None:
         assert p.info().nr_func_info == 1
     insns[1].meta["extern"] = "x"  # type: ignore[index]
     assert meta_key_indexes(prog, "extern") == [1]
+
+
+def test_the_kept_attr_needs_the_same_fields_and_btf_handle() -> None:
+    """A reload copies the whole attr a load before made (`_Ready`) only for the very
+    field objects it was made from and, with func/line info, a BTF handle of the blob
+    their records were made for; any other load makes its attr afresh."""
+    from ebpf.btf.handle import Handle
+    from ebpf.programs import object_btf_blob
+
+    spec, insns = failing("return *x;")
+    assert spec.btf is not None
+    assert refused_line(spec) == "reload.c:7: return *x;"  # (its own BTF object)
+    blob = object_btf_blob(spec.btf)  # (holding the line info's strings since)
+    with Handle(blob) as handle, Handle.from_spec(handmade_btf("another")[0]) as other:
+        assert other.blob_size() != len(blob)
+        tpl = valid_template(spec, None)
+        assert tpl is not None and tpl.ready is None
+        with pytest.raises(VerifierError):
+            Program(spec, btf_handle=handle)
+        ready = tpl.ready
+        assert ready is not None and ready.btf_size == len(blob)
+        spec.instructions[1] = asm.mov_imm(asm.R0, 3)  # a new template: a new attr
+        with Program(spec, btf_handle=handle) as p:
+            assert p.test_run(data=DATA).retval == 3
+            assert p.info().btf_id == handle.id and p.info().nr_line_info == 2
+        tpl = valid_template(spec, None)
+        assert tpl is not None and tpl.ready is not None and tpl.ready is not ready
+        ready = tpl.ready
+        with Program(spec, btf_handle=other) as p:  # not the blob: the program's own BTF
+            assert p.info().btf_id not in (handle.id, other.id)
+            assert p.info().nr_line_info == 2
+        assert tpl.ready is ready
+        spec.license = "Dual MIT/GPL"  # other fields: checked, and a new attr kept
+        with Program(spec, btf_handle=handle) as p:
+            assert p.test_run(data=DATA).retval == 3 and p.info().btf_id == handle.id
+        assert tpl.ready is not ready and tpl.ready is not None
+        assert tpl.ready.fixed.fields[1] == "Dual MIT/GPL"
+        spec.instructions[1] = insns[1]  # the refused load again, with the handle
+        with pytest.raises(VerifierError) as ei:
+            Program(spec, btf_handle=handle)
+        assert ei.value.source_line == "reload.c:7: return *x;"
+        assert insns[1].meta is not None
+        insns[1].meta["line"] = LineInfo("reload.c", "return *w;", 5, 1)  # in place
+        with pytest.raises(VerifierError) as ei:  # (a new string: the handle lacks it)
+            Program(spec, btf_handle=handle)
+        assert ei.value.source_line == "reload.c:5: return *w;"
+        assert "return *w;" in ei.value.log
