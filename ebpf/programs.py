@@ -35,7 +35,7 @@ from ._sys import log as _log
 from ._sys import prog as _prog
 from ._sys import validate as _validate
 from ._sys.fd import FD
-from ._sys.fd import hold as _hold
+from ._sys.fd import fd_of as _fd_of
 from ._sys.types import ProgLoadAttr, ProgramType
 from .errors import (
     ClosedError,
@@ -168,14 +168,27 @@ class Program:
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
-        # the maps' (and attach target's) numbers go into the instructions: keep them open
-        # (no None for a missing attach target: `hold` would pay an AttributeError for it)
-        held = [*maps.values()] if maps is not None else []
-        if fields[10] is not None:  # (attach_prog, as checked)
-            held.append(fields[10])
-        with _hold(*held):
-            fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
+        # the maps' (and attach target's) numbers go into the instructions: their fds are
+        # held until the load is done (`fd.hold`'s rule), the maps' as acquired for the code
+        held: list[FD] = []
+        fds: dict[str, int] = {}
+        try:
+            if maps is not None:
+                for ref, m in maps.items():
+                    f = _fd_of(m)
+                    if f is not None:
+                        fds[ref] = f.acquire()
+                        held.append(f)
+            if fields[10] is not None:  # (attach_prog, as checked)
+                f = _fd_of(fields[10])
+                if f is not None:
+                    f.acquire()
+                    held.append(f)
+            fd, self.verifier_log = _load(spec, maps, fds, log_level, log_size, kernel_btf,
                                           btf_handle, (self._type, fields, fixed))
+        finally:
+            for f in reversed(held):
+                f.release()
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -456,14 +469,16 @@ def _no_template() -> None:
 def _load(
     spec: ProgramSpec,
     maps: Mapping[str, SupportsFileno] | None,
+    fds: Mapping[str, int],
     log_level: int,
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
     checked: tuple[ProgramType, tuple[Any, ...], _Fixed | None] | None = None,
 ) -> tuple[int, str]:
-    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
-    `checked`: `_check_spec(spec)`, when the caller checked it already."""
+    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log. `fds`:
+    the numbers of `maps` the caller holds (the others' are asked for); `checked`:
+    `_check_spec(spec)`, when the caller checked it already."""
     ptype, fields, fixed = _check_spec(spec) if checked is None else checked
     if ptype == ProgramType.UNSPEC:
         if spec.section:
@@ -483,7 +498,7 @@ def _load(
                                    and shared_btf.blob_size() == ready.btf_size)):
         # the attr of a load before: only the code's map fds and the BTF object differ
         attr = ProgLoadAttr.from_buffer_copy(ready.image)
-        code = _patched_code(tpl, maps, spec.name)
+        code = _patched_code(tpl, maps, fds, spec.name)
         view = ctypes.c_char.from_buffer(code)  # (holds `code` until the load is done)
         attr.insns = ctypes.addressof(view)
         if ready.btf_size and shared_btf is not None:
@@ -491,8 +506,8 @@ def _load(
         return _load_with_log(attr, spec, ptype, tpl, log_level, log_size)
     modules = _ModuleBTFs()
     try:
-        return _load_checked(spec, ptype, fields, fixed, tpl, maps, log_level, log_size,
-                             kernel_btf, modules, shared_btf)
+        return _load_checked(spec, ptype, fields, fixed, tpl, maps, fds, log_level,
+                             log_size, kernel_btf, modules, shared_btf)
     finally:
         modules.close()
 
@@ -504,6 +519,7 @@ def _load_checked(
     fixed: _Fixed | None,
     tpl: _Template | None,
     maps: Mapping[str, SupportsFileno] | None,
+    fds: Mapping[str, int],
     log_level: int,
     log_size: int,
     kernel_btf: BTFSpec | None,
@@ -513,7 +529,7 @@ def _load_checked(
     """`_load` of a checked spec (`fields`: its fields `_check_spec` read, `fixed`: the
     attr they make, when a load made it before; `tpl`: its valid template, if any);
     `modules` holds the module BTF objects it refers to."""
-    prep = _prepare(spec, tpl, maps, kernel_btf, modules)
+    prep = _prepare(spec, tpl, maps, fds, kernel_btf, modules)
     keep: list[Any] = []
     if fixed is None:
         attr, fixed = _fixed_attr(fields, ptype, spec, modules, keep)
@@ -748,14 +764,14 @@ def _release_version(release: str) -> int:
 
 
 def _prepare(spec: ProgramSpec, tpl: _Template | None,
-             maps: Mapping[str, SupportsFileno] | None,
+             maps: Mapping[str, SupportsFileno] | None, fds: Mapping[str, int],
              kernel_btf: BTFSpec | None, modules: _ModuleBTFs) -> _Prepared:
     """Resolve labels, map/kfunc/ksym references; collect func/line info; encode
-    (`tpl`: `spec`'s valid template, if any). Kernel symbols of modules open their BTF
-    objects in `modules`."""
+    (`tpl`: `spec`'s valid template, if any; `fds`: as `_load`'s). Kernel symbols of
+    modules open their BTF objects in `modules`."""
     if tpl is None:
         tpl = _make_template(spec, kernel_btf)
-    code = _patched_code(tpl, maps, spec.name)
+    code = _patched_code(tpl, maps, fds, spec.name)
     if tpl.kernel_refs:
         from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
@@ -774,18 +790,20 @@ def _prepare(spec: ProgramSpec, tpl: _Template | None,
 
 
 def _patched_code(tpl: _Template, maps: Mapping[str, SupportsFileno] | None,
-                  name: str) -> bytearray:
-    """`tpl`'s code with the fds of `maps` in its map loads."""
+                  fds: Mapping[str, int], name: str) -> bytearray:
+    """`tpl`'s code with the fds of `maps` in its map loads (`fds`: as `_load`'s)."""
     code = bytearray(tpl.code)
     pack_into = _FD_AT.pack_into
     for ref, offsets in tpl.maps:
-        m = maps.get(ref) if maps is not None else None
-        if m is None:
-            known = ", ".join(sorted(maps)) if maps else "none were given"
-            raise KeyNotFoundError(
-                f"program {name!r} references map {ref!r}, which is not among the maps "
-                f"passed to Program (known: {known})")
-        fd = m.fileno()
+        fd = fds.get(ref)
+        if fd is None:
+            m = maps.get(ref) if maps is not None else None
+            if m is None:
+                known = ", ".join(sorted(maps)) if maps else "none were given"
+                raise KeyNotFoundError(
+                    f"program {name!r} references map {ref!r}, which is not among the maps "
+                    f"passed to Program (known: {known})")
+            fd = m.fileno()
         for where in offsets:
             pack_into(code, where, fd)
     return code
