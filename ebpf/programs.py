@@ -424,9 +424,11 @@ class _Template:
         btf: BTFSpec | None,
         target: Any,  # weakref to the CO-RE target, None without CO-RE relocations
         insns: list[Instruction],  # the spec's instructions (tracked)
-        metas: list[dict[str, Any]],  # their meta dicts (assigning another is a tracked edit)
+        # their meta dicts (assigning another is a tracked edit) but those that count
+        # their edits (`_objcache.CountingDict`: the ELF parser's)
+        metas: list[dict[str, Any]],
         meta_copies: list[dict[str, Any]],  # copies of `metas` (their records are tracked)
-        meta_keys: frozenset[str],  # every key of `metas`
+        meta_keys: frozenset[str],  # every key of their meta dicts
         records: tuple[Any, ...] | None = None,  # _btf_records' (builder, func, line, views)
         key_indexes: dict[str, list[int]] | None = None,  # meta_key_indexes'
     ) -> None:
@@ -870,11 +872,14 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
 
         keep = track(given, metas)
     if keep:
-        from ._objcache import edits  # (loaded by track)
+        from ._objcache import CountingDict, edits  # (loaded by track)
 
-        edits_before, meta_copies = edits(), list(map(dict.copy, metas))
+        edits_before, meta_keys = edits(), frozenset(chain.from_iterable(metas))
+        # (copies of the meta dicts that do not count their edits, to compare)
+        metas = [m for m in metas if type(m) is not CountingDict]
+        meta_copies = list(map(dict.copy, metas))
     else:  # (a template not kept: what it was computed from is never compared)
-        edits_before, meta_copies = 0, metas
+        edits_before, meta_copies, meta_keys = 0, metas, frozenset()
     insns = assemble(given)
     core_results, target, vmlinux_only = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -909,8 +914,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     tpl = _Template(code, [(ref, tuple(offs)) for ref, offs in by_map.items()], kernel_refs,
                     func_info, line_info, core_results, edits_before, spec.btf, None, given,
-                    metas, meta_copies,
-                    frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
+                    metas, meta_copies, meta_keys)
     if target is not None:
         try:
             tpl.target = weakref.ref(target)

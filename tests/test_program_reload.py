@@ -10,6 +10,7 @@ import pathlib
 import pickle
 import subprocess
 import weakref
+from collections.abc import Callable
 
 import pytest
 from conftest import need_tool
@@ -541,3 +542,40 @@ def test_the_kept_attr_needs_the_same_fields_and_btf_handle() -> None:
             Program(spec, btf_handle=handle)
         assert ei.value.source_line == "reload.c:5: return *w;"
         assert "return *w;" in ei.value.log
+
+
+def test_the_parsers_meta_dicts_count_their_edits() -> None:
+    """The ELF parser's meta dicts count their edits (`_objcache.CountingDict`): a template
+    keeps no copy of them, and each edit in place makes the next load prepare afresh;
+    copies and pickles of the spec hold plain dicts."""
+    from bpfbuild import compile_bpf
+
+    from ebpf._objcache import CountingDict
+
+    spec = ebpf.load_collection_spec(compile_bpf("loader_calls")).programs["second_user"]
+    metas = [ins.meta for ins in spec.instructions if ins.meta is not None]
+    assert len(metas) > 2 and {type(m) for m in metas} == {CountingDict}  # (with a callee's)
+
+    def funcs() -> int:
+        with Program(spec) as p:
+            assert p.test_run().retval == 42
+            return p.info().nr_func_info
+
+    assert funcs() == 2
+    tpl = valid_template(spec, None)
+    assert tpl is not None and tpl.metas == [] and {"func", "line"} <= tpl.meta_keys
+    first = metas[0]
+    func = first["func"]
+    edits: list[Callable[[dict[str, object]], object]] = [
+        lambda m: m.pop("func"), lambda m: m.__setitem__("func", func),
+        lambda m: m.popitem(), lambda m: m.update(func=func), lambda m: m.setdefault("x", 1),
+        lambda m: m.__delitem__("x"), lambda m: m.__ior__({"x": 2}), lambda m: m.clear(),
+    ]
+    want = [0, 2, 0, 2, 2, 2, 2, 0]
+    for edit, n in zip(edits, want, strict=True):
+        edit(first)
+        assert valid_template(spec, None) is None
+        assert funcs() == n  # (func info for one function of two: dropped, with a warning)
+        assert valid_template(spec, None) is not None
+    for twin in (spec.copy(), copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
+        assert {type(ins.meta) for ins in twin.instructions} <= {dict, type(None)}
