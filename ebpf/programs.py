@@ -1279,13 +1279,22 @@ def _marshal_cached(b: Builder) -> bytes:
 
 def _marshal_locked(b: Builder) -> bytes:
     """`_marshal_cached` when the caller holds `b`'s lock."""
-    key = (len(b), len(b._strtab))
-    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    blob = b.marshal()
-    vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
+    blob = _last_blob(b)
+    if blob is None:
+        key = (len(b), len(b._strtab))
+        blob = b.marshal()
+        vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
     return blob
+
+
+def _last_blob(b: Builder) -> bytes | None:
+    """`b`'s last marshalled blob if no type or string was added since, else None;
+    right without `b`'s lock too: the builder only appends, so a blob made when it had
+    as many types and string bytes as it has now holds what it holds."""
+    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
+    if cached is not None and cached[0] == (len(b), len(b._strtab)):
+        return cached[1]
+    return None
 
 
 def _builder_lock(b: Builder) -> _thread.RLock:
@@ -1300,7 +1309,9 @@ def _builder_lock(b: Builder) -> _thread.RLock:
 
 def object_btf_blob(spec: BTFSpec) -> bytes:
     """The object's BTF as the kernel accepts it (externs fixed), same type ids."""
-    return _marshal_cached(_cached_builder(spec))
+    b = _cached_builder(spec)
+    blob = _last_blob(b)  # (a reload's: nothing added since)
+    return _marshal_cached(b) if blob is None else blob
 
 
 def _kernel_ready_builder(spec: BTFSpec) -> Builder:
