@@ -532,6 +532,7 @@ def test_the_kept_attr_needs_the_same_fields_and_btf_handle() -> None:
             assert p.test_run(data=DATA).retval == 3 and p.info().btf_id == handle.id
         assert tpl.ready is not ready and tpl.ready is not None
         assert tpl.ready.fixed.fields[1] == "Dual MIT/GPL"
+        assert object_btf_blob(spec.btf) is object_btf_blob(spec.btf)  # (nothing added)
         spec.instructions[1] = insns[1]  # the refused load again, with the handle
         with pytest.raises(VerifierError) as ei:
             Program(spec, btf_handle=handle)
