@@ -116,8 +116,8 @@ class CountingDict(dict["Any", "Any"]):  # (names: no typing at run time, proces
     do (`track_edits`): a cache built from its contents holds while the count is the
     same, without comparing a copy of it. The ELF parser makes the instructions' meta
     dicts so. Copies and pickles are plain dicts; an edit through `dict`'s own methods
-    (``dict.__setitem__(d, k, v)``) is not counted, as ``object.__setattr__`` is not
-    for a tracked object."""
+    (``dict.__setitem__(d, k, v)``, ``d.__init__(...)`` again) is not counted, as
+    ``object.__setattr__`` is not for a tracked object."""
 
     __slots__ = ()
 
