@@ -97,6 +97,40 @@ def track_edits(objs: Iterable[object]) -> bool:
     return True
 
 
+def _counting(method: Any) -> Any:
+    """`method` of `dict`, counting a call in `edits` (even one that raised midway)."""
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _edits
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _edits += 1
+
+    counted.__name__ = method.__name__
+    return counted
+
+
+class CountingDict(dict["Any", "Any"]):  # (names: no typing at run time, process start)
+    """A dict whose edits count in `edits`, as a tracked object's attribute assignments
+    do (`track_edits`): a cache built from its contents holds while the count is the
+    same, without comparing a copy of it. The ELF parser makes the instructions' meta
+    dicts so. Copies and pickles are plain dicts; an edit through `dict`'s own methods
+    (``dict.__setitem__(d, k, v)``, ``d.__init__(...)`` again) is not counted, as
+    ``object.__setattr__`` is not for a tracked object."""
+
+    __slots__ = ()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return dict, (dict(self),)
+
+
+for _name in ("__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem",
+              "setdefault", "update"):
+    setattr(CountingDict, _name, _counting(getattr(dict, _name)))
+del _name
+
+
 def _new_of(cls: Any) -> Any:
     """An empty `cls` object (what a copy or pickle of a tracked object starts from)."""
     return cls.__new__(cls)
@@ -128,4 +162,4 @@ def _tracking_subclass(cls: type) -> type:
         "__reduce_ex__": __reduce_ex__, "_objcache_tracked_base": cls})
 
 
-__all__ = ["Bounded", "attached", "edits", "track_edits", "tracked_classes"]
+__all__ = ["Bounded", "CountingDict", "attached", "edits", "track_edits", "tracked_classes"]

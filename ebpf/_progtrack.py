@@ -42,8 +42,8 @@ def track(insns: list[Any], metas: list[dict[str, Any]]) -> bool:
 
 def unchanged(spec: ProgramSpec, tpl: Any) -> bool:
     """Whether `spec` holds what `tpl` (its kept load template) was computed from: no
-    tracked object edited since (instructions, line info, CO-RE records), equal
-    instructions and meta dicts, the same BTF."""
+    tracked object edited since (instructions, line info, CO-RE records, the meta dicts
+    that count their edits), equal instructions and other meta dicts, the same BTF."""
     if tpl.edits != _objcache.edits() or tpl.btf is not spec.btf:
         return False
     # Compared by value, so that an equal instruction put in place of one also

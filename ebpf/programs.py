@@ -35,7 +35,7 @@ from ._sys import log as _log
 from ._sys import prog as _prog
 from ._sys import validate as _validate
 from ._sys.fd import FD
-from ._sys.fd import hold as _hold
+from ._sys.fd import fd_of as _fd_of
 from ._sys.types import ProgLoadAttr, ProgramType
 from .errors import (
     ClosedError,
@@ -168,14 +168,27 @@ class Program:
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
-        # the maps' (and attach target's) numbers go into the instructions: keep them open
-        # (no None for a missing attach target: `hold` would pay an AttributeError for it)
-        held = [*maps.values()] if maps is not None else []
-        if fields[10] is not None:  # (attach_prog, as checked)
-            held.append(fields[10])
-        with _hold(*held):
-            fd, self.verifier_log = _load(spec, maps, log_level, log_size, kernel_btf,
+        # the maps' (and attach target's) numbers go into the instructions: their fds are
+        # held until the load is done (`fd.hold`'s rule), the maps' as acquired for the code
+        held: list[FD] = []
+        fds: dict[str, int] = {}
+        try:
+            if maps is not None:
+                for ref, m in maps.items():
+                    f = _fd_of(m)
+                    if f is not None:
+                        fds[ref] = f.acquire()
+                        held.append(f)
+            if fields[10] is not None:  # (attach_prog, as checked)
+                f = _fd_of(fields[10])
+                if f is not None:
+                    f.acquire()
+                    held.append(f)
+            fd, self.verifier_log = _load(spec, maps, fds, log_level, log_size, kernel_btf,
                                           btf_handle, (self._type, fields, fixed))
+        finally:
+            for f in reversed(held):
+                f.release()
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -395,7 +408,7 @@ class _Template:
 
     __slots__ = ("btf", "code", "core_results", "edits", "fixed", "func_info", "insns",
                  "kernel_refs", "key_indexes", "line_info", "maps", "meta_copies", "meta_keys",
-                 "metas", "records", "target", "vmlinux_only")
+                 "metas", "ready", "records", "target", "vmlinux_only")
 
     def __init__(
         self,
@@ -411,9 +424,11 @@ class _Template:
         btf: BTFSpec | None,
         target: Any,  # weakref to the CO-RE target, None without CO-RE relocations
         insns: list[Instruction],  # the spec's instructions (tracked)
-        metas: list[dict[str, Any]],  # their meta dicts (assigning another is a tracked edit)
+        # their meta dicts (assigning another is a tracked edit) but those that count
+        # their edits (`_objcache.CountingDict`: the ELF parser's)
+        metas: list[dict[str, Any]],
         meta_copies: list[dict[str, Any]],  # copies of `metas` (their records are tracked)
-        meta_keys: frozenset[str],  # every key of `metas`
+        meta_keys: frozenset[str],  # every key of their meta dicts
         records: tuple[Any, ...] | None = None,  # _btf_records' (builder, func, line, views)
         key_indexes: dict[str, list[int]] | None = None,  # meta_key_indexes'
     ) -> None:
@@ -437,6 +452,7 @@ class _Template:
         # since, without listing them at each load
         self.vmlinux_only = False
         self.fixed: _Fixed | None = None  # the attr's part the spec's fields make
+        self.ready: _Ready | None = None  # the whole attr, when a load needs no lookups
 
     # A deep copy or pickle of the spec holds untracked copies of the instructions, which
     # this template's snapshot would share: it starts without a template instead.
@@ -455,14 +471,16 @@ def _no_template() -> None:
 def _load(
     spec: ProgramSpec,
     maps: Mapping[str, SupportsFileno] | None,
+    fds: Mapping[str, int],
     log_level: int,
     log_size: int,
     kernel_btf: BTFSpec | None,
     shared_btf: Handle | None = None,
     checked: tuple[ProgramType, tuple[Any, ...], _Fixed | None] | None = None,
 ) -> tuple[int, str]:
-    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log.
-    `checked`: `_check_spec(spec)`, when the caller checked it already."""
+    """Load `spec`: the program fd and (when `log_level` > 0) the verifier log. `fds`:
+    the numbers of `maps` the caller holds (the others' are asked for); `checked`:
+    `_check_spec(spec)`, when the caller checked it already."""
     ptype, fields, fixed = _check_spec(spec) if checked is None else checked
     if ptype == ProgramType.UNSPEC:
         if spec.section:
@@ -476,10 +494,22 @@ def _load(
         log_level = _validate.unsigned(log_level, "log_level", 32)
     if not (type(log_size) is int and 1 <= log_size <= MAX_LOG_SIZE):
         log_size = _validate.integer(log_size, "log_size", 1, MAX_LOG_SIZE)
+    tpl = _valid_template(spec, kernel_btf)
+    if tpl is not None and (ready := tpl.ready) is not None and ready.fixed is fixed and (
+            not ready.btf_size or (shared_btf is not None
+                                   and shared_btf.blob_size() == ready.btf_size)):
+        # the attr of a load before: only the code's map fds and the BTF object differ
+        attr = ProgLoadAttr.from_buffer_copy(ready.image)
+        code = _patched_code(tpl, maps, fds, spec.name)
+        view = ctypes.c_char.from_buffer(code)  # (holds `code` until the load is done)
+        attr.insns = ctypes.addressof(view)
+        if ready.btf_size and shared_btf is not None:
+            attr.prog_btf_fd = shared_btf.fileno()
+        return _load_with_log(attr, spec, ptype, tpl, log_level, log_size)
     modules = _ModuleBTFs()
     try:
-        return _load_checked(spec, ptype, fields, fixed, maps, log_level, log_size,
-                             kernel_btf, modules, shared_btf)
+        return _load_checked(spec, ptype, fields, fixed, tpl, maps, fds, log_level,
+                             log_size, kernel_btf, modules, shared_btf)
     finally:
         modules.close()
 
@@ -489,7 +519,9 @@ def _load_checked(
     ptype: ProgramType,
     fields: tuple[Any, ...],
     fixed: _Fixed | None,
+    tpl: _Template | None,
     maps: Mapping[str, SupportsFileno] | None,
+    fds: Mapping[str, int],
     log_level: int,
     log_size: int,
     kernel_btf: BTFSpec | None,
@@ -497,9 +529,9 @@ def _load_checked(
     shared_btf: Handle | None = None,
 ) -> tuple[int, str]:
     """`_load` of a checked spec (`fields`: its fields `_check_spec` read, `fixed`: the
-    attr they make, when a load made it before); `modules` holds the module BTF objects
-    it refers to."""
-    prep = _prepare(spec, maps, kernel_btf, modules)
+    attr they make, when a load made it before; `tpl`: its valid template, if any);
+    `modules` holds the module BTF objects it refers to."""
+    prep = _prepare(spec, tpl, maps, fds, kernel_btf, modules)
     keep: list[Any] = []
     if fixed is None:
         attr, fixed = _fixed_attr(fields, ptype, spec, modules, keep)
@@ -513,11 +545,48 @@ def _load_checked(
     modules.put_fd_array(attr, keep)
 
     btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
+    if fixed is not None and tpl is not None and not tpl.kernel_refs:
+        _keep_ready(tpl, fixed, attr, spec, btf_handle, shared_btf)
     try:
         return _load_with_log(attr, spec, ptype, prep, log_level, log_size)
     finally:
         if btf_handle is not None and btf_handle is not shared_btf:
             btf_handle.close()
+
+
+class _Ready:
+    """The whole BPF_PROG_LOAD attr of a template's load but for the code's address
+    (`image`), kept on the template with the `_Fixed` it was made from: the next load
+    of the same fields copies it when it uses no BTF object (`btf_size` 0) or an object
+    BTF handle of `btf_size` bytes (the object's BTF its func/line info records were
+    made for, as `_btf_records` found). The records' buffers it points at are held."""
+
+    __slots__ = ("btf_size", "fixed", "image", "records")
+
+    def __init__(self, fixed: _Fixed, image: bytes, btf_size: int,
+                 records: tuple[Any, ...] | None) -> None:
+        self.fixed = fixed
+        self.image = image
+        self.btf_size = btf_size
+        self.records = records
+
+
+def _keep_ready(tpl: _Template, fixed: _Fixed, attr: ProgLoadAttr, spec: ProgramSpec,
+                btf_handle: Handle | None, shared_btf: Handle | None) -> None:
+    """Keep `attr` (complete but for the log) on `tpl` for the next loads, when they
+    can copy it (`_Ready`): it refers to no module's BTF, and to no BTF object but a
+    shared one with the object's BTF (not one made for this load, not a fallback)."""
+    if btf_handle is None:
+        if spec.btf is not None and (tpl.func_info or tpl.line_info):
+            return  # loaded without the func/line info: the kernel refused the BTF
+        size = 0
+    elif btf_handle is shared_btf:
+        size = btf_handle.blob_size()
+    else:
+        return
+    image = ProgLoadAttr.from_buffer_copy(attr)
+    image.insns = image.prog_btf_fd = 0  # (set at each load)
+    tpl.ready = _Ready(fixed, bytes(image), size, tpl.records)
 
 
 class _Fixed:
@@ -634,10 +703,12 @@ def _load_with_log(
     attr: ProgLoadAttr,
     spec: ProgramSpec,
     ptype: ProgramType,
-    prep: _Prepared,
+    prep: _Prepared | _Template,
     log_level: int,
     log_size: int,
 ) -> tuple[int, str]:
+    """BPF_PROG_LOAD `attr` (retried with a log when refused, `log_level` 0); `prep`:
+    the line info and CO-RE results a refusal is explained with."""
     if log_level == 0:
         fd = _prog.prog_load(attr)
         if fd >= 0:
@@ -694,25 +765,15 @@ def _release_version(release: str) -> int:
     return (major << 16) + (minor << 8) + min(patch, 255)
 
 
-def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
+def _prepare(spec: ProgramSpec, tpl: _Template | None,
+             maps: Mapping[str, SupportsFileno] | None, fds: Mapping[str, int],
              kernel_btf: BTFSpec | None, modules: _ModuleBTFs) -> _Prepared:
-    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode.
-    Kernel symbols of modules open their BTF objects in `modules`."""
-    tpl = _valid_template(spec, kernel_btf)
+    """Resolve labels, map/kfunc/ksym references; collect func/line info; encode
+    (`tpl`: `spec`'s valid template, if any; `fds`: as `_load`'s). Kernel symbols of
+    modules open their BTF objects in `modules`."""
     if tpl is None:
         tpl = _make_template(spec, kernel_btf)
-    code = bytearray(tpl.code)
-    pack_into = _FD_AT.pack_into
-    for ref, offsets in tpl.maps:
-        m = maps.get(ref) if maps is not None else None
-        if m is None:
-            known = ", ".join(sorted(maps)) if maps else "none were given"
-            raise KeyNotFoundError(
-                f"program {spec.name!r} references map {ref!r}, which is not among the maps "
-                f"passed to Program (known: {known})")
-        fd = m.fileno()
-        for where in offsets:
-            pack_into(code, where, fd)
+    code = _patched_code(tpl, maps, fds, spec.name)
     if tpl.kernel_refs:
         from ._progtargets import kernel_btf_id  # programs naming kfuncs or ksyms only
     for slot, ins in tpl.kernel_refs:
@@ -728,6 +789,26 @@ def _prepare(spec: ProgramSpec, maps: Mapping[str, SupportsFileno] | None,
         ins.reference = None
         code[slot * 8:slot * 8 + 8 * ins.size] = _encode_one(ins)
     return _Prepared(code, tpl.func_info, tpl.line_info, tpl.core_results, tpl)
+
+
+def _patched_code(tpl: _Template, maps: Mapping[str, SupportsFileno] | None,
+                  fds: Mapping[str, int], name: str) -> bytearray:
+    """`tpl`'s code with the fds of `maps` in its map loads (`fds`: as `_load`'s)."""
+    code = bytearray(tpl.code)
+    pack_into = _FD_AT.pack_into
+    for ref, offsets in tpl.maps:
+        fd = fds.get(ref)
+        if fd is None:
+            m = maps.get(ref) if maps is not None else None
+            if m is None:
+                known = ", ".join(sorted(maps)) if maps else "none were given"
+                raise KeyNotFoundError(
+                    f"program {name!r} references map {ref!r}, which is not among the maps "
+                    f"passed to Program (known: {known})")
+            fd = m.fileno()
+        for where in offsets:
+            pack_into(code, where, fd)
+    return code
 
 
 _FD_AT = struct.Struct("<i")  # (also an instruction's imm)
@@ -791,11 +872,14 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
 
         keep = track(given, metas)
     if keep:
-        from ._objcache import edits  # (loaded by track)
+        from ._objcache import CountingDict, edits  # (loaded by track)
 
-        edits_before, meta_copies = edits(), list(map(dict.copy, metas))
+        edits_before, meta_keys = edits(), frozenset(chain.from_iterable(metas))
+        # (copies of the meta dicts that do not count their edits, to compare)
+        metas = [m for m in metas if type(m) is not CountingDict]
+        meta_copies = list(map(dict.copy, metas))
     else:  # (a template not kept: what it was computed from is never compared)
-        edits_before, meta_copies = 0, metas
+        edits_before, meta_copies, meta_keys = 0, metas, frozenset()
     insns = assemble(given)
     core_results, target, vmlinux_only = _apply_core(spec, insns, kernel_btf)
     map_refs: list[tuple[int, str]] = []
@@ -830,8 +914,7 @@ def _make_template(spec: ProgramSpec, kernel_btf: BTFSpec | None) -> _Template:
         func_info, line_info = _match_subprogs(code, func_info, line_info, spec.btf)
     tpl = _Template(code, [(ref, tuple(offs)) for ref, offs in by_map.items()], kernel_refs,
                     func_info, line_info, core_results, edits_before, spec.btf, None, given,
-                    metas, meta_copies,
-                    frozenset(chain.from_iterable(meta_copies)) if keep else frozenset())
+                    metas, meta_copies, meta_keys)
     if target is not None:
         try:
             tpl.target = weakref.ref(target)
@@ -1196,13 +1279,22 @@ def _marshal_cached(b: Builder) -> bytes:
 
 def _marshal_locked(b: Builder) -> bytes:
     """`_marshal_cached` when the caller holds `b`'s lock."""
-    key = (len(b), len(b._strtab))
-    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    blob = b.marshal()
-    vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
+    blob = _last_blob(b)
+    if blob is None:
+        key = (len(b), len(b._strtab))
+        blob = b.marshal()
+        vars(b)["_programs_blob"] = (key, blob)  # (on the builder: dies with it)
     return blob
+
+
+def _last_blob(b: Builder) -> bytes | None:
+    """`b`'s last marshalled blob if no type or string was added since, else None;
+    right without `b`'s lock too: the builder only appends, so a blob made when it had
+    as many types and string bytes as it has now holds what it holds."""
+    cached: tuple[tuple[int, int], bytes] | None = vars(b).get("_programs_blob")
+    if cached is not None and cached[0] == (len(b), len(b._strtab)):
+        return cached[1]
+    return None
 
 
 def _builder_lock(b: Builder) -> _thread.RLock:
@@ -1217,7 +1309,9 @@ def _builder_lock(b: Builder) -> _thread.RLock:
 
 def object_btf_blob(spec: BTFSpec) -> bytes:
     """The object's BTF as the kernel accepts it (externs fixed), same type ids."""
-    return _marshal_cached(_cached_builder(spec))
+    b = _cached_builder(spec)
+    blob = _last_blob(b)  # (a reload's: nothing added since)
+    return _marshal_cached(b) if blob is None else blob
 
 
 def _kernel_ready_builder(spec: BTFSpec) -> Builder:

@@ -10,6 +10,7 @@ import pathlib
 import pickle
 import subprocess
 import weakref
+from collections.abc import Callable
 
 import pytest
 from conftest import need_tool
@@ -494,3 +495,88 @@ def test_keys_put_in_an_empty_meta_dict_after_a_load_are_seen() -> None:
         assert p.info().nr_func_info == 1
     insns[1].meta["extern"] = "x"  # type: ignore[index]
     assert meta_key_indexes(prog, "extern") == [1]
+
+
+def test_the_kept_attr_needs_the_same_fields_and_btf_handle() -> None:
+    """A reload copies the whole attr a load before made (`_Ready`) only for the very
+    field objects it was made from and, with func/line info, a BTF handle of the blob
+    their records were made for; any other load makes its attr afresh."""
+    from ebpf.btf.handle import Handle
+    from ebpf.programs import object_btf_blob
+
+    spec, insns = failing("return *x;")
+    assert spec.btf is not None
+    assert refused_line(spec) == "reload.c:7: return *x;"  # (its own BTF object)
+    blob = object_btf_blob(spec.btf)  # (holding the line info's strings since)
+    with Handle(blob) as handle, Handle.from_spec(handmade_btf("another")[0]) as other:
+        assert other.blob_size() != len(blob)
+        tpl = valid_template(spec, None)
+        assert tpl is not None and tpl.ready is None
+        with pytest.raises(VerifierError):
+            Program(spec, btf_handle=handle)
+        ready = tpl.ready
+        assert ready is not None and ready.btf_size == len(blob)
+        spec.instructions[1] = asm.mov_imm(asm.R0, 3)  # a new template: a new attr
+        with Program(spec, btf_handle=handle) as p:
+            assert p.test_run(data=DATA).retval == 3
+            assert p.info().btf_id == handle.id and p.info().nr_line_info == 2
+        tpl = valid_template(spec, None)
+        assert tpl is not None and tpl.ready is not None and tpl.ready is not ready
+        ready = tpl.ready
+        with Program(spec, btf_handle=other) as p:  # not the blob: the program's own BTF
+            assert p.info().btf_id not in (handle.id, other.id)
+            assert p.info().nr_line_info == 2
+        assert tpl.ready is ready
+        spec.license = "Dual MIT/GPL"  # other fields: checked, and a new attr kept
+        with Program(spec, btf_handle=handle) as p:
+            assert p.test_run(data=DATA).retval == 3 and p.info().btf_id == handle.id
+        assert tpl.ready is not ready and tpl.ready is not None
+        assert tpl.ready.fixed.fields[1] == "Dual MIT/GPL"
+        assert object_btf_blob(spec.btf) is object_btf_blob(spec.btf)  # (nothing added)
+        spec.instructions[1] = insns[1]  # the refused load again, with the handle
+        with pytest.raises(VerifierError) as ei:
+            Program(spec, btf_handle=handle)
+        assert ei.value.source_line == "reload.c:7: return *x;"
+        assert insns[1].meta is not None
+        insns[1].meta["line"] = LineInfo("reload.c", "return *w;", 5, 1)  # in place
+        with pytest.raises(VerifierError) as ei:  # (a new string: the handle lacks it)
+            Program(spec, btf_handle=handle)
+        assert ei.value.source_line == "reload.c:5: return *w;"
+        assert "return *w;" in ei.value.log
+
+
+def test_the_parsers_meta_dicts_count_their_edits() -> None:
+    """The ELF parser's meta dicts count their edits (`_objcache.CountingDict`): a template
+    keeps no copy of them, and each edit in place makes the next load prepare afresh;
+    copies and pickles of the spec hold plain dicts."""
+    from bpfbuild import compile_bpf
+
+    from ebpf._objcache import CountingDict
+
+    spec = ebpf.load_collection_spec(compile_bpf("loader_calls")).programs["second_user"]
+    metas = [ins.meta for ins in spec.instructions if ins.meta is not None]
+    assert len(metas) > 2 and {type(m) for m in metas} == {CountingDict}  # (with a callee's)
+
+    def funcs() -> int:
+        with Program(spec) as p:
+            assert p.test_run().retval == 42
+            return p.info().nr_func_info
+
+    assert funcs() == 2
+    tpl = valid_template(spec, None)
+    assert tpl is not None and tpl.metas == [] and {"func", "line"} <= tpl.meta_keys
+    first = metas[0]
+    func = first["func"]
+    edits: list[Callable[[dict[str, object]], object]] = [
+        lambda m: m.pop("func"), lambda m: m.__setitem__("func", func),
+        lambda m: m.popitem(), lambda m: m.update(func=func), lambda m: m.setdefault("x", 1),
+        lambda m: m.__delitem__("x"), lambda m: m.__ior__({"x": 2}), lambda m: m.clear(),
+    ]
+    want = [0, 2, 0, 2, 2, 2, 2, 0]
+    for edit, n in zip(edits, want, strict=True):
+        edit(first)
+        assert valid_template(spec, None) is None
+        assert funcs() == n  # (func info for one function of two: dropped, with a warning)
+        assert valid_template(spec, None) is not None
+    for twin in (spec.copy(), copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
+        assert {type(ins.meta) for ins in twin.instructions} <= {dict, type(None)}

@@ -21,6 +21,7 @@ from ebpf._sys.fd import FD
 from ebpf._sys.syscall import bpf
 from ebpf._sys.types import Cmd, MapCreateAttr, MapElemAttr, MapType
 from ebpf.errors import (
+    ClosedError,
     InvalidArgumentError,
     KeyNotFoundError,
     NotSupportedError,
@@ -255,6 +256,44 @@ def test_map_fd_and_value_references() -> None:
         assert "values" in str(ei.value)
         with pytest.raises(KeyNotFoundError, match="'values'"):
             Program(spec_of(direct))
+
+
+def test_the_maps_given_are_held_for_the_load() -> None:
+    """Every map given is held while the program loads (a closed one, referenced or
+    not, raises ClosedError); a referenced map without an `FD` gives its `fileno()`."""
+    value = struct.pack("<QQ", 111, 222)
+    code = [asm.ld_map_value(asm.R1, "values", 8), asm.load_mem(asm.R0, asm.R1, 0, asm.DW),
+            asm.exit()]
+
+    class Raw:  # (a foreign object with only a descriptor number)
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def fileno(self) -> int:
+            return self.fd
+
+    with array_map(value) as m, array_map(value) as closed:
+        closed.close()
+        with pytest.raises(ClosedError, match="map is closed"):
+            Program(spec_of(code), maps={"values": m, "unused": closed})
+        users: list[int] = []
+        real_release = FD.release
+
+        def release(fd: FD) -> None:
+            if fd is m:
+                users.append(len(fd._users))
+            real_release(fd)
+
+        spec = spec_of(code)
+        for _ in range(2):  # (the first load and a reload)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(FD, "release", release)
+                with Program(spec, maps={"values": m, "raw": Raw(m.fileno())}) as p:
+                    assert p.test_run(data=b"\0" * 64).retval == 222
+            assert users == [1] and not m._users
+            users.clear()
+        with Program(spec, maps={"values": Raw(m.fileno())}) as p:
+            assert p.test_run(data=b"\0" * 64).retval == 222
 
 
 # -- verifier errors and the log ---------------------------------------------------------

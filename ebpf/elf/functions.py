@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .. import asm
 from .. import btf as _btf
+from .._objcache import CountingDict
 from ..asm.opcodes import (
     LD_IMM64,
     PSEUDO_BTF_ID,
@@ -211,6 +212,7 @@ class FunctionSections(ObjectState):
                 continue
             types = _program_types(f.section.name)
             insns = self._link(f, by_name, callbacks.get(f.name))
+            _count_meta_edits(insns)
             if types is None:
                 # Like libbpf: a section name it does not know leaves the program's type
                 # unset (the caller may still set it); only loading such a program fails,
@@ -274,6 +276,14 @@ class FunctionSections(ObjectState):
             out.extend(body)
             pending.extend(n for n in _callees(body) if n not in done)
         return out
+
+
+def _count_meta_edits(insns: list[asm.Instruction]) -> None:
+    """Make the meta dicts of a program's `insns` count their edits: a template its load
+    keeps then compares no copy of them at each reload (`_objcache.CountingDict`)."""
+    for ins in insns:
+        if ins.meta is not None:
+            ins.meta = CountingDict(ins.meta)
 
 
 def _callees(insns: list[asm.Instruction]) -> list[str]:
