@@ -12,7 +12,6 @@ from .._sys import ops as _ops
 from .._sys import validate as _validate
 from .._sys.consts import BPF_F_REPLACE
 from .._sys.fd import FD
-from .._sys.fd import hold as _hold
 from .._sys.types import BPF_LINK_GET_FD_BY_ID, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError
 
@@ -75,11 +74,22 @@ class Link:
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Atomically replace the attached program (BPF_LINK_UPDATE). With `old`,
         fails unless `old` is the program currently attached."""
-        # held: none of the three numbers can be freed (and reused) mid-call
-        with _hold(self.fd, program, old):
-            _link.link_update(self.fd.fileno(), program.fd.fileno(),
-                              old.fd.fileno() if old is not None else 0,
-                              BPF_F_REPLACE if old is not None else 0)
+        # held: none of the numbers can be freed (and reused) mid-call (`hold`'s rule,
+        # without its layers: a template reload updates one link per endpoint)
+        fds = (self.fd, program.fd) if old is None else (self.fd, program.fd, old.fd)
+        held: list[FD] = []
+        try:
+            nums = []
+            for f in fds:
+                nums.append(f.acquire())
+                held.append(f)
+            if old is None:
+                _link.link_update(nums[0], nums[1])
+            else:
+                _link.link_update(nums[0], nums[1], nums[2], BPF_F_REPLACE)
+        finally:
+            for f in reversed(held):
+                f.release()
         self.program = program
 
     def pin(self, path: str | os.PathLike[str]) -> None:
