@@ -35,7 +35,7 @@ from .base import (
     PERCPU_TYPES,
     type_name,
 )
-from .codec import decoder, int_format
+from .codec import element_codec
 from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -175,10 +175,9 @@ class Map(MapElements):
         self._ncpu = _ops.possible_cpus() if percpu else 0
         self._vstride = (vs + 7) & ~7 if percpu else vs
         self._vbytes = self._vstride * self._ncpu if percpu else vs
-        self._kfmt = int_format(ks, spec.key)
-        self._vfmt = None if percpu else int_format(vs, spec.value)
-        self._kdec = decoder(spec.key, ks)[0]
-        self._vdec, self._vmode = decoder(spec.value, vs)
+        self._kfmt, vfmt, self._kdec, self._vdec, self._vmode = element_codec(
+            ks, vs, spec.key, spec.value)
+        self._vfmt = None if percpu else vfmt
         self._tls: _local | None = None
         self._int_vdecode = self._vmode == 1 and self._vfmt is not None
         # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
