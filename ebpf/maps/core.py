@@ -302,8 +302,7 @@ class Map(MapElements):
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
         self._fast_owner = 0  # before `_bufs` is read below (see `_owner_bufs`)
-        mapped = getattr(self, "_mstate", None) is not None
-        if mapped:
+        if getattr(self, "_mstate", None) is not None:
             self._mstate = _mapped.NONE
         self._kmv = None
         # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
@@ -320,7 +319,8 @@ class Map(MapElements):
         self._mmaps.clear()
         self._arena = None  # unmapped now, or when its last view is released
         self._fd.close()
-        if mapped:  # after the descriptor: a mapping made meanwhile sees it closed
+        # after the descriptor: a mapping published later sees it closed and drops itself
+        if getattr(self, "_mm", None) is not None:
             self._unmap()
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
@@ -365,7 +365,7 @@ class Map(MapElements):
         The map's own writable mapping (element operations of an mmapable array) is
         dropped first; views from `memory()`/`array()`/`mmap(writable=True)` must be
         released, or the kernel refuses (EBUSY)."""
-        if self._mstate != _mapped.NONE:
+        if self._mm is not None:
             self._unmap(_mapped.UNTRIED)  # mapped again, read-only, on next use
         try:
             fd = self._fd.acquire()  # (what hold() does, without its context object)
