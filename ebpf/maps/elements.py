@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 import sys
 from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
@@ -49,6 +50,8 @@ _ENOENT: Final = errno.ENOENT
 _MISSING: Any = object()
 _ANY: Final = _t.BPF_ANY  # UpdateFlags.ANY, the default of update and push
 _BYTEORDER: Final = sys.byteorder
+# MapElemAttr's bytes: map_fd, key, value, flags
+_ELEM_ATTR: Final = struct.Struct("=I4xQQQ").pack
 
 
 # From their modules on first use (process start: loading maps makes neither class).
@@ -108,15 +111,11 @@ class MapElements(MapMemory):
             return False
         data = key.to_bytes(ks, _BYTEORDER) + value  # (the bytes _put_key packs it into)
         buf = (ctypes.c_char * (ks + vs)).from_buffer_copy(data)
-        attr = _t.MapElemAttr()
-        attr.key = addr = ctypes.addressof(buf)
-        attr.value = addr + ks
-        fd = self._fd
-        attr.map_fd = fd.acquire()
-        try:
-            return bool(_syscall(_NR, _UPDATE, ctypes.byref(attr), _ELEM_ATTR_SIZE) >= 0)
-        finally:
-            fd.release()
+        addr = ctypes.addressof(buf)
+        # the attr as bytes, which ctypes passes as a pointer to their data (only read);
+        # the descriptor not held: no other thread has the map before its creation returns
+        attr = _ELEM_ATTR(self._fd.fileno(), addr, addr + ks, _ANY)
+        return bool(_syscall(_NR, _UPDATE, attr, _ELEM_ATTR_SIZE) >= 0)
 
     def __getitem__(self, key: Any) -> Any:
         if key.__class__ is not int:
