@@ -9,9 +9,9 @@ freezing and memory-mapping."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
+import struct
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
 
@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 __all__ = ["Map", "map_ids"]
 
 _NO_FAST_TYPES: Final = KEYLESS_TYPES | NO_ELEMENT_TYPES  # (no owner fast path)
+# (the map types creation tests, as constants: an enum class attribute costs ~1k
+# instructions to look up)
+_ARENA: Final = MapType.ARENA
+_PERF_EVENT_ARRAY: Final = MapType.PERF_EVENT_ARRAY
+_MAP_IN_MAP_TYPES: Final = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 
 
 # (importable from here before) its enum class on first use (process start)
@@ -111,7 +116,7 @@ class Map(MapElements):
         fd = create(spec, inner_map_fd, btf_handle, attr)
         self._setup(fd, spec)
         try:
-            if spec.type == MapType.ARENA:
+            if spec.type == _ARENA:
                 # mapped at once: programs using it load only once it has a user address
                 from .arena import fill_arena  # arenas only (6.9+)
 
@@ -522,6 +527,8 @@ def map_ids() -> Iterator[int]:
 
 _U32 = 0xFFFF_FFFF
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
+_NAME_OFFSET: Final = _t.MapCreateAttr.map_name.offset
+_put_name = struct.Struct(f"{_t.MapCreateAttr.map_name.size}s").pack_into  # (NUL-padded)
 
 
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
@@ -582,17 +589,17 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
     when the caller made it already (used up)."""
     if attr is None:
         attr = create_attr(spec)
-    if spec.type == MapType.PERF_EVENT_ARRAY and spec.max_entries == 0:
+    if spec.type == _PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
     name = kernel_name(spec.name).encode()
-    ctypes.memmove(ctypes.addressof(attr) + _t.MapCreateAttr.map_name.offset, name, len(name))
+    _put_name(attr, _NAME_OFFSET, name)
     if spec.numa_node is not None:
         attr.map_flags |= _t.BPF_F_NUMA_NODE
     temp_inner: FD | None = None
     handle: Any = None
     own_handle = False
     try:
-        if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+        if spec.type in _MAP_IN_MAP_TYPES:
             if inner_map_fd is None:
                 if spec.inner_map is None:
                     raise InvalidArgumentError(

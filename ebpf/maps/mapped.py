@@ -40,6 +40,8 @@ _BYTEORDER: Final = sys.byteorder
 NONE: Final = 0       # not an mmapable array (or mapping failed): system calls
 UNTRIED: Final = 1    # mmapable: mapped on first use
 MAPPED: Final = 2     # _mm and its views are set
+_ARRAY: Final = MapType.ARRAY  # (a constant: an enum class attribute costs ~1k instructions)
+_MMAPABLE: Final = _t.BPF_F_MMAPABLE
 
 
 class MapMemory(MapCodec):
@@ -58,8 +60,8 @@ class MapMemory(MapCodec):
         self._mstride = (self._value_size + 7) & ~7
         self._mcount = self._spec.max_entries
         self._fast_owner = owner
-        mmapable = (self._type == MapType.ARRAY and self._value_size > 0
-                    and bool(self._spec.flags & _t.BPF_F_MMAPABLE) and self._mcount > 0)
+        mmapable = (self._type == _ARRAY and self._value_size > 0
+                    and bool(self._spec.flags & _MMAPABLE) and self._mcount > 0)
         self._mstate = UNTRIED if mmapable else NONE
         # the general path of the first m[k] maps the memory; after that m[k] reads it
         self._owner = 0 if mmapable else owner
