@@ -14,9 +14,12 @@ import os
 import struct
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
+from operator import attrgetter
+from operator import is_ as _is
 
 import ebpf._lazyattr as _lazyattr
 
+from .._objcache import Bounded
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
@@ -35,7 +38,7 @@ from .base import (
     PERCPU_TYPES,
     type_name,
 )
-from .codec import element_codec
+from .codec import element_codec, plain_elements
 from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -92,7 +95,8 @@ class Map(MapElements):
         self._mmaps: list[Any] = []
         self._pinned: str | None = None
         self._frozen = False
-        attr = create_attr(spec)  # refuse a malformed spec before touching the kernel
+        # (refuses a malformed spec before touching the kernel)
+        attr, type_ids, derived = prepare(spec)
         spec = spec.copy()
         pin_file: str | None = None
         if spec.pinning == PinType.BY_NAME and pin_path is not None:
@@ -105,7 +109,7 @@ class Map(MapElements):
             check_pin_location(pin_dir, pin_file)
             existing = try_obj_get(pin_file)
             if existing is not None:
-                self._setup(FD(existing, f"map {spec.name!r}"), spec)
+                self._setup(FD(existing, f"map {spec.name!r}"), spec, derived)
                 try:
                     spec.check_compatible(self)
                 except BaseException:
@@ -113,8 +117,8 @@ class Map(MapElements):
                     raise
                 self._pinned = pin_file
                 return
-        fd = create(spec, inner_map_fd, btf_handle, attr)
-        self._setup(fd, spec)
+        fd = create(spec, inner_map_fd, btf_handle, attr, type_ids)
+        self._setup(fd, spec, derived)
         try:
             if spec.type == _ARENA:
                 # mapped at once: programs using it load only once it has a user address
@@ -165,30 +169,19 @@ class Map(MapElements):
 
         return from_id(cls, map_id)
 
-    def _setup(self, fd: FD, spec: MapSpec) -> None:
+    def _setup(self, fd: FD, spec: MapSpec, derived: tuple[Any, ...] | None = None) -> None:
+        """Take ownership of `fd`, the map `spec` describes; `derived`: `derive(spec)`
+        when the caller has it."""
+        (self._type, self._key_size, self._value_size, self._fd_values, self._ncpu,
+         self._vstride, self._vbytes, self._kfmt, self._vfmt, self._kdec, self._vdec,
+         self._vmode, self._int_vdecode, fast) = derived or derive(spec)
         self._fd = fd
         self._fixed = None
         self._spec = spec
         self._name = spec.name
-        self._type = int(spec.type)
-        self._key_size = ks = spec.key_size
-        self._value_size = vs = spec.value_size
         self._ktype = spec.key
         self._vtype = spec.value
-        self._fd_values = spec.type in FD_VALUE_TYPES
-        percpu = spec.type in PERCPU_TYPES
-        self._ncpu = _ops.possible_cpus() if percpu else 0
-        self._vstride = (vs + 7) & ~7 if percpu else vs
-        self._vbytes = self._vstride * self._ncpu if percpu else vs
-        self._kfmt, vfmt, self._kdec, self._vdec, self._vmode = element_codec(
-            ks, vs, spec.key, spec.value)
-        self._vfmt = None if percpu else vfmt
         self._tls: _local | None = None
-        self._int_vdecode = self._vmode == 1 and self._vfmt is not None
-        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
-        # its thread's buffers are made on its first element operation, which turns the
-        # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
-        fast = not percpu and spec.type not in _NO_FAST_TYPES and ks > 0
         self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
         self._init_memory(_get_ident() if fast else 0)
@@ -531,14 +524,85 @@ _NAME_OFFSET: Final = _t.MapCreateAttr.map_name.offset
 _put_name = struct.Struct(f"{_t.MapCreateAttr.map_name.size}s").pack_into  # (NUL-padded)
 
 
+# What creating a map takes that only the fields of its spec decide (see `prepare`): by
+# those fields, here or, for a data section's map, on the BTF spec of its value type (the
+# entry holds the type: kept here, it would keep the spec alive).
+_PREPARED_MAX: Final = 64
+_prepared: dict[tuple[Any, ...], tuple[Any, ...]] = Bounded(_PREPARED_MAX)
+# (the fields `prepare` depends on, read in one call)
+_prepared_fields = attrgetter("name", "type", "key_size", "value_size", "max_entries", "flags",
+                              "map_extra", "numa_node", "value")
+
+
+def prepare(spec: MapSpec) -> tuple[_t.MapCreateAttr, tuple[int, int] | None, tuple[Any, ...]]:
+    """(`create_attr(spec)`, the ids of its key and value types in their BTF spec or None
+    when unknown, `derive(spec)`): what `create` and `Map._setup` take from the spec.
+
+    Kept for the next spec whose fields are the very same objects, when nothing else
+    decides the three: no inner map, no BTF type whose content could change in place
+    (`plain_elements`). Global data is so: a template reload remakes its .rodata."""
+    if spec.__class__ is not MapSpec or spec.key is not None or spec.inner_map is not None:
+        return create_attr(spec), None, derive(spec)
+    fields = _prepared_fields(spec)
+    value = fields[-1]
+    owner = None if value is None else value.spec
+    kept: dict[tuple[Any, ...], tuple[Any, ...]] | None
+    if owner is None:
+        kept = _prepared
+    else:
+        kept = vars(owner).get("_maps_prepared")
+        if kept is None:  # (threads racing here keep the same dict)
+            kept = vars(owner).setdefault("_maps_prepared", Bounded(_PREPARED_MAX))
+    try:
+        hit = kept.get(fields)
+    except TypeError:  # an unhashable field: create_attr says which
+        hit = kept = None
+    # the very same objects: equal values are not (1.0 == True == 1: create_attr takes the int)
+    if hit is not None and all(map(_is, hit[0], fields)):
+        return _t.MapCreateAttr.from_buffer_copy(hit[1]), hit[2], hit[3]
+    attr = create_attr(spec)
+    derived = derive(spec)
+    if kept is None or not plain_elements(None, value):
+        return attr, None, derived
+    try:
+        type_ids: tuple[int, int] | None = (0, spec_type_id(value))
+    except (InvalidArgumentError, KeyNotFoundError):
+        type_ids = None  # a type made by hand (see map_btf)
+    kept[fields] = (fields, bytes(attr), type_ids, derived)
+    return attr, type_ids, derived
+
+
+def derive(spec: MapSpec) -> tuple[Any, ...]:
+    """What a `Map` of `spec` derives from its type, sizes and BTF types (see `Map._setup`)."""
+    t, ks, vs = spec.type, spec.key_size, spec.value_size
+    percpu = t in PERCPU_TYPES
+    ncpu = _ops.possible_cpus() if percpu else 0
+    vstride = (vs + 7) & ~7 if percpu else vs
+    kfmt, vfmt, kdec, vdec, vmode = element_codec(ks, vs, spec.key, spec.value)
+    if percpu:
+        vfmt = None
+    # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
+    # its thread's buffers are made on its first element operation, which turns the
+    # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
+    fast = not percpu and t not in _NO_FAST_TYPES and ks > 0
+    return (int(t), ks, vs, t in FD_VALUE_TYPES, ncpu, vstride, vstride * ncpu if percpu else vs,
+            kfmt, vfmt, kdec, vdec, vmode, vmode == 1 and vfmt is not None, fast)
+
+
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
-    """BPF_MAP_CREATE attrs for `spec`, every field checked for type and range
-    (InvalidArgumentError naming the MapSpec field), the name and pointers not yet set."""
+    """BPF_MAP_CREATE attrs for `spec` with its kernel name, every field checked for type
+    and range (InvalidArgumentError naming the MapSpec field), descriptors not yet set."""
     # The usual spec (plain ints in range, a known type, no NUMA node, no inner map
     # or a MapSpec one): the same attrs without the field-by-field checks, which run
     # for anything else and raise what they always raised.
-    if spec.__class__ is not MapSpec:
-        return _checked_create_attr(spec)
+    attr = _plain_create_attr(spec) if spec.__class__ is MapSpec else None
+    if attr is None:
+        attr = _checked_create_attr(spec)
+    _put_name(attr, _NAME_OFFSET, kernel_name(spec.name).encode())
+    return attr
+
+
+def _plain_create_attr(spec: MapSpec) -> _t.MapCreateAttr | None:
     t, ks, vs, n, fl, x = (spec.type, spec.key_size, spec.value_size, spec.max_entries,
                            spec.flags, spec.map_extra)
     if (spec.name.__class__ is str and t.__class__ is MapType and t and ks.__class__ is int
@@ -556,7 +620,7 @@ def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
         attr.map_flags = fl
         attr.map_extra = x
         return attr
-    return _checked_create_attr(spec)
+    return None
 
 
 def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
@@ -582,17 +646,15 @@ def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
 
 
 def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
-           attr: _t.MapCreateAttr | None = None) -> FD:
+           attr: _t.MapCreateAttr | None = None, type_ids: tuple[int, int] | None = None) -> FD:
     """Create the map `spec` describes (its name sanitized, its BTF attached when the
     kernel takes it); `inner_map_fd` is the template of a map-in-map (else one is made
-    from `spec.inner_map` for the duration of the call). `attr`: `create_attr(spec)`
-    when the caller made it already (used up)."""
+    from `spec.inner_map` for the duration of the call). `attr` and `type_ids`: what
+    `prepare(spec)` made, when the caller has it (the attr is used up)."""
     if attr is None:
         attr = create_attr(spec)
     if spec.type == _PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
-    name = kernel_name(spec.name).encode()
-    _put_name(attr, _NAME_OFFSET, name)
     if spec.numa_node is not None:
         attr.map_flags |= _t.BPF_F_NUMA_NODE
     temp_inner: FD | None = None
@@ -615,7 +677,7 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
                 inner_map_fd = temp_inner.fileno()
             _validate.put(attr, "inner_map_fd", inner_map_fd, "inner_map_fd")
         if (spec.key is not None or spec.value is not None) and spec.type not in NO_BTF_TYPES:
-            handle, own_handle, kid, vid = map_btf(spec, btf_handle)
+            handle, own_handle, kid, vid = map_btf(spec, btf_handle, type_ids)
             if handle is not None:
                 attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
@@ -637,11 +699,15 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             handle.close()
 
 
-def map_btf(spec: MapSpec, btf_handle: Any) -> tuple[Any, bool, int, int]:
+def map_btf(spec: MapSpec, btf_handle: Any,
+            type_ids: tuple[int, int] | None = None) -> tuple[Any, bool, int, int]:
     """(handle, owned, key type id, value type id) for the map's BTF, or (None, ...)
-    when no BTF object can be made."""
+    when no BTF object can be made. `type_ids`: the ids of the key and value types in
+    their BTF spec, when known."""
     if btf_handle is not None:
         # ids of the types in the Spec they were decoded from (which the handle holds)
+        if type_ids is not None:
+            return btf_handle, False, *type_ids
         try:
             kid = spec_type_id(spec.key)
             vid = spec_type_id(spec.value)
