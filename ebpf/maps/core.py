@@ -99,7 +99,7 @@ class Map(MapElements):
         attr, type_ids, derived = prepare(spec)
         spec = spec.copy()
         pin_file: str | None = None
-        if spec.pinning == PinType.BY_NAME and pin_path is not None:
+        if pin_path is not None and spec.pinning == PinType.BY_NAME:
             if not spec.name:
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_dir = _validate.path(pin_path, "pin_path")
@@ -119,24 +119,26 @@ class Map(MapElements):
                 return
         fd = create(spec, inner_map_fd, btf_handle, attr, type_ids)
         self._setup(fd, spec, derived)
+        # (the descriptor used unheld below: no other thread has the map before this returns)
+        number = fd.fileno()
         try:
             if spec.type == _ARENA:
                 # mapped at once: programs using it load only once it has a user address
                 from .arena import fill_arena  # arenas only (6.9+)
 
                 fill_arena(self, spec.contents)
-            elif spec.contents:
-                # initial contents by system call: no mapping made (and dropped again)
-                # for a data section about to be frozen
-                state, self._mstate = self._mstate, _mapped.NONE
+            else:
                 for k, v in spec.contents:
-                    if not self._put_initial(k, v):
+                    if not self._put_initial(number, k, v):
+                        # by system call: no mapping made (and dropped again) for a data
+                        # section about to be frozen
+                        state, self._mstate = self._mstate, _mapped.NONE
                         self.update(k, v)
-                self._mstate = state
-                if state != _mapped.NONE:
-                    self._owner = 0  # (an mmapable array's first m[k] maps it)
+                        self._mstate = state
+                        if state != _mapped.NONE:
+                            self._owner = 0  # (an mmapable array's first m[k] maps it)
             if spec.freeze:
-                self.freeze()
+                self._freeze(number)  # (not mapped: contents went by system call)
             if pin_file is not None:
                 self.pin(pin_file)
         except BaseException:
@@ -365,12 +367,16 @@ class Map(MapElements):
         released, or the kernel refuses (EBUSY)."""
         if self._mm is not None:
             self._unmap(_mapped.UNTRIED)  # mapped again, read-only, on next use
+        fd = self._fd.acquire()  # (what hold() does, without its context object)
         try:
-            fd = self._fd.acquire()  # (what hold() does, without its context object)
-            try:
-                _ops.map_freeze(fd)
-            finally:
-                self._fd.release()
+            self._freeze(fd)
+        finally:
+            self._fd.release()
+
+    def _freeze(self, fd: int) -> None:
+        """`freeze()` by `fd`, the map's descriptor held (or a new map's, not shared yet)."""
+        try:
+            _ops.map_freeze(fd)
         except SyscallError as e:
             if e.errno == errno.EBUSY:
                 raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "

@@ -98,11 +98,12 @@ class MapElements(MapMemory):
             self._owner = ident
         return b
 
-    def _put_initial(self, key: Any, value: Any) -> bool:
-        """`update(key, value)` of a map being created, for an int key and bytes of the
-        value's size, by a system call of its own (no per-thread buffers made for a map
-        that may see no element operation); False (nothing done) when `update` must
-        (other keys or values, a key that does not fit, a refusal to report)."""
+    def _put_initial(self, fd: int, key: Any, value: Any) -> bool:
+        """`update(key, value)` of a map being created (`fd`: its descriptor), for an int
+        key and bytes of the value's size, by a system call of its own (no per-thread
+        buffers made for a map that may see no element operation); False (nothing done)
+        when `update` must (other keys or values, a key that does not fit, a refusal to
+        report)."""
         ks, vs = self._key_size, self._value_size
         if (key.__class__ is not int or value.__class__ not in (bytes, bytearray)
                 or len(value) != vs or ks <= 0 or self._ncpu or self._fd_values
@@ -112,9 +113,8 @@ class MapElements(MapMemory):
         data = key.to_bytes(ks, _BYTEORDER) + value  # (the bytes _put_key packs it into)
         buf = (ctypes.c_char * (ks + vs)).from_buffer_copy(data)
         addr = ctypes.addressof(buf)
-        # the attr as bytes, which ctypes passes as a pointer to their data (only read);
-        # the descriptor not held: no other thread has the map before its creation returns
-        attr = _ELEM_ATTR(self._fd.fileno(), addr, addr + ks, _ANY)
+        # the attr as bytes, which ctypes passes as a pointer to their data (only read)
+        attr = _ELEM_ATTR(fd, addr, addr + ks, _ANY)
         return bool(_syscall(_NR, _UPDATE, attr, _ELEM_ATTR_SIZE) >= 0)
 
     def __getitem__(self, key: Any) -> Any:
