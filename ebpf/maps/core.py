@@ -9,6 +9,7 @@ freezing and memory-mapping."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
@@ -526,6 +527,7 @@ def map_ids() -> Iterator[int]:
 
 _U32 = 0xFFFF_FFFF
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
+_CREATE_ATTR_SIZE: Final = ctypes.sizeof(_t.MapCreateAttr)
 _NAME_OFFSET: Final = _t.MapCreateAttr.map_name.offset
 _put_name = struct.Struct(f"{_t.MapCreateAttr.map_name.size}s").pack_into  # (NUL-padded)
 
@@ -687,12 +689,12 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             if handle is not None:
                 attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
-        ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
+        ret = _bpf_errno(_t.BPF_MAP_CREATE, attr, _CREATE_ATTR_SIZE)
         if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524):
             # BTF the kernel does not accept for this map: retry without it, like libbpf
             # (values are still decoded with the spec's types)
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
-            ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
+            ret = _bpf_errno(_t.BPF_MAP_CREATE, attr, _CREATE_ATTR_SIZE)
         if ret < 0:
             from .failures import create_error  # on a refusal only (process start)
 
