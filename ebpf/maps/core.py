@@ -177,7 +177,7 @@ class Map(MapElements):
         when the caller has it."""
         (self._type, self._key_size, self._value_size, self._fd_values, self._ncpu,
          self._vstride, self._vbytes, self._kfmt, self._vfmt, self._kdec, self._vdec,
-         self._vmode, self._int_vdecode, fast) = derived or derive(spec)
+         self._vmode, self._int_vdecode, fast, self._mcount, mmapable) = derived or derive(spec)
         self._fd = fd
         self._fixed = None
         self._spec = spec
@@ -187,7 +187,7 @@ class Map(MapElements):
         self._tls: _local | None = None
         self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
-        self._init_memory(_get_ident() if fast else 0)
+        self._init_memory(_get_ident() if fast else 0, mmapable)
         self._owner = 0  # (until the owner's buffers exist)
 
     @property
@@ -593,8 +593,10 @@ def derive(spec: MapSpec) -> tuple[Any, ...]:
     # its thread's buffers are made on its first element operation, which turns the
     # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
     fast = not percpu and t not in _NO_FAST_TYPES and ks > 0
+    n = spec.max_entries  # (_mcount: used by mmapable arrays only, which create() leaves as is)
     return (int(t), ks, vs, t in FD_VALUE_TYPES, ncpu, vstride, vstride * ncpu if percpu else vs,
-            kfmt, vfmt, kdec, vdec, vmode, vmode == 1 and vfmt is not None, fast)
+            kfmt, vfmt, kdec, vdec, vmode, vmode == 1 and vfmt is not None, fast, n,
+            _mapped.mmapable(t, vs, spec.flags, n))
 
 
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
@@ -661,7 +663,8 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
     `prepare(spec)` made, when the caller has it (the attr is used up)."""
     if attr is None:
         attr = create_attr(spec)
-    if spec.type == _PERF_EVENT_ARRAY and spec.max_entries == 0:
+    t = spec.type
+    if t == _PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
     if spec.numa_node is not None:
         attr.map_flags |= _t.BPF_F_NUMA_NODE
@@ -669,11 +672,11 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
     handle: Any = None
     own_handle = False
     try:
-        if spec.type in _MAP_IN_MAP_TYPES:
+        if t in _MAP_IN_MAP_TYPES:
             if inner_map_fd is None:
                 if spec.inner_map is None:
                     raise InvalidArgumentError(
-                        f"map {spec.name!r}: {type_name(spec.type)} needs an inner map "
+                        f"map {spec.name!r}: {type_name(t)} needs an inner map "
                         "(MapSpec.inner_map or inner_map_fd)")
                 inner = spec.inner_map.copy()
                 inner.pinning, inner.contents, inner.freeze = PinType.NONE, [], False
@@ -684,7 +687,7 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
                 temp_inner = create(inner, None, btf_handle)
                 inner_map_fd = temp_inner.fileno()
             _validate.put(attr, "inner_map_fd", inner_map_fd, "inner_map_fd")
-        if (spec.key is not None or spec.value is not None) and spec.type not in NO_BTF_TYPES:
+        if (spec.key is not None or spec.value is not None) and t not in NO_BTF_TYPES:
             handle, own_handle, kid, vid = map_btf(spec, btf_handle, type_ids)
             if handle is not None:
                 attr.btf_fd = handle.fileno()
