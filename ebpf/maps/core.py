@@ -122,7 +122,7 @@ class Map(MapElements):
         # (the descriptor used unheld below: no other thread has the map before this returns)
         number = fd.fileno()
         try:
-            if spec.type == _ARENA:
+            if self._type == _ARENA:
                 # mapped at once: programs using it load only once it has a user address
                 from .arena import fill_arena  # arenas only (6.9+)
 
@@ -174,15 +174,13 @@ class Map(MapElements):
     def _setup(self, fd: FD, spec: MapSpec, derived: tuple[Any, ...] | None = None) -> None:
         """Take ownership of `fd`, the map `spec` describes; `derived`: `derive(spec)`
         when the caller has it."""
-        (self._type, self._key_size, self._value_size, self._fd_values, self._ncpu,
-         self._vstride, self._vbytes, self._kfmt, self._vfmt, self._kdec, self._vdec,
-         self._vmode, self._int_vdecode, fast, self._mcount, mmapable) = derived or derive(spec)
+        (self._name, self._type, self._key_size, self._value_size, self._ktype, self._vtype,
+         self._fd_values, self._ncpu, self._vstride, self._vbytes, self._kfmt, self._vfmt,
+         self._kdec, self._vdec, self._vmode, self._int_vdecode, fast, self._mcount,
+         mmapable) = derived or derive(spec)
         self._fd = fd
         self._fixed = None
         self._spec = spec
-        self._name = spec.name
-        self._ktype = spec.key
-        self._vtype = spec.value
         self._tls: _local | None = None
         self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
@@ -586,12 +584,13 @@ def prepare(spec: MapSpec) -> tuple[_t.MapCreateAttr, tuple[int, int] | None, tu
 
 
 def derive(spec: MapSpec) -> tuple[Any, ...]:
-    """What a `Map` of `spec` derives from its type, sizes and BTF types (see `Map._setup`)."""
-    t, ks, vs = spec.type, spec.key_size, spec.value_size
+    """What a `Map` of `spec` takes from it and derives from its type, sizes and BTF types
+    (see `Map._setup`)."""
+    t, ks, vs, key, value = spec.type, spec.key_size, spec.value_size, spec.key, spec.value
     percpu = t in PERCPU_TYPES
     ncpu = _ops.possible_cpus() if percpu else 0
     vstride = (vs + 7) & ~7 if percpu else vs
-    kfmt, vfmt, kdec, vdec, vmode = element_codec(ks, vs, spec.key, spec.value)
+    kfmt, vfmt, kdec, vdec, vmode = element_codec(ks, vs, key, value)
     if percpu:
         vfmt = None
     # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
@@ -599,9 +598,9 @@ def derive(spec: MapSpec) -> tuple[Any, ...]:
     # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
     fast = not percpu and t not in _NO_FAST_TYPES and ks > 0
     n = spec.max_entries  # (_mcount: used by mmapable arrays only, which create() leaves as is)
-    return (int(t), ks, vs, t in FD_VALUE_TYPES, ncpu, vstride, vstride * ncpu if percpu else vs,
-            kfmt, vfmt, kdec, vdec, vmode, vmode == 1 and vfmt is not None, fast, n,
-            _mapped.mmapable(t, vs, spec.flags, n))
+    return (spec.name, int(t), ks, vs, key, value, t in FD_VALUE_TYPES, ncpu, vstride,
+            vstride * ncpu if percpu else vs, kfmt, vfmt, kdec, vdec, vmode,
+            vmode == 1 and vfmt is not None, fast, n, _mapped.mmapable(t, vs, spec.flags, n))
 
 
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
