@@ -178,7 +178,6 @@ class Map(MapElements):
          self._fd_values, self._ncpu, self._vstride, self._vbytes, self._kfmt, self._vfmt,
          self._kdec, self._vdec, self._vmode, self._int_vdecode, fast, self._mcount,
          mmapable) = derived or derive(spec)
-        self._fd = fd
         self._fixed = None
         self._spec = spec
         self._tls: _local | None = None
@@ -186,6 +185,7 @@ class Map(MapElements):
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
         self._init_memory(_get_ident() if fast else 0, mmapable)
         self._owner = 0  # (until the owner's buffers exist)
+        self._fd = fd  # (last: a map with a descriptor has the state close() reads)
 
     @property
     def fd(self) -> FD:
@@ -300,13 +300,12 @@ class Map(MapElements):
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
         self._fast_owner = 0  # before `_bufs` is read below (see `_owner_bufs`)
-        if getattr(self, "_mstate", None) is not None:
-            self._mstate = _mapped.NONE
+        self._mstate = _mapped.NONE
         self._kmv = None
         # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
         # holds the GIL: once they say -1, no call can reach the old descriptor number,
         # whatever reuses it (the call fails with EBADF, reported as ClosedError).
-        b = getattr(self, "_bufs", None)
+        b = self._bufs
         if b is not None:
             b.lattr.map_fd = b.uattr.map_fd = -1
         for mm in self._mmaps:
@@ -318,7 +317,7 @@ class Map(MapElements):
         self._arena = None  # unmapped now, or when its last view is released
         self._fd.close()
         # after the descriptor: a mapping published later sees it closed and drops itself
-        if getattr(self, "_mm", None) is not None:
+        if self._mm is not None:
             self._unmap()
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:

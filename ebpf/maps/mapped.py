@@ -83,10 +83,7 @@ class MapMemory(MapCodec):
     def _unmap(self, state: int = NONE) -> None:
         """Drop the map's own mapping (close(), freeze()): new operations use system
         calls (or map again, `state` UNTRIED). Unmapped now unless views are exported."""
-        try:
-            mm = self._mm
-        except AttributeError:  # closed before _setup
-            return
+        mm = self._mm
         views = (self._mvals, self._mints, self._mraw)
         self._mm = self._mvals = self._mints = self._mraw = None
         self._mwritable = False
