@@ -21,6 +21,7 @@ import ebpf
 from ebpf import btf
 from ebpf._objcache import Bounded
 from ebpf._sys.ops import possible_cpus
+from ebpf._sys.types import BPF_F_NUMA_NODE
 from ebpf.btf.handle import Handle
 from ebpf.errors import Error, InvalidArgumentError
 from ebpf.maps import Map, MapFlags, MapSpec, core
@@ -68,10 +69,11 @@ def prepared(monkeypatch: pytest.MonkeyPatch) -> list[MapSpec]:
 def check(m: Map, spec: MapSpec) -> None:
     """`m` is what `spec` describes, for the kernel and for the Map object."""
     info = m.info()
+    numa = 0 if spec.numa_node is None else BPF_F_NUMA_NODE
     assert (info.name, info.type, info.key_size, info.value_size, info.max_entries,
             int(info.flags), info.map_extra) == (
         kernel_name(spec.name), spec.type, spec.key_size, spec.value_size, spec.max_entries,
-        spec.flags, spec.map_extra)
+        spec.flags | numa, spec.map_extra)
     assert (m.name, m.type, m.key_size, m.value_size) == (
         spec.name, spec.type, spec.key_size, spec.value_size)
     assert m.is_per_cpu == (spec.type == T.PERCPU_ARRAY)
@@ -104,6 +106,7 @@ EDITS: dict[str, dict[str, Any]] = {
     "key_size": {"type": T.HASH, "key_size": 8, "flags": 0, "contents": []},
     "value_size": {"value_size": 32, "contents": []},
     "max_entries": {"max_entries": 3},
+    "numa_node": {"numa_node": 0},
     "flags": {"flags": int(MapFlags.MMAPABLE | MapFlags.RDONLY_PROG)},
     "no flags": {"flags": 0},
     "value": {"value": None},
