@@ -142,7 +142,10 @@ class FD:
         self.close()
 
     def __del__(self) -> None:
-        held = getattr(self, "_held", None)
+        try:
+            held = self._held
+        except AttributeError:  # (refused by __init__)
+            return
         if not held:
             return
         if getattr(self, "_fd", -1) >= 0:

@@ -11,12 +11,13 @@ import ctypes
 import errno
 import mmap as _mmap
 import os
+import sys
 from functools import cache
 
 from ..errors import SyscallError
 from . import types as _t  # _t.<attr> of a command a load never issues: types_misc.py
 from . import validate
-from .syscall import bpf, bpf_errno
+from .syscall import NR_BPF, bpf, bpf_errno
 from .types import (
     BPF_BTF_GET_FD_BY_ID,
     BPF_BTF_LOAD,
@@ -136,7 +137,11 @@ def btf_get_data(btf_id: int) -> bytes:
 
 def map_freeze(fd: int) -> None:
     """BPF_MAP_FREEZE: make the map read-only for user space from now on."""
-    bpf(BPF_MAP_FREEZE, ctypes.c_uint32(fd), 4)  # the attr is just map_fd
+    # The attr is just map_fd: bytes, which ctypes passes as a pointer to their data (the
+    # kernel only reads it), through fast_syscall (a short command); a refusal is asked
+    # again through bpf(), which retries an interrupted command and raises the typed error
+    if fast_syscall(NR_BPF, BPF_MAP_FREEZE, fd.to_bytes(4, sys.byteorder), 4) < 0:
+        bpf(BPF_MAP_FREEZE, ctypes.c_uint32(fd), 4)
 
 
 def mmap_fd(fd: int, length: int, writable: bool) -> _mmap.mmap:

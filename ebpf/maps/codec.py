@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from .. import btf
 
-__all__ = ["Buffers", "MapCodec", "decoder", "int_format", "pack_into"]
+__all__ = ["Buffers", "MapCodec", "decoder", "element_codec", "int_format", "pack_into",
+           "plain_elements"]
 
 _BYTEORDER: Final = sys.byteorder
 
@@ -57,6 +58,22 @@ class Buffers:
 
 # `ebpf.btf`, imported on the first typed map (`import ebpf.maps` loads no BTF code)
 _btf = _lazyattr.on_first_use("ebpf.btf")
+
+
+def plain_elements(key: btf.Type | None, value: btf.Type | None) -> bool:
+    """Whether a map's elements are read without BTF types: no key type, and no value type
+    or a data section's (global data). Their `element_codec` depends on the sizes alone."""
+    return key is None and (value is None or value.__class__ is _btf().Datasec)
+
+
+def element_codec(key_size: int, value_size: int, key: btf.Type | None,
+                  value: btf.Type | None) -> tuple[str | None, str | None, Any, Any, int]:
+    """(key format, value format, key decoder, value decoder, value mode) of a map:
+    `int_format` and `decoder` of its key and value."""
+    if plain_elements(key, value):  # formats by size, no decoders
+        return INT_FORMATS.get(key_size), INT_FORMATS.get(value_size), None, None, 0
+    return (int_format(key_size, key), int_format(value_size, value), decoder(key, key_size)[0],
+            *decoder(value, value_size))
 
 
 def int_format(size: int, t: btf.Type | None) -> str | None:

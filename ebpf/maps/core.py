@@ -12,11 +12,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 from _thread import get_ident as _get_ident
 from collections.abc import Iterator
+from operator import attrgetter
 
 import ebpf._lazyattr as _lazyattr
 
+from .._objcache import Bounded
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
@@ -35,7 +38,7 @@ from .base import (
     PERCPU_TYPES,
     type_name,
 )
-from .codec import decoder, int_format
+from .codec import element_codec, plain_elements
 from .elements import _ANY, MapElements
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
@@ -51,6 +54,11 @@ if TYPE_CHECKING:
 __all__ = ["Map", "map_ids"]
 
 _NO_FAST_TYPES: Final = KEYLESS_TYPES | NO_ELEMENT_TYPES  # (no owner fast path)
+# (the map types creation tests, as constants: an enum class attribute costs ~1k
+# instructions to look up)
+_ARENA: Final = MapType.ARENA
+_PERF_EVENT_ARRAY: Final = MapType.PERF_EVENT_ARRAY
+_MAP_IN_MAP_TYPES: Final = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 
 
 # (importable from here before) its enum class on first use (process start)
@@ -87,10 +95,11 @@ class Map(MapElements):
         self._mmaps: list[Any] = []
         self._pinned: str | None = None
         self._frozen = False
-        attr = create_attr(spec)  # refuse a malformed spec before touching the kernel
+        # (refuses a malformed spec before touching the kernel)
+        attr, type_ids, derived = prepare(spec)
         spec = spec.copy()
         pin_file: str | None = None
-        if spec.pinning == PinType.BY_NAME and pin_path is not None:
+        if pin_path is not None and spec.pinning == PinType.BY_NAME:
             if not spec.name:
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_dir = _validate.path(pin_path, "pin_path")
@@ -100,7 +109,7 @@ class Map(MapElements):
             check_pin_location(pin_dir, pin_file)
             existing = try_obj_get(pin_file)
             if existing is not None:
-                self._setup(FD(existing, f"map {spec.name!r}"), spec)
+                self._setup(FD(existing, f"map {spec.name!r}"), spec, derived)
                 try:
                     spec.check_compatible(self)
                 except BaseException:
@@ -108,26 +117,28 @@ class Map(MapElements):
                     raise
                 self._pinned = pin_file
                 return
-        fd = create(spec, inner_map_fd, btf_handle, attr)
-        self._setup(fd, spec)
+        fd = create(spec, inner_map_fd, btf_handle, attr, type_ids)
+        self._setup(fd, spec, derived)
+        # (the descriptor used unheld below: no other thread has the map before this returns)
+        number = fd.fileno()
         try:
-            if spec.type == MapType.ARENA:
+            if self._type == _ARENA:
                 # mapped at once: programs using it load only once it has a user address
                 from .arena import fill_arena  # arenas only (6.9+)
 
                 fill_arena(self, spec.contents)
-            elif spec.contents:
-                # initial contents by system call: no mapping made (and dropped again)
-                # for a data section about to be frozen
-                state, self._mstate = self._mstate, _mapped.NONE
+            else:
                 for k, v in spec.contents:
-                    if not self._put_initial(k, v):
+                    if not self._put_initial(number, k, v):
+                        # by system call: no mapping made (and dropped again) for a data
+                        # section about to be frozen
+                        state, self._mstate = self._mstate, _mapped.NONE
                         self.update(k, v)
-                self._mstate = state
-                if state != _mapped.NONE:
-                    self._owner = 0  # (an mmapable array's first m[k] maps it)
+                        self._mstate = state
+                        if state != _mapped.NONE:
+                            self._owner = 0  # (an mmapable array's first m[k] maps it)
             if spec.freeze:
-                self.freeze()
+                self._freeze(number)  # (not mapped: contents went by system call)
             if pin_file is not None:
                 self.pin(pin_file)
         except BaseException:
@@ -160,35 +171,21 @@ class Map(MapElements):
 
         return from_id(cls, map_id)
 
-    def _setup(self, fd: FD, spec: MapSpec) -> None:
-        self._fd = fd
+    def _setup(self, fd: FD, spec: MapSpec, derived: tuple[Any, ...] | None = None) -> None:
+        """Take ownership of `fd`, the map `spec` describes; `derived`: `derive(spec)`
+        when the caller has it."""
+        (self._name, self._type, self._key_size, self._value_size, self._ktype, self._vtype,
+         self._fd_values, self._ncpu, self._vstride, self._vbytes, self._kfmt, self._vfmt,
+         self._kdec, self._vdec, self._vmode, self._int_vdecode, fast, self._mcount,
+         mmapable) = derived or derive(spec)
         self._fixed = None
         self._spec = spec
-        self._name = spec.name
-        self._type = int(spec.type)
-        self._key_size = ks = spec.key_size
-        self._value_size = vs = spec.value_size
-        self._ktype = spec.key
-        self._vtype = spec.value
-        self._fd_values = spec.type in FD_VALUE_TYPES
-        percpu = spec.type in PERCPU_TYPES
-        self._ncpu = _ops.possible_cpus() if percpu else 0
-        self._vstride = (vs + 7) & ~7 if percpu else vs
-        self._vbytes = self._vstride * self._ncpu if percpu else vs
-        self._kfmt = int_format(ks, spec.key)
-        self._vfmt = None if percpu else int_format(vs, spec.value)
-        self._kdec = decoder(spec.key, ks)[0]
-        self._vdec, self._vmode = decoder(spec.value, vs)
         self._tls: _local | None = None
-        self._int_vdecode = self._vmode == 1 and self._vfmt is not None
-        # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
-        # its thread's buffers are made on its first element operation, which turns the
-        # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
-        fast = not percpu and spec.type not in _NO_FAST_TYPES and ks > 0
         self._bufs = self._kmv = self._vmv = self._vbuf = self._lref = self._uref = None
         # mmapable arrays read and write their memory instead (ebpf.maps.mapped)
-        self._init_memory(_get_ident() if fast else 0)
+        self._init_memory(_get_ident() if fast else 0, mmapable)
         self._owner = 0  # (until the owner's buffers exist)
+        self._fd = fd  # (last: a map with a descriptor has the state close() reads)
 
     @property
     def fd(self) -> FD:
@@ -303,14 +300,12 @@ class Map(MapElements):
         this map (the descriptor is released after it), later ones raise `ClosedError`."""
         self._owner = 0
         self._fast_owner = 0  # before `_bufs` is read below (see `_owner_bufs`)
-        mapped = getattr(self, "_mstate", None) is not None
-        if mapped:
-            self._mstate = _mapped.NONE
+        self._mstate = _mapped.NONE
         self._kmv = None
         # The owner fast path (`m[k]`, `m[k] = v`) passes these attrs to a syscall that
         # holds the GIL: once they say -1, no call can reach the old descriptor number,
         # whatever reuses it (the call fails with EBADF, reported as ClosedError).
-        b = getattr(self, "_bufs", None)
+        b = self._bufs
         if b is not None:
             b.lattr.map_fd = b.uattr.map_fd = -1
         for mm in self._mmaps:
@@ -321,7 +316,8 @@ class Map(MapElements):
         self._mmaps.clear()
         self._arena = None  # unmapped now, or when its last view is released
         self._fd.close()
-        if mapped:  # after the descriptor: a mapping made meanwhile sees it closed
+        # after the descriptor: a mapping published later sees it closed and drops itself
+        if self._mm is not None:
             self._unmap()
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
@@ -366,14 +362,18 @@ class Map(MapElements):
         The map's own writable mapping (element operations of an mmapable array) is
         dropped first; views from `memory()`/`array()`/`mmap(writable=True)` must be
         released, or the kernel refuses (EBUSY)."""
-        if self._mstate != _mapped.NONE:
+        if self._mm is not None:
             self._unmap(_mapped.UNTRIED)  # mapped again, read-only, on next use
+        fd = self._fd.acquire()  # (what hold() does, without its context object)
         try:
-            fd = self._fd.acquire()  # (what hold() does, without its context object)
-            try:
-                _ops.map_freeze(fd)
-            finally:
-                self._fd.release()
+            self._freeze(fd)
+        finally:
+            self._fd.release()
+
+    def _freeze(self, fd: int) -> None:
+        """`freeze()` by `fd`, the map's descriptor held (or a new map's, not shared yet)."""
+        try:
+            _ops.map_freeze(fd)
         except SyscallError as e:
             if e.errno == errno.EBUSY:
                 raise SyscallError(e.errno, f"freeze map {self._name!r}: it is "
@@ -523,16 +523,99 @@ def map_ids() -> Iterator[int]:
 
 _U32 = 0xFFFF_FFFF
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
+_CREATE_ATTR_SIZE: Final = ctypes.sizeof(_t.MapCreateAttr)
+_NAME_OFFSET: Final = _t.MapCreateAttr.map_name.offset
+_put_name = struct.Struct(f"{_t.MapCreateAttr.map_name.size}s").pack_into  # (NUL-padded)
+
+
+# What creating a map takes that only the fields of its spec decide (see `prepare`): by
+# those fields, here or, for a data section's map, on the BTF spec of its value type (the
+# entry holds the type: kept here, it would keep the spec alive).
+_PREPARED_MAX: Final = 64
+_prepared: dict[tuple[Any, ...], tuple[Any, ...]] = Bounded(_PREPARED_MAX)
+# (the fields `prepare` depends on, read in one call)
+_prepared_fields = attrgetter("name", "type", "key_size", "value_size", "max_entries", "flags",
+                              "map_extra", "numa_node", "value")
+
+
+def prepare(spec: MapSpec) -> tuple[_t.MapCreateAttr, tuple[int, int] | None, tuple[Any, ...]]:
+    """(`create_attr(spec)`, the ids of its key and value types in their BTF spec or None
+    when unknown, `derive(spec)`): what `create` and `Map._setup` take from the spec.
+
+    Kept for the next spec whose fields are the very same objects, when nothing else
+    decides the three: no inner map, no BTF type whose content could change in place
+    (`plain_elements`). Global data is so: a template reload remakes its .rodata."""
+    if spec.__class__ is not MapSpec or spec.key is not None or spec.inner_map is not None:
+        return create_attr(spec), None, derive(spec)
+    fields = _prepared_fields(spec)
+    value = fields[-1]
+    owner = None if value is None else value.spec
+    kept: dict[tuple[Any, ...], tuple[Any, ...]] | None
+    if owner is None:
+        kept = _prepared
+    else:
+        kept = vars(owner).get("_maps_prepared")
+        if kept is None:  # (threads racing here keep the same dict)
+            kept = vars(owner).setdefault("_maps_prepared", Bounded(_PREPARED_MAX))
+    try:
+        hit = kept.get(fields)
+    except TypeError:  # an unhashable field: create_attr says which
+        hit = kept = None
+    if hit is not None:
+        # served for the very same objects only (equal values are not enough: 1.0 ==
+        # True == 1, and create_attr takes only the int), compared unrolled: ~2k
+        # instructions less than all(map(operator.is_, ...))
+        name, t, ks, vs, n, fl, x, numa, value = fields
+        name0, t0, ks0, vs0, n0, fl0, x0, numa0, value0 = hit[0]
+        if (name is name0 and t is t0 and ks is ks0 and vs is vs0 and n is n0 and fl is fl0
+                and x is x0 and numa is numa0 and value is value0):
+            return _t.MapCreateAttr.from_buffer_copy(hit[1]), hit[2], hit[3]
+    attr = create_attr(spec)
+    derived = derive(spec)
+    if kept is None or not plain_elements(None, value):
+        return attr, None, derived
+    try:
+        type_ids: tuple[int, int] | None = (0, spec_type_id(value))
+    except (InvalidArgumentError, KeyNotFoundError):
+        type_ids = None  # a type made by hand (see map_btf)
+    kept[fields] = (fields, bytes(attr), type_ids, derived)
+    return attr, type_ids, derived
+
+
+def derive(spec: MapSpec) -> tuple[Any, ...]:
+    """What a `Map` of `spec` takes from it and derives from its type, sizes and BTF types
+    (see `Map._setup`)."""
+    t, ks, vs, key, value = spec.type, spec.key_size, spec.value_size, spec.key, spec.value
+    percpu = t in PERCPU_TYPES
+    ncpu = _ops.possible_cpus() if percpu else 0
+    vstride = (vs + 7) & ~7 if percpu else vs
+    kfmt, vfmt, kdec, vdec, vmode = element_codec(ks, vs, key, value)
+    if percpu:
+        vfmt = None
+    # The fast path (owner thread, int keys) needs a plain, non-per-CPU element map;
+    # its thread's buffers are made on its first element operation, which turns the
+    # fast path on (`_owner_bufs`); other threads' on first use too (_thread_bufs)
+    fast = not percpu and t not in _NO_FAST_TYPES and ks > 0
+    n = spec.max_entries  # (_mcount: used by mmapable arrays only, which create() leaves as is)
+    return (spec.name, int(t), ks, vs, key, value, t in FD_VALUE_TYPES, ncpu, vstride,
+            vstride * ncpu if percpu else vs, kfmt, vfmt, kdec, vdec, vmode,
+            vmode == 1 and vfmt is not None, fast, n, _mapped.mmapable(t, vs, spec.flags, n))
 
 
 def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
-    """BPF_MAP_CREATE attrs for `spec`, every field checked for type and range
-    (InvalidArgumentError naming the MapSpec field), the name and pointers not yet set."""
+    """BPF_MAP_CREATE attrs for `spec` with its kernel name, every field checked for type
+    and range (InvalidArgumentError naming the MapSpec field), descriptors not yet set."""
     # The usual spec (plain ints in range, a known type, no NUMA node, no inner map
     # or a MapSpec one): the same attrs without the field-by-field checks, which run
     # for anything else and raise what they always raised.
-    if spec.__class__ is not MapSpec:
-        return _checked_create_attr(spec)
+    attr = _plain_create_attr(spec) if spec.__class__ is MapSpec else None
+    if attr is None:
+        attr = _checked_create_attr(spec)
+    _put_name(attr, _NAME_OFFSET, kernel_name(spec.name).encode())
+    return attr
+
+
+def _plain_create_attr(spec: MapSpec) -> _t.MapCreateAttr | None:
     t, ks, vs, n, fl, x = (spec.type, spec.key_size, spec.value_size, spec.max_entries,
                            spec.flags, spec.map_extra)
     if (spec.name.__class__ is str and t.__class__ is MapType and t and ks.__class__ is int
@@ -550,7 +633,7 @@ def create_attr(spec: MapSpec) -> _t.MapCreateAttr:
         attr.map_flags = fl
         attr.map_extra = x
         return attr
-    return _checked_create_attr(spec)
+    return None
 
 
 def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
@@ -576,28 +659,27 @@ def _checked_create_attr(spec: MapSpec) -> _t.MapCreateAttr:
 
 
 def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
-           attr: _t.MapCreateAttr | None = None) -> FD:
+           attr: _t.MapCreateAttr | None = None, type_ids: tuple[int, int] | None = None) -> FD:
     """Create the map `spec` describes (its name sanitized, its BTF attached when the
     kernel takes it); `inner_map_fd` is the template of a map-in-map (else one is made
-    from `spec.inner_map` for the duration of the call). `attr`: `create_attr(spec)`
-    when the caller made it already (used up)."""
+    from `spec.inner_map` for the duration of the call). `attr` and `type_ids`: what
+    `prepare(spec)` made, when the caller has it (the attr is used up)."""
     if attr is None:
         attr = create_attr(spec)
-    if spec.type == MapType.PERF_EVENT_ARRAY and spec.max_entries == 0:
+    t = spec.type
+    if t == _PERF_EVENT_ARRAY and spec.max_entries == 0:
         spec.max_entries = attr.max_entries = _ops.possible_cpus()  # like libbpf
-    name = kernel_name(spec.name).encode()
-    ctypes.memmove(ctypes.addressof(attr) + _t.MapCreateAttr.map_name.offset, name, len(name))
     if spec.numa_node is not None:
         attr.map_flags |= _t.BPF_F_NUMA_NODE
     temp_inner: FD | None = None
     handle: Any = None
     own_handle = False
     try:
-        if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+        if t in _MAP_IN_MAP_TYPES:
             if inner_map_fd is None:
                 if spec.inner_map is None:
                     raise InvalidArgumentError(
-                        f"map {spec.name!r}: {type_name(spec.type)} needs an inner map "
+                        f"map {spec.name!r}: {type_name(t)} needs an inner map "
                         "(MapSpec.inner_map or inner_map_fd)")
                 inner = spec.inner_map.copy()
                 inner.pinning, inner.contents, inner.freeze = PinType.NONE, [], False
@@ -608,17 +690,17 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
                 temp_inner = create(inner, None, btf_handle)
                 inner_map_fd = temp_inner.fileno()
             _validate.put(attr, "inner_map_fd", inner_map_fd, "inner_map_fd")
-        if (spec.key is not None or spec.value is not None) and spec.type not in NO_BTF_TYPES:
-            handle, own_handle, kid, vid = map_btf(spec, btf_handle)
+        if (spec.key is not None or spec.value is not None) and t not in NO_BTF_TYPES:
+            handle, own_handle, kid, vid = map_btf(spec, btf_handle, type_ids)
             if handle is not None:
                 attr.btf_fd = handle.fileno()
                 attr.btf_key_type_id, attr.btf_value_type_id = kid, vid
-        ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
+        ret = _bpf_errno(_t.BPF_MAP_CREATE, attr, _CREATE_ATTR_SIZE)
         if ret < 0 and handle is not None and -ret in (errno.EINVAL, errno.ENOTSUP, 524):
             # BTF the kernel does not accept for this map: retry without it, like libbpf
             # (values are still decoded with the spec's types)
             attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
-            ret = _bpf_errno(_t.BPF_MAP_CREATE, attr)
+            ret = _bpf_errno(_t.BPF_MAP_CREATE, attr, _CREATE_ATTR_SIZE)
         if ret < 0:
             from .failures import create_error  # on a refusal only (process start)
 
@@ -631,11 +713,15 @@ def create(spec: MapSpec, inner_map_fd: int | None, btf_handle: Any,
             handle.close()
 
 
-def map_btf(spec: MapSpec, btf_handle: Any) -> tuple[Any, bool, int, int]:
+def map_btf(spec: MapSpec, btf_handle: Any,
+            type_ids: tuple[int, int] | None = None) -> tuple[Any, bool, int, int]:
     """(handle, owned, key type id, value type id) for the map's BTF, or (None, ...)
-    when no BTF object can be made."""
+    when no BTF object can be made. `type_ids`: the ids of the key and value types in
+    their BTF spec, when known."""
     if btf_handle is not None:
         # ids of the types in the Spec they were decoded from (which the handle holds)
+        if type_ids is not None:
+            return btf_handle, False, *type_ids
         try:
             kid = spec_type_id(spec.key)
             vid = spec_type_id(spec.value)

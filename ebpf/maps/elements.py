@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 import sys
 from _thread import _local  # threading.local, without importing threading (process start)
 from _thread import get_ident as _get_ident
@@ -49,6 +50,8 @@ _ENOENT: Final = errno.ENOENT
 _MISSING: Any = object()
 _ANY: Final = _t.BPF_ANY  # UpdateFlags.ANY, the default of update and push
 _BYTEORDER: Final = sys.byteorder
+# MapElemAttr's bytes: map_fd, key, value, flags
+_ELEM_ATTR: Final = struct.Struct("=I4xQQQ").pack
 
 
 # From their modules on first use (process start: loading maps makes neither class).
@@ -95,11 +98,12 @@ class MapElements(MapMemory):
             self._owner = ident
         return b
 
-    def _put_initial(self, key: Any, value: Any) -> bool:
-        """`update(key, value)` of a map being created, for an int key and bytes of the
-        value's size, by a system call of its own (no per-thread buffers made for a map
-        that may see no element operation); False (nothing done) when `update` must
-        (other keys or values, a key that does not fit, a refusal to report)."""
+    def _put_initial(self, fd: int, key: Any, value: Any) -> bool:
+        """`update(key, value)` of a map being created (`fd`: its descriptor), for an int
+        key and bytes of the value's size, by a system call of its own (no per-thread
+        buffers made for a map that may see no element operation); False (nothing done)
+        when `update` must (other keys or values, a key that does not fit, a refusal to
+        report)."""
         ks, vs = self._key_size, self._value_size
         if (key.__class__ is not int or value.__class__ not in (bytes, bytearray)
                 or len(value) != vs or ks <= 0 or self._ncpu or self._fd_values
@@ -108,15 +112,10 @@ class MapElements(MapMemory):
             return False
         data = key.to_bytes(ks, _BYTEORDER) + value  # (the bytes _put_key packs it into)
         buf = (ctypes.c_char * (ks + vs)).from_buffer_copy(data)
-        attr = _t.MapElemAttr()
-        attr.key = addr = ctypes.addressof(buf)
-        attr.value = addr + ks
-        fd = self._fd
-        attr.map_fd = fd.acquire()
-        try:
-            return bool(_syscall(_NR, _UPDATE, ctypes.byref(attr), _ELEM_ATTR_SIZE) >= 0)
-        finally:
-            fd.release()
+        addr = ctypes.addressof(buf)
+        # the attr as bytes, which ctypes passes as a pointer to their data (only read)
+        attr = _ELEM_ATTR(fd, addr, addr + ks, _ANY)
+        return bool(_syscall(_NR, _UPDATE, attr, _ELEM_ATTR_SIZE) >= 0)
 
     def __getitem__(self, key: Any) -> Any:
         if key.__class__ is not int:

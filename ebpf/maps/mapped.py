@@ -33,13 +33,21 @@ TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:
     from typing import Any, Final
 
-__all__ = ["MapMemory"]
+__all__ = ["MapMemory", "mmapable"]
 
 _BYTEORDER: Final = sys.byteorder
 # _mstate: whether element operations may use a mapping
 NONE: Final = 0       # not an mmapable array (or mapping failed): system calls
 UNTRIED: Final = 1    # mmapable: mapped on first use
 MAPPED: Final = 2     # _mm and its views are set
+_ARRAY: Final = MapType.ARRAY  # (a constant: an enum class attribute costs ~1k instructions)
+_MMAPABLE: Final = _t.BPF_F_MMAPABLE
+
+
+def mmapable(map_type: int, value_size: int, flags: int, max_entries: int) -> bool:
+    """Whether element operations of a map of these can use a mapping of its memory:
+    a non-empty ARRAY created with `MapFlags.MMAPABLE`."""
+    return map_type == _ARRAY and value_size > 0 and bool(flags & _MMAPABLE) and max_entries > 0
 
 
 class MapMemory(MapCodec):
@@ -47,19 +55,17 @@ class MapMemory(MapCodec):
 
     __slots__ = ()
 
-    def _init_memory(self, owner: int) -> None:
-        """Set the mapping state (from `Map._setup`): `owner` is the thread that gets
-        the syscall fast path when the map cannot be mapped."""
+    def _init_memory(self, owner: int, mmapable: bool) -> None:
+        """Set the mapping state (from `Map._setup`, `_value_size` and `_mcount` set):
+        `owner` is the thread that gets the syscall fast path when the map cannot be
+        mapped; `mmapable`: what `mmapable()` says of the map."""
         self._mm = None
         self._mvals = None
         self._mints = None
         self._mraw = None
         self._mwritable = False
         self._mstride = (self._value_size + 7) & ~7
-        self._mcount = self._spec.max_entries
         self._fast_owner = owner
-        mmapable = (self._type == MapType.ARRAY and self._value_size > 0
-                    and bool(self._spec.flags & _t.BPF_F_MMAPABLE) and self._mcount > 0)
         self._mstate = UNTRIED if mmapable else NONE
         # the general path of the first m[k] maps the memory; after that m[k] reads it
         self._owner = 0 if mmapable else owner
@@ -77,10 +83,7 @@ class MapMemory(MapCodec):
     def _unmap(self, state: int = NONE) -> None:
         """Drop the map's own mapping (close(), freeze()): new operations use system
         calls (or map again, `state` UNTRIED). Unmapped now unless views are exported."""
-        try:
-            mm = self._mm
-        except AttributeError:  # closed before _setup
-            return
+        mm = self._mm
         views = (self._mvals, self._mints, self._mraw)
         self._mm = self._mvals = self._mints = self._mraw = None
         self._mwritable = False

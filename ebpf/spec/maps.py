@@ -112,8 +112,10 @@ class MapSpec(Record):
         # (process start: every load copies its map specs)
         new = self.__class__.__new__(self.__class__)
         state = self.__dict__.copy()  # (cheaper than updating the new object's own dict)
-        state["contents"] = [(k, bytearray(v) if isinstance(v, bytearray) else v)
-                             for k, v in self.contents]
+        contents = []  # (a loop: a comprehension's function costs more for a few items)
+        for k, v in self.contents:
+            contents.append((k, bytearray(v) if isinstance(v, bytearray) else v))
+        state["contents"] = contents
         new.__dict__ = state
         if self.inner_map is not None:
             new.inner_map = self.inner_map.copy()
