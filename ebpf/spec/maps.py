@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import ebpf._lazyattr as _lazyattr
 
 from .._sys.fastclass import Record
@@ -39,6 +41,7 @@ class PinType(IntEnum):
 
 # the attributes `MapSpec.check_compatible` compares, in its order
 _COMPARED = ("type", "key_size", "value_size", "max_entries", "flags", "map_extra")
+_compared = attrgetter(*_COMPARED)
 
 
 class MapSpec(Record):
@@ -139,6 +142,8 @@ class MapSpec(Record):
         map `m` (e.g. one found pinned) differs from this spec."""
         fixed = getattr(m, "_fixed_info", None)  # an ebpf.Map: asks the kernel once
         info = fixed() if fixed is not None else m.info()
+        if _compared(self) == _compared(info):  # (the usual case: one C call a side)
+            return
         want = (int(self.type), self.key_size, self.value_size, self.max_entries,
                 int(self.flags), self.map_extra)
         have = (int(info.type), info.key_size, info.value_size, info.max_entries,
