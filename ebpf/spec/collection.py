@@ -258,14 +258,20 @@ class CollectionSpec(Record):
                         configuration of a template, e.g. for `ebpf.load_many`); an
                         edit of one of its programs then shows in both specs
         """
-        import copy  # on first copy (process start)
+        externs: dict[str, Extern] = {}
+        if self.externs:
+            import copy  # on first copy of an object with externs (process start)
 
+            externs = {k: copy.copy(e) for k, e in self.externs.items()}
         new = CollectionSpec(
             programs=Programs(self.programs) if share_programs
             else Programs({k: p.copy() for k, p in self.programs.items()}),
             maps=Maps({k: m.copy() for k, m in self.maps.items()}),
-            variables=Variables({k: v.replace() for k, v in self.variables.items()}),
-            externs={k: copy.copy(e) for k, e in self.externs.items()},
+            # (what v.replace() makes, by a positional call: a template's copy per
+            # configuration makes these at every load)
+            variables=Variables({k: v.__class__(v.name, v.section, v.offset, v.size, v.type)
+                                 for k, v in self.variables.items()}),
+            externs=externs,
             btf=self.btf,
             byteorder=self.byteorder,
             struct_ops={k: v.copy() for k, v in self.struct_ops.items()},
