@@ -36,6 +36,7 @@ from ._sys import prog as _prog
 from ._sys import validate as _validate
 from ._sys.fd import FD
 from ._sys.fd import fd_of as _fd_of
+from ._sys.fd import release_all as _release_all
 from ._sys.types import ProgLoadAttr, ProgramType
 from .errors import (
     ClosedError,
@@ -187,8 +188,7 @@ class Program:
             fd, self.verifier_log = _load(spec, maps, fds, log_level, log_size, kernel_btf,
                                           btf_handle, (self._type, fields, fixed))
         finally:
-            for f in reversed(held):
-                f.release()
+            _release_all(held)
         self._fd = FD(fd, _kind(self._name))
 
     @classmethod
@@ -1273,6 +1273,9 @@ def _cached_builder(spec: BTFSpec) -> Builder:
 
 def _marshal_cached(b: Builder) -> bytes:
     """`b.marshal()`, reused while no type or string was added since."""
+    blob = _last_blob(b)  # (without the lock: a reload's, nothing added since)
+    if blob is not None:
+        return blob
     with _builder_lock(b):
         return _marshal_locked(b)
 
@@ -1309,9 +1312,7 @@ def _builder_lock(b: Builder) -> _thread.RLock:
 
 def object_btf_blob(spec: BTFSpec) -> bytes:
     """The object's BTF as the kernel accepts it (externs fixed), same type ids."""
-    b = _cached_builder(spec)
-    blob = _last_blob(b)  # (a reload's: nothing added since)
-    return _marshal_cached(b) if blob is None else blob
+    return _marshal_cached(_cached_builder(spec))
 
 
 def _kernel_ready_builder(spec: BTFSpec) -> Builder:

@@ -26,7 +26,7 @@ from . import forking
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # holds_first's type: no TypeVar at run time (import cost)
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any, TypeVar
 
     _F = TypeVar("_F", bound=Callable[..., Any])
@@ -208,20 +208,33 @@ class _Holds:
         self._held: list[FD] = []
 
     def __enter__(self) -> None:
-        try:
-            for obj in self._objs:
-                fd = fd_of(obj)
-                if fd is not None:
-                    fd.acquire()
-                    self._held.append(fd)
-        except BaseException:
-            self.__exit__()
-            raise
+        fds = [fd for fd in map(fd_of, self._objs) if fd is not None]
+        acquire_all(fds)
+        self._held = fds
 
     def __exit__(self, *exc: object) -> None:
         held, self._held = self._held, []
-        for fd in reversed(held):
-            fd.release()
+        release_all(held)
+
+
+def acquire_all(fds: Sequence[FD]) -> list[int]:
+    """`FD.acquire` each of `fds` (their numbers, in order); when one raises
+    (`ClosedError`), those acquired are released first. Pair with `release_all(fds)`:
+    what `hold` does for a block, for callers that want the numbers or no block object."""
+    nums: list[int] = []
+    try:
+        for fd in fds:
+            nums.append(fd.acquire())
+    except BaseException:
+        release_all(fds[:len(nums)])
+        raise
+    return nums
+
+
+def release_all(fds: Sequence[FD]) -> None:
+    """`FD.release` each of `fds` acquired by `acquire_all`, the last first."""
+    for fd in reversed(fds):
+        fd.release()
 
 
 def holds_first(fn: _F) -> _F:
@@ -237,4 +250,4 @@ def holds_first(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["FD", "fd_of", "hold", "holds_first"]
+__all__ = ["FD", "acquire_all", "fd_of", "hold", "holds_first", "release_all"]

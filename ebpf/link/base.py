@@ -11,7 +11,7 @@ from .._sys import link as _link
 from .._sys import ops as _ops
 from .._sys import validate as _validate
 from .._sys.consts import BPF_F_REPLACE
-from .._sys.fd import FD
+from .._sys.fd import FD, acquire_all, release_all
 from .._sys.types import BPF_LINK_GET_FD_BY_ID, LinkType
 from ..errors import InvalidArgumentError, NotSupportedError
 
@@ -77,19 +77,14 @@ class Link:
         # held: none of the numbers can be freed (and reused) mid-call (`hold`'s rule,
         # without its layers: a template reload updates one link per endpoint)
         fds = (self.fd, program.fd) if old is None else (self.fd, program.fd, old.fd)
-        held: list[FD] = []
+        nums = acquire_all(fds)
         try:
-            nums = []
-            for f in fds:
-                nums.append(f.acquire())
-                held.append(f)
             if old is None:
                 _link.link_update(nums[0], nums[1])
             else:
                 _link.link_update(nums[0], nums[1], nums[2], BPF_F_REPLACE)
         finally:
-            for f in reversed(held):
-                f.release()
+            release_all(fds)
         self.program = program
 
     def pin(self, path: str | os.PathLike[str]) -> None:
