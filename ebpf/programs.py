@@ -544,9 +544,9 @@ def _load_checked(
     attr.insn_cnt = len(prep.code) // 8
     modules.put_fd_array(attr, keep)
 
-    btf_handle = _load_btf_info(spec, prep, attr, keep, shared_btf)
+    btf_handle, records = _load_btf_info(spec, prep, attr, keep, shared_btf)
     if fixed is not None and tpl is not None and not tpl.kernel_refs:
-        _keep_ready(tpl, fixed, attr, spec, btf_handle, shared_btf)
+        _keep_ready(tpl, fixed, attr, spec, btf_handle, shared_btf, records)
     try:
         return _load_with_log(attr, spec, ptype, prep, log_level, log_size)
     finally:
@@ -559,7 +559,9 @@ class _Ready:
     (`image`), kept on the template with the `_Fixed` it was made from: the next load
     of the same fields copies it when it uses no BTF object (`btf_size` 0) or an object
     BTF handle of `btf_size` bytes (the object's BTF its func/line info records were
-    made for, as `_btf_records` found). The records' buffers it points at are held."""
+    made for, as `_btf_records` found). It holds the records' buffers its addresses
+    point at: those this very attr was made with (a thread loading a copy of the spec
+    may have put others on the template meanwhile)."""
 
     __slots__ = ("btf_size", "fixed", "image", "records")
 
@@ -572,10 +574,12 @@ class _Ready:
 
 
 def _keep_ready(tpl: _Template, fixed: _Fixed, attr: ProgLoadAttr, spec: ProgramSpec,
-                btf_handle: Handle | None, shared_btf: Handle | None) -> None:
+                btf_handle: Handle | None, shared_btf: Handle | None,
+                records: tuple[Any, ...] | None) -> None:
     """Keep `attr` (complete but for the log) on `tpl` for the next loads, when they
     can copy it (`_Ready`): it refers to no module's BTF, and to no BTF object but a
-    shared one with the object's BTF (not one made for this load, not a fallback)."""
+    shared one with the object's BTF (not one made for this load, not a fallback).
+    `records`: the func/line info records `attr` points at (`_load_btf_info`'s)."""
     if btf_handle is None:
         if spec.btf is not None and (tpl.func_info or tpl.line_info):
             return  # loaded without the func/line info: the kernel refused the BTF
@@ -586,7 +590,7 @@ def _keep_ready(tpl: _Template, fixed: _Fixed, attr: ProgLoadAttr, spec: Program
         return
     image = ProgLoadAttr.from_buffer_copy(attr)
     image.insns = image.prog_btf_fd = 0  # (set at each load)
-    tpl.ready = _Ready(fixed, bytes(image), size, tpl.records)
+    tpl.ready = _Ready(fixed, bytes(image), size, records)
 
 
 class _Fixed:
@@ -1136,11 +1140,13 @@ def _attach_btf_target(fields: tuple[Any, ...], ptype: ProgramType) -> tuple[int
 
 
 def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
-                   keep: list[Any], shared: Handle | None = None) -> Handle | None:
+                   keep: list[Any], shared: Handle | None = None,
+                   ) -> tuple[Handle | None, tuple[Any, ...] | None]:
     """Load `spec.btf` (or take `shared`, the object's BTF already loaded) and point
-    `attr` at func/line info records; the BTF handle or None."""
+    `attr` at func/line info records (put in `keep`); the BTF handle and the records
+    (`_btf_records`'), both None when the load goes without BTF."""
     if spec.btf is None or not (prep.func_info or prep.line_info):
-        return None
+        return None, None
     btf_spec = spec.btf
     try:
         handle, records = _btf_records(prep, btf_spec, _cached_builder(btf_spec), shared)
@@ -1159,11 +1165,11 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
             _log.warning("program %r: the kernel refused the functions' prototypes too "
                          "(%s); loading without BTF (no func/line info)", spec.name,
                          _last_line(again))
-            return None
+            return None, None
     except NotSupportedError:  # a kernel without BTF: load without func/line info
         _log.info("program %r: loaded without func/line info (the kernel has no BTF)",
                   spec.name)
-        return None
+        return None, None
     keep.append(records)  # (the records' buffers, until the load is done)
     attr.prog_btf_fd = handle.fileno()
     _, funcs, lines, func_view, line_view = records
@@ -1175,7 +1181,7 @@ def _load_btf_info(spec: ProgramSpec, prep: _Prepared, attr: ProgLoadAttr,
         attr.line_info = ctypes.addressof(line_view)
         attr.line_info_cnt = len(lines) // _LINE_INFO_SIZE
         attr.line_info_rec_size = _LINE_INFO_SIZE
-    return handle
+    return handle, records
 
 
 def _last_line(e: Exception) -> str:
@@ -1199,7 +1205,6 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     of each, whose address the attr takes), func or line info None when there is none;
     those of the object's BTF are kept on the template (the views too: made once)."""
     tpl = prep.template
-    cached = tpl.records if tpl is not None else None
     own = builder is not None  # the object's BTF: the records can be kept
     if builder is None:
         # BTF code on first use: programs without BTF never load it
@@ -1211,6 +1216,7 @@ def _btf_records(prep: _Prepared, btf_spec: BTFSpec, builder: Builder | None,
     # appended and the blob marshalled under its lock, so that each program's offsets
     # are its own strings' and the blob holds them
     with _builder_lock(builder):
+        cached = tpl.records if tpl is not None else None  # (another thread's, maybe)
         if own and cached is not None and cached[0] is builder:
             # the builder only ever appends: the string offsets found before still hold
             records = cached

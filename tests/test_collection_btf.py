@@ -94,7 +94,7 @@ def test_a_collection_never_closed_gives_its_btf_back_when_collected() -> None:
 @requires("program_type:SYSCALL", min_kernel="5.14")
 def test_load_many_copies_share_one_btf_object() -> None:
     before = open_fds()
-    for _ in range(20):  # a fresh template each round: the threads race to load its BTF
+    for _ in range(30):  # a fresh template each round: the threads race to load its BTF
         spec = template()
         copies = []
         for i in range(6):
@@ -102,15 +102,21 @@ def test_load_many_copies_share_one_btf_object() -> None:
             c.variables["cfg_magic"].set(100 + i)
             c.programs["check_defaults"].autoload = False
             copies.append(c)
-        with frequent_thread_switches():
-            colls = ebpf.load_many(copies, workers=3)
-        try:
-            assert [magic_of(c) for c in colls] == [100 + i for i in range(6)]
-            assert len({c.programs["read_config"].info().btf_id for c in colls}) == 1
-            assert len(btf_fds()) == 1
-        finally:
-            for c in colls:
-                c.close()
+        # twice: the second time reuses what the racing first loads kept on the template
+        # (which once held func info records freed with the load that made them)
+        for _ in range(2):
+            with frequent_thread_switches():
+                colls = ebpf.load_many(copies, workers=3)
+            try:
+                assert [magic_of(c) for c in colls] == [100 + i for i in range(6)]
+                assert len({c.programs["read_config"].info().btf_id for c in colls}) == 1
+                assert len(btf_fds()) == 1
+            finally:
+                for c in colls:
+                    c.close()
+            gc.collect()
+            spray = [bytearray(b"\xff" * n) for n in range(8, 64, 8) for _ in range(500)]
+            del spray  # (memory freed by the loads now holds 0xff: a stale pointer shows)
     assert leaked_descriptors(before) == []
 
 
