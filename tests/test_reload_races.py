@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
@@ -17,6 +18,7 @@ from conftest import frequent_thread_switches, leaked_descriptors, open_fds
 from kernelmatrix import requires
 
 import ebpf
+from ebpf.btf.handle import Handle
 
 # library thread safety: races need two CPUs (the matrix guests have one)
 pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
@@ -82,4 +84,69 @@ def test_threads_reloading_their_own_copies_and_load_many_get_their_own_values()
                     th.join()
         assert not failures, failures
         overwrite_freed_memory()
+    assert leaked_descriptors(before) == []
+
+
+def close_in_another_thread(handle: Handle, made: list[Handle], blob: bytes) -> None:
+    """What a thread closing `handle` and loading another BTF object does (the latter
+    takes the lowest free descriptor number: the one `handle` freed, if it did)."""
+
+    def run() -> None:
+        handle.close()
+        made.append(Handle(blob))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+
+
+@requires("program_type:SYSCALL", min_kernel="5.14")
+def test_a_btf_handle_closed_by_another_thread_during_a_load_is_not_reused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map or program made with `btf_handle` holds its descriptor as a load holds the
+    maps': a thread closing the handle while the map or program is made leaves the
+    number to it until it is done, and a BTF object opened meanwhile gets another."""
+    from ebpf._sys import prog as _prog
+    from ebpf.maps import core as map_core
+    from ebpf.programs import object_btf_blob
+
+    spec = template()
+    blob = object_btf_blob(spec.btf)
+    before = open_fds()
+    made: list[Handle] = []  # (opened by the closing thread)
+    loaded: list[tuple[int, int]] = []  # (the given handle's BTF id, the object's)
+    real_create, real_load = map_core._bpf_errno, _prog.prog_load
+    map_handle, prog_handle = Handle(blob), Handle(blob)
+
+    def create(cmd: int, attr: Any, size: int | None = None) -> int:
+        if not map_handle.closed:  # (the first attempt: right before the system call)
+            close_in_another_thread(map_handle, made, blob)
+        return real_create(cmd, attr, size)
+
+    def load(attr: Any) -> int:
+        if not prog_handle.closed:
+            close_in_another_thread(prog_handle, made, blob)
+        return real_load(attr)
+
+    try:
+        given = map_handle.id
+        monkeypatch.setattr(map_core, "_bpf_errno", create)
+        with ebpf.Map(spec.maps[".rodata"], btf_handle=map_handle) as m:
+            monkeypatch.undo()
+            loaded.append((given, m.info().btf_id))
+            given = prog_handle.id
+            monkeypatch.setattr(_prog, "prog_load", load)
+            with ebpf.Program(spec.programs["read_config"], maps={".rodata": m},
+                              btf_handle=prog_handle) as p:
+                monkeypatch.undo()
+                loaded.append((given, p.info().btf_id))
+                assert p.test_run(ctx=b"").retval == 0x1234
+        others = [h.id for h in made]
+    finally:
+        monkeypatch.undo()
+        for h in (map_handle, prog_handle, *made):
+            h.close()
+    # each made with the BTF object it was given, none with one opened meanwhile
+    assert [given == got for given, got in loaded] == [True, True], (loaded, others)
+    assert len(others) == 2 and not set(others) & {got for _, got in loaded}
     assert leaked_descriptors(before) == []
