@@ -9,7 +9,10 @@ stays open."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -150,3 +153,67 @@ def test_a_btf_handle_closed_by_another_thread_during_a_load_is_not_reused(
     assert [given == got for given, got in loaded] == [True, True], (loaded, others)
     assert len(others) == 2 and not set(others) & {got for _, got in loaded}
     assert leaked_descriptors(before) == []
+
+
+def wait_for_child(pid: int, timeout: float) -> int | None:
+    """The exit status of child `pid`, or None (the child killed) when it runs longer
+    than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@requires("program_type:SYSCALL", min_kernel="5.14")
+def test_a_child_forked_while_a_thread_holds_the_new_builder_lock_loads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock of an object's BTF builder is made on first use; a thread may take it
+    as soon as it is there. A child forked then has a free one (`forking.reset_lock`),
+    also when the fork comes right after the lock was made: its loads do not hang."""
+    from ebpf._sys import forking
+    from ebpf.programs import object_btf_blob
+
+    spec = template()
+    mine = spec.copy(share_programs=True)
+    mine.variables["cfg_magic"].set(0x4321)
+    real_reset = forking.reset_lock
+    children: list[int] = []
+    release = threading.Event()
+
+    def reset_lock(owner: Any, attr: str, factory: Any = None) -> None:
+        if attr == "_programs_lock" and not children:
+            lock = vars(owner).get(attr)
+            held = threading.Event()
+            if lock is not None:  # another thread takes it (and keeps it for a while)
+
+                def hold() -> None:
+                    with lock:
+                        held.set()
+                        release.wait(10)
+
+                threading.Thread(target=hold, daemon=True).start()
+                held.wait(10)
+            pid = os.fork()
+            if pid == 0:  # the child: loads a copy of the template, and exits
+                try:
+                    with ebpf.Collection(mine, programs=["read_config"]) as coll:
+                        os._exit(0 if magic_of(coll) == 0x4321 else 1)
+                finally:
+                    os._exit(2)
+            children.append(pid)
+            release.set()
+        real_reset(owner, attr, *(() if factory is None else (factory,)))
+
+    monkeypatch.setattr(forking, "reset_lock", reset_lock)
+    try:
+        object_btf_blob(spec.btf)  # (the builder and its lock made)
+    finally:
+        release.set()
+        monkeypatch.undo()
+    assert len(children) == 1
+    assert wait_for_child(children[0], 5) == 0  # None: it hung on the parent thread's lock
