@@ -217,3 +217,39 @@ def test_a_child_forked_while_a_thread_holds_the_new_builder_lock_loads(
         monkeypatch.undo()
     assert len(children) == 1
     assert wait_for_child(children[0], 5) == 0  # None: it hung on the parent thread's lock
+
+
+@pytest.mark.parametrize("module, call", [
+    ("ebpf.btf.kernel", "load_kernel_spec"),  # (CO-RE's target, kfuncs, attach targets)
+    ("ebpf.symbols.kernel", "kernel_symbols"),
+])
+def test_a_child_forked_while_a_thread_reads_kernel_data_can_read_it(
+        module: str, call: str) -> None:
+    """A thread reading the kernel's BTF or symbols holds its module's lock while it
+    reads; a child forked meanwhile has a free lock (`forking`'s module locks) and
+    reads them itself instead of hanging."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    held, release = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with mod._lock:  # (where the reading thread is while it reads)
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                getattr(mod, call)()
+                os._exit(0)
+            finally:
+                os._exit(2)
+    finally:
+        release.set()
+        t.join()
+    assert wait_for_child(pid, 5) == 0  # None: it hung on the reading thread's lock
