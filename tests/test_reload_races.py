@@ -182,14 +182,13 @@ def test_a_child_forked_while_a_thread_holds_the_new_builder_lock_loads(
     mine = spec.copy(share_programs=True)
     mine.variables["cfg_magic"].set(0x4321)
     real_reset = forking.reset_lock
-    children: list[int] = []
-    release = threading.Event()
+    at_registration, forked, release = threading.Event(), threading.Event(), threading.Event()
 
     def reset_lock(owner: Any, attr: str, factory: Any = None) -> None:
-        if attr == "_programs_lock" and not children:
+        if attr == "_programs_lock" and not at_registration.is_set():
             lock = vars(owner).get(attr)
-            held = threading.Event()
             if lock is not None:  # another thread takes it (and keeps it for a while)
+                held = threading.Event()
 
                 def hold() -> None:
                     with lock:
@@ -198,25 +197,28 @@ def test_a_child_forked_while_a_thread_holds_the_new_builder_lock_loads(
 
                 threading.Thread(target=hold, daemon=True).start()
                 held.wait(10)
-            pid = os.fork()
-            if pid == 0:  # the child: loads a copy of the template, and exits
-                try:
-                    with ebpf.Collection(mine, programs=["read_config"]) as coll:
-                        os._exit(0 if magic_of(coll) == 0x4321 else 1)
-                finally:
-                    os._exit(2)
-            children.append(pid)
-            release.set()
+            at_registration.set()  # the main thread forks now
+            forked.wait(10)
         real_reset(owner, attr, *(() if factory is None else (factory,)))
 
     monkeypatch.setattr(forking, "reset_lock", reset_lock)
+    first = threading.Thread(target=object_btf_blob, args=(spec.btf,))  # (makes the lock)
+    first.start()
     try:
-        object_btf_blob(spec.btf)  # (the builder and its lock made)
+        assert at_registration.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: loads a copy of the template, and exits
+            try:
+                with ebpf.Collection(mine, programs=["read_config"]) as coll:
+                    os._exit(0 if magic_of(coll) == 0x4321 else 1)
+            finally:
+                os._exit(2)
     finally:
+        forked.set()
         release.set()
+        first.join()
         monkeypatch.undo()
-    assert len(children) == 1
-    assert wait_for_child(children[0], 5) == 0  # None: it hung on the parent thread's lock
+    assert wait_for_child(pid, 5) == 0  # None: it hung on the other thread's lock
 
 
 @pytest.mark.parametrize("module, call", [
@@ -253,3 +255,4 @@ def test_a_child_forked_while_a_thread_reads_kernel_data_can_read_it(
         release.set()
         t.join()
     assert wait_for_child(pid, 5) == 0  # None: it hung on the reading thread's lock
+
