@@ -21,6 +21,7 @@ from conftest import frequent_thread_switches, leaked_descriptors, open_fds
 from kernelmatrix import requires
 
 import ebpf
+from ebpf import btf
 from ebpf.btf.handle import Handle
 
 # library thread safety: races need two CPUs (the matrix guests have one)
@@ -256,3 +257,36 @@ def test_a_child_forked_while_a_thread_reads_kernel_data_can_read_it(
         t.join()
     assert wait_for_child(pid, 5) == 0  # None: it hung on the reading thread's lock
 
+
+def two_candidates_target(n: int) -> btf.Spec:
+    """A CO-RE target with two candidates for each local ``struct foo<i>``: one
+    without its fields (found first), one with ``b`` at 4 and ``a`` at 8."""
+    from ebpf.btf.builder import Builder
+
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    b = Builder()
+    for i in range(n):
+        b.add(btf.Struct(f"foo{i}___x", 4, [btf.Member("z", i32, 0)]))
+        b.add(btf.Struct(f"foo{i}", 12, [btf.Member("pad", i32, 0), btf.Member("b", i32, 32),
+                                          btf.Member("a", i32, 64)]))
+    return btf.Spec(b.marshal())
+
+
+@requires("program_type:SYSCALL", min_kernel="5.14")
+def test_programs_of_one_object_relocated_by_threads_at_once_find_their_fields() -> None:
+    """The programs of one object share its CO-RE candidate cache, whose candidates a
+    relocation prunes (those it does not match cannot serve later relocations of the
+    type): relocated from two threads at once, neither misses a candidate the other
+    pruned under it."""
+    obj = str(compile_bpf("core_candidates"))
+    target = two_candidates_target(4)
+    for _ in range(150):  # a fresh object each round: its cache starts unpruned
+        spec = ebpf.load_collection_spec(obj)
+        with frequent_thread_switches():
+            progs = ebpf.load_many([spec.programs["prog_a"], spec.programs["prog_b"]],
+                                   workers=2, kernel_btf=target)
+        try:
+            assert [p.test_run(ctx=b"").retval for p in progs] == [4032, 4016]
+        finally:
+            for p in progs:
+                p.close()
