@@ -134,8 +134,10 @@ class Program:
     created with (`Collection` passes it): the program then refers to the same
     BTF object as the maps, which the verifier requires of kptr and graph types
     (``bpf_obj_new`` types, ``bpf_rb_root``/``bpf_list_head`` in map values). It
-    is left open. Without it (or when the func/line info need strings that
-    object lacks) the program loads a BTF object of its own.
+    is left open, and held for the load (closed by another thread meanwhile, its
+    descriptor is released once the load is done). Without it (or when the
+    func/line info need strings that object lacks) the program loads a BTF object
+    of its own.
 
     Raises `VerifierError` when the verifier rejects the program,
     `ebpf.errors.PermissionError` without privilege, `NotSupportedError` for
@@ -169,8 +171,9 @@ class Program:
         self._name = spec.name
         self.spec: ProgramSpec | None = spec
         """The spec the program was loaded from (None when opened by id, pin or fd)."""
-        # the maps' (and attach target's) numbers go into the instructions: their fds are
-        # held until the load is done (`fd.hold`'s rule), the maps' as acquired for the code
+        # the maps' (and attach target's, BTF object's) numbers go into the instructions and
+        # the attr: their fds are held until the load is done (`fd.hold`'s rule: another
+        # thread's close() leaves the number to the load), the maps' as acquired for the code
         held: list[FD] = []
         fds: dict[str, int] = {}
         try:
@@ -185,6 +188,9 @@ class Program:
                 if f is not None:
                     f.acquire()
                     held.append(f)
+            if btf_handle is not None:  # (its number goes into the attr as well)
+                btf_handle.fd.acquire()
+                held.append(btf_handle.fd)
             fd, self.verifier_log = _load(spec, maps, fds, log_level, log_size, kernel_btf,
                                           btf_handle, (self._type, fields, fixed))
         finally:
@@ -1311,8 +1317,10 @@ def _builder_lock(b: Builder) -> _thread.RLock:
     created on first use; replaced by a free one in a forked child)."""
     lock: _thread.RLock | None = vars(b).get("_programs_lock")
     if lock is None:
-        lock = vars(b).setdefault("_programs_lock", _thread.RLock())  # atomic: one wins
+        # replaced in a child before another thread can take it: a child forked while
+        # that thread holds it must not inherit it held
         _forking.reset_lock(b, "_programs_lock", _thread.RLock)
+        lock = vars(b).setdefault("_programs_lock", _thread.RLock())  # atomic: one wins
     return lock
 
 

@@ -88,10 +88,14 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.alloc
 # Module-level locks of modules that may not be imported yet: reset when they are.
 _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
     "ebpf._sys.probe": {"_tracefs_lock": _thread.allocate_lock},
+    "ebpf._sys.rlimit": {"_lock": _thread.allocate_lock},
+    "ebpf.btf.cache": {"_lock": _thread.allocate_lock},
     "ebpf.btf.ctypes_conv": {"_lock": _thread.RLock},
+    "ebpf.btf.kernel": {"_lock": _thread.allocate_lock},
     "ebpf.instantiate": {"_shared_lock": _thread.RLock},
     "ebpf.link.tc": {"_qdisc_lock": _thread.allocate_lock},
     "ebpf.link.usdt": {"_ids_lock": _thread.allocate_lock},
+    "ebpf.symbols.kernel": {"_lock": _thread.allocate_lock},
 }
 
 

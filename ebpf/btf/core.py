@@ -56,6 +56,7 @@ Usage (what the program loader does)::
 
 from __future__ import annotations
 
+import _thread  # (threading's RLock, without importing threading: process start)
 import functools
 import sys
 import weakref
@@ -63,6 +64,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import ebpf._lazyattr as _lazyattr
 
+from .._sys import forking as _forking
 from .._sys.types import CoreReloKind
 from ..errors import BTFError
 from .ext import CoreRelo
@@ -234,19 +236,24 @@ class CoreCache:
     template with new constants) skips type matching.
 
     Pass the same cache to every `relocate` call of one object; it resets
-    itself when used with a different local BTF or target list. It holds the
-    BTF specs only through weak references (candidates are kept as target
-    number and type id, outcomes as plain values), so a cache stored under a
-    spec never keeps that spec alive.
+    itself when used with a different local BTF or target list. Calls from
+    several threads (the programs of one object loaded at once) take turns on
+    it, so that each sees the candidates the others pruned as a later call
+    would. It holds the BTF specs only through weak references (candidates are
+    kept as target number and type id, outcomes as plain values), so a cache
+    stored under a spec never keeps that spec alive.
     """
 
-    __slots__ = ("_local", "_targets", "cands", "decisions")
+    __slots__ = ("__weakref__", "_local", "_lock", "_targets", "cands", "decisions")
 
     def __init__(self) -> None:
         self._local: weakref.ref[Spec] | None = None
         self._targets: tuple[weakref.ref[Any], ...] = ()
         self.cands: dict[int, list[_Candidate]] = {}
         self.decisions: dict[tuple[int, int, str], _Decision] = {}
+        # (held by `relocate`; a child forked while another thread holds it gets a free one)
+        self._lock = _thread.RLock()
+        _forking.reset_lock(self, "_lock", _thread.RLock)
 
     def _bind(self, local: Spec, targets: Sequence[Spec]) -> None:
         """Start afresh unless the cache was last used for `local` and `targets`."""
@@ -1235,18 +1242,20 @@ def relocate(insns: list[Instruction], relos: Sequence[tuple[int, CoreRelo]], lo
     names += ["vmlinux" if n == 0 else f"module #{n}" for n in range(len(names), len(targets))]
     if cache is None:
         cache = CoreCache()
-    cache._bind(local, targets)
     slots = _slot_numbers(insns)
     results: list[CoreResult] = []
     patches: list[_Patch] = []
-    for n, (index, relo) in enumerate(relos):
-        if not 0 <= index < len(insns):
-            raise CoreError(f"CO-RE relocation #{n} ({relo!r}) refers to instruction {index}, "
-                            f"beyond the program's {len(insns)} instructions")
-        job = _Job(n, index, slots[index], relo)
-        result, patch = job.run(insns[index], local, targets, names, cache)
-        results.append(result)
-        patches.append(patch)
+    # one call at a time per cache: a relocation prunes the candidate lists it iterates
+    with cache._lock:
+        cache._bind(local, targets)
+        for n, (index, relo) in enumerate(relos):
+            if not 0 <= index < len(insns):
+                raise CoreError(f"CO-RE relocation #{n} ({relo!r}) refers to instruction "
+                                f"{index}, beyond the program's {len(insns)} instructions")
+            job = _Job(n, index, slots[index], relo)
+            result, patch = job.run(insns[index], local, targets, names, cache)
+            results.append(result)
+            patches.append(patch)
     _apply(insns, patches)
     return results
 

@@ -23,7 +23,7 @@ from .._objcache import Bounded
 from .._sys import ops as _ops
 from .._sys import types as _t
 from .._sys import validate as _validate
-from .._sys.fd import FD
+from .._sys.fd import FD, fd_of
 from .._sys.syscall import bpf_errno as _bpf_errno
 from .._sys.types import MapType
 from ..errors import Error, InvalidArgumentError, KeyNotFoundError, SyscallError
@@ -77,8 +77,9 @@ class Map(MapElements):
       inner_map_fd  template map for ARRAY_OF_MAPS/HASH_OF_MAPS (else one is created
                     from `spec.inner_map` for the duration of the call)
       btf_handle    an `ebpf.btf.Handle` loaded from the `btf.Spec` that `spec.key` and
-                    `spec.value` come from (their ids are looked up there); without it
-                    a small BTF object is built for the two types when possible
+                    `spec.value` come from (their ids are looked up there; held while
+                    the map is made); without it a small BTF object is built for the
+                    two types when possible
       pin_path      bpffs directory for `spec.pinning == PinType.BY_NAME`: an existing
                     compatible map pinned there is reused, else the new map is pinned
 
@@ -117,7 +118,16 @@ class Map(MapElements):
                     raise
                 self._pinned = pin_file
                 return
-        fd = create(spec, inner_map_fd, btf_handle, attr, type_ids)
+        # (the BTF object's number goes into the attrs: held until the map is made, as a
+        # program's load holds what it refers to)
+        held = fd_of(btf_handle)
+        if held is not None:
+            held.acquire()
+        try:
+            fd = create(spec, inner_map_fd, btf_handle, attr, type_ids)
+        finally:
+            if held is not None:
+                held.release()
         self._setup(fd, spec, derived)
         # (the descriptor used unheld below: no other thread has the map before this returns)
         number = fd.fileno()
