@@ -4,8 +4,13 @@ addr2line."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +89,41 @@ def test_kernel_symbol_both_ways() -> None:
     with pytest.raises(ebpf.KeyNotFoundError):
         ks.address("no_such_kernel_symbol_ebpf")
     assert symbols.kernel_symbols() is ks  # cached
+
+
+@pytest.mark.kernel
+def test_a_child_forked_while_a_thread_symbolizes_can_symbolize() -> None:
+    """A Symbolizer shared by threads: a child forked while one of them is inside it
+    (holding its lock) symbolizes with it too, instead of hanging on that lock."""
+    sym = Symbolizer()
+    getpid = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value or 0
+    inside, leave = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with sym._lock:  # (where a thread is while it symbolizes)
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    try:
+        assert inside.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if sym.user(os.getpid(), getpid).name == "getpid" else 1)
+            finally:
+                os._exit(2)
+    finally:
+        leave.set()
+        t.join()
+    deadline = time.monotonic() + 5
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0  # (else: it hung)
 
 
 def test_kallsyms_parser() -> None:

@@ -106,7 +106,8 @@ class Handle:
         if self._info is None:
             from .._sys.btfinfo import btf_info  # on first use (process start)
 
-            self._info = btf_info(self.fd.fileno())
+            with self.fd.hold() as fd:  # (a close() meanwhile leaves the number to us)
+                self._info = btf_info(fd)
         return self._info
 
     def blob_size(self) -> int:
@@ -123,7 +124,8 @@ class Handle:
         """The BTF blob as the kernel holds it."""
         from .._sys.btfinfo import btf_raw  # on first use (process start)
 
-        return btf_raw(self.fd.fileno())
+        with self.fd.hold() as fd:
+            return btf_raw(fd)
 
     def spec(self, base: Spec | None = None) -> Spec:
         """Parse the kernel's copy of the blob (`base` for a kernel module's split BTF)."""

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from .._sys import forking as _forking
 from ..errors import ELFError
 from .elfsyms import ElfSymbols, file_identity
 from .frame import Frame
@@ -37,6 +38,7 @@ class Symbolizer:
         self._procs: dict[int, ProcessSymbols] = {}
         self._elfs: dict[tuple[int, int, int, int], ElfSymbols | None] = {}
         self._lock = threading.RLock()
+        _forking.reset_lock(self, "_lock", threading.RLock)  # a forked child can use it
 
     @property
     def kernel_symbols(self) -> KernelSymbols:
