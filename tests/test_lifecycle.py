@@ -745,3 +745,62 @@ def test_fork_while_another_thread_holds_library_locks() -> None:
     finally:
         release.set()
         t.join(10)
+
+
+def test_fork_reset_that_fails_leaves_the_other_resets_done_and_is_logged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock whose replacement fails in a forked child (its factory raises) is logged
+    on the ``ebpf`` logger; the locks and tracked objects after it are reset all the
+    same (a failure used to end the child's resets there)."""
+    import logging
+    import sys
+    import types
+
+    from ebpf._sys import forking
+
+    class Owner:
+        lock: Any = None
+
+    class Tracked:
+        resets = 0
+
+        def _after_fork_in_child(self) -> None:
+            self.resets += 1
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    def failing() -> Any:
+        raise RuntimeError("no lock")
+
+    module = types.ModuleType("ebpf_test_failing_reset")  # a module lock that fails first
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(module, "lock", None, raising=False)
+    monkeypatch.setitem(forking._MODULE_LOCKS, module.__name__, {"lock": failing})
+    bad, good, tracked = Owner(), Owner(), Tracked()
+    forking.reset_lock(bad, "lock", failing)  # (registered before `good`: reset before it)
+    good.lock = threading.Lock()
+    forking.reset_lock(good, "lock")
+    forking.track(tracked)
+    logged = Records()
+    logging.getLogger("ebpf").addHandler(logged)
+    good.lock.acquire()  # held by the parent at fork time
+    try:
+        def child() -> int:
+            if not good.lock.acquire(blocking=False):
+                return 1  # not replaced
+            if tracked.resets != 1:
+                return 2
+            failures = [r for r in logged.records
+                        if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
+            return 0 if len(failures) == 2 else 3
+
+        assert _in_child(child) == 0
+    finally:
+        logging.getLogger("ebpf").removeHandler(logged)
+        good.lock.release()

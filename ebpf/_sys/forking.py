@@ -99,20 +99,27 @@ _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
 }
 
 
+def _replace(owner: Any, attr: str, factory: Callable[[], Any]) -> None:
+    try:
+        setattr(owner, attr, factory())
+    except Exception:  # logged, and the other resets still made
+        _log.exception("replacing %r's %s after fork failed", owner, attr)
+
+
 def _after_fork_in_child() -> None:
-    global _generation
+    # Each reset is made on its own: one that fails (logged) leaves the others done.
+    global _generation, _prune_lock
     _generation += 1
+    _prune_lock = _thread.allocate_lock()
     for name, attrs in _MODULE_LOCKS.items():
         module = sys.modules.get(name)
         if module is not None:
             for attr, factory in attrs.items():
                 if hasattr(module, attr):
-                    setattr(module, attr, factory())
+                    _replace(module, attr, factory)
     for owner, attrs in list(_locks.items()):
         for attr, factory in attrs.items():
-            setattr(owner, attr, factory())
-    global _prune_lock
-    _prune_lock = _thread.allocate_lock()
+            _replace(owner, attr, factory)
     for ref in list(_tracked):
         obj = ref()
         if obj is None:
