@@ -602,6 +602,37 @@ def test_asyncio_timeout_and_batches(cnt: ebpf.Map) -> None:
         asyncio.run(main())
 
 
+def test_asyncio_read_closed_as_it_starts_waiting_raises_closed() -> None:
+    """`close()` from another thread just as an async read goes to wait on the event
+    loop (between taking the reader's epoll descriptor and watching it): the read
+    raises `ReaderClosedError` at once. It used to watch the closed number, which
+    descriptors opened meanwhile take: an OSError, or a wait that never ended."""
+    with ringbuf() as rb:
+        rd = Reader(rb)
+        taken: list[int] = []
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            add_reader = loop.add_reader
+
+            def closing_first(fd: int, callback: Any) -> None:
+                rd.close()  # (another thread's close, at this point)
+                # objects opened meanwhile get the numbers the close freed
+                taken.extend(os.eventfd(0, os.EFD_CLOEXEC) for _ in range(2))
+                add_reader(fd, callback)
+
+            loop.add_reader = closing_first  # type: ignore[method-assign]
+            with pytest.raises(ReaderClosedError):
+                await asyncio.wait_for(rd.read_async(), 2)
+
+        try:
+            asyncio.run(main())
+        finally:
+            for fd in taken:
+                os.close(fd)
+        assert rd.closed
+
+
 # --------------------------------------------------------------------------- real hooks
 
 
