@@ -416,6 +416,21 @@ def test_read_array_dtypes(cnt: ebpf.Map) -> None:
             rd.read_array(dtype="V32")
 
 
+def test_read_array_takes_each_dtype_description_as_given(cnt: ebpf.Map) -> None:
+    """dtypes given as field lists (a new list each call): each read uses the one it
+    was given, never the dtype made for an earlier list that died (whose id a new
+    list takes)."""
+    pytest.importorskip("numpy")
+    with ringbuf() as rb, output_prog(rb, cnt) as prog, Reader(rb) as rd:
+        prog.test_run(PACKET, repeat=4)
+        first = rd.read_array(2, dtype=[("seq", "<u8"), ("cpu", "<u8")], timeout=1)
+        assert first.dtype.names == ("seq", "cpu") and first["seq"].tolist() == [0, 1]
+        second = rd.read_array(2, dtype=[("lo", "<u4"), ("hi", "<u4")], timeout=1)
+        assert second.dtype.names == ("lo", "hi") and second["lo"].tolist() == [2, 3]
+        got = [rd.dtype([(f"a{i}", "<u4"), (f"b{i}", "<u4")]).names for i in range(20)]
+        assert got == [(f"a{i}", f"b{i}") for i in range(20)]
+
+
 def test_read_array_stops_at_other_size(cnt: ebpf.Map) -> None:
     pytest.importorskip("numpy")
     with ringbuf() as rb, output_prog(rb, cnt, 40, variable=True) as prog, Reader(rb) as rd:
