@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kernelmatrix import requires
 from threadwait import wait_inside_library
 
 import ebpf
@@ -780,6 +781,32 @@ def test_user_ringbuf_writer(cnt: ebpf.Map) -> None:
             assert [struct.unpack("<QQ", r.sample)[0] for r in drain(rd)] == \
                 [100 + i for i in range(n)]
             assert w.available() == 4096
+
+
+@requires("map_type:USER_RINGBUF", min_kernel="6.1")
+def test_user_ringbuf_reserve_waiting_when_closed_raises_closed() -> None:
+    """A `reserve` waiting for space while another thread closes the writer (just as
+    it goes to wait on the writer's epoll object) raises `ReaderClosedError`, not the
+    closed epoll object's ValueError."""
+    with ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.USER_RINGBUF, max_entries=4096,
+                               name="urb")) as urb, Writer(urb) as w:
+        with pytest.raises(BufferError):
+            while True:  # full: no program drains it
+                w.write(bytes(16))
+        ep = w._ep
+        assert ep is not None
+
+        class ClosingFirst:
+            def poll(self, timeout: float) -> list[tuple[int, int]]:
+                w.close()  # (another thread's close, at this point)
+                return ep.poll(timeout)
+
+            def close(self) -> None:
+                ep.close()
+
+        w._ep = ClosingFirst()  # type: ignore[assignment]
+        with pytest.raises(ReaderClosedError):
+            w.reserve(16, timeout=1)
 
 
 def test_user_ringbuf_wrong_map() -> None:
