@@ -31,16 +31,15 @@ class ReaderAsync(ReaderReads):
                 raise self._closed_error()
             with self._lock:
                 got = attempt()
-                if got is None:
-                    poller = self._poller
-                    if poller is None:
-                        raise self._closed_error()
-                    # counted under the lock close() reads the count with, before the
-                    # epoll descriptor is used: a close() from now on leaves closing
-                    # the poller (its number) to the last waiter
-                    self._async_waiters += 1
-            if got is not None:
-                return got
+                if got is not None:
+                    return got
+                poller = self._poller
+                if poller is None:
+                    raise self._closed_error()
+                # counted under the lock close() reads the count with, before the epoll
+                # descriptor is used: a close() from now on leaves closing the poller
+                # (freeing its number) to the last waiter
+                self._async_waiters += 1
             fd = poller.fileno()
             fut: asyncio.Future[None] = loop.create_future()
 
