@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kernelmatrix import requires
@@ -308,3 +309,47 @@ def test_a_child_forked_while_a_thread_asks_the_filter_closes_it(netns: str) -> 
             with in_netns(netns):
                 assert [f.prog_id for f in tc_filters("veth0", "ingress")] == \
                     [coll.programs["tc_act"].id]
+
+
+def test_tc_update_racing_close_leaves_no_filter(netns: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`close()` while an `update()` runs in another thread: the filter is gone
+    afterwards. The update used to put it back (NLM_F_CREATE) right after close's
+    delete, where nothing would ever remove it."""
+    from ebpf._sys.netlink import NetlinkSocket
+
+    with load("net_tc", ["tc_act"], port=PORT) as c1, load("net_tc", ["tc_act"], port=PORT) as c2:
+        with in_netns(netns):
+            link = tc(c1.programs["tc_act"], "veth0", "ingress")
+        add, delete = NetlinkSocket.add_bpf_filter, NetlinkSocket.del_filter
+        inside, deleted = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def add_after_the_delete(self: NetlinkSocket, *args: Any, **kw: Any) -> Any:
+            inside.set()
+            deleted.wait(0.5)  # (until close() has deleted the filter, if it can)
+            return add(self, *args, **kw)
+
+        def delete_then_let_the_update_in(self: NetlinkSocket, *args: Any, **kw: Any) -> None:
+            delete(self, *args, **kw)
+            deleted.set()
+            updating.join(0.5)  # (done by now, unless it waits for this close)
+
+        def update() -> None:
+            try:
+                link.update(c2.programs["tc_act"])
+            except BaseException as e:
+                errors.append(e)
+
+        monkeypatch.setattr(NetlinkSocket, "add_bpf_filter", add_after_the_delete)
+        monkeypatch.setattr(NetlinkSocket, "del_filter", delete_then_let_the_update_in)
+        updating = threading.Thread(target=update)
+        updating.start()
+        assert inside.wait(5)
+        link.close()
+        updating.join(5)
+        monkeypatch.undo()
+        with in_netns(netns):
+            assert tc_filters("veth0") == []
+        assert "clsact" not in qdiscs(netns, "veth0")
+        assert all(isinstance(e, ebpf.errors.ClosedError) for e in errors), errors
