@@ -7,6 +7,7 @@ its maps, loads its programs against them and the running kernel, and owns them.
 
 from __future__ import annotations
 
+import _thread  # (threading's lock, without importing threading: process start)
 import errno
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from .token import Token
 
 _ENOTSUPP = 524  # the kernel's internal "not supported" (what mmap of such maps returns)
+# Variable.set of a section served by lookups reads, changes and writes back the whole
+# section: one at a time, or a set in between is lost (replaced in a forked child)
+_rewrite_lock = _thread.allocate_lock()
 
 __all__ = ["Collection", "CollectionSpec", "Extern", "Maps", "Programs", "Variable", "VariableSpec",
            "Variables", "load_collection_spec"]
@@ -120,7 +124,11 @@ class Variable:
         return values.decode(self.spec.type, raw)
 
     def set(self, value: Any) -> None:
-        """Write a new value; programs see it at once (`.rodata`: `InvalidArgumentError`)."""
+        """Write a new value; programs see it at once (`.rodata`: `InvalidArgumentError`).
+
+        In a section the kernel does not map (one holding a spin lock, a timer, a kptr),
+        the whole section is read and written back: sets from this process's threads
+        take turns, but a program's writes to the section in between are overwritten."""
         if self.constant:
             raise InvalidArgumentError(
                 f"variable {self.name!r} is a constant in {self.spec.section} (frozen after "
@@ -145,9 +153,10 @@ class Variable:
         if mv is not None:
             mv[self.spec.offset : self.spec.offset + self.spec.size] = data
             return
-        whole = bytearray(self.map.lookup(0, raw=True))
-        whole[self.spec.offset : self.spec.offset + self.spec.size] = data
-        self.map[0] = bytes(whole)
+        with _rewrite_lock:
+            whole = bytearray(self.map.lookup(0, raw=True))
+            whole[self.spec.offset : self.spec.offset + self.spec.size] = data
+            self.map[0] = bytes(whole)
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         """Refused with `NotPicklableError` (also by `copy.deepcopy`): pickle its spec

@@ -486,7 +486,8 @@ class Writer:
         """Reserve `size` bytes. With `timeout` 0 (the default) raise
         `BufferError` at once when the ring is full; otherwise wait up to
         `timeout` seconds (None: forever) for the program to drain space,
-        then raise `DeadlineExceededError`."""
+        then raise `DeadlineExceededError`. A `close()` from another thread
+        ends the wait with `ReaderClosedError`."""
         if size <= 0:
             raise InvalidArgumentError(f"sample size must be positive, not {size}")
         total = (size + _HDR + 7) & ~7
@@ -522,7 +523,12 @@ class Writer:
                 raise self._closed_error()
             # Edge-triggered EPOLLOUT fires when the kernel drains; the bounded
             # wait covers a drain that happened before we started waiting.
-            ep.poll(min(remaining, 0.05))
+            try:
+                ep.poll(min(remaining, 0.05))
+            except (ValueError, OSError):
+                if not self._closed:
+                    raise
+                # closed by another thread meanwhile: the next round raises that
 
     def write(self, data: bytes | bytearray | memoryview, timeout: float | None = 0) -> None:
         """Reserve, copy `data` in and submit, in one call."""

@@ -4,7 +4,9 @@ and sockmap verdict programs (sk_msg on send, sk_skb on receive), with redirects
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -41,6 +43,47 @@ def test_socket_filter(netns: str) -> None:
         assert link.closed
         send_udp(peer, A_ADDR, PORT, 1, payload=b"drop")
         assert rx.recv(100) == b"drop"
+
+
+def test_socket_filter_update_racing_close_leaves_none_attached() -> None:
+    """`close()` while an `update()` runs in another thread: no filter is left on the
+    socket. The update used to attach its program right after close's detach."""
+    from ebpf.link.socket import SO_ATTACH_BPF, SO_DETACH_BPF
+
+    main = threading.current_thread()
+    inside, detached = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    class Watched(socket.socket):
+        def setsockopt(self, level: int, opt: int, value: int) -> None:  # type: ignore[override]
+            if opt == SO_ATTACH_BPF and threading.current_thread() is not main:
+                inside.set()
+                detached.wait(0.5)  # (until close() has detached, if it can)
+            super().setsockopt(level, opt, value)
+            if opt == SO_DETACH_BPF:
+                detached.set()
+                updating.join(0.5)  # (done by now, unless it waits for this close)
+
+    with load("net_sock", ["keep_first_char"]) as c1, \
+            load("net_sock", ["keep_first_char"]) as c2, \
+            contextlib.closing(Watched(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
+        link = socket_filter(c1.programs["keep_first_char"], sock)
+
+        def update() -> None:
+            try:
+                link.update(c2.programs["keep_first_char"])
+            except BaseException as e:
+                errors.append(e)
+
+        updating = threading.Thread(target=update)
+        updating.start()
+        assert inside.wait(5)
+        link.close()
+        updating.join(5)
+        with pytest.raises(OSError) as none:  # nothing left to detach
+            socket.socket.setsockopt(sock, socket.SOL_SOCKET, SO_DETACH_BPF, 0)
+        assert none.value.errno == errno.ENOENT
+        assert all(isinstance(e, ebpf.errors.InvalidArgumentError) for e in errors), errors
 
 
 def test_reuseport_select(netns: str) -> None:

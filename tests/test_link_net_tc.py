@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kernelmatrix import requires
@@ -260,3 +265,91 @@ def test_forgotten_tc_filter_warns_and_detaches(netns: str) -> None:
                 gc.collect()
             assert any(issubclass(w.category, ResourceWarning) for w in caught)
             assert tc_filters("veth0") == []
+
+
+def test_a_child_forked_while_a_thread_asks_the_filter_closes_it(netns: str) -> None:
+    """A thread inside a tc link's netlink request (`info()`, `update()`) when another
+    forks: the child's `close()` of its copy (and its exit) does not hang on the
+    request's lock, which the child's copy of the socket inherited held."""
+    with load("net_tc", ["tc_act"], port=PORT) as coll:
+        with in_netns(netns):
+            link = tc(coll.programs["tc_act"], "veth0", "ingress")
+        with link:
+            sock = link._sock
+            assert sock is not None
+            inside, leave = threading.Event(), threading.Event()
+
+            def asking() -> None:
+                with sock._lock:  # (where a thread is during its request)
+                    inside.set()
+                    leave.wait(10)
+
+            t = threading.Thread(target=asking, daemon=True)
+            t.start()
+            try:
+                assert inside.wait(10)
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - runs in the child
+                    try:
+                        link.close()
+                        os._exit(0)
+                    finally:
+                        os._exit(2)
+            finally:
+                leave.set()
+                t.join()
+            deadline = time.monotonic() + 5
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if done[0] == 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0  # (else: it hung)
+            # the child's close left the parent's filter in place
+            with in_netns(netns):
+                assert [f.prog_id for f in tc_filters("veth0", "ingress")] == \
+                    [coll.programs["tc_act"].id]
+
+
+def test_tc_update_racing_close_leaves_no_filter(netns: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`close()` while an `update()` runs in another thread: the filter is gone
+    afterwards. The update used to put it back (NLM_F_CREATE) right after close's
+    delete, where nothing would ever remove it."""
+    from ebpf._sys.netlink import NetlinkSocket
+
+    with load("net_tc", ["tc_act"], port=PORT) as c1, load("net_tc", ["tc_act"], port=PORT) as c2:
+        with in_netns(netns):
+            link = tc(c1.programs["tc_act"], "veth0", "ingress")
+        add, delete = NetlinkSocket.add_bpf_filter, NetlinkSocket.del_filter
+        inside, deleted = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def add_after_the_delete(self: NetlinkSocket, *args: Any, **kw: Any) -> Any:
+            inside.set()
+            deleted.wait(0.5)  # (until close() has deleted the filter, if it can)
+            return add(self, *args, **kw)
+
+        def delete_then_let_the_update_in(self: NetlinkSocket, *args: Any, **kw: Any) -> None:
+            delete(self, *args, **kw)
+            deleted.set()
+            updating.join(0.5)  # (done by now, unless it waits for this close)
+
+        def update() -> None:
+            try:
+                link.update(c2.programs["tc_act"])
+            except BaseException as e:
+                errors.append(e)
+
+        monkeypatch.setattr(NetlinkSocket, "add_bpf_filter", add_after_the_delete)
+        monkeypatch.setattr(NetlinkSocket, "del_filter", delete_then_let_the_update_in)
+        updating = threading.Thread(target=update)
+        updating.start()
+        assert inside.wait(5)
+        link.close()
+        updating.join(5)
+        monkeypatch.undo()
+        with in_netns(netns):
+            assert tc_filters("veth0") == []
+        assert "clsact" not in qdiscs(netns, "veth0")
+        assert all(isinstance(e, ebpf.errors.ClosedError) for e in errors), errors

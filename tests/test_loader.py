@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
+from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
+from kernelmatrix import requires
 
 import ebpf
 from ebpf import MapType
@@ -93,6 +96,34 @@ def test_live_data_variables(globals_spec: ebpf.CollectionSpec) -> None:
         coll.variables["data_counter"].set(5000)
         assert _run(coll.programs["check_defaults"]) == 1 + _line_of("data_counter == 100")
         assert coll.variables["data_counter"].get() == 5000
+
+
+@requires("a bpf_spin_lock in a global data section", min_kernel="6.2")
+def test_variables_of_an_unmapped_section_set_from_two_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two variables of a section the kernel does not map (it holds a spin lock), set
+    from two threads at once: both values stay. Each set reads the section, changes its
+    variable and writes the section back; another set in between used to be lost."""
+    spec = ebpf.load_collection_spec(compile_bpf("locked_globals"))
+    with ebpf.Collection(spec) as coll:
+        v = coll.variables
+        assert v["first"]._mmap() is None  # (served by lookups)
+        lookup = ebpf.Map.lookup
+        others: list[threading.Thread] = []
+
+        def setting_second_meanwhile(self: ebpf.Map, *args: Any, **kw: Any) -> Any:
+            value = lookup(self, *args, **kw)
+            if not others:  # another thread's set, while this one has read the section
+                others.append(threading.Thread(target=v["second"].set, args=(20,)))
+                others[0].start()
+                others[0].join(0.5)  # (done by now, unless it waits for this set)
+            return value
+
+        monkeypatch.setattr(ebpf.Map, "lookup", setting_second_meanwhile)
+        v["first"].set(10)
+        others[0].join(5)
+        monkeypatch.undo()
+        assert (v["first"].get(), v["second"].get()) == (10, 20)
 
 
 def _line_of(text: str) -> int:

@@ -609,6 +609,36 @@ def test_update_and_delete_batch(hmap: Map) -> None:
     assert len(hmap) == 0
 
 
+def test_update_batch_holds_map_values_given_by_any_iterable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """update_batch of a map-in-map with the inner maps from a generator: each stays
+    held until the kernel has it, so a close of one by another thread meanwhile does
+    not let a map created right after (taking its number) into the outer map."""
+    import ebpf.maps.batch as batch
+
+    inner = MapSpec(type=T.ARRAY, key_size=4, value_size=4, max_entries=1)
+    outer = MapSpec(type=T.ARRAY_OF_MAPS, key_size=4, value_size=4, max_entries=2,
+                    inner_map=inner)
+    with Map(inner) as a, Map(inner) as b, Map(outer) as o:
+        ids = [a.id, b.id]
+        made: list[Map] = []
+        call = batch._bpf_errno
+
+        def closing_first(cmd: int, attr: Any) -> int:
+            a.close()  # (another thread's close, after the numbers were packed)
+            made.append(Map(inner))  # takes the number closed, if it was freed
+            return call(cmd, attr)
+
+        monkeypatch.setattr(batch, "_bpf_errno", closing_first)
+        try:
+            assert o.update_batch([0, 1], (m for m in (a, b))) == 2
+        finally:
+            monkeypatch.undo()
+            for m in made:
+                m.close()
+        assert [int.from_bytes(o[i], sys.byteorder) for i in (0, 1)] == ids
+
+
 def test_batch_numpy_input(hmap: Map) -> None:
     np = pytest.importorskip("numpy")
     hmap.update_batch(np.arange(5, dtype=np.uint32), np.arange(5, dtype=np.uint64) * 7)

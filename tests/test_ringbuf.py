@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kernelmatrix import requires
 from threadwait import wait_inside_library
 
 import ebpf
@@ -416,6 +417,21 @@ def test_read_array_dtypes(cnt: ebpf.Map) -> None:
             rd.read_array(dtype="V32")
 
 
+def test_read_array_takes_each_dtype_description_as_given(cnt: ebpf.Map) -> None:
+    """dtypes given as field lists (a new list each call): each read uses the one it
+    was given, never the dtype made for an earlier list that died (whose id a new
+    list takes)."""
+    pytest.importorskip("numpy")
+    with ringbuf() as rb, output_prog(rb, cnt) as prog, Reader(rb) as rd:
+        prog.test_run(PACKET, repeat=4)
+        first = rd.read_array(2, dtype=[("seq", "<u8"), ("cpu", "<u8")], timeout=1)
+        assert first.dtype.names == ("seq", "cpu") and first["seq"].tolist() == [0, 1]
+        second = rd.read_array(2, dtype=[("lo", "<u4"), ("hi", "<u4")], timeout=1)
+        assert second.dtype.names == ("lo", "hi") and second["lo"].tolist() == [2, 3]
+        got = [rd.dtype([(f"a{i}", "<u4"), (f"b{i}", "<u4")]).names for i in range(20)]
+        assert got == [(f"a{i}", f"b{i}") for i in range(20)]
+
+
 def test_read_array_stops_at_other_size(cnt: ebpf.Map) -> None:
     pytest.importorskip("numpy")
     with ringbuf() as rb, output_prog(rb, cnt, 40, variable=True) as prog, Reader(rb) as rd:
@@ -602,6 +618,37 @@ def test_asyncio_timeout_and_batches(cnt: ebpf.Map) -> None:
         asyncio.run(main())
 
 
+def test_asyncio_read_closed_as_it_starts_waiting_raises_closed() -> None:
+    """`close()` from another thread just as an async read goes to wait on the event
+    loop (between taking the reader's epoll descriptor and watching it): the read
+    raises `ReaderClosedError` at once. It used to watch the closed number, which
+    descriptors opened meanwhile take: an OSError, or a wait that never ended."""
+    with ringbuf() as rb:
+        rd = Reader(rb)
+        taken: list[int] = []
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            add_reader = loop.add_reader
+
+            def closing_first(fd: int, callback: Any) -> None:
+                rd.close()  # (another thread's close, at this point)
+                # objects opened meanwhile get the numbers the close freed
+                taken.extend(os.eventfd(0, os.EFD_CLOEXEC) for _ in range(2))
+                add_reader(fd, callback)
+
+            loop.add_reader = closing_first  # type: ignore[method-assign]
+            with pytest.raises(ReaderClosedError):
+                await asyncio.wait_for(rd.read_async(), 2)
+
+        try:
+            asyncio.run(main())
+        finally:
+            for fd in taken:
+                os.close(fd)
+        assert rd.closed
+
+
 # --------------------------------------------------------------------------- real hooks
 
 
@@ -734,6 +781,32 @@ def test_user_ringbuf_writer(cnt: ebpf.Map) -> None:
             assert [struct.unpack("<QQ", r.sample)[0] for r in drain(rd)] == \
                 [100 + i for i in range(n)]
             assert w.available() == 4096
+
+
+@requires("map_type:USER_RINGBUF", min_kernel="6.1")
+def test_user_ringbuf_reserve_waiting_when_closed_raises_closed() -> None:
+    """A `reserve` waiting for space while another thread closes the writer (just as
+    it goes to wait on the writer's epoll object) raises `ReaderClosedError`, not the
+    closed epoll object's ValueError."""
+    with ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.USER_RINGBUF, max_entries=4096,
+                               name="urb")) as urb, Writer(urb) as w:
+        with pytest.raises(BufferError):
+            while True:  # full: no program drains it
+                w.write(bytes(16))
+        ep = w._ep
+        assert ep is not None
+
+        class ClosingFirst:
+            def poll(self, timeout: float) -> list[tuple[int, int]]:
+                w.close()  # (another thread's close, at this point)
+                return ep.poll(timeout)
+
+            def close(self) -> None:
+                ep.close()
+
+        w._ep = ClosingFirst()  # type: ignore[assignment]
+        with pytest.raises(ReaderClosedError):
+            w.reserve(16, timeout=1)
 
 
 def test_user_ringbuf_wrong_map() -> None:

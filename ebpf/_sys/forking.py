@@ -92,6 +92,7 @@ _MODULE_LOCKS: dict[str, dict[str, Callable[[], Any]]] = {
     "ebpf.btf.cache": {"_lock": _thread.allocate_lock},
     "ebpf.btf.ctypes_conv": {"_lock": _thread.RLock},
     "ebpf.btf.kernel": {"_lock": _thread.allocate_lock},
+    "ebpf.collection": {"_rewrite_lock": _thread.allocate_lock},
     "ebpf.instantiate": {"_shared_lock": _thread.RLock},
     "ebpf.link.tc": {"_qdisc_lock": _thread.allocate_lock},
     "ebpf.link.usdt": {"_ids_lock": _thread.allocate_lock},

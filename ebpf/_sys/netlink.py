@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import ClosedError, InvalidArgumentError, SyscallError
-from . import validate
+from . import forking, validate
 from .consts import XDP_FLAGS_REPLACE
 from .syscall import from_errno
 
@@ -202,7 +202,8 @@ def _cstr(raw: bytes | None) -> str:
 
 class NetlinkSocket:
     """A NETLINK_ROUTE socket (close-on-exec) bound to the network namespace of the
-    thread that created it. Requests are synchronous; a context manager."""
+    thread that created it. Requests are synchronous (one thread at a time); a context
+    manager. A forked child's copy gets a fresh lock."""
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
@@ -220,6 +221,9 @@ class NetlinkSocket:
             raise
         self._seq = 0
         self._lock = threading.Lock()
+        # a child forked during another thread's request must still close its copy
+        # (a tc filter's or netlink XDP attachment's close, at exit too)
+        forking.reset_lock(self, "_lock")
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -4,8 +4,10 @@ setsockopt (no bpf_link exists for these)."""
 from __future__ import annotations
 
 import socket as _socket
+import threading
 from typing import TYPE_CHECKING
 
+from .._sys import forking as _forking
 from .._sys.fd import hold, holds_first
 from .._sys.types import ProgramType
 from ..errors import InvalidArgumentError, NotSupportedError
@@ -35,6 +37,10 @@ class SocketFilterLink(Link):
         super().__init__(None, program)
         self._sock: _socket.socket | None = sock
         self._reuseport = reuseport
+        # orders update() and close(): an update in flight when close() starts finishes
+        # first (close then detaches its program), a later one raises
+        self._lock = threading.Lock()
+        _forking.reset_lock(self, "_lock")
 
     @property
     def socket(self) -> _socket.socket | None:
@@ -42,13 +48,15 @@ class SocketFilterLink(Link):
         return self._sock
 
     def update(self, program: Program, *, old: Program | None = None) -> None:
-        """Replace the filter; the kernel swaps it atomically for the socket."""
-        if self._sock is None:
-            raise InvalidArgumentError("socket filter link is closed")
-        opt = SO_ATTACH_REUSEPORT_EBPF if self._reuseport else SO_ATTACH_BPF
-        with hold(program):  # its number stays its own until the socket has it
-            self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())
-        self.program = program
+        """Replace the filter; the kernel swaps it atomically for the socket.
+        `InvalidArgumentError` once `close()` has started (from any thread)."""
+        with self._lock:
+            if self._sock is None:
+                raise InvalidArgumentError("socket filter link is closed")
+            opt = SO_ATTACH_REUSEPORT_EBPF if self._reuseport else SO_ATTACH_BPF
+            with hold(program):  # its number stays its own until the socket has it
+                self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())
+            self.program = program
 
     def pin(self, path: object) -> None:
         raise NotSupportedError("pinning a socket filter", "it is not a bpf_link")
@@ -60,13 +68,14 @@ class SocketFilterLink(Link):
         self.close()
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None and sock.fileno() >= 0:
-            opt = SO_DETACH_REUSEPORT_BPF if self._reuseport else SO_DETACH_BPF
-            try:
-                sock.setsockopt(_socket.SOL_SOCKET, opt, 0)
-            except OSError:
-                pass  # already detached (or the socket is gone)
+        with self._lock:
+            sock, self._sock = self._sock, None
+            if sock is not None and sock.fileno() >= 0:
+                opt = SO_DETACH_REUSEPORT_BPF if self._reuseport else SO_DETACH_BPF
+                try:
+                    sock.setsockopt(_socket.SOL_SOCKET, opt, 0)
+                except OSError:
+                    pass  # already detached (or the socket is gone)
 
     @property
     def closed(self) -> bool:

@@ -221,10 +221,14 @@ class TCLink(Link):
         self.handle = filt.handle
         self.protocol = filt.protocol
         self.name = filt.name
+        # orders update() and the delete: an update in flight when close() starts
+        # finishes first (the filter is then deleted), a later one raises ClosedError
+        self._lock = threading.Lock()
+        _forking.reset_lock(self, "_lock")
         # runs on close(), at garbage collection and at interpreter exit
         self._finalizer = weakref.finalize(
-            self, _delete_filter, sock, self.ifindex, self.parent, self.priority,
-            self.handle, self.protocol, key if owns_qdisc_ref else None,
+            self, _delete_filter, sock, self._lock, self.ifindex, self.parent,
+            self.priority, self.handle, self.protocol, key if owns_qdisc_ref else None,
             _forking.generation())
 
     def _live(self) -> NetlinkSocket:
@@ -234,19 +238,21 @@ class TCLink(Link):
         return self._sock
 
     def update(self, program: Program, *, old: Program | None = None) -> None:
-        """Replace the filter's program atomically (same priority and handle)."""
-        sock = self._live()
-        # the program's number stays its own until the kernel has taken the program
-        with hold(program, old):
-            if old is not None:
-                cur = self.info()
-                if cur.prog_id != old.id:
-                    raise SyscallError(1, f"tc filter {self.priority}:{self.handle:#x} runs "
-                                       f"program {cur.prog_id}, not {old.id}")
-            sock.add_bpf_filter(self.ifindex, self.parent, prog_fd=program.fileno(),
-                                name=self.name, priority=self.priority, handle=self.handle,
-                                protocol=self.protocol, replace=True)
-        self.program = program
+        """Replace the filter's program atomically (same priority and handle);
+        `ClosedError` once `close()` has started (from any thread)."""
+        with self._lock:
+            sock = self._live()
+            # the program's number stays its own until the kernel has taken the program
+            with hold(program, old):
+                if old is not None:
+                    cur = self.info()
+                    if cur.prog_id != old.id:
+                        raise SyscallError(1, f"tc filter {self.priority}:{self.handle:#x} "
+                                           f"runs program {cur.prog_id}, not {old.id}")
+                sock.add_bpf_filter(self.ifindex, self.parent, prog_fd=program.fileno(),
+                                    name=self.name, priority=self.priority,
+                                    handle=self.handle, protocol=self.protocol, replace=True)
+            self.program = program
 
     def info(self) -> TcFilterInfo:
         """The filter as the kernel lists it now (program id, tag, name, flags)."""
@@ -285,21 +291,23 @@ class TCLink(Link):
                 f"handle {self.handle:#x} {state}>")
 
 
-def _delete_filter(sock: NetlinkSocket, ifindex: int, parent: int, priority: int,
-                   handle: int, protocol: int, qdisc_key: tuple[int, int] | None,
-                   generation: int) -> None:
-    """Delete a filter of ours and release our reference on its qdisc (`qdisc_key`);
-    a forked child only closes its copy of the socket: the filter is its parent's."""
+def _delete_filter(sock: NetlinkSocket, lock: Any, ifindex: int, parent: int,
+                   priority: int, handle: int, protocol: int,
+                   qdisc_key: tuple[int, int] | None, generation: int) -> None:
+    """Delete a filter of ours (after an `update` in flight, `lock`) and release our
+    reference on its qdisc (`qdisc_key`); a forked child only closes its copy of the
+    socket: the filter is its parent's."""
     try:
         if generation != _forking.generation():
             return
-        try:
-            sock.del_filter(ifindex, parent, priority, handle, protocol)
-        except SyscallError as e:
-            if e.errno not in (2, 19, 22):  # ENOENT, ENODEV, EINVAL: gone already
-                raise
-        if qdisc_key is not None:
-            _release_clsact(sock, ifindex, qdisc_key)
+        with lock:
+            try:
+                sock.del_filter(ifindex, parent, priority, handle, protocol)
+            except SyscallError as e:
+                if e.errno not in (2, 19, 22):  # ENOENT, ENODEV, EINVAL: gone already
+                    raise
+            if qdisc_key is not None:
+                _release_clsact(sock, ifindex, qdisc_key)
     finally:
         sock.close()
 

@@ -182,8 +182,13 @@ def update(m: MapElements, keys: Any, values: Any, flags: int) -> int:
         raise InvalidArgumentError(
             "update_batch takes UpdateFlags.ANY or LOCK only (the kernel has no "
             "NOEXIST/EXIST for batches)")
-    held = values if m._fd_values and isinstance(values, (list, tuple)) else ()
-    with _hold(*held):  # Map/Program values stay open while their numbers are in flight
+    held: Any = ()
+    if m._fd_values and not _is_buffer(values):
+        # Map/Program values (from any iterable) stay open while their numbers are in
+        # flight: a value another thread closes meanwhile raises ClosedError, and no
+        # object opened after it (taking its number) gets into the map
+        values = held = list(values)
+    with _hold(*held):
         kbuf, n = _pack_many(m, keys, "keys", value=False)
         vbuf, nv = _pack_many(m, values, "values", value=True)
         if n != nv:
@@ -197,10 +202,15 @@ def delete(m: MapElements, keys: Any) -> int:
     return _batch_write(m, _t.BPF_MAP_DELETE_BATCH, kbuf, None, n, 0)
 
 
+def _is_buffer(items: Any) -> bool:
+    """Whether `items` are packed elements (bytes, a buffer, a numpy array)."""
+    return isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
+        items, "__array_interface__")
+
+
 def _pack_many(m: MapElements, items: Any, what: str, value: bool) -> tuple[Any, int]:
     size = m._vbytes if value else m._key_size
-    if isinstance(items, (bytes, bytearray, memoryview)) or hasattr(
-            items, "__array_interface__"):
+    if _is_buffer(items):
         mv = memoryview(items)
         if mv.ndim != 1 or mv.format != "B":
             mv = mv.cast("B")

@@ -504,6 +504,8 @@ class Map(MapElements):
         `keys`/`values` are sequences of keys/values (anything `update` accepts), or
         contiguous buffers (bytes, memoryview, numpy arrays) holding count elements.
         `flags` is UpdateFlags.ANY or LOCK (the kernel has no NOEXIST/EXIST here).
+        `Map`/`Program` values (map-in-map, program arrays) stay held for the call:
+        one closed meanwhile raises `ClosedError`.
         """
         from . import batch  # on first use (process start)
 

@@ -31,11 +31,15 @@ class ReaderAsync(ReaderReads):
                 raise self._closed_error()
             with self._lock:
                 got = attempt()
-            if got is not None:
-                return got
-            poller = self._poller
-            if poller is None:
-                raise self._closed_error()
+                if got is not None:
+                    return got
+                poller = self._poller
+                if poller is None:
+                    raise self._closed_error()
+                # counted under the lock close() reads the count with, before the epoll
+                # descriptor is used: a close() from now on leaves closing the poller
+                # (freeing its number) to the last waiter
+                self._async_waiters += 1
             fd = poller.fileno()
             fut: asyncio.Future[None] = loop.create_future()
 
@@ -43,9 +47,8 @@ class ReaderAsync(ReaderReads):
                 if not fut.done():
                     fut.set_result(None)
 
-            loop.add_reader(fd, ready)
-            self._async_waiters += 1
             try:
+                loop.add_reader(fd, ready)
                 if deadline is None:
                     await fut
                 else:
@@ -58,9 +61,9 @@ class ReaderAsync(ReaderReads):
                         raise DeadlineExceededError from None
             finally:
                 loop.remove_reader(fd)
-                self._async_waiters -= 1
-                if self._closed and self._async_waiters == 0:
-                    with self._lock:
+                with self._lock:
+                    self._async_waiters -= 1
+                    if self._closed and self._async_waiters == 0:
                         poller.close()
             if poller.woken:
                 raise self._closed_error()

@@ -44,6 +44,19 @@ def lookup_btf_type(spec: BTFSpec | None, name: str) -> BTFType:
     raise KeyNotFoundError(f"BTF has no type {name!r}")
 
 
+def _cache_key(type: Any) -> Any:
+    """The key `ctype`/`dtype` cache the conversion of `type` under: `type` itself (a
+    name, a numpy dtype, a ctypes class, a BTF type), which the cache then keeps alive,
+    or None (not cached) for an unhashable description such as a list of fields. Never
+    its id(): a description that dies frees its id for the next one, which then got
+    the first one's conversion."""
+    try:
+        hash(type)
+    except TypeError:
+        return None
+    return type
+
+
 class ReaderDecoding(ReaderLifetime):
     """`ctype`, `dtype`, `decode` and `decode_batch` of a reader."""
 
@@ -67,14 +80,15 @@ class ReaderDecoding(ReaderLifetime):
             type = self._record_type
             if type is None:
                 raise InvalidArgumentError("no type given and the reader has no record_type")
-        key = type if isinstance(type, str) else id(type)
-        ct = self._ctypes_cache.get(key)
+        key = _cache_key(type)
+        ct = self._ctypes_cache.get(key) if key is not None else None
         if ct is None:
             t = self._resolve_btf(type)
             ct = _btf_conv().to_ctypes(t) if t is not None else type
             if not hasattr(ct, "from_buffer_copy"):
                 raise InvalidArgumentError(f"cannot decode to {type!r}: not a ctypes or BTF type")
-            self._ctypes_cache[key] = ct
+            if key is not None:
+                self._ctypes_cache[key] = ct
         return ct
 
     def dtype(self, type: Any = None) -> Any:
@@ -86,8 +100,8 @@ class ReaderDecoding(ReaderLifetime):
             type = self._record_type
             if type is None:
                 raise InvalidArgumentError("no type given and the reader has no record_type")
-        key = type if isinstance(type, (str, np.dtype)) else id(type)
-        dt = self._dtype_cache.get(key)
+        key = _cache_key(type)
+        dt = self._dtype_cache.get(key) if key is not None else None
         if dt is None:
             t = None
             if isinstance(type, str):
@@ -97,7 +111,8 @@ class ReaderDecoding(ReaderLifetime):
             else:
                 t = self._resolve_btf(type)
             dt = _btf_conv().to_dtype(t) if t is not None else np.dtype(type)
-            self._dtype_cache[key] = dt
+            if key is not None:
+                self._dtype_cache[key] = dt
         return dt
 
     def decode(self, record: Any, type: Any = None) -> Any:
