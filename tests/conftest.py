@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from trampolines import IN_GUEST
@@ -209,6 +212,50 @@ def no_fd_leaks() -> Iterator[None]:
     yield
     leaked = leaked_descriptors(before)
     assert not leaked, f"leaked descriptors: {leaked}"
+
+
+def wait_for_child(pid: int, timeout: float) -> int | None:
+    """The exit status of child `pid`, or None (the child killed) when it runs longer
+    than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def fork_while_held(lock: contextlib.AbstractContextManager[object],
+                    in_child: Callable[[], object], timeout: float = 5.0) -> int | None:
+    """Fork while another thread holds `lock` (where a thread is in the middle of its
+    work), run `in_child()` in the child, and give the child's exit status: 0 when it
+    returned, 2 when it raised, None when it ran longer than `timeout` seconds (it hung
+    on the inherited lock, and was killed)."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def holding() -> None:
+        with lock:
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=holding, daemon=True)
+    t.start()
+    try:
+        assert inside.wait(10)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                in_child()
+                os._exit(0)
+            finally:
+                os._exit(2)
+    finally:
+        leave.set()
+        t.join()
+    return wait_for_child(pid, timeout)
 
 
 @contextlib.contextmanager

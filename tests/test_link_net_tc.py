@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import fork_while_held
 from kernelmatrix import requires
 from test_link_net_util import A_ADDR, load, recv_count, send_udp, udp_socket, warm_arp
 
@@ -277,34 +275,8 @@ def test_a_child_forked_while_a_thread_asks_the_filter_closes_it(netns: str) -> 
         with link:
             sock = link._sock
             assert sock is not None
-            inside, leave = threading.Event(), threading.Event()
-
-            def asking() -> None:
-                with sock._lock:  # (where a thread is during its request)
-                    inside.set()
-                    leave.wait(10)
-
-            t = threading.Thread(target=asking, daemon=True)
-            t.start()
-            try:
-                assert inside.wait(10)
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - runs in the child
-                    try:
-                        link.close()
-                        os._exit(0)
-                    finally:
-                        os._exit(2)
-            finally:
-                leave.set()
-                t.join()
-            deadline = time.monotonic() + 5
-            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if done[0] == 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0  # (else: it hung)
+            # (its lock held: where a thread is during its request; None: the child hung)
+            assert fork_while_held(sock._lock, link.close) == 0
             # the child's close left the parent's filter in place
             with in_netns(netns):
                 assert [f.prog_id for f in tc_filters("veth0", "ingress")] == \

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import threading
-import time
 from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
-from conftest import frequent_thread_switches, leaked_descriptors, open_fds
+from conftest import (
+    fork_while_held,
+    frequent_thread_switches,
+    leaked_descriptors,
+    open_fds,
+    wait_for_child,
+)
 from kernelmatrix import requires
 
 import ebpf
@@ -156,20 +160,6 @@ def test_a_btf_handle_closed_by_another_thread_during_a_load_is_not_reused(
     assert leaked_descriptors(before) == []
 
 
-def wait_for_child(pid: int, timeout: float) -> int | None:
-    """The exit status of child `pid`, or None (the child killed) when it runs longer
-    than `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
-
-
 @requires("program_type:SYSCALL", min_kernel="5.14")
 def test_a_child_forked_while_a_thread_holds_the_new_builder_lock_loads(
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,28 +224,9 @@ def test_a_child_forked_while_a_thread_reads_kernel_data_can_read_it(
     import importlib
 
     mod = importlib.import_module(module)
-    held, release = threading.Event(), threading.Event()
-
-    def reader() -> None:
-        with mod._lock:  # (where the reading thread is while it reads)
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    try:
-        assert held.wait(10)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                getattr(mod, call)()
-                os._exit(0)
-            finally:
-                os._exit(2)
-    finally:
-        release.set()
-        t.join()
-    assert wait_for_child(pid, 5) == 0  # None: it hung on the reading thread's lock
+    # (the module's lock held: where the reading thread is while it reads; None: the
+    # child hung on it)
+    assert fork_while_held(mod._lock, getattr(mod, call)) == 0
 
 
 def two_candidates_target(n: int) -> btf.Spec:

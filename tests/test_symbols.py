@@ -7,15 +7,13 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import fork_while_held
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kernelmatrix import requires
@@ -97,33 +95,12 @@ def test_a_child_forked_while_a_thread_symbolizes_can_symbolize() -> None:
     (holding its lock) symbolizes with it too, instead of hanging on that lock."""
     sym = Symbolizer()
     getpid = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value or 0
-    inside, leave = threading.Event(), threading.Event()
 
-    def busy() -> None:
-        with sym._lock:  # (where a thread is while it symbolizes)
-            inside.set()
-            leave.wait(10)
+    def in_child() -> None:
+        assert sym.user(os.getpid(), getpid).name == "getpid"
 
-    t = threading.Thread(target=busy, daemon=True)
-    t.start()
-    try:
-        assert inside.wait(10)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os._exit(0 if sym.user(os.getpid(), getpid).name == "getpid" else 1)
-            finally:
-                os._exit(2)
-    finally:
-        leave.set()
-        t.join()
-    deadline = time.monotonic() + 5
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0  # (else: it hung)
+    # (its lock held: where a thread is while it symbolizes; None: the child hung on it)
+    assert fork_while_held(sym._lock, in_child) == 0
 
 
 def test_kallsyms_parser() -> None:
