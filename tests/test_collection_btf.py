@@ -43,6 +43,25 @@ def magic_of(coll: ebpf.Collection) -> int:
     return coll.programs["read_config"].test_run(ctx=b"").retval
 
 
+def configured_copies(spec: ebpf.CollectionSpec, magics: list[int]) -> list[ebpf.CollectionSpec]:
+    """A copy of `spec` (its programs shared) per value, `cfg_magic` set to it, only
+    `read_config` loaded."""
+    copies = []
+    for magic in magics:
+        c = spec.copy(share_programs=True)
+        c.variables["cfg_magic"].set(magic)
+        c.programs["check_defaults"].autoload = False
+        copies.append(c)
+    return copies
+
+
+def overwrite_freed_memory() -> None:
+    """Fill memory the loads freed with 0xff: a pointer kept into it shows."""
+    gc.collect()
+    spray = [bytearray(b"\xff" * n) for n in range(8, 64, 8) for _ in range(500)]
+    del spray
+
+
 @requires("program_type:SYSCALL", min_kernel="5.14")
 def test_reloads_share_one_btf_object_until_the_last_closes() -> None:
     spec = template()
@@ -95,13 +114,7 @@ def test_a_collection_never_closed_gives_its_btf_back_when_collected() -> None:
 def test_load_many_copies_share_one_btf_object() -> None:
     before = open_fds()
     for _ in range(30):  # a fresh template each round: the threads race to load its BTF
-        spec = template()
-        copies = []
-        for i in range(6):
-            c = spec.copy(share_programs=True)
-            c.variables["cfg_magic"].set(100 + i)
-            c.programs["check_defaults"].autoload = False
-            copies.append(c)
+        copies = configured_copies(template(), [100 + i for i in range(6)])
         # twice: the second time reuses what the racing first loads kept on the template
         # (which once held func info records freed with the load that made them)
         for _ in range(2):
@@ -114,9 +127,7 @@ def test_load_many_copies_share_one_btf_object() -> None:
             finally:
                 for c in colls:
                     c.close()
-            gc.collect()
-            spray = [bytearray(b"\xff" * n) for n in range(8, 64, 8) for _ in range(500)]
-            del spray  # (memory freed by the loads now holds 0xff: a stale pointer shows)
+            overwrite_freed_memory()
     assert leaked_descriptors(before) == []
 
 

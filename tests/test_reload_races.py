@@ -8,7 +8,6 @@ stays open."""
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from typing import Any
@@ -23,6 +22,7 @@ from conftest import (
     wait_for_child,
 )
 from kernelmatrix import requires
+from test_collection_btf import configured_copies, magic_of, overwrite_freed_memory, template
 
 import ebpf
 from ebpf import btf
@@ -30,21 +30,6 @@ from ebpf.btf.handle import Handle
 
 # library thread safety: races need two CPUs (the matrix guests have one)
 pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
-
-
-def template() -> ebpf.CollectionSpec:
-    return ebpf.load_collection_spec(str(compile_bpf("loader_globals")))
-
-
-def magic_of(coll: ebpf.Collection) -> int:
-    return coll.programs["read_config"].test_run(ctx=b"").retval
-
-
-def overwrite_freed_memory() -> None:
-    """Fill memory the loads freed with 0xff: a pointer kept into it shows."""
-    gc.collect()
-    spray = [bytearray(b"\xff" * n) for n in range(8, 64, 8) for _ in range(500)]
-    del spray
 
 
 @requires("program_type:SYSCALL", min_kernel="5.14")
@@ -75,12 +60,7 @@ def test_threads_reloading_their_own_copies_and_load_many_get_their_own_values()
             try:
                 start.wait()
                 for _ in range(2):  # the second reuses what the racing first kept
-                    copies = []
-                    for i in range(4):
-                        c = spec.copy(share_programs=True)
-                        c.variables["cfg_magic"].set(0x7000 + i)
-                        c.programs["check_defaults"].autoload = False
-                        copies.append(c)
+                    copies = configured_copies(spec, [0x7000 + i for i in range(4)])
                     colls = ebpf.load_many(copies, workers=2)
                     try:
                         assert [magic_of(c) for c in colls] == [0x7000 + i for i in range(4)]
