@@ -10,6 +10,8 @@ number really was reused in some rounds, so that they test what they claim to.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import errno
 import importlib
 import os
@@ -555,6 +557,98 @@ def test_closed_readers_raise_closed_error() -> None:
         for op in (lambda: pr.read(timeout=0), pr.pause, pr.fileno):
             with pytest.raises(ClosedError, match=r"^perf reader is closed$"):
                 op()
+
+
+# What each public member of a closed reader or writer is called with (every public
+# name must be here, so a new one is swept too); one that needs an open reader must
+# raise ReaderClosedError, the others (closed, close, decoding...) work harmlessly.
+_CLOSED_READER_CALLS: dict[str, Callable[[Any, ebpf.Map], Any]] = {
+    "add": lambda r, m: r.add(m),
+    "available": lambda r, m: r.available(),
+    "btf": lambda r, m: r.btf,
+    "close": lambda r, m: r.close(),
+    "closed": lambda r, m: r.closed,
+    "cpus": lambda r, m: r.cpus,
+    "ctype": lambda r, m: r.ctype(ctypes.c_uint64),
+    "decode": lambda r, m: r.decode(bytes(8), ctypes.c_uint64),
+    "decode_batch": lambda r, m: r.decode_batch([bytes(8)], ctypes.c_uint64),
+    "dtype": lambda r, m: r.dtype("<u8"),
+    "fileno": lambda r, m: r.fileno(),
+    "lost_samples": lambda r, m: r.lost_samples,
+    "overwritable": lambda r, m: r.overwritable,
+    "pause": lambda r, m: r.pause(),
+    "paused": lambda r, m: r.paused,
+    "per_cpu_buffer": lambda r, m: r.per_cpu_buffer,
+    "poll": lambda r, m: r.poll(lambda rec: None, timeout=0),
+    "read": lambda r, m: r.read(timeout=0),
+    "read_array": lambda r, m: r.read_array(timeout=0),
+    "read_array_async": lambda r, m: asyncio.run(r.read_array_async(timeout=0)),
+    "read_async": lambda r, m: asyncio.run(r.read_async(timeout=0)),
+    "read_batch": lambda r, m: r.read_batch(timeout=0),
+    "read_batch_async": lambda r, m: asyncio.run(r.read_batch_async(timeout=0)),
+    "read_into": lambda r, m: r.read_into(bytearray(64), timeout=0),
+    "reserve": lambda w, m: w.reserve(8),
+    "resume": lambda r, m: r.resume(),
+    "rings": lambda r, m: r.rings,
+    "set_deadline": lambda r, m: r.set_deadline(None),
+    "size": lambda r, m: r.size() if callable(r.size) else r.size,
+    "write": lambda w, m: w.write(bytes(8)),
+    "fd": lambda w, m: w.fd,
+}
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("ringbuf", marks=requires("map_type:RINGBUF", min_kernel="5.8")),
+    "perf",
+    pytest.param("writer", marks=requires("map_type:USER_RINGBUF", min_kernel="6.1")),
+])
+def test_every_member_of_a_closed_reader_or_writer_raises_reader_closed(kind: str) -> None:
+    """After close(), each public method and property of a ring buffer reader, a perf
+    reader and a user ring buffer writer either works harmlessly or raises
+    `ReaderClosedError`: never the IndexError of an emptied ring list (`size`,
+    `available`) or the ValueError of a released mapping (`Writer.available`)."""
+    m = {"ringbuf": ringbuf_map,
+         "perf": event_array,
+         "writer": lambda: ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.USER_RINGBUF,
+                                                 max_entries=4096, name="urb"))}[kind]()
+    with m:
+        obj: Any = {"ringbuf": ebpf.ringbuf.Reader,
+                    "perf": lambda m: ebpf.perf.Reader(m, per_cpu_buffer=4096),
+                    "writer": ebpf.ringbuf.Writer}[kind](m)
+        if kind == "ringbuf":  # a ring the reader does not have: a typed error too
+            with pytest.raises(ebpf.InvalidArgumentError, match=r"has no ring 1\b"):
+                obj.size(1)
+        obj.close()
+        names = {n for n in dir(obj) if not n.startswith("_")}
+        assert names <= set(_CLOSED_READER_CALLS), "add the new members to the table"
+        wrong = []
+        for name in sorted(names):
+            try:
+                _CLOSED_READER_CALLS[name](obj, m)
+            except ReaderClosedError:
+                pass
+            except Exception as e:
+                wrong.append(f"{name}: {type(e).__name__}: {e}")
+        assert wrong == []
+        if kind != "writer":
+            assert list(obj) == []  # iteration of a closed reader just ends
+
+
+@requires("map_type:RINGBUF", min_kernel="5.8")
+def test_ringbuf_available_as_another_thread_closes_raises_closed() -> None:
+    """`available()` reading a ring that a close() in another thread unmaps at that
+    moment raises `ReaderClosedError`, not the released mapping's ValueError."""
+    with ringbuf_map() as rb:
+        rd = ebpf.ringbuf.Reader(rb)
+
+        class ClosingFirst(list[Any]):
+            def __getitem__(self, i: Any) -> Any:
+                rd.close()  # (another thread's close, at this point)
+                return super().__getitem__(i)
+
+        rd._rings = ClosingFirst(rd._rings)
+        with pytest.raises(ReaderClosedError, match=r"^ring buffer reader is closed$"):
+            rd.available()
 
 
 def test_reader_of_a_closed_map_raises_closed_error() -> None:
