@@ -409,6 +409,54 @@ def test_closed_attachments_raise_closed_error(netns: str) -> None:
                 op()
 
 
+def test_closed_links_of_every_kind_report_closed_alike(netns: str, tmp_path: Any) -> None:
+    """After close(), every kind of link answers the same misuse the same way:
+    `update()` raises `ClosedError`, `pin()`/`info()` raise `ClosedError` (or
+    `NotSupportedError` where the kind has no such operation at all), `detach()` and
+    `close()` again are harmless or raise `ClosedError`. A socket filter's update raised
+    InvalidArgumentError."""
+    import socket
+
+    sprog = returning(0, "sock_prog")
+    prog = _typed(ebpf.ProgramType.SCHED_CLS, "tc_prog")
+    xprog = _typed(ebpf.ProgramType.XDP, "xdp_prog")
+    fprog = _flow_dissector(0, "fd_prog")
+    with sprog, prog, xprog, fprog, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s1, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s2:
+        s2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s2.bind(("127.0.0.1", 0))
+
+        def in_ns(attach: Callable[[], Any]) -> Callable[[], Any]:
+            def made() -> Any:
+                with ebpf.link.in_netns(netns):
+                    return attach()
+            return made
+
+        kinds: list[tuple[Callable[[], Any], ebpf.Program]] = [
+            (lambda: ebpf.link.socket_filter(sprog, s1), sprog),
+            (lambda: ebpf.link.reuseport(sprog, s2), sprog),
+            (lambda: ebpf.link.flow_dissector(fprog, netns, link=False), fprog),
+            (lambda: ebpf.link.flow_dissector(fprog, netns, link=True), fprog),
+            (in_ns(lambda: ebpf.link.tc(prog, "veth0", "ingress")), prog),
+            (in_ns(lambda: ebpf.link.xdp(xprog, "veth0", "generic", netlink=True)), xprog),
+            (in_ns(lambda: ebpf.link.xdp(xprog, "veth0", "generic")), xprog),
+        ]
+        for attach, program in kinds:
+            link = attach()
+            link.close()
+            with pytest.raises(ClosedError, match=r" is closed$"):
+                link.update(program)
+            pin = tmp_path / "pin"
+            for op, args in ((link.pin, (str(pin),)), (link.info, ()), (link.detach, ()),
+                             (link.close, ())):
+                try:
+                    op(*args)
+                except (ClosedError, ebpf.NotSupportedError):
+                    pass
+            assert link.closed, link
+
+
 @requires("link_type:SOCKMAP", min_kernel="6.10")
 def test_sockmap_link_racing_map_close(fast_switching: None) -> None:
     """A sockmap bpf_link holds the map it hands the kernel: an attach racing the map's
