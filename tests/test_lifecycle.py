@@ -838,6 +838,52 @@ def test_fork_child_map_op_with_parent_threads_mid_operation() -> None:
         assert m[7] == (7).to_bytes(8, "little")
 
 
+@pytest.mark.parametrize("close_inside", [False, True])
+def test_fork_inside_a_hold_leaves_the_childs_map_usable_and_closable(
+        close_inside: bool) -> None:
+    """A child forked by a thread inside ``with m.fd.hold():`` leaves the block (whose
+    operation began before the fork) without error, then uses and closes the map: the
+    descriptor is really closed, at close() or (closed inside the block) when the block
+    ends, and stays open until then. Leaving the block raised IndexError (the child's
+    reset had emptied the use count the block then released)."""
+    import traceback
+
+    with hash_map("held") as m:
+        pid = -1
+        try:
+            with m.fd.hold() as number:
+                pid = os.fork()
+                if pid == 0 and close_inside:  # pragma: no cover - runs in the child
+                    m.close()
+                    os.fstat(number)  # still open: the block holds it
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                if close_inside:
+                    try:
+                        os.fstat(number)
+                        code = 3  # still open: the end of the block did not close it
+                    except OSError:
+                        code = 0
+                else:
+                    m[1] = 2
+                    if m[1] == (2).to_bytes(8, "little"):
+                        m.close()
+                        try:
+                            os.fstat(number)
+                            code = 2  # still open: a stale use count deferred the close
+                        except OSError:
+                            code = 0
+                os._exit(code)
+        except BaseException:
+            if pid == 0:  # pragma: no cover - runs in the child
+                traceback.print_exc()
+                os._exit(99)
+            raise
+        assert _wait_child(pid) == 0
+        m[1] = 3  # the parent's map and its use count are untouched
+        assert not m.fd._users
+
+
 def test_fork_tracking_forgets_dead_objects_and_keeps_live_ones() -> None:
     """Every FD is registered for the fork reset: the registry drops the dead ones as it
     grows (a process that opens and closes descriptors forever stays bounded) and keeps
