@@ -137,7 +137,7 @@ class _Ring:
             raise InvalidArgumentError(
                 f"ringbuf.Reader needs a RINGBUF map, not {type_name(info.type)}")
         size = info.max_entries
-        self.size = size
+        self.size: int = size
         self.mask = size - 1
         self.cons_mm: mmap.mmap | None = None
         self.data_mm: mmap.mmap | None = None
@@ -352,15 +352,36 @@ class Reader(ReaderBase):
         """How many ring buffers the reader reads."""
         return len(self._rings)
 
+    def _ring(self, ring: int) -> _Ring:
+        """Ring `ring` of the open reader: `ReaderClosedError` once closed,
+        `InvalidArgumentError` for an index the reader has no ring for."""
+        rings = self._rings
+        if self._closed:
+            raise self._closed_error()
+        if not 0 <= ring < len(rings):
+            raise InvalidArgumentError(
+                f"the reader has no ring {ring}: it reads {len(rings)} ring buffer(s), "
+                "numbered from 0 in the order given (the index `add` returns)")
+        r: _Ring = rings[ring]
+        return r
+
     def size(self, ring: int = 0) -> int:
-        """The data size in bytes of ring `ring`."""
-        return self._rings[ring].size  # type: ignore[no-any-return]
+        """The data size in bytes of ring `ring` (its index, as in `Record.ring`).
+        Raises `ReaderClosedError` once the reader is closed."""
+        return self._ring(ring).size
 
     def available(self, ring: int = 0) -> int:
-        """Bytes written to ring `ring` and not yet consumed (including queued-up
-        busy and discarded records)."""
-        r = self._rings[ring]
-        return int(r.prod64[0] - r.cons64[0])
+        """Bytes written to ring `ring` (its index, as in `Record.ring`) and not yet
+        consumed (including queued-up busy and discarded records). Raises
+        `ReaderClosedError` once the reader is closed (also by another thread
+        meanwhile)."""
+        r = self._ring(ring)
+        try:
+            return int(r.prod64[0] - r.cons64[0])
+        except ValueError:  # unmapped by a close() in another thread meanwhile
+            if not self._closed:
+                raise
+            raise self._closed_error() from None
 
     def _requeue(self, sample: bytes, ring: int) -> Any:
         return Record(sample, 0, ring)
@@ -479,8 +500,12 @@ class Writer:
             self.close()  # unmaps and closes the child's copies; the ring is untouched
 
     def available(self) -> int:
-        """Free bytes in the ring (headers and padding included)."""
-        return int(self.size - (self._prod64[0] - self._cons64[0]))
+        """Free bytes in the ring (headers and padding included). Raises
+        `ReaderClosedError` once the writer is closed."""
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            return int(self.size - (self._prod64[0] - self._cons64[0]))
 
     def reserve(self, size: int, timeout: float | None = 0) -> UserSample:
         """Reserve `size` bytes. With `timeout` 0 (the default) raise

@@ -10,6 +10,8 @@ number really was reused in some rounds, so that they test what they claim to.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import errno
 import importlib
 import os
@@ -407,6 +409,54 @@ def test_closed_attachments_raise_closed_error(netns: str) -> None:
                 op()
 
 
+def test_closed_links_of_every_kind_report_closed_alike(netns: str, tmp_path: Any) -> None:
+    """After close(), every kind of link answers the same misuse the same way:
+    `update()` raises `ClosedError`, `pin()`/`info()` raise `ClosedError` (or
+    `NotSupportedError` where the kind has no such operation at all), `detach()` and
+    `close()` again are harmless or raise `ClosedError`. A socket filter's update raised
+    InvalidArgumentError."""
+    import socket
+
+    sprog = returning(0, "sock_prog")
+    prog = _typed(ebpf.ProgramType.SCHED_CLS, "tc_prog")
+    xprog = _typed(ebpf.ProgramType.XDP, "xdp_prog")
+    fprog = _flow_dissector(0, "fd_prog")
+    with sprog, prog, xprog, fprog, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s1, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s2:
+        s2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s2.bind(("127.0.0.1", 0))
+
+        def in_ns(attach: Callable[[], Any]) -> Callable[[], Any]:
+            def made() -> Any:
+                with ebpf.link.in_netns(netns):
+                    return attach()
+            return made
+
+        kinds: list[tuple[Callable[[], Any], ebpf.Program]] = [
+            (lambda: ebpf.link.socket_filter(sprog, s1), sprog),
+            (lambda: ebpf.link.reuseport(sprog, s2), sprog),
+            (lambda: ebpf.link.flow_dissector(fprog, netns, link=False), fprog),
+            (lambda: ebpf.link.flow_dissector(fprog, netns, link=True), fprog),
+            (in_ns(lambda: ebpf.link.tc(prog, "veth0", "ingress")), prog),
+            (in_ns(lambda: ebpf.link.xdp(xprog, "veth0", "generic", netlink=True)), xprog),
+            (in_ns(lambda: ebpf.link.xdp(xprog, "veth0", "generic")), xprog),
+        ]
+        for attach, program in kinds:
+            link = attach()
+            link.close()
+            with pytest.raises(ClosedError, match=r" is closed$"):
+                link.update(program)
+            pin = tmp_path / "pin"
+            for op, args in ((link.pin, (str(pin),)), (link.info, ()), (link.detach, ()),
+                             (link.close, ())):
+                try:
+                    op(*args)
+                except (ClosedError, ebpf.NotSupportedError):
+                    pass
+            assert link.closed, link
+
+
 @requires("link_type:SOCKMAP", min_kernel="6.10")
 def test_sockmap_link_racing_map_close(fast_switching: None) -> None:
     """A sockmap bpf_link holds the map it hands the kernel: an attach racing the map's
@@ -557,6 +607,98 @@ def test_closed_readers_raise_closed_error() -> None:
                 op()
 
 
+# What each public member of a closed reader or writer is called with (every public
+# name must be here, so a new one is swept too); one that needs an open reader must
+# raise ReaderClosedError, the others (closed, close, decoding...) work harmlessly.
+_CLOSED_READER_CALLS: dict[str, Callable[[Any, ebpf.Map], Any]] = {
+    "add": lambda r, m: r.add(m),
+    "available": lambda r, m: r.available(),
+    "btf": lambda r, m: r.btf,
+    "close": lambda r, m: r.close(),
+    "closed": lambda r, m: r.closed,
+    "cpus": lambda r, m: r.cpus,
+    "ctype": lambda r, m: r.ctype(ctypes.c_uint64),
+    "decode": lambda r, m: r.decode(bytes(8), ctypes.c_uint64),
+    "decode_batch": lambda r, m: r.decode_batch([bytes(8)], ctypes.c_uint64),
+    "dtype": lambda r, m: r.dtype("<u8"),
+    "fileno": lambda r, m: r.fileno(),
+    "lost_samples": lambda r, m: r.lost_samples,
+    "overwritable": lambda r, m: r.overwritable,
+    "pause": lambda r, m: r.pause(),
+    "paused": lambda r, m: r.paused,
+    "per_cpu_buffer": lambda r, m: r.per_cpu_buffer,
+    "poll": lambda r, m: r.poll(lambda rec: None, timeout=0),
+    "read": lambda r, m: r.read(timeout=0),
+    "read_array": lambda r, m: r.read_array(timeout=0),
+    "read_array_async": lambda r, m: asyncio.run(r.read_array_async(timeout=0)),
+    "read_async": lambda r, m: asyncio.run(r.read_async(timeout=0)),
+    "read_batch": lambda r, m: r.read_batch(timeout=0),
+    "read_batch_async": lambda r, m: asyncio.run(r.read_batch_async(timeout=0)),
+    "read_into": lambda r, m: r.read_into(bytearray(64), timeout=0),
+    "reserve": lambda w, m: w.reserve(8),
+    "resume": lambda r, m: r.resume(),
+    "rings": lambda r, m: r.rings,
+    "set_deadline": lambda r, m: r.set_deadline(None),
+    "size": lambda r, m: r.size() if callable(r.size) else r.size,
+    "write": lambda w, m: w.write(bytes(8)),
+    "fd": lambda w, m: w.fd,
+}
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("ringbuf", marks=requires("map_type:RINGBUF", min_kernel="5.8")),
+    "perf",
+    pytest.param("writer", marks=requires("map_type:USER_RINGBUF", min_kernel="6.1")),
+])
+def test_every_member_of_a_closed_reader_or_writer_raises_reader_closed(kind: str) -> None:
+    """After close(), each public method and property of a ring buffer reader, a perf
+    reader and a user ring buffer writer either works harmlessly or raises
+    `ReaderClosedError`: never the IndexError of an emptied ring list (`size`,
+    `available`) or the ValueError of a released mapping (`Writer.available`)."""
+    m = {"ringbuf": ringbuf_map,
+         "perf": event_array,
+         "writer": lambda: ebpf.Map(ebpf.MapSpec(type=ebpf.MapType.USER_RINGBUF,
+                                                 max_entries=4096, name="urb"))}[kind]()
+    with m:
+        obj: Any = {"ringbuf": ebpf.ringbuf.Reader,
+                    "perf": lambda m: ebpf.perf.Reader(m, per_cpu_buffer=4096),
+                    "writer": ebpf.ringbuf.Writer}[kind](m)
+        if kind == "ringbuf":  # a ring the reader does not have: a typed error too
+            with pytest.raises(ebpf.InvalidArgumentError, match=r"has no ring 1\b"):
+                obj.size(1)
+        obj.close()
+        names = {n for n in dir(obj) if not n.startswith("_")}
+        assert names <= set(_CLOSED_READER_CALLS), "add the new members to the table"
+        wrong = []
+        for name in sorted(names):
+            try:
+                _CLOSED_READER_CALLS[name](obj, m)
+            except ReaderClosedError:
+                pass
+            except Exception as e:
+                wrong.append(f"{name}: {type(e).__name__}: {e}")
+        assert wrong == []
+        if kind != "writer":
+            assert list(obj) == []  # iteration of a closed reader just ends
+
+
+@requires("map_type:RINGBUF", min_kernel="5.8")
+def test_ringbuf_available_as_another_thread_closes_raises_closed() -> None:
+    """`available()` reading a ring that a close() in another thread unmaps at that
+    moment raises `ReaderClosedError`, not the released mapping's ValueError."""
+    with ringbuf_map() as rb:
+        rd = ebpf.ringbuf.Reader(rb)
+
+        class ClosingFirst(list[Any]):
+            def __getitem__(self, i: Any) -> Any:
+                rd.close()  # (another thread's close, at this point)
+                return super().__getitem__(i)
+
+        rd._rings = ClosingFirst(rd._rings)
+        with pytest.raises(ReaderClosedError, match=r"^ring buffer reader is closed$"):
+            rd.available()
+
+
 def test_reader_of_a_closed_map_raises_closed_error() -> None:
     rb = ringbuf_map()
     rb.close()
@@ -694,6 +836,52 @@ def test_fork_child_map_op_with_parent_threads_mid_operation() -> None:
             stop.set()
             hammer.join()
         assert m[7] == (7).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("close_inside", [False, True])
+def test_fork_inside_a_hold_leaves_the_childs_map_usable_and_closable(
+        close_inside: bool) -> None:
+    """A child forked by a thread inside ``with m.fd.hold():`` leaves the block (whose
+    operation began before the fork) without error, then uses and closes the map: the
+    descriptor is really closed, at close() or (closed inside the block) when the block
+    ends, and stays open until then. Leaving the block raised IndexError (the child's
+    reset had emptied the use count the block then released)."""
+    import traceback
+
+    with hash_map("held") as m:
+        pid = -1
+        try:
+            with m.fd.hold() as number:
+                pid = os.fork()
+                if pid == 0 and close_inside:  # pragma: no cover - runs in the child
+                    m.close()
+                    os.fstat(number)  # still open: the block holds it
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                if close_inside:
+                    try:
+                        os.fstat(number)
+                        code = 3  # still open: the end of the block did not close it
+                    except OSError:
+                        code = 0
+                else:
+                    m[1] = 2
+                    if m[1] == (2).to_bytes(8, "little"):
+                        m.close()
+                        try:
+                            os.fstat(number)
+                            code = 2  # still open: a stale use count deferred the close
+                        except OSError:
+                            code = 0
+                os._exit(code)
+        except BaseException:
+            if pid == 0:  # pragma: no cover - runs in the child
+                traceback.print_exc()
+                os._exit(99)
+            raise
+        assert _wait_child(pid) == 0
+        m[1] = 3  # the parent's map and its use count are untouched
+        assert not m.fd._users
 
 
 def test_fork_tracking_forgets_dead_objects_and_keeps_live_ones() -> None:

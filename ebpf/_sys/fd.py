@@ -9,10 +9,13 @@ every operation *holds* the descriptor for the duration of its system call
 operations raise `ClosedError`) and the real ``close(2)`` happens when the
 last operation in flight releases it, so the number cannot be reused while
 any system call with it may still run. Holding costs two list operations
-(atomic under the GIL), no lock.
+(atomic under the GIL), no lock: an entry per operation in flight, naming the
+thread that began it.
 
-After fork() the child has only the forking thread: the use counts that other
-parent threads left behind are reset (see `ebpf._sys.forking`).
+After fork() the child has only the forking thread: the operations other parent
+threads had in flight are dropped from the use counts, those of the forking
+thread (it forked inside a `hold()`) stay until it releases them (see
+`ebpf._sys.forking`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from _thread import get_ident as _get_ident  # (threading's, without importing it: start)
 
 from ..errors import ClosedError
 from . import forking
@@ -49,8 +53,11 @@ class FD:
         # The number while open or until the last user releases it: popped (atomically)
         # by whoever really closes it, so it is closed exactly once.
         self._held = [fd]
-        # One entry per operation in flight (list append/pop are atomic under the GIL).
-        self._users: list[None] = []
+        # One entry per operation in flight (list append/remove are atomic under the GIL):
+        # the ident of the thread that began it, kept for that thread after fork(); or
+        # None for an operation that cannot span a fork (maps.elements' inlined one,
+        # which removes a None).
+        self._users: list[int | None] = []
         self.kind = kind
         forking.track(self)
 
@@ -80,7 +87,7 @@ class FD:
     def acquire(self) -> int:
         """Mark one operation in flight and return the descriptor; `ClosedError` once
         closed. Every `acquire` that returns must be paired with one `release`."""
-        self._users.append(None)
+        self._users.append(_get_ident())
         fd = self._fd
         if fd < 0:
             self.release()
@@ -91,7 +98,10 @@ class FD:
         """End an operation started with `acquire` (closes the descriptor if `close()`
         was called meanwhile and this was the last operation in flight)."""
         users = self._users
-        users.pop()
+        try:
+            users.remove(_get_ident())
+        except ValueError:  # acquired in another thread: any entry pairs up as well
+            users.pop()
         if self._fd < 0 and not users:
             self._reap()
 
@@ -130,9 +140,13 @@ class FD:
             self._reap()
 
     def _after_fork_in_child(self) -> None:
-        # Operations other parent threads had in flight do not exist in the child.
-        self._users.clear()
-        if self._fd < 0:
+        # Operations other parent threads had in flight do not exist in the child; the
+        # forking thread's own (it forked inside a hold) end with its release.
+        users = self._users
+        if users:
+            me = _get_ident()
+            users[:] = [u for u in users if u == me]
+        if self._fd < 0 and not users:
             self._reap()
 
     def __enter__(self) -> FD:

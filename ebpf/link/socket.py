@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .._sys import forking as _forking
 from .._sys.fd import hold, holds_first
 from .._sys.types import ProgramType
-from ..errors import InvalidArgumentError, NotSupportedError
+from ..errors import ClosedError, InvalidArgumentError, NotSupportedError
 from .base import Link
 
 if TYPE_CHECKING:
@@ -47,12 +47,17 @@ class SocketFilterLink(Link):
         """The socket the program is attached to (None once closed)."""
         return self._sock
 
+    def _closed_error(self) -> ClosedError:
+        name = getattr(self.program, "name", "")
+        where = "a socket's SO_REUSEPORT group" if self._reuseport else "a socket"
+        return ClosedError(f"attachment of program {name!r} to {where} is closed")
+
     def update(self, program: Program, *, old: Program | None = None) -> None:
         """Replace the filter; the kernel swaps it atomically for the socket.
-        `InvalidArgumentError` once `close()` has started (from any thread)."""
+        `ClosedError` once `close()` has started (from any thread), as for every link."""
         with self._lock:
             if self._sock is None:
-                raise InvalidArgumentError("socket filter link is closed")
+                raise self._closed_error()
             opt = SO_ATTACH_REUSEPORT_EBPF if self._reuseport else SO_ATTACH_BPF
             with hold(program):  # its number stays its own until the socket has it
                 self._sock.setsockopt(_socket.SOL_SOCKET, opt, program.fileno())

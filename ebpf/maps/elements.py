@@ -217,7 +217,8 @@ class MapElements(MapMemory):
         users = fd._users
         while True:
             # FD.acquire/release inlined (the funnel of every element operation but the
-            # owner fast path): the number stays ours until the pop, ClosedError once closed
+            # owner fast path): the number stays ours until the remove, ClosedError once
+            # closed; a None entry (no fork can happen in between: see FD._users)
             users.append(None)
             try:
                 if fd._fd < 0:
@@ -226,7 +227,7 @@ class MapElements(MapMemory):
                     return True
                 err = _get_errno()
             finally:
-                users.pop()
+                users.remove(None)
                 if fd._fd < 0 and not users:
                     fd._reap()
             if err == errno.EINTR:
