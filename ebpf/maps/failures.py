@@ -68,6 +68,11 @@ def elem_error(m: MapElements, cmd: int, err: int, key: Any, flags: int) -> Exce
             m._type not in FD_VALUE_TYPES:
         return InvalidArgumentError(
             f"{where}: elements of {type_name(m._type)} maps cannot be deleted")
+    known = int(UpdateFlags.NOEXIST | UpdateFlags.EXIST | UpdateFlags.LOCK)
+    if err == errno.EINVAL and flags & ~known:
+        return InvalidArgumentError(
+            f"{where}: flags {flags:#x} has bits no UpdateFlags member has (ANY, NOEXIST, "
+            f"EXIST, LOCK)")
     if err == errno.EINVAL and flags & UpdateFlags.LOCK:
         return InvalidArgumentError(
             f"{where}: UpdateFlags.LOCK needs a value with a struct bpf_spin_lock (BTF)")
