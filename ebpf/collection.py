@@ -176,6 +176,44 @@ class Variable:
         return f"<Variable {self.name} in {self.spec.section}>"
 
 
+def _check_options(spec: object, map_replacements: object, programs: object,
+                   kernel_btf: object) -> set[str] | None:
+    """`Collection`'s arguments checked for type (InvalidArgumentError naming the one that
+    is wrong); returns the names in `programs` as a set (None: every autoloaded one)."""
+    if not isinstance(spec, CollectionSpec):
+        raise InvalidArgumentError(
+            f"Collection needs a CollectionSpec (from ebpf.load_collection_spec), got "
+            f"{type(spec).__name__}")
+    if map_replacements is not None:
+        if not isinstance(map_replacements, Mapping):
+            raise InvalidArgumentError(
+                "map_replacements must be a mapping of map names to ebpf.Map objects, got "
+                f"{type(map_replacements).__name__}")
+        for name, m in map_replacements.items():
+            if not (hasattr(m, "fileno") and hasattr(m, "info")):
+                raise InvalidArgumentError(
+                    f"map_replacements[{name!r}] must be an ebpf.Map (a loaded map, not a "
+                    f"MapSpec), got {type(m).__name__}")
+    if kernel_btf is not None:
+        from .btf import Spec  # (only with kernel_btf, which loads BTF anyway)
+
+        if not isinstance(kernel_btf, Spec):
+            raise InvalidArgumentError(
+                f"kernel_btf must be an ebpf.btf.Spec, got {type(kernel_btf).__name__}")
+    if programs is None:
+        return None
+    if isinstance(programs, (str, bytes)) or not isinstance(programs, Iterable):
+        raise InvalidArgumentError(
+            f"programs must be an iterable of program names (e.g. [{programs!r}]), got "
+            f"{type(programs).__name__}")
+    names = list(programs)
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"programs must hold program names (str), got {type(name).__name__} {name!r}")
+    return set(names)
+
+
 class Collection:
     """The kernel objects of a CollectionSpec: `programs`, `maps` and `variables`.
 
@@ -206,6 +244,7 @@ class Collection:
         log_level: int = 0,
         token: Token | None = None,
     ) -> None:
+        only = _check_options(spec, map_replacements, programs, kernel_btf)
         if pin_path is not None:
             pin_path = _validate.path(pin_path, "pin_path")
         own_token = token is None
@@ -215,14 +254,14 @@ class Collection:
             token = token_from_env()
         if token is None:
             made = instantiate(spec, pin_path=pin_path, map_replacements=map_replacements,
-                               only=set(programs) if programs is not None else None,
+                               only=only,
                                kernel_btf=kernel_btf, log_level=log_level)
         else:
             try:
                 with token.use():
                     made = instantiate(spec, pin_path=pin_path,
                                        map_replacements=map_replacements,
-                                       only=set(programs) if programs is not None else None,
+                                       only=only,
                                        kernel_btf=kernel_btf, log_level=log_level)
             finally:
                 if own_token:

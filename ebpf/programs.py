@@ -701,6 +701,11 @@ def _check_spec(spec: ProgramSpec) -> tuple[ProgramType, tuple[Any, ...], _Fixed
     if attach_type is not None:
         lo, hi = _validate.field_range(ProgLoadAttr, "expected_attach_type")
         _validate.integer(attach_type, "ProgramSpec.attach_type", lo, hi)
+    attach_prog = fields[10]
+    if attach_prog is not None and not hasattr(attach_prog, "fileno"):
+        raise InvalidArgumentError(
+            "ProgramSpec.attach_prog must be a loaded ebpf.Program (the program to attach "
+            f"to) or None, got {type(attach_prog).__name__} {attach_prog!r}")
     try:
         return ProgramType(fields[4]), fields, None
     except ValueError:

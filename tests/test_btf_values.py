@@ -86,7 +86,7 @@ def test_struct_by_members(clang: btf.Spec) -> None:
         "bits": {"a": 5, "b": -3, "c": (1 << 40) - 1, "flag": 7, "name": "comm"},
         "inner": {"x": 1, "y": 2, "named": {"z": -4, "d": 1.5}},
         "small": "SMALL_A", "big": 0xffffffffff, "negbig": -0x1ffffffff,
-        "matrix": [[1, 2], [3]], "fl": 0.25, "opaque": 1 << 70,
+        "matrix": [[1, 2], [3]], "fl": 0.25, "opaque": (1 << 64) - 1,
     })
     obj = to_ctypes(t).from_buffer_copy(data)
     assert (obj.bits.a, obj.bits.b, obj.bits.c, obj.bits.flag) == (5, -3, (1 << 40) - 1, True)
@@ -97,7 +97,10 @@ def test_struct_by_members(clang: btf.Spec) -> None:
     assert obj.fl == 0.25
     v = values.decode(t, data)
     assert v["inner"]["y"] == 2 and v["inner"]["named"] == {"z": -4, "d": 1.5}
-    assert v["opaque"] == (1 << 70) % (1 << 64)
+    assert v["opaque"] == (1 << 64) - 1
+    with pytest.raises(InvalidArgumentError, match=r"value\.opaque=1180591620717411303424 "
+                                                   r"does not fit a 64-bit pointer"):
+        values.encode(t, {"opaque": 1 << 70})  # not wrapped to 0 modulo 2**64
 
 
 @pytest.mark.parametrize("value, message", [

@@ -207,14 +207,23 @@ def _float_encoder(inner: Float) -> Encoder:
     def enc(value: Any, out: bytearray, off: int, what: str) -> None:
         if pack is None:
             raise InvalidArgumentError(f"cannot encode {inner.size}-byte float {what}")
-        pack(out, off, float(value))
+        try:
+            if isinstance(value, (str, bytes, bytearray)):
+                raise TypeError
+            pack(out, off, float(value))
+        except (TypeError, ValueError, OverflowError, struct.error):
+            raise InvalidArgumentError(
+                f"{what} must be a number that fits a {inner.size}-byte float, got "
+                f"{type(value).__name__} {value!r}") from None
 
     return enc
 
 
 def _put_u64(value: Any, out: bytearray, off: int, what: str) -> None:
     if not isinstance(value, int):
-        raise InvalidArgumentError(f"{what} must be an int")
+        raise InvalidArgumentError(f"{what} must be an int, got {type(value).__name__}")
+    if not -(1 << 63) <= value < 1 << 64:  # (wrapped modulo 2**64, it would be another)
+        raise InvalidArgumentError(f"{what}={value} does not fit a 64-bit pointer")
     out[off : off + 8] = (value % (1 << 64)).to_bytes(8, "little")
 
 
@@ -223,8 +232,15 @@ def _array_encoder(t: Type, inner: Array, depth: int) -> Encoder:
     if _is_char_array(inner):
 
         def enc_chars(value: Any, out: bytearray, off: int, what: str) -> None:
-            data = (value.encode(errors="surrogateescape") if isinstance(value, str)
-                    else bytes(value))
+            try:
+                if isinstance(value, int):  # bytes(5) would be five NUL bytes
+                    raise TypeError
+                data = (value.encode(errors="surrogateescape") if isinstance(value, str)
+                        else bytes(value))
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(
+                    f"{what} must be a str or bytes for {describe(t)}, got "
+                    f"{type(value).__name__} {value!r}") from None
             if len(data) > nelems:
                 raise InvalidArgumentError(
                     f"{what} is {len(data)} bytes, longer than {describe(t)}")

@@ -187,7 +187,7 @@ def update(m: MapElements, keys: Any, values: Any, flags: int) -> int:
         # Map/Program values (from any iterable) stay open while their numbers are in
         # flight: a value another thread closes meanwhile raises ClosedError, and no
         # object opened after it (taking its number) gets into the map
-        values = held = list(values)
+        values = held = _as_list(values, "values")
     with _hold(*held):
         kbuf, n = _pack_many(m, keys, "keys", value=False)
         vbuf, nv = _pack_many(m, values, "values", value=True)
@@ -208,6 +208,15 @@ def _is_buffer(items: Any) -> bool:
         items, "__array_interface__")
 
 
+def _as_list(items: Any, what: str) -> list[Any]:
+    try:
+        return list(items)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{what} must be a sequence of {what} or a buffer of packed ones, got "
+            f"{type(items).__name__} {items!r}") from None
+
+
 def _pack_many(m: MapElements, items: Any, what: str, value: bool) -> tuple[Any, int]:
     size = m._vbytes if value else m._key_size
     if _is_buffer(items):
@@ -219,7 +228,7 @@ def _pack_many(m: MapElements, items: Any, what: str, value: bool) -> tuple[Any,
                 f"{what} buffer must hold a multiple of {size} bytes, got {mv.nbytes}")
         buf = ctypes.create_string_buffer(bytes(mv), max(mv.nbytes, 1))
         return buf, mv.nbytes // size
-    seq = list(items)
+    seq = _as_list(items, what)
     buf = ctypes.create_string_buffer(max(len(seq) * size, 1))
     raw = memoryview(buf).cast("B")
     for i, item in enumerate(seq):

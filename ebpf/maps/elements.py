@@ -160,6 +160,8 @@ class MapElements(MapMemory):
         the map has a BTF value type. `flags` may be UpdateFlags.LOCK (read under the
         value's spin lock). Queue/stack maps: `lookup()` is `peek()`.
         """
+        if flags.__class__ is not int:  # 0.0, None, False: not "no flags"
+            flags = _validate.unsigned(flags, "flags", 64)
         if self._mstate != _NONE and not flags:
             i = self._mindex(key)
             if i >= 0:
@@ -287,6 +289,8 @@ class MapElements(MapMemory):
         Map-in-map and program array values may be `Map`/`Program` objects (or
         anything with `fileno()`).
         """
+        if flags.__class__ is not int:  # 0.0, None, False: not the default ANY (0)
+            flags = _validate.unsigned(flags, "flags", 64)
         if self._type in KEYLESS_TYPES:
             if key is not None:
                 raise InvalidArgumentError(

@@ -53,6 +53,11 @@ def elem_error(m: MapElements, cmd: int, err: int, key: Any, flags: int) -> Exce
         return KeyNotFoundError(m._missing(key))
     if err == errno.EEXIST and cmd == _UPDATE:
         return KeyExistsError(err, f"{where}: key {key!r} already exists (NOEXIST)")
+    if err == errno.E2BIG and cmd == _UPDATE and m._type in ARRAY_TYPES:
+        n = m._spec.max_entries  # (an array is never full: the index is past its end)
+        return InvalidArgumentError(
+            f"{where}: key {key!r} is out of range: the indexes are 0..{n - 1} "
+            f"(max_entries {n})")
     if err == errno.E2BIG and cmd == _UPDATE:
         return SyscallError(err, f"{where}: map is full "
                                  f"(max_entries {m._spec.max_entries})")
@@ -63,6 +68,11 @@ def elem_error(m: MapElements, cmd: int, err: int, key: Any, flags: int) -> Exce
             m._type not in FD_VALUE_TYPES:
         return InvalidArgumentError(
             f"{where}: elements of {type_name(m._type)} maps cannot be deleted")
+    known = int(UpdateFlags.NOEXIST | UpdateFlags.EXIST | UpdateFlags.LOCK)
+    if err == errno.EINVAL and flags & ~known:
+        return InvalidArgumentError(
+            f"{where}: flags {flags:#x} has bits no UpdateFlags member has (ANY, NOEXIST, "
+            f"EXIST, LOCK)")
     if err == errno.EINVAL and flags & UpdateFlags.LOCK:
         return InvalidArgumentError(
             f"{where}: UpdateFlags.LOCK needs a value with a struct bpf_spin_lock (BTF)")
