@@ -691,6 +691,10 @@ def _check_spec(spec: ProgramSpec) -> tuple[ProgramType, tuple[Any, ...], _Fixed
         if not isinstance(v, str):
             raise InvalidArgumentError(
                 f"ProgramSpec.{fname} must be a str, got {type(v).__name__}")
+    if "\0" in fields[1]:  # (the kernel would read the license only up to it)
+        raise InvalidArgumentError(
+            f"ProgramSpec.license {fields[1]!r} contains a NUL character: give the license "
+            "string alone, e.g. 'GPL'")
     if not isinstance(spec.instructions, Sequence) or isinstance(spec.instructions, (str, bytes)):
         raise InvalidArgumentError("ProgramSpec.instructions must be a list of Instructions, "
                                    f"got {type(spec.instructions).__name__}")

@@ -580,6 +580,12 @@ class Writer:
             self._u32[w] = length | (_DISCARD if discard else 0)
             self._outstanding.pop(sample._hdr, None)
 
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called (every other method then raises
+        `ReaderClosedError`)."""
+        return self._closed
+
     def close(self) -> None:
         """Unmap the ring and close the writer's descriptors (idempotent).
         Samples reserved and not submitted stay busy for the kernel."""

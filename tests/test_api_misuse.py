@@ -135,6 +135,8 @@ for field, bits in [("key_size", 32), ("value_size", 32), ("max_entries", 32), (
     row(f"map-{field}-bool", _new_map(**{field: True}), IA, rf"{field} must be an integer")
     row(f"map-{field}-str", _new_map(**{field: "4"}), IA, rf"{field} must be an integer")
 row("map-type-unknown", _new_map(type=4096), NotSupportedError, r"map type 4096")
+row("map-pinning-unknown", _new_map(pinning=7), IA, r"MapSpec\.pinning must be PinType")
+row("map-pinning-str", _new_map(pinning="by_name"), IA, r"MapSpec\.pinning must be PinType")
 row("map-type-str", _new_map(type="hash"), IA, r"type")
 row("map-type-none", _new_map(type=None), IA, r"type")
 row("map-type-float", _new_map(type=1.0), IA, r"type")
@@ -276,6 +278,7 @@ row("prog-attach_type-str", _new_prog(attach_type="ingress"), IA, r"attach_type"
 row("prog-name-int", _new_prog(name=5), IA, r"name")
 row("prog-license-bytes", _new_prog(license=b"GPL"), IA, r"license")
 row("prog-license-none", _new_prog(license=None), IA, r"license")
+row("prog-license-nul", _new_prog(license="GPL\0x"), IA, r"license 'GPL\\x00x' contains a NUL")
 row("prog-instructions-none", _new_prog(instructions=None), IA, r"instructions")
 row("prog-instructions-bytes", _new_prog(instructions=b"\x95" + b"\0" * 7), IA,
     r"instructions")

@@ -678,6 +678,7 @@ def test_every_member_of_a_closed_reader_or_writer_raises_reader_closed(kind: st
             except Exception as e:
                 wrong.append(f"{name}: {type(e).__name__}: {e}")
         assert wrong == []
+        assert obj.closed
         if kind != "writer":
             assert list(obj) == []  # iteration of a closed reader just ends
 

@@ -99,8 +99,13 @@ class Map(MapElements):
         # (refuses a malformed spec before touching the kernel)
         attr, type_ids, derived = prepare(spec)
         spec = spec.copy()
+        pinning = spec.pinning
+        if pinning.__class__ is not PinType and not (
+                pinning.__class__ is int and 0 <= pinning <= 1):
+            raise InvalidArgumentError(
+                f"MapSpec.pinning must be PinType.NONE or PinType.BY_NAME, got {pinning!r}")
         pin_file: str | None = None
-        if pin_path is not None and spec.pinning == PinType.BY_NAME:
+        if pin_path is not None and pinning == PinType.BY_NAME:
             if not spec.name:
                 raise InvalidArgumentError("a map pinned by name needs a name")
             pin_dir = _validate.path(pin_path, "pin_path")
