@@ -1326,10 +1326,9 @@ def _builder_lock(b: Builder) -> _thread.RLock:
     created on first use; replaced by a free one in a forked child)."""
     lock: _thread.RLock | None = vars(b).get("_programs_lock")
     if lock is None:
-        # replaced in a child before another thread can take it: a child forked while
-        # that thread holds it must not inherit it held
-        _forking.reset_lock(b, "_programs_lock", _thread.RLock)
-        lock = vars(b).setdefault("_programs_lock", _thread.RLock())  # atomic: one wins
+        # (registered for a forked child's reset before another thread can take it)
+        lock = vars(b).setdefault(  # atomic: one wins
+            "_programs_lock", _forking.new_lock(b, "_programs_lock", _thread.RLock))
     return lock
 
 

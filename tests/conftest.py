@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from trampolines import IN_GUEST
@@ -212,6 +213,26 @@ def no_fd_leaks() -> Iterator[None]:
     yield
     leaked = leaked_descriptors(before)
     assert not leaked, f"leaked descriptors: {leaked}"
+
+
+def small_map_spec(**fields: Any) -> Any:
+    """A HASH MapSpec of u32 keys and u64 values, `fields` (its name among them) set."""
+    from ebpf.maps import MapSpec, MapType
+
+    base: dict[str, Any] = dict(type=MapType.HASH, key_size=4, value_size=8, max_entries=4)
+    base.update(fields)
+    return MapSpec(**base)
+
+
+def small_prog_spec(**fields: Any) -> Any:
+    """A GPL SOCKET_FILTER ProgramSpec returning 0, `fields` (its name among them) set."""
+    from ebpf import asm
+    from ebpf.programs import ProgramSpec, ProgramType
+
+    base: dict[str, Any] = dict(type=ProgramType.SOCKET_FILTER, license="GPL",
+                                instructions=[asm.mov_imm(asm.R0, 0), asm.exit()])
+    base.update(fields)
+    return ProgramSpec(**base)
 
 
 def wait_for_child(pid: int, timeout: float) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
-from conftest import leaked_descriptors, open_fds
+from conftest import leaked_descriptors, open_fds, small_map_spec, small_prog_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernelmatrix import requires
@@ -45,17 +45,13 @@ Call = Callable[[dict[str, Any]], Any]
 
 
 def _map_spec(**kw: Any) -> MapSpec:
-    base: dict[str, Any] = dict(name=NAME, type=MapType.HASH, key_size=4, value_size=8,
-                                max_entries=8)
-    base.update(kw)
-    return MapSpec(**base)
+    spec: MapSpec = small_map_spec(**{"name": NAME, "max_entries": 8, **kw})
+    return spec
 
 
 def _prog_spec(**kw: Any) -> ProgramSpec:
-    base: dict[str, Any] = dict(name=NAME, type=ProgramType.SOCKET_FILTER, license="GPL",
-                                instructions=[asm.mov_imm(asm.R0, 0), asm.exit()])
-    base.update(kw)
-    return ProgramSpec(**base)
+    spec: ProgramSpec = small_prog_spec(**{"name": NAME, **kw})
+    return spec
 
 
 def _closed_map() -> Map:

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 from bpfbuild import compile_bpf
+from conftest import small_map_spec, small_prog_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ebpf
-from ebpf import asm
 from ebpf._sys.prog import prog_get_next_id
 from ebpf.errors import ELFError, InvalidArgumentError
 from ebpf.maps import Map, MapSpec, MapType, PinType, map_ids
-from ebpf.programs import Program, ProgramSpec, ProgramType
+from ebpf.programs import Program, ProgramSpec
 
 pytestmark = [pytest.mark.kernel, pytest.mark.hostonly]
 
@@ -77,17 +77,13 @@ def nothing_created() -> Iterator[None]:
 
 
 def _map_spec(**kw: Any) -> MapSpec:
-    base: dict[str, Any] = dict(name=NAME, type=MapType.HASH, key_size=4, value_size=8,
-                                max_entries=4)
-    base.update(kw)
-    return MapSpec(**base)
+    spec: MapSpec = small_map_spec(**{"name": NAME, **kw})
+    return spec
 
 
 def _prog_spec(**kw: Any) -> ProgramSpec:
-    base: dict[str, Any] = dict(name=NAME, type=ProgramType.SOCKET_FILTER, license="GPL",
-                                instructions=[asm.mov_imm(asm.R0, 0), asm.exit()])
-    base.update(kw)
-    return ProgramSpec(**base)
+    spec: ProgramSpec = small_prog_spec(**{"name": NAME, **kw})
+    return spec
 
 
 def _outside(bits: int) -> st.SearchStrategy[int]:

@@ -30,7 +30,9 @@ from . import log as _log
 
 TYPE_CHECKING = False  # typing's, without importing typing (process start)
 if TYPE_CHECKING:  # a type for track(): no Protocol class at run time (import cost)
-    from typing import Any, Protocol
+    from typing import Any, Protocol, TypeVar
+
+    _L = TypeVar("_L")
 
     class _ForkAware(Protocol):
         def _after_fork_in_child(self) -> None: ...
@@ -83,6 +85,14 @@ def reset_lock(owner: Any, attr: str, factory: Callable[[], Any] = _thread.alloc
     ``factory()`` in a forked child, so that a lock a parent thread held at fork
     time cannot deadlock the child."""
     _locks.setdefault(owner, {})[attr] = factory
+
+
+def new_lock(owner: Any, attr: str, factory: Callable[[], _L]) -> _L:
+    """A new ``factory()`` lock for ``owner.<attr>``, registered first (`reset_lock`), so
+    that no thread can hold it before a forked child would replace it. The caller
+    publishes it: ``self._lock = new_lock(self, "_lock", _thread.RLock)``."""
+    reset_lock(owner, attr, factory)
+    return factory()
 
 
 # Module-level locks of modules that may not be imported yet: reset when they are.

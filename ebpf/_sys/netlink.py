@@ -220,10 +220,9 @@ class NetlinkSocket:
             self._sock.close()
             raise
         self._seq = 0
-        self._lock = threading.Lock()
         # a child forked during another thread's request must still close its copy
         # (a tc filter's or netlink XDP attachment's close, at exit too)
-        forking.reset_lock(self, "_lock")
+        self._lock = forking.new_lock(self, "_lock", threading.Lock)
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -298,8 +298,7 @@ class Poller:
         self._ep.register(self._wake, select.EPOLLIN)
         self._tokens: dict[int, int] = {}
         self._woken = False
-        self._lock = threading.Lock()
-        forking.reset_lock(self, "_lock")  # a child must be able to close() it
+        self._lock = forking.new_lock(self, "_lock", threading.Lock)  # (a child can close())
 
     def fileno(self) -> int:
         """The epoll descriptor: readable when a ring has data or after `wake()`."""

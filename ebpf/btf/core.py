@@ -252,8 +252,7 @@ class CoreCache:
         self.cands: dict[int, list[_Candidate]] = {}
         self.decisions: dict[tuple[int, int, str], _Decision] = {}
         # (held by `relocate`; a child forked while another thread holds it gets a free one)
-        self._lock = _thread.RLock()
-        _forking.reset_lock(self, "_lock", _thread.RLock)
+        self._lock = _forking.new_lock(self, "_lock", _thread.RLock)
 
     def _bind(self, local: Spec, targets: Sequence[Spec]) -> None:
         """Start afresh unless the cache was last used for `local` and `targets`."""

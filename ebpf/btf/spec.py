@@ -133,8 +133,7 @@ class Spec(SpecNames):
         self._scans = 0
         self._error: BTFError | None = None
         # Lazy indexing and decoding mutate shared state: one thread at a time.
-        self._lock = _thread.RLock()
-        _forking.reset_lock(self, "_lock", _thread.RLock)  # a forked child can index it
+        self._lock = _forking.new_lock(self, "_lock", _thread.RLock)  # (a forked child's: free)
         if _offsets is not None:
             # From a validated cache: trust the structure, check each record on decode.
             from array import array  # the cached path only: `import ebpf.btf` does not load it

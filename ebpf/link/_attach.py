@@ -296,8 +296,7 @@ class _Attachment:
         self.netns = netns
         self.attach_type = attach_type
         self.generation = _forking.generation()
-        self.lock = threading.Lock()
-        _forking.reset_lock(self, "lock")
+        self.lock = _forking.new_lock(self, "lock", threading.Lock)
 
     def target_fd(self) -> int:
         return self.target.fileno() if self.target is not None else 0

@@ -39,8 +39,7 @@ class SocketFilterLink(Link):
         self._reuseport = reuseport
         # orders update() and close(): an update in flight when close() starts finishes
         # first (close then detaches its program), a later one raises
-        self._lock = threading.Lock()
-        _forking.reset_lock(self, "_lock")
+        self._lock = _forking.new_lock(self, "_lock", threading.Lock)
 
     @property
     def socket(self) -> _socket.socket | None:

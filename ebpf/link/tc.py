@@ -223,8 +223,7 @@ class TCLink(Link):
         self.name = filt.name
         # orders update() and the delete: an update in flight when close() starts
         # finishes first (the filter is then deleted), a later one raises ClosedError
-        self._lock = threading.Lock()
-        _forking.reset_lock(self, "_lock")
+        self._lock = _forking.new_lock(self, "_lock", threading.Lock)
         # runs on close(), at garbage collection and at interpreter exit
         self._finalizer = weakref.finalize(
             self, _delete_filter, sock, self._lock, self.ifindex, self.parent,

@@ -88,8 +88,7 @@ class _NetlinkXdp:
         self.ifindex = ifindex
         self.mode = mode
         self.generation = _forking.generation()
-        self.lock = threading.Lock()
-        _forking.reset_lock(self, "lock")
+        self.lock = _forking.new_lock(self, "lock", threading.Lock)
 
     def release(self) -> None:
         """Detach the program if it is still the interface's, then close what is owned

@@ -37,8 +37,7 @@ class Symbolizer:
         self.kernel_refresh = kernel_refresh
         self._procs: dict[int, ProcessSymbols] = {}
         self._elfs: dict[tuple[int, int, int, int], ElfSymbols | None] = {}
-        self._lock = threading.RLock()
-        _forking.reset_lock(self, "_lock", threading.RLock)  # a forked child can use it
+        self._lock = _forking.new_lock(self, "_lock", threading.RLock)  # (a forked child's: free)
 
     @property
     def kernel_symbols(self) -> KernelSymbols:
